@@ -79,3 +79,12 @@ class ControllerSettings(BaseModel):
                 f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
             )
             raise SettingsError(f"invalid controller settings: {problems}") from error
+
+
+HEALTH_ALARM_KINDS = ("errors", "throttles", "health-probe")
+PERFORMANCE_ALARM_KINDS = ("duration-average", "duration-p99")
+
+
+def alarm_name(function_name: str, alias: str, kind: str) -> str:
+    """The name of one of the alarms on LIVE, shared by the stack that creates them and the drill."""
+    return f"{function_name}-{alias}-{kind}"

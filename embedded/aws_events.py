@@ -1,0 +1,108 @@
+"""Events in the exact shapes AWS delivers them to the watchers.
+
+Shapes from the CloudWatch and EventBridge documentation: the alarm action payload that CloudWatch
+sends when an alarm invokes a Lambda function, the "CloudWatch Alarm State Change" event, and the
+"Scheduled Event" of an EventBridge schedule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+ACCOUNT = "123456789012"
+
+
+def cloudwatch_time(moment: datetime) -> str:
+    """CloudWatch's own timestamp form: 2023-08-04T12:36:15.490+0000."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _metrics(function_name: str) -> list[dict[str, Any]]:
+    return [{
+        "id": "m1",
+        "metricStat": {
+            "metric": {"namespace": "AWS/Lambda", "name": "Errors",
+                       "dimensions": {"FunctionName": function_name, "Resource": f"{function_name}:LIVE"}},
+            "period": 60, "stat": "Sum",
+        },
+        "returnData": True,
+    }]
+
+
+def _states(state: str, changed_at: datetime, previous: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    reason = f"Threshold Crossed: 1 datapoint was {'greater' if state == 'ALARM' else 'less'} than the threshold"
+    return (
+        {"value": state, "reason": reason, "timestamp": cloudwatch_time(changed_at)},
+        {"value": previous, "reason": "previous state", "timestamp": cloudwatch_time(changed_at.replace(microsecond=0))},
+    )
+
+
+def alarm_action_event(alarm_name: str, state: str, changed_at: datetime, function_name: str,
+                       region: str = "us-east-1", previous: str = "OK") -> dict[str, Any]:
+    current, before = _states(state, changed_at, previous)
+    return {
+        "source": "aws.cloudwatch",
+        "alarmArn": f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm_name}",
+        "accountId": ACCOUNT,
+        "time": cloudwatch_time(changed_at),
+        "region": region,
+        "alarmData": {
+            "alarmName": alarm_name,
+            "state": current,
+            "previousState": before,
+            "configuration": {"description": f"{alarm_name} on LIVE", "metrics": _metrics(function_name)},
+        },
+    }
+
+
+def alarm_state_change_event(alarm_name: str, state: str, changed_at: datetime, function_name: str,
+                             region: str = "us-east-1", previous: str = "OK") -> dict[str, Any]:
+    current, before = _states(state, changed_at, previous)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": ACCOUNT,
+        "time": changed_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm_name}"],
+        "detail": {
+            "alarmName": alarm_name,
+            "state": current,
+            "previousState": before,
+            "configuration": {"description": f"{alarm_name} on LIVE", "metrics": _metrics(function_name)},
+        },
+    }
+
+
+def scheduled_event(at: datetime, rule: str = "apilados-dr-health-tick", region: str = "us-east-1") -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{rule}"],
+        "detail": {},
+    }
+
+
+class LambdaContextStub:
+    """The attributes of the Lambda context object that Powertools reads."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "embedded"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000

@@ -1,0 +1,51 @@
+"""Builds the controller's collaborators from settings: the one place that creates boto3 clients.
+
+Clients are built on a function's first invocation and reused while the execution environment is
+warm; nothing is created at import time. botocore picks up AWS_ENDPOINT_URL, which is how the
+embedded drill points the same code at a local moto server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config
+
+from drcore.alarms import AlarmBoard
+from drcore.alerts import AlertPublisher
+from drcore.config import ControllerSettings
+from drcore.controller import AliasController
+from drcore.function_metrics import FunctionMetrics, HealthProbe
+from drcore.lambda_aliases import AliasGateway
+from drcore.state_store import ControllerStateStore
+
+# Standard retries back off on throttling; a short connect timeout keeps a rollback from hanging on
+# one bad connection while Lambda's own retry and the tick remain as the safety net.
+AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+
+
+@dataclass(frozen=True)
+class WatcherServices:
+    controller: AliasController
+    health_probe: HealthProbe
+
+
+@lru_cache(maxsize=4)
+def watcher_services(settings: ControllerSettings, endpoint_url: str | None = None) -> WatcherServices:
+    """The watcher's dependencies; `endpoint_url` is part of the cache key so a changed endpoint rebuilds."""
+    session = boto3.session.Session()
+    client = lambda service: session.client(service, config=AWS_CLIENT_CONFIG)  # noqa: E731
+    lambda_client, cloudwatch = client("lambda"), client("cloudwatch")
+    aliases = AliasGateway(lambda_client, settings.protected_function)
+    controller = AliasController(
+        settings=settings,
+        store=ControllerStateStore(client("dynamodb"), settings.state_table),
+        aliases=aliases,
+        alarm_board=AlarmBoard(cloudwatch),
+        alerts=AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn),
+        function_metrics=FunctionMetrics(cloudwatch, settings.protected_function, settings.live_alias),
+    )
+    probe = HealthProbe(aliases, cloudwatch, settings.metrics_namespace, settings.protected_function, settings.live_alias)
+    return WatcherServices(controller=controller, health_probe=probe)

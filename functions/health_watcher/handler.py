@@ -1,0 +1,37 @@
+"""health_watcher: rolls LIVE back to STABLE when a health alarm (errors, throttles, health probe) fires.
+
+Its scheduled tick probes LIVE with the runbook's health-check event, reconciles the aliases and the
+alarm states with the controller record, and promotes a candidate that has baked.
+"""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from drcore.config import ControllerSettings
+from drcore.controller import Outcome
+from drcore.watcher import outcome_metrics, run_watcher
+from drcore.wiring import watcher_services
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = ControllerSettings.from_environ(os.environ)
+    services = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL"))
+
+    def tick() -> list[Outcome]:
+        probe = services.health_probe.run()
+        probed = Outcome("probed", "LIVE answered the health check" if probe["healthy"] else probe["failure"], facts=probe)
+        return [probed, *services.controller.reconcile()]
+
+    result = run_watcher(event, services.controller, settings.health_alarms, tick)
+    for name in outcome_metrics(result):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,44 @@
+"""Test helpers shared by the unit and end-to-end tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+MUTATING_PREFIXES = ("Update", "Put", "Create", "Delete", "Publish", "Invoke", "Set", "Transact", "Batch")
+
+
+class SimulatedClock:
+    """A clock the test moves by hand; the controller reads it through its injected `clock`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+class CallRecorder:
+    """Records every AWS call made through the clients it is attached to, in order (botocore hooks)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def attach(self, *clients: Any) -> CallRecorder:
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._record)
+        return self
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def mutating(self) -> list[str]:
+        return [name for name in self.calls if name.startswith(MUTATING_PREFIXES)]
+
+    def count(self) -> Counter[str]:
+        return Counter(self.calls)
