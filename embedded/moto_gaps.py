@@ -7,8 +7,9 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   RevisionId is refused with PreconditionFailedException, and every update issues a new one.
 - Percentile statistics (p50, p99, ...) in GetMetricData: moto fails on them. Here they are computed
   from the raw datapoints with the nearest-rank method.
-- Invoke: moto cannot run function code without Docker. Here an invocation answers as the sample
-  pipeline's version would: healthy versions return a payload, failing ones a function error.
+- Invoke: moto cannot run function code without Docker, and it drops the Qualifier of the request.
+  Here an invocation of an alias or version answers as that version of the sample pipeline would:
+  healthy versions return a payload, failing ones a function error.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
     behaviour = behaviour or VersionBehaviour()
     original_update_alias = LambdaResponse.update_alias
     original_statistic = Statistics.get_statistics_for_type
+    original_invoke = LambdaResponse.invoke
 
     def update_alias(self: LambdaResponse) -> Any:
         function_name = self.path.rsplit("/")[-3]
@@ -71,6 +73,12 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
             return _percentile(self.metric_single_values_list, stat)
         return original_statistic(self, stat)
 
+    def invoke_with_qualifier(self: LambdaResponse) -> Any:
+        qualifier = self.querystring.get("Qualifier")
+        if qualifier:
+            self.querystring["qualifier"] = qualifier
+        return original_invoke(self)
+
     def invoke(self: LambdaBackend, function_name: str, qualifier: str | None, body: Any, headers: Any,
                response_headers: Any) -> bytes:
         name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
@@ -86,5 +94,6 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
     with ExitStack() as patches:
         patches.enter_context(mock.patch.object(LambdaResponse, "update_alias", update_alias))
         patches.enter_context(mock.patch.object(Statistics, "get_statistics_for_type", statistic))
+        patches.enter_context(mock.patch.object(LambdaResponse, "invoke", invoke_with_qualifier))
         patches.enter_context(mock.patch.object(LambdaBackend, "invoke", invoke))
         yield behaviour

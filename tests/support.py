@@ -42,3 +42,16 @@ class CallRecorder:
 
     def count(self) -> Counter[str]:
         return Counter(self.calls)
+
+
+def put_alias_metrics(cloudwatch: Any, function_name: str, version: str, at: datetime, *, invocations: int = 0,
+                      durations_ms: list[float] | None = None) -> None:
+    """Record what Lambda would publish for traffic LIVE served with `version` (moto runs no code)."""
+    dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"},
+                  {"Name": "ExecutedVersion", "Value": version}]
+    data = [{"MetricName": "Invocations", "Dimensions": dimensions, "Value": 1.0, "Timestamp": at, "Unit": "Count"}
+            for _ in range(invocations)]
+    data += [{"MetricName": "Duration", "Dimensions": dimensions, "Value": value, "Timestamp": at, "Unit": "Milliseconds"}
+             for value in durations_ms or []]
+    for start in range(0, len(data), 500):
+        cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data[start:start + 500])

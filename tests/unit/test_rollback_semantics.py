@@ -1,0 +1,284 @@
+"""The automatic rollback's semantics under duplicates, reordering, concurrency and crashes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+
+import health_watcher.handler as health_watcher
+import performance_watcher.handler as performance_watcher
+from drcore.alarms import signal_from_alarm_action
+from drcore.controller import AliasController
+from drcore.models import ControllerState
+from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
+from embedded.sample_system import SampleSystem
+from tests.support import CallRecorder, SimulatedClock
+
+
+def deploy_bad_version(system: SampleSystem) -> None:
+    """What a deployment pipeline does: move LIVE to the new (bad) version."""
+    system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
+                                          FunctionVersion=system.versions["bad"])
+
+
+def rollback_entries(controller: AliasController, function_name: str) -> list[dict]:
+    return [entry for entry in controller._store.journal(function_name) if entry["action"] == "rollback"]
+
+
+def alarm(system: SampleSystem, kind: str, state: str, at: datetime):
+    return signal_from_alarm_action(alarm_action_event(system.alarms[kind], state, at, system.function_name))
+
+
+def test_the_same_alarm_event_delivered_100_times_rolls_back_once(system, controller, invoke_watcher):
+    # Given LIVE on the bad version, and its errors alarm firing once
+    deploy_bad_version(system)
+    changed_at = datetime.now(timezone.utc)
+    as_action = alarm_action_event(system.alarms["errors"], "ALARM", changed_at, system.function_name)
+    as_rule = alarm_state_change_event(system.alarms["errors"], "ALARM", changed_at, system.function_name)
+    # When the transition arrives 100 times, as alarm action and through EventBridge
+    results = [invoke_watcher(health_watcher, as_action if n % 2 else as_rule) for n in range(100)]
+    # Then one rollback, one journal entry, one alert
+    actions = [result["outcome"]["action"] for result in results]
+    assert actions.count("rolled_back") == 1 and actions.count("duplicate") == 99
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert len(rollback_entries(controller, system.function_name)) == 1
+    alerts = system.drain_alerts()
+    assert [alert["severity"] for alert in alerts] == [2]
+    assert alerts[0]["subject"].startswith("[SEVERITY 2] Apilados Pipeline Incident - ")
+
+
+def test_an_event_older_than_the_last_processed_for_its_alarm_is_ignored(system, controller, clock):
+    # Given the candidate baking and its errors alarm seen going OK at t2
+    deploy_bad_version(system)
+    t1 = clock.advance(60)
+    t2 = clock.advance(60)
+    assert controller.on_alarm(alarm(system, "errors", "OK", t2)).action == "recorded"
+    # When the ALARM transition of t1 arrives late
+    outcome = controller.on_alarm(alarm(system, "errors", "ALARM", t1))
+    # Then it is ignored: LIVE stays on the candidate
+    assert outcome.action == "duplicate"
+    assert system.alias_version("LIVE") == system.versions["bad"]
+    assert controller.record().state is ControllerState.BAKING
+
+
+def test_health_and_performance_watchers_firing_together_roll_back_once(system, controller, invoke_watcher, monkeypatch):
+    # Given the candidate on LIVE, known to the controller
+    deploy_bad_version(system)
+    controller.record()
+    now = datetime.now(timezone.utc)
+    events = [
+        (health_watcher, alarm_action_event(system.alarms["errors"], "ALARM", now, system.function_name)),
+        (health_watcher, alarm_state_change_event(system.alarms["health-probe"], "ALARM", now, system.function_name)),
+        (performance_watcher, alarm_action_event(system.alarms["duration-p99"], "ALARM", now, system.function_name)),
+        (performance_watcher, alarm_state_change_event(system.alarms["duration-average"], "ALARM", now, system.function_name)),
+    ]
+    for name, value in system.environment().items():  # set once, before the threads start
+        monkeypatch.setenv(name, value)
+    start = threading.Barrier(len(events))
+    results: list[dict] = []
+
+    def fire(module, event):
+        start.wait()
+        results.append(invoke_watcher(module, event))
+
+    # When all four fire at the same moment
+    threads = [threading.Thread(target=fire, args=pair) for pair in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one rolled back; the others saw it done and did nothing more
+    actions = sorted(result["outcome"]["action"] for result in results)
+    assert actions.count("rolled_back") == 1, actions
+    assert set(actions) <= {"rolled_back", "attributed"}
+    assert len(rollback_entries(controller, system.function_name)) == 1
+    assert [alert["severity"] for alert in system.drain_alerts()] == [2]
+
+
+def test_alarm_still_firing_from_the_rolled_back_version_causes_nothing_more(system, controller, clock):
+    # Given a rollback of the bad version at t0
+    deploy_bad_version(system)
+    assert controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60))).action == "rolled_back"
+    system.drain_alerts()
+    system.set_alarm("errors", "ALARM")
+    # When another alarm transitions within the settle time, and the tick reads alarms still in ALARM
+    assert controller.on_alarm(alarm(system, "duration-average", "ALARM", clock.advance(120))).action == "attributed"
+    assert controller.reconcile()[-1].action == "settling"
+    # Then no second action and no severity 1
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert system.drain_alerts() == []
+    assert controller.record().state is ControllerState.ROLLED_BACK
+
+
+def test_fresh_alarm_for_stable_freezes_with_severity_1_and_does_not_flap(system, controller, clock):
+    # Given a rollback that has settled
+    deploy_bad_version(system)
+    controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    clock.advance(700)
+    assert controller.reconcile()[-1].action == "settled"
+    system.drain_alerts()
+    # When STABLE's own errors alarm fires
+    outcome = controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    # Then severity 1 on the emergency topic and automation frozen, LIVE untouched
+    assert outcome.action == "frozen" and outcome.severity == 1
+    alerts = system.drain_alerts()
+    assert [(alert["severity"], alert["topic"]) for alert in alerts] == [(1, system.emergency_topic_arn)]
+    assert controller.record().state is ControllerState.FROZEN
+    # And more alarms and ticks change nothing and alert no more
+    system.set_alarm("throttles", "ALARM")
+    assert controller.on_alarm(alarm(system, "throttles", "ALARM", clock.advance(60))).action == "held"
+    assert controller.reconcile()[-1].action == "held"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert system.drain_alerts() == []
+
+
+def test_stable_still_failing_after_the_settle_time_freezes(system, controller, clock):
+    deploy_bad_version(system)
+    controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    system.set_alarm("errors", "ALARM")  # never recovers: STABLE fails too
+    clock.advance(601)
+    assert controller.reconcile()[-1].action == "frozen"
+    assert [alert["severity"] for alert in system.drain_alerts()] == [2, 1]
+
+
+def test_alarm_with_nothing_to_roll_back_to_is_severity_1(system, controller, clock):
+    # Given LIVE on STABLE, steady
+    controller.record()
+    # When an alarm of LIVE fires: STABLE itself fails
+    outcome = controller.on_alarm(alarm(system, "health-probe", "ALARM", clock.advance(60)))
+    assert outcome.action == "frozen"
+    assert [alert["severity"] for alert in system.drain_alerts()] == [1]
+
+
+def test_a_rolled_back_version_is_never_promoted_automatically(system, controller, clock):
+    # Given the bad version rolled back (quarantined)
+    deploy_bad_version(system)
+    controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    assert controller.record().quarantined == (system.versions["bad"],)
+    # When a pipeline redeploys it to LIVE, the tick reverts it
+    deploy_bad_version(system)
+    clock.advance(900)
+    assert controller.reconcile()[0].action == "reverted"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    # And released by force with a reason, it bakes but never promotes itself
+    from drcore.models import Cause
+    controller.release(system.versions["bad"], Cause(kind="manual", summary="retry", requested_by="bob", reason="hotfix"), force=True)
+    for kind in system.alarms:
+        system.set_alarm(kind, "OK")
+    clock.advance(4000)
+    outcome = controller.reconcile()[-1]
+    assert outcome.action == "baking" and "quarantined" in outcome.detail
+    assert system.alias_version("STABLE") == system.versions["good"]
+
+
+class Crash(RuntimeError):
+    """Stands for the invocation dying (timeout, out of memory) at one step."""
+
+
+CRASH_POINTS = {
+    "before the flip": ("_aliases", "point"),
+    "after the flip": ("_store", "append_journal"),
+    "after the journal": ("_alerts", "publish"),
+    "after the alert": ("_store", "replace"),
+}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_between_any_two_steps_is_completed_by_the_next_tick(system, controller, clock, monkeypatch, point):
+    # Given the bad version baking and an alarm that starts a rollback
+    deploy_bad_version(system)
+    controller.record()
+    collaborator, method = CRASH_POINTS[point]
+    target = getattr(controller, collaborator)
+    original = getattr(target, method)
+    monkeypatch.setattr(target, method, lambda *a, **k: (_ for _ in ()).throw(Crash(point)))
+    # When the invocation crashes at that point
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(target, method, original)
+    # And the next tick comes once the rollback had time to finish
+    clock.advance(120)
+    outcomes = controller.reconcile()
+    # Then the rollback is complete: LIVE on STABLE, quarantined, journaled once, alerted
+    assert outcomes[0].action == "rollback_completed"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    record = controller.record()
+    assert record.pending_rollback is None and record.candidate is None
+    assert record.quarantined == (system.versions["bad"],)
+    assert len(rollback_entries(controller, system.function_name)) == 1
+    severities = [alert["severity"] for alert in system.drain_alerts()]
+    # a crash after the alert went out may repeat it (at-least-once); never none
+    assert severities == ([2, 2] if point == "after the alert" else [2])
+
+
+def test_a_tick_does_not_race_a_rollback_still_in_flight(system, controller, clock, monkeypatch):
+    deploy_bad_version(system)
+    controller.record()
+    monkeypatch.setattr(controller._aliases, "point", lambda *a, **k: (_ for _ in ()).throw(Crash("slow")))
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    assert controller.reconcile()[0].action == "waiting"
+
+
+def test_a_missed_alarm_edge_is_acted_on_by_the_tick(system, controller, clock):
+    # Given the candidate baking, and its alarm went to ALARM but no event reached the watcher
+    deploy_bad_version(system)
+    controller.record()
+    clock.advance(60)
+    system.set_alarm("throttles", "ALARM")
+    # When the tick reads the alarm states, Then it rolls back
+    outcomes = controller.reconcile()
+    assert outcomes[-1].action == "rolled_back"
+    assert system.alias_version("LIVE") == system.versions["good"]
+
+
+@pytest.mark.parametrize("event, reason", [
+    ({"alarmData": {"alarmName": "x"}, "source": "aws.cloudwatch"}, "alarmData"),
+    ({"detail-type": "CloudWatch Alarm State Change", "detail": {"alarmName": "x"}}, "detail"),
+    ({"detail-type": "Object Created", "source": "aws.s3"}, "not an alarm action"),
+    ({"hello": "world"}, "not an alarm action"),
+    ([], "expected a JSON object"),
+    ({"alarmData": {"alarmName": "x", "state": {"value": "ALARM", "timestamp": "yesterday"}}}, "alarmData"),
+])
+def test_unknown_or_incomplete_events_change_nothing_and_do_not_raise(system, invoke_watcher, event, reason):
+    deploy_bad_version(system)
+    result = invoke_watcher(health_watcher, event)
+    assert result["status"] == "ignored" and reason in result["reason"]
+    assert system.alias_version("LIVE") == system.versions["bad"]
+
+
+def test_an_alarm_of_another_function_changes_nothing(system, invoke_watcher):
+    deploy_bad_version(system)
+    event = alarm_action_event("billing-api-LIVE-errors", "ALARM", datetime.now(timezone.utc), "billing-api")
+    result = invoke_watcher(health_watcher, event)
+    assert result["status"] == "ignored" and "billing-api-LIVE-errors" in result["reason"]
+    assert system.alias_version("LIVE") == system.versions["bad"]
+
+
+def test_an_aws_error_on_the_critical_path_raises_so_lambda_retries(system, invoke_watcher):
+    deploy_bad_version(system)
+    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(timezone.utc), system.function_name)
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        invoke_watcher(health_watcher, event, DR_STATE_TABLE_NAME="no-such-table")
+
+
+def test_the_rollback_makes_one_aws_call_before_the_flip(system, controller, clock, calls: CallRecorder):
+    deploy_bad_version(system)
+    controller.record()
+    calls.calls.clear()
+    controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    assert calls.calls.index("UpdateAlias") == 1
+    assert calls.calls[0] == "UpdateItem"
+
+
+def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, versions_behaviour):
+    versions_behaviour.set_failing(system.function_name, system.versions["bad"])
+    deploy_bad_version(system)
+    result = invoke_watcher(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+    probe = result["outcomes"][0]
+    assert result["status"] == "ticked" and probe["action"] == "probed", probe
+    assert probe["facts"]["healthy"] is False, probe
+    assert probe["facts"]["executed_version"] == system.versions["bad"]
