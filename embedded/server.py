@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 
 class RequestCounter:
@@ -17,13 +17,16 @@ class RequestCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.log: list[str] = []  # operations in the order the server received them
 
     def __call__(self, app: Callable[..., Any]) -> Callable[..., Any]:
         def counting(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             if not environ.get("PATH_INFO", "").startswith("/moto-api"):
                 operation = environ.get("HTTP_X_AMZ_TARGET") or environ.get("QUERY_STRING", "") or environ["PATH_INFO"]
+                request = f"{environ['REQUEST_METHOD']} {operation}"
                 with self._lock:
-                    self.counts[f"{environ['REQUEST_METHOD']} {operation}"] += 1
+                    self.counts[request] += 1
+                    self.log.append(request)
             return app(environ, start_response)
 
         return counting
@@ -36,13 +39,20 @@ class RequestCounter:
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.log.clear()
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        """The request counter keeps what matters; a log line per request would drown the drill."""
 
 
 @contextmanager
 def embedded_aws() -> Iterator[tuple[str, RequestCounter]]:
     """Serve moto on a free loopback port; yields its endpoint URL and the request counter."""
     counter = RequestCounter()
-    server = make_server("127.0.0.1", 0, counter(DomainDispatcherApplication(create_backend_app)), threaded=True)
+    server = make_server("127.0.0.1", 0, counter(DomainDispatcherApplication(create_backend_app)), threaded=True,
+                         request_handler=_QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="embedded-aws", daemon=True)
     thread.start()
     try:

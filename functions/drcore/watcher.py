@@ -70,8 +70,11 @@ def run_watcher(
 
 
 def outcome_metrics(result: dict[str, Any]) -> list[str]:
-    """Names of the count metrics an outcome earns (Rollbacks, Promotions, Freezes...)."""
-    names = {"rolled_back": "Rollbacks", "rollback_completed": "Rollbacks", "promoted": "Promotions",
-             "frozen": "Freezes", "reverted": "DriftReverts"}
+    """Names of the count metrics an event earns: one for the event itself (Ticks, AlarmEvents,
+    IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes, DriftReverts)."""
+    per_status = {"ticked": "Ticks", "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
+    per_action = {"rolled_back": "Rollbacks", "rollback_completed": "Rollbacks", "promoted": "Promotions",
+                  "frozen": "Freezes", "reverted": "DriftReverts"}
     outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])
-    return [names[outcome["action"]] for outcome in outcomes if outcome.get("action") in names]
+    changes = [per_action[outcome["action"]] for outcome in outcomes if outcome.get("action") in per_action]
+    return [per_status[result["status"]], *changes]

@@ -1,0 +1,45 @@
+# The commands the README names. Each sets up the virtual environment on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONPATH := functions:.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_OUTDIR ?= cdk.out
+
+.PHONY: install drill test unit infra e2e synth lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+drill: $(STAMP)  ## DR drill against an embedded AWS endpoint (moto server), with the real handlers
+	$(BIN)/python -m embedded.drill --report-dir reports
+
+test: $(STAMP)  ## the whole suite: unit, infrastructure, end-to-end
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+infra: $(STAMP)
+	$(BIN)/python -m pytest tests/infra
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
+
+synth: $(STAMP)  ## synthesize the CDK app into $(CDK_OUTDIR) without the CDK CLI
+	$(BIN)/python app.py
+
+lint: synth  ## cfn-lint over the synthesized templates
+	$(BIN)/cfn-lint $(CDK_OUTDIR)/*.template.json
+
+bench: $(STAMP)  ## benchmarks against the embedded server; figures in reports/bench.json
+	$(BIN)/python -m embedded.bench --report reports/bench.json
+
+clean:
+	rm -rf $(VENV) cdk.out reports .pytest_cache

@@ -1,0 +1,172 @@
+"""`make drill`: a DR drill against an embedded AWS endpoint, with the real handlers.
+
+It starts a moto server in this process, builds the sample protected system through the AWS API,
+and feeds the watcher handlers events of the exact shapes AWS sends:
+
+1. auto_rollback: a deployment puts LIVE on a bad version; its errors alarm fires; the health watcher,
+   invoked as the alarm's action, must put LIVE back on STABLE within the Lambda RTO. The AWS calls
+   before the flip are counted at the server.
+2. promote: a fixed version is deployed, serves traffic with every alarm OK, the bake time passes
+   (simulated clock: time-machine moves the process's clock), and the health tick must promote it.
+
+Writes reports/drill-report.json and reports/drill-report.md; exits non-zero if a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import time_machine
+
+from drcore.drill_report import DrillReport, DrillStep
+from drcore.models import to_iso
+from embedded.aws_events import LambdaContextStub, alarm_action_event, scheduled_event
+from embedded.moto_gaps import moto_gaps_filled
+from embedded.sample_system import SampleSystem, build_sample_system
+from embedded.server import RequestCounter, embedded_aws
+
+LAMBDA_RTO_SECONDS = 15 * 60  # the runbook's recovery objective for the Lambda function
+REGION = "us-east-1"
+
+
+def _embedded_environment(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "drill", "AWS_SECRET_ACCESS_KEY": "drill",
+            "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+def _step(name: str, objective: float | None, run: Callable[[], tuple[bool, dict[str, Any]]]) -> DrillStep:
+    started = time.perf_counter()
+    try:
+        ok, details = run()
+    except Exception as error:  # a drill reports a failed step; it does not stop at the first error
+        ok, details = False, {"error": f"{type(error).__name__}: {error}"}
+    return DrillStep(name=name, ok=ok, seconds=round(time.perf_counter() - started, 3), objective_seconds=objective,
+                     details=details)
+
+
+def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool, dict[str, Any]]:
+    import health_watcher.handler as health_watcher
+
+    lam = system.clients["lambda"]
+    stable = system.alias_version("STABLE")
+    bad = system.versions["bad"]
+    # A deployment pipeline releases the bad version; the next health tick adopts it as a candidate.
+    lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=bad)
+    health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+    # CloudWatch moves the errors alarm to ALARM and invokes its action with the alarm's own timestamp.
+    system.set_alarm("errors", "ALARM", "Threshold Crossed: 3 datapoints were greater than the threshold (1.0)")
+    alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["errors"]])["MetricAlarms"][0]
+    event = alarm_action_event(system.alarms["errors"], "ALARM", alarm["StateUpdatedTimestamp"], system.function_name)
+    counter.reset()
+    started = time.perf_counter()
+    result = health_watcher.handler(event, LambdaContextStub("health-watcher"))
+    handler_ms = (time.perf_counter() - started) * 1000
+    calls = list(counter.log)
+    flip = next((i for i, call in enumerate(calls) if call.startswith("PUT") and call.endswith("/aliases/LIVE")), None)
+    live_after = system.alias_version("LIVE")
+    alerts = system.drain_alerts()
+    details = {
+        "from_version": result.get("outcome", {}).get("from_version"),
+        "to_version": live_after,
+        "api_calls_before_flip": flip,
+        "handler_ms": round(handler_ms, 1),
+        "calls_in_order": calls,
+        "alerts": [alert["subject"] for alert in alerts],
+    }
+    ok = (live_after == stable and details["from_version"] == bad and flip is not None and flip <= 3
+          and [alert["severity"] for alert in alerts] == [2])
+    return ok, details
+
+
+def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
+    import health_watcher.handler as health_watcher
+
+    lam, cloudwatch = system.clients["lambda"], system.clients["cloudwatch"]
+    fix = system.versions["fix"]
+    before = system.alias_version("STABLE")
+    # The bad version's alarm recovers once LIVE is back on STABLE; the team deploys the fix.
+    for kind in system.alarms:
+        system.set_alarm(kind, "OK", "Threshold Crossed: no datapoints above the threshold")
+    lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=fix)
+    adopted = health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+    bake_minutes = 31
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=bake_minutes), tick=True):
+        # The fix served traffic during the bake; moto runs no code, so the drill records what Lambda
+        # would publish for it.
+        served_at = datetime.now(timezone.utc) - timedelta(minutes=5)
+        dimensions = [{"Name": "FunctionName", "Value": system.function_name},
+                      {"Name": "Resource", "Value": f"{system.function_name}:LIVE"},
+                      {"Name": "ExecutedVersion", "Value": fix}]
+        cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": "Invocations", "Dimensions": dimensions, "Value": 1.0, "Timestamp": served_at}
+            for _ in range(25)] + [
+            {"MetricName": "Duration", "Dimensions": dimensions, "Value": 800.0 + 10 * n, "Timestamp": served_at}
+            for n in range(25)])
+        result = health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+    outcomes = result.get("outcomes", [])
+    promoted = next((outcome for outcome in outcomes if outcome["action"] == "promoted"), None)
+    stable_after = system.alias_version("STABLE")
+    details = {
+        "candidate": fix,
+        "stable_before": before,
+        "stable_after": stable_after,
+        "simulated_bake_minutes": bake_minutes,
+        "adoption": [outcome["action"] for outcome in adopted.get("outcomes", [])],
+        "verdict": promoted["detail"] if promoted else [outcome.get("detail") for outcome in outcomes],
+        "stable_p99_ms": promoted["facts"].get("stable_p99_ms") if promoted else None,
+    }
+    return promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix, details
+
+
+def run_drill(report_dir: Path) -> DrillReport:
+    report = DrillReport(environment="embedded", started_at=to_iso(datetime.now(timezone.utc)))
+    with ExitStack() as stack:
+        behaviour = stack.enter_context(moto_gaps_filled())
+        endpoint, counter = stack.enter_context(embedded_aws())
+        saved = dict(os.environ)
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ.update(_embedded_environment(endpoint))
+        system = build_sample_system(boto3.session.Session(region_name=REGION), endpoint)
+        os.environ.update(system.environment())
+        behaviour.set_failing(system.function_name, system.versions["bad"])
+        report.steps.append(_step("auto_rollback", LAMBDA_RTO_SECONDS, lambda: _auto_rollback(system, counter)))
+        report.steps.append(_step("promote", None, lambda: _promote(system)))
+    report.finished_at = to_iso(datetime.now(timezone.utc))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "drill-report.json").write_text(report.to_json())
+    (report_dir / "drill-report.md").write_text(report.to_markdown())
+    return report
+
+
+def _summary(report: DrillReport) -> str:
+    lines = [f"DR drill on the embedded AWS endpoint: {'PASSED' if report.ok else 'FAILED'}"]
+    for step in report.steps:
+        mark = "ok  " if step.ok and step.within_objective else "FAIL"
+        lines.append(f"  [{mark}] {step.name:<14} {step.seconds:8.3f}s"
+                     + (f"  (objective {step.objective_seconds:g}s)" if step.objective_seconds else ""))
+        for key, value in step.details.items():
+            if key != "calls_in_order":
+                lines.append(f"         {key}: {value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    report = run_drill(args.report_dir)
+    print(_summary(report))
+    print(f"\nReport: {args.report_dir / 'drill-report.json'} and {args.report_dir / 'drill-report.md'}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

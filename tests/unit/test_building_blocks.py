@@ -1,0 +1,121 @@
+"""The pieces under the controller: settings, the state store's conditional writes, alerts, the probe,
+the regression check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from drcore.alerts import Alert
+from drcore.config import ControllerSettings
+from drcore.errors import ConcurrentUpdate, SettingsError
+from drcore.function_metrics import HEALTH_PROBE_METRIC
+from drcore.models import Cause, ControllerState
+from drcore.watcher import outcome_metrics
+from tests.support import put_alias_metrics
+
+OPERATOR = Cause(kind="manual", summary="operator request", requested_by="alice", reason="test")
+
+
+@pytest.mark.parametrize("environ, problem", [
+    ({}, "DR_PROTECTED_FUNCTION_NAME"),
+    ({"DR_PROTECTED_FUNCTION_NAME": "f", "DR_STATE_TABLE_NAME": "t", "DR_ALERT_TOPIC_ARN": "a",
+      "DR_EMERGENCY_TOPIC_ARN": "e", "DR_BAKE_SECONDS": "-5"}, "DR_BAKE_SECONDS"),
+    ({"DR_PROTECTED_FUNCTION_NAME": "f", "DR_STATE_TABLE_NAME": "t", "DR_ALERT_TOPIC_ARN": "a",
+      "DR_EMERGENCY_TOPIC_ARN": "e", "DR_REGRESSION_FACTOR": "0.9"}, "DR_REGRESSION_FACTOR"),
+])
+def test_bad_settings_name_the_variable(environ, problem):
+    with pytest.raises(SettingsError, match=problem):
+        ControllerSettings.from_environ(environ)
+
+
+def test_alarm_name_lists_are_split(settings: ControllerSettings, system):
+    assert settings.health_alarms == system.health_alarms
+    assert set(settings.watched_alarms) == set(system.alarms.values())
+
+
+def test_two_writers_never_both_win(system, controller):
+    # Given two invocations that read the same record
+    record = controller.record()
+    first = record.evolve(state=ControllerState.FROZEN, frozen_reason="first")
+    second = record.evolve(state=ControllerState.FROZEN, frozen_reason="second")
+    # When both write a transition from it, Then only the first lands
+    controller._store.replace(record, first)
+    with pytest.raises(ConcurrentUpdate):
+        controller._store.replace(record, second)
+    assert controller.record().frozen_reason == "first"
+    assert controller.record().generation == record.generation + 1
+
+
+def test_journal_entries_are_written_once(system, controller):
+    store = controller._store
+    kwargs = dict(entry_id="incident-1", at="2026-11-26T12:00:00.000Z", action="rollback", cause=OPERATOR, result="ok")
+    assert store.append_journal(system.function_name, **kwargs) is True
+    assert store.append_journal(system.function_name, **kwargs) is False
+    assert len(store.journal(system.function_name)) == 1
+
+
+def test_alert_follows_the_runbook_template():
+    alert = Alert(severity=2, brief="f rolled back", occurred_at="2026-11-26T12:00:00.000Z", impact="errors",
+                  components=("Lambda f:LIVE",), status="LIVE on STABLE", actions_taken=("rolled back",),
+                  next_steps=("investigate",), event_type="rollback", function_name="f")
+    text = alert.render()
+    assert alert.subject == "[SEVERITY 2] Apilados Pipeline Incident - f rolled back"
+    for heading in ("INCIDENT DETAILS:", "- Time: 2026-11-26", "- Severity: 2", "- Impact: errors",
+                    "- Affected Components: Lambda f:LIVE", "CURRENT STATUS:", "ACTIONS TAKEN:", "NEXT STEPS:"):
+        assert heading in text
+    long = Alert(**{**alert.__dict__, "brief": "x" * 200})
+    assert len(long.subject) == 100
+
+
+def test_health_probe_publishes_failure_of_a_failing_version(system, health_probe, versions_behaviour):
+    cloudwatch = system.clients["cloudwatch"]
+    # Given LIVE on a version that fails
+    versions_behaviour.set_failing(system.function_name, system.versions["good"])
+    # When probed
+    result = health_probe.run()
+    # Then the failure is a metric datapoint of 1 for the alarm to see
+    assert result["healthy"] is False and "Unhandled" in result["failure"]
+    metric = cloudwatch.list_metrics(Namespace="ApiladosDR", MetricName=HEALTH_PROBE_METRIC)["Metrics"]
+    assert {d["Name"]: d["Value"] for d in metric[0]["Dimensions"]} == {"FunctionName": system.function_name, "Alias": "LIVE"}
+    # And a healthy version reports healthy
+    versions_behaviour.set_failing(system.function_name, system.versions["good"], failing=False)
+    assert health_probe.run()["healthy"] is True
+
+
+def test_regression_against_stables_baseline_rolls_back(system, controller, clock):
+    # Given STABLE promoted with a p99 baseline of about 200 ms, and the bad version baking
+    controller.release(system.versions["fix"], OPERATOR)
+    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["fix"],
+                      clock.now + timedelta(seconds=30), invocations=30, durations_ms=[200.0] * 30)
+    clock.advance(120)
+    controller.promote(OPERATOR)
+    record = controller.record()
+    controller._store.replace(record, record.evolve(stable_p99_ms=200.0))
+    controller.release(system.versions["bad"], OPERATOR)
+    # When the candidate's p99 is 1.4x the baseline: within the 1.5x factor
+    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["bad"],
+                      clock.now + timedelta(seconds=30), invocations=30, durations_ms=[280.0] * 30)
+    clock.advance(120)
+    assert controller.regression_check().action == "within_baseline"
+    # When it reaches 2x: rolled back
+    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["bad"],
+                      clock.now - timedelta(seconds=30), invocations=30, durations_ms=[400.0] * 300)
+    outcome = controller.regression_check()
+    assert outcome.action == "rolled_back" and outcome.facts["p99_ms"] == 400.0
+    assert system.alias_version("LIVE") == system.versions["fix"]
+
+
+def test_regression_check_waits_for_enough_traffic(system, controller):
+    record = controller.record()
+    controller._store.replace(record, record.evolve(stable_p99_ms=200.0))
+    controller.release(system.versions["fix"], OPERATOR)
+    assert controller.regression_check().action == "measuring"
+
+
+def test_outcome_metrics_count_the_event_and_each_change():
+    assert outcome_metrics({"status": "handled", "outcome": {"action": "rolled_back"}}) == ["AlarmEvents", "Rollbacks"]
+    assert outcome_metrics({"status": "ticked", "outcomes": [{"action": "probed"}, {"action": "promoted"}]}) == [
+        "Ticks", "Promotions"]
+    assert outcome_metrics({"status": "ignored", "reason": "x"}) == ["IgnoredEvents"]
