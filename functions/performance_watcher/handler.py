@@ -24,6 +24,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ControllerSettings.from_environ(os.environ)
+    metrics.namespace = settings.metrics_namespace
     controller = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL")).controller
     result = run_watcher(event, controller, settings.performance_alarms, lambda: [controller.regression_check()])
     for name in outcome_metrics(result):
