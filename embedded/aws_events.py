@@ -7,6 +7,9 @@ sends when an alarm invokes a Lambda function, the "CloudWatch Alarm State Chang
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -106,3 +109,17 @@ class LambdaContextStub:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def invoke_handler(module: Any, event: Any, function_name: str = "dr-watcher") -> tuple[Any, list[str]]:
+    """Call a handler as Lambda would, capturing the CloudWatch EMF records it prints (which Lambda
+    would turn into metrics); returns its result and the names of the metrics it emitted."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        result = module.handler(event, LambdaContextStub(function_name))
+    emitted = []
+    for line in buffer.getvalue().splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            emitted += [metric["Name"] for metric in directive["Metrics"]]
+    return result, emitted

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from embedded.aws_events import LambdaContextStub, alarm_action_event, scheduled_event
+from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import REGION, _embedded_environment
 from embedded.moto_gaps import moto_gaps_filled
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
@@ -56,11 +56,11 @@ def bench_ours(system: SampleSystem, counter: RequestCounter, events: int) -> di
     latencies, before_flip, rollbacks = [], [], 0
     for version in _publish_bad_versions(system, events):
         lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=version)
-        health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+        invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
         event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(timezone.utc), system.function_name)
         counter.reset()
         started = time.perf_counter()
-        result = health_watcher.handler(event, LambdaContextStub("health-watcher"))
+        result, _ = invoke_handler(health_watcher, event)
         latencies.append((time.perf_counter() - started) * 1000)
         before_flip.append(_calls_before_flip(list(counter.log)))
         rollbacks += result["outcome"]["action"] == "rolled_back"

@@ -28,7 +28,7 @@ import time_machine
 
 from drcore.drill_report import DrillReport, DrillStep
 from drcore.models import to_iso
-from embedded.aws_events import LambdaContextStub, alarm_action_event, scheduled_event
+from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.moto_gaps import moto_gaps_filled
 from embedded.sample_system import SampleSystem, build_sample_system
 from embedded.server import RequestCounter, embedded_aws
@@ -39,7 +39,7 @@ REGION = "us-east-1"
 
 def _embedded_environment(endpoint: str) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "drill", "AWS_SECRET_ACCESS_KEY": "drill",
-            "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+            "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
 def _step(name: str, objective: float | None, run: Callable[[], tuple[bool, dict[str, Any]]]) -> DrillStep:
@@ -60,14 +60,14 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
     bad = system.versions["bad"]
     # A deployment pipeline releases the bad version; the next health tick adopts it as a candidate.
     lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=bad)
-    health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+    invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
     # CloudWatch moves the errors alarm to ALARM and invokes its action with the alarm's own timestamp.
     system.set_alarm("errors", "ALARM", "Threshold Crossed: 3 datapoints were greater than the threshold (1.0)")
     alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["errors"]])["MetricAlarms"][0]
     event = alarm_action_event(system.alarms["errors"], "ALARM", alarm["StateUpdatedTimestamp"], system.function_name)
     counter.reset()
     started = time.perf_counter()
-    result = health_watcher.handler(event, LambdaContextStub("health-watcher"))
+    result, metrics = invoke_handler(health_watcher, event)
     handler_ms = (time.perf_counter() - started) * 1000
     calls = list(counter.log)
     flip = next((i for i, call in enumerate(calls) if call.startswith("PUT") and call.endswith("/aliases/LIVE")), None)
@@ -80,9 +80,10 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
         "handler_ms": round(handler_ms, 1),
         "calls_in_order": calls,
         "alerts": [alert["subject"] for alert in alerts],
+        "metrics_emitted": metrics,
     }
     ok = (live_after == stable and details["from_version"] == bad and flip is not None and flip <= 3
-          and [alert["severity"] for alert in alerts] == [2])
+          and [alert["severity"] for alert in alerts] == [2] and "Rollbacks" in metrics)
     return ok, details
 
 
@@ -96,7 +97,7 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     for kind in system.alarms:
         system.set_alarm(kind, "OK", "Threshold Crossed: no datapoints above the threshold")
     lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=fix)
-    adopted = health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+    adopted, _ = invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
     bake_minutes = 31
     with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=bake_minutes), tick=True):
         # The fix served traffic during the bake; moto runs no code, so the drill records what Lambda
@@ -110,7 +111,7 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
             for _ in range(25)] + [
             {"MetricName": "Duration", "Dimensions": dimensions, "Value": 800.0 + 10 * n, "Timestamp": served_at}
             for n in range(25)])
-        result = health_watcher.handler(scheduled_event(datetime.now(timezone.utc)), LambdaContextStub("health-watcher"))
+        result, metrics = invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
     outcomes = result.get("outcomes", [])
     promoted = next((outcome for outcome in outcomes if outcome["action"] == "promoted"), None)
     stable_after = system.alias_version("STABLE")
@@ -122,8 +123,10 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         "adoption": [outcome["action"] for outcome in adopted.get("outcomes", [])],
         "verdict": promoted["detail"] if promoted else [outcome.get("detail") for outcome in outcomes],
         "stable_p99_ms": promoted["facts"].get("stable_p99_ms") if promoted else None,
+        "metrics_emitted": metrics,
     }
-    return promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix, details
+    ok = promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix and "Promotions" in metrics
+    return ok, details
 
 
 def run_drill(report_dir: Path) -> DrillReport:

@@ -34,6 +34,6 @@ def synthesize(context_overrides: dict[str, Any] | None = None) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
-def controller() -> Synthesized:
+def synth() -> Synthesized:
     """The app exactly as `cdk synth` builds it from cdk.json."""
     return synthesize()

@@ -95,23 +95,23 @@ ALARMS = {
 }
 
 
-def _alarm(controller: Synthesized, name: str) -> tuple[str, dict]:
-    alarm = logical_id(controller.resources, "AWS::CloudWatch::Alarm", AlarmName=name)
-    return alarm, controller.resources[alarm]["Properties"]
+def _alarm(synth: Synthesized, name: str) -> tuple[str, dict]:
+    alarm = logical_id(synth.resources, "AWS::CloudWatch::Alarm", AlarmName=name)
+    return alarm, synth.resources[alarm]["Properties"]
 
 
 def _sorted(dimensions: list[dict]) -> list[dict]:
     return sorted(dimensions, key=lambda dimension: dimension["Name"])
 
 
-def _watcher(controller: Synthesized, handler: str) -> str:
-    return logical_id(controller.resources, "AWS::Lambda::Function", Handler=handler)
+def _watcher(synth: Synthesized, handler: str) -> str:
+    return logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)
 
 
 @pytest.mark.parametrize("name", ALARMS)
-def test_alarm_watches_the_live_alias_with_the_configured_rule(controller: Synthesized, name: str):
+def test_alarm_watches_the_live_alias_with_the_configured_rule(synth: Synthesized, name: str):
     # Given an alarm on the LIVE alias / Then it watches the right metric with cdk.json's thresholds
-    _, properties = _alarm(controller, name)
+    _, properties = _alarm(synth, name)
     _, expected = ALARMS[name]
     # (Dimension order carries no meaning.)
     actual = {key: properties.get(key) for key in expected} | {"Dimensions": _sorted(properties["Dimensions"])}
@@ -119,14 +119,14 @@ def test_alarm_watches_the_live_alias_with_the_configured_rule(controller: Synth
 
 
 @pytest.mark.parametrize("name", ALARMS)
-def test_alarm_action_invokes_its_watcher_and_only_it(controller: Synthesized, name: str):
+def test_alarm_action_invokes_its_watcher_and_only_it(synth: Synthesized, name: str):
     # Given an alarm and the watcher that handles it
-    alarm, properties = _alarm(controller, name)
-    watcher = _watcher(controller, ALARMS[name][0])
+    alarm, properties = _alarm(synth, name)
+    watcher = _watcher(synth, ALARMS[name][0])
     # Then its only action is that watcher
     assert properties["AlarmActions"] == [{"Fn::GetAtt": [watcher, "Arn"]}]
     # And CloudWatch may invoke the watcher for this alarm only
-    controller.template.has_resource_properties(
+    synth.template.has_resource_properties(
         "AWS::Lambda::Permission",
         {
             "Action": "lambda:InvokeFunction",
@@ -138,19 +138,19 @@ def test_alarm_action_invokes_its_watcher_and_only_it(controller: Synthesized, n
     )
 
 
-def _rules(controller: Synthesized) -> list[dict]:
-    return [r["Properties"] for r in controller.resources.values() if r["Type"] == "AWS::Events::Rule"]
+def _rules(synth: Synthesized) -> list[dict]:
+    return [r["Properties"] for r in synth.resources.values() if r["Type"] == "AWS::Events::Rule"]
 
 
 @pytest.mark.parametrize("handler", [HEALTH, PERFORMANCE])
-def test_alarm_state_changes_of_exactly_its_alarms_reach_the_watcher(controller: Synthesized, handler: str):
+def test_alarm_state_changes_of_exactly_its_alarms_reach_the_watcher(synth: Synthesized, handler: str):
     # Given the watcher's alarms
-    watcher = _watcher(controller, handler)
+    watcher = _watcher(synth, handler)
     its_alarms = [name for name, (owner, _) in ALARMS.items() if owner == handler]
     # When EventBridge matches CloudWatch alarm state changes
     (rule,) = [
         rule
-        for rule in _rules(controller)
+        for rule in _rules(synth)
         if "EventPattern" in rule and any(t["Arn"] == {"Fn::GetAtt": [watcher, "Arn"]} for t in rule["Targets"])
     ]
     # Then the rule selects transitions into ALARM of exactly those alarms
@@ -163,21 +163,21 @@ def test_alarm_state_changes_of_exactly_its_alarms_reach_the_watcher(controller:
     assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": [watcher, "Arn"]}]
 
 
-def test_every_minute_the_tick_reaches_both_watchers(controller: Synthesized):
+def test_every_minute_the_tick_reaches_both_watchers(synth: Synthesized):
     # Given the schedule rules
-    (tick,) = [rule for rule in _rules(controller) if "ScheduleExpression" in rule]
+    (tick,) = [rule for rule in _rules(synth) if "ScheduleExpression" in rule]
     # Then one fires every minute with the scheduled event itself (no replacement input)
     assert tick["ScheduleExpression"] == "rate(1 minute)"
     assert all("Input" not in target for target in tick["Targets"])
     assert sorted(target["Arn"]["Fn::GetAtt"][0] for target in tick["Targets"]) == sorted(
-        [_watcher(controller, HEALTH), _watcher(controller, PERFORMANCE)]
+        [_watcher(synth, HEALTH), _watcher(synth, PERFORMANCE)]
     )
 
 
-def test_undeliverable_rule_events_are_retried_then_dead_lettered(controller: Synthesized):
+def test_undeliverable_rule_events_are_retried_then_dead_lettered(synth: Synthesized):
     # Given every EventBridge target
-    queue = logical_id(controller.resources, "AWS::SQS::Queue")
-    targets = [target for rule in _rules(controller) for target in rule["Targets"]]
+    queue = logical_id(synth.resources, "AWS::SQS::Queue")
+    targets = [target for rule in _rules(synth) for target in rule["Targets"]]
     # Then delivery is retried and a lost delivery lands in the failed-events queue
     assert len(targets) == 4
     for target in targets:
@@ -204,9 +204,8 @@ def test_alarms_follow_the_settings(another_function: Synthesized):
     resources = another_function.resources
     # When synthesized / Then alarm names, dimensions and thresholds follow
     names = sorted(r["Properties"]["AlarmName"] for r in resources.values() if "AlarmName" in r.get("Properties", {}))
-    assert names == sorted(
-        f"orders-api-prod-{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
-    )
+    suffixes = ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
+    assert names == sorted(f"orders-api-prod-{suffix}" for suffix in suffixes)
     _, p99 = _alarm(another_function, "orders-api-prod-p99-duration")
     assert _sorted(p99["Dimensions"]) == [
         {"Name": "FunctionName", "Value": "orders-api"},

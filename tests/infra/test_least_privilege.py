@@ -29,9 +29,9 @@ MUTATING = {
 }
 
 
-def _statements(controller: Synthesized, handler: str) -> list[dict]:
-    function = logical_id(controller.resources, "AWS::Lambda::Function", Handler=handler)
-    return role_statements(controller.resources, function)
+def _statements(synth: Synthesized, handler: str) -> list[dict]:
+    function = logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)
+    return role_statements(synth.resources, function)
 
 
 def _resources(statements: list[dict]) -> list:
@@ -39,9 +39,9 @@ def _resources(statements: list[dict]) -> list:
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_only_unscopable_cloudwatch_actions_are_granted_on_everything(controller: Synthesized, handler: str):
+def test_only_unscopable_cloudwatch_actions_are_granted_on_everything(synth: Synthesized, handler: str):
     # Given a watcher's policy
-    statements = _statements(controller, handler)
+    statements = _statements(synth, handler)
     # Then "*" resources carry only actions that have no resource-level permission
     unscoped = [s for s in statements if "*" in as_list(s["Resource"])]
     assert {action for s in unscoped for action in as_list(s["Action"])} == UNSCOPABLE
@@ -52,11 +52,11 @@ def test_only_unscopable_cloudwatch_actions_are_granted_on_everything(controller
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_no_other_mutating_action_has_a_wildcard_in_its_resources(controller: Synthesized, handler: str):
+def test_no_other_mutating_action_has_a_wildcard_in_its_resources(synth: Synthesized, handler: str):
     # Given the statements of a watcher's policy that change something, PutMetricData aside (see above)
     changing = [
         s
-        for s in _statements(controller, handler)
+        for s in _statements(synth, handler)
         if set(as_list(s["Action"])) & MUTATING and "cloudwatch:PutMetricData" not in as_list(s["Action"])
     ]
     # Then each names its resources exactly
@@ -66,11 +66,11 @@ def test_no_other_mutating_action_has_a_wildcard_in_its_resources(controller: Sy
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_state_table_access_is_item_level_on_the_table_only(controller: Synthesized, handler: str):
+def test_state_table_access_is_item_level_on_the_table_only(synth: Synthesized, handler: str):
     # Given a watcher's policy
-    table = logical_id(controller.resources, "AWS::DynamoDB::Table")
+    table = logical_id(synth.resources, "AWS::DynamoDB::Table")
     dynamodb = [
-        s for s in _statements(controller, handler) if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
+        s for s in _statements(synth, handler) if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
     ]
     # Then it reads and writes items of the state table, and does nothing else in DynamoDB
     assert [sorted(as_list(s["Action"])) for s in dynamodb] == [
@@ -80,9 +80,9 @@ def test_state_table_access_is_item_level_on_the_table_only(controller: Synthesi
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_aliases_move_only_on_the_protected_function(controller: Synthesized, handler: str):
+def test_aliases_move_only_on_the_protected_function(synth: Synthesized, handler: str):
     # Given a watcher's policy
-    statements = _statements(controller, handler)
+    statements = _statements(synth, handler)
     # Then UpdateAlias names the protected function and its LIVE and STABLE aliases, nothing wider
     assert _resources(statements_granting(statements, "lambda:UpdateAlias")) == sorted(
         [FUNCTION_ARN, f"{FUNCTION_ARN}:LIVE", f"{FUNCTION_ARN}:STABLE"]
@@ -98,27 +98,27 @@ def test_aliases_move_only_on_the_protected_function(controller: Synthesized, ha
         assert _resources(statements_granting(statements, action)) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"])
 
 
-def test_only_the_health_watcher_invokes_and_only_the_live_alias(controller: Synthesized):
+def test_only_the_health_watcher_invokes_and_only_the_live_alias(synth: Synthesized):
     # Given both watchers' policies / Then the health probe may invoke LIVE, and nothing else is invocable
-    assert _resources(statements_granting(_statements(controller, HEALTH), "lambda:InvokeFunction")) == [
+    assert _resources(statements_granting(_statements(synth, HEALTH), "lambda:InvokeFunction")) == [
         f"{FUNCTION_ARN}:LIVE"
     ]
-    assert statements_granting(_statements(controller, PERFORMANCE), "lambda:InvokeFunction") == []
+    assert statements_granting(_statements(synth, PERFORMANCE), "lambda:InvokeFunction") == []
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_alarm_states_are_read_for_the_watched_alarms_only(controller: Synthesized, handler: str):
+def test_alarm_states_are_read_for_the_watched_alarms_only(synth: Synthesized, handler: str):
     # Given a watcher's policy / Then DescribeAlarms names the five LIVE alarms
-    assert _resources(statements_granting(_statements(controller, handler), "cloudwatch:DescribeAlarms")) == sorted(
+    assert _resources(statements_granting(_statements(synth, handler), "cloudwatch:DescribeAlarms")) == sorted(
         f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
     )
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_alerts_go_to_the_two_topics_through_their_key(controller: Synthesized, handler: str):
+def test_alerts_go_to_the_two_topics_through_their_key(synth: Synthesized, handler: str):
     # Given a watcher's policy
-    resources = controller.resources
-    statements = _statements(controller, handler)
+    resources = synth.resources
+    statements = _statements(synth, handler)
     topics = sorted(({"Ref": name} for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"), key=str)
     key = logical_id(resources, "AWS::KMS::Key")
     # Then it publishes to the alert and emergency topics only
@@ -130,21 +130,21 @@ def test_alerts_go_to_the_two_topics_through_their_key(controller: Synthesized, 
 
 @pytest.mark.parametrize("handler", WATCHERS)
 def test_logs_and_dead_letters_go_to_its_own_log_group_and_the_failed_events_queue(
-    controller: Synthesized, handler: str
+    synth: Synthesized, handler: str
 ):
     # Given a watcher's policy
-    resources = controller.resources
+    resources = synth.resources
     function = resources[logical_id(resources, "AWS::Lambda::Function", Handler=handler)]
     log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     queue = logical_id(resources, "AWS::SQS::Queue")
-    statements = _statements(controller, handler)
+    statements = _statements(synth, handler)
     # Then it writes its own log group and sends failed events to the queue, nowhere else
     assert _resources(statements_granting(statements, "logs:PutLogEvents")) == [{"Fn::GetAtt": [log_group, "Arn"]}]
     assert _resources(statements_granting(statements, "sqs:SendMessage")) == [{"Fn::GetAtt": [queue, "Arn"]}]
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_nothing_beyond_the_listed_permissions(controller: Synthesized, handler: str):
+def test_nothing_beyond_the_listed_permissions(synth: Synthesized, handler: str):
     # Given a watcher's policy / Then its actions are exactly what the watcher's code calls, plus logging
     expected = {
         *MUTATING,
@@ -163,6 +163,6 @@ def test_nothing_beyond_the_listed_permissions(controller: Synthesized, handler:
     }
     if handler == PERFORMANCE:
         expected.remove("lambda:InvokeFunction")
-    granted = {action for s in _statements(controller, handler) for action in as_list(s["Action"])}
+    granted = {action for s in _statements(synth, handler) for action in as_list(s["Action"])}
     assert granted == expected
-    assert all(s["Effect"] == "Allow" for s in _statements(controller, handler))
+    assert all(s["Effect"] == "Allow" for s in _statements(synth, handler))

@@ -6,10 +6,10 @@ from .conftest import Synthesized
 from .helpers import logical_id
 
 
-def test_outputs_name_the_functions_table_topics_and_failed_events_queue(controller: Synthesized):
+def test_outputs_name_the_functions_table_topics_and_failed_events_queue(synth: Synthesized):
     # Given the synthesized controller
-    resources = controller.resources
-    outputs = {name: output["Value"] for name, output in controller.template.to_json()["Outputs"].items()}
+    resources = synth.resources
+    outputs = {name: output["Value"] for name, output in synth.template.to_json()["Outputs"].items()}
     # Then each output refers to the resource it names
     assert outputs == {
         "HealthWatcherName": {

@@ -9,9 +9,9 @@ from .conftest import Synthesized, synthesize
 from .helpers import logical_id
 
 
-def test_state_table_is_on_demand_recoverable_encrypted_and_retained(controller: Synthesized):
+def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synthesized):
     # Given the synthesized controller / Then the state table keeps its data safe and costs nothing idle
-    controller.template.has_resource(
+    synth.template.has_resource(
         "AWS::DynamoDB::Table",
         {
             "Properties": {
@@ -33,12 +33,12 @@ def test_state_table_is_on_demand_recoverable_encrypted_and_retained(controller:
             "UpdateReplacePolicy": "Retain",
         },
     )
-    controller.template.resource_count_is("AWS::DynamoDB::Table", 1)
+    synth.template.resource_count_is("AWS::DynamoDB::Table", 1)
 
 
-def test_topics_are_encrypted_with_a_rotating_customer_managed_key(controller: Synthesized):
+def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth: Synthesized):
     # Given the synthesized controller
-    resources = controller.resources
+    resources = synth.resources
     key = logical_id(resources, "AWS::KMS::Key")
     # Then the key rotates
     assert resources[key]["Properties"]["EnableKeyRotation"] is True
@@ -49,9 +49,9 @@ def test_topics_are_encrypted_with_a_rotating_customer_managed_key(controller: S
         assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
 
 
-def test_topics_refuse_publishing_without_tls(controller: Synthesized):
+def test_topics_refuse_publishing_without_tls(synth: Synthesized):
     # Given the synthesized controller / Then each topic's policy denies publishing over plain HTTP
-    controller.template.resource_properties_count_is(
+    synth.template.resource_properties_count_is(
         "AWS::SNS::TopicPolicy",
         {
             "PolicyDocument": {
@@ -72,9 +72,9 @@ def test_topics_refuse_publishing_without_tls(controller: Synthesized):
     )
 
 
-def test_cloudwatch_may_use_the_key_to_alert_about_the_controller_itself(controller: Synthesized):
+def test_cloudwatch_may_use_the_key_to_alert_about_the_controller_itself(synth: Synthesized):
     # Given the failed-events alarm publishes to the encrypted alert topic / Then the key policy lets it
-    controller.template.has_resource_properties(
+    synth.template.has_resource_properties(
         "AWS::KMS::Key",
         {
             "KeyPolicy": {
@@ -93,9 +93,9 @@ def test_cloudwatch_may_use_the_key_to_alert_about_the_controller_itself(control
     )
 
 
-def test_no_one_is_subscribed_by_default(controller: Synthesized):
+def test_no_one_is_subscribed_by_default(synth: Synthesized):
     # Given cdk.json lists no alert e-mails / Then no subscription is created
-    controller.template.resource_count_is("AWS::SNS::Subscription", 0)
+    synth.template.resource_count_is("AWS::SNS::Subscription", 0)
 
 
 @pytest.fixture(scope="module")

@@ -17,29 +17,29 @@ WATCHERS = {
 }
 
 
-def _function(controller: Synthesized, handler: str) -> dict:
-    return controller.resources[logical_id(controller.resources, "AWS::Lambda::Function", Handler=handler)]
+def _function(synth: Synthesized, handler: str) -> dict:
+    return synth.resources[logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)]
 
 
-def test_exactly_the_two_watchers_are_deployed(controller: Synthesized):
+def test_exactly_the_two_watchers_are_deployed(synth: Synthesized):
     # Given the synthesized controller / Then its functions are the watchers, by handler string
     handlers = sorted(
-        r["Properties"]["Handler"] for r in controller.resources.values() if r["Type"] == "AWS::Lambda::Function"
+        r["Properties"]["Handler"] for r in synth.resources.values() if r["Type"] == "AWS::Lambda::Function"
     )
     assert handlers == sorted(WATCHERS)
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_watcher_runs_on_the_newest_powertools_python_on_arm(controller: Synthesized, handler: str):
+def test_watcher_runs_on_the_newest_powertools_python_on_arm(synth: Synthesized, handler: str):
     # Given a watcher
-    properties = _function(controller, handler)["Properties"]
+    properties = _function(synth, handler)["Properties"]
     # Then it runs Python 3.14 on arm64 with a short timeout
     assert properties["Runtime"] == "python3.14"
     assert properties["Architectures"] == ["arm64"]
     assert properties["Timeout"] == 30
     # And Powertools is the public layer, resolved at deploy time from AWS's SSM parameter
     (layer,) = properties["Layers"]
-    parameter = controller.template.to_json()["Parameters"][layer["Ref"]]
+    parameter = synth.template.to_json()["Parameters"][layer["Ref"]]
     assert parameter == {
         "Type": "AWS::SSM::Parameter::Value<String>",
         "Default": "/aws/service/powertools/python/arm64/python3.14/3.37.0",
@@ -53,17 +53,17 @@ def test_powertools_layer_is_the_version_pinned_in_requirements():
     assert powertools_layer_parameter(powertools_version()).endswith(f"/{POWERTOOLS_UNDER_TEST}")
 
 
-def test_both_watchers_share_one_code_asset(controller: Synthesized):
+def test_both_watchers_share_one_code_asset(synth: Synthesized):
     # Given both watchers / Then they run the same asset and differ only by handler
-    codes = {str(_function(controller, handler)["Properties"]["Code"]) for handler in WATCHERS}
+    codes = {str(_function(synth, handler)["Properties"]["Code"]) for handler in WATCHERS}
     assert len(codes) == 1
 
 
 @pytest.mark.parametrize(("handler", "service"), WATCHERS.items())
-def test_watcher_environment_is_what_the_handlers_read(controller: Synthesized, handler: str, service: str):
+def test_watcher_environment_is_what_the_handlers_read(synth: Synthesized, handler: str, service: str):
     # Given a watcher's environment
-    variables = _function(controller, handler)["Properties"]["Environment"]["Variables"]
-    resources = controller.resources
+    variables = _function(synth, handler)["Properties"]["Environment"]["Variables"]
+    resources = synth.resources
     # Then every controller variable is set, under the names drcore.config defines
     assert {name for name in variables if name.startswith("DR_")} == {name.value for name in EnvVar}
     assert variables[EnvVar.PROTECTED_FUNCTION_NAME] == "apilados-pipeline-ingest"
@@ -91,9 +91,9 @@ def test_watcher_environment_is_what_the_handlers_read(controller: Synthesized, 
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_watcher_environment_parses_as_controller_settings(controller: Synthesized, handler: str):
+def test_watcher_environment_parses_as_controller_settings(synth: Synthesized, handler: str):
     # Given a watcher's environment, with the deploy-time references stood in for by names
-    variables = _function(controller, handler)["Properties"]["Environment"]["Variables"]
+    variables = _function(synth, handler)["Properties"]["Environment"]["Variables"]
     environ = {name: value if isinstance(value, str) else f"resolved-{name}" for name, value in variables.items()}
     # When the handler reads it as it does in Lambda
     settings = ControllerSettings.from_environ(environ)
@@ -105,10 +105,10 @@ def test_watcher_environment_parses_as_controller_settings(controller: Synthesiz
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_watcher_has_its_own_role_and_log_group(controller: Synthesized, handler: str):
+def test_watcher_has_its_own_role_and_log_group(synth: Synthesized, handler: str):
     # Given a watcher
-    resources = controller.resources
-    properties = _function(controller, handler)["Properties"]
+    resources = synth.resources
+    properties = _function(synth, handler)["Properties"]
     role = properties["Role"]["Fn::GetAtt"][0]
     log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
     # Then its role is used by no other function, and carries no AWS managed policy
@@ -124,13 +124,13 @@ def test_watcher_has_its_own_role_and_log_group(controller: Synthesized, handler
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
-def test_failed_async_invocations_are_retried_then_dead_lettered(controller: Synthesized, handler: str):
+def test_failed_async_invocations_are_retried_then_dead_lettered(synth: Synthesized, handler: str):
     # Given a watcher invoked asynchronously (alarm actions, EventBridge)
-    resources = controller.resources
+    resources = synth.resources
     function = logical_id(resources, "AWS::Lambda::Function", Handler=handler)
     queue = logical_id(resources, "AWS::SQS::Queue")
     # Then failures are retried twice, and events that still fail or grow stale land in the queue
-    controller.template.has_resource_properties(
+    synth.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
         {
             "FunctionName": {"Ref": function},
@@ -142,9 +142,9 @@ def test_failed_async_invocations_are_retried_then_dead_lettered(controller: Syn
     )
 
 
-def test_failed_events_queue_is_encrypted_tls_only_and_watched(controller: Synthesized):
+def test_failed_events_queue_is_encrypted_tls_only_and_watched(synth: Synthesized):
     # Given the failed-events queue
-    resources = controller.resources
+    resources = synth.resources
     queue = logical_id(resources, "AWS::SQS::Queue")
     alert_topic = logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")
     # Then it is encrypted and refuses plain HTTP
@@ -155,7 +155,7 @@ def test_failed_events_queue_is_encrypted_tls_only_and_watched(controller: Synth
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
     )
     # And a message waiting in it alerts people
-    controller.template.has_resource_properties(
+    synth.template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
             "Namespace": "AWS/SQS",

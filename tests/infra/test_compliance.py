@@ -1,0 +1,125 @@
+"""cdk-nag, cfn-lint, and a synth that needs neither Docker nor network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Annotations, Match
+from cfnlint.api import ManualArgs, lint_file
+
+from .conftest import Synthesized
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cdk_nag_finds_no_unsuppressed_error_or_warning(synth: Synthesized):
+    # Given the app with AwsSolutionsChecks applied / When it is synthesized
+    annotations = Annotations.from_stack(synth.stack)
+    # Then no AwsSolutions rule reports an error or a warning, and nothing else errs either
+    assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert annotations.find_error("*", Match.any_value()) == []
+
+
+def _suppressions(synth: Synthesized) -> list[dict]:
+    return [
+        rule
+        for resource in synth.resources.values()
+        for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    ]
+
+
+def test_every_suppression_is_narrow_and_explained(synth: Synthesized):
+    # Given every cdk-nag suppression in the template
+    suppressions = _suppressions(synth)
+    assert suppressions
+    for suppression in suppressions:
+        # Then it says why, specifically
+        assert len(suppression["reason"]) >= 60, suppression
+        # And a wildcard suppression names the wildcards it allows, never all of them
+        if suppression["id"] == "AwsSolutions-IAM5":
+            assert suppression.get("applies_to"), suppression
+
+
+def test_suppressed_rules_are_only_the_ones_accounted_for(synth: Synthesized):
+    # Given the suppressions / Then they are the dead-letter queue's own DLQ and the unavoidable IAM wildcards
+    assert {suppression["id"] for suppression in _suppressions(synth)} == {
+        "AwsSolutions-SQS3",
+        "AwsSolutions-IAM5",
+    }
+
+
+@pytest.fixture(scope="module")
+def assembly(synth: Synthesized):
+    return synth.app.synth()
+
+
+def test_cfn_lint_reports_no_error_in_any_template(assembly):
+    # Given every synthesized template
+    stacks = assembly.stacks_recursively
+    assert stacks
+    for stack in stacks:
+        # When cfn-lint checks it for the stack's region
+        matches = lint_file(Path(stack.template_full_path), config=ManualArgs(regions=[stack.environment.region]))
+        # Then it finds no error, and not even a warning
+        assert [str(match) for match in matches] == [], stack.stack_name
+
+
+def test_synth_needs_no_docker_image_no_bundling_and_no_lookup(assembly):
+    # Given the cloud assembly
+    (stack,) = assembly.stacks_recursively
+    assets = json.loads(Path(stack.template_full_path).with_name(f"{stack.stack_name}.assets.json").read_text())
+    # Then nothing is built in Docker: the only file asset besides the template is the functions/ folder, zipped
+    assert assets["dockerImages"] == {}
+    code = [asset for asset in assets["files"].values() if asset["source"]["packaging"] == "zip"]
+    assert len(code) == 1
+    copied = Path(assembly.directory) / code[0]["source"]["path"]
+    assert (copied / "drcore" / "config.py").is_file()
+    assert not list(copied.rglob("__pycache__"))
+    # And no context lookup was needed: the Powertools layer is resolved by CloudFormation at deploy time
+    manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
+    assert "missing" not in manifest
+
+
+def test_python_app_py_synthesizes_without_docker_or_credentials(tmp_path: Path):
+    # Given no Docker binary, no AWS credentials and unusable proxies
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "CDK_")) and key not in {"CDK_CONTEXT_JSON"}
+    }
+    environment |= {
+        "CDK_OUTDIR": str(tmp_path),
+        "CDK_DOCKER": "/bin/false",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    # When `python app.py` runs as the CDK CLI would run it
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+    # Then it writes the controller's template
+    assert result.returncode == 0, result.stderr
+    template = json.loads((tmp_path / "ApiladosDrController.template.json").read_text())
+    assert template["Resources"]
+
+
+def test_python_app_py_fails_with_the_settings_problem(tmp_path: Path):
+    # Given the CDK CLI passes a bad setting as context
+    environment = dict(os.environ) | {
+        "CDK_OUTDIR": str(tmp_path),
+        "CDK_CONTEXT_JSON": json.dumps({"dr": {"bake_minutes": -5}}),
+    }
+    # When `python app.py` runs
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+    # Then it exits non-zero with the key and the problem, not a stack trace
+    assert result.returncode != 0
+    assert "dr.bake_minutes: Input should be greater than or equal to 0" in result.stderr
+    assert "Traceback" not in result.stderr
