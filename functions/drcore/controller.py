@@ -7,10 +7,11 @@ the level (alarm states and aliases) and repairs whatever an edge missed or left
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
+
+from aws_lambda_powertools import Logger
 
 from drcore.alarms import ALARM, OK, AlarmBoard
 from drcore.alerts import Alert, AlertPublisher
@@ -33,7 +34,8 @@ from drcore.models import (
 )
 from drcore.state_store import ControllerStateStore, RollbackRefused
 
-logger = logging.getLogger(__name__)
+# A child of the handler's Powertools logger: the same structured JSON, the same service.
+logger = Logger(child=True)
 
 MAX_DECISION_ATTEMPTS = 5
 
@@ -49,17 +51,8 @@ class Outcome:
     severity: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def changed(self) -> bool:
-        return self.action in CHANGING_ACTIONS
-
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value not in (None, {})}
-
-
-CHANGING_ACTIONS = frozenset(
-    {"rolled_back", "rollback_completed", "promoted", "released", "frozen", "unfrozen", "adopted", "reverted", "settled"}
-)
 
 
 def _alarm_cause(signal: AlarmSignal) -> Cause:

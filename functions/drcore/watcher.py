@@ -7,15 +7,17 @@ without raising, so a malformed event never turns into a retry storm.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from aws_lambda_powertools import Logger
 
 from drcore.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.controller import AliasController, Outcome
 from drcore.models import AlarmSignal
 
-logger = logging.getLogger(__name__)
+# A child of the handler's Powertools logger: the same structured JSON, the same service.
+logger = Logger(child=True)
 
 SCHEDULED_EVENT = "Scheduled Event"
 
