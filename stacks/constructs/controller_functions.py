@@ -1,0 +1,140 @@
+"""What every controller function shares, and the one way to add a function.
+
+All functions run from the one `functions/` asset and differ by handler string. Powertools comes from AWS's
+public layer, found through AWS's public SSM parameter for the pinned version, so it is never bundled.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from stacks.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS_ASSET = PROJECT_ROOT / "functions"
+# The newest Python for which Powertools publishes a layer.
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+TIMEOUT = Duration.seconds(30)
+# Async invocations (alarm actions, EventBridge) are retried this often before they are dead-lettered...
+RETRY_ATTEMPTS = 2
+# ...and dropped to the dead-letter queue after this long: by then the every-minute tick has re-read alarms
+# and aliases and repaired whatever the event was about (the seed's RTO for the function is 15 minutes).
+MAX_EVENT_AGE = Duration.minutes(15)
+
+
+def powertools_version(requirements: Path = PROJECT_ROOT / "requirements.txt") -> str:
+    """The Powertools version pinned in requirements.txt: the layer must be what the tests ran against."""
+    match = re.search(r"^aws-lambda-powertools(?:\[[^\]]*\])?==(\S+)", requirements.read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{requirements} pins no aws-lambda-powertools version")
+    return match.group(1)
+
+
+def powertools_layer_parameter(version: str) -> str:
+    """AWS's public SSM parameter holding the Powertools layer ARN for our runtime and architecture."""
+    return f"/aws/service/powertools/python/{ARCHITECTURE.name}/{RUNTIME.name}/{version}"
+
+
+class ControllerFunctions(Construct):
+    """The code asset, the Powertools layer, and the queue that keeps the events a function failed on."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, alert_topic: sns.ITopic) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._code = lambda_.Code.from_asset(
+            str(FUNCTIONS_ASSET), exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
+        )
+        layer_arn = ssm.StringParameter.value_for_string_parameter(
+            self, powertools_layer_parameter(powertools_version())
+        )
+        self._powertools = lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)
+
+        self.failed_events = sqs.Queue(
+            self,
+            "FailedEvents",
+            # Dead letters hold only AWS event envelopes. SQS-managed keys let Lambda and EventBridge deliver
+            # to the queue without key-policy grants.
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.failed_events,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-SQS3",
+                    reason="This queue is itself the dead-letter queue of the controller's functions and rules.",
+                )
+            ],
+        )
+        # A dead-lettered event is one the controller gave up on: people must look at it.
+        cloudwatch.Alarm(
+            self,
+            "FailedEventsWaiting",
+            alarm_description="The DR controller failed to process an event; see its failed-events queue.",
+            metric=self.failed_events.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        ).add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
+
+    def add(
+        self, construct_id: str, *, handler: str, description: str, environment: dict[str, str]
+    ) -> lambda_.Function:
+        """A function from the shared asset with its own role (logging only) and log group; the caller grants
+        what it does."""
+        service = handler.split(".", 1)[0]
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the DR controller's {service}",
+        )
+        log_group = logs.LogGroup(self, f"{construct_id}Logs")
+        # CloudWatch Logs takes any of its allowed periods, more than RetentionDays' names express directly.
+        log_group.node.default_child.retention_in_days = self._settings.log_retention_days
+        function = lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            code=self._code,
+            handler=handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            layers=[self._powertools],
+            memory_size=256,
+            timeout=TIMEOUT,
+            role=role,
+            log_group=log_group,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": self._settings.metrics_namespace,
+            },
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(self.failed_events),
+        )
+        log_group.grant_write(role)
+        # CDK makes a function depend on its role explicitly although `Role: GetAtt` already does; cfn-lint
+        # warns about the redundancy (W3005), which is harmless.
+        function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        return function

@@ -1,0 +1,219 @@
+"""Automatic rollback: health_watcher and performance_watcher, what triggers them and what they may do.
+
+Each watcher is triggered three ways (DESIGN.md section 2): directly as its alarms' action, by EventBridge
+when those alarms go to ALARM, and by an every-minute tick that reconciles whatever an edge missed.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+from drcore.config import EnvVar
+
+from stacks.constructs.alarms import LiveAliasAlarms
+from stacks.constructs.alerting import Alerting
+from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
+from stacks.settings import Settings
+
+STATE_ACCESS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+PROTECTED_FUNCTION_READS = (
+    "lambda:GetAlias",
+    "lambda:GetFunction",
+    "lambda:GetFunctionConfiguration",
+    "lambda:ListVersionsByFunction",
+    "lambda:ListAliases",
+)
+METRIC_READS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
+
+
+class Watchers(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        functions: ControllerFunctions,
+        state_table: dynamodb.ITable,
+        alerting: Alerting,
+        alarms: LiveAliasAlarms,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._failed_events = functions.failed_events
+        environment = _watcher_environment(settings, state_table, alerting, alarms)
+        target = f"{settings.protected_function}:{settings.live_alias}"
+
+        self.health_watcher = functions.add(
+            "HealthWatcher",
+            handler="health_watcher.handler.handler",
+            description=f"Rolls {target} back on health alarms, probes it every minute, promotes a baked candidate",
+            environment=environment,
+        )
+        self.performance_watcher = functions.add(
+            "PerformanceWatcher",
+            handler="performance_watcher.handler.handler",
+            description=f"Rolls {target} back on duration alarms and on regressions against STABLE",
+            environment=environment,
+        )
+
+        for watcher in (self.health_watcher, self.performance_watcher):
+            self._grant_controller_access(watcher, state_table, alerting, alarms)
+        # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
+        self.health_watcher.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ProbeLiveAlias",
+                actions=["lambda:InvokeFunction"],
+                resources=[self._protected_function_arn(settings.live_alias)],
+            )
+        )
+
+        self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
+        self._trigger_on_alarms(
+            self.performance_watcher, "PerformanceAlarmStateChange", alarms.performance, alarms.performance_names
+        )
+        events.Rule(
+            self,
+            "Tick",
+            description="Every minute: probe LIVE, reconcile aliases with alarm states, promote a baked candidate",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[self._target(self.health_watcher), self._target(self.performance_watcher)],
+        )
+
+    def _protected_function_arn(self, qualifier: str | None = None) -> str:
+        name = self._settings.protected_function
+        return self._arn("lambda", "function", name if qualifier is None else f"{name}:{qualifier}")
+
+    def _arn(self, service: str, resource: str, name: str) -> str:
+        return Stack.of(self).format_arn(
+            service=service, resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+
+    def _target(self, watcher: lambda_.IFunction) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            watcher, dead_letter_queue=self._failed_events, retry_attempts=RETRY_ATTEMPTS, max_event_age=MAX_EVENT_AGE
+        )
+
+    def _trigger_on_alarms(
+        self, watcher: lambda_.IFunction, rule_id: str, watched: list[cloudwatch.Alarm], names: list[str]
+    ) -> None:
+        for alarm in watched:
+            alarm.add_alarm_action(cloudwatch_actions.LambdaAction(watcher))
+        events.Rule(
+            self,
+            rule_id,
+            description=f"{', '.join(names)} went to ALARM",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                # Only the transition into ALARM calls for action; recoveries are seen by the tick.
+                detail={"alarmName": names, "state": {"value": ["ALARM"]}},
+            ),
+            targets=[self._target(watcher)],
+        )
+
+    def _grant_controller_access(
+        self, watcher: lambda_.Function, state_table: dynamodb.ITable, alerting: Alerting, alarms: LiveAliasAlarms
+    ) -> None:
+        settings = self._settings
+        state_table.grant(watcher, *STATE_ACCESS)
+        alerting.alert_topic.grant_publish(watcher)
+        alerting.emergency_topic.grant_publish(watcher)
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadProtectedFunction",
+                actions=list(PROTECTED_FUNCTION_READS),
+                # Versions are read by number, so every qualifier of the function.
+                resources=[self._protected_function_arn(), self._protected_function_arn("*")],
+            ),
+            iam.PolicyStatement(
+                sid="MoveAliases",
+                actions=["lambda:UpdateAlias"],
+                resources=[
+                    self._protected_function_arn(),
+                    self._protected_function_arn(settings.live_alias),
+                    self._protected_function_arn(settings.stable_alias),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadAlarmStates",
+                actions=["cloudwatch:DescribeAlarms"],
+                # Built from the names: the alarms' own ARN attributes would make each alarm (whose action is
+                # the watcher) and the watcher's policy depend on each other.
+                resources=[
+                    self._arn("cloudwatch", "alarm", name) for name in alarms.health_names + alarms.performance_names
+                ],
+            ),
+            # Neither read supports resource-level permissions.
+            iam.PolicyStatement(sid="ReadMetrics", actions=list(METRIC_READS), resources=["*"]),
+            iam.PolicyStatement(
+                sid="PublishControllerMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
+            ),
+        ]
+        for statement in statements:
+            watcher.add_to_role_policy(statement)
+
+        every_version = RegexAppliesTo(
+            regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:{settings.protected_function}:\*$/"
+        )
+        NagSuppressions.add_resource_suppressions(
+            watcher.role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Read-only Lambda actions on the protected function's published versions, which are "
+                    "addressed by number and cannot be listed at synth time.",
+                    applies_to=[every_version],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="cloudwatch:GetMetricData, GetMetricStatistics and PutMetricData support no "
+                    "resource-level permissions. The first two only read; PutMetricData is held to the "
+                    "controller's metrics namespace by a cloudwatch:namespace condition.",
+                    applies_to=["Resource::*"],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="kms:GenerateDataKey* is what SNS needs from a publisher to a KMS-encrypted topic; "
+                    "it is granted on the alert topics' key only.",
+                    applies_to=["Action::kms:GenerateDataKey*"],
+                ),
+            ],
+            apply_to_children=True,
+        )
+
+
+def _watcher_environment(
+    settings: Settings, state_table: dynamodb.ITable, alerting: Alerting, alarms: LiveAliasAlarms
+) -> dict[str, str]:
+    """What `drcore.config.ControllerSettings.from_environ` reads, under the names it defines."""
+    environment = {
+        EnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,
+        EnvVar.LIVE_ALIAS: settings.live_alias,
+        EnvVar.STABLE_ALIAS: settings.stable_alias,
+        EnvVar.STATE_TABLE_NAME: state_table.table_name,
+        EnvVar.ALERT_TOPIC_ARN: alerting.alert_topic.topic_arn,
+        EnvVar.EMERGENCY_TOPIC_ARN: alerting.emergency_topic.topic_arn,
+        EnvVar.HEALTH_ALARM_NAMES: ",".join(alarms.health_names),
+        EnvVar.PERFORMANCE_ALARM_NAMES: ",".join(alarms.performance_names),
+        EnvVar.BAKE_SECONDS: str(settings.bake_minutes * 60),
+        EnvVar.MIN_BAKE_INVOCATIONS: str(settings.min_bake_invocations),
+        EnvVar.SETTLE_SECONDS: str(settings.settle_seconds),
+        EnvVar.PENDING_REPAIR_SECONDS: str(settings.pending_repair_seconds),
+        EnvVar.REGRESSION_FACTOR: str(settings.regression_factor),
+        EnvVar.REGRESSION_MIN_INVOCATIONS: str(settings.regression_min_invocations),
+        EnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
+    }
+    # Plain strings for jsii.
+    return {name.value: value for name, value in environment.items()}

@@ -1,0 +1,226 @@
+"""The protected system and the controller's tuning, as described in `cdk.json` under the context key "dr".
+
+Defaults come from the seed runbook. `Settings.from_context` validates the whole block and turns every
+problem into one `InvalidSettings` message that names the key (`dr.bake_minutes: ...`), so a wrong value
+fails synth instead of deploying a controller that cannot work.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+CONTEXT_KEY = "dr"
+
+# CloudWatch Logs accepts only these retention periods.
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
+
+LAMBDA_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+# An alias name may not be all digits: that would be a version number.
+ALIAS_NAME = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+STACK_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+# Lambda stops any invocation at 15 minutes, so a longer duration threshold could never be crossed.
+MAX_DURATION_MS = 900_000
+
+
+class InvalidSettings(ValueError):
+    """The `dr` context in cdk.json does not describe a deployable controller."""
+
+
+class _Strict(BaseModel):
+    # A misspelt key is an error, not a silently ignored value; cross-field checks also run when one side
+    # keeps its default.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class RecoveryObjective(_Strict):
+    rto_minutes: int = Field(gt=0)
+    # 0 means real time: every change is captured as it happens.
+    rpo_minutes: int = Field(ge=0)
+
+
+class RecoveryObjectives(_Strict):
+    """The seed's recovery objectives table, one row per component."""
+
+    lambda_function: RecoveryObjective = RecoveryObjective(rto_minutes=15, rpo_minutes=5)
+    s3_data: RecoveryObjective = RecoveryObjective(rto_minutes=30, rpo_minutes=60)
+    cloudwatch_logs: RecoveryObjective = RecoveryObjective(rto_minutes=60, rpo_minutes=24 * 60)
+    configuration: RecoveryObjective = RecoveryObjective(rto_minutes=5, rpo_minutes=0)
+    health_reports: RecoveryObjective = RecoveryObjective(rto_minutes=120, rpo_minutes=4 * 60)
+
+
+class AlarmWindow(_Strict):
+    """When an alarm fires: `datapoints_to_alarm` breaching periods out of the last `evaluation_periods`."""
+
+    period_minutes: int = Field(1, ge=1)
+    evaluation_periods: int = Field(3, ge=1)
+    datapoints_to_alarm: int = Field(2, ge=1)
+
+    @field_validator("evaluation_periods")
+    @classmethod
+    def _within_one_day(cls, value: int, info: ValidationInfo) -> int:
+        period = info.data.get("period_minutes")
+        if period is not None and period * value > 24 * 60:
+            raise ValueError(
+                f"period_minutes x evaluation_periods is {period * value} minutes; CloudWatch allows at most one day"
+            )
+        return value
+
+    @field_validator("datapoints_to_alarm")
+    @classmethod
+    def _not_more_than_evaluated(cls, value: int, info: ValidationInfo) -> int:
+        evaluated = info.data.get("evaluation_periods")
+        if evaluated is not None and value > evaluated:
+            raise ValueError(f"must not exceed evaluation_periods ({evaluated})")
+        return value
+
+    @property
+    def window_minutes(self) -> int:
+        return self.period_minutes * self.evaluation_periods
+
+
+class CountAlarm(AlarmWindow):
+    """Fires when the sum of a count (errors, throttles) per period reaches `threshold`."""
+
+    threshold: int = Field(1, ge=1)
+
+
+class DurationAlarm(AlarmWindow):
+    """Fires when a Duration statistic per period is above `threshold_ms`."""
+
+    threshold_ms: int = Field(gt=0, le=MAX_DURATION_MS)
+
+
+class LiveAlarms(_Strict):
+    """The alarms on the LIVE alias. Health alarms act through health_watcher, duration alarms through
+    performance_watcher."""
+
+    errors: CountAlarm = CountAlarm()
+    throttles: CountAlarm = CountAlarm()
+    # The seed's rule: average Duration above 300,000 ms over 10 minutes.
+    average_duration: DurationAlarm = DurationAlarm(
+        threshold_ms=300_000, period_minutes=10, evaluation_periods=1, datapoints_to_alarm=1
+    )
+    p99_duration: DurationAlarm = DurationAlarm(
+        threshold_ms=600_000, period_minutes=10, evaluation_periods=1, datapoints_to_alarm=1
+    )
+    # The seed rolled back after two failed health checks; the tick probes once a minute.
+    health_probe: AlarmWindow = AlarmWindow()
+
+    @property
+    def longest_window_minutes(self) -> int:
+        return max(
+            alarm.window_minutes
+            for alarm in (self.errors, self.throttles, self.average_duration, self.p99_duration, self.health_probe)
+        )
+
+
+def _email(address: str) -> str:
+    if EMAIL.fullmatch(address) is None:
+        raise ValueError(f"{address!r} is not an e-mail address")
+    return address
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+
+class AlertEmails(_Strict):
+    """E-mail addresses subscribed to the alert topics."""
+
+    # Severity 1: STABLE itself failing, nothing left to roll back to, automation frozen.
+    emergency: tuple[EmailAddress, ...] = ()
+    # Severities 2 to 4: rollbacks and other incidents the controller handled.
+    alert: tuple[EmailAddress, ...] = ()
+
+    @field_validator("emergency", "alert")
+    @classmethod
+    def _each_once(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("lists an address twice")
+        return addresses
+
+
+class Settings(_Strict):
+    """Everything the controller stack needs to know, from cdk.json's "dr" context."""
+
+    controller_stack: str = Field("ApiladosDrController", pattern=STACK_NAME)
+    protected_function: str = Field("apilados-pipeline-ingest", pattern=LAMBDA_NAME)
+    live_alias: str = Field("LIVE", pattern=ALIAS_NAME, max_length=128)
+    stable_alias: str = Field("STABLE", pattern=ALIAS_NAME, max_length=128)
+    data_bucket: str = Field("apilados-production-data", pattern=BUCKET_NAME)
+    replica_bucket: str = Field("apilados-production-data-replica", pattern=BUCKET_NAME)
+    pipeline_stack: str = Field("ApiladosPipelineStack", pattern=STACK_NAME)
+    primary_region: str = Field("us-east-1", pattern=REGION)
+    secondary_region: str = Field("us-west-2", pattern=REGION)
+    recovery_objectives: RecoveryObjectives = RecoveryObjectives()
+    alarms: LiveAlarms = LiveAlarms()
+    # A released version becomes STABLE after serving LIVE this long with every alarm OK (seed: 30 minutes)...
+    bake_minutes: int = Field(30, ge=0)
+    # ...and only if it served at least this many invocations: an idle bake proves nothing.
+    min_bake_invocations: int = Field(10, ge=0)
+    # Roll back when LIVE's p99 Duration exceeds STABLE's recorded baseline by this factor...
+    regression_factor: float = Field(1.5, gt=1.0)
+    # ...measured over at least this many invocations.
+    regression_min_invocations: int = Field(20, ge=1)
+    # A rollback whose bookkeeping is still unfinished after this long is taken to have crashed and completed
+    # by the next tick.
+    pending_repair_seconds: int = Field(60, ge=0)
+    metrics_namespace: str = Field("ApiladosDR", pattern=METRICS_NAMESPACE)
+    log_retention_days: LogRetentionDays = 90
+    alert_emails: AlertEmails = AlertEmails()
+
+    @field_validator("stable_alias")
+    @classmethod
+    def _aliases_differ(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("live_alias"):
+            raise ValueError("must differ from live_alias")
+        return value
+
+    @field_validator("replica_bucket")
+    @classmethod
+    def _buckets_differ(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("data_bucket"):
+            raise ValueError("must differ from data_bucket")
+        return value
+
+    @field_validator("secondary_region")
+    @classmethod
+    def _regions_differ(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("primary_region"):
+            raise ValueError("must differ from primary_region")
+        return value
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("the AWS/ prefix is reserved for AWS services")
+        return value
+
+    @property
+    def settle_seconds(self) -> int:
+        """After a rollback, alarms keep evaluating the rolled-back version's datapoints for their whole
+        window: an ALARM within it is not blamed on STABLE."""
+        return self.alarms.longest_window_minutes * 60
+
+    @classmethod
+    def from_context(cls, context: Any) -> Settings:
+        """Validate the "dr" context value (None when cdk.json has none: every default applies)."""
+        try:
+            return cls.model_validate({} if context is None else context)
+        except ValidationError as error:
+            problems = "\n".join(
+                f"  {'.'.join([CONTEXT_KEY, *(str(part) for part in issue['loc'])])}: {issue['msg']}"
+                for issue in error.errors()
+            )
+            raise InvalidSettings(f"invalid cdk.json context:\n{problems}") from None
+
