@@ -110,17 +110,18 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
 
     cloudwatch = clients["cloudwatch"]
     alias_dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"}]
+    # The same alarms, names and thresholds as the stack's defaults (stacks/constructs/alarms.py).
     alarm_specs = {
-        "errors": dict(Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60, EvaluationPeriods=1,
-                       Threshold=1, Dimensions=alias_dimensions),
+        "errors": dict(Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60, EvaluationPeriods=3,
+                       DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
         "throttles": dict(Namespace="AWS/Lambda", MetricName="Throttles", Statistic="Sum", Period=60,
-                          EvaluationPeriods=1, Threshold=1, Dimensions=alias_dimensions),
+                          EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
         "health-probe": dict(Namespace="ApiladosDR", MetricName="HealthProbeFailed", Statistic="Maximum", Period=60,
                              EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1,
                              Dimensions=[{"Name": "FunctionName", "Value": function_name}, {"Name": "Alias", "Value": "LIVE"}]),
-        "duration-average": dict(Namespace="AWS/Lambda", MetricName="Duration", Statistic="Average", Period=600,
+        "avg-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", Statistic="Average", Period=600,
                                  EvaluationPeriods=1, Threshold=300000, Dimensions=alias_dimensions),
-        "duration-p99": dict(Namespace="AWS/Lambda", MetricName="Duration", ExtendedStatistic="p99", Period=300,
+        "p99-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", ExtendedStatistic="p99", Period=600,
                              EvaluationPeriods=1, Threshold=600000, Dimensions=alias_dimensions),
     }
     alarms = {}

@@ -82,7 +82,7 @@ class ControllerSettings(BaseModel):
 
 
 HEALTH_ALARM_KINDS = ("errors", "throttles", "health-probe")
-PERFORMANCE_ALARM_KINDS = ("duration-average", "duration-p99")
+PERFORMANCE_ALARM_KINDS = ("avg-duration", "p99-duration")
 
 
 def alarm_name(function_name: str, alias: str, kind: str) -> str:

@@ -11,6 +11,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 # What health_watcher's tick publishes after invoking LIVE with the seed's health-check payload: 1 when the
 # probe failed, 0 when it passed.
+from drcore.config import alarm_name
 from drcore.function_metrics import HEALTH_PROBE_METRIC
 
 from stacks.settings import AlarmWindow, CountAlarm, DurationAlarm, Settings
@@ -42,8 +43,8 @@ class LiveAliasAlarms(Construct):
     def performance_names(self) -> list[str]:
         return [_literal_name(alarm) for alarm in self.performance]
 
-    def _name(self, suffix: str) -> str:
-        return f"{self._function}-{self._live}-{suffix}"
+    def _name(self, kind: str) -> str:
+        return alarm_name(self._function, self._live, kind)
 
     def _lambda_metric(self, metric_name: str, statistic: str, window: AlarmWindow) -> cloudwatch.Metric:
         # Lambda publishes per-alias metrics under the Resource dimension "<function>:<alias>".

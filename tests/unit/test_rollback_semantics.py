@@ -72,8 +72,8 @@ def test_health_and_performance_watchers_firing_together_roll_back_once(system, 
     events = [
         (health_watcher, alarm_action_event(system.alarms["errors"], "ALARM", now, system.function_name)),
         (health_watcher, alarm_state_change_event(system.alarms["health-probe"], "ALARM", now, system.function_name)),
-        (performance_watcher, alarm_action_event(system.alarms["duration-p99"], "ALARM", now, system.function_name)),
-        (performance_watcher, alarm_state_change_event(system.alarms["duration-average"], "ALARM", now, system.function_name)),
+        (performance_watcher, alarm_action_event(system.alarms["p99-duration"], "ALARM", now, system.function_name)),
+        (performance_watcher, alarm_state_change_event(system.alarms["avg-duration"], "ALARM", now, system.function_name)),
     ]
     for name, value in system.environment().items():  # set once, before the threads start
         monkeypatch.setenv(name, value)
@@ -105,7 +105,7 @@ def test_alarm_still_firing_from_the_rolled_back_version_causes_nothing_more(sys
     system.drain_alerts()
     system.set_alarm("errors", "ALARM")
     # When another alarm transitions within the settle time, and the tick reads alarms still in ALARM
-    assert controller.on_alarm(alarm(system, "duration-average", "ALARM", clock.advance(120))).action == "attributed"
+    assert controller.on_alarm(alarm(system, "avg-duration", "ALARM", clock.advance(120))).action == "attributed"
     assert controller.reconcile()[-1].action == "settling"
     # Then no second action and no severity 1
     assert system.alias_version("LIVE") == system.versions["good"]
