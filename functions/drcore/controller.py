@@ -385,7 +385,9 @@ class AliasController:
         record = self.record()
         if record.candidate is None or record.state is not ControllerState.BAKING:
             return Outcome("noop", f"no candidate is baking (state {record.state.value})")
-        return self._promote(record, cause, baseline_ms=None)
+        since = parse_time(record.candidate.since)
+        baseline = self._function_metrics.p99_duration_ms(record.candidate.version, since, self._clock())
+        return self._promote(record, cause, baseline_ms=baseline)
 
     def _promote(self, record: ControllerRecord, cause: Cause, baseline_ms: float | None) -> Outcome:
         """STABLE to the candidate, then LIVE off its canary weights; the record last, so a crash in
