@@ -8,11 +8,13 @@ itself never reads the environment.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drcore.errors import SettingsError
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
 
 
 class EnvVar(StrEnum):
@@ -31,6 +33,17 @@ class EnvVar(StrEnum):
     REGRESSION_FACTOR = "DR_REGRESSION_FACTOR"
     REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
     METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
+
+
+def _validated(model: type[_Settings], names: type[StrEnum], environ: Mapping[str, str], label: str) -> _Settings:
+    """Validate the variables `names` lists; a SettingsError names each bad variable and its problem."""
+    try:
+        return model.model_validate({key: environ[key] for key in names if key in environ})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
+        raise SettingsError(f"invalid {label} settings: {problems}") from error
 
 
 def _names(value: object) -> object:
@@ -72,13 +85,7 @@ class ControllerSettings(BaseModel):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ControllerSettings:
-        try:
-            return cls.model_validate({key: environ[key] for key in EnvVar if key in environ})
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
-            )
-            raise SettingsError(f"invalid controller settings: {problems}") from error
+        return _validated(cls, EnvVar, environ, "controller")
 
 
 HEALTH_ALARM_KINDS = ("errors", "throttles", "health-probe")
@@ -88,3 +95,66 @@ PERFORMANCE_ALARM_KINDS = ("avg-duration", "p99-duration")
 def alarm_name(function_name: str, alias: str, kind: str) -> str:
     """The name of one of the alarms on LIVE, shared by the stack that creates them and the drill."""
     return f"{function_name}-{alias}-{kind}"
+
+
+class BackupEnvVar(StrEnum):
+    """The backup function's environment (apart from the watchers' so each function gets only its own)."""
+
+    PROTECTED_FUNCTION_NAME = EnvVar.PROTECTED_FUNCTION_NAME.value
+    DATA_BUCKET_NAME = "DR_DATA_BUCKET_NAME"
+    BACKUP_BUCKET_NAME = "DR_BACKUP_BUCKET_NAME"
+    PIPELINE_STACK_NAME = "DR_PIPELINE_STACK_NAME"
+    LOG_GROUP_NAME = "DR_LOG_GROUP_NAME"
+    METRICS_NAMESPACE = EnvVar.METRICS_NAMESPACE.value
+    RETENTION_KEEP_LAST = "DR_RETENTION_KEEP_LAST"
+    RETENTION_HOURLY = "DR_RETENTION_HOURLY"
+    RETENTION_DAILY = "DR_RETENTION_DAILY"
+    RETENTION_WEEKLY = "DR_RETENTION_WEEKLY"
+    RETENTION_MONTHLY = "DR_RETENTION_MONTHLY"
+    COPY_CONCURRENCY = "DR_COPY_CONCURRENCY"
+    PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
+
+
+class RetentionPolicy(BaseModel):
+    """How many snapshots to keep: the newest `keep_last`, plus the newest of each of the last N hours,
+    days, weeks and months (grandfather-father-son)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keep_last: int = Field(24, ge=1)
+    hourly: int = Field(24, ge=0)
+    daily: int = Field(14, ge=0)
+    weekly: int = Field(8, ge=0)
+    monthly: int = Field(12, ge=0)
+
+
+class BackupSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    protected_function: str = Field(alias=BackupEnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
+    data_bucket: str = Field(alias=BackupEnvVar.DATA_BUCKET_NAME, min_length=3)
+    backup_bucket: str = Field(alias=BackupEnvVar.BACKUP_BUCKET_NAME, min_length=3)
+    pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
+    log_group: str = Field("", alias=BackupEnvVar.LOG_GROUP_NAME)  # default: /aws/lambda/<function>
+    metrics_namespace: str = Field("ApiladosDR", alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
+    retention_keep_last: int = Field(24, alias=BackupEnvVar.RETENTION_KEEP_LAST, ge=1)
+    retention_hourly: int = Field(24, alias=BackupEnvVar.RETENTION_HOURLY, ge=0)
+    retention_daily: int = Field(14, alias=BackupEnvVar.RETENTION_DAILY, ge=0)
+    retention_weekly: int = Field(8, alias=BackupEnvVar.RETENTION_WEEKLY, ge=0)
+    retention_monthly: int = Field(12, alias=BackupEnvVar.RETENTION_MONTHLY, ge=0)
+    copy_concurrency: int = Field(16, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1, le=128)
+    publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
+
+    @property
+    def function_log_group(self) -> str:
+        return self.log_group or f"/aws/lambda/{self.protected_function}"
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(keep_last=self.retention_keep_last, hourly=self.retention_hourly,
+                               daily=self.retention_daily, weekly=self.retention_weekly,
+                               monthly=self.retention_monthly)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> BackupSettings:
+        return _validated(cls, BackupEnvVar, environ, "backup")
