@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from drcore.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.controller import AliasController, Outcome
@@ -61,14 +62,19 @@ def run_watcher(
         return {"status": "ignored", "reason": str(error)}
     if isinstance(recognised, Tick):
         outcomes = on_tick()
-        return {"status": "ticked", "outcomes": [outcome.to_dict() for outcome in outcomes]}
+        record = controller.record()
+        return {"status": "ticked", "outcomes": [outcome.to_dict() for outcome in outcomes],
+                "versions": {"LiveVersion": record.live_version, "StableVersion": record.stable_version}}
     if recognised.alarm_name not in own_alarms:
         reason = f"alarm {recognised.alarm_name!r} is not watched by this function (watched: {', '.join(own_alarms)})"
         logger.warning("ignoring alarm", extra={"alarm": recognised.alarm_name, "reason": reason})
         return {"status": "ignored", "reason": reason}
     outcome = controller.on_alarm(recognised)
     logger.info("alarm handled", extra={"alarm": recognised.incident_id, "outcome": outcome.to_dict()})
-    return {"status": "handled", "alarm": recognised.incident_id, "outcome": outcome.to_dict()}
+    result = {"status": "handled", "alarm": recognised.incident_id, "outcome": outcome.to_dict()}
+    if outcome.action == "rolled_back" and outcome.to_version:
+        result["versions"] = {"LiveVersion": outcome.to_version}
+    return result
 
 
 def outcome_metrics(result: dict[str, Any]) -> list[str]:
@@ -80,3 +86,15 @@ def outcome_metrics(result: dict[str, Any]) -> list[str]:
     outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])
     changes = [per_action[outcome["action"]] for outcome in outcomes if outcome.get("action") in per_action]
     return [per_status[result["status"]], *changes]
+
+
+def publish_watcher_metrics(metrics: Metrics, result: dict[str, Any], function_name: str) -> None:
+    """Count the event and its changes (EMF, flushed by the handler's decorator), and publish the
+    versions LIVE and STABLE serve as gauges with the function as dimension, for the dashboard."""
+    for name in outcome_metrics(result):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    for name, version in result.get("versions", {}).items():
+        if version.isdigit():  # $LATEST is not a number to plot (and is reverted by the tick)
+            with single_metric(name=name, unit=MetricUnit.Count, value=int(version), namespace=metrics.namespace,
+                               default_dimensions={"FunctionName": function_name}):
+                pass

@@ -8,12 +8,11 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drcore.config import ControllerSettings
 from drcore.controller import Outcome
-from drcore.watcher import outcome_metrics, run_watcher
+from drcore.watcher import publish_watcher_metrics, run_watcher
 from drcore.wiring import watcher_services
 
 logger = Logger()
@@ -33,6 +32,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return [probed, *services.controller.reconcile()]
 
     result = run_watcher(event, services.controller, settings.health_alarms, tick)
-    for name in outcome_metrics(result):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    publish_watcher_metrics(metrics, result, settings.protected_function)
     return result

@@ -9,11 +9,10 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drcore.config import ControllerSettings
-from drcore.watcher import outcome_metrics, run_watcher
+from drcore.watcher import publish_watcher_metrics, run_watcher
 from drcore.wiring import watcher_services
 
 logger = Logger()
@@ -27,6 +26,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.namespace = settings.metrics_namespace
     controller = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL")).controller
     result = run_watcher(event, controller, settings.performance_alarms, lambda: [controller.regression_check()])
-    for name in outcome_metrics(result):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    publish_watcher_metrics(metrics, result, settings.protected_function)
     return result
