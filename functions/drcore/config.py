@@ -101,6 +101,7 @@ class BackupEnvVar(StrEnum):
     """The backup function's environment (apart from the watchers' so each function gets only its own)."""
 
     PROTECTED_FUNCTION_NAME = EnvVar.PROTECTED_FUNCTION_NAME.value
+    STATE_TABLE_NAME = EnvVar.STATE_TABLE_NAME.value  # the journal
     DATA_BUCKET_NAME = "DR_DATA_BUCKET_NAME"
     BACKUP_BUCKET_NAME = "DR_BACKUP_BUCKET_NAME"
     PIPELINE_STACK_NAME = "DR_PIPELINE_STACK_NAME"
@@ -132,6 +133,7 @@ class BackupSettings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     protected_function: str = Field(alias=BackupEnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
+    state_table: str = Field(alias=BackupEnvVar.STATE_TABLE_NAME, min_length=1)
     data_bucket: str = Field(alias=BackupEnvVar.DATA_BUCKET_NAME, min_length=3)
     backup_bucket: str = Field(alias=BackupEnvVar.BACKUP_BUCKET_NAME, min_length=3)
     pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
