@@ -1,0 +1,70 @@
+"""Which events ask the backup function for what."""
+
+from __future__ import annotations
+
+import pytest
+
+from drcore.backup_requests import parse_backup_request
+from drcore.errors import InvalidRequest
+
+FUNCTION = "apilados-pipeline-ingest"
+
+
+def cloudtrail_event(event_name: str, function_name: str = FUNCTION, **detail: object) -> dict:
+    """The shape EventBridge delivers for a CloudTrail-recorded Lambda API call."""
+    return {
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.lambda", "account": "123456789012", "time": "2026-11-26T12:00:00Z", "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventSource": "lambda.amazonaws.com", "eventName": event_name,
+            "awsRegion": "us-east-1", "eventTime": "2026-11-26T12:00:00Z",
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/deployer/ci"},
+            "requestParameters": {"functionName": function_name},
+            **detail,
+        },
+    }
+
+
+@pytest.mark.parametrize("component", ["lambda", "s3", "stack", "logs", "all"])
+def test_a_schedule_names_its_component(component):
+    assert parse_backup_request({"component": component}, FUNCTION).component == component
+
+
+def test_a_continuation_carries_the_snapshot_to_resume():
+    request = parse_backup_request({"component": "s3", "resume": "20261126T120000Z-abc123"}, FUNCTION)
+    assert request.resume == "20261126T120000Z-abc123"
+
+
+@pytest.mark.parametrize("name, target", [
+    ("UpdateFunctionConfiguration20150331v2", FUNCTION),
+    ("UpdateFunctionCode20150331v2", f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"),
+    ("PublishVersion20150331", FUNCTION),
+    ("UpdateAlias20150331", f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}:LIVE"),
+])
+def test_a_configuration_change_of_the_function_backs_up_its_configuration(name, target):
+    request = parse_backup_request(cloudtrail_event(name, target), FUNCTION)
+    assert request.component == "lambda"
+    assert name in request.reason and "deployer/ci" in request.reason
+
+
+@pytest.mark.parametrize("event", [
+    cloudtrail_event("UpdateFunctionConfiguration20150331v2", "billing-api"),
+    cloudtrail_event("GetFunction20150331v2"),
+    cloudtrail_event("UpdateFunctionCode20150331v2", errorCode="AccessDenied"),
+    {**cloudtrail_event("PutObject"), "detail": {**cloudtrail_event("PutObject")["detail"], "eventSource": "s3.amazonaws.com"}},
+])
+def test_other_calls_are_ignored(event):
+    assert parse_backup_request(event, FUNCTION) is None
+
+
+@pytest.mark.parametrize("event, problem", [
+    ({"component": "database"}, "component"),
+    ({}, "component"),
+    ({"component": "s3", "resume": 5}, "resume"),
+    ({"component": "s3", "delete_everything": True}, "delete_everything"),
+    ("s3", "expected a JSON object"),
+])
+def test_bad_requests_are_refused_with_the_problem_named(event, problem):
+    with pytest.raises(InvalidRequest, match=problem):
+        parse_backup_request(event, FUNCTION)
