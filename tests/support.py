@@ -34,6 +34,20 @@ class CallRecorder:
             client.meta.events.register("before-call.*.*", self._record)
         return self
 
+    def spy_on_every_client(self, monkeypatch: Any) -> CallRecorder:
+        """Record calls of every boto3 client, including those a handler builds for itself."""
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        recorder = self
+
+        def recording(client: Any, operation_name: str, params: Any) -> Any:
+            recorder.calls.append(operation_name)
+            return original(client, operation_name, params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+        return self
+
     def _record(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
 

@@ -588,6 +588,10 @@ class AliasController:
 
     # ------------------------------------------------------------------ journal
 
+    def journal(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest journal entries of the protected function."""
+        return self._store.journal(self._function, limit)
+
     def _journal(self, action: str, cause: Cause, result: str, *, from_version: str | None = None,
                  to_version: str | None = None, at: str | None = None, details: dict[str, Any] | None = None) -> None:
         moment = at or to_iso(self._clock())

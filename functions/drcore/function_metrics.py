@@ -26,7 +26,7 @@ class FunctionMetrics:
         self._alias = alias
 
     def _statistic(self, metric: str, stat: str, version: str, start: datetime, end: datetime) -> float | None:
-        if end <= start:  # an empty window has no datapoints (and GetMetricData would refuse it)
+        if (end - start).total_seconds() < 1:  # no datapoints yet (and GetMetricData refuses equal times)
             return None
         # One period covering the whole window, so a percentile is computed over all of it.
         period = max(60, math.ceil((end - start).total_seconds() / 60) * 60)

@@ -4,7 +4,8 @@ Items, all under the partition key of the protected function (`FUNCTION#<name>`)
 
 - `CONTROLLER`: the controller record, with the per-alarm watermarks that make alarm events idempotent
   (the state-change time of the newest transition processed for each alarm);
-- `JOURNAL#<time>#<id>`: the append-only journal, one item per action, written at most once.
+- `JOURNAL#<time>#<id>`: the append-only journal, one item per action, written at most once;
+- `PLAN#<id>`: the plans of two-step recovery actions, each applied at most once, expiring by TTL.
 
 Every write is conditional and increments the record's generation, so two writers never both win.
 """
@@ -31,6 +32,7 @@ from drcore.models import (
 
 RECORD_KEY = "CONTROLLER"
 JOURNAL_PREFIX = "JOURNAL#"
+PLAN_PREFIX = "PLAN#"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -252,3 +254,32 @@ class ControllerStateStore:
             Limit=limit,
         )
         return [_unmarshal(item) for item in response["Items"]]
+
+    # ------------------------------------------------------------------ plans of two-step actions
+
+    def put_plan(self, function_name: str, plan_id: str, plan: dict[str, Any], expires_at: int) -> None:
+        """Store a plan (`PLAN#<id>`); DynamoDB's TTL on `expires_at` removes it once it can no longer be confirmed."""
+        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", "plan": plan, "expires_at": expires_at}
+        self._dynamodb.put_item(TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(sk)")
+
+    def get_plan(self, function_name: str, plan_id: str) -> dict[str, Any] | None:
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key=self._key(function_name, f"{PLAN_PREFIX}{plan_id}"), ConsistentRead=True
+        )
+        return _unmarshal(response["Item"]) if "Item" in response else None
+
+    def claim_plan(self, function_name: str, plan_id: str, applied_at: str, requested_by: str) -> bool:
+        """Mark a plan as being applied; False if someone confirmed it already (a plan applies once)."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(function_name, f"{PLAN_PREFIX}{plan_id}"),
+                UpdateExpression="SET applied_at = :at, applied_by = :by",
+                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(applied_at)",
+                ExpressionAttributeValues={":at": {"S": applied_at}, ":by": {"S": requested_by}},
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True

@@ -1,0 +1,88 @@
+"""The operator's manual events: `{"action": "<name>", ...parameters}`, validated before anything runs.
+
+An unknown action, a missing or ill-typed parameter, or an extra one is refused with a message that
+names the problem and what is allowed; nothing is read or changed for a refused event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from drcore.errors import InvalidRequest
+from drcore.models import Cause
+
+VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Operated(_Action):
+    """Every action that changes something says who asked and why: both go into the journal."""
+
+    requested_by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=3, max_length=1000)
+
+    def cause(self) -> Cause:
+        return Cause(kind="manual", summary=f"{self.action} requested by {self.requested_by}: {self.reason}",  # type: ignore[attr-defined]
+                     requested_by=self.requested_by, reason=self.reason)
+
+
+class Status(_Action):
+    action: Literal["status"]
+
+
+class Rollback(_Operated):
+    action: Literal["rollback"]
+
+
+class Promote(_Operated):
+    action: Literal["promote"]
+
+
+class Release(_Operated):
+    action: Literal["release"]
+    version: str = Field(pattern=VERSION_NUMBER)
+    canary_percent: float | None = Field(None, gt=0, lt=100)
+    force: bool = False  # required to release a quarantined version
+
+
+class Freeze(_Operated):
+    action: Literal["freeze"]
+
+
+class Unfreeze(_Operated):
+    action: Literal["unfreeze"]
+
+
+class RecoverVersion(_Operated):
+    """The runbook's recover-lambda-version: LIVE to a published version."""
+
+    action: Literal["recover_version"]
+    version: str = Field(pattern=VERSION_NUMBER)
+    force: bool = False  # required for a quarantined version
+
+
+ManualAction = Annotated[Union[Status, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion],
+                         Field(discriminator="action")]
+_adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
+ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
+                     for model in (Status, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion))
+
+
+def parse_manual_action(event: Any) -> Any:
+    if not isinstance(event, dict):
+        raise InvalidRequest(f"expected a JSON object like {{\"action\": \"status\"}}, got {type(event).__name__}")
+    action = event.get("action")
+    if action not in ACTION_NAMES:
+        raise InvalidRequest(f"unknown action {action!r}; valid actions: {', '.join(ACTION_NAMES)}")
+    try:
+        return _adapter.validate_python(event)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'][1:]) or 'event'}: {issue['msg']}" for issue in error.errors()
+        )
+        raise InvalidRequest(f"invalid {action} request: {problems}") from error

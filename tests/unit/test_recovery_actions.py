@@ -1,0 +1,109 @@
+"""The recovery function's alias actions and its refusal of bad requests, through the real handler."""
+
+from __future__ import annotations
+
+import pytest
+
+import recovery.handler as recovery
+from embedded.sample_system import SampleSystem
+from tests.support import CallRecorder
+
+WHO = {"requested_by": "alice@example.com", "reason": "incident 42"}
+
+
+@pytest.fixture
+def act(invoke_watcher):
+    return lambda event: invoke_watcher(recovery, event)
+
+
+def test_status_reports_versions_state_alarms_and_recent_actions(system: SampleSystem, act):
+    act({"action": "release", "version": system.versions["fix"], **WHO})
+    result = act({"action": "status"})
+    assert result["ok"] is True
+    status = result["result"]
+    assert status["live_version"] == system.versions["fix"] and status["stable_version"] == system.versions["good"]
+    assert status["state"] == "baking" and status["candidate"]["version"] == system.versions["fix"]
+    assert set(status["alarms"]) == set(system.alarms.values())
+    assert status["recent_actions"][0]["action"] == "release"
+    assert "alice@example.com" in status["recent_actions"][0]["cause"]
+
+
+def test_release_rollback_freeze_unfreeze_promote_are_journaled_with_who_and_why(system, act):
+    assert act({"action": "release", "version": system.versions["bad"], "canary_percent": 10, **WHO})["ok"]
+    assert act({"action": "rollback", **WHO})["result"]["action"] == "rolled_back"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert act({"action": "freeze", **WHO})["result"]["action"] == "frozen"
+    assert act({"action": "unfreeze", **WHO})["result"]["action"] == "unfrozen"
+    assert act({"action": "release", "version": system.versions["fix"], **WHO})["ok"]
+    assert act({"action": "promote", **WHO})["result"]["action"] == "promoted"
+    assert system.alias_version("STABLE") == system.versions["fix"]
+    actions = [entry["action"] for entry in act({"action": "status"})["result"]["recent_actions"]]
+    assert actions[:6] == ["promote", "release", "unfreeze", "freeze", "rollback", "release"]
+
+
+def test_recover_version_points_live_at_a_published_version(system, act):
+    # The runbook's recover-lambda-version: LIVE to version "fix" (it bakes as a candidate)
+    result = act({"action": "recover_version", "version": system.versions["fix"], **WHO})
+    assert result["ok"] and system.alias_version("LIVE") == system.versions["fix"]
+    # and back to STABLE's version: that is a rollback
+    result = act({"action": "recover_version", "version": system.versions["good"], **WHO})
+    assert result["result"]["action"] == "rolled_back"
+    assert system.alias_version("LIVE") == system.versions["good"]
+
+
+def test_recover_version_refuses_a_quarantined_version_unless_forced(system, act):
+    act({"action": "release", "version": system.versions["bad"], **WHO})
+    act({"action": "rollback", **WHO})
+    refused = act({"action": "recover_version", "version": system.versions["bad"], **WHO})
+    assert refused["ok"] is False and "quarantined" in refused["error"]
+    forced = act({"action": "recover_version", "version": system.versions["bad"], "force": True, **WHO})
+    assert forced["ok"] is True and system.alias_version("LIVE") == system.versions["bad"]
+
+
+BAD_EVENTS = [
+    ({}, "unknown action None"),
+    ({"action": "nuke"}, "valid actions: status, rollback"),
+    ({"action": "ROLLBACK", **WHO}, "unknown action"),
+    ([], "expected a JSON object"),
+    ("rollback", "expected a JSON object"),
+    ({"action": "rollback"}, "requested_by: Field required"),
+    ({"action": "rollback", "requested_by": "alice"}, "reason: Field required"),
+    ({"action": "rollback", "requested_by": "", "reason": "why not"}, "requested_by"),
+    ({"action": "rollback", "requested_by": "alice", "reason": "x"}, "reason"),
+    ({"action": "rollback", "dry_run": True, **WHO}, "dry_run: Extra inputs are not permitted"),
+    ({"action": "status", "verbose": True}, "verbose"),
+    ({"action": "promote", "version": "3", **WHO}, "version: Extra inputs"),
+    ({"action": "freeze", "requested_by": 7, "reason": "maintenance"}, "requested_by"),
+    ({"action": "unfreeze", "requested_by": "alice"}, "reason"),
+    ({"action": "release", **WHO}, "version: Field required"),
+    ({"action": "release", "version": "$LATEST", **WHO}, "version"),
+    ({"action": "release", "version": "latest", **WHO}, "version"),
+    ({"action": "release", "version": "0", **WHO}, "version"),
+    ({"action": "release", "version": "-1", **WHO}, "version"),
+    ({"action": "release", "version": 3, **WHO}, "version"),
+    ({"action": "release", "version": "3", "canary_percent": 0, **WHO}, "canary_percent"),
+    ({"action": "release", "version": "3", "canary_percent": 100, **WHO}, "canary_percent"),
+    ({"action": "release", "version": "3", "canary_percent": "ten", **WHO}, "canary_percent"),
+    ({"action": "release", "version": "3", "force": "maybe", **WHO}, "force"),
+    ({"action": "release", "version": "99", **WHO}, "no published version 99"),
+    ({"action": "release", "version": "1", **WHO}, "already STABLE"),
+    ({"action": "recover_version", **WHO}, "version: Field required"),
+    ({"action": "recover_version", "version": "$LATEST", **WHO}, "version"),
+    ({"action": "recover_version", "version": "2.0", **WHO}, "version"),
+    ({"action": "recover_version", "version": "42", **WHO}, "no published version 42"),
+    ({"action": "recover_version", "version": "3", "target": "other", **WHO}, "target"),
+]
+
+
+@pytest.mark.parametrize("event, problem", BAD_EVENTS, ids=[str(i) for i in range(len(BAD_EVENTS))])
+def test_a_bad_request_gets_a_clear_error_and_changes_nothing(system, act, monkeypatch, event, problem):
+    # Given the system known to the controller
+    act({"action": "status"})
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the operator sends a bad request
+    result = act(event)
+    # Then it is refused, the error names the problem, and no mutating AWS call was made
+    assert result["ok"] is False
+    assert problem in result["error"]
+    assert calls.mutating() == []
+    assert system.alias_version("LIVE") == system.versions["good"]
