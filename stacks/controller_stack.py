@@ -1,4 +1,5 @@
-"""The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers."""
+"""The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
+backups with their RPO alarms, and the dashboard."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from constructs import Construct
 
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
+from stacks.constructs.backup_bucket import BackupBucket
+from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.state_table import StateTable
-from stacks.constructs.watchers import Watchers
+from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
 
 
@@ -18,7 +22,9 @@ class ControllerStack(Stack):
         super().__init__(
             scope,
             settings.controller_stack,
-            description=f"Disaster-recovery controller of {settings.protected_function}: automatic rollback",
+            description=(
+                f"Disaster-recovery controller of {settings.protected_function}: automatic rollback, backups"
+            ),
             # The alarms, the alias ARNs and the Powertools layer parameter are all regional.
             env=Environment(region=settings.primary_region),
         )
@@ -35,6 +41,25 @@ class ControllerStack(Stack):
             alerting=alerting,
             alarms=alarms,
         )
+        backup_bucket = BackupBucket(self, "BackupBucket", settings=settings)
+        backups = Backups(
+            self,
+            "Backups",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            backup_bucket=backup_bucket,
+            alert_topic=alerting.alert_topic,
+        )
+        ControllerDashboard(
+            self,
+            "Dashboard",
+            settings=settings,
+            watcher_services=WATCHER_SERVICES,
+            live_alarms=[*alarms.health, *alarms.performance],
+            rpo_alarms=backups.rpo_alarms,
+            controller_alarms=[functions.failed_events_alarm],
+        )
 
         outputs = {
             "HealthWatcherName": (watchers.health_watcher.function_name, "Invoked by health alarms and the tick"),
@@ -42,10 +67,17 @@ class ControllerStack(Stack):
                 watchers.performance_watcher.function_name,
                 "Invoked by duration alarms and the tick",
             ),
+            "BackupFunctionName": (
+                backups.function.function_name,
+                'Backs up on schedule; invoke with {"component": "lambda" | "s3" | "stack" | "logs"} to back up now',
+            ),
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
+            "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
+            "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),
             "AlertTopicArn": (alerting.alert_topic.topic_arn, "Severity 2 to 4 alerts"),
             "EmergencyTopicArn": (alerting.emergency_topic.topic_arn, "Severity 1 alerts"),
             "FailedEventsQueueUrl": (functions.failed_events.queue_url, "Events the controller gave up on"),
+            "DashboardUrl": (dashboard_url(settings), "The controller's CloudWatch dashboard"),
         }
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)

@@ -27,9 +27,16 @@ STACK_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Who may be named in a resource policy: an account's root, an IAM user or an IAM role (groups cannot be).
+IAM_PRINCIPAL_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:(root|(user|role)(/[\w+=,.@-]+)+)")
 
 # Lambda stops any invocation at 15 minutes, so a longer duration threshold could never be crossed.
 MAX_DURATION_MS = 900_000
+# A backup's RPO alarm sums its success metric over one period as long as the RPO, and CloudWatch allows
+# at most one day per alarm period.
+MAX_WATCHED_RPO_MINUTES = 24 * 60
+# S3 Object Lock accepts a default retention of up to 100 years.
+MAX_OBJECT_LOCK_DAYS = 36_500
 
 
 class InvalidSettings(ValueError):
@@ -48,13 +55,26 @@ class RecoveryObjective(_Strict):
     rpo_minutes: int = Field(ge=0)
 
 
+class ScheduledObjective(RecoveryObjective):
+    """A component backed up on a schedule as often as its RPO, and watched by an alarm over that window."""
+
+    rpo_minutes: int = Field(ge=1, le=MAX_WATCHED_RPO_MINUTES)
+
+
+class ConfigurationObjective(RecoveryObjective):
+    """0 is real time: configuration changes trigger a backup as they happen (CloudTrail), and the stack is
+    also backed up daily; a positive RPO schedules the stack backup that often."""
+
+    rpo_minutes: int = Field(ge=0, le=MAX_WATCHED_RPO_MINUTES)
+
+
 class RecoveryObjectives(_Strict):
     """The seed's recovery objectives table, one row per component."""
 
-    lambda_function: RecoveryObjective = RecoveryObjective(rto_minutes=15, rpo_minutes=5)
-    s3_data: RecoveryObjective = RecoveryObjective(rto_minutes=30, rpo_minutes=60)
-    cloudwatch_logs: RecoveryObjective = RecoveryObjective(rto_minutes=60, rpo_minutes=24 * 60)
-    configuration: RecoveryObjective = RecoveryObjective(rto_minutes=5, rpo_minutes=0)
+    lambda_function: ScheduledObjective = ScheduledObjective(rto_minutes=15, rpo_minutes=5)
+    s3_data: ScheduledObjective = ScheduledObjective(rto_minutes=30, rpo_minutes=60)
+    cloudwatch_logs: ScheduledObjective = ScheduledObjective(rto_minutes=60, rpo_minutes=24 * 60)
+    configuration: ConfigurationObjective = ConfigurationObjective(rto_minutes=5, rpo_minutes=0)
     health_reports: RecoveryObjective = RecoveryObjective(rto_minutes=120, rpo_minutes=4 * 60)
 
 
@@ -149,6 +169,45 @@ class AlertEmails(_Strict):
         return addresses
 
 
+class BackupRetention(_Strict):
+    """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
+    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months."""
+
+    keep_last: int = Field(24, ge=1)
+    hourly: int = Field(24, ge=0)
+    daily: int = Field(14, ge=0)
+    weekly: int = Field(8, ge=0)
+    monthly: int = Field(12, ge=0)
+
+
+class BackupOptions(_Strict):
+    """The backup function and the backup bucket."""
+
+    retention: BackupRetention = BackupRetention()
+    # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
+    copy_concurrency: int = Field(16, ge=1, le=128)
+    # Also publish a version of the protected function at each function backup, as the seed did.
+    publish_version: bool = False
+    # Every object written to the backup bucket is locked (GOVERNANCE mode) this long: not even the
+    # controller can delete or overwrite it before then.
+    object_lock_retention_days: int = Field(30, ge=1, le=MAX_OBJECT_LOCK_DAYS)
+    # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
+    # (and never while its lock lasts).
+    noncurrent_version_expiry_days: int = Field(30, ge=1)
+
+
+def _principal_arn(arn: str) -> str:
+    if IAM_PRINCIPAL_ARN.fullmatch(arn) is None:
+        raise ValueError(
+            f"{arn!r} is not the ARN of an IAM role, an IAM user or an account root "
+            "(e.g. arn:aws:iam::123456789012:role/dr-operator)"
+        )
+    return arn
+
+
+PrincipalArn = Annotated[str, AfterValidator(_principal_arn)]
+
+
 class Settings(_Strict):
     """Everything the controller stack needs to know, from cdk.json's "dr" context."""
 
@@ -177,6 +236,16 @@ class Settings(_Strict):
     metrics_namespace: str = Field("ApiladosDR", pattern=METRICS_NAMESPACE)
     log_retention_days: LogRetentionDays = 90
     alert_emails: AlertEmails = AlertEmails()
+    backup: BackupOptions = BackupOptions()
+    # Who may invoke the recovery function (roll back, restore, fail over); nobody else can.
+    operator_principals: tuple[PrincipalArn, ...] = ()
+
+    @field_validator("operator_principals")
+    @classmethod
+    def _principals_once(cls, principals: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(principals)) != len(principals):
+            raise ValueError("lists a principal twice")
+        return principals
 
     @field_validator("stable_alias")
     @classmethod

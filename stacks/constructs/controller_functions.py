@@ -45,6 +45,12 @@ def powertools_version(requirements: Path = PROJECT_ROOT / "requirements.txt") -
     return match.group(1)
 
 
+def service_name(handler: str) -> str:
+    """The function's name for Powertools (POWERTOOLS_SERVICE_NAME): the `service` dimension of the metrics
+    it publishes through Powertools, e.g. "health_watcher" for "health_watcher.handler.handler"."""
+    return handler.split(".", 1)[0]
+
+
 def powertools_layer_parameter(version: str) -> str:
     """AWS's public SSM parameter holding the Powertools layer ARN for our runtime and architecture."""
     return f"/aws/service/powertools/python/{ARCHITECTURE.name}/{RUNTIME.name}/{version}"
@@ -83,7 +89,7 @@ class ControllerFunctions(Construct):
             ],
         )
         # A dead-lettered event is one the controller gave up on: people must look at it.
-        cloudwatch.Alarm(
+        self.failed_events_alarm = cloudwatch.Alarm(
             self,
             "FailedEventsWaiting",
             alarm_description="The DR controller failed to process an event; see its failed-events queue.",
@@ -94,14 +100,22 @@ class ControllerFunctions(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        ).add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
+        )
+        self.failed_events_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
 
     def add(
-        self, construct_id: str, *, handler: str, description: str, environment: dict[str, str]
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        environment: dict[str, str],
+        memory_size: int = 256,
+        timeout: Duration = TIMEOUT,
     ) -> lambda_.Function:
         """A function from the shared asset with its own role (logging only) and log group; the caller grants
         what it does."""
-        service = handler.split(".", 1)[0]
+        service = service_name(handler)
         role = iam.Role(
             self,
             f"{construct_id}Role",
@@ -120,8 +134,8 @@ class ControllerFunctions(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             layers=[self._powertools],
-            memory_size=256,
-            timeout=TIMEOUT,
+            memory_size=memory_size,
+            timeout=timeout,
             role=role,
             log_group=log_group,
             environment={

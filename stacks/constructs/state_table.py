@@ -8,6 +8,8 @@ from constructs import Construct
 
 # The item attribute DynamoDB's TTL reads: idempotency records expire, the journal does not.
 TTL_ATTRIBUTE = "expires_at"
+# What a function does with the table: item reads and writes, and queries of one partition (the journal).
+STATE_ACCESS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 
 
 class StateTable(Construct):

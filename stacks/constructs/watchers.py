@@ -20,10 +20,15 @@ from drcore.config import EnvVar
 
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
-from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
+from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions, service_name
+from stacks.constructs.state_table import STATE_ACCESS
 from stacks.settings import Settings
 
-STATE_ACCESS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+HEALTH_WATCHER_HANDLER = "health_watcher.handler.handler"
+PERFORMANCE_WATCHER_HANDLER = "performance_watcher.handler.handler"
+# The Powertools service names, the `service` dimension of the Rollbacks and Promotions metrics.
+WATCHER_SERVICES = tuple(service_name(handler) for handler in (HEALTH_WATCHER_HANDLER, PERFORMANCE_WATCHER_HANDLER))
+
 PROTECTED_FUNCTION_READS = (
     "lambda:GetAlias",
     "lambda:GetFunction",
@@ -54,13 +59,13 @@ class Watchers(Construct):
 
         self.health_watcher = functions.add(
             "HealthWatcher",
-            handler="health_watcher.handler.handler",
+            handler=HEALTH_WATCHER_HANDLER,
             description=f"Rolls {target} back on health alarms, probes it every minute, promotes a baked candidate",
             environment=environment,
         )
         self.performance_watcher = functions.add(
             "PerformanceWatcher",
-            handler="performance_watcher.handler.handler",
+            handler=PERFORMANCE_WATCHER_HANDLER,
             description=f"Rolls {target} back on duration alarms and on regressions against STABLE",
             environment=environment,
         )

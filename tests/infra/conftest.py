@@ -37,3 +37,36 @@ def synthesize(context_overrides: dict[str, Any] | None = None) -> Synthesized:
 def synth() -> Synthesized:
     """The app exactly as `cdk synth` builds it from cdk.json."""
     return synthesize()
+
+
+# Another protected system, with every backup setting away from its default.
+TUNED = {
+    "dr": {
+        "protected_function": "orders-api",
+        "data_bucket": "orders.data.example",
+        "replica_bucket": "orders-data-replica",
+        "pipeline_stack": "OrdersStack",
+        "primary_region": "eu-west-1",
+        "secondary_region": "eu-central-1",
+        "metrics_namespace": "OrdersDR",
+        "recovery_objectives": {
+            "lambda_function": {"rto_minutes": 15, "rpo_minutes": 1},
+            "s3_data": {"rto_minutes": 30, "rpo_minutes": 30},
+            "cloudwatch_logs": {"rto_minutes": 60, "rpo_minutes": 720},
+            "configuration": {"rto_minutes": 5, "rpo_minutes": 120},
+        },
+        "backup": {
+            "retention": {"keep_last": 5, "hourly": 0, "daily": 7, "weekly": 4, "monthly": 0},
+            "copy_concurrency": 64,
+            "publish_version": True,
+            "object_lock_retention_days": 90,
+            "noncurrent_version_expiry_days": 7,
+        },
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def tuned() -> Synthesized:
+    """The app for the TUNED settings: schedules, alarms, bucket and permissions must follow them."""
+    return synthesize(TUNED)

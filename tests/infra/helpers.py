@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+TOPIC_KEY = "Encrypts the DR controller's alert and emergency topics"
+
 
 def arn_text(value: Any) -> Any:
     """An ARN built with Fn::Join as one string, pseudo parameters as ${AWS::...}, e.g.
@@ -13,6 +15,23 @@ def arn_text(value: Any) -> Any:
         return separator.join(arn_text(part) for part in parts)
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"].startswith("AWS::"):
         return "${" + value["Ref"] + "}"
+    return value
+
+
+def rendered(value: Any) -> Any:
+    """Any value with its intrinsics written out as text: Fn::Join joined, {"Ref": X} as "${X}" and
+    {"Fn::GetAtt": [X, A]} as "${X.A}", e.g. a dashboard body that names alarm ARNs."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(rendered(part)) for part in parts)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return "${" + value["Ref"] + "}"
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    if isinstance(value, dict):
+        return {key: rendered(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rendered(item) for item in value]
     return value
 
 

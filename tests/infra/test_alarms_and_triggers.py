@@ -164,8 +164,13 @@ def test_alarm_state_changes_of_exactly_its_alarms_reach_the_watcher(synth: Synt
 
 
 def test_every_minute_the_tick_reaches_both_watchers(synth: Synthesized):
-    # Given the schedule rules
-    (tick,) = [rule for rule in _rules(synth) if "ScheduleExpression" in rule]
+    # Given the schedule rules that target the watchers
+    watchers = [{"Fn::GetAtt": [_watcher(synth, handler), "Arn"]} for handler in (HEALTH, PERFORMANCE)]
+    (tick,) = [
+        rule
+        for rule in _rules(synth)
+        if "ScheduleExpression" in rule and any(target["Arn"] in watchers for target in rule["Targets"])
+    ]
     # Then one fires every minute with the scheduled event itself (no replacement input)
     assert tick["ScheduleExpression"] == "rate(1 minute)"
     assert all("Input" not in target for target in tick["Targets"])
@@ -178,8 +183,9 @@ def test_undeliverable_rule_events_are_retried_then_dead_lettered(synth: Synthes
     # Given every EventBridge target
     queue = logical_id(synth.resources, "AWS::SQS::Queue")
     targets = [target for rule in _rules(synth) for target in rule["Targets"]]
-    # Then delivery is retried and a lost delivery lands in the failed-events queue
-    assert len(targets) == 4
+    # Then delivery is retried and a lost delivery lands in the failed-events queue (the watchers' two alarm
+    # rules and tick, the four backup schedules and the configuration-change rule)
+    assert len(targets) == 4 + 4 + 1
     for target in targets:
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
         assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
@@ -203,7 +209,11 @@ def test_alarms_follow_the_settings(another_function: Synthesized):
     # Given another protected function, alias, namespace and p99 rule in cdk.json
     resources = another_function.resources
     # When synthesized / Then alarm names, dimensions and thresholds follow
-    names = sorted(r["Properties"]["AlarmName"] for r in resources.values() if "AlarmName" in r.get("Properties", {}))
+    names = sorted(
+        r["Properties"]["AlarmName"]
+        for r in resources.values()
+        if "AlarmName" in r.get("Properties", {}) and "-backup-" not in r["Properties"]["AlarmName"]
+    )
     suffixes = ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
     assert names == sorted(f"orders-api-prod-{suffix}" for suffix in suffixes)
     _, p99 = _alarm(another_function, "orders-api-prod-p99-duration")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import Synthesized
-from .helpers import arn_text, as_list, logical_id, role_statements, statements_granting
+from .helpers import TOPIC_KEY, arn_text, as_list, logical_id, role_statements, statements_granting
 
 HEALTH = "health_watcher.handler.handler"
 PERFORMANCE = "performance_watcher.handler.handler"
@@ -120,7 +120,7 @@ def test_alerts_go_to_the_two_topics_through_their_key(synth: Synthesized, handl
     resources = synth.resources
     statements = _statements(synth, handler)
     topics = sorted(({"Ref": name} for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"), key=str)
-    key = logical_id(resources, "AWS::KMS::Key")
+    key = logical_id(resources, "AWS::KMS::Key", Description=TOPIC_KEY)
     # Then it publishes to the alert and emergency topics only
     assert _resources(statements_granting(statements, "sns:Publish")) == topics
     # And may use the topics' key, and no other, to do so

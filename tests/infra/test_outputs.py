@@ -6,22 +6,31 @@ from .conftest import Synthesized
 from .helpers import logical_id
 
 
-def test_outputs_name_the_functions_table_topics_and_failed_events_queue(synth: Synthesized):
+def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(synth: Synthesized):
     # Given the synthesized controller
     resources = synth.resources
     outputs = {name: output["Value"] for name, output in synth.template.to_json()["Outputs"].items()}
+
+    def function(handler: str) -> dict:
+        return {"Ref": logical_id(resources, "AWS::Lambda::Function", Handler=handler)}
+
     # Then each output refers to the resource it names
     assert outputs == {
-        "HealthWatcherName": {
-            "Ref": logical_id(resources, "AWS::Lambda::Function", Handler="health_watcher.handler.handler")
-        },
-        "PerformanceWatcherName": {
-            "Ref": logical_id(resources, "AWS::Lambda::Function", Handler="performance_watcher.handler.handler")
-        },
+        "HealthWatcherName": function("health_watcher.handler.handler"),
+        "PerformanceWatcherName": function("performance_watcher.handler.handler"),
+        "BackupFunctionName": function("backup.handler.handler"),
         "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::Table")},
+        "BackupBucketName": {"Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)},
+        # The data bucket is the pipeline's, named in cdk.json, not created here
+        "DataBucketName": "apilados-production-data",
         "AlertTopicArn": {"Ref": logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")},
         "EmergencyTopicArn": {
             "Ref": logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR emergencies")
         },
         "FailedEventsQueueUrl": {"Ref": logical_id(resources, "AWS::SQS::Queue")},
+        # And the dashboard opens in the primary region's console, under the dashboard's own name
+        "DashboardUrl": "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#dashboards:name=apilados-pipeline-ingest-dr",
     }
+    dashboard = logical_id(resources, "AWS::CloudWatch::Dashboard")
+    assert resources[dashboard]["Properties"]["DashboardName"] == "apilados-pipeline-ingest-dr"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from app import build_app
+from drcore.config import BackupSettings, RetentionPolicy
+
 from stacks.settings import InvalidSettings, Settings
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
@@ -41,6 +43,33 @@ def test_defaults_are_the_seed_runbooks_values():
     assert settings.alarms.average_duration.window_minutes == 10
     assert settings.bake_minutes == 30
     assert settings.alert_emails.emergency == settings.alert_emails.alert == ()
+    # And nobody may invoke recovery until cdk.json names them
+    assert settings.operator_principals == ()
+
+
+def test_backup_defaults_are_the_backup_functions_own():
+    # Given no "dr" context, and the backup function's defaults for an absent variable (drcore.config)
+    backup = Settings.from_context(None).backup
+    runtime = BackupSettings.model_fields
+    # Then the stack sets what the function would assume anyway
+    assert backup.retention.model_dump() == RetentionPolicy().model_dump()
+    assert backup.copy_concurrency == runtime["copy_concurrency"].default
+    assert backup.publish_version is runtime["publish_backup_version"].default is False
+    # And backups are locked for 30 days and their pruned versions kept 30 days more
+    assert (backup.object_lock_retention_days, backup.noncurrent_version_expiry_days) == (30, 30)
+
+
+def test_operator_principals_are_iam_roles_users_or_account_roots():
+    # Given principals of each kind a resource policy accepts, in any partition, with IAM paths
+    principals = [
+        "arn:aws:iam::123456789012:role/dr-operator",
+        "arn:aws:iam::123456789012:role/ops/oncall/dr-operator",
+        "arn:aws:iam::123456789012:user/ana.lopez@company.com",
+        "arn:aws:iam::210987654321:root",
+        "arn:aws-us-gov:iam::123456789012:role/dr-operator",
+    ]
+    # When validated / Then they are kept, in order
+    assert Settings.from_context({"operator_principals": principals}).operator_principals == tuple(principals)
 
 
 def test_cdk_json_spells_out_every_default():
@@ -97,6 +126,71 @@ def test_settle_time_covers_the_longest_alarm_window():
         (
             {"alert_emails": {"alert": ["ops@company.com", "ops@company.com"]}},
             "dr.alert_emails.alert: Value error, lists an address twice",
+        ),
+        # Backup schedules and RPO alarms are derived from the objectives
+        (
+            {"recovery_objectives": {"s3_data": {"rto_minutes": 30, "rpo_minutes": 0}}},
+            "dr.recovery_objectives.s3_data.rpo_minutes: Input should be greater than or equal to 1",
+        ),
+        (
+            {"recovery_objectives": {"cloudwatch_logs": {"rto_minutes": 60, "rpo_minutes": 2880}}},
+            "dr.recovery_objectives.cloudwatch_logs.rpo_minutes: Input should be less than or equal to 1440",
+        ),
+        (
+            {"recovery_objectives": {"configuration": {"rto_minutes": 5, "rpo_minutes": -1}}},
+            "dr.recovery_objectives.configuration.rpo_minutes: Input should be greater than or equal to 0",
+        ),
+        (
+            {"backup": {"retention": {"keep_last": 0}}},
+            "dr.backup.retention.keep_last: Input should be greater than or equal to 1",
+        ),
+        (
+            {"backup": {"retention": {"daily": -1}}},
+            "dr.backup.retention.daily: Input should be greater than or equal to 0",
+        ),
+        ({"backup": {"retention": {"yearly": 3}}}, "dr.backup.retention.yearly: Extra inputs are not permitted"),
+        ({"backup": {"copy_concurrency": 0}}, "dr.backup.copy_concurrency: Input should be greater than or equal to 1"),
+        (
+            {"backup": {"copy_concurrency": 500}},
+            "dr.backup.copy_concurrency: Input should be less than or equal to 128",
+        ),
+        ({"backup": {"publish_version": "sometimes"}}, "dr.backup.publish_version: Input should be a valid boolean"),
+        (
+            {"backup": {"object_lock_retention_days": 0}},
+            "dr.backup.object_lock_retention_days: Input should be greater than or equal to 1",
+        ),
+        (
+            {"backup": {"object_lock_retention_days": 40_000}},
+            "dr.backup.object_lock_retention_days: Input should be less than or equal to 36500",
+        ),
+        (
+            {"backup": {"noncurrent_version_expiry_days": 0}},
+            "dr.backup.noncurrent_version_expiry_days: Input should be greater than or equal to 1",
+        ),
+        ({"backup": {"object_lock_days": 30}}, "dr.backup.object_lock_days: Extra inputs are not permitted"),
+        (
+            {"operator_principals": "arn:aws:iam::123456789012:role/dr-operator"},
+            "dr.operator_principals: Input should be a valid tuple",
+        ),
+        (
+            {"operator_principals": ["arn:aws:iam::123456789012:role/dr-operator", "bob"]},
+            "dr.operator_principals.1: Value error, 'bob' is not the ARN of an IAM role, an IAM user or an account",
+        ),
+        (
+            {"operator_principals": ["arn:aws:iam::123456789012:group/operators"]},
+            "dr.operator_principals.0: Value error, 'arn:aws:iam::123456789012:group/operators' is not the ARN",
+        ),
+        (
+            {"operator_principals": ["arn:aws:iam::1234:role/dr-operator"]},
+            "dr.operator_principals.0: Value error, 'arn:aws:iam::1234:role/dr-operator' is not the ARN",
+        ),
+        (
+            {"operator_principals": ["arn:aws:sts::123456789012:assumed-role/dr-operator/ana"]},
+            "dr.operator_principals.0: Value error",
+        ),
+        (
+            {"operator_principals": ["arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:root"]},
+            "dr.operator_principals: Value error, lists a principal twice",
         ),
     ],
 )

@@ -6,7 +6,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from .conftest import Synthesized, synthesize
-from .helpers import logical_id
+from .helpers import TOPIC_KEY, logical_id
 
 
 def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synthesized):
@@ -39,7 +39,7 @@ def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synt
 def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth: Synthesized):
     # Given the synthesized controller
     resources = synth.resources
-    key = logical_id(resources, "AWS::KMS::Key")
+    key = logical_id(resources, "AWS::KMS::Key", Description=TOPIC_KEY)
     # Then the key rotates
     assert resources[key]["Properties"]["EnableKeyRotation"] is True
     # And both topics, and only they, are encrypted with it

@@ -1,0 +1,146 @@
+"""The backup bucket: every backup is written to it once and kept, out of reach even of the controller.
+
+Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock in GOVERNANCE
+mode for `backup.object_lock_retention_days`, so a bug or a stolen credential can neither overwrite nor
+delete a backup before its lock expires. The backup function prunes by placing delete markers (it holds
+no s3:DeleteObjectVersion); the lifecycle rule removes the hidden bytes `noncurrent_version_expiry_days`
+later, and S3 never removes a version while its lock lasts.
+
+CloudWatch Logs writes the daily export of the protected function's logs itself, so the bucket policy and
+the key policy let the logs service in, for that log group and under that function's logs prefix only.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from drcore.backup_store import Component, backup_prefix
+
+from stacks.settings import Settings
+
+# Server access logs of the backup bucket: who read, wrote or deleted backups, kept for a year.
+ACCESS_LOG_RETENTION = Duration.days(365)
+# Parts of an upload that never completed cost money and are no backup.
+INCOMPLETE_UPLOAD_EXPIRY = Duration.days(7)
+
+
+def protected_log_group(settings: Settings) -> str:
+    """The protected function's log group, which the daily logs backup exports."""
+    return f"/aws/lambda/{settings.protected_function}"
+
+
+def logs_export_prefix(settings: Settings) -> str:
+    """Where the backup store keeps the protected function's log exports: "backups/logs/<function>/"."""
+    some_backup = backup_prefix(Component.LOGS, settings.protected_function, "id")
+    return some_backup[: -len("id/")]
+
+
+class BackupBucket(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+        super().__init__(scope, construct_id)
+        backup = settings.backup
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"Encrypts the backups of {settings.protected_function}",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # S3 delivers server access logs only to buckets encrypted with S3-managed keys.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            lifecycle_rules=[s3.LifecycleRule(id="ExpireAccessLogs", expiration=ACCESS_LOG_RETENTION)],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            # One data key per bucket and requester instead of one KMS request per object: snapshots copy
+            # many objects. CloudWatch Logs' export to SSE-KMS buckets expects it too.
+            bucket_key_enabled=True,
+            versioned=True,
+            object_lock_enabled=True,
+            object_lock_default_retention=s3.ObjectLockRetention.governance(
+                Duration.days(backup.object_lock_retention_days)
+            ),
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="backup-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="RemovePrunedBackups",
+                    noncurrent_version_expiration=Duration.days(backup.noncurrent_version_expiry_days),
+                    # A delete marker left with no version behind it marks nothing.
+                    expired_object_delete_marker=True,
+                    abort_incomplete_multipart_upload_after=INCOMPLETE_UPLOAD_EXPIRY,
+                )
+            ],
+            # Backups must outlive the stack that made them.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._let_logs_export(settings)
+
+    def _let_logs_export(self, settings: Settings) -> None:
+        """CloudWatch Logs' export task writes as the logs service, not as the function that created it."""
+        stack = Stack.of(self)
+        logs_service = iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")
+        log_group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=protected_log_group(settings),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # Only exports of the protected function's log group, started in this account.
+        source = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": [log_group_arn, f"{log_group_arn}:*"]},
+        }
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LogsExportChecksBucketAcl",
+                principals=[logs_service],
+                actions=["s3:GetBucketAcl"],
+                resources=[self.bucket.bucket_arn],
+                conditions=source,
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LogsExportWritesFunctionLogs",
+                principals=[logs_service],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{logs_export_prefix(settings)}*")],
+                conditions={
+                    **source,
+                    "StringEquals": {
+                        **source["StringEquals"],
+                        "s3:x-amz-acl": "bucket-owner-full-control",
+                    },
+                },
+            )
+        )
+        # The export writes SSE-KMS objects with the bucket's key (CloudWatch Logs user guide, "Exporting to
+        # a bucket encrypted with SSE-KMS"). A condition on the bucket ARN would make the key and the bucket
+        # depend on each other; the bucket policy above is what limits where the service writes.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LogsExportEncryptsWithBackupKey",
+                principals=[logs_service],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],
+            )
+        )

@@ -1,0 +1,191 @@
+"""The controller's CloudWatch dashboard: what LIVE and STABLE point at, what the controller did, the state of
+every alarm, how old each component's last good backup is against its RPO, and the last drill's result.
+
+Metrics it reads, and who publishes them (all in the configured metrics namespace):
+- `LiveVersion`, `StableVersion` (dimension FunctionName): the watchers, on every tick and change;
+- `Rollbacks`, `Promotions`, `Freezes` (dimension service = the watcher's Powertools service name): the
+  watchers, through Powertools' embedded metric format;
+- `BackupSucceeded`, `BackupCompletedAt` (dimension Component): the backup function;
+- `DrillPassed` (dimension Environment = "aws"): the drill function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from constructs import Construct
+from drcore.backup_store import Component
+
+from stacks.constructs.backups import (
+    BACKUP_COMPLETED_AT_METRIC,
+    backup_completed_at_metric,
+    backup_succeeded_metric,
+    rpo_window_minutes,
+)
+from stacks.settings import Settings
+
+LIVE_VERSION_METRIC = "LiveVersion"
+STABLE_VERSION_METRIC = "StableVersion"
+ACTION_METRICS = ("Rollbacks", "Promotions", "Freezes")
+DRILL_PASSED_METRIC = "DrillPassed"
+# The drill function runs in AWS; the local drill (`make drill`) reports "embedded" and publishes nothing.
+DRILL_ENVIRONMENT = "aws"
+
+DEFAULT_RANGE = Duration.days(3)
+FINE_PERIOD = Duration.minutes(5)
+# Drills are rare: the last result is looked for over the last month.
+DRILL_LOOKBACK = "-P30D"
+
+
+def dashboard_name(settings: Settings) -> str:
+    return f"{settings.protected_function}-dr"
+
+
+def dashboard_url(settings: Settings) -> str:
+    region = settings.primary_region
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#dashboards:name={dashboard_name(settings)}"
+    )
+
+
+class ControllerDashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        watcher_services: Sequence[str],
+        live_alarms: Sequence[cloudwatch.IAlarm],
+        rpo_alarms: Mapping[Component, cloudwatch.IAlarm],
+        controller_alarms: Sequence[cloudwatch.IAlarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self.dashboard_name = dashboard_name(settings)
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=self.dashboard_name, default_interval=DEFAULT_RANGE
+        )
+        function = settings.protected_function
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=(
+                    f"# DR controller of {function}\n"
+                    f"LIVE alias `{settings.live_alias}`, STABLE alias `{settings.stable_alias}`, "
+                    f"data bucket `{settings.data_bucket}`, pipeline stack `{settings.pipeline_stack}`. "
+                    "A red RPO alarm means a component's last good backup is older than its objective."
+                ),
+                width=24,
+                height=2,
+            )
+        )
+        self.dashboard.add_widgets(*self._versions())
+        self.dashboard.add_widgets(
+            self._actions(watcher_services),
+            cloudwatch.AlarmStatusWidget(
+                title="LIVE alias alarms (each one rolls LIVE back)", alarms=list(live_alarms), width=12, height=6
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Backup RPO and controller alarms",
+                alarms=[*rpo_alarms.values(), *controller_alarms],
+                width=12,
+                height=6,
+            ),
+            self._last_drill(),
+        )
+        self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
+
+    def _metric(self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str):
+        return cloudwatch.Metric(
+            namespace=self._settings.metrics_namespace,
+            metric_name=name,
+            dimensions_map=dimensions,
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def _versions(self) -> list[cloudwatch.IWidget]:
+        settings = self._settings
+        function = {"FunctionName": settings.protected_function}
+
+        def versions(period: Duration) -> list[cloudwatch.IMetric]:
+            return [
+                self._metric(LIVE_VERSION_METRIC, function, "Maximum", period, f"{settings.live_alias} version"),
+                self._metric(STABLE_VERSION_METRIC, function, "Maximum", period, f"{settings.stable_alias} version"),
+            ]
+
+        return [
+            cloudwatch.GraphWidget(
+                title=f"{settings.live_alias} and {settings.stable_alias} versions",
+                left=versions(FINE_PERIOD),
+                left_y_axis=cloudwatch.YAxisProps(label="version", show_units=False),
+                width=16,
+                height=6,
+            ),
+            cloudwatch.SingleValueWidget(
+                title="Versions now",
+                metrics=versions(Duration.minutes(1)),
+                width=8,
+                height=6,
+            ),
+        ]
+
+    def _actions(self, watcher_services: Sequence[str]) -> cloudwatch.IWidget:
+        # Both watchers reconcile on their tick, so either may roll back or promote.
+        return cloudwatch.GraphWidget(
+            title="Rollbacks, promotions and freezes per hour",
+            left=[
+                self._metric(name, {"service": service}, "Sum", Duration.hours(1), f"{name} ({service})")
+                for name in ACTION_METRICS
+                for service in watcher_services
+            ],
+            view=cloudwatch.GraphWidgetView.BAR,
+            stacked=True,
+            width=12,
+            height=6,
+        )
+
+    def _last_drill(self) -> cloudwatch.IWidget:
+        return cloudwatch.SingleValueWidget(
+            title="Last DR drill in AWS: 1 passed, 0 failed",
+            metrics=[
+                self._metric(
+                    DRILL_PASSED_METRIC, {"Environment": DRILL_ENVIRONMENT}, "Minimum", Duration.days(1), "DrillPassed"
+                )
+            ],
+            start=DRILL_LOOKBACK,
+            sparkline=True,
+            width=12,
+            height=6,
+        )
+
+    def _backup_age(self, component: Component) -> cloudwatch.IWidget:
+        settings = self._settings
+        window = rpo_window_minutes(settings, component)
+        completed = backup_completed_at_metric(settings, component, FINE_PERIOD)
+        # Between backups the last completion time is carried forward (REPEAT), so the age, taken at the end
+        # of each period, grows until the next good backup resets it: a sawtooth under the RPO line.
+        age = cloudwatch.MathExpression(
+            expression="(EPOCH(FILL(completed, REPEAT)) + PERIOD(completed) - FILL(completed, REPEAT)) / 60",
+            using_metrics={"completed": completed},
+            label=f"minutes since the last good {component.value} backup ({BACKUP_COMPLETED_AT_METRIC})",
+            period=FINE_PERIOD,
+        )
+        return cloudwatch.GraphWidget(
+            title=f"{component.value} backup age (RPO window {window} min)",
+            left=[age],
+            left_y_axis=cloudwatch.YAxisProps(label="minutes", min=0, show_units=False),
+            left_annotations=[cloudwatch.HorizontalAnnotation(value=window, label="RPO", color=cloudwatch.Color.RED)],
+            right=[
+                backup_succeeded_metric(settings, component, Duration.hours(1)).with_(label="good backups per hour")
+            ],
+            right_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+            width=6,
+            height=6,
+        )
