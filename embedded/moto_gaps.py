@@ -10,21 +10,41 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
 - Invoke: moto cannot run function code without Docker, and it drops the Qualifier of the request.
   Here an invocation of an alias or version answers as that version of the sample pipeline would:
   healthy versions return a payload, failing ones a function error.
+- Code.Location: moto's GetFunction names a URL nothing serves, and its layer versions say `s3://`.
+  Here a real loopback HTTP server (`ArchiveServer`, 127.0.0.1 on a free port) serves each function
+  version's and layer version's zip bytes from moto's backend, and the `Location` of GetFunction and
+  of the layer calls is rewritten to it; a test can make it serve a damaged archive
+  (`behaviour.archives.corrupt_function`, `.corrupt_layer`).
+- GetLayerVersionByArn: moto does not implement it. Here it answers as GetLayerVersion does.
+- Stack capabilities: moto's CreateStack and UpdateStack drop the capabilities granted, so
+  DescribeStacks never shows them. Here they are kept on the stack and DescribeStacks returns them.
+- Export tasks: moto's CreateExportTask finishes synchronously and accepts any number at once. Here a
+  task still answers RUNNING to the first DescribeExportTasks after its creation and COMPLETED from
+  then on (an export takes minutes in AWS), and a CreateExportTask while another is RUNNING is refused
+  with LimitExceededException, as AWS allows one active export task per account.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
+import threading
 import uuid
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from unittest import mock
+from urllib.parse import quote
 
-from moto.awslambda.exceptions import PreconditionFailedException
-from moto.awslambda.models import LambdaBackend
+from moto.awslambda.exceptions import PreconditionFailedException, UnknownLayerException
+from moto.awslambda.models import LambdaBackend, LambdaFunction, LayerVersion
 from moto.awslambda.responses import LambdaResponse
+from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.models import Statistics
+from moto.logs.exceptions import LimitExceededException
+from moto.logs.models import LogsBackend
 
 
 class VersionBehaviour:
@@ -32,6 +52,7 @@ class VersionBehaviour:
 
     def __init__(self) -> None:
         self.failing: set[tuple[str, str]] = set()
+        self.archives: ArchiveServer | None = None  # set while the fills are active
 
     def set_failing(self, function_name: str, version: str, failing: bool = True) -> None:
         (self.failing.add if failing else self.failing.discard)((function_name, version))
@@ -43,6 +64,161 @@ def _percentile(values: list[float], stat: str) -> float | None:
     rank = float(stat[1:])
     ordered = sorted(values)
     return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)]
+
+
+class ArchiveServer:
+    """Serves the zip archives moto's Lambda responses point at, over real HTTP on the loopback.
+
+    An archive is registered when a response names it, under a path that carries its SHA-256, so a URL
+    keeps serving the bytes it was issued for, as an S3 pre-signed URL does. The server starts on the
+    first registration: tests that never ask for a Location pay nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._archives: dict[str, tuple[tuple[str, str], bytes]] = {}  # path -> ((kind, name), bytes)
+        self._corrupted: set[tuple[str, str]] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.served: list[str] = []  # paths downloaded, in order
+
+    def location(self, kind: str, name: str, version: str, body: bytes) -> str:
+        path = f"/{kind}/{quote(name, safe='')}/{quote(version, safe='')}/{hashlib.sha256(body).hexdigest()}.zip"
+        with self._lock:
+            self._archives[path] = ((kind, name), body)
+            server = self._server or self._start()
+        return f"http://127.0.0.1:{server.server_port}{path}"
+
+    def corrupt_function(self, name: str) -> None:
+        """Serve every archive of function `name` with one byte changed, as a damaged download would be."""
+        self._corrupted.add(("functions", name))
+
+    def corrupt_layer(self, name: str) -> None:
+        self._corrupted.add(("layers", name))
+
+    def archive(self, path: str) -> bytes | None:
+        with self._lock:
+            entry = self._archives.get(path.split("?", 1)[0])
+            if entry is None:
+                return None
+            self.served.append(path)
+        owner, body = entry
+        if owner in self._corrupted and body:
+            return body[:-1] + bytes([body[-1] ^ 0xFF])
+        return body
+
+    def _start(self) -> ThreadingHTTPServer:
+        archives = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                body = archives.archive(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                """`served` keeps what tests need; a line per request on stderr would only be noise."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        # A short poll keeps close() quick; it waits for the serving loop to notice.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="lambda-code-archives", daemon=True)
+        self._thread.start()
+        return self._server
+
+    def close(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+
+@contextmanager
+def code_archives_served() -> Iterator[ArchiveServer]:
+    """Serve function and layer archives at the Location moto's responses give (see the module doc)."""
+    archives = ArchiveServer()
+    original_get_code = LambdaFunction.get_code
+    original_layer_version = LayerVersion.get_layer_version
+
+    def get_code(self: LambdaFunction) -> dict[str, Any]:
+        response = original_get_code(self)
+        if "Location" in response.get("Code", {}):
+            response["Code"]["Location"] = archives.location("functions", self.function_name, str(self.version),
+                                                             self.code_bytes)
+        return response
+
+    def get_layer_version(self: LayerVersion) -> dict[str, Any]:
+        response = original_layer_version(self)
+        response["Content"]["Location"] = archives.location("layers", self.name, str(self.version), self.code_bytes)
+        return response
+
+    def get_layer_version_by_arn(self: LambdaResponse) -> str:
+        layer = self.backend.layers_versions_by_arn(self._get_param("Arn"))
+        if layer is None:
+            raise UnknownLayerException()
+        return json.dumps(layer.get_layer_version())
+
+    with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(LambdaFunction, "get_code", get_code))
+        patches.enter_context(mock.patch.object(LayerVersion, "get_layer_version", get_layer_version))
+        patches.enter_context(mock.patch.object(LambdaResponse, "get_layer_version_by_arn", get_layer_version_by_arn,
+                                                create=True))
+        patches.callback(archives.close)
+        yield archives
+
+
+@contextmanager
+def stack_capabilities_kept() -> Iterator[None]:
+    """DescribeStacks shows the capabilities a stack was created or updated with."""
+    originals = {name: getattr(CloudFormationResponse, name) for name in ("create_stack", "update_stack")}
+
+    def keeping(name: str) -> Any:
+        def operation(self: CloudFormationResponse) -> Any:
+            result = originals[name](self)
+            stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+            stack.capabilities = self._get_param("Capabilities", [])  # serialized as the stack's Capabilities
+            return result
+        return operation
+
+    with ExitStack() as patches:
+        for name in originals:
+            patches.enter_context(mock.patch.object(CloudFormationResponse, name, keeping(name)))
+        yield
+
+
+_ACTIVE_EXPORT = ("PENDING", "RUNNING")
+
+
+@contextmanager
+def export_tasks_take_time() -> Iterator[None]:
+    """Export tasks run one at a time and finish after a while (see the module doc)."""
+    original_create = LogsBackend.create_export_task
+    original_describe = LogsBackend.describe_export_tasks
+
+    def create_export_task(self: LogsBackend, **request: Any) -> str:
+        if any(task.status["code"] in _ACTIVE_EXPORT for task in self.export_tasks.values()):
+            raise LimitExceededException()
+        task_id = original_create(self, **request)
+        # moto wrote the objects already; AWS writes them while the task runs, so a reader may see some.
+        self.export_tasks[task_id].status = {"code": "RUNNING", "message": "Task is running"}
+        return task_id
+
+    def describe_export_tasks(self: LogsBackend, task_id: str) -> Any:
+        answer = [copy.copy(task) for task in original_describe(self, task_id)]  # the state as it was asked
+        for task in self.export_tasks.values():
+            if task.status["code"] in _ACTIVE_EXPORT:
+                task.status = {"code": "COMPLETED", "message": "Completed successfully"}
+        return answer
+
+    with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(LogsBackend, "create_export_task", create_export_task))
+        patches.enter_context(mock.patch.object(LogsBackend, "describe_export_tasks", describe_export_tasks))
+        yield
 
 
 @contextmanager
@@ -96,4 +272,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(mock.patch.object(Statistics, "get_statistics_for_type", statistic))
         patches.enter_context(mock.patch.object(LambdaResponse, "invoke", invoke_with_qualifier))
         patches.enter_context(mock.patch.object(LambdaBackend, "invoke", invoke))
+        behaviour.archives = patches.enter_context(code_archives_served())
+        patches.enter_context(stack_capabilities_kept())
+        patches.enter_context(export_tasks_take_time())
         yield behaviour

@@ -4,6 +4,13 @@ Built through the AWS API (moto in-process or the embedded server), so the drill
 benchmark all start from the same world: the ingest function with published versions, LIVE on one,
 STABLE on another, the alarms on LIVE, the controller's state table and alert topics, and a queue
 subscribed to the topics so alerts can be read back.
+
+The function is configured as a production one is, so a backup has something to capture and a
+recovery something to prove: a layer, non-default memory, timeout, storage and tracing, environment
+variables, tags, reserved concurrency, an event invoke config with a failure destination, and S3's
+permission to invoke LIVE. Beside it: the pipeline's CloudFormation stack (parameters, outputs, tags,
+IAM capability, stack policy, termination protection) and its log group with yesterday's and today's
+events.
 """
 
 from __future__ import annotations
@@ -12,12 +19,44 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, EnvVar, alarm_name
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"
+PIPELINE_STACK = "ApiladosPipelineStack"
+DATA_BUCKET = "apilados-production-data"
+
+FUNCTION_ENVIRONMENT = {"STAGE": "production", "DATA_BUCKET": DATA_BUCKET, "LOG_LEVEL": "INFO",
+                        "MAX_ROWS_PER_BATCH": "500"}
+FUNCTION_TAGS = {"app": "apilados", "component": "ingest", "owner": "data-platform"}
+RESERVED_CONCURRENCY = 25
+
+PIPELINE_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Description": "Apilados Pipeline: ingest queue, notifications and the ingest role",
+    "Parameters": {
+        "Stage": {"Type": "String", "Default": "staging", "AllowedValues": ["staging", "production"]},
+        "RetentionDays": {"Type": "Number", "Default": 14},
+    },
+    "Resources": {
+        "IngestNotifications": {"Type": "AWS::SNS::Topic"},
+        "IngestQueue": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 900}},
+        "IngestRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                    "Action": "sts:AssumeRole"}]}}},
+    },
+    "Outputs": {
+        "IngestQueueUrl": {"Value": {"Ref": "IngestQueue"}},
+        "IngestNotificationsArn": {"Value": {"Ref": "IngestNotifications"}},
+    },
+}
+PIPELINE_STACK_POLICY = {"Statement": [
+    {"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"},
+    {"Effect": "Deny", "Action": "Update:Replace", "Principal": "*", "Resource": "LogicalResourceId/IngestQueue"},
+]}
 
 
 def _code_archive(version_label: str) -> bytes:
@@ -27,6 +66,13 @@ def _code_archive(version_label: str) -> bytes:
             "index.py",
             f"RELEASE = {version_label!r}\n\ndef handler(event, context):\n    return {{'release': RELEASE}}\n",
         )
+    return buffer.getvalue()
+
+
+def _layer_archive() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("python/apilados_common.py", "CSV_DIALECT = 'excel'\n")
     return buffer.getvalue()
 
 
@@ -41,6 +87,11 @@ class SampleSystem:
     alert_queue_url: str
     region: str
     clients: dict[str, Any] = field(repr=False, default_factory=dict)
+    layer_arn: str = ""
+    failure_queue_arn: str = ""  # the event invoke config's on-failure destination
+    stack_name: str = PIPELINE_STACK
+    log_group: str = ""
+    log_events: dict[str, list[str]] = field(default_factory=dict)  # UTC day (YYYY-MM-DD) -> messages
 
     @property
     def health_alarms(self) -> tuple[str, ...]:
@@ -92,21 +143,35 @@ class SampleSystem:
 def build_sample_system(session: Any, endpoint_url: str | None = None, function_name: str = FUNCTION_NAME) -> SampleSystem:
     """Create the protected system: STABLE on a good version, LIVE on a bad one (the incident)."""
     clients = {name: session.client(name, endpoint_url=endpoint_url)
-               for name in ("iam", "lambda", "cloudwatch", "dynamodb", "sns", "sqs")}
+               for name in ("iam", "lambda", "cloudwatch", "dynamodb", "sns", "sqs", "cloudformation", "logs")}
     role = clients["iam"].create_role(
         RoleName=f"{function_name}-role",
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
     lam = clients["lambda"]
+    layer_arn = lam.publish_layer_version(LayerName=f"{function_name}-deps", Content={"ZipFile": _layer_archive()},
+                                          CompatibleRuntimes=["python3.13"])["LayerVersionArn"]
     lam.create_function(FunctionName=function_name, Runtime="python3.13", Role=role, Handler="index.handler",
-                        Code={"ZipFile": _code_archive("initial")}, Environment={"Variables": {"STAGE": "production"}})
+                        Code={"ZipFile": _code_archive("initial")}, Environment={"Variables": dict(FUNCTION_ENVIRONMENT)},
+                        Description="Apilados Pipeline: CSV ingest", MemorySize=1024, Timeout=600,
+                        EphemeralStorage={"Size": 2048}, TracingConfig={"Mode": "Active"}, Layers=[layer_arn],
+                        Tags=dict(FUNCTION_TAGS))
     versions = {}
     for label in ("good", "bad", "fix"):
         lam.update_function_code(FunctionName=function_name, ZipFile=_code_archive(label))
         versions[label] = lam.publish_version(FunctionName=function_name, Description=f"{label} release")["Version"]
     lam.create_alias(FunctionName=function_name, Name="STABLE", FunctionVersion=versions["good"])
     lam.create_alias(FunctionName=function_name, Name="LIVE", FunctionVersion=versions["good"])
+    lam.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+    sqs = clients["sqs"]
+    failure_queue = sqs.create_queue(QueueName=f"{function_name}-failures")["QueueUrl"]
+    failure_queue_arn = sqs.get_queue_attributes(QueueUrl=failure_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=1, MaximumEventAgeInSeconds=3600,
+                                         DestinationConfig={"OnFailure": {"Destination": failure_queue_arn}})
+    lam.add_permission(FunctionName=function_name, Qualifier="LIVE", StatementId="s3-invokes-live",
+                       Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                       SourceArn=f"arn:aws:s3:::{DATA_BUCKET}")
 
     cloudwatch = clients["cloudwatch"]
     alias_dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"}]
@@ -135,13 +200,50 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
     )
-    sns, sqs = clients["sns"], clients["sqs"]
+    sns = clients["sns"]
     alert_topic = sns.create_topic(Name="apilados-dr-alerts")["TopicArn"]
     emergency_topic = sns.create_topic(Name="apilados-dr-emergency")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="apilados-dr-alert-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for topic in (alert_topic, emergency_topic):
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    _create_pipeline_stack(clients["cloudformation"])
+    log_group = f"/aws/lambda/{function_name}"
+    log_events = _write_function_logs(clients["logs"], log_group)
     return SampleSystem(function_name=function_name, versions=versions, alarms=alarms, table=STATE_TABLE,
                         alert_topic_arn=alert_topic, emergency_topic_arn=emergency_topic, alert_queue_url=queue_url,
-                        region=session.region_name, clients=clients)
+                        region=session.region_name, clients=clients, layer_arn=layer_arn,
+                        failure_queue_arn=failure_queue_arn, log_group=log_group, log_events=log_events)
+
+
+def _create_pipeline_stack(cloudformation: Any) -> None:
+    cloudformation.create_stack(
+        StackName=PIPELINE_STACK, TemplateBody=json.dumps(PIPELINE_TEMPLATE),
+        Parameters=[{"ParameterKey": "Stage", "ParameterValue": "production"}], Capabilities=["CAPABILITY_IAM"],
+        Tags=[{"Key": "app", "Value": "apilados"}, {"Key": "cost-center", "Value": "data"}],
+        StackPolicyBody=json.dumps(PIPELINE_STACK_POLICY), EnableTerminationProtection=True,
+    )
+
+
+def _write_function_logs(logs: Any, log_group: str) -> dict[str, list[str]]:
+    """Invocations yesterday and one today (UTC), as the function's log group would hold them.
+
+    Timestamps follow the wall clock because CloudWatch Logs refuses events older than 14 days.
+    """
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0)
+    yesterday = today - timedelta(days=1)
+    streams = {
+        f"{yesterday:%Y/%m/%d}/[1]a1b2c3": [yesterday + timedelta(hours=hour) for hour in (9, 13, 17)],
+        f"{today:%Y/%m/%d}/[1]d4e5f6": [max(today, now - timedelta(seconds=1))],
+    }
+    logs.create_log_group(logGroupName=log_group)
+    events: dict[str, list[str]] = {}
+    for stream, moments in streams.items():
+        logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
+        batch = [{"timestamp": int(moment.timestamp() * 1000),
+                  "message": f"INFO processed uploads/{moment:%Y%m%dT%H%M%S}.csv rows=500"} for moment in moments]
+        logs.put_log_events(logGroupName=log_group, logStreamName=stream, logEvents=batch)
+        for moment, event in zip(moments, batch):
+            events.setdefault(f"{moment:%Y-%m-%d}", []).append(event["message"])
+    return events
