@@ -102,3 +102,23 @@ class HealthProbe:
             ],
         )
         return {"healthy": failure is None, "failure": failure, "executed_version": executed_version, "latency_ms": round(latency_ms, 1)}
+
+
+class VersionGauges:
+    """Publishes which versions LIVE and STABLE serve (the dashboard's versions over time).
+
+    Through PutMetricData rather than EMF so the only dimension is the function: Powertools adds its
+    `service` dimension to every EMF metric, and each watcher has its own service name.
+    """
+
+    def __init__(self, cloudwatch_client: Any, namespace: str, function_name: str) -> None:
+        self._cloudwatch = cloudwatch_client
+        self._namespace = namespace
+        self._function = function_name
+
+    def publish(self, versions: dict[str, str]) -> None:
+        dimensions = [{"Name": "FunctionName", "Value": self._function}]
+        data = [{"MetricName": name, "Dimensions": dimensions, "Value": int(version), "Unit": "None"}
+                for name, version in versions.items() if version.isdigit()]  # $LATEST is no number to plot
+        if data:
+            self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=data)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from drcore.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.controller import AliasController, Outcome
+from drcore.function_metrics import VersionGauges
 from drcore.models import AlarmSignal
 
 # A child of the handler's Powertools logger: the same structured JSON, the same service.
@@ -88,13 +89,10 @@ def outcome_metrics(result: dict[str, Any]) -> list[str]:
     return [per_status[result["status"]], *changes]
 
 
-def publish_watcher_metrics(metrics: Metrics, result: dict[str, Any], function_name: str) -> None:
+def publish_watcher_metrics(metrics: Metrics, result: dict[str, Any], gauges: VersionGauges) -> None:
     """Count the event and its changes (EMF, flushed by the handler's decorator), and publish the
-    versions LIVE and STABLE serve as gauges with the function as dimension, for the dashboard."""
+    versions LIVE and STABLE serve, known after a tick or a rollback."""
     for name in outcome_metrics(result):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    for name, version in result.get("versions", {}).items():
-        if version.isdigit():  # $LATEST is not a number to plot (and is reverted by the tick)
-            with single_metric(name=name, unit=MetricUnit.Count, value=int(version), namespace=metrics.namespace,
-                               default_dimensions={"FunctionName": function_name}):
-                pass
+    if result.get("versions"):
+        gauges.publish(result["versions"])

@@ -18,7 +18,7 @@ from drcore.alarms import AlarmBoard
 from drcore.alerts import AlertPublisher
 from drcore.config import ControllerSettings
 from drcore.controller import AliasController
-from drcore.function_metrics import FunctionMetrics, HealthProbe
+from drcore.function_metrics import FunctionMetrics, HealthProbe, VersionGauges
 from drcore.lambda_aliases import AliasGateway
 from drcore.recovery import RecoveryService
 from drcore.state_store import ControllerStateStore
@@ -32,6 +32,7 @@ AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, conn
 class WatcherServices:
     controller: AliasController
     health_probe: HealthProbe
+    version_gauges: VersionGauges
 
 
 def _client_factory() -> Any:
@@ -61,7 +62,8 @@ def watcher_services(settings: ControllerSettings, endpoint_url: str | None = No
     controller, aliases, _ = _controller(settings, client)
     probe = HealthProbe(aliases, client("cloudwatch"), settings.metrics_namespace, settings.protected_function,
                         settings.live_alias)
-    return WatcherServices(controller=controller, health_probe=probe)
+    gauges = VersionGauges(client("cloudwatch"), settings.metrics_namespace, settings.protected_function)
+    return WatcherServices(controller=controller, health_probe=probe, version_gauges=gauges)
 
 
 @lru_cache(maxsize=4)

@@ -32,5 +32,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return [probed, *services.controller.reconcile()]
 
     result = run_watcher(event, services.controller, settings.health_alarms, tick)
-    publish_watcher_metrics(metrics, result, settings.protected_function)
+    publish_watcher_metrics(metrics, result, services.version_gauges)
     return result

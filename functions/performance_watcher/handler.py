@@ -24,7 +24,8 @@ metrics = Metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ControllerSettings.from_environ(os.environ)
     metrics.namespace = settings.metrics_namespace
-    controller = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL")).controller
+    services = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL"))
+    controller = services.controller
     result = run_watcher(event, controller, settings.performance_alarms, lambda: [controller.regression_check()])
-    publish_watcher_metrics(metrics, result, settings.protected_function)
+    publish_watcher_metrics(metrics, result, services.version_gauges)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -275,16 +274,19 @@ def test_the_rollback_makes_one_aws_call_before_the_flip(system, controller, clo
     assert calls.calls[0] == "UpdateItem"
 
 
-def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, versions_behaviour, capsys):
+def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, versions_behaviour):
     versions_behaviour.set_failing(system.function_name, system.versions["bad"])
     deploy_bad_version(system)
-    capsys.readouterr()
     result = invoke_watcher(health_watcher, scheduled_event(datetime.now(timezone.utc)))
-    # The versions LIVE and STABLE serve are published as gauges for the dashboard (EMF on stdout)
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    gauges = {name: record[name] for record in emitted for name in ("LiveVersion", "StableVersion") if name in record}
-    assert gauges == {"LiveVersion": [2.0], "StableVersion": [1.0]}
-    assert all(record["FunctionName"] == system.function_name for record in emitted if "LiveVersion" in record)
+    # The versions LIVE and STABLE serve are published for the dashboard, with the function as only dimension
+    cloudwatch = system.clients["cloudwatch"]
+    for name, version in (("LiveVersion", 2.0), ("StableVersion", 1.0)):
+        metric = cloudwatch.list_metrics(Namespace="ApiladosDR", MetricName=name)["Metrics"]
+        assert metric[0]["Dimensions"] == [{"Name": "FunctionName", "Value": system.function_name}]
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="ApiladosDR", MetricName=name, Dimensions=metric[0]["Dimensions"], Statistics=["Maximum"],
+            Period=60, StartTime=datetime.now(timezone.utc) - timedelta(minutes=5), EndTime=datetime.now(timezone.utc) + timedelta(minutes=1))
+        assert [point["Maximum"] for point in stats["Datapoints"]] == [version]
     probe = result["outcomes"][0]
     assert result["status"] == "ticked" and probe["action"] == "probed", probe
     assert probe["facts"]["healthy"] is False, probe
