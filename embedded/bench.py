@@ -4,23 +4,35 @@ rollback: alarm events fed to the real health watcher (each against a freshly de
 AWS calls before the flip, warm handler latency p50/p95, the first (cold-client) invocation, and the
 handler module's cold import time in a fresh interpreter; beside it the runbook's quick-rollback.sh
 run with the AWS CLI. Requests are counted at the embedded server for both.
+
+snapshot: a bucket of N small objects; our first snapshot, then 1% of the objects get new content, and
+our second; beside them the runbook's s3-backup.sh method, `aws s3 sync` of the whole bucket to a new
+dated prefix, for the same two states. Each run reports its time, the requests the server received,
+the objects it copied and the bytes it added to its backup bucket (content, manifests, checkpoints).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+from unittest import mock
 
 import boto3
+import moto.s3.models
+from botocore.config import Config
 
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import REGION, _embedded_environment
@@ -135,17 +147,145 @@ def _table(rollback: dict[str, Any]) -> str:
     return "\n".join(f"{str(a):<32} {str(b):>24} {str(c):>26}" for a, b, c in rows)
 
 
+SNAPSHOT_DATA_BUCKET = "apilados-production-data"
+SNAPSHOT_BACKUP_BUCKET = "apilados-dr-backups"
+SEED_BACKUP_BUCKET = "apilados-backup-data"  # s3-backup.sh's BACKUP_BUCKET
+CHANGED_SHARE = 0.01
+BODY_BYTES = (1024, 4096)
+
+
+def _bucket_bytes(s3: Any, bucket: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sum(entry["Size"] for page in pages for entry in page.get("Contents", []))
+
+
+def _bucket_count(s3: Any, bucket: str, prefix: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(len(page.get("Contents", [])) for page in pages)
+
+
+def _write_objects(s3: Any, keys: list[str], rng: random.Random) -> int:
+    """Give each key a new random body of 1-4 KB (not measured); returns the bytes written."""
+    bodies = {key: rng.randbytes(rng.randint(*BODY_BYTES)) for key in keys}
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket=SNAPSHOT_DATA_BUCKET, Key=key, Body=bodies[key]), keys))
+    return sum(len(body) for body in bodies.values())
+
+
+@contextmanager
+def _versions_listed_without_copying_bodies() -> Iterator[None]:
+    """A gap in moto's performance, filled for this benchmark: for every ListObjectVersions page, moto
+    deep-copies every version of every key in the bucket, bodies included, so each page costs time in
+    proportion to the whole bucket's bytes (S3 has no such cost, and the seed's ListObjectsV2 does not
+    pay it here). The copies exist only to carry the IsLatest flag, which nothing else in moto reads:
+    here the listing marks the stored versions themselves, and returns exactly what it did."""
+    with mock.patch.object(moto.s3.models, "copy", SimpleNamespace(copy=copy.copy, deepcopy=list)):
+        yield
+
+
+# Ours runs in a process of its own that imports what the backup function imports, as the seed's AWS
+# CLI runs in its own: the embedded server's process then only serves requests, for both. One snapshot,
+# continued until finished as the backup function's invocations would continue it.
+SNAPSHOT_PROCESS = """
+import json, sys
+import boto3
+from botocore.config import Config
+from drcore.backup_store import BackupStore
+from drcore.bucket_snapshots import BucketSnapshotter
+
+data_bucket, backup_bucket = sys.argv[1:]
+s3 = boto3.session.Session().client("s3", config=Config(max_pool_connections=32))
+snapshotter = BucketSnapshotter(s3, BackupStore(s3, backup_bucket), data_bucket)
+progress = snapshotter.snapshot(None, lambda: 15 * 60 * 1000)
+while not progress.finished:
+    progress = snapshotter.snapshot(progress.backup_id, lambda: 15 * 60 * 1000)
+print(json.dumps(progress.stats))
+"""
+
+
+def _measured(counter: RequestCounter, command: list[str], copied: Callable[[str], int],
+              stored: Callable[[], int]) -> dict[str, Any]:
+    before = stored()
+    counter.reset()
+    started = time.perf_counter()
+    completed = subprocess.run(command, env={**os.environ, "PYTHONPATH": "functions:."}, check=True,
+                               capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    requests = counter.total
+    return {"seconds": round(seconds, 2), "requests": requests, "objects_copied": copied(completed.stdout),
+            "bytes_stored": stored() - before}
+
+
+def bench_snapshot(objects: int) -> dict[str, Any]:
+    with ExitStack() as stack:
+        stack.enter_context(moto_gaps_filled())
+        stack.enter_context(_versions_listed_without_copying_bodies())
+        endpoint, counter = stack.enter_context(embedded_aws())
+        saved = dict(os.environ)
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ.update(_embedded_environment(endpoint))
+        s3 = boto3.session.Session(region_name=REGION).client("s3", config=Config(max_pool_connections=32))
+        for bucket in (SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET, SEED_BACKUP_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=SNAPSHOT_DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        rng = random.Random(20261126)
+        keys = [f"uploads/{n // 1000:03d}/record-{n:06d}.csv" for n in range(objects)]
+        _write_objects(s3, keys, rng)
+        aws_cli = str(Path(sys.executable).with_name("aws"))
+
+        def ours() -> dict[str, Any]:
+            return _measured(counter, [sys.executable, "-c", SNAPSHOT_PROCESS, SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET],
+                             lambda stdout: json.loads(stdout)["objects_copied"],
+                             lambda: _bucket_bytes(s3, SNAPSHOT_BACKUP_BUCKET))
+
+        def seed(date: str) -> dict[str, Any]:
+            # s3-backup.sh's sync, to a new dated prefix each time as the runbook does
+            return _measured(counter, [aws_cli, "s3", "sync", f"s3://{SNAPSHOT_DATA_BUCKET}",
+                                       f"s3://{SEED_BACKUP_BUCKET}/{date}/", "--only-show-errors"],
+                             lambda _: _bucket_count(s3, SEED_BACKUP_BUCKET, f"{date}/"),
+                             lambda: _bucket_bytes(s3, SEED_BACKUP_BUCKET))
+
+        first = {"ours": ours(), "seed": seed("20261126-120000")}
+        changed_bytes = _write_objects(s3, keys[::round(1 / CHANGED_SHARE)], rng)
+        second = {"ours": ours(), "seed": seed("20261126-130000")}
+    return {"objects": objects, "changed_bytes": changed_bytes,
+            "ours": {"first": first["ours"], "second": second["ours"]},
+            "seed": {"first": first["seed"], "second": second["seed"]}}
+
+
+def _snapshot_table(snapshot: dict[str, Any]) -> str:
+    ours, seed = snapshot["ours"], snapshot["seed"]
+    rows = [("", "ours first", "seed first", "ours second", "seed second")]
+    for figure in ("seconds", "requests", "objects_copied", "bytes_stored"):
+        rows.append((figure, ours["first"][figure], seed["first"][figure], ours["second"][figure], seed["second"][figure]))
+    second_ratio = ("second: seed/ours", "", "",
+                    f"{seed['second']['requests'] / max(ours['second']['requests'], 1):.0f}x requests",
+                    f"{seed['second']['seconds'] / max(ours['second']['seconds'], 0.01):.0f}x time")
+    rows.append(second_ratio)
+    header = f"{snapshot['objects']} objects, {snapshot['changed_bytes']} bytes changed in the second"
+    return header + "\n" + "\n".join(f"{str(a):<20} {str(b):>14} {str(c):>14} {str(d):>18} {str(e):>14}"
+                                      for a, b, c, d, e in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks against the embedded AWS endpoint")
     parser.add_argument("--report", type=Path, default=Path("reports/bench.json"))
     parser.add_argument("--events", type=int, default=200, help="alarm events fed to our watcher")
     parser.add_argument("--seed-runs", type=int, default=20, help="runs of the runbook's script (a CLI process per call)")
+    parser.add_argument("--objects", type=int, default=10_000, help="objects in the snapshot benchmark's bucket")
+    parser.add_argument("--sections", nargs="+", choices=("rollback", "snapshot"), default=["rollback", "snapshot"])
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text()) if args.report.exists() else {}
-    report["rollback"] = run(args.events, args.seed_runs)
+    if "rollback" in args.sections:
+        report["rollback"] = run(args.events, args.seed_runs)
+    if "snapshot" in args.sections:
+        report["snapshot"] = bench_snapshot(args.objects)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
-    print("rollback\n" + _table(report["rollback"]))
+    if "rollback" in args.sections:
+        print("rollback\n" + _table(report["rollback"]))
+    if "snapshot" in args.sections:
+        print("\nsnapshot\n" + _snapshot_table(report["snapshot"]))
     print(f"\nFigures in {args.report}")
     return 0
 
