@@ -95,11 +95,29 @@ def scheduled_event(at: datetime, rule: str = "apilados-dr-health-tick", region:
     }
 
 
+def cloudtrail_event(event_name: str, function_name: str, **detail: object) -> dict:
+    """The shape EventBridge delivers for a CloudTrail-recorded Lambda API call."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.lambda", "account": "123456789012", "time": now, "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventSource": "lambda.amazonaws.com", "eventName": event_name,
+            "awsRegion": "us-east-1", "eventTime": now,
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/deployer/ci"},
+            "requestParameters": {"functionName": function_name},
+            **detail,
+        },
+    }
+
+
 class LambdaContextStub:
     """The attributes of the Lambda context object that Powertools reads."""
 
-    def __init__(self, function_name: str) -> None:
+    def __init__(self, function_name: str, remaining_ms: int = 900_000) -> None:
         self.function_name = function_name
+        self._remaining_ms = remaining_ms
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = 256
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
@@ -108,7 +126,7 @@ class LambdaContextStub:
         self.log_stream_name = "embedded"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self._remaining_ms
 
 
 def invoke_handler(module: Any, event: Any, function_name: str = "dr-watcher") -> tuple[Any, list[str]]:

@@ -3,10 +3,15 @@
 It starts a moto server in this process, builds the sample protected system through the AWS API,
 and feeds the watcher handlers events of the exact shapes AWS sends:
 
-1. auto_rollback: a deployment puts LIVE on a bad version; its errors alarm fires; the health watcher,
+1. backup_lambda, backup_s3, backup_stack, rpo_check: the backup function's real handler backs up
+   the function (code verified), the data bucket (incrementally), the stack and the logs, and every
+   component's newest backup must be younger than its recovery point objective (embedded/drill_backups.py).
+   restore_s3: the data bucket damaged (same-size corruption, deletions, additions) and restored through
+   the recovery function's plan and confirm (embedded/drill_recovery.py).
+2. auto_rollback: a deployment puts LIVE on a bad version; its errors alarm fires; the health watcher,
    invoked as the alarm's action, must put LIVE back on STABLE within the Lambda RTO. The AWS calls
    before the flip are counted at the server.
-2. promote: a fixed version is deployed, serves traffic with every alarm OK, the bake time passes
+3. promote: a fixed version is deployed, serves traffic with every alarm OK, the bake time passes
    (simulated clock: time-machine moves the process's clock), and the health tick must promote it.
 
 Writes reports/drill-report.json and reports/drill-report.md; exits non-zero if a step fails.
@@ -30,10 +35,11 @@ from drcore.drill_report import DrillReport, DrillStep
 from drcore.models import to_iso
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.moto_gaps import moto_gaps_filled
-from embedded.sample_system import SampleSystem, build_sample_system
+from embedded.drill_recovery import restore_s3
+from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
+from embedded.sample_system import SampleSystem, add_buckets, build_sample_system
 from embedded.server import RequestCounter, embedded_aws
 
-LAMBDA_RTO_SECONDS = 15 * 60  # the runbook's recovery objective for the Lambda function
 REGION = "us-east-1"
 
 
@@ -137,10 +143,19 @@ def run_drill(report_dir: Path) -> DrillReport:
         saved = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         os.environ.update(_embedded_environment(endpoint))
-        system = build_sample_system(boto3.session.Session(region_name=REGION), endpoint)
-        os.environ.update(system.environment())
+        session = boto3.session.Session(region_name=REGION)
+        system = build_sample_system(session, endpoint)
+        add_buckets(system, session, endpoint)
+        os.environ.update({**system.environment(), **system.backup_environment()})
         behaviour.set_failing(system.function_name, system.versions["bad"])
-        report.steps.append(_step("auto_rollback", LAMBDA_RTO_SECONDS, lambda: _auto_rollback(system, counter)))
+        objectives = recovery_objectives()
+        report.steps.append(_step("backup_lambda", objectives["lambda_function"]["rpo_seconds"], lambda: backup_lambda(system)))
+        report.steps.append(_step("backup_s3", objectives["s3_data"]["rpo_seconds"], lambda: backup_s3(system)))
+        report.steps.append(_step("backup_stack", None, lambda: backup_stack(system)))
+        report.steps.append(_step("rpo_check", None, lambda: rpo_check(system)))
+        report.steps.append(_step("restore_s3", objectives["s3_data"]["rto_seconds"], lambda: restore_s3(system)))
+        report.steps.append(_step("auto_rollback", objectives["lambda_function"]["rto_seconds"],
+                                  lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))
     report.finished_at = to_iso(datetime.now(timezone.utc))
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, EnvVar, alarm_name
+from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, EnvVar, alarm_name
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"
@@ -92,6 +92,8 @@ class SampleSystem:
     stack_name: str = PIPELINE_STACK
     log_group: str = ""
     log_events: dict[str, list[str]] = field(default_factory=dict)  # UTC day (YYYY-MM-DD) -> messages
+    data_bucket: str = ""  # set by add_buckets
+    backup_bucket: str = ""
 
     @property
     def health_alarms(self) -> tuple[str, ...]:
@@ -112,6 +114,18 @@ class SampleSystem:
             EnvVar.PERFORMANCE_ALARM_NAMES: ",".join(self.performance_alarms),
             "POWERTOOLS_SERVICE_NAME": "dr-controller",
             "POWERTOOLS_METRICS_NAMESPACE": "ApiladosDR",
+        }
+        return {str(key): value for key, value in {**values, **overrides}.items()}
+
+    def backup_environment(self, **overrides: str) -> dict[str, str]:
+        """The environment the stack gives the backup function, for this system (after add_buckets)."""
+        values = {
+            BackupEnvVar.PROTECTED_FUNCTION_NAME: self.function_name,
+            BackupEnvVar.STATE_TABLE_NAME: self.table,
+            BackupEnvVar.DATA_BUCKET_NAME: self.data_bucket,
+            BackupEnvVar.BACKUP_BUCKET_NAME: self.backup_bucket,
+            BackupEnvVar.PIPELINE_STACK_NAME: self.stack_name,
+            BackupEnvVar.LOG_GROUP_NAME: self.log_group,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -247,3 +261,20 @@ def _write_function_logs(logs: Any, log_group: str) -> dict[str, list[str]]:
         for moment, event in zip(moments, batch):
             events.setdefault(f"{moment:%Y-%m-%d}", []).append(event["message"])
     return events
+
+
+BACKUP_BUCKET = "apilados-dr-backups"
+
+
+def add_buckets(system: SampleSystem, session: Any, endpoint_url: str | None = None, objects: int = 50) -> None:
+    """The data bucket (versioned, with `objects` CSV uploads) and the controller's backup bucket
+    (versioned, Object Lock), as the stack and the pipeline deploy them."""
+    s3 = session.client("s3", endpoint_url=endpoint_url)
+    system.clients["s3"] = s3
+    s3.create_bucket(Bucket=DATA_BUCKET)
+    s3.put_bucket_versioning(Bucket=DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for n in range(objects):
+        s3.put_object(Bucket=DATA_BUCKET, Key=f"uploads/2026/11/batch-{n:05d}.csv", ContentType="text/csv",
+                      Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"})
+    s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
+    system.data_bucket, system.backup_bucket = DATA_BUCKET, BACKUP_BUCKET

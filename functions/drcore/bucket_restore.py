@@ -165,7 +165,7 @@ class Verification:
 class RestoreProgress:
     plan_id: str
     finished: bool  # False: call apply again with the same plan and `safety_snapshot_id`
-    safety_snapshot_id: str  # undo: restore the target bucket from this snapshot
+    safety_snapshot_id: str | None  # undo: restore the target bucket from this snapshot (None: not begun yet)
     copied: int  # by this invocation
     removed: int
     bytes_copied: int
@@ -391,9 +391,11 @@ class BucketRestorer:
             self._require_snapshot_started(plan.target_bucket, safety_snapshot_id)
         safety = self._snapshots_of(plan.target_bucket).snapshot(safety_snapshot_id, remaining_ms)
         if not safety.finished:
+            # A snapshot that wrote no checkpoint yet cannot be continued by id: the next call starts one.
+            started = next(iter(self._store.keys(backup_prefix(Component.S3, plan.target_bucket, safety.backup_id))), None)
             logger.info("restore waits for its safety snapshot", extra={"plan_id": plan.plan_id,
                                                                         "safety_snapshot_id": safety.backup_id})
-            return RestoreProgress(plan.plan_id, False, safety.backup_id, 0, 0, 0, None)
+            return RestoreProgress(plan.plan_id, False, safety.backup_id if started else None, 0, 0, 0, None)
         self._require_unchanged_since_plan(plan, safety.backup_id)
         written = self._written(plan)
         copied = removed = bytes_copied = 0

@@ -7,6 +7,7 @@ itself never reads the environment.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Mapping, TypeVar
 
@@ -160,3 +161,36 @@ class BackupSettings(BaseModel):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> BackupSettings:
         return _validated(cls, BackupEnvVar, environ, "backup")
+
+
+class RecoveryEnvVar(StrEnum):
+    """What the recovery function needs besides the watchers' and the backup function's variables."""
+
+    RESTORE_TARGET_BUCKETS = "DR_RESTORE_TARGET_BUCKETS"  # comma-separated allow-list besides the data bucket
+    RPO_SECONDS = "DR_RPO_SECONDS"  # JSON: {"lambda": 300, "s3": 3600, "stack": 86400, "logs": 86400}
+    PLAN_TTL_SECONDS = "DR_PLAN_TTL_SECONDS"
+
+
+class RecoverySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    restore_target_buckets: tuple[str, ...] = Field((), alias=RecoveryEnvVar.RESTORE_TARGET_BUCKETS)
+    rpo_seconds: tuple[tuple[str, int], ...] = Field(
+        (("lambda", 300), ("s3", 3600), ("stack", 86400), ("logs", 86400)), alias=RecoveryEnvVar.RPO_SECONDS)
+    # A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
+    plan_ttl_seconds: int = Field(3600, alias=RecoveryEnvVar.PLAN_TTL_SECONDS, ge=60, le=7 * 86400)
+
+    _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
+
+    @field_validator("rpo_seconds", mode="before")
+    @classmethod
+    def _rpo_table(cls, value: object) -> object:
+        table = json.loads(value) if isinstance(value, str) else value
+        return tuple(sorted(table.items())) if isinstance(table, dict) else table
+
+    def rpo_of(self, component: str) -> int | None:
+        return dict(self.rpo_seconds).get(component)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RecoverySettings:
+        return _validated(cls, RecoveryEnvVar, environ, "recovery")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from drcore.errors import InvalidRequest
 from drcore.models import Cause
 
 VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
+BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"  # drcore.backup_store.new_backup_id
+PLAN_ID = r"^[a-z]{2}-[0-9a-f]{6,32}$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
 class _Action(BaseModel):
@@ -33,6 +36,12 @@ class _Operated(_Action):
 
 class Status(_Action):
     action: Literal["status"]
+
+
+class ListBackups(_Action):
+    action: Literal["list_backups"]
+    component: Literal["lambda", "s3", "stack", "logs"]
+    limit: int = Field(20, ge=1, le=500)
 
 
 class Rollback(_Operated):
@@ -66,11 +75,39 @@ class RecoverVersion(_Operated):
     force: bool = False  # required for a quarantined version
 
 
-ManualAction = Annotated[Union[Status, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion],
-                         Field(discriminator="action")]
+class _TwoStep(_Operated):
+    """A destructive action: without `confirm` it answers a plan; `confirm` applies exactly that plan;
+    `resume` continues an applied plan that an earlier invocation could not finish."""
+
+    confirm: str | None = Field(None, pattern=PLAN_ID)
+    resume: str | None = Field(None, pattern=PLAN_ID)
+
+    def plan_request(self) -> dict[str, Any]:
+        """What defines the plan: the parameters, not who asks, why, or the confirmation."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"requested_by", "reason", "confirm", "resume"})
+
+
+class RestoreS3(_TwoStep):
+    """Point-in-time restore of the data bucket (or a prefix of it), into it or an allowed bucket."""
+
+    action: Literal["restore_s3"]
+    snapshot_id: str | None = Field(None, pattern=BACKUP_ID)
+    at: AwareDatetime | None = None
+    prefix: str = Field("", max_length=1024)
+    target_bucket: str | None = Field(None, pattern=BUCKET_NAME)
+
+    @model_validator(mode="after")
+    def _one_restore_point(self) -> RestoreS3:
+        if self.resume is None and (self.snapshot_id is None) == (self.at is None):
+            raise ValueError("give exactly one of snapshot_id or at (an ISO 8601 time with its zone)")
+        return self
+
+
+_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3)
+ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
 ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
-                     for model in (Status, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion))
+                     for model in _MODELS)
 
 
 def parse_manual_action(event: Any) -> Any:

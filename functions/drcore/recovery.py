@@ -7,32 +7,53 @@ invariants hold whoever acts: LIVE never on $LATEST, a quarantined version only 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from drcore.alarms import AlarmBoard
+from drcore.backup_catalog import BackupCatalog
+from drcore.backup_store import Component
 from drcore.config import ControllerSettings
 from drcore.controller import AliasController, Outcome
-from drcore.manual_actions import Freeze, Promote, RecoverVersion, Release, Rollback, Status, Unfreeze
+from drcore.manual_actions import (
+    Freeze,
+    ListBackups,
+    Promote,
+    RecoverVersion,
+    Release,
+    RestoreS3,
+    Rollback,
+    Status,
+    Unfreeze,
+)
 from drcore.models import Clock, to_iso, utc_now
+from drcore.plans import TwoStepFlow
+from drcore.restore_action import S3RestoreAction
 
 
 class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
+                 catalog: BackupCatalog, flow: TwoStepFlow, s3_restore: S3RestoreAction,
                  clock: Clock = utc_now) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
+        self._catalog = catalog
+        self._flow = flow
+        self._s3_restore = s3_restore
         self._clock = clock
 
-    def perform(self, request: Any) -> dict[str, Any]:
+    def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         handlers = {
             Status: lambda r: self.status(),
+            ListBackups: lambda r: {"component": r.component,
+                                    "backups": self._catalog.describe(Component(r.component), r.limit)},
             Rollback: lambda r: self._controller.rollback(r.cause()),
             Promote: lambda r: self._controller.promote(r.cause()),
             Release: lambda r: self._controller.release(r.version, r.cause(), r.canary_percent, r.force),
             Freeze: lambda r: self._controller.freeze(r.cause()),
             Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
             RecoverVersion: self.recover_version,
+            RestoreS3: lambda r: self._flow.run(self._s3_restore, r, remaining_ms),
         }
         result = handlers[type(request)](request)
         return result.to_dict() if isinstance(result, Outcome) else result
@@ -59,6 +80,7 @@ class RecoveryService:
             "quarantined": list(record.quarantined),
             "frozen_reason": record.frozen_reason,
             "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)} for name, signal in alarms.items()},
+            "backups": self._catalog.latest(),
             "recent_actions": [
                 {key: entry.get(key) for key in ("at", "action", "from_version", "to_version", "result")}
                 | {"cause": entry.get("cause", {}).get("summary")}

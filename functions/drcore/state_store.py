@@ -257,9 +257,9 @@ class ControllerStateStore:
 
     # ------------------------------------------------------------------ plans of two-step actions
 
-    def put_plan(self, function_name: str, plan_id: str, plan: dict[str, Any], expires_at: int) -> None:
-        """Store a plan (`PLAN#<id>`); DynamoDB's TTL on `expires_at` removes it once it can no longer be confirmed."""
-        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", "plan": plan, "expires_at": expires_at}
+    def put_plan(self, function_name: str, plan_id: str, document: dict[str, Any], expires_at: int) -> None:
+        """Store a plan (`PLAN#<id>`); DynamoDB's TTL on `expires_at` removes it some time after it expired."""
+        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", **document, "expires_at": expires_at}
         self._dynamodb.put_item(TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(sk)")
 
     def get_plan(self, function_name: str, plan_id: str) -> dict[str, Any] | None:
@@ -268,7 +268,7 @@ class ControllerStateStore:
         )
         return _unmarshal(response["Item"]) if "Item" in response else None
 
-    def claim_plan(self, function_name: str, plan_id: str, applied_at: str, requested_by: str) -> bool:
+    def claim_plan(self, function_name: str, plan_id: str, applied_at: str, applied_by: str) -> bool:
         """Mark a plan as being applied; False if someone confirmed it already (a plan applies once)."""
         try:
             self._dynamodb.update_item(
@@ -276,10 +276,23 @@ class ControllerStateStore:
                 Key=self._key(function_name, f"{PLAN_PREFIX}{plan_id}"),
                 UpdateExpression="SET applied_at = :at, applied_by = :by",
                 ConditionExpression="attribute_exists(sk) AND attribute_not_exists(applied_at)",
-                ExpressionAttributeValues={":at": {"S": applied_at}, ":by": {"S": requested_by}},
+                ExpressionAttributeValues={":at": {"S": applied_at}, ":by": {"S": applied_by}},
             )
         except ClientError as error:
             if _is_conditional_failure(error):
                 return False
             raise
         return True
+
+    def update_plan(self, function_name: str, plan_id: str, **fields: Any) -> None:
+        """Record an applied plan's progress or result (only once it was claimed)."""
+        names = {f"#{name}": name for name in fields}
+        values = {f":{name}": _serializer.serialize(_to_dynamo(value)) for name, value in fields.items()}
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._key(function_name, f"{PLAN_PREFIX}{plan_id}"),
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
+            ConditionExpression="attribute_exists(applied_at)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )

@@ -7,7 +7,8 @@ embedded drill points the same code at a local moto server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +17,20 @@ from botocore.config import Config
 
 from drcore.alarms import AlarmBoard
 from drcore.alerts import AlertPublisher
-from drcore.config import ControllerSettings
+from drcore.backup_requests import BackupRequest
+from drcore.backup_runner import BackupMetrics, BackupRunner, component_runners
+from drcore.backup_store import BackupStore
+from drcore.bucket_restore import BucketRestorer
+from drcore.bucket_snapshots import BucketSnapshotter
+from drcore.backup_catalog import BackupCatalog
+from drcore.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.function_backup import FunctionBackup
+from drcore.logs_backup import LogsBackup
+from drcore.models import to_iso, utc_now
+from drcore.plans import PlanBook, TwoStepFlow
+from drcore.restore_action import S3RestoreAction
+from drcore.retention import prune
+from drcore.stack_backup import StackBackup
 from drcore.controller import AliasController
 from drcore.function_metrics import FunctionMetrics, HealthProbe, VersionGauges
 from drcore.lambda_aliases import AliasGateway
@@ -67,6 +81,68 @@ def watcher_services(settings: ControllerSettings, endpoint_url: str | None = No
 
 
 @lru_cache(maxsize=4)
-def recovery_service(settings: ControllerSettings, endpoint_url: str | None = None) -> RecoveryService:
-    controller, _, alarm_board = _controller(settings, _client_factory())
-    return RecoveryService(settings, controller, alarm_board)
+def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
+                     function_name: str, endpoint_url: str | None = None) -> RecoveryService:
+    """The recovery function's service; `function_name` is its own, to continue long actions."""
+    client = _client_factory()
+    controller, _, alarm_board = _controller(settings, client)
+    s3 = _s3_client(backup.copy_concurrency)
+    store = BackupStore(s3, backup.backup_bucket)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    lambda_client = client("lambda")
+
+    def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any]) -> None:
+        at = to_iso(utc_now())
+        state.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind, cause=request.cause(),
+                             result="applied", details={"plan_id": plan_id, **_figures(result)})
+
+    flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
+                       _self_invoker(lambda_client, function_name))
+    restorer = BucketRestorer(s3, store, concurrency=backup.copy_concurrency, snapshots_of=lambda bucket: BucketSnapshotter(
+        s3, store, bucket, concurrency=backup.copy_concurrency))
+    return RecoveryService(settings, controller, alarm_board, BackupCatalog(store, backup, recovery), flow,
+                           S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets))
+
+
+def _s3_client(concurrency: int) -> Any:
+    # A connection per concurrent copy, or copies would queue for the pool.
+    return boto3.session.Session().client("s3", config=AWS_CLIENT_CONFIG.merge(
+        Config(max_pool_connections=concurrency + 4)))
+
+
+def _self_invoker(lambda_client: Any, function_name: str) -> Any:
+    """Invokes this function again, asynchronously, to continue work that outlasts an invocation."""
+    def invoke(event: dict[str, Any]) -> None:
+        lambda_client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(event).encode())
+    return invoke
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The journal keeps a result's figures and ids, not its key lists."""
+    return {key: value for key, value in result.items() if not isinstance(value, (list, tuple)) and len(str(value)) < 2000}
+
+
+@lru_cache(maxsize=4)
+def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: str | None = None) -> BackupRunner:
+    """The backup function's runner; `function_name` is the backup function's own, for continuations."""
+    client = _client_factory()
+    s3 = _s3_client(settings.copy_concurrency)
+    store = BackupStore(s3, settings.backup_bucket)
+    lambda_client = client("lambda")
+    invoke_self = _self_invoker(lambda_client, function_name)
+
+    def continue_snapshot(request: BackupRequest) -> None:
+        invoke_self(request.model_dump(mode="json", exclude_none=True))
+
+    runners = component_runners(
+        function_backup=FunctionBackup(lambda_client, store, settings.protected_function),
+        stack_backup=StackBackup(client("cloudformation"), store, settings.pipeline_stack),
+        logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
+        snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency),
+        after_snapshot=lambda: asdict(prune(store, settings.data_bucket, settings.retention, utc_now())),
+        publish_version=settings.publish_backup_version,
+    )
+    return BackupRunner(settings, run_component=runners,
+                        journal=ControllerStateStore(client("dynamodb"), settings.state_table),
+                        metrics=BackupMetrics(client("cloudwatch"), settings.metrics_namespace),
+                        continue_snapshot=continue_snapshot)

@@ -1,7 +1,7 @@
 """recovery: the operator's console for incidents, invoked with `{"action": "<name>", ...}`.
 
-Actions: status, rollback, promote, release, freeze, unfreeze, recover_version (see the README's
-runbook). A refused request answers `{"ok": false, "error": ...}` and has changed nothing.
+Actions: status, list_backups, rollback, promote, release, freeze, unfreeze, recover_version (see the
+README's runbook). A refused request answers `{"ok": false, "error": ...}` and has changed nothing.
 """
 
 import os
@@ -10,8 +10,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.config import ControllerSettings
-from drcore.errors import InvalidRequest
+from drcore.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.errors import DrError
 from drcore.manual_actions import parse_manual_action
 from drcore.wiring import recovery_service
 
@@ -22,9 +22,12 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = parse_manual_action(event)
-        settings = ControllerSettings.from_environ(os.environ)
-        result = recovery_service(settings, os.environ.get("AWS_ENDPOINT_URL")).perform(request)
-    except InvalidRequest as error:
+        service = recovery_service(ControllerSettings.from_environ(os.environ), BackupSettings.from_environ(os.environ),
+                                   RecoverySettings.from_environ(os.environ), context.function_name,
+                                   os.environ.get("AWS_ENDPOINT_URL"))
+        result = service.perform(request, context.get_remaining_time_in_millis)
+    except DrError as error:  # a refused request, or a domain failure with its explanation
+        # an AWS error is not caught: it raises, so an asynchronous continuation is retried
         logger.warning("request refused", extra={"reason": str(error)})
         return {"ok": False, "error": str(error)}
     logger.info("action performed", extra={"action": request.action, "result": result})

@@ -7,7 +7,7 @@ import json
 from embedded.drill import main
 
 
-def test_the_drill_rolls_back_and_promotes_and_reports_honestly(tmp_path, capsys):
+def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_path, capsys):
     # Given a fresh embedded AWS endpoint and the sample system (built by the drill itself)
     # When the drill runs
     exit_code = main(["--report-dir", str(tmp_path)])
@@ -16,7 +16,17 @@ def test_the_drill_rolls_back_and_promotes_and_reports_honestly(tmp_path, capsys
     assert exit_code == 0, capsys.readouterr().out
     assert report["environment"] == "embedded" and report["ok"] is True
     steps = {step["name"]: step for step in report["steps"]}
-    assert set(steps) == {"auto_rollback", "promote"}
+    assert list(steps) == ["backup_lambda", "backup_s3", "backup_stack", "rpo_check", "restore_s3",
+                           "auto_rollback", "promote"]
+    restored = steps["restore_s3"]["details"]
+    assert restored["objects_matching"] == restored["objects_expected"] > 0
+    assert restored["same_size_restored"] == 3 and restored["safety_snapshot_id"]
+    assert steps["backup_lambda"]["details"]["code_sha256_verified"] is True
+    assert steps["backup_lambda"]["details"]["configuration_change_captured"] is True
+    backup_s3 = steps["backup_s3"]["details"]
+    assert backup_s3["objects_copied"] == 3 and backup_s3["manifest_objects"] == backup_s3["objects_listed"]
+    assert all(entry["ok"] and entry["age_seconds"] <= entry["rpo_seconds"]
+               for entry in steps["rpo_check"]["details"].values())
     rollback = steps["auto_rollback"]["details"]
     assert rollback["from_version"] == "2" and rollback["to_version"] == "1"
     assert 1 <= rollback["api_calls_before_flip"] <= 3

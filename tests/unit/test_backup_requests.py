@@ -6,24 +6,9 @@ import pytest
 
 from drcore.backup_requests import parse_backup_request
 from drcore.errors import InvalidRequest
+from embedded.aws_events import cloudtrail_event
 
 FUNCTION = "apilados-pipeline-ingest"
-
-
-def cloudtrail_event(event_name: str, function_name: str = FUNCTION, **detail: object) -> dict:
-    """The shape EventBridge delivers for a CloudTrail-recorded Lambda API call."""
-    return {
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.lambda", "account": "123456789012", "time": "2026-11-26T12:00:00Z", "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08", "eventSource": "lambda.amazonaws.com", "eventName": event_name,
-            "awsRegion": "us-east-1", "eventTime": "2026-11-26T12:00:00Z",
-            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/deployer/ci"},
-            "requestParameters": {"functionName": function_name},
-            **detail,
-        },
-    }
 
 
 @pytest.mark.parametrize("component", ["lambda", "s3", "stack", "logs", "all"])
@@ -50,9 +35,9 @@ def test_a_configuration_change_of_the_function_backs_up_its_configuration(name,
 
 @pytest.mark.parametrize("event", [
     cloudtrail_event("UpdateFunctionConfiguration20150331v2", "billing-api"),
-    cloudtrail_event("GetFunction20150331v2"),
-    cloudtrail_event("UpdateFunctionCode20150331v2", errorCode="AccessDenied"),
-    {**cloudtrail_event("PutObject"), "detail": {**cloudtrail_event("PutObject")["detail"], "eventSource": "s3.amazonaws.com"}},
+    cloudtrail_event("GetFunction20150331v2", FUNCTION),
+    cloudtrail_event("UpdateFunctionCode20150331v2", FUNCTION, errorCode="AccessDenied"),
+    {**cloudtrail_event("PutObject", FUNCTION), "detail": {**cloudtrail_event("PutObject", FUNCTION)["detail"], "eventSource": "s3.amazonaws.com"}},
 ])
 def test_other_calls_are_ignored(event):
     assert parse_backup_request(event, FUNCTION) is None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
+import backup.handler as backup
 import recovery.handler as recovery
-from embedded.sample_system import SampleSystem
+from embedded.aws_events import LambdaContextStub
+from embedded.sample_system import SampleSystem, add_buckets
 from tests.support import CallRecorder
 
 WHO = {"requested_by": "alice@example.com", "reason": "incident 42"}
 
 
 @pytest.fixture
-def act(invoke_watcher):
+def act(system: SampleSystem, invoke_watcher, monkeypatch):
+    add_buckets(system, boto3.session.Session(region_name="us-east-1"), objects=5)
+    for name, value in system.backup_environment().items():
+        monkeypatch.setenv(name, value)
     return lambda event: invoke_watcher(recovery, event)
 
 
@@ -26,6 +32,22 @@ def test_status_reports_versions_state_alarms_and_recent_actions(system: SampleS
     assert set(status["alarms"]) == set(system.alarms.values())
     assert status["recent_actions"][0]["action"] == "release"
     assert "alice@example.com" in status["recent_actions"][0]["cause"]
+
+
+def test_status_tells_each_components_last_backup_against_its_rpo_and_list_backups_lists_them(system, act):
+    # Given no backup yet: nothing is within its RPO
+    assert {c: entry["within_rpo"] for c, entry in act({"action": "status"})["result"]["backups"].items()} == {
+        "lambda": False, "s3": False, "stack": False, "logs": False}
+    # When the function and the bucket are backed up
+    backup.handler({"component": "lambda"}, LambdaContextStub("apilados-dr-backup"))
+    backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))
+    backups = act({"action": "status"})["result"]["backups"]
+    # Then those two are within their RPO, with their age and objective
+    assert backups["lambda"]["within_rpo"] and backups["s3"]["within_rpo"] and not backups["stack"]["within_rpo"]
+    assert backups["lambda"]["rpo_seconds"] == 300 and backups["lambda"]["age_seconds"] <= 300
+    listed = act({"action": "list_backups", "component": "lambda"})["result"]["backups"]
+    assert [entry["backup_id"] for entry in listed] == [backups["lambda"]["backup_id"]]
+    assert listed[0]["status"] == "complete" and listed[0]["size_bytes"] > 0
 
 
 def test_release_rollback_freeze_unfreeze_promote_are_journaled_with_who_and_why(system, act):
@@ -62,7 +84,7 @@ def test_recover_version_refuses_a_quarantined_version_unless_forced(system, act
 
 BAD_EVENTS = [
     ({}, "unknown action None"),
-    ({"action": "nuke"}, "valid actions: status, rollback"),
+    ({"action": "nuke"}, "valid actions: status, list_backups, rollback"),
     ({"action": "ROLLBACK", **WHO}, "unknown action"),
     ([], "expected a JSON object"),
     ("rollback", "expected a JSON object"),
@@ -72,6 +94,9 @@ BAD_EVENTS = [
     ({"action": "rollback", "requested_by": "alice", "reason": "x"}, "reason"),
     ({"action": "rollback", "dry_run": True, **WHO}, "dry_run: Extra inputs are not permitted"),
     ({"action": "status", "verbose": True}, "verbose"),
+    ({"action": "list_backups"}, "component: Field required"),
+    ({"action": "list_backups", "component": "database"}, "component"),
+    ({"action": "list_backups", "component": "s3", "limit": 0}, "limit"),
     ({"action": "promote", "version": "3", **WHO}, "version: Extra inputs"),
     ({"action": "freeze", "requested_by": 7, "reason": "maintenance"}, "requested_by"),
     ({"action": "unfreeze", "requested_by": "alice"}, "reason"),

@@ -1,0 +1,36 @@
+"""backup: backs up the protected pipeline on schedules and on its configuration changes.
+
+Events: `{"component": "lambda" | "s3" | "stack" | "logs" | "all"}` from EventBridge schedules, its own
+`{"component": "s3", "resume": "<snapshot id>"}` continuations of long snapshots, and CloudTrail
+configuration-change events of the protected function (a function backup within seconds).
+"""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from drcore.backup_requests import parse_backup_request
+from drcore.config import BackupSettings
+from drcore.errors import InvalidRequest
+from drcore.wiring import backup_runner
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = BackupSettings.from_environ(os.environ)
+    try:
+        request = parse_backup_request(event, settings.protected_function)
+    except InvalidRequest as error:
+        logger.warning("request refused", extra={"reason": str(error)})
+        return {"ok": False, "error": str(error)}
+    if request is None:
+        logger.info("not a configuration change of the protected function; ignored")
+        return {"ok": True, "ignored": True}
+    runner = backup_runner(settings, context.function_name, os.environ.get("AWS_ENDPOINT_URL"))
+    outcomes = runner.run(request, context.get_remaining_time_in_millis)
+    return {"ok": True, "request": request.model_dump(exclude_none=True),
+            "components": [outcome.__dict__ for outcome in outcomes]}

@@ -1,0 +1,128 @@
+"""The backup function through its real handler: each component, configuration changes, continuations,
+the journal and the RPO metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+
+import backup.handler as backup
+from drcore.backup_store import BackupStore, Component
+from drcore.bucket_snapshots import list_snapshots, read_manifest
+from embedded.aws_events import LambdaContextStub, cloudtrail_event
+from embedded.sample_system import SampleSystem, add_buckets
+from tests.support import CallRecorder
+
+BACKUP_FUNCTION = "apilados-dr-backup"
+
+
+@pytest.fixture
+def buckets(system: SampleSystem) -> SampleSystem:
+    add_buckets(system, boto3.session.Session(region_name="us-east-1"), objects=30)
+    # The backup function itself exists so that it can invoke itself to continue a long snapshot.
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("handler.py", "def handler(event, context): pass\n")
+    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
+    system.clients["lambda"].create_function(FunctionName=BACKUP_FUNCTION, Runtime="python3.13", Role=role,
+                                             Handler="handler.handler", Code={"ZipFile": archive.getvalue()})
+    return system
+
+
+@pytest.fixture
+def run_backup(buckets: SampleSystem, monkeypatch: pytest.MonkeyPatch):
+    def run(event: object, remaining_ms: int = 900_000) -> dict:
+        for name, value in buckets.backup_environment().items():
+            monkeypatch.setenv(name, value)
+        return backup.handler(event, LambdaContextStub(BACKUP_FUNCTION, remaining_ms))
+
+    return run
+
+
+def store(system: SampleSystem) -> BackupStore:
+    return BackupStore(system.clients["s3"], system.backup_bucket)
+
+
+def good_backups(system: SampleSystem, component: str) -> list[float]:
+    stats = system.clients["cloudwatch"].get_metric_statistics(
+        Namespace="ApiladosDR", MetricName="BackupSucceeded", Dimensions=[{"Name": "Component", "Value": component}],
+        Statistics=["Sum"], Period=3600, StartTime=datetime.now(timezone.utc) - timedelta(hours=1),
+        EndTime=datetime.now(timezone.utc) + timedelta(minutes=5))
+    return [point["Sum"] for point in stats["Datapoints"]]
+
+
+def test_a_function_backup_is_complete_verified_journaled_and_counted(buckets, run_backup):
+    # When the schedule asks for a function backup
+    result = run_backup({"component": "lambda"})
+    # Then the backup is complete with its code verified, and listed as such
+    [outcome] = result["components"]
+    assert outcome["status"] == "complete" and outcome["details"]["code_sha256_verified"] is True
+    [listing] = store(buckets).list_backups(Component.LAMBDA, buckets.function_name)
+    assert listing.complete and listing.backup_id == outcome["backup_id"]
+    # And the RPO metric and the journal record it
+    assert good_backups(buckets, "lambda") == [1.0]
+    journal = buckets.clients["dynamodb"].query(
+        TableName=buckets.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :j)",
+        ExpressionAttributeValues={":pk": {"S": f"FUNCTION#{buckets.function_name}"}, ":j": {"S": "JOURNAL#"}})
+    assert [item["action"]["S"] for item in journal["Items"]] == ["backup_lambda"]
+
+
+def test_a_configuration_change_backs_up_the_function_within_the_invocation(buckets, run_backup):
+    buckets.clients["lambda"].update_function_configuration(
+        FunctionName=buckets.function_name, Environment={"Variables": {"STAGE": "production", "FEATURE_X": "on"}})
+    result = run_backup(cloudtrail_event("UpdateFunctionConfiguration20150331v2", buckets.function_name))
+    [outcome] = result["components"]
+    assert outcome["status"] == "complete"
+    configuration = store(buckets).get_json(
+        f"backups/lambda/{buckets.function_name}/{outcome['backup_id']}/configuration.json")
+    assert configuration["configuration"]["Environment"]["Variables"]["FEATURE_X"] == "on"
+
+
+def test_a_change_of_another_function_is_ignored(buckets, run_backup, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = run_backup(cloudtrail_event("UpdateFunctionConfiguration20150331v2", "billing-api"))
+    assert result == {"ok": True, "ignored": True}
+    assert calls.calls == []
+
+
+def test_a_bad_request_is_refused_and_writes_nothing(buckets, run_backup, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = run_backup({"component": "everything"})
+    assert result["ok"] is False and "component" in result["error"]
+    assert calls.mutating() == []
+
+
+def test_a_bucket_snapshot_and_the_other_components_in_one_request(buckets, run_backup):
+    result = run_backup({"component": "all"})
+    statuses = {outcome["component"]: outcome["status"] for outcome in result["components"]}
+    # the logs export completes on a later run (CloudWatch Logs exports take minutes)
+    assert statuses == {"lambda": "complete", "stack": "complete", "logs": "pending", "s3": "complete"}
+    [snapshot] = list_snapshots(store(buckets), buckets.data_bucket)
+    assert len(read_manifest(store(buckets), buckets.data_bucket, snapshot.backup_id).objects) == 30
+    assert good_backups(buckets, "s3") == [1.0] and good_backups(buckets, "logs") == []
+    # later runs find the export still running (the moto fill answers RUNNING once), then finished:
+    # that run writes its manifest; the next finds the day exported, current within the RPO
+    statuses = [run_backup({"component": "logs"})["components"][0]["status"] for _ in range(3)]
+    assert statuses == ["pending", "complete", "current"]
+    assert good_backups(buckets, "logs") == [2.0]
+
+
+def test_a_snapshot_out_of_time_continues_in_a_new_invocation(buckets, run_backup, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # Given too little time left to copy a page
+    first = run_backup({"component": "s3"}, remaining_ms=10_000)
+    [outcome] = first["components"]
+    # Then it checkpoints and invokes itself asynchronously with the snapshot's id
+    assert outcome["status"] == "continuing"
+    assert calls.count()["Invoke"] == 1
+    assert list_snapshots(store(buckets), buckets.data_bucket) == [] or not any(
+        listing.complete for listing in list_snapshots(store(buckets), buckets.data_bucket))
+    # When the continuation runs with time enough, the same snapshot completes
+    second = run_backup({"component": "s3", "resume": outcome["backup_id"]})
+    assert second["components"][0]["status"] == "complete"
+    assert second["components"][0]["backup_id"] == outcome["backup_id"]

@@ -1,0 +1,191 @@
+"""restore_s3 through the recovery function: plan, confirm exactly that plan, resume, undo."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+import time_machine
+
+import backup.handler as backup
+import recovery.handler as recovery
+from embedded.aws_events import LambdaContextStub
+from embedded.sample_system import SampleSystem, add_buckets
+from tests.support import CallRecorder
+
+WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
+RECOVERY_FUNCTION = "apilados-dr-recovery"
+
+
+def _function(system: SampleSystem, name: str) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("handler.py", "def handler(event, context): pass\n")
+    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
+    system.clients["lambda"].create_function(FunctionName=name, Runtime="python3.13", Role=role,
+                                             Handler="handler.handler", Code={"ZipFile": archive.getvalue()})
+
+
+@pytest.fixture
+def world(system: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> SampleSystem:
+    add_buckets(system, boto3.session.Session(region_name="us-east-1"), objects=20)
+    system.clients["s3"].create_bucket(Bucket="apilados-scratch-restore")
+    system.clients["s3"].put_bucket_versioning(Bucket="apilados-scratch-restore",
+                                               VersioningConfiguration={"Status": "Enabled"})
+    _function(system, RECOVERY_FUNCTION)
+    environment = {**system.environment(), **system.backup_environment(),
+                   "DR_RESTORE_TARGET_BUCKETS": "apilados-scratch-restore"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return system
+
+
+def act(event: dict, remaining_ms: int = 900_000) -> dict:
+    return recovery.handler(event, LambdaContextStub(RECOVERY_FUNCTION, remaining_ms))
+
+
+def snapshot(world: SampleSystem) -> str:
+    [outcome] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
+    return outcome["backup_id"]
+
+
+def contents(world: SampleSystem, bucket: str | None = None) -> dict[str, bytes]:
+    s3, bucket = world.clients["s3"], bucket or world.data_bucket
+    keys = [entry["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for entry in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def damage(world: SampleSystem) -> tuple[str, str, str]:
+    s3, bucket = world.clients["s3"], world.data_bucket
+    corrupted, deleted, added = "uploads/2026/11/batch-00001.csv", "uploads/2026/11/batch-00002.csv", "uploads/new.csv"
+    original = s3.get_object(Bucket=bucket, Key=corrupted)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=corrupted, Body=bytes(reversed(original)))  # same size, other bytes
+    s3.delete_object(Bucket=bucket, Key=deleted)
+    s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
+    return corrupted, deleted, added
+
+
+def restore_request(snapshot_id: str, **extra: object) -> dict:
+    return {"action": "restore_s3", "snapshot_id": snapshot_id, **WHO, **extra}
+
+
+def test_plan_then_confirm_restores_by_content_and_can_be_undone(world):
+    # Given a snapshot, then a same-size corruption, a deletion and an upload
+    snapshot_id = snapshot(world)
+    before = contents(world)
+    corrupted, deleted, added = damage(world)
+    damaged = contents(world)
+    # When the operator asks for a restore: a plan, and nothing changed yet
+    planned = act(restore_request(snapshot_id))
+    assert planned["ok"] and planned["result"]["status"] == "planned"
+    plan = planned["result"]["plan"]
+    assert (plan["missing"], plan["changed"], plan["to_remove"]) == (1, 1, 1)
+    assert contents(world) == damaged
+    # When the same request is confirmed with the plan id
+    applied = act(restore_request(snapshot_id, confirm=planned["result"]["plan_id"]))
+    result = applied["result"]["result"]
+    # Then the bucket is as at the snapshot, verified, and the new object is only hidden by a delete marker
+    assert applied["ok"] and applied["result"]["status"] == "applied"
+    assert contents(world) == before
+    assert result["verification"]["ok"] and result["verification"]["objects_matching"] == len(before)
+    markers = world.clients["s3"].list_object_versions(Bucket=world.data_bucket, Prefix=added)
+    assert markers["DeleteMarkers"] and markers["Versions"]
+    # And the restore itself can be undone from its safety snapshot
+    undo = result["undo"]
+    assert undo["snapshot_id"] == result["safety_snapshot_id"]
+    replanned = act({**undo, **WHO})
+    act({**undo, **WHO, "confirm": replanned["result"]["plan_id"]})
+    assert contents(world) == damaged
+
+
+def test_a_confirm_must_repeat_the_request_that_made_the_plan(world, monkeypatch):
+    snapshot_id = snapshot(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act(restore_request(snapshot_id, prefix="uploads/2026/", confirm=plan_id))
+    assert refused["ok"] is False and "does not match the current plan: prefix differ" in refused["error"]
+    assert calls.mutating() == []
+
+
+def test_a_plan_applies_once(world):
+    snapshot_id = snapshot(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    assert act(restore_request(snapshot_id, confirm=plan_id))["ok"]
+    again = act(restore_request(snapshot_id, confirm=plan_id))
+    assert again["ok"] is False and "already confirmed" in again["error"]
+
+
+def test_a_plan_is_refused_when_the_bucket_changed_since(world, monkeypatch):
+    snapshot_id = snapshot(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    world.clients["s3"].put_object(Bucket=world.data_bucket, Key="uploads/later.csv", Body=b"x")
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act(restore_request(snapshot_id, confirm=plan_id))
+    assert refused["ok"] is False and "changed since plan" in refused["error"]
+    assert calls.mutating() == []
+
+
+def test_an_expired_or_unknown_plan_is_refused(world):
+    snapshot_id = snapshot(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    with time_machine.travel(datetime.now(timezone.utc) + timedelta(hours=2)):
+        expired = act(restore_request(snapshot_id, confirm=plan_id))
+    assert expired["ok"] is False and "expired" in expired["error"]
+    unknown = act(restore_request(snapshot_id, confirm="rp-0000000000"))
+    assert unknown["ok"] is False and "no plan 'rp-0000000000'" in unknown["error"]
+
+
+def test_a_target_outside_the_allow_list_is_refused_and_an_allowed_one_restores_beside(world, monkeypatch):
+    snapshot_id = snapshot(world)
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act(restore_request(snapshot_id, target_bucket="someone-elses-bucket"))
+    assert refused["ok"] is False and "not allowed" in refused["error"] and calls.mutating() == []
+    planned = act(restore_request(snapshot_id, target_bucket="apilados-scratch-restore"))
+    act(restore_request(snapshot_id, target_bucket="apilados-scratch-restore", confirm=planned["result"]["plan_id"]))
+    assert contents(world, "apilados-scratch-restore") == contents(world)
+
+
+def test_a_restore_out_of_time_continues_and_completes(world, monkeypatch):
+    snapshot_id = snapshot(world)
+    before = contents(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # Given too little time for the safety snapshot: it checkpoints and the function invokes itself
+    first = act(restore_request(snapshot_id, confirm=plan_id), remaining_ms=5_000)
+    assert first["result"]["status"] == "in_progress" and calls.count()["Invoke"] == 1
+    # When the continuation runs with the plan id, Then the restore completes
+    resumed = act({"action": "restore_s3", "resume": plan_id, **WHO})
+    assert resumed["result"]["status"] == "applied"
+    assert contents(world) == before
+    # And resuming a finished plan does nothing more
+    assert act({"action": "restore_s3", "resume": plan_id, **WHO})["result"]["status"] == "already_applied"
+
+
+@pytest.mark.parametrize("event, problem", [
+    ({"action": "restore_s3", **WHO}, "exactly one of snapshot_id or at"),
+    ({"action": "restore_s3", "snapshot_id": "20261126T100000Z-abcdef", "at": "2026-11-26T10:00:00Z", **WHO},
+     "exactly one of snapshot_id or at"),
+    ({"action": "restore_s3", "at": "2026-11-26T10:00:00", **WHO}, "timezone"),
+    ({"action": "restore_s3", "snapshot_id": "yesterday", **WHO}, "snapshot_id"),
+    ({"action": "restore_s3", "snapshot_id": "20261126T100000Z-abcdef", "target_bucket": "Bad_Bucket", **WHO},
+     "target_bucket"),
+    ({"action": "restore_s3", "snapshot_id": "20261126T100000Z-abcdef", "confirm": "yes", **WHO}, "confirm"),
+    ({"action": "restore_s3", "snapshot_id": "20261126T100000Z-abcdef"}, "requested_by"),
+    ({"action": "restore_s3", "snapshot_id": "20261126T100000Z-abcdef", **WHO}, "20261126T100000Z-abcdef"),
+    ({"action": "restore_s3", "at": "2001-01-01T00:00:00Z", **WHO}, "2001"),
+    ({"action": "restore_s3", "resume": "rp-0123456789", **WHO}, "no plan"),
+])
+def test_bad_restore_requests_change_nothing(world, monkeypatch, event, problem):
+    snapshot(world)
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act(event)
+    assert result["ok"] is False and problem in result["error"], result
+    assert calls.mutating() == []
