@@ -9,6 +9,10 @@ snapshot: a bucket of N small objects; our first snapshot, then 1% of the object
 our second; beside them the runbook's s3-backup.sh method, `aws s3 sync` of the whole bucket to a new
 dated prefix, for the same two states. Each run reports its time, the requests the server received,
 the objects it copied and the bytes it added to its backup bucket (content, manifests, checkpoints).
+
+restore: the same bucket damaged (1% corrupted in place at the same size, 1% deleted, 1% added); our
+plan + apply + verify next to the runbook's recover-s3-pit.sh (`aws s3 sync --delete` from the full
+dated copy), each judged by how many objects match the snapshot afterwards (embedded/bench_restore.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import boto3
 import moto.s3.models
 from botocore.config import Config
 
+from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import REGION, _embedded_environment
 from embedded.moto_gaps import moto_gaps_filled
@@ -267,25 +272,32 @@ def _snapshot_table(snapshot: dict[str, Any]) -> str:
                                       for a, b, c, d, e in rows)
 
 
+SECTIONS = ("rollback", "snapshot", "restore")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks against the embedded AWS endpoint")
     parser.add_argument("--report", type=Path, default=Path("reports/bench.json"))
     parser.add_argument("--events", type=int, default=200, help="alarm events fed to our watcher")
     parser.add_argument("--seed-runs", type=int, default=20, help="runs of the runbook's script (a CLI process per call)")
     parser.add_argument("--objects", type=int, default=10_000, help="objects in the snapshot benchmark's bucket")
-    parser.add_argument("--sections", nargs="+", choices=("rollback", "snapshot"), default=["rollback", "snapshot"])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text()) if args.report.exists() else {}
     if "rollback" in args.sections:
         report["rollback"] = run(args.events, args.seed_runs)
     if "snapshot" in args.sections:
         report["snapshot"] = bench_snapshot(args.objects)
+    if "restore" in args.sections:
+        report["restore"] = run_restore_bench(args.objects)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     if "rollback" in args.sections:
         print("rollback\n" + _table(report["rollback"]))
     if "snapshot" in args.sections:
         print("\nsnapshot\n" + _snapshot_table(report["snapshot"]))
+    if "restore" in args.sections:
+        print("\nrestore\n" + restore_table(report["restore"]))
     print(f"\nFigures in {args.report}")
     return 0
 
