@@ -46,6 +46,7 @@ COMPONENT_DIMENSION = "Component"
 # With a real-time configuration RPO, every change is backed up as it happens (CloudTrail) and the stack,
 # whose changes show up there as the function's, is also backed up daily.
 STACK_SAFETY_INTERVAL_MINUTES = 24 * 60
+LOGS_FOLLOW_UP_MINUTES = 60
 # CloudWatch's shortest sensible window for a metric published every few minutes.
 MIN_RPO_WINDOW_MINUTES = 5
 
@@ -128,20 +129,25 @@ CONFIGURATION_CHANGES = (
 
 
 def backup_interval_minutes(settings: Settings, component: Component) -> int:
-    """How often a component is backed up on schedule: its RPO from the recovery objectives table."""
+    """How often a component is backed up on schedule: its RPO from the recovery objectives table.
+
+    Logs are exported a day at a time and an export finishes minutes later, on a following run: they
+    run hourly, and each run that finds the last full day exported counts as a good backup."""
     objectives = settings.recovery_objectives
     return {
         Component.LAMBDA: objectives.lambda_function.rpo_minutes,
         Component.S3: objectives.s3_data.rpo_minutes,
         Component.STACK: objectives.configuration.rpo_minutes or STACK_SAFETY_INTERVAL_MINUTES,
-        Component.LOGS: objectives.cloudwatch_logs.rpo_minutes,
+        Component.LOGS: min(LOGS_FOLLOW_UP_MINUTES, objectives.cloudwatch_logs.rpo_minutes),
     }[component]
 
 
 def rpo_window_minutes(settings: Settings, component: Component) -> int:
-    """The window in which a component must have had a good backup. It is the schedule's interval: with
-    the real-time configuration RPO, the function's configuration is watched by the lambda alarm (its
-    changes are function backups) and the stack by a daily window, matching its daily safety schedule."""
+    """The window in which a component must have had a good backup. With the real-time configuration
+    RPO, the function's configuration is watched by the lambda alarm (its changes are function backups)
+    and the stack by a daily window, matching its daily safety schedule; logs by their own RPO."""
+    if component is Component.LOGS:
+        return settings.recovery_objectives.cloudwatch_logs.rpo_minutes
     return max(MIN_RPO_WINDOW_MINUTES, backup_interval_minutes(settings, component))
 
 
