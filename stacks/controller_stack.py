@@ -1,5 +1,5 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, and the dashboard."""
+backups with their RPO alarms, the operators' recovery function, and the dashboard."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
+from stacks.constructs.recovery import Recovery
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
@@ -23,7 +24,8 @@ class ControllerStack(Stack):
             scope,
             settings.controller_stack,
             description=(
-                f"Disaster-recovery controller of {settings.protected_function}: automatic rollback, backups"
+                f"Disaster-recovery controller of {settings.protected_function}: automatic rollback, backups, "
+                "manual recovery"
             ),
             # The alarms, the alias ARNs and the Powertools layer parameter are all regional.
             env=Environment(region=settings.primary_region),
@@ -51,6 +53,16 @@ class ControllerStack(Stack):
             backup_bucket=backup_bucket,
             alert_topic=alerting.alert_topic,
         )
+        recovery = Recovery(
+            self,
+            "Recovery",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            alerting=alerting,
+            alarms=alarms,
+            backup_bucket=backup_bucket,
+        )
         ControllerDashboard(
             self,
             "Dashboard",
@@ -59,6 +71,13 @@ class ControllerStack(Stack):
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
             controller_alarms=[functions.failed_events_alarm],
+            recovery_function=recovery.function,
+        )
+
+        invokers = (
+            "the operator principals in cdk.json and IAM identities of this account allowed lambda:InvokeFunction"
+            if settings.operator_principals
+            else "IAM identities of this account allowed lambda:InvokeFunction (no operator principals configured)"
         )
 
         outputs = {
@@ -71,6 +90,11 @@ class ControllerStack(Stack):
                 backups.function.function_name,
                 'Backs up on schedule; invoke with {"component": "lambda" | "s3" | "stack" | "logs"} to back up now',
             ),
+            "RecoveryFunctionName": (
+                recovery.function.function_name,
+                f'Manual recovery: invoke with {{"action": "status"}}; invocable by {invokers}',
+            ),
+            "RecoveryFunctionArn": (recovery.function.function_arn, "ARN of the recovery function"),
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
             "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
             "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),

@@ -29,6 +29,9 @@ METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Who may be named in a resource policy: an account's root, an IAM user or an IAM role (groups cannot be).
 IAM_PRINCIPAL_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:(root|(user|role)(/[\w+=,.@-]+)+)")
+IAM_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role(/[\w+=,.@-]+)+")
+# A pattern of role ARNs for iam:PassRole: IAM's wildcards `*` and `?` may stand for parts of the path and name.
+IAM_ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role(/[\w+=,.@*?-]+)+")
 
 # Lambda stops any invocation at 15 minutes, so a longer duration threshold could never be crossed.
 MAX_DURATION_MS = 900_000
@@ -37,6 +40,12 @@ MAX_DURATION_MS = 900_000
 MAX_WATCHED_RPO_MINUTES = 24 * 60
 # S3 Object Lock accepts a default retention of up to 100 years.
 MAX_OBJECT_LOCK_DAYS = 36_500
+# A restore plan can be confirmed for at most a week (drcore.config.RecoverySettings).
+MAX_PLAN_TTL_MINUTES = 7 * 24 * 60
+# A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery"; stack names have at most
+# 128 characters.
+RECOVERY_STACK_SUFFIX = "-recovery"
+MAX_STACK_NAME = 128
 
 
 class InvalidSettings(ValueError):
@@ -196,6 +205,61 @@ class BackupOptions(_Strict):
     noncurrent_version_expiry_days: int = Field(30, ge=1)
 
 
+def _bucket_name(name: str) -> str:
+    if re.fullmatch(BUCKET_NAME, name) is None or ".." in name:
+        raise ValueError(f"{name!r} is not an S3 bucket name")
+    return name
+
+
+BucketName = Annotated[str, AfterValidator(_bucket_name)]
+
+
+def _role_arn(arn: str) -> str:
+    if IAM_ROLE_ARN.fullmatch(arn) is None:
+        raise ValueError(f"{arn!r} is not the ARN of an IAM role (e.g. arn:aws:iam::123456789012:role/deployer)")
+    return arn
+
+
+def _role_arn_pattern(arn: str) -> str:
+    if IAM_ROLE_ARN_PATTERN.fullmatch(arn) is None:
+        raise ValueError(
+            f"{arn!r} is not an IAM role ARN or pattern (e.g. arn:aws:iam::123456789012:role/apilados-pipeline-*)"
+        )
+    if not arn.split(":role/", 1)[1].strip("*?/"):
+        raise ValueError(f"{arn!r} matches every role of the account; name the roles a restored function may use")
+    return arn
+
+
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+RoleArnPattern = Annotated[str, AfterValidator(_role_arn_pattern)]
+
+
+class RecoveryOptions(_Strict):
+    """The recovery function: where a restore may write, how long a plan stays confirmable, and the roles a
+    recovery may hand to Lambda and CloudFormation."""
+
+    # Buckets a bucket restore may target besides the data bucket (e.g. a scratch bucket for drills or for
+    # inspecting a point in time); a restore anywhere else is refused, and IAM grants nothing else.
+    restore_target_buckets: tuple[BucketName, ...] = ()
+    # A plan (restore, recovery into a function, stack change set) can be confirmed this long after it was
+    # made; then the operator plans again against the world as it is.
+    plan_ttl_minutes: int = Field(60, ge=1, le=MAX_PLAN_TTL_MINUTES)
+    # Execution roles a function recovered from a backup may be given (iam:PassRole to Lambda only): needed
+    # to restore beside the original (a new function) or with a role other than the function's current one.
+    function_role_arns: tuple[RoleArnPattern, ...] = ()
+    # The pipeline stack's CloudFormation service role: a recovered stack's change set runs as it. Without
+    # it, CloudFormation acts with the recovery function's own permissions, which cannot create arbitrary
+    # resources.
+    stack_role_arn: RoleArn | None = None
+
+    @field_validator("restore_target_buckets", "function_role_arns")
+    @classmethod
+    def _each_once(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(values)) != len(values):
+            raise ValueError("lists a value twice")
+        return values
+
+
 def _principal_arn(arn: str) -> str:
     if IAM_PRINCIPAL_ARN.fullmatch(arn) is None:
         raise ValueError(
@@ -237,8 +301,11 @@ class Settings(_Strict):
     log_retention_days: LogRetentionDays = 90
     alert_emails: AlertEmails = AlertEmails()
     backup: BackupOptions = BackupOptions()
-    # Who may invoke the recovery function (roll back, restore, fail over); nobody else can.
+    # Who may invoke the recovery function (roll back, restore, fail over), through its resource policy.
+    # Identities of the function's own account whose IAM policies allow lambda:InvokeFunction on it can
+    # invoke it too: a resource policy adds to those, it cannot take them away.
     operator_principals: tuple[PrincipalArn, ...] = ()
+    recovery: RecoveryOptions = RecoveryOptions()
 
     @field_validator("operator_principals")
     @classmethod
@@ -246,6 +313,19 @@ class Settings(_Strict):
         if len(set(principals)) != len(principals):
             raise ValueError("lists a principal twice")
         return principals
+
+    @field_validator("protected_function")
+    @classmethod
+    def _controller_outside_restore_names(cls, value: str, info: ValidationInfo) -> str:
+        # The recovery function may create and rewrite functions named "<protected_function>-<suffix>"
+        # (restores beside the original); the controller's own functions, named after its stack, must not be.
+        controller = info.data.get("controller_stack")
+        if controller is not None and controller.startswith(f"{value}-"):
+            raise ValueError(
+                f"controller_stack {controller!r} starts with {value + '-'!r}, the names of functions a recovery may "
+                "create and rewrite; the controller's functions, named after its stack, would be among them"
+            )
+        return value
 
     @field_validator("stable_alias")
     @classmethod
@@ -259,6 +339,16 @@ class Settings(_Strict):
     def _buckets_differ(cls, value: str, info: ValidationInfo) -> str:
         if value == info.data.get("data_bucket"):
             raise ValueError("must differ from data_bucket")
+        return value
+
+    @field_validator("pipeline_stack")
+    @classmethod
+    def _room_for_recovery_stack(cls, value: str) -> str:
+        if len(value) + len(RECOVERY_STACK_SUFFIX) > MAX_STACK_NAME:
+            raise ValueError(
+                f"must leave room for the {RECOVERY_STACK_SUFFIX!r} suffix of a recovered stack "
+                f"(at most {MAX_STACK_NAME - len(RECOVERY_STACK_SUFFIX)} characters)"
+            )
         return value
 
     @field_validator("secondary_region")

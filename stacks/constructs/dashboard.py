@@ -6,7 +6,8 @@ Metrics it reads, and who publishes them (all in the configured metrics namespac
 - `Rollbacks`, `Promotions`, `Freezes` (dimension service = the watcher's Powertools service name): the
   watchers, through Powertools' embedded metric format;
 - `BackupSucceeded`, `BackupCompletedAt` (dimension Component): the backup function;
-- `DrillPassed` (dimension Environment = "aws"): the drill function.
+- `DrillPassed` (dimension Environment = "aws"): the drill function;
+- `Invocations`, `Errors` of the recovery function: Lambda itself (AWS/Lambda).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 from drcore.backup_store import Component
 
@@ -62,6 +64,7 @@ class ControllerDashboard(Construct):
         live_alarms: Sequence[cloudwatch.IAlarm],
         rpo_alarms: Mapping[Component, cloudwatch.IAlarm],
         controller_alarms: Sequence[cloudwatch.IAlarm],
+        recovery_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -99,6 +102,7 @@ class ControllerDashboard(Construct):
             self._last_drill(),
         )
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
+        self.dashboard.add_widgets(self._recovery_console(recovery_function))
 
     def _metric(self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str):
         return cloudwatch.Metric(
@@ -187,5 +191,20 @@ class ControllerDashboard(Construct):
             ],
             right_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
             width=6,
+            height=6,
+        )
+
+    def _recovery_console(self, function: lambda_.IFunction) -> cloudwatch.IWidget:
+        # Every manual action is one synchronous invocation (long restores add their own continuations);
+        # an error is an action that failed, not a request refused as invalid (that answers ok: false).
+        return cloudwatch.GraphWidget(
+            title="Recovery function: invocations and errors per hour",
+            left=[
+                function.metric_invocations(period=Duration.hours(1), statistic="Sum", label="invocations"),
+                function.metric_errors(period=Duration.hours(1), statistic="Sum", label="errors"),
+            ],
+            left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+            view=cloudwatch.GraphWidgetView.BAR,
+            width=24,
             height=6,
         )

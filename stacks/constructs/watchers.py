@@ -54,7 +54,7 @@ class Watchers(Construct):
         super().__init__(scope, construct_id)
         self._settings = settings
         self._failed_events = functions.failed_events
-        environment = _watcher_environment(settings, state_table, alerting, alarms)
+        environment = controller_environment(settings, state_table, alerting, alarms)
         target = f"{settings.protected_function}:{settings.live_alias}"
 
         self.health_watcher = functions.add(
@@ -71,15 +71,12 @@ class Watchers(Construct):
         )
 
         for watcher in (self.health_watcher, self.performance_watcher):
-            self._grant_controller_access(watcher, state_table, alerting, alarms)
-        # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
-        self.health_watcher.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ProbeLiveAlias",
-                actions=["lambda:InvokeFunction"],
-                resources=[self._protected_function_arn(settings.live_alias)],
+            grant_alias_control(
+                watcher, settings=settings, state_table=state_table, alerting=alerting, alarms=alarms
             )
-        )
+            self._explain_wildcards(watcher)
+        # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
+        grant_live_probe(self.health_watcher, settings)
 
         self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
         self._trigger_on_alarms(
@@ -91,15 +88,6 @@ class Watchers(Construct):
             description="Every minute: probe LIVE, reconcile aliases with alarm states, promote a baked candidate",
             schedule=events.Schedule.rate(Duration.minutes(1)),
             targets=[self._target(self.health_watcher), self._target(self.performance_watcher)],
-        )
-
-    def _protected_function_arn(self, qualifier: str | None = None) -> str:
-        name = self._settings.protected_function
-        return self._arn("lambda", "function", name if qualifier is None else f"{name}:{qualifier}")
-
-    def _arn(self, service: str, resource: str, name: str) -> str:
-        return Stack.of(self).format_arn(
-            service=service, resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
 
     def _target(self, watcher: lambda_.IFunction) -> targets.LambdaFunction:
@@ -125,53 +113,7 @@ class Watchers(Construct):
             targets=[self._target(watcher)],
         )
 
-    def _grant_controller_access(
-        self, watcher: lambda_.Function, state_table: dynamodb.ITable, alerting: Alerting, alarms: LiveAliasAlarms
-    ) -> None:
-        settings = self._settings
-        state_table.grant(watcher, *STATE_ACCESS)
-        alerting.alert_topic.grant_publish(watcher)
-        alerting.emergency_topic.grant_publish(watcher)
-        statements = [
-            iam.PolicyStatement(
-                sid="ReadProtectedFunction",
-                actions=list(PROTECTED_FUNCTION_READS),
-                # Versions are read by number, so every qualifier of the function.
-                resources=[self._protected_function_arn(), self._protected_function_arn("*")],
-            ),
-            iam.PolicyStatement(
-                sid="MoveAliases",
-                actions=["lambda:UpdateAlias"],
-                resources=[
-                    self._protected_function_arn(),
-                    self._protected_function_arn(settings.live_alias),
-                    self._protected_function_arn(settings.stable_alias),
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="ReadAlarmStates",
-                actions=["cloudwatch:DescribeAlarms"],
-                # Built from the names: the alarms' own ARN attributes would make each alarm (whose action is
-                # the watcher) and the watcher's policy depend on each other.
-                resources=[
-                    self._arn("cloudwatch", "alarm", name) for name in alarms.health_names + alarms.performance_names
-                ],
-            ),
-            # Neither read supports resource-level permissions.
-            iam.PolicyStatement(sid="ReadMetrics", actions=list(METRIC_READS), resources=["*"]),
-            iam.PolicyStatement(
-                sid="PublishControllerMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
-            ),
-        ]
-        for statement in statements:
-            watcher.add_to_role_policy(statement)
-
-        every_version = RegexAppliesTo(
-            regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:{settings.protected_function}:\*$/"
-        )
+    def _explain_wildcards(self, watcher: lambda_.Function) -> None:
         NagSuppressions.add_resource_suppressions(
             watcher.role,
             [
@@ -179,7 +121,7 @@ class Watchers(Construct):
                     id="AwsSolutions-IAM5",
                     reason="Read-only Lambda actions on the protected function's published versions, which are "
                     "addressed by number and cannot be listed at synth time.",
-                    applies_to=[every_version],
+                    applies_to=[every_version_of(self._settings)],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -199,10 +141,95 @@ class Watchers(Construct):
         )
 
 
-def _watcher_environment(
+def protected_function_arn(scope: Construct, settings: Settings, qualifier: str | None = None) -> str:
+    name = settings.protected_function
+    return regional_arn(scope, "lambda", "function", name if qualifier is None else f"{name}:{qualifier}")
+
+
+def regional_arn(scope: Construct, service: str, resource: str, name: str) -> str:
+    """An ARN of this stack's region and account, with a colon before the resource name."""
+    return Stack.of(scope).format_arn(
+        service=service, resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
+def every_version_of(settings: Settings) -> RegexAppliesTo:
+    """cdk-nag's name for the ARN covering every qualifier (version, alias) of the protected function."""
+    return RegexAppliesTo(
+        regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:{settings.protected_function}:\*$/"
+    )
+
+
+def grant_alias_control(
+    function: lambda_.Function,
+    *,
+    settings: Settings,
+    state_table: dynamodb.ITable,
+    alerting: Alerting,
+    alarms: LiveAliasAlarms,
+) -> None:
+    """What the alias controller (drcore.controller.AliasController) does: read the protected function,
+    move LIVE and STABLE, read the watched alarms and the function's metrics, publish the controller's
+    metrics, journal in the state table, alert on both topics. The watchers and the recovery function share
+    it; the caller explains the wildcards to cdk-nag, together with its own."""
+    state_table.grant(function, *STATE_ACCESS)
+    alerting.alert_topic.grant_publish(function)
+    alerting.emergency_topic.grant_publish(function)
+    statements = [
+        iam.PolicyStatement(
+            sid="ReadProtectedFunction",
+            actions=list(PROTECTED_FUNCTION_READS),
+            # Versions are read by number, so every qualifier of the function.
+            resources=[protected_function_arn(function, settings), protected_function_arn(function, settings, "*")],
+        ),
+        iam.PolicyStatement(
+            sid="MoveAliases",
+            actions=["lambda:UpdateAlias"],
+            resources=[
+                protected_function_arn(function, settings),
+                protected_function_arn(function, settings, settings.live_alias),
+                protected_function_arn(function, settings, settings.stable_alias),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="ReadAlarmStates",
+            actions=["cloudwatch:DescribeAlarms"],
+            # Built from the names: the alarms' own ARN attributes would make each alarm (whose action is
+            # a watcher) and the watcher's policy depend on each other.
+            resources=[
+                regional_arn(function, "cloudwatch", "alarm", name)
+                for name in alarms.health_names + alarms.performance_names
+            ],
+        ),
+        # Neither read supports resource-level permissions.
+        iam.PolicyStatement(sid="ReadMetrics", actions=list(METRIC_READS), resources=["*"]),
+        iam.PolicyStatement(
+            sid="PublishControllerMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
+        ),
+    ]
+    for statement in statements:
+        function.add_to_role_policy(statement)
+
+
+def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
+    """Invoke the LIVE alias, as the health probe does, and nothing else of the protected function."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            sid="ProbeLiveAlias",
+            actions=["lambda:InvokeFunction"],
+            resources=[protected_function_arn(function, settings, settings.live_alias)],
+        )
+    )
+
+
+def controller_environment(
     settings: Settings, state_table: dynamodb.ITable, alerting: Alerting, alarms: LiveAliasAlarms
 ) -> dict[str, str]:
-    """What `drcore.config.ControllerSettings.from_environ` reads, under the names it defines."""
+    """What `drcore.config.ControllerSettings.from_environ` reads, under the names it defines: the watchers'
+    environment, which the recovery function gets too."""
     environment = {
         EnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,
         EnvVar.LIVE_ALIAS: settings.live_alias,

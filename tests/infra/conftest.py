@@ -39,7 +39,7 @@ def synth() -> Synthesized:
     return synthesize()
 
 
-# Another protected system, with every backup setting away from its default.
+# Another protected system, with every backup and recovery setting away from its default.
 TUNED = {
     "dr": {
         "protected_function": "orders-api",
@@ -61,6 +61,19 @@ TUNED = {
             "publish_version": True,
             "object_lock_retention_days": 90,
             "noncurrent_version_expiry_days": 7,
+        },
+        "operator_principals": [
+            "arn:aws:iam::123456789012:role/ops/dr-operator",
+            "arn:aws:iam::210987654321:root",
+        ],
+        "recovery": {
+            "restore_target_buckets": ["orders-restore-scratch", "orders.drill.example"],
+            "plan_ttl_minutes": 15,
+            "function_role_arns": [
+                "arn:aws:iam::123456789012:role/orders-api-*",
+                "arn:aws:iam::123456789012:role/service-role/orders-api-exec",
+            ],
+            "stack_role_arn": "arn:aws:iam::123456789012:role/orders-cfn-deployer",
         },
     }
 }

@@ -18,8 +18,15 @@ from .conftest import Synthesized
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cdk_nag_finds_no_unsuppressed_error_or_warning(synth: Synthesized):
+# The app as cdk.json describes it, and with every optional setting used (operators, restore targets, roles
+# to pass), which adds permissions and wildcards of its own.
+APPS = ["synth", "tuned"]
+
+
+@pytest.mark.parametrize("fixture", APPS)
+def test_cdk_nag_finds_no_unsuppressed_error_or_warning(fixture: str, request):
     # Given the app with AwsSolutionsChecks applied / When it is synthesized
+    synth: Synthesized = request.getfixturevalue(fixture)
     annotations = Annotations.from_stack(synth.stack)
     # Then no AwsSolutions rule reports an error or a warning, and nothing else errs either
     assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
@@ -35,9 +42,10 @@ def _suppressions(synth: Synthesized) -> list[dict]:
     ]
 
 
-def test_every_suppression_is_narrow_and_explained(synth: Synthesized):
+@pytest.mark.parametrize("fixture", APPS)
+def test_every_suppression_is_narrow_and_explained(fixture: str, request):
     # Given every cdk-nag suppression in the template
-    suppressions = _suppressions(synth)
+    suppressions = _suppressions(request.getfixturevalue(fixture))
     assert suppressions
     for suppression in suppressions:
         # Then it says why, specifically
@@ -60,8 +68,16 @@ def assembly(synth: Synthesized):
     return synth.app.synth()
 
 
-def test_every_suppression_suppresses_a_finding(synth: Synthesized, assembly):
+@pytest.fixture(scope="module")
+def tuned_assembly(tuned: Synthesized):
+    return tuned.app.synth()
+
+
+@pytest.mark.parametrize("fixture", APPS)
+def test_every_suppression_suppresses_a_finding(fixture: str, request):
     # Given cdk-nag's report of the synthesized stack
+    synth: Synthesized = request.getfixturevalue(fixture)
+    assembly = request.getfixturevalue("assembly" if fixture == "synth" else "tuned_assembly")
     (report_path,) = Path(assembly.directory).glob("AwsSolutions-*NagReport.csv")
     with report_path.open() as report:
         suppressed = [row for row in csv.DictReader(report) if row["Compliance"] == "Suppressed"]
@@ -74,9 +90,10 @@ def test_every_suppression_suppresses_a_finding(synth: Synthesized, assembly):
         ), suppression
 
 
-def test_cfn_lint_reports_no_error_in_any_template(assembly):
+@pytest.mark.parametrize("assembly_fixture", ["assembly", "tuned_assembly"])
+def test_cfn_lint_reports_no_error_in_any_template(assembly_fixture: str, request):
     # Given every synthesized template
-    stacks = assembly.stacks_recursively
+    stacks = request.getfixturevalue(assembly_fixture).stacks_recursively
     assert stacks
     for stack in stacks:
         # When cfn-lint checks it for the stack's region

@@ -19,6 +19,10 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "HealthWatcherName": function("health_watcher.handler.handler"),
         "PerformanceWatcherName": function("performance_watcher.handler.handler"),
         "BackupFunctionName": function("backup.handler.handler"),
+        "RecoveryFunctionName": function("recovery.handler.handler"),
+        "RecoveryFunctionArn": {
+            "Fn::GetAtt": [logical_id(resources, "AWS::Lambda::Function", Handler="recovery.handler.handler"), "Arn"]
+        },
         "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::Table")},
         "BackupBucketName": {"Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)},
         # The data bucket is the pipeline's, named in cdk.json, not created here
@@ -34,3 +38,11 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
     }
     dashboard = logical_id(resources, "AWS::CloudWatch::Dashboard")
     assert resources[dashboard]["Properties"]["DashboardName"] == "apilados-pipeline-ingest-dr"
+
+
+def test_the_recovery_function_output_says_who_may_invoke_it(synth: Synthesized):
+    # Given no operator principals in cdk.json
+    output = synth.template.to_json()["Outputs"]["RecoveryFunctionName"]
+    # Then the output says that only this account's identities allowed by IAM can invoke it
+    assert "no operator principals configured" in output["Description"]
+    assert "lambda:InvokeFunction" in output["Description"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import build_app
-from drcore.config import BackupSettings, RetentionPolicy
+from drcore.config import BackupSettings, RecoverySettings, RetentionPolicy
 
 from stacks.settings import InvalidSettings, Settings
 
@@ -45,6 +45,33 @@ def test_defaults_are_the_seed_runbooks_values():
     assert settings.alert_emails.emergency == settings.alert_emails.alert == ()
     # And nobody may invoke recovery until cdk.json names them
     assert settings.operator_principals == ()
+    # And a restore targets the data bucket only, a plan stays confirmable an hour, and no role may be passed
+    recovery = settings.recovery
+    assert recovery.restore_target_buckets == ()
+    assert recovery.plan_ttl_minutes == 60
+    assert recovery.function_role_arns == ()
+    assert recovery.stack_role_arn is None
+
+
+def test_recovery_defaults_are_the_recovery_functions_own():
+    # Given no "dr" context, and the recovery function's defaults for an absent variable (drcore.config)
+    recovery = Settings.from_context(None).recovery
+    runtime = RecoverySettings.model_fields
+    # Then the stack sets what the function would assume anyway
+    assert recovery.plan_ttl_minutes * 60 == runtime["plan_ttl_seconds"].default
+    assert recovery.restore_target_buckets == runtime["restore_target_buckets"].default
+
+
+def test_function_roles_may_be_named_exactly_or_by_pattern():
+    # Given role ARNs with paths, and patterns with IAM's wildcards
+    roles = [
+        "arn:aws:iam::123456789012:role/apilados-pipeline-ingest-role",
+        "arn:aws:iam::123456789012:role/service-role/apilados-*",
+        "arn:aws:iam::123456789012:role/apilados-pipeline-ingest-role-v?",
+    ]
+    # When validated / Then they are kept, in order
+    recovery = Settings.from_context({"recovery": {"function_role_arns": roles}}).recovery
+    assert recovery.function_role_arns == tuple(roles)
 
 
 def test_backup_defaults_are_the_backup_functions_own():
@@ -191,6 +218,60 @@ def test_settle_time_covers_the_longest_alarm_window():
         (
             {"operator_principals": ["arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:root"]},
             "dr.operator_principals: Value error, lists a principal twice",
+        ),
+        # The recovery function
+        (
+            {"recovery": {"restore_target_buckets": ["scratch", "Not_A_Bucket"]}},
+            "dr.recovery.restore_target_buckets.1: Value error, 'Not_A_Bucket' is not an S3 bucket name",
+        ),
+        (
+            {"recovery": {"restore_target_buckets": ["a..b"]}},
+            "dr.recovery.restore_target_buckets.0: Value error, 'a..b' is not an S3 bucket name",
+        ),
+        (
+            {"recovery": {"restore_target_buckets": "scratch"}},
+            "dr.recovery.restore_target_buckets: Input should be a valid tuple",
+        ),
+        (
+            {"recovery": {"restore_target_buckets": ["scratch", "scratch"]}},
+            "dr.recovery.restore_target_buckets: Value error, lists a value twice",
+        ),
+        (
+            {"recovery": {"plan_ttl_minutes": 0}},
+            "dr.recovery.plan_ttl_minutes: Input should be greater than or equal to 1",
+        ),
+        (
+            {"recovery": {"plan_ttl_minutes": 10_081}},
+            "dr.recovery.plan_ttl_minutes: Input should be less than or equal to 10080",
+        ),
+        (
+            {"recovery": {"function_role_arns": ["arn:aws:iam::123456789012:user/deployer"]}},
+            "dr.recovery.function_role_arns.0: Value error, 'arn:aws:iam::123456789012:user/deployer' is not an IAM "
+            "role ARN or pattern",
+        ),
+        (
+            {"recovery": {"function_role_arns": ["arn:aws:iam::123456789012:role/*"]}},
+            "dr.recovery.function_role_arns.0: Value error, 'arn:aws:iam::123456789012:role/*' matches every role",
+        ),
+        (
+            {"recovery": {"function_role_arns": ["arn:aws:iam::*:role/apilados-*"]}},
+            "dr.recovery.function_role_arns.0: Value error, 'arn:aws:iam::*:role/apilados-*' is not an IAM role ARN",
+        ),
+        (
+            {"recovery": {"stack_role_arn": "arn:aws:iam::123456789012:role/deployer-*"}},
+            "dr.recovery.stack_role_arn: Value error, 'arn:aws:iam::123456789012:role/deployer-*' is not the ARN of "
+            "an IAM role",
+        ),
+        ({"recovery": {"plan_ttl": 30}}, "dr.recovery.plan_ttl: Extra inputs are not permitted"),
+        (
+            {"controller_stack": "apilados-pipeline-ingest-dr"},
+            "dr.protected_function: Value error, controller_stack 'apilados-pipeline-ingest-dr' starts with "
+            "'apilados-pipeline-ingest-', the names of functions a recovery may create and rewrite",
+        ),
+        (
+            {"pipeline_stack": "P" + "x" * 119},
+            "dr.pipeline_stack: Value error, must leave room for the '-recovery' suffix of a recovered stack (at "
+            "most 119 characters)",
         ),
     ],
 )

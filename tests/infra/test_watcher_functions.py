@@ -21,12 +21,12 @@ def _function(synth: Synthesized, handler: str) -> dict:
     return synth.resources[logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)]
 
 
-def test_the_deployed_functions_are_the_two_watchers_and_the_backup_function(synth: Synthesized):
-    # Given the synthesized controller / Then its functions are, by handler string, the watchers and backup
+def test_the_deployed_functions_are_the_two_watchers_the_backup_and_the_recovery_function(synth: Synthesized):
+    # Given the synthesized controller / Then its functions are, by handler string, the watchers, backup, recovery
     handlers = sorted(
         r["Properties"]["Handler"] for r in synth.resources.values() if r["Type"] == "AWS::Lambda::Function"
     )
-    assert handlers == sorted([*WATCHERS, "backup.handler.handler"])
+    assert handlers == sorted([*WATCHERS, "backup.handler.handler", "recovery.handler.handler"])
 
 
 @pytest.mark.parametrize("handler", WATCHERS)

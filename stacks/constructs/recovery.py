@@ -1,0 +1,415 @@
+"""Manual recovery: the recovery function operators invoke in an incident, and what it may do.
+
+Operators invoke it synchronously (Lambda console, `aws lambda invoke`) with `{"action": ..., ...}`; a long
+restore continues by invoking the function itself asynchronously. Only `operator_principals` get a grant
+in its resource policy. Identities of the same account whose own IAM policies allow lambda:InvokeFunction on
+it can invoke it as well: within an account a resource policy adds to identity policies, it cannot take
+anything away from them (an SCP or a permissions boundary can).
+
+Its role holds exactly what the recovery actions need:
+- the alias controller's permissions, as the watchers have them, and the health probe of LIVE;
+- bucket restores (`restore_s3`) into the data bucket and the allow-listed target buckets: listing, reading
+  and writing object versions, removing by delete markers only (no s3:DeleteObjectVersion: invariant 5), a
+  safety snapshot into the backup bucket, the plan's records under `restores/`;
+- `recover_from_backup`: the protected function's code, configuration, concurrency, tags and event invoke
+  configuration, a new version; or a new function beside it, named `<protected function>-<suffix>`;
+  layers republished in this account; iam:PassRole to Lambda only for `recovery.function_role_arns`;
+- `recover_stack`: change sets on the pipeline stack and on `<pipeline stack>-recovery`; iam:PassRole to
+  CloudFormation only for `recovery.stack_role_arn`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+from drcore.backup_store import Component, backup_prefix, content_key
+from drcore.bucket_restore import RESTORE_ROOT
+from drcore.config import RecoveryEnvVar
+
+from stacks.constructs.alarms import LiveAliasAlarms
+from stacks.constructs.alerting import Alerting
+from stacks.constructs.backup_bucket import BackupBucket
+from stacks.constructs.backups import BACKUP_KEY_USE, backup_environment, backup_key_prefixes, rpo_window_minutes
+from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.watchers import (
+    controller_environment,
+    every_version_of,
+    grant_alias_control,
+    grant_live_probe,
+    protected_function_arn,
+    regional_arn,
+)
+from stacks.settings import RECOVERY_STACK_SUFFIX, Settings
+
+RECOVERY_HANDLER = "recovery.handler.handler"
+# Lambda's maximum: a restore works until shortly before it and continues in a new invocation.
+RECOVERY_TIMEOUT = Duration.minutes(15)
+# Memory buys CPU and network for concurrent copies and for hashing code archives.
+RECOVERY_MEMORY_MB = 1024
+
+
+def _top_level(key: str) -> str:
+    return key.split("/", 1)[0] + "/"
+
+
+# The backup store's prefix for restore plans and the versions an apply wrote ("restores/").
+RESTORES_PREFIX = _top_level(RESTORE_ROOT)
+# What a restore writes into the backup bucket: its safety snapshot (content and manifest) and its records.
+RECOVERY_WRITE_PREFIXES = tuple(
+    sorted(
+        {
+            _top_level(content_key("algorithm", "digest")),
+            _top_level(backup_prefix(Component.S3, "bucket", "id")),
+            RESTORES_PREFIX,
+        }
+    )
+)
+# What it reads there: every backup (function, stack, snapshots and their content) and the restore records.
+RECOVERY_READ_PREFIXES = tuple(sorted({*backup_key_prefixes(), RESTORES_PREFIX}))
+
+# Restore targets (the data bucket and the allow-listed buckets).
+TARGET_BUCKET_READS = (
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketVersioning",
+    # Whether a lifecycle rule may have expired the versions a point-in-time plan would use.
+    "s3:GetLifecycleConfiguration",
+)
+TARGET_OBJECT_READS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAttributes",
+    "s3:GetObjectVersionAttributes",
+    "s3:GetObjectTagging",
+    # A version copied back brings its tags (CopyObject's default TaggingDirective COPY).
+    "s3:GetObjectVersionTagging",
+)
+# DeleteObject without a version id only places a delete marker; s3:DeleteObjectVersion is never granted,
+# so no restore can remove data for good. PutObjectTagging writes the tags a copied-back version brings.
+# AbortMultipartUpload cleans up a multipart copy of a large object that failed half-way.
+TARGET_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload")
+# Writes into the backup bucket never delete: the backup function alone prunes.
+BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:AbortMultipartUpload")
+
+# `recover_from_backup` on the protected function, or on a new function beside it.
+FUNCTION_RECOVERY_ACTIONS = (
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    "lambda:TagResource",
+    "lambda:UntagResource",
+    "lambda:ListTags",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:GetFunctionConcurrency",
+    "lambda:PutFunctionEventInvokeConfig",
+    "lambda:GetFunctionEventInvokeConfig",
+    "lambda:UpdateFunctionEventInvokeConfig",
+    # The function's own event invoke configuration, when its backup had none.
+    "lambda:DeleteFunctionEventInvokeConfig",
+)
+# A function restored beside the original is created, then read back: its state before the next update,
+# its CodeSha256 against the backup's.
+NEW_FUNCTION_ACTIONS = ("lambda:CreateFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration")
+
+# `recover_stack`: a change set on the pipeline stack (mode "update") or on `<pipeline stack>-recovery`.
+STACK_RECOVERY_ACTIONS = (
+    "cloudformation:CreateChangeSet",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:GetTemplate",
+    "cloudformation:ListChangeSets",
+    "cloudformation:GetStackPolicy",
+    "cloudformation:SetStackPolicy",
+    "cloudformation:UpdateTerminationProtection",
+)
+# Not cloudformation:DeleteStack: a recovery never deletes a stack, not even its own '-recovery' copy.
+
+
+def recovery_stack_name(settings: Settings) -> str:
+    """The name `recover_stack` in mode "new" gives the recreated pipeline stack."""
+    return f"{settings.pipeline_stack}{RECOVERY_STACK_SUFFIX}"
+
+
+def restore_target_buckets(settings: Settings) -> list[str]:
+    """Every bucket a restore may write: the data bucket, then the allow-list."""
+    return list(dict.fromkeys([settings.data_bucket, *settings.recovery.restore_target_buckets]))
+
+
+def rpo_seconds(settings: Settings) -> dict[str, int]:
+    """The recovery point objective of each backed-up component, as the recovery function's `status` judges
+    the age of the last backup: the objectives table's RPO, and for the stack the window its RPO alarm
+    watches (a real-time configuration RPO is met by backups on change plus a daily one)."""
+    objectives = settings.recovery_objectives
+    minutes = {
+        Component.LAMBDA: objectives.lambda_function.rpo_minutes,
+        Component.S3: objectives.s3_data.rpo_minutes,
+        Component.STACK: rpo_window_minutes(settings, Component.STACK),
+        Component.LOGS: objectives.cloudwatch_logs.rpo_minutes,
+    }
+    return {component.value: minutes[component] * 60 for component in Component}
+
+
+class Recovery(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        functions: ControllerFunctions,
+        state_table: dynamodb.ITable,
+        alerting: Alerting,
+        alarms: LiveAliasAlarms,
+        backup_bucket: BackupBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self.function = functions.add(
+            "Recovery",
+            handler=RECOVERY_HANDLER,
+            description=(
+                f"Operators' recovery console for {settings.protected_function}: rollback, releases, restores of "
+                f"{settings.data_bucket}, recovery of the function and of {settings.pipeline_stack} from backups"
+            ),
+            environment=recovery_environment(settings, state_table, alerting, alarms, backup_bucket),
+            memory_size=RECOVERY_MEMORY_MB,
+            timeout=RECOVERY_TIMEOUT,
+        )
+        grant_alias_control(self.function, settings=settings, state_table=state_table, alerting=alerting, alarms=alarms)
+        grant_live_probe(self.function, settings)
+        self._grant_bucket_restores(backup_bucket)
+        self._grant_function_recovery()
+        self._grant_stack_recovery()
+        self._continue_in_new_invocations()
+        self._let_operators_invoke()
+        self._explain_wildcards(backup_bucket)
+
+    # Permissions
+
+    def _add(self, sid: str, actions: Sequence[str], resources: list[str], **conditions: dict[str, str]) -> None:
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources, conditions=conditions or None)
+        )
+
+    def _grant_bucket_restores(self, backup_bucket: BackupBucket) -> None:
+        partition = Stack.of(self).partition
+        # S3 bucket ARNs name neither region nor account.
+        targets = [f"arn:{partition}:s3:::{bucket}" for bucket in restore_target_buckets(self._settings)]
+        backups = backup_bucket.bucket
+        self._add("ListRestoreTargets", TARGET_BUCKET_READS, targets)
+        self._add("ReadRestoreTargetObjects", TARGET_OBJECT_READS, [f"{arn}/*" for arn in targets])
+        self._add("RestoreObjectsByVersionsAndDeleteMarkers", TARGET_OBJECT_WRITES, [f"{arn}/*" for arn in targets])
+        self._add("ListBackupBucket", ["s3:ListBucket"], [backups.bucket_arn])
+        self._add(
+            "ReadBackups",
+            ["s3:GetObject"],
+            [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_READ_PREFIXES],
+        )
+        self._add(
+            "WriteSafetySnapshotsAndRestoreRecords",
+            BACKUP_OBJECT_WRITES,
+            [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_WRITE_PREFIXES],
+        )
+        self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
+
+    def _grant_function_recovery(self) -> None:
+        settings = self._settings
+        function = protected_function_arn(self, settings)
+        # A function restored beside the original must be named "<protected function>-<suffix>".
+        beside = regional_arn(self, "lambda", "function", f"{settings.protected_function}-*")
+        # Unqualified: a recovery leaves the aliases' and versions' own settings alone, and publishes a version.
+        self._add("RecoverProtectedFunction", FUNCTION_RECOVERY_ACTIONS, [function])
+        self._add("RestoreBesideProtectedFunction", (*NEW_FUNCTION_ACTIONS, *FUNCTION_RECOVERY_ACTIONS), [beside])
+        self._add("RepublishLayers", ["lambda:PublishLayerVersion"], [regional_arn(self, "lambda", "layer", "*")])
+        # A function's layers may belong to any account and region (AWS's own, vendors').
+        self._add("ReadLayers", ["lambda:GetLayerVersion"], [f"arn:{Stack.of(self).partition}:lambda:*:*:layer:*:*"])
+        roles = settings.recovery.function_role_arns
+        if roles:
+            self._add(
+                "PassRoleToRecoveredFunctions",
+                ["iam:PassRole"],
+                list(roles),
+                StringEquals={"iam:PassedToService": "lambda.amazonaws.com"},
+            )
+
+    def _grant_stack_recovery(self) -> None:
+        settings = self._settings
+        stacks = [
+            Stack.of(self).format_arn(
+                service="cloudformation",
+                resource="stack",
+                # The stack id after the name is assigned by CloudFormation.
+                resource_name=f"{name}/*",
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            for name in (settings.pipeline_stack, recovery_stack_name(settings))
+        ]
+        self._add("RecoverPipelineStack", STACK_RECOVERY_ACTIONS, stacks)
+        if settings.recovery.stack_role_arn:
+            self._add(
+                "PassStackRoleToCloudFormation",
+                ["iam:PassRole"],
+                [settings.recovery.stack_role_arn],
+                StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"},
+            )
+
+    def _continue_in_new_invocations(self) -> None:
+        # A long restore invokes this very function. On the role's default policy, its ARN would make the
+        # function (which waits for that policy) and the policy depend on each other; a policy of its own is
+        # created after the function.
+        iam.Policy(
+            self,
+            "ContinueRestores",
+            roles=[self.function.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ContinueInNewInvocation",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.function.function_arn],
+                )
+            ],
+        )
+
+    def _let_operators_invoke(self) -> None:
+        for principal in self._settings.operator_principals:
+            # Named after the principal, so reordering cdk.json's list replaces no permission.
+            digest = hashlib.sha256(principal.encode()).hexdigest()[:12]
+            self.function.add_permission(
+                f"OperatorInvokes{digest}",
+                principal=iam.ArnPrincipal(principal),
+                action="lambda:InvokeFunction",
+            )
+
+    def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
+        settings = self._settings
+        bucket_id = Stack.of(self).get_logical_id(backup_bucket.bucket.node.default_child)
+        prefixes = "|".join(prefix.rstrip("/") for prefix in RECOVERY_READ_PREFIXES)
+        buckets = "|".join(re.escape(bucket) for bucket in restore_target_buckets(settings))
+        function = re.escape(settings.protected_function)
+        stack_names = "|".join(re.escape(name) for name in (settings.pipeline_stack, recovery_stack_name(settings)))
+        suppressions = [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Read-only Lambda actions on the protected function's published versions and aliases, "
+                "which are addressed by qualifier and cannot be listed at synth time.",
+                applies_to=[every_version_of(settings)],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="cloudwatch:GetMetricData, GetMetricStatistics and PutMetricData support no "
+                "resource-level permissions. The first two only read; PutMetricData is held to the "
+                "controller's metrics namespace by a cloudwatch:namespace condition.",
+                applies_to=["Resource::*"],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="kms:GenerateDataKey* is what SNS needs from a publisher to a KMS-encrypted topic and S3 "
+                "from a writer of SSE-KMS objects; it is granted on the alert topics' key and the backup key only.",
+                applies_to=["Action::kms:GenerateDataKey*"],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="A restore reads and rewrites any object of the data bucket (or of an allow-listed target "
+                "bucket), whose keys are the pipeline's uploads and cannot be listed at synth time. It removes "
+                "only by delete markers: s3:DeleteObjectVersion is not granted.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::({buckets})\/\*$/")],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Backup object keys embed content digests and backup ids made at run time; access is held "
+                "to the backup store's prefixes (reads of content/, snapshots/, backups/, restores/; writes of "
+                "content/, snapshots/, restores/, never deletes), and Object Lock protects every object.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::<{bucket_id}\.Arn>\/({prefixes})\/\*$/")],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="A function restored beside the protected one is named '<protected function>-<suffix>' "
+                "by the operator at recovery time; only names with that prefix can be created or changed.",
+                applies_to=[
+                    RegexAppliesTo(
+                        regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:{function}-\*$/"
+                    )
+                ],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="A recovered function's layers are republished under their backed-up names, known only at "
+                "recovery time; publishing is held to this account and region.",
+                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:layer:\*$/")],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="lambda:GetLayerVersion (read-only) for the layers a backed-up function uses, which may be "
+                "published by any account in any region; no tighter ARN can name them ahead of time.",
+                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:\*:\*:layer:\*:\*$/")],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Change sets on the pipeline stack and its '-recovery' copy only; the stack id that "
+                "follows the name in a stack ARN is assigned by CloudFormation at creation.",
+                applies_to=[
+                    RegexAppliesTo(
+                        regex=rf"/^Resource::arn:[^:]+:cloudformation:[^:]+:<AWS::AccountId>:stack\/"
+                        rf"({stack_names})\/\*$/"
+                    )
+                ],
+            ),
+        ]
+        role_patterns = [arn for arn in settings.recovery.function_role_arns if re.search(r"[*?]", arn)]
+        if role_patterns:
+            suppressions.append(
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="iam:PassRole on the execution-role patterns cdk.json names in "
+                    "recovery.function_role_arns, and only to lambda.amazonaws.com (iam:PassedToService).",
+                    applies_to=[f"Resource::{arn}" for arn in role_patterns],
+                )
+            )
+        NagSuppressions.add_resource_suppressions(self.function.role, suppressions, apply_to_children=True)
+
+
+def recovery_environment(
+    settings: Settings,
+    state_table: dynamodb.ITable,
+    alerting: Alerting,
+    alarms: LiveAliasAlarms,
+    backup_bucket: BackupBucket,
+) -> dict[str, str]:
+    """The watchers' variables (drcore.config.EnvVar), the backup function's (BackupEnvVar) and the recovery
+    function's own (RecoveryEnvVar), each built where its function's is."""
+    recovery = settings.recovery
+    own = {
+        RecoveryEnvVar.RESTORE_TARGET_BUCKETS: ",".join(recovery.restore_target_buckets),
+        RecoveryEnvVar.RPO_SECONDS: json.dumps(rpo_seconds(settings), separators=(",", ":")),
+        RecoveryEnvVar.PLAN_TTL_SECONDS: str(recovery.plan_ttl_minutes * 60),
+    }
+    # Plain strings for jsii.
+    own_variables = {str(name.value): value for name, value in own.items()}
+    # A variable the functions' side adds must be given a value here, not silently left to its default.
+    unset = sorted(name.value for name in RecoveryEnvVar if name.value not in own_variables)
+    if unset:
+        raise ValueError(f"drcore.config.RecoveryEnvVar defines {', '.join(unset)}, which the stack does not set")
+
+    environment: dict[str, str] = {}
+    for variables in (
+        controller_environment(settings, state_table, alerting, alarms),
+        backup_environment(settings, state_table, backup_bucket),
+        own_variables,
+    ):
+        for name, value in variables.items():
+            # The sets share some names (the function, the table, the namespace); they must agree.
+            if environment.setdefault(name, value) != value:
+                raise ValueError(f"{name} would be set to both {environment[name]!r} and {value!r}")
+    return environment

@@ -1,0 +1,388 @@
+"""The recovery function's role does what the recovery actions need, on the ARNs they need, and nothing more:
+above all, it cannot delete data for good (invariant 5) and hands roles only to the service named."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Synthesized
+from .helpers import TOPIC_KEY, as_list, logical_id, rendered, role_statements, statements_granting
+
+RECOVERY = "recovery.handler.handler"
+ACCOUNT = "${AWS::AccountId}"
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:apilados-pipeline-ingest"
+BESIDE_ARN = f"{FUNCTION_ARN}-*"
+DATA_BUCKET_ARN = "arn:aws:s3:::apilados-production-data"
+STACK_ARNS = sorted(
+    f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/*"
+    for name in ("ApiladosPipelineStack", "ApiladosPipelineStack-recovery")
+)
+ALARM_ARN = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:apilados-pipeline-ingest-LIVE-"
+
+# Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
+UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:PutMetricData"}
+FUNCTION_RECOVERY = {
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    "lambda:TagResource",
+    "lambda:UntagResource",
+    "lambda:ListTags",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:GetFunctionConcurrency",
+    "lambda:PutFunctionEventInvokeConfig",
+    "lambda:GetFunctionEventInvokeConfig",
+    "lambda:UpdateFunctionEventInvokeConfig",
+    "lambda:DeleteFunctionEventInvokeConfig",
+}
+STACK_RECOVERY = {
+    "cloudformation:CreateChangeSet",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:GetTemplate",
+    "cloudformation:ListChangeSets",
+    "cloudformation:GetStackPolicy",
+    "cloudformation:SetStackPolicy",
+    "cloudformation:UpdateTerminationProtection",
+}
+MUTATING = {
+    # alias control, alerts, journal, metrics, logging, dead letters
+    "lambda:UpdateAlias",
+    "lambda:InvokeFunction",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "sns:Publish",
+    "kms:Encrypt",
+    "kms:GenerateDataKey*",
+    "cloudwatch:PutMetricData",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "sqs:SendMessage",
+    # restores
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:PutObjectTagging",
+    "s3:AbortMultipartUpload",
+    # function recovery
+    "lambda:CreateFunction",
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    "lambda:TagResource",
+    "lambda:UntagResource",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:PutFunctionEventInvokeConfig",
+    "lambda:UpdateFunctionEventInvokeConfig",
+    "lambda:DeleteFunctionEventInvokeConfig",
+    "lambda:PublishLayerVersion",
+    "iam:PassRole",
+    # stack recovery
+    "cloudformation:CreateChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:SetStackPolicy",
+    "cloudformation:UpdateTerminationProtection",
+}
+# What no statement of the recovery role may ever grant: permanent deletion, or a way around Object Lock
+# and versioning.
+FORBIDDEN = {
+    "s3:DeleteObjectVersion",
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucket",
+    "lambda:DeleteFunction",
+    "lambda:DeleteAlias",
+    "lambda:DeleteLayerVersion",
+    "cloudformation:DeleteStack",
+}
+
+
+def _function(synth: Synthesized) -> str:
+    return logical_id(synth.resources, "AWS::Lambda::Function", Handler=RECOVERY)
+
+
+def _statements(synth: Synthesized) -> list[dict]:
+    return role_statements(synth.resources, _function(synth))
+
+
+def _resources(statements: list[dict]) -> list:
+    return sorted((rendered(resource) for s in statements for resource in as_list(s["Resource"])), key=str)
+
+
+def _granted(synth: Synthesized, action: str) -> list:
+    return _resources(statements_granting(_statements(synth), action))
+
+
+def _backup_objects(synth: Synthesized, *prefixes: str) -> list[str]:
+    bucket = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
+    return sorted(f"${{{bucket}.Arn}}/{prefix}/*" for prefix in prefixes)
+
+
+@pytest.mark.parametrize("fixture", ["synth", "tuned"])
+def test_no_statement_grants_delete_object_version_or_a_way_around_object_lock(fixture: str, request):
+    # Given the recovery role's statements, with the defaults and with every recovery setting used
+    synth: Synthesized = request.getfixturevalue(fixture)
+    granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
+    # Then a restore can remove objects only as delete markers: no permanent deletion, nothing that changes
+    # or bypasses Object Lock, versioning or lifecycle, no deletion of functions or stacks
+    assert not granted & FORBIDDEN
+    # And no action wildcard could grant any of them
+    assert not [action for action in granted if action.endswith("*") and action != "kms:GenerateDataKey*"]
+    assert all(s["Effect"] == "Allow" for s in _statements(synth))
+
+
+def test_only_unscopable_actions_are_granted_on_everything(synth: Synthesized):
+    # Given the statements on "*"
+    unscoped = [s for s in _statements(synth) if "*" in as_list(s["Resource"])]
+    # Then they carry only metric actions without resource-level permissions
+    assert {action for s in unscoped for action in as_list(s["Action"])} == UNSCOPABLE
+    # And the one that writes is held to the controller's namespace
+    (put_metrics,) = statements_granting(unscoped, "cloudwatch:PutMetricData")
+    assert as_list(put_metrics["Action"]) == ["cloudwatch:PutMetricData"]
+    assert put_metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "ApiladosDR"}}
+
+
+def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
+    # Given the default settings (no role to pass) / Then the actions are exactly the recovery's calls, plus
+    # logging and dead letters
+    reads = {
+        "lambda:GetAlias",
+        "lambda:GetFunction",
+        "lambda:GetFunctionConfiguration",
+        "lambda:ListVersionsByFunction",
+        "lambda:ListAliases",
+        "lambda:ListTags",
+        "lambda:GetFunctionConcurrency",
+        "lambda:GetFunctionEventInvokeConfig",
+        "lambda:GetLayerVersion",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:GetMetricData",
+        "cloudwatch:GetMetricStatistics",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "kms:Decrypt",
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:GetBucketVersioning",
+        "s3:GetLifecycleConfiguration",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectAttributes",
+        "s3:GetObjectVersionAttributes",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "cloudformation:DescribeChangeSet",
+        "cloudformation:DescribeStacks",
+        "cloudformation:DescribeStackEvents",
+        "cloudformation:GetTemplate",
+        "cloudformation:ListChangeSets",
+        "cloudformation:GetStackPolicy",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
+    assert granted == (MUTATING - {"iam:PassRole"}) | reads
+
+
+@pytest.mark.parametrize("fixture", ["synth", "tuned"])
+def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture: str, request):
+    # Given the statements that change something (PutMetricData aside, held by its condition)
+    synth: Synthesized = request.getfixturevalue(fixture)
+    settings = synth.stack.node.try_get_context("dr") or {}
+    changing = [
+        s
+        for s in _statements(synth)
+        if set(as_list(s["Action"])) & MUTATING and "cloudwatch:PutMetricData" not in as_list(s["Action"])
+    ]
+    function = settings.get("protected_function", "apilados-pipeline-ingest")
+    region = settings.get("primary_region", "us-east-1")
+    buckets = [settings.get("data_bucket", "apilados-production-data"), *_restore_targets(settings)]
+    stack = settings.get("pipeline_stack", "ApiladosPipelineStack")
+    allowed = {
+        *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
+        *_backup_objects(synth, "content", "snapshots", "restores"),
+        f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}-*",
+        f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
+        f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
+        f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
+        *settings.get("recovery", {}).get("function_role_arns", []),
+    }
+    # Then no resource is "*", and a wildcard appears only where a name is chosen at run time: object keys of
+    # the restore targets, the backup store's prefixes, functions restored beside the protected one, layers
+    # of this account, the stack ids, and the role patterns cdk.json names
+    assert changing
+    for resource in _resources(changing):
+        assert resource != "*"
+        if isinstance(resource, str) and "*" in resource:
+            assert resource in allowed, resource
+
+
+def _restore_targets(settings: dict) -> list[str]:
+    return settings.get("recovery", {}).get("restore_target_buckets", [])
+
+
+# Alias control, alerts, journal
+
+
+def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
+    # Given the recovery role / Then it moves LIVE and STABLE of the protected function only
+    assert _granted(synth, "lambda:UpdateAlias") == sorted(
+        [FUNCTION_ARN, f"{FUNCTION_ARN}:LIVE", f"{FUNCTION_ARN}:STABLE"]
+    )
+    # And reads the function, its versions and aliases
+    for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
+        assert _granted(synth, action) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
+    # And reads the five alarms on LIVE
+    assert _granted(synth, "cloudwatch:DescribeAlarms") == sorted(
+        f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
+    )
+
+
+def test_it_invokes_only_live_and_itself_without_a_dependency_cycle(synth: Synthesized):
+    # Given the invoke statements
+    resources = synth.resources
+    function = _function(synth)
+    statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
+    # Then it probes LIVE, and continues a long restore by invoking its own ARN
+    assert _resources(statements) == sorted([f"{FUNCTION_ARN}:LIVE", f"${{{function}.Arn}}"], key=str)
+    (own,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": [function, "Arn"]}]
+    # ...in a policy of its own, which the function does not wait for (its default policy would)
+    (policy,) = [
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Policy" and own in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert policy not in resources[function].get("DependsOn", [])
+    assert any(d.startswith("FunctionsRecoveryRoleDefaultPolicy") for d in resources[function]["DependsOn"])
+
+
+def test_journal_alerts_and_their_key(synth: Synthesized):
+    # Given the recovery role
+    resources = synth.resources
+    table = logical_id(resources, "AWS::DynamoDB::Table")
+    topics = sorted((f"${{{name}}}" for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"), key=str)
+    topic_key = logical_id(resources, "AWS::KMS::Key", Description=TOPIC_KEY)
+    backup_key = logical_id(resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")
+    # Then it reads and writes items of the state table only
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"):
+        assert _granted(synth, action) == [f"${{{table}.Arn}}"], action
+    # And publishes to both topics
+    assert _granted(synth, "sns:Publish") == topics
+    # And uses the topics' key and the backup key, and no other
+    assert _granted(synth, "kms:GenerateDataKey*") == sorted([f"${{{topic_key}.Arn}}", f"${{{backup_key}.Arn}}"])
+    assert _granted(synth, "kms:Decrypt") == sorted([f"${{{topic_key}.Arn}}", f"${{{backup_key}.Arn}}"])
+    assert _granted(synth, "kms:Encrypt") == [f"${{{backup_key}.Arn}}"]
+
+
+# Restores
+
+
+def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Synthesized):
+    # Given no allow-listed target bucket / Then the data bucket is the only restore target
+    for action in ("s3:ListBucketVersions", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration"):
+        assert _granted(synth, action) == [DATA_BUCKET_ARN], action
+    for action in ("s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
+        assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
+    # And its objects are written and removed (a DeleteObject without version id is a delete marker)
+    for action in ("s3:DeleteObject", "s3:PutObjectTagging"):
+        assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
+
+
+def test_restores_may_target_exactly_the_allow_listed_buckets(tuned: Synthesized):
+    # Given two allow-listed target buckets besides the data bucket
+    targets = sorted(
+        f"arn:aws:s3:::{name}" for name in ("orders.data.example", "orders-restore-scratch", "orders.drill.example")
+    )
+    # Then each is listed, read and restored into, and no other bucket is written
+    assert _granted(tuned, "s3:ListBucketVersions") == targets
+    assert _granted(tuned, "s3:GetObjectVersion") == [f"{arn}/*" for arn in targets]
+    assert _granted(tuned, "s3:DeleteObject") == [f"{arn}/*" for arn in targets]
+    written = [r for r in _granted(tuned, "s3:PutObject") if r.startswith("arn:aws:s3:::")]
+    assert written == [f"{arn}/*" for arn in targets]
+
+
+def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Synthesized):
+    # Given the backup bucket
+    bucket = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
+    # Then backups, snapshots, their content and restore records are read
+    assert _granted(synth, "s3:GetObject") == sorted(
+        [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "backups", "content", "restores", "snapshots")]
+    )
+    # And safety snapshots, their content and restore records are written, under those prefixes only
+    for action in ("s3:PutObject", "s3:AbortMultipartUpload"):
+        assert _granted(synth, action) == sorted(
+            [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "content", "restores", "snapshots")]
+        ), action
+    # And the bucket is listed; nothing in it is ever deleted
+    assert _granted(synth, "s3:ListBucket") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    assert not [r for r in _granted(synth, "s3:DeleteObject") if str(r).startswith(f"${{{bucket}")]
+
+
+# Function recovery
+
+
+def test_the_protected_function_is_rebuilt_in_place_or_beside_it(synth: Synthesized):
+    # Given the function-recovery actions / Then each acts on the protected function (unqualified: aliases and
+    # versions keep their own settings) or on a function named "<protected function>-<suffix>"
+    for action in FUNCTION_RECOVERY:
+        assert _granted(synth, action) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
+    # And only such a function can be created
+    assert _granted(synth, "lambda:CreateFunction") == [BESIDE_ARN]
+
+
+def test_layers_are_republished_in_this_account_and_read_wherever_they_are(synth: Synthesized):
+    assert _granted(synth, "lambda:PublishLayerVersion") == [f"arn:aws:lambda:us-east-1:{ACCOUNT}:layer:*"]
+    assert _granted(synth, "lambda:GetLayerVersion") == ["arn:aws:lambda:*:*:layer:*:*"]
+
+
+def test_no_role_is_passed_unless_cdk_json_names_it(synth: Synthesized):
+    # Given no function roles and no stack role in cdk.json / Then the role can pass no role at all
+    assert statements_granting(_statements(synth), "iam:PassRole") == []
+
+
+def test_roles_are_passed_only_to_the_service_they_are_for(tuned: Synthesized):
+    # Given function role patterns and a stack role in cdk.json
+    statements = statements_granting(_statements(tuned), "iam:PassRole")
+    by_service = {
+        s["Condition"]["StringEquals"]["iam:PassedToService"]: sorted(as_list(s["Resource"])) for s in statements
+    }
+    # Then the function roles go to Lambda only, and the stack role to CloudFormation only
+    assert by_service == {
+        "lambda.amazonaws.com": [
+            "arn:aws:iam::123456789012:role/orders-api-*",
+            "arn:aws:iam::123456789012:role/service-role/orders-api-exec",
+        ],
+        "cloudformation.amazonaws.com": ["arn:aws:iam::123456789012:role/orders-cfn-deployer"],
+    }
+    # And each statement passes roles and does nothing else, under that condition alone
+    for statement in statements:
+        assert as_list(statement["Action"]) == ["iam:PassRole"]
+        assert list(statement["Condition"]) == ["StringEquals"]
+
+
+# Stack recovery
+
+
+def test_change_sets_only_on_the_pipeline_stack_and_its_recovery_copy(synth: Synthesized):
+    for action in STACK_RECOVERY:
+        assert _granted(synth, action) == STACK_ARNS, action
+
+
+def test_permissions_follow_the_settings(tuned: Synthesized):
+    # Given another function, stack and region / Then the function and stack statements name them
+    function = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:orders-api"
+    assert _granted(tuned, "lambda:CreateFunction") == [f"{function}-*"]
+    assert _granted(tuned, "lambda:UpdateFunctionCode") == sorted([function, f"{function}-*"])
+    assert _granted(tuned, "cloudformation:ExecuteChangeSet") == sorted(
+        f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/{name}/*" for name in ("OrdersStack", "OrdersStack-recovery")
+    )
