@@ -8,9 +8,10 @@ a half-removed snapshot is incomplete, never a corrupt restorable one), then the
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
 it, and it is older than a day (a running snapshot may have copied it before its next checkpoint).
-Removals name each object version, so in the versioned (Object Lock) backup bucket they free the
-storage rather than hide it behind a delete marker; S3 refuses to delete a version under Object Lock
-retention or legal hold, and such refusals are reported and left for a later prune.
+Removals are delete markers (DeleteObject without a version id): the controller never deletes a
+version itself, so a pruned backup stays recoverable until the backup bucket's lifecycle rule expires
+noncurrent versions, which S3 never does while Object Lock protects them. An object still under Object
+Lock retention or legal hold is not even hidden: it is reported and left for a later prune.
 """
 
 from __future__ import annotations
@@ -103,13 +104,13 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
 
     removed, locked = [], []
     for backup_id in expired:
-        if _remove_snapshot(store, bucket, backup_id):
+        if _remove_snapshot(store, bucket, backup_id, now):
             removed.append(backup_id)
         else:
             locked.append(backup_id)
             referenced |= read_manifest(store, bucket, backup_id).content_keys()
     for listing in abandoned:
-        _remove_snapshot(store, bucket, listing.backup_id)
+        _remove_snapshot(store, bucket, listing.backup_id, now)
     content_removed, bytes_removed, refused = _remove_unreferenced_content(store, referenced, now)
     result = PruneResult(kept=tuple(sorted(keep)), removed=tuple(removed),
                          abandoned=tuple(listing.backup_id for listing in abandoned),
@@ -137,42 +138,55 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime)
     return referenced
 
 
-def _versions(store: BackupStore, prefix: str) -> list[dict[str, Any]]:
-    versions: list[dict[str, Any]] = []
-    for page in store.s3.get_paginator("list_object_versions").paginate(Bucket=store.bucket, Prefix=prefix):
-        versions += page.get("Versions", []) + page.get("DeleteMarkers", [])
-    return versions
+def _current(store: BackupStore, prefix: str) -> list[dict[str, Any]]:
+    """The visible objects under `prefix` (hidden ones already carry a delete marker)."""
+    return list(store.keys(prefix))
 
 
-def _delete_versions(store: BackupStore, versions: list[dict[str, Any]]) -> dict[str, str]:
-    """Delete exactly these versions; returns the keys S3 refused, with its error code."""
+def _lock(store: BackupStore, key: str, now: datetime) -> str | None:
+    """Why S3 Object Lock still protects `key`, or None (HeadObject reports both retention and legal hold)."""
+    head = store.s3.head_object(Bucket=store.bucket, Key=key)
+    until = head.get("ObjectLockRetainUntilDate")
+    if until is not None and until > now:
+        return f"ObjectLocked: {head.get('ObjectLockMode', 'retention')} until {until:%Y-%m-%d}"
+    if head.get("ObjectLockLegalHoldStatus") == "ON":
+        return "ObjectLocked: legal hold"
+    return None
+
+
+def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
+    """Place delete markers on these keys, except those Object Lock protects; returns the keys left, and why."""
     refused: dict[str, str] = {}
-    for start in range(0, len(versions), DELETE_BATCH):
-        # A `null` version (an unversioned backup bucket) is deleted by key.
-        objects = [{"Key": version["Key"]} if version["VersionId"] == "null"
-                   else {"Key": version["Key"], "VersionId": version["VersionId"]}
-                   for version in versions[start:start + DELETE_BATCH]]
+    removable = []
+    for key in keys:
+        reason = _lock(store, key, now)
+        if reason:
+            refused[key] = reason
+        else:
+            removable.append(key)
+    for start in range(0, len(removable), DELETE_BATCH):
+        objects = [{"Key": key} for key in removable[start:start + DELETE_BATCH]]
         response = store.s3.delete_objects(Bucket=store.bucket, Delete={"Objects": objects, "Quiet": True})
         refused.update({error["Key"]: error.get("Code", "Unknown") for error in response.get("Errors", [])})
     return refused
 
 
-def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str) -> bool:
-    """Remove a snapshot's manifest, then its checkpoints; False if S3 refused to delete the manifest."""
+def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datetime) -> bool:
+    """Remove a snapshot's manifest, then its checkpoints; False if its manifest is still locked."""
     manifest = manifest_key(Component.S3, bucket, backup_id)
-    versions = _versions(store, backup_prefix(Component.S3, bucket, backup_id))
-    if _delete_versions(store, [version for version in versions if version["Key"] == manifest]):
+    keys = [entry["Key"] for entry in _current(store, backup_prefix(Component.S3, bucket, backup_id))]
+    if _hide(store, [key for key in keys if key == manifest], now):
         logger.warning("snapshot manifest under Object Lock; snapshot kept", extra={"backup_id": backup_id})
         return False
-    refused = _delete_versions(store, [version for version in versions if version["Key"] != manifest])
+    refused = _hide(store, [key for key in keys if key != manifest], now)
     if refused:  # the snapshot is incomplete now; a later prune removes what is left
         logger.warning("snapshot checkpoints not removed", extra={"backup_id": backup_id, "refused": len(refused)})
     return True
 
 
 def _remove_unreferenced_content(store: BackupStore, referenced: set[str], now: datetime) -> tuple[int, int, dict[str, str]]:
-    unreferenced = [version for version in _versions(store, CONTENT_PREFIX)
-                    if version["Key"] not in referenced and now - version["LastModified"] >= IN_PROGRESS_GRACE]
-    refused = _delete_versions(store, unreferenced)
-    removed = [version for version in unreferenced if version["Key"] not in refused]
-    return len(removed), sum(version.get("Size", 0) for version in removed), refused
+    unreferenced = [entry for entry in _current(store, CONTENT_PREFIX)
+                    if entry["Key"] not in referenced and now - entry["LastModified"] >= IN_PROGRESS_GRACE]
+    refused = _hide(store, [entry["Key"] for entry in unreferenced], now)
+    removed = [entry for entry in unreferenced if entry["Key"] not in refused]
+    return len(removed), sum(entry.get("Size", 0) for entry in removed), refused
