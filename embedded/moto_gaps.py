@@ -22,31 +22,23 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   task still answers RUNNING to the first DescribeExportTasks after its creation and COMPLETED from
   then on (an export takes minutes in AWS), and a CreateExportTask while another is RUNNING is refused
   with LimitExceededException, as AWS allows one active export task per account.
-- Stack change sets and the stack attributes recovery reads (`stack_change_sets_as_aws`):
-  - NoEcho parameters: moto's DescribeStacks compares parameter values with the NoEcho keys, so it
-    never masks them. Here a NoEcho parameter's value shows as `****`, as AWS shows it.
-  - LastUpdatedTime: moto never sets it. Here UpdateStack and an executed UPDATE change set set it.
-  - UpdateTerminationProtection: moto does not implement it. Here it sets the stack's flag.
-  - Change set contents: moto diffs resources against its own parsed (and altered) copy of the
-    template, ignores parameter values, and has no Replacement. Here the changes are the resources
-    added, removed, or modified (their definition differs once each parameter Ref is replaced by its
-    value), each modified one with PhysicalResourceId, Scope and a Replacement taken from the
-    properties that cannot be updated in place (`REPLACING_PROPERTIES`; "Conditional" for a type not
-    listed there).
-  - No changes: moto refuses an UPDATE change set whose template text and parameters equal the stack's
-    ("No updates are to be performed"), and otherwise compares parameters without their defaults. Here
-    one whose template and resolved parameter values equal the stack's ends FAILED with AWS's "didn't
-    contain changes" reason.
-  - CREATE change sets on an existing stack: moto creates a second stack of the same name. Here one
-    for a stack in REVIEW_IN_PROGRESS is added to that stack, and one for a stack in any other state is
-    refused with AWS's ValidationError.
-  - Capabilities: a change set keeps the capabilities it was created with, and its stack has them once
-    it is executed.
-  - Execution takes time: moto executes a change set synchronously. Here its stack answers
-    `<CREATE|UPDATE>_IN_PROGRESS` to the first DescribeStacks after ExecuteChangeSet, and its final
-    status from then on.
-  - DescribeChangeSet of a change set that does not exist answers ChangeSetNotFound, as AWS does, not
-    a ValidationError about a stack.
+- Function configuration: moto's UpdateFunctionConfiguration applies only description, handler,
+  memory, role, runtime, timeout, VPC, environment and layers, its CreateFunction drops the dead-letter,
+  logging, file system and SnapStart settings, and its UpdateFunctionCode ignores Architectures. Here
+  every field AWS accepts is applied (tracing, ephemeral storage, KMS key, dead-letter config, logging
+  config, file systems, image config, SnapStart; architectures with the code), kept per version, and
+  returned by GetFunction(Configuration) when set; an empty value clears a setting, as in AWS.
+- PutFunctionEventInvokeConfig: moto appends a second config and keeps answering with the first.
+  Here it replaces the function's config, as AWS does.
+- Image by digest: with moto's stubbed ECR, an image function's CodeSha256 is a hash of its URI. Here
+  a URI pinned by digest (`repo@sha256:<digest>`) gets that digest as CodeSha256, as in AWS.
+- Function updates take time (opt-in, `function_updates_take_time`): moto applies a code or
+  configuration update at once. In AWS an update is in progress for a while: GetFunctionConfiguration
+  answers LastUpdateStatus InProgress (State Pending after CreateFunction), and another update or a
+  PublishVersion meanwhile is refused with ResourceConflictException. Here the update settles at the
+  first read of the function's configuration after it; a test can also make the next updates of a
+  function conflict (`updates.conflict(name, times)`), as another writer's would. Opt-in because the
+  sample system, like the runbook, publishes right after an update.
 """
 
 from __future__ import annotations
@@ -61,18 +53,14 @@ from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from unittest import mock
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from moto.awslambda.exceptions import PreconditionFailedException, UnknownLayerException
-from moto.awslambda.models import LambdaBackend, LambdaFunction, LayerVersion
+from moto import settings as moto_settings
+from moto.awslambda.exceptions import LambdaClientError, PreconditionFailedException, UnknownLayerException
+from moto.awslambda.models import ImageConfig, LambdaBackend, LambdaFunction, LayerVersion
 from moto.awslambda.responses import LambdaResponse
-from moto.cloudformation.exceptions import CloudFormationError
-from moto.cloudformation.exceptions import ValidationError as CloudFormationValidationError
-from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.models import Statistics
-from moto.core.responses import ActionResult
-from moto.core.utils import utcnow
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
 
@@ -221,167 +209,6 @@ def stack_capabilities_kept() -> Iterator[None]:
         yield
 
 
-# Properties whose change makes CloudFormation replace the resource (its create-only properties).
-REPLACING_PROPERTIES = {
-    "AWS::SQS::Queue": frozenset({"QueueName", "FifoQueue"}),
-    "AWS::SNS::Topic": frozenset({"TopicName", "FifoTopic"}),
-    "AWS::IAM::Role": frozenset({"RoleName", "Path"}),
-    "AWS::S3::Bucket": frozenset({"BucketName", "ObjectLockEnabled"}),
-    "AWS::Lambda::Function": frozenset({"FunctionName", "PackageType"}),
-    "AWS::DynamoDB::Table": frozenset({"TableName", "KeySchema"}),
-    "AWS::SSM::Parameter": frozenset({"Name"}),
-}
-NO_CHANGES_REASON = ("The submitted information didn't contain changes. "
-                     "Submit different information to create a change set.")
-
-
-class ChangeSetNotFound(CloudFormationError):
-    code = "ChangeSetNotFound"
-
-
-def _template_dict(template: Any) -> dict[str, Any]:
-    if isinstance(template, dict):
-        return template
-    return Stack.parse_template(template) if template else {}
-
-
-def _with_parameters(node: Any, values: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        if set(node) == {"Ref"} and node["Ref"] in values:
-            return str(values[node["Ref"]])
-        return {key: _with_parameters(value, values) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_with_parameters(value, values) for value in node]
-    return node
-
-
-def _resolved_values(template: dict[str, Any], given: dict[str, Any]) -> dict[str, str]:
-    declared = template.get("Parameters", {})
-    values = {key: spec["Default"] for key, spec in declared.items() if "Default" in spec}
-    return {key: str(value) for key, value in {**values, **given}.items() if key in declared}
-
-
-def _resource_changes(stack: Stack, template: dict[str, Any], values: dict[str, str]) -> list[Change]:
-    old = _with_parameters(_template_dict(stack.template).get("Resources", {}),
-                           {key: str(value) for key, value in stack.stack_parameters.items()})
-    new = _with_parameters(template.get("Resources", {}), values)
-    changes = [Change("Add", name, new[name]["Type"]) for name in new if name not in old]
-    for name in (name for name in new if name in old and new[name] != old[name]):
-        change = Change("Modify", name, new[name]["Type"])
-        resource = stack.resource_map._parsed_resources.get(name)
-        change.physical_resource_id = getattr(resource, "physical_resource_id", None)
-        change.scope = sorted(key for key in new[name].keys() | old[name].keys()
-                              if key != "Type" and new[name].get(key) != old[name].get(key))
-        properties_new, properties_old = new[name].get("Properties", {}), old[name].get("Properties", {})
-        changed = {key for key in properties_new.keys() | properties_old.keys()
-                   if properties_new.get(key) != properties_old.get(key)}
-        replacing = REPLACING_PROPERTIES.get(new[name]["Type"])
-        if new[name]["Type"] != old[name]["Type"] or (replacing is not None and changed & replacing):
-            change.replacement = "True"
-        else:
-            change.replacement = "False" if replacing is not None else "Conditional"
-        changes.append(change)
-    changes += [Change("Remove", name, old[name]["Type"]) for name in old if name not in new]
-    return changes
-
-
-@contextmanager
-def stack_change_sets_as_aws() -> Iterator[None]:
-    """Change sets, and the stack attributes a recovery reads, as AWS has them (see the module doc)."""
-    original_create = CloudFormationBackend.create_change_set
-    original_execute = CloudFormationBackend.execute_change_set
-    original_describe_change_set = CloudFormationBackend.describe_change_set
-    original_describe_stacks = CloudFormationBackend.describe_stacks
-    original_update_stack = CloudFormationBackend.update_stack
-    original_create_response = CloudFormationResponse.create_change_set
-
-    def parameter_list(self: Stack) -> list[dict[str, Any]]:
-        hidden = self.resource_map.no_echo_parameter_keys
-        return [{"ParameterKey": key, "ParameterValue": "****" if key in hidden else value}
-                for key, value in self.resource_map.resolved_parameters.items()]
-
-    def create_change_set_response(self: CloudFormationResponse) -> Any:
-        self._validate_different_update = lambda *args: None  # AWS answers with a FAILED change set instead
-        result = original_create_response(self)
-        change_set = self.cloudformation_backend.change_sets[result.result["Id"]]
-        change_set.capabilities = self._get_param("Capabilities", [])
-        return result
-
-    def create_change_set(self: CloudFormationBackend, stack_name: str, change_set_name: str, template: str,
-                          parameters: dict[str, str], *args: Any, **kwargs: Any) -> tuple[str, str]:
-        change_set_type = kwargs.get("change_set_type", "CREATE")
-        existing = next((stack for stack in self.stacks.values() if stack.name == stack_name), None)
-        if change_set_type == "CREATE" and existing is not None and existing.status != "REVIEW_IN_PROGRESS":
-            raise CloudFormationValidationError(message=f"Stack [{stack_name}] already exists and cannot be created "
-                                                        f"again with the changeSet [{change_set_name}].")
-        change_set_id, stack_id = original_create(self, stack_name, change_set_name, template, parameters,
-                                                  *args, **kwargs)
-        change_set: ChangeSet = self.change_sets[change_set_id]
-        if change_set_type == "CREATE" and existing is not None:
-            del self.stacks[stack_id]
-            change_set.stack, change_set.stack_id, stack_id = existing, existing.stack_id, existing.stack_id
-        if change_set_type == "UPDATE":
-            stack = change_set.stack
-            values = _resolved_values(change_set.template_dict, parameters)
-            change_set.changes = _resource_changes(stack, change_set.template_dict, values)
-            current = {key: str(value) for key, value in stack.stack_parameters.items()}
-            if _template_dict(stack.template) == change_set.template_dict and current == values:
-                change_set.status, change_set.execution_status = "FAILED", "UNAVAILABLE"
-                change_set.status_reason = NO_CHANGES_REASON
-            else:
-                change_set.status, change_set.execution_status, change_set.status_reason = (
-                    "CREATE_COMPLETE", "AVAILABLE", None)
-        return change_set_id, stack_id
-
-    def execute_change_set(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
-        change_set = original_describe_change_set(self, change_set_name)
-        original_execute(self, change_set_name, stack_name)
-        stack = self.stacks[change_set.stack_id]
-        stack.capabilities = getattr(change_set, "capabilities", [])
-        if change_set.change_set_type == "UPDATE":
-            stack.last_updated_time = utcnow()
-        stack.reported_in_progress = f"{change_set.change_set_type}_IN_PROGRESS"
-
-    def describe_change_set(self: CloudFormationBackend, change_set_name: str) -> Any:
-        try:
-            return original_describe_change_set(self, change_set_name)
-        except CloudFormationValidationError:
-            raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist") from None
-
-    def describe_stacks(self: CloudFormationBackend, name_or_stack_id: str) -> list[Stack]:
-        answer = []
-        for stack in original_describe_stacks(self, name_or_stack_id):
-            in_progress = getattr(stack, "reported_in_progress", None)
-            if in_progress:
-                stack.reported_in_progress = None
-                stack = copy.copy(stack)
-                stack.status = in_progress
-            answer.append(stack)
-        return answer
-
-    def update_stack(self: CloudFormationBackend, *args: Any, **kwargs: Any) -> Stack:
-        stack = original_update_stack(self, *args, **kwargs)
-        stack.last_updated_time = utcnow()
-        return stack
-
-    def update_termination_protection(self: CloudFormationResponse) -> ActionResult:
-        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
-        stack.enable_termination_protection = self._get_bool_param("EnableTerminationProtection", False)
-        return ActionResult({"StackId": stack.stack_id})
-
-    with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(Stack, "parameter_list", property(parameter_list)))
-        patches.enter_context(mock.patch.object(CloudFormationResponse, "create_change_set",
-                                                create_change_set_response))
-        patches.enter_context(mock.patch.object(CloudFormationResponse, "update_termination_protection",
-                                                update_termination_protection, create=True))
-        for name, replacement in (("create_change_set", create_change_set), ("execute_change_set", execute_change_set),
-                                  ("describe_change_set", describe_change_set), ("describe_stacks", describe_stacks),
-                                  ("update_stack", update_stack)):
-            patches.enter_context(mock.patch.object(CloudFormationBackend, name, replacement))
-        yield
-
-
 _ACTIVE_EXPORT = ("PENDING", "RUNNING")
 
 
@@ -410,6 +237,177 @@ def export_tasks_take_time() -> Iterator[None]:
         patches.enter_context(mock.patch.object(LogsBackend, "create_export_task", create_export_task))
         patches.enter_context(mock.patch.object(LogsBackend, "describe_export_tasks", describe_export_tasks))
         yield
+
+
+# The settings moto's LambdaFunction does not hold itself, kept beside it (see the module doc).
+_KEPT_SETTINGS = ("DeadLetterConfig", "LoggingConfig", "FileSystemConfigs", "SnapStart")
+
+
+def _kept_value(function: LambdaFunction, name: str, value: Any) -> Any:
+    """What AWS holds after a request sets `name` to `value`; None when the request cleared it."""
+    if name == "DeadLetterConfig":
+        return value if value.get("TargetArn") else None
+    if name == "LoggingConfig":
+        default = {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{function.function_name}"}
+        kept = {**default, **getattr(function, "kept_settings", {}).get(name, {}), **value}
+        if kept["LogFormat"] == "Text":  # log levels apply to JSON logs only; AWS reports none for Text
+            kept = {key: value for key, value in kept.items()
+                    if key not in ("ApplicationLogLevel", "SystemLogLevel")}
+        return kept
+    return value or None
+
+
+@contextmanager
+def function_configuration_applied() -> Iterator[None]:
+    """Every configuration field AWS accepts is applied and returned (see the module doc)."""
+    original_init = LambdaFunction.__init__
+    original_update = LambdaFunction.update_configuration
+    original_configuration = LambdaFunction.get_configuration
+    original_set_code = LambdaFunction._set_function_code
+    original_update_code = LambdaFunction.update_function_code
+    original_put_invoke_config = LambdaBackend.put_function_event_invoke_config
+
+    def keep(function: LambdaFunction, spec: dict[str, Any]) -> None:
+        # A new dict each time: published versions are shallow copies and keep what they were published with.
+        kept = dict(getattr(function, "kept_settings", {}))
+        for name in _KEPT_SETTINGS:
+            if name in spec:
+                kept[name] = _kept_value(function, name, spec[name])
+        function.kept_settings = {name: value for name, value in kept.items() if value is not None}
+
+    def init(self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        original_init(self, account_id, spec, *args, **kwargs)
+        keep(self, spec)
+
+    def update_configuration(self: LambdaFunction, updates: dict[str, Any]) -> dict[str, Any]:
+        if "TracingConfig" in updates:
+            self.tracing_config = updates["TracingConfig"]
+        if "EphemeralStorage" in updates:
+            self.ephemeral_storage = updates["EphemeralStorage"]["Size"]
+        if "KMSKeyArn" in updates:
+            self.kms_key_arn = updates["KMSKeyArn"] or None
+        if "ImageConfig" in updates:
+            self.image_config = ImageConfig(updates["ImageConfig"])
+        keep(self, updates)
+        return original_update(self, updates)
+
+    def get_configuration(self: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
+        configuration = original_configuration(self, on_create)
+        kept = getattr(self, "kept_settings", {})
+        for name in ("DeadLetterConfig", "LoggingConfig", "FileSystemConfigs"):
+            if name in kept:
+                configuration[name] = kept[name]
+        if "SnapStart" in kept:
+            apply_on = kept["SnapStart"].get("ApplyOn", "None")
+            optimization = "Off" if apply_on == "None" else "On"
+            configuration["SnapStart"] = {"ApplyOn": apply_on, "OptimizationStatus": optimization}
+        return configuration
+
+    def set_function_code(self: LambdaFunction, spec: dict[str, Any]) -> None:
+        original_set_code(self, spec)
+        uri = spec.get("ImageUri") or ""
+        if "@sha256:" in uri and moto_settings.lambda_stub_ecr():
+            self.code_sha_256 = uri.rsplit("@sha256:", 1)[1]
+
+    def update_function_code(self: LambdaFunction, spec: dict[str, Any]) -> dict[str, Any]:
+        if spec.get("Architectures") and not spec.get("DryRun"):
+            self.architectures = spec["Architectures"]
+        return original_update_code(self, spec)
+
+    def put_function_event_invoke_config(self: LambdaBackend, function_name: str, config: dict[str, Any]) -> Any:
+        self.get_function(function_name).event_invoke_config = []
+        return original_put_invoke_config(self, function_name, config)
+
+    with ExitStack() as patches:
+        for name, replacement in (("__init__", init), ("update_configuration", update_configuration),
+                                  ("get_configuration", get_configuration), ("_set_function_code", set_function_code),
+                                  ("update_function_code", update_function_code)):
+            patches.enter_context(mock.patch.object(LambdaFunction, name, replacement))
+        patches.enter_context(mock.patch.object(LambdaBackend, "put_function_event_invoke_config",
+                                                put_function_event_invoke_config))
+        yield
+
+
+class ResourceConflictException(LambdaClientError):
+    code = 409
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__("ResourceConflictException", "The operation cannot be performed at this time. "
+                                                      f"An update is in progress for resource: {function_name}")
+
+
+class FunctionUpdates:
+    """Functions with an update in progress, and conflicts a test asks for (`function_updates_take_time`)."""
+
+    def __init__(self) -> None:
+        self.in_progress: dict[str, str] = {}  # function name -> "Pending" (created) | "InProgress" (updated)
+        self.conflicts: dict[str, int] = {}
+        self.refused: list[tuple[str, str]] = []  # (operation, function) answered ResourceConflictException
+
+    def conflict(self, function_name: str, times: int = 1) -> None:
+        """Refuse the next `times` updates of the function, as an update of another writer would."""
+        self.conflicts[function_name] = times
+
+    def admit(self, operation: str, function_name: str) -> None:
+        if function_name in self.in_progress or self.conflicts.get(function_name, 0) > 0:
+            if self.conflicts.get(function_name, 0) > 0:
+                self.conflicts[function_name] -= 1
+            self.refused.append((operation, function_name))
+            raise ResourceConflictException(function_name)
+
+
+def _function_name(name_or_arn: str) -> str:
+    return name_or_arn.split(":")[6] if name_or_arn.startswith("arn:") else name_or_arn.split(":")[0]
+
+
+@contextmanager
+def function_updates_take_time() -> Iterator[FunctionUpdates]:
+    """Function updates stay in progress until their configuration is read (see the module doc)."""
+    updates = FunctionUpdates()
+    originals = {name: getattr(LambdaResponse, name) for name in (
+        "create_function", "update_function_code", "update_function_configuration", "publish_version",
+        "get_function", "get_function_configuration")}
+
+    def updating(operation: str, name_of: Any, state: str) -> Any:
+        def respond(self: LambdaResponse) -> Any:
+            name = _function_name(name_of(self))
+            if operation != "create_function":
+                updates.admit(operation, name)
+            response = originals[operation](self)
+            if state:
+                updates.in_progress[name] = state
+            return response
+        return respond
+
+    def reading(operation: str, name_of: Any, nested: bool) -> Any:
+        def respond(self: LambdaResponse) -> str:
+            name = _function_name(name_of(self))
+            body = json.loads(originals[operation](self))
+            state = None if self._get_param("Qualifier") else updates.in_progress.pop(name, None)
+            configuration = body["Configuration"] if nested else body
+            if state == "Pending":
+                configuration.update(State="Pending", StateReason="The function is being created.")
+            elif state == "InProgress":
+                configuration.update(LastUpdateStatus="InProgress",
+                                     LastUpdateStatusReason="The function is being updated.")
+            return json.dumps(body)
+        return respond
+
+    def in_path(parts_from_end: int) -> Any:
+        return lambda response: unquote(response.path.rstrip("/").split("/")[-parts_from_end])
+
+    replacements = {
+        "create_function": updating("create_function", lambda response: response.json_body["FunctionName"], "Pending"),
+        "update_function_code": updating("update_function_code", in_path(2), "InProgress"),
+        "update_function_configuration": updating("update_function_configuration", in_path(2), "InProgress"),
+        "publish_version": updating("publish_version", in_path(2), ""),
+        "get_function": reading("get_function", in_path(1), nested=True),
+        "get_function_configuration": reading("get_function_configuration", in_path(2), nested=False),
+    }
+    with ExitStack() as patches:
+        for name, replacement in replacements.items():
+            patches.enter_context(mock.patch.object(LambdaResponse, name, replacement))
+        yield updates
 
 
 @contextmanager
@@ -465,6 +463,6 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(mock.patch.object(LambdaBackend, "invoke", invoke))
         behaviour.archives = patches.enter_context(code_archives_served())
         patches.enter_context(stack_capabilities_kept())
-        patches.enter_context(stack_change_sets_as_aws())
         patches.enter_context(export_tasks_take_time())
+        patches.enter_context(function_configuration_applied())
         yield behaviour
