@@ -22,6 +22,31 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   task still answers RUNNING to the first DescribeExportTasks after its creation and COMPLETED from
   then on (an export takes minutes in AWS), and a CreateExportTask while another is RUNNING is refused
   with LimitExceededException, as AWS allows one active export task per account.
+- Stack change sets and the stack attributes recovery reads (`stack_change_sets_as_aws`):
+  - NoEcho parameters: moto's DescribeStacks compares parameter values with the NoEcho keys, so it
+    never masks them. Here a NoEcho parameter's value shows as `****`, as AWS shows it.
+  - LastUpdatedTime: moto never sets it. Here UpdateStack and an executed UPDATE change set set it.
+  - UpdateTerminationProtection: moto does not implement it. Here it sets the stack's flag.
+  - Change set contents: moto diffs resources against its own parsed (and altered) copy of the
+    template, ignores parameter values, and has no Replacement. Here the changes are the resources
+    added, removed, or modified (their definition differs once each parameter Ref is replaced by its
+    value), each modified one with PhysicalResourceId, Scope and a Replacement taken from the
+    properties that cannot be updated in place (`REPLACING_PROPERTIES`; "Conditional" for a type not
+    listed there).
+  - No changes: moto refuses an UPDATE change set whose template text and parameters equal the stack's
+    ("No updates are to be performed"), and otherwise compares parameters without their defaults. Here
+    one whose template and resolved parameter values equal the stack's ends FAILED with AWS's "didn't
+    contain changes" reason.
+  - CREATE change sets on an existing stack: moto creates a second stack of the same name. Here one
+    for a stack in REVIEW_IN_PROGRESS is added to that stack, and one for a stack in any other state is
+    refused with AWS's ValidationError.
+  - Capabilities: a change set keeps the capabilities it was created with, and its stack has them once
+    it is executed.
+  - Execution takes time: moto executes a change set synchronously. Here its stack answers
+    `<CREATE|UPDATE>_IN_PROGRESS` to the first DescribeStacks after ExecuteChangeSet, and its final
+    status from then on.
+  - DescribeChangeSet of a change set that does not exist answers ChangeSetNotFound, as AWS does, not
+    a ValidationError about a stack.
 - Function configuration: moto's UpdateFunctionConfiguration applies only description, handler,
   memory, role, runtime, timeout, VPC, environment and layers, its CreateFunction drops the dead-letter,
   logging, file system and SnapStart settings, and its UpdateFunctionCode ignores Architectures. Here
@@ -59,8 +84,13 @@ from moto import settings as moto_settings
 from moto.awslambda.exceptions import LambdaClientError, PreconditionFailedException, UnknownLayerException
 from moto.awslambda.models import ImageConfig, LambdaBackend, LambdaFunction, LayerVersion
 from moto.awslambda.responses import LambdaResponse
+from moto.cloudformation.exceptions import CloudFormationError
+from moto.cloudformation.exceptions import ValidationError as CloudFormationValidationError
+from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.models import Statistics
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
 
@@ -206,6 +236,167 @@ def stack_capabilities_kept() -> Iterator[None]:
     with ExitStack() as patches:
         for name in originals:
             patches.enter_context(mock.patch.object(CloudFormationResponse, name, keeping(name)))
+        yield
+
+
+# Properties whose change makes CloudFormation replace the resource (its create-only properties).
+REPLACING_PROPERTIES = {
+    "AWS::SQS::Queue": frozenset({"QueueName", "FifoQueue"}),
+    "AWS::SNS::Topic": frozenset({"TopicName", "FifoTopic"}),
+    "AWS::IAM::Role": frozenset({"RoleName", "Path"}),
+    "AWS::S3::Bucket": frozenset({"BucketName", "ObjectLockEnabled"}),
+    "AWS::Lambda::Function": frozenset({"FunctionName", "PackageType"}),
+    "AWS::DynamoDB::Table": frozenset({"TableName", "KeySchema"}),
+    "AWS::SSM::Parameter": frozenset({"Name"}),
+}
+NO_CHANGES_REASON = ("The submitted information didn't contain changes. "
+                     "Submit different information to create a change set.")
+
+
+class ChangeSetNotFound(CloudFormationError):
+    code = "ChangeSetNotFound"
+
+
+def _template_dict(template: Any) -> dict[str, Any]:
+    if isinstance(template, dict):
+        return template
+    return Stack.parse_template(template) if template else {}
+
+
+def _with_parameters(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return str(values[node["Ref"]])
+        return {key: _with_parameters(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_parameters(value, values) for value in node]
+    return node
+
+
+def _resolved_values(template: dict[str, Any], given: dict[str, Any]) -> dict[str, str]:
+    declared = template.get("Parameters", {})
+    values = {key: spec["Default"] for key, spec in declared.items() if "Default" in spec}
+    return {key: str(value) for key, value in {**values, **given}.items() if key in declared}
+
+
+def _resource_changes(stack: Stack, template: dict[str, Any], values: dict[str, str]) -> list[Change]:
+    old = _with_parameters(_template_dict(stack.template).get("Resources", {}),
+                           {key: str(value) for key, value in stack.stack_parameters.items()})
+    new = _with_parameters(template.get("Resources", {}), values)
+    changes = [Change("Add", name, new[name]["Type"]) for name in new if name not in old]
+    for name in (name for name in new if name in old and new[name] != old[name]):
+        change = Change("Modify", name, new[name]["Type"])
+        resource = stack.resource_map._parsed_resources.get(name)
+        change.physical_resource_id = getattr(resource, "physical_resource_id", None)
+        change.scope = sorted(key for key in new[name].keys() | old[name].keys()
+                              if key != "Type" and new[name].get(key) != old[name].get(key))
+        properties_new, properties_old = new[name].get("Properties", {}), old[name].get("Properties", {})
+        changed = {key for key in properties_new.keys() | properties_old.keys()
+                   if properties_new.get(key) != properties_old.get(key)}
+        replacing = REPLACING_PROPERTIES.get(new[name]["Type"])
+        if new[name]["Type"] != old[name]["Type"] or (replacing is not None and changed & replacing):
+            change.replacement = "True"
+        else:
+            change.replacement = "False" if replacing is not None else "Conditional"
+        changes.append(change)
+    changes += [Change("Remove", name, old[name]["Type"]) for name in old if name not in new]
+    return changes
+
+
+@contextmanager
+def stack_change_sets_as_aws() -> Iterator[None]:
+    """Change sets, and the stack attributes a recovery reads, as AWS has them (see the module doc)."""
+    original_create = CloudFormationBackend.create_change_set
+    original_execute = CloudFormationBackend.execute_change_set
+    original_describe_change_set = CloudFormationBackend.describe_change_set
+    original_describe_stacks = CloudFormationBackend.describe_stacks
+    original_update_stack = CloudFormationBackend.update_stack
+    original_create_response = CloudFormationResponse.create_change_set
+
+    def parameter_list(self: Stack) -> list[dict[str, Any]]:
+        hidden = self.resource_map.no_echo_parameter_keys
+        return [{"ParameterKey": key, "ParameterValue": "****" if key in hidden else value}
+                for key, value in self.resource_map.resolved_parameters.items()]
+
+    def create_change_set_response(self: CloudFormationResponse) -> Any:
+        self._validate_different_update = lambda *args: None  # AWS answers with a FAILED change set instead
+        result = original_create_response(self)
+        change_set = self.cloudformation_backend.change_sets[result.result["Id"]]
+        change_set.capabilities = self._get_param("Capabilities", [])
+        return result
+
+    def create_change_set(self: CloudFormationBackend, stack_name: str, change_set_name: str, template: str,
+                          parameters: dict[str, str], *args: Any, **kwargs: Any) -> tuple[str, str]:
+        change_set_type = kwargs.get("change_set_type", "CREATE")
+        existing = next((stack for stack in self.stacks.values() if stack.name == stack_name), None)
+        if change_set_type == "CREATE" and existing is not None and existing.status != "REVIEW_IN_PROGRESS":
+            raise CloudFormationValidationError(message=f"Stack [{stack_name}] already exists and cannot be created "
+                                                        f"again with the changeSet [{change_set_name}].")
+        change_set_id, stack_id = original_create(self, stack_name, change_set_name, template, parameters,
+                                                  *args, **kwargs)
+        change_set: ChangeSet = self.change_sets[change_set_id]
+        if change_set_type == "CREATE" and existing is not None:
+            del self.stacks[stack_id]
+            change_set.stack, change_set.stack_id, stack_id = existing, existing.stack_id, existing.stack_id
+        if change_set_type == "UPDATE":
+            stack = change_set.stack
+            values = _resolved_values(change_set.template_dict, parameters)
+            change_set.changes = _resource_changes(stack, change_set.template_dict, values)
+            current = {key: str(value) for key, value in stack.stack_parameters.items()}
+            if _template_dict(stack.template) == change_set.template_dict and current == values:
+                change_set.status, change_set.execution_status = "FAILED", "UNAVAILABLE"
+                change_set.status_reason = NO_CHANGES_REASON
+            else:
+                change_set.status, change_set.execution_status, change_set.status_reason = (
+                    "CREATE_COMPLETE", "AVAILABLE", None)
+        return change_set_id, stack_id
+
+    def execute_change_set(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
+        change_set = original_describe_change_set(self, change_set_name)
+        original_execute(self, change_set_name, stack_name)
+        stack = self.stacks[change_set.stack_id]
+        stack.capabilities = getattr(change_set, "capabilities", [])
+        if change_set.change_set_type == "UPDATE":
+            stack.last_updated_time = utcnow()
+        stack.reported_in_progress = f"{change_set.change_set_type}_IN_PROGRESS"
+
+    def describe_change_set(self: CloudFormationBackend, change_set_name: str) -> Any:
+        try:
+            return original_describe_change_set(self, change_set_name)
+        except CloudFormationValidationError:
+            raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist") from None
+
+    def describe_stacks(self: CloudFormationBackend, name_or_stack_id: str) -> list[Stack]:
+        answer = []
+        for stack in original_describe_stacks(self, name_or_stack_id):
+            in_progress = getattr(stack, "reported_in_progress", None)
+            if in_progress:
+                stack.reported_in_progress = None
+                stack = copy.copy(stack)
+                stack.status = in_progress
+            answer.append(stack)
+        return answer
+
+    def update_stack(self: CloudFormationBackend, *args: Any, **kwargs: Any) -> Stack:
+        stack = original_update_stack(self, *args, **kwargs)
+        stack.last_updated_time = utcnow()
+        return stack
+
+    def update_termination_protection(self: CloudFormationResponse) -> ActionResult:
+        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+        stack.enable_termination_protection = self._get_bool_param("EnableTerminationProtection", False)
+        return ActionResult({"StackId": stack.stack_id})
+
+    with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(Stack, "parameter_list", property(parameter_list)))
+        patches.enter_context(mock.patch.object(CloudFormationResponse, "create_change_set",
+                                                create_change_set_response))
+        patches.enter_context(mock.patch.object(CloudFormationResponse, "update_termination_protection",
+                                                update_termination_protection, create=True))
+        for name, replacement in (("create_change_set", create_change_set), ("execute_change_set", execute_change_set),
+                                  ("describe_change_set", describe_change_set), ("describe_stacks", describe_stacks),
+                                  ("update_stack", update_stack)):
+            patches.enter_context(mock.patch.object(CloudFormationBackend, name, replacement))
         yield
 
 
@@ -463,6 +654,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(mock.patch.object(LambdaBackend, "invoke", invoke))
         behaviour.archives = patches.enter_context(code_archives_served())
         patches.enter_context(stack_capabilities_kept())
+        patches.enter_context(stack_change_sets_as_aws())
         patches.enter_context(export_tasks_take_time())
         patches.enter_context(function_configuration_applied())
         yield behaviour
