@@ -6,7 +6,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-MUTATING_PREFIXES = ("Update", "Put", "Create", "Delete", "Publish", "Invoke", "Set", "Transact", "Batch")
+MUTATING_PREFIXES = ("Update", "Put", "Create", "Delete", "Publish", "Invoke", "Set", "Transact", "Batch",
+                     "Execute", "Copy", "Upload", "Complete", "Tag", "Untag", "Add", "Remove", "Restore")
 
 
 class SimulatedClock:

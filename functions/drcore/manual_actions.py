@@ -6,7 +6,7 @@ names the problem and what is allowed; nothing is read or changed for a refused 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -17,6 +17,7 @@ VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
 BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"  # drcore.backup_store.new_backup_id
 PLAN_ID = r"^[a-z]{2}-[0-9a-f]{6,32}$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class _Action(BaseModel):
@@ -81,6 +82,15 @@ class _TwoStep(_Operated):
 
     confirm: str | None = Field(None, pattern=PLAN_ID)
     resume: str | None = Field(None, pattern=PLAN_ID)
+    # Parameters a plan needs; a resumption names only the plan.
+    planning_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _planning_fields_given(self) -> _TwoStep:
+        missing = [name for name in self.planning_fields if getattr(self, name) is None]
+        if self.resume is None and missing:
+            raise ValueError(f"{', '.join(missing)} required (or \"resume\": \"<plan id>\" to continue a plan)")
+        return self
 
     def plan_request(self) -> dict[str, Any]:
         """What defines the plan: the parameters, not who asks, why, or the confirmation."""
@@ -103,7 +113,36 @@ class RestoreS3(_TwoStep):
         return self
 
 
-_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3)
+class RecoverFromBackup(_TwoStep):
+    """Rebuild the function from a backup: in place (LIVE then serves the restored version) or beside it."""
+
+    action: Literal["recover_from_backup"]
+    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    planning_fields: ClassVar[tuple[str, ...]] = ("backup_id",)
+    target: str | None = Field(None, pattern=FUNCTION_NAME)
+
+
+class RecoverStack(_TwoStep):
+    """Recreate the pipeline's stack from a backup beside it (`<stack>-recovery`) or update it in place."""
+
+    action: Literal["recover_stack"]
+    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    mode: Literal["new", "update"] | None = None
+    planning_fields: ClassVar[tuple[str, ...]] = ("backup_id", "mode")
+    parameter_values: dict[str, str] = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
+
+
+class ComprehensiveRollback(_TwoStep):
+    """Function, environment, data and stack back to the backups nearest before `at`, in that order."""
+
+    action: Literal["comprehensive_rollback"]
+    at: AwareDatetime | None = None
+    planning_fields: ClassVar[tuple[str, ...]] = ("at",)
+    parameter_values: dict[str, str] = Field(default_factory=dict)
+
+
+_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
 ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]

@@ -88,8 +88,8 @@ class TwoStepAction(Protocol):
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str: ...
 
-    def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None,
-              remaining_ms: Callable[[], int]) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
+              request: Any) -> tuple[bool, dict[str, Any], dict[str, Any]]:
         """(finished, progress to keep for a resumption, result); idempotent on resumption."""
 
 
@@ -127,7 +127,7 @@ class TwoStepFlow:
 
     def _apply(self, action: TwoStepAction, stored: StoredPlan, request: Any,
                remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        finished, progress, result = action.apply(stored.plan, stored.progress, remaining_ms)
+        finished, progress, result = action.apply(stored.plan, stored.progress, remaining_ms, request)
         if not finished:
             self._book.record(stored.plan_id, progress=progress)
             self._continue_later({"action": action.kind, "resume": stored.plan_id,

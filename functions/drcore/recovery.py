@@ -20,26 +20,24 @@ from drcore.manual_actions import (
     Promote,
     RecoverVersion,
     Release,
-    RestoreS3,
     Rollback,
     Status,
     Unfreeze,
 )
 from drcore.models import Clock, to_iso, utc_now
-from drcore.plans import TwoStepFlow
-from drcore.restore_action import S3RestoreAction
+from drcore.plans import TwoStepAction, TwoStepFlow
 
 
 class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
-                 catalog: BackupCatalog, flow: TwoStepFlow, s3_restore: S3RestoreAction,
+                 catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
                  clock: Clock = utc_now) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
         self._catalog = catalog
         self._flow = flow
-        self._s3_restore = s3_restore
+        self._destructive = destructive
         self._clock = clock
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -53,8 +51,9 @@ class RecoveryService:
             Freeze: lambda r: self._controller.freeze(r.cause()),
             Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
             RecoverVersion: self.recover_version,
-            RestoreS3: lambda r: self._flow.run(self._s3_restore, r, remaining_ms),
         }
+        if type(request) in self._destructive:
+            return self._flow.run(self._destructive[type(request)], request, remaining_ms)
         result = handlers[type(request)](request)
         return result.to_dict() if isinstance(result, Outcome) else result
 

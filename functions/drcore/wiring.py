@@ -28,7 +28,15 @@ from drcore.function_backup import FunctionBackup
 from drcore.logs_backup import LogsBackup
 from drcore.models import to_iso, utc_now
 from drcore.plans import PlanBook, TwoStepFlow
-from drcore.restore_action import S3RestoreAction
+from drcore.function_restore import FunctionRestorer
+from drcore.manual_actions import ComprehensiveRollback, RecoverFromBackup, RecoverStack, RestoreS3
+from drcore.restore_action import (
+    ComprehensiveRollbackAction,
+    FunctionRestoreAction,
+    S3RestoreAction,
+    StackRecoveryAction,
+)
+from drcore.stack_recovery import StackRecovery
 from drcore.retention import prune
 from drcore.stack_backup import StackBackup
 from drcore.controller import AliasController
@@ -100,8 +108,14 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                        _self_invoker(lambda_client, function_name))
     restorer = BucketRestorer(s3, store, concurrency=backup.copy_concurrency, snapshots_of=lambda bucket: BucketSnapshotter(
         s3, store, bucket, concurrency=backup.copy_concurrency))
-    return RecoveryService(settings, controller, alarm_board, BackupCatalog(store, backup, recovery), flow,
-                           S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets))
+    catalog = BackupCatalog(store, backup, recovery)
+    data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets)
+    function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
+                                     controller, settings.protected_function)
+    stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack))
+    destructive = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
+                   ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
+    return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
 
 
 def _s3_client(concurrency: int) -> Any:

@@ -1,0 +1,121 @@
+"""recover_from_backup, recover_stack and comprehensive_rollback through the recovery function."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+import backup.handler as backup
+from drcore.backup_store import BackupStore
+from embedded.aws_events import LambdaContextStub
+from tests.support import CallRecorder
+from tests.unit.test_restore_s3_action import WHO, act, contents, damage, world  # noqa: F401 (fixture)
+
+
+def back_up(component: str) -> str:
+    [outcome] = backup.handler({"component": component}, LambdaContextStub("apilados-dr-backup"))["components"]
+    assert outcome["status"] == "complete", outcome
+    return outcome["backup_id"]
+
+
+def environment(world, name: str | None = None) -> dict:
+    return world.clients["lambda"].get_function_configuration(
+        FunctionName=name or world.function_name)["Environment"]["Variables"]
+
+
+def test_recover_from_backup_in_place_restores_everything_and_puts_live_on_the_restored_version(world):
+    # Given a backup, then the environment and memory changed by mistake
+    backup_id = back_up("lambda")
+    before = environment(world)
+    world.clients["lambda"].update_function_configuration(
+        FunctionName=world.function_name, MemorySize=128, Environment={"Variables": {"STAGE": "oops"}})
+    # When planned: the differences are listed (variable names, not values), nothing changed yet
+    request = {"action": "recover_from_backup", "backup_id": backup_id, **WHO}
+    planned = act(request)["result"]
+    settings = {change["setting"] for change in planned["plan"]["changes"]}
+    assert {"MemorySize", "Environment"} <= settings
+    assert environment(world) == {"STAGE": "oops"}
+    # When confirmed
+    applied = act({**request, "confirm": planned["plan_id"]})["result"]["result"]
+    # Then every variable is back, the code verified, a version published and released to LIVE
+    assert applied["ok"] and applied["code_sha256_verified"] and applied["environment_restored"]
+    assert environment(world) == before
+    assert world.alias_version("LIVE") == applied["version"] == applied["live"]["to_version"]
+
+
+def test_recover_from_backup_beside_the_original_leaves_it_alone(world, monkeypatch):
+    backup_id = back_up("lambda")
+    target = f"{world.function_name}-restored"
+    request = {"action": "recover_from_backup", "backup_id": backup_id, "target": target, **WHO}
+    planned = act(request)["result"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    applied = act({**request, "confirm": planned["plan_id"]})["result"]["result"]
+    assert applied["ok"] and applied["created"]
+    assert environment(world, target) == environment(world)
+    assert "live" not in applied and world.alias_version("LIVE") == world.versions["good"]
+    assert "UpdateAlias" not in calls.calls
+
+
+def test_recover_from_backup_refuses_a_target_outside_the_naming_rule(world, monkeypatch):
+    backup_id = back_up("lambda")
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act({"action": "recover_from_backup", "backup_id": backup_id, "target": "billing-api", **WHO})
+    assert refused["ok"] is False and "must be" in refused["error"] and calls.mutating() == []
+
+
+def test_recover_stack_new_plans_a_change_set_and_creates_the_recovery_stack(world):
+    backup_id = back_up("stack")
+    request = {"action": "recover_stack", "backup_id": backup_id, "mode": "new", **WHO}
+    planned = act(request)["result"]
+    assert planned["plan"]["target_stack"] == f"{world.stack_name}-recovery" and planned["plan"]["changes"]
+    applied = act({**request, "confirm": planned["plan_id"]})["result"]
+    assert applied["status"] == "applied" and applied["result"]["status"] == "complete"
+    stacks = world.clients["cloudformation"].describe_stacks(StackName=f"{world.stack_name}-recovery")["Stacks"]
+    assert stacks[0]["StackStatus"].endswith("COMPLETE")
+
+
+def test_comprehensive_rollback_restores_function_data_and_stack_in_order_with_one_report(world):
+    # Given backups of every component, then damage to the function's environment and to the data
+    back_up("lambda"), back_up("stack"), back_up("s3")
+    before_env, before_data = environment(world), contents(world)
+    at = datetime.now(timezone.utc)
+    time.sleep(1.5)  # object versions are listed to the second: the damage must come after `at`
+    world.clients["lambda"].update_function_configuration(FunctionName=world.function_name,
+                                                          Environment={"Variables": {"STAGE": "broken"}})
+    damage(world)
+    request = {"action": "comprehensive_rollback", "at": at.isoformat(), **WHO}
+    planned = act(request)["result"]
+    assert set(planned["plan"]["steps"]) == {"function", "data", "stack"}
+    report = act({**request, "confirm": planned["plan_id"]})["result"]["result"]
+    # Then one report, every step verified
+    assert report["ok"] is True
+    assert [name for name in report["steps"]] == ["function", "environment", "data", "stack"]
+    assert all(step["ok"] for step in report["steps"].values())
+    assert environment(world) == before_env, report
+    assert contents(world) == before_data
+
+
+def test_comprehensive_rollback_before_any_backup_is_refused(world, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act({"action": "comprehensive_rollback", "at": "2001-01-01T00:00:00Z", **WHO})
+    assert refused["ok"] is False and "no complete lambda backup" in refused["error"]
+    assert calls.mutating() == []
+
+
+@pytest.mark.parametrize("event, problem", [
+    ({"action": "recover_from_backup", **WHO}, "backup_id required"),
+    ({"action": "recover_from_backup", "backup_id": "latest", **WHO}, "backup_id"),
+    ({"action": "recover_from_backup", "backup_id": "20261126T100000Z-abcdef", **WHO}, "20261126T100000Z-abcdef"),
+    ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", **WHO}, "mode required"),
+    ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", "mode": "replace", **WHO}, "mode"),
+    ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", "mode": "new", **WHO}, "20261126T100000Z-abcdef"),
+    ({"action": "comprehensive_rollback", **WHO}, "at required"),
+    ({"action": "comprehensive_rollback", "at": "yesterday", **WHO}, "at"),
+])
+def test_bad_recovery_requests_change_nothing(world, monkeypatch, event, problem):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act(event)
+    assert result["ok"] is False and problem in result["error"], result
+    assert calls.mutating() == []
