@@ -7,7 +7,8 @@ and feeds the watcher handlers events of the exact shapes AWS sends:
    the function (code verified), the data bucket (incrementally), the stack and the logs, and every
    component's newest backup must be younger than its recovery point objective (embedded/drill_backups.py).
    restore_s3: the data bucket damaged (same-size corruption, deletions, additions) and restored through
-   the recovery function's plan and confirm (embedded/drill_recovery.py).
+   the recovery function's plan and confirm; recover_lambda: the function rebuilt from its backup under
+   a scratch name; recover_stack: the stack recreated as `<stack>-recovery` (embedded/drill_recovery.py).
 2. auto_rollback: a deployment puts LIVE on a bad version; its errors alarm fires; the health watcher,
    invoked as the alarm's action, must put LIVE back on STABLE within the Lambda RTO. The AWS calls
    before the flip are counted at the server.
@@ -35,7 +36,7 @@ from drcore.drill_report import DrillReport, DrillStep
 from drcore.models import to_iso
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.moto_gaps import moto_gaps_filled
-from embedded.drill_recovery import restore_s3
+from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
 from embedded.sample_system import SampleSystem, add_buckets, build_sample_system
 from embedded.server import RequestCounter, embedded_aws
@@ -154,6 +155,10 @@ def run_drill(report_dir: Path) -> DrillReport:
         report.steps.append(_step("backup_stack", None, lambda: backup_stack(system)))
         report.steps.append(_step("rpo_check", None, lambda: rpo_check(system)))
         report.steps.append(_step("restore_s3", objectives["s3_data"]["rto_seconds"], lambda: restore_s3(system)))
+        report.steps.append(_step("recover_lambda", objectives["lambda_function"]["rto_seconds"],
+                                  lambda: recover_lambda(system)))
+        report.steps.append(_step("recover_stack", objectives["configuration"]["rto_seconds"],
+                                  lambda: recover_stack(system)))
         report.steps.append(_step("auto_rollback", objectives["lambda_function"]["rto_seconds"],
                                   lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))

@@ -2,13 +2,15 @@
 
 - restore_s3: after the drill's snapshot, objects are corrupted in place at the same size, deleted and
   added; the operator plans a restore, confirms that plan, and every key must match the snapshot again.
+- recover_lambda: the function rebuilt from its backup under a scratch name; code and environment verified.
+- recover_stack: the pipeline's stack recreated from its backup as `<stack>-recovery`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from drcore.backup_store import BackupStore
+from drcore.backup_store import BackupStore, Component
 from drcore.bucket_snapshots import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
@@ -62,3 +64,47 @@ def restore_s3(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     ok = (matching == len(expected) and details["same_size_restored"] == len(corrupted)
           and not details["unexpected_left"] and details["verification_ok"] and bool(details["safety_snapshot_id"]))
     return ok, details
+
+
+def recover_lambda(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
+    """The function restored from its newest backup under a scratch name, beside the original."""
+    store = BackupStore(system.clients["s3"], system.backup_bucket)
+    backup_id = [listing for listing in store.list_backups(Component.LAMBDA, system.function_name)
+                 if listing.complete][-1].backup_id
+    target = f"{system.function_name}-drill"
+    request = {"action": "recover_from_backup", "backup_id": backup_id, "target": target, **OPERATOR}
+    planned = _recover(request)
+    result = _recover({**request, "confirm": planned["plan_id"]})["result"]
+    configuration = store.get_json(f"backups/lambda/{system.function_name}/{backup_id}/configuration.json")
+    restored = system.clients["lambda"].get_function_configuration(FunctionName=target, Qualifier=result["version"])
+    details = {
+        "backup_id": backup_id,
+        "target": target,
+        "version": result["version"],
+        "code_sha256_verified": result["code_sha256_verified"],
+        "environment_restored": result["environment_restored"]
+        and restored["Environment"]["Variables"] == configuration["configuration"]["Environment"]["Variables"],
+        "settings_restored": len(result["restored"]),
+        "not_restored": result["not_restored"],
+    }
+    return bool(result["ok"] and details["code_sha256_verified"] and details["environment_restored"]), details
+
+
+def recover_stack(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
+    """The pipeline's stack recreated from its newest backup as `<stack>-recovery` (the runbook's manual
+    stack recovery), through a reviewed change set."""
+    store = BackupStore(system.clients["s3"], system.backup_bucket)
+    backup_id = [listing for listing in store.list_backups(Component.STACK, system.stack_name)
+                 if listing.complete][-1].backup_id
+    request = {"action": "recover_stack", "backup_id": backup_id, "mode": "new", **OPERATOR}
+    planned = _recover(request)
+    applied = _recover({**request, "confirm": planned["plan_id"]})
+    stack = system.clients["cloudformation"].describe_stacks(StackName=planned["plan"]["target_stack"])["Stacks"][0]
+    details = {
+        "backup_id": backup_id,
+        "target_stack": planned["plan"]["target_stack"],
+        "changes": len(planned["plan"]["changes"]),
+        "status": applied["result"]["status"],
+        "stack_status": stack["StackStatus"],
+    }
+    return applied["result"]["status"] == "complete" and stack["StackStatus"].endswith("_COMPLETE"), details

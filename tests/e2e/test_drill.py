@@ -17,7 +17,10 @@ def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_pat
     assert report["environment"] == "embedded" and report["ok"] is True
     steps = {step["name"]: step for step in report["steps"]}
     assert list(steps) == ["backup_lambda", "backup_s3", "backup_stack", "rpo_check", "restore_s3",
-                           "auto_rollback", "promote"]
+                           "recover_lambda", "recover_stack", "auto_rollback", "promote"]
+    recovered = steps["recover_lambda"]["details"]
+    assert recovered["code_sha256_verified"] is True and recovered["environment_restored"] is True
+    assert steps["recover_stack"]["details"]["stack_status"] == "CREATE_COMPLETE"
     restored = steps["restore_s3"]["details"]
     assert restored["objects_matching"] == restored["objects_expected"] > 0
     assert restored["same_size_restored"] == 3 and restored["safety_snapshot_id"]
