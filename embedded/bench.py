@@ -18,7 +18,6 @@ dated copy), each judged by how many objects match the snapshot afterwards (embe
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import random
@@ -26,22 +25,19 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable, Iterator
-from unittest import mock
+from typing import Any, Callable
 
 import boto3
-import moto.s3.models
 from botocore.config import Config
 
 from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import REGION, _embedded_environment
-from embedded.moto_gaps import moto_gaps_filled
+from embedded.moto_gaps import moto_gaps_filled, versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
 from embedded.server import RequestCounter, embedded_aws
 
@@ -177,17 +173,6 @@ def _write_objects(s3: Any, keys: list[str], rng: random.Random) -> int:
     return sum(len(body) for body in bodies.values())
 
 
-@contextmanager
-def _versions_listed_without_copying_bodies() -> Iterator[None]:
-    """A gap in moto's performance, filled for this benchmark: for every ListObjectVersions page, moto
-    deep-copies every version of every key in the bucket, bodies included, so each page costs time in
-    proportion to the whole bucket's bytes (S3 has no such cost, and the seed's ListObjectsV2 does not
-    pay it here). The copies exist only to carry the IsLatest flag, which nothing else in moto reads:
-    here the listing marks the stored versions themselves, and returns exactly what it did."""
-    with mock.patch.object(moto.s3.models, "copy", SimpleNamespace(copy=copy.copy, deepcopy=list)):
-        yield
-
-
 # Ours runs in a process of its own that imports what the backup function imports, as the seed's AWS
 # CLI runs in its own: the embedded server's process then only serves requests, for both. One snapshot,
 # continued until finished as the backup function's invocations would continue it.
@@ -224,7 +209,7 @@ def _measured(counter: RequestCounter, command: list[str], copied: Callable[[str
 def bench_snapshot(objects: int) -> dict[str, Any]:
     with ExitStack() as stack:
         stack.enter_context(moto_gaps_filled())
-        stack.enter_context(_versions_listed_without_copying_bodies())
+        stack.enter_context(versions_listed_without_copying_bodies())
         endpoint, counter = stack.enter_context(embedded_aws())
         saved = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))

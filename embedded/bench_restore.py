@@ -19,7 +19,6 @@ Ours runs first; the seed then restores the same damage applied again to the buc
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -27,16 +26,13 @@ import random
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Iterator
-from unittest import mock
+from typing import Any
 
 import boto3
-import moto.s3.models
 from botocore.config import Config
 
 from drcore.backup_store import BackupStore
@@ -44,7 +40,7 @@ from drcore.bucket_restore import BucketRestorer
 from drcore.bucket_snapshots import BucketSnapshotter
 
 from embedded.drill import REGION, _embedded_environment
-from embedded.moto_gaps import moto_gaps_filled
+from embedded.moto_gaps import moto_gaps_filled, versions_listed_without_copying_bodies
 from embedded.server import RequestCounter, embedded_aws
 
 DATA_BUCKET = "apilados-production-data"
@@ -59,16 +55,6 @@ INVOCATION_MS = 15 * 60 * 1000
 # serves requests, for both.
 RESTORE_PROCESS = ("import json, sys; from embedded.bench_restore import restore_until_finished; "
                    "print(json.dumps(restore_until_finished(*sys.argv[1:])))")
-
-
-@contextmanager
-def _versions_listed_without_copying_bodies() -> Iterator[None]:
-    """A gap in moto's performance (the same fill as the snapshot benchmark's): for every ListObjectVersions
-    page moto deep-copies every version of every key in the bucket, bodies included, only to carry the
-    IsLatest flag, which nothing else reads; S3 has no such cost. Here the listing marks the stored
-    versions themselves and returns exactly what it did."""
-    with mock.patch.object(moto.s3.models, "copy", SimpleNamespace(copy=copy.copy, deepcopy=list)):
-        yield
 
 
 def restore_until_finished(data_bucket: str, backup_bucket: str, snapshot_id: str) -> dict[str, Any]:
@@ -151,7 +137,7 @@ def _measured(s3: Any, counter: RequestCounter, command: list[str], expected: di
 def run_restore_bench(objects: int = 10_000) -> dict[str, Any]:
     with ExitStack() as stack:
         stack.enter_context(moto_gaps_filled())
-        stack.enter_context(_versions_listed_without_copying_bodies())
+        stack.enter_context(versions_listed_without_copying_bodies())
         endpoint, counter = stack.enter_context(embedded_aws())
         saved = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))

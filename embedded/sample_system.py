@@ -278,3 +278,10 @@ def add_buckets(system: SampleSystem, session: Any, endpoint_url: str | None = N
                       Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"})
     s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
     system.data_bucket, system.backup_bucket = DATA_BUCKET, BACKUP_BUCKET
+
+
+def add_controller_function(system: SampleSystem, name: str) -> None:
+    """A stand-in for one of the controller's own functions, which invoke themselves to continue long work."""
+    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
+    system.clients["lambda"].create_function(FunctionName=name, Runtime="python3.13", Role=role,
+                                             Handler="index.handler", Code={"ZipFile": _code_archive(name)})

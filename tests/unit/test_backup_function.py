@@ -3,9 +3,6 @@ the journal and the RPO metrics."""
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -15,7 +12,7 @@ import backup.handler as backup
 from drcore.backup_store import BackupStore, Component
 from drcore.bucket_snapshots import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
-from embedded.sample_system import SampleSystem, add_buckets
+from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
 from tests.support import CallRecorder
 
 BACKUP_FUNCTION = "apilados-dr-backup"
@@ -25,12 +22,7 @@ BACKUP_FUNCTION = "apilados-dr-backup"
 def buckets(system: SampleSystem) -> SampleSystem:
     add_buckets(system, boto3.session.Session(region_name="us-east-1"), objects=30)
     # The backup function itself exists so that it can invoke itself to continue a long snapshot.
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("handler.py", "def handler(event, context): pass\n")
-    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
-    system.clients["lambda"].create_function(FunctionName=BACKUP_FUNCTION, Runtime="python3.13", Role=role,
-                                             Handler="handler.handler", Code={"ZipFile": archive.getvalue()})
+    add_controller_function(system, BACKUP_FUNCTION)
     return system
 
 

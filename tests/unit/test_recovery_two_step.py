@@ -8,10 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 import backup.handler as backup
-from drcore.backup_store import BackupStore
 from embedded.aws_events import LambdaContextStub
 from tests.support import CallRecorder
-from tests.unit.test_restore_s3_action import WHO, act, contents, damage, world  # noqa: F401 (fixture)
+from tests.unit.test_restore_s3_action import WHO, act, contents, damage
 
 
 def back_up(component: str) -> str:

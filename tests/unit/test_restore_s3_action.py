@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 import time_machine
 
 import backup.handler as backup
 import recovery.handler as recovery
 from embedded.aws_events import LambdaContextStub
-from embedded.sample_system import SampleSystem, add_buckets
+from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder
+from tests.unit.conftest import RECOVERY_FUNCTION
 
 WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
-RECOVERY_FUNCTION = "apilados-dr-recovery"
-
-
-def _function(system: SampleSystem, name: str) -> None:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("handler.py", "def handler(event, context): pass\n")
-    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
-    system.clients["lambda"].create_function(FunctionName=name, Runtime="python3.13", Role=role,
-                                             Handler="handler.handler", Code={"ZipFile": archive.getvalue()})
-
-
-@pytest.fixture
-def world(system: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> SampleSystem:
-    add_buckets(system, boto3.session.Session(region_name="us-east-1"), objects=20)
-    system.clients["s3"].create_bucket(Bucket="apilados-scratch-restore")
-    system.clients["s3"].put_bucket_versioning(Bucket="apilados-scratch-restore",
-                                               VersioningConfiguration={"Status": "Enabled"})
-    _function(system, RECOVERY_FUNCTION)
-    environment = {**system.environment(), **system.backup_environment(),
-                   "DR_RESTORE_TARGET_BUCKETS": "apilados-scratch-restore"}
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return system
 
 
 def act(event: dict, remaining_ms: int = 900_000) -> dict:

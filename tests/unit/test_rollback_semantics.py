@@ -15,7 +15,7 @@ from drcore.controller import AliasController
 from drcore.models import ControllerState
 from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
-from tests.support import CallRecorder, SimulatedClock
+from tests.support import CallRecorder
 
 
 def deploy_bad_version(system: SampleSystem) -> None:
