@@ -33,7 +33,8 @@ import boto3
 import time_machine
 
 from drcore.drill_report import DrillReport, DrillStep
-from drcore.models import to_iso
+from drcore.models import Cause, to_iso
+from drcore.state_store import ControllerStateStore
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.moto_gaps import moto_gaps_filled
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
@@ -136,6 +137,18 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     return ok, details
 
 
+def _record(report: DrillReport, system: SampleSystem) -> None:
+    """Like a drill in AWS would: its result in the journal (the recovery function's `status` shows the
+    last one) and as the `DrillPassed` metric the dashboard plots."""
+    ControllerStateStore(system.clients["dynamodb"], system.table).append_journal(
+        system.function_name, entry_id=f"drill-{report.started_at}", at=report.finished_at, action="drill",
+        cause=Cause(kind="drill", summary=f"DR drill ({report.environment})"),
+        result="passed" if report.ok else "failed", details=report.summary())
+    system.clients["cloudwatch"].put_metric_data(Namespace="ApiladosDR", MetricData=[{
+        "MetricName": "DrillPassed", "Dimensions": [{"Name": "Environment", "Value": report.environment}],
+        "Value": 1 if report.ok else 0, "Unit": "None"}])
+
+
 def run_drill(report_dir: Path) -> DrillReport:
     report = DrillReport(environment="embedded", started_at=to_iso(datetime.now(timezone.utc)))
     with ExitStack() as stack:
@@ -162,7 +175,8 @@ def run_drill(report_dir: Path) -> DrillReport:
         report.steps.append(_step("auto_rollback", objectives["lambda_function"]["rto_seconds"],
                                   lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))
-    report.finished_at = to_iso(datetime.now(timezone.utc))
+        report.finished_at = to_iso(datetime.now(timezone.utc))
+        _record(report, system)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "drill-report.json").write_text(report.to_json())
     (report_dir / "drill-report.md").write_text(report.to_markdown())

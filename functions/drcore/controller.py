@@ -592,6 +592,9 @@ class AliasController:
         """The newest journal entries of the protected function."""
         return self._store.journal(self._function, limit)
 
+    def last_journal_entry(self, action: str) -> dict[str, Any] | None:
+        return self._store.latest_journal_entry(self._function, action)
+
     def _journal(self, action: str, cause: Cause, result: str, *, from_version: str | None = None,
                  to_version: str | None = None, at: str | None = None, details: dict[str, Any] | None = None) -> None:
         moment = at or to_iso(self._clock())

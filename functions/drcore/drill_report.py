@@ -38,6 +38,11 @@ class DrillReport:
         return {"environment": self.environment, "started_at": self.started_at, "finished_at": self.finished_at,
                 "ok": self.ok, "steps": [asdict(step) for step in self.steps]}
 
+    def summary(self) -> dict[str, Any]:
+        """What the journal and `status` keep of a drill: its result and each step's."""
+        return {"environment": self.environment, "started_at": self.started_at, "finished_at": self.finished_at,
+                "ok": self.ok, "steps": {step.name: step.ok and step.within_objective for step in self.steps}}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 

@@ -63,6 +63,10 @@ class RecoveryService:
             return self._controller.rollback(request.cause())
         return self._controller.release(request.version, request.cause(), force=request.force)
 
+    def _last_drill(self) -> dict[str, Any] | None:
+        entry = self._controller.last_journal_entry("drill")
+        return None if entry is None else {"at": entry["at"], "result": entry["result"], **(entry.get("details") or {})}
+
     def status(self) -> dict[str, Any]:
         record = self._controller.record()
         alarms = self._alarm_board.states(self._settings.watched_alarms)
@@ -80,6 +84,7 @@ class RecoveryService:
             "frozen_reason": record.frozen_reason,
             "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)} for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
+            "last_drill": self._last_drill(),
             "recent_actions": [
                 {key: entry.get(key) for key in ("at", "action", "from_version", "to_version", "result")}
                 | {"cause": entry.get("cause", {}).get("summary")}

@@ -255,6 +255,22 @@ class ControllerStateStore:
         )
         return [_unmarshal(item) for item in response["Items"]]
 
+    def latest_journal_entry(self, function_name: str, action: str) -> dict[str, Any] | None:
+        """The newest journal entry of one kind of action (the last drill, say), or None."""
+        pages = self._dynamodb.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            FilterExpression="#action = :action",
+            ExpressionAttributeNames={"#action": "action"},
+            ExpressionAttributeValues={":pk": {"S": _partition(function_name)}, ":prefix": {"S": JOURNAL_PREFIX},
+                                       ":action": {"S": action}},
+            ScanIndexForward=False,
+        )
+        for page in pages:
+            if page["Items"]:
+                return _unmarshal(page["Items"][0])
+        return None
+
     # ------------------------------------------------------------------ plans of two-step actions
 
     def put_plan(self, function_name: str, plan_id: str, document: dict[str, Any], expires_at: int) -> None:

@@ -50,6 +50,22 @@ def test_status_tells_each_components_last_backup_against_its_rpo_and_list_backu
     assert listed[0]["status"] == "complete" and listed[0]["size_bytes"] > 0
 
 
+def test_status_shows_the_last_drill(system, act):
+    from drcore.drill_report import DrillReport, DrillStep
+    from drcore.models import Cause
+    from drcore.state_store import ControllerStateStore
+
+    assert act({"action": "status"})["result"]["last_drill"] is None
+    report = DrillReport("aws", "2026-11-26T10:00:00.000Z", "2026-11-26T10:05:00.000Z",
+                         [DrillStep("restore_s3", True, 12.0, 1800), DrillStep("recover_stack", False, 3.0, 300)])
+    ControllerStateStore(system.clients["dynamodb"], system.table).append_journal(
+        system.function_name, entry_id="drill-1", at=report.finished_at, action="drill",
+        cause=Cause(kind="drill", summary="DR drill"), result="failed", details=report.summary())
+    last = act({"action": "status"})["result"]["last_drill"]
+    assert last["result"] == "failed" and last["ok"] is False
+    assert last["steps"] == {"restore_s3": True, "recover_stack": False}
+
+
 def test_release_rollback_freeze_unfreeze_promote_are_journaled_with_who_and_why(system, act):
     assert act({"action": "release", "version": system.versions["bad"], "canary_percent": 10, **WHO})["ok"]
     assert act({"action": "rollback", **WHO})["result"]["action"] == "rolled_back"
