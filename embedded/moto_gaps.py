@@ -57,6 +57,9 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   Here it replaces the function's config, as AWS does.
 - Image by digest: with moto's stubbed ECR, an image function's CodeSha256 is a hash of its URI. Here
   a URI pinned by digest (`repo@sha256:<digest>`) gets that digest as CodeSha256, as in AWS.
+- Conditional writes: moto's DynamoDB evaluates a ConditionExpression and then writes without a lock,
+  so two threads can both pass the same condition. DynamoDB makes each conditional write atomic; here
+  every write of moto's DynamoDB backend holds one lock (`dynamodb_writes_atomic`).
 - Function updates take time (opt-in, `function_updates_take_time`): moto applies a code or
   configuration update at once. In AWS an update is in progress for a while: GetFunctionConfiguration
   answers LastUpdateStatus InProgress (State Pending after CreateFunction), and another update or a
@@ -92,6 +95,7 @@ from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend,
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.models import Statistics
 from moto.core.responses import ActionResult
+from moto.dynamodb.models import DynamoDBBackend
 from moto.core.utils import utcnow
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
@@ -604,6 +608,24 @@ def function_updates_take_time() -> Iterator[FunctionUpdates]:
 
 
 @contextmanager
+def dynamodb_writes_atomic() -> Iterator[None]:
+    lock = threading.RLock()
+
+    def atomic(name: str) -> Any:
+        original = getattr(DynamoDBBackend, name)
+
+        def write(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+        return write
+
+    with ExitStack() as patches:
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+            patches.enter_context(mock.patch.object(DynamoDBBackend, name, atomic(name)))
+        yield
+
+
+@contextmanager
 def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[VersionBehaviour]:
     behaviour = behaviour or VersionBehaviour()
     original_update_alias = LambdaResponse.update_alias
@@ -659,6 +681,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(stack_change_sets_as_aws())
         patches.enter_context(export_tasks_take_time())
         patches.enter_context(function_configuration_applied())
+        patches.enter_context(dynamodb_writes_atomic())
         yield behaviour
 
 
