@@ -101,8 +101,10 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
 
     def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any]) -> None:
         at = to_iso(utc_now())
+        verified = result.get("ok", (result.get("verification") or {}).get("ok", True))
         state.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind, cause=request.cause(),
-                             result="applied", details={"plan_id": plan_id, **_figures(result)})
+                             result="applied" if verified else "applied, verification failed",
+                             details={"plan_id": plan_id, **_figures(result)})
 
     flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
                        _self_invoker(lambda_client, function_name))
