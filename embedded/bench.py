@@ -36,10 +36,10 @@ from botocore.config import Config
 
 from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
-from embedded.drill import REGION, _embedded_environment
-from embedded.moto_gaps import moto_gaps_filled, versions_listed_without_copying_bodies
+from embedded.world import REGION, embedded_world
+from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
-from embedded.server import RequestCounter, embedded_aws
+from embedded.server import RequestCounter
 
 SEED_QUICK_ROLLBACK = Path(__file__).parent / "seed_procedures" / "quick-rollback.sh"
 
@@ -121,11 +121,8 @@ def bench_seed(system: SampleSystem, counter: RequestCounter, runs: int) -> dict
 
 def run(events: int, seed_runs: int) -> dict[str, Any]:
     with ExitStack() as stack:
-        stack.enter_context(moto_gaps_filled())
-        endpoint, counter = stack.enter_context(embedded_aws())
-        saved = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
-        os.environ.update(_embedded_environment(endpoint))
+        world = stack.enter_context(embedded_world())
+        endpoint, counter = world.endpoint, world.counter
         system = build_sample_system(boto3.session.Session(region_name=REGION), endpoint)
         os.environ.update(system.environment())
         ours = bench_ours(system, counter, events)
@@ -208,12 +205,8 @@ def _measured(counter: RequestCounter, command: list[str], copied: Callable[[str
 
 def bench_snapshot(objects: int) -> dict[str, Any]:
     with ExitStack() as stack:
-        stack.enter_context(moto_gaps_filled())
+        counter = stack.enter_context(embedded_world()).counter
         stack.enter_context(versions_listed_without_copying_bodies())
-        endpoint, counter = stack.enter_context(embedded_aws())
-        saved = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
-        os.environ.update(_embedded_environment(endpoint))
         s3 = boto3.session.Session(region_name=REGION).client("s3", config=Config(max_pool_connections=32))
         for bucket in (SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET, SEED_BACKUP_BUCKET):
             s3.create_bucket(Bucket=bucket)

@@ -39,9 +39,9 @@ from drcore.backup_store import BackupStore
 from drcore.bucket_restore import BucketRestorer
 from drcore.bucket_snapshots import BucketSnapshotter
 
-from embedded.drill import REGION, _embedded_environment
-from embedded.moto_gaps import moto_gaps_filled, versions_listed_without_copying_bodies
-from embedded.server import RequestCounter, embedded_aws
+from embedded.world import REGION, embedded_world
+from embedded.moto_gaps import versions_listed_without_copying_bodies
+from embedded.server import RequestCounter
 
 DATA_BUCKET = "apilados-production-data"
 BACKUP_BUCKET = "apilados-dr-backups"
@@ -136,12 +136,8 @@ def _measured(s3: Any, counter: RequestCounter, command: list[str], expected: di
 
 def run_restore_bench(objects: int = 10_000) -> dict[str, Any]:
     with ExitStack() as stack:
-        stack.enter_context(moto_gaps_filled())
+        counter = stack.enter_context(embedded_world()).counter
         stack.enter_context(versions_listed_without_copying_bodies())
-        endpoint, counter = stack.enter_context(embedded_aws())
-        saved = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
-        os.environ.update(_embedded_environment(endpoint))
         s3 = boto3.session.Session(region_name=REGION).client("s3", config=Config(max_pool_connections=32))
         for bucket in (DATA_BUCKET, BACKUP_BUCKET, SEED_BACKUP_BUCKET):
             s3.create_bucket(Bucket=bucket)

@@ -36,18 +36,12 @@ from drcore.drill_report import DrillReport, DrillStep
 from drcore.models import Cause, to_iso
 from drcore.state_store import ControllerStateStore
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
-from embedded.moto_gaps import moto_gaps_filled
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
 from embedded.sample_system import SampleSystem, add_buckets, build_sample_system
-from embedded.server import RequestCounter, embedded_aws
+from embedded.server import RequestCounter
+from embedded.world import REGION, embedded_world
 
-REGION = "us-east-1"
-
-
-def _embedded_environment(endpoint: str) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "drill", "AWS_SECRET_ACCESS_KEY": "drill",
-            "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
 def _step(name: str, objective: float | None, run: Callable[[], tuple[bool, dict[str, Any]]]) -> DrillStep:
@@ -152,11 +146,8 @@ def _record(report: DrillReport, system: SampleSystem) -> None:
 def run_drill(report_dir: Path) -> DrillReport:
     report = DrillReport(environment="embedded", started_at=to_iso(datetime.now(timezone.utc)))
     with ExitStack() as stack:
-        behaviour = stack.enter_context(moto_gaps_filled())
-        endpoint, counter = stack.enter_context(embedded_aws())
-        saved = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
-        os.environ.update(_embedded_environment(endpoint))
+        world = stack.enter_context(embedded_world())
+        endpoint, counter, behaviour = world.endpoint, world.counter, world.behaviour
         session = boto3.session.Session(region_name=REGION)
         system = build_sample_system(session, endpoint)
         add_buckets(system, session, endpoint)

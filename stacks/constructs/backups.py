@@ -30,6 +30,7 @@ from drcore.config import BackupEnvVar, EnvVar
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.state_table import STATE_ACCESS
+from stacks.constructs.watchers import every_version_of
 from stacks.settings import Settings
 
 BACKUP_HANDLER = "backup.handler.handler"
@@ -323,11 +324,7 @@ class Backups(Construct):
                     id="AwsSolutions-IAM5",
                     reason="Read-only Lambda actions on the protected function's published versions and aliases, "
                     "which are addressed by qualifier and cannot be listed at synth time.",
-                    applies_to=[
-                        RegexAppliesTo(
-                            regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:{function}:\*$/"
-                        )
-                    ],
+                    applies_to=[every_version_of(settings)],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
