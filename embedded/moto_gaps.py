@@ -47,6 +47,11 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
     status from then on.
   - DescribeChangeSet of a change set that does not exist answers ChangeSetNotFound, as AWS does, not
     a ValidationError about a stack.
+- ValidateTemplate (`template_validation_as_aws`): moto rejects a template for any cfn-lint finding,
+  warnings included (an unused parameter), and answers no Parameters and no Capabilities. Here only
+  cfn-lint errors (E rules) reject it, and the answer lists the declared parameters (key, default,
+  NoEcho, description) and the capabilities the template needs: CAPABILITY_IAM for IAM resources,
+  CAPABILITY_NAMED_IAM when one is given a name, CAPABILITY_AUTO_EXPAND for a Transform.
 - Function configuration: moto's UpdateFunctionConfiguration applies only description, handler,
   memory, role, runtime, timeout, VPC, environment and layers, its CreateFunction drops the dead-letter,
   logging, file system and SnapStart settings, and its UpdateFunctionCode ignores Architectures. Here
@@ -409,6 +414,42 @@ def stack_change_sets_as_aws() -> Iterator[None]:
 _ACTIVE_EXPORT = ("PENDING", "RUNNING")
 
 
+# IAM resource types, and the property that names each one (which needs CAPABILITY_NAMED_IAM).
+IAM_NAME_PROPERTIES = {
+    "AWS::IAM::Role": "RoleName", "AWS::IAM::User": "UserName", "AWS::IAM::Group": "GroupName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::IAM::InstanceProfile": "InstanceProfileName",
+    "AWS::IAM::Policy": None, "AWS::IAM::AccessKey": None, "AWS::IAM::UserToGroupAddition": None,
+}
+
+
+@contextmanager
+def template_validation_as_aws() -> Iterator[None]:
+    def validate_template(self: CloudFormationResponse) -> ActionResult:
+        url = self._get_param("TemplateURL")
+        body = self._get_stack_from_s3_url(url) if url else self._get_param("TemplateBody")
+        errors = [match for match in self.cloudformation_backend.validate_template(body)
+                  if match.rule.id.startswith("E")]
+        if errors:
+            raise CloudFormationValidationError(message=f"Template format error: {errors[0].message}")
+        template = _template_dict(body)
+        resources = template.get("Resources", {}).values()
+        iam = [resource for resource in resources if resource.get("Type") in IAM_NAME_PROPERTIES]
+        named = any((resource.get("Properties") or {}).get(IAM_NAME_PROPERTIES[resource["Type"]] or "")
+                    for resource in iam)
+        capabilities = (["CAPABILITY_NAMED_IAM"] if named else ["CAPABILITY_IAM"]) if iam else []
+        if template.get("Transform"):
+            capabilities.append("CAPABILITY_AUTO_EXPAND")
+        parameters = [
+            {"ParameterKey": key, "NoEcho": bool(spec.get("NoEcho", False)), "Description": spec.get("Description", ""),
+             **({"DefaultValue": str(spec["Default"])} if "Default" in spec else {})}
+            for key, spec in template.get("Parameters", {}).items()]
+        return ActionResult({"Description": template.get("Description", ""), "Parameters": parameters,
+                             "Capabilities": capabilities, "DeclaredTransforms": []})
+
+    with mock.patch.object(CloudFormationResponse, "validate_template", validate_template):
+        yield
+
+
 @contextmanager
 def export_tasks_take_time() -> Iterator[None]:
     """Export tasks run one at a time and finish after a while (see the module doc)."""
@@ -679,6 +720,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         behaviour.archives = patches.enter_context(code_archives_served())
         patches.enter_context(stack_capabilities_kept())
         patches.enter_context(stack_change_sets_as_aws())
+        patches.enter_context(template_validation_as_aws())
         patches.enter_context(export_tasks_take_time())
         patches.enter_context(function_configuration_applied())
         patches.enter_context(dynamodb_writes_atomic())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, EnvVar, alarm_name
+from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, DrillEnvVar, EnvVar, alarm_name
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"
@@ -94,6 +94,7 @@ class SampleSystem:
     log_events: dict[str, list[str]] = field(default_factory=dict)  # UTC day (YYYY-MM-DD) -> messages
     data_bucket: str = ""  # set by add_buckets
     backup_bucket: str = ""
+    scratch_bucket: str = ""  # set by add_drill_scratch
 
     @property
     def health_alarms(self) -> tuple[str, ...]:
@@ -126,6 +127,16 @@ class SampleSystem:
             BackupEnvVar.BACKUP_BUCKET_NAME: self.backup_bucket,
             BackupEnvVar.PIPELINE_STACK_NAME: self.stack_name,
             BackupEnvVar.LOG_GROUP_NAME: self.log_group,
+        }
+        return {str(key): value for key, value in {**values, **overrides}.items()}
+
+    def drill_environment(self, **overrides: str) -> dict[str, str]:
+        """The drill function's own variables, as the stack sets them (after add_drill_scratch)."""
+        values = {
+            DrillEnvVar.SCRATCH_BUCKET_NAME: self.scratch_bucket,
+            DrillEnvVar.SCRATCH_FUNCTION_NAME: f"{self.function_name}-drill",
+            DrillEnvVar.RTO_SECONDS: json.dumps({"lambda": 900, "s3": 1800, "configuration": 300}),
+            DrillEnvVar.ENVIRONMENT: "embedded",
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -285,3 +296,14 @@ def add_controller_function(system: SampleSystem, name: str) -> None:
     role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
     system.clients["lambda"].create_function(FunctionName=name, Runtime="python3.13", Role=role,
                                              Handler="index.handler", Code={"ZipFile": _code_archive(name)})
+
+
+SCRATCH_BUCKET = "apilados-dr-drill-scratch"
+
+
+def add_drill_scratch(system: SampleSystem) -> None:
+    """The drill's scratch bucket, versioned as the stack creates it (after add_buckets)."""
+    s3 = system.clients["s3"]
+    s3.create_bucket(Bucket=SCRATCH_BUCKET)
+    s3.put_bucket_versioning(Bucket=SCRATCH_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    system.scratch_bucket = SCRATCH_BUCKET

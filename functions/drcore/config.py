@@ -53,6 +53,12 @@ def _names(value: object) -> object:
     return value
 
 
+def _seconds_table(value: object) -> object:
+    """A component-to-seconds table, given as JSON in the environment."""
+    table = json.loads(value) if isinstance(value, str) else value
+    return tuple(sorted(table.items())) if isinstance(table, dict) else table
+
+
 class ControllerSettings(BaseModel):
     """What a watcher needs to know about the protected function and the controller's resources."""
 
@@ -182,11 +188,7 @@ class RecoverySettings(BaseModel):
 
     _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
 
-    @field_validator("rpo_seconds", mode="before")
-    @classmethod
-    def _rpo_table(cls, value: object) -> object:
-        table = json.loads(value) if isinstance(value, str) else value
-        return tuple(sorted(table.items())) if isinstance(table, dict) else table
+    _rpo_table = field_validator("rpo_seconds", mode="before")(_seconds_table)
 
     def rpo_of(self, component: str) -> int | None:
         return dict(self.rpo_seconds).get(component)
@@ -194,3 +196,31 @@ class RecoverySettings(BaseModel):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RecoverySettings:
         return _validated(cls, RecoveryEnvVar, environ, "recovery")
+
+
+class DrillEnvVar(StrEnum):
+    """What the drill function needs besides the watchers', the backup and the recovery functions' variables."""
+
+    SCRATCH_BUCKET_NAME = "DR_DRILL_SCRATCH_BUCKET"  # the newest snapshot is restored into it
+    SCRATCH_FUNCTION_NAME = "DR_DRILL_SCRATCH_FUNCTION"  # the newest function backup is restored as it
+    RTO_SECONDS = "DR_RTO_SECONDS"  # JSON: {"lambda": 900, "s3": 1800, "configuration": 300}
+    ENVIRONMENT = "DR_DRILL_ENVIRONMENT"  # "aws", or "embedded" when the local drill runs the handler
+
+
+class DrillSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    scratch_bucket: str = Field(alias=DrillEnvVar.SCRATCH_BUCKET_NAME, min_length=3)
+    scratch_function: str = Field(alias=DrillEnvVar.SCRATCH_FUNCTION_NAME, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    rto_seconds: tuple[tuple[str, int], ...] = Field(
+        (("configuration", 300), ("lambda", 900), ("s3", 1800)), alias=DrillEnvVar.RTO_SECONDS)
+    environment: str = Field("aws", alias=DrillEnvVar.ENVIRONMENT, pattern=r"^(aws|embedded)$")
+
+    _rto_table = field_validator("rto_seconds", mode="before")(_seconds_table)
+
+    def rto_of(self, component: str) -> int | None:
+        return dict(self.rto_seconds).get(component)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> DrillSettings:
+        return _validated(cls, DrillEnvVar, environ, "drill")

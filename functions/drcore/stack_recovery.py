@@ -332,6 +332,46 @@ class StackRecovery:
         logger.info("stack recovery discarded", extra={"plan_id": plan.plan_id, "change_set_id": plan.change_set_id})
         return True
 
+    # Rehearsal -----------------------------------------------------------------------------------
+
+    def validate(self, backup_id: str) -> dict[str, Any]:
+        """What a drill can check of a stack recovery without creating a second copy of the pipeline (its
+        resources have fixed names): the backup against its manifest, its template by CloudFormation's
+        ValidateTemplate, and every parameter the template declares against the values the backup holds.
+        Changes nothing. Raises StackBackupNotFound/StackBackupCorrupt for an unusable backup and
+        ChangeSetFailed when CloudFormation rejects the template."""
+        backup = self._read_backup(backup_id)
+        document = backup.document
+        template_argument, passed_as = self._template_argument(backup)
+        try:
+            answer = self._cloudformation.validate_template(**template_argument)
+        except ClientError as error:
+            if _code(error) == "ValidationError":
+                raise ChangeSetFailed(f"CloudFormation rejects the template of backup {backup_id} of {self._stack}: "
+                                      f"{error.response['Error'].get('Message', error)}") from error
+            raise
+        declared = {parameter["ParameterKey"]: parameter for parameter in answer.get("Parameters", [])}
+        recorded = {parameter["ParameterKey"] for parameter in document["parameters"]}
+        no_echo = set(document["no_echo_parameters"])
+        # A parameter with neither a recorded value nor a default could not be given at recovery time.
+        unresolved = sorted(key for key, parameter in declared.items()
+                            if key not in recorded and key not in no_echo and "DefaultValue" not in parameter)
+        granted = set(document["capabilities"]) | set(document["required_capabilities"])
+        missing_capabilities = sorted(set(answer.get("Capabilities", [])) - granted)
+        return {
+            "backup_id": backup.backup_id,
+            "captured_at": document["captured_at"],
+            "template": {"file": backup.template_file, "sha256": backup.template_sha256,
+                         "bytes": len(backup.template_text.encode()), "passed_as": passed_as},
+            "template_valid": True,
+            "parameters_declared": len(declared),
+            "parameters_unresolved": unresolved,
+            # CloudFormation never returns NoEcho values: a recovery "new" must be given them.
+            "no_echo_parameters_to_supply": sorted(no_echo),
+            "capabilities_missing": missing_capabilities,
+            "recoverable": not unresolved and not missing_capabilities,
+        }
+
     # Backup --------------------------------------------------------------------------------------
 
     def _read_backup(self, backup_id: str) -> _Backup:

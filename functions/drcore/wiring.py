@@ -23,7 +23,8 @@ from drcore.backup_store import BackupStore
 from drcore.bucket_restore import BucketRestorer
 from drcore.bucket_snapshots import BucketSnapshotter
 from drcore.backup_catalog import BackupCatalog
-from drcore.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
+from drcore.drill import RUN_TTL_SECONDS, DrillRecorder, DrillRunner
 from drcore.function_backup import FunctionBackup
 from drcore.logs_backup import LogsBackup
 from drcore.models import to_iso, utc_now
@@ -162,3 +163,28 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
                         journal=ControllerStateStore(client("dynamodb"), settings.state_table),
                         metrics=BackupMetrics(client("cloudwatch"), settings.metrics_namespace),
                         continue_snapshot=continue_snapshot)
+
+
+@lru_cache(maxsize=4)
+def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings, drill: DrillSettings,
+                 function_name: str, endpoint_url: str | None = None) -> DrillRunner:
+    """The drill function's runner; `function_name` is its own, to continue a drill in a new invocation."""
+    client = _client_factory()
+    s3 = _s3_client(backup.copy_concurrency)
+    store = BackupStore(s3, backup.backup_bucket)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    lambda_client = client("lambda")
+    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"), settings.metrics_namespace,
+                             AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn))
+    return DrillRunner(
+        function_name=settings.protected_function, data_bucket=backup.data_bucket,
+        scratch_bucket=drill.scratch_bucket, scratch_function=drill.scratch_function, environment=drill.environment,
+        rto_seconds=dict(drill.rto_seconds), catalog=BackupCatalog(store, backup, recovery),
+        alarm_board=AlarmBoard(client("cloudwatch")), watched_alarms=settings.watched_alarms, state=state,
+        function_restorer=FunctionRestorer(lambda_client, store, settings.protected_function),
+        bucket_restorer=BucketRestorer(s3, store, concurrency=backup.copy_concurrency,
+                                       snapshots_of=lambda bucket: BucketSnapshotter(
+                                           s3, store, bucket, concurrency=backup.copy_concurrency)),
+        stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack), s3_client=s3,
+        runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
+        continue_later=_self_invoker(lambda_client, function_name))

@@ -555,3 +555,38 @@ def test_a_template_over_the_inline_limit_is_passed_by_its_backup_url(system, st
 def test_a_plan_of_another_format_is_refused():
     with pytest.raises(InvalidRequest, match="not a stack-recovery-plan/1 plan"):
         StackRecoveryPlan.from_dict({"format": "s3-restore-plan/1"})
+
+
+# Rehearsal (the drill's validate_stack)
+
+
+def test_validate_checks_a_backup_and_changes_nothing(system, cloudformation, backup_id, recovery, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    checked = recovery.validate(backup_id)
+    assert checked["recoverable"] is True and checked["template_valid"] is True
+    assert checked["parameters_declared"] == 2 and checked["parameters_unresolved"] == []
+    assert checked["capabilities_missing"] == []
+    assert "ValidateTemplate" in calls.calls and _changing(calls) == []
+    assert not _stack_exists(cloudformation, RECOVERY_STACK)
+
+
+def test_validate_names_the_no_echo_values_a_recovery_must_be_given(system, store, cloudformation, clock, secret_stack):
+    backup = StackBackup(cloudformation, store, secret_stack, clock).run().backup_id
+    checked = StackRecovery(cloudformation, store, secret_stack, clock=clock).validate(backup)
+    assert checked["no_echo_parameters_to_supply"] == ["DbPassword"] and checked["recoverable"] is True
+
+
+def test_validate_reports_a_template_cloudformation_rejects(system, store, cloudformation, clock):
+    # Given a backup of a stack whose template fails validation (an unknown property; moto created it anyway)
+    broken = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"Colour": "red"}}}}
+    cloudformation.create_stack(StackName="BrokenStack", TemplateBody=json.dumps(broken))
+    backup = StackBackup(cloudformation, store, "BrokenStack", clock).run().backup_id
+    with pytest.raises(ChangeSetFailed, match="CloudFormation rejects the template of backup .* of BrokenStack"):
+        StackRecovery(cloudformation, store, "BrokenStack", clock=clock).validate(backup)
+
+
+def test_validate_refuses_a_backup_that_does_not_match_its_manifest(system, store, backup_id, recovery):
+    key = backup_prefix(Component.STACK, system.stack_name, backup_id) + "template.json"
+    store.s3.put_object(Bucket=store.bucket, Key=key, Body=json.dumps({"Resources": {}}).encode())
+    with pytest.raises(StackBackupCorrupt, match="does not match the SHA-256"):
+        recovery.validate(backup_id)
