@@ -1,5 +1,5 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, the operators' recovery function, and the dashboard."""
+backups with their RPO alarms, the operators' recovery function, the drills, and the dashboard."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
+from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
@@ -63,6 +64,16 @@ class ControllerStack(Stack):
             alarms=alarms,
             backup_bucket=backup_bucket,
         )
+        drills = Drills(
+            self,
+            "Drills",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            alerting=alerting,
+            alarms=alarms,
+            backup_bucket=backup_bucket,
+        )
         ControllerDashboard(
             self,
             "Dashboard",
@@ -95,6 +106,15 @@ class ControllerStack(Stack):
                 f'Manual recovery: invoke with {{"action": "status"}}; invocable by {invokers}',
             ),
             "RecoveryFunctionArn": (recovery.function.function_arn, "ARN of the recovery function"),
+            "DrillFunctionName": (
+                drills.function.function_name,
+                f'DR drills on {settings.drill.schedule}; invoke with {{"action": "drill", "requested_by": "<you>"}}',
+            ),
+            "DrillScratchBucketName": (
+                drills.scratch_bucket.bucket_name,
+                f"Where drills restore the newest snapshot; expires after {settings.drill.scratch_expiry_days} days",
+            ),
+            "DrillScratchFunctionName": (scratch_function_name(settings), "Where drills restore the newest function backup"),
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
             "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
             "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),

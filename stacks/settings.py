@@ -260,6 +260,32 @@ class RecoveryOptions(_Strict):
         return values
 
 
+# EventBridge schedule expressions: rate(N unit) or cron() with its six fields.
+SCHEDULE_EXPRESSION = re.compile(r"rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+( \S+){5})\)")
+
+
+def _schedule_expression(expression: str) -> str:
+    match = SCHEDULE_EXPRESSION.fullmatch(expression)
+    if match is None:
+        raise ValueError(f"{expression!r} is not an EventBridge schedule expression: rate(7 days) or "
+                         "cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 6 ? * MON *)")
+    if match.group(1) is not None and (match.group(1) == "1") != (not match.group(2).endswith("s")):
+        raise ValueError(f"{expression!r}: EventBridge wants a singular unit for 1 and a plural one otherwise")
+    return expression
+
+
+class DrillOptions(_Strict):
+    """The drill function: when it runs, and how long its scratch copies are kept."""
+
+    # Drills run on this schedule (and whenever an operator invokes the drill function); the runbook's
+    # checklist ends with "next DR test scheduled". Default: Mondays 06:00 UTC.
+    schedule: Annotated[str, AfterValidator(_schedule_expression)] = "cron(0 6 ? * MON *)"
+    # False keeps the schedule's rule but disabled: drills run only when invoked.
+    scheduled: bool = True
+    # The scratch bucket's restored copies of production data expire this many days after a drill.
+    scratch_expiry_days: int = Field(7, ge=1, le=90)
+
+
 def _principal_arn(arn: str) -> str:
     if IAM_PRINCIPAL_ARN.fullmatch(arn) is None:
         raise ValueError(
@@ -306,6 +332,7 @@ class Settings(_Strict):
     # invoke it too: a resource policy adds to those, it cannot take them away.
     operator_principals: tuple[PrincipalArn, ...] = ()
     recovery: RecoveryOptions = RecoveryOptions()
+    drill: DrillOptions = DrillOptions()
 
     @field_validator("operator_principals")
     @classmethod

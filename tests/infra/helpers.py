@@ -66,3 +66,12 @@ def role_statements(resources: dict[str, dict[str, Any]], function_logical_id: s
 
 def statements_granting(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
     return [statement for statement in statements if action in as_list(statement["Action"])]
+
+
+def scratch_bucket_id(resources: dict[str, dict[str, Any]]) -> str:
+    """The drills' scratch bucket: the one whose lifecycle expires drill copies."""
+    matches = [name for name, resource in resources.items() if resource["Type"] == "AWS::S3::Bucket"
+               and any(rule.get("Id") == "ExpireDrillCopies"
+                       for rule in resource["Properties"].get("LifecycleConfiguration", {}).get("Rules", []))]
+    assert len(matches) == 1, matches
+    return matches[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .conftest import Synthesized
-from .helpers import logical_id
+from .helpers import logical_id, scratch_bucket_id
 
 
 def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(synth: Synthesized):
@@ -23,6 +23,9 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "RecoveryFunctionArn": {
             "Fn::GetAtt": [logical_id(resources, "AWS::Lambda::Function", Handler="recovery.handler.handler"), "Arn"]
         },
+        "DrillFunctionName": function("drill.handler.handler"),
+        "DrillScratchBucketName": {"Ref": scratch_bucket_id(resources)},
+        "DrillScratchFunctionName": "apilados-pipeline-ingest-drill",
         "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::Table")},
         "BackupBucketName": {"Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)},
         # The data bucket is the pipeline's, named in cdk.json, not created here

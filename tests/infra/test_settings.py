@@ -269,6 +269,17 @@ def test_settle_time_covers_the_longest_alarm_window():
             "'apilados-pipeline-ingest-', the names of functions a recovery may create and rewrite",
         ),
         (
+            {"drill": {"schedule": "every monday"}},
+            "dr.drill.schedule: Value error, 'every monday' is not an EventBridge schedule expression",
+        ),
+        (
+            {"drill": {"schedule": "rate(1 days)"}},
+            "dr.drill.schedule: Value error, 'rate(1 days)': EventBridge wants a singular unit for 1",
+        ),
+        ({"drill": {"schedule": "cron(0 6 * *)"}}, "dr.drill.schedule: Value error, 'cron(0 6 * *)' is not an"),
+        ({"drill": {"scratch_expiry_days": 0}}, "dr.drill.scratch_expiry_days: Input should be greater than or equal to 1"),
+        ({"drill": {"enabled": False}}, "dr.drill.enabled: Extra inputs are not permitted"),
+        (
             {"pipeline_stack": "P" + "x" * 119},
             "dr.pipeline_stack: Value error, must leave room for the '-recovery' suffix of a recovered stack (at "
             "most 119 characters)",
