@@ -14,6 +14,9 @@ and feeds the watcher handlers events of the exact shapes AWS sends:
    before the flip are counted at the server.
 3. promote: a fixed version is deployed, serves traffic with every alarm OK, the bake time passes
    (simulated clock: time-machine moves the process's clock), and the health tick must promote it.
+4. drill_function: the drill function's real handler, as its weekly schedule invokes it in AWS, restores
+   the newest backups into its scratch function and bucket, validates the stack backup, and reports
+   (drcore.drill); every one of its steps must pass.
 
 Writes reports/drill-report.json and reports/drill-report.md; exits non-zero if a step fails.
 """
@@ -35,10 +38,10 @@ import time_machine
 from drcore.drill_report import DrillReport, DrillStep
 from drcore.models import Cause, to_iso
 from drcore.state_store import ControllerStateStore
-from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
+from embedded.aws_events import LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
-from embedded.sample_system import SampleSystem, add_buckets, build_sample_system
+from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, build_sample_system
 from embedded.server import RequestCounter
 from embedded.world import REGION, embedded_world
 
@@ -131,6 +134,27 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     return ok, details
 
 
+def _drill_function() -> tuple[bool, dict[str, Any]]:
+    import drill.handler as drill
+
+    event = {"action": "drill", "requested_by": "make drill", "reason": "the embedded drill runs the drill function",
+             "scheduled_at": datetime.now(timezone.utc).isoformat()}
+    result = drill.handler(event, LambdaContextStub("apilados-dr-drill"))
+    if not result["ok"]:
+        return False, {"error": result["error"]}
+    report = result["report"]
+    details = {
+        "drill_id": result["drill_id"],
+        "status": result["status"],
+        "steps": {step["name"]: {"ok": step["ok"], "seconds": step["seconds"], "objective": step["objective_seconds"]}
+                  for step in report["steps"]},
+        "restored_objects": next(step["details"].get("objects_matching") for step in report["steps"]
+                                 if step["name"] == "restore_s3"),
+        "report": report["report_key"],
+    }
+    return result["status"] == "finished" and report["ok"], details
+
+
 def _record(report: DrillReport, system: SampleSystem) -> None:
     """Like a drill in AWS would: its result in the journal (the recovery function's `status` shows the
     last one) and as the `DrillPassed` metric the dashboard plots."""
@@ -151,7 +175,8 @@ def run_drill(report_dir: Path) -> DrillReport:
         session = boto3.session.Session(region_name=REGION)
         system = build_sample_system(session, endpoint)
         add_buckets(system, session, endpoint)
-        os.environ.update({**system.environment(), **system.backup_environment()})
+        add_drill_scratch(system)
+        os.environ.update({**system.environment(), **system.backup_environment(), **system.drill_environment()})
         behaviour.set_failing(system.function_name, system.versions["bad"])
         objectives = recovery_objectives()
         report.steps.append(_step("backup_lambda", objectives["lambda_function"]["rpo_seconds"], lambda: backup_lambda(system)))
@@ -166,6 +191,7 @@ def run_drill(report_dir: Path) -> DrillReport:
         report.steps.append(_step("auto_rollback", objectives["lambda_function"]["rto_seconds"],
                                   lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))
+        report.steps.append(_step("drill_function", None, _drill_function))
         report.finished_at = to_iso(datetime.now(timezone.utc))
         _record(report, system)
     report_dir.mkdir(parents=True, exist_ok=True)

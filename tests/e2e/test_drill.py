@@ -17,7 +17,7 @@ def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_pat
     assert report["environment"] == "embedded" and report["ok"] is True
     steps = {step["name"]: step for step in report["steps"]}
     assert list(steps) == ["backup_lambda", "backup_s3", "backup_stack", "rpo_check", "restore_s3",
-                           "recover_lambda", "recover_stack", "auto_rollback", "promote"]
+                           "recover_lambda", "recover_stack", "auto_rollback", "promote", "drill_function"]
     recovered = steps["recover_lambda"]["details"]
     assert recovered["code_sha256_verified"] is True and recovered["environment_restored"] is True
     assert steps["recover_stack"]["details"]["stack_status"] == "CREATE_COMPLETE"
@@ -36,6 +36,10 @@ def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_pat
     assert rollback["calls_in_order"][rollback["api_calls_before_flip"]].endswith("/aliases/LIVE")
     assert rollback["handler_ms"] > 0
     assert steps["promote"]["details"]["stable_after"] == "3"
+    # The drill function, run as its schedule runs it, passed each of its own steps
+    drill_function = steps["drill_function"]["details"]
+    assert drill_function["status"] == "finished" and drill_function["restored_objects"] == restored["objects_expected"]
+    assert all(step["ok"] for step in drill_function["steps"].values()) and len(drill_function["steps"]) == 5
     assert "PASSED" in (tmp_path / "drill-report.md").read_text()
 
 
