@@ -152,7 +152,7 @@ def _drill_function() -> tuple[bool, dict[str, Any]]:
                                  if step["name"] == "restore_s3"),
         "report": report["report_key"],
     }
-    return result["status"] == "finished" and report["ok"], details
+    return result["status"] == "finished" and result["passed"], details
 
 
 def _record(report: DrillReport, system: SampleSystem) -> None:

@@ -161,7 +161,7 @@ class DrillRunner:
     def resume(self, drill_id: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         stored = self._runs.load(drill_id, DRILL_KIND, None)
         if stored.result is not None:
-            return {"status": "finished", "drill_id": drill_id, "ok": stored.result["ok"], "report": stored.result}
+            return {"status": "finished", "drill_id": drill_id, "passed": stored.result["ok"], "report": stored.result}
         return self._run(drill_id, stored.request, stored.plan, dict(stored.progress or {}), remaining_ms)
 
     def _run(self, drill_id: str, request: dict[str, Any], run: dict[str, Any], progress: dict[str, Any],
@@ -196,7 +196,7 @@ class DrillRunner:
         key = self._recorder.record(drill_id, report, request["requested_by"])
         result = {**report.to_dict(), "report_key": key}
         self._runs.record(drill_id, progress=progress, result=result)
-        return {"status": "finished", "drill_id": drill_id, "ok": report.ok, "report": result}
+        return {"status": "finished", "drill_id": drill_id, "passed": report.ok, "report": result}
 
     def _later(self, drill_id: str, progress: dict[str, Any], why: str) -> dict[str, Any]:
         self._runs.record(drill_id, progress=progress)
