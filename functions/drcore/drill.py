@@ -116,7 +116,8 @@ class DrillRunner:
     def __init__(self, *, function_name: str, data_bucket: str, scratch_bucket: str, scratch_function: str,
                  environment: str, rto_seconds: dict[str, int], catalog: BackupCatalog, alarm_board: AlarmBoard,
                  watched_alarms: tuple[str, ...], state: ControllerStateStore, function_restorer: FunctionRestorer,
-                 bucket_restorer: BucketRestorer, stack_recovery: StackRecovery, s3_client: Any, runs: PlanBook,
+                 bucket_restorer: BucketRestorer, stack_recovery: StackRecovery, s3_client: Any, lambda_client: Any,
+                 runs: PlanBook,
                  recorder: DrillRecorder, continue_later: Callable[[dict[str, Any]], None],
                  clock: Clock = utc_now) -> None:
         if scratch_function == function_name or scratch_bucket == data_bucket:
@@ -135,6 +136,7 @@ class DrillRunner:
         self._bucket_restorer = bucket_restorer
         self._stack_recovery = stack_recovery
         self._s3 = s3_client
+        self._lambda = lambda_client
         self._runs = runs
         self._recorder = recorder
         self._continue_later = continue_later
@@ -256,7 +258,8 @@ class DrillRunner:
         backup = self._newest(Component.LAMBDA)
         plan = self._function_restorer.plan(backup.backup_id, self._scratch_function)
         result = self._function_restorer.apply(plan)
-        details = {
+        details = {"reserved_concurrency_released": self._release_reserved_concurrency()}
+        details |= {
             "backup_id": backup.backup_id,
             "target": result.target,
             "created": result.created,
@@ -267,6 +270,15 @@ class DrillRunner:
             "not_restored": result.not_restored,
         }
         return result.ok, details
+
+    def _release_reserved_concurrency(self) -> int | None:
+        """Once verified, the scratch function gives back the concurrency its backup reserved: nothing
+        invokes it, and a reservation would shrink the account's unreserved pool until the next drill."""
+        reserved = self._lambda.get_function_concurrency(FunctionName=self._scratch_function).get(
+            "ReservedConcurrentExecutions")
+        if reserved is not None:
+            self._lambda.delete_function_concurrency(FunctionName=self._scratch_function)
+        return reserved
 
     def _restore_s3(self, restore: dict[str, Any] | None,
                     remaining_ms: Callable[[], int]) -> tuple[DrillStep | None, dict[str, Any]]:

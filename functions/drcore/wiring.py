@@ -186,5 +186,5 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
                                        snapshots_of=lambda bucket: BucketSnapshotter(
                                            s3, store, bucket, concurrency=backup.copy_concurrency)),
         stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack), s3_client=s3,
-        runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
+        lambda_client=lambda_client, runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
         continue_later=_self_invoker(lambda_client, function_name))

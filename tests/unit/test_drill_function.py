@@ -110,6 +110,9 @@ def test_a_drill_restores_the_newest_backups_into_scratch_resources_and_reports_
     assert scratch["CodeSha256"] == original["CodeSha256"]
     assert scratch["Environment"]["Variables"] == original["Environment"]["Variables"]
     assert steps["recover_lambda"]["details"]["code_sha256_verified"] is True
+    # And, once verified, it holds none of the account's concurrency (its backup reserved 25)
+    assert steps["recover_lambda"]["details"]["reserved_concurrency_released"] == 25
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=f"{system.function_name}-drill")
     # And the stack backup was validated, not created beside the pipeline
     assert steps["validate_stack"]["details"]["template_valid"] is True
     assert steps["validate_stack"]["details"]["created"] is False
