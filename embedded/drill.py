@@ -143,13 +143,13 @@ def _drill_function() -> tuple[bool, dict[str, Any]]:
     if not result["ok"]:
         return False, {"error": result["error"]}
     report = result["report"]
+    restore = next(step for step in report["steps"] if step["name"] == "restore_s3")
     details = {
         "drill_id": result["drill_id"],
         "status": result["status"],
         "steps": {step["name"]: {"ok": step["ok"], "seconds": step["seconds"], "objective": step["objective_seconds"]}
                   for step in report["steps"]},
-        "restored_objects": next(step["details"].get("objects_matching") for step in report["steps"]
-                                 if step["name"] == "restore_s3"),
+        "restored": {key: restore["details"].get(key) for key in ("snapshot_id", "objects_expected", "objects_matching")},
         "report": report["report_key"],
     }
     return result["status"] == "finished" and result["passed"], details
