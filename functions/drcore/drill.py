@@ -147,9 +147,9 @@ class DrillRunner:
     def start(self, drill_id: str, requested_by: str, reason: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """A new drill; a second start with the same id (a duplicated schedule event) starts nothing."""
         request = {"drill_id": drill_id, "requested_by": requested_by, "reason": reason}
+        run = {"started_at": to_iso(self._clock()), "environment": self._environment}
         try:
-            self._runs.save(drill_id, DRILL_KIND, request, {"started_at": to_iso(self._clock()),
-                                                             "environment": self._environment})
+            self._runs.save(drill_id, DRILL_KIND, request, run)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 logger.info("drill already started", extra={"drill_id": drill_id})
@@ -158,7 +158,7 @@ class DrillRunner:
             raise
         self._runs.claim(drill_id, requested_by)
         logger.info("drill started", extra={"drill_id": drill_id, "requested_by": requested_by, "reason": reason})
-        return self._run(drill_id, request, self._runs.load(drill_id, DRILL_KIND, None).plan, {}, remaining_ms)
+        return self._run(drill_id, request, run, {}, remaining_ms)
 
     def resume(self, drill_id: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         stored = self._runs.load(drill_id, DRILL_KIND, None)
