@@ -37,7 +37,7 @@ from botocore.config import Config
 from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.world import REGION, embedded_world
-from embedded.moto_gaps import requests_routed_without_rescanning_moto, versions_listed_without_copying_bodies
+from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
 from embedded.server import RequestCounter
 
@@ -207,7 +207,6 @@ def bench_snapshot(objects: int) -> dict[str, Any]:
     with ExitStack() as stack:
         counter = stack.enter_context(embedded_world()).counter
         stack.enter_context(versions_listed_without_copying_bodies())
-        stack.enter_context(requests_routed_without_rescanning_moto())
         s3 = boto3.session.Session(region_name=REGION).client("s3", config=Config(max_pool_connections=32))
         for bucket in (SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET, SEED_BACKUP_BUCKET):
             s3.create_bucket(Bucket=bucket)

@@ -89,7 +89,6 @@ from unittest import mock
 from types import SimpleNamespace
 from urllib.parse import quote, unquote
 
-import moto.backends
 import moto.s3.models
 from moto import settings as moto_settings
 from moto.awslambda.exceptions import LambdaClientError, PreconditionFailedException, UnknownLayerException
@@ -736,15 +735,4 @@ def versions_listed_without_copying_bodies() -> Iterator[None]:
     IsLatest flag, which nothing else in moto reads: here the listing marks the stored versions
     themselves, and returns exactly what it did."""
     with mock.patch.object(moto.s3.models, "copy", SimpleNamespace(copy=copy.copy, deepcopy=list)):
-        yield
-
-
-@contextmanager
-def requests_routed_without_rescanning_moto() -> Iterator[None]:
-    """A gap in moto's performance, filled for the benchmarks: to route each request to a service,
-    moto's server lists its own package directory and stats each of its entries (about 175) for every
-    request, under a lock: about 0.7 ms of the server's one core per request, whatever the request
-    (S3 has no such cost). Here the directory is read once; every request is routed as before."""
-    modules = tuple(moto.backends.list_of_moto_modules())
-    with mock.patch.object(moto.backends, "list_of_moto_modules", lambda: modules):
         yield
