@@ -112,12 +112,16 @@ class BackupStore:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
 
-    def list_backups(self, component: Component, subject: str) -> list[BackupListing]:
-        """Every backup of `subject`, oldest first, complete or not (a complete one has its manifest)."""
+    def backup_ids(self, component: Component, subject: str) -> list[str]:
+        """The ids of every backup of `subject`, oldest first, complete or not."""
         root = backup_prefix(component, subject, "x")[: -len("x/")]
         ids: list[str] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root, Delimiter="/"):
             ids += [entry["Prefix"][len(root):].rstrip("/") for entry in page.get("CommonPrefixes", [])]
-        manifest = MANIFEST_GZIP if component is Component.S3 else MANIFEST_JSON
+        return sorted(ids)
+
+    def list_backups(self, component: Component, subject: str) -> list[BackupListing]:
+        """Every backup of `subject`, oldest first, complete or not (a complete one has its manifest)."""
         return [BackupListing(component, subject, backup_id, backup_time(backup_id),
-                              self.exists(f"{root}{backup_id}/{manifest}")) for backup_id in sorted(ids)]
+                              self.exists(manifest_key(component, subject, backup_id)))
+                for backup_id in self.backup_ids(component, subject)]

@@ -365,17 +365,19 @@ class BucketSnapshotter:
         stats = _Stats(**last["stats"]) if last else _Stats()
         markers = last["next"] if last else {}
         listing_done = bool(last) and not last["truncated"]
-        if last is None:
-            base = _Base(_newest_complete_before(self._store, self._source, backup_id))
-        else:  # the base the checkpoints refer to; retention keeps it while this snapshot runs
-            base = _Base(read_manifest(self._store, self._source, last["base"]) if last["base"] else None)
-        contents = _StoredContent(self._store, base.content_keys(), self._stored)
         pages_here: dict[int, list[ManifestEntry]] = {}
         page = len(checkpoints)
-        ahead: _Ahead | None = None
-        logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id, "resumed_at_page": page,
-                                               "base": base.backup_id})
         with ThreadPoolExecutor(self._concurrency) as pool:
+            # The listing is the critical path of an incremental snapshot: its first page is requested while
+            # the base's manifest is read.
+            ahead = None if listing_done else _Ahead(markers, pool.submit(self._list, markers))
+            if last is None:
+                base = _Base(_newest_complete_before(self._store, self._source, backup_id))
+            else:  # the base the checkpoints refer to; retention keeps it while this snapshot runs
+                base = _Base(read_manifest(self._store, self._source, last["base"]) if last["base"] else None)
+            contents = _StoredContent(self._store, base.content_keys(), self._stored)
+            logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id,
+                                                   "resumed_at_page": page, "base": base.backup_id})
             while not listing_done:
                 if remaining_ms() < SAFETY_MARGIN_MS:
                     logger.info("snapshot paused", extra={"backup_id": backup_id, "pages": page})
@@ -627,11 +629,14 @@ def snapshot_in_progress_content(store: BackupStore, bucket: str, backup_id: str
 
 
 def _newest_complete_before(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest | None:
-    """The manifest the snapshot `backup_id` builds on; a corrupt one is passed over, costing only reuse."""
-    for listing in reversed(list_snapshots(store, bucket)):
-        if listing.backup_id < backup_id:
-            try:
-                return read_manifest(store, bucket, listing.backup_id)
-            except ManifestCorrupt:
-                logger.warning("passing over a corrupt manifest", extra={"backup_id": listing.backup_id})
+    """The manifest the snapshot `backup_id` builds on: the newest earlier one that reads back, tried newest
+    first (one GET, not a HEAD per retained snapshot). An incomplete or corrupt one is passed over,
+    costing only reuse."""
+    for earlier in reversed([other for other in store.backup_ids(Component.S3, bucket) if other < backup_id]):
+        try:
+            return read_manifest(store, bucket, earlier)
+        except SnapshotNotFound:
+            continue  # never finished: no manifest
+        except ManifestCorrupt:
+            logger.warning("passing over a corrupt manifest", extra={"backup_id": earlier})
     return None

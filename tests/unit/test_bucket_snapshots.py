@@ -122,7 +122,7 @@ def test_second_snapshot_copies_exactly_the_changed_objects_and_an_unchanged_buc
     third = run_to_end(snapshotter(), snapshot_clock)
     assert third.stats["objects_copied"] == 0 and third.stats["objects_reused"] == 2000
     assert calls.count()["CopyObject"] == 0 and third.stats["metadata_reads"] == 0
-    assert calls.count()["HeadObject"] == 2  # only list_backups' checks for the two earlier manifests
+    assert calls.count()["HeadObject"] == 0  # the base is the newest earlier manifest, read back: no HEADs
     assert [listing.backup_id for listing in list_snapshots(store, DATA)] == [first.backup_id, second.backup_id,
                                                                                third.backup_id]
 
@@ -410,6 +410,25 @@ def test_a_snapshot_checkpoints_and_stops_when_time_runs_low_then_continues(s3, 
     calls.calls.clear()
     again = snapshotter(page_size=100).snapshot(paused.backup_id, lambda: PLENTY_MS)
     assert again.finished and again.stats == done.stats and calls.mutating() == []
+
+
+def test_a_snapshot_builds_on_the_newest_complete_one_passing_over_an_unfinished_one(s3, store, snapshotter,
+                                                                                     snapshot_clock):
+    # Given a complete snapshot, then a newer one that stopped after its first page
+    for n in range(250):
+        put(s3, f"k/{n:04d}", f"body {n}".encode())
+    complete = run_to_end(snapshotter(page_size=100), snapshot_clock)
+    snapshot_clock.advance(3600)
+    budget = iter([PLENTY_MS, SAFETY_MARGIN_MS - 1])
+    unfinished = snapshotter(page_size=100).snapshot(None, lambda: next(budget))
+    assert not unfinished.finished
+    # When a new snapshot starts
+    latest = run_to_end(snapshotter(page_size=100), snapshot_clock)
+    # Then it builds on the complete one: everything reused, nothing copied
+    first_page = json.loads(gzip.decompress(stored_body(s3, backup_prefix(Component.S3, DATA, latest.backup_id)
+                                                        + "progress/000001.json")))
+    assert first_page["base"] == complete.backup_id
+    assert latest.stats["objects_copied"] == 0 and latest.stats["objects_reused"] == 250
 
 
 def test_an_incremental_snapshot_checkpoints_carried_entries_by_reference_and_resumes_from_them(
