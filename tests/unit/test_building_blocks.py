@@ -3,11 +3,12 @@ the regression check."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from drcore.alerts import Alert
+from drcore.backup_store import backup_time, new_backup_id
 from drcore.config import ControllerSettings
 from drcore.errors import ConcurrentUpdate, SettingsError
 from drcore.function_metrics import HEALTH_PROBE_METRIC
@@ -118,3 +119,11 @@ def test_outcome_metrics_count_the_event_and_each_change():
     assert outcome_metrics({"status": "ticked", "outcomes": [{"action": "probed"}, {"action": "promoted"}]}) == [
         "Ticks", "Promotions"]
     assert outcome_metrics({"status": "ignored", "reason": "x"}) == ["IgnoredEvents"]
+
+
+def test_backup_ids_sort_in_time_order_within_a_second():
+    moment = datetime(2026, 11, 26, 9, 30, 0, 5000, tzinfo=timezone.utc)
+    ids = [new_backup_id(moment + timedelta(milliseconds=ms)) for ms in (0, 1, 17, 500, 994)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(backup_time(backup_id) == moment.replace(microsecond=0) for backup_id in ids)
+    assert new_backup_id(moment) < new_backup_id(moment + timedelta(seconds=1))
