@@ -156,7 +156,8 @@ class DrillRunner:
                 return {"status": "already_started", "drill_id": drill_id,
                         "note": f"resume it with {{\"resume\": \"{drill_id}\"}} if it stopped"}
             raise
-        self._runs.claim(drill_id, requested_by)
+        if not self._runs.claim(drill_id, requested_by):  # a resumption got there first: it runs the drill
+            return {"status": "already_started", "drill_id": drill_id}
         logger.info("drill started", extra={"drill_id": drill_id, "requested_by": requested_by, "reason": reason})
         return self._run(drill_id, request, run, {}, remaining_ms)
 
