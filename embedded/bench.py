@@ -175,14 +175,15 @@ def _write_objects(s3: Any, keys: list[str], rng: random.Random) -> int:
 # continued until finished as the backup function's invocations would continue it.
 SNAPSHOT_PROCESS = """
 import json, sys
-import boto3
-from botocore.config import Config
 from drcore.backup_store import BackupStore
 from drcore.bucket_snapshots import BucketSnapshotter
+from drcore.config import BackupSettings
+from drcore.wiring import s3_client
 
 data_bucket, backup_bucket = sys.argv[1:]
-s3 = boto3.session.Session().client("s3", config=Config(max_pool_connections=32))
-snapshotter = BucketSnapshotter(s3, BackupStore(s3, backup_bucket), data_bucket)
+concurrency = BackupSettings.model_fields["copy_concurrency"].default
+s3 = s3_client(concurrency)  # the backup function's own client
+snapshotter = BucketSnapshotter(s3, BackupStore(s3, backup_bucket), data_bucket, concurrency=concurrency)
 progress = snapshotter.snapshot(None, lambda: 15 * 60 * 1000)
 while not progress.finished:
     progress = snapshotter.snapshot(progress.backup_id, lambda: 15 * 60 * 1000)

@@ -36,6 +36,7 @@ import boto3
 from botocore.config import Config
 
 from drcore.backup_store import BackupStore
+from drcore.wiring import s3_client
 from drcore.bucket_restore import BucketRestorer
 from drcore.bucket_snapshots import BucketSnapshotter
 
@@ -59,7 +60,7 @@ RESTORE_PROCESS = ("import json, sys; from embedded.bench_restore import restore
 
 def restore_until_finished(data_bucket: str, backup_bucket: str, snapshot_id: str) -> dict[str, Any]:
     """Plan a restore of `data_bucket` from `snapshot_id`, apply it until finished, return its figures."""
-    s3 = boto3.session.Session().client("s3", config=Config(max_pool_connections=2 * CONCURRENCY))
+    s3 = s3_client(CONCURRENCY)  # the recovery function's own client
     store = BackupStore(s3, backup_bucket)
     restorer = BucketRestorer(s3, store, concurrency=CONCURRENCY,
                               snapshots_of=lambda bucket: BucketSnapshotter(s3, store, bucket, concurrency=CONCURRENCY))

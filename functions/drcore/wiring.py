@@ -7,13 +7,16 @@ embedded drill points the same code at a local moto server.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.utils import parse_timestamp
 
 from drcore.alarms import AlarmBoard
 from drcore.alerts import AlertPublisher
@@ -95,7 +98,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = _client_factory()
     controller, _, alarm_board = _controller(settings, client)
-    s3 = _s3_client(backup.copy_concurrency)
+    s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
     state = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")
@@ -121,9 +124,23 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
 
 
-def _s3_client(concurrency: int) -> Any:
-    # A connection per concurrent copy, or copies would queue for the pool.
-    return boto3.session.Session().client("s3", config=AWS_CLIENT_CONFIG.merge(
+def _iso_timestamp(value: Any) -> datetime:
+    """botocore's default timestamp parser goes through dateutil: about 37 µs a timestamp, a third of the
+    time a listing page of 1,000 versions takes to parse, on a snapshot's critical path. S3's ISO 8601
+    timestamps parse with the standard library in well under a microsecond; anything else goes to
+    botocore's own parser."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_timestamp(value)
+
+
+def s3_client(concurrency: int) -> Any:
+    """The S3 client of snapshots and restores: a connection per concurrent copy (or copies would queue for
+    the pool), and listings parsed without dateutil."""
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_iso_timestamp)
+    return boto3.session.Session(botocore_session=session).client("s3", config=AWS_CLIENT_CONFIG.merge(
         Config(max_pool_connections=concurrency + 4)))
 
 
@@ -143,7 +160,7 @@ def _figures(result: dict[str, Any]) -> dict[str, Any]:
 def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: str | None = None) -> BackupRunner:
     """The backup function's runner; `function_name` is the backup function's own, for continuations."""
     client = _client_factory()
-    s3 = _s3_client(settings.copy_concurrency)
+    s3 = s3_client(settings.copy_concurrency)
     store = BackupStore(s3, settings.backup_bucket)
     lambda_client = client("lambda")
     invoke_self = _self_invoker(lambda_client, function_name)
@@ -170,7 +187,7 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
                  function_name: str, endpoint_url: str | None = None) -> DrillRunner:
     """The drill function's runner; `function_name` is its own, to continue a drill in a new invocation."""
     client = _client_factory()
-    s3 = _s3_client(backup.copy_concurrency)
+    s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
     state = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")

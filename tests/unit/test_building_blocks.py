@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from drcore.alerts import Alert
 from drcore.backup_store import backup_time, new_backup_id
@@ -14,6 +16,7 @@ from drcore.errors import ConcurrentUpdate, SettingsError
 from drcore.function_metrics import HEALTH_PROBE_METRIC
 from drcore.models import Cause, ControllerState
 from drcore.watcher import outcome_metrics
+from drcore.wiring import s3_client
 from tests.support import put_alias_metrics
 
 OPERATOR = Cause(kind="manual", summary="operator request", requested_by="alice", reason="test")
@@ -127,3 +130,17 @@ def test_backup_ids_sort_in_time_order_within_a_second():
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(backup_time(backup_id) == moment.replace(microsecond=0) for backup_id in ids)
     assert new_backup_id(moment) < new_backup_id(moment + timedelta(seconds=1))
+
+
+def test_the_snapshot_client_parses_timestamps_as_botocore_does():
+    # Given an object in a versioned bucket
+    with mock_aws():
+        plain = boto3.client("s3", region_name="us-east-1")
+        plain.create_bucket(Bucket="data")
+        plain.put_bucket_versioning(Bucket="data", VersioningConfiguration={"Status": "Enabled"})
+        plain.put_object(Bucket="data", Key="a.csv", Body=b"x")
+        # When it is listed with the snapshots' client (standard-library ISO 8601 parsing) and with botocore's
+        fast = s3_client(4).list_object_versions(Bucket="data")["Versions"][0]["LastModified"]
+        slow = plain.list_object_versions(Bucket="data")["Versions"][0]["LastModified"]
+    # Then both give the same moment, in UTC
+    assert fast == slow and fast.utcoffset() == timedelta(0)
