@@ -16,7 +16,6 @@ protected function, bucket or stack; its role says so. It may:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -46,6 +45,12 @@ from stacks.constructs.recovery import (
     TARGET_OBJECT_READS,
     TARGET_OBJECT_WRITES,
     recovery_environment,
+)
+from stacks.constructs.restore_grants import (
+    continue_in_new_invocations,
+    grant_layers_and_roles,
+    layer_and_role_suppressions,
+    let_operators_invoke,
 )
 from stacks.constructs.state_table import STATE_ACCESS
 from stacks.constructs.watchers import regional_arn
@@ -130,8 +135,8 @@ class Drills(Construct):
             timeout=DRILL_TIMEOUT,
         )
         self._grant(state_table, alerting, alarms, backup_bucket)
-        self._continue_in_new_invocations()
-        self._let_operators_invoke()
+        continue_in_new_invocations(self, "ContinueDrills", self.function)
+        let_operators_invoke(self.function, settings)
         self._schedule(functions)
         self._explain_wildcards(backup_bucket)
 
@@ -159,15 +164,7 @@ class Drills(Construct):
         self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
         scratch_function = regional_arn(self, "lambda", "function", scratch_function_name(settings))
         self._add("RestoreScratchFunction", (*NEW_FUNCTION_ACTIONS, *FUNCTION_RECOVERY_ACTIONS), [scratch_function])
-        self._add("RepublishLayers", ["lambda:PublishLayerVersion"], [regional_arn(self, "lambda", "layer", "*")])
-        self._add("ReadLayers", ["lambda:GetLayerVersion"], [f"arn:{Stack.of(self).partition}:lambda:*:*:layer:*:*"])
-        if settings.recovery.function_role_arns:
-            self._add(
-                "PassRoleToScratchFunction",
-                ["iam:PassRole"],
-                list(settings.recovery.function_role_arns),
-                StringEquals={"iam:PassedToService": "lambda.amazonaws.com"},
-            )
+        grant_layers_and_roles(self.function, settings, "PassRoleToScratchFunction")
         # ValidateTemplate supports no resource-level permissions; it reads the template it is given.
         self._add("ValidateStackTemplates", ["cloudformation:ValidateTemplate"], ["*"])
         self._add(
@@ -183,29 +180,6 @@ class Drills(Construct):
         )
         state_table.grant(self.function, *STATE_ACCESS)
         alerting.alert_topic.grant_publish(self.function)
-
-    def _continue_in_new_invocations(self) -> None:
-        # On a policy of its own: on the role's default policy, the function's ARN would make the function
-        # (which waits for that policy) and the policy depend on each other.
-        iam.Policy(
-            self,
-            "ContinueDrills",
-            roles=[self.function.role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="ContinueInNewInvocation",
-                    actions=["lambda:InvokeFunction"],
-                    resources=[self.function.function_arn],
-                )
-            ],
-        )
-
-    def _let_operators_invoke(self) -> None:
-        for principal in self._settings.operator_principals:
-            digest = hashlib.sha256(principal.encode()).hexdigest()[:12]
-            self.function.add_permission(
-                f"OperatorInvokes{digest}", principal=iam.ArnPrincipal(principal), action="lambda:InvokeFunction"
-            )
 
     # Trigger
 
@@ -265,29 +239,8 @@ class Drills(Construct):
                 "of content, snapshots, restores and drills, never deletes), and Object Lock protects every object.",
                 applies_to=[RegexAppliesTo(regex=rf"/^Resource::<{backup_bucket_id}\.Arn>\/({prefixes})\/\*$/")],
             ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                reason="The scratch function's layers are republished under their backed-up names, known only at "
-                "drill time; publishing is held to this account and region.",
-                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:layer:\*$/")],
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                reason="lambda:GetLayerVersion (read-only) for the layers the backed-up function uses, which may be "
-                "published by any account in any region.",
-                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:\*:\*:layer:\*:\*$/")],
-            ),
         ]
-        role_patterns = [arn for arn in settings.recovery.function_role_arns if re.search(r"[*?]", arn)]
-        if role_patterns:
-            suppressions.append(
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="iam:PassRole on the execution-role patterns cdk.json names in "
-                    "recovery.function_role_arns, and only to lambda.amazonaws.com (iam:PassedToService).",
-                    applies_to=[f"Resource::{arn}" for arn in role_patterns],
-                )
-            )
+        suppressions += layer_and_role_suppressions(settings)
         NagSuppressions.add_resource_suppressions(self.function.role, suppressions, apply_to_children=True)
 
 

@@ -20,7 +20,6 @@ Its role holds exactly what the recovery actions need:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -39,6 +38,12 @@ from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import BACKUP_KEY_USE, backup_environment, backup_key_prefixes, rpo_window_minutes
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.restore_grants import (
+    continue_in_new_invocations,
+    grant_layers_and_roles,
+    layer_and_role_suppressions,
+    let_operators_invoke,
+)
 from stacks.constructs.watchers import (
     controller_environment,
     every_version_of,
@@ -192,8 +197,9 @@ class Recovery(Construct):
         self._grant_bucket_restores(backup_bucket)
         self._grant_function_recovery()
         self._grant_stack_recovery()
-        self._continue_in_new_invocations()
-        self._let_operators_invoke()
+        # A long restore invokes this very function.
+        continue_in_new_invocations(self, "ContinueRestores", self.function)
+        let_operators_invoke(self.function, settings)
         self._explain_wildcards(backup_bucket)
 
     # Permissions
@@ -232,17 +238,7 @@ class Recovery(Construct):
         # Unqualified: a recovery leaves the aliases' and versions' own settings alone, and publishes a version.
         self._add("RecoverProtectedFunction", FUNCTION_RECOVERY_ACTIONS, [function])
         self._add("RestoreBesideProtectedFunction", (*NEW_FUNCTION_ACTIONS, *FUNCTION_RECOVERY_ACTIONS), [beside])
-        self._add("RepublishLayers", ["lambda:PublishLayerVersion"], [regional_arn(self, "lambda", "layer", "*")])
-        # A function's layers may belong to any account and region (AWS's own, vendors').
-        self._add("ReadLayers", ["lambda:GetLayerVersion"], [f"arn:{Stack.of(self).partition}:lambda:*:*:layer:*:*"])
-        roles = settings.recovery.function_role_arns
-        if roles:
-            self._add(
-                "PassRoleToRecoveredFunctions",
-                ["iam:PassRole"],
-                list(roles),
-                StringEquals={"iam:PassedToService": "lambda.amazonaws.com"},
-            )
+        grant_layers_and_roles(self.function, settings, "PassRoleToRecoveredFunctions")
 
     def _grant_stack_recovery(self) -> None:
         settings = self._settings
@@ -263,33 +259,6 @@ class Recovery(Construct):
                 ["iam:PassRole"],
                 [settings.recovery.stack_role_arn],
                 StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"},
-            )
-
-    def _continue_in_new_invocations(self) -> None:
-        # A long restore invokes this very function. On the role's default policy, its ARN would make the
-        # function (which waits for that policy) and the policy depend on each other; a policy of its own is
-        # created after the function.
-        iam.Policy(
-            self,
-            "ContinueRestores",
-            roles=[self.function.role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="ContinueInNewInvocation",
-                    actions=["lambda:InvokeFunction"],
-                    resources=[self.function.function_arn],
-                )
-            ],
-        )
-
-    def _let_operators_invoke(self) -> None:
-        for principal in self._settings.operator_principals:
-            # Named after the principal, so reordering cdk.json's list replaces no permission.
-            digest = hashlib.sha256(principal.encode()).hexdigest()[:12]
-            self.function.add_permission(
-                f"OperatorInvokes{digest}",
-                principal=iam.ArnPrincipal(principal),
-                action="lambda:InvokeFunction",
             )
 
     def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
@@ -345,18 +314,6 @@ class Recovery(Construct):
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="A recovered function's layers are republished under their backed-up names, known only at "
-                "recovery time; publishing is held to this account and region.",
-                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:layer:\*$/")],
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                reason="lambda:GetLayerVersion (read-only) for the layers a backed-up function uses, which may be "
-                "published by any account in any region; no tighter ARN can name them ahead of time.",
-                applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:\*:\*:layer:\*:\*$/")],
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
                 reason="Change sets on the pipeline stack and its '-recovery' copy only; the stack id that "
                 "follows the name in a stack ARN is assigned by CloudFormation at creation.",
                 applies_to=[
@@ -367,16 +324,7 @@ class Recovery(Construct):
                 ],
             ),
         ]
-        role_patterns = [arn for arn in settings.recovery.function_role_arns if re.search(r"[*?]", arn)]
-        if role_patterns:
-            suppressions.append(
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="iam:PassRole on the execution-role patterns cdk.json names in "
-                    "recovery.function_role_arns, and only to lambda.amazonaws.com (iam:PassedToService).",
-                    applies_to=[f"Resource::{arn}" for arn in role_patterns],
-                )
-            )
+        suppressions += layer_and_role_suppressions(settings)
         NagSuppressions.add_resource_suppressions(self.function.role, suppressions, apply_to_children=True)
 
 

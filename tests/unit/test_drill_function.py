@@ -11,7 +11,7 @@ import pytest
 
 import backup.handler as backup
 import drill.handler as drill
-from drcore.backup_store import BackupStore, Component
+from drcore.backup_store import BackupStore
 from drcore.bucket_snapshots import BucketSnapshotter, read_manifest
 from drcore.drill import STEPS
 from drcore.state_store import ControllerStateStore
