@@ -117,8 +117,7 @@ class DrillRunner:
                  environment: str, rto_seconds: dict[str, int], catalog: BackupCatalog, alarm_board: AlarmBoard,
                  watched_alarms: tuple[str, ...], state: ControllerStateStore, function_restorer: FunctionRestorer,
                  bucket_restorer: BucketRestorer, stack_recovery: StackRecovery, s3_client: Any, lambda_client: Any,
-                 runs: PlanBook,
-                 recorder: DrillRecorder, continue_later: Callable[[dict[str, Any]], None],
+                 runs: PlanBook, recorder: DrillRecorder, continue_later: Callable[[dict[str, Any]], None],
                  clock: Clock = utc_now) -> None:
         if scratch_function == function_name or scratch_bucket == data_bucket:
             raise ValueError("a drill's scratch function and bucket must not be the protected ones")
@@ -170,9 +169,7 @@ class DrillRunner:
     def _run(self, drill_id: str, request: dict[str, Any], run: dict[str, Any], progress: dict[str, Any],
              remaining_ms: Callable[[], int]) -> dict[str, Any]:
         steps = [DrillStep(**step) for step in progress.get("steps", [])]
-        for name in STEPS:
-            if any(step.name == name for step in steps) or "report" in progress:
-                continue
+        for name in STEPS[len(steps):]:  # steps run, and are recorded, in order
             if remaining_ms() < STEP_MARGIN_MS:
                 return self._later(drill_id, progress, f"{name} starts in a new invocation")
             if name == "restore_s3":
@@ -189,13 +186,10 @@ class DrillRunner:
             logger.info("drill step finished", extra={"drill_id": drill_id, "step": name, "ok": step.ok,
                                                       "seconds": step.seconds, "objective": step.objective_seconds})
         if "report" not in progress:  # fixed before recording, so a retried invocation records the same report
-            report = DrillReport(environment=run["environment"], started_at=run["started_at"],
-                                 finished_at=to_iso(self._clock()), steps=steps)
-            progress["report"] = report.to_dict()
+            progress["report"] = DrillReport(environment=run["environment"], started_at=run["started_at"],
+                                             finished_at=to_iso(self._clock()), steps=steps).to_dict()
             self._runs.record(drill_id, progress=progress)
-        document = progress["report"]
-        report = DrillReport(environment=document["environment"], started_at=document["started_at"],
-                             finished_at=document["finished_at"], steps=[DrillStep(**step) for step in document["steps"]])
+        report = DrillReport.from_dict(progress["report"])
         key = self._recorder.record(drill_id, report, request["requested_by"])
         result = {**report.to_dict(), "report_key": key}
         self._runs.record(drill_id, progress=progress, result=result)

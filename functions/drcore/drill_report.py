@@ -38,6 +38,12 @@ class DrillReport:
         return {"environment": self.environment, "started_at": self.started_at, "finished_at": self.finished_at,
                 "ok": self.ok, "steps": [asdict(step) for step in self.steps]}
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> DrillReport:
+        """A report from `to_dict` (its `ok` is derived again, not read)."""
+        return cls(environment=document["environment"], started_at=document["started_at"],
+                   finished_at=document["finished_at"], steps=[DrillStep(**step) for step in document["steps"]])
+
     def summary(self) -> dict[str, Any]:
         """What the journal and `status` keep of a drill: its result and each step's."""
         return {"environment": self.environment, "started_at": self.started_at, "finished_at": self.finished_at,
