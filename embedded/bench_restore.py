@@ -36,9 +36,8 @@ import boto3
 from botocore.config import Config
 
 from drcore.backup_store import BackupStore
-from drcore.wiring import s3_client
-from drcore.bucket_restore import BucketRestorer
 from drcore.bucket_snapshots import BucketSnapshotter
+from drcore.wiring import bucket_restorer, s3_client
 
 from embedded.world import REGION, embedded_world
 from embedded.moto_gaps import versions_listed_without_copying_bodies
@@ -62,8 +61,7 @@ def restore_until_finished(data_bucket: str, backup_bucket: str, snapshot_id: st
     """Plan a restore of `data_bucket` from `snapshot_id`, apply it until finished, return its figures."""
     s3 = s3_client(CONCURRENCY)  # the recovery function's own client
     store = BackupStore(s3, backup_bucket)
-    restorer = BucketRestorer(s3, store, concurrency=CONCURRENCY,
-                              snapshots_of=lambda bucket: BucketSnapshotter(s3, store, bucket, concurrency=CONCURRENCY))
+    restorer = bucket_restorer(s3, store, CONCURRENCY)  # as the recovery function builds it
     plan = restorer.plan(source_bucket=data_bucket, snapshot_id=snapshot_id)
     progress = restorer.apply(plan, lambda: INVOCATION_MS)
     invocations = 1

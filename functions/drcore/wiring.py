@@ -66,6 +66,10 @@ def _client_factory() -> Any:
     return lambda service: session.client(service, config=AWS_CLIENT_CONFIG)
 
 
+def _alerts(settings: ControllerSettings, client: Any) -> AlertPublisher:
+    return AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn)
+
+
 def _controller(settings: ControllerSettings, client: Any) -> tuple[AliasController, AliasGateway, AlarmBoard]:
     lambda_client, cloudwatch = client("lambda"), client("cloudwatch")
     aliases = AliasGateway(lambda_client, settings.protected_function)
@@ -75,7 +79,7 @@ def _controller(settings: ControllerSettings, client: Any) -> tuple[AliasControl
         store=ControllerStateStore(client("dynamodb"), settings.state_table),
         aliases=aliases,
         alarm_board=alarm_board,
-        alerts=AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn),
+        alerts=_alerts(settings, client),
         function_metrics=FunctionMetrics(cloudwatch, settings.protected_function, settings.live_alias),
     )
     return controller, aliases, alarm_board
@@ -112,8 +116,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
 
     flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
                        _self_invoker(lambda_client, function_name))
-    restorer = BucketRestorer(s3, store, concurrency=backup.copy_concurrency, snapshots_of=lambda bucket: BucketSnapshotter(
-        s3, store, bucket, concurrency=backup.copy_concurrency))
+    restorer = bucket_restorer(s3, store, backup.copy_concurrency)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets)
     function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
@@ -133,6 +136,12 @@ def _iso_timestamp(value: Any) -> datetime:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return parse_timestamp(value)
+
+
+def bucket_restorer(s3: Any, store: BackupStore, concurrency: int) -> BucketRestorer:
+    """Restores of buckets, each taking its safety snapshot with a snapshotter of the target."""
+    return BucketRestorer(s3, store, concurrency=concurrency,
+                          snapshots_of=lambda bucket: BucketSnapshotter(s3, store, bucket, concurrency=concurrency))
 
 
 def s3_client(concurrency: int) -> Any:
@@ -192,16 +201,14 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
     state = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")
     recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"), settings.metrics_namespace,
-                             AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn))
+                             _alerts(settings, client))
     return DrillRunner(
         function_name=settings.protected_function, data_bucket=backup.data_bucket,
         scratch_bucket=drill.scratch_bucket, scratch_function=drill.scratch_function, environment=drill.environment,
         rto_seconds=dict(drill.rto_seconds), catalog=BackupCatalog(store, backup, recovery),
         alarm_board=AlarmBoard(client("cloudwatch")), watched_alarms=settings.watched_alarms, state=state,
         function_restorer=FunctionRestorer(lambda_client, store, settings.protected_function),
-        bucket_restorer=BucketRestorer(s3, store, concurrency=backup.copy_concurrency,
-                                       snapshots_of=lambda bucket: BucketSnapshotter(
-                                           s3, store, bucket, concurrency=backup.copy_concurrency)),
+        bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency),
         stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack), s3_client=s3,
         lambda_client=lambda_client, runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
         continue_later=_self_invoker(lambda_client, function_name))
