@@ -23,7 +23,7 @@ def build_app(context_overrides: Mapping[str, Any] | None = None) -> cdk.App:
     overriding the one before; a dict value is merged key by key, so an override may change one setting.
     Raises `stacks.settings.InvalidSettings` naming every bad key.
     """
-    # The stacks import the functions' `drcore.config.EnvVar`, the one definition of the variable names.
+    # The stacks import the functions' `drcore.core.config.EnvVar`, the one definition of the variable names.
     if str(FUNCTIONS_DIR) not in sys.path:
         sys.path.insert(0, str(FUNCTIONS_DIR))
     from cdk_nag import AwsSolutionsChecks

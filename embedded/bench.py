@@ -175,10 +175,10 @@ def _write_objects(s3: Any, keys: list[str], rng: random.Random) -> int:
 # continued until finished as the backup function's invocations would continue it.
 SNAPSHOT_PROCESS = """
 import json, sys
-from drcore.backup_store import BackupStore
-from drcore.bucket_snapshots import BucketSnapshotter
-from drcore.config import BackupSettings
-from drcore.wiring import s3_client
+from drcore.state.backup_store import BackupStore
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.core.config import BackupSettings
+from drcore.aws.clients import s3_client
 
 data_bucket, backup_bucket = sys.argv[1:]
 concurrency = BackupSettings.model_fields["copy_concurrency"].default

@@ -35,9 +35,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from drcore.backup_store import BackupStore
-from drcore.bucket_snapshots import BucketSnapshotter
-from drcore.wiring import bucket_restorer, s3_client
+from drcore.state.backup_store import BackupStore
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.aws.clients import s3_client
+from drcore.wiring.restores import bucket_restorer
 
 from embedded.world import REGION, embedded_world
 from embedded.moto_gaps import versions_listed_without_copying_bodies

@@ -16,7 +16,7 @@ and feeds the watcher handlers events of the exact shapes AWS sends:
    (simulated clock: time-machine moves the process's clock), and the health tick must promote it.
 4. drill_function: the drill function's real handler, as its weekly schedule invokes it in AWS, restores
    the newest backups into its scratch function and bucket, validates the stack backup, and reports
-   (drcore.drill); every one of its steps must pass.
+   (drcore.drill.runner); every one of its steps must pass.
 
 Writes reports/drill-report.json and reports/drill-report.md; exits non-zero if a step fails.
 """
@@ -35,9 +35,9 @@ from typing import Any, Callable
 import boto3
 import time_machine
 
-from drcore.drill_report import DrillReport, DrillStep
-from drcore.models import Cause, to_iso
-from drcore.state_store import ControllerStateStore
+from drcore.drill.report import DrillReport, DrillStep
+from drcore.core.models import Cause, to_iso
+from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check

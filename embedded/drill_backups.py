@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from drcore.backup_store import BackupStore, Component
-from drcore.bucket_snapshots import read_manifest
+from drcore.state.backup_store import BackupStore, Component
+from drcore.backup.bucket_snapshots import read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem
 from stacks.settings import CONTEXT_KEY, Settings

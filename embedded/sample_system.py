@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from drcore.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, DrillEnvVar, EnvVar, alarm_name
+from drcore.core.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, DrillEnvVar, EnvVar, alarm_name
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"

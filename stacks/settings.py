@@ -40,7 +40,7 @@ MAX_DURATION_MS = 900_000
 MAX_WATCHED_RPO_MINUTES = 24 * 60
 # S3 Object Lock accepts a default retention of up to 100 years.
 MAX_OBJECT_LOCK_DAYS = 36_500
-# A restore plan can be confirmed for at most a week (drcore.config.RecoverySettings).
+# A restore plan can be confirmed for at most a week (drcore.core.config.RecoverySettings).
 MAX_PLAN_TTL_MINUTES = 7 * 24 * 60
 # A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery"; stack names have at most
 # 128 characters.

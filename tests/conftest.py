@@ -8,14 +8,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from drcore.alarms import AlarmBoard
-from drcore.alerts import AlertPublisher
-from drcore.config import ControllerSettings
-from drcore.controller import AliasController
-from drcore.function_metrics import FunctionMetrics, HealthProbe
-from drcore.lambda_aliases import AliasGateway
-from drcore.state_store import ControllerStateStore
-from drcore.wiring import watcher_services
+from drcore.aws.alarms import AlarmBoard
+from drcore.aws.alerts import AlertPublisher
+from drcore.core.config import ControllerSettings
+from drcore.rollback.controller import AliasController
+from drcore.aws.metrics import FunctionMetrics, HealthProbe
+from drcore.aws.aliases import AliasGateway
+from drcore.state.store import ControllerStateStore
+from drcore.wiring.watchers import watcher_services
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
 from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock

@@ -11,10 +11,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.backup_requests import parse_backup_request
-from drcore.config import BackupSettings
-from drcore.errors import InvalidRequest
-from drcore.wiring import backup_runner
+from drcore.backup.requests import parse_backup_request
+from drcore.core.config import BackupSettings
+from drcore.core.errors import InvalidRequest
+from drcore.wiring.backup import backup_runner
 
 logger = Logger()
 

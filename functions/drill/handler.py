@@ -2,7 +2,7 @@
 
 Restores the newest backups into scratch resources (the `<function>-drill` function, the drill's scratch
 bucket), validates the stack backup, times each step against its RTO, and writes the report to the backup
-bucket, the journal and the DrillPassed metric (drcore.drill). `{"resume": "<drill id>"}` continues a drill.
+bucket, the journal and the DrillPassed metric (drcore.drill.runner). `{"resume": "<drill id>"}` continues a drill.
 """
 
 import os
@@ -11,11 +11,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
-from drcore.drill_requests import ResumeDrill, parse_drill_request
-from drcore.errors import DrError
-from drcore.models import utc_now
-from drcore.wiring import drill_runner
+from drcore.core.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
+from drcore.drill.requests import ResumeDrill, parse_drill_request
+from drcore.core.errors import DrError
+from drcore.core.models import utc_now
+from drcore.wiring.drill import drill_runner
 
 logger = Logger()
 

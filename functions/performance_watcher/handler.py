@@ -11,9 +11,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.config import ControllerSettings
-from drcore.watcher import publish_watcher_metrics, run_watcher
-from drcore.wiring import watcher_services
+from drcore.core.config import ControllerSettings
+from drcore.rollback.watcher import publish_watcher_metrics, run_watcher
+from drcore.wiring.watchers import watcher_services
 
 logger = Logger()
 metrics = Metrics()

@@ -10,10 +10,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.config import BackupSettings, ControllerSettings, RecoverySettings
-from drcore.errors import DrError
-from drcore.manual_actions import parse_manual_action
-from drcore.wiring import recovery_service
+from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.core.errors import DrError
+from drcore.restore.manual_actions import parse_manual_action
+from drcore.wiring.recovery import recovery_service
 
 logger = Logger()
 

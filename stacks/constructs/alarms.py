@@ -11,8 +11,8 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 # What health_watcher's tick publishes after invoking LIVE with the seed's health-check payload: 1 when the
 # probe failed, 0 when it passed.
-from drcore.config import alarm_name
-from drcore.function_metrics import HEALTH_PROBE_METRIC
+from drcore.core.config import alarm_name
+from drcore.aws.metrics import HEALTH_PROBE_METRIC
 
 from stacks.settings import AlarmWindow, CountAlarm, DurationAlarm, Settings
 

@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from drcore.backup_store import Component, backup_prefix
+from drcore.state.backup_store import Component, backup_prefix
 
 from stacks.settings import Settings
 

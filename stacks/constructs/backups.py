@@ -24,8 +24,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.backup_store import Component, backup_prefix, content_key
-from drcore.config import BackupEnvVar, EnvVar
+from drcore.state.backup_store import Component, backup_prefix, content_key
+from drcore.core.config import BackupEnvVar, EnvVar
 
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
@@ -157,7 +157,7 @@ def rpo_alarm_name(function_name: str, component: Component) -> str:
 
 
 def backup_key_prefixes() -> list[str]:
-    """The top-level prefixes of the backup store's layout (drcore.backup_store): content/, snapshots/,
+    """The top-level prefixes of the backup store's layout (drcore.state.backup_store): content/, snapshots/,
     backups/. The function reads and writes nothing else in the backup bucket."""
     keys = [content_key("algorithm", "digest"), *(backup_prefix(c, "subject", "id") for c in Component)]
     return sorted({key.split("/", 1)[0] + "/" for key in keys})
@@ -482,7 +482,7 @@ def backup_completed_at_metric(settings: Settings, component: Component, period:
 def backup_environment(
     settings: Settings, state_table: dynamodb.ITable, backup_bucket: BackupBucket
 ) -> dict[str, str]:
-    """What `drcore.config.BackupSettings.from_environ` reads, under the names drcore.config defines, plus
+    """What `drcore.core.config.BackupSettings.from_environ` reads, under the names drcore.core.config defines, plus
     the state table for the journal."""
     backup = settings.backup
     retention = backup.retention
@@ -507,5 +507,5 @@ def backup_environment(
     # A variable the functions' side adds must be given a value here, not silently left to its default.
     unset = sorted(name.value for name in BackupEnvVar if name.value not in variables)
     if unset:
-        raise ValueError(f"drcore.config.BackupEnvVar defines {', '.join(unset)}, which the stack does not set")
+        raise ValueError(f"drcore.core.config.BackupEnvVar defines {', '.join(unset)}, which the stack does not set")
     return variables

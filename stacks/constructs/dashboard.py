@@ -18,7 +18,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-from drcore.backup_store import Component
+from drcore.state.backup_store import Component
 
 from stacks.constructs.backups import (
     BACKUP_COMPLETED_AT_METRIC,

@@ -1,6 +1,6 @@
 """DR drills in AWS: the drill function, its scratch bucket, its schedule, and what it may do.
 
-The drill function (drcore.drill) restores the newest backups into scratch resources and never touches the
+The drill function (drcore.drill.runner) restores the newest backups into scratch resources and never touches the
 protected function, bucket or stack; its role says so. It may:
 - read every backup, and write into the backup bucket only its restore's safety snapshot and records and
   its reports (`drills/`), never deleting;
@@ -27,8 +27,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.config import DrillEnvVar
-from drcore.drill import REPORTS_PREFIX
+from drcore.core.config import DrillEnvVar
+from drcore.drill.runner import REPORTS_PREFIX
 
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
@@ -262,5 +262,5 @@ def drill_environment(
     own_variables = {str(name.value): value for name, value in own.items()}
     unset = sorted(name.value for name in DrillEnvVar if name.value not in own_variables)
     if unset:
-        raise ValueError(f"drcore.config.DrillEnvVar defines {', '.join(unset)}, which the stack does not set")
+        raise ValueError(f"drcore.core.config.DrillEnvVar defines {', '.join(unset)}, which the stack does not set")
     return {**recovery_environment(settings, state_table, alerting, alarms, backup_bucket), **own_variables}

@@ -29,9 +29,9 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.backup_store import Component, backup_prefix, content_key
-from drcore.bucket_restore import RESTORE_ROOT
-from drcore.config import RecoveryEnvVar
+from drcore.state.backup_store import Component, backup_prefix, content_key
+from drcore.restore.bucket_restore import RESTORE_ROOT
+from drcore.core.config import RecoveryEnvVar
 
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
@@ -335,7 +335,7 @@ def recovery_environment(
     alarms: LiveAliasAlarms,
     backup_bucket: BackupBucket,
 ) -> dict[str, str]:
-    """The watchers' variables (drcore.config.EnvVar), the backup function's (BackupEnvVar) and the recovery
+    """The watchers' variables (drcore.core.config.EnvVar), the backup function's (BackupEnvVar) and the recovery
     function's own (RecoveryEnvVar), each built where its function's is."""
     recovery = settings.recovery
     own = {
@@ -348,7 +348,7 @@ def recovery_environment(
     # A variable the functions' side adds must be given a value here, not silently left to its default.
     unset = sorted(name.value for name in RecoveryEnvVar if name.value not in own_variables)
     if unset:
-        raise ValueError(f"drcore.config.RecoveryEnvVar defines {', '.join(unset)}, which the stack does not set")
+        raise ValueError(f"drcore.core.config.RecoveryEnvVar defines {', '.join(unset)}, which the stack does not set")
 
     environment: dict[str, str] = {}
     for variables in (

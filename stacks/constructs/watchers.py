@@ -16,7 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.config import EnvVar
+from drcore.core.config import EnvVar
 
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
@@ -168,7 +168,7 @@ def grant_alias_control(
     alerting: Alerting,
     alarms: LiveAliasAlarms,
 ) -> None:
-    """What the alias controller (drcore.controller.AliasController) does: read the protected function,
+    """What the alias controller (drcore.rollback.controller.AliasController) does: read the protected function,
     move LIVE and STABLE, read the watched alarms and the function's metrics, publish the controller's
     metrics, journal in the state table, alert on both topics. The watchers and the recovery function share
     it; the caller explains the wildcards to cdk-nag, together with its own."""
@@ -228,7 +228,7 @@ def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
 def controller_environment(
     settings: Settings, state_table: dynamodb.ITable, alerting: Alerting, alarms: LiveAliasAlarms
 ) -> dict[str, str]:
-    """What `drcore.config.ControllerSettings.from_environ` reads, under the names it defines: the watchers'
+    """What `drcore.core.config.ControllerSettings.from_environ` reads, under the names it defines: the watchers'
     environment, which the recovery function gets too."""
     environment = {
         EnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,

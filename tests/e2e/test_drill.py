@@ -45,7 +45,7 @@ def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_pat
 
 
 def test_the_report_is_not_ok_when_a_step_fails():
-    from drcore.drill_report import DrillReport, DrillStep
+    from drcore.drill.report import DrillReport, DrillStep
 
     report = DrillReport(environment="embedded", started_at="t0",
                          steps=[DrillStep("auto_rollback", True, 0.1, 900), DrillStep("promote", False, 0.1)])

@@ -6,7 +6,7 @@ from enum import StrEnum
 from types import SimpleNamespace
 
 import pytest
-from drcore.config import BackupEnvVar, BackupSettings, EnvVar
+from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 
 from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
@@ -95,7 +95,7 @@ def test_backup_environment_is_every_backup_variable_and_the_state_table(synth: 
     # Given the backup function's environment
     resources = synth.resources
     variables = resources[_backup(synth)]["Properties"]["Environment"]["Variables"]
-    # Then it sets every variable drcore.config.BackupEnvVar defines, plus the journal's table, and no more
+    # Then it sets every variable drcore.core.config.BackupEnvVar defines, plus the journal's table, and no more
     assert {name for name in variables if name.startswith("DR_")} == {v.value for v in BackupEnvVar} | {
         EnvVar.STATE_TABLE_NAME.value
     }

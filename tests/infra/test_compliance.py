@@ -111,7 +111,7 @@ def test_synth_needs_no_docker_image_no_bundling_and_no_lookup(assembly):
     code = [asset for asset in assets["files"].values() if asset["source"]["packaging"] == "zip"]
     assert len(code) == 1
     copied = Path(assembly.directory) / code[0]["source"]["path"]
-    assert (copied / "drcore" / "config.py").is_file()
+    assert (copied / "drcore" / "core" / "config.py").is_file()
     assert not list(copied.rglob("__pycache__"))
     # And no context lookup was needed: the Powertools layer is resolved by CloudFormation at deploy time
     manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())

@@ -8,7 +8,7 @@ from enum import StrEnum
 from types import SimpleNamespace
 
 import pytest
-from drcore.config import BackupEnvVar, BackupSettings, ControllerSettings, EnvVar, RecoveryEnvVar, RecoverySettings
+from drcore.core.config import BackupEnvVar, BackupSettings, ControllerSettings, EnvVar, RecoveryEnvVar, RecoverySettings
 
 from stacks.constructs import recovery as recovery_module
 from stacks.settings import Settings
@@ -82,7 +82,7 @@ def test_a_failed_continuation_is_retried_then_dead_lettered(synth: Synthesized)
 def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Synthesized):
     # Given the recovery function's environment
     variables = _variables(synth)
-    # Then it sets every variable of the three sets drcore.config defines, and no other DR_ variable
+    # Then it sets every variable of the three sets drcore.core.config defines, and no other DR_ variable
     expected = {v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
     assert {name for name in variables if name.startswith("DR_")} == expected
     # And the watchers' and the backup function's variables have exactly their values there

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import build_app
-from drcore.config import BackupSettings, RecoverySettings, RetentionPolicy
+from drcore.core.config import BackupSettings, RecoverySettings, RetentionPolicy
 
 from stacks.settings import InvalidSettings, Settings
 
@@ -54,7 +54,7 @@ def test_defaults_are_the_seed_runbooks_values():
 
 
 def test_recovery_defaults_are_the_recovery_functions_own():
-    # Given no "dr" context, and the recovery function's defaults for an absent variable (drcore.config)
+    # Given no "dr" context, and the recovery function's defaults for an absent variable (drcore.core.config)
     recovery = Settings.from_context(None).recovery
     runtime = RecoverySettings.model_fields
     # Then the stack sets what the function would assume anyway
@@ -75,7 +75,7 @@ def test_function_roles_may_be_named_exactly_or_by_pattern():
 
 
 def test_backup_defaults_are_the_backup_functions_own():
-    # Given no "dr" context, and the backup function's defaults for an absent variable (drcore.config)
+    # Given no "dr" context, and the backup function's defaults for an absent variable (drcore.core.config)
     backup = Settings.from_context(None).backup
     runtime = BackupSettings.model_fields
     # Then the stack sets what the function would assume anyway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aws_lambda_powertools.shared.version import VERSION as POWERTOOLS_UNDER_TEST
-from drcore.config import ControllerSettings, EnvVar
+from drcore.core.config import ControllerSettings, EnvVar
 
 from stacks.constructs.controller_functions import powertools_layer_parameter, powertools_version
 
@@ -67,7 +67,7 @@ def test_watcher_environment_is_what_the_handlers_read(synth: Synthesized, handl
     # Given a watcher's environment
     variables = _function(synth, handler)["Properties"]["Environment"]["Variables"]
     resources = synth.resources
-    # Then every controller variable is set, under the names drcore.config defines
+    # Then every controller variable is set, under the names drcore.core.config defines
     assert {name for name in variables if name.startswith("DR_")} == {name.value for name in EnvVar}
     assert variables[EnvVar.PROTECTED_FUNCTION_NAME] == "apilados-pipeline-ingest"
     assert (variables[EnvVar.LIVE_ALIAS], variables[EnvVar.STABLE_ALIAS]) == ("LIVE", "STABLE")

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from drcore.controller import AliasController
-from drcore.errors import InvalidRequest
-from drcore.models import Cause, ControllerState
+from drcore.rollback.controller import AliasController
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import Cause, ControllerState
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder, SimulatedClock, put_alias_metrics
 

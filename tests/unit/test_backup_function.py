@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 import backup.handler as backup
-from drcore.backup_store import BackupStore, Component
-from drcore.bucket_snapshots import list_snapshots, read_manifest
+from drcore.state.backup_store import BackupStore, Component
+from drcore.backup.bucket_snapshots import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
 from tests.support import CallRecorder

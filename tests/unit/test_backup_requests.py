@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drcore.backup_requests import parse_backup_request
-from drcore.errors import InvalidRequest
+from drcore.backup.requests import parse_backup_request
+from drcore.core.errors import InvalidRequest
 from embedded.aws_events import cloudtrail_event
 
 FUNCTION = "apilados-pipeline-ingest"

@@ -13,17 +13,17 @@ import time_machine
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-import drcore.bucket_restore as bucket_restore
-from drcore.backup_store import BackupStore
-from drcore.bucket_restore import (
+import drcore.restore.bucket_restore as bucket_restore
+from drcore.state.backup_store import BackupStore
+from drcore.restore.bucket_restore import (
     BucketRestorer,
     NoRestorePoint,
     RestorePlan,
     RestoreRefused,
     TargetChanged,
 )
-from drcore.bucket_snapshots import BucketSnapshotter, list_snapshots
-from drcore.errors import InvalidRequest
+from drcore.backup.bucket_snapshots import BucketSnapshotter, list_snapshots
+from drcore.core.errors import InvalidRequest
 from tests.support import CallRecorder, SimulatedClock
 
 DATA = "apilados-production-data"

@@ -16,8 +16,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from drcore.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
-from drcore.bucket_snapshots import (
+from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
+from drcore.backup.bucket_snapshots import (
     MAX_ATTEMPTS,
     SAFETY_MARGIN_MS,
     BucketSnapshotter,

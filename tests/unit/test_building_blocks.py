@@ -9,14 +9,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from drcore.alerts import Alert
-from drcore.backup_store import backup_time, new_backup_id
-from drcore.config import ControllerSettings
-from drcore.errors import ConcurrentUpdate, SettingsError
-from drcore.function_metrics import HEALTH_PROBE_METRIC
-from drcore.models import Cause, ControllerState
-from drcore.watcher import outcome_metrics
-from drcore.wiring import s3_client
+from drcore.aws.alerts import Alert
+from drcore.state.backup_store import backup_time, new_backup_id
+from drcore.core.config import ControllerSettings
+from drcore.core.errors import ConcurrentUpdate, SettingsError
+from drcore.aws.metrics import HEALTH_PROBE_METRIC
+from drcore.core.models import Cause, ControllerState
+from drcore.rollback.watcher import outcome_metrics
+from drcore.aws.clients import s3_client
 from tests.support import put_alias_metrics
 
 OPERATOR = Cause(kind="manual", summary="operator request", requested_by="alice", reason="test")

@@ -11,11 +11,11 @@ import pytest
 
 import backup.handler as backup
 import drill.handler as drill
-from drcore.backup_store import BackupStore
-from drcore.bucket_snapshots import BucketSnapshotter, read_manifest
-from drcore.drill import STEPS
-from drcore.state_store import ControllerStateStore
-from drcore.wiring import drill_runner
+from drcore.state.backup_store import BackupStore
+from drcore.backup.bucket_snapshots import BucketSnapshotter, read_manifest
+from drcore.drill.runner import STEPS
+from drcore.state.store import ControllerStateStore
+from drcore.wiring.drill import drill_runner
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem, add_controller_function, add_drill_scratch
 from tests.support import CallRecorder
@@ -207,7 +207,7 @@ def test_a_restore_that_outlasts_the_invocation_continues_in_a_new_one(drill_wor
 
     monkeypatch.setattr(BucketSnapshotter, "snapshot", snapshot_then_run_out)
     continued: list[dict] = []
-    monkeypatch.setattr("drcore.wiring._self_invoker", lambda client, name: continued.append)
+    monkeypatch.setattr("drcore.wiring.drill.self_invoker", lambda client, name: continued.append)
     first = run_drill(START, DwindlingContext(DRILL_FUNCTION, lambda: 1_000 if any(out_of_time) else 900_000))
     # Then the drill pauses before copying, and asks for a new invocation
     assert first["status"] == "in_progress", first

@@ -17,9 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
-from drcore.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
-from drcore.errors import InvalidRequest
-from drcore.function_backup import (
+from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
+from drcore.core.errors import InvalidRequest
+from drcore.backup.function_backup import (
     ArchiveDownloadFailed,
     ArchiveVerificationFailed,
     FunctionBackup,
@@ -244,7 +244,7 @@ def test_a_second_backup_never_overwrites_the_first(system, lam, store, monkeypa
     assert _files(store, system, first.backup_id) == before
     assert [listing.complete for listing in store.list_backups(Component.LAMBDA, system.function_name)] == [True, True]
     # and even a backup that reused the first one's id could not replace a byte of it
-    monkeypatch.setattr("drcore.function_backup.new_backup_id", lambda moment: first.backup_id)
+    monkeypatch.setattr("drcore.backup.function_backup.new_backup_id", lambda moment: first.backup_id)
     with pytest.raises(AlreadyWritten):
         _backup(lam, store, system).run(reason="third")
     assert _files(store, system, first.backup_id) == before

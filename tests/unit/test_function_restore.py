@@ -20,10 +20,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from drcore.backup_store import BackupStore, Component, backup_prefix
-from drcore.errors import InvalidRequest
-from drcore.function_backup import FunctionBackup, FunctionBackupResult, code_sha256
-from drcore.function_restore import (
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
+from drcore.core.errors import InvalidRequest
+from drcore.backup.function_backup import FunctionBackup, FunctionBackupResult, code_sha256
+from drcore.restore.function_restore import (
     MAX_ATTEMPTS,
     CodeVerificationFailed,
     CorruptBackup,

@@ -51,9 +51,9 @@ def test_status_tells_each_components_last_backup_against_its_rpo_and_list_backu
 
 
 def test_status_shows_the_last_drill(system, act):
-    from drcore.drill_report import DrillReport, DrillStep
-    from drcore.models import Cause
-    from drcore.state_store import ControllerStateStore
+    from drcore.drill.report import DrillReport, DrillStep
+    from drcore.core.models import Cause
+    from drcore.state.store import ControllerStateStore
 
     assert act({"action": "status"})["result"]["last_drill"] is None
     report = DrillReport("aws", "2026-11-26T10:00:00.000Z", "2026-11-26T10:05:00.000Z",

@@ -10,10 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from drcore.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
-from drcore.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, ManifestCorrupt, list_snapshots, read_manifest
-from drcore.config import RetentionPolicy
-from drcore.retention import prune, snapshots_to_keep
+from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, ManifestCorrupt, list_snapshots, read_manifest
+from drcore.core.config import RetentionPolicy
+from drcore.backup.retention import prune, snapshots_to_keep
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"

@@ -10,9 +10,9 @@ from botocore.exceptions import ClientError
 
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
-from drcore.alarms import signal_from_alarm_action
-from drcore.controller import AliasController
-from drcore.models import ControllerState
+from drcore.aws.alarms import signal_from_alarm_action
+from drcore.rollback.controller import AliasController
+from drcore.core.models import ControllerState
 from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder
@@ -164,7 +164,7 @@ def test_a_rolled_back_version_is_never_promoted_automatically(system, controlle
     assert controller.reconcile()[0].action == "reverted"
     assert system.alias_version("LIVE") == system.versions["good"]
     # And released by force with a reason, it bakes but never promotes itself
-    from drcore.models import Cause
+    from drcore.core.models import Cause
     controller.release(system.versions["bad"], Cause(kind="manual", summary="retry", requested_by="bob", reason="hotfix"), force=True)
     for kind in system.alarms:
         system.set_alarm(kind, "OK")

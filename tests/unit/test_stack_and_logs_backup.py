@@ -14,11 +14,11 @@ from typing import Any
 import boto3
 import pytest
 
-from drcore.backup_store import BackupStore, Component, backup_prefix
-from drcore.errors import InvalidRequest
-from drcore.logs_backup import LogGroupNotFound, LogsBackup, log_subject
-from drcore.models import to_iso
-from drcore.stack_backup import StackBackup, StackNotFound
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
+from drcore.core.errors import InvalidRequest
+from drcore.backup.logs_backup import LogGroupNotFound, LogsBackup, log_subject
+from drcore.core.models import to_iso
+from drcore.backup.stack_backup import StackBackup, StackNotFound
 from embedded.sample_system import PIPELINE_STACK_POLICY, PIPELINE_TEMPLATE, SampleSystem
 from tests.support import CallRecorder, SimulatedClock
 

@@ -19,10 +19,10 @@ import pytest
 from moto.cloudformation.models import cloudformation_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from drcore.backup_store import BackupStore, Component, backup_prefix
-from drcore.errors import InvalidRequest
-from drcore.stack_backup import StackBackup
-from drcore.stack_recovery import (
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
+from drcore.core.errors import InvalidRequest
+from drcore.backup.stack_backup import StackBackup
+from drcore.restore.stack_recovery import (
     POLL_SECONDS,
     TEMPLATE_BODY_LIMIT,
     ChangeSetFailed,

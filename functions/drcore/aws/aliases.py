@@ -1,0 +1,84 @@
+"""The protected function's aliases and versions, over the Lambda API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drcore.core.errors import AliasChanged, InvalidRequest
+from drcore.core.models import AliasState
+
+LATEST = "$LATEST"
+
+
+def _alias_state(response: dict[str, Any]) -> AliasState:
+    weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return AliasState(
+        name=response["Name"],
+        version=response["FunctionVersion"],
+        weights={version: float(weight) for version, weight in weights.items()},
+        revision_id=response.get("RevisionId"),
+    )
+
+
+class AliasGateway:
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._lambda = lambda_client
+        self._function = function_name
+
+    def read(self, alias: str) -> AliasState | None:
+        try:
+            return _alias_state(self._lambda.get_alias(FunctionName=self._function, Name=alias))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+
+    def point(
+        self, alias: str, version: str, *, revision_id: str | None, weights: dict[str, float] | None = None
+    ) -> AliasState:
+        """Point `alias` at `version` (with optional canary weights; none clears them).
+
+        With a RevisionId, Lambda refuses the update if the alias changed since it was read: that
+        surfaces as AliasChanged, and the caller re-reads and decides again.
+        """
+        if version == LATEST:
+            raise InvalidRequest(f"refusing to point {alias} at {LATEST}: aliases serve published versions only")
+        request: dict[str, Any] = {
+            "FunctionName": self._function,
+            "Name": alias,
+            "FunctionVersion": version,
+            "RoutingConfig": {"AdditionalVersionWeights": weights or {}},
+        }
+        if revision_id:
+            request["RevisionId"] = revision_id
+        try:
+            return _alias_state(self._lambda.update_alias(**request))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "PreconditionFailedException":
+                raise AliasChanged(f"{alias} changed since revision {revision_id}") from error
+            raise
+
+    def published_version_exists(self, version: str) -> bool:
+        if version == LATEST or not version.isdigit():
+            return False
+        try:
+            self._lambda.get_function_configuration(FunctionName=self._function, Qualifier=version)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def invoke(self, qualifier: str, payload: bytes) -> dict[str, Any]:
+        """Invoke synchronously; returns status code, function error (if any) and the payload bytes."""
+        response = self._lambda.invoke(
+            FunctionName=self._function, Qualifier=qualifier, InvocationType="RequestResponse", Payload=payload
+        )
+        return {
+            "status_code": response.get("StatusCode"),
+            "function_error": response.get("FunctionError"),
+            "executed_version": response.get("ExecutedVersion"),
+            "payload": response["Payload"].read() if "Payload" in response else b"",
+        }

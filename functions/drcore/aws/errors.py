@@ -1,0 +1,73 @@
+"""AWS error codes, defined once: what each answer means to the controller, and one bounded retry.
+
+botocore raises every service error as ClientError; the code sets below are the only place that says
+which codes mean "not there", "slow down", "your condition failed" or "the source moved under you", so
+every adapter decides the same way. Adapters translate what they expect into drcore.core.errors.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Collection
+from typing import TypeVar
+
+from botocore.exceptions import ClientError
+
+# Not there: an S3 key, version or bucket; a Lambda function, alias or version; a CloudFormation change set.
+# HEAD requests carry no error body, only the status ("404", "NotFound").
+NOT_FOUND = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchVersion", "NoSuchBucket",
+                       "ResourceNotFoundException", "ChangeSetNotFound", "ChangeSetNotFoundException"})
+# Slow down: S3's SlowDown and 503s, the throttling codes of the JSON and query protocols.
+THROTTLED = frozenset({"SlowDown", "ThrottlingException", "Throttling", "RequestLimitExceeded",
+                       "TooManyRequestsException", "ServiceUnavailable", "503"})
+# A conditional write lost: S3's If-Match / If-None-Match (412, or 409 while another conditional write
+# is in flight), DynamoDB's ConditionExpression, Lambda's RevisionId.
+PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict",
+                                 "ConditionalCheckFailedException", "PreconditionFailedException"})
+# The object version a copy was pinned to is gone or no longer matches: skip it, the next run sees it.
+SOURCE_CHANGED = frozenset({"404", "NoSuchKey", "NoSuchVersion", "412", "PreconditionFailed"})
+# Lambda refuses an update while another is in progress; retried like throttling.
+LAMBDA_BUSY = frozenset({"ResourceConflictException"})
+
+MAX_ATTEMPTS = 7
+BASE_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def is_not_found(error: ClientError) -> bool:
+    return error_code(error) in NOT_FOUND
+
+
+def is_throttled(error: ClientError) -> bool:
+    return error_code(error) in THROTTLED or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 503
+
+
+def is_precondition_failed(error: ClientError) -> bool:
+    return error_code(error) in PRECONDITION_FAILED
+
+
+def stack_does_not_exist(error: ClientError) -> bool:
+    """CloudFormation answers a missing stack with a ValidationError that says so in its message."""
+    return error_code(error) == "ValidationError" and "does not exist" in str(error)
+
+
+def retrying(call: Callable[[], T], *, retry_on: Collection[str] = (), sleep: Callable[[float], None] = time.sleep,
+             max_attempts: int = MAX_ATTEMPTS) -> T:
+    """`call()`, retried on throttling (and on the codes in `retry_on`) with exponential backoff and full
+    jitter, at most `max_attempts` times; any other error, or the last one, raises."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except ClientError as error:
+            if attempt >= max_attempts or not (is_throttled(error) or error_code(error) in retry_on):
+                raise
+            sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempt - 1))))
+            attempt += 1

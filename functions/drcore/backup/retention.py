@@ -1,0 +1,192 @@
+"""Retention of bucket snapshots: which to keep (grandfather-father-son), then removing the rest.
+
+Kept: the newest `keep_last` complete snapshots, plus the newest snapshot of each of the `hourly` most
+recent hours that have one, and likewise per day, ISO week and month (UTC), as restic and borg count
+them, so a pause in backups never expires everything. Expired snapshots lose their manifest first (so
+a half-removed snapshot is incomplete, never a corrupt restorable one), then their checkpoints.
+
+Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
+only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
+it, and it is older than a day (a running snapshot may have copied it before its next checkpoint).
+Removals are delete markers (DeleteObject without a version id): the controller never deletes a
+version itself, so a pruned backup stays recoverable until the backup bucket's lifecycle rule expires
+noncurrent versions, which S3 never does while Object Lock protects them. An object still under Object
+Lock retention or legal hold is not even hidden: it is reported and left for a later prune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Hashable, Iterable
+
+from aws_lambda_powertools import Logger
+
+from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+from drcore.backup.bucket_snapshots import CONTENT_PREFIX, read_manifest, snapshot_in_progress_content
+from drcore.core.config import RetentionPolicy
+
+logger = Logger(child=True)
+
+# An unfinished snapshot younger than this may still be running (continuations, retries): left alone,
+# and so is content younger than this that no checkpoint names yet.
+IN_PROGRESS_GRACE = timedelta(days=1)
+DELETE_BATCH = 1000  # DeleteObjects' limit
+S3_SNAPSHOTS_ROOT = backup_prefix(Component.S3, "", "")[: -len("//")]  # "snapshots/s3/"
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    kept: tuple[str, ...]
+    removed: tuple[str, ...]  # expired complete snapshots, removed
+    abandoned: tuple[str, ...]  # unfinished snapshots older than the grace, removed
+    in_progress: tuple[str, ...]  # unfinished and recent: left alone
+    locked: tuple[str, ...]  # expired, but S3 refused to delete the manifest: still complete, kept
+    content_removed: int = 0
+    bytes_removed: int = 0
+    content_refused: dict[str, str] = field(default_factory=dict)  # content key -> S3's error (AccessDenied: locked)
+
+
+def _hour(moment: datetime) -> Hashable:
+    return moment.year, moment.month, moment.day, moment.hour
+
+
+def _day(moment: datetime) -> Hashable:
+    return moment.date()
+
+
+def _week(moment: datetime) -> Hashable:
+    return tuple(moment.isocalendar())[:2]
+
+
+def _month(moment: datetime) -> Hashable:
+    return moment.year, moment.month
+
+
+def snapshots_to_keep(complete: Iterable[BackupListing], policy: RetentionPolicy) -> set[str]:
+    newest_first = sorted(complete, key=lambda listing: listing.backup_id, reverse=True)
+    keep = {listing.backup_id for listing in newest_first[:policy.keep_last]}
+    periods: tuple[tuple[int, Callable[[datetime], Hashable]], ...] = (
+        (policy.hourly, _hour), (policy.daily, _day), (policy.weekly, _week), (policy.monthly, _month))
+    for count, period_of in periods:
+        seen: set[Hashable] = set()
+        for listing in newest_first:
+            if len(seen) == count:
+                break
+            period = period_of(listing.created_at)
+            if period not in seen:
+                seen.add(period)
+                keep.add(listing.backup_id)
+    return keep
+
+
+def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetime) -> PruneResult:
+    listings = store.list_backups(Component.S3, bucket)
+    complete = [listing for listing in listings if listing.complete]
+    unfinished = [listing for listing in listings if not listing.complete]
+    in_progress = [listing for listing in unfinished if now - listing.created_at < IN_PROGRESS_GRACE]
+    abandoned = [listing for listing in unfinished if listing not in in_progress]
+    keep = snapshots_to_keep(complete, policy)
+    for running in in_progress:
+        # A running snapshot carries entries over from the newest complete one before it without asking
+        # the store whether their content is still there: that one must outlive it.
+        bases = [listing.backup_id for listing in complete if listing.backup_id < running.backup_id]
+        keep.update(bases[-1:])
+    expired = [listing.backup_id for listing in complete if listing.backup_id not in keep]
+
+    # Everything that stays referenced is read before anything is removed: an unreadable manifest
+    # (ManifestCorrupt) stops the prune here, with nothing removed.
+    referenced = _referenced_by_other_buckets(store, bucket, now)
+    for backup_id in sorted(keep):
+        referenced |= read_manifest(store, bucket, backup_id).content_keys()
+    for running in in_progress:
+        referenced |= snapshot_in_progress_content(store, bucket, running.backup_id)
+
+    removed, locked = [], []
+    for backup_id in expired:
+        if _remove_snapshot(store, bucket, backup_id, now):
+            removed.append(backup_id)
+        else:
+            locked.append(backup_id)
+            referenced |= read_manifest(store, bucket, backup_id).content_keys()
+    for listing in abandoned:
+        _remove_snapshot(store, bucket, listing.backup_id, now)
+    content_removed, bytes_removed, refused = _remove_unreferenced_content(store, referenced, now)
+    result = PruneResult(kept=tuple(sorted(keep)), removed=tuple(removed),
+                         abandoned=tuple(listing.backup_id for listing in abandoned),
+                         in_progress=tuple(listing.backup_id for listing in in_progress), locked=tuple(locked),
+                         content_removed=content_removed, bytes_removed=bytes_removed, content_refused=refused)
+    logger.info("snapshots pruned", extra={"bucket": bucket, "kept": len(result.kept), "removed": len(removed),
+                                           "abandoned": len(abandoned), "locked": len(locked),
+                                           "content_removed": content_removed, "content_refused": len(refused)})
+    return result
+
+
+def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime) -> set[str]:
+    referenced: set[str] = set()
+    pages = store.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=S3_SNAPSHOTS_ROOT,
+                                                                Delimiter="/")
+    subjects = [entry["Prefix"][len(S3_SNAPSHOTS_ROOT):-1] for page in pages for entry in page.get("CommonPrefixes", [])]
+    for subject in subjects:
+        if subject == bucket:
+            continue
+        for listing in store.list_backups(Component.S3, subject):
+            if listing.complete:
+                referenced |= read_manifest(store, subject, listing.backup_id).content_keys()
+            elif now - listing.created_at < IN_PROGRESS_GRACE:
+                referenced |= snapshot_in_progress_content(store, subject, listing.backup_id)
+    return referenced
+
+
+def _current(store: BackupStore, prefix: str) -> list[dict[str, Any]]:
+    """The visible objects under `prefix` (hidden ones already carry a delete marker)."""
+    return list(store.keys(prefix))
+
+
+def _lock(store: BackupStore, key: str, now: datetime) -> str | None:
+    """Why S3 Object Lock still protects `key`, or None (HeadObject reports both retention and legal hold)."""
+    head = store.s3.head_object(Bucket=store.bucket, Key=key)
+    until = head.get("ObjectLockRetainUntilDate")
+    if until is not None and until > now:
+        return f"ObjectLocked: {head.get('ObjectLockMode', 'retention')} until {until:%Y-%m-%d}"
+    if head.get("ObjectLockLegalHoldStatus") == "ON":
+        return "ObjectLocked: legal hold"
+    return None
+
+
+def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
+    """Place delete markers on these keys, except those Object Lock protects; returns the keys left, and why."""
+    refused: dict[str, str] = {}
+    removable = []
+    for key in keys:
+        reason = _lock(store, key, now)
+        if reason:
+            refused[key] = reason
+        else:
+            removable.append(key)
+    for start in range(0, len(removable), DELETE_BATCH):
+        objects = [{"Key": key} for key in removable[start:start + DELETE_BATCH]]
+        response = store.s3.delete_objects(Bucket=store.bucket, Delete={"Objects": objects, "Quiet": True})
+        refused.update({error["Key"]: error.get("Code", "Unknown") for error in response.get("Errors", [])})
+    return refused
+
+
+def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datetime) -> bool:
+    """Remove a snapshot's manifest, then its checkpoints; False if its manifest is still locked."""
+    manifest = manifest_key(Component.S3, bucket, backup_id)
+    keys = [entry["Key"] for entry in _current(store, backup_prefix(Component.S3, bucket, backup_id))]
+    if _hide(store, [key for key in keys if key == manifest], now):
+        logger.warning("snapshot manifest under Object Lock; snapshot kept", extra={"backup_id": backup_id})
+        return False
+    refused = _hide(store, [key for key in keys if key != manifest], now)
+    if refused:  # the snapshot is incomplete now; a later prune removes what is left
+        logger.warning("snapshot checkpoints not removed", extra={"backup_id": backup_id, "refused": len(refused)})
+    return True
+
+
+def _remove_unreferenced_content(store: BackupStore, referenced: set[str], now: datetime) -> tuple[int, int, dict[str, str]]:
+    unreferenced = [entry for entry in _current(store, CONTENT_PREFIX)
+                    if entry["Key"] not in referenced and now - entry["LastModified"] >= IN_PROGRESS_GRACE]
+    refused = _hide(store, [entry["Key"] for entry in unreferenced], now)
+    removed = [entry for entry in unreferenced if entry["Key"] not in refused]
+    return len(removed), sum(entry.get("Size", 0) for entry in removed), refused

@@ -1,0 +1,160 @@
+"""Runs the backups a request asks for, records each good one, and keeps long snapshots going.
+
+After every good backup: a journal entry and the RPO metrics (`BackupSucceeded` = 1 and
+`BackupCompletedAt` = epoch seconds, dimension `Component`), which the stack's RPO alarms watch.
+A bucket snapshot that cannot finish in this invocation checkpoints and asks for a continuation
+(the handler re-invokes the function asynchronously with the snapshot's id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Callable
+
+from aws_lambda_powertools import Logger
+
+from drcore.backup.requests import BackupRequest
+from drcore.state.backup_store import Component
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.function_backup import FunctionBackup
+from drcore.backup.logs_backup import LogsBackup
+from drcore.backup.stack_backup import StackBackup
+from drcore.core.config import BackupSettings
+from drcore.core.models import Cause, Clock, to_iso, utc_now
+from drcore.state.store import ControllerStateStore
+
+logger = Logger(child=True)
+
+ORDER = (Component.LAMBDA, Component.STACK, Component.LOGS, Component.S3)  # the long one last
+
+
+@dataclass
+class ComponentOutcome:
+    component: str
+    status: str  # "complete" | "current" | "continuing" | "pending" | "failed" | "skipped"
+    backup_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    return asdict(result) if is_dataclass(result) else dict(result)
+
+
+class BackupMetrics:
+    def __init__(self, cloudwatch_client: Any, namespace: str) -> None:
+        self._cloudwatch = cloudwatch_client
+        self._namespace = namespace
+
+    def good_backup(self, component: str, completed_at: float) -> None:
+        dimensions = [{"Name": "Component", "Value": component}]
+        self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
+            {"MetricName": "BackupSucceeded", "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
+            {"MetricName": "BackupCompletedAt", "Dimensions": dimensions, "Value": completed_at, "Unit": "None"},
+        ])
+
+
+class BackupRunner:
+    def __init__(
+        self,
+        settings: BackupSettings,
+        *,
+        run_component: dict[Component, Callable[[BackupRequest, Callable[[], int]], ComponentOutcome]],
+        journal: ControllerStateStore,
+        metrics: BackupMetrics,
+        continue_snapshot: Callable[[BackupRequest], None],
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._run_component = run_component
+        self._journal = journal
+        self._metrics = metrics
+        self._continue_snapshot = continue_snapshot
+        self._clock = clock
+
+    def run(self, request: BackupRequest, remaining_ms: Callable[[], int]) -> list[ComponentOutcome]:
+        components = ORDER if request.component == "all" else (Component(request.component),)
+        outcomes = []
+        for component in components:
+            outcome = self._run_one(component, request, remaining_ms)
+            outcomes.append(outcome)
+        failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+        if failed:
+            # Raise so Lambda retries and, in the end, the failed-events queue alarms; the RPO alarm
+            # also fires if no good backup follows in time.
+            raise BackupFailed("; ".join(f"{o.component}: {o.details.get('error')}" for o in failed), outcomes)
+        return outcomes
+
+    def _run_one(self, component: Component, request: BackupRequest, remaining_ms: Callable[[], int]) -> ComponentOutcome:
+        cause = Cause(kind="config_change" if request.reason.startswith("configuration change") else "schedule",
+                      summary=request.reason)
+        try:
+            outcome = self._run_component[component](request, remaining_ms)
+        except Exception as error:  # one component's failure must not stop the others
+            logger.exception("backup failed", extra={"component": component.value})
+            outcome = ComponentOutcome(component.value, "failed", details={"error": f"{type(error).__name__}: {error}"})
+        now = self._clock()
+        if outcome.status in ("complete", "current"):
+            self._metrics.good_backup(component.value, now.timestamp())
+        if outcome.status == "continuing":
+            self._continue_snapshot(BackupRequest(component="s3", resume=outcome.backup_id, reason=request.reason))
+        if outcome.status in ("complete", "failed"):
+            at = to_iso(now)
+            self._journal.append_journal(
+                self._settings.protected_function, entry_id=f"backup-{component.value}-{outcome.backup_id or at}",
+                at=at, action=f"backup_{component.value}", cause=cause, result=outcome.status,
+                details={"backup_id": outcome.backup_id, **{k: v for k, v in outcome.details.items() if _small(v)}},
+            )
+        logger.info("backup step", extra={"component": component.value, "status": outcome.status,
+                                          "backup_id": outcome.backup_id})
+        return outcome
+
+
+def _small(value: Any) -> bool:
+    """Journal entries keep figures and short facts, not whole listings."""
+    return not isinstance(value, (list, dict)) or len(str(value)) < 2000
+
+
+def component_runners(
+    *,
+    function_backup: FunctionBackup,
+    stack_backup: StackBackup,
+    logs_backup: LogsBackup,
+    snapshotter: BucketSnapshotter,
+    after_snapshot: Callable[[], dict[str, Any]],
+    publish_version: bool,
+) -> dict[Component, Callable[[BackupRequest, Callable[[], int]], ComponentOutcome]]:
+    """Each component's backup, its result told as a ComponentOutcome."""
+
+    def lambda_(request: BackupRequest, _: Callable[[], int]) -> ComponentOutcome:
+        result = function_backup.run(publish_version=publish_version, reason=request.reason)
+        return ComponentOutcome("lambda", "complete", result.backup_id, {
+            "code_sha256": result.code_sha256, "code_sha256_verified": result.code_sha256_verified,
+            "bytes": result.bytes, "version": result.version, "published_version": result.published_version,
+            "captured": result.captured})
+
+    def stack(_: BackupRequest, __: Callable[[], int]) -> ComponentOutcome:
+        result = stack_backup.run()
+        return ComponentOutcome("stack", "complete", result.backup_id, {
+            "stack_status": result.stack_status, "resources": result.resources, "bytes": result.bytes})
+
+    def logs(_: BackupRequest, __: Callable[[], int]) -> ComponentOutcome:
+        result = logs_backup.run()
+        # A day's export completes on a later run. The run that writes its manifest is a new backup; later
+        # runs that find the last full day exported say the logs backup is "current" (within its RPO).
+        status = "complete" if result.completed else {"busy": "skipped", "complete": "current"}.get(result.status, result.status)
+        return ComponentOutcome("logs", status, result.backup_id, {
+            "day": result.day, "export_status": result.status, "objects": result.objects, "bytes": result.bytes})
+
+    def s3(request: BackupRequest, remaining_ms: Callable[[], int]) -> ComponentOutcome:
+        progress = snapshotter.snapshot(request.resume, remaining_ms)
+        if not progress.finished:
+            return ComponentOutcome("s3", "continuing", progress.backup_id, dict(progress.stats))
+        return ComponentOutcome("s3", "complete", progress.backup_id, {**progress.stats, "retention": after_snapshot()})
+
+    return {Component.LAMBDA: lambda_, Component.STACK: stack, Component.LOGS: logs, Component.S3: s3}
+
+
+class BackupFailed(Exception):
+    def __init__(self, message: str, outcomes: list[ComponentOutcome]) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes

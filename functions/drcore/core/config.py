@@ -1,0 +1,226 @@
+"""Runtime settings of the controller's functions.
+
+The names of the environment variables are defined here once: the CDK stacks import `EnvVar` to set
+them and the handlers pass `os.environ` to `ControllerSettings.from_environ` to read them. The domain
+itself never reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from drcore.core.errors import SettingsError
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
+
+
+class EnvVar(StrEnum):
+    PROTECTED_FUNCTION_NAME = "DR_PROTECTED_FUNCTION_NAME"
+    LIVE_ALIAS = "DR_LIVE_ALIAS"
+    STABLE_ALIAS = "DR_STABLE_ALIAS"
+    STATE_TABLE_NAME = "DR_STATE_TABLE_NAME"
+    ALERT_TOPIC_ARN = "DR_ALERT_TOPIC_ARN"
+    EMERGENCY_TOPIC_ARN = "DR_EMERGENCY_TOPIC_ARN"
+    HEALTH_ALARM_NAMES = "DR_HEALTH_ALARM_NAMES"
+    PERFORMANCE_ALARM_NAMES = "DR_PERFORMANCE_ALARM_NAMES"
+    BAKE_SECONDS = "DR_BAKE_SECONDS"
+    MIN_BAKE_INVOCATIONS = "DR_MIN_BAKE_INVOCATIONS"
+    SETTLE_SECONDS = "DR_SETTLE_SECONDS"
+    PENDING_REPAIR_SECONDS = "DR_PENDING_REPAIR_SECONDS"
+    REGRESSION_FACTOR = "DR_REGRESSION_FACTOR"
+    REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
+    METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
+
+
+def _validated(model: type[_Settings], names: type[StrEnum], environ: Mapping[str, str], label: str) -> _Settings:
+    """Validate the variables `names` lists; a SettingsError names each bad variable and its problem."""
+    try:
+        return model.model_validate({key: environ[key] for key in names if key in environ})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
+        raise SettingsError(f"invalid {label} settings: {problems}") from error
+
+
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return value
+
+
+def _seconds_table(value: object) -> object:
+    """A component-to-seconds table, given as JSON in the environment."""
+    table = json.loads(value) if isinstance(value, str) else value
+    return tuple(sorted(table.items())) if isinstance(table, dict) else table
+
+
+class ControllerSettings(BaseModel):
+    """What a watcher needs to know about the protected function and the controller's resources."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    protected_function: str = Field(alias=EnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
+    live_alias: str = Field("LIVE", alias=EnvVar.LIVE_ALIAS, min_length=1)
+    stable_alias: str = Field("STABLE", alias=EnvVar.STABLE_ALIAS, min_length=1)
+    state_table: str = Field(alias=EnvVar.STATE_TABLE_NAME, min_length=1)
+    alert_topic_arn: str = Field(alias=EnvVar.ALERT_TOPIC_ARN, min_length=1)
+    emergency_topic_arn: str = Field(alias=EnvVar.EMERGENCY_TOPIC_ARN, min_length=1)
+    health_alarms: tuple[str, ...] = Field((), alias=EnvVar.HEALTH_ALARM_NAMES)
+    performance_alarms: tuple[str, ...] = Field((), alias=EnvVar.PERFORMANCE_ALARM_NAMES)
+    # A candidate becomes STABLE after serving this long with every alarm OK (seed: 30 minutes).
+    bake_seconds: int = Field(1800, alias=EnvVar.BAKE_SECONDS, ge=0)
+    min_bake_invocations: int = Field(10, alias=EnvVar.MIN_BAKE_INVOCATIONS, ge=0)
+    # After a rollback, alarms keep evaluating the bad version's datapoints for up to their longest
+    # window (the seed's duration alarm looks at 10 minutes): ALARMs inside it are not blamed on STABLE.
+    settle_seconds: int = Field(600, alias=EnvVar.SETTLE_SECONDS, ge=0)
+    # A rollback whose bookkeeping is unfinished after this long is taken to have crashed.
+    pending_repair_seconds: int = Field(60, alias=EnvVar.PENDING_REPAIR_SECONDS, ge=0)
+    regression_factor: float = Field(1.5, alias=EnvVar.REGRESSION_FACTOR, gt=1.0)
+    regression_min_invocations: int = Field(20, alias=EnvVar.REGRESSION_MIN_INVOCATIONS, ge=1)
+    metrics_namespace: str = Field("ApiladosDR", alias=EnvVar.METRICS_NAMESPACE, min_length=1)
+
+    _split_names = field_validator("health_alarms", "performance_alarms", mode="before")(_names)
+
+    @property
+    def watched_alarms(self) -> tuple[str, ...]:
+        return self.health_alarms + self.performance_alarms
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ControllerSettings:
+        return _validated(cls, EnvVar, environ, "controller")
+
+
+HEALTH_ALARM_KINDS = ("errors", "throttles", "health-probe")
+PERFORMANCE_ALARM_KINDS = ("avg-duration", "p99-duration")
+
+
+def alarm_name(function_name: str, alias: str, kind: str) -> str:
+    """The name of one of the alarms on LIVE, shared by the stack that creates them and the drill."""
+    return f"{function_name}-{alias}-{kind}"
+
+
+class BackupEnvVar(StrEnum):
+    """The backup function's environment (apart from the watchers' so each function gets only its own)."""
+
+    PROTECTED_FUNCTION_NAME = EnvVar.PROTECTED_FUNCTION_NAME.value
+    STATE_TABLE_NAME = EnvVar.STATE_TABLE_NAME.value  # the journal
+    DATA_BUCKET_NAME = "DR_DATA_BUCKET_NAME"
+    BACKUP_BUCKET_NAME = "DR_BACKUP_BUCKET_NAME"
+    PIPELINE_STACK_NAME = "DR_PIPELINE_STACK_NAME"
+    LOG_GROUP_NAME = "DR_LOG_GROUP_NAME"
+    METRICS_NAMESPACE = EnvVar.METRICS_NAMESPACE.value
+    RETENTION_KEEP_LAST = "DR_RETENTION_KEEP_LAST"
+    RETENTION_HOURLY = "DR_RETENTION_HOURLY"
+    RETENTION_DAILY = "DR_RETENTION_DAILY"
+    RETENTION_WEEKLY = "DR_RETENTION_WEEKLY"
+    RETENTION_MONTHLY = "DR_RETENTION_MONTHLY"
+    COPY_CONCURRENCY = "DR_COPY_CONCURRENCY"
+    PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
+
+
+class RetentionPolicy(BaseModel):
+    """How many snapshots to keep: the newest `keep_last`, plus the newest of each of the last N hours,
+    days, weeks and months (grandfather-father-son)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keep_last: int = Field(24, ge=1)
+    hourly: int = Field(24, ge=0)
+    daily: int = Field(14, ge=0)
+    weekly: int = Field(8, ge=0)
+    monthly: int = Field(12, ge=0)
+
+
+class BackupSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    protected_function: str = Field(alias=BackupEnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
+    state_table: str = Field(alias=BackupEnvVar.STATE_TABLE_NAME, min_length=1)
+    data_bucket: str = Field(alias=BackupEnvVar.DATA_BUCKET_NAME, min_length=3)
+    backup_bucket: str = Field(alias=BackupEnvVar.BACKUP_BUCKET_NAME, min_length=3)
+    pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
+    log_group: str = Field("", alias=BackupEnvVar.LOG_GROUP_NAME)  # default: /aws/lambda/<function>
+    metrics_namespace: str = Field("ApiladosDR", alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
+    retention_keep_last: int = Field(24, alias=BackupEnvVar.RETENTION_KEEP_LAST, ge=1)
+    retention_hourly: int = Field(24, alias=BackupEnvVar.RETENTION_HOURLY, ge=0)
+    retention_daily: int = Field(14, alias=BackupEnvVar.RETENTION_DAILY, ge=0)
+    retention_weekly: int = Field(8, alias=BackupEnvVar.RETENTION_WEEKLY, ge=0)
+    retention_monthly: int = Field(12, alias=BackupEnvVar.RETENTION_MONTHLY, ge=0)
+    copy_concurrency: int = Field(16, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1, le=128)
+    publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
+
+    @property
+    def function_log_group(self) -> str:
+        return self.log_group or f"/aws/lambda/{self.protected_function}"
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(keep_last=self.retention_keep_last, hourly=self.retention_hourly,
+                               daily=self.retention_daily, weekly=self.retention_weekly,
+                               monthly=self.retention_monthly)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> BackupSettings:
+        return _validated(cls, BackupEnvVar, environ, "backup")
+
+
+class RecoveryEnvVar(StrEnum):
+    """What the recovery function needs besides the watchers' and the backup function's variables."""
+
+    RESTORE_TARGET_BUCKETS = "DR_RESTORE_TARGET_BUCKETS"  # comma-separated allow-list besides the data bucket
+    RPO_SECONDS = "DR_RPO_SECONDS"  # JSON: {"lambda": 300, "s3": 3600, "stack": 86400, "logs": 86400}
+    PLAN_TTL_SECONDS = "DR_PLAN_TTL_SECONDS"
+
+
+class RecoverySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    restore_target_buckets: tuple[str, ...] = Field((), alias=RecoveryEnvVar.RESTORE_TARGET_BUCKETS)
+    rpo_seconds: tuple[tuple[str, int], ...] = Field(
+        (("lambda", 300), ("s3", 3600), ("stack", 86400), ("logs", 86400)), alias=RecoveryEnvVar.RPO_SECONDS)
+    # A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
+    plan_ttl_seconds: int = Field(3600, alias=RecoveryEnvVar.PLAN_TTL_SECONDS, ge=60, le=7 * 86400)
+
+    _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
+
+    _rpo_table = field_validator("rpo_seconds", mode="before")(_seconds_table)
+
+    def rpo_of(self, component: str) -> int | None:
+        return dict(self.rpo_seconds).get(component)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RecoverySettings:
+        return _validated(cls, RecoveryEnvVar, environ, "recovery")
+
+
+class DrillEnvVar(StrEnum):
+    """What the drill function needs besides the watchers', the backup and the recovery functions' variables."""
+
+    SCRATCH_BUCKET_NAME = "DR_DRILL_SCRATCH_BUCKET"  # the newest snapshot is restored into it
+    SCRATCH_FUNCTION_NAME = "DR_DRILL_SCRATCH_FUNCTION"  # the newest function backup is restored as it
+    RTO_SECONDS = "DR_RTO_SECONDS"  # JSON: {"lambda": 900, "s3": 1800, "configuration": 300}
+    ENVIRONMENT = "DR_DRILL_ENVIRONMENT"  # "aws", or "embedded" when the local drill runs the handler
+
+
+class DrillSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    scratch_bucket: str = Field(alias=DrillEnvVar.SCRATCH_BUCKET_NAME, min_length=3)
+    scratch_function: str = Field(alias=DrillEnvVar.SCRATCH_FUNCTION_NAME, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    rto_seconds: tuple[tuple[str, int], ...] = Field(
+        (("configuration", 300), ("lambda", 900), ("s3", 1800)), alias=DrillEnvVar.RTO_SECONDS)
+    environment: str = Field("aws", alias=DrillEnvVar.ENVIRONMENT, pattern=r"^(aws|embedded)$")
+
+    _rto_table = field_validator("rto_seconds", mode="before")(_seconds_table)
+
+    def rto_of(self, component: str) -> int | None:
+        return dict(self.rto_seconds).get(component)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> DrillSettings:
+        return _validated(cls, DrillEnvVar, environ, "drill")

@@ -1,0 +1,1 @@
+"""region: failover, failback, replication checks and the region record (not yet built)."""

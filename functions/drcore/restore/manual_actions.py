@@ -1,0 +1,164 @@
+"""The operator's manual events: `{"action": "<name>", ...parameters}`, validated before anything runs.
+
+An unknown action, a missing or ill-typed parameter, or an extra one is refused with a message that
+names the problem and what is allowed; nothing is read or changed for a refused event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import Cause
+
+VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
+BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"  # drcore.state.backup_store.new_backup_id
+PLAN_ID = r"^[a-z]{2}-[0-9a-f]{6,32}$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Operated(_Action):
+    """Every action that changes something says who asked and why: both go into the journal."""
+
+    requested_by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=3, max_length=1000)
+
+    def cause(self) -> Cause:
+        return Cause(kind="manual", summary=f"{self.action} requested by {self.requested_by}: {self.reason}",  # type: ignore[attr-defined]
+                     requested_by=self.requested_by, reason=self.reason)
+
+
+class Status(_Action):
+    action: Literal["status"]
+
+
+class ListBackups(_Action):
+    action: Literal["list_backups"]
+    component: Literal["lambda", "s3", "stack", "logs"]
+    limit: int = Field(20, ge=1, le=500)
+
+
+class Rollback(_Operated):
+    action: Literal["rollback"]
+
+
+class Promote(_Operated):
+    action: Literal["promote"]
+
+
+class Release(_Operated):
+    action: Literal["release"]
+    version: str = Field(pattern=VERSION_NUMBER)
+    canary_percent: float | None = Field(None, gt=0, lt=100)
+    force: bool = False  # required to release a quarantined version
+
+
+class Freeze(_Operated):
+    action: Literal["freeze"]
+
+
+class Unfreeze(_Operated):
+    action: Literal["unfreeze"]
+
+
+class RecoverVersion(_Operated):
+    """The runbook's recover-lambda-version: LIVE to a published version."""
+
+    action: Literal["recover_version"]
+    version: str = Field(pattern=VERSION_NUMBER)
+    force: bool = False  # required for a quarantined version
+
+
+class _TwoStep(_Operated):
+    """A destructive action: without `confirm` it answers a plan; `confirm` applies exactly that plan;
+    `resume` continues an applied plan that an earlier invocation could not finish."""
+
+    confirm: str | None = Field(None, pattern=PLAN_ID)
+    resume: str | None = Field(None, pattern=PLAN_ID)
+    # Parameters a plan needs; a resumption names only the plan.
+    planning_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _planning_fields_given(self) -> _TwoStep:
+        missing = [name for name in self.planning_fields if getattr(self, name) is None]
+        if self.resume is None and missing:
+            raise ValueError(f"{', '.join(missing)} required (or \"resume\": \"<plan id>\" to continue a plan)")
+        return self
+
+    def plan_request(self) -> dict[str, Any]:
+        """What defines the plan: the parameters, not who asks, why, or the confirmation."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"requested_by", "reason", "confirm", "resume"})
+
+
+class RestoreS3(_TwoStep):
+    """Point-in-time restore of the data bucket (or a prefix of it), into it or an allowed bucket."""
+
+    action: Literal["restore_s3"]
+    snapshot_id: str | None = Field(None, pattern=BACKUP_ID)
+    at: AwareDatetime | None = None
+    prefix: str = Field("", max_length=1024)
+    target_bucket: str | None = Field(None, pattern=BUCKET_NAME)
+
+    @model_validator(mode="after")
+    def _one_restore_point(self) -> RestoreS3:
+        if self.resume is None and (self.snapshot_id is None) == (self.at is None):
+            raise ValueError("give exactly one of snapshot_id or at (an ISO 8601 time with its zone)")
+        return self
+
+
+class RecoverFromBackup(_TwoStep):
+    """Rebuild the function from a backup: in place (LIVE then serves the restored version) or beside it."""
+
+    action: Literal["recover_from_backup"]
+    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    planning_fields: ClassVar[tuple[str, ...]] = ("backup_id",)
+    target: str | None = Field(None, pattern=FUNCTION_NAME)
+
+
+class RecoverStack(_TwoStep):
+    """Recreate the pipeline's stack from a backup beside it (`<stack>-recovery`) or update it in place."""
+
+    action: Literal["recover_stack"]
+    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    mode: Literal["new", "update"] | None = None
+    planning_fields: ClassVar[tuple[str, ...]] = ("backup_id", "mode")
+    parameter_values: dict[str, str] = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
+
+
+class ComprehensiveRollback(_TwoStep):
+    """Function, environment, data and stack back to the backups nearest before `at`, in that order."""
+
+    action: Literal["comprehensive_rollback"]
+    at: AwareDatetime | None = None
+    planning_fields: ClassVar[tuple[str, ...]] = ("at",)
+    parameter_values: dict[str, str] = Field(default_factory=dict)
+
+
+_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback)
+ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
+_adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
+ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
+                     for model in _MODELS)
+
+
+def parse_manual_action(event: Any) -> Any:
+    if not isinstance(event, dict):
+        raise InvalidRequest(f"expected a JSON object like {{\"action\": \"status\"}}, got {type(event).__name__}")
+    action = event.get("action")
+    if action not in ACTION_NAMES:
+        raise InvalidRequest(f"unknown action {action!r}; valid actions: {', '.join(ACTION_NAMES)}")
+    try:
+        return _adapter.validate_python(event)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'][1:]) or 'event'}: {issue['msg']}" for issue in error.errors()
+        )
+        raise InvalidRequest(f"invalid {action} request: {problems}") from error

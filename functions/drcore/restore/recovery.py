@@ -1,0 +1,93 @@
+"""The recovery function's actions: what an operator invokes from the console in an incident.
+
+Each action is validated first (drcore.restore.manual_actions), journaled with who asked and why, and answers
+with a structured result. The alias actions go through the same controller as the watchers, so the
+invariants hold whoever acts: LIVE never on $LATEST, a quarantined version only with force and a reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from drcore.aws.alarms import AlarmBoard
+from drcore.backup.catalog import BackupCatalog
+from drcore.state.backup_store import Component
+from drcore.core.config import ControllerSettings
+from drcore.rollback.controller import AliasController, Outcome
+from drcore.restore.manual_actions import (
+    Freeze,
+    ListBackups,
+    Promote,
+    RecoverVersion,
+    Release,
+    Rollback,
+    Status,
+    Unfreeze,
+)
+from drcore.core.models import Clock, to_iso, utc_now
+from drcore.state.plans import TwoStepAction, TwoStepFlow
+
+
+class RecoveryService:
+    def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
+                 catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
+                 clock: Clock = utc_now) -> None:
+        self._settings = settings
+        self._controller = controller
+        self._alarm_board = alarm_board
+        self._catalog = catalog
+        self._flow = flow
+        self._destructive = destructive
+        self._clock = clock
+
+    def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        handlers = {
+            Status: lambda r: self.status(),
+            ListBackups: lambda r: {"component": r.component,
+                                    "backups": self._catalog.describe(Component(r.component), r.limit)},
+            Rollback: lambda r: self._controller.rollback(r.cause()),
+            Promote: lambda r: self._controller.promote(r.cause()),
+            Release: lambda r: self._controller.release(r.version, r.cause(), r.canary_percent, r.force),
+            Freeze: lambda r: self._controller.freeze(r.cause()),
+            Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
+            RecoverVersion: self.recover_version,
+        }
+        if type(request) in self._destructive:
+            return self._flow.run(self._destructive[type(request)], request, remaining_ms)
+        result = handlers[type(request)](request)
+        return result.to_dict() if isinstance(result, Outcome) else result
+
+    def recover_version(self, request: RecoverVersion) -> Outcome:
+        """LIVE to a published version: STABLE's is a rollback; any other bakes as a candidate."""
+        if request.version == self._controller.record().stable_version:
+            return self._controller.rollback(request.cause())
+        return self._controller.release(request.version, request.cause(), force=request.force)
+
+    def _last_drill(self) -> dict[str, Any] | None:
+        entry = self._controller.last_journal_entry("drill")
+        return None if entry is None else {"at": entry["at"], "result": entry["result"], **(entry.get("details") or {})}
+
+    def status(self) -> dict[str, Any]:
+        record = self._controller.record()
+        alarms = self._alarm_board.states(self._settings.watched_alarms)
+        candidate = record.candidate
+        return {
+            "function": self._settings.protected_function,
+            "at": to_iso(self._clock()),
+            "state": record.state.value,
+            "live_version": record.live_version,
+            "stable_version": record.stable_version,
+            "candidate": None if candidate is None else {
+                "version": candidate.version, "since": candidate.since, "canary_weight": candidate.weight,
+                "forced": candidate.forced},
+            "quarantined": list(record.quarantined),
+            "frozen_reason": record.frozen_reason,
+            "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)} for name, signal in alarms.items()},
+            "backups": self._catalog.latest(),
+            "last_drill": self._last_drill(),
+            "recent_actions": [
+                {key: entry.get(key) for key in ("at", "action", "from_version", "to_version", "result")}
+                | {"cause": entry.get("cause", {}).get("summary")}
+                for entry in self._controller.journal(limit=10)
+            ],
+        }

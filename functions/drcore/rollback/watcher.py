@@ -1,0 +1,98 @@
+"""What the two watcher functions share: recognising their events and running the controller.
+
+A watcher is invoked three ways: as a CloudWatch alarm action, by an EventBridge "CloudWatch Alarm
+State Change" event, and by a scheduled EventBridge tick. Anything else is logged and answered
+without raising, so a malformed event never turns into a retry storm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
+from drcore.rollback.controller import AliasController, Outcome
+from drcore.aws.metrics import VersionGauges
+from drcore.core.models import AlarmSignal
+
+# A child of the handler's Powertools logger: the same structured JSON, the same service.
+logger = Logger(child=True)
+
+SCHEDULED_EVENT = "Scheduled Event"
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: str
+
+
+WatcherEvent = AlarmSignal | Tick
+
+
+def recognise(event: Any) -> WatcherEvent:
+    """Classify a raw Lambda event; UnrecognisedEvent says what is wrong with anything else."""
+    if not isinstance(event, dict):
+        raise UnrecognisedEvent(f"expected a JSON object, got {type(event).__name__}")
+    if "alarmData" in event:
+        return signal_from_alarm_action(event)
+    detail_type = event.get("detail-type")
+    if detail_type == ALARM_STATE_CHANGE:
+        return signal_from_eventbridge(event)
+    if detail_type == SCHEDULED_EVENT:
+        return Tick(at=str(event.get("time", "")))
+    raise UnrecognisedEvent(
+        "not an alarm action, an alarm state change or a scheduled event "
+        f"(keys: {sorted(event)[:8]}, detail-type: {detail_type!r})"
+    )
+
+
+def run_watcher(
+    event: Any,
+    controller: AliasController,
+    own_alarms: tuple[str, ...],
+    on_tick: Callable[[], list[Outcome]],
+) -> dict[str, Any]:
+    """Dispatch one event. AWS errors propagate (Lambda retries, the tick repairs); bad events do not."""
+    try:
+        recognised = recognise(event)
+    except UnrecognisedEvent as error:
+        logger.warning("ignoring event", extra={"reason": str(error)})
+        return {"status": "ignored", "reason": str(error)}
+    if isinstance(recognised, Tick):
+        outcomes = on_tick()
+        record = controller.record()
+        return {"status": "ticked", "outcomes": [outcome.to_dict() for outcome in outcomes],
+                "versions": {"LiveVersion": record.live_version, "StableVersion": record.stable_version}}
+    if recognised.alarm_name not in own_alarms:
+        reason = f"alarm {recognised.alarm_name!r} is not watched by this function (watched: {', '.join(own_alarms)})"
+        logger.warning("ignoring alarm", extra={"alarm": recognised.alarm_name, "reason": reason})
+        return {"status": "ignored", "reason": reason}
+    outcome = controller.on_alarm(recognised)
+    logger.info("alarm handled", extra={"alarm": recognised.incident_id, "outcome": outcome.to_dict()})
+    result = {"status": "handled", "alarm": recognised.incident_id, "outcome": outcome.to_dict()}
+    if outcome.action == "rolled_back" and outcome.to_version:
+        result["versions"] = {"LiveVersion": outcome.to_version}
+    return result
+
+
+def outcome_metrics(result: dict[str, Any]) -> list[str]:
+    """Names of the count metrics an event earns: one for the event itself (Ticks, AlarmEvents,
+    IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes, DriftReverts)."""
+    per_status = {"ticked": "Ticks", "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
+    per_action = {"rolled_back": "Rollbacks", "rollback_completed": "Rollbacks", "promoted": "Promotions",
+                  "frozen": "Freezes", "reverted": "DriftReverts"}
+    outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])
+    changes = [per_action[outcome["action"]] for outcome in outcomes if outcome.get("action") in per_action]
+    return [per_status[result["status"]], *changes]
+
+
+def publish_watcher_metrics(metrics: Metrics, result: dict[str, Any], gauges: VersionGauges) -> None:
+    """Count the event and its changes (EMF, flushed by the handler's decorator), and publish the
+    versions LIVE and STABLE serve, known after a tick or a rollback."""
+    for name in outcome_metrics(result):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if result.get("versions"):
+        gauges.publish(result["versions"])

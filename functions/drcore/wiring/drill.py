@@ -1,0 +1,41 @@
+"""The drill function's wiring: the catalog, the three restore engines and the report's recorder."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from drcore.aws.alarms import AlarmBoard
+from drcore.aws.clients import client_factory, s3_client
+from drcore.backup.catalog import BackupCatalog
+from drcore.core.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
+from drcore.drill.runner import RUN_TTL_SECONDS, DrillRecorder, DrillRunner
+from drcore.restore.function_restore import FunctionRestorer
+from drcore.restore.stack_recovery import StackRecovery
+from drcore.state.backup_store import BackupStore
+from drcore.state.plans import PlanBook
+from drcore.state.store import ControllerStateStore
+from drcore.wiring.restores import bucket_restorer
+from drcore.wiring.shared import alert_publisher, self_invoker
+
+
+@lru_cache(maxsize=4)
+def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings, drill: DrillSettings,
+                 function_name: str, endpoint_url: str | None = None) -> DrillRunner:
+    """The drill function's runner; `function_name` is its own, to continue a drill in a new invocation."""
+    client = client_factory()
+    s3 = s3_client(backup.copy_concurrency)
+    store = BackupStore(s3, backup.backup_bucket)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    lambda_client = client("lambda")
+    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"), settings.metrics_namespace,
+                             alert_publisher(settings, client))
+    return DrillRunner(
+        function_name=settings.protected_function, data_bucket=backup.data_bucket,
+        scratch_bucket=drill.scratch_bucket, scratch_function=drill.scratch_function, environment=drill.environment,
+        rto_seconds=dict(drill.rto_seconds), catalog=BackupCatalog(store, backup, recovery),
+        alarm_board=AlarmBoard(client("cloudwatch")), watched_alarms=settings.watched_alarms, state=state,
+        function_restorer=FunctionRestorer(lambda_client, store, settings.protected_function),
+        bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency),
+        stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack), s3_client=s3,
+        lambda_client=lambda_client, runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
+        continue_later=self_invoker(lambda_client, function_name))

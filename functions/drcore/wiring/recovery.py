@@ -1,0 +1,62 @@
+"""The recovery function's wiring: the operator's actions over the controller, the catalog and the engines."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from drcore.aws.clients import client_factory, s3_client
+from drcore.backup.catalog import BackupCatalog
+from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.core.models import to_iso, utc_now
+from drcore.restore.actions import (
+    ComprehensiveRollbackAction,
+    FunctionRestoreAction,
+    S3RestoreAction,
+    StackRecoveryAction,
+)
+from drcore.restore.function_restore import FunctionRestorer
+from drcore.restore.manual_actions import ComprehensiveRollback, RecoverFromBackup, RecoverStack, RestoreS3
+from drcore.restore.recovery import RecoveryService
+from drcore.restore.stack_recovery import StackRecovery
+from drcore.state.backup_store import BackupStore
+from drcore.state.plans import PlanBook, TwoStepFlow
+from drcore.state.store import ControllerStateStore
+from drcore.wiring.restores import bucket_restorer
+from drcore.wiring.shared import alias_controller, self_invoker
+
+
+@lru_cache(maxsize=4)
+def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
+                     function_name: str, endpoint_url: str | None = None) -> RecoveryService:
+    """The recovery function's service; `function_name` is its own, to continue long actions."""
+    client = client_factory()
+    controller, _, alarm_board = alias_controller(settings, client)
+    s3 = s3_client(backup.copy_concurrency)
+    store = BackupStore(s3, backup.backup_bucket)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    lambda_client = client("lambda")
+
+    def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any]) -> None:
+        at = to_iso(utc_now())
+        verified = result.get("ok", (result.get("verification") or {}).get("ok", True))
+        state.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind, cause=request.cause(),
+                             result="applied" if verified else "applied, verification failed",
+                             details={"plan_id": plan_id, **_figures(result)})
+
+    flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
+                       self_invoker(lambda_client, function_name))
+    restorer = bucket_restorer(s3, store, backup.copy_concurrency)
+    catalog = BackupCatalog(store, backup, recovery)
+    data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets)
+    function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
+                                     controller, settings.protected_function)
+    stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack))
+    destructive = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
+                   ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
+    return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The journal keeps a result's figures and ids, not its key lists."""
+    return {key: value for key, value in result.items() if not isinstance(value, (list, tuple)) and len(str(value)) < 2000}
