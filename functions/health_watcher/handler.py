@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drcore.core.config import ControllerSettings
-from drcore.rollback.controller import Outcome
+from drcore.rollback.outcome import Outcome
 from drcore.rollback.watcher import publish_watcher_metrics, run_watcher
 from drcore.wiring.watchers import watcher_services
 

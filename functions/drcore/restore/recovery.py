@@ -13,7 +13,8 @@ from drcore.aws.alarms import AlarmBoard
 from drcore.backup.catalog import BackupCatalog
 from drcore.state.backup_store import Component
 from drcore.core.config import ControllerSettings
-from drcore.rollback.controller import AliasController, Outcome
+from drcore.rollback.controller import AliasController
+from drcore.rollback.outcome import Outcome
 from drcore.restore.manual_actions import (
     Freeze,
     ListBackups,

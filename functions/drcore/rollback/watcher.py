@@ -14,7 +14,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
-from drcore.rollback.controller import AliasController, Outcome
+from drcore.rollback.controller import AliasController
+from drcore.rollback.outcome import Outcome
 from drcore.aws.metrics import VersionGauges
 from drcore.core.models import AlarmSignal
 

@@ -1,0 +1,217 @@
+"""What the alias controller does that both the alarm edges (controller.py) and the tick (reconcile.py) do:
+adopt the aliases into a first record, carry out a claimed rollback, freeze on a failing STABLE, promote a
+candidate, keep the journal. Each is safe to repeat after a crash at any step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from drcore.aws.alerts import AlertPublisher
+from drcore.aws.aliases import AliasGateway
+from drcore.core.config import ControllerSettings
+from drcore.core.errors import AliasChanged, ConcurrentUpdate, InvalidRequest
+from drcore.core.models import AlarmSignal, AliasState, Cause, Clock, ControllerRecord, ControllerState, PendingRollback, to_iso
+from drcore.rollback.decisions import (
+    adopted_record,
+    alarm_cause,
+    finished_rollback,
+    rolled_back_versions,
+    served_version,
+    with_watermark,
+)
+from drcore.rollback.incidents import IncidentTexts
+from drcore.rollback.outcome import Outcome
+from drcore.state.store import ControllerStateStore, RollbackRefused
+
+# A child of the handler's Powertools logger: the same structured JSON, the same service.
+logger = Logger(child=True)
+
+MAX_DECISION_ATTEMPTS = 5
+
+# Work that need not wait for a rollback's journal, alert and record (a watcher's version gauge): started with
+# the version LIVE serves as soon as the flip answered, and awaited before the rollback returns, so nothing
+# is left running when the invocation ends and its failure surfaces as theirs do.
+AfterFlip = Callable[[str], "Future[None]"]
+
+
+class ControllerOperations:
+    def __init__(self, settings: ControllerSettings, store: ControllerStateStore, aliases: AliasGateway,
+                 alerts: AlertPublisher, incidents: IncidentTexts, clock: Clock, after_flip: AfterFlip | None = None
+                 ) -> None:
+        self._settings = settings
+        self._store = store
+        self._aliases = aliases
+        self._alerts = alerts
+        self._incidents = incidents
+        self._clock = clock
+        self._after_flip = after_flip
+        self._function = settings.protected_function
+
+    # ------------------------------------------------------------------ record and journal
+
+    def record(self) -> ControllerRecord:
+        """The controller record, adopting the aliases as they are when the function is new to us."""
+        existing = self._store.get(self._function)
+        if existing is not None:
+            return existing
+        live = self.read_alias(self._settings.live_alias)
+        stable = self.read_alias(self._settings.stable_alias)
+        record = adopted_record(self._function, live, stable, to_iso(self._clock()))
+        try:
+            self._store.create(record)
+        except ConcurrentUpdate:
+            return self.current()
+        cause = Cause(kind="reconcile", summary="first sight of the protected function: adopted its aliases")
+        self.journal("adopt", cause, "adopted", to_version=live.version, details={"state": record.state.value})
+        logger.info("adopted aliases", extra={"live": live.version, "stable": stable.version, "state": record.state})
+        return record
+
+    def current(self) -> ControllerRecord:
+        """The record, known to exist (this or another invocation has written it)."""
+        record = self._store.get(self._function)
+        assert record is not None, "the controller record vanished"
+        return record
+
+    def read_alias(self, alias: str) -> AliasState:
+        state = self._aliases.read(alias)
+        if state is None:
+            raise InvalidRequest(f"alias {alias} of {self._function} does not exist")
+        return state
+
+    def journal(self, action: str, cause: Cause, result: str, *, from_version: str | None = None,
+                to_version: str | None = None, at: str | None = None, details: dict[str, Any] | None = None) -> None:
+        moment = at or to_iso(self._clock())
+        self._store.append_journal(self._function, entry_id=f"{action}-{moment}", at=moment, action=action, cause=cause,
+                                   result=result, from_version=from_version, to_version=to_version, details=details)
+
+    # ------------------------------------------------------------------ rollback
+
+    def roll_back_on_level(self, signal: AlarmSignal) -> Outcome:
+        """A rollback decided from a tick's reading rather than an edge: no watermark check applies."""
+        pending = PendingRollback(incident_id=signal.incident_id, started_at=to_iso(self._clock()), cause=alarm_cause(signal))
+        try:
+            claimed = self._store.claim_rollback(self._function, pending)
+        except RollbackRefused:
+            return Outcome("noop", "the candidate was rolled back meanwhile")
+        return self.roll_back(claimed)
+
+    def roll_back(self, claimed: ControllerRecord) -> Outcome:
+        """Carry out a rollback this invocation claimed: flip LIVE, then its bookkeeping."""
+        live = self._point_live_at_stable(claimed)
+        beside = self._after_flip(live[0].version) if self._after_flip is not None else None
+        try:
+            outcome = self._finish_rollback(claimed, live)
+        except BaseException:
+            # Waited for all the same: nothing may run on once the invocation ends. The bookkeeping's failure
+            # is the one that surfaces (the tick repairs it); this one is only logged.
+            beside_error = beside.exception() if beside is not None else None
+            if beside_error is not None:
+                logger.warning("work beside the rollback failed too", extra={"error": repr(beside_error)})
+            raise
+        if beside is not None:
+            beside.result()
+        return outcome
+
+    def complete_rollback(self, record: ControllerRecord) -> Outcome:
+        """Finish a rollback that an invocation claimed and did not finish (each step repeats safely)."""
+        return self._finish_rollback(record, self._point_live_at_stable(record))
+
+    def _point_live_at_stable(self, record: ControllerRecord) -> tuple[AliasState, str]:
+        """Flip LIVE to STABLE; returns the new alias state and the version LIVE served before."""
+        revision = record.live_revision_id
+        served = record.candidate.version if record.candidate else record.live_version
+        for _ in range(MAX_DECISION_ATTEMPTS):
+            try:
+                live = self._aliases.point(self._settings.live_alias, record.stable_version, revision_id=revision)
+                return live, served
+            except AliasChanged:
+                current = self.read_alias(self._settings.live_alias)
+                logger.warning("LIVE changed under the rollback; re-read it", extra={"live": current.version})
+                if current.version == record.stable_version and not current.weights:
+                    return current, served
+                served, revision = served_version(current), current.revision_id
+        raise ConcurrentUpdate("LIVE kept changing while rolling back")
+
+    def _finish_rollback(self, record: ControllerRecord, live: tuple[AliasState, str]) -> Outcome:
+        """After the flip: journal, alert, quarantine, in this order. The record is written last: until it
+        is, the tick sees the rollback pending and finishes it."""
+        alias, served = live
+        pending = record.pending_rollback
+        assert pending is not None, "finishing a rollback that was never claimed"
+        from_version, rolled_back = rolled_back_versions(record, served)
+        self._store.append_journal(
+            self._function,
+            entry_id=pending.incident_id,
+            at=pending.started_at,
+            action="rollback",
+            from_version=from_version,
+            to_version=record.stable_version,
+            cause=pending.cause,
+            result="LIVE points at STABLE",
+            details={"quarantined": list(rolled_back)},
+        )
+        self._alerts.publish(self._incidents.rolled_back(pending, from_version, record.stable_version, rolled_back))
+        current = record
+        for _ in range(MAX_DECISION_ATTEMPTS):
+            if current.pending_rollback is None or current.pending_rollback.incident_id != pending.incident_id:
+                break  # another invocation finished it
+            finished = finished_rollback(current, record.stable_version, alias.revision_id, rolled_back)
+            try:
+                self._store.replace(current, finished)
+                break
+            except ConcurrentUpdate:
+                current = self.current()
+        return Outcome(
+            "rolled_back",
+            f"LIVE moved from version {from_version} back to STABLE {record.stable_version}",
+            from_version=from_version,
+            to_version=record.stable_version,
+            severity=2,
+            facts={"incident": pending.incident_id, "quarantined": list(rolled_back)},
+        )
+
+    # ------------------------------------------------------------------ freeze and promotion
+
+    def freeze_on_stable_failure(self, record: ControllerRecord, cause: Cause, signal: AlarmSignal | None) -> Outcome:
+        reason = f"STABLE version {record.stable_version} failing: {cause.summary}"
+        frozen = record.evolve(state=ControllerState.FROZEN, frozen_reason=reason)
+        if signal is not None:
+            frozen = with_watermark(frozen, signal)
+        self._store.replace(record, frozen)
+        now = to_iso(self._clock())
+        self.journal("freeze", cause, "automation frozen", from_version=record.stable_version, at=now)
+        self._alerts.publish(self._incidents.stable_failing(record.stable_version, cause, now))
+        return Outcome("frozen", reason, from_version=record.stable_version, severity=1)
+
+    def promote(self, record: ControllerRecord, cause: Cause, baseline_ms: float | None) -> Outcome:
+        """STABLE to the candidate, then LIVE off its canary weights; the record last, so a crash in
+        between shows up in the next tick as STABLE on the candidate, which it finishes."""
+        candidate = record.candidate
+        assert candidate is not None, "promoting without a candidate"
+        stable = self._aliases.point(self._settings.stable_alias, candidate.version, revision_id=record.stable_revision_id)
+        live_revision = record.live_revision_id
+        if candidate.weight is not None:
+            live_revision = self._aliases.point(self._settings.live_alias, candidate.version,
+                                                revision_id=live_revision).revision_id
+        self._store.replace(
+            record,
+            record.evolve(
+                state=ControllerState.STEADY,
+                stable_version=candidate.version,
+                live_version=candidate.version,
+                candidate=None,
+                stable_revision_id=stable.revision_id,
+                live_revision_id=live_revision,
+                stable_p99_ms=baseline_ms,
+            ),
+        )
+        self.journal("promote", cause, "STABLE is the candidate", from_version=record.stable_version,
+                     to_version=candidate.version, details={"stable_p99_ms": baseline_ms})
+        return Outcome("promoted", f"STABLE moved from version {record.stable_version} to {candidate.version}",
+                       from_version=record.stable_version, to_version=candidate.version,
+                       facts={"stable_p99_ms": baseline_ms})
