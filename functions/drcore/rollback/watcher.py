@@ -91,9 +91,10 @@ def outcome_metrics(result: dict[str, Any]) -> list[str]:
 
 
 def publish_watcher_metrics(metrics: Metrics, result: dict[str, Any], gauges: VersionGauges) -> None:
-    """Count the event and its changes (EMF, flushed by the handler's decorator), and publish the
-    versions LIVE and STABLE serve, known after a tick or a rollback."""
+    """Count the event and its changes (EMF, flushed by the handler's decorator), and after a tick publish
+    the versions LIVE and STABLE serve. A rollback's new LIVE version is not published here: the watchers'
+    controller published it beside the rollback's bookkeeping, as soon as LIVE flipped (drcore.wiring.watchers)."""
     for name in outcome_metrics(result):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    if result.get("versions"):
+    if result["status"] == "ticked":
         gauges.publish(result["versions"])

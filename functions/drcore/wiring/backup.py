@@ -6,6 +6,7 @@ from dataclasses import asdict
 from functools import lru_cache
 
 from drcore.aws.clients import client_factory, s3_client
+from drcore.aws.continuations import self_invoker
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
@@ -17,7 +18,6 @@ from drcore.core.config import BackupSettings
 from drcore.core.models import utc_now
 from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
-from drcore.wiring.shared import self_invoker
 
 
 @lru_cache(maxsize=4)

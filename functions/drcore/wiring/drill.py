@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from drcore.aws.alarms import AlarmBoard
 from drcore.aws.clients import client_factory, s3_client
+from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
 from drcore.core.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
 from drcore.drill.runner import RUN_TTL_SECONDS, DrillRecorder, DrillRunner
@@ -15,7 +16,7 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.restores import bucket_restorer
-from drcore.wiring.shared import alert_publisher, self_invoker
+from drcore.wiring.shared import alert_publisher
 
 
 @lru_cache(maxsize=4)

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from drcore.aws.clients import client_factory, s3_client
+from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
 from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings
 from drcore.core.models import to_iso, utc_now
@@ -23,7 +24,7 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepFlow
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.restores import bucket_restorer
-from drcore.wiring.shared import alias_controller, self_invoker
+from drcore.wiring.shared import alias_controller
 
 
 @lru_cache(maxsize=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,8 +23,15 @@ class WatcherServices:
 @lru_cache(maxsize=4)
 def watcher_services(settings: ControllerSettings, endpoint_url: str | None = None) -> WatcherServices:
     client = client_factory()
-    controller, aliases, _ = alias_controller(settings, client)
+    gauges = VersionGauges(client("cloudwatch"), settings.metrics_namespace, settings.protected_function)
+    # The gauge of the version LIVE serves after a rollback depends on nothing but the flip: it is published
+    # while the rollback writes its journal, alert and record (one at a time, in the order a crash needs).
+    beside_rollbacks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-rollback")
+
+    def publish_live_version(version: str) -> Future[None]:
+        return beside_rollbacks.submit(gauges.publish, {"LiveVersion": version})
+
+    controller, aliases, _ = alias_controller(settings, client, after_flip=publish_live_version)
     probe = HealthProbe(aliases, client("cloudwatch"), settings.metrics_namespace, settings.protected_function,
                         settings.live_alias)
-    gauges = VersionGauges(client("cloudwatch"), settings.metrics_namespace, settings.protected_function)
     return WatcherServices(controller=controller, health_probe=probe, version_gauges=gauges)
