@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.core.config import ControllerSettings
+from drcore.core.controller_settings import ControllerSettings
 from drcore.rollback.watcher import publish_watcher_metrics, run_watcher
 from drcore.wiring.watchers import watcher_services
 

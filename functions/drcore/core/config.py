@@ -13,27 +13,11 @@ from typing import Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from drcore.core.controller_settings import ControllerSettings as ControllerSettings
+from drcore.core.controller_settings import EnvVar as EnvVar
 from drcore.core.errors import SettingsError
 
 _Settings = TypeVar("_Settings", bound=BaseModel)
-
-
-class EnvVar(StrEnum):
-    PROTECTED_FUNCTION_NAME = "DR_PROTECTED_FUNCTION_NAME"
-    LIVE_ALIAS = "DR_LIVE_ALIAS"
-    STABLE_ALIAS = "DR_STABLE_ALIAS"
-    STATE_TABLE_NAME = "DR_STATE_TABLE_NAME"
-    ALERT_TOPIC_ARN = "DR_ALERT_TOPIC_ARN"
-    EMERGENCY_TOPIC_ARN = "DR_EMERGENCY_TOPIC_ARN"
-    HEALTH_ALARM_NAMES = "DR_HEALTH_ALARM_NAMES"
-    PERFORMANCE_ALARM_NAMES = "DR_PERFORMANCE_ALARM_NAMES"
-    BAKE_SECONDS = "DR_BAKE_SECONDS"
-    MIN_BAKE_INVOCATIONS = "DR_MIN_BAKE_INVOCATIONS"
-    SETTLE_SECONDS = "DR_SETTLE_SECONDS"
-    PENDING_REPAIR_SECONDS = "DR_PENDING_REPAIR_SECONDS"
-    REGRESSION_FACTOR = "DR_REGRESSION_FACTOR"
-    REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
-    METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
 
 
 def _validated(model: type[_Settings], names: type[StrEnum], environ: Mapping[str, str], label: str) -> _Settings:
@@ -57,42 +41,6 @@ def _seconds_table(value: object) -> object:
     """A component-to-seconds table, given as JSON in the environment."""
     table = json.loads(value) if isinstance(value, str) else value
     return tuple(sorted(table.items())) if isinstance(table, dict) else table
-
-
-class ControllerSettings(BaseModel):
-    """What a watcher needs to know about the protected function and the controller's resources."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
-
-    protected_function: str = Field(alias=EnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
-    live_alias: str = Field("LIVE", alias=EnvVar.LIVE_ALIAS, min_length=1)
-    stable_alias: str = Field("STABLE", alias=EnvVar.STABLE_ALIAS, min_length=1)
-    state_table: str = Field(alias=EnvVar.STATE_TABLE_NAME, min_length=1)
-    alert_topic_arn: str = Field(alias=EnvVar.ALERT_TOPIC_ARN, min_length=1)
-    emergency_topic_arn: str = Field(alias=EnvVar.EMERGENCY_TOPIC_ARN, min_length=1)
-    health_alarms: tuple[str, ...] = Field((), alias=EnvVar.HEALTH_ALARM_NAMES)
-    performance_alarms: tuple[str, ...] = Field((), alias=EnvVar.PERFORMANCE_ALARM_NAMES)
-    # A candidate becomes STABLE after serving this long with every alarm OK (seed: 30 minutes).
-    bake_seconds: int = Field(1800, alias=EnvVar.BAKE_SECONDS, ge=0)
-    min_bake_invocations: int = Field(10, alias=EnvVar.MIN_BAKE_INVOCATIONS, ge=0)
-    # After a rollback, alarms keep evaluating the bad version's datapoints for up to their longest
-    # window (the seed's duration alarm looks at 10 minutes): ALARMs inside it are not blamed on STABLE.
-    settle_seconds: int = Field(600, alias=EnvVar.SETTLE_SECONDS, ge=0)
-    # A rollback whose bookkeeping is unfinished after this long is taken to have crashed.
-    pending_repair_seconds: int = Field(60, alias=EnvVar.PENDING_REPAIR_SECONDS, ge=0)
-    regression_factor: float = Field(1.5, alias=EnvVar.REGRESSION_FACTOR, gt=1.0)
-    regression_min_invocations: int = Field(20, alias=EnvVar.REGRESSION_MIN_INVOCATIONS, ge=1)
-    metrics_namespace: str = Field("ApiladosDR", alias=EnvVar.METRICS_NAMESPACE, min_length=1)
-
-    _split_names = field_validator("health_alarms", "performance_alarms", mode="before")(_names)
-
-    @property
-    def watched_alarms(self) -> tuple[str, ...]:
-        return self.health_alarms + self.performance_alarms
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> ControllerSettings:
-        return _validated(cls, EnvVar, environ, "controller")
 
 
 HEALTH_ALARM_KINDS = ("errors", "throttles", "health-probe")

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 
 from drcore.aws.alerts import AlertPublisher
 from drcore.aws.aliases import AliasGateway
-from drcore.core.config import ControllerSettings
+from drcore.core.controller_settings import ControllerSettings
 from drcore.core.errors import AliasChanged, ConcurrentUpdate, InvalidRequest
 from drcore.core.models import AlarmSignal, AliasState, Cause, Clock, ControllerRecord, ControllerState, PendingRollback, to_iso
 from drcore.rollback.decisions import (

@@ -15,7 +15,7 @@ from drcore.aws.alarms import ALARM, AlarmBoard
 from drcore.aws.alerts import AlertPublisher
 from drcore.aws.aliases import LATEST, AliasGateway
 from drcore.aws.metrics import FunctionMetrics
-from drcore.core.config import ControllerSettings
+from drcore.core.controller_settings import ControllerSettings
 from drcore.core.models import (
     AlarmSignal,
     AliasState,

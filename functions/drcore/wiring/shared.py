@@ -7,7 +7,7 @@ from drcore.aws.aliases import AliasGateway
 from drcore.aws.alerts import AlertPublisher
 from drcore.aws.clients import ClientFactory
 from drcore.aws.metrics import FunctionMetrics
-from drcore.core.config import ControllerSettings
+from drcore.core.controller_settings import ControllerSettings
 from drcore.core.models import Clock, utc_now
 from drcore.rollback.controller import AliasController
 from drcore.rollback.operations import AfterFlip

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from drcore.aws.clients import client_factory
 from drcore.aws.metrics import HealthProbe, VersionGauges
-from drcore.core.config import ControllerSettings
+from drcore.core.controller_settings import ControllerSettings
 from drcore.rollback.controller import AliasController
 from drcore.wiring.shared import alias_controller
 
