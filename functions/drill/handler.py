@@ -12,9 +12,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drcore.core.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
-from drcore.drill.requests import ResumeDrill, parse_drill_request
 from drcore.core.errors import DrError
 from drcore.core.models import utc_now
+from drcore.drill.requests import ResumeDrill, parse_drill_request
 from drcore.wiring.drill import drill_runner
 
 logger = Logger()

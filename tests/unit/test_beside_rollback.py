@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -58,7 +58,7 @@ def test_a_watchers_rollback_publishes_the_version_live_serves_after_the_flip(sy
     deploy_bad_version(system)
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     # When its errors alarm fires
-    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(timezone.utc), system.function_name)
+    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(UTC), system.function_name)
     result = invoke_watcher(health_watcher, event)
     # Then it rolled back, and the LiveVersion gauge went out once LIVE had flipped, before the handler returned
     assert result["outcome"]["action"] == "rolled_back"
@@ -68,7 +68,7 @@ def test_a_watchers_rollback_publishes_the_version_live_serves_after_the_flip(sy
     dimensions = [{"Name": "FunctionName", "Value": system.function_name}]
     stats = cloudwatch.get_metric_statistics(
         Namespace="ApiladosDR", MetricName="LiveVersion", Dimensions=dimensions, Statistics=["Maximum"], Period=60,
-        StartTime=datetime.now(timezone.utc) - timedelta(minutes=5), EndTime=datetime.now(timezone.utc) + timedelta(minutes=1))
+        StartTime=datetime.now(UTC) - timedelta(minutes=5), EndTime=datetime.now(UTC) + timedelta(minutes=1))
     assert [point["Maximum"] for point in stats["Datapoints"]] == [float(system.versions["good"])]
 
 

@@ -26,9 +26,9 @@ def test_values_are_read_with_their_types_and_defaults_fill_the_rest():
     assert settings.watched_alarms == settings.health_alarms
     assert (settings.bake_seconds, settings.regression_factor) == (60, 2.5)
     assert (settings.live_alias, settings.stable_alias, settings.min_bake_invocations) == ("LIVE", "STABLE", 10)
-    assert hash(settings) == hash(ControllerSettings.from_environ({**REQUIRED, **{
+    assert hash(settings) == hash(ControllerSettings.from_environ({**REQUIRED,
         "DR_HEALTH_ALARM_NAMES": "f-LIVE-errors,f-LIVE-throttles", "DR_BAKE_SECONDS": "60",
-        "DR_REGRESSION_FACTOR": "2.5"}}))  # the builders are cached by settings
+        "DR_REGRESSION_FACTOR": "2.5"}))  # the builders are cached by settings
 
 
 def test_every_bad_variable_is_named_in_one_error():

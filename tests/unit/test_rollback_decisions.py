@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,7 +28,7 @@ from drcore.rollback.decisions import (
     with_watermark,
 )
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ALARMS = ("f-LIVE-errors", "f-LIVE-throttles")
 
 
@@ -104,7 +104,7 @@ def test_how_live_differs_from_the_record(live, drift):
 def test_a_candidate_is_not_promoted_before_its_bake_time_nor_with_an_alarm_not_ok():
     ok = {name: signal(name, "OK", NOW) for name in ALARMS}
     later = NOW + timedelta(seconds=1800)
-    assert "baking for another 600s" == bake_blocker(baking(), ok, NOW + timedelta(seconds=1200), 1800, ALARMS)
+    assert bake_blocker(baking(), ok, NOW + timedelta(seconds=1200), 1800, ALARMS) == "baking for another 600s"
     assert bake_blocker(baking(), {**ok, ALARMS[1]: signal(ALARMS[1], "INSUFFICIENT_DATA", NOW)}, later, 1800,
                         ALARMS) == f"alarms not OK: {ALARMS[1]}=INSUFFICIENT_DATA"
     assert bake_blocker(baking(), {ALARMS[0]: ok[ALARMS[0]]}, later, 1800, ALARMS) == f"alarm(s) not found: {ALARMS[1]}"

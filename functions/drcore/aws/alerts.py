@@ -7,7 +7,10 @@ other severity to the alert topic. Message attributes let subscribers filter wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the stubs are a development dependency: Lambda's runtime never imports them
+    from mypy_boto3_sns import SNSClient
 
 SYSTEM_NAME = "Apilados Pipeline"
 SNS_SUBJECT_LIMIT = 100
@@ -54,7 +57,7 @@ class Alert:
 
 
 class AlertPublisher:
-    def __init__(self, sns_client: Any, alert_topic_arn: str, emergency_topic_arn: str) -> None:
+    def __init__(self, sns_client: SNSClient, alert_topic_arn: str, emergency_topic_arn: str) -> None:
         self._sns = sns_client
         self._alert_topic = alert_topic_arn
         self._emergency_topic = emergency_topic_arn

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from drcore.aws.errors import is_not_found, is_precondition_failed
 from drcore.core.errors import AliasChanged, InvalidRequest
 from drcore.core.models import AliasState
+
+if TYPE_CHECKING:  # the stubs are a development dependency: Lambda's runtime never imports them
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_lambda.type_defs import AliasConfigurationResponseTypeDef
 
 LATEST = "$LATEST"
 
 
-def _alias_state(response: dict[str, Any]) -> AliasState:
+def _alias_state(response: AliasConfigurationResponseTypeDef) -> AliasState:
     weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
     return AliasState(
         name=response["Name"],
@@ -23,7 +28,7 @@ def _alias_state(response: dict[str, Any]) -> AliasState:
 
 
 class AliasGateway:
-    def __init__(self, lambda_client: Any, function_name: str) -> None:
+    def __init__(self, lambda_client: LambdaClient, function_name: str) -> None:
         self._lambda = lambda_client
         self._function = function_name
 
@@ -31,7 +36,7 @@ class AliasGateway:
         try:
             return _alias_state(self._lambda.get_alias(FunctionName=self._function, Name=alias))
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            if is_not_found(error):
                 return None
             raise
 
@@ -56,7 +61,7 @@ class AliasGateway:
         try:
             return _alias_state(self._lambda.update_alias(**request))
         except ClientError as error:
-            if error.response["Error"]["Code"] == "PreconditionFailedException":
+            if is_precondition_failed(error):
                 raise AliasChanged(f"{alias} changed since revision {revision_id}") from error
             raise
 
@@ -66,7 +71,7 @@ class AliasGateway:
         try:
             self._lambda.get_function_configuration(FunctionName=self._function, Qualifier=version)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            if is_not_found(error):
                 return False
             raise
         return True
@@ -80,5 +85,5 @@ class AliasGateway:
             "status_code": response.get("StatusCode"),
             "function_error": response.get("FunctionError"),
             "executed_version": response.get("ExecutedVersion"),
-            "payload": response["Payload"].read() if "Payload" in response else b"",
+            "payload": response["Payload"].read(),
         }

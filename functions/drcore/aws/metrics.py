@@ -52,7 +52,7 @@ class FunctionMetrics:
             StartTime=start,
             EndTime=end,
         )
-        values = [value for result in response["MetricDataResults"] for value in result.get("Values", [])]
+        values: list[float] = [value for result in response["MetricDataResults"] for value in result.get("Values", [])]
         if not values:
             return None
         return sum(values) if stat == "Sum" else max(values)

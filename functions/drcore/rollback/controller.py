@@ -171,9 +171,8 @@ class AliasController:
         if weight is None:
             alias = self._aliases.point(self._settings.live_alias, version, revision_id=live.revision_id)
         else:
-            alias = self._aliases.point(
-                self._settings.live_alias, record.stable_version, revision_id=live.revision_id, weights={version: weight}
-            )
+            alias = self._aliases.point(self._settings.live_alias, record.stable_version,
+                                        revision_id=live.revision_id, weights={version: weight})
         now = to_iso(self._clock())
         baking = ControllerState.FROZEN if record.state is ControllerState.FROZEN else ControllerState.BAKING
         self._store.replace(

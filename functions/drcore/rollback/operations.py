@@ -15,7 +15,16 @@ from drcore.aws.alerts import AlertPublisher
 from drcore.aws.aliases import AliasGateway
 from drcore.core.controller_settings import ControllerSettings
 from drcore.core.errors import AliasChanged, ConcurrentUpdate, InvalidRequest
-from drcore.core.models import AlarmSignal, AliasState, Cause, Clock, ControllerRecord, ControllerState, PendingRollback, to_iso
+from drcore.core.models import (
+    AlarmSignal,
+    AliasState,
+    Cause,
+    Clock,
+    ControllerRecord,
+    ControllerState,
+    PendingRollback,
+    to_iso,
+)
 from drcore.rollback.decisions import (
     adopted_record,
     alarm_cause,
@@ -93,7 +102,8 @@ class ControllerOperations:
 
     def roll_back_on_level(self, signal: AlarmSignal) -> Outcome:
         """A rollback decided from a tick's reading rather than an edge: no watermark check applies."""
-        pending = PendingRollback(incident_id=signal.incident_id, started_at=to_iso(self._clock()), cause=alarm_cause(signal))
+        pending = PendingRollback(incident_id=signal.incident_id, started_at=to_iso(self._clock()),
+                                  cause=alarm_cause(signal))
         try:
             claimed = self._store.claim_rollback(self._function, pending)
         except RollbackRefused:
@@ -193,7 +203,8 @@ class ControllerOperations:
         between shows up in the next tick as STABLE on the candidate, which it finishes."""
         candidate = record.candidate
         assert candidate is not None, "promoting without a candidate"
-        stable = self._aliases.point(self._settings.stable_alias, candidate.version, revision_id=record.stable_revision_id)
+        stable = self._aliases.point(self._settings.stable_alias, candidate.version,
+                                     revision_id=record.stable_revision_id)
         live_revision = record.live_revision_id
         if candidate.weight is not None:
             live_revision = self._aliases.point(self._settings.live_alias, candidate.version,

@@ -111,10 +111,10 @@ class Reconciler:
             return Outcome("adopted", cause.summary, from_version=expected, to_version=served)
         # A version released outside the controller (by a deployment pipeline, say): bake it.
         now = to_iso(self._clock())
-        state = ControllerState.FROZEN if record.state is ControllerState.FROZEN else ControllerState.BAKING
+        baking = ControllerState.FROZEN if record.state is ControllerState.FROZEN else ControllerState.BAKING
         candidate = Candidate(version=served, since=now, weight=canary_weight(live))
         self._store.replace(record, record.evolve(
-            state=state, live_version=live.version, live_revision_id=live.revision_id, candidate=candidate))
+            state=baking, live_version=live.version, live_revision_id=live.revision_id, candidate=candidate))
         cause = Cause(kind="reconcile", summary=f"LIVE found on version {served}, released outside the controller")
         self._operations.journal("adopt", cause, "candidate baking", from_version=expected, to_version=served, at=now)
         return Outcome("adopted", cause.summary, from_version=expected, to_version=served)
@@ -125,7 +125,8 @@ class Reconciler:
         self._store.replace(record, record.evolve(
             state=ControllerState.STEADY, stable_version=stable.version, live_version=stable.version, candidate=None,
             stable_revision_id=stable.revision_id, live_revision_id=live.revision_id))
-        cause = Cause(kind="reconcile", summary=f"STABLE found on candidate {stable.version}: promotion was interrupted")
+        cause = Cause(kind="reconcile",
+                      summary=f"STABLE found on candidate {stable.version}: promotion was interrupted")
         self._operations.journal("promote", cause, "promotion finished", from_version=record.stable_version,
                                  to_version=stable.version)
         return Outcome("promoted", cause.summary, from_version=record.stable_version, to_version=stable.version)
@@ -201,7 +202,8 @@ class Reconciler:
         p99 = self._function_metrics.p99_duration_ms(candidate.version, since, now)
         limit = record.stable_p99_ms * self._settings.regression_factor
         if p99 is None or p99 <= limit:
-            return Outcome("within_baseline", f"p99 {p99} ms within {limit:.0f} ms", facts={"p99_ms": p99, "limit_ms": limit})
+            return Outcome("within_baseline", f"p99 {p99} ms within {limit:.0f} ms",
+                           facts={"p99_ms": p99, "limit_ms": limit})
         reason = f"p99 {p99:.0f} ms > {self._settings.regression_factor}x STABLE's {record.stable_p99_ms:.0f} ms"
         signal = AlarmSignal(alarm_name="duration-regression", state=ALARM, changed_at=now, reason=reason,
                              source="reconcile")
