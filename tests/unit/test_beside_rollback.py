@@ -9,7 +9,9 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import boto3
 import pytest
 
 import health_watcher.handler as health_watcher
@@ -20,6 +22,7 @@ from drcore.core.models import AlarmSignal
 from drcore.rollback.controller import AliasController
 from drcore.rollback.operations import AfterFlip
 from drcore.wiring.shared import alias_controller
+from drcore.wiring.watchers import watcher_services
 from embedded.aws_events import alarm_action_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder, SimulatedClock
@@ -131,3 +134,26 @@ def test_when_the_bookkeeping_fails_its_failure_surfaces_after_the_work_beside_i
     with pytest.raises(Crash):
         controller.on_alarm(errors_alarm(system, clock.advance(60)))
     assert finished.is_set()
+
+
+def test_a_watcher_starting_cold_builds_only_the_clients_of_its_claim_and_flip_before_the_flip(
+        system, invoke_watcher, monkeypatch):
+    # Given a watcher that has built nothing yet, every client build and every AWS call recorded in order
+    watcher_services.cache_clear()
+    deploy_bad_version(system)
+    steps = CallRecorder().spy_on_every_client(monkeypatch).calls
+    build = boto3.session.Session.client
+
+    def recorded_build(session: boto3.session.Session, service: str, **options: Any) -> Any:
+        steps.append(f"build {service}")
+        return build(session, service, **options)
+
+    monkeypatch.setattr(boto3.session.Session, "client", recorded_build)
+    # When its first event is an alarm that rolls back
+    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(UTC), system.function_name)
+    assert invoke_watcher(health_watcher, event)["outcome"]["action"] == "rolled_back"
+    # Then the clients of the alert and the gauge were built after the flip, each client once
+    before_flip = steps[:steps.index("UpdateAlias")]
+    assert [step for step in before_flip if step.startswith("build")] == ["build dynamodb", "build lambda"]
+    assert sorted(step for step in steps if step.startswith("build")) == [
+        "build cloudwatch", "build dynamodb", "build lambda", "build sns"]

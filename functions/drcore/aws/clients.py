@@ -1,13 +1,14 @@
 """The boto3 clients every function builds: one retry and timeout policy, and the S3 client of snapshots and
-restores. Clients are built on a function's first invocation, never at import time; botocore picks up
-AWS_ENDPOINT_URL, which is how the embedded drill points the same code at a local moto server.
+restores. Clients are built when first used, never at import time; botocore picks up AWS_ENDPOINT_URL, which
+is how the embedded drill points the same code at a local moto server.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import boto3
@@ -22,11 +23,37 @@ AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, conn
 ClientFactory = Callable[[str], Any]
 
 
+class _BuiltOnFirstUse:
+    """Stands for a client until its first use, then passes every attribute to it."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # only asked for what the stand-in itself lacks: the client's own
+        if self._client is None:
+            self._client = self._build()
+        return getattr(self._client, name)
+
+
 def client_factory() -> ClientFactory:
-    """Clients of one session, each with the shared retry policy, one per service however often asked for:
-    botocore clients are thread-safe, and building one costs a cold start 10-20 ms."""
+    """Clients of one session, each with the shared retry policy: one per service however often asked for
+    (botocore clients are thread-safe), each built on its first use. Building one costs a cold start tens of
+    milliseconds (loading its service's model), so a watcher starting cold to roll back builds the clients of
+    its claim and its flip first, and those of its alert and gauge once LIVE has flipped. A boto3 session is
+    not thread-safe: builds take turns."""
     session = boto3.session.Session()
-    return cache(lambda service: session.client(service, config=AWS_CLIENT_CONFIG))
+    turns = threading.Lock()
+    built: dict[str, Any] = {}
+
+    def build(service: str) -> Any:
+        with turns:
+            if service not in built:
+                # The stubs type a client by its service's literal name; this factory serves any name.
+                built[service] = session.client(service, config=AWS_CLIENT_CONFIG)  # type: ignore[call-overload]
+            return built[service]
+
+    return cache(lambda service: _BuiltOnFirstUse(partial(build, service)))
 
 
 def _iso_timestamp(value: Any) -> datetime:
