@@ -45,7 +45,7 @@ MAX_DECISION_ATTEMPTS = 5
 # Work that need not wait for a rollback's journal, alert and record (a watcher's version gauge): started with
 # the version LIVE serves as soon as the flip answered, and awaited before the rollback returns, so nothing
 # is left running when the invocation ends and its failure surfaces as theirs do.
-AfterFlip = Callable[[str], "Future[None]"]
+AfterFlip = Callable[[str], Future[None]]
 
 
 class ControllerOperations:
