@@ -35,8 +35,10 @@ from typing import Any, Callable
 import boto3
 import time_machine
 
-from drcore.drill.report import DrillReport, DrillStep
+from drcore.core.config import DEFAULT_METRICS_NAMESPACE, DrillEnvironment
+from drcore.core.metric_names import DRILL_PASSED_METRIC, ENVIRONMENT_DIMENSION, PROMOTIONS_METRIC, ROLLBACKS_METRIC
 from drcore.core.models import Cause, to_iso
+from drcore.drill.report import DrillReport, DrillStep
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
@@ -88,7 +90,7 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
         "metrics_emitted": metrics,
     }
     ok = (live_after == stable and details["from_version"] == bad and flip is not None and flip <= 3
-          and [alert["severity"] for alert in alerts] == [2] and "Rollbacks" in metrics)
+          and [alert["severity"] for alert in alerts] == [2] and ROLLBACKS_METRIC in metrics)
     return ok, details
 
 
@@ -130,7 +132,8 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         "stable_p99_ms": promoted["facts"].get("stable_p99_ms") if promoted else None,
         "metrics_emitted": metrics,
     }
-    ok = promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix and "Promotions" in metrics
+    ok = (promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix
+          and PROMOTIONS_METRIC in metrics)
     return ok, details
 
 
@@ -162,13 +165,14 @@ def _record(report: DrillReport, system: SampleSystem) -> None:
         system.function_name, entry_id=f"drill-{report.started_at}", at=report.finished_at, action="drill",
         cause=Cause(kind="drill", summary=f"DR drill ({report.environment})"),
         result="passed" if report.ok else "failed", details=report.summary())
-    system.clients["cloudwatch"].put_metric_data(Namespace="ApiladosDR", MetricData=[{
-        "MetricName": "DrillPassed", "Dimensions": [{"Name": "Environment", "Value": report.environment}],
-        "Value": 1 if report.ok else 0, "Unit": "None"}])
+    # The functions run with the default namespace here: the sample system sets no DR_METRICS_NAMESPACE.
+    system.clients["cloudwatch"].put_metric_data(Namespace=DEFAULT_METRICS_NAMESPACE, MetricData=[{
+        "MetricName": DRILL_PASSED_METRIC, "Value": 1 if report.ok else 0, "Unit": "None",
+        "Dimensions": [{"Name": ENVIRONMENT_DIMENSION, "Value": report.environment}]}])
 
 
 def run_drill(report_dir: Path) -> DrillReport:
-    report = DrillReport(environment="embedded", started_at=to_iso(datetime.now(timezone.utc)))
+    report = DrillReport(environment=DrillEnvironment.EMBEDDED.value, started_at=to_iso(datetime.now(timezone.utc)))
     with ExitStack() as stack:
         world = stack.enter_context(embedded_world())
         endpoint, counter, behaviour = world.endpoint, world.counter, world.behaviour

@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from drcore.core.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, DrillEnvVar, EnvVar, alarm_name
+from drcore.core.config import (
+    DEFAULT_METRICS_NAMESPACE,
+    HEALTH_ALARM_KINDS,
+    PERFORMANCE_ALARM_KINDS,
+    BackupEnvVar,
+    DrillEnvironment,
+    DrillEnvVar,
+    EnvVar,
+    alarm_name,
+)
+from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"
@@ -114,7 +124,7 @@ class SampleSystem:
             EnvVar.HEALTH_ALARM_NAMES: ",".join(self.health_alarms),
             EnvVar.PERFORMANCE_ALARM_NAMES: ",".join(self.performance_alarms),
             "POWERTOOLS_SERVICE_NAME": "dr-controller",
-            "POWERTOOLS_METRICS_NAMESPACE": "ApiladosDR",
+            "POWERTOOLS_METRICS_NAMESPACE": DEFAULT_METRICS_NAMESPACE,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -136,7 +146,7 @@ class SampleSystem:
             DrillEnvVar.SCRATCH_BUCKET_NAME: self.scratch_bucket,
             DrillEnvVar.SCRATCH_FUNCTION_NAME: f"{self.function_name}-drill",
             DrillEnvVar.RTO_SECONDS: json.dumps({"lambda": 900, "s3": 1800, "configuration": 300}),
-            DrillEnvVar.ENVIRONMENT: "embedded",
+            DrillEnvVar.ENVIRONMENT: DrillEnvironment.EMBEDDED.value,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -206,9 +216,10 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
                        DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
         "throttles": dict(Namespace="AWS/Lambda", MetricName="Throttles", Statistic="Sum", Period=60,
                           EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
-        "health-probe": dict(Namespace="ApiladosDR", MetricName="HealthProbeFailed", Statistic="Maximum", Period=60,
-                             EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1,
-                             Dimensions=[{"Name": "FunctionName", "Value": function_name}, {"Name": "Alias", "Value": "LIVE"}]),
+        "health-probe": dict(Namespace=DEFAULT_METRICS_NAMESPACE, MetricName=HEALTH_PROBE_METRIC, Statistic="Maximum",
+                             Period=60, EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1,
+                             Dimensions=[{"Name": FUNCTION_DIMENSION, "Value": function_name},
+                                         {"Name": ALIAS_DIMENSION, "Value": "LIVE"}]),
         "avg-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", Statistic="Average", Period=600,
                                  EvaluationPeriods=1, Threshold=300000, Dimensions=alias_dimensions),
         "p99-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", ExtendedStatistic="p99", Period=600,

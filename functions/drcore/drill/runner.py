@@ -40,6 +40,7 @@ from drcore.state.backup_store import AlreadyWritten, BackupListing, BackupStore
 from drcore.restore.bucket_restore import BucketRestorer, RestorePlan
 from drcore.drill.report import DrillReport, DrillStep
 from drcore.core.errors import DrError, InvalidRequest
+from drcore.core.metric_names import DRILL_PASSED_METRIC, ENVIRONMENT_DIMENSION
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.core.models import Cause, Clock, ControllerState, parse_time, to_iso, utc_now
 from drcore.state.plans import PlanBook
@@ -87,8 +88,8 @@ class DrillRecorder:
             result="passed" if report.ok else "failed",
             details={**report.summary(), "report": f"s3://{self._store.bucket}/{key}"})
         self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[{
-            "MetricName": "DrillPassed", "Dimensions": [{"Name": "Environment", "Value": report.environment}],
-            "Value": 1 if report.ok else 0, "Unit": "None"}])
+            "MetricName": DRILL_PASSED_METRIC, "Value": 1 if report.ok else 0, "Unit": "None",
+            "Dimensions": [{"Name": ENVIRONMENT_DIMENSION, "Value": report.environment}]}])
         if failed:
             self._alerts.publish(Alert(
                 severity=3, brief=f"DR drill failed: {', '.join(failed)}", occurred_at=report.finished_at,
