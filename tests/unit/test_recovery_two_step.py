@@ -9,8 +9,7 @@ import pytest
 
 import backup.handler as backup
 from embedded.aws_events import LambdaContextStub
-from tests.support import CallRecorder
-from tests.unit.test_restore_s3_action import WHO, act, contents, damage
+from tests.support import WHO, CallRecorder, act, contents, damage
 
 
 def back_up(component: str) -> str:

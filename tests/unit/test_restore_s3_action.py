@@ -8,39 +8,14 @@ import pytest
 import time_machine
 
 import backup.handler as backup
-import recovery.handler as recovery
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import CallRecorder
-from tests.unit.conftest import RECOVERY_FUNCTION
-
-WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
-
-
-def act(event: dict, remaining_ms: int = 900_000) -> dict:
-    return recovery.handler(event, LambdaContextStub(RECOVERY_FUNCTION, remaining_ms))
+from tests.support import WHO, CallRecorder, act, contents, damage
 
 
 def snapshot(world: SampleSystem) -> str:
     [outcome] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
     return outcome["backup_id"]
-
-
-def contents(world: SampleSystem, bucket: str | None = None) -> dict[str, bytes]:
-    s3, bucket = world.clients["s3"], bucket or world.data_bucket
-    keys = [entry["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for entry in page.get("Contents", [])]
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
-
-
-def damage(world: SampleSystem) -> tuple[str, str, str]:
-    s3, bucket = world.clients["s3"], world.data_bucket
-    corrupted, deleted, added = "uploads/2026/11/batch-00001.csv", "uploads/2026/11/batch-00002.csv", "uploads/new.csv"
-    original = s3.get_object(Bucket=bucket, Key=corrupted)["Body"].read()
-    s3.put_object(Bucket=bucket, Key=corrupted, Body=bytes(reversed(original)))  # same size, other bytes
-    s3.delete_object(Bucket=bucket, Key=deleted)
-    s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
-    return corrupted, deleted, added
 
 
 def restore_request(snapshot_id: str, **extra: object) -> dict:
