@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import as_list, logical_id, rendered, role_statements, statements_granting
+from tests.infra.support import Synthesized, as_list, logical_id, rendered, role_statements, statements_granting
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"

@@ -12,8 +12,7 @@ from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
 from stacks.settings import Settings
 
-from .conftest import Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import Synthesized, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"

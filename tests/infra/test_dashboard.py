@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import Synthesized, logical_id, rendered
 
 NAMESPACE = "ApiladosDR"
 

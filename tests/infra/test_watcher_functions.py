@@ -8,8 +8,7 @@ from drcore.core.config import ControllerSettings, EnvVar
 
 from stacks.constructs.controller_functions import powertools_layer_parameter, powertools_version
 
-from .conftest import Synthesized
-from .helpers import logical_id
+from tests.infra.support import Synthesized, logical_id
 
 WATCHERS = {
     "health_watcher.handler.handler": "health_watcher",
