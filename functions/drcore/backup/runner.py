@@ -9,20 +9,21 @@ A bucket snapshot that cannot finish in this invocation checkpoints and asks for
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from drcore.backup.requests import BackupRequest
-from drcore.state.backup_store import Component
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
+from drcore.backup.requests import BackupRequest
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
 from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.core.models import Cause, Clock, to_iso, utc_now
+from drcore.state.backup_store import Component
 from drcore.state.store import ControllerStateStore
 
 logger = Logger(child=True)
@@ -36,10 +37,6 @@ class ComponentOutcome:
     status: str  # "complete" | "current" | "continuing" | "pending" | "failed" | "skipped"
     backup_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-def _plain(result: Any) -> dict[str, Any]:
-    return asdict(result) if is_dataclass(result) else dict(result)
 
 
 class BackupMetrics:

@@ -295,7 +295,7 @@ class DrillRunner:
         backup = self._newest(Component.LAMBDA)
         plan = self._function_restorer.plan(backup.backup_id, self._targets.scratch_function)
         result = self._function_restorer.apply(plan)
-        details = {"reserved_concurrency_released": self._release_reserved_concurrency()}
+        details: dict[str, Any] = {"reserved_concurrency_released": self._release_reserved_concurrency()}
         details |= {
             "backup_id": backup.backup_id,
             "target": result.target,
@@ -312,7 +312,8 @@ class DrillRunner:
         """Once verified, the scratch function gives back the concurrency its backup reserved: nothing
         invokes it, and a reservation would shrink the account's unreserved pool until the next drill."""
         scratch = self._targets.scratch_function
-        reserved = self._lambda.get_function_concurrency(FunctionName=scratch).get("ReservedConcurrentExecutions")
+        reserved: int | None = self._lambda.get_function_concurrency(FunctionName=scratch).get(
+            "ReservedConcurrentExecutions")
         if reserved is not None:
             self._lambda.delete_function_concurrency(FunctionName=scratch)
         return reserved
