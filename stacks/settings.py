@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
 from drcore.core.config import (
     DEFAULT_BAKE_SECONDS,
     DEFAULT_COPY_CONCURRENCY,
@@ -28,7 +30,6 @@ from drcore.core.config import (
     RECOVERY_STACK_SUFFIX,
     RetentionPolicy,
 )
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 CONTEXT_KEY = "dr"
 

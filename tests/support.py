@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import recovery.handler as recovery
@@ -18,7 +18,7 @@ class SimulatedClock:
     """A clock the test moves by hand; the controller reads it through its injected `clock`."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -66,12 +66,13 @@ class CallRecorder:
 def put_alias_metrics(cloudwatch: Any, function_name: str, version: str, at: datetime, *, invocations: int = 0,
                       durations_ms: list[float] | None = None) -> None:
     """Record what Lambda would publish for traffic LIVE served with `version` (moto runs no code)."""
-    dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"},
+    dimensions = [{"Name": "FunctionName", "Value": function_name},
+                  {"Name": "Resource", "Value": f"{function_name}:LIVE"},
                   {"Name": "ExecutedVersion", "Value": version}]
     data = [{"MetricName": "Invocations", "Dimensions": dimensions, "Value": 1.0, "Timestamp": at, "Unit": "Count"}
             for _ in range(invocations)]
-    data += [{"MetricName": "Duration", "Dimensions": dimensions, "Value": value, "Timestamp": at, "Unit": "Milliseconds"}
-             for value in durations_ms or []]
+    data += [{"MetricName": "Duration", "Dimensions": dimensions, "Value": value, "Timestamp": at,
+              "Unit": "Milliseconds"} for value in durations_ms or []]
     for start in range(0, len(data), 500):
         cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data[start:start + 500])
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
+
 from drcore.core.config import alarm_name
 from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
-
 from stacks.settings import AlarmWindow, CountAlarm, DurationAlarm, Settings
 
 

@@ -24,10 +24,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.state.backup_store import Component, backup_prefix, content_key
+
 from drcore.core.config import BackupEnvVar, EnvVar
 from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
-
+from drcore.state.backup_store import Component, backup_prefix, content_key
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.state_table import STATE_ACCESS

@@ -18,6 +18,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
 from drcore.core.config import DrillEnvironment
 from drcore.core.metric_names import (
     BACKUP_COMPLETED_AT_METRIC,
@@ -31,7 +32,6 @@ from drcore.core.metric_names import (
     STABLE_VERSION_METRIC,
 )
 from drcore.state.backup_store import Component
-
 from stacks.constructs.backups import backup_completed_at_metric, backup_succeeded_metric, rpo_window_minutes
 from stacks.settings import Settings
 
@@ -108,7 +108,9 @@ class ControllerDashboard(Construct):
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
         self.dashboard.add_widgets(self._recovery_console(recovery_function))
 
-    def _metric(self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str):
+    def _metric(
+        self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str
+    ) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=self._settings.metrics_namespace,
             metric_name=name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -142,7 +143,9 @@ class Drills(Construct):
 
     # Permissions
 
-    def _add(self, sid: str, actions: tuple[str, ...] | list[str], resources: list[str], **conditions: dict) -> None:
+    def _add(
+        self, sid: str, actions: tuple[str, ...] | list[str], resources: list[str], **conditions: dict[str, Any]
+    ) -> None:
         self.function.add_to_role_policy(
             iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources, conditions=conditions or None)
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -26,7 +26,7 @@ def test_plan_then_confirm_restores_by_content_and_can_be_undone(world):
     # Given a snapshot, then a same-size corruption, a deletion and an upload
     snapshot_id = snapshot(world)
     before = contents(world)
-    corrupted, deleted, added = damage(world)
+    _corrupted, _deleted, added = damage(world)
     damaged = contents(world)
     # When the operator asks for a restore: a plan, and nothing changed yet
     planned = act(restore_request(snapshot_id))
@@ -84,7 +84,7 @@ def test_a_plan_is_refused_when_the_bucket_changed_since(world, monkeypatch):
 def test_an_expired_or_unknown_plan_is_refused(world):
     snapshot_id = snapshot(world)
     plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
-    with time_machine.travel(datetime.now(timezone.utc) + timedelta(hours=2)):
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=2)):
         expired = act(restore_request(snapshot_id, confirm=plan_id))
     assert expired["ok"] is False and "expired" in expired["error"]
     unknown = act(restore_request(snapshot_id, confirm="rp-0000000000"))

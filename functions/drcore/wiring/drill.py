@@ -46,8 +46,8 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
         bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency),
         stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack),
         s3_client=s3, lambda_client=lambda_client)
-    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"), settings.metrics_namespace,
-                             alert_publisher(settings, client))
+    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"),
+                             settings.metrics_namespace, alert_publisher(settings, client))
     records = DrillRecords(runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
                            continue_later=self_invoker(lambda_client, function_name))
     return DrillRunner(targets, sources, engines, records)
