@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from drcore.backup.bucket_snapshots import read_manifest
+from drcore.core.config import DEFAULT_METRICS_NAMESPACE
+from drcore.core.metric_names import BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem
@@ -115,8 +117,8 @@ def rpo_check(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         complete = [listing for listing in store.list_backups(component, subject) if listing.complete]
         age = (now - complete[-1].created_at).total_seconds() if complete else None
         metric = system.clients["cloudwatch"].get_metric_statistics(
-            Namespace="ApiladosDR", MetricName="BackupSucceeded",
-            Dimensions=[{"Name": "Component", "Value": component.value}], Statistics=["Sum"], Period=3600,
+            Namespace=DEFAULT_METRICS_NAMESPACE, MetricName=BACKUP_SUCCEEDED_METRIC,
+            Dimensions=[{"Name": COMPONENT_DIMENSION, "Value": component.value}], Statistics=["Sum"], Period=3600,
             StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5))["Datapoints"]
         details[component.value] = {"age_seconds": None if age is None else round(age, 1), "rpo_seconds": rpo,
                                     "metric_published": bool(metric),

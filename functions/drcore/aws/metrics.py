@@ -13,10 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from drcore.aws.aliases import AliasGateway
+from drcore.core.metric_names import (
+    ALIAS_DIMENSION,
+    FUNCTION_DIMENSION,
+    HEALTH_PROBE_LATENCY_METRIC,
+    HEALTH_PROBE_METRIC,
+)
 
 HEALTH_PROBE_PAYLOAD = {"test": "health-check"}  # the runbook's health-check event
-HEALTH_PROBE_METRIC = "HealthProbeFailed"
-HEALTH_PROBE_LATENCY_METRIC = "HealthProbeLatency"
 
 
 class FunctionMetrics:
@@ -91,8 +95,8 @@ class HealthProbe:
             failure, executed_version = f"{type(error).__name__}: {error}", None
         latency_ms = (time.perf_counter() - started) * 1000
         dimensions = [
-            {"Name": "FunctionName", "Value": self._function},
-            {"Name": "Alias", "Value": self._alias},
+            {"Name": FUNCTION_DIMENSION, "Value": self._function},
+            {"Name": ALIAS_DIMENSION, "Value": self._alias},
         ]
         self._cloudwatch.put_metric_data(
             Namespace=self._namespace,
@@ -117,7 +121,7 @@ class VersionGauges:
         self._function = function_name
 
     def publish(self, versions: dict[str, str]) -> None:
-        dimensions = [{"Name": "FunctionName", "Value": self._function}]
+        dimensions = [{"Name": FUNCTION_DIMENSION, "Value": self._function}]
         data = [{"MetricName": name, "Dimensions": dimensions, "Value": int(version), "Unit": "None"}
                 for name, version in versions.items() if version.isdigit()]  # $LATEST is no number to plot
         if data:

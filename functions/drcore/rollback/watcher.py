@@ -16,6 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.rollback.controller import AliasController, Outcome
 from drcore.aws.metrics import VersionGauges
+from drcore.core.metric_names import (
+    DRIFT_REVERTS_METRIC,
+    FREEZES_METRIC,
+    LIVE_VERSION_METRIC,
+    PROMOTIONS_METRIC,
+    ROLLBACKS_METRIC,
+    STABLE_VERSION_METRIC,
+)
 from drcore.core.models import AlarmSignal
 
 # A child of the handler's Powertools logger: the same structured JSON, the same service.
@@ -65,7 +73,7 @@ def run_watcher(
         outcomes = on_tick()
         record = controller.record()
         return {"status": "ticked", "outcomes": [outcome.to_dict() for outcome in outcomes],
-                "versions": {"LiveVersion": record.live_version, "StableVersion": record.stable_version}}
+                "versions": {LIVE_VERSION_METRIC: record.live_version, STABLE_VERSION_METRIC: record.stable_version}}
     if recognised.alarm_name not in own_alarms:
         reason = f"alarm {recognised.alarm_name!r} is not watched by this function (watched: {', '.join(own_alarms)})"
         logger.warning("ignoring alarm", extra={"alarm": recognised.alarm_name, "reason": reason})
@@ -74,7 +82,7 @@ def run_watcher(
     logger.info("alarm handled", extra={"alarm": recognised.incident_id, "outcome": outcome.to_dict()})
     result = {"status": "handled", "alarm": recognised.incident_id, "outcome": outcome.to_dict()}
     if outcome.action == "rolled_back" and outcome.to_version:
-        result["versions"] = {"LiveVersion": outcome.to_version}
+        result["versions"] = {LIVE_VERSION_METRIC: outcome.to_version}
     return result
 
 
@@ -82,8 +90,8 @@ def outcome_metrics(result: dict[str, Any]) -> list[str]:
     """Names of the count metrics an event earns: one for the event itself (Ticks, AlarmEvents,
     IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes, DriftReverts)."""
     per_status = {"ticked": "Ticks", "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
-    per_action = {"rolled_back": "Rollbacks", "rollback_completed": "Rollbacks", "promoted": "Promotions",
-                  "frozen": "Freezes", "reverted": "DriftReverts"}
+    per_action = {"rolled_back": ROLLBACKS_METRIC, "rollback_completed": ROLLBACKS_METRIC,
+                  "promoted": PROMOTIONS_METRIC, "frozen": FREEZES_METRIC, "reverted": DRIFT_REVERTS_METRIC}
     outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])
     changes = [per_action[outcome["action"]] for outcome in outcomes if outcome.get("action") in per_action]
     return [per_status[result["status"]], *changes]

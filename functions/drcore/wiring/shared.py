@@ -12,6 +12,7 @@ from drcore.aws.alerts import AlertPublisher
 from drcore.aws.clients import ClientFactory
 from drcore.aws.metrics import FunctionMetrics
 from drcore.core.config import ControllerSettings
+from drcore.core.models import Clock, utc_now
 from drcore.rollback.controller import AliasController
 from drcore.state.store import ControllerStateStore
 
@@ -20,7 +21,8 @@ def alert_publisher(settings: ControllerSettings, client: ClientFactory) -> Aler
     return AlertPublisher(client("sns"), settings.alert_topic_arn, settings.emergency_topic_arn)
 
 
-def alias_controller(settings: ControllerSettings, client: ClientFactory) -> tuple[AliasController, AliasGateway, AlarmBoard]:
+def alias_controller(settings: ControllerSettings, client: ClientFactory,
+                     clock: Clock = utc_now) -> tuple[AliasController, AliasGateway, AlarmBoard]:
     lambda_client, cloudwatch = client("lambda"), client("cloudwatch")
     aliases = AliasGateway(lambda_client, settings.protected_function)
     alarm_board = AlarmBoard(cloudwatch)
@@ -31,6 +33,7 @@ def alias_controller(settings: ControllerSettings, client: ClientFactory) -> tup
         alarm_board=alarm_board,
         alerts=alert_publisher(settings, client),
         function_metrics=FunctionMetrics(cloudwatch, settings.protected_function, settings.live_alias),
+        clock=clock,
     )
     return controller, aliases, alarm_board
 
