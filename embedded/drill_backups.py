@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drcore.state.backup_store import BackupStore, Component
-from drcore.backup.bucket_snapshots import read_manifest
+from drcore.backup.manifest import read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem
 from stacks.settings import CONTEXT_KEY, Settings
