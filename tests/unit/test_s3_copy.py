@@ -68,7 +68,8 @@ def s3_answers(code: str, status: int, *, times: int = 10**6, when: Callable[[di
         if remaining[0] > 0 and when(context["api_params"]):
             remaining[0] -= 1
             return (AWSResponse("https://s3.amazonaws.com", status, {}, None),
-                    {"Error": {"Code": code, "Message": f"{code} (test)"}, "ResponseMetadata": {"HTTPStatusCode": status}})
+                    {"Error": {"Code": code, "Message": f"{code} (test)"},
+                     "ResponseMetadata": {"HTTPStatusCode": status}})
         return None
 
     return keep, answer
@@ -142,7 +143,8 @@ def test_a_small_object_is_copied_whole_from_the_version_it_was_pinned_to(s3, co
     assert calls.count() == {"CopyObject": 1}
     head = s3.head_object(Bucket=STORE, Key="content/a")
     assert stored(s3, "content/a") == b"first"
-    assert (head["ContentType"], head["Metadata"], head["CacheControl"]) == ("text/csv", {"origin": "ingest"}, "no-cache")
+    assert (head["ContentType"], head["Metadata"]) == ("text/csv", {"origin": "ingest"})
+    assert head["CacheControl"] == "no-cache"
     assert (copied.etag, copied.version_id) == (head["ETag"], "null")  # the store is not versioned
 
 
@@ -222,7 +224,7 @@ def test_a_source_rewritten_since_it_was_listed_is_not_copied(s3, copier):
     put(s3, "uploads/d.csv", b"rewritten")
     source = CopySource(DATA, "uploads/d.csv", None, written["ETag"])
     # When it is copied, whole or in parts, Then the copy says the source changed and writes nothing
-    with pytest.raises(CopySourceChanged, match="uploads/d.csv"):
+    with pytest.raises(CopySourceChanged, match=r"uploads/d\.csv"):
         copier().copy(source, STORE, "content/d", 9)
     with pytest.raises(CopySourceChanged):
         copier(multipart_threshold=1).copy(source, STORE, "content/d", 9)
