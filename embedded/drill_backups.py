@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from drcore.backup.bucket_snapshots import read_manifest
+from drcore.backup.manifest import read_manifest
 from drcore.core.config import DEFAULT_METRICS_NAMESPACE
 from drcore.core.metric_names import BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.state.backup_store import BackupStore, Component

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drcore.backup.bucket_snapshots import list_snapshots, read_manifest
+from drcore.backup.manifest import list_snapshots, read_manifest
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem

@@ -28,9 +28,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.core.config import DrillEnvironment, DrillEnvVar
-from drcore.drill.runner import REPORTS_PREFIX
 
+from drcore.core.config import DrillEnvironment, DrillEnvVar
+from drcore.state.backup_store import REPORTS_PREFIX
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import INCOMPLETE_UPLOAD_EXPIRY, BackupBucket

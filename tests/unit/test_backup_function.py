@@ -10,7 +10,7 @@ import pytest
 
 import backup.handler as backup
 from drcore.state.backup_store import BackupStore, Component
-from drcore.backup.bucket_snapshots import list_snapshots, read_manifest
+from drcore.backup.manifest import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
 from tests.support import CallRecorder

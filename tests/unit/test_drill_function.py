@@ -12,7 +12,8 @@ import pytest
 import backup.handler as backup
 import drill.handler as drill
 from drcore.state.backup_store import BackupStore
-from drcore.backup.bucket_snapshots import BucketSnapshotter, read_manifest
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.manifest import read_manifest
 from drcore.drill.runner import STEPS
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub

@@ -25,8 +25,11 @@ THROTTLED = frozenset({"SlowDown", "ThrottlingException", "Throttling", "Request
 # is in flight), DynamoDB's ConditionExpression, Lambda's RevisionId.
 PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict",
                                  "ConditionalCheckFailedException", "PreconditionFailedException"})
+# Not there, said of one S3 object (key or version) only: a missing bucket is a misconfiguration, not a
+# missing object, and must not read as "no such backup".
+OBJECT_NOT_FOUND = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchVersion"})
 # The object version a copy was pinned to is gone or no longer matches: skip it, the next run sees it.
-SOURCE_CHANGED = frozenset({"404", "NoSuchKey", "NoSuchVersion", "412", "PreconditionFailed"})
+SOURCE_CHANGED = OBJECT_NOT_FOUND | {"412", "PreconditionFailed"}
 # Lambda refuses an update while another is in progress; retried like throttling.
 LAMBDA_BUSY = frozenset({"ResourceConflictException"})
 

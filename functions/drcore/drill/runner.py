@@ -38,8 +38,9 @@ from drcore.aws.alarms import AlarmBoard
 from drcore.aws.alerts import Alert, AlertPublisher
 from drcore.aws.errors import is_precondition_failed
 from drcore.backup.catalog import BackupCatalog
-from drcore.state.backup_store import AlreadyWritten, BackupListing, BackupStore, Component
-from drcore.restore.bucket_restore import BucketRestorer, RestorePlan
+from drcore.state.backup_store import REPORTS_PREFIX, AlreadyWritten, BackupListing, BackupStore, Component
+from drcore.restore.bucket_plan import RestorePlan
+from drcore.restore.bucket_restore import BucketRestorer
 from drcore.drill.report import DrillReport, DrillStep
 from drcore.core.config import DrillEnvironment
 from drcore.core.errors import DrError, InvalidRequest
@@ -54,7 +55,6 @@ logger = Logger(child=True)
 
 STEPS = ("rpo_check", "health_check", "recover_lambda", "restore_s3", "validate_stack")
 DRILL_KIND = "drill"
-REPORTS_PREFIX = "drills/"
 # A run's record outlives any drill; DynamoDB's TTL removes it afterwards (the report stays in the bucket).
 RUN_TTL_SECONDS = 7 * 86400
 # A step starts only with this much of the invocation left, or the drill continues in a new invocation:

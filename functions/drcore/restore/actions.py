@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from drcore.backup.catalog import BackupCatalog
 from drcore.state.backup_store import Component
-from drcore.restore.bucket_restore import BucketRestorer, RestorePlan
+from drcore.restore.bucket_plan import RestorePlan
+from drcore.restore.bucket_restore import BucketRestorer
 from drcore.rollback.controller import AliasController
 from drcore.core.errors import InvalidRequest
 from drcore.restore.function_restore import FunctionRestorePlan, FunctionRestorer
