@@ -139,13 +139,16 @@ def _lambda_addresses(params: Mapping[str, Any]) -> list[dict[str, str]]:
     address: dict[str, str] = {}
     named = params.get("FunctionName") or params.get("Resource")
     if isinstance(named, str):
-        parts = named.split(":")
-        if named.startswith("arn:"):  # arn:aws:lambda:region:account:function:name[:qualifier]
-            address.update(Region=parts[3], Account=parts[4])
-            parts = parts[6:]
-        qualifier = params.get("Qualifier") or (parts[1] if len(parts) > 1 else None)
+        # A name, "name:qualifier", a partial ARN "account:function:name[:qualifier]" or a full ARN.
+        before, marker, tail = named.rpartition("function:")
+        if marker and before.startswith("arn:"):
+            address.update(Region=before.split(":")[3], Account=before.split(":")[4])
+        elif marker and before:
+            address["Account"] = before.split(":")[0]
+        name, _, named_qualifier = tail.partition(":")
+        qualifier = params.get("Qualifier") or named_qualifier
         # A qualified request is authorized against the qualified ARN (Lambda's own resource rules).
-        address["FunctionName"] = parts[0] + (f":{qualifier}" if qualifier else "")
+        address["FunctionName"] = name + (f":{qualifier}" if qualifier else "")
     layer = params.get("Arn") or params.get("LayerName")
     if isinstance(layer, str):
         parts = layer.split(":")
@@ -331,7 +334,8 @@ def _context(call: RecordedCall) -> dict[str, str]:
     return context
 
 
-def permissions_of(call: RecordedCall, facts: WorldFacts, change_sets: Mapping[str, str] | None = None) -> list[Permission]:
+def permissions_of(call: RecordedCall, facts: WorldFacts,
+                   change_sets: Mapping[str, str] | None = None) -> list[Permission]:
     """Every permission `call` needs: its own action on each resource it names, and what it implies."""
     if (call.service, call.operation) in UNAUTHORIZED:
         return []

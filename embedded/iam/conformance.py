@@ -44,7 +44,8 @@ class DeniedCall:
         return self.function, self.action
 
     def describe(self) -> str:
-        shown = ", ".join(self.resources[:3]) + (f" and {len(self.resources) - 3} more" if len(self.resources) > 3 else "")
+        more = len(self.resources) - 3
+        shown = ", ".join(self.resources[:3]) + (f" and {more} more" if more > 0 else "")
         return (f"{self.function}: {self.action} on {shown} {self.outcome} ({self.calls} calls; "
                 f"needed by {', '.join(self.why)})")
 

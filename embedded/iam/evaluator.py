@@ -18,7 +18,6 @@ asserts how the template uses each of them, so the assumption cannot silently st
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -92,17 +91,25 @@ def covers(statement: Statement, action: str, resource: str) -> bool:
     return action_covered is PermissionResult.PERMITTED and not covered
 
 
+def _like(pattern: str, value: str) -> bool:
+    """IAM's condition wildcards: "*" any run of characters, "?" any one character."""
+    expression = "".join(".*" if character == "*" else "." if character == "?" else re.escape(character)
+                         for character in pattern)
+    return re.fullmatch(expression, value, re.DOTALL) is not None
+
+
 def _compare(operator: str, actual: str, expected: str) -> bool:
     if operator.startswith("String"):
         if "IgnoreCase" in operator:
             return actual.lower() == expected.lower()
-        return fnmatch.fnmatchcase(actual, expected) if "Like" in operator else actual == expected
-    if operator.startswith("Arn"):
-        return fnmatch.fnmatchcase(actual, expected) if "Like" in operator else actual == expected
+        return _like(expected, actual) if "Like" in operator else actual == expected
+    if operator.startswith("Arn"):  # ArnEquals matches wildcards as ArnLike does
+        return _like(expected, actual)
     if operator.startswith("Numeric"):
         number, limit = float(actual), float(expected)
-        return {"NumericEquals": number == limit, "NumericLessThan": number < limit, "NumericLessThanEquals": number <= limit,
-                "NumericGreaterThan": number > limit, "NumericGreaterThanEquals": number >= limit}[operator]
+        return {"NumericEquals": number == limit, "NumericLessThan": number < limit,
+                "NumericLessThanEquals": number <= limit, "NumericGreaterThan": number > limit,
+                "NumericGreaterThanEquals": number >= limit}[operator]
     if operator == "Bool":
         return actual.lower() == str(expected).lower()
     raise UndecidedCondition(f"condition operator {operator} is not evaluated by the IAM harness")
@@ -120,7 +127,8 @@ def _key_value(key: str, context: Mapping[str, str], assumed: set[str]) -> str |
                              "(embedded.iam.evaluator.ASSUMED)")
 
 
-def conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str], assumed: set[str]) -> bool:
+def conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str],
+                    assumed: set[str]) -> bool:
     """IAM's condition semantics: every operator and key must hold; a key holds when it matches any listed
     value (negated operators: none); an absent key fails all but negated and ...IfExists operators."""
     for full_operator, keys in conditions.items():
@@ -129,6 +137,8 @@ def conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mappin
         operator = operator.removesuffix("IfExists")
         for key, expected in keys.items():
             actual = _key_value(key, context, assumed)
+            if actual is None and full_operator.startswith("ForAllValues:"):
+                continue  # no value at all: every value (of none) matches
             if operator == "Null":
                 if (actual is None) != (str(expected).lower() == "true"):
                     return False
@@ -145,14 +155,19 @@ def conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mappin
     return True
 
 
-def _applies_to_role(statement: Statement, role_arn: str) -> bool:
-    """A resource policy statement names its principals; only those naming the role (or everyone) apply."""
+def _applies_to_role(statement: Statement, role_arn: str, account: str) -> bool:
+    """A resource policy statement names its principals: it applies to the role when it names the role or
+    everyone; a Deny naming the account applies to every principal of the account (an Allow naming it only
+    lets the account's IAM policies decide)."""
     principal = statement.get("Principal")
     if principal == "*":
         return True
     if not isinstance(principal, Mapping) or "AWS" not in principal:
         return False
-    return any(name in ("*", role_arn) for name in _as_list(principal["AWS"]))
+    names = {"*", role_arn}
+    if statement.get("Effect") == "Deny":
+        names |= {account, f"arn:aws:iam::{account}:root"}
+    return any(name in names for name in _as_list(principal["AWS"]))
 
 
 def _iam_decides_key(key_policy: Sequence[Statement], action: str, key_arn: str, account: str) -> bool:
@@ -175,11 +190,11 @@ def evaluate(permission: Permission, identity: Iterable[Statement], resource_pol
 
     identity_statements = applying(identity)
     resource_statements = applying(statement for statement in resource_policies
-                                   if _applies_to_role(statement, role_arn))
+                                   if _applies_to_role(statement, role_arn, account))
     key_policy = (key_policies or {}).get(resource)
     if key_policy is not None:
         resource_statements += applying(statement for statement in key_policy
-                                        if _applies_to_role(statement, role_arn))
+                                        if _applies_to_role(statement, role_arn, account))
         if not _iam_decides_key(key_policy, action, resource, account):
             identity_statements = [statement for statement in identity_statements if statement["Effect"] == "Deny"]
     applicable = identity_statements + resource_statements

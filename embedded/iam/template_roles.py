@@ -228,8 +228,9 @@ def resolve_template(template: Mapping[str, Any], names: EmbeddedNames) -> Resol
             roles[properties["Handler"]] = FunctionRole(
                 handler=properties["Handler"], function_id=logical_id, role_arn=resolver.get_att(role_id, "Arn"),
                 statements=tuple(_role_statements(resources, role_id, resolver)))
-    resource_statements = tuple(statement for resource in resources.values() if resource["Type"] in _RESOURCE_POLICIES
-                                for statement in resolver.resolve(resource["Properties"]["PolicyDocument"])["Statement"])
+    resource_statements = tuple(
+        statement for resource in resources.values() if resource["Type"] in _RESOURCE_POLICIES
+        for statement in resolver.resolve(resource["Properties"]["PolicyDocument"])["Statement"])
     key_policies = {resolver.get_att(logical_id, "Arn"): tuple(resolver.resolve(resource["Properties"]["KeyPolicy"])
                                                                 ["Statement"])
                     for logical_id, resource in resources.items() if resource["Type"] == "AWS::KMS::Key"}

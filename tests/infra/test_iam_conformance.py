@@ -51,7 +51,8 @@ def _each(function: str, actions: Iterable[str], resource: str, reason: str) -> 
 
 
 BACKUPS = "arn:aws:s3:::apilados-dr-backups"
-INGEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:apilados-pipeline-ingest"
+INGEST_NAME = "apilados-pipeline-ingest"
+INGEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{INGEST_NAME}"
 PIPELINE_STACK = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ApiladosPipelineStack"
 # What a function restore changes only where the backup differs from the function: its code, tags, reserved
 # concurrency and event invoke config (the scenarios' backups differ from the function in the environment only).
@@ -73,7 +74,7 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
         "a function restore republishes a layer version that no longer exists; the sample's layer still exists",
     ("backup", "s3:DeleteObject", f"{BACKUPS}/*"):
         "retention prunes backups past their retention (drcore.backup.retention); the scenarios' backups are all kept",
-    ("backup", "logs:CreateExportTask", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/apilados-pipeline-ingest:*"):
+    ("backup", "logs:CreateExportTask", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{INGEST_NAME}:*"):
         "the log group's ARN in its ':*' form, granted beside the plain form that the Service Authorization "
         "Reference names and the harness checks",
     ("backup", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
@@ -163,30 +164,31 @@ def _matching(grant: Grant, listed: Iterable[tuple[str, str, str]]) -> list[tupl
             and grant.action == entry[1] and fnmatch.fnmatchcase(grant.resource, entry[2])]
 
 
-def test_the_scenarios_run_every_function_of_the_stack(report):
+def test_the_scenarios_run_every_function_of_the_stack(report: ConformanceReport) -> None:
     assert report.functions_run == FUNCTIONS and report.calls > 500
 
 
-def test_every_call_is_allowed_by_its_own_functions_role(report):
+def test_every_call_is_allowed_by_its_own_functions_role(report: ConformanceReport) -> None:
     # Given every AWS call the drill and the scenarios beyond it made, each under its function's role
     # Then none is refused but the known gaps
     unexpected = [denied.describe() for denied in report.denied if denied.key not in KNOWN_GAPS]
     assert not unexpected, "calls their role does not allow:\n" + "\n".join(unexpected)
 
 
-@pytest.mark.parametrize("gap", [pytest.param(key, id=f"{key[0]}-{key[1]}", marks=pytest.mark.xfail(strict=True, reason=why))
+@pytest.mark.parametrize("gap", [pytest.param(key, id=f"{key[0]}-{key[1]}",
+                                              marks=pytest.mark.xfail(strict=True, reason=why))
                                  for key, why in KNOWN_GAPS.items()])
-def test_a_known_gap_is_closed(report, gap):
+def test_a_known_gap_is_closed(report: ConformanceReport, gap: tuple[str, str]) -> None:
     assert gap not in {denied.key for denied in report.denied}
 
 
-def test_every_mutating_grant_is_used_or_allow_listed_with_its_reason(report):
+def test_every_mutating_grant_is_used_or_allow_listed_with_its_reason(report: ConformanceReport) -> None:
     unexplained = [grant.describe() for grant in report.unused_grants
                    if not _matching(grant, ALLOWED_UNUSED) and not _matching(grant, KNOWN_EXCESS)]
     assert not unexplained, "mutating grants no scenario uses (excess privilege):\n" + "\n".join(unexplained)
 
 
-def test_every_allow_listed_grant_is_still_granted_and_unused(report):
+def test_every_allow_listed_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:
     # An entry that matches nothing is stale: the grant is gone, or a scenario now uses it.
     stale = [entry for entry in ALLOWED_UNUSED if not any(_matching(grant, [entry]) for grant in report.unused_grants)]
     assert not stale, stale
@@ -195,7 +197,7 @@ def test_every_allow_listed_grant_is_still_granted_and_unused(report):
 @pytest.mark.parametrize("excess", [pytest.param(key, id=f"{key[0]}-{key[1]}-{key[2].rsplit(':', 1)[-1]}",
                                                  marks=pytest.mark.xfail(strict=True, reason=why))
                                     for key, why in KNOWN_EXCESS.items()])
-def test_a_known_excess_grant_is_removed(report, excess):
+def test_a_known_excess_grant_is_removed(report: ConformanceReport, excess: tuple[str, str, str]) -> None:
     assert not any(_matching(grant, [excess]) for grant in report.unused_grants)
 
 
@@ -229,21 +231,22 @@ ASSERTED: dict[str, Callable[[dict[str, Any]], bool]] = {
 }
 
 
-def test_each_assumed_condition_key_is_covered_by_a_template_assertion(report):
+def test_each_assumed_condition_key_is_covered_by_a_template_assertion(report: ConformanceReport) -> None:
     assert set(ASSUMED) == set(ASSERTED) and report.assumed <= set(ASSUMED)
 
 
 @pytest.mark.parametrize("key", sorted(ASSERTED))
-def test_the_template_uses_an_assumed_condition_key_only_as_the_assumption_allows(synth, key):
+def test_the_template_uses_an_assumed_condition_key_only_as_the_assumption_allows(synth: Any, key: str) -> None:
     # Given the harness assumes every request in AWS has ASSUMED[key]'s value
     # Then every statement that conditions on the key only refuses requests without that value
     using = [statement for statement in _statements(synth.template.to_json()) if _uses(statement, key)]
     assert using and all(ASSERTED[key](statement) for statement in using), using
 
 
-def test_every_kms_key_lets_iam_policies_decide_as_the_evaluator_assumes(synth):
+def test_every_kms_key_lets_iam_policies_decide_as_the_evaluator_assumes(synth: Any) -> None:
     # The evaluator counts a role's KMS grants only through a key policy statement for the account root.
     for resource in synth.template.to_json()["Resources"].values():
         if resource["Type"] == "AWS::KMS::Key":
+            statements = resource["Properties"]["KeyPolicy"]["Statement"]
             assert any(statement["Effect"] == "Allow" and statement["Action"] == "kms:*"
-                       and "root" in str(statement["Principal"]) for statement in resource["Properties"]["KeyPolicy"]["Statement"])
+                       and ":root" in str(statement["Principal"]) for statement in statements)

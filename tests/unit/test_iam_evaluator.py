@@ -59,12 +59,13 @@ def outcome(permission: Permission, statements: list[dict[str, Any]], **kwargs: 
     ("DeleteObjects", {"Bucket": "data", "Delete": {"Objects": [{"Key": "a"}, {"Key": "b", "VersionId": "v"}]}},
      [("s3:DeleteObject", "arn:aws:s3:::data/a"), ("s3:DeleteObjectVersion", "arn:aws:s3:::data/b")]),
 ])
-def test_s3_operations_need_the_actions_iam_checks_for_them(operation, params, expected):
+def test_s3_operations_need_the_actions_iam_checks_for_them(operation: str, params: dict[str, Any],
+                                                            expected: list[tuple[str, str]]) -> None:
     # Given an S3 call as botocore received it, When the map reads it, Then it names what IAM checks
     assert needs(call("s3", operation, **params)) == expected
 
 
-def test_a_copy_needs_a_read_of_its_source_and_a_write_of_its_destination():
+def test_a_copy_needs_a_read_of_its_source_and_a_write_of_its_destination() -> None:
     # Given copies pinned to a source version (the string form) and unpinned (the dict form)
     pinned = call("s3", "CopyObject", Bucket="data", Key="restored.csv", CopySource="backups/content/x?versionId=v1")
     unpinned = call("s3", "UploadPartCopy", Bucket="data", Key="big.csv", UploadId="u", PartNumber=1,
@@ -73,21 +74,23 @@ def test_a_copy_needs_a_read_of_its_source_and_a_write_of_its_destination():
     assert needs(pinned) == [("s3:PutObject", "arn:aws:s3:::data/restored.csv"),
                              ("s3:GetObjectVersion", "arn:aws:s3:::backups/content/x"),
                              ("kms:Decrypt", BACKUP_KEY)]
-    assert needs(unpinned) == [("s3:PutObject", "arn:aws:s3:::data/big.csv"), ("s3:GetObject", "arn:aws:s3:::other/big.csv")]
+    assert needs(unpinned) == [("s3:PutObject", "arn:aws:s3:::data/big.csv"),
+                               ("s3:GetObject", "arn:aws:s3:::other/big.csv")]
 
 
-def test_a_qualified_lambda_request_is_authorized_against_the_qualified_arn():
+def test_a_qualified_lambda_request_is_authorized_against_the_qualified_arn() -> None:
     function = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:ingest"
     assert needs(call("lambda", "GetFunctionConfiguration", FunctionName="ingest", Qualifier="1")) == [
         ("lambda:GetFunctionConfiguration", f"{function}:1")]
-    assert needs(call("lambda", "Invoke", FunctionName="ingest:LIVE")) == [("lambda:InvokeFunction", f"{function}:LIVE")]
+    assert needs(call("lambda", "Invoke", FunctionName="ingest:LIVE")) == [
+        ("lambda:InvokeFunction", f"{function}:LIVE")]
     # an alias is changed through its function: UpdateAlias names the function, not the alias
     assert needs(call("lambda", "UpdateAlias", FunctionName="ingest", Name="LIVE", FunctionVersion="1")) == [
         ("lambda:UpdateAlias", function)]
     assert needs(call("lambda", "ListTags", Resource=function)) == [("lambda:ListTags", function)]
 
 
-def test_passing_a_role_to_a_service_needs_iam_passrole_for_that_service():
+def test_passing_a_role_to_a_service_needs_iam_passrole_for_that_service() -> None:
     role = f"arn:aws:iam::{ACCOUNT}:role/ingest-role"
     created = permissions_of(call("lambda", "CreateFunction", FunctionName="ingest-drill", Role=role,
                                   Layers=[f"arn:aws:lambda:us-east-1:{ACCOUNT}:layer:deps:1"]), FACTS)
@@ -101,7 +104,7 @@ def test_passing_a_role_to_a_service_needs_iam_passrole_for_that_service():
     assert change_set[-1].context["iam:PassedToService"] == "cloudformation.amazonaws.com"
 
 
-def test_encrypted_buckets_and_topics_need_their_keys_where_data_is_encrypted_or_decrypted():
+def test_encrypted_buckets_and_topics_need_their_keys_where_data_is_encrypted_or_decrypted() -> None:
     assert ("kms:GenerateDataKey", BACKUP_KEY) in needs(call("s3", "PutObject", Bucket="backups", Key="k"))
     assert ("kms:Decrypt", BACKUP_KEY) in needs(call("s3", "GetObject", Bucket="backups", Key="k"))
     assert needs(call("s3", "HeadObject", Bucket="backups", Key="k")) == [("s3:GetObject", "arn:aws:s3:::backups/k")]
@@ -109,12 +112,12 @@ def test_encrypted_buckets_and_topics_need_their_keys_where_data_is_encrypted_or
                                                                                ("kms:Decrypt", TOPIC_KEY)]
 
 
-def test_a_missing_key_answered_404_needs_list_bucket_or_s3_would_answer_403():
+def test_a_missing_key_answered_404_needs_list_bucket_or_s3_would_answer_403() -> None:
     assert needs(call("s3", "HeadObject", error_code="404", Bucket="data", Key="gone")) == [
         ("s3:GetObject", "arn:aws:s3:::data/gone"), ("s3:ListBucket", "arn:aws:s3:::data")]
 
 
-def test_a_change_set_named_by_its_arn_is_authorized_against_its_stack():
+def test_a_change_set_named_by_its_arn_is_authorized_against_its_stack() -> None:
     stack = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/Pipeline-recovery/abc"
     change_set = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:changeSet/dr-recovery/def"
     created = RecordedCall(handler="recovery.handler.handler", invoked_as="r", service="cloudformation",
@@ -128,7 +131,7 @@ def test_a_change_set_named_by_its_arn_is_authorized_against_its_stack():
         ("cloudformation:DeleteStack", f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/Pipeline-recovery/*")]
 
 
-def test_a_call_the_map_cannot_place_fails_loudly():
+def test_a_call_the_map_cannot_place_fails_loudly() -> None:
     with pytest.raises(UnmappedCall, match="FrobnicateObject"):
         permissions_of(call("s3", "FrobnicateObject", Bucket="data"), FACTS)
     with pytest.raises(UnmappedCall, match="function"):  # a required resource the request does not name
@@ -140,21 +143,22 @@ def test_a_call_the_map_cannot_place_fails_loudly():
 READ = Permission("s3:GetObject", "arn:aws:s3:::data/uploads/a.csv")
 
 
-def test_an_allow_on_the_resource_allows():
+def test_an_allow_on_the_resource_allows() -> None:
     assert outcome(READ, [allow("s3:GetObject", "arn:aws:s3:::data/*")]) is Outcome.ALLOWED
 
 
-def test_a_resource_outside_the_grant_is_denied():
+def test_a_resource_outside_the_grant_is_denied() -> None:
     assert outcome(READ, [allow("s3:GetObject", "arn:aws:s3:::data/reports/*")]) is Outcome.IMPLICITLY_DENIED
     assert outcome(READ, [allow("s3:PutObject", "arn:aws:s3:::data/*")]) is Outcome.IMPLICITLY_DENIED
 
 
-def test_an_explicit_deny_wins_over_every_allow():
-    statements = [allow("s3:*", "*"), {"Effect": "Deny", "Action": "s3:Get*", "Resource": "arn:aws:s3:::data/uploads/*"}]
+def test_an_explicit_deny_wins_over_every_allow() -> None:
+    statements = [allow("s3:*", "*"),
+                  {"Effect": "Deny", "Action": "s3:Get*", "Resource": "arn:aws:s3:::data/uploads/*"}]
     assert outcome(READ, statements) is Outcome.EXPLICITLY_DENIED
 
 
-def test_a_copy_whose_source_is_not_readable_is_denied_though_its_destination_is_writable():
+def test_a_copy_whose_source_is_not_readable_is_denied_though_its_destination_is_writable() -> None:
     # Given a role that may write the destination but not read the source
     statements = [allow("s3:PutObject", "arn:aws:s3:::data/*"), allow("s3:GetObject", "arn:aws:s3:::backups/content/*")]
     copy = call("s3", "CopyObject", Bucket="data", Key="a.csv", CopySource="backups/content/a?versionId=v1")
@@ -164,25 +168,27 @@ def test_a_copy_whose_source_is_not_readable_is_denied_though_its_destination_is
     assert decisions == {"s3:PutObject": Outcome.ALLOWED, "s3:GetObjectVersion": Outcome.IMPLICITLY_DENIED}
 
 
-def test_a_missing_passrole_is_denied_and_a_passrole_for_another_service_does_not_help():
+def test_a_missing_passrole_is_denied_and_a_passrole_for_another_service_does_not_help() -> None:
     role = f"arn:aws:iam::{ACCOUNT}:role/ingest-role"
     passing = permissions_of(call("lambda", "CreateFunction", FunctionName="f", Role=role), FACTS)[1]
     create = allow("lambda:CreateFunction", "*")
     assert outcome(passing, [create]) is Outcome.IMPLICITLY_DENIED
-    for_stacks = allow("iam:PassRole", role, Condition={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})
+    for_stacks = allow("iam:PassRole", role,
+                       Condition={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})
     assert outcome(passing, [create, for_stacks]) is Outcome.IMPLICITLY_DENIED
-    for_lambda = allow("iam:PassRole", role, Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})
+    for_lambda = allow("iam:PassRole", role,
+                       Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})
     assert outcome(passing, [create, for_lambda]) is Outcome.ALLOWED
 
 
-def test_wildcards_match_as_iam_matches_them():
+def test_wildcards_match_as_iam_matches_them() -> None:
     assert outcome(READ, [allow("S3:get*", "arn:aws:s3:::dat?/*")]) is Outcome.ALLOWED  # actions ignore case
     assert outcome(READ, [allow("s3:GetObject", "arn:aws:s3:::Data/*")]) is Outcome.IMPLICITLY_DENIED  # resources don't
     dotted = Permission("s3:GetObject", "arn:aws:s3:::dataXbackup/k")
     assert outcome(dotted, [allow("s3:GetObject", "arn:aws:s3:::data.backup/*")]) is Outcome.IMPLICITLY_DENIED
 
 
-def test_not_action_and_not_resource_allow_everything_but_what_they_list():
+def test_not_action_and_not_resource_allow_everything_but_what_they_list() -> None:
     everything_but_deletes = {"Effect": "Allow", "NotAction": "s3:Delete*", "Resource": "*"}
     assert outcome(READ, [everything_but_deletes]) is Outcome.ALLOWED
     delete = Permission("s3:DeleteObject", READ.resource)
@@ -192,10 +198,11 @@ def test_not_action_and_not_resource_allow_everything_but_what_they_list():
     assert outcome(Permission("s3:GetObject", "arn:aws:s3:::data/reports/r"), [outside_uploads]) is Outcome.ALLOWED
 
 
-def test_conditions_are_decided_from_the_request_and_a_failed_one_does_not_deny():
+def test_conditions_are_decided_from_the_request_and_a_failed_one_does_not_deny() -> None:
     metrics = call("cloudwatch", "PutMetricData", Namespace="Other", MetricData=[])
     [permission] = permissions_of(metrics, FACTS)
-    in_namespace = allow("cloudwatch:PutMetricData", "*", Condition={"StringEquals": {"cloudwatch:namespace": "ApiladosDR"}})
+    in_namespace = allow("cloudwatch:PutMetricData", "*",
+                         Condition={"StringEquals": {"cloudwatch:namespace": "ApiladosDR"}})
     assert outcome(permission, [in_namespace]) is Outcome.IMPLICITLY_DENIED
     # an Allow whose condition fails only does not apply (moto's own check would turn it into a Deny)
     assert outcome(permission, [in_namespace, allow("cloudwatch:PutMetricData", "*")]) is Outcome.ALLOWED
@@ -207,13 +214,13 @@ def test_conditions_are_decided_from_the_request_and_a_failed_one_does_not_deny(
     assert outcome(READ, [if_exists]) is Outcome.ALLOWED
 
 
-def test_a_condition_the_harness_cannot_decide_is_refused_not_guessed():
+def test_a_condition_the_harness_cannot_decide_is_refused_not_guessed() -> None:
     tagged = allow("s3:GetObject", "*", Condition={"StringEquals": {"aws:PrincipalTag/team": "dr"}})
     with pytest.raises(UndecidedCondition, match="aws:PrincipalTag/team"):
         evaluate(READ, [tagged])
 
 
-def test_a_resource_policy_deny_applies_and_an_assumed_key_is_reported():
+def test_a_resource_policy_deny_applies_and_an_assumed_key_is_reported() -> None:
     plain_http = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": "arn:aws:s3:::data/*",
                   "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
     everyone = {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"}
@@ -222,13 +229,14 @@ def test_a_resource_policy_deny_applies_and_an_assumed_key_is_reported():
     assert outcome(READ, [allow("s3:GetObject", "*")], resource_policies=[everyone]) is Outcome.EXPLICITLY_DENIED
 
 
-def test_a_kms_key_counts_the_role_policy_only_where_its_key_policy_delegates_to_the_account():
+def test_a_kms_key_counts_the_role_policy_only_where_its_key_policy_delegates_to_the_account() -> None:
     decrypt = Permission("kms:Decrypt", BACKUP_KEY)
     role_policy = [allow("kms:Decrypt", BACKUP_KEY)]
     delegating = [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
                    "Resource": "*"}]
     assert outcome(decrypt, role_policy, key_policies={BACKUP_KEY: delegating}, account=ACCOUNT) is Outcome.ALLOWED
-    service_only = [{"Effect": "Allow", "Principal": {"Service": "logs.amazonaws.com"}, "Action": "kms:*", "Resource": "*"}]
+    service_only = [{"Effect": "Allow", "Principal": {"Service": "logs.amazonaws.com"}, "Action": "kms:*",
+                     "Resource": "*"}]
     assert outcome(decrypt, role_policy, key_policies={BACKUP_KEY: service_only},
                    account=ACCOUNT) is Outcome.IMPLICITLY_DENIED
 
@@ -238,13 +246,15 @@ def test_a_kms_key_counts_the_role_policy_only_where_its_key_policy_delegates_to
 ROLE = "FunctionRole"
 TEMPLATE: dict[str, Any] = {"Resources": {
     "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {"Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": {"Fn::Join": ["", ["arn:aws:iam::", {"Ref": "AWS::AccountId"}, ":root"]]}},
-         "Action": "kms:*", "Resource": "*"}]}}},
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*",
+         "Principal": {"AWS": {"Fn::Join": ["", ["arn:aws:iam::", {"Ref": "AWS::AccountId"}, ":root"]]}}}]}}},
     "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketEncryption": {"ServerSideEncryptionConfiguration": [
-        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]}}}]}}},
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
+                                           "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]}}}]}}},
     ROLE: {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}},
     "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": ROLE}], "PolicyDocument": {"Statement": [
-        allow(["s3:PutObject", "s3:DeleteObject"], {"Fn::Join": ["", [{"Fn::GetAtt": ["Bucket", "Arn"]}, "/backups/*"]]}),
+        allow(["s3:PutObject", "s3:DeleteObject"],
+              {"Fn::Join": ["", [{"Fn::GetAtt": ["Bucket", "Arn"]}, "/backups/*"]]}),
         allow("kms:GenerateDataKey", {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/"
                                                  "${Key}"}),
         allow("lambda:InvokeFunction", {"Fn::Select": [0, {"Fn::Split": [",", {"Fn::Sub": "${Function.Arn},x"}]}]}),
@@ -258,7 +268,7 @@ NAMES = EmbeddedNames(account=ACCOUNT, region="us-east-1",
                       function_names={"backup.handler.handler": "apilados-dr-backup"})
 
 
-def test_the_template_resolves_to_the_names_the_handlers_ran_with():
+def test_the_template_resolves_to_the_names_the_handlers_ran_with() -> None:
     resolved = resolve_template(TEMPLATE, NAMES)
     [write, data_key, invoke] = resolved.roles["backup.handler.handler"].statements
     assert write["Resource"] == "arn:aws:s3:::apilados-dr-backups/backups/*"
@@ -268,18 +278,19 @@ def test_the_template_resolves_to_the_names_the_handlers_ran_with():
     assert resolved.key_policies[key][0]["Principal"]["AWS"] == f"arn:aws:iam::{ACCOUNT}:root"
 
 
-def test_an_intrinsic_the_resolver_does_not_know_is_refused():
+def test_an_intrinsic_the_resolver_does_not_know_is_refused() -> None:
     template = {"Resources": {**TEMPLATE["Resources"], "Policy": {"Type": "AWS::IAM::Policy", "Properties": {
         "Roles": [{"Ref": ROLE}], "PolicyDocument": {"Statement": [allow("s3:*", {"Fn::ImportValue": "x"})]}}}}}
     with pytest.raises(UnresolvableTemplate, match="Fn::ImportValue"):
         resolve_template(template, NAMES)
 
 
-def test_the_check_lists_each_denied_action_and_each_unused_mutating_grant():
+def test_the_check_lists_each_denied_action_and_each_unused_mutating_grant() -> None:
     # Given a backup function that wrote a backup (allowed, with its bucket's key) and read one (not granted)
     def backup_call(operation: str, key: str) -> RecordedCall:
         return RecordedCall(handler="backup.handler.handler", invoked_as="apilados-dr-backup", service="s3",
-                            operation=operation, params={"Bucket": "apilados-dr-backups", "Key": key}, region="us-east-1")
+                            operation=operation, params={"Bucket": "apilados-dr-backups", "Key": key},
+                            region="us-east-1")
 
     recording = CallRecording(calls=[backup_call("PutObject", "backups/x/manifest.json"),
                                      backup_call("GetObject", "backups/x/manifest.json")])
@@ -294,7 +305,7 @@ def test_the_check_lists_each_denied_action_and_each_unused_mutating_grant():
 
 # The recorder ------------------------------------------------------------------------------------------
 
-def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch):
+def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a function package whose handler calls S3, one call failing
     module = types.ModuleType("fake_function.handler")
 
@@ -304,7 +315,7 @@ def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch):
         with pytest.raises(ClientError):
             s3.head_object(Bucket="data", Key="missing.csv")
 
-    module.handler = handler  # type: ignore[attr-defined]
+    setattr(module, "handler", handler)
     monkeypatch.setitem(sys.modules, "fake_function.handler", module)
     context = types.SimpleNamespace(function_name="fake-function")
     with mock_aws():
@@ -312,10 +323,10 @@ def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch):
         # When it runs under the recorder, after a call no handler made
         with record_calls(["fake_function.handler.handler"]) as recording:
             boto3.client("s3", region_name="us-east-1").list_buckets()
-            module.handler({}, context)  # type: ignore[attr-defined]
+            module.handler({}, context)
     # Then only the handler's calls are recorded, with their outcome, and the handler is restored afterwards
     assert [(c.handler, c.operation, c.error_code) for c in recording.calls] == [
         ("fake_function.handler.handler", "PutObject", None), ("fake_function.handler.handler", "HeadObject", "404")]
     assert recording.calls[0].params["Body"] == "<payload>" and recording.invoked_as == {
         "fake_function.handler.handler": "fake-function"}
-    assert module.handler is handler  # type: ignore[attr-defined]
+    assert module.handler is handler
