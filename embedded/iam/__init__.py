@@ -10,6 +10,9 @@ calls are recorded and evaluated here:
   plus a commented table of the operations that do not map by name);
 - template_roles: each function's role policies from the synthesized template, intrinsics resolved to the
   embedded world's names;
-- evaluator: the policy evaluation (moto's statement matcher; conditions decided here, or listed as undecidable);
-- conformance: the scenarios run under the recorder, and what they found.
+- evaluator: the policy evaluation (moto's statement matcher; conditions decided here, or assumed and listed);
+- scenarios: the drill, and the paths of the same functions the drill does not take, run under the recorder;
+- conformance: every recorded call against its function's role, and every mutating grant against its use.
+
+tests/infra/test_iam_conformance.py runs it in `make test`.
 """
