@@ -37,7 +37,7 @@ class FunctionUpdateFailed(DrError):
 def update_backoff(attempt: int) -> float:
     """The pause after refused attempt `attempt`: 1, 2, 4 ... seconds. Not jittered: what it waits for is
     the function's own update, not other callers' load."""
-    return min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
 
 
 class LambdaUpdates:

@@ -84,7 +84,8 @@ def download(url: str, timeout_seconds: float = 60.0) -> bytes:
     if urlsplit(url).scheme not in ("https", "http"):
         raise ArchiveDownloadFailed(f"refusing to download an archive from a non-HTTP location: {url[:80]}")
     with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # nosec B310: scheme checked above
-        return response.read()
+        body: bytes = response.read()
+        return body
 
 
 def _without_metadata(response: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +125,8 @@ class FunctionBackup:
         self._fetch = fetch
         self._clock = clock
 
-    def run(self, qualifier: str | None = None, publish_version: bool = False, reason: str = "") -> FunctionBackupResult:
+    def run(self, qualifier: str | None = None, publish_version: bool = False,
+            reason: str = "") -> FunctionBackupResult:
         """Back up the function as `qualifier` (a version or alias; default $LATEST) has it.
 
         With `publish_version`, $LATEST is published first (as the runbook does) and that version is
@@ -182,13 +184,13 @@ class FunctionBackup:
             "completed_at": to_iso(self._clock()),
         })
         logger.info("function backed up", extra={"function": self._function, "backup_id": backup_id,
-                                                 "version": version, "bytes": files.bytes,
+                                                 "version": version, "bytes": files.total_bytes,
                                                  "unavailable": [name for name, status in captured.items()
                                                                  if status == UNAVAILABLE]})
         return FunctionBackupResult(
             function_name=self._function, backup_id=backup_id, manifest_key=key, qualifier=qualifier, version=version,
             package_type=code["package_type"], code_sha256=code["code_sha256"], code_sha256_verified=verified,
-            bytes=files.bytes, files=tuple(entry["path"] for entry in files.entries),
+            bytes=files.total_bytes, files=tuple(entry["path"] for entry in files.entries),
             layers=tuple(layer["arn"] for layer in layers), captured=captured, published_version=published,
         )
 
@@ -266,7 +268,8 @@ class FunctionBackup:
         }
 
     def _paged(self, operation: str, key: str, **request: Any) -> list[dict[str, Any]]:
-        return [item for page in self._lambda.get_paginator(operation).paginate(**request) for item in page.get(key, [])]
+        pages = self._lambda.get_paginator(operation).paginate(**request)
+        return [item for page in pages for item in page.get(key, [])]
 
     def _named(self, qualifier: str | None) -> dict[str, str]:
         return {"FunctionName": self._function, **({"Qualifier": qualifier} if qualifier else {})}

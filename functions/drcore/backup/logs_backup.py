@@ -17,7 +17,7 @@ group's name with `/` as `-`. The bucket policy must let `logs.<region>.amazonaw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -59,7 +59,7 @@ def log_subject(log_group: str) -> str:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _millis(moment: datetime) -> int:
@@ -102,7 +102,7 @@ class LogsBackup:
 
     def run(self, day: date | None = None) -> LogsBackupResult:
         """Export `day` (default: the previous UTC day) unless it is exported or being exported."""
-        now = self._clock().astimezone(timezone.utc)
+        now = self._clock().astimezone(UTC)
         day = day or now.date() - timedelta(days=1)
         if _day_start(day + timedelta(days=1)) > now:
             raise InvalidRequest(f"{day} is not over yet (UTC): only whole days are exported")
@@ -165,7 +165,8 @@ class LogsBackup:
             tasks = []
         if not tasks:  # CloudWatch Logs keeps finished tasks for a while only
             return {"code": "FAILED", "message": f"export task {task_id} is no longer known to CloudWatch Logs"}
-        return tasks[0]["status"]
+        status: dict[str, Any] = tasks[0]["status"]
+        return status
 
     def _write_manifest(self, backup_id: str, task: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         prefix = backup_prefix(Component.LOGS, self._subject, backup_id)

@@ -123,12 +123,12 @@ class StackBackup:
             "completed_at": to_iso(self._clock()),
         })
         stages = ("Original", "Processed") if template["processed"] else ("Original",)
-        logger.info("stack backed up", extra={"stack": self._stack, "backup_id": backup_id, "bytes": files.bytes,
+        logger.info("stack backed up", extra={"stack": self._stack, "backup_id": backup_id, "bytes": files.total_bytes,
                                               "resources": len(resources), "stages": stages})
         return StackBackupResult(
             stack_name=self._stack, stack_id=stack["StackId"], backup_id=backup_id, manifest_key=key,
             stack_status=stack["StackStatus"], template_format=template["format"], template_stages=stages,
-            resources=len(resources), bytes=files.bytes, files=tuple(entry["path"] for entry in files.entries),
+            resources=len(resources), bytes=files.total_bytes, files=tuple(entry["path"] for entry in files.entries),
         )
 
     def _describe(self) -> dict[str, Any]:

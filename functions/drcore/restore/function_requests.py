@@ -168,7 +168,7 @@ def image_uri(code: dict[str, Any]) -> str:
 
 
 def _is_function_level(config: dict[str, Any]) -> bool:
-    arn = config.get("FunctionArn", "")
+    arn: str = config.get("FunctionArn", "")
     return arn.count(":") == 6 or arn.endswith(":$LATEST")
 
 

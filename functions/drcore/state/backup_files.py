@@ -44,7 +44,7 @@ class BackupFiles:
         self.entries: list[dict[str, Any]] = []
 
     @property
-    def bytes(self) -> int:
+    def total_bytes(self) -> int:
         return sum(entry["size"] for entry in self.entries)
 
     def put(self, path: str, body: bytes, content_type: str) -> None:
@@ -57,7 +57,7 @@ class BackupFiles:
     def finish(self, manifest: dict[str, Any]) -> str:
         """Write the manifest, last: only now is the backup complete."""
         key = manifest_key(self._component, self._subject, self._backup_id)
-        self._store.put_json_once(key, {**manifest, "files": self.entries, "bytes": self.bytes})
+        self._store.put_json_once(key, {**manifest, "files": self.entries, "bytes": self.total_bytes})
         return key
 
 
