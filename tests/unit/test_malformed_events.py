@@ -3,16 +3,19 @@ operator's request), and nothing is written for them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+import backup.handler as backup
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
-from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
+import recovery.handler as recovery
+from embedded.aws_events import LambdaContextStub, alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder
+from tests.unit.conftest import RECOVERY_FUNCTION
 
 
 def with_alarm_state(event: dict[str, Any], **state: object) -> dict[str, Any]:
@@ -65,3 +68,71 @@ def test_what_an_ignored_event_quotes_of_itself_is_bounded(system, invoke_watche
     # Then the answer says what it was, in a few hundred characters
     assert result["status"] == "ignored" and "200002 characters" in result["reason"]
     assert len(result["reason"]) < 1000
+
+
+# The operator's manual events (the recovery function)
+
+WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
+
+
+def act(event: object) -> dict[str, Any]:
+    return recovery.handler(event, LambdaContextStub(RECOVERY_FUNCTION))
+
+
+@pytest.fixture
+def snapshot_id(world: SampleSystem) -> str:
+    [outcome] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
+    return str(outcome["backup_id"])
+
+
+@pytest.mark.parametrize("event", [
+    {"action": "restore_s3", "at": "2999-01-01T00:00:00Z", **WHO},
+    {"action": "restore_s3", "at": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat(), **WHO},
+    {"action": "comprehensive_rollback", "at": "2999-01-01T00:00:00+02:00", **WHO},
+])
+def test_a_restore_point_in_the_future_is_refused(world, monkeypatch, event):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act(event)
+    assert result["ok"] is False and "at: " in result["error"] and "in the past" in result["error"], result
+    assert calls.mutating() == []
+
+
+@pytest.mark.parametrize("prefix, problem", [
+    ("../uploads/", "'..'"),
+    ("uploads/../backups/", "'..'"),
+    ("uploads/..", "'..'"),
+    ("/uploads/", "starts with '/'"),
+    ("uploads/\x00", "control character"),
+    ("uploads/2026\n11/", "control character"),
+    ("uploads/\x7f", "control character"),
+    ("uploads/\u0085", "control character"),
+])
+def test_a_prefix_that_could_name_something_else_is_refused_before_anything_is_written(snapshot_id, monkeypatch,
+                                                                                      prefix, problem):
+    # Given a snapshot to restore from; when a restore of it is asked for such a prefix
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act({"action": "restore_s3", "snapshot_id": snapshot_id, "prefix": prefix, **WHO})
+    # Then it is refused naming the prefix, and no plan (nor anything else) is written
+    assert result["ok"] is False and "prefix" in result["error"] and problem in result["error"], result
+    assert calls.mutating() == []
+
+
+def test_prefixes_that_only_look_odd_are_still_planned(snapshot_id):
+    # dots inside a segment, a lone dot, unicode: ordinary S3 keys, planned like any prefix
+    for prefix in ("uploads/v1..2/", "uploads/./", "uploads/.hidden/", "uploads/2026-11/", "uploads/données/"):
+        result = act({"action": "restore_s3", "snapshot_id": snapshot_id, "prefix": prefix, **WHO})
+        assert result["ok"] is True and result["result"]["status"] == "planned", result
+
+
+@pytest.mark.parametrize("event", [
+    {"action": "x" * 200_000},
+    {"action": ["x" * 200_000]},
+    {"action": "status", "x" * 200_000: True},
+    {"action": "rollback", "requested_by": "alice", "reason": "x" * 200_000},
+    {"action": "restore_s3", **WHO, **{f"extra{n}": n for n in range(2000)}},
+])
+def test_what_a_refusal_echoes_of_the_request_is_bounded(world, monkeypatch, event):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act(event)
+    assert result["ok"] is False and len(result["error"]) < 2000, len(result["error"])
+    assert calls.mutating() == []
