@@ -136,3 +136,10 @@ def test_what_a_refusal_echoes_of_the_request_is_bounded(world, monkeypatch, eve
     result = act(event)
     assert result["ok"] is False and len(result["error"]) < 2000, len(result["error"])
     assert calls.mutating() == []
+
+
+def test_a_version_number_longer_than_any_published_one_is_refused_by_its_form(world, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = act({"action": "recover_version", "version": "9" * 5000, **WHO})
+    assert result["ok"] is False and "version: String should match pattern" in result["error"], result
+    assert len(result["error"]) < 1000 and calls.calls == []

@@ -18,7 +18,7 @@ from drcore.core.errors import InvalidRequest
 from drcore.core.models import Cause, utc_now
 from drcore.core.untrusted_input import describe_problems, echo
 
-VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
+VERSION_NUMBER = r"^[1-9][0-9]{0,9}$"  # a published version (ten digits are plenty); never $LATEST
 PLAN_ID = r"^[a-z]{2}-[0-9a-f]{6,32}$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
