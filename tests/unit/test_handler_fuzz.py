@@ -141,7 +141,8 @@ def near_valid(draw: st.DrawFn, shapes: list[Shape]) -> Case:
         elif mutation == "retype":
             parent[key] = draw(st.sampled_from(_other_type(parent[key])))
         else:
-            parent[key] = _oversized(parent[key], draw(st.sampled_from([2 * len(str(parent[key])), 300, 5_000, 200_000])))
+            size = draw(st.sampled_from([2 * len(str(parent[key])), 300, 5_000, 200_000]))
+            parent[key] = _oversized(parent[key], size)
         case.mutations.append(f"{mutation} {'.'.join(map(str, path))}")
     return case
 
@@ -180,7 +181,8 @@ def watcher_shapes(system: SampleSystem, kinds: tuple[str, ...]) -> list[Shape]:
     for kind in kinds:
         name = system.alarms[kind]
         for state in ("ALARM", "OK"):
-            shapes.append(Shape(f"{kind} {state} alarm action", alarm_action_event(name, state, at, system.function_name),
+            shapes.append(Shape(f"{kind} {state} alarm action",
+                                alarm_action_event(name, state, at, system.function_name),
                                 (("alarmData",), *((("alarmData", *path)) for path in ALARM_DATA))))
             shapes.append(Shape(f"{kind} {state} state change",
                                 alarm_state_change_event(name, state, at, system.function_name),
@@ -231,12 +233,14 @@ def recovery_shapes() -> list[Shape]:
         *(operated(action) for action in ("rollback", "promote", "freeze", "unfreeze")),
         operated("release", "version", version="2", canary_percent=10.0, force=False),
         operated("recover_version", "version", version="2", force=False),
-        operated("restore_s3", "snapshot_id", snapshot_id=BACKUP_ID, prefix="uploads/2026/", target_bucket="apilados-scratch-restore"),
+        operated("restore_s3", "snapshot_id", snapshot_id=BACKUP_ID, prefix="uploads/2026/",
+                 target_bucket="apilados-scratch-restore"),
         operated("restore_s3", "at", at=PAST, prefix="uploads/"),
         operated("restore_s3", "snapshot_id", snapshot_id=BACKUP_ID, confirm="rp-0123456789"),
         operated("restore_s3", "resume", resume="rp-0123456789"),
         operated("recover_from_backup", "backup_id", backup_id=BACKUP_ID, target="apilados-pipeline-ingest-restored"),
-        operated("recover_stack", "backup_id", "mode", backup_id=BACKUP_ID, mode="new", parameter_values={"Stage": "prod"}),
+        operated("recover_stack", "backup_id", "mode", backup_id=BACKUP_ID, mode="new",
+                 parameter_values={"Stage": "prod"}),
         operated("comprehensive_rollback", "at", at=PAST, parameter_values={"Stage": "prod"}),
     ]
 

@@ -143,3 +143,15 @@ def test_a_version_number_longer_than_any_published_one_is_refused_by_its_form(w
     result = act({"action": "recover_version", "version": "9" * 5000, **WHO})
     assert result["ok"] is False and "version: String should match pattern" in result["error"], result
     assert len(result["error"]) < 1000 and calls.calls == []
+
+
+def test_parameter_values_are_bounded_so_a_plan_always_fits_its_record(world, monkeypatch):
+    # Given a stack backup to recover from
+    [stack] = backup.handler({"component": "stack"}, LambdaContextStub("apilados-dr-backup"))["components"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When a recovery is asked with a parameter value larger than any CloudFormation takes
+    result = act({"action": "recover_stack", "backup_id": stack["backup_id"], "mode": "new",
+                  "parameter_values": {"Stage": "x" * 500_000}, **WHO})
+    # Then it is refused by its form, before anything is planned or written
+    assert result["ok"] is False and "parameter_values.Stage" in result["error"], result
+    assert calls.mutating() == []

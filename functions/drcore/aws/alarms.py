@@ -68,7 +68,7 @@ class _AlarmAction(BaseModel):
 
 
 class _AlarmStateChange(EventBridgeModel):
-    detail: _AlarmData  # type: ignore[assignment]  # Powertools' way of typing an EventBridge detail
+    detail: _AlarmData  # Powertools' way of typing an EventBridge detail
 
 
 def signal_from_alarm_action(event: dict[str, Any]) -> AlarmSignal:
@@ -84,7 +84,8 @@ def signal_from_eventbridge(event: dict[str, Any]) -> AlarmSignal:
     try:
         return _AlarmStateChange.model_validate(event).detail.signal("eventbridge")
     except ValidationError as error:
-        raise UnrecognisedEvent(f"alarm state change event without a usable detail: {describe_problems(error)}") from error
+        problems = describe_problems(error)
+        raise UnrecognisedEvent(f"alarm state change event without a usable detail: {problems}") from error
 
 
 class AlarmBoard:

@@ -56,7 +56,8 @@ class BackupRequest(BaseModel):
     def _only_a_snapshot_resumes(self) -> BackupRequest:
         # Only a bucket snapshot runs across invocations; any other backup is whole in one.
         if self.resume is not None and self.component != "s3":
-            raise ValueError(f"resume continues a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
+            raise ValueError(
+                f"resume continues a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
         return self
 
 
@@ -90,7 +91,7 @@ class _ApiCall(BaseModel):
 
 
 class _CloudTrailEvent(EventBridgeModel):
-    detail: _ApiCall  # type: ignore[assignment]  # Powertools' way of typing an EventBridge detail
+    detail: _ApiCall  # Powertools' way of typing an EventBridge detail
 
 
 def _names_function(parameters: _LambdaRequestParameters | None, function_name: str) -> bool:

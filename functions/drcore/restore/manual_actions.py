@@ -38,6 +38,13 @@ def _in_the_past(moment: datetime, info: ValidationInfo) -> datetime:
 
 RestorePoint = Annotated[AwareDatetime, AfterValidator(_in_the_past)]
 
+# NoEcho values a stack backup cannot hold, named as CloudFormation names parameters. Bounded so that a
+# plan that carries them always fits its state-table record.
+ParameterValues = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,255}$")], Annotated[str, Field(max_length=4096)]],
+    Field(max_length=20),
+]
+
 
 def _names_keys_of_the_bucket(prefix: str) -> str:
     """A prefix is matched literally against the bucket's keys and ends up in plans, logs and reports: one
@@ -162,7 +169,7 @@ class RecoverStack(_TwoStep):
     backup_id: BackupId | None = None
     mode: Literal["new", "update"] | None = None
     planning_fields: ClassVar[tuple[str, ...]] = ("backup_id", "mode")
-    parameter_values: dict[str, str] = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
+    parameter_values: ParameterValues = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
 
 
 class ComprehensiveRollback(_TwoStep):
@@ -171,7 +178,7 @@ class ComprehensiveRollback(_TwoStep):
     action: Literal["comprehensive_rollback"]
     at: RestorePoint | None = None
     planning_fields: ClassVar[tuple[str, ...]] = ("at",)
-    parameter_values: dict[str, str] = Field(default_factory=dict)
+    parameter_values: ParameterValues = Field(default_factory=dict)
 
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
