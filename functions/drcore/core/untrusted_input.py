@@ -2,7 +2,8 @@
 
 Events come from anyone allowed to invoke a function; an answer or a log line that repeats them verbatim
 can be made arbitrarily large (a 200 KB field would come back 200 KB, and land in CloudWatch Logs at
-that size). Everything a refusal quotes from the event goes through `echo`, which bounds it.
+that size). Everything a refusal quotes from the event goes through `echo` or `describe_problems`,
+which bound it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ PROBLEMS_SHOWN = 5  # validation problems named in one answer; the rest are coun
 
 def echo(value: object, limit: int = ECHO_LIMIT) -> str:
     """`repr(value)`, cut to `limit` characters with the full length said, so the sender can tell."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
+    return _cut(repr(value), limit)
 
 
 def describe_problems(error: ValidationError, *, skip_location_parts: int = 0) -> str:
@@ -31,13 +29,12 @@ def describe_problems(error: ValidationError, *, skip_location_parts: int = 0) -
     issues = error.errors(include_url=False, include_input=False, include_context=False)
     described = []
     for issue in issues[:PROBLEMS_SHOWN]:
-        location = ".".join(_bounded(part) for part in issue["loc"][skip_location_parts:]) or "event"
-        described.append(f"{location}: {_bounded(issue['msg'], 2 * ECHO_LIMIT)}")
+        location = ".".join(_cut(str(part), ECHO_LIMIT // 2) for part in issue["loc"][skip_location_parts:])
+        described.append(f"{location or 'event'}: {_cut(issue['msg'], 2 * ECHO_LIMIT)}")
     if len(issues) > PROBLEMS_SHOWN:
         described.append(f"and {len(issues) - PROBLEMS_SHOWN} more")
     return "; ".join(described)
 
 
-def _bounded(part: object, limit: int = ECHO_LIMIT // 2) -> str:
-    text = str(part)
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
