@@ -3,11 +3,16 @@ clock built by the watchers' own wiring."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from moto import mock_aws
 
 from drcore.aws.clients import ClientFactory, client_factory
@@ -26,6 +31,18 @@ from tests.support import CallRecorder, SimulatedClock
 
 # Every function's builder, cached per warm execution environment (drcore.wiring).
 CACHED_BUILDERS = (watcher_services, backup_runner, recovery_service, drill_runner)
+
+# Property-based tests: `ci` (the default, what `make test` runs) keeps each property to a few dozen
+# examples; HYPOTHESIS_PROFILE=thorough searches far longer. Either way a failing example is saved under
+# .hypothesis/ and replayed first on the next run, until it passes.
+_EXAMPLES = DirectoryBasedExampleDatabase(Path(__file__).resolve().parents[1] / ".hypothesis" / "examples")
+# Each example calls real handlers against moto: slow next to a pure function, and slower on a busy machine.
+_SLOW_EXAMPLES = [HealthCheck.too_slow]
+hypothesis_settings.register_profile("ci", max_examples=50, deadline=None, database=_EXAMPLES,
+                                     suppress_health_check=_SLOW_EXAMPLES)
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None, database=_EXAMPLES,
+                                     suppress_health_check=_SLOW_EXAMPLES)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

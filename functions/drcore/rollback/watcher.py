@@ -13,6 +13,9 @@ from typing import Any, Callable
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import ValidationError
+
 from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.rollback.controller import AliasController, Outcome
 from drcore.aws.metrics import VersionGauges
@@ -25,6 +28,7 @@ from drcore.core.metric_names import (
     STABLE_VERSION_METRIC,
 )
 from drcore.core.models import AlarmSignal
+from drcore.core.untrusted_input import describe_problems, echo
 
 # A child of the handler's Powertools logger: the same structured JSON, the same service.
 logger = Logger(child=True)
@@ -40,6 +44,15 @@ class Tick:
 WatcherEvent = AlarmSignal | Tick
 
 
+def tick_from_schedule(event: dict[str, Any]) -> Tick:
+    """An EventBridge "Scheduled Event": only its envelope matters, and it must be EventBridge's."""
+    try:
+        schedule = EventBridgeModel.model_validate(event)
+    except ValidationError as error:
+        raise UnrecognisedEvent(f"scheduled event without a usable envelope: {describe_problems(error)}") from error
+    return Tick(at=schedule.time.isoformat())
+
+
 def recognise(event: Any) -> WatcherEvent:
     """Classify a raw Lambda event; UnrecognisedEvent says what is wrong with anything else."""
     if not isinstance(event, dict):
@@ -50,10 +63,10 @@ def recognise(event: Any) -> WatcherEvent:
     if detail_type == ALARM_STATE_CHANGE:
         return signal_from_eventbridge(event)
     if detail_type == SCHEDULED_EVENT:
-        return Tick(at=str(event.get("time", "")))
+        return tick_from_schedule(event)
     raise UnrecognisedEvent(
         "not an alarm action, an alarm state change or a scheduled event "
-        f"(keys: {sorted(event)[:8]}, detail-type: {detail_type!r})"
+        f"(keys: {echo(sorted(event)[:8])}, detail-type: {echo(detail_type)})"
     )
 
 
