@@ -35,11 +35,14 @@ e2e: $(STAMP)
 synth: $(STAMP)  ## synthesize the CDK app into $(CDK_OUTDIR) without the CDK CLI
 	$(BIN)/python app.py
 
-lint: synth  ## cfn-lint over the synthesized templates
+lint: $(STAMP)  ## ruff and mypy (settings in pyproject.toml), then cfn-lint over the synthesized templates
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(MAKE) --no-print-directory synth
 	$(BIN)/cfn-lint $(CDK_OUTDIR)/*.template.json
 
 bench: $(STAMP)  ## benchmarks against the embedded server; figures in reports/bench.json
 	$(BIN)/python -m embedded.bench --report reports/bench.json
 
 clean:
-	rm -rf $(VENV) cdk.out reports .pytest_cache
+	rm -rf $(VENV) cdk.out reports .pytest_cache .mypy_cache .ruff_cache

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import aws_cdk as cdk
 
@@ -23,9 +24,7 @@ def build_app(context_overrides: Mapping[str, Any] | None = None) -> cdk.App:
     overriding the one before; a dict value is merged key by key, so an override may change one setting.
     Raises `stacks.settings.InvalidSettings` naming every bad key.
     """
-    # The stacks import the functions' `drcore.core.config.EnvVar`, the one definition of the variable names.
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
+    _import_functions()
     from cdk_nag import AwsSolutionsChecks
 
     from stacks.controller_stack import ControllerStack
@@ -41,6 +40,13 @@ def build_app(context_overrides: Mapping[str, Any] | None = None) -> cdk.App:
     return app
 
 
+def _import_functions() -> None:
+    """Let the stacks import the functions' drcore.core: the one definition of the environment variables'
+    names, the seed's defaults and the metric names."""
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+
+
 def _merged(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         return {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
@@ -48,6 +54,7 @@ def _merged(base: Any, override: Any) -> Any:
 
 
 if __name__ == "__main__":
+    _import_functions()
     from stacks.settings import InvalidSettings
 
     try:

@@ -11,15 +11,17 @@ import contextlib
 import io
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 ACCOUNT = "123456789012"
 
 
 def cloudwatch_time(moment: datetime) -> str:
     """CloudWatch's own timestamp form: 2023-08-04T12:36:15.490+0000."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
 def _metrics(function_name: str) -> list[dict[str, Any]]:
@@ -38,7 +40,8 @@ def _states(state: str, changed_at: datetime, previous: str) -> tuple[dict[str, 
     reason = f"Threshold Crossed: 1 datapoint was {'greater' if state == 'ALARM' else 'less'} than the threshold"
     return (
         {"value": state, "reason": reason, "timestamp": cloudwatch_time(changed_at)},
-        {"value": previous, "reason": "previous state", "timestamp": cloudwatch_time(changed_at.replace(microsecond=0))},
+        {"value": previous, "reason": "previous state",
+         "timestamp": cloudwatch_time(changed_at.replace(microsecond=0))},
     )
 
 
@@ -69,7 +72,7 @@ def alarm_state_change_event(alarm_name: str, state: str, changed_at: datetime, 
         "detail-type": "CloudWatch Alarm State Change",
         "source": "aws.cloudwatch",
         "account": ACCOUNT,
-        "time": changed_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm_name}"],
         "detail": {
@@ -88,16 +91,16 @@ def scheduled_event(at: datetime, rule: str = "apilados-dr-health-tick", region:
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": ACCOUNT,
-        "time": at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [f"arn:aws:events:{region}:{ACCOUNT}:rule/{rule}"],
         "detail": {},
     }
 
 
-def cloudtrail_event(event_name: str, function_name: str, **detail: object) -> dict:
+def cloudtrail_event(event_name: str, function_name: str, **detail: object) -> dict[str, Any]:
     """The shape EventBridge delivers for a CloudTrail-recorded Lambda API call."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.lambda", "account": "123456789012", "time": now, "region": "us-east-1",
@@ -112,20 +115,22 @@ def cloudtrail_event(event_name: str, function_name: str, **detail: object) -> d
     }
 
 
-class LambdaContextStub:
-    """The attributes of the Lambda context object that Powertools reads."""
+class LambdaContextStub(LambdaContext):
+    """The attributes of the Lambda context object that Powertools reads. A LambdaContext, so a handler's
+    signature type-checks against it; Powertools' class serves them from these private fields."""
 
     def __init__(self, function_name: str, remaining_ms: int = 900_000) -> None:
-        self.function_name = function_name
+        self._function_name = function_name
         self._remaining_ms = remaining_ms
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 256
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "embedded"
+        self._function_version = "$LATEST"
+        self._memory_limit_in_mb = 256
+        self._invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
+        self._aws_request_id = str(uuid.uuid4())
+        self._log_group_name = f"/aws/lambda/{function_name}"
+        self._log_stream_name = "embedded"
 
-    def get_remaining_time_in_millis(self) -> int:
+    # An instance method where Powertools' stand-in is static: each invocation has its own remaining time.
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]  # see above
         return self._remaining_ms
 
 

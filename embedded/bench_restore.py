@@ -26,23 +26,22 @@ import random
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from drcore.state.backup_store import BackupStore
-from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.aws.clients import s3_client
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.state.backup_store import BackupStore
 from drcore.wiring.restores import bucket_restorer
-
-from embedded.world import REGION, embedded_world
 from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.server import RequestCounter
+from embedded.world import REGION, embedded_world
 
 DATA_BUCKET = "apilados-production-data"
 BACKUP_BUCKET = "apilados-dr-backups"
@@ -94,7 +93,7 @@ def _correctness(s3: Any, expected: dict[str, str]) -> dict[str, int]:
         return hashlib.md5(s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()).hexdigest()
 
     with ThreadPoolExecutor(32) as pool:
-        held = dict(zip(present, pool.map(digest, present)))
+        held = dict(zip(present, pool.map(digest, present), strict=True))
     return {"objects_matching": sum(held.get(key) == want for key, want in expected.items()),
             "objects_expected": len(expected),
             "unexpected_objects": len(held.keys() - expected.keys())}
@@ -153,7 +152,7 @@ def run_restore_bench(objects: int = 10_000) -> dict[str, Any]:
         snapshot = BucketSnapshotter(s3, store, DATA_BUCKET).snapshot(None, lambda: INVOCATION_MS)
         while not snapshot.finished:
             snapshot = BucketSnapshotter(s3, store, DATA_BUCKET).snapshot(snapshot.backup_id, lambda: INVOCATION_MS)
-        date = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # the runbook's RECOVERY_DATE format
+        date = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")  # the runbook's RECOVERY_DATE format
         aws_cli = str(Path(sys.executable).with_name("aws"))
         subprocess.run([aws_cli, "s3", "sync", f"s3://{DATA_BUCKET}", f"s3://{SEED_BACKUP_BUCKET}/{date}/",
                         "--only-show-errors"], check=True, capture_output=True)
@@ -184,5 +183,5 @@ def restore_table(section: dict[str, Any]) -> str:
     header = (f"{section['objects']} objects; damage: {damage['corrupted']} corrupted at the same size, "
               f"{damage['deleted']} deleted, {damage['added']} added")
     footer = f"time ours/seed: {section['time_ratio_ours_over_seed']}x (goal: at most 1.5x, every object matching)"
-    return "\n".join([header, *(f"{str(a):<20} {str(b):>26} {str(c):>26}" for a, b, c in rows), footer])
+    return "\n".join([header, *(f"{a!s:<20} {b!s:>26} {c!s:>26}" for a, b, c in rows), footer])
 

@@ -27,31 +27,33 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import time_machine
 
-from drcore.drill.report import DrillReport, DrillStep
+from drcore.core.config import DEFAULT_METRICS_NAMESPACE, DrillEnvironment
+from drcore.core.metric_names import DRILL_PASSED_METRIC, ENVIRONMENT_DIMENSION, PROMOTIONS_METRIC, ROLLBACKS_METRIC
 from drcore.core.models import Cause, to_iso
+from drcore.drill.report import DrillReport, DrillStep
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
-from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
+from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, build_sample_system
 from embedded.server import RequestCounter
 from embedded.world import REGION, embedded_world
-
 
 
 def _step(name: str, objective: float | None, run: Callable[[], tuple[bool, dict[str, Any]]]) -> DrillStep:
     started = time.perf_counter()
     try:
         ok, details = run()
-    except Exception as error:  # a drill reports a failed step; it does not stop at the first error
+    except Exception as error:  # noqa: BLE001 - a drill reports a failed step; it does not stop at the first error
         ok, details = False, {"error": f"{type(error).__name__}: {error}"}
     return DrillStep(name=name, ok=ok, seconds=round(time.perf_counter() - started, 3), objective_seconds=objective,
                      details=details)
@@ -65,7 +67,7 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
     bad = system.versions["bad"]
     # A deployment pipeline releases the bad version; the next health tick adopts it as a candidate.
     lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=bad)
-    invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+    invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
     # CloudWatch moves the errors alarm to ALARM and invokes its action with the alarm's own timestamp.
     system.set_alarm("errors", "ALARM", "Threshold Crossed: 3 datapoints were greater than the threshold (1.0)")
     alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["errors"]])["MetricAlarms"][0]
@@ -88,7 +90,7 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
         "metrics_emitted": metrics,
     }
     ok = (live_after == stable and details["from_version"] == bad and flip is not None and flip <= 3
-          and [alert["severity"] for alert in alerts] == [2] and "Rollbacks" in metrics)
+          and [alert["severity"] for alert in alerts] == [2] and ROLLBACKS_METRIC in metrics)
     return ok, details
 
 
@@ -102,12 +104,12 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     for kind in system.alarms:
         system.set_alarm(kind, "OK", "Threshold Crossed: no datapoints above the threshold")
     lam.update_alias(FunctionName=system.function_name, Name="LIVE", FunctionVersion=fix)
-    adopted, _ = invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+    adopted, _ = invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
     bake_minutes = 31
-    with time_machine.travel(datetime.now(timezone.utc) + timedelta(minutes=bake_minutes), tick=True):
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=bake_minutes), tick=True):
         # The fix served traffic during the bake; moto runs no code, so the drill records what Lambda
         # would publish for it.
-        served_at = datetime.now(timezone.utc) - timedelta(minutes=5)
+        served_at = datetime.now(UTC) - timedelta(minutes=5)
         dimensions = [{"Name": "FunctionName", "Value": system.function_name},
                       {"Name": "Resource", "Value": f"{system.function_name}:LIVE"},
                       {"Name": "ExecutedVersion", "Value": fix}]
@@ -116,7 +118,7 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
             for _ in range(25)] + [
             {"MetricName": "Duration", "Dimensions": dimensions, "Value": 800.0 + 10 * n, "Timestamp": served_at}
             for n in range(25)])
-        result, metrics = invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+        result, metrics = invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
     outcomes = result.get("outcomes", [])
     promoted = next((outcome for outcome in outcomes if outcome["action"] == "promoted"), None)
     stable_after = system.alias_version("STABLE")
@@ -130,7 +132,8 @@ def _promote(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         "stable_p99_ms": promoted["facts"].get("stable_p99_ms") if promoted else None,
         "metrics_emitted": metrics,
     }
-    ok = promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix and "Promotions" in metrics
+    ok = (promoted is not None and stable_after == fix and system.alias_version("LIVE") == fix
+          and PROMOTIONS_METRIC in metrics)
     return ok, details
 
 
@@ -138,7 +141,7 @@ def _drill_function() -> tuple[bool, dict[str, Any]]:
     import drill.handler as drill
 
     event = {"action": "drill", "requested_by": "make drill", "reason": "the embedded drill runs the drill function",
-             "scheduled_at": datetime.now(timezone.utc).isoformat()}
+             "scheduled_at": datetime.now(UTC).isoformat()}
     result = drill.handler(event, LambdaContextStub("apilados-dr-drill"))
     if not result["ok"]:
         return False, {"error": result["error"]}
@@ -149,7 +152,8 @@ def _drill_function() -> tuple[bool, dict[str, Any]]:
         "status": result["status"],
         "steps": {step["name"]: {"ok": step["ok"], "seconds": step["seconds"], "objective": step["objective_seconds"]}
                   for step in report["steps"]},
-        "restored": {key: restore["details"].get(key) for key in ("snapshot_id", "objects_expected", "objects_matching")},
+        "restored": {key: restore["details"].get(key)
+                     for key in ("snapshot_id", "objects_expected", "objects_matching")},
         "report": report["report_key"],
     }
     return result["status"] == "finished" and result["passed"], details
@@ -162,13 +166,14 @@ def _record(report: DrillReport, system: SampleSystem) -> None:
         system.function_name, entry_id=f"drill-{report.started_at}", at=report.finished_at, action="drill",
         cause=Cause(kind="drill", summary=f"DR drill ({report.environment})"),
         result="passed" if report.ok else "failed", details=report.summary())
-    system.clients["cloudwatch"].put_metric_data(Namespace="ApiladosDR", MetricData=[{
-        "MetricName": "DrillPassed", "Dimensions": [{"Name": "Environment", "Value": report.environment}],
-        "Value": 1 if report.ok else 0, "Unit": "None"}])
+    # The functions run with the default namespace here: the sample system sets no DR_METRICS_NAMESPACE.
+    system.clients["cloudwatch"].put_metric_data(Namespace=DEFAULT_METRICS_NAMESPACE, MetricData=[{
+        "MetricName": DRILL_PASSED_METRIC, "Value": 1 if report.ok else 0, "Unit": "None",
+        "Dimensions": [{"Name": ENVIRONMENT_DIMENSION, "Value": report.environment}]}])
 
 
 def run_drill(report_dir: Path) -> DrillReport:
-    report = DrillReport(environment="embedded", started_at=to_iso(datetime.now(timezone.utc)))
+    report = DrillReport(environment=DrillEnvironment.EMBEDDED.value, started_at=to_iso(datetime.now(UTC)))
     with ExitStack() as stack:
         world = stack.enter_context(embedded_world())
         endpoint, counter, behaviour = world.endpoint, world.counter, world.behaviour
@@ -179,7 +184,8 @@ def run_drill(report_dir: Path) -> DrillReport:
         os.environ.update({**system.environment(), **system.backup_environment(), **system.drill_environment()})
         behaviour.set_failing(system.function_name, system.versions["bad"])
         objectives = recovery_objectives()
-        report.steps.append(_step("backup_lambda", objectives["lambda_function"]["rpo_seconds"], lambda: backup_lambda(system)))
+        report.steps.append(_step("backup_lambda", objectives["lambda_function"]["rpo_seconds"],
+                                  lambda: backup_lambda(system)))
         report.steps.append(_step("backup_s3", objectives["s3_data"]["rpo_seconds"], lambda: backup_s3(system)))
         report.steps.append(_step("backup_stack", None, lambda: backup_stack(system)))
         report.steps.append(_step("rpo_check", None, lambda: rpo_check(system)))
@@ -192,7 +198,7 @@ def run_drill(report_dir: Path) -> DrillReport:
                                   lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))
         report.steps.append(_step("drill_function", None, _drill_function))
-        report.finished_at = to_iso(datetime.now(timezone.utc))
+        report.finished_at = to_iso(datetime.now(UTC))
         _record(report, system)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "drill-report.json").write_text(report.to_json())

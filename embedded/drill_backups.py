@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drcore.backup.manifest import read_manifest
+from drcore.core.config import DEFAULT_METRICS_NAMESPACE
+from drcore.core.metric_names import BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.state.backup_store import BackupStore, Component
-from drcore.backup.bucket_snapshots import read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem
 from stacks.settings import CONTEXT_KEY, Settings
@@ -43,7 +45,7 @@ def backup_lambda(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     [scheduled] = _backup({"component": "lambda"})["components"]
     # An operator changes the function's configuration; CloudTrail reports it through EventBridge.
     changed = {**system.clients["lambda"].get_function_configuration(FunctionName=system.function_name)
-               ["Environment"]["Variables"], "DRILL_MARKER": datetime.now(timezone.utc).isoformat()}
+               ["Environment"]["Variables"], "DRILL_MARKER": datetime.now(UTC).isoformat()}
     system.clients["lambda"].update_function_configuration(FunctionName=system.function_name,
                                                            Environment={"Variables": changed})
     [on_change] = _backup(cloudtrail_event("UpdateFunctionConfiguration20150331v2", system.function_name))["components"]
@@ -58,7 +60,8 @@ def backup_lambda(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         "configuration_change_backup_id": on_change["backup_id"],
         "configuration_change_captured": environment_captured,
     }
-    ok = scheduled["status"] == on_change["status"] == "complete" and details["code_sha256_verified"] and environment_captured
+    completed = scheduled["status"] == on_change["status"] == "complete"
+    ok = completed and details["code_sha256_verified"] and environment_captured
     return ok, details
 
 
@@ -100,7 +103,7 @@ def backup_stack(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
 def rpo_check(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
     objectives = recovery_objectives()
     store = BackupStore(system.clients["s3"], system.backup_bucket)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # The stack has no row of its own in the runbook's table: its changes are configuration changes,
     # captured in real time by the function backup, and the stack itself daily.
     subjects = {
@@ -114,8 +117,8 @@ def rpo_check(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         complete = [listing for listing in store.list_backups(component, subject) if listing.complete]
         age = (now - complete[-1].created_at).total_seconds() if complete else None
         metric = system.clients["cloudwatch"].get_metric_statistics(
-            Namespace="ApiladosDR", MetricName="BackupSucceeded",
-            Dimensions=[{"Name": "Component", "Value": component.value}], Statistics=["Sum"], Period=3600,
+            Namespace=DEFAULT_METRICS_NAMESPACE, MetricName=BACKUP_SUCCEEDED_METRIC,
+            Dimensions=[{"Name": COMPONENT_DIMENSION, "Value": component.value}], Statistics=["Sum"], Period=3600,
             StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5))["Datapoints"]
         details[component.value] = {"age_seconds": None if age is None else round(age, 1), "rpo_seconds": rpo,
                                     "metric_published": bool(metric),

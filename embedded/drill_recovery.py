@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drcore.backup.manifest import list_snapshots, read_manifest
 from drcore.state.backup_store import BackupStore, Component
-from drcore.backup.bucket_snapshots import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
 

@@ -82,11 +82,13 @@ import json
 import math
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
-from unittest import mock
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
+from unittest import mock
 from urllib.parse import quote, unquote
 
 import moto.s3.models
@@ -100,10 +102,24 @@ from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend,
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.models import Statistics
 from moto.core.responses import ActionResult
-from moto.dynamodb.models import DynamoDBBackend
 from moto.core.utils import utcnow
+from moto.dynamodb.models import DynamoDBBackend
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
+
+if TYPE_CHECKING:
+    # The attributes the fills below keep on moto's own objects, where moto's serializers read them by name.
+
+    class StackAsAws(Stack):
+        capabilities: list[str]
+        last_updated_time: datetime
+        reported_in_progress: str | None  # the status the next DescribeStacks answers, once
+
+    class ChangeSetAsAws(ChangeSet):
+        capabilities: list[str]
+
+    class LambdaFunctionAsAws(LambdaFunction):
+        kept_settings: dict[str, Any]  # the settings named in _KEPT_SETTINGS
 
 
 class VersionBehaviour:
@@ -170,7 +186,7 @@ class ArchiveServer:
         archives = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 body = archives.archive(self.path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Type", "application/zip")
@@ -239,7 +255,7 @@ def stack_capabilities_kept() -> Iterator[None]:
     def keeping(name: str) -> Any:
         def operation(self: CloudFormationResponse) -> Any:
             result = originals[name](self)
-            stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+            stack = cast("StackAsAws", self.cloudformation_backend.get_stack(self._get_param("StackName")))
             stack.capabilities = self._get_param("Capabilities", [])  # serialized as the stack's Capabilities
             return result
         return operation
@@ -266,6 +282,17 @@ NO_CHANGES_REASON = ("The submitted information didn't contain changes. "
 
 class ChangeSetNotFound(CloudFormationError):
     code = "ChangeSetNotFound"
+
+
+class ModifiedResource(Change):
+    """A Modify change as AWS describes it; moto's Change has no physical id, scope or replacement."""
+
+    def __init__(self, logical_resource_id: str, resource_type: str, physical_resource_id: str | None,
+                 scope: list[str], replacement: str) -> None:
+        super().__init__("Modify", logical_resource_id, resource_type)
+        self.physical_resource_id = physical_resource_id
+        self.scope = scope
+        self.replacement = replacement
 
 
 def _template_dict(template: Any) -> dict[str, Any]:
@@ -296,20 +323,19 @@ def _resource_changes(stack: Stack, template: dict[str, Any], values: dict[str, 
     new = _with_parameters(template.get("Resources", {}), values)
     changes = [Change("Add", name, new[name]["Type"]) for name in new if name not in old]
     for name in (name for name in new if name in old and new[name] != old[name]):
-        change = Change("Modify", name, new[name]["Type"])
         resource = stack.resource_map._parsed_resources.get(name)
-        change.physical_resource_id = getattr(resource, "physical_resource_id", None)
-        change.scope = sorted(key for key in new[name].keys() | old[name].keys()
-                              if key != "Type" and new[name].get(key) != old[name].get(key))
+        scope = sorted(key for key in new[name].keys() | old[name].keys()
+                       if key != "Type" and new[name].get(key) != old[name].get(key))
         properties_new, properties_old = new[name].get("Properties", {}), old[name].get("Properties", {})
         changed = {key for key in properties_new.keys() | properties_old.keys()
                    if properties_new.get(key) != properties_old.get(key)}
         replacing = REPLACING_PROPERTIES.get(new[name]["Type"])
         if new[name]["Type"] != old[name]["Type"] or (replacing is not None and changed & replacing):
-            change.replacement = "True"
+            replacement = "True"
         else:
-            change.replacement = "False" if replacing is not None else "Conditional"
-        changes.append(change)
+            replacement = "False" if replacing is not None else "Conditional"
+        changes.append(ModifiedResource(name, new[name]["Type"], getattr(resource, "physical_resource_id", None),
+                                        scope, replacement))
     changes += [Change("Remove", name, old[name]["Type"]) for name in old if name not in new]
     return changes
 
@@ -330,9 +356,11 @@ def stack_change_sets_as_aws() -> Iterator[None]:
                 for key, value in self.resource_map.resolved_parameters.items()]
 
     def create_change_set_response(self: CloudFormationResponse) -> Any:
-        self._validate_different_update = lambda *args: None  # AWS answers with a FAILED change set instead
+        # For this request only: AWS answers an unchanged update with a FAILED change set instead.
+        self._validate_different_update = lambda *args: None  # type: ignore[method-assign]  # see above
         result = original_create_response(self)
-        change_set = self.cloudformation_backend.change_sets[result.result["Id"]]
+        change_set_id = cast("dict[str, str]", result.result)["Id"]
+        change_set = cast("ChangeSetAsAws", self.cloudformation_backend.change_sets[change_set_id])
         change_set.capabilities = self._get_param("Capabilities", [])
         return result
 
@@ -364,8 +392,9 @@ def stack_change_sets_as_aws() -> Iterator[None]:
 
     def execute_change_set(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
         change_set = original_describe_change_set(self, change_set_name)
+        assert change_set is not None, "moto raises ValidationError for a change set it does not have"
         original_execute(self, change_set_name, stack_name)
-        stack = self.stacks[change_set.stack_id]
+        stack = cast("StackAsAws", self.stacks[change_set.stack_id])
         stack.capabilities = getattr(change_set, "capabilities", [])
         if change_set.change_set_type == "UPDATE":
             stack.last_updated_time = utcnow()
@@ -378,8 +407,8 @@ def stack_change_sets_as_aws() -> Iterator[None]:
             raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist") from None
 
     def describe_stacks(self: CloudFormationBackend, name_or_stack_id: str) -> list[Stack]:
-        answer = []
-        for stack in original_describe_stacks(self, name_or_stack_id):
+        answer: list[Stack] = []
+        for stack in cast("list[StackAsAws]", original_describe_stacks(self, name_or_stack_id)):
             in_progress = getattr(stack, "reported_in_progress", None)
             if in_progress:
                 stack.reported_in_progress = None
@@ -389,7 +418,7 @@ def stack_change_sets_as_aws() -> Iterator[None]:
         return answer
 
     def update_stack(self: CloudFormationBackend, *args: Any, **kwargs: Any) -> Stack:
-        stack = original_update_stack(self, *args, **kwargs)
+        stack = cast("StackAsAws", original_update_stack(self, *args, **kwargs))
         stack.last_updated_time = utcnow()
         return stack
 
@@ -505,7 +534,7 @@ def function_configuration_applied() -> Iterator[None]:
     original_update_code = LambdaFunction.update_function_code
     original_put_invoke_config = LambdaBackend.put_function_event_invoke_config
 
-    def keep(function: LambdaFunction, spec: dict[str, Any]) -> None:
+    def keep(function: LambdaFunctionAsAws, spec: dict[str, Any]) -> None:
         # A new dict each time: published versions are shallow copies and keep what they were published with.
         kept = dict(getattr(function, "kept_settings", {}))
         for name in _KEPT_SETTINGS:
@@ -513,11 +542,11 @@ def function_configuration_applied() -> Iterator[None]:
                 kept[name] = _kept_value(function, name, spec[name])
         function.kept_settings = {name: value for name, value in kept.items() if value is not None}
 
-    def init(self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    def init(self: LambdaFunctionAsAws, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         original_init(self, account_id, spec, *args, **kwargs)
         keep(self, spec)
 
-    def update_configuration(self: LambdaFunction, updates: dict[str, Any]) -> dict[str, Any]:
+    def update_configuration(self: LambdaFunctionAsAws, updates: dict[str, Any]) -> dict[str, Any]:
         if "TracingConfig" in updates:
             self.tracing_config = updates["TracingConfig"]
         if "EphemeralStorage" in updates:

@@ -19,10 +19,20 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from drcore.core.config import HEALTH_ALARM_KINDS, PERFORMANCE_ALARM_KINDS, BackupEnvVar, DrillEnvVar, EnvVar, alarm_name
+from drcore.core.config import (
+    DEFAULT_METRICS_NAMESPACE,
+    HEALTH_ALARM_KINDS,
+    PERFORMANCE_ALARM_KINDS,
+    BackupEnvVar,
+    DrillEnvironment,
+    DrillEnvVar,
+    EnvVar,
+    alarm_name,
+)
+from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
 
 FUNCTION_NAME = "apilados-pipeline-ingest"
 STATE_TABLE = "apilados-dr-state"
@@ -106,7 +116,7 @@ class SampleSystem:
 
     def environment(self, **overrides: str) -> dict[str, str]:
         """The environment the stack gives the watchers, for this system."""
-        values = {
+        values: dict[str, str] = {
             EnvVar.PROTECTED_FUNCTION_NAME: self.function_name,
             EnvVar.STATE_TABLE_NAME: self.table,
             EnvVar.ALERT_TOPIC_ARN: self.alert_topic_arn,
@@ -114,13 +124,13 @@ class SampleSystem:
             EnvVar.HEALTH_ALARM_NAMES: ",".join(self.health_alarms),
             EnvVar.PERFORMANCE_ALARM_NAMES: ",".join(self.performance_alarms),
             "POWERTOOLS_SERVICE_NAME": "dr-controller",
-            "POWERTOOLS_METRICS_NAMESPACE": "ApiladosDR",
+            "POWERTOOLS_METRICS_NAMESPACE": DEFAULT_METRICS_NAMESPACE,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
     def backup_environment(self, **overrides: str) -> dict[str, str]:
         """The environment the stack gives the backup function, for this system (after add_buckets)."""
-        values = {
+        values: dict[str, str] = {
             BackupEnvVar.PROTECTED_FUNCTION_NAME: self.function_name,
             BackupEnvVar.STATE_TABLE_NAME: self.table,
             BackupEnvVar.DATA_BUCKET_NAME: self.data_bucket,
@@ -132,16 +142,16 @@ class SampleSystem:
 
     def drill_environment(self, **overrides: str) -> dict[str, str]:
         """The drill function's own variables, as the stack sets them (after add_drill_scratch)."""
-        values = {
+        values: dict[str, str] = {
             DrillEnvVar.SCRATCH_BUCKET_NAME: self.scratch_bucket,
             DrillEnvVar.SCRATCH_FUNCTION_NAME: f"{self.function_name}-drill",
             DrillEnvVar.RTO_SECONDS: json.dumps({"lambda": 900, "s3": 1800, "configuration": 300}),
-            DrillEnvVar.ENVIRONMENT: "embedded",
+            DrillEnvVar.ENVIRONMENT: DrillEnvironment.EMBEDDED.value,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
     def alias_version(self, alias: str) -> str:
-        return self.clients["lambda"].get_alias(FunctionName=self.function_name, Name=alias)["FunctionVersion"]
+        return str(self.clients["lambda"].get_alias(FunctionName=self.function_name, Name=alias)["FunctionVersion"])
 
     def set_alarm(self, kind: str, state: str, reason: str = "drill") -> None:
         self.clients["cloudwatch"].set_alarm_state(AlarmName=self.alarms[kind], StateValue=state, StateReason=reason)
@@ -149,7 +159,7 @@ class SampleSystem:
     def drain_alerts(self) -> list[dict[str, Any]]:
         """Every alert published since the last drain: subject, severity, topic and message."""
         sqs = self.clients["sqs"]
-        alerts = []
+        alerts: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(QueueUrl=self.alert_queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not messages:
@@ -165,7 +175,8 @@ class SampleSystem:
                 sqs.delete_message(QueueUrl=self.alert_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def build_sample_system(session: Any, endpoint_url: str | None = None, function_name: str = FUNCTION_NAME) -> SampleSystem:
+def build_sample_system(session: Any, endpoint_url: str | None = None,
+                        function_name: str = FUNCTION_NAME) -> SampleSystem:
     """Create the protected system: STABLE on a good version, LIVE on a bad one (the incident)."""
     clients = {name: session.client(name, endpoint_url=endpoint_url)
                for name in ("iam", "lambda", "cloudwatch", "dynamodb", "sns", "sqs", "cloudformation", "logs")}
@@ -178,7 +189,8 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
     layer_arn = lam.publish_layer_version(LayerName=f"{function_name}-deps", Content={"ZipFile": _layer_archive()},
                                           CompatibleRuntimes=["python3.13"])["LayerVersionArn"]
     lam.create_function(FunctionName=function_name, Runtime="python3.13", Role=role, Handler="index.handler",
-                        Code={"ZipFile": _code_archive("initial")}, Environment={"Variables": dict(FUNCTION_ENVIRONMENT)},
+                        Code={"ZipFile": _code_archive("initial")},
+                        Environment={"Variables": dict(FUNCTION_ENVIRONMENT)},
                         Description="Apilados Pipeline: CSV ingest", MemorySize=1024, Timeout=600,
                         EphemeralStorage={"Size": 2048}, TracingConfig={"Mode": "Active"}, Layers=[layer_arn],
                         Tags=dict(FUNCTION_TAGS))
@@ -191,28 +203,32 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
     lam.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
     sqs = clients["sqs"]
     failure_queue = sqs.create_queue(QueueName=f"{function_name}-failures")["QueueUrl"]
-    failure_queue_arn = sqs.get_queue_attributes(QueueUrl=failure_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=1, MaximumEventAgeInSeconds=3600,
+    failure_queue_arn = sqs.get_queue_attributes(QueueUrl=failure_queue,
+                                                 AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lam.put_function_event_invoke_config(FunctionName=function_name, MaximumRetryAttempts=1,
+                                         MaximumEventAgeInSeconds=3600,
                                          DestinationConfig={"OnFailure": {"Destination": failure_queue_arn}})
     lam.add_permission(FunctionName=function_name, Qualifier="LIVE", StatementId="s3-invokes-live",
                        Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
                        SourceArn=f"arn:aws:s3:::{DATA_BUCKET}")
 
     cloudwatch = clients["cloudwatch"]
-    alias_dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"}]
+    alias_dimensions = [{"Name": "FunctionName", "Value": function_name},
+                        {"Name": "Resource", "Value": f"{function_name}:LIVE"}]
     # The same alarms, names and thresholds as the stack's defaults (stacks/constructs/alarms.py).
-    alarm_specs = {
-        "errors": dict(Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum", Period=60, EvaluationPeriods=3,
-                       DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
-        "throttles": dict(Namespace="AWS/Lambda", MetricName="Throttles", Statistic="Sum", Period=60,
-                          EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1, Dimensions=alias_dimensions),
-        "health-probe": dict(Namespace="ApiladosDR", MetricName="HealthProbeFailed", Statistic="Maximum", Period=60,
-                             EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=1,
-                             Dimensions=[{"Name": "FunctionName", "Value": function_name}, {"Name": "Alias", "Value": "LIVE"}]),
-        "avg-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", Statistic="Average", Period=600,
-                                 EvaluationPeriods=1, Threshold=300000, Dimensions=alias_dimensions),
-        "p99-duration": dict(Namespace="AWS/Lambda", MetricName="Duration", ExtendedStatistic="p99", Period=600,
-                             EvaluationPeriods=1, Threshold=600000, Dimensions=alias_dimensions),
+    alarm_specs: dict[str, dict[str, Any]] = {
+        "errors": {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum", "Period": 60,
+                   "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "Threshold": 1, "Dimensions": alias_dimensions},
+        "throttles": {"Namespace": "AWS/Lambda", "MetricName": "Throttles", "Statistic": "Sum", "Period": 60,
+                      "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "Threshold": 1, "Dimensions": alias_dimensions},
+        "health-probe": {"Namespace": DEFAULT_METRICS_NAMESPACE, "MetricName": HEALTH_PROBE_METRIC,
+                         "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 3, "DatapointsToAlarm": 2,
+                         "Threshold": 1, "Dimensions": [{"Name": FUNCTION_DIMENSION, "Value": function_name},
+                                                        {"Name": ALIAS_DIMENSION, "Value": "LIVE"}]},
+        "avg-duration": {"Namespace": "AWS/Lambda", "MetricName": "Duration", "Statistic": "Average", "Period": 600,
+                         "EvaluationPeriods": 1, "Threshold": 300000, "Dimensions": alias_dimensions},
+        "p99-duration": {"Namespace": "AWS/Lambda", "MetricName": "Duration", "ExtendedStatistic": "p99",
+                         "Period": 600, "EvaluationPeriods": 1, "Threshold": 600000, "Dimensions": alias_dimensions},
     }
     alarms = {}
     for kind, spec in alarm_specs.items():
@@ -223,7 +239,8 @@ def build_sample_system(session: Any, endpoint_url: str | None = None, function_
     clients["dynamodb"].create_table(
         TableName=STATE_TABLE, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
     )
     sns = clients["sns"]
     alert_topic = sns.create_topic(Name="apilados-dr-alerts")["TopicArn"]
@@ -255,7 +272,7 @@ def _write_function_logs(logs: Any, log_group: str) -> dict[str, list[str]]:
 
     Timestamps follow the wall clock because CloudWatch Logs refuses events older than 14 days.
     """
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     today = now.replace(hour=0, minute=0, second=0)
     yesterday = today - timedelta(days=1)
     streams = {
@@ -266,10 +283,11 @@ def _write_function_logs(logs: Any, log_group: str) -> dict[str, list[str]]:
     events: dict[str, list[str]] = {}
     for stream, moments in streams.items():
         logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
-        batch = [{"timestamp": int(moment.timestamp() * 1000),
-                  "message": f"INFO processed uploads/{moment:%Y%m%dT%H%M%S}.csv rows=500"} for moment in moments]
+        batch: list[dict[str, Any]] = [
+            {"timestamp": int(moment.timestamp() * 1000),
+             "message": f"INFO processed uploads/{moment:%Y%m%dT%H%M%S}.csv rows=500"} for moment in moments]
         logs.put_log_events(logGroupName=log_group, logStreamName=stream, logEvents=batch)
-        for moment, event in zip(moments, batch):
+        for moment, event in zip(moments, batch, strict=True):
             events.setdefault(f"{moment:%Y-%m-%d}", []).append(event["message"])
     return events
 

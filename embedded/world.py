@@ -4,9 +4,9 @@ loopback port, and this process's environment pointed at it (restored afterwards
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
 from embedded.server import RequestCounter, embedded_aws
@@ -27,7 +27,12 @@ def embedded_world() -> Iterator[EmbeddedWorld]:
         behaviour = stack.enter_context(moto_gaps_filled())
         endpoint, counter = stack.enter_context(embedded_aws())
         saved = dict(os.environ)
-        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+
+        def restore_environment() -> None:
+            os.environ.clear()
+            os.environ.update(saved)
+
+        stack.callback(restore_environment)
         os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "drill",
                            "AWS_SECRET_ACCESS_KEY": "drill", "AWS_DEFAULT_REGION": REGION,
                            "POWERTOOLS_LOG_LEVEL": "WARNING"})

@@ -114,7 +114,10 @@ class ControllerStack(Stack):
                 drills.scratch_bucket.bucket_name,
                 f"Where drills restore the newest snapshot; expires after {settings.drill.scratch_expiry_days} days",
             ),
-            "DrillScratchFunctionName": (scratch_function_name(settings), "Where drills restore the newest function backup"),
+            "DrillScratchFunctionName": (
+                scratch_function_name(settings),
+                "Where drills restore the newest function backup",
+            ),
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
             "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
             "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),

@@ -1,6 +1,7 @@
 """The protected system and the controller's tuning, as described in `cdk.json` under the context key "dr".
 
-Defaults come from the seed runbook. `Settings.from_context` validates the whole block and turns every
+Defaults come from the seed runbook, as the functions define them (drcore.core.config), so the stack sets what
+a function would assume anyway. `Settings.from_context` validates the whole block and turns every
 problem into one `InvalidSettings` message that names the key (`dr.bake_minutes: ...`), so a wrong value
 fails synth instead of deploying a controller that cannot work.
 """
@@ -11,6 +12,24 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from drcore.core.config import (
+    DEFAULT_BAKE_SECONDS,
+    DEFAULT_COPY_CONCURRENCY,
+    DEFAULT_LIVE_ALIAS,
+    DEFAULT_METRICS_NAMESPACE,
+    DEFAULT_MIN_BAKE_INVOCATIONS,
+    DEFAULT_PENDING_REPAIR_SECONDS,
+    DEFAULT_PLAN_TTL_SECONDS,
+    DEFAULT_REGRESSION_FACTOR,
+    DEFAULT_REGRESSION_MIN_INVOCATIONS,
+    DEFAULT_STABLE_ALIAS,
+    MAX_COPY_CONCURRENCY,
+    MAX_PLAN_TTL_SECONDS,
+    MIN_PLAN_TTL_SECONDS,
+    RECOVERY_STACK_SUFFIX,
+    RetentionPolicy,
+)
 
 CONTEXT_KEY = "dr"
 
@@ -40,11 +59,11 @@ MAX_DURATION_MS = 900_000
 MAX_WATCHED_RPO_MINUTES = 24 * 60
 # S3 Object Lock accepts a default retention of up to 100 years.
 MAX_OBJECT_LOCK_DAYS = 36_500
-# A restore plan can be confirmed for at most a week (drcore.core.config.RecoverySettings).
-MAX_PLAN_TTL_MINUTES = 7 * 24 * 60
-# A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery"; stack names have at most
-# 128 characters.
-RECOVERY_STACK_SUFFIX = "-recovery"
+# The recovery function reads the plan TTL in seconds (drcore.core.config.RecoverySettings).
+MIN_PLAN_TTL_MINUTES = MIN_PLAN_TTL_SECONDS // 60
+MAX_PLAN_TTL_MINUTES = MAX_PLAN_TTL_SECONDS // 60
+# A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery" (RECOVERY_STACK_SUFFIX);
+# stack names have at most 128 characters.
 MAX_STACK_NAME = 128
 
 
@@ -178,15 +197,12 @@ class AlertEmails(_Strict):
         return addresses
 
 
-class BackupRetention(_Strict):
+class BackupRetention(RetentionPolicy):
     """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
-    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months."""
+    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months. The fields, their bounds
+    and defaults are the backup function's own policy's."""
 
-    keep_last: int = Field(24, ge=1)
-    hourly: int = Field(24, ge=0)
-    daily: int = Field(14, ge=0)
-    weekly: int = Field(8, ge=0)
-    monthly: int = Field(12, ge=0)
+    model_config = _Strict.model_config
 
 
 class BackupOptions(_Strict):
@@ -194,7 +210,7 @@ class BackupOptions(_Strict):
 
     retention: BackupRetention = BackupRetention()
     # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
-    copy_concurrency: int = Field(16, ge=1, le=128)
+    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
     # Every object written to the backup bucket is locked (GOVERNANCE mode) this long: not even the
@@ -243,7 +259,7 @@ class RecoveryOptions(_Strict):
     restore_target_buckets: tuple[BucketName, ...] = ()
     # A plan (restore, recovery into a function, stack change set) can be confirmed this long after it was
     # made; then the operator plans again against the world as it is.
-    plan_ttl_minutes: int = Field(60, ge=1, le=MAX_PLAN_TTL_MINUTES)
+    plan_ttl_minutes: int = Field(DEFAULT_PLAN_TTL_SECONDS // 60, ge=MIN_PLAN_TTL_MINUTES, le=MAX_PLAN_TTL_MINUTES)
     # Execution roles a function recovered from a backup may be given (iam:PassRole to Lambda only): needed
     # to restore beside the original (a new function) or with a role other than the function's current one.
     function_role_arns: tuple[RoleArnPattern, ...] = ()
@@ -303,8 +319,8 @@ class Settings(_Strict):
 
     controller_stack: str = Field("ApiladosDrController", pattern=STACK_NAME)
     protected_function: str = Field("apilados-pipeline-ingest", pattern=LAMBDA_NAME)
-    live_alias: str = Field("LIVE", pattern=ALIAS_NAME, max_length=128)
-    stable_alias: str = Field("STABLE", pattern=ALIAS_NAME, max_length=128)
+    live_alias: str = Field(DEFAULT_LIVE_ALIAS, pattern=ALIAS_NAME, max_length=128)
+    stable_alias: str = Field(DEFAULT_STABLE_ALIAS, pattern=ALIAS_NAME, max_length=128)
     data_bucket: str = Field("apilados-production-data", pattern=BUCKET_NAME)
     replica_bucket: str = Field("apilados-production-data-replica", pattern=BUCKET_NAME)
     pipeline_stack: str = Field("ApiladosPipelineStack", pattern=STACK_NAME)
@@ -313,17 +329,17 @@ class Settings(_Strict):
     recovery_objectives: RecoveryObjectives = RecoveryObjectives()
     alarms: LiveAlarms = LiveAlarms()
     # A released version becomes STABLE after serving LIVE this long with every alarm OK (seed: 30 minutes)...
-    bake_minutes: int = Field(30, ge=0)
+    bake_minutes: int = Field(DEFAULT_BAKE_SECONDS // 60, ge=0)
     # ...and only if it served at least this many invocations: an idle bake proves nothing.
-    min_bake_invocations: int = Field(10, ge=0)
+    min_bake_invocations: int = Field(DEFAULT_MIN_BAKE_INVOCATIONS, ge=0)
     # Roll back when LIVE's p99 Duration exceeds STABLE's recorded baseline by this factor...
-    regression_factor: float = Field(1.5, gt=1.0)
+    regression_factor: float = Field(DEFAULT_REGRESSION_FACTOR, gt=1.0)
     # ...measured over at least this many invocations.
-    regression_min_invocations: int = Field(20, ge=1)
+    regression_min_invocations: int = Field(DEFAULT_REGRESSION_MIN_INVOCATIONS, ge=1)
     # A rollback whose bookkeeping is still unfinished after this long is taken to have crashed and completed
     # by the next tick.
-    pending_repair_seconds: int = Field(60, ge=0)
-    metrics_namespace: str = Field("ApiladosDR", pattern=METRICS_NAMESPACE)
+    pending_repair_seconds: int = Field(DEFAULT_PENDING_REPAIR_SECONDS, ge=0)
+    metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, pattern=METRICS_NAMESPACE)
     log_retention_days: LogRetentionDays = 90
     alert_emails: AlertEmails = AlertEmails()
     backup: BackupOptions = BackupOptions()

@@ -1,24 +1,48 @@
-"""Fixtures: fake credentials, moto with its gaps filled, the sample system, a controller on a clock."""
+"""Fixtures: fake credentials, fresh builders, moto with its gaps filled, the sample system, a controller on a
+clock built by the watchers' own wiring."""
 
 from __future__ import annotations
 
-from typing import Iterator
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from moto import mock_aws
 
-from drcore.aws.alarms import AlarmBoard
-from drcore.aws.alerts import AlertPublisher
+from drcore.aws.clients import ClientFactory, client_factory
+from drcore.aws.metrics import HealthProbe
 from drcore.core.config import ControllerSettings
 from drcore.rollback.controller import AliasController
-from drcore.aws.metrics import FunctionMetrics, HealthProbe
-from drcore.aws.aliases import AliasGateway
-from drcore.state.store import ControllerStateStore
+from drcore.wiring.backup import backup_runner
+from drcore.wiring.drill import drill_runner
+from drcore.wiring.recovery import recovery_service
+from drcore.wiring.shared import alias_controller
 from drcore.wiring.watchers import watcher_services
+from embedded.aws_events import LambdaContextStub
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
 from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock
+
+# Every function's builder, cached per warm execution environment (drcore.wiring).
+CACHED_BUILDERS = (watcher_services, backup_runner, recovery_service, drill_runner)
+
+# Property-based tests: `ci` (the default, what `make test` runs) keeps each property to a few dozen
+# examples; HYPOTHESIS_PROFILE=thorough searches far longer. Either way a failing example is saved under
+# .hypothesis/ and replayed first on the next run, until it passes.
+_EXAMPLES = DirectoryBasedExampleDatabase(Path(__file__).resolve().parents[1] / ".hypothesis" / "examples")
+# Each example calls real handlers against moto: slow next to a pure function, and slower on a busy machine.
+_SLOW_EXAMPLES = [HealthCheck.too_slow]
+hypothesis_settings.register_profile("ci", max_examples=50, deadline=None, database=_EXAMPLES,
+                                     suppress_health_check=_SLOW_EXAMPLES)
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None, database=_EXAMPLES,
+                                     suppress_health_check=_SLOW_EXAMPLES)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
@@ -30,11 +54,18 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def fresh_builders() -> None:
+    """Each test builds its functions anew: a builder cached by an earlier test would hold clients (and
+    settings) of a world that is gone."""
+    for builder in CACHED_BUILDERS:
+        builder.cache_clear()
+
+
 @pytest.fixture
 def versions_behaviour() -> Iterator[VersionBehaviour]:
     with mock_aws(), moto_gaps_filled() as behaviour:
         yield behaviour
-    watcher_services.cache_clear()
 
 
 @pytest.fixture
@@ -57,39 +88,35 @@ def calls() -> CallRecorder:
     return CallRecorder()
 
 
-def build_controller(settings: ControllerSettings, clock: SimulatedClock, calls: CallRecorder) -> AliasController:
-    session = boto3.session.Session(region_name="us-east-1")
-    lam, cloudwatch, dynamodb, sns = (session.client(name) for name in ("lambda", "cloudwatch", "dynamodb", "sns"))
-    calls.attach(lam, cloudwatch, dynamodb, sns)
-    return AliasController(
-        settings=settings,
-        store=ControllerStateStore(dynamodb, settings.state_table),
-        aliases=AliasGateway(lam, settings.protected_function),
-        alarm_board=AlarmBoard(cloudwatch),
-        alerts=AlertPublisher(sns, settings.alert_topic_arn, settings.emergency_topic_arn),
-        function_metrics=FunctionMetrics(cloudwatch, settings.protected_function, settings.live_alias),
-        clock=clock,
-    )
+def recorded_clients(calls: CallRecorder) -> ClientFactory:
+    """The functions' own client factory, each client's calls recorded."""
+    client = client_factory()
+
+    def recorded(service: str) -> Any:
+        built = client(service)
+        calls.attach(built)
+        return built
+
+    return recorded
 
 
 @pytest.fixture
 def controller(settings: ControllerSettings, clock: SimulatedClock, calls: CallRecorder) -> AliasController:
-    return build_controller(settings, clock, calls)
+    """The watchers' controller, built as their wiring builds it, on the test's clock."""
+    controller, _, _ = alias_controller(settings, recorded_clients(calls), clock=clock)
+    return controller
 
 
 @pytest.fixture
 def health_probe(settings: ControllerSettings) -> HealthProbe:
-    session = boto3.session.Session(region_name="us-east-1")
-    return HealthProbe(AliasGateway(session.client("lambda"), settings.protected_function), session.client("cloudwatch"),
-                       settings.metrics_namespace, settings.protected_function, settings.live_alias)
+    return watcher_services(settings).health_probe
 
 
 @pytest.fixture
-def invoke_watcher(system: SampleSystem, monkeypatch: pytest.MonkeyPatch):
+def invoke_watcher(system: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
     """Call a watcher's real handler with the environment the stack gives it."""
-    from embedded.aws_events import LambdaContextStub
 
-    def invoke(module: object, event: object, **environment: str) -> dict:
+    def invoke(module: object, event: object, **environment: str) -> dict[str, Any]:
         for name, value in system.environment(**environment).items():
             monkeypatch.setenv(name, value)
         return module.handler(event, LambdaContextStub("apilados-dr-watcher"))  # type: ignore[attr-defined]

@@ -1,10 +1,14 @@
-"""Test helpers shared by the unit and end-to-end tests."""
+"""Test helpers shared by the unit and end-to-end tests: test modules import these, never each other."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import recovery.handler as recovery
+from embedded.aws_events import LambdaContextStub
+from embedded.sample_system import SampleSystem
 
 MUTATING_PREFIXES = ("Update", "Put", "Create", "Delete", "Publish", "Invoke", "Set", "Transact", "Batch",
                      "Execute", "Copy", "Upload", "Complete", "Tag", "Untag", "Add", "Remove", "Restore")
@@ -14,7 +18,7 @@ class SimulatedClock:
     """A clock the test moves by hand; the controller reads it through its injected `clock`."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -62,11 +66,42 @@ class CallRecorder:
 def put_alias_metrics(cloudwatch: Any, function_name: str, version: str, at: datetime, *, invocations: int = 0,
                       durations_ms: list[float] | None = None) -> None:
     """Record what Lambda would publish for traffic LIVE served with `version` (moto runs no code)."""
-    dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": f"{function_name}:LIVE"},
+    dimensions = [{"Name": "FunctionName", "Value": function_name},
+                  {"Name": "Resource", "Value": f"{function_name}:LIVE"},
                   {"Name": "ExecutedVersion", "Value": version}]
     data = [{"MetricName": "Invocations", "Dimensions": dimensions, "Value": 1.0, "Timestamp": at, "Unit": "Count"}
             for _ in range(invocations)]
-    data += [{"MetricName": "Duration", "Dimensions": dimensions, "Value": value, "Timestamp": at, "Unit": "Milliseconds"}
-             for value in durations_ms or []]
+    data += [{"MetricName": "Duration", "Dimensions": dimensions, "Value": value, "Timestamp": at,
+              "Unit": "Milliseconds"} for value in durations_ms or []]
     for start in range(0, len(data), 500):
         cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data[start:start + 500])
+
+
+# The recovery function, as the unit tests' `world` (tests/unit/conftest.py) stands it up.
+RECOVERY_FUNCTION = "apilados-dr-recovery"
+# Who asks for a manual action, and why: every action is journaled with both.
+WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
+
+
+def act(event: dict[str, Any], remaining_ms: int = 900_000) -> dict[str, Any]:
+    """Invoke the recovery function's real handler, as an operator does."""
+    return recovery.handler(event, LambdaContextStub(RECOVERY_FUNCTION, remaining_ms))
+
+
+def contents(world: SampleSystem, bucket: str | None = None) -> dict[str, bytes]:
+    """Every current object of a bucket (the data bucket by default), key to body."""
+    s3, bucket = world.clients["s3"], bucket or world.data_bucket
+    keys = [entry["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for entry in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def damage(world: SampleSystem) -> tuple[str, str, str]:
+    """A same-size corruption, a deletion and an unwanted upload in the data bucket: (corrupted, deleted, added)."""
+    s3, bucket = world.clients["s3"], world.data_bucket
+    corrupted, deleted, added = "uploads/2026/11/batch-00001.csv", "uploads/2026/11/batch-00002.csv", "uploads/new.csv"
+    original = s3.get_object(Bucket=bucket, Key=corrupted)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=corrupted, Body=bytes(reversed(original)))  # same size, other bytes
+    s3.delete_object(Bucket=bucket, Key=deleted)
+    s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
+    return corrupted, deleted, added

@@ -3,6 +3,8 @@
 Events: `{"component": "lambda" | "s3" | "stack" | "logs" | "all"}` from EventBridge schedules, its own
 `{"component": "s3", "resume": "<snapshot id>"}` continuations of long snapshots, and CloudTrail
 configuration-change events of the protected function (a function backup within seconds).
+A CloudTrail event it has nothing to do for is answered `{"status": "ignored", "reason": ...}`; a request
+that is not a valid one `{"ok": false, "error": ...}`; neither reads or writes anything.
 """
 
 import os
@@ -11,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from drcore.backup.requests import parse_backup_request
+from drcore.backup.requests import Ignored, parse_backup_request
 from drcore.core.config import BackupSettings
 from drcore.core.errors import InvalidRequest
 from drcore.wiring.backup import backup_runner
@@ -27,9 +29,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except InvalidRequest as error:
         logger.warning("request refused", extra={"reason": str(error)})
         return {"ok": False, "error": str(error)}
-    if request is None:
-        logger.info("not a configuration change of the protected function; ignored")
-        return {"ok": True, "ignored": True}
+    if isinstance(request, Ignored):
+        logger.info("event ignored", extra={"reason": request.reason})
+        return {"ok": True, "ignored": True, "status": "ignored", "reason": request.reason}
     runner = backup_runner(settings, context.function_name, os.environ.get("AWS_ENDPOINT_URL"))
     outcomes = runner.run(request, context.get_remaining_time_in_millis)
     return {"ok": True, "request": request.model_dump(exclude_none=True),

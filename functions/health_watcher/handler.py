@@ -28,7 +28,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
     def tick() -> list[Outcome]:
         probe = services.health_probe.run()
-        probed = Outcome("probed", "LIVE answered the health check" if probe["healthy"] else probe["failure"], facts=probe)
+        answer = "LIVE answered the health check" if probe["healthy"] else probe["failure"]
+        probed = Outcome("probed", answer, facts=probe)
         return [probed, *services.controller.reconcile()]
 
     result = run_watcher(event, services.controller, settings.health_alarms, tick)

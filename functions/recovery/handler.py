@@ -1,7 +1,8 @@
 """recovery: the operator's console for incidents, invoked with `{"action": "<name>", ...}`.
 
 Actions: status, list_backups, rollback, promote, release, freeze, unfreeze, recover_version, and the
-two-step restore_s3, recover_from_backup, recover_stack, comprehensive_rollback (see the README's runbook). A refused request answers `{"ok": false, "error": ...}` and has changed nothing.
+two-step restore_s3, recover_from_backup, recover_stack, comprehensive_rollback (see the README's runbook).
+A refused request answers `{"ok": false, "error": ...}` and has changed nothing.
 """
 
 import os

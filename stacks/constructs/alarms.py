@@ -9,11 +9,9 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
-# What health_watcher's tick publishes after invoking LIVE with the seed's health-check payload: 1 when the
-# probe failed, 0 when it passed.
-from drcore.core.config import alarm_name
-from drcore.aws.metrics import HEALTH_PROBE_METRIC
 
+from drcore.core.config import alarm_name
+from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
 from stacks.settings import AlarmWindow, CountAlarm, DurationAlarm, Settings
 
 
@@ -100,10 +98,12 @@ class LiveAliasAlarms(Construct):
                 f"The scheduled health-check invocation of {self._function}:{self._live} failed; "
                 "health_watcher rolls LIVE back."
             ),
+            # What health_watcher's tick publishes after invoking LIVE with the seed's health-check payload:
+            # 1 when the probe failed, 0 when it passed.
             metric=cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=HEALTH_PROBE_METRIC,
-                dimensions_map={"FunctionName": self._function, "Alias": self._live},
+                dimensions_map={FUNCTION_DIMENSION: self._function, ALIAS_DIMENSION: self._live},
                 statistic="Maximum",
                 period=Duration.minutes(rule.period_minutes),
             ),

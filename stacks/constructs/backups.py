@@ -24,9 +24,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.state.backup_store import Component, backup_prefix, content_key
-from drcore.core.config import BackupEnvVar, EnvVar
 
+from drcore.core.config import BackupEnvVar, EnvVar
+from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
+from drcore.state.backup_store import Component, backup_prefix, content_key
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.state_table import STATE_ACCESS
@@ -38,11 +39,6 @@ BACKUP_HANDLER = "backup.handler.handler"
 BACKUP_TIMEOUT = Duration.minutes(15)
 # Memory buys CPU and network for concurrent copies and for hashing code archives.
 BACKUP_MEMORY_MB = 1024
-
-# What the backup function publishes after each good backup, with the dimension COMPONENT_DIMENSION.
-BACKUP_SUCCEEDED_METRIC = "BackupSucceeded"  # 1, unit Count
-BACKUP_COMPLETED_AT_METRIC = "BackupCompletedAt"  # epoch seconds, unit None
-COMPONENT_DIMENSION = "Component"
 
 # With a real-time configuration RPO, every change is backed up as it happens (CloudTrail) and the stack,
 # whose changes show up there as the function's, is also backed up daily.

@@ -18,22 +18,26 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-from drcore.state.backup_store import Component
 
-from stacks.constructs.backups import (
+from drcore.core.config import DrillEnvironment
+from drcore.core.metric_names import (
     BACKUP_COMPLETED_AT_METRIC,
-    backup_completed_at_metric,
-    backup_succeeded_metric,
-    rpo_window_minutes,
+    DRILL_PASSED_METRIC,
+    ENVIRONMENT_DIMENSION,
+    FREEZES_METRIC,
+    FUNCTION_DIMENSION,
+    LIVE_VERSION_METRIC,
+    PROMOTIONS_METRIC,
+    ROLLBACKS_METRIC,
+    STABLE_VERSION_METRIC,
 )
+from drcore.state.backup_store import Component
+from stacks.constructs.backups import backup_completed_at_metric, backup_succeeded_metric, rpo_window_minutes
 from stacks.settings import Settings
 
-LIVE_VERSION_METRIC = "LiveVersion"
-STABLE_VERSION_METRIC = "StableVersion"
-ACTION_METRICS = ("Rollbacks", "Promotions", "Freezes")
-DRILL_PASSED_METRIC = "DrillPassed"
-# The drill function runs in AWS; the local drill (`make drill`) reports "embedded" and publishes nothing.
-DRILL_ENVIRONMENT = "aws"
+ACTION_METRICS = (ROLLBACKS_METRIC, PROMOTIONS_METRIC, FREEZES_METRIC)
+# The drill function runs in AWS; the local drill (`make drill`) reports "embedded", to its embedded endpoint only.
+DRILL_ENVIRONMENT = DrillEnvironment.AWS
 
 DEFAULT_RANGE = Duration.days(3)
 FINE_PERIOD = Duration.minutes(5)
@@ -104,7 +108,9 @@ class ControllerDashboard(Construct):
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
         self.dashboard.add_widgets(self._recovery_console(recovery_function))
 
-    def _metric(self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str):
+    def _metric(
+        self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str
+    ) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=self._settings.metrics_namespace,
             metric_name=name,
@@ -116,7 +122,7 @@ class ControllerDashboard(Construct):
 
     def _versions(self) -> list[cloudwatch.IWidget]:
         settings = self._settings
-        function = {"FunctionName": settings.protected_function}
+        function = {FUNCTION_DIMENSION: settings.protected_function}
 
         def versions(period: Duration) -> list[cloudwatch.IMetric]:
             return [
@@ -160,7 +166,11 @@ class ControllerDashboard(Construct):
             title="Last DR drill in AWS: 1 passed, 0 failed",
             metrics=[
                 self._metric(
-                    DRILL_PASSED_METRIC, {"Environment": DRILL_ENVIRONMENT}, "Minimum", Duration.days(1), "DrillPassed"
+                    DRILL_PASSED_METRIC,
+                    {ENVIRONMENT_DIMENSION: DRILL_ENVIRONMENT.value},
+                    "Minimum",
+                    Duration.days(1),
+                    DRILL_PASSED_METRIC,
                 )
             ],
             start=DRILL_LOOKBACK,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -27,9 +28,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.core.config import DrillEnvVar
-from drcore.drill.runner import REPORTS_PREFIX
 
+from drcore.core.config import DrillEnvironment, DrillEnvVar
+from drcore.state.backup_store import REPORTS_PREFIX
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import INCOMPLETE_UPLOAD_EXPIRY, BackupBucket
@@ -142,7 +143,9 @@ class Drills(Construct):
 
     # Permissions
 
-    def _add(self, sid: str, actions: tuple[str, ...] | list[str], resources: list[str], **conditions: dict) -> None:
+    def _add(
+        self, sid: str, actions: tuple[str, ...] | list[str], resources: list[str], **conditions: dict[str, Any]
+    ) -> None:
         self.function.add_to_role_policy(
             iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources, conditions=conditions or None)
         )
@@ -257,7 +260,7 @@ def drill_environment(
         DrillEnvVar.SCRATCH_BUCKET_NAME: scratch_bucket.bucket_name,
         DrillEnvVar.SCRATCH_FUNCTION_NAME: scratch_function_name(settings),
         DrillEnvVar.RTO_SECONDS: json.dumps(rto_seconds(settings), separators=(",", ":")),
-        DrillEnvVar.ENVIRONMENT: "aws",
+        DrillEnvVar.ENVIRONMENT: DrillEnvironment.AWS.value,
     }
     own_variables = {str(name.value): value for name, value in own.items()}
     unset = sorted(name.value for name in DrillEnvVar if name.value not in own_variables)

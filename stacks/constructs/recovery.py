@@ -29,8 +29,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.state.backup_store import Component, backup_prefix, content_key
-from drcore.restore.bucket_restore import RESTORE_ROOT
+from drcore.state.backup_store import RESTORE_ROOT, Component, backup_prefix, content_key
 from drcore.core.config import RecoveryEnvVar
 
 from stacks.constructs.alarms import LiveAliasAlarms

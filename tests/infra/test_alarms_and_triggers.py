@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Synthesized, synthesize
-from .helpers import logical_id
+from tests.infra.support import Synthesized, logical_id, synthesize
 
 FUNCTION = "apilados-pipeline-ingest"
 LIVE_DIMENSIONS = [

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 
-from .conftest import Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import Synthesized, logical_id, rendered
 
 ACCOUNT = "${AWS::AccountId}"
 BACKUP_KEY = "Encrypts the backups of apilados-pipeline-ingest"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import as_list, logical_id, rendered, role_statements, statements_granting
+from tests.infra.support import Synthesized, as_list, logical_id, rendered, role_statements, statements_granting
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -247,7 +246,7 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
     assert changing
     for resource in _resources(changing):
         if "*" in resource:
-            assert resource.count("*") == 1 and resource.endswith("/*") or resource.endswith(":*"), resource
+            assert (resource.count("*") == 1 and resource.endswith("/*")) or resource.endswith(":*"), resource
             in_backup_store = resource.startswith(f"${{{bucket}.Arn}}/") and resource.endswith("/*")
             log_group = ":log-group:/aws/lambda/" in resource and resource.endswith(":*")
             assert in_backup_store or log_group, resource

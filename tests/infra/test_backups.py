@@ -6,14 +6,12 @@ from enum import StrEnum
 from types import SimpleNamespace
 
 import pytest
-from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 
+from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
 from stacks.settings import Settings
-
-from .conftest import Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import Synthesized, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -112,35 +110,35 @@ def test_backup_environment_is_every_backup_variable_and_the_state_table(synth: 
     [
         (
             "synth",
-            dict(
-                protected_function="apilados-pipeline-ingest",
-                data_bucket="apilados-production-data",
-                pipeline_stack="ApiladosPipelineStack",
-                metrics_namespace="ApiladosDR",
-                retention_keep_last=24,
-                retention_hourly=24,
-                retention_daily=14,
-                retention_weekly=8,
-                retention_monthly=12,
-                copy_concurrency=16,
-                publish_backup_version=False,
-            ),
+            {
+                "protected_function": "apilados-pipeline-ingest",
+                "data_bucket": "apilados-production-data",
+                "pipeline_stack": "ApiladosPipelineStack",
+                "metrics_namespace": "ApiladosDR",
+                "retention_keep_last": 24,
+                "retention_hourly": 24,
+                "retention_daily": 14,
+                "retention_weekly": 8,
+                "retention_monthly": 12,
+                "copy_concurrency": 16,
+                "publish_backup_version": False,
+            },
         ),
         (
             "tuned",
-            dict(
-                protected_function="orders-api",
-                data_bucket="orders.data.example",
-                pipeline_stack="OrdersStack",
-                metrics_namespace="OrdersDR",
-                retention_keep_last=5,
-                retention_hourly=0,
-                retention_daily=7,
-                retention_weekly=4,
-                retention_monthly=0,
-                copy_concurrency=64,
-                publish_backup_version=True,
-            ),
+            {
+                "protected_function": "orders-api",
+                "data_bucket": "orders.data.example",
+                "pipeline_stack": "OrdersStack",
+                "metrics_namespace": "OrdersDR",
+                "retention_keep_last": 5,
+                "retention_hourly": 0,
+                "retention_daily": 7,
+                "retention_weekly": 4,
+                "retention_monthly": 0,
+                "copy_concurrency": 64,
+                "publish_backup_version": True,
+            },
         ),
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 from cfnlint.api import ManualArgs, lint_file
 
-from .conftest import Synthesized
+from tests.infra.support import Synthesized
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import Synthesized, logical_id, rendered
 
 NAMESPACE = "ApiladosDR"
 
@@ -30,7 +29,8 @@ def _metrics(widget: dict) -> list[tuple]:
         *identity, options = line
         if identity:
             namespace, name, *dimensions = identity
-            lines.append((namespace, name, dict(zip(dimensions[::2], dimensions[1::2])), options["stat"]))
+            dimensions_map = dict(zip(dimensions[::2], dimensions[1::2], strict=True))
+            lines.append((namespace, name, dimensions_map, options["stat"]))
     return lines
 
 

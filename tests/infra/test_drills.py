@@ -7,8 +7,15 @@ import json
 
 import pytest
 
-from .conftest import Synthesized, synthesize
-from .helpers import as_list, logical_id, rendered, role_statements, scratch_bucket_id
+from tests.infra.support import (
+    Synthesized,
+    as_list,
+    logical_id,
+    rendered,
+    role_statements,
+    scratch_bucket_id,
+    synthesize,
+)
 
 DRILL = "drill.handler.handler"
 ACCOUNT = "${AWS::AccountId}"

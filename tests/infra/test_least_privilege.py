@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import TOPIC_KEY, arn_text, as_list, logical_id, role_statements, statements_granting
+from tests.infra.support import (
+    TOPIC_KEY,
+    Synthesized,
+    arn_text,
+    as_list,
+    logical_id,
+    role_statements,
+    statements_granting,
+)
 
 HEALTH = "health_watcher.handler.handler"
 PERFORMANCE = "performance_watcher.handler.handler"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Synthesized
-from .helpers import logical_id, scratch_bucket_id
+from tests.infra.support import Synthesized, logical_id, scratch_bucket_id
 
 
 def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(synth: Synthesized):

@@ -8,13 +8,18 @@ from enum import StrEnum
 from types import SimpleNamespace
 
 import pytest
-from drcore.core.config import BackupEnvVar, BackupSettings, ControllerSettings, EnvVar, RecoveryEnvVar, RecoverySettings
 
+from drcore.core.config import (
+    BackupEnvVar,
+    BackupSettings,
+    ControllerSettings,
+    EnvVar,
+    RecoveryEnvVar,
+    RecoverySettings,
+)
 from stacks.constructs import recovery as recovery_module
 from stacks.settings import Settings
-
-from .conftest import TUNED, Synthesized
-from .helpers import logical_id, rendered
+from tests.infra.support import TUNED, Synthesized, logical_id, rendered
 
 RECOVERY = "recovery.handler.handler"
 WATCHER = "health_watcher.handler.handler"

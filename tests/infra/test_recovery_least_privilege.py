@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Synthesized
-from .helpers import TOPIC_KEY, as_list, logical_id, rendered, role_statements, statements_granting
+from tests.infra.support import (
+    TOPIC_KEY,
+    Synthesized,
+    as_list,
+    logical_id,
+    rendered,
+    role_statements,
+    statements_granting,
+)
 
 RECOVERY = "recovery.handler.handler"
 ACCOUNT = "${AWS::AccountId}"

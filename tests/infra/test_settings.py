@@ -9,7 +9,6 @@ import pytest
 
 from app import build_app
 from drcore.core.config import BackupSettings, RecoverySettings, RetentionPolicy
-
 from stacks.settings import InvalidSettings, Settings
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
@@ -246,8 +245,10 @@ def test_settle_time_covers_the_longest_alarm_window():
         ),
         (
             {"recovery": {"function_role_arns": ["arn:aws:iam::123456789012:user/deployer"]}},
-            "dr.recovery.function_role_arns.0: Value error, 'arn:aws:iam::123456789012:user/deployer' is not an IAM "
-            "role ARN or pattern",
+            (
+                "dr.recovery.function_role_arns.0: Value error, 'arn:aws:iam::123456789012:user/deployer' is not an "
+                "IAM role ARN or pattern"
+            ),
         ),
         (
             {"recovery": {"function_role_arns": ["arn:aws:iam::123456789012:role/*"]}},
@@ -259,14 +260,18 @@ def test_settle_time_covers_the_longest_alarm_window():
         ),
         (
             {"recovery": {"stack_role_arn": "arn:aws:iam::123456789012:role/deployer-*"}},
-            "dr.recovery.stack_role_arn: Value error, 'arn:aws:iam::123456789012:role/deployer-*' is not the ARN of "
-            "an IAM role",
+            (
+                "dr.recovery.stack_role_arn: Value error, 'arn:aws:iam::123456789012:role/deployer-*' is not the ARN "
+                "of an IAM role"
+            ),
         ),
         ({"recovery": {"plan_ttl": 30}}, "dr.recovery.plan_ttl: Extra inputs are not permitted"),
         (
             {"controller_stack": "apilados-pipeline-ingest-dr"},
-            "dr.protected_function: Value error, controller_stack 'apilados-pipeline-ingest-dr' starts with "
-            "'apilados-pipeline-ingest-', the names of functions a recovery may create and rewrite",
+            (
+                "dr.protected_function: Value error, controller_stack 'apilados-pipeline-ingest-dr' starts with "
+                "'apilados-pipeline-ingest-', the names of functions a recovery may create and rewrite"
+            ),
         ),
         (
             {"drill": {"schedule": "every monday"}},
@@ -277,12 +282,17 @@ def test_settle_time_covers_the_longest_alarm_window():
             "dr.drill.schedule: Value error, 'rate(1 days)': EventBridge wants a singular unit for 1",
         ),
         ({"drill": {"schedule": "cron(0 6 * *)"}}, "dr.drill.schedule: Value error, 'cron(0 6 * *)' is not an"),
-        ({"drill": {"scratch_expiry_days": 0}}, "dr.drill.scratch_expiry_days: Input should be greater than or equal to 1"),
+        (
+            {"drill": {"scratch_expiry_days": 0}},
+            "dr.drill.scratch_expiry_days: Input should be greater than or equal to 1",
+        ),
         ({"drill": {"enabled": False}}, "dr.drill.enabled: Extra inputs are not permitted"),
         (
             {"pipeline_stack": "P" + "x" * 119},
-            "dr.pipeline_stack: Value error, must leave room for the '-recovery' suffix of a recovered stack (at "
-            "most 119 characters)",
+            (
+                "dr.pipeline_stack: Value error, must leave room for the '-recovery' suffix of a recovered stack (at "
+                "most 119 characters)"
+            ),
         ),
     ],
 )

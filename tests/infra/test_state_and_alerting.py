@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match
 
-from .conftest import Synthesized, synthesize
-from .helpers import TOPIC_KEY, logical_id
+from tests.infra.support import TOPIC_KEY, Synthesized, logical_id, synthesize
 
 
 def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synthesized):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 from aws_lambda_powertools.shared.version import VERSION as POWERTOOLS_UNDER_TEST
+
 from drcore.core.config import ControllerSettings, EnvVar
-
 from stacks.constructs.controller_functions import powertools_layer_parameter, powertools_version
-
-from .conftest import Synthesized
-from .helpers import logical_id
+from tests.infra.support import Synthesized, logical_id
 
 WATCHERS = {
     "health_watcher.handler.handler": "health_watcher",
@@ -27,7 +25,9 @@ def test_the_deployed_functions_are_the_two_watchers_backup_recovery_and_drill(s
     handlers = sorted(
         r["Properties"]["Handler"] for r in synth.resources.values() if r["Type"] == "AWS::Lambda::Function"
     )
-    assert handlers == sorted([*WATCHERS, "backup.handler.handler", "recovery.handler.handler", "drill.handler.handler"])
+    assert handlers == sorted(
+        [*WATCHERS, "backup.handler.handler", "recovery.handler.handler", "drill.handler.handler"]
+    )
 
 
 @pytest.mark.parametrize("handler", WATCHERS)

@@ -6,8 +6,7 @@ import boto3
 import pytest
 
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
-
-RECOVERY_FUNCTION = "apilados-dr-recovery"
+from tests.support import RECOVERY_FUNCTION
 
 
 @pytest.fixture

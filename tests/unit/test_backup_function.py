@@ -10,7 +10,7 @@ import pytest
 
 import backup.handler as backup
 from drcore.state.backup_store import BackupStore, Component
-from drcore.backup.bucket_snapshots import list_snapshots, read_manifest
+from drcore.backup.manifest import list_snapshots, read_manifest
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
 from tests.support import CallRecorder
@@ -78,8 +78,46 @@ def test_a_configuration_change_backs_up_the_function_within_the_invocation(buck
 def test_a_change_of_another_function_is_ignored(buckets, run_backup, monkeypatch):
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     result = run_backup(cloudtrail_event("UpdateFunctionConfiguration20150331v2", "billing-api"))
-    assert result == {"ok": True, "ignored": True}
+    assert result["ok"] is True and result["ignored"] is True
+    assert result["status"] == "ignored" and "another function" in result["reason"]
     assert calls.calls == []
+
+
+@pytest.mark.parametrize("change", [
+    lambda event: {key: value for key, value in event.items() if key != "detail"},
+    lambda event: {**event, "detail": None},
+    lambda event: {**event, "detail": {**event["detail"], "requestParameters": "functionName=apilados-pipeline-ingest"}},
+])
+def test_a_cloudtrail_event_without_a_usable_detail_is_ignored_and_reads_nothing(buckets, run_backup, monkeypatch,
+                                                                               change):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = run_backup(change(cloudtrail_event("UpdateFunctionConfiguration20150331v2", buckets.function_name)))
+    assert result["status"] == "ignored" and "detail" in result["reason"], result
+    assert calls.calls == []
+
+
+def journal_actions(system: SampleSystem) -> list[str]:
+    journal = system.clients["dynamodb"].query(
+        TableName=system.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :j)",
+        ExpressionAttributeValues={":pk": {"S": f"FUNCTION#{system.function_name}"}, ":j": {"S": "JOURNAL#"}})
+    return [item["action"]["S"] for item in journal["Items"]]
+
+
+@pytest.mark.parametrize("event, problem", [
+    # an id that is not a backup id: before, the snapshot failed on it after a journal entry, and raised
+    ({"component": "s3", "resume": "not-a-backup-id"}, "resume"),
+    ({"component": "s3", "resume": "20261126T120000Z-abc123/../../backups"}, "resume"),
+    # a component that has nothing to resume: before, it ran a whole backup
+    ({"component": "lambda", "resume": "20261126T120000Z-abc123"}, "resume continues a bucket snapshot"),
+    ({"component": "all", "resume": "20261126T120000Z-abc123"}, "resume continues a bucket snapshot"),
+])
+def test_a_resume_that_cannot_continue_a_snapshot_is_refused_and_writes_nothing(buckets, run_backup, monkeypatch,
+                                                                              event, problem):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    result = run_backup(event)
+    assert result["ok"] is False and problem in result["error"], result
+    assert calls.mutating() == []
+    assert journal_actions(buckets) == []
 
 
 def test_a_bad_request_is_refused_and_writes_nothing(buckets, run_backup, monkeypatch):

@@ -15,14 +15,10 @@ from moto import mock_aws
 
 import drcore.restore.bucket_restore as bucket_restore
 from drcore.state.backup_store import BackupStore
-from drcore.restore.bucket_restore import (
-    BucketRestorer,
-    NoRestorePoint,
-    RestorePlan,
-    RestoreRefused,
-    TargetChanged,
-)
-from drcore.backup.bucket_snapshots import BucketSnapshotter, list_snapshots
+from drcore.restore.bucket_plan import NoRestorePoint, RestorePlan, RestoreRefused, TargetChanged
+from drcore.restore.bucket_restore import BucketRestorer
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.manifest import list_snapshots
 from drcore.core.errors import InvalidRequest
 from tests.support import CallRecorder, SimulatedClock
 

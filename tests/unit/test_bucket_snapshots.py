@@ -17,15 +17,13 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
-from drcore.backup.bucket_snapshots import (
-    MAX_ATTEMPTS,
-    SAFETY_MARGIN_MS,
-    BucketSnapshotter,
+from drcore.aws.errors import MAX_ATTEMPTS
+from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
+from drcore.backup.manifest import (
     ManifestCorrupt,
     ManifestEntry,
     SnapshotManifest,
     SnapshotNotFound,
-    SnapshotProgress,
     list_snapshots,
     read_manifest,
 )

@@ -12,10 +12,10 @@ import pytest
 import backup.handler as backup
 import drill.handler as drill
 from drcore.state.backup_store import BackupStore
-from drcore.backup.bucket_snapshots import BucketSnapshotter, read_manifest
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.manifest import read_manifest
 from drcore.drill.runner import STEPS
 from drcore.state.store import ControllerStateStore
-from drcore.wiring.drill import drill_runner
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem, add_controller_function, add_drill_scratch
 from tests.support import CallRecorder
@@ -43,8 +43,7 @@ def drill_world(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> SampleS
     add_controller_function(world, BACKUP_FUNCTION)
     for name, value in world.drill_environment().items():
         monkeypatch.setenv(name, value)
-    yield world
-    drill_runner.cache_clear()
+    return world
 
 
 def back_up_everything(system: SampleSystem) -> None:

@@ -22,17 +22,18 @@ from botocore.exceptions import ClientError
 
 from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from drcore.core.errors import InvalidRequest
-from drcore.backup.function_backup import FunctionBackup, FunctionBackupResult, code_sha256
-from drcore.restore.function_restore import (
-    MAX_ATTEMPTS,
+from drcore.aws.lambda_updates import MAX_ATTEMPTS
+from drcore.backup.function_backup import FunctionBackup, FunctionBackupResult
+from drcore.backup.function_format import code_sha256
+from drcore.restore.function_plan import (
     CodeVerificationFailed,
-    CorruptBackup,
     FunctionRestorePlan,
-    FunctionRestorer,
     RestoreIncomplete,
     TargetChanged,
     UnknownBackup,
 )
+from drcore.restore.function_restore import FunctionRestorer
+from drcore.state.backup_files import CorruptBackup
 from embedded.moto_gaps import FunctionUpdates, function_updates_take_time
 from embedded.sample_system import FUNCTION_ENVIRONMENT, FUNCTION_TAGS, RESERVED_CONCURRENCY, SampleSystem
 from tests.support import MUTATING_PREFIXES, CallRecorder, SimulatedClock

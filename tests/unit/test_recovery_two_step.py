@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 import backup.handler as backup
 from embedded.aws_events import LambdaContextStub
-from tests.support import CallRecorder
-from tests.unit.test_restore_s3_action import WHO, act, contents, damage
+from tests.support import WHO, CallRecorder, act, contents, damage
 
 
 def back_up(component: str) -> str:
@@ -79,7 +78,7 @@ def test_comprehensive_rollback_restores_function_data_and_stack_in_order_with_o
     # Given backups of every component, then damage to the function's environment and to the data
     back_up("lambda"), back_up("stack"), back_up("s3")
     before_env, before_data = environment(world), contents(world)
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     time.sleep(1.5)  # object versions are listed to the second: the damage must come after `at`
     world.clients["lambda"].update_function_configuration(FunctionName=world.function_name,
                                                           Environment={"Variables": {"STAGE": "broken"}})
@@ -90,7 +89,7 @@ def test_comprehensive_rollback_restores_function_data_and_stack_in_order_with_o
     report = act({**request, "confirm": planned["plan_id"]})["result"]["result"]
     # Then one report, every step verified
     assert report["ok"] is True
-    assert [name for name in report["steps"]] == ["function", "environment", "data", "stack"]
+    assert list(report["steps"]) == ["function", "environment", "data", "stack"]
     assert all(step["ok"] for step in report["steps"].values())
     assert environment(world) == before_env, report
     assert contents(world) == before_data
@@ -109,7 +108,10 @@ def test_comprehensive_rollback_before_any_backup_is_refused(world, monkeypatch)
     ({"action": "recover_from_backup", "backup_id": "20261126T100000Z-abcdef", **WHO}, "20261126T100000Z-abcdef"),
     ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", **WHO}, "mode required"),
     ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", "mode": "replace", **WHO}, "mode"),
-    ({"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", "mode": "new", **WHO}, "20261126T100000Z-abcdef"),
+    (
+        {"action": "recover_stack", "backup_id": "20261126T100000Z-abcdef", "mode": "new", **WHO},
+        "20261126T100000Z-abcdef",
+    ),
     ({"action": "comprehensive_rollback", **WHO}, "at required"),
     ({"action": "comprehensive_rollback", "at": "yesterday", **WHO}, "at"),
 ])

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
 import backup.handler as backup
-import recovery.handler as recovery
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import CallRecorder
-from tests.unit.conftest import RECOVERY_FUNCTION
-
-WHO = {"requested_by": "alice@example.com", "reason": "INC-7 bad upload overwrote data"}
-
-
-def act(event: dict, remaining_ms: int = 900_000) -> dict:
-    return recovery.handler(event, LambdaContextStub(RECOVERY_FUNCTION, remaining_ms))
+from tests.support import WHO, CallRecorder, act, contents, damage
 
 
 def snapshot(world: SampleSystem) -> str:
     [outcome] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
     return outcome["backup_id"]
-
-
-def contents(world: SampleSystem, bucket: str | None = None) -> dict[str, bytes]:
-    s3, bucket = world.clients["s3"], bucket or world.data_bucket
-    keys = [entry["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for entry in page.get("Contents", [])]
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
-
-
-def damage(world: SampleSystem) -> tuple[str, str, str]:
-    s3, bucket = world.clients["s3"], world.data_bucket
-    corrupted, deleted, added = "uploads/2026/11/batch-00001.csv", "uploads/2026/11/batch-00002.csv", "uploads/new.csv"
-    original = s3.get_object(Bucket=bucket, Key=corrupted)["Body"].read()
-    s3.put_object(Bucket=bucket, Key=corrupted, Body=bytes(reversed(original)))  # same size, other bytes
-    s3.delete_object(Bucket=bucket, Key=deleted)
-    s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
-    return corrupted, deleted, added
 
 
 def restore_request(snapshot_id: str, **extra: object) -> dict:
@@ -51,7 +26,7 @@ def test_plan_then_confirm_restores_by_content_and_can_be_undone(world):
     # Given a snapshot, then a same-size corruption, a deletion and an upload
     snapshot_id = snapshot(world)
     before = contents(world)
-    corrupted, deleted, added = damage(world)
+    _corrupted, _deleted, added = damage(world)
     damaged = contents(world)
     # When the operator asks for a restore: a plan, and nothing changed yet
     planned = act(restore_request(snapshot_id))
@@ -109,7 +84,7 @@ def test_a_plan_is_refused_when_the_bucket_changed_since(world, monkeypatch):
 def test_an_expired_or_unknown_plan_is_refused(world):
     snapshot_id = snapshot(world)
     plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
-    with time_machine.travel(datetime.now(timezone.utc) + timedelta(hours=2)):
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=2)):
         expired = act(restore_request(snapshot_id, confirm=plan_id))
     assert expired["ok"] is False and "expired" in expired["error"]
     unknown = act(restore_request(snapshot_id, confirm="rp-0000000000"))

@@ -11,7 +11,8 @@ import pytest
 from moto import mock_aws
 
 from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
-from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, ManifestCorrupt, list_snapshots, read_manifest
+from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter
+from drcore.backup.manifest import ManifestCorrupt, list_snapshots, read_manifest
 from drcore.core.config import RetentionPolicy
 from drcore.backup.retention import prune, snapshots_to_keep
 

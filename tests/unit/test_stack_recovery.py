@@ -22,18 +22,17 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from drcore.core.errors import InvalidRequest
 from drcore.backup.stack_backup import StackBackup
-from drcore.restore.stack_recovery import (
-    POLL_SECONDS,
-    TEMPLATE_BODY_LIMIT,
+from drcore.restore.stack_plan import (
     ChangeSetFailed,
     PlanNotApplicable,
     StackBackupCorrupt,
     StackBackupNotFound,
     StackChanged,
-    StackRecovery,
     StackRecoveryPlan,
     StackRecoveryRefused,
 )
+from drcore.restore.stack_recovery import POLL_SECONDS, StackRecovery
+from drcore.restore.stack_requests import TEMPLATE_BODY_LIMIT
 from embedded.sample_system import PIPELINE_STACK_POLICY, PIPELINE_TEMPLATE, SampleSystem
 from tests.support import MUTATING_PREFIXES, CallRecorder, SimulatedClock
 
@@ -455,6 +454,17 @@ def test_a_stack_without_backups_says_so(system, store, cloudformation, clock):
     recovery = StackRecovery(cloudformation, store, "NeverBackedUp", clock=clock, wait=clock.advance)
     with pytest.raises(StackBackupNotFound, match="stack NeverBackedUp cannot .*it has no complete backup"):
         recovery.plan("20261126T000000Z-000000", "new")
+
+
+@pytest.mark.parametrize("not_an_id", ["../../snapshots/s3", "", "20261126T000000Z"])
+def test_an_id_that_is_not_a_backup_id_is_refused_before_anything_is_read(system, backup_id, recovery, monkeypatch,
+                                                                          not_an_id):
+    # Given a complete backup, When an id that is not a backup id is named, Then it is refused as such,
+    # naming the complete one, and no key is made of it
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    with pytest.raises(StackBackupNotFound, match=f"it is not a backup id .*the newest complete ones: {backup_id}$"):
+        recovery.validate(not_an_id)
+    assert "GetObject" not in calls.calls and _changing(calls) == []
 
 
 def test_a_backup_that_does_not_match_its_manifest_is_refused(system, store, cloudformation, backup_id, recovery,

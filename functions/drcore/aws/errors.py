@@ -25,10 +25,21 @@ THROTTLED = frozenset({"SlowDown", "ThrottlingException", "Throttling", "Request
 # is in flight), DynamoDB's ConditionExpression, Lambda's RevisionId.
 PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict",
                                  "ConditionalCheckFailedException", "PreconditionFailedException"})
+# Not there, said of one S3 object (key or version) only: a missing bucket is a misconfiguration, not a
+# missing object, and must not read as "no such backup".
+OBJECT_NOT_FOUND = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchVersion"})
 # The object version a copy was pinned to is gone or no longer matches: skip it, the next run sees it.
-SOURCE_CHANGED = frozenset({"404", "NoSuchKey", "NoSuchVersion", "412", "PreconditionFailed"})
+SOURCE_CHANGED = OBJECT_NOT_FOUND | {"412", "PreconditionFailed"}
 # Lambda refuses an update while another is in progress; retried like throttling.
 LAMBDA_BUSY = frozenset({"ResourceConflictException"})
+# The endpoint does not implement the operation at all (an emulator, a partition without the feature).
+NOT_IMPLEMENTED = frozenset({"501", "NotImplemented", "UnknownOperationException"})
+# A quota reached; CloudWatch Logs answers so while another export task of the account runs.
+LIMIT_EXCEEDED = frozenset({"LimitExceededException"})
+# CloudFormation refuses a request as given: a template or parameter it rejects, a capability not
+# granted, a change set name already taken.
+CLOUDFORMATION_REFUSED = frozenset({"ValidationError", "InsufficientCapabilitiesException",
+                                    "AlreadyExistsException"})
 
 MAX_ATTEMPTS = 7
 BASE_BACKOFF_SECONDS = 0.2
@@ -58,10 +69,18 @@ def stack_does_not_exist(error: ClientError) -> bool:
     return error_code(error) == "ValidationError" and "does not exist" in str(error)
 
 
+def full_jitter(attempt: int) -> float:
+    """The pause after failed attempt `attempt` (1, 2, ...): exponential backoff with full jitter, so
+    concurrent callers throttled together do not retry together."""
+    return random.uniform(0, min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempt - 1)))
+
+
 def retrying(call: Callable[[], T], *, retry_on: Collection[str] = (), sleep: Callable[[float], None] = time.sleep,
-             max_attempts: int = MAX_ATTEMPTS) -> T:
-    """`call()`, retried on throttling (and on the codes in `retry_on`) with exponential backoff and full
-    jitter, at most `max_attempts` times; any other error, or the last one, raises."""
+             max_attempts: int = MAX_ATTEMPTS, backoff: Callable[[int], float] = full_jitter,
+             on_retry: Callable[[ClientError, int, float], None] | None = None) -> T:
+    """`call()`, retried on throttling (and on the codes in `retry_on`) after `backoff(attempt)` seconds, at
+    most `max_attempts` times; any other error, or the last one, raises. `on_retry(error, attempt, pause)`
+    hears of each retry before its pause."""
     attempt = 1
     while True:
         try:
@@ -69,5 +88,8 @@ def retrying(call: Callable[[], T], *, retry_on: Collection[str] = (), sleep: Ca
         except ClientError as error:
             if attempt >= max_attempts or not (is_throttled(error) or error_code(error) in retry_on):
                 raise
-            sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempt - 1))))
+            pause = backoff(attempt)
+            if on_retry is not None:
+                on_retry(error, attempt, pause)
+            sleep(pause)
             attempt += 1

@@ -13,10 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from drcore.aws.aliases import AliasGateway
+from drcore.core.metric_names import (
+    ALIAS_DIMENSION,
+    FUNCTION_DIMENSION,
+    HEALTH_PROBE_LATENCY_METRIC,
+    HEALTH_PROBE_METRIC,
+)
 
 HEALTH_PROBE_PAYLOAD = {"test": "health-check"}  # the runbook's health-check event
-HEALTH_PROBE_METRIC = "HealthProbeFailed"
-HEALTH_PROBE_LATENCY_METRIC = "HealthProbeLatency"
 
 
 class FunctionMetrics:
@@ -87,21 +91,24 @@ class HealthProbe:
                 None if response["status_code"] == 200 else f"status {response['status_code']}"
             )
             executed_version = response["executed_version"]
-        except Exception as error:  # any failure to get an answer is a failed probe, not a crashed tick
+        except Exception as error:  # noqa: BLE001  # any failure to get an answer is a failed probe, not a crashed tick
             failure, executed_version = f"{type(error).__name__}: {error}", None
         latency_ms = (time.perf_counter() - started) * 1000
         dimensions = [
-            {"Name": "FunctionName", "Value": self._function},
-            {"Name": "Alias", "Value": self._alias},
+            {"Name": FUNCTION_DIMENSION, "Value": self._function},
+            {"Name": ALIAS_DIMENSION, "Value": self._alias},
         ]
         self._cloudwatch.put_metric_data(
             Namespace=self._namespace,
             MetricData=[
-                {"MetricName": HEALTH_PROBE_METRIC, "Dimensions": dimensions, "Value": 1 if failure else 0, "Unit": "Count"},
-                {"MetricName": HEALTH_PROBE_LATENCY_METRIC, "Dimensions": dimensions, "Value": latency_ms, "Unit": "Milliseconds"},
+                {"MetricName": HEALTH_PROBE_METRIC, "Dimensions": dimensions, "Value": 1 if failure else 0,
+                 "Unit": "Count"},
+                {"MetricName": HEALTH_PROBE_LATENCY_METRIC, "Dimensions": dimensions, "Value": latency_ms,
+                 "Unit": "Milliseconds"},
             ],
         )
-        return {"healthy": failure is None, "failure": failure, "executed_version": executed_version, "latency_ms": round(latency_ms, 1)}
+        return {"healthy": failure is None, "failure": failure, "executed_version": executed_version,
+                "latency_ms": round(latency_ms, 1)}
 
 
 class VersionGauges:
@@ -117,7 +124,7 @@ class VersionGauges:
         self._function = function_name
 
     def publish(self, versions: dict[str, str]) -> None:
-        dimensions = [{"Name": "FunctionName", "Value": self._function}]
+        dimensions = [{"Name": FUNCTION_DIMENSION, "Value": self._function}]
         data = [{"MetricName": name, "Dimensions": dimensions, "Value": int(version), "Unit": "None"}
                 for name, version in versions.items() if version.isdigit()]  # $LATEST is no number to plot
         if data:

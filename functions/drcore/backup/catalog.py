@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix
-from drcore.core.config import BackupSettings, RecoverySettings
 from drcore.backup.logs_backup import log_subject
+from drcore.core.config import BackupSettings, RecoverySettings
 from drcore.core.models import Clock, to_iso, utc_now
+from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix
 
 
 class BackupCatalog:
@@ -68,5 +68,6 @@ class BackupCatalog:
         return described
 
     def newest_before(self, component: Component, moment: datetime) -> BackupListing | None:
-        complete = [listing for listing in self.listings(component) if listing.complete and listing.created_at <= moment]
+        complete = [listing for listing in self.listings(component)
+                    if listing.complete and listing.created_at <= moment]
         return complete[-1] if complete else None

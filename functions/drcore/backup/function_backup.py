@@ -22,43 +22,41 @@ configuration.json:
                     event_source_mappings, event_invoke_configs, reserved_concurrency, provisioned_concurrency,
                     tags, code_signing_config, recursion_config, runtime_management_config
 
-A capture says what a restore may do with a setting: `{"status": "present", "value": ...}` (apply it),
-`{"status": "absent"}` (the function has none), or `{"status": "unavailable", "detail": ...}` (the
-endpoint could not say, so a restore must leave that setting as it finds it). Settings Lambda keeps
-per alias (resource policy, function URL) have as value a mapping from `$unqualified` or the alias
-name to what that qualifier has.
+Each setting is captured on its own as present, absent or unavailable (drcore.backup.function_format says
+what each means to a restore). Settings Lambda keeps per alias (resource policy, function URL) have as
+value a mapping from `$unqualified` or the alias name to what that qualifier has.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key, new_backup_id
+from drcore.backup.function_format import (
+    CODE_ARCHIVE,
+    CONFIGURATION,
+    FORMAT,
+    UNAVAILABLE,
+    UNQUALIFIED,
+    capture,
+    code_sha256,
+    has_none,
+    read_reserved_concurrency,
+    read_tags,
+)
 from drcore.core.errors import DrError, InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
+from drcore.state.backup_files import BackupFiles
+from drcore.state.backup_store import BackupStore, Component, new_backup_id
 
 logger = Logger(child=True)
-
-FORMAT = 1
-CODE_ARCHIVE = "code.zip"
-CONFIGURATION = "configuration.json"
-UNQUALIFIED = "$unqualified"  # "$" cannot start an alias name, so it never collides with one
-
-PRESENT, ABSENT, UNAVAILABLE = "present", "absent", "unavailable"
-# Lambda answers "this function has none" with ResourceNotFoundException. An endpoint that does not
-# implement an operation at all (an emulator, a partition without the feature) answers with no AWS
-# error code, only its HTTP status, or with one of the generic codes.
-_ABSENT_CODES = frozenset({"ResourceNotFoundException"})
-_UNAVAILABLE_CODES = frozenset({"404", "501", "NotImplemented", "UnknownOperationException"})
 
 # What AWS's GetFunction Configuration carries for a function that has these settings; the ones the
 # endpoint left out are listed, so a restore knows they were not there rather than not captured.
@@ -86,49 +84,12 @@ def download(url: str, timeout_seconds: float = 60.0) -> bytes:
     if urlsplit(url).scheme not in ("https", "http"):
         raise ArchiveDownloadFailed(f"refusing to download an archive from a non-HTTP location: {url[:80]}")
     with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # nosec B310: scheme checked above
-        return response.read()
-
-
-def code_sha256(body: bytes) -> str:
-    """Lambda's CodeSha256: the base64 of the SHA-256 digest of the archive."""
-    return base64.b64encode(hashlib.sha256(body).digest()).decode()
-
-
-def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, indent=1, sort_keys=True, default=str).encode()
+        body: bytes = response.read()
+        return body
 
 
 def _without_metadata(response: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in response.items() if key != "ResponseMetadata"}
-
-
-class BackupFiles:
-    """The files of one backup, each written once, with the size and SHA-256 its manifest lists."""
-
-    def __init__(self, store: BackupStore, component: Component, subject: str, backup_id: str) -> None:
-        self._store = store
-        self._component = component
-        self._subject = subject
-        self._backup_id = backup_id
-        self._prefix = backup_prefix(component, subject, backup_id)
-        self.entries: list[dict[str, Any]] = []
-
-    @property
-    def bytes(self) -> int:
-        return sum(entry["size"] for entry in self.entries)
-
-    def put(self, path: str, body: bytes, content_type: str) -> None:
-        self._store.put_once(self._prefix + path, body, content_type)
-        self.entries.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
-
-    def put_json(self, path: str, document: Any) -> None:
-        self.put(path, _json_bytes(document), "application/json")
-
-    def finish(self, manifest: dict[str, Any]) -> str:
-        """Write the manifest, last: only now is the backup complete."""
-        key = manifest_key(self._component, self._subject, self._backup_id)
-        self._store.put_json_once(key, {**manifest, "files": self.entries, "bytes": self.bytes})
-        return key
 
 
 @dataclass(frozen=True)
@@ -148,30 +109,6 @@ class FunctionBackupResult:
     published_version: str | None = None
 
 
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _capture(read: Callable[[], Any]) -> dict[str, Any]:
-    try:
-        value = read()
-    except ClientError as error:
-        code = _error_code(error)
-        if code in _ABSENT_CODES:
-            return {"status": ABSENT}
-        if code in _UNAVAILABLE_CODES:
-            detail = f"{error.operation_name} is not available from this endpoint ({code})"
-            return {"status": UNAVAILABLE, "detail": detail}
-        raise
-    if value is None or value == [] or value == {}:
-        return {"status": ABSENT}
-    return {"status": PRESENT, "value": value}
-
-
-def _unqualified_arn(function_arn: str) -> str:
-    return ":".join(function_arn.split(":")[:7])  # arn:aws:lambda:<region>:<account>:function:<name>
-
-
 class FunctionBackup:
     def __init__(
         self,
@@ -188,7 +125,8 @@ class FunctionBackup:
         self._fetch = fetch
         self._clock = clock
 
-    def run(self, qualifier: str | None = None, publish_version: bool = False, reason: str = "") -> FunctionBackupResult:
+    def run(self, qualifier: str | None = None, publish_version: bool = False,
+            reason: str = "") -> FunctionBackupResult:
         """Back up the function as `qualifier` (a version or alias; default $LATEST) has it.
 
         With `publish_version`, $LATEST is published first (as the runbook does) and that version is
@@ -246,13 +184,13 @@ class FunctionBackup:
             "completed_at": to_iso(self._clock()),
         })
         logger.info("function backed up", extra={"function": self._function, "backup_id": backup_id,
-                                                 "version": version, "bytes": files.bytes,
+                                                 "version": version, "bytes": files.total_bytes,
                                                  "unavailable": [name for name, status in captured.items()
                                                                  if status == UNAVAILABLE]})
         return FunctionBackupResult(
             function_name=self._function, backup_id=backup_id, manifest_key=key, qualifier=qualifier, version=version,
             package_type=code["package_type"], code_sha256=code["code_sha256"], code_sha256_verified=verified,
-            bytes=files.bytes, files=tuple(entry["path"] for entry in files.entries),
+            bytes=files.total_bytes, files=tuple(entry["path"] for entry in files.entries),
             layers=tuple(layer["arn"] for layer in layers), captured=captured, published_version=published,
         )
 
@@ -260,7 +198,7 @@ class FunctionBackup:
         try:
             return operation(**request)
         except ClientError as error:
-            if _error_code(error) in _ABSENT_CODES:
+            if has_none(error):
                 raise FunctionNotFound(f"function {self._function} not found: {error}") from error
             raise
 
@@ -308,30 +246,30 @@ class FunctionBackup:
     # hide the others.
     def _settings(self, function_arn: str, version: str) -> dict[str, dict[str, Any]]:
         lam, name = self._lambda, self._function
-        aliases = _capture(lambda: self._paged("list_aliases", "Aliases", FunctionName=name))
+        aliases = capture(lambda: self._paged("list_aliases", "Aliases", FunctionName=name))
         alias_names = [alias["Name"] for alias in aliases.get("value", [])]
         return {
             "aliases": aliases,
-            "versions": _capture(lambda: self._paged("list_versions_by_function", "Versions", FunctionName=name)),
-            "resource_policy": _capture(lambda: self._per_qualifier(alias_names, self._policy)),
-            "function_url_config": _capture(lambda: self._per_qualifier(alias_names, self._url_config)),
-            "event_source_mappings": _capture(lambda: self._event_source_mappings(alias_names)),
-            "event_invoke_configs": _capture(lambda: self._paged(
+            "versions": capture(lambda: self._paged("list_versions_by_function", "Versions", FunctionName=name)),
+            "resource_policy": capture(lambda: self._per_qualifier(alias_names, self._policy)),
+            "function_url_config": capture(lambda: self._per_qualifier(alias_names, self._url_config)),
+            "event_source_mappings": capture(lambda: self._event_source_mappings(alias_names)),
+            "event_invoke_configs": capture(lambda: self._paged(
                 "list_function_event_invoke_configs", "FunctionEventInvokeConfigs", FunctionName=name)),
-            "reserved_concurrency": _capture(
-                lambda: lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")),
-            "provisioned_concurrency": _capture(lambda: self._paged(
+            "reserved_concurrency": capture(lambda: read_reserved_concurrency(lam, name)),
+            "provisioned_concurrency": capture(lambda: self._paged(
                 "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs", FunctionName=name)),
-            "tags": _capture(lambda: lam.list_tags(Resource=_unqualified_arn(function_arn)).get("Tags")),
-            "code_signing_config": _capture(self._code_signing_config),
-            "recursion_config": _capture(
+            "tags": capture(lambda: read_tags(lam, function_arn)),
+            "code_signing_config": capture(self._code_signing_config),
+            "recursion_config": capture(
                 lambda: _without_metadata(lam.get_function_recursion_config(FunctionName=name))),
-            "runtime_management_config": _capture(lambda: _without_metadata(
+            "runtime_management_config": capture(lambda: _without_metadata(
                 lam.get_runtime_management_config(FunctionName=name, Qualifier=version))),
         }
 
     def _paged(self, operation: str, key: str, **request: Any) -> list[dict[str, Any]]:
-        return [item for page in self._lambda.get_paginator(operation).paginate(**request) for item in page.get(key, [])]
+        pages = self._lambda.get_paginator(operation).paginate(**request)
+        return [item for page in pages for item in page.get(key, [])]
 
     def _named(self, qualifier: str | None) -> dict[str, str]:
         return {"FunctionName": self._function, **({"Qualifier": qualifier} if qualifier else {})}
@@ -343,7 +281,7 @@ class FunctionBackup:
             try:
                 found[qualifier or UNQUALIFIED] = read(qualifier)
             except ClientError as error:
-                if _error_code(error) not in _ABSENT_CODES:
+                if not has_none(error):
                     raise
         return found
 

@@ -17,12 +17,15 @@ group's name with `/` as `-`. The bucket policy must let `logs.<region>.amazonaw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from drcore.aws.errors import LIMIT_EXCEEDED, error_code, is_not_found
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import Clock, to_iso, utc_now
 from drcore.state.backup_store import (
     AlreadyWritten,
     BackupListing,
@@ -32,8 +35,6 @@ from drcore.state.backup_store import (
     manifest_key,
     new_backup_id,
 )
-from drcore.core.errors import InvalidRequest
-from drcore.core.models import Clock, to_iso, utc_now
 
 logger = Logger(child=True)
 
@@ -58,7 +59,7 @@ def log_subject(log_group: str) -> str:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _millis(moment: datetime) -> int:
@@ -101,7 +102,7 @@ class LogsBackup:
 
     def run(self, day: date | None = None) -> LogsBackupResult:
         """Export `day` (default: the previous UTC day) unless it is exported or being exported."""
-        now = self._clock().astimezone(timezone.utc)
+        now = self._clock().astimezone(UTC)
         day = day or now.date() - timedelta(days=1)
         if _day_start(day + timedelta(days=1)) > now:
             raise InvalidRequest(f"{day} is not over yet (UTC): only whole days are exported")
@@ -130,7 +131,7 @@ class LogsBackup:
         try:
             task = self._store.get_json(prefix + EXPORT_TASK)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "NoSuchKey":
+            if not is_not_found(error):
                 raise
             return None  # a run stopped between starting the task and recording it: never complete
         if self._store.exists(prefix + EXPORT_FAILED):
@@ -159,12 +160,13 @@ class LogsBackup:
         try:
             tasks = self._logs.describe_export_tasks(taskId=task_id)["exportTasks"]
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            if not is_not_found(error):
                 raise
             tasks = []
         if not tasks:  # CloudWatch Logs keeps finished tasks for a while only
             return {"code": "FAILED", "message": f"export task {task_id} is no longer known to CloudWatch Logs"}
-        return tasks[0]["status"]
+        status: dict[str, Any] = tasks[0]["status"]
+        return status
 
     def _write_manifest(self, backup_id: str, task: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         prefix = backup_prefix(Component.LOGS, self._subject, backup_id)
@@ -204,13 +206,12 @@ class LogsBackup:
                 destination=self._store.bucket, destinationPrefix=prefix,
             )["taskId"]
         except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code == "LimitExceededException":
+            if error_code(error) in LIMIT_EXCEEDED:
                 logger.info("another export task is running; retry later",
                             extra={"log_group": self._log_group, "day": day.isoformat()})
                 return LogsBackupResult(self._log_group, self._subject, day.isoformat(), "busy", None, None, None,
                                         0, 0, tuple(completed), tuple(failed))
-            if code == "ResourceNotFoundException":
+            if is_not_found(error):
                 raise LogGroupNotFound(f"log group {self._log_group} does not exist") from error
             raise
         task = {"format": FORMAT, "task_id": task_id, "task_name": task_name, "log_group": self._log_group,

@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from pydantic import BaseModel, ConfigDict, ValidationError
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
 
 from drcore.core.errors import InvalidRequest
+from drcore.core.untrusted_input import describe_problems
+from drcore.state.backup_store import backup_time
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 # CloudTrail names Lambda API calls with their API version (UpdateFunctionConfiguration20150331v2).
@@ -29,44 +32,108 @@ CONFIGURATION_CHANGES = (
 
 Components = Literal["lambda", "s3", "stack", "logs", "all"]
 
+# drcore.state.backup_store.new_backup_id: its UTC second, then six hex digits. An id becomes part of
+# backup-store keys, so nothing else (no "/", no "..") may pass for one.
+BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"
+
+
+def _a_real_time(backup_id: str) -> str:
+    backup_time(backup_id)  # 20261399T000000Z-... has the form of an id but names no time
+    return backup_id
+
+
+BackupId = Annotated[str, Field(pattern=BACKUP_ID), AfterValidator(_a_real_time)]
+
 
 class BackupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     component: Components
-    resume: str | None = None  # the id of a bucket snapshot to continue
-    reason: str = "scheduled"
+    resume: BackupId | None = None  # the id of a bucket snapshot to continue
+    reason: str = Field("scheduled", min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _only_a_snapshot_resumes(self) -> BackupRequest:
+        # Only a bucket snapshot runs across invocations; any other backup is whole in one.
+        if self.resume is not None and self.component != "s3":
+            raise ValueError(
+                f"resume continues a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
+        return self
 
 
-def _names_function(parameters: dict[str, Any], function_name: str) -> bool:
-    named = str(parameters.get("functionName") or parameters.get("resource") or "")
+@dataclass(frozen=True)
+class Ignored:
+    """An event the backup function has nothing to do for: another function's change, or not a usable
+    CloudTrail event. Answered as ignored, with the reason."""
+
+    reason: str
+
+
+class _LambdaRequestParameters(BaseModel):
+    """The part of a Lambda API call's parameters that names the function it acted on."""
+
+    function_name: StrictStr | None = Field(None, alias="functionName", max_length=256)
+    resource: StrictStr | None = Field(None, max_length=256)
+
+
+class _Caller(BaseModel):
+    arn: StrictStr | None = Field(None, max_length=2048)
+
+
+class _ApiCall(BaseModel):
+    """The detail of an "AWS API Call via CloudTrail" event, as far as a backup needs it."""
+
+    event_source: StrictStr = Field(alias="eventSource", max_length=128)
+    event_name: StrictStr = Field(alias="eventName", max_length=128)
+    error_code: StrictStr | None = Field(None, alias="errorCode", max_length=256)
+    request_parameters: _LambdaRequestParameters | None = Field(None, alias="requestParameters")
+    user_identity: _Caller | None = Field(None, alias="userIdentity")
+
+
+class _CloudTrailEvent(EventBridgeModel):
+    detail: _ApiCall  # Powertools' way of typing an EventBridge detail
+
+
+def _names_function(parameters: _LambdaRequestParameters | None, function_name: str) -> bool:
+    named = (parameters and (parameters.function_name or parameters.resource)) or ""
     # A name, a qualified name, or a (qualified) ARN: arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
     parts = named.split(":")
     name = parts[6] if named.startswith("arn:") and len(parts) > 6 else parts[0]
     return name == function_name
 
 
-def parse_backup_request(event: Any, function_name: str) -> BackupRequest | None:
-    """The request an event carries; None for a CloudTrail event about something else (ignored).
+def _configuration_change(event: dict[str, Any], function_name: str) -> BackupRequest | Ignored:
+    try:
+        call = _CloudTrailEvent.model_validate(event)
+    except ValidationError as error:
+        return Ignored(f"not a usable CloudTrail event: {describe_problems(error)}")
+    detail = call.detail
+    name = detail.event_name
+    if detail.event_source != "lambda.amazonaws.com" or not name.startswith(CONFIGURATION_CHANGES):
+        return Ignored(f"{name} of {detail.event_source} is not a configuration change of a function")
+    if detail.error_code:
+        return Ignored(f"{name} failed ({detail.error_code}): it changed nothing")
+    if not _names_function(detail.request_parameters, function_name):
+        return Ignored(f"{name} was about another function than {function_name}")
+    who = (detail.user_identity and detail.user_identity.arn) or "unknown principal"
+    return BackupRequest(component="lambda", reason=f"configuration change {name} by {who} at {call.time.isoformat()}")
 
-    Raises InvalidRequest, naming the problem, for anything that is neither.
+
+def parse_backup_request(event: Any, function_name: str) -> BackupRequest | Ignored:
+    """The request an event carries, or Ignored for an AWS event the function has nothing to do for.
+
+    Raises InvalidRequest, naming the problem, for a request (a schedule's input, an operator's event)
+    that is not a valid one.
     """
     if not isinstance(event, dict):
         raise InvalidRequest(f"expected a JSON object, got {type(event).__name__}")
     if event.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE:
-        detail = EventBridgeEvent(event).detail
-        name = str(detail.get("eventName", ""))
-        if detail.get("eventSource") != "lambda.amazonaws.com" or not name.startswith(CONFIGURATION_CHANGES):
-            return None
-        if detail.get("errorCode") or not _names_function(detail.get("requestParameters") or {}, function_name):
-            return None  # a failed call changed nothing; another function is not ours
-        who = (detail.get("userIdentity") or {}).get("arn", "unknown principal")
-        return BackupRequest(component="lambda", reason=f"configuration change {name} by {who} at {event.get('time')}")
+        return _configuration_change(event, function_name)
     try:
         return BackupRequest.model_validate(event)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, issue['loc'])) or 'event'}: {issue['msg']}" for issue in error.errors())
         raise InvalidRequest(
-            f"not a backup request ({problems}); expected {{\"component\": \"lambda\" | \"s3\" | \"stack\" | "
-            "\"logs\" | \"all\"}} or a CloudTrail configuration-change event"
+            f"not a backup request ({describe_problems(error)}); expected {{\"component\": \"lambda\" | \"s3\" | "
+            "\"stack\" | \"logs\" | \"all\"}}, {\"component\": \"s3\", \"resume\": \"<snapshot id>\"} or a "
+            "CloudTrail configuration-change event"
         ) from error

@@ -16,15 +16,20 @@ Lock retention or legal hold is not even hidden: it is reported and left for a l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Hashable, Iterable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
-from drcore.backup.bucket_snapshots import CONTENT_PREFIX, read_manifest, snapshot_in_progress_content
+from drcore.backup.manifest import CONTENT_PREFIX, read_manifest
+from drcore.backup.snapshot_checkpoints import snapshot_in_progress_content
 from drcore.core.config import RetentionPolicy
+from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef, ObjectTypeDef
 
 logger = Logger(child=True)
 
@@ -126,7 +131,8 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime)
     referenced: set[str] = set()
     pages = store.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=S3_SNAPSHOTS_ROOT,
                                                                 Delimiter="/")
-    subjects = [entry["Prefix"][len(S3_SNAPSHOTS_ROOT):-1] for page in pages for entry in page.get("CommonPrefixes", [])]
+    subjects = [entry["Prefix"][len(S3_SNAPSHOTS_ROOT):-1]
+                for page in pages for entry in page.get("CommonPrefixes", [])]
     for subject in subjects:
         if subject == bucket:
             continue
@@ -138,7 +144,7 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime)
     return referenced
 
 
-def _current(store: BackupStore, prefix: str) -> list[dict[str, Any]]:
+def _current(store: BackupStore, prefix: str) -> list[ObjectTypeDef]:
     """The visible objects under `prefix` (hidden ones already carry a delete marker)."""
     return list(store.keys(prefix))
 
@@ -165,7 +171,7 @@ def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
         else:
             removable.append(key)
     for start in range(0, len(removable), DELETE_BATCH):
-        objects = [{"Key": key} for key in removable[start:start + DELETE_BATCH]]
+        objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in removable[start:start + DELETE_BATCH]]
         response = store.s3.delete_objects(Bucket=store.bucket, Delete={"Objects": objects, "Quiet": True})
         refused.update({error["Key"]: error.get("Code", "Unknown") for error in response.get("Errors", [])})
     return refused
@@ -184,7 +190,8 @@ def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datet
     return True
 
 
-def _remove_unreferenced_content(store: BackupStore, referenced: set[str], now: datetime) -> tuple[int, int, dict[str, str]]:
+def _remove_unreferenced_content(store: BackupStore, referenced: set[str],
+                                 now: datetime) -> tuple[int, int, dict[str, str]]:
     unreferenced = [entry for entry in _current(store, CONTENT_PREFIX)
                     if entry["Key"] not in referenced and now - entry["LastModified"] >= IN_PROGRESS_GRACE]
     refused = _hide(store, [entry["Key"] for entry in unreferenced], now)

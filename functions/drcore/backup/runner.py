@@ -1,26 +1,29 @@
 """Runs the backups a request asks for, records each good one, and keeps long snapshots going.
 
 After every good backup: a journal entry and the RPO metrics (`BackupSucceeded` = 1 and
-`BackupCompletedAt` = epoch seconds, dimension `Component`), which the stack's RPO alarms watch.
+`BackupCompletedAt` = epoch seconds, dimension `Component`; drcore.core.metric_names), which the stack's
+RPO alarms watch.
 A bucket snapshot that cannot finish in this invocation checkpoints and asks for a continuation
 (the handler re-invokes the function asynchronously with the snapshot's id).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from drcore.backup.requests import BackupRequest
-from drcore.state.backup_store import Component
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
+from drcore.backup.requests import BackupRequest
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
+from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.core.models import Cause, Clock, to_iso, utc_now
+from drcore.state.backup_store import Component
 from drcore.state.store import ControllerStateStore
 
 logger = Logger(child=True)
@@ -36,20 +39,16 @@ class ComponentOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _plain(result: Any) -> dict[str, Any]:
-    return asdict(result) if is_dataclass(result) else dict(result)
-
-
 class BackupMetrics:
     def __init__(self, cloudwatch_client: Any, namespace: str) -> None:
         self._cloudwatch = cloudwatch_client
         self._namespace = namespace
 
     def good_backup(self, component: str, completed_at: float) -> None:
-        dimensions = [{"Name": "Component", "Value": component}]
+        dimensions = [{"Name": COMPONENT_DIMENSION, "Value": component}]
         self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
-            {"MetricName": "BackupSucceeded", "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
-            {"MetricName": "BackupCompletedAt", "Dimensions": dimensions, "Value": completed_at, "Unit": "None"},
+            {"MetricName": BACKUP_SUCCEEDED_METRIC, "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
+            {"MetricName": BACKUP_COMPLETED_AT_METRIC, "Dimensions": dimensions, "Value": completed_at, "Unit": "None"},
         ])
 
 

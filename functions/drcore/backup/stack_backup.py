@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
 
-from drcore.state.backup_store import BackupStore, Component, new_backup_id
+from drcore.aws.stacks import describe_stack
 from drcore.core.errors import InvalidRequest
-from drcore.backup.function_backup import BackupFiles
 from drcore.core.models import Clock, to_iso, utc_now
+from drcore.state.backup_files import BackupFiles
+from drcore.state.backup_store import BackupStore, Component, new_backup_id
 
 logger = Logger(child=True)
 
@@ -123,22 +123,19 @@ class StackBackup:
             "completed_at": to_iso(self._clock()),
         })
         stages = ("Original", "Processed") if template["processed"] else ("Original",)
-        logger.info("stack backed up", extra={"stack": self._stack, "backup_id": backup_id, "bytes": files.bytes,
+        logger.info("stack backed up", extra={"stack": self._stack, "backup_id": backup_id, "bytes": files.total_bytes,
                                               "resources": len(resources), "stages": stages})
         return StackBackupResult(
             stack_name=self._stack, stack_id=stack["StackId"], backup_id=backup_id, manifest_key=key,
             stack_status=stack["StackStatus"], template_format=template["format"], template_stages=stages,
-            resources=len(resources), bytes=files.bytes, files=tuple(entry["path"] for entry in files.entries),
+            resources=len(resources), bytes=files.total_bytes, files=tuple(entry["path"] for entry in files.entries),
         )
 
     def _describe(self) -> dict[str, Any]:
-        try:
-            return self._cloudformation.describe_stacks(StackName=self._stack)["Stacks"][0]
-        except ClientError as error:
-            # CloudFormation reports a missing stack as a ValidationError, whose message says so.
-            if error.response["Error"]["Code"] == "ValidationError" and "does not exist" in str(error):
-                raise StackNotFound(f"stack {self._stack} does not exist") from error
-            raise
+        stack = describe_stack(self._cloudformation, self._stack)
+        if stack is None:
+            raise StackNotFound(f"stack {self._stack} does not exist")
+        return stack
 
     def _back_up_templates(self, files: BackupFiles) -> dict[str, Any]:
         original = self._cloudformation.get_template(StackName=self._stack, TemplateStage="Original")

@@ -1,2 +1,3 @@
 """core: the vocabulary every capability shares: models, domain errors, the settings the functions read
-(and the names of their environment variables), the clock. Imports nothing else of drcore."""
+(the names of their environment variables and the seed's defaults, which the stack takes too), the names of
+the metrics they publish, the clock. Imports nothing else of drcore."""

@@ -1,23 +1,47 @@
 """Runtime settings of the controller's functions.
 
-The names of the environment variables are defined here once: the CDK stacks import `EnvVar` to set
-them and the handlers pass `os.environ` to `ControllerSettings.from_environ` to read them. The domain
+The names of the environment variables are defined once, here and (the controller's, read without pydantic
+so that a watcher starts cold quickly) in drcore.core.controller_settings: the CDK stacks import `EnvVar` to
+set them and the handlers pass `os.environ` to `ControllerSettings.from_environ` to read them. The domain
 itself never reads the environment.
+
+So are the defaults the seed runbook gives: the stack's settings model (stacks/settings.py) takes them as
+the defaults of cdk.json's "dr" block and sets every variable from it, and a function falls back on them
+only where a variable is absent (the tests, the local drill).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Mapping, TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# The controller's settings and their defaults are read without pydantic (drcore.core.controller_settings);
+# they are named here too, where the stacks and the other settings take them from.
+from drcore.core.controller_settings import DEFAULT_BAKE_SECONDS as DEFAULT_BAKE_SECONDS
+from drcore.core.controller_settings import DEFAULT_LIVE_ALIAS as DEFAULT_LIVE_ALIAS
+from drcore.core.controller_settings import DEFAULT_METRICS_NAMESPACE as DEFAULT_METRICS_NAMESPACE
+from drcore.core.controller_settings import DEFAULT_MIN_BAKE_INVOCATIONS as DEFAULT_MIN_BAKE_INVOCATIONS
+from drcore.core.controller_settings import DEFAULT_PENDING_REPAIR_SECONDS as DEFAULT_PENDING_REPAIR_SECONDS
+from drcore.core.controller_settings import DEFAULT_REGRESSION_FACTOR as DEFAULT_REGRESSION_FACTOR
+from drcore.core.controller_settings import DEFAULT_REGRESSION_MIN_INVOCATIONS as DEFAULT_REGRESSION_MIN_INVOCATIONS
+from drcore.core.controller_settings import DEFAULT_STABLE_ALIAS as DEFAULT_STABLE_ALIAS
 from drcore.core.controller_settings import ControllerSettings as ControllerSettings
 from drcore.core.controller_settings import EnvVar as EnvVar
 from drcore.core.errors import SettingsError
 
 _Settings = TypeVar("_Settings", bound=BaseModel)
+
+# Object copies a snapshot or a restore runs at once (S3 serves thousands of requests per second per prefix).
+DEFAULT_COPY_CONCURRENCY = 16
+MAX_COPY_CONCURRENCY = 128
+# A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
+DEFAULT_PLAN_TTL_SECONDS = 3600
+MIN_PLAN_TTL_SECONDS = 60
+MAX_PLAN_TTL_SECONDS = 7 * 86400
 
 
 def _validated(model: type[_Settings], names: type[StrEnum], environ: Mapping[str, str], label: str) -> _Settings:
@@ -52,6 +76,11 @@ def alarm_name(function_name: str, alias: str, kind: str) -> str:
     return f"{function_name}-{alias}-{kind}"
 
 
+# A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery": the stack grants the
+# recovery function that name only.
+RECOVERY_STACK_SUFFIX = "-recovery"
+
+
 class BackupEnvVar(StrEnum):
     """The backup function's environment (apart from the watchers' so each function gets only its own)."""
 
@@ -71,17 +100,25 @@ class BackupEnvVar(StrEnum):
     PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
 
 
+SnapshotsKept = Annotated[int, Field(ge=1)]
+PeriodsKept = Annotated[int, Field(ge=0)]
+
+
 class RetentionPolicy(BaseModel):
     """How many snapshots to keep: the newest `keep_last`, plus the newest of each of the last N hours,
-    days, weeks and months (grandfather-father-son)."""
+    days, weeks and months (grandfather-father-son). The defaults are the seed's; the stack's settings
+    model takes them from here."""
 
     model_config = ConfigDict(frozen=True)
 
-    keep_last: int = Field(24, ge=1)
-    hourly: int = Field(24, ge=0)
-    daily: int = Field(14, ge=0)
-    weekly: int = Field(8, ge=0)
-    monthly: int = Field(12, ge=0)
+    keep_last: SnapshotsKept = 24
+    hourly: PeriodsKept = 24
+    daily: PeriodsKept = 14
+    weekly: PeriodsKept = 8
+    monthly: PeriodsKept = 12
+
+
+DEFAULT_RETENTION = RetentionPolicy()
 
 
 class BackupSettings(BaseModel):
@@ -93,13 +130,14 @@ class BackupSettings(BaseModel):
     backup_bucket: str = Field(alias=BackupEnvVar.BACKUP_BUCKET_NAME, min_length=3)
     pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
     log_group: str = Field("", alias=BackupEnvVar.LOG_GROUP_NAME)  # default: /aws/lambda/<function>
-    metrics_namespace: str = Field("ApiladosDR", alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
-    retention_keep_last: int = Field(24, alias=BackupEnvVar.RETENTION_KEEP_LAST, ge=1)
-    retention_hourly: int = Field(24, alias=BackupEnvVar.RETENTION_HOURLY, ge=0)
-    retention_daily: int = Field(14, alias=BackupEnvVar.RETENTION_DAILY, ge=0)
-    retention_weekly: int = Field(8, alias=BackupEnvVar.RETENTION_WEEKLY, ge=0)
-    retention_monthly: int = Field(12, alias=BackupEnvVar.RETENTION_MONTHLY, ge=0)
-    copy_concurrency: int = Field(16, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1, le=128)
+    metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
+    retention_keep_last: SnapshotsKept = Field(DEFAULT_RETENTION.keep_last, alias=BackupEnvVar.RETENTION_KEEP_LAST)
+    retention_hourly: PeriodsKept = Field(DEFAULT_RETENTION.hourly, alias=BackupEnvVar.RETENTION_HOURLY)
+    retention_daily: PeriodsKept = Field(DEFAULT_RETENTION.daily, alias=BackupEnvVar.RETENTION_DAILY)
+    retention_weekly: PeriodsKept = Field(DEFAULT_RETENTION.weekly, alias=BackupEnvVar.RETENTION_WEEKLY)
+    retention_monthly: PeriodsKept = Field(DEFAULT_RETENTION.monthly, alias=BackupEnvVar.RETENTION_MONTHLY)
+    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1,
+                                  le=MAX_COPY_CONCURRENCY)
     publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
 
     @property
@@ -131,8 +169,8 @@ class RecoverySettings(BaseModel):
     restore_target_buckets: tuple[str, ...] = Field((), alias=RecoveryEnvVar.RESTORE_TARGET_BUCKETS)
     rpo_seconds: tuple[tuple[str, int], ...] = Field(
         (("lambda", 300), ("s3", 3600), ("stack", 86400), ("logs", 86400)), alias=RecoveryEnvVar.RPO_SECONDS)
-    # A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
-    plan_ttl_seconds: int = Field(3600, alias=RecoveryEnvVar.PLAN_TTL_SECONDS, ge=60, le=7 * 86400)
+    plan_ttl_seconds: int = Field(DEFAULT_PLAN_TTL_SECONDS, alias=RecoveryEnvVar.PLAN_TTL_SECONDS,
+                                  ge=MIN_PLAN_TTL_SECONDS, le=MAX_PLAN_TTL_SECONDS)
 
     _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
 
@@ -152,7 +190,15 @@ class DrillEnvVar(StrEnum):
     SCRATCH_BUCKET_NAME = "DR_DRILL_SCRATCH_BUCKET"  # the newest snapshot is restored into it
     SCRATCH_FUNCTION_NAME = "DR_DRILL_SCRATCH_FUNCTION"  # the newest function backup is restored as it
     RTO_SECONDS = "DR_RTO_SECONDS"  # JSON: {"lambda": 900, "s3": 1800, "configuration": 300}
-    ENVIRONMENT = "DR_DRILL_ENVIRONMENT"  # "aws", or "embedded" when the local drill runs the handler
+    ENVIRONMENT = "DR_DRILL_ENVIRONMENT"  # a DrillEnvironment
+
+
+class DrillEnvironment(StrEnum):
+    """Where a drill runs: the drill function in AWS, or the local drill (`make drill`) against the embedded
+    endpoint. Reports and the DrillPassed metric carry it, so the dashboard shows AWS drills only."""
+
+    AWS = "aws"
+    EMBEDDED = "embedded"
 
 
 class DrillSettings(BaseModel):
@@ -162,7 +208,7 @@ class DrillSettings(BaseModel):
     scratch_function: str = Field(alias=DrillEnvVar.SCRATCH_FUNCTION_NAME, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     rto_seconds: tuple[tuple[str, int], ...] = Field(
         (("configuration", 300), ("lambda", 900), ("s3", 1800)), alias=DrillEnvVar.RTO_SECONDS)
-    environment: str = Field("aws", alias=DrillEnvVar.ENVIRONMENT, pattern=r"^(aws|embedded)$")
+    environment: DrillEnvironment = Field(DrillEnvironment.AWS, alias=DrillEnvVar.ENVIRONMENT)
 
     _rto_table = field_validator("rto_seconds", mode="before")(_seconds_table)
 

@@ -25,7 +25,7 @@ class DrillStep:
 
 @dataclass
 class DrillReport:
-    environment: str  # "embedded" | "aws"
+    environment: str  # a drcore.core.config.DrillEnvironment: "aws" or "embedded"
     started_at: str
     finished_at: str = ""
     steps: list[DrillStep] = field(default_factory=list)

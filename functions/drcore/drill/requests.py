@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import parse_time
+from drcore.core.untrusted_input import describe_problems
 
 DRILL_ID = r"^drill-\d{8}T\d{6}Z(-[0-9a-f]{4})?$"
+
+
+def _a_time(text: str) -> str:
+    """The schedule's time names the drill: it must be one (kept as sent, so a duplicate names the same drill)."""
+    try:
+        parse_time(text)
+    except ValueError as error:
+        raise ValueError("not an ISO 8601 time") from error
+    return text
+
+
+ScheduleTime = Annotated[str, Field(max_length=64), AfterValidator(_a_time)]
 
 
 class StartDrill(BaseModel):
@@ -26,7 +39,7 @@ class StartDrill(BaseModel):
     action: Literal["drill"]
     requested_by: str = Field(min_length=1, max_length=256)
     reason: str = Field("DR drill", min_length=1, max_length=1024)
-    scheduled_at: str | None = None  # the schedule event's time
+    scheduled_at: ScheduleTime | None = None  # the schedule event's time
 
     def drill_id(self, now: datetime) -> str:
         if self.scheduled_at is not None:
@@ -44,16 +57,10 @@ def parse_drill_request(event: Any) -> StartDrill | ResumeDrill:
     """The request an event carries; InvalidRequest names what is wrong and what is expected."""
     if not isinstance(event, dict):
         raise InvalidRequest(f"expected a JSON object, got {type(event).__name__}")
-    model = ResumeDrill if "resume" in event else StartDrill
+    model: type[StartDrill] | type[ResumeDrill] = ResumeDrill if "resume" in event else StartDrill
     try:
-        request = model.model_validate(event)
-        if isinstance(request, StartDrill) and request.scheduled_at is not None:
-            parse_time(request.scheduled_at)
+        return model.model_validate(event)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, issue['loc'])) or 'event'}: {issue['msg']}" for issue in error.errors())
         raise InvalidRequest(
-            f"not a drill request ({problems}); expected {{\"action\": \"drill\", \"requested_by\": \"<who>\", "
-            "\"reason\": \"<why>\"} or {\"resume\": \"<drill id>\"}") from error
-    except ValueError as error:
-        raise InvalidRequest(f"scheduled_at {event.get('scheduled_at')!r} is not an ISO 8601 time") from error
-    return request
+            f"not a drill request ({describe_problems(error)}); expected {{\"action\": \"drill\", \"requested_by\": "
+            "\"<who>\", \"reason\": \"<why>\"} or {\"resume\": \"<drill id>\"}") from error

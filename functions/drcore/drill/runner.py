@@ -26,7 +26,8 @@ one), published as the DrillPassed metric, and a failed drill is alerted at seve
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Callable
 
@@ -35,11 +36,15 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.alarms import AlarmBoard
 from drcore.aws.alerts import Alert, AlertPublisher
+from drcore.aws.errors import is_precondition_failed
 from drcore.backup.catalog import BackupCatalog
-from drcore.state.backup_store import AlreadyWritten, BackupListing, BackupStore, Component
-from drcore.restore.bucket_restore import BucketRestorer, RestorePlan
+from drcore.state.backup_store import REPORTS_PREFIX, AlreadyWritten, BackupListing, BackupStore, Component
+from drcore.restore.bucket_plan import RestorePlan
+from drcore.restore.bucket_restore import BucketRestorer
 from drcore.drill.report import DrillReport, DrillStep
+from drcore.core.config import DrillEnvironment
 from drcore.core.errors import DrError, InvalidRequest
+from drcore.core.metric_names import DRILL_PASSED_METRIC, ENVIRONMENT_DIMENSION
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.core.models import Cause, Clock, ControllerState, parse_time, to_iso, utc_now
 from drcore.state.plans import PlanBook
@@ -50,7 +55,6 @@ logger = Logger(child=True)
 
 STEPS = ("rpo_check", "health_check", "recover_lambda", "restore_s3", "validate_stack")
 DRILL_KIND = "drill"
-REPORTS_PREFIX = "drills/"
 # A run's record outlives any drill; DynamoDB's TTL removes it afterwards (the report stays in the bucket).
 RUN_TTL_SECONDS = 7 * 86400
 # A step starts only with this much of the invocation left, or the drill continues in a new invocation:
@@ -87,8 +91,8 @@ class DrillRecorder:
             result="passed" if report.ok else "failed",
             details={**report.summary(), "report": f"s3://{self._store.bucket}/{key}"})
         self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[{
-            "MetricName": "DrillPassed", "Dimensions": [{"Name": "Environment", "Value": report.environment}],
-            "Value": 1 if report.ok else 0, "Unit": "None"}])
+            "MetricName": DRILL_PASSED_METRIC, "Value": 1 if report.ok else 0, "Unit": "None",
+            "Dimensions": [{"Name": ENVIRONMENT_DIMENSION, "Value": report.environment}]}])
         if failed:
             self._alerts.publish(Alert(
                 severity=3, brief=f"DR drill failed: {', '.join(failed)}", occurred_at=report.finished_at,
@@ -110,35 +114,72 @@ def _fact(step: DrillStep) -> str:
     return f"{verdict} in {step.seconds:g}s{objective}{error}"
 
 
-class DrillRunner:
-    """Runs drills step by step; `continue_later(event)` invokes the drill function again with `event`."""
+@dataclass(frozen=True)
+class DrillTargets:
+    """What a drill rehearses the recovery of, where it restores to, and the objectives it is timed against."""
 
-    def __init__(self, *, function_name: str, data_bucket: str, scratch_bucket: str, scratch_function: str,
-                 environment: str, rto_seconds: dict[str, int], catalog: BackupCatalog, alarm_board: AlarmBoard,
-                 watched_alarms: tuple[str, ...], state: ControllerStateStore, function_restorer: FunctionRestorer,
-                 bucket_restorer: BucketRestorer, stack_recovery: StackRecovery, s3_client: Any, lambda_client: Any,
-                 runs: PlanBook, recorder: DrillRecorder, continue_later: Callable[[dict[str, Any]], None],
-                 clock: Clock = utc_now) -> None:
-        if scratch_function == function_name or scratch_bucket == data_bucket:
+    protected_function: str
+    data_bucket: str
+    watched_alarms: tuple[str, ...]
+    scratch_function: str
+    scratch_bucket: str
+    environment: DrillEnvironment
+    rto_seconds: Mapping[str, int]  # component ("lambda", "s3", "configuration") -> seconds
+
+    def __post_init__(self) -> None:
+        if self.scratch_function == self.protected_function or self.scratch_bucket == self.data_bucket:
             raise ValueError("a drill's scratch function and bucket must not be the protected ones")
-        self._function = function_name
-        self._data_bucket = data_bucket
-        self._scratch_bucket = scratch_bucket
-        self._scratch_function = scratch_function
-        self._environment = environment
-        self._rto = rto_seconds
-        self._catalog = catalog
-        self._alarm_board = alarm_board
-        self._watched = watched_alarms
-        self._state = state
-        self._function_restorer = function_restorer
-        self._bucket_restorer = bucket_restorer
-        self._stack_recovery = stack_recovery
-        self._s3 = s3_client
-        self._lambda = lambda_client
-        self._runs = runs
-        self._recorder = recorder
-        self._continue_later = continue_later
+
+
+@dataclass(frozen=True)
+class DrillSources:
+    """What a drill reads: the backups, the LIVE alarms and the controller record."""
+
+    catalog: BackupCatalog
+    alarm_board: AlarmBoard
+    controller_state: ControllerStateStore
+
+
+@dataclass(frozen=True)
+class DrillEngines:
+    """What a drill restores with: the restore engines, and the clients it clears and trims the scratch
+    bucket and function with."""
+
+    function_restorer: FunctionRestorer
+    bucket_restorer: BucketRestorer
+    stack_recovery: StackRecovery
+    s3_client: Any
+    lambda_client: Any
+
+
+@dataclass(frozen=True)
+class DrillRecords:
+    """Where a drill keeps its run and its report; `continue_later(event)` invokes the drill function again
+    with `event`."""
+
+    runs: PlanBook
+    recorder: DrillRecorder
+    continue_later: Callable[[dict[str, Any]], None]
+
+
+class DrillRunner:
+    """Runs drills step by step."""
+
+    def __init__(self, targets: DrillTargets, sources: DrillSources, engines: DrillEngines, records: DrillRecords,
+                 clock: Clock = utc_now) -> None:
+        self._targets = targets
+        self._function = targets.protected_function
+        self._catalog = sources.catalog
+        self._alarm_board = sources.alarm_board
+        self._state = sources.controller_state
+        self._function_restorer = engines.function_restorer
+        self._bucket_restorer = engines.bucket_restorer
+        self._stack_recovery = engines.stack_recovery
+        self._s3 = engines.s3_client
+        self._lambda = engines.lambda_client
+        self._runs = records.runs
+        self._recorder = records.recorder
+        self._continue_later = records.continue_later
         self._clock = clock
 
     # Runs ----------------------------------------------------------------------------------------
@@ -146,11 +187,11 @@ class DrillRunner:
     def start(self, drill_id: str, requested_by: str, reason: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         """A new drill; a second start with the same id (a duplicated schedule event) starts nothing."""
         request = {"drill_id": drill_id, "requested_by": requested_by, "reason": reason}
-        run = {"started_at": to_iso(self._clock()), "environment": self._environment}
+        run = {"started_at": to_iso(self._clock()), "environment": self._targets.environment.value}
         try:
             self._runs.save(drill_id, DRILL_KIND, request, run)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_precondition_failed(error):
                 logger.info("drill already started", extra={"drill_id": drill_id})
                 return {"status": "already_started", "drill_id": drill_id,
                         "note": f"resume it with {{\"resume\": \"{drill_id}\"}} if it stopped"}
@@ -214,7 +255,7 @@ class DrillRunner:
 
     def _objective(self, name: str) -> float | None:
         component = {"recover_lambda": "lambda", "restore_s3": "s3", "validate_stack": "configuration"}.get(name)
-        return None if component is None else self._rto.get(component)
+        return None if component is None else self._targets.rto_seconds.get(component)
 
     def _seconds_since(self, started: datetime) -> float:
         return round((self._clock() - started).total_seconds(), 3)
@@ -234,8 +275,9 @@ class DrillRunner:
         return not stale, {"components": latest, "outside_rpo": stale}
 
     def _health_check(self) -> tuple[bool, dict[str, Any]]:
-        states = self._alarm_board.states(self._watched)
-        missing = sorted(set(self._watched) - set(states))
+        watched = self._targets.watched_alarms
+        states = self._alarm_board.states(watched)
+        missing = sorted(set(watched) - set(states))
         in_alarm = sorted(name for name, signal in states.items() if signal.state == "ALARM")
         record = self._state.get(self._function)
         frozen = record is not None and record.state is ControllerState.FROZEN
@@ -247,13 +289,13 @@ class DrillRunner:
             "live_version": record.live_version if record else None,
             "stable_version": record.stable_version if record else None,
         }
-        return bool(self._watched) and not missing and not in_alarm and not frozen, details
+        return bool(watched) and not missing and not in_alarm and not frozen, details
 
     def _recover_lambda(self) -> tuple[bool, dict[str, Any]]:
         backup = self._newest(Component.LAMBDA)
-        plan = self._function_restorer.plan(backup.backup_id, self._scratch_function)
+        plan = self._function_restorer.plan(backup.backup_id, self._targets.scratch_function)
         result = self._function_restorer.apply(plan)
-        details = {"reserved_concurrency_released": self._release_reserved_concurrency()}
+        details: dict[str, Any] = {"reserved_concurrency_released": self._release_reserved_concurrency()}
         details |= {
             "backup_id": backup.backup_id,
             "target": result.target,
@@ -269,10 +311,11 @@ class DrillRunner:
     def _release_reserved_concurrency(self) -> int | None:
         """Once verified, the scratch function gives back the concurrency its backup reserved: nothing
         invokes it, and a reservation would shrink the account's unreserved pool until the next drill."""
-        reserved = self._lambda.get_function_concurrency(FunctionName=self._scratch_function).get(
+        scratch = self._targets.scratch_function
+        reserved: int | None = self._lambda.get_function_concurrency(FunctionName=scratch).get(
             "ReservedConcurrentExecutions")
         if reserved is not None:
-            self._lambda.delete_function_concurrency(FunctionName=self._scratch_function)
+            self._lambda.delete_function_concurrency(FunctionName=scratch)
         return reserved
 
     def _restore_s3(self, restore: dict[str, Any] | None,
@@ -317,23 +360,24 @@ class DrillRunner:
         snapshot = self._newest(Component.S3)
         # An empty scratch bucket makes the drill copy everything, as a restore into a lost bucket would.
         cleared = self._clear_scratch_bucket()
-        plan = self._bucket_restorer.plan(source_bucket=self._data_bucket, snapshot_id=snapshot.backup_id,
-                                          target_bucket=self._scratch_bucket)
+        plan = self._bucket_restorer.plan(source_bucket=self._targets.data_bucket, snapshot_id=snapshot.backup_id,
+                                          target_bucket=self._targets.scratch_bucket)
         return {"started_at": to_iso(started), "plan": plan.to_dict(), "cleared": cleared, "safety_snapshot_id": None,
                 "copied": 0, "bytes_copied": 0, "invocations": 0}
 
     def _clear_scratch_bucket(self) -> int:
         """Hide every current object of the scratch bucket behind a delete marker; its lifecycle expires them."""
-        cleared = 0
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._scratch_bucket,
-                                                                          PaginationConfig={"PageSize": DELETE_BATCH}):
+        cleared, scratch = 0, self._targets.scratch_bucket
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=scratch,
+                                                                   PaginationConfig={"PageSize": DELETE_BATCH})
+        for page in pages:
             keys = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
             if not keys:
                 continue
-            answer = self._s3.delete_objects(Bucket=self._scratch_bucket, Delete={"Objects": keys, "Quiet": True})
+            answer = self._s3.delete_objects(Bucket=scratch, Delete={"Objects": keys, "Quiet": True})
             if answer.get("Errors"):
                 first = answer["Errors"][0]
-                raise DrError(f"could not clear s3://{self._scratch_bucket}: {len(answer['Errors'])} objects refused, "
+                raise DrError(f"could not clear s3://{scratch}: {len(answer['Errors'])} objects refused, "
                               f"such as {first.get('Key')} ({first.get('Code')}: {first.get('Message')})")
             cleared += len(keys)
         return cleared

@@ -10,12 +10,15 @@ from typing import Any, Callable
 
 from drcore.backup.catalog import BackupCatalog
 from drcore.state.backup_store import Component
-from drcore.restore.bucket_restore import BucketRestorer, RestorePlan
+from drcore.restore.bucket_plan import RestorePlan
+from drcore.restore.bucket_restore import BucketRestorer
 from drcore.rollback.controller import AliasController
 from drcore.core.errors import InvalidRequest
-from drcore.restore.function_restore import FunctionRestorePlan, FunctionRestorer
+from drcore.restore.function_plan import FunctionRestorePlan
+from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import RecoverFromBackup, RecoverStack, RestoreS3
-from drcore.restore.stack_recovery import StackRecovery, StackRecoveryPlan
+from drcore.restore.stack_plan import StackRecoveryPlan
+from drcore.restore.stack_recovery import StackRecovery
 
 
 class S3RestoreAction:

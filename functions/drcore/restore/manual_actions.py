@@ -6,18 +6,58 @@ names the problem and what is allowed; nothing is read or changed for a refused 
 
 from __future__ import annotations
 
+import unicodedata
+from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
+                      ValidationInfo, model_validator)
 
+from drcore.backup.requests import BackupId
 from drcore.core.errors import InvalidRequest
-from drcore.core.models import Cause
+from drcore.core.models import Cause, utc_now
+from drcore.core.untrusted_input import describe_problems, echo
 
-VERSION_NUMBER = r"^[1-9][0-9]*$"  # a published version; never $LATEST
-BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"  # drcore.state.backup_store.new_backup_id
+VERSION_NUMBER = r"^[1-9][0-9]{0,9}$"  # a published version (ten digits are plenty); never $LATEST
 PLAN_ID = r"^[a-z]{2}-[0-9a-f]{6,32}$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _in_the_past(moment: datetime, info: ValidationInfo) -> datetime:
+    """A restore point is a moment whose state was backed up: one still to come has none."""
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError as error:  # a year-1 time east of UTC, a year-9999 time west of it
+        raise ValueError("out of range") from error
+    now: datetime = (info.context or {}).get("now") or utc_now()
+    if utc > now:
+        raise ValueError(f"a restore point must be in the past (it is now {now.isoformat(timespec='seconds')})")
+    return moment
+
+
+RestorePoint = Annotated[AwareDatetime, AfterValidator(_in_the_past)]
+
+# NoEcho values a stack backup cannot hold, named as CloudFormation names parameters. Bounded so that a
+# plan that carries them always fits its state-table record.
+ParameterValues = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,255}$")], Annotated[str, Field(max_length=4096)]],
+    Field(max_length=20),
+]
+
+
+def _names_keys_of_the_bucket(prefix: str) -> str:
+    """A prefix is matched literally against the bucket's keys and ends up in plans, logs and reports: one
+    that reads like a path out of where it points (`..`, a leading `/`) or hides characters in a log
+    line (control characters) is refused rather than guessed at."""
+    if prefix.startswith("/"):
+        raise ValueError("starts with '/': S3 keys are relative, give the prefix without it")
+    if ".." in prefix.split("/"):
+        raise ValueError("has a '..' segment: give the prefix as the keys spell it")
+    hidden = next((char for char in prefix if unicodedata.category(char) == "Cc"), None)
+    if hidden is not None:
+        raise ValueError(f"has a control character ({hidden!r})")
+    return prefix
 
 
 class _Action(BaseModel):
@@ -101,9 +141,9 @@ class RestoreS3(_TwoStep):
     """Point-in-time restore of the data bucket (or a prefix of it), into it or an allowed bucket."""
 
     action: Literal["restore_s3"]
-    snapshot_id: str | None = Field(None, pattern=BACKUP_ID)
-    at: AwareDatetime | None = None
-    prefix: str = Field("", max_length=1024)
+    snapshot_id: BackupId | None = None
+    at: RestorePoint | None = None
+    prefix: Annotated[str, Field(max_length=1024), AfterValidator(_names_keys_of_the_bucket)] = ""
     target_bucket: str | None = Field(None, pattern=BUCKET_NAME)
 
     @model_validator(mode="after")
@@ -117,7 +157,7 @@ class RecoverFromBackup(_TwoStep):
     """Rebuild the function from a backup: in place (LIVE then serves the restored version) or beside it."""
 
     action: Literal["recover_from_backup"]
-    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    backup_id: BackupId | None = None
     planning_fields: ClassVar[tuple[str, ...]] = ("backup_id",)
     target: str | None = Field(None, pattern=FUNCTION_NAME)
 
@@ -126,19 +166,19 @@ class RecoverStack(_TwoStep):
     """Recreate the pipeline's stack from a backup beside it (`<stack>-recovery`) or update it in place."""
 
     action: Literal["recover_stack"]
-    backup_id: str | None = Field(None, pattern=BACKUP_ID)
+    backup_id: BackupId | None = None
     mode: Literal["new", "update"] | None = None
     planning_fields: ClassVar[tuple[str, ...]] = ("backup_id", "mode")
-    parameter_values: dict[str, str] = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
+    parameter_values: ParameterValues = Field(default_factory=dict)  # NoEcho parameters the backup cannot hold
 
 
 class ComprehensiveRollback(_TwoStep):
     """Function, environment, data and stack back to the backups nearest before `at`, in that order."""
 
     action: Literal["comprehensive_rollback"]
-    at: AwareDatetime | None = None
+    at: RestorePoint | None = None
     planning_fields: ClassVar[tuple[str, ...]] = ("at",)
-    parameter_values: dict[str, str] = Field(default_factory=dict)
+    parameter_values: ParameterValues = Field(default_factory=dict)
 
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
@@ -149,16 +189,18 @@ ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type
                      for model in _MODELS)
 
 
-def parse_manual_action(event: Any) -> Any:
+def parse_manual_action(event: Any, now: datetime | None = None) -> Any:
+    """The action an operator's event asks for; InvalidRequest names what is wrong and what is allowed.
+
+    `now` is the moment restore points are checked against (the present unless a test says otherwise).
+    """
     if not isinstance(event, dict):
         raise InvalidRequest(f"expected a JSON object like {{\"action\": \"status\"}}, got {type(event).__name__}")
     action = event.get("action")
     if action not in ACTION_NAMES:
-        raise InvalidRequest(f"unknown action {action!r}; valid actions: {', '.join(ACTION_NAMES)}")
+        raise InvalidRequest(f"unknown action {echo(action)}; valid actions: {', '.join(ACTION_NAMES)}")
     try:
-        return _adapter.validate_python(event)
+        return _adapter.validate_python(event, context={"now": now or utc_now()})
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc'][1:]) or 'event'}: {issue['msg']}" for issue in error.errors()
-        )
-        raise InvalidRequest(f"invalid {action} request: {problems}") from error
+        # The first part of each location is the action's tag, which names no field of the event.
+        raise InvalidRequest(f"invalid {action} request: {describe_problems(error, skip_location_parts=1)}") from error

@@ -7,17 +7,29 @@ without raising, so a malformed event never turns into a retry storm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import ValidationError
 
 from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
+from drcore.aws.metrics import VersionGauges
+from drcore.core.metric_names import (
+    DRIFT_REVERTS_METRIC,
+    FREEZES_METRIC,
+    LIVE_VERSION_METRIC,
+    PROMOTIONS_METRIC,
+    ROLLBACKS_METRIC,
+    STABLE_VERSION_METRIC,
+)
+from drcore.core.models import AlarmSignal
+from drcore.core.untrusted_input import describe_problems, echo
 from drcore.rollback.controller import AliasController
 from drcore.rollback.outcome import Outcome
-from drcore.aws.metrics import VersionGauges
-from drcore.core.models import AlarmSignal
 
 # A child of the handler's Powertools logger: the same structured JSON, the same service.
 logger = Logger(child=True)
@@ -33,6 +45,15 @@ class Tick:
 WatcherEvent = AlarmSignal | Tick
 
 
+def tick_from_schedule(event: dict[str, Any]) -> Tick:
+    """An EventBridge "Scheduled Event": only its envelope matters, and it must be EventBridge's."""
+    try:
+        schedule = EventBridgeModel.model_validate(event)
+    except ValidationError as error:
+        raise UnrecognisedEvent(f"scheduled event without a usable envelope: {describe_problems(error)}") from error
+    return Tick(at=schedule.time.isoformat())
+
+
 def recognise(event: Any) -> WatcherEvent:
     """Classify a raw Lambda event; UnrecognisedEvent says what is wrong with anything else."""
     if not isinstance(event, dict):
@@ -43,10 +64,10 @@ def recognise(event: Any) -> WatcherEvent:
     if detail_type == ALARM_STATE_CHANGE:
         return signal_from_eventbridge(event)
     if detail_type == SCHEDULED_EVENT:
-        return Tick(at=str(event.get("time", "")))
+        return tick_from_schedule(event)
     raise UnrecognisedEvent(
         "not an alarm action, an alarm state change or a scheduled event "
-        f"(keys: {sorted(event)[:8]}, detail-type: {detail_type!r})"
+        f"(keys: {echo(sorted(event)[:8])}, detail-type: {echo(detail_type)})"
     )
 
 
@@ -66,7 +87,7 @@ def run_watcher(
         outcomes = on_tick()
         record = controller.record()
         return {"status": "ticked", "outcomes": [outcome.to_dict() for outcome in outcomes],
-                "versions": {"LiveVersion": record.live_version, "StableVersion": record.stable_version}}
+                "versions": {LIVE_VERSION_METRIC: record.live_version, STABLE_VERSION_METRIC: record.stable_version}}
     if recognised.alarm_name not in own_alarms:
         reason = f"alarm {recognised.alarm_name!r} is not watched by this function (watched: {', '.join(own_alarms)})"
         logger.warning("ignoring alarm", extra={"alarm": recognised.alarm_name, "reason": reason})
@@ -75,7 +96,7 @@ def run_watcher(
     logger.info("alarm handled", extra={"alarm": recognised.incident_id, "outcome": outcome.to_dict()})
     result = {"status": "handled", "alarm": recognised.incident_id, "outcome": outcome.to_dict()}
     if outcome.action == "rolled_back" and outcome.to_version:
-        result["versions"] = {"LiveVersion": outcome.to_version}
+        result["versions"] = {LIVE_VERSION_METRIC: outcome.to_version}
     return result
 
 
@@ -83,8 +104,8 @@ def outcome_metrics(result: dict[str, Any]) -> list[str]:
     """Names of the count metrics an event earns: one for the event itself (Ticks, AlarmEvents,
     IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes, DriftReverts)."""
     per_status = {"ticked": "Ticks", "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
-    per_action = {"rolled_back": "Rollbacks", "rollback_completed": "Rollbacks", "promoted": "Promotions",
-                  "frozen": "Freezes", "reverted": "DriftReverts"}
+    per_action = {"rolled_back": ROLLBACKS_METRIC, "rollback_completed": ROLLBACKS_METRIC,
+                  "promoted": PROMOTIONS_METRIC, "frozen": FREEZES_METRIC, "reverted": DRIFT_REVERTS_METRIC}
     outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])
     changes = [per_action[outcome["action"]] for outcome in outcomes if outcome.get("action") in per_action]
     return [per_status[result["status"]], *changes]

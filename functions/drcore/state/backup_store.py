@@ -10,25 +10,37 @@ written last: a backup without a manifest is incomplete by definition and never 
     backups/lambda/<function>/<backup id>/...               code.zip, configuration.json, layers/, manifest.json
     backups/stack/<stack>/<backup id>/...                   template.json, stack.json, manifest.json
     backups/logs/<function>/<backup id>/...                 the log export, manifest.json
+    restores/s3/<target>/<plan id>/changes.json.gz         a large bucket restore plan's full change lists
+    restores/s3/<target>/<plan id>/applied/<...>.json.gz   the versions an apply of that plan wrote
+    drills/<drill id>/report.json, report.md               drill reports
 
 A backup id is its UTC start time plus a random suffix (`20261126T132500Z-3f9a1c`), so ids sort by time.
+The stacks grant each function its prefixes from these names, so this module imports no engine.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from drcore.aws.errors import OBJECT_NOT_FOUND, error_code, is_precondition_failed
 from drcore.core.errors import DrError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectTypeDef
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_GZIP = "manifest.json.gz"
+RESTORE_ROOT = "restores/s3/"
+REPORTS_PREFIX = "drills/"
 
 
 class Component(StrEnum):
@@ -45,12 +57,12 @@ class AlreadyWritten(DrError):
 def new_backup_id(moment: datetime) -> str:
     """`<UTC second>-<millisecond, 3 hex digits><3 random hex digits>`: ids sort in time order, down to the
     millisecond, so "the newest backup" is never a coin toss between two taken in the same second."""
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return f"{utc:%Y%m%dT%H%M%SZ}-{utc.microsecond // 1000:03x}{secrets.token_hex(2)[:3]}"
 
 
 def backup_time(backup_id: str) -> datetime:
-    return datetime.strptime(backup_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(backup_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def backup_prefix(component: Component, subject: str, backup_id: str) -> str:
@@ -68,6 +80,14 @@ def content_key(algorithm: str, digest: str) -> str:
     return f"content/{algorithm}/{digest}"
 
 
+def restore_changes_key(target_bucket: str, plan_id: str) -> str:
+    return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/changes.json.gz"
+
+
+def restore_records_prefix(target_bucket: str, plan_id: str) -> str:
+    return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/applied/"
+
+
 @dataclass(frozen=True)
 class BackupListing:
     component: Component
@@ -80,7 +100,7 @@ class BackupListing:
 class BackupStore:
     """Write-once access to the backup bucket."""
 
-    def __init__(self, s3_client: Any, bucket: str) -> None:
+    def __init__(self, s3_client: S3Client, bucket: str) -> None:
         self.s3 = s3_client
         self.bucket = bucket
 
@@ -89,7 +109,7 @@ class BackupStore:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                                IfNoneMatch="*", **extra)
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if is_precondition_failed(error):
                 raise AlreadyWritten(f"s3://{self.bucket}/{key} already exists; backups are write-once") from error
             raise
 
@@ -100,7 +120,7 @@ class BackupStore:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if error_code(error) in OBJECT_NOT_FOUND:
                 return False
             raise
         return True
@@ -111,7 +131,7 @@ class BackupStore:
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
-    def keys(self, prefix: str) -> Iterator[dict[str, Any]]:
+    def keys(self, prefix: str) -> Iterator[ObjectTypeDef]:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
 

@@ -10,9 +10,10 @@ and continue in another invocation with `"resume": "<plan id>"`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
@@ -60,12 +61,13 @@ class PlanBook:
             raise InvalidRequest(f"plan {plan_id} is a {stored.kind} plan, not {kind}")
         if request is not None:
             if stored.applied_at is None and stored.expires_at < self._clock().timestamp():
-                expired = to_iso(datetime.fromtimestamp(stored.expires_at, timezone.utc))
+                expired = to_iso(datetime.fromtimestamp(stored.expires_at, UTC))
                 raise InvalidRequest(f"plan {plan_id} expired at {expired}: plan again")
             if request != stored.request:
-                differing = sorted(k for k in set(request) | set(stored.request) if request.get(k) != stored.request.get(k))
-                raise InvalidRequest(f"confirm {plan_id} does not match the current plan: {', '.join(differing)} differ;"
-                                     " confirm the same request that made the plan")
+                differing = sorted(key for key in set(request) | set(stored.request)
+                                   if request.get(key) != stored.request.get(key))
+                raise InvalidRequest(f"confirm {plan_id} does not match the current plan: {', '.join(differing)} "
+                                     "differ; confirm the same request that made the plan")
         return stored
 
     def claim(self, plan_id: str, requested_by: str) -> bool:
@@ -75,34 +77,62 @@ class PlanBook:
         self._store.update_plan(self._function, plan_id, **{name: json.dumps(value) for name, value in fields.items()})
 
 
+class TwoStepRequest(Protocol):
+    """What the flow reads from the request of a destructive action (the manual events' two-step models)."""
+
+    @property
+    def confirm(self) -> str | None: ...
+
+    @property
+    def resume(self) -> str | None: ...
+
+    @property
+    def requested_by(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def plan_request(self) -> dict[str, Any]:
+        """What defines the plan: its parameters, not who asks, why, or the confirmation."""
+        ...
+
+
 class TwoStepAction(Protocol):
     """What a destructive action provides to the two-step flow."""
 
     kind: str
 
+    # `Any`: each action plans from its own request model, a different subtype of TwoStepRequest.
     def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(plan id, the plan document to store, a summary for the operator); changes nothing."""
+        ...
 
     def fingerprint(self, plan: dict[str, Any]) -> str:
         """The world's current fingerprint, to compare with the one the plan was made against."""
+        ...
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str: ...
 
     def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
               request: Any) -> tuple[bool, dict[str, Any], dict[str, Any]]:
         """(finished, progress to keep for a resumption, result); idempotent on resumption."""
+        ...
+
+
+# Journals an applied plan: (action kind, plan id, the confirming request, the result).
+PlanJournal = Callable[[str, str, TwoStepRequest, dict[str, Any]], None]
 
 
 class TwoStepFlow:
     """Plan, confirm, apply once, resume: the same for every destructive action."""
 
-    def __init__(self, book: PlanBook, journal: Callable[..., None],
+    def __init__(self, book: PlanBook, journal: PlanJournal,
                  continue_later: Callable[[dict[str, Any]], None]) -> None:
         self._book = book
         self._journal = journal
         self._continue_later = continue_later
 
-    def run(self, action: TwoStepAction, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+    def run(self, action: TwoStepAction, request: TwoStepRequest, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         if request.resume:
             stored = self._book.load(request.resume, action.kind, None)
             if stored.applied_at is None:
@@ -113,7 +143,8 @@ class TwoStepFlow:
         if request.confirm is None:
             plan_id, plan, summary = action.make_plan(request)
             expires_at = self._book.save(plan_id, action.kind, request.plan_request(), plan)
-            return {"status": "planned", "plan_id": plan_id, "expires_at": to_iso(datetime.fromtimestamp(expires_at, timezone.utc)),
+            return {"status": "planned", "plan_id": plan_id,
+                    "expires_at": to_iso(datetime.fromtimestamp(expires_at, UTC)),
                     "plan": summary, "to_apply": {**request.plan_request(), "confirm": plan_id}}
         stored = self._book.load(request.confirm, action.kind, request.plan_request())
         if stored.applied_at is not None:
@@ -125,7 +156,7 @@ class TwoStepFlow:
             raise InvalidRequest(f"plan {stored.plan_id} is being applied by another request")
         return self._apply(action, stored, request, remaining_ms)
 
-    def _apply(self, action: TwoStepAction, stored: StoredPlan, request: Any,
+    def _apply(self, action: TwoStepAction, stored: StoredPlan, request: TwoStepRequest,
                remaining_ms: Callable[[], int]) -> dict[str, Any]:
         finished, progress, result = action.apply(stored.plan, stored.progress, remaining_ms, request)
         if not finished:

@@ -12,13 +12,15 @@ Every write is conditional and increments the record's generation, so two writer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from drcore.aws.errors import is_precondition_failed
 from drcore.core.errors import ConcurrentUpdate
 from drcore.core.models import (
     AlarmSignal,
@@ -29,6 +31,14 @@ from drcore.core.models import (
     PendingRollback,
     to_iso,
 )
+
+if TYPE_CHECKING:
+    # Types only: the stubs are a development dependency, never bundled into the Lambda asset.
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    # An item in DynamoDB's wire form, as the low-level client reads and writes it.
+    DynamoItem = Mapping[str, AttributeValueTypeDef]
 
 RECORD_KEY = "CONTROLLER"
 JOURNAL_PREFIX = "JOURNAL#"
@@ -61,11 +71,11 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
-def _marshal(item: dict[str, Any]) -> dict[str, Any]:
+def _marshal(item: Mapping[str, Any]) -> dict[str, AttributeValueTypeDef]:
     return {key: _serializer.serialize(_to_dynamo(value)) for key, value in item.items() if value is not None}
 
 
-def _unmarshal(item: dict[str, Any]) -> dict[str, Any]:
+def _unmarshal(item: DynamoItem) -> dict[str, Any]:
     return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
@@ -78,7 +88,7 @@ def record_to_item(record: ControllerRecord) -> dict[str, Any]:
     return item
 
 
-def record_from_item(item: dict[str, Any]) -> ControllerRecord:
+def record_from_item(item: DynamoItem) -> ControllerRecord:
     values = _unmarshal(item)
     candidate = values.get("candidate")
     pending = values.get("pending_rollback")
@@ -110,16 +120,12 @@ class RollbackRefused(Exception):
         self.record = record
 
 
-def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
-
-
 class ControllerStateStore:
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb_client
         self._table = table_name
 
-    def _key(self, function_name: str, sort_key: str) -> dict[str, Any]:
+    def _key(self, function_name: str, sort_key: str) -> dict[str, AttributeValueTypeDef]:
         return {"pk": {"S": _partition(function_name)}, "sk": {"S": sort_key}}
 
     def get(self, function_name: str) -> ControllerRecord | None:
@@ -137,7 +143,7 @@ class ControllerStateStore:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_precondition_failed(error):
                 raise ConcurrentUpdate(f"a controller record for {record.function_name} already exists") from error
             raise
         return record
@@ -153,7 +159,7 @@ class ControllerStateStore:
                 ExpressionAttributeValues={":expected": {"N": str(expected.generation)}},
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_precondition_failed(error):
                 raise ConcurrentUpdate(
                     f"controller record of {expected.function_name} moved past generation {expected.generation}"
                 ) from error
@@ -199,9 +205,10 @@ class ControllerStateStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_precondition_failed(error):
+                # ReturnValuesOnConditionCheckFailure puts the item as it was into the error response.
                 old = error.response.get("Item")
-                raise RollbackRefused(record_from_item(old) if old else None) from error
+                raise RollbackRefused(record_from_item(old) if isinstance(old, dict) and old else None) from error
             raise
         return record_from_item(response["Attributes"])
 
@@ -236,7 +243,7 @@ class ControllerStateStore:
                 TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(sk)"
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_precondition_failed(error):
                 return False
             raise
         return True
@@ -275,8 +282,10 @@ class ControllerStateStore:
 
     def put_plan(self, function_name: str, plan_id: str, document: dict[str, Any], expires_at: int) -> None:
         """Store a plan (`PLAN#<id>`); DynamoDB's TTL on `expires_at` removes it some time after it expired."""
-        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", **document, "expires_at": expires_at}
-        self._dynamodb.put_item(TableName=self._table, Item=_marshal(item), ConditionExpression="attribute_not_exists(sk)")
+        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", **document,
+                "expires_at": expires_at}
+        self._dynamodb.put_item(TableName=self._table, Item=_marshal(item),
+                                ConditionExpression="attribute_not_exists(sk)")
 
     def get_plan(self, function_name: str, plan_id: str) -> dict[str, Any] | None:
         response = self._dynamodb.get_item(
@@ -295,7 +304,7 @@ class ControllerStateStore:
                 ExpressionAttributeValues={":at": {"S": applied_at}, ":by": {"S": applied_by}},
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
+            if is_precondition_failed(error):
                 return False
             raise
         return True

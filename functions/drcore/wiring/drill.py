@@ -9,7 +9,15 @@ from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
 from drcore.core.config import BackupSettings, ControllerSettings, DrillSettings, RecoverySettings
-from drcore.drill.runner import RUN_TTL_SECONDS, DrillRecorder, DrillRunner
+from drcore.drill.runner import (
+    RUN_TTL_SECONDS,
+    DrillEngines,
+    DrillRecorder,
+    DrillRecords,
+    DrillRunner,
+    DrillSources,
+    DrillTargets,
+)
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
@@ -28,15 +36,19 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
     store = BackupStore(s3, backup.backup_bucket)
     state = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")
-    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"), settings.metrics_namespace,
-                             alert_publisher(settings, client))
-    return DrillRunner(
-        function_name=settings.protected_function, data_bucket=backup.data_bucket,
-        scratch_bucket=drill.scratch_bucket, scratch_function=drill.scratch_function, environment=drill.environment,
-        rto_seconds=dict(drill.rto_seconds), catalog=BackupCatalog(store, backup, recovery),
-        alarm_board=AlarmBoard(client("cloudwatch")), watched_alarms=settings.watched_alarms, state=state,
+    targets = DrillTargets(
+        protected_function=settings.protected_function, data_bucket=backup.data_bucket,
+        watched_alarms=settings.watched_alarms, scratch_function=drill.scratch_function,
+        scratch_bucket=drill.scratch_bucket, environment=drill.environment, rto_seconds=dict(drill.rto_seconds))
+    sources = DrillSources(catalog=BackupCatalog(store, backup, recovery), alarm_board=AlarmBoard(client("cloudwatch")),
+                           controller_state=state)
+    engines = DrillEngines(
         function_restorer=FunctionRestorer(lambda_client, store, settings.protected_function),
         bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency),
-        stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack), s3_client=s3,
-        lambda_client=lambda_client, runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
-        continue_later=self_invoker(lambda_client, function_name))
+        stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack),
+        s3_client=s3, lambda_client=lambda_client)
+    recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"),
+                             settings.metrics_namespace, alert_publisher(settings, client))
+    records = DrillRecords(runs=PlanBook(state, settings.protected_function, RUN_TTL_SECONDS), recorder=recorder,
+                           continue_later=self_invoker(lambda_client, function_name))
+    return DrillRunner(targets, sources, engines, records)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from drcore.aws.alarms import AlarmBoard
-from drcore.aws.aliases import AliasGateway
 from drcore.aws.alerts import AlertPublisher
+from drcore.aws.aliases import AliasGateway
 from drcore.aws.clients import ClientFactory
 from drcore.aws.metrics import FunctionMetrics
 from drcore.core.controller_settings import ControllerSettings

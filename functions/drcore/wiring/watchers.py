@@ -9,6 +9,7 @@ from functools import lru_cache
 from drcore.aws.clients import client_factory
 from drcore.aws.metrics import HealthProbe, VersionGauges
 from drcore.core.controller_settings import ControllerSettings
+from drcore.core.metric_names import LIVE_VERSION_METRIC
 from drcore.rollback.controller import AliasController
 from drcore.wiring.shared import alias_controller
 
@@ -29,7 +30,7 @@ def watcher_services(settings: ControllerSettings, endpoint_url: str | None = No
     beside_rollbacks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-rollback")
 
     def publish_live_version(version: str) -> Future[None]:
-        return beside_rollbacks.submit(gauges.publish, {"LiveVersion": version})
+        return beside_rollbacks.submit(gauges.publish, {LIVE_VERSION_METRIC: version})
 
     controller, aliases, _ = alias_controller(settings, client, after_flip=publish_live_version)
     probe = HealthProbe(aliases, client("cloudwatch"), settings.metrics_namespace, settings.protected_function,

@@ -1,0 +1,199 @@
+"""The scenarios whose AWS calls the conformance check records: the drill, and what the drill does not reach.
+
+1. The drill exactly as `make drill` and tests/e2e/test_drill.py run it (embedded.drill.run_drill): every
+   backup, restore, recovery, rollback, promotion and the drill function's own run.
+2. Beside it, in a fresh embedded world, paths of the same functions the drill does not take:
+   - the drill function's first scheduled run, when its scratch function does not exist yet (the drill's
+     own recover_lambda step creates it first, so the drill function only ever updates it there), and a
+     later run after the function's configuration changed (it clears the scratch bucket and updates the
+     scratch function);
+   - the performance watcher, which the drill never invokes: its scheduled tick and its alarm action;
+   - a recovery of the function in place from an older backup, released to LIVE, then the operator's
+     manual rollback;
+   - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE).
+
+Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
+passes on calls recorded along an error path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.cloudformation.models import cloudformation_backends
+from moto.core.base_backend import BackendDict
+from moto.core.model_instances import reset_model_data
+
+from embedded.aws_events import ACCOUNT, LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
+from embedded.drill import run_drill
+from embedded.iam.recorder import CallRecording, record_calls
+from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, build_sample_system
+from embedded.world import REGION, embedded_world
+
+# The names the drill invokes these functions as (embedded/drill_backups.py, drill_recovery.py, drill.py).
+BACKUP_FUNCTION = "apilados-dr-backup"
+RECOVERY_FUNCTION = "apilados-dr-recovery"
+DRILL_FUNCTION = "apilados-dr-drill"
+OPERATOR = {"requested_by": "iam-conformance", "reason": "the IAM conformance scenarios"}
+
+
+class ScenarioFailed(Exception):
+    """A scenario did not reach its outcome: the calls it recorded are not the path it is there for."""
+
+
+def _context(function_name: str) -> Any:
+    """The context Lambda would pass (the stub has the attributes Powertools reads)."""
+    return LambdaContextStub(function_name)
+
+
+def _expect(condition: bool, what: str, answer: Any) -> None:
+    if not condition:
+        raise ScenarioFailed(f"{what}: {json.dumps(answer, default=str)[:2000]}")
+
+
+def _empty_account() -> None:
+    """moto's backends are global to the process and outlive an embedded server (an earlier drill in the
+    same test session leaves its sample system behind): each world here starts from an empty account."""
+    BackendDict.reset()
+    reset_model_data()
+
+
+@contextmanager
+def _fresh_system() -> Iterator[SampleSystem]:
+    """A new embedded world with the sample system, its buckets and the drill's scratch bucket, and this
+    process's environment set as the stack sets the functions' (restored by embedded_world)."""
+    _empty_account()
+    with embedded_world() as world:
+        session = boto3.session.Session(region_name=REGION)
+        system = build_sample_system(session, world.endpoint)
+        add_buckets(system, session, world.endpoint)
+        add_drill_scratch(system)
+        os.environ.update({**system.environment(), **system.backup_environment(), **system.drill_environment()})
+        world.behaviour.set_failing(system.function_name, system.versions["bad"])
+        yield system
+
+
+def _back_up(components: Iterable[str]) -> None:
+    import backup.handler as backup
+
+    for component in components:
+        for _ in range(4):  # a logs export completes on a later run, as its schedule runs it again
+            answer = backup.handler({"component": component}, _context(BACKUP_FUNCTION))
+            if all(part["status"] == "complete" for part in answer["components"]):
+                break
+        _expect(all(part["status"] == "complete" for part in answer["components"]), f"backup of {component}", answer)
+
+
+def _scheduled_drill() -> None:
+    import drill.handler as drill
+
+    # What the weekly rule's input transformer makes of its scheduled event (stacks/constructs/drills.py).
+    event = {"action": "drill", "requested_by": "schedule", "reason": "scheduled DR drill",
+             "scheduled_at": scheduled_event(datetime.now(timezone.utc))["time"]}
+    answer = drill.handler(event, _context(DRILL_FUNCTION))
+    _expect(answer.get("ok") is True and answer.get("status") == "finished" and answer.get("passed") is True,
+            "the scheduled drill", answer)
+
+
+def _recover(request: dict[str, Any]) -> dict[str, Any]:
+    """A two-step action through the recovery function: planned, then confirmed."""
+    import recovery.handler as recovery
+
+    planned = recovery.handler({**request, **OPERATOR}, _context(RECOVERY_FUNCTION))
+    _expect(planned.get("ok") is True, f"the {request['action']} plan", planned)
+    applied = recovery.handler({**request, **OPERATOR, "confirm": planned["result"]["plan_id"]},
+                               _context(RECOVERY_FUNCTION))
+    _expect(applied.get("ok") is True and applied["result"]["status"] == "applied", f"the {request['action']}", applied)
+    return dict(applied["result"]["result"])
+
+
+def _changed_configuration(system: SampleSystem) -> None:
+    """An operator changes the function's environment (outside the controller)."""
+    lam = system.clients["lambda"]
+    variables = lam.get_function_configuration(FunctionName=system.function_name)["Environment"]["Variables"]
+    lam.update_function_configuration(FunctionName=system.function_name,
+                                      Environment={"Variables": {**variables, "BATCH_TIMEOUT": "30"}})
+
+
+def _in_place_recovery_and_manual_rollback(system: SampleSystem, backup_id: str) -> None:
+    import recovery.handler as recovery
+
+    result = _recover({"action": "recover_from_backup", "backup_id": backup_id})
+    _expect(bool(result.get("ok")) and system.alias_version("LIVE") == result["version"],
+            "the recovery in place, released to LIVE", result)
+    answer = recovery.handler({"action": "rollback", **OPERATOR}, _context(RECOVERY_FUNCTION))
+    _expect(answer.get("ok") is True and system.alias_version("LIVE") == system.alias_version("STABLE"),
+            "the manual rollback", answer)
+
+
+def _performance_rollback(system: SampleSystem) -> None:
+    import health_watcher.handler as health_watcher
+    import performance_watcher.handler as performance_watcher
+
+    # A deployment releases the bad version; the health tick adopts it; its average duration alarm fires.
+    system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
+                                          FunctionVersion=system.versions["bad"])
+    invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+    invoke_handler(performance_watcher, scheduled_event(datetime.now(timezone.utc)))
+    system.set_alarm("avg-duration", "ALARM", "Threshold Crossed: 1 datapoint was greater than the threshold")
+    alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["avg-duration"]])["MetricAlarms"][0]
+    event = alarm_action_event(system.alarms["avg-duration"], "ALARM", alarm["StateUpdatedTimestamp"],
+                               system.function_name)
+    answer, _ = invoke_handler(performance_watcher, event)
+    _expect(system.alias_version("LIVE") == system.alias_version("STABLE"), "the performance watcher's rollback",
+            answer)
+    system.set_alarm("avg-duration", "OK", "Threshold Crossed: back under the threshold on STABLE")
+
+
+def _stack_recovery_after_a_failed_one(system: SampleSystem) -> None:
+    import recovery.handler as recovery
+
+    # An earlier recovery beside the stack failed to create and rolled back: CloudFormation leaves it in
+    # ROLLBACK_COMPLETE (set in moto's backend, which cannot fail a creation).
+    target = f"{system.stack_name}-recovery"
+    system.clients["cloudformation"].create_stack(StackName=target, TemplateBody=json.dumps({"Resources": {}}))
+    failed = cloudformation_backends[ACCOUNT][system.region].get_stack(target)
+    failed.status = "ROLLBACK_COMPLETE"
+    request = {"action": "recover_stack", "backup_id": _newest_backup(system, "stack"), "mode": "new", **OPERATOR}
+    answer = recovery.handler(request, _context(RECOVERY_FUNCTION))
+    _expect(answer.get("ok") is True and answer["result"]["status"] == "planned", "the stack recovery plan", answer)
+
+
+def _newest_backup(system: SampleSystem, component: str) -> str:
+    from drcore.state.backup_store import BackupStore, Component
+
+    subject = system.stack_name if component == "stack" else system.function_name
+    store = BackupStore(system.clients["s3"], system.backup_bucket)
+    return [listing for listing in store.list_backups(Component(component), subject)
+            if listing.complete][-1].backup_id
+
+
+def beyond_the_drill() -> None:
+    """The paths of the controller's functions that the drill does not take (see the module's docstring)."""
+    with _fresh_system() as system:
+        _back_up(["lambda", "s3", "stack", "logs"])
+        first_backup = _newest_backup(system, "lambda")
+        _scheduled_drill()  # the first: creates the scratch function
+        _performance_rollback(system)
+        _changed_configuration(system)
+        _back_up(["lambda"])
+        _scheduled_drill()  # the next: clears the scratch bucket, updates the scratch function
+        _in_place_recovery_and_manual_rollback(system, first_backup)
+        _stack_recovery_after_a_failed_one(system)
+
+
+def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:
+    """Run the drill and the scenarios beyond it, recording every AWS call of each of `handlers`."""
+    with record_calls(handlers) as recording:
+        _empty_account()
+        report = run_drill(report_dir)
+        _expect(report.ok, "the drill", report.summary())
+        beyond_the_drill()
+    return recording

@@ -1,0 +1,221 @@
+"""One retrying S3 copy: CopyObject up to a size threshold, UploadPartCopy of byte ranges above it.
+
+Snapshots copy a bucket's objects into the backup store; restores copy stored content, or a bucket's
+own versions, back. The requests are the same, so they are made here once; what to copy and what a
+failed copy means stay with each engine.
+
+- The source is pinned: to a version id when one is named, and to the ETag it was listed with
+  (CopySourceIfMatch on every request), so a copy never writes a body other than the one decided on.
+- `only_if_absent` makes the write conditional (IfNoneMatch on CopyObject and CompleteMultipartUpload),
+  so a write-once target is never overwritten.
+- Metadata: the source's own (CopyObject carries it, tags too; a multipart copy reads it with one
+  HeadObject, tags not), or the caller's replacing it.
+- Throttling is retried with backoff (drcore.aws.errors.retrying); a failed multipart copy is aborted,
+  so its parts do not hold storage.
+- S3's answers are translated: the source moved (CopySourceChanged), the target already holds an
+  object (TargetExists), the source is in an archive tier (CopySourceArchived).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, is_precondition_failed, retrying
+from drcore.core.errors import DrError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import ChecksumAlgorithmType
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        CompleteMultipartUploadRequestTypeDef,
+        CopyObjectRequestTypeDef,
+        CopySourceTypeDef,
+        CreateMultipartUploadRequestTypeDef,
+        HeadObjectRequestTypeDef,
+        UploadPartCopyRequestTypeDef,
+    )
+
+logger = Logger(child=True)
+
+MIN_PART_SIZE = 5 * 1024**2  # S3's smallest part (except the last)
+MAX_PARTS = 10_000
+MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's largest object
+DEFAULT_PART_SIZE = 512 * 1024**2
+# Storage classes whose objects need an S3 restore before any read or copy (GLACIER_IR is served instantly
+# and copies like STANDARD).
+ARCHIVE_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+# What a multipart copy carries over from its source's HeadObject (CreateMultipartUpload takes these).
+CARRIED_HEADERS = ("ContentType", "Metadata", "ContentEncoding", "ContentDisposition", "ContentLanguage",
+                   "CacheControl")
+
+
+class CopySourceChanged(DrError):
+    """The source version is gone, or no longer has the ETag it was pinned to."""
+
+
+class CopySourceArchived(DrError):
+    """The source is in an archive storage class or tier: it needs an S3 restore before it can be read."""
+
+
+class TargetExists(DrError):
+    """A copy made only if the target key was absent found it written (by another writer, meanwhile)."""
+
+
+@dataclass(frozen=True)
+class CopySource:
+    bucket: str
+    key: str
+    version_id: str | None = None  # None: the key's current version (pinned by `etag` when given)
+    etag: str | None = None  # as S3 lists it, quotes included; None copies whatever the key holds
+
+    def address(self) -> CopySourceTypeDef:
+        address: CopySourceTypeDef = {"Bucket": self.bucket, "Key": self.key}
+        if self.version_id is not None:
+            address["VersionId"] = self.version_id
+        return address
+
+    def __str__(self) -> str:
+        version = f"?versionId={self.version_id}" if self.version_id is not None else ""
+        return f"s3://{self.bucket}/{self.key}{version}"
+
+
+@dataclass(frozen=True)
+class ReplacedMetadata:
+    """Metadata a copy writes instead of its source's; the copy gets no tags."""
+
+    user: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class CopiedObject:
+    version_id: str  # "null" in a bucket that is not versioned
+    etag: str
+
+
+class S3Copier:
+    """Copies objects with `s3_client` (requests go to the target bucket; the client must be allowed to
+    read the source). Objects over `multipart_threshold` are copied in parts of at least `part_size`,
+    `concurrency` parts at a time. `sleep` is where backoff waits; each call is one retry."""
+
+    def __init__(self, s3_client: S3Client, *, concurrency: int = 16, multipart_threshold: int = MAX_SINGLE_COPY,
+                 part_size: int = DEFAULT_PART_SIZE, sleep: Callable[[float], None] = time.sleep) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's smallest part)")
+        self._s3 = s3_client
+        self._concurrency = concurrency
+        self._multipart_threshold = multipart_threshold
+        self._part_size = part_size
+        self._sleep = sleep
+
+    def copy(self, source: CopySource, bucket: str, key: str, size: int, *, only_if_absent: bool = False,
+             metadata: ReplacedMetadata | None = None, checksum_algorithm: str | None = None) -> CopiedObject:
+        """Copy `source` (of `size` bytes) to `bucket`/`key`. `checksum_algorithm` asks S3 for a full-object
+        checksum of a single copy; a multipart copy gets S3's default."""
+        try:
+            if size > self._multipart_threshold:
+                return self._copy_in_parts(source, bucket, key, size, only_if_absent, metadata)
+            return self._copy_whole(source, bucket, key, only_if_absent, metadata, checksum_algorithm)
+        except ClientError as error:
+            code = error_code(error)
+            # S3 answers a failed IfNoneMatch and a failed CopySourceIfMatch alike (412): the target says which.
+            if only_if_absent and is_precondition_failed(error) and self._exists(bucket, key):
+                raise TargetExists(f"s3://{bucket}/{key} already exists") from error
+            if code in SOURCE_CHANGED:
+                raise CopySourceChanged(f"{source} is gone or changed since it was listed ({code})") from error
+            if code == "InvalidObjectState":
+                raise CopySourceArchived(f"{source} is archived; it needs an S3 restore first") from error
+            raise
+
+    def _copy_whole(self, source: CopySource, bucket: str, key: str, only_if_absent: bool,
+                    metadata: ReplacedMetadata | None, checksum_algorithm: str | None) -> CopiedObject:
+        request: CopyObjectRequestTypeDef = {"Bucket": bucket, "Key": key, "CopySource": source.address()}
+        if source.etag is not None:
+            request["CopySourceIfMatch"] = source.etag
+        if only_if_absent:
+            request["IfNoneMatch"] = "*"
+        if metadata is not None:
+            request |= {"MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE", "Metadata": metadata.user}
+            if metadata.content_type:
+                request["ContentType"] = metadata.content_type
+        if checksum_algorithm:
+            # A name S3 gave (a listing's ChecksumAlgorithm, a manifest's checksum): S3 judges it.
+            request["ChecksumAlgorithm"] = cast("ChecksumAlgorithmType", checksum_algorithm)
+        response = retrying(lambda: self._s3.copy_object(**request), sleep=self._sleep)
+        return CopiedObject(response.get("VersionId", "null"), response["CopyObjectResult"]["ETag"])
+
+    def _copy_in_parts(self, source: CopySource, bucket: str, key: str, size: int, only_if_absent: bool,
+                       metadata: ReplacedMetadata | None) -> CopiedObject:
+        """CopyObject stops at 5 GB: above the threshold, UploadPartCopy of ranges, concurrently."""
+        creation = self._upload_request(source, bucket, key, metadata)
+        upload_id = retrying(lambda: self._s3.create_multipart_upload(**creation), sleep=self._sleep)["UploadId"]
+        part_size = max(self._part_size, -(-size // MAX_PARTS))
+
+        def copy_part(number_and_start: tuple[int, int]) -> CompletedPartTypeDef:
+            number, start = number_and_start
+            request: UploadPartCopyRequestTypeDef = {
+                "Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": number,
+                "CopySource": source.address(), "CopySourceRange": f"bytes={start}-{min(start + part_size, size) - 1}"}
+            if source.etag is not None:
+                request["CopySourceIfMatch"] = source.etag
+            part = retrying(lambda: self._s3.upload_part_copy(**request), sleep=self._sleep)
+            return {"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]}
+
+        try:
+            # A pool of its own: the caller's copies often run in a pool, and waiting on that pool from
+            # inside one of its tasks could deadlock.
+            with ThreadPoolExecutor(self._concurrency) as parts:
+                uploaded = list(parts.map(copy_part, enumerate(range(0, size, part_size), start=1)))
+            completion: CompleteMultipartUploadRequestTypeDef = {
+                "Bucket": bucket, "Key": key, "UploadId": upload_id, "MultipartUpload": {"Parts": uploaded}}
+            if only_if_absent:
+                completion["IfNoneMatch"] = "*"
+            response = retrying(lambda: self._s3.complete_multipart_upload(**completion), sleep=self._sleep)
+        except BaseException:
+            self._abort(bucket, key, upload_id)
+            raise
+        return CopiedObject(response.get("VersionId", "null"), response["ETag"])
+
+    def _upload_request(self, source: CopySource, bucket: str, key: str,
+                        metadata: ReplacedMetadata | None) -> CreateMultipartUploadRequestTypeDef:
+        """The multipart upload, with the metadata CopyObject would have written: the caller's, or the
+        source's own (one HeadObject, pinned like the copy)."""
+        request: CreateMultipartUploadRequestTypeDef = {"Bucket": bucket, "Key": key}
+        if metadata is not None:
+            request["Metadata"] = metadata.user
+            if metadata.content_type:
+                request["ContentType"] = metadata.content_type
+            return request
+        head_request: HeadObjectRequestTypeDef = {"Bucket": source.bucket, "Key": source.key}
+        if source.version_id is not None:
+            head_request["VersionId"] = source.version_id
+        if source.etag is not None:
+            head_request["IfMatch"] = source.etag
+        head: Mapping[str, object] = retrying(lambda: self._s3.head_object(**head_request), sleep=self._sleep)
+        carried = {name: head[name] for name in CARRIED_HEADERS if head.get(name)}
+        # CARRIED_HEADERS are fields of both shapes, with the same types.
+        return cast("CreateMultipartUploadRequestTypeDef", {**request, **carried})
+
+    def _abort(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError:
+            # Its parts hold storage until the bucket's AbortIncompleteMultipartUpload rule removes them.
+            logger.warning("could not abort a multipart copy", extra={"bucket": bucket, "key": key})
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        try:
+            retrying(lambda: self._s3.head_object(Bucket=bucket, Key=key), sleep=self._sleep)
+        except ClientError as error:
+            if error_code(error) in OBJECT_NOT_FOUND:
+                return False
+            raise
+        return True

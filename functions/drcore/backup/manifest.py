@@ -1,0 +1,159 @@
+"""The bucket snapshot manifest format: what a snapshot recorded, and where each object's body is stored.
+
+A complete snapshot is its manifest, `snapshots/s3/<bucket>/<backup id>/manifest.json.gz` in the backup
+store: gzip-compressed JSON lines, a header line (format, bucket, id, times, counts, stats), then one
+line per object (a ManifestEntry). Its `x-amz-meta-sha256` metadata holds the SHA-256 of the stored
+(gzip) bytes, checked on every read. Snapshots, retention and restores depend on this module, not on
+each other.
+
+Each object's body is stored once per content under `content/<algorithm>/<digest>`:
+
+    content/sha256/<hex>                    S3 holds a full-object SHA-256 for the object (ChecksumSHA256)
+    content/sha256-composite/<hex>-<parts>  S3 holds a composite (per-part) SHA-256 of a multipart upload
+    content/etag/<etag>-<size>              otherwise: the ETag (without quotes) and the size in bytes
+
+A full-object SHA-256 names the content exactly. The ETag of a single-part upload under SSE-S3 is the
+body's MD5, so ETag + size names the content too (only a deliberate MD5 collision could fool it). The
+ETag of a multipart upload, and a composite checksum, also depend on the part sizes: the same body
+uploaded in other parts gets another key and is stored twice, never confused. Under SSE-KMS or SSE-C an
+ETag is not a digest of the body: such objects are never wrongly shared, but identical bodies are not
+deduplicated either.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drcore.aws.errors import OBJECT_NOT_FOUND, error_code
+from drcore.core.errors import DrError
+from drcore.core.models import to_iso
+from drcore.state.backup_store import BackupListing, BackupStore, Component, content_key, manifest_key
+
+MANIFEST_FORMAT = "s3-snapshot/1"
+SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
+CONTENT_PREFIX = content_key("", "")[: -len("/")]  # "content/", the layout's content root
+CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
+
+
+class SnapshotNotFound(DrError):
+    """No complete snapshot with this id: it never existed, was pruned, or has not finished."""
+
+
+class ManifestCorrupt(DrError):
+    """A manifest does not match the SHA-256 recorded when it was written, or cannot be read."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    key: str
+    version_id: str  # "null" for objects written while the bucket was unversioned
+    etag: str  # as S3 returns it, quotes included
+    size: int
+    last_modified: str
+    storage_class: str
+    checksum: dict[str, str] | None  # {"algorithm", "value", "type"?} where S3 holds one
+    content_type: str | None
+    metadata: dict[str, str]
+    content_key: str | None  # None when archived: the body is not in the backup store
+    archived: bool = False
+
+    def describes(self, version: Mapping[str, Any]) -> bool:
+        """Whether this entry is the listed version; a `null` version id alone does not say so."""
+        return (self.version_id == version["VersionId"] and self.etag == version["ETag"]
+                and self.size == version["Size"] and self.last_modified == to_iso(version["LastModified"])
+                and self.storage_class == version.get("StorageClass", "STANDARD"))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))  # not asdict(): its deep copy costs more than the whole page's work
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ManifestEntry:
+        return cls(**document)
+
+
+@dataclass(frozen=True)
+class SnapshotManifest:
+    bucket: str
+    backup_id: str
+    started_at: str
+    finished_at: str
+    stats: dict[str, Any]
+    objects: tuple[ManifestEntry, ...]
+
+    def content_keys(self) -> set[str]:
+        return {entry.content_key for entry in self.objects if entry.content_key}
+
+
+def content_key_of(etag: str, size: int, checksum: Mapping[str, str] | None) -> str:
+    if checksum and checksum["algorithm"] == "SHA256":
+        encoded, _, parts = checksum["value"].partition("-")
+        digest = base64.b64decode(encoded).hex()
+        if parts or checksum.get("type") == "COMPOSITE":
+            return content_key("sha256-composite", f"{digest}-{parts}" if parts else digest)
+        return content_key("sha256", digest)
+    unquoted = etag.strip('"')
+    return content_key("etag", f"{unquoted}-{size}")
+
+
+def checksum_of(head: Mapping[str, Any]) -> dict[str, str] | None:
+    """The checksum a HeadObject answer (ChecksumMode ENABLED) carries, strongest algorithm first."""
+    for algorithm in CHECKSUM_ALGORITHMS:
+        if head.get(f"Checksum{algorithm}"):
+            checksum = {"algorithm": algorithm, "value": head[f"Checksum{algorithm}"]}
+            if head.get("ChecksumType"):
+                checksum["type"] = head["ChecksumType"]
+            return checksum
+    return None
+
+
+def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
+    """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot."""
+    header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
+              "started_at": manifest.started_at, "finished_at": manifest.finished_at,
+              "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
+              "stats": manifest.stats}
+    lines = [json.dumps(header, separators=(",", ":"))]
+    lines += [json.dumps(entry.to_json(), separators=(",", ":")) for entry in manifest.objects]
+    body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    digest = hashlib.sha256(body)
+    store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body, "application/gzip",
+                   Metadata={SHA256_METADATA: digest.hexdigest()},
+                   ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+
+
+def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest:
+    """A complete snapshot's manifest, verified against the SHA-256 recorded when it was written."""
+    key = manifest_key(Component.S3, bucket, backup_id)
+    try:
+        response = store.s3.get_object(Bucket=store.bucket, Key=key)
+    except ClientError as error:
+        if error_code(error) in OBJECT_NOT_FOUND:
+            raise SnapshotNotFound(f"no complete snapshot {backup_id} of bucket {bucket}") from error
+        raise
+    body = response["Body"].read()
+    recorded = response.get("Metadata", {}).get(SHA256_METADATA)
+    if recorded != hashlib.sha256(body).hexdigest():
+        raise ManifestCorrupt(f"s3://{store.bucket}/{key} does not match its recorded SHA-256 {recorded}")
+    try:
+        lines = gzip.decompress(body).decode().splitlines()
+        header = json.loads(lines[0])
+        objects = tuple(ManifestEntry.from_json(json.loads(line)) for line in lines[1:])
+    except (OSError, ValueError, TypeError, IndexError) as error:
+        raise ManifestCorrupt(f"s3://{store.bucket}/{key} cannot be read: {error}") from error
+    if header.get("format") != MANIFEST_FORMAT or header.get("objects") != len(objects):
+        raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete {MANIFEST_FORMAT} manifest")
+    return SnapshotManifest(bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
+                            finished_at=header["finished_at"], stats=header["stats"], objects=objects)
+
+
+def list_snapshots(store: BackupStore, bucket: str) -> list[BackupListing]:
+    """The restorable snapshots of `bucket`, oldest first: complete ones only (their manifest exists)."""
+    return [listing for listing in store.list_backups(Component.S3, bucket) if listing.complete]

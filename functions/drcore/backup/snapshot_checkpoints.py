@@ -1,0 +1,123 @@
+"""Checkpoints of an unfinished bucket snapshot, and the base it builds on.
+
+After every listing page a snapshot writes a checkpoint, `snapshots/s3/<bucket>/<backup id>/progress/
+<page>.json` (gzip-encoded JSON, write-once): the listing markers to continue from, the stats so far and
+that page's manifest entries. Entries carried over unchanged from the base (the newest complete
+snapshot before this one) are named by their position in the base's manifest, as runs `[first, count]`,
+so an incremental snapshot's checkpoints hold little more than its new entries. Retention reads the
+content a running snapshot has checkpointed, so that it is not removed under it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from aws_lambda_powertools import Logger
+
+from drcore.backup.manifest import ManifestCorrupt, ManifestEntry, SnapshotManifest, SnapshotNotFound, read_manifest
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
+
+logger = Logger(child=True)
+
+PAGE_CHECKPOINTS = "progress/"
+
+# A new entry as its JSON document, or a run [first position, count] of entries carried from the base.
+EncodedEntry = dict[str, Any] | list[int]
+
+
+class Checkpoint(TypedDict):
+    page: int
+    base: str | None  # the base's backup id
+    entries: list[EncodedEntry]
+    stats: dict[str, Any]
+    next: dict[str, str]  # the listing markers to continue from
+    truncated: bool  # False: the listing is done, only the manifest is left
+
+
+def checkpoint_key(bucket: str, backup_id: str, page: int) -> str:
+    return backup_prefix(Component.S3, bucket, backup_id) + f"{PAGE_CHECKPOINTS}{page:06d}.json"
+
+
+def checkpoint_keys(store: BackupStore, bucket: str, backup_id: str) -> list[str]:
+    prefix = backup_prefix(Component.S3, bucket, backup_id) + PAGE_CHECKPOINTS
+    return sorted(entry["Key"] for entry in store.keys(prefix))
+
+
+def read_checkpoint(store: BackupStore, key: str) -> Checkpoint:
+    checkpoint: Checkpoint = json.loads(gzip.decompress(store.get_bytes(key)))
+    return checkpoint
+
+
+def write_checkpoint(store: BackupStore, bucket: str, backup_id: str, checkpoint: Checkpoint) -> None:
+    """Write one page's checkpoint, once (AlreadyWritten: another invocation checkpointed that page)."""
+    body = gzip.compress(json.dumps(checkpoint, separators=(",", ":")).encode(), mtime=0)
+    store.put_once(checkpoint_key(bucket, backup_id, checkpoint["page"]), body, "application/json",
+                   ContentEncoding="gzip")
+
+
+def snapshot_in_progress_content(store: BackupStore, bucket: str, backup_id: str) -> set[str]:
+    """The content an unfinished snapshot's checkpoints name besides its base's (retention keeps the base)."""
+    keys: set[str] = set()
+    for checkpoint in checkpoint_keys(store, bucket, backup_id):
+        entries = read_checkpoint(store, checkpoint)["entries"]
+        keys |= {item["content_key"] for item in entries if isinstance(item, dict) and item["content_key"]}
+    return keys
+
+
+def newest_complete_before(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest | None:
+    """The manifest the snapshot `backup_id` builds on: the newest earlier one that reads back, tried newest
+    first (one GET, not a HEAD per retained snapshot). An incomplete or corrupt one is passed over,
+    costing only reuse."""
+    for earlier in reversed([other for other in store.backup_ids(Component.S3, bucket) if other < backup_id]):
+        try:
+            return read_manifest(store, bucket, earlier)
+        except SnapshotNotFound:
+            continue  # never finished: no manifest
+        except ManifestCorrupt:
+            logger.warning("passing over a corrupt manifest", extra={"backup_id": earlier})
+    return None
+
+
+class SnapshotBase:
+    """The complete snapshot a new one builds on. An object listed with the same version, ETag, size,
+    time and storage class as in the base is carried over: no HeadObject, no copy."""
+
+    def __init__(self, manifest: SnapshotManifest | None) -> None:
+        self.backup_id = manifest.backup_id if manifest else None
+        self._manifest = manifest
+        self._entries = manifest.objects if manifest else ()
+        self._positions = {(entry.key, entry.version_id): n for n, entry in enumerate(self._entries)}
+
+    def content_keys(self) -> set[str]:
+        return self._manifest.content_keys() if self._manifest else set()
+
+    def position_of(self, version: Mapping[str, Any]) -> int | None:
+        position = self._positions.get((version["Key"], version["VersionId"]))
+        return position if position is not None and self._entries[position].describes(version) else None
+
+    def entry(self, position: int) -> ManifestEntry:
+        return self._entries[position]
+
+    def encode(self, entries: list[ManifestEntry], positions: list[int | None]) -> list[EncodedEntry]:
+        encoded: list[EncodedEntry] = []
+        for entry, position in zip(entries, positions, strict=True):
+            last = encoded[-1] if encoded else None
+            if position is None:
+                encoded.append(entry.to_json())
+            elif isinstance(last, list) and sum(last) == position:
+                last[1] += 1
+            else:
+                encoded.append([position, 1])
+        return encoded
+
+    def decode(self, encoded: list[EncodedEntry]) -> list[ManifestEntry]:
+        entries: list[ManifestEntry] = []
+        for item in encoded:
+            if isinstance(item, dict):
+                entries.append(ManifestEntry.from_json(item))
+            else:
+                entries += self._entries[item[0]:item[0] + item[1]]
+        return entries

@@ -1,0 +1,106 @@
+"""What a bucket restore plans, reports and refuses: its plan (stored between the two steps), its
+progress and verification, and its errors. The engine is drcore.restore.bucket_restore."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from drcore.core.errors import ConcurrentUpdate, DrError, InvalidRequest
+
+PLAN_FORMAT = "s3-restore-plan/1"
+
+
+class RestoreRefused(InvalidRequest):
+    """The restore would have to do something a restore never does (remove without a delete marker)."""
+
+
+class NoRestorePoint(InvalidRequest):
+    """No complete snapshot of the bucket at or before the moment asked for."""
+
+
+class TargetChanged(ConcurrentUpdate):
+    """The target bucket is no longer in the state the plan was made against: plan again."""
+
+
+class DesiredStateChanged(ConcurrentUpdate):
+    """The state the plan restores can no longer be rebuilt as planned (versions expired): plan again."""
+
+
+class RestoreSourceMissing(DrError):
+    """A version the restore copies from no longer exists."""
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    plan_id: str
+    created_at: str
+    source_bucket: str  # whose snapshots (and versions) give the desired state
+    target_bucket: str
+    prefix: str
+    source: str  # "snapshot" | "versions": where the desired state comes from
+    snapshot_id: str  # the snapshot restored, or the base the versions at `at` build on
+    at: str | None  # the moment asked for (clamped to the plan's time); None when a snapshot id was given
+    target_versioning: str  # "Enabled" | "Suspended" | "Disabled" when planned
+    objects_desired: int
+    to_copy: int  # missing + changed
+    missing: int  # desired keys absent from the target
+    changed: int  # desired keys present with other content
+    to_remove: int  # keys under the prefix that the desired state does not have (delete markers)
+    unchanged: int
+    archived: int  # differing desired objects in an archive storage class: need an S3 restore first
+    bytes_to_copy: int
+    from_versions: int  # desired keys whose state comes from versions newer than the snapshot
+    copy_keys: tuple[str, ...]  # the first few keys of each list (LISTED_KEYS); all of them in `changes_key`
+    remove_keys: tuple[str, ...]
+    archived_keys: tuple[str, ...]
+    changes_key: str | None  # backup-store key of the full lists when one is longer than the plan names
+    fingerprint: str  # the target's state under the prefix when planned
+    desired_digest: str
+    notes: tuple[str, ...] = ()
+    format: str = PLAN_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> RestorePlan:
+        if document.get("format") != PLAN_FORMAT:
+            raise InvalidRequest(f"not a {PLAN_FORMAT} restore plan (format {document.get('format')!r})")
+        values = {item.name: document[item.name] for item in fields(cls) if item.name in document}
+        for name in ("copy_keys", "remove_keys", "archived_keys", "notes"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Verification:
+    objects_expected: int
+    objects_matching: int
+    mismatched: int  # desired keys absent from the target or holding other content
+    unexpected: int  # keys under the prefix the desired state does not have
+    mismatched_keys: tuple[str, ...] = ()  # the first few (REPORTED_KEYS) of each
+    unexpected_keys: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatched == 0 and self.unexpected == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    plan_id: str
+    finished: bool  # False: call apply again with the same plan and `safety_snapshot_id`
+    safety_snapshot_id: str | None  # undo: restore the target bucket from this snapshot (None: not begun yet)
+    copied: int  # by this invocation
+    removed: int
+    bytes_copied: int
+    verification: Verification | None  # when finished
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["verification"] = self.verification.to_dict() if self.verification else None
+        return document

@@ -1,0 +1,294 @@
+"""The one S3 copy that snapshots and restores share: whole or in parts, pinned to the listed version,
+conditional, retried on throttling, and aborted when a multipart copy fails.
+
+moto 5 falls short in two narrow places, each faked below and nowhere else: it ignores
+CopySourceIfMatch (CopyObject, UploadPartCopy) and IfNoneMatch on CopyObject, and it answers a copy of
+an archived object with a code of its own instead of S3's InvalidObjectState.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from drcore.aws.errors import BASE_BACKOFF_SECONDS
+from drcore.aws.s3_copy import (
+    CopySource,
+    CopySourceArchived,
+    CopySourceChanged,
+    ReplacedMetadata,
+    S3Copier,
+    TargetExists,
+)
+from tests.support import CallRecorder
+
+DATA = "apilados-production-data"
+STORE = "apilados-dr-backups"
+MiB = 1024**2
+BIG = bytes(range(256)) * (11 * MiB // 256) + b"tail"  # three 5 MiB parts (the last one short)
+Hook = Callable[..., Any]
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=DATA)
+        client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
+        client.create_bucket(Bucket=STORE)
+        yield client
+
+
+@pytest.fixture
+def copier(s3: Any) -> Callable[..., S3Copier]:
+    """Copiers with a 6 MiB threshold and 5 MiB parts (S3's smallest) standing in for 5 GB and 512 MiB."""
+    def build(**options: Any) -> S3Copier:
+        return S3Copier(s3, **{"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, **options})
+    return build
+
+
+def s3_answers(code: str, status: int, *, times: int = 10**6, when: Callable[[dict[str, Any]], bool] = lambda _: True,
+               ) -> tuple[Hook, Hook]:
+    """Hooks answering matching requests with S3's error `code` instead of moto, at most `times` times:
+    (provide-client-params hook that keeps the request's parameters, before-call hook that answers)."""
+    remaining = [times]
+
+    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        # Copied now: botocore rewrites CopySource into a string before the request is sent.
+        context["api_params"] = {**params, "CopySource": dict(params["CopySource"])} \
+            if isinstance(params.get("CopySource"), dict) else dict(params)
+
+    def answer(context: dict[str, Any], **_: Any) -> Any:
+        if remaining[0] > 0 and when(context["api_params"]):
+            remaining[0] -= 1
+            return (AWSResponse("https://s3.amazonaws.com", status, {}, None),
+                    {"Error": {"Code": code, "Message": f"{code} (test)"},
+                     "ResponseMetadata": {"HTTPStatusCode": status}})
+        return None
+
+    return keep, answer
+
+
+def hook(s3: Any, operation: str, hooks: tuple[Hook, Hook]) -> None:
+    keep, answer = hooks
+    s3.meta.events.register(f"provide-client-params.s3.{operation}", keep)
+    s3.meta.events.register(f"before-call.s3.{operation}", answer)
+
+
+def enforce_copy_conditions(s3: Any) -> None:
+    """Fake for moto's gap: S3 answers 412 PreconditionFailed when CopySourceIfMatch does not match the
+    source, or IfNoneMatch: * finds the target written. Decided from moto's own state, read with a client
+    of its own so that the test's call counts stay the copier's requests."""
+    lookup = boto3.client("s3", region_name="us-east-1")
+
+    def source_differs(params: dict[str, Any]) -> bool:
+        if "CopySourceIfMatch" not in params:
+            return False
+        try:
+            return lookup.head_object(**params["CopySource"])["ETag"] != params["CopySourceIfMatch"]
+        except ClientError:
+            return False  # gone: moto answers NoSuchKey or NoSuchVersion itself
+
+    def target_written(params: dict[str, Any]) -> bool:
+        if params.get("IfNoneMatch") != "*":
+            return False
+        try:
+            lookup.head_object(Bucket=params["Bucket"], Key=params["Key"])
+        except ClientError:
+            return False
+        return True
+
+    for operation in ("CopyObject", "UploadPartCopy"):
+        hook(s3, operation, s3_answers("PreconditionFailed", 412,
+                                       when=lambda params: source_differs(params) or target_written(params)))
+
+
+def put(s3: Any, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
+    response: dict[str, Any] = s3.put_object(Bucket=DATA, Key=key, Body=body, **extra)
+    return response
+
+
+def listed(key: str, written: dict[str, Any]) -> CopySource:
+    return CopySource(DATA, key, written["VersionId"], written["ETag"])
+
+
+def stored(s3: Any, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=STORE, Key=key)["Body"].read()
+    return body
+
+
+def open_uploads(s3: Any) -> list[dict[str, Any]]:
+    uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=STORE).get("Uploads", [])
+    return uploads
+
+
+# Whole and in parts ---------------------------------------------------------------------------------
+
+
+def test_a_small_object_is_copied_whole_from_the_version_it_was_pinned_to(s3, copier):
+    # Given a version with its metadata, then a newer version of the same key
+    first = put(s3, "uploads/a.csv", b"first", ContentType="text/csv", Metadata={"origin": "ingest"},
+                CacheControl="no-cache")
+    put(s3, "uploads/a.csv", b"second")
+    calls = CallRecorder().attach(s3)
+    # When the first version is copied
+    copied = copier().copy(listed("uploads/a.csv", first), STORE, "content/a", len(b"first"))
+    # Then one CopyObject wrote that version's body, with its metadata
+    assert calls.count() == {"CopyObject": 1}
+    head = s3.head_object(Bucket=STORE, Key="content/a")
+    assert stored(s3, "content/a") == b"first"
+    assert (head["ContentType"], head["Metadata"]) == ("text/csv", {"origin": "ingest"})
+    assert head["CacheControl"] == "no-cache"
+    assert (copied.etag, copied.version_id) == (head["ETag"], "null")  # the store is not versioned
+
+
+def test_replaced_metadata_takes_the_place_of_the_sources_and_its_tags(s3, copier):
+    # Given a tagged object with metadata
+    written = put(s3, "uploads/b.csv", b"body", ContentType="text/csv", Metadata={"origin": "ingest"},
+                  Tagging="team=data")
+    # When it is copied with metadata of the caller's
+    copier().copy(listed("uploads/b.csv", written), STORE, "restored/b.csv", 4,
+                  metadata=ReplacedMetadata({"restored": "yes"}, "application/json"))
+    # Then the copy has that metadata, and no tags
+    head = s3.head_object(Bucket=STORE, Key="restored/b.csv")
+    assert (head["ContentType"], head["Metadata"]) == ("application/json", {"restored": "yes"})
+    assert s3.get_object_tagging(Bucket=STORE, Key="restored/b.csv")["TagSet"] == []
+
+
+def test_an_object_over_the_threshold_is_copied_in_parts_with_the_sources_metadata(s3, copier):
+    # Given an object over the threshold, with metadata
+    written = put(s3, "exports/big.bin", BIG, ContentType="application/octet-stream", Metadata={"rows": "9"},
+                  ContentDisposition="attachment")
+    calls = CallRecorder().attach(s3)
+    # When it is copied
+    copied = copier().copy(listed("exports/big.bin", written), STORE, "content/big", len(BIG))
+    # Then its ranges were copied in three parts, its metadata read once and written with the upload
+    assert calls.count() == {"HeadObject": 1, "CreateMultipartUpload": 1, "UploadPartCopy": 3,
+                             "CompleteMultipartUpload": 1}
+    head = s3.head_object(Bucket=STORE, Key="content/big")
+    assert stored(s3, "content/big") == BIG and copied.etag == head["ETag"]
+    assert (head["Metadata"], head["ContentDisposition"]) == ({"rows": "9"}, "attachment")
+    assert open_uploads(s3) == []
+
+
+def test_a_multipart_copy_with_replaced_metadata_reads_nothing_from_the_source(s3, copier):
+    written = put(s3, "exports/big.bin", BIG, Metadata={"rows": "9"})
+    calls = CallRecorder().attach(s3)
+    copier().copy(listed("exports/big.bin", written), STORE, "restored/big.bin", len(BIG),
+                  metadata=ReplacedMetadata({"restored": "yes"}, "text/plain"))
+    assert "HeadObject" not in calls.count()
+    head = s3.head_object(Bucket=STORE, Key="restored/big.bin")
+    assert (head["ContentType"], head["Metadata"]) == ("text/plain", {"restored": "yes"})
+
+
+def test_a_part_size_below_s3s_minimum_is_refused(s3):
+    with pytest.raises(ValueError, match="part_size"):
+        S3Copier(s3, part_size=MiB)
+
+
+# Throttling -----------------------------------------------------------------------------------------
+
+
+def test_throttled_copies_are_retried_with_backoff_and_then_succeed(s3, copier):
+    # Given S3 answering the first two CopyObject requests, and the first UploadPartCopy, with SlowDown
+    small = put(s3, "uploads/c.csv", b"small")
+    big = put(s3, "exports/big.bin", BIG)
+    hook(s3, "CopyObject", s3_answers("SlowDown", 503, times=2))
+    hook(s3, "UploadPartCopy", s3_answers("SlowDown", 503, times=1))
+    pauses: list[float] = []
+    # When both are copied
+    copy = copier(sleep=pauses.append, concurrency=1)
+    copy.copy(listed("uploads/c.csv", small), STORE, "content/c", 5)
+    copy.copy(listed("exports/big.bin", big), STORE, "content/big", len(BIG))
+    # Then each throttled request waited once, within its doubling cap, and both copies are whole
+    assert len(pauses) == 3
+    assert 0 <= pauses[0] <= BASE_BACKOFF_SECONDS and 0 <= pauses[1] <= 2 * BASE_BACKOFF_SECONDS
+    assert 0 <= pauses[2] <= BASE_BACKOFF_SECONDS
+    assert stored(s3, "content/c") == b"small" and stored(s3, "content/big") == BIG
+
+
+# The source moved -----------------------------------------------------------------------------------
+
+
+def test_a_source_rewritten_since_it_was_listed_is_not_copied(s3, copier):
+    # Given an object listed, then rewritten (addressed by key and pinned by its listed ETag, as a
+    # `null` version is)
+    enforce_copy_conditions(s3)
+    written = put(s3, "uploads/d.csv", b"as listed")
+    put(s3, "uploads/d.csv", b"rewritten")
+    source = CopySource(DATA, "uploads/d.csv", None, written["ETag"])
+    # When it is copied, whole or in parts, Then the copy says the source changed and writes nothing
+    with pytest.raises(CopySourceChanged, match=r"uploads/d\.csv"):
+        copier().copy(source, STORE, "content/d", 9)
+    with pytest.raises(CopySourceChanged):
+        copier(multipart_threshold=1).copy(source, STORE, "content/d", 9)
+    assert s3.list_objects_v2(Bucket=STORE).get("KeyCount") == 0 and open_uploads(s3) == []
+
+
+def test_a_source_version_that_is_gone_is_reported_as_changed(s3, copier):
+    written = put(s3, "uploads/e.csv", b"soon gone")
+    s3.delete_object(Bucket=DATA, Key="uploads/e.csv", VersionId=written["VersionId"])
+    with pytest.raises(CopySourceChanged):
+        copier().copy(listed("uploads/e.csv", written), STORE, "content/e", 9)
+
+
+def test_an_archived_source_is_reported_as_archived(s3, copier):
+    # Given an object in GLACIER; moto answers its copy with ObjectNotInActiveTierError, S3 with
+    # InvalidObjectState (403): the fake answers as S3 does
+    written = put(s3, "uploads/cold.csv", b"cold", StorageClass="GLACIER")
+    hook(s3, "CopyObject", s3_answers("InvalidObjectState", 403,
+                                      when=lambda params: params["CopySource"]["Key"] == "uploads/cold.csv"))
+    with pytest.raises(CopySourceArchived):
+        copier().copy(listed("uploads/cold.csv", written), STORE, "content/cold", 4)
+
+
+# Write once -----------------------------------------------------------------------------------------
+
+
+def test_a_copy_made_only_if_absent_never_overwrites_the_target(s3, copier):
+    # Given content already stored under the target key
+    enforce_copy_conditions(s3)
+    s3.put_object(Bucket=STORE, Key="content/f", Body=b"stored before")
+    small = put(s3, "uploads/f.csv", b"other")
+    big = put(s3, "exports/big.bin", BIG)
+    # When a copy to it is made only if absent, whole or in parts
+    with pytest.raises(TargetExists):
+        copier().copy(listed("uploads/f.csv", small), STORE, "content/f", 5, only_if_absent=True)
+    with pytest.raises(TargetExists):
+        copier().copy(listed("exports/big.bin", big), STORE, "content/f", len(BIG), only_if_absent=True)
+    # Then the target still holds what it held, and the multipart upload was aborted
+    assert stored(s3, "content/f") == b"stored before" and open_uploads(s3) == []
+
+
+# Failure --------------------------------------------------------------------------------------------
+
+
+def test_a_failed_multipart_copy_is_aborted_and_its_error_raised(s3, copier):
+    # Given a part that S3 refuses
+    written = put(s3, "exports/big.bin", BIG)
+    hook(s3, "UploadPartCopy", s3_answers("AccessDenied", 403,
+                                          when=lambda params: params["PartNumber"] == 2))
+    calls = CallRecorder().attach(s3)
+    # When it is copied, Then S3's error is raised, the upload aborted, and nothing written
+    with pytest.raises(ClientError, match="AccessDenied"):
+        copier().copy(listed("exports/big.bin", written), STORE, "content/big", len(BIG))
+    assert calls.count()["AbortMultipartUpload"] == 1 and "CompleteMultipartUpload" not in calls.count()
+    assert open_uploads(s3) == [] and s3.list_objects_v2(Bucket=STORE).get("KeyCount") == 0
+
+
+def test_when_the_abort_fails_too_the_copys_own_error_is_raised(s3, copier):
+    # Given a part that S3 refuses, and an abort refused as well
+    written = put(s3, "exports/big.bin", BIG)
+    hook(s3, "UploadPartCopy", s3_answers("AccessDenied", 403))
+    hook(s3, "AbortMultipartUpload", s3_answers("AccessDenied", 403))
+    # When it is copied, Then the part's error is what is raised (the upload is left to the lifecycle rule)
+    with pytest.raises(ClientError) as raised:
+        copier().copy(listed("exports/big.bin", written), STORE, "content/big", len(BIG))
+    assert raised.value.operation_name == "UploadPartCopy"
+    assert len(open_uploads(s3)) == 1
