@@ -27,25 +27,25 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
-from embedded.world import REGION, embedded_world
+from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
 from embedded.server import RequestCounter
+from embedded.world import REGION, embedded_world
 
 SEED_QUICK_ROLLBACK = Path(__file__).parent / "seed_procedures" / "quick-rollback.sh"
 
@@ -333,7 +333,7 @@ def _snapshot_table(snapshot: dict[str, Any]) -> str:
                     f"{seed['second']['seconds'] / max(ours['second']['seconds'], 0.01):.0f}x time")
     rows.append(second_ratio)
     header = f"{snapshot['objects']} objects, {snapshot['changed_bytes']} bytes changed in the second"
-    return header + "\n" + "\n".join(f"{str(a):<20} {str(b):>14} {str(c):>14} {str(d):>18} {str(e):>14}"
+    return header + "\n" + "\n".join(f"{a!s:<20} {b!s:>14} {c!s:>14} {d!s:>18} {e!s:>14}"
                                       for a, b, c, d, e in rows)
 
 

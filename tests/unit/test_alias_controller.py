@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from drcore.rollback.controller import AliasController
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Cause, ControllerState
+from drcore.rollback.controller import AliasController
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder, SimulatedClock, put_alias_metrics
 
@@ -90,7 +90,8 @@ def test_manual_rollback_without_candidate_changes_nothing(system, controller: A
     assert "UpdateAlias" not in calls.calls
 
 
-def test_promotion_waits_for_bake_time_ok_alarms_and_traffic(system, controller: AliasController, clock: SimulatedClock):
+def test_promotion_waits_for_bake_time_ok_alarms_and_traffic(system, controller: AliasController,
+                                                             clock: SimulatedClock):
     # Given the fix released and baking
     controller.release(system.versions["fix"], OPERATOR)
     all_alarms(system, "OK")
@@ -104,18 +105,21 @@ def test_promotion_waits_for_bake_time_ok_alarms_and_traffic(system, controller:
     assert outcome.action == "baking" and "INSUFFICIENT_DATA" in outcome.detail
     # When all alarms are OK but it served too little traffic
     system.set_alarm("health-probe", "OK")
-    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["fix"], clock.now - timedelta(minutes=1), invocations=3)
+    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["fix"],
+                      clock.now - timedelta(minutes=1), invocations=3)
     outcome = controller.reconcile()[-1]
     assert outcome.action == "baking" and "fewer than" in outcome.detail
     # When it served enough: promoted, STABLE moves, baseline recorded
-    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["fix"], clock.now - timedelta(minutes=1),
+    put_alias_metrics(system.clients["cloudwatch"], system.function_name, system.versions["fix"],
+                      clock.now - timedelta(minutes=1),
                       invocations=20, durations_ms=[100.0 + i for i in range(100)])
     outcome = controller.reconcile()[-1]
     assert outcome.action == "promoted"
     assert system.alias_version("STABLE") == system.versions["fix"]
     record = controller.record()
     assert record.state is ControllerState.STEADY and record.candidate is None
-    assert record.stable_p99_ms == 198  # nearest-rank p99 (99th of 100 values 100..199) (percentile computed by the moto gap fill)
+    # nearest-rank p99 (the 99th of the 100 values 100..199), as the moto gap fill computes percentiles
+    assert record.stable_p99_ms == 198
 
 
 def test_promote_of_canary_moves_live_off_its_weights(system, controller: AliasController):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
 from drcore.aws.alarms import signal_from_alarm_action
-from drcore.rollback.controller import AliasController
 from drcore.core.models import ControllerState
+from drcore.rollback.controller import AliasController
 from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder
@@ -35,7 +35,7 @@ def alarm(system: SampleSystem, kind: str, state: str, at: datetime):
 def test_the_same_alarm_event_delivered_100_times_rolls_back_once(system, controller, invoke_watcher):
     # Given LIVE on the bad version, and its errors alarm firing once
     deploy_bad_version(system)
-    changed_at = datetime.now(timezone.utc)
+    changed_at = datetime.now(UTC)
     as_action = alarm_action_event(system.alarms["errors"], "ALARM", changed_at, system.function_name)
     as_rule = alarm_state_change_event(system.alarms["errors"], "ALARM", changed_at, system.function_name)
     # When the transition arrives 100 times, as alarm action and through EventBridge
@@ -64,16 +64,18 @@ def test_an_event_older_than_the_last_processed_for_its_alarm_is_ignored(system,
     assert controller.record().state is ControllerState.BAKING
 
 
-def test_health_and_performance_watchers_firing_together_roll_back_once(system, controller, invoke_watcher, monkeypatch):
+def test_health_and_performance_watchers_firing_together_roll_back_once(system, controller, invoke_watcher,
+                                                                        monkeypatch):
     # Given the candidate on LIVE, known to the controller
     deploy_bad_version(system)
     controller.record()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events = [
         (health_watcher, alarm_action_event(system.alarms["errors"], "ALARM", now, system.function_name)),
         (health_watcher, alarm_state_change_event(system.alarms["health-probe"], "ALARM", now, system.function_name)),
         (performance_watcher, alarm_action_event(system.alarms["p99-duration"], "ALARM", now, system.function_name)),
-        (performance_watcher, alarm_state_change_event(system.alarms["avg-duration"], "ALARM", now, system.function_name)),
+        (performance_watcher,
+         alarm_state_change_event(system.alarms["avg-duration"], "ALARM", now, system.function_name)),
     ]
     for name, value in system.environment().items():  # set once, before the threads start
         monkeypatch.setenv(name, value)
@@ -165,7 +167,8 @@ def test_a_rolled_back_version_is_never_promoted_automatically(system, controlle
     assert system.alias_version("LIVE") == system.versions["good"]
     # And released by force with a reason, it bakes but never promotes itself
     from drcore.core.models import Cause
-    controller.release(system.versions["bad"], Cause(kind="manual", summary="retry", requested_by="bob", reason="hotfix"), force=True)
+    forced = Cause(kind="manual", summary="retry", requested_by="bob", reason="hotfix")
+    controller.release(system.versions["bad"], forced, force=True)
     for kind in system.alarms:
         system.set_alarm(kind, "OK")
     clock.advance(4000)
@@ -252,7 +255,7 @@ def test_unknown_or_incomplete_events_change_nothing_and_do_not_raise(system, in
 
 def test_an_alarm_of_another_function_changes_nothing(system, invoke_watcher):
     deploy_bad_version(system)
-    event = alarm_action_event("billing-api-LIVE-errors", "ALARM", datetime.now(timezone.utc), "billing-api")
+    event = alarm_action_event("billing-api-LIVE-errors", "ALARM", datetime.now(UTC), "billing-api")
     result = invoke_watcher(health_watcher, event)
     assert result["status"] == "ignored" and "billing-api-LIVE-errors" in result["reason"]
     assert system.alias_version("LIVE") == system.versions["bad"]
@@ -260,7 +263,7 @@ def test_an_alarm_of_another_function_changes_nothing(system, invoke_watcher):
 
 def test_an_aws_error_on_the_critical_path_raises_so_lambda_retries(system, invoke_watcher):
     deploy_bad_version(system)
-    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(timezone.utc), system.function_name)
+    event = alarm_action_event(system.alarms["errors"], "ALARM", datetime.now(UTC), system.function_name)
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
         invoke_watcher(health_watcher, event, DR_STATE_TABLE_NAME="no-such-table")
 
@@ -277,7 +280,7 @@ def test_the_rollback_makes_one_aws_call_before_the_flip(system, controller, clo
 def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, versions_behaviour):
     versions_behaviour.set_failing(system.function_name, system.versions["bad"])
     deploy_bad_version(system)
-    result = invoke_watcher(health_watcher, scheduled_event(datetime.now(timezone.utc)))
+    result = invoke_watcher(health_watcher, scheduled_event(datetime.now(UTC)))
     # The versions LIVE and STABLE serve are published for the dashboard, with the function as only dimension
     cloudwatch = system.clients["cloudwatch"]
     for name, version in (("LiveVersion", 2.0), ("StableVersion", 1.0)):
@@ -285,7 +288,8 @@ def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, v
         assert metric[0]["Dimensions"] == [{"Name": "FunctionName", "Value": system.function_name}]
         stats = cloudwatch.get_metric_statistics(
             Namespace="ApiladosDR", MetricName=name, Dimensions=metric[0]["Dimensions"], Statistics=["Maximum"],
-            Period=60, StartTime=datetime.now(timezone.utc) - timedelta(minutes=5), EndTime=datetime.now(timezone.utc) + timedelta(minutes=1))
+            Period=60, StartTime=datetime.now(UTC) - timedelta(minutes=5),
+            EndTime=datetime.now(UTC) + timedelta(minutes=1))
         assert [point["Maximum"] for point in stats["Datapoints"]] == [version]
     probe = result["outcomes"][0]
     assert result["status"] == "ticked" and probe["action"] == "probed", probe
