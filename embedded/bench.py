@@ -304,7 +304,8 @@ def bench_snapshot(objects: int) -> dict[str, Any]:
         aws_cli = str(Path(sys.executable).with_name("aws"))
 
         def ours() -> dict[str, Any]:
-            return _measured(counter, [sys.executable, "-c", SNAPSHOT_PROCESS, SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET],
+            command = [sys.executable, "-c", SNAPSHOT_PROCESS, SNAPSHOT_DATA_BUCKET, SNAPSHOT_BACKUP_BUCKET]
+            return _measured(counter, command,
                              lambda stdout: json.loads(stdout)["objects_copied"],
                              lambda: _bucket_bytes(s3, SNAPSHOT_BACKUP_BUCKET))
 
@@ -327,7 +328,8 @@ def _snapshot_table(snapshot: dict[str, Any]) -> str:
     ours, seed = snapshot["ours"], snapshot["seed"]
     rows = [("", "ours first", "seed first", "ours second", "seed second")]
     for figure in ("seconds", "requests", "objects_copied", "bytes_stored"):
-        rows.append((figure, ours["first"][figure], seed["first"][figure], ours["second"][figure], seed["second"][figure]))
+        rows.append((figure, ours["first"][figure], seed["first"][figure],
+                     ours["second"][figure], seed["second"][figure]))
     second_ratio = ("second: seed/ours", "", "",
                     f"{seed['second']['requests'] / max(ours['second']['requests'], 1):.0f}x requests",
                     f"{seed['second']['seconds'] / max(ours['second']['seconds'], 0.01):.0f}x time")
@@ -344,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks against the embedded AWS endpoint")
     parser.add_argument("--report", type=Path, default=Path("reports/bench.json"))
     parser.add_argument("--events", type=int, default=200, help="alarm events fed to our watcher")
-    parser.add_argument("--seed-runs", type=int, default=20, help="runs of the runbook's script (a CLI process per call)")
+    parser.add_argument("--seed-runs", type=int, default=20,
+                        help="runs of the runbook's script (a CLI process per call)")
     parser.add_argument("--objects", type=int, default=10_000, help="objects in the snapshot benchmark's bucket")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)

@@ -3,14 +3,14 @@ the journal and the RPO metrics."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
 import backup.handler as backup
-from drcore.state.backup_store import BackupStore, Component
 from drcore.backup.manifest import list_snapshots, read_manifest
+from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
 from tests.support import CallRecorder
@@ -43,8 +43,8 @@ def store(system: SampleSystem) -> BackupStore:
 def good_backups(system: SampleSystem, component: str) -> list[float]:
     stats = system.clients["cloudwatch"].get_metric_statistics(
         Namespace="ApiladosDR", MetricName="BackupSucceeded", Dimensions=[{"Name": "Component", "Value": component}],
-        Statistics=["Sum"], Period=3600, StartTime=datetime.now(timezone.utc) - timedelta(hours=1),
-        EndTime=datetime.now(timezone.utc) + timedelta(minutes=5))
+        Statistics=["Sum"], Period=3600, StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5))
     return [point["Sum"] for point in stats["Datapoints"]]
 
 
@@ -86,7 +86,8 @@ def test_a_change_of_another_function_is_ignored(buckets, run_backup, monkeypatc
 @pytest.mark.parametrize("change", [
     lambda event: {key: value for key, value in event.items() if key != "detail"},
     lambda event: {**event, "detail": None},
-    lambda event: {**event, "detail": {**event["detail"], "requestParameters": "functionName=apilados-pipeline-ingest"}},
+    lambda event: {**event,
+                   "detail": {**event["detail"], "requestParameters": "functionName=apilados-pipeline-ingest"}},
 ])
 def test_a_cloudtrail_event_without_a_usable_detail_is_ignored_and_reads_nothing(buckets, run_backup, monkeypatch,
                                                                                change):

@@ -37,7 +37,8 @@ def test_a_configuration_change_of_the_function_backs_up_its_configuration(name,
     cloudtrail_event("UpdateFunctionConfiguration20150331v2", "billing-api"),
     cloudtrail_event("GetFunction20150331v2", FUNCTION),
     cloudtrail_event("UpdateFunctionCode20150331v2", FUNCTION, errorCode="AccessDenied"),
-    {**cloudtrail_event("PutObject", FUNCTION), "detail": {**cloudtrail_event("PutObject", FUNCTION)["detail"], "eventSource": "s3.amazonaws.com"}},
+    {**cloudtrail_event("PutObject", FUNCTION),
+     "detail": {**cloudtrail_event("PutObject", FUNCTION)["detail"], "eventSource": "s3.amazonaws.com"}},
 ])
 def test_other_calls_are_ignored(event):
     assert isinstance(parse_backup_request(event, FUNCTION), Ignored)

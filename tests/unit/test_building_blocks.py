@@ -3,20 +3,20 @@ the regression check."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from drcore.aws.alerts import Alert
-from drcore.state.backup_store import backup_time, new_backup_id
+from drcore.aws.clients import s3_client
+from drcore.aws.metrics import HEALTH_PROBE_METRIC
 from drcore.core.config import ControllerSettings
 from drcore.core.errors import ConcurrentUpdate, SettingsError
-from drcore.aws.metrics import HEALTH_PROBE_METRIC
 from drcore.core.models import Cause, ControllerState
 from drcore.rollback.watcher import outcome_metrics
-from drcore.aws.clients import s3_client
+from drcore.state.backup_store import backup_time, new_backup_id
 from tests.support import put_alias_metrics
 
 OPERATOR = Cause(kind="manual", summary="operator request", requested_by="alice", reason="test")
@@ -54,7 +54,8 @@ def test_two_writers_never_both_win(system, controller):
 
 def test_journal_entries_are_written_once(system, controller):
     store = controller._store
-    kwargs = dict(entry_id="incident-1", at="2026-11-26T12:00:00.000Z", action="rollback", cause=OPERATOR, result="ok")
+    kwargs = {"entry_id": "incident-1", "at": "2026-11-26T12:00:00.000Z", "action": "rollback", "cause": OPERATOR,
+              "result": "ok"}
     assert store.append_journal(system.function_name, **kwargs) is True
     assert store.append_journal(system.function_name, **kwargs) is False
     assert len(store.journal(system.function_name)) == 1
@@ -82,7 +83,8 @@ def test_health_probe_publishes_failure_of_a_failing_version(system, health_prob
     # Then the failure is a metric datapoint of 1 for the alarm to see
     assert result["healthy"] is False and "Unhandled" in result["failure"]
     metric = cloudwatch.list_metrics(Namespace="ApiladosDR", MetricName=HEALTH_PROBE_METRIC)["Metrics"]
-    assert {d["Name"]: d["Value"] for d in metric[0]["Dimensions"]} == {"FunctionName": system.function_name, "Alias": "LIVE"}
+    dimensions = {d["Name"]: d["Value"] for d in metric[0]["Dimensions"]}
+    assert dimensions == {"FunctionName": system.function_name, "Alias": "LIVE"}
     # And a healthy version reports healthy
     versions_behaviour.set_failing(system.function_name, system.versions["good"], failing=False)
     assert health_probe.run()["healthy"] is True
@@ -125,7 +127,7 @@ def test_outcome_metrics_count_the_event_and_each_change():
 
 
 def test_backup_ids_sort_in_time_order_within_a_second():
-    moment = datetime(2026, 11, 26, 9, 30, 0, 5000, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 26, 9, 30, 0, 5000, tzinfo=UTC)
     ids = [new_backup_id(moment + timedelta(milliseconds=ms)) for ms in (0, 1, 17, 500, 994)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(backup_time(backup_id) == moment.replace(microsecond=0) for backup_id in ids)

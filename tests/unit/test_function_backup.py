@@ -17,8 +17,6 @@ from typing import Any
 import boto3
 import pytest
 
-from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
-from drcore.core.errors import InvalidRequest
 from drcore.backup.function_backup import (
     ArchiveDownloadFailed,
     ArchiveVerificationFailed,
@@ -26,6 +24,8 @@ from drcore.backup.function_backup import (
     FunctionNotFound,
     download,
 )
+from drcore.core.errors import InvalidRequest
+from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
 from embedded.moto_gaps import VersionBehaviour
 from embedded.sample_system import FUNCTION_ENVIRONMENT, FUNCTION_TAGS, RESERVED_CONCURRENCY, SampleSystem
 from tests.support import SimulatedClock
@@ -285,7 +285,8 @@ def test_a_container_image_function_records_its_image(system, lam, store, versio
     result = FunctionBackup(lam, store, "ingest-image", clock=SimulatedClock()).run()
     # Then the image is recorded instead of an archive, and nothing was downloaded
     document = store.get_json(backup_prefix(Component.LAMBDA, "ingest-image", result.backup_id) + "configuration.json")
-    assert document["code"]["image_uri"] == image and document["code"]["resolved_image_uri"].endswith(result.code_sha256)
+    assert document["code"]["image_uri"] == image
+    assert document["code"]["resolved_image_uri"].endswith(result.code_sha256)
     assert result.package_type == "Image" and result.code_sha256_verified is False
     assert result.files == ("configuration.json",) and versions_behaviour.archives.served == []
     assert store.get_json(result.manifest_key)["image_uri"] == image

@@ -14,17 +14,17 @@ import io
 import json
 import re
 import zipfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from drcore.state.backup_store import BackupStore, Component, backup_prefix
-from drcore.core.errors import InvalidRequest
 from drcore.aws.lambda_updates import MAX_ATTEMPTS
 from drcore.backup.function_backup import FunctionBackup, FunctionBackupResult
 from drcore.backup.function_format import code_sha256
+from drcore.core.errors import InvalidRequest
 from drcore.restore.function_plan import (
     CodeVerificationFailed,
     FunctionRestorePlan,
@@ -34,6 +34,7 @@ from drcore.restore.function_plan import (
 )
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.state.backup_files import CorruptBackup
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from embedded.moto_gaps import FunctionUpdates, function_updates_take_time
 from embedded.sample_system import FUNCTION_ENVIRONMENT, FUNCTION_TAGS, RESERVED_CONCURRENCY, SampleSystem
 from tests.support import MUTATING_PREFIXES, CallRecorder, SimulatedClock
@@ -238,7 +239,7 @@ def test_a_restore_in_place_puts_back_every_captured_setting(system, lam, store,
     assert {alias: system.alias_version(alias) for alias in ("LIVE", "STABLE")} == aliases_before
     # and the result says so
     assert result.ok and result.code_sha256_verified and result.environment_restored
-    assert set(result.changed) == EVERY_SETTING and result.not_restored == [] and EVERY_SETTING <= set(result.restored)
+    assert set(result.changed) == EVERY_SETTING and result.not_restored == [] and set(result.restored) >= EVERY_SETTING
     assert result.created is False and result.republished_layers == {}
     assert result.to_dict()["ok"] is True
     # and a plan made now finds nothing left to do
@@ -343,7 +344,7 @@ def test_an_unknown_backup_is_refused_naming_the_newest_ones(system, backup, res
     with pytest.raises(UnknownBackup) as refused:
         restorer.plan(backup_id)
     message = str(refused.value)
-    assert why in message and repr(backup_id) in message or backup_id in message
+    assert (why in message and repr(backup_id) in message) or backup_id in message
     assert f"newest complete backups of {system.function_name}: {backup.backup_id}" in message
     assert isinstance(refused.value, InvalidRequest) and recorder.mutating() == []
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter
 from drcore.backup.manifest import ManifestCorrupt, list_snapshots, read_manifest
-from drcore.core.config import RetentionPolicy
 from drcore.backup.retention import prune, snapshots_to_keep
+from drcore.core.config import RetentionPolicy
+from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -27,7 +28,7 @@ def listing(moment: datetime) -> BackupListing:
 
 
 def at(*parts: int) -> str:
-    return listing(datetime(*parts, tzinfo=timezone.utc)).backup_id
+    return listing(datetime(*parts, tzinfo=UTC)).backup_id
 
 
 # Which snapshots are kept -------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def at(*parts: int) -> str:
 
 def test_grandfather_father_son_keeps_the_newest_of_each_recent_period():
     # Given a snapshot every hour for 70 days up to Thursday 2026-11-26 12:00 UTC
-    end = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 26, 12, tzinfo=UTC)
     snapshots = [listing(end - timedelta(hours=n)) for n in range(70 * 24)]
     policy = RetentionPolicy(keep_last=2, hourly=3, daily=3, weekly=2, monthly=2)
     # When the policy picks what to keep
@@ -52,7 +53,7 @@ def test_grandfather_father_son_keeps_the_newest_of_each_recent_period():
 
 def test_a_pause_in_backups_does_not_expire_the_last_good_snapshots():
     # Given daily snapshots that stopped ten days ago
-    last = datetime(2026, 11, 16, 3, tzinfo=timezone.utc)
+    last = datetime(2026, 11, 16, 3, tzinfo=UTC)
     snapshots = [listing(last - timedelta(days=n)) for n in range(30)]
     # When a policy keeps three dailies, Then the three newest days that have a snapshot are kept
     kept = snapshots_to_keep(snapshots, RetentionPolicy(keep_last=1, hourly=0, daily=3, weekly=0, monthly=0))
@@ -79,7 +80,7 @@ def store(s3: Any) -> BackupStore:
 
 
 # Content written now is two days old for the prune, past the grace for content no checkpoint names yet.
-PRUNE_AT = datetime.now(timezone.utc) + timedelta(days=2)
+PRUNE_AT = datetime.now(UTC) + timedelta(days=2)
 
 
 def snapshot_at(s3: Any, store: BackupStore, moment: datetime, bucket: str = DATA) -> str:
@@ -130,7 +131,8 @@ def test_prune_removes_expired_snapshots_and_unreferenced_content_but_never_refe
     # And a snapshot still running, whose first checkpoint names content no manifest references yet
     s3.put_object(Bucket=DATA, Key="0-new.csv", Body=b"new")
     running = unfinished_snapshot_at(s3, store, PRUNE_AT - timedelta(hours=1))
-    a1, a2, b1 = content_of(store, first, "a.csv"), content_of(store, second, "a.csv"), content_of(store, first, "b.csv")
+    a1, a2 = content_of(store, first, "a.csv"), content_of(store, second, "a.csv")
+    b1 = content_of(store, first, "b.csv")
     a3, shared = content_of(store, third, "a.csv"), content_of(store, third, "shared.csv")
     new = next(key for key in stored_content(store) if key not in {a1, a2, a3, b1, shared})
     # And two bodies that only the expiring snapshots reference are under Object Lock
@@ -217,7 +219,7 @@ def test_content_another_buckets_snapshots_reference_is_kept(s3, store):
 def test_content_younger_than_a_day_is_not_removed(s3, store):
     # Given an expired snapshot whose content was written moments ago
     s3.put_object(Bucket=DATA, Key="a.csv", Body=b"a1")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = snapshot_at(s3, store, now - timedelta(hours=3))
     s3.put_object(Bucket=DATA, Key="a.csv", Body=b"a2")
     snapshot_at(s3, store, now - timedelta(hours=2))

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from drcore.state.backup_store import BackupStore, Component, backup_prefix
-from drcore.core.errors import InvalidRequest
 from drcore.backup.logs_backup import LogGroupNotFound, LogsBackup, log_subject
-from drcore.core.models import to_iso
 from drcore.backup.stack_backup import StackBackup, StackNotFound
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import to_iso
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from embedded.sample_system import PIPELINE_STACK_POLICY, PIPELINE_TEMPLATE, SampleSystem
 from tests.support import CallRecorder, SimulatedClock
 
@@ -98,7 +98,7 @@ def test_a_missing_stack_is_a_clear_error_and_writes_nothing(system, store):
 @pytest.fixture
 def logs_clock() -> SimulatedClock:
     # The sample's log events follow the wall clock (CloudWatch Logs refuses events older than 14 days).
-    return SimulatedClock(datetime.now(timezone.utc))
+    return SimulatedClock(datetime.now(UTC))
 
 
 @pytest.fixture

@@ -170,9 +170,9 @@ class LogsBackup:
 
     def _write_manifest(self, backup_id: str, task: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         prefix = backup_prefix(Component.LOGS, self._subject, backup_id)
+        exported = [entry for entry in self._store.keys(prefix) if entry["Key"][len(prefix):] not in _OWN_FILES]
         objects = [{"path": entry["Key"][len(prefix):], "size": entry["Size"], "etag": entry["ETag"].strip('"'),
-                    "last_modified": entry["LastModified"]}
-                   for entry in self._store.keys(prefix) if entry["Key"][len(prefix):] not in _OWN_FILES]
+                    "last_modified": entry["LastModified"]} for entry in exported]
         manifest = {
             "format": FORMAT,
             "component": Component.LOGS.value,
@@ -184,7 +184,7 @@ class LogsBackup:
             "task_status": status,
             "objects": objects,
             "object_count": len(objects),
-            "bytes": sum(entry["size"] for entry in objects),
+            "bytes": sum(entry["Size"] for entry in exported),
             "completed_at": to_iso(self._clock()),
         }
         self._store.put_json_once(manifest_key(Component.LOGS, self._subject, backup_id), manifest)

@@ -152,7 +152,8 @@ def _current(store: BackupStore, prefix: str) -> list[ObjectTypeDef]:
 def _lock(store: BackupStore, key: str, now: datetime) -> str | None:
     """Why S3 Object Lock still protects `key`, or None (HeadObject reports both retention and legal hold)."""
     head = store.s3.head_object(Bucket=store.bucket, Key=key)
-    until = head.get("ObjectLockRetainUntilDate")
+    # The stubs type every answer field as present; S3 leaves out the date of an object without retention.
+    until: datetime | None = head.get("ObjectLockRetainUntilDate")
     if until is not None and until > now:
         return f"ObjectLocked: {head.get('ObjectLockMode', 'retention')} until {until:%Y-%m-%d}"
     if head.get("ObjectLockLegalHoldStatus") == "ON":

@@ -83,7 +83,8 @@ class BackupRunner:
             raise BackupFailed("; ".join(f"{o.component}: {o.details.get('error')}" for o in failed), outcomes)
         return outcomes
 
-    def _run_one(self, component: Component, request: BackupRequest, remaining_ms: Callable[[], int]) -> ComponentOutcome:
+    def _run_one(self, component: Component, request: BackupRequest,
+                 remaining_ms: Callable[[], int]) -> ComponentOutcome:
         cause = Cause(kind="config_change" if request.reason.startswith("configuration change") else "schedule",
                       summary=request.reason)
         try:
@@ -140,7 +141,8 @@ def component_runners(
         result = logs_backup.run()
         # A day's export completes on a later run. The run that writes its manifest is a new backup; later
         # runs that find the last full day exported say the logs backup is "current" (within its RPO).
-        status = "complete" if result.completed else {"busy": "skipped", "complete": "current"}.get(result.status, result.status)
+        later_run = {"busy": "skipped", "complete": "current"}
+        status = "complete" if result.completed else later_run.get(result.status, result.status)
         return ComponentOutcome("logs", status, result.backup_id, {
             "day": result.day, "export_status": result.status, "objects": result.objects, "bytes": result.bytes})
 

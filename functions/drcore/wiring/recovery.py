@@ -21,7 +21,7 @@ from drcore.restore.manual_actions import ComprehensiveRollback, RecoverFromBack
 from drcore.restore.recovery import RecoveryService
 from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
-from drcore.state.plans import PlanBook, TwoStepFlow
+from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alias_controller
@@ -53,11 +53,12 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack))
-    destructive = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
+    destructive: dict[type, TwoStepAction] = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
                    ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
     """The journal keeps a result's figures and ids, not its key lists."""
-    return {key: value for key, value in result.items() if not isinstance(value, (list, tuple)) and len(str(value)) < 2000}
+    return {key: value for key, value in result.items()
+            if not isinstance(value, (list, tuple)) and len(str(value)) < 2000}
