@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, cast
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, is_precondition_failed, retrying
+from drcore.aws.errors import (
+    OBJECT_ARCHIVED,
+    OBJECT_NOT_FOUND,
+    SOURCE_CHANGED,
+    error_code,
+    is_precondition_failed,
+    retrying,
+)
 from drcore.aws.object_identity import KEPT_HEADERS, expires_of, full_object_checksums
 from drcore.core.errors import DrError
 
@@ -148,7 +155,7 @@ class S3Copier:
                 raise TargetExists(f"s3://{bucket}/{key} already exists") from error
             if code in SOURCE_CHANGED:
                 raise CopySourceChanged(f"{source} is gone or changed since it was listed ({code})") from error
-            if code == "InvalidObjectState":
+            if code in OBJECT_ARCHIVED:
                 raise CopySourceArchived(f"{source} is archived; it needs an S3 restore first") from error
             raise
 

@@ -26,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import OBJECT_NOT_FOUND, error_code, retrying
+from drcore.aws.errors import OBJECT_ARCHIVED, OBJECT_NOT_FOUND, error_code, retrying
 from drcore.aws.object_identity import BodyIdentity, streamed_digests
 from drcore.backup.manifest import SnapshotManifest
 from drcore.state.backup_store import BackupStore
@@ -142,7 +142,13 @@ class ContentChecker:
         if decided is not None:
             return INTACT if decided else CHECKSUM_DIFFERS
         if read:
-            decided = claim.body.decide_read(streamed_digests(self._store.s3, bucket, content_key, sleep=self._sleep))
+            try:
+                digests = streamed_digests(self._store.s3, bucket, content_key, sleep=self._sleep)
+            except ClientError as error:
+                if error_code(error) in OBJECT_ARCHIVED:
+                    return UNVERIFIED  # in an archive tier: not readable without an S3 restore
+                raise
+            decided = claim.body.decide_read(digests)
             if decided is not None:
                 return INTACT if decided else BODY_DIFFERS
         # Another ETag, no checksum in common: the object the snapshot stored would have had its ETag.

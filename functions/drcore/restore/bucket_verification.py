@@ -34,7 +34,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from drcore.aws.alerts import Alert, AlertPublisher
-from drcore.aws.errors import OBJECT_NOT_FOUND, error_code, retrying
+from drcore.aws.errors import OBJECT_ARCHIVED, OBJECT_NOT_FOUND, error_code, retrying
 from drcore.aws.object_identity import BodyIdentity, ObjectHeaders, full_object_checksums, streamed_digests
 from drcore.backup.content_check import INTACT, UNVERIFIED, ContentChecker, StoredClaim
 from drcore.core.models import Clock, to_iso, utc_now
@@ -112,12 +112,17 @@ class RestoreVerifier:
         decided = expected.body.decide(head)
         if decided is not None or not read:
             return bool(decided), False
-        held = streamed_digests(self._s3, target, have.key, have.version_id, sleep=self._sleep)
-        decided = expected.body.decide_read(held)
-        if decided is None and not want.from_store:
-            # Nothing recorded of the version restored from proves the body: it is read too.
-            decided = held == streamed_digests(self._s3, want.home_bucket, want.key, want.version_id,
-                                               sleep=self._sleep)
+        try:
+            held = streamed_digests(self._s3, target, have.key, have.version_id, sleep=self._sleep)
+            decided = expected.body.decide_read(held)
+            if decided is None and not want.from_store:
+                # Nothing recorded of the version restored from proves the body: it is read too.
+                decided = held == streamed_digests(self._s3, want.home_bucket, want.key, want.version_id,
+                                                   sleep=self._sleep)
+        except ClientError as error:
+            if error_code(error) in OBJECT_ARCHIVED:
+                return False, False  # archived: it cannot be read, so it is not proven
+            raise
         return bool(decided), True
 
     def _expected(self, want: DesiredObject) -> _Expected:
