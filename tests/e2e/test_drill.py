@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.request import Request, urlopen
 
 import boto3
 
@@ -57,6 +58,8 @@ def test_a_drill_over_damaged_backup_content_fails_its_restore_naming_the_damage
     import drill.handler as drill
 
     with embedded_world() as world:
+        # moto's state outlives an embedded world (another test's drill built the same system): start afresh
+        urlopen(Request(f"{world.endpoint}/moto-api/reset", method="POST")).close()
         # Given the sample system on the embedded endpoint, and a snapshot of its data bucket
         session = boto3.session.Session(region_name=REGION)
         system = build_sample_system(session, world.endpoint)
