@@ -152,8 +152,8 @@ def _drill_function() -> tuple[bool, dict[str, Any]]:
         "status": result["status"],
         "steps": {step["name"]: {"ok": step["ok"], "seconds": step["seconds"], "objective": step["objective_seconds"]}
                   for step in report["steps"]},
-        "restored": {key: restore["details"].get(key)
-                     for key in ("snapshot_id", "objects_expected", "objects_matching")},
+        "restored": {key: restore["details"][key] for key in ("snapshot_id", "objects_expected", "objects_matching",
+                                                             "error") if key in restore["details"]},
         "report": report["report_key"],
     }
     return result["status"] == "finished" and result["passed"], details

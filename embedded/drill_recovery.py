@@ -61,6 +61,8 @@ def restore_s3(system: SampleSystem) -> tuple[bool, dict[str, Any]]:
         "safety_snapshot_id": result["safety_snapshot_id"],
         "verification_ok": result["verification"]["ok"],
     }
+    if not details["verification_ok"]:  # what differs, and which of it the backup itself has damaged
+        details |= {name: list(result["verification"][name]) for name in ("mismatched_keys", "backup_damaged_keys")}
     ok = (matching == len(expected) and details["same_size_restored"] == len(corrupted)
           and not details["unexpected_left"] and details["verification_ok"] and bool(details["safety_snapshot_id"]))
     return ok, details

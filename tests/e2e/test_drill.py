@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+from urllib.request import Request, urlopen
 
+import boto3
+
+from drcore.backup.manifest import read_manifest
+from drcore.state.backup_store import BackupStore
+from embedded.aws_events import LambdaContextStub
 from embedded.drill import main
+from embedded.sample_system import add_buckets, add_drill_scratch, build_sample_system
+from embedded.world import REGION, embedded_world
 
 
 def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_path, capsys):
@@ -42,6 +51,38 @@ def test_the_drill_backs_up_rolls_back_and_promotes_and_reports_honestly(tmp_pat
     assert drill_function["restored"]["objects_matching"] == drill_function["restored"]["objects_expected"] > 0
     assert all(step["ok"] for step in drill_function["steps"].values()) and len(drill_function["steps"]) == 5
     assert "PASSED" in (tmp_path / "drill-report.md").read_text()
+
+
+def test_a_drill_over_damaged_backup_content_fails_its_restore_naming_the_damaged_keys():
+    import backup.handler as backup
+    import drill.handler as drill
+
+    with embedded_world() as world:
+        # moto's state outlives an embedded world (another test's drill built the same system): start afresh
+        urlopen(Request(f"{world.endpoint}/moto-api/reset", method="POST")).close()
+        # Given the sample system on the embedded endpoint, and a snapshot of its data bucket
+        session = boto3.session.Session(region_name=REGION)
+        system = build_sample_system(session, world.endpoint)
+        add_buckets(system, session, world.endpoint, objects=12)
+        add_drill_scratch(system)
+        os.environ.update({**system.environment(), **system.backup_environment(), **system.drill_environment()})
+        [snapshot] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
+        # whose stored bodies of two objects are then replaced: the same size, other bytes
+        s3, store = system.clients["s3"], BackupStore(system.clients["s3"], system.backup_bucket)
+        entries = {entry.key: entry for entry in
+                   read_manifest(store, system.data_bucket, snapshot["backup_id"]).objects}
+        damaged = sorted(entries)[2:4]
+        for key in damaged:
+            stored = s3.get_object(Bucket=system.backup_bucket, Key=entries[key].content_key)["Body"].read()
+            s3.put_object(Bucket=system.backup_bucket, Key=entries[key].content_key, Body=bytes(reversed(stored)))
+        # When the drill function runs, as its schedule runs it
+        result = drill.handler({"action": "drill", "requested_by": "e2e", "reason": "damaged backup content"},
+                               LambdaContextStub("apilados-dr-drill"))
+    # Then its restore_s3 step fails, naming the keys whose backup content is damaged
+    restore = next(step for step in result["report"]["steps"] if step["name"] == "restore_s3")
+    assert result["passed"] is False and restore["ok"] is False
+    assert list(restore["details"]["verification"]["backup_damaged_keys"]) == damaged
+    assert f"backup content damaged for {', '.join(damaged)}" in restore["details"]["error"]
 
 
 def test_the_report_is_not_ok_when_a_step_fails():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -14,12 +15,13 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import drcore.restore.bucket_restore as bucket_restore
-from drcore.state.backup_store import BackupStore
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.manifest import list_snapshots, read_manifest
+from drcore.core.errors import InvalidRequest
 from drcore.restore.bucket_plan import NoRestorePoint, RestorePlan, RestoreRefused, TargetChanged
 from drcore.restore.bucket_restore import BucketRestorer
-from drcore.backup.bucket_snapshots import BucketSnapshotter
-from drcore.backup.manifest import list_snapshots
-from drcore.core.errors import InvalidRequest
+from drcore.state.backup_store import BackupStore
+from tests.s3_gaps import enforce_copy_conditions
 from tests.support import CallRecorder, SimulatedClock
 
 DATA = "apilados-production-data"
@@ -86,7 +88,7 @@ class World:
 @pytest.fixture
 def world() -> Iterator[World]:
     with mock_aws():
-        yield World(SimulatedClock(datetime.now(timezone.utc)))
+        yield World(SimulatedClock(datetime.now(UTC)))
 
 
 def body(n: int, size: int = 64, salt: str = "") -> bytes:
@@ -257,30 +259,135 @@ def test_a_safety_snapshot_that_needs_more_time_is_continued_by_id(world: World)
 
 
 def test_the_plan_decides_by_content_not_by_size_or_time(world: World) -> None:
-    # Given a snapshot, then one object rewritten with identical bytes (a new, newer version with the
-    # same ETag) and another rewritten with other bytes of the same size
+    # Given a snapshot, then one object rewritten with identical bytes and headers (a new, newer version
+    # with the same ETag) and another rewritten with other bytes of the same size
     bodies = fill(world, 4)
     snapshot_id = world.snapshot()
-    same_version = world.put("uploads/record-000.csv", bodies["uploads/record-000.csv"])
+    same_version = world.put("uploads/record-000.csv", bodies["uploads/record-000.csv"], ContentType="text/csv",
+                             Metadata={"source": "pipeline"})
     world.put("uploads/record-001.csv", body(1, salt="y"))
 
     # When the restore is planned and applied
     world.log_copies()
+    calls_before = len(world.calls.calls)
     plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    heads = world.calls.calls[calls_before:].count("HeadObject")
     world.restore(plan)
 
     # Then the identical rewrite is unchanged (not copied), the same-size change is copied
     assert plan.copy_keys == ("uploads/record-001.csv",) and plan.unchanged == 3
+    # And only the two rewritten versions were looked at (a HeadObject each: the identical rewrite's headers
+    # might differ, the other's full-object checksum decides); the two untouched versions were not
+    assert heads == 2
     assert [params["Key"] for _, params in world.copy_log] == ["uploads/record-001.csv"]
     assert latest_entries(world, "uploads/record-000.csv")["versions"][0]["VersionId"] == same_version
     assert world.contents() == bodies
+
+
+def corrupt_stored_content(world: World, snapshot_id: str, keys: list[str]) -> None:
+    """Replace the stored bodies of `keys` in the backup store: the same size, other bytes."""
+    entries = {entry.key: entry for entry in read_manifest(world.store, DATA, snapshot_id).objects}
+    for key in keys:
+        content_key = entries[key].content_key
+        stored = world.s3.get_object(Bucket=BACKUP, Key=content_key)["Body"].read()
+        world.s3.put_object(Bucket=BACKUP, Key=content_key, Body=bytes(reversed(stored)))
+
+
+def test_a_restore_of_damaged_stored_content_fails_its_verification_naming_the_damaged_keys(world: World) -> None:
+    # Given a snapshot of 12 objects, then the stored bodies of two of them replaced (same size, other bytes)
+    bodies = fill(world, 12)
+    snapshot_id = world.snapshot()
+    victims = ["uploads/record-003.csv", "uploads/record-008.csv"]
+    corrupt_stored_content(world, snapshot_id, victims)
+    # and the bucket emptied, so that the restore copies every object back
+    for key in bodies:
+        world.s3.delete_object(Bucket=DATA, Key=key)
+
+    # When it is restored (moto ignores the copies' CopySourceIfMatch here: the damaged bytes are written)
+    progress = world.restore(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id))
+
+    # Then the verification read back all 12 objects and counts only the 10 that hold their snapshot's body
+    verification = progress.verification
+    assert not verification.ok and (verification.objects_expected, verification.objects_matching) == (12, 10)
+    assert progress.copied == 12 and verification.read_back == 12
+    # And it names the two keys, as ones whose backup content is damaged
+    assert verification.mismatched_keys == tuple(victims)
+    assert verification.backup_damaged_keys == tuple(victims)
+    assert "backup content damaged for uploads/record-003.csv, uploads/record-008.csv" in verification.failure(
+        snapshot_id)
+    # And verifying again later says the same: nothing the apply wrote counts as matching unread
+    assert world.restorer.verify(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)).mismatched == 2
+
+
+def test_a_copy_from_stored_content_is_pinned_to_it_so_a_replaced_body_never_reaches_the_bucket(world: World) -> None:
+    # Given S3's answer to a copy whose CopySourceIfMatch fails (moto ignores the condition: tests.s3_gaps
+    # fakes that narrow gap on the restorer's client)
+    enforce_copy_conditions(world.restore_client)
+    # and a snapshot, then the stored body of one object replaced, and that object and another damaged
+    bodies = fill(world, 6)
+    snapshot_id = world.snapshot()
+    victim, other = "uploads/record-002.csv", "uploads/record-004.csv"
+    corrupt_stored_content(world, snapshot_id, [victim])
+    world.put(victim, body(2, salt="bad"))
+    world.put(other, body(4, salt="bad"))
+
+    # When the bucket is restored
+    progress = world.restore(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id))
+
+    # Then the other object is restored, and the victim keeps what it held: the replaced body was not copied
+    assert world.contents()[other] == bodies[other]
+    assert world.contents()[victim] == body(2, salt="bad")
+    assert progress.copied == 1
+    # And the verification names the victim as mismatched, its backup content as damaged
+    assert (progress.verification.mismatched_keys, progress.verification.backup_damaged_keys) == ((victim,), (victim,))
+
+
+def test_a_change_of_headers_alone_is_planned_restored_and_verified(world: World) -> None:
+    # Given a snapshot of objects with a content type, user metadata and the headers S3 keeps
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    kept = {"CacheControl": "max-age=60", "ContentDisposition": 'attachment; filename="report.csv"',
+            "ContentLanguage": "es", "ContentEncoding": "identity"}
+    world.put("docs/report.csv", b"a,b\n1,2\n", ContentType="text/csv", Metadata={"source": "pipeline"},
+              Expires=expires, **kept)
+    world.put("docs/plain.csv", b"c,d\n3,4\n", ContentType="text/csv", Metadata={"source": "pipeline"})
+    world.put("docs/untouched.csv", b"e,f\n5,6\n", ContentType="text/csv")
+    snapshot_id = world.snapshot()
+    # then two rewritten with the same bytes: one with another content type and user metadata, one without
+    # the headers it had
+    world.put("docs/plain.csv", b"c,d\n3,4\n", ContentType="application/octet-stream", Metadata={"source": "x"})
+    world.put("docs/report.csv", b"a,b\n1,2\n", ContentType="text/csv", Metadata={"source": "pipeline"})
+
+    # When a restore is planned
+    calls_before = len(world.calls.calls)
+    plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    heads = world.calls.calls[calls_before:].count("HeadObject")
+
+    # Then both are changed, decided with one HeadObject each (the untouched version is not looked at)
+    assert (plan.copy_keys, plan.changed, plan.unchanged) == (("docs/plain.csv", "docs/report.csv"), 2, 1)
+    assert heads == 2
+
+    # When it is applied, Then both carry their snapshot's headers again, proven by the verification
+    progress = world.restore(plan)
+    assert progress.verification.ok and progress.verification.read_back == 2
+    report = world.s3.head_object(Bucket=DATA, Key="docs/report.csv")
+    assert {name: report.get(name) for name in kept} == kept and report["Expires"] == expires
+    assert (report["ContentType"], report["Metadata"]) == ("text/csv", {"source": "pipeline"})
+    plain = world.s3.head_object(Bucket=DATA, Key="docs/plain.csv")
+    assert (plain["ContentType"], plain["Metadata"]) == ("text/csv", {"source": "pipeline"})
+
+    # And a later change of metadata alone fails the verification, naming that key
+    world.s3.copy_object(Bucket=DATA, Key="docs/plain.csv", CopySource={"Bucket": DATA, "Key": "docs/plain.csv"},
+                         MetadataDirective="REPLACE", ContentType="text/csv", Metadata={"source": "edited"})
+    verification = world.restorer.verify(plan)
+    assert not verification.ok and verification.mismatched_keys == ("docs/plain.csv",)
+    assert verification.backup_damaged_keys == ()
 
 
 # Choosing the restore point ------------------------------------------------------------------------
 
 def test_at_picks_the_newest_complete_snapshot_not_after_it_and_never_an_incomplete_one() -> None:
     with mock_aws():
-        clock = SimulatedClock(datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc))
+        clock = SimulatedClock(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
         world = World(clock)
         plain = "apilados-plain-data"  # unversioned: only snapshots can be restore points
         world.s3.create_bucket(Bucket=plain)
@@ -300,8 +407,8 @@ def test_at_picks_the_newest_complete_snapshot_not_after_it_and_never_an_incompl
         world.put("a.csv", b"state now", bucket=plain)
 
         # When restores are planned for 13:45 and for 12:59
-        at_1345 = world.restorer.plan(source_bucket=plain, at=datetime(2026, 11, 20, 13, 45, tzinfo=timezone.utc))
-        at_1259 = world.restorer.plan(source_bucket=plain, at=datetime(2026, 11, 20, 12, 59, tzinfo=timezone.utc))
+        at_1345 = world.restorer.plan(source_bucket=plain, at=datetime(2026, 11, 20, 13, 45, tzinfo=UTC))
+        at_1259 = world.restorer.plan(source_bucket=plain, at=datetime(2026, 11, 20, 12, 59, tzinfo=UTC))
 
         # Then 13:45 restores the 13:00 snapshot (not the unfinished one) and 12:59 the 12:00 one
         assert (at_1345.snapshot_id, at_1345.source) == (second, "snapshot")
@@ -333,10 +440,10 @@ def test_exactly_one_of_snapshot_id_and_at_is_required(world: World) -> None:
 
 
 def test_versions_reach_a_moment_between_two_snapshots() -> None:
-    start = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     with mock_aws(), time_machine.travel(start, tick=False) as traveller:
         # moto stamps versions with the process clock; the snapshots' ids come from the same clock
-        world = World(lambda: datetime.now(timezone.utc))
+        world = World(lambda: datetime.now(UTC))
         # Given a snapshot at 09:01 of a=v1, b=v1
         world.put("a.csv", b"a v1")
         world.put("b.csv", b"b v1")
@@ -347,7 +454,7 @@ def test_versions_reach_a_moment_between_two_snapshots() -> None:
         world.put("a.csv", b"a v2")
         world.s3.delete_object(Bucket=DATA, Key="b.csv")
         traveller.shift(60)
-        wanted = datetime.now(timezone.utc)
+        wanted = datetime.now(UTC)
         # then at 09:04 a=v3, c created, b back, and a second snapshot at 09:05
         traveller.shift(60)
         world.put("a.csv", b"a v3")
@@ -369,16 +476,16 @@ def test_versions_reach_a_moment_between_two_snapshots() -> None:
 
 
 def test_versions_are_not_used_when_a_lifecycle_rule_may_have_expired_them() -> None:
-    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
     with mock_aws(), time_machine.travel(start, tick=False) as traveller:
-        world = World(lambda: datetime.now(timezone.utc))
+        world = World(lambda: datetime.now(UTC))
         # Given a snapshot, a change after it, and a rule expiring noncurrent versions after 1 day
         world.put("a.csv", b"a v1")
         traveller.shift(60)
         first = world.snapshot()
         traveller.shift(60)
         world.put("a.csv", b"a v2")
-        wanted = datetime.now(timezone.utc)
+        wanted = datetime.now(UTC)
         world.s3.put_bucket_lifecycle_configuration(Bucket=DATA, LifecycleConfiguration={"Rules": [
             {"ID": "expire-old", "Status": "Enabled", "Filter": {"Prefix": ""},
              "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]})
@@ -443,7 +550,7 @@ def test_an_unversioned_target_is_refused_when_the_restore_would_remove_anything
     world.put("stray.csv", b"only here", bucket=plain)
 
     # When a restore into it is planned, Then it is refused before anything changes
-    with pytest.raises(RestoreRefused, match="versioning is Disabled.*only as delete markers"):
+    with pytest.raises(RestoreRefused, match=r"versioning is Disabled.*only as delete markers"):
         world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id, target_bucket=plain)
     assert world.calls.mutating() == []
     assert world.contents(plain) == {"stray.csv": b"only here"}
@@ -526,11 +633,12 @@ def test_objects_over_the_threshold_are_copied_in_parts_and_recognised_on_resume
     plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
     progress = world.restore(plan)
 
-    # Then three UploadPartCopy requests rebuilt it, and verification recognises the version it wrote
-    # (a multipart copy has another ETag than the original)
+    # Then three UploadPartCopy requests rebuilt it, and verification proves the version it wrote by
+    # reading it back: a multipart copy has another ETag than the original, and no full-object checksum
     assert [name for name, _ in world.copy_log] == ["UploadPartCopy"] * 3
     assert world.s3.get_object(Bucket=DATA, Key="uploads/big.csv")["Body"].read() == big
     assert progress.verification.ok
+    assert (progress.verification.read_back, progress.verification.streamed) == (1, 1)
     assert world.restorer.apply(plan, PLENTY, safety_snapshot_id=progress.safety_snapshot_id).copied == 0
 
 

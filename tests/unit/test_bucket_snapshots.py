@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -16,7 +18,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
 from drcore.aws.errors import MAX_ATTEMPTS
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
 from drcore.backup.manifest import (
@@ -27,6 +28,7 @@ from drcore.backup.manifest import (
     list_snapshots,
     read_manifest,
 )
+from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
 from tests.support import CallRecorder, SimulatedClock
 
 DATA = "apilados-production-data"
@@ -291,6 +293,34 @@ def test_manifest_records_every_field_and_content_keys_follow_the_checksum(s3, s
     assert manifest.stats["objects_listed"] == 2
 
 
+def test_manifest_records_the_stored_body_and_the_headers_that_prove_a_restore(s3, store, snapshotter,
+                                                                              snapshot_clock):
+    # Given an object with the headers S3 keeps, and one plain
+    body = b"id,name\n1,ana\n"
+    put(s3, "report.csv", body, ContentType="text/csv", CacheControl="max-age=60", ContentLanguage="es",
+        ContentDisposition="attachment", Expires="Tue, 01 Jan 2030 00:00:00 GMT")
+    put(s3, "plain.bin", b"\x00\x01")
+    # When the bucket is snapshotted
+    first = read_manifest(store, DATA, run_to_end(snapshotter(), snapshot_clock).backup_id)
+    report, plain = by_key(first)["report.csv"], by_key(first)["plain.bin"]
+    # Then each entry records its headers
+    assert report.headers == {"CacheControl": "max-age=60", "ContentLanguage": "es",
+                              "ContentDisposition": "attachment", "Expires": "Tue, 01 Jan 2030 00:00:00 GMT"}
+    assert plain.headers == {}
+    # And the content object as stored: its ETag, and the full-object SHA-256 S3 computed of it
+    for entry, stored in ((report, body), (plain, b"\x00\x01")):
+        head = s3.head_object(Bucket=BACKUPS, Key=entry.content_key, ChecksumMode="ENABLED")
+        assert entry.content_etag == head["ETag"]
+        assert entry.content_sha256 == base64.b64encode(hashlib.sha256(stored).digest()).decode()
+    # And a later snapshot records the same of a new object whose body is stored already (found by a probe)
+    put(s3, "copy-of-plain.bin", b"\x00\x01")
+    second = read_manifest(store, DATA, run_to_end(snapshotter(), snapshot_clock).backup_id)
+    found = by_key(second)["copy-of-plain.bin"]
+    assert (found.content_key, found.content_etag, found.content_sha256) == (
+        plain.content_key, plain.content_etag, plain.content_sha256)
+    assert by_key(second)["report.csv"] == report  # carried over from the first, unchanged
+
+
 def test_manifest_is_gzip_json_lines_with_its_sha256_in_metadata(s3, store, snapshotter, snapshot_clock):
     # Given a snapshot
     put(s3, "a.csv", b"a")
@@ -305,7 +335,8 @@ def test_manifest_is_gzip_json_lines_with_its_sha256_in_metadata(s3, store, snap
     assert [entry["key"] for entry in objects] == ["a.csv"]
 
 
-def test_a_corrupt_manifest_is_detected_and_a_later_snapshot_still_copies_nothing(s3, store, snapshotter, snapshot_clock):
+def test_a_corrupt_manifest_is_detected_and_a_later_snapshot_still_copies_nothing(s3, store, snapshotter,
+                                                                                   snapshot_clock):
     # Given a snapshot whose manifest is then altered in place (bypassing the write-once store)
     put(s3, "a.csv", b"a")
     put(s3, "b.csv", b"b")
@@ -449,10 +480,11 @@ def test_an_incremental_snapshot_checkpoints_carried_entries_by_reference_and_re
     assert [item if isinstance(item, list) else item["key"] for item in second_page["entries"]] == [
         [100, 50], "k/0150", [151, 48]]
     # And the finished manifest is the base's, but for the changed object
-    before, after = read_manifest(store, DATA, base.backup_id).objects, read_manifest(store, DATA, done.backup_id).objects
+    before = read_manifest(store, DATA, base.backup_id).objects
+    after = read_manifest(store, DATA, done.backup_id).objects
     assert done.finished and done.stats["objects_copied"] == 1 and len(after) == 450
     assert [entry.key for entry in after] == [entry.key for entry in before]
-    assert [n for n, (old, new) in enumerate(zip(before, after)) if old != new] == [150]
+    assert [n for n, (old, new) in enumerate(zip(before, after, strict=True)) if old != new] == [150]
     assert stored_body(s3, after[150].content_key) == b"changed"
 
 

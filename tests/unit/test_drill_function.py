@@ -4,17 +4,17 @@ step measured and reported honestly, continued across invocations, and productio
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import backup.handler as backup
 import drill.handler as drill
-from drcore.state.backup_store import BackupStore
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.manifest import read_manifest
 from drcore.drill.runner import STEPS
+from drcore.state.backup_store import BackupStore, Component
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem, add_controller_function, add_drill_scratch
@@ -76,7 +76,8 @@ def production_state(system: SampleSystem) -> dict:
     configuration = lam.get_function_configuration(FunctionName=system.function_name)
     versions = s3.list_object_versions(Bucket=system.data_bucket)
     return {
-        "function": {key: configuration.get(key) for key in ("CodeSha256", "LastModified", "Environment", "MemorySize", "Timeout")},
+        "function": {key: configuration.get(key)
+                     for key in ("CodeSha256", "LastModified", "Environment", "MemorySize", "Timeout")},
         "aliases": {alias: system.alias_version(alias) for alias in ("LIVE", "STABLE")},
         "data": sorted((entry["Key"], entry["VersionId"]) for entry in versions.get("Versions", [])),
         "stacks": sorted(stack["StackName"] for stack in system.clients["cloudformation"].describe_stacks()["Stacks"]),
@@ -111,7 +112,8 @@ def test_a_drill_restores_the_newest_backups_into_scratch_resources_and_reports_
     assert steps["recover_lambda"]["details"]["code_sha256_verified"] is True
     # And, once verified, it holds none of the account's concurrency (its backup reserved 25)
     assert steps["recover_lambda"]["details"]["reserved_concurrency_released"] == 25
-    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=f"{system.function_name}-drill")
+    scratch_concurrency = lam.get_function_concurrency(FunctionName=f"{system.function_name}-drill")
+    assert "ReservedConcurrentExecutions" not in scratch_concurrency
     # And the stack backup was validated, not created beside the pipeline
     assert steps["validate_stack"]["details"]["template_valid"] is True
     assert steps["validate_stack"]["details"]["created"] is False
@@ -139,8 +141,8 @@ def test_the_report_is_written_once_journaled_and_published(drill_world):
     # The dashboard's metric has the result, and nobody was alerted
     stats = system.clients["cloudwatch"].get_metric_statistics(
         Namespace="ApiladosDR", MetricName="DrillPassed", Dimensions=[{"Name": "Environment", "Value": "embedded"}],
-        Statistics=["Minimum"], Period=60, StartTime=datetime.now(timezone.utc) - timedelta(minutes=5),
-        EndTime=datetime.now(timezone.utc) + timedelta(minutes=5))
+        Statistics=["Minimum"], Period=60, StartTime=datetime.now(UTC) - timedelta(minutes=5),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5))
     assert [point["Minimum"] for point in stats["Datapoints"]] == [1.0]
     assert system.drain_alerts() == []
 
@@ -161,6 +163,34 @@ def test_a_failing_step_is_reported_and_alerted_and_the_drill_goes_on(drill_worl
     [alert] = system.drain_alerts()
     assert alert["severity"] == 3 and alert["subject"].endswith("DR drill failed: health_check")
     assert "health_check: FAILED" in alert["message"]
+
+
+def test_a_drill_over_damaged_backup_content_fails_its_restore_naming_the_damaged_keys(drill_world):
+    system = drill_world
+    system.set_alarm("errors", "OK")
+    back_up_everything(system)
+    # Given the stored bodies of two objects of the newest snapshot replaced: the same size, other bytes
+    s3, store = system.clients["s3"], BackupStore(system.clients["s3"], system.backup_bucket)
+    newest = [listing for listing in store.list_backups(Component.S3, system.data_bucket) if listing.complete][-1]
+    entries = {entry.key: entry for entry in read_manifest(store, system.data_bucket, newest.backup_id).objects}
+    damaged = sorted(entries)[4:6]
+    for key in damaged:
+        content_key = entries[key].content_key
+        stored = s3.get_object(Bucket=system.backup_bucket, Key=content_key)["Body"].read()
+        s3.put_object(Bucket=system.backup_bucket, Key=content_key, Body=bytes(reversed(stored)))
+    # When the drill runs
+    result = run_drill(START)
+    # Then its restore_s3 step fails, its verification naming those keys as damaged in the backup
+    restore = steps_of(result)["restore_s3"]
+    assert result["passed"] is False and restore["ok"] is False
+    verification = restore["details"]["verification"]
+    assert (verification["objects_expected"], verification["objects_matching"]) == (20, 18)
+    assert list(verification["mismatched_keys"]) == damaged == list(verification["backup_damaged_keys"])
+    assert f"backup content damaged for {', '.join(damaged)}" in restore["details"]["error"]
+    # And every other step passed, and the drill's alert names the keys
+    assert all(step["ok"] for name, step in steps_of(result).items() if name != "restore_s3")
+    [alert] = system.drain_alerts()
+    assert alert["subject"].endswith("DR drill failed: restore_s3") and all(key in alert["message"] for key in damaged)
 
 
 def test_a_drill_without_backups_fails_each_restore_with_the_reason(drill_world):

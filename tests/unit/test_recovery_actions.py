@@ -51,8 +51,8 @@ def test_status_tells_each_components_last_backup_against_its_rpo_and_list_backu
 
 
 def test_status_shows_the_last_drill(system, act):
-    from drcore.drill.report import DrillReport, DrillStep
     from drcore.core.models import Cause
+    from drcore.drill.report import DrillReport, DrillStep
     from drcore.state.store import ControllerStateStore
 
     assert act({"action": "status"})["result"]["last_drill"] is None

@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
@@ -26,6 +25,7 @@ from drcore.aws.s3_copy import (
     S3Copier,
     TargetExists,
 )
+from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
 from tests.support import CallRecorder
 
 DATA = "apilados-production-data"
@@ -51,62 +51,6 @@ def copier(s3: Any) -> Callable[..., S3Copier]:
     def build(**options: Any) -> S3Copier:
         return S3Copier(s3, **{"multipart_threshold": 6 * MiB, "part_size": 5 * MiB, **options})
     return build
-
-
-def s3_answers(code: str, status: int, *, times: int = 10**6, when: Callable[[dict[str, Any]], bool] = lambda _: True,
-               ) -> tuple[Hook, Hook]:
-    """Hooks answering matching requests with S3's error `code` instead of moto, at most `times` times:
-    (provide-client-params hook that keeps the request's parameters, before-call hook that answers)."""
-    remaining = [times]
-
-    def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        # Copied now: botocore rewrites CopySource into a string before the request is sent.
-        context["api_params"] = {**params, "CopySource": dict(params["CopySource"])} \
-            if isinstance(params.get("CopySource"), dict) else dict(params)
-
-    def answer(context: dict[str, Any], **_: Any) -> Any:
-        if remaining[0] > 0 and when(context["api_params"]):
-            remaining[0] -= 1
-            return (AWSResponse("https://s3.amazonaws.com", status, {}, None),
-                    {"Error": {"Code": code, "Message": f"{code} (test)"},
-                     "ResponseMetadata": {"HTTPStatusCode": status}})
-        return None
-
-    return keep, answer
-
-
-def hook(s3: Any, operation: str, hooks: tuple[Hook, Hook]) -> None:
-    keep, answer = hooks
-    s3.meta.events.register(f"provide-client-params.s3.{operation}", keep)
-    s3.meta.events.register(f"before-call.s3.{operation}", answer)
-
-
-def enforce_copy_conditions(s3: Any) -> None:
-    """Fake for moto's gap: S3 answers 412 PreconditionFailed when CopySourceIfMatch does not match the
-    source, or IfNoneMatch: * finds the target written. Decided from moto's own state, read with a client
-    of its own so that the test's call counts stay the copier's requests."""
-    lookup = boto3.client("s3", region_name="us-east-1")
-
-    def source_differs(params: dict[str, Any]) -> bool:
-        if "CopySourceIfMatch" not in params:
-            return False
-        try:
-            return lookup.head_object(**params["CopySource"])["ETag"] != params["CopySourceIfMatch"]
-        except ClientError:
-            return False  # gone: moto answers NoSuchKey or NoSuchVersion itself
-
-    def target_written(params: dict[str, Any]) -> bool:
-        if params.get("IfNoneMatch") != "*":
-            return False
-        try:
-            lookup.head_object(Bucket=params["Bucket"], Key=params["Key"])
-        except ClientError:
-            return False
-        return True
-
-    for operation in ("CopyObject", "UploadPartCopy"):
-        hook(s3, operation, s3_answers("PreconditionFailed", 412,
-                                       when=lambda params: source_differs(params) or target_written(params)))
 
 
 def put(s3: Any, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
@@ -149,22 +93,33 @@ def test_a_small_object_is_copied_whole_from_the_version_it_was_pinned_to(s3, co
 
 
 def test_replaced_metadata_takes_the_place_of_the_sources_and_its_tags(s3, copier):
-    # Given a tagged object with metadata
+    # Given a tagged object with metadata and the headers S3 keeps
     written = put(s3, "uploads/b.csv", b"body", ContentType="text/csv", Metadata={"origin": "ingest"},
-                  Tagging="team=data")
-    # When it is copied with metadata of the caller's
+                  Tagging="team=data", CacheControl="no-cache", ContentLanguage="en")
+    # When it is copied with metadata and headers of the caller's
+    headers = {"CacheControl": "max-age=60", "ContentDisposition": "inline", "Expires": "Tue, 01 Jan 2030 00:00:00 GMT"}
     copier().copy(listed("uploads/b.csv", written), STORE, "restored/b.csv", 4,
-                  metadata=ReplacedMetadata({"restored": "yes"}, "application/json"))
-    # Then the copy has that metadata, and no tags
+                  metadata=ReplacedMetadata({"restored": "yes"}, "application/json", headers))
+    # Then the copy has that metadata and those headers (none of the source's), and no tags
     head = s3.head_object(Bucket=STORE, Key="restored/b.csv")
     assert (head["ContentType"], head["Metadata"]) == ("application/json", {"restored": "yes"})
+    assert (head["CacheControl"], head["ContentDisposition"], head["ExpiresString"]) == (
+        "max-age=60", "inline", "Tue, 01 Jan 2030 00:00:00 GMT")
+    assert "ContentLanguage" not in head
     assert s3.get_object_tagging(Bucket=STORE, Key="restored/b.csv")["TagSet"] == []
+
+
+def test_a_copy_answers_the_full_object_checksum_s3_computed_of_what_it_wrote(s3, copier):
+    written = put(s3, "uploads/c.csv", b"body")
+    copied = copier().copy(listed("uploads/c.csv", written), STORE, "content/c", 4, checksum_algorithm="SHA256")
+    head = s3.head_object(Bucket=STORE, Key="content/c", ChecksumMode="ENABLED")
+    assert copied.sha256 == head["ChecksumSHA256"] and copied.checksums == {"SHA256": head["ChecksumSHA256"]}
 
 
 def test_an_object_over_the_threshold_is_copied_in_parts_with_the_sources_metadata(s3, copier):
     # Given an object over the threshold, with metadata
     written = put(s3, "exports/big.bin", BIG, ContentType="application/octet-stream", Metadata={"rows": "9"},
-                  ContentDisposition="attachment")
+                  ContentDisposition="attachment", Expires="Tue, 01 Jan 2030 00:00:00 GMT")
     calls = CallRecorder().attach(s3)
     # When it is copied
     copied = copier().copy(listed("exports/big.bin", written), STORE, "content/big", len(BIG))
@@ -174,6 +129,7 @@ def test_an_object_over_the_threshold_is_copied_in_parts_with_the_sources_metada
     head = s3.head_object(Bucket=STORE, Key="content/big")
     assert stored(s3, "content/big") == BIG and copied.etag == head["ETag"]
     assert (head["Metadata"], head["ContentDisposition"]) == ({"rows": "9"}, "attachment")
+    assert head["ExpiresString"] == "Tue, 01 Jan 2030 00:00:00 GMT"
     assert open_uploads(s3) == []
 
 
@@ -181,10 +137,10 @@ def test_a_multipart_copy_with_replaced_metadata_reads_nothing_from_the_source(s
     written = put(s3, "exports/big.bin", BIG, Metadata={"rows": "9"})
     calls = CallRecorder().attach(s3)
     copier().copy(listed("exports/big.bin", written), STORE, "restored/big.bin", len(BIG),
-                  metadata=ReplacedMetadata({"restored": "yes"}, "text/plain"))
+                  metadata=ReplacedMetadata({"restored": "yes"}, "text/plain", {"ContentLanguage": "es"}))
     assert "HeadObject" not in calls.count()
     head = s3.head_object(Bucket=STORE, Key="restored/big.bin")
-    assert (head["ContentType"], head["Metadata"]) == ("text/plain", {"restored": "yes"})
+    assert (head["ContentType"], head["Metadata"], head["ContentLanguage"]) == ("text/plain", {"restored": "yes"}, "es")
 
 
 def test_a_part_size_below_s3s_minimum_is_refused(s3):

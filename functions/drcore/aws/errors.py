@@ -30,6 +30,8 @@ PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalReques
 OBJECT_NOT_FOUND = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchVersion"})
 # The object version a copy was pinned to is gone or no longer matches: skip it, the next run sees it.
 SOURCE_CHANGED = OBJECT_NOT_FOUND | {"412", "PreconditionFailed"}
+# An S3 object in an archive storage class or tier: it cannot be read or copied before an S3 restore.
+OBJECT_ARCHIVED = frozenset({"InvalidObjectState"})
 # Lambda refuses an update while another is in progress; retried like throttling.
 LAMBDA_BUSY = frozenset({"ResourceConflictException"})
 # The endpoint does not implement the operation at all (an emulator, a partition without the feature).

@@ -9,7 +9,10 @@ failed copy means stay with each engine.
 - `only_if_absent` makes the write conditional (IfNoneMatch on CopyObject and CompleteMultipartUpload),
   so a write-once target is never overwritten.
 - Metadata: the source's own (CopyObject carries it, tags too; a multipart copy reads it with one
-  HeadObject, tags not), or the caller's replacing it.
+  HeadObject, tags not), or the caller's replacing it: content type, user metadata and the headers S3
+  keeps with an object (drcore.aws.object_identity.KEPT_HEADERS).
+- A single copy can ask S3 for a full-object checksum of what it wrote (`checksum_algorithm`); the
+  answer carries the checksums S3 holds for the copy, so a caller can record or check what was written.
 - Throttling is retried with backoff (drcore.aws.errors.retrying); a failed multipart copy is aborted,
   so its parts do not hold storage.
 - S3's answers are translated: the source moved (CopySourceChanged), the target already holds an
@@ -22,12 +25,20 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, is_precondition_failed, retrying
+from drcore.aws.errors import (
+    OBJECT_ARCHIVED,
+    OBJECT_NOT_FOUND,
+    SOURCE_CHANGED,
+    error_code,
+    is_precondition_failed,
+    retrying,
+)
+from drcore.aws.object_identity import KEPT_HEADERS, expires_of, full_object_checksums
 from drcore.core.errors import DrError
 
 if TYPE_CHECKING:
@@ -53,8 +64,7 @@ DEFAULT_PART_SIZE = 512 * 1024**2
 # and copies like STANDARD).
 ARCHIVE_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 # What a multipart copy carries over from its source's HeadObject (CreateMultipartUpload takes these).
-CARRIED_HEADERS = ("ContentType", "Metadata", "ContentEncoding", "ContentDisposition", "ContentLanguage",
-                   "CacheControl")
+CARRIED_HEADERS = ("ContentType", "Metadata", *KEPT_HEADERS)
 
 
 class CopySourceChanged(DrError):
@@ -89,16 +99,30 @@ class CopySource:
 
 @dataclass(frozen=True)
 class ReplacedMetadata:
-    """Metadata a copy writes instead of its source's; the copy gets no tags."""
+    """Metadata a copy writes instead of its source's; the copy gets no tags. `headers`: KEPT_HEADERS by
+    name, as text (Expires as HeadObject sent it)."""
 
     user: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request_fields(self) -> dict[str, Any]:
+        """The fields CopyObject and CreateMultipartUpload take for this metadata."""
+        fields: dict[str, Any] = {"Metadata": self.user}
+        if self.content_type:
+            fields["ContentType"] = self.content_type
+        return fields | {name: value for name, value in self.headers.items() if name in KEPT_HEADERS}
 
 
 @dataclass(frozen=True)
 class CopiedObject:
     version_id: str  # "null" in a bucket that is not versioned
     etag: str
+    checksums: dict[str, str] = field(default_factory=dict)  # full-object ones S3 answered (algorithm: value)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.checksums.get("SHA256")
 
 
 class S3Copier:
@@ -131,7 +155,7 @@ class S3Copier:
                 raise TargetExists(f"s3://{bucket}/{key} already exists") from error
             if code in SOURCE_CHANGED:
                 raise CopySourceChanged(f"{source} is gone or changed since it was listed ({code})") from error
-            if code == "InvalidObjectState":
+            if code in OBJECT_ARCHIVED:
                 raise CopySourceArchived(f"{source} is archived; it needs an S3 restore first") from error
             raise
 
@@ -143,14 +167,15 @@ class S3Copier:
         if only_if_absent:
             request["IfNoneMatch"] = "*"
         if metadata is not None:
-            request |= {"MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE", "Metadata": metadata.user}
-            if metadata.content_type:
-                request["ContentType"] = metadata.content_type
+            # The same field names and types in both shapes (ReplacedMetadata.request_fields).
+            request = cast("CopyObjectRequestTypeDef", {**request, "MetadataDirective": "REPLACE",
+                                                        "TaggingDirective": "REPLACE", **metadata.request_fields()})
         if checksum_algorithm:
             # A name S3 gave (a listing's ChecksumAlgorithm, a manifest's checksum): S3 judges it.
             request["ChecksumAlgorithm"] = cast("ChecksumAlgorithmType", checksum_algorithm)
         response = retrying(lambda: self._s3.copy_object(**request), sleep=self._sleep)
-        return CopiedObject(response.get("VersionId", "null"), response["CopyObjectResult"]["ETag"])
+        result = response["CopyObjectResult"]
+        return CopiedObject(response.get("VersionId", "null"), result["ETag"], full_object_checksums(result))
 
     def _copy_in_parts(self, source: CopySource, bucket: str, key: str, size: int, only_if_absent: bool,
                        metadata: ReplacedMetadata | None) -> CopiedObject:
@@ -190,17 +215,17 @@ class S3Copier:
         source's own (one HeadObject, pinned like the copy)."""
         request: CreateMultipartUploadRequestTypeDef = {"Bucket": bucket, "Key": key}
         if metadata is not None:
-            request["Metadata"] = metadata.user
-            if metadata.content_type:
-                request["ContentType"] = metadata.content_type
-            return request
+            return cast("CreateMultipartUploadRequestTypeDef", {**request, **metadata.request_fields()})
         head_request: HeadObjectRequestTypeDef = {"Bucket": source.bucket, "Key": source.key}
         if source.version_id is not None:
             head_request["VersionId"] = source.version_id
         if source.etag is not None:
             head_request["IfMatch"] = source.etag
         head: Mapping[str, object] = retrying(lambda: self._s3.head_object(**head_request), sleep=self._sleep)
-        carried = {name: head[name] for name in CARRIED_HEADERS if head.get(name)}
+        carried = {name: head[name] for name in CARRIED_HEADERS if name != "Expires" and head.get(name)}
+        expires = expires_of(head)  # as S3 sent it: botocore's parsed date drops what it cannot parse
+        if expires:
+            carried["Expires"] = expires
         # CARRIED_HEADERS are fields of both shapes, with the same types.
         return cast("CreateMultipartUploadRequestTypeDef", {**request, **carried})
 

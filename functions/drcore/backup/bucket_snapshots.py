@@ -11,6 +11,10 @@ costs less (drcore.backup.stored_content). Stored content is never copied again,
 unchanged bucket costs its listing and its manifest. Objects in archive storage classes are recorded
 (`archived: true`), not copied.
 
+Each new entry records what proves a restore of it (drcore.backup.manifest): the object's headers from
+its HeadObject, and its stored body as the store holds it: the ETag and the SHA-256 S3 computed when
+this snapshot copied it (every copy asks for one), or as the base recorded it, or as a probe found it.
+
 After every listing page a checkpoint records the listing markers and that page's manifest entries
 (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
 checkpoint, with the same base. The manifest is written last.
@@ -28,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import SOURCE_CHANGED, error_code, retrying
+from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, retrying
+from drcore.aws.object_identity import full_object_checksums, kept_headers
 from drcore.aws.s3_copy import (
     ARCHIVE_STORAGE_CLASSES,
     DEFAULT_PART_SIZE,
@@ -42,6 +47,7 @@ from drcore.aws.s3_copy import (
 from drcore.backup.manifest import (
     ManifestEntry,
     SnapshotManifest,
+    StoredBody,
     checksum_of,
     content_key_of,
     read_manifest,
@@ -186,10 +192,12 @@ class BucketSnapshotter:
             # the base's manifest is read.
             ahead = None if listing_done else _Ahead(markers, pool.submit(self._list, markers))
             if last is None:
-                base = SnapshotBase(newest_complete_before(self._store, self._source, backup_id))
+                base_manifest = newest_complete_before(self._store, self._source, backup_id)
             else:  # the base the checkpoints refer to; retention keeps it while this snapshot runs
-                base = SnapshotBase(read_manifest(self._store, self._source, last["base"]) if last["base"] else None)
-            contents = StoredContent(self._store, base.content_keys(), self._stored)
+                base_manifest = read_manifest(self._store, self._source, last["base"]) if last["base"] else None
+            base = SnapshotBase(base_manifest)
+            contents = StoredContent(self._store, base_manifest.stored_bodies() if base_manifest else {},
+                                     self._stored)
             logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id,
                                                    "resumed_at_page": page, "base": base.backup_id})
             while not listing_done:
@@ -259,13 +267,15 @@ class BucketSnapshotter:
                 first_holder.setdefault(entry.content_key, entry)
 
         def copy(holder: tuple[str, ManifestEntry]) -> bool:
-            did_copy = self._copy(*holder)
-            contents.add([holder[0]])  # at once: a page listed again must not copy it twice
+            did_copy, stored = self._copy(*holder)
+            contents.add({holder[0]: stored})  # at once: a page listed again must not copy it twice
             return did_copy
 
         holders = list(first_holder.items())
         copied = [entry for (_, entry), did_copy in zip(holders, pool.map(copy, holders), strict=True) if did_copy]
-        contents.add(entry.content_key for entry in entries if entry.content_key)
+        # A new entry records its content object as stored; one carried from the base stays as it was.
+        entries = [entry.with_stored(contents.body(entry.content_key)) if position is None and entry.content_key
+                   else entry for entry, position in zip(entries, positions, strict=True)]
         archived = [entry.key for entry in entries if entry.archived]
         stats = _Stats(
             objects_listed=len(entries), objects_copied=len(copied),
@@ -296,26 +306,37 @@ class BucketSnapshotter:
             last_modified=to_iso(version["LastModified"]), storage_class=storage_class, checksum=checksum,
             content_type=head.get("ContentType"), metadata=head.get("Metadata", {}),
             content_key=None if archived else content_key_of(version["ETag"], version["Size"], checksum),
-            archived=archived,
+            archived=archived, headers=kept_headers(head),
         )
 
     # Copies ------------------------------------------------------------------------------------
 
-    def _copy(self, content_key: str, entry: ManifestEntry) -> bool:
-        """Copy `entry`'s body to `content_key`; False when the store turned out to hold it already."""
+    def _copy(self, content_key: str, entry: ManifestEntry) -> tuple[bool, StoredBody | None]:
+        """Copy `entry`'s body to `content_key`: whether this copy stored it (False: the store turned out
+        to hold it already), and the stored body."""
         try:
             # Only if absent: the store stays write-once against a concurrent writer of the same content.
-            self._copier.copy(_listed_version(self._source, entry.key, entry.version_id, entry.etag),
-                              self._store.bucket, content_key, entry.size, only_if_absent=True)
+            # S3 computes the SHA-256 of what it stores: restores and checks prove bodies against it.
+            copied = self._copier.copy(_listed_version(self._source, entry.key, entry.version_id, entry.etag),
+                                       self._store.bucket, content_key, entry.size, only_if_absent=True,
+                                       checksum_algorithm="SHA256")
         except TargetExists:
-            return False  # another writer stored this content meanwhile
+            return False, self._stored(content_key)  # another writer stored this content meanwhile
         except (CopySourceChanged, CopySourceArchived) as error:
             # Gone, rewritten or archived since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
-        return True
+        return True, StoredBody(copied.etag, copied.sha256)
 
-    def _stored(self, key: str) -> bool:
-        return retrying(lambda: self._store.exists(key), sleep=self._back_off)
+    def _stored(self, key: str) -> StoredBody | None:
+        """The body stored under a content key (one HeadObject), or None if there is none."""
+        try:
+            head = retrying(lambda: self._store.s3.head_object(Bucket=self._store.bucket, Key=key,
+                                                               ChecksumMode="ENABLED"), sleep=self._back_off)
+        except ClientError as error:
+            if error_code(error) in OBJECT_NOT_FOUND:
+                return None
+            raise
+        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"))
 
     def _back_off(self, seconds: float) -> None:
         """Every backoff of this snapshot's requests is one throttling retry, counted in its stats."""

@@ -18,6 +18,15 @@ ETag of a multipart upload, and a composite checksum, also depend on the part si
 uploaded in other parts gets another key and is stored twice, never confused. Under SSE-KMS or SSE-C an
 ETag is not a digest of the body: such objects are never wrongly shared, but identical bodies are not
 deduplicated either.
+
+What proves a body (drcore.aws.object_identity) is recorded with each entry: the object's own
+full-object checksum where S3 held one, and the content object as the snapshot stored (or found) it:
+its ETag, which pins every copy from it, and the full-object SHA-256 S3 computed of the stored bytes.
+So a content body replaced after the snapshot is refused by a restore and found by the backup checks
+(drcore.backup.content_check), and a restored object is proven equal to the restore point even where
+its ETag is not the original's. The headers S3 keeps with an object (content type, user metadata,
+Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) are recorded too: a
+restore writes them, and they are part of what "equal" means.
 """
 
 from __future__ import annotations
@@ -27,12 +36,18 @@ import gzip
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from drcore.aws.errors import OBJECT_NOT_FOUND, error_code
+from drcore.aws.object_identity import (
+    CHECKSUM_ALGORITHMS,
+    BodyIdentity,
+    ObjectHeaders,
+    recorded_checksum,
+)
 from drcore.core.errors import DrError
 from drcore.core.models import to_iso
 from drcore.state.backup_store import BackupListing, BackupStore, Component, content_key, manifest_key
@@ -40,7 +55,6 @@ from drcore.state.backup_store import BackupListing, BackupStore, Component, con
 MANIFEST_FORMAT = "s3-snapshot/1"
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
 CONTENT_PREFIX = content_key("", "")[: -len("/")]  # "content/", the layout's content root
-CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
 
 
 class SnapshotNotFound(DrError):
@@ -49,6 +63,15 @@ class SnapshotNotFound(DrError):
 
 class ManifestCorrupt(DrError):
     """A manifest does not match the SHA-256 recorded when it was written, or cannot be read."""
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """A content object as a snapshot stored or found it: its ETag, and the full-object SHA-256 (base64)
+    S3 holds for it (None where it holds none)."""
+
+    etag: str
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,12 +87,41 @@ class ManifestEntry:
     metadata: dict[str, str]
     content_key: str | None  # None when archived: the body is not in the backup store
     archived: bool = False
+    # Fields below are absent from manifests written before they were recorded: None there.
+    headers: dict[str, str] | None = None  # the KEPT_HEADERS of drcore.aws.object_identity the object had
+    content_etag: str | None = None  # the content object's ETag when the snapshot stored or found it
+    content_sha256: str | None = None  # the full-object SHA-256 (base64) S3 computed of the stored body
 
     def describes(self, version: Mapping[str, Any]) -> bool:
         """Whether this entry is the listed version; a `null` version id alone does not say so."""
         return (self.version_id == version["VersionId"] and self.etag == version["ETag"]
                 and self.size == version["Size"] and self.last_modified == to_iso(version["LastModified"])
                 and self.storage_class == version.get("StorageClass", "STANDARD"))
+
+    def body(self) -> BodyIdentity:
+        """What proves an object holds this entry's body: its size, its ETag, its full-object checksums."""
+        checksums = recorded_checksum(self.checksum)
+        if self.content_sha256:
+            checksums.setdefault("SHA256", self.content_sha256)
+        return BodyIdentity(self.size, frozenset({self.etag}), checksums)
+
+    def stored_body(self) -> BodyIdentity:
+        """What proves the content object holds this entry's body: the same, or its ETag as stored."""
+        body = self.body()
+        if self.content_etag is None:
+            return body
+        return BodyIdentity(body.size, body.etags | {self.content_etag}, body.checksums)
+
+    def object_headers(self) -> ObjectHeaders:
+        return ObjectHeaders(self.content_type, self.metadata, self.headers)
+
+    def stored(self) -> StoredBody | None:
+        return StoredBody(self.content_etag, self.content_sha256) if self.content_etag else None
+
+    def with_stored(self, stored: StoredBody | None) -> ManifestEntry:
+        if stored is None or self.content_key is None:
+            return self
+        return replace(self, content_etag=stored.etag, content_sha256=stored.sha256)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))  # not asdict(): its deep copy costs more than the whole page's work
@@ -90,6 +142,14 @@ class SnapshotManifest:
 
     def content_keys(self) -> set[str]:
         return {entry.content_key for entry in self.objects if entry.content_key}
+
+    def stored_bodies(self) -> dict[str, StoredBody | None]:
+        """Each content key this snapshot references, with the content object as it was recorded."""
+        bodies: dict[str, StoredBody | None] = {}
+        for entry in self.objects:
+            if entry.content_key and bodies.get(entry.content_key) is None:
+                bodies[entry.content_key] = entry.stored()
+        return bodies
 
 
 def content_key_of(etag: str, size: int, checksum: Mapping[str, str] | None) -> str:

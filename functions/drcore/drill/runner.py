@@ -11,7 +11,9 @@ that fails is reported and the drill goes on with the next:
                     the backup's CodeSha256, configuration and environment as backed up (objective: the
                     function's RTO)
     restore_s3      the scratch bucket emptied (delete markers only), the newest data snapshot restored
-                    into it, every object verified by content (objective: the data's RTO)
+                    into it, every object read back and verified by content and headers; a failure names
+                    the keys that differ, and those whose stored backup content is damaged (objective:
+                    the data's RTO)
     validate_stack  the newest stack backup verified against its manifest and its template validated by
                     CloudFormation, parameters complete. Not created: the pipeline's resources have fixed
                     names, so a second copy in the account would collide (objective: the configuration RTO)
@@ -26,10 +28,10 @@ one), published as the DrillPassed metric, and a failed drill is alerted at seve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -38,17 +40,17 @@ from drcore.aws.alarms import AlarmBoard
 from drcore.aws.alerts import Alert, AlertPublisher
 from drcore.aws.errors import is_precondition_failed
 from drcore.backup.catalog import BackupCatalog
-from drcore.state.backup_store import REPORTS_PREFIX, AlreadyWritten, BackupListing, BackupStore, Component
-from drcore.restore.bucket_plan import RestorePlan
-from drcore.restore.bucket_restore import BucketRestorer
-from drcore.drill.report import DrillReport, DrillStep
 from drcore.core.config import DrillEnvironment
 from drcore.core.errors import DrError, InvalidRequest
 from drcore.core.metric_names import DRILL_PASSED_METRIC, ENVIRONMENT_DIMENSION
-from drcore.restore.function_restore import FunctionRestorer
 from drcore.core.models import Cause, Clock, ControllerState, parse_time, to_iso, utc_now
-from drcore.state.plans import PlanBook
+from drcore.drill.report import DrillReport, DrillStep
+from drcore.restore.bucket_plan import RestorePlan
+from drcore.restore.bucket_restore import BucketRestorer
+from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.stack_recovery import StackRecovery
+from drcore.state.backup_store import REPORTS_PREFIX, AlreadyWritten, BackupListing, BackupStore, Component
+from drcore.state.plans import PlanBook
 from drcore.state.store import ControllerStateStore
 
 logger = Logger(child=True)
@@ -78,8 +80,9 @@ class DrillRecorder:
     def record(self, drill_id: str, report: DrillReport, requested_by: str) -> str:
         """Every output once, so a retried invocation may call it again; returns the report's key."""
         key = f"{REPORTS_PREFIX}{drill_id}/report.json"
+        rendering = f"{REPORTS_PREFIX}{drill_id}/report.md"
         for name, body, content_type in ((key, report.to_json(), "application/json"),
-                                         (f"{REPORTS_PREFIX}{drill_id}/report.md", report.to_markdown(), "text/markdown")):
+                                         (rendering, report.to_markdown(), "text/markdown")):
             try:
                 self._store.put_once(name, body.encode(), content_type)
             except AlreadyWritten:
@@ -250,8 +253,8 @@ class DrillRunner:
         except Exception as error:  # a drill reports a failed step and goes on; it never stops at the first error
             logger.exception("drill step failed", extra={"step": name})
             ok, details = False, {"error": f"{type(error).__name__}: {error}"}
-        return DrillStep(name=name, ok=ok, seconds=self._seconds_since(started), objective_seconds=self._objective(name),
-                         details=details)
+        return DrillStep(name=name, ok=ok, seconds=self._seconds_since(started),
+                         objective_seconds=self._objective(name), details=details)
 
     def _objective(self, name: str) -> float | None:
         component = {"recover_lambda": "lambda", "restore_s3": "s3", "validate_stack": "configuration"}.get(name)
@@ -339,7 +342,7 @@ class DrillRunner:
                              details={"error": f"{type(error).__name__}: {error}"}), {}
         verification = step.verification
         assert verification is not None, "a finished apply carries its verification"
-        details = {
+        details: dict[str, Any] = {
             "snapshot_id": plan.snapshot_id,
             "target_bucket": plan.target_bucket,
             "scratch_objects_cleared": restore["cleared"],
@@ -351,6 +354,9 @@ class DrillRunner:
             "invocations": restore["invocations"],
             "verification": verification.to_dict(),
         }
+        if not verification.ok:
+            # The drill's alert quotes a failed step's error: it names the keys.
+            details["error"] = verification.failure(plan.snapshot_id)
         return DrillStep(name="restore_s3", ok=verification.ok and not plan.archived,
                          seconds=self._seconds_since(parse_time(restore["started_at"])),
                          objective_seconds=self._objective("restore_s3"), details=details), restore

@@ -12,6 +12,7 @@ from drcore.backup.catalog import BackupCatalog
 from drcore.state.backup_store import Component
 from drcore.restore.bucket_plan import RestorePlan
 from drcore.restore.bucket_restore import BucketRestorer
+from drcore.restore.bucket_verification import VerificationAlerts
 from drcore.rollback.controller import AliasController
 from drcore.core.errors import InvalidRequest
 from drcore.restore.function_plan import FunctionRestorePlan
@@ -24,10 +25,12 @@ from drcore.restore.stack_recovery import StackRecovery
 class S3RestoreAction:
     kind = "restore_s3"
 
-    def __init__(self, restorer: BucketRestorer, data_bucket: str, allowed_targets: tuple[str, ...]) -> None:
+    def __init__(self, restorer: BucketRestorer, data_bucket: str, allowed_targets: tuple[str, ...],
+                 alerts: VerificationAlerts | None = None) -> None:
         self._restorer = restorer
         self._data_bucket = data_bucket
         self._allowed = (data_bucket, *allowed_targets)
+        self._alerts = alerts
 
     def make_plan(self, request: RestoreS3) -> tuple[str, dict[str, Any], dict[str, Any]]:
         target = request.target_bucket or self._data_bucket
@@ -55,6 +58,8 @@ class S3RestoreAction:
             return False, done, {}
         verification = step.verification
         assert verification is not None, "a finished apply carries its verification"
+        if not verification.ok and self._alerts is not None:
+            self._alerts.restore_failed(restore_plan, verification, step.safety_snapshot_id)
         result = {
             **done,
             "target_bucket": restore_plan.target_bucket,

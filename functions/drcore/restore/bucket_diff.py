@@ -3,9 +3,12 @@
 The desired state is a snapshot's entries under a prefix, or (restoring to a moment between snapshots)
 the snapshot's entries overlaid with each key's latest version or delete marker up to that moment from
 the bucket's history. A target object matches its desired entry when it is the same version of the same
-bucket, or has the same ETag and size, or (same size, different ETag) the same full-object SHA-256
-checksum, or is a version this plan's apply wrote for that key. The checksum needs a HeadObject: the
-caller answers it (`same_checksums`).
+bucket (nothing has rewritten it: its body and headers are the restore point's). Any other version of
+the same size that may hold the same body (the same ETag, or a full-object checksum is known to compare
+with) needs a HeadObject: its body and its headers (content type, user metadata, Cache-Control, ...)
+must both be the restore point's. The caller answers that (`same_objects`). An apply also passes over
+the versions it wrote itself (`written`), so that a resumed apply does not copy them again; a
+verification never does (drcore.restore.bucket_verification reads them back).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from drcore.aws.object_identity import BodyIdentity, ObjectHeaders, recorded_checksum
 from drcore.aws.s3_copy import ARCHIVE_STORAGE_CLASSES
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
 from drcore.core.models import parse_time
@@ -56,13 +60,17 @@ class DesiredObject:
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     last_modified: str | None = None  # of a snapshot's entry
+    headers: dict[str, str] | None = None  # of a snapshot's entry, where its manifest recorded them
+    content_etag: str | None = None  # the stored content object's, where recorded: pins copies from it
+    content_sha256: str | None = None
 
     @classmethod
     def of_entry(cls, bucket: str, entry: ManifestEntry) -> DesiredObject:
         return cls(key=entry.key, version_id=entry.version_id, etag=entry.etag, size=entry.size, home_bucket=bucket,
                    from_store=True, content_key=entry.content_key, archived=entry.archived or not entry.content_key,
                    checksum=entry.checksum, content_type=entry.content_type, metadata=dict(entry.metadata),
-                   last_modified=entry.last_modified)
+                   last_modified=entry.last_modified, headers=entry.headers, content_etag=entry.content_etag,
+                   content_sha256=entry.content_sha256)
 
     @classmethod
     def of_version(cls, bucket: str, version: ListedVersion) -> DesiredObject:
@@ -74,6 +82,25 @@ class DesiredObject:
     def identity(self) -> list[Any]:
         return [self.key, self.home_bucket, self.from_store, self.version_id, self.etag, self.size, self.content_key]
 
+    def body(self) -> BodyIdentity:
+        """What is known here of the body: a version's own checksums are known only to a HeadObject of it."""
+        checksums = recorded_checksum(self.checksum)
+        if self.content_sha256:
+            checksums.setdefault("SHA256", self.content_sha256)
+        return BodyIdentity(self.size, frozenset({self.etag}), checksums)
+
+    def stored_body(self) -> BodyIdentity:
+        """What proves the stored content object holds the body: the same, or its ETag as stored."""
+        body = self.body()
+        if self.content_etag is None:
+            return body
+        return BodyIdentity(body.size, body.etags | {self.content_etag}, body.checksums)
+
+    def object_headers(self) -> ObjectHeaders | None:
+        """The headers the object should carry, as the snapshot recorded them; None for a version of the
+        bucket (a HeadObject of it knows them)."""
+        return ObjectHeaders(self.content_type, self.metadata, self.headers) if self.from_store else None
+
 
 @dataclass
 class ContentDiff:
@@ -83,10 +110,6 @@ class ContentDiff:
     remove: list[str] = field(default_factory=list)
     unchanged: int = 0
     archived: list[str] = field(default_factory=list)
-
-    @property
-    def mismatched(self) -> list[str]:
-        return sorted([entry.key for entry in self.copy] + self.archived)
 
     def differs(self, want: DesiredObject) -> None:
         if want.archived:
@@ -110,14 +133,6 @@ def state_fingerprint(objects: Iterable[tuple[str, str, str]]) -> str:
 
 def desired_digest(desired: Mapping[str, DesiredObject]) -> str:
     return digest(item.identity() for item in desired.values())
-
-
-def full_sha256(checksum: Mapping[str, str] | None) -> str | None:
-    """The base64 SHA-256 of the whole body, when S3 holds one (a composite checksum is not)."""
-    if checksum and checksum["algorithm"] == "SHA256" and "-" not in checksum["value"] \
-            and checksum.get("type", "FULL_OBJECT") == "FULL_OBJECT":
-        return checksum["value"]
-    return None
 
 
 def sample(keys: Iterable[str], count: int) -> tuple[str, ...]:
@@ -185,38 +200,40 @@ def state_at(bucket: str, snapshot: Mapping[str, DesiredObject], history: Iterab
     return state, changed
 
 
-def same_listed(want: DesiredObject, have: ListedVersion, target: str, written: Written) -> bool:
-    """Same content, decided from the listing: the same version of the same bucket, the same ETag and
-    size, or a version this plan's apply wrote. A `null` version id alone proves nothing."""
-    if want.home_bucket == target and want.version_id == have.version_id != "null":
-        return True
-    if want.etag == have.etag and want.size == have.size:
-        return True
-    return (have.version_id, have.etag) in written.get(have.key, ())
+def same_version(want: DesiredObject, have: ListedVersion, target: str) -> bool:
+    """The target holds the very version desired: nothing has rewritten it. A `null` version id alone
+    proves nothing."""
+    return want.home_bucket == target and want.version_id == have.version_id != "null"
 
 
-SameChecksums = Callable[[list[tuple[DesiredObject, ListedVersion]]], Iterable[bool]]
+def may_be_same(want: DesiredObject, have: ListedVersion) -> bool:
+    """Another version that a HeadObject may prove equal: the same size, and the same ETag or a full-object
+    checksum known to compare with."""
+    return want.size == have.size and (want.etag == have.etag or bool(want.body().checksums))
+
+
+SameObjects = Callable[[list[tuple[DesiredObject, ListedVersion]]], Iterable[bool]]
 
 
 def content_diff(desired: Mapping[str, DesiredObject], current: Mapping[str, ListedVersion], target: str,
-                 written: Written, same_checksums: SameChecksums) -> ContentDiff:
-    """What differs between the desired and the current state of `target`. Pairs of the same size whose
-    listing does not decide (other ETag, a full-object SHA-256 desired) go to `same_checksums`."""
+                 written: Written, same_objects: SameObjects) -> ContentDiff:
+    """What differs between the desired and the current state of `target`. Pairs the listing cannot
+    decide (`may_be_same`) go to `same_objects`."""
     diff = ContentDiff()
-    same_size: list[tuple[DesiredObject, ListedVersion]] = []
+    to_look: list[tuple[DesiredObject, ListedVersion]] = []
     for key, want in desired.items():
         have = current.get(key)
         if have is None:
             diff.missing += 1
             diff.differs(want)
-        elif same_listed(want, have, target, written):
+        elif same_version(want, have, target) or (have.version_id, have.etag) in written.get(key, ()):
             diff.unchanged += 1
-        elif want.size == have.size and full_sha256(want.checksum):
-            same_size.append((want, have))
+        elif may_be_same(want, have):
+            to_look.append((want, have))
         else:
             diff.changed += 1
             diff.differs(want)
-    for (want, _), same in zip(same_size, same_checksums(same_size), strict=True):
+    for (want, _), same in zip(to_look, same_objects(to_look), strict=True):
         if same:
             diff.unchanged += 1
         else:

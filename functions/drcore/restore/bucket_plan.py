@@ -75,16 +75,32 @@ class RestorePlan:
 
 @dataclass(frozen=True)
 class Verification:
+    """What the target holds, read back (drcore.restore.bucket_verification): a key matches only when
+    its object is proven to hold the restore point's body and headers."""
+
     objects_expected: int
     objects_matching: int
-    mismatched: int  # desired keys absent from the target or holding other content
+    mismatched: int  # desired keys absent from the target, or holding another body or other headers
     unexpected: int  # keys under the prefix the desired state does not have
-    mismatched_keys: tuple[str, ...] = ()  # the first few (REPORTED_KEYS) of each
+    mismatched_keys: tuple[str, ...] = ()  # the first few of each (bucket_verification.REPORTED_KEYS)
     unexpected_keys: tuple[str, ...] = ()
+    # Mismatched keys whose stored backup content no longer matches the manifest (of those checked: the
+    # first REPORTED_KEYS mismatched keys restored from the backup store).
+    backup_damaged_keys: tuple[str, ...] = ()
+    read_back: int = 0  # objects whose HeadObject was compared (every object not the restore point's version)
+    streamed: int = 0  # of those, objects whose body had to be read and hashed
 
     @property
     def ok(self) -> bool:
         return self.mismatched == 0 and self.unexpected == 0
+
+    def failure(self, snapshot_id: str, named: int = 10) -> str:
+        """What does not match the restore point, naming the first `named` keys of each kind."""
+        damaged = self.backup_damaged_keys
+        return (f"the target does not hold snapshot {snapshot_id}: {self.mismatched} objects differ from it "
+                f"({', '.join(self.mismatched_keys[:named]) or 'none'}), {self.unexpected} are not in it "
+                f"({', '.join(self.unexpected_keys[:named]) or 'none'})"
+                + (f"; backup content damaged for {', '.join(damaged[:named])}" if damaged else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}

@@ -9,12 +9,10 @@ after `at` is the base; on a bucket whose versioning is Enabled, the versions an
 by ListObjectVersions then say which version of each key was current at `at` (`source: versions`),
 reaching moments between snapshots, when the history since the snapshot is complete.
 
-**By content, never by size and time** (drcore.restore.bucket_diff). A target object matches its
-desired entry when it is the same version of the same bucket, or has the same ETag and size, or (same
-size, different ETag) the same full-object SHA-256 checksum (one HeadObject), or is a version this
-plan's apply wrote for that key. The last rule is what recognises restored objects whose ETag is not
-the original's: an SSE-KMS ETag is not a digest of the body, and a multipart original gets a new ETag
-when it is copied back.
+**By content and headers, never by size and time** (drcore.restore.bucket_diff). A target object
+matches its desired entry when it is the same version of the same bucket; any other version of the same
+size that may hold the same body is compared by one HeadObject: body (a full-object checksum, or the
+ETag) and headers (content type, user metadata, Cache-Control, ...) must both be the restore point's.
 
 **Plan** (drcore.restore.bucket_plan). Counts (to copy, of which missing and changed; to remove;
 unchanged; archived; bytes), the first `LISTED_KEYS` keys of each kind, the target's fingerprint (a
@@ -30,10 +28,16 @@ fingerprint of that state differs from the plan's: the world changed since the p
 the target, recomputes what still differs and changes only that: copies (drcore.aws.s3_copy: CopyObject,
 or UploadPartCopy over `multipart_threshold`) from the backup store's content, or from the data
 bucket's own version, concurrently, retrying throttling with backoff; removals as DeleteObject without
-a version id (delete markers, in a bucket whose versioning is Enabled; never a version deleted). After
-each batch it records the versions it wrote in `restores/s3/<target>/<plan id>/applied/` (write-once).
-Called again with the same plan and safety snapshot id, an interrupted apply does only what is still
-missing. Undo: plan a restore of the target from the safety snapshot id.
+a version id (delete markers, in a bucket whose versioning is Enabled; never a version deleted). A copy
+from the backup store is pinned to the content object's ETag as the snapshot recorded it, and writes
+the manifest's headers: a stored body replaced since is not copied (the key is left for the verification
+to report), and S3 computes a full-object checksum of what it writes. After each batch it records the
+versions it wrote in `restores/s3/<target>/<plan id>/applied/` (write-once). Called again with the same
+plan and safety snapshot id, an interrupted apply does only what is still missing. Undo: plan a restore
+of the target from the safety snapshot id.
+
+**Verify** (drcore.restore.bucket_verification). What the apply wrote is read back, never counted as
+done: each desired key's object must be proven to hold the restore point's body and headers.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from typing import TYPE_CHECKING, Literal
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import OBJECT_NOT_FOUND, error_code, retrying
+from drcore.aws.errors import error_code, retrying
+from drcore.aws.object_identity import recorded_checksum
 from drcore.aws.s3_copy import (
     DEFAULT_PART_SIZE,
     MAX_SINGLE_COPY,
@@ -74,7 +79,6 @@ from drcore.restore.bucket_diff import (
     desired_digest,
     desired_from_snapshot,
     fingerprint_of,
-    full_sha256,
     sample,
     state_fingerprint,
 )
@@ -86,6 +90,7 @@ from drcore.restore.bucket_plan import (
     TargetChanged,
     Verification,
 )
+from drcore.restore.bucket_verification import RestoreVerifier
 from drcore.state.backup_store import (
     BackupStore,
     Component,
@@ -96,14 +101,12 @@ from drcore.state.backup_store import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import HeadObjectRequestTypeDef
 
     from drcore.backup.bucket_snapshots import BucketSnapshotter
 
 logger = Logger(child=True)
 
 LISTED_KEYS = 50  # keys of each kind named in the plan itself (a DynamoDB item stays small); all in its changes object
-REPORTED_KEYS = 100  # keys of each kind named in a verification
 BATCH_SIZE = 512  # changes between two restore records and two looks at the remaining time
 # Stop starting batches with less than this left: a batch of copies and its record must fit.
 SAFETY_MARGIN_MS = 30_000
@@ -144,6 +147,7 @@ class BucketRestorer:
         self._copier = S3Copier(s3_client, concurrency=concurrency, multipart_threshold=multipart_threshold,
                                 part_size=part_size, sleep=sleep)
         self._states = DesiredStates(s3_client, store, clock)
+        self._verifier = RestoreVerifier(s3_client, store, concurrency=concurrency, sleep=sleep)
 
     # Plan ----------------------------------------------------------------------------------------
 
@@ -258,7 +262,8 @@ class BucketRestorer:
                 bytes_copied += sum(item.size for _, item in done if isinstance(item, DesiredObject))
             if remaining_ms() < SAFETY_MARGIN_MS:
                 return RestoreProgress(plan.plan_id, False, safety.backup_id, copied, removed, bytes_copied, None)
-            verification = self._verify(plan, desired, written, pool)
+            verification = self._verifier.verify(plan, desired, self._states.list_versions(plan.target_bucket,
+                                                                                          plan.prefix), pool)
         logger.info("restore applied", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
                                               "copied": copied, "removed": removed, "bytes_copied": bytes_copied,
                                               "objects_expected": verification.objects_expected,
@@ -267,10 +272,11 @@ class BucketRestorer:
         return RestoreProgress(plan.plan_id, True, safety.backup_id, copied, removed, bytes_copied, verification)
 
     def verify(self, plan: RestorePlan) -> Verification:
-        """Every desired key checked against the target by content; extra keys under the prefix reported."""
+        """Every desired key read back from the target; extra keys under the prefix reported."""
         with ThreadPoolExecutor(self._concurrency) as pool:
             desired = self._states.desired(plan)
-            return self._verify(plan, desired, read_written(self._store, plan.target_bucket, plan.plan_id), pool)
+            return self._verifier.verify(plan, desired, self._states.list_versions(plan.target_bucket, plan.prefix),
+                                         pool)
 
     # Target state ------------------------------------------------------------------------------
 
@@ -308,40 +314,10 @@ class BucketRestorer:
 
     def _diff(self, desired: dict[str, DesiredObject], current: dict[str, ListedVersion], target: str,
               written: Written, pool: ThreadPoolExecutor) -> ContentDiff:
-        def same_checksums(pairs: list[tuple[DesiredObject, ListedVersion]]) -> Iterable[bool]:
-            return pool.map(lambda pair: self._same_checksum(target, *pair), pairs)
+        def same_objects(pairs: list[tuple[DesiredObject, ListedVersion]]) -> Iterable[bool]:
+            return self._verifier.same_objects(target, pairs, pool)
 
-        return content_diff(desired, current, target, written, same_checksums)
-
-    def _same_checksum(self, target: str, want: DesiredObject, have: ListedVersion) -> bool:
-        """Same size, other ETag (SSE-KMS, multipart): the full-object SHA-256 S3 holds decides."""
-        request: HeadObjectRequestTypeDef = {"Bucket": target, "Key": have.key, "ChecksumMode": "ENABLED"}
-        if have.version_id != "null":
-            request["VersionId"] = have.version_id
-        try:
-            head = retrying(lambda: self._s3.head_object(**request), sleep=self._sleep)
-        except ClientError as error:
-            if error_code(error) in OBJECT_NOT_FOUND:
-                return False
-            raise
-        held = {"algorithm": "SHA256", "value": head.get("ChecksumSHA256", ""),
-                "type": head.get("ChecksumType", "FULL_OBJECT")}
-        return full_sha256(held) == full_sha256(want.checksum)
-
-    def _verify(self, plan: RestorePlan, desired: dict[str, DesiredObject], written: Written,
-                pool: ThreadPoolExecutor) -> Verification:
-        diff = self._diff(desired, current_of(self._states.list_versions(plan.target_bucket, plan.prefix)),
-                          plan.target_bucket, written, pool)
-        mismatched = diff.mismatched
-        verification = Verification(
-            objects_expected=len(desired), objects_matching=len(desired) - len(mismatched), mismatched=len(mismatched),
-            unexpected=len(diff.remove), mismatched_keys=sample(mismatched, REPORTED_KEYS),
-            unexpected_keys=sample(diff.remove, REPORTED_KEYS))
-        if not verification.ok:
-            logger.warning("restore verification found differences", extra={
-                "plan_id": plan.plan_id, "mismatched": verification.mismatched, "unexpected": verification.unexpected,
-                "mismatched_keys": list(verification.mismatched_keys[:10])})
-        return verification
+        return content_diff(desired, current, target, written, same_objects)
 
     # Changes -------------------------------------------------------------------------------------
 
@@ -368,7 +344,7 @@ class BucketRestorer:
             result = future.result()
             if item[0] == "copy":
                 if result is None:
-                    continue  # archived at the source after all: left for the verification to report
+                    continue  # archived or damaged at the source: left for the verification to report
                 records.append([item[1].key, *result])
                 written.setdefault(item[1].key, set()).add(result)
             done.append(item)
@@ -380,16 +356,18 @@ class BucketRestorer:
 
     def _copy(self, target: str, want: DesiredObject) -> tuple[str, str] | None:
         """Copy `want`'s content to its key in `target`; the (version id, ETag) written, or None when the
-        source turns out to be archived."""
+        source turns out to be archived, or (stored content) no longer the body the snapshot stored."""
         metadata: ReplacedMetadata | None = None
         if want.from_store:
             assert want.content_key is not None  # an entry without stored content is archived, never copied
-            source = CopySource(self._store.bucket, want.content_key)
-            # The manifest's content type and user metadata, not the stored body's (shared by every key
-            # with that content); no tags, which the manifest does not record.
-            metadata = ReplacedMetadata(want.metadata, want.content_type)
-            whole = want.checksum and want.checksum.get("type") != "COMPOSITE"
-            algorithm = want.checksum["algorithm"] if want.checksum and whole else None
+            # Pinned to the content object the snapshot stored (where its manifest recorded it).
+            source = CopySource(self._store.bucket, want.content_key, etag=want.content_etag)
+            # The manifest's headers, not the stored body's (shared by every key with that content); no
+            # tags, which the manifest does not record.
+            metadata = ReplacedMetadata(want.metadata, want.content_type, want.headers or {})
+            # The original's full-object checksum algorithm, else SHA-256: either way S3 computes one of what
+            # it writes, and the verification compares it with the one recorded.
+            algorithm: str | None = next(iter(recorded_checksum(want.checksum)), "SHA256")
         else:
             # A version id pins the source (a `null` one too, with its ETag); its own metadata comes along.
             source = CopySource(want.home_bucket, want.key, want.version_id, want.etag)
@@ -401,6 +379,10 @@ class BucketRestorer:
             logger.warning("restore source is archived; not copied", extra={"key": want.key})
             return None
         except CopySourceChanged as error:
+            if want.from_store:
+                logger.warning("stored content is gone or not the body the snapshot stored; not copied",
+                               extra={"key": want.key, "content_key": want.content_key})
+                return None
             raise RestoreSourceMissing(f"the content of {want.key} ({source}) is no longer there") from error
         return copied.version_id, copied.etag
 

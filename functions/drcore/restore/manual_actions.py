@@ -85,6 +85,16 @@ class ListBackups(_Action):
     limit: int = Field(20, ge=1, le=500)
 
 
+class VerifyBackup(_Action):
+    """Read-only: a backup's stored content read and compared with its manifest, a sample or all of it."""
+
+    action: Literal["verify_backup"]
+    component: Literal["s3"]
+    backup_id: str = Field(pattern=BACKUP_ID)
+    sample: int = Field(100, ge=1, le=100_000)  # content objects checked, chosen at random
+    full: bool = False  # every content object instead of a sample
+
+
 class Rollback(_Operated):
     action: Literal["rollback"]
 
@@ -182,7 +192,7 @@ class ComprehensiveRollback(_TwoStep):
 
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
-           RecoverFromBackup, RecoverStack, ComprehensiveRollback)
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
 ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from drcore.restore.manual_actions import (
     Rollback,
     Status,
     Unfreeze,
+    VerifyBackup,
 )
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.state.plans import TwoStepAction, TwoStepFlow
@@ -52,11 +53,17 @@ class RecoveryService:
             Freeze: lambda r: self._controller.freeze(r.cause()),
             Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
             RecoverVersion: self.recover_version,
+            VerifyBackup: self.verify_backup,
         }
         if type(request) in self._destructive:
             return self._flow.run(self._destructive[type(request)], request, remaining_ms)
         result = handlers[type(request)](request)
         return result.to_dict() if isinstance(result, Outcome) else result
+
+    def verify_backup(self, request: VerifyBackup) -> dict[str, Any]:
+        """Read-only: the backup's stored content compared with its manifest, a sample or all of it."""
+        return self._catalog.verify(Component(request.component), request.backup_id,
+                                    None if request.full else request.sample)
 
     def recover_version(self, request: RecoverVersion) -> Outcome:
         """LIVE to a published version: STABLE's is a rollback; any other bakes as a candidate."""

@@ -16,6 +16,7 @@ from drcore.restore.actions import (
     S3RestoreAction,
     StackRecoveryAction,
 )
+from drcore.restore.bucket_verification import VerificationAlerts
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import ComprehensiveRollback, RecoverFromBackup, RecoverStack, RestoreS3
 from drcore.restore.recovery import RecoveryService
@@ -24,7 +25,7 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.restores import bucket_restorer
-from drcore.wiring.shared import alias_controller
+from drcore.wiring.shared import alert_publisher, alias_controller
 
 
 @lru_cache(maxsize=4)
@@ -49,7 +50,8 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                        self_invoker(lambda_client, function_name))
     restorer = bucket_restorer(s3, store, backup.copy_concurrency)
     catalog = BackupCatalog(store, backup, recovery)
-    data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets)
+    data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
+                           VerificationAlerts(alert_publisher(settings, client), settings.protected_function))
     function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack))
