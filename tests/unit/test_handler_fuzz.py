@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -86,9 +87,7 @@ ARBITRARY = st.builds(lambda value: Case(Shape("any JSON", value, always_refused
 
 def _get(value: Any, path: Path) -> Any:
     for part in path:
-        if isinstance(value, dict) and isinstance(part, str) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+        if (isinstance(value, dict) and isinstance(part, str) and part in value) or (isinstance(value, list) and isinstance(part, int) and part < len(value)):
             value = value[part]
         else:
             return MISSING
@@ -176,7 +175,7 @@ ALARM_DATA: tuple[Path, ...] = (("alarmName",), ("state",), ("state", "value"), 
 
 
 def watcher_shapes(system: SampleSystem, kinds: tuple[str, ...]) -> list[Shape]:
-    at = datetime.now(timezone.utc) - timedelta(minutes=1)
+    at = datetime.now(UTC) - timedelta(minutes=1)
     shapes = [Shape("tick", scheduled_event(at), ENVELOPE)]
     for kind in kinds:
         name = system.alarms[kind]

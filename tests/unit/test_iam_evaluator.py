@@ -315,7 +315,7 @@ def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch: py
         with pytest.raises(ClientError):
             s3.head_object(Bucket="data", Key="missing.csv")
 
-    setattr(module, "handler", handler)
+    module.handler = handler
     monkeypatch.setitem(sys.modules, "fake_function.handler", module)
     context = types.SimpleNamespace(function_name="fake-function")
     with mock_aws():

@@ -3,7 +3,7 @@ operator's request), and nothing is written for them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ def with_alarm_state(event: dict[str, Any], **state: object) -> dict[str, Any]:
 
 def alarm_events(system: SampleSystem, kind: str) -> list[dict[str, Any]]:
     name = system.alarms[kind]
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     return [alarm_action_event(name, "ALARM", at, system.function_name),
             alarm_state_change_event(name, "ALARM", at, system.function_name)]
 
@@ -56,7 +56,7 @@ def test_an_alarm_whose_timestamp_is_not_a_time_is_ignored_in_both_shapes(system
 ])
 def test_a_scheduled_event_without_eventbridges_envelope_is_ignored(system, invoke_watcher, monkeypatch, change, field):
     calls = CallRecorder().spy_on_every_client(monkeypatch)
-    result = invoke_watcher(health_watcher, change(scheduled_event(datetime.now(timezone.utc))))
+    result = invoke_watcher(health_watcher, change(scheduled_event(datetime.now(UTC))))
     assert result["status"] == "ignored" and field in result["reason"], result
     assert calls.mutating() == []
 
@@ -87,7 +87,7 @@ def snapshot_id(world: SampleSystem) -> str:
 
 @pytest.mark.parametrize("action, at", [
     ("restore_s3", lambda: "2999-01-01T00:00:00Z"),
-    ("restore_s3", lambda: (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()),
+    ("restore_s3", lambda: (datetime.now(UTC) + timedelta(minutes=5)).isoformat()),
     ("comprehensive_rollback", lambda: "2999-01-01T00:00:00+02:00"),
 ])
 def test_a_restore_point_in_the_future_is_refused(world, monkeypatch, action, at):

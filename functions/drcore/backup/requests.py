@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, Va
 
 from drcore.core.errors import InvalidRequest
 from drcore.core.untrusted_input import describe_problems
+from drcore.state.backup_files import BACKUP_ID
 from drcore.state.backup_store import backup_time
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
@@ -32,9 +33,6 @@ CONFIGURATION_CHANGES = (
 
 Components = Literal["lambda", "s3", "stack", "logs", "all"]
 
-# drcore.state.backup_store.new_backup_id: its UTC second, then six hex digits. An id becomes part of
-# backup-store keys, so nothing else (no "/", no "..") may pass for one.
-BACKUP_ID = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"
 
 
 def _a_real_time(backup_id: str) -> str:
@@ -42,7 +40,8 @@ def _a_real_time(backup_id: str) -> str:
     return backup_id
 
 
-BackupId = Annotated[str, Field(pattern=BACKUP_ID), AfterValidator(_a_real_time)]
+# An id becomes part of backup-store keys, so nothing else (no "/", no "..") may pass for one.
+BackupId = Annotated[str, Field(pattern=BACKUP_ID.pattern), AfterValidator(_a_real_time)]
 
 
 class BackupRequest(BaseModel):

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from drcore.backup.catalog import BackupCatalog
-from drcore.state.backup_store import Component
+from drcore.core.errors import InvalidRequest
 from drcore.restore.bucket_plan import RestorePlan
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.restore.bucket_verification import VerificationAlerts
-from drcore.rollback.controller import AliasController
-from drcore.core.errors import InvalidRequest
 from drcore.restore.function_plan import FunctionRestorePlan
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import RecoverFromBackup, RecoverStack, RestoreS3
 from drcore.restore.stack_plan import StackRecoveryPlan
 from drcore.restore.stack_recovery import StackRecovery
+from drcore.rollback.controller import AliasController
+from drcore.state.backup_store import Component
+from drcore.state.plans import TwoStepAction
 
 
 class S3RestoreAction:
@@ -38,14 +40,15 @@ class S3RestoreAction:
             raise InvalidRequest(f"target_bucket {target!r} is not allowed; allowed: {', '.join(self._allowed)}")
         plan = self._restorer.plan(source_bucket=self._data_bucket, snapshot_id=request.snapshot_id, at=request.at,
                                    prefix=request.prefix, target_bucket=target)
-        summary = {key: value for key, value in plan.to_dict().items() if key not in ("fingerprint", "desired_digest", "format")}
+        internal = ("fingerprint", "desired_digest", "format")
+        summary = {key: value for key, value in plan.to_dict().items() if key not in internal}
         return plan.plan_id, plan.to_dict(), summary
 
     def fingerprint(self, plan: dict[str, Any]) -> str:
         return self._restorer.fingerprint(RestorePlan.from_dict(plan))
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str:
-        return plan["fingerprint"]
+        return str(plan["fingerprint"])
 
     def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
               request: Any = None) -> tuple[bool, dict[str, Any], dict[str, Any]]:
@@ -82,7 +85,8 @@ class FunctionRestoreAction:
     def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         # IAM lets the recovery function create or change only the function and `<function>-<suffix>`.
         if request.target not in (None, self._function) and not request.target.startswith(f"{self._function}-"):
-            raise InvalidRequest(f"target {request.target!r} must be {self._function} or named {self._function}-<suffix>")
+            raise InvalidRequest(f"target {request.target!r} must be {self._function} "
+                                 f"or named {self._function}-<suffix>")
         plan = self._restorer.plan(request.backup_id, request.target)
         return plan.plan_id, plan.to_dict(), _without_fingerprint(plan.to_dict())
 
@@ -90,7 +94,7 @@ class FunctionRestoreAction:
         return self._restorer.fingerprint(FunctionRestorePlan.from_dict(plan))
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str:
-        return plan["fingerprint"]
+        return str(plan["fingerprint"])
 
     def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
               request: Any) -> tuple[bool, dict[str, Any], dict[str, Any]]:
@@ -117,7 +121,7 @@ class StackRecoveryAction:
         return self._recovery.fingerprint(StackRecoveryPlan.from_dict(plan))
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str:
-        return plan["fingerprint"]
+        return str(plan["fingerprint"])
 
     def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
               request: Any = None) -> tuple[bool, dict[str, Any], dict[str, Any]]:
@@ -140,7 +144,7 @@ class ComprehensiveRollbackAction:
     def __init__(self, catalog: BackupCatalog, function: FunctionRestoreAction, data: S3RestoreAction,
                  stack: StackRecoveryAction) -> None:
         self._catalog = catalog
-        self._steps = {"function": function, "data": data, "stack": stack}
+        self._steps: dict[str, TwoStepAction] = {"function": function, "data": data, "stack": stack}
 
     def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         def newest(component: Component) -> str:

@@ -7,11 +7,20 @@ names the problem and what is allowed; nothing is read or changed for a refused 
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
-                      ValidationInfo, model_validator)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from drcore.backup.requests import BackupId
 from drcore.core.errors import InvalidRequest
@@ -27,7 +36,7 @@ FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 def _in_the_past(moment: datetime, info: ValidationInfo) -> datetime:
     """A restore point is a moment whose state was backed up: one still to come has none."""
     try:
-        utc = moment.astimezone(timezone.utc)
+        utc = moment.astimezone(UTC)
     except OverflowError as error:  # a year-1 time east of UTC, a year-9999 time west of it
         raise ValueError("out of range") from error
     now: datetime = (info.context or {}).get("now") or utc_now()
@@ -90,7 +99,7 @@ class VerifyBackup(_Action):
 
     action: Literal["verify_backup"]
     component: Literal["s3"]
-    backup_id: str = Field(pattern=BACKUP_ID)
+    backup_id: BackupId
     sample: int = Field(100, ge=1, le=100_000)  # content objects checked, chosen at random
     full: bool = False  # every content object instead of a sample
 
@@ -193,7 +202,8 @@ class ComprehensiveRollback(_TwoStep):
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
            RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup)
-ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
+# Union over the tuple: the models are listed once, above. (A tuple has no `|` spelling, hence the noqa.)
+ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
 ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
                      for model in _MODELS)

@@ -7,14 +7,13 @@ invariants hold whoever acts: LIVE never on $LATEST, a quarantined version only 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from drcore.aws.alarms import AlarmBoard
 from drcore.backup.catalog import BackupCatalog
-from drcore.state.backup_store import Component
 from drcore.core.config import ControllerSettings
-from drcore.rollback.controller import AliasController
-from drcore.rollback.outcome import Outcome
+from drcore.core.models import Clock, to_iso, utc_now
 from drcore.restore.manual_actions import (
     Freeze,
     ListBackups,
@@ -26,7 +25,9 @@ from drcore.restore.manual_actions import (
     Unfreeze,
     VerifyBackup,
 )
-from drcore.core.models import Clock, to_iso, utc_now
+from drcore.rollback.controller import AliasController
+from drcore.rollback.outcome import Outcome
+from drcore.state.backup_store import Component
 from drcore.state.plans import TwoStepAction, TwoStepFlow
 
 
@@ -43,7 +44,8 @@ class RecoveryService:
         self._clock = clock
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        handlers = {
+        # Each request type to what answers it; the models checked the request's fields already.
+        handlers: dict[type, Callable[[Any], Any]] = {
             Status: lambda r: self.status(),
             ListBackups: lambda r: {"component": r.component,
                                     "backups": self._catalog.describe(Component(r.component), r.limit)},
@@ -58,7 +60,7 @@ class RecoveryService:
         if type(request) in self._destructive:
             return self._flow.run(self._destructive[type(request)], request, remaining_ms)
         result = handlers[type(request)](request)
-        return result.to_dict() if isinstance(result, Outcome) else result
+        return result.to_dict() if isinstance(result, Outcome) else dict(result)
 
     def verify_backup(self, request: VerifyBackup) -> dict[str, Any]:
         """Read-only: the backup's stored content compared with its manifest, a sample or all of it."""
@@ -90,7 +92,8 @@ class RecoveryService:
                 "forced": candidate.forced},
             "quarantined": list(record.quarantined),
             "frozen_reason": record.frozen_reason,
-            "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)} for name, signal in alarms.items()},
+            "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)}
+                       for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
             "last_drill": self._last_drill(),
             "recent_actions": [
