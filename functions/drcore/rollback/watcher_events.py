@@ -138,8 +138,8 @@ def _alarm_signal(findings: _Findings, data: CloudWatchAlarmData, at: Location, 
 
 class _Findings:
     """What is wrong with an event, field by field. Each check notes what it finds rather than raising, so
-    that one answer names every wrong field; the wording is pydantic's, which these checks replace. A check
-    returns the field's value when it is right, else None."""
+    that one answer names every wrong field; the wording is pydantic's, which these checks replace.
+    `mapping` and `time` also return the field's value (None when it is wrong); the others only check."""
 
     def __init__(self) -> None:
         self._found: list[tuple[Location, str]] = []
@@ -150,33 +150,34 @@ class _Findings:
     def __str__(self) -> str:
         return describe_findings(self._found)
 
-    def note(self, at: Location, problem: str) -> None:
-        self._found.append((at, problem))
-
     def text(self, parent: Mapping[str, Any], key: str, at: Location, *, min_length: int = 0,
-             max_length: int | None = None, optional: bool = False) -> str | None:
+             max_length: int | None = None, optional: bool = False) -> None:
         value = self._field(parent, key, at, optional=optional)
         if value is _ABSENT:
-            return None
+            return
         if not isinstance(value, str):
-            self.note((*at, key), "Input should be a valid string")
+            self._note((*at, key), "Input should be a valid string")
         elif len(value) < min_length:
-            self.note((*at, key), f"String should have at least {_count(min_length, 'character')}")
+            self._note((*at, key), f"String should have at least {_count(min_length, 'character')}")
         elif max_length is not None and len(value) > max_length:
-            self.note((*at, key), f"String should have at most {_count(max_length, 'character')}")
-        else:
-            return value
-        return None
+            self._note((*at, key), f"String should have at most {_count(max_length, 'character')}")
 
-    def one_of(self, parent: Mapping[str, Any], key: str, at: Location, allowed: tuple[str, ...]) -> str | None:
+    def one_of(self, parent: Mapping[str, Any], key: str, at: Location, allowed: tuple[str, ...]) -> None:
+        value = self._field(parent, key, at)
+        if value is not _ABSENT and not (isinstance(value, str) and value in allowed):
+            quoted = [repr(choice) for choice in allowed]
+            self._note((*at, key), f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
+
+    def texts(self, parent: Mapping[str, Any], key: str, at: Location) -> None:
         value = self._field(parent, key, at)
         if value is _ABSENT:
-            return None
-        if isinstance(value, str) and value in allowed:
-            return value
-        quoted = [repr(choice) for choice in allowed]
-        self.note((*at, key), f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
-        return None
+            return
+        if not isinstance(value, list):
+            self._note((*at, key), "Input should be a valid list")
+            return
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self._note((*at, key, index), "Input should be a valid string")
 
     def mapping(self, parent: Mapping[str, Any], key: str, at: Location) -> dict[str, Any] | None:
         value = self._field(parent, key, at)
@@ -184,20 +185,8 @@ class _Findings:
             return None
         if isinstance(value, dict):
             return value
-        self.note((*at, key), "Input should be a valid dictionary")
+        self._note((*at, key), "Input should be a valid dictionary")
         return None
-
-    def texts(self, parent: Mapping[str, Any], key: str, at: Location) -> list[str] | None:
-        value = self._field(parent, key, at)
-        if value is _ABSENT:
-            return None
-        if not isinstance(value, list):
-            self.note((*at, key), "Input should be a valid list")
-            return None
-        wrong = [index for index, item in enumerate(value) if not isinstance(item, str)]
-        for index in wrong:
-            self.note((*at, key, index), "Input should be a valid string")
-        return None if wrong else value
 
     def time(self, parent: Mapping[str, Any], key: str, at: Location) -> datetime | None:
         """An ISO 8601 time as text (`Z`, `+00:00` or CloudWatch's `+0000`), as an aware UTC time. Text only:
@@ -206,22 +195,25 @@ class _Findings:
         if value is _ABSENT:
             return None
         if not isinstance(value, str) or len(value) > MAX_TIME_TEXT:
-            self.note((*at, key), f"expected an ISO 8601 time as text, like {TIME_EXAMPLE}")
+            self._note((*at, key), f"expected an ISO 8601 time as text, like {TIME_EXAMPLE}")
             return None
         try:
             return parse_time(value).astimezone(UTC)
         except ValueError as error:
-            self.note((*at, key), str(error))  # Python's "Invalid isoformat string: '...'", the text bounded above
+            self._note((*at, key), str(error))  # Python's "Invalid isoformat string: '...'", the text bounded above
         except OverflowError:  # a year-1 or year-9999 time shifted past the calendar's ends
-            self.note((*at, key), "timestamp out of range")
+            self._note((*at, key), "timestamp out of range")
         return None
+
+    def _note(self, at: Location, problem: str) -> None:
+        self._found.append((at, problem))
 
     def _field(self, parent: Mapping[str, Any], key: str, at: Location, *, optional: bool = False) -> object:
         """The field's value, or _ABSENT: when it is missing (noted, unless the field is optional), and when an
         optional field is null."""
         if key not in parent:
             if not optional:
-                self.note((*at, key), "Field required")
+                self._note((*at, key), "Field required")
             return _ABSENT
         value = parent[key]
         return _ABSENT if optional and value is None else value
