@@ -15,12 +15,12 @@ import boto3
 import pytest
 
 import health_watcher.handler as health_watcher
-from drcore.aws.alarms import signal_from_alarm_action
 from drcore.aws.clients import client_factory
 from drcore.core.config import ControllerSettings
 from drcore.core.models import AlarmSignal
 from drcore.rollback.controller import AliasController
 from drcore.rollback.operations import AfterFlip
+from drcore.rollback.watcher_events import signal_from_alarm_action
 from drcore.wiring.shared import alias_controller
 from drcore.wiring.watchers import watcher_services
 from embedded.aws_events import alarm_action_event

@@ -49,7 +49,9 @@ def test_a_watcher_imports_nothing_a_rollback_does_not_need(watcher):
     code = f"import json, sys; import {watcher}.handler; print(json.dumps(sorted(sys.modules)))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(FUNCTIONS)},
                                        capture_output=True, text=True, check=True).stdout)
-    # Then neither the other functions' settings (pydantic models) nor any backup, restore or drill code came with it
+    # Then neither pydantic (the other functions' settings and events are its models) nor any backup, restore or
+    # drill code came with it
     assert "drcore.core.config" not in loaded
+    assert not [name for name in loaded if name.split(".")[0] in ("pydantic", "pydantic_core")]
     assert not [name for name in loaded if name.split(".")[:2] in (["drcore", "backup"], ["drcore", "restore"],
                                                                    ["drcore", "drill"], ["drcore", "region"])]

@@ -12,6 +12,7 @@ import backup.handler as backup
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
 import recovery.handler as recovery
+from drcore.rollback.watcher_events import Tick, UnrecognisedEvent, recognise
 from embedded.aws_events import LambdaContextStub, alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder
@@ -68,6 +69,95 @@ def test_what_an_ignored_event_quotes_of_itself_is_bounded(system, invoke_watche
     # Then the answer says what it was, in a few hundred characters
     assert result["status"] == "ignored" and "200002 characters" in result["reason"]
     assert len(result["reason"]) < 1000
+
+
+# The rules each field of a watcher's events is held to, field by field (no AWS involved: the events are
+# refused before anything is built for them)
+
+AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+ALARM_NAME = "apilados-pipeline-ingest-LIVE-errors"
+
+
+def both_alarm_shapes() -> list[tuple[dict[str, Any], str]]:
+    """The two shapes an alarm's transition arrives in, each with the path to its alarm data."""
+    return [(alarm_action_event(ALARM_NAME, "ALARM", AT, "f"), "alarmData"),
+            (alarm_state_change_event(ALARM_NAME, "ALARM", AT, "f"), "detail")]
+
+
+def with_alarm_field(event: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any]:
+    """The event with one field of its alarm data (`alarmName`, `state`, or `state.<field>`) changed."""
+    if path[:-1] == ("state",):
+        return with_alarm_state(event, **{path[-1]: value})
+    data_key = "alarmData" if "alarmData" in event else "detail"
+    return {**event, data_key: {**event[data_key], path[0]: value}}
+
+
+def refusal(event: object) -> str:
+    with pytest.raises(UnrecognisedEvent) as refused:
+        recognise(event)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("path, value, problem", [
+    (("alarmName",), "", "String should have at least 1 character"),
+    (("alarmName",), "x" * 256, "String should have at most 255 characters"),
+    (("alarmName",), 7, "Input should be a valid string"),
+    (("state",), "ALARM", "Input should be a valid dictionary"),
+    (("state", "value"), "alarm", "Input should be 'OK', 'ALARM' or 'INSUFFICIENT_DATA'"),
+    (("state", "value"), ["ALARM"], "Input should be 'OK', 'ALARM' or 'INSUFFICIENT_DATA'"),
+    (("state", "reason"), "x" * 1024, "String should have at most 1023 characters"),
+    (("state", "reason"), 7, "Input should be a valid string"),
+    (("state", "timestamp"), "yesterday", "Invalid isoformat string: 'yesterday'"),
+    (("state", "timestamp"), "2026-11-26T12:00:00.000+0000" + "0" * 60, "expected an ISO 8601 time as text"),
+    (("state", "timestamp"), "9999-12-31T23:59:59-01:00", "timestamp out of range"),
+])
+def test_each_field_of_an_alarms_data_is_held_to_its_rule_in_both_shapes(path, value, problem):
+    for event, data_key in both_alarm_shapes():
+        # Given a real alarm event with one field of its alarm data changed
+        changed = with_alarm_field(event, path, value)
+        # Then the event is refused, naming the field and what is wrong with it
+        assert f"{'.'.join((data_key, *path))}: {problem}" in refusal(changed)
+
+
+def test_an_alarm_without_a_reason_or_the_fields_a_watcher_does_not_read_is_accepted():
+    state = {"value": "ALARM", "timestamp": "2026-11-26T12:00:00.000+0000"}
+    for event, data_key in both_alarm_shapes():
+        for reason in ({}, {"reason": None}):
+            # Given the alarm data cut to its name and a state without a reason (AWS's other fields left out)
+            signal = recognise({**event, data_key: {"alarmName": ALARM_NAME, "state": {**state, **reason}}})
+            # Then it is the alarm's transition, with an empty reason, at CloudWatch's time in UTC
+            assert (signal.alarm_name, signal.state, signal.reason, signal.changed_at) == (ALARM_NAME, "ALARM", "", AT)
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("version", 0, "version: Input should be a valid string"),
+    ("resources", "arn", "resources: Input should be a valid list"),
+    ("resources", ["arn", 7], "resources.1: Input should be a valid string"),
+    ("time", 1764158400, "time: expected an ISO 8601 time as text"),
+    ("replay-name", 7, "replay-name: Input should be a valid string"),
+    ("detail", "{}", "detail: Input should be a valid dictionary"),
+])
+def test_each_field_of_eventbridges_envelope_is_held_to_its_rule(field, value, problem):
+    # Given an alarm state change and a tick, each with one field of EventBridge's envelope wrong; Then it is named
+    for event in (alarm_state_change_event(ALARM_NAME, "ALARM", AT, "f"), scheduled_event(AT)):
+        assert problem in refusal({**event, field: value})
+
+
+def test_what_eventbridge_may_send_in_its_envelope_is_accepted():
+    # A replayed event names its replay; EventBridge Scheduler sends an empty detail as the text "{}"
+    assert recognise({**scheduled_event(AT), "replay-name": "replay-1"}) == Tick(at=AT.isoformat())
+    assert recognise({**scheduled_event(AT), "source": "aws.scheduler", "detail": "{}"}) == Tick(at=AT.isoformat())
+    assert recognise({**scheduled_event(AT), "replay-name": None}) == Tick(at=AT.isoformat())
+
+
+def test_one_refusal_names_every_wrong_field():
+    # Given a state change with a wrong envelope field and two wrong alarm fields
+    event = with_alarm_field(alarm_state_change_event(ALARM_NAME, "ALARM", AT, "f"), ("state", "value"), "FIRE")
+    event = {**with_alarm_field(event, ("alarmName",), ""), "account": None}
+    # Then the one answer names all three
+    reason = refusal(event)
+    for field in ("account: ", "detail.alarmName: ", "detail.state.value: "):
+        assert field in reason, reason
 
 
 # The operator's manual events (the recovery function)

@@ -10,9 +10,9 @@ from botocore.exceptions import ClientError
 
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
-from drcore.aws.alarms import signal_from_alarm_action
 from drcore.core.models import ControllerState
 from drcore.rollback.controller import AliasController
+from drcore.rollback.watcher_events import signal_from_alarm_action
 from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import CallRecorder

@@ -1,22 +1,18 @@
-"""What the two watcher functions share: recognising their events and running the controller.
+"""What the two watcher functions share: dispatching their events to the controller, and their metrics.
 
 A watcher is invoked three ways: as a CloudWatch alarm action, by an EventBridge "CloudWatch Alarm
-State Change" event, and by a scheduled EventBridge tick. Anything else is logged and answered
-without raising, so a malformed event never turns into a retry storm.
+State Change" event, and by a scheduled EventBridge tick (recognised in drcore.rollback.watcher_events).
+Anything else is logged and answered without raising, so a malformed event never turns into a retry storm.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import ValidationError
 
-from drcore.aws.alarms import ALARM_STATE_CHANGE, UnrecognisedEvent, signal_from_alarm_action, signal_from_eventbridge
 from drcore.aws.metrics import VersionGauges
 from drcore.core.metric_names import (
     DRIFT_REVERTS_METRIC,
@@ -26,49 +22,12 @@ from drcore.core.metric_names import (
     ROLLBACKS_METRIC,
     STABLE_VERSION_METRIC,
 )
-from drcore.core.models import AlarmSignal
-from drcore.core.untrusted_input import describe_problems, echo
 from drcore.rollback.controller import AliasController
 from drcore.rollback.outcome import Outcome
+from drcore.rollback.watcher_events import Tick, UnrecognisedEvent, recognise
 
 # A child of the handler's Powertools logger: the same structured JSON, the same service.
 logger = Logger(child=True)
-
-SCHEDULED_EVENT = "Scheduled Event"
-
-
-@dataclass(frozen=True)
-class Tick:
-    at: str
-
-
-WatcherEvent = AlarmSignal | Tick
-
-
-def tick_from_schedule(event: dict[str, Any]) -> Tick:
-    """An EventBridge "Scheduled Event": only its envelope matters, and it must be EventBridge's."""
-    try:
-        schedule = EventBridgeModel.model_validate(event)
-    except ValidationError as error:
-        raise UnrecognisedEvent(f"scheduled event without a usable envelope: {describe_problems(error)}") from error
-    return Tick(at=schedule.time.isoformat())
-
-
-def recognise(event: Any) -> WatcherEvent:
-    """Classify a raw Lambda event; UnrecognisedEvent says what is wrong with anything else."""
-    if not isinstance(event, dict):
-        raise UnrecognisedEvent(f"expected a JSON object, got {type(event).__name__}")
-    if "alarmData" in event:
-        return signal_from_alarm_action(event)
-    detail_type = event.get("detail-type")
-    if detail_type == ALARM_STATE_CHANGE:
-        return signal_from_eventbridge(event)
-    if detail_type == SCHEDULED_EVENT:
-        return tick_from_schedule(event)
-    raise UnrecognisedEvent(
-        "not an alarm action, an alarm state change or a scheduled event "
-        f"(keys: {echo(sorted(event)[:8])}, detail-type: {echo(detail_type)})"
-    )
 
 
 def run_watcher(
