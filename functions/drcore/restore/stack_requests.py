@@ -146,16 +146,18 @@ def role_notes(document: dict[str, Any], mode: str, stack_role_arn: str | None) 
     if backed_up == stack_role_arn:
         return []
     if stack_role_arn:
-        return [f"the change set runs as {stack_role_arn} (recovery.stack_role_arn), the only role the recovery "
-                f"function may pass; the backed-up stack ran as {backed_up or 'no service role'}"]
-    if mode == "update":
+        note = (f"the change set runs as {stack_role_arn} (recovery.stack_role_arn), the only role the recovery "
+                f"function may pass; the backed-up stack ran as {backed_up or 'no service role'}")
+    elif mode == "update":
         # CreateChangeSet without RoleARN keeps the role already associated with the stack.
-        return [f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
+        note = (f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
                 "CloudFormation runs the change set as the role the stack has now, or with the recovery function's "
-                "own permissions if it has none"]
-    return [f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
-            "CloudFormation creates the stack with the recovery function's own permissions, which cannot create "
-            "arbitrary resources: configure the stack role to recover a stack beside the original"]
+                "own permissions if it has none")
+    else:
+        note = (f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
+                "CloudFormation creates the stack with the recovery function's own permissions, which cannot create "
+                "arbitrary resources: configure the stack role to recover a stack beside the original")
+    return [note]
 
 
 def resource_changes(entries: list[dict[str, Any]]) -> list[ResourceChange]:
