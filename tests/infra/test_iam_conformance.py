@@ -10,8 +10,10 @@ allowed, or whose grant is gone, fails the build until it is removed.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,9 +21,11 @@ import pytest
 from embedded.aws_events import ACCOUNT
 from embedded.iam.conformance import ConformanceReport, Grant, check_conformance
 from embedded.iam.evaluator import ASSUMED
+from embedded.iam.recorder import CallRecording
 from embedded.iam.scenarios import record_scenarios
 from embedded.iam.template_roles import EmbeddedNames
 from embedded.world import REGION
+from tests.infra.support import synthesize
 
 pytestmark = pytest.mark.e2e
 
@@ -105,16 +109,29 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
 KNOWN_EXCESS: dict[tuple[str, str, str], str] = {}
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The drill and the scenarios beyond it, recorded once, and how the embedded world named what they used."""
+
+    recording: CallRecording
+    names: EmbeddedNames
+
+
 @pytest.fixture(scope="module")
-def report(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> ConformanceReport:
-    """The drill and the scenarios beyond it, recorded and checked against the synthesized roles."""
+def recorded(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     template = synth.template.to_json()
     handlers = [resource["Properties"]["Handler"] for resource in template["Resources"].values()
                 if resource["Type"] == "AWS::Lambda::Function"]
     recording = record_scenarios(handlers, tmp_path_factory.mktemp("drill"))
     names = EmbeddedNames(account=ACCOUNT, region=REGION, environments=recording.environments,
                           function_names=recording.invoked_as)
-    return check_conformance(template, recording, names)
+    return Recorded(recording, names)
+
+
+@pytest.fixture(scope="module")
+def report(synth: Any, recorded: Recorded) -> ConformanceReport:
+    """The recorded calls checked against the roles synthesized from cdk.json."""
+    return check_conformance(synth.template.to_json(), recorded.recording, recorded.names)
 
 
 def _matching(grant: Grant, listed: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -149,6 +166,27 @@ def test_every_allow_listed_grant_is_still_granted_and_unused(report: Conformanc
     # An entry that matches nothing is stale: the grant is gone, or a scenario now uses it.
     stale = [entry for entry in ALLOWED_UNUSED if not any(_matching(grant, [entry]) for grant in report.unused_grants)]
     assert not stale, stale
+
+
+def test_the_harness_refuses_a_restored_functions_role_when_none_may_be_passed(recorded: Recorded) -> None:
+    # Given the same calls, and the roles synthesized with no execution role a restore may pass
+    template = synthesize({"dr": {"recovery": {"function_role_arns": []}}}).template.to_json()
+    # When they are checked / Then creating the drill's scratch function and a function beside the original
+    # are refused iam:PassRole, as they would be in AWS
+    denied = check_conformance(template, recorded.recording, recorded.names).denied
+    assert {("drill", "iam:PassRole"), ("recovery", "iam:PassRole")} <= {call.key for call in denied}
+
+
+def test_the_harness_refuses_deleting_the_recovery_copy_without_its_grant(synth: Any, recorded: Recorded) -> None:
+    # Given the recovery role without cloudformation:DeleteStack
+    template = copy.deepcopy(synth.template.to_json())
+    for statement in _statements(template):
+        actions = statement.get("Action")
+        if isinstance(actions, list) and "cloudformation:DeleteStack" in actions:
+            actions.remove("cloudformation:DeleteStack")
+    # When the calls are checked / Then planning a recovery after a failed one is refused DeleteStack
+    denied = check_conformance(template, recorded.recording, recorded.names).denied
+    assert ("recovery", "cloudformation:DeleteStack") in {call.key for call in denied}
 
 
 def test_every_known_excess_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:
