@@ -44,6 +44,12 @@ FUNCTION_ENVIRONMENT = {"STAGE": "production", "DATA_BUCKET": DATA_BUCKET, "LOG_
 FUNCTION_TAGS = {"app": "apilados", "component": "ingest", "owner": "data-platform"}
 RESERVED_CONCURRENCY = 25
 
+
+def execution_role_name(function_name: str) -> str:
+    """The protected function's execution role, named as CloudFormation names the IngestRole the pipeline stack
+    creates (`<stack>-<logical id>-<suffix>`): the controller's default iam:PassRole grant is `<pipeline stack>-*`."""
+    return f"{PIPELINE_STACK}-IngestRole-{function_name}"
+
 PIPELINE_TEMPLATE = {
     "AWSTemplateFormatVersion": "2010-09-09",
     "Description": "Apilados Pipeline: ingest queue, notifications and the ingest role",
@@ -181,7 +187,7 @@ def build_sample_system(session: Any, endpoint_url: str | None = None,
     clients = {name: session.client(name, endpoint_url=endpoint_url)
                for name in ("iam", "lambda", "cloudwatch", "dynamodb", "sns", "sqs", "cloudformation", "logs")}
     role = clients["iam"].create_role(
-        RoleName=f"{function_name}-role",
+        RoleName=execution_role_name(function_name),
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
@@ -311,7 +317,7 @@ def add_buckets(system: SampleSystem, session: Any, endpoint_url: str | None = N
 
 def add_controller_function(system: SampleSystem, name: str) -> None:
     """A stand-in for one of the controller's own functions, which invoke themselves to continue long work."""
-    role = system.clients["iam"].get_role(RoleName=f"{system.function_name}-role")["Role"]["Arn"]
+    role = system.clients["iam"].get_role(RoleName=execution_role_name(system.function_name))["Role"]["Arn"]
     system.clients["lambda"].create_function(FunctionName=name, Runtime="python3.13", Role=role,
                                              Handler="index.handler", Code={"ZipFile": _code_archive(name)})
 

@@ -32,7 +32,9 @@ class ControllerStack(Stack):
             env=Environment(region=settings.primary_region),
         )
         state = StateTable(self, "State")
-        alerting = Alerting(self, "Alerting", emails=settings.alert_emails)
+        alerting = Alerting(
+            self, "Alerting", emails=settings.alert_emails, other_subscribers=settings.alert_subscriptions
+        )
         functions = ControllerFunctions(self, "Functions", settings=settings, alert_topic=alerting.alert_topic)
         alarms = LiveAliasAlarms(self, "LiveAliasAlarms", settings=settings)
         watchers = Watchers(

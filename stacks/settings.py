@@ -9,9 +9,18 @@ fails synth instead of deploying a controller that cannot work.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from drcore.core.config import (
     DEFAULT_BAKE_SECONDS,
@@ -46,6 +55,9 @@ STACK_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# SNS sends SMS to E.164 numbers; HTTPS subscribers (chat relays, AWS Chatbot, paging services) by URL.
+PHONE_NUMBER = re.compile(r"\+[1-9]\d{6,14}")
+HTTPS_URL = re.compile(r"https://[^\s/?#]+([/?#]\S*)?")
 # Who may be named in a resource policy: an account's root, an IAM user or an IAM role (groups cannot be).
 IAM_PRINCIPAL_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:(root|(user|role)(/[\w+=,.@-]+)+)")
 IAM_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role(/[\w+=,.@-]+)+")
@@ -65,6 +77,11 @@ MAX_PLAN_TTL_MINUTES = MAX_PLAN_TTL_SECONDS // 60
 # A stack recovered beside the pipeline stack is named "<pipeline_stack>-recovery" (RECOVERY_STACK_SUFFIX);
 # stack names have at most 128 characters.
 MAX_STACK_NAME = 128
+# Lambda keeps at least this many of an account's concurrent executions unreserved, and refuses a
+# reservation that would leave fewer.
+UNRESERVED_CONCURRENCY_MINIMUM = 100
+# The concurrent executions quota AWS gives an account in a region unless raised (new accounts may get less).
+DEFAULT_ACCOUNT_CONCURRENCY = 1000
 
 
 class InvalidSettings(ValueError):
@@ -179,6 +196,12 @@ def _email(address: str) -> str:
 
 
 EmailAddress = Annotated[str, AfterValidator(_email)]
+# The alert topics, as alert_emails and alert_subscriptions name them, and what each alerts on.
+ALERTED_ON = {
+    "emergency": "severity 1: STABLE failing, automation frozen",
+    "alert": "severities 2 to 4: rollbacks, RPO alarms, failed events, failed drills",
+}
+ALERT_TOPICS = tuple(ALERTED_ON)
 
 
 class AlertEmails(_Strict):
@@ -186,7 +209,7 @@ class AlertEmails(_Strict):
 
     # Severity 1: STABLE itself failing, nothing left to roll back to, automation frozen.
     emergency: tuple[EmailAddress, ...] = ()
-    # Severities 2 to 4: rollbacks and other incidents the controller handled.
+    # Severities 2 to 4: rollbacks, RPO alarms, failed events, failed drills.
     alert: tuple[EmailAddress, ...] = ()
 
     @field_validator("emergency", "alert")
@@ -195,6 +218,73 @@ class AlertEmails(_Strict):
         if len(set(addresses)) != len(addresses):
             raise ValueError("lists an address twice")
         return addresses
+
+
+class AlertSubscription(_Strict):
+    """A subscriber that is not an e-mail address: a phone number for SMS, or an HTTPS endpoint (a chat
+    webhook relay, AWS Chatbot, a paging service)."""
+
+    protocol: Literal["sms", "https"]
+    endpoint: str
+
+    @field_validator("endpoint")
+    @classmethod
+    def _fits_protocol(cls, endpoint: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")
+        if protocol == "sms" and PHONE_NUMBER.fullmatch(endpoint) is None:
+            raise ValueError(f"{endpoint!r} is not a phone number in E.164 form (e.g. +15555550100)")
+        if protocol == "https" and HTTPS_URL.fullmatch(endpoint) is None:
+            raise ValueError(f"{endpoint!r} is not an https:// URL")
+        return endpoint
+
+
+class AlertSubscriptions(_Strict):
+    """Subscribers other than e-mail, per topic (as alert_emails)."""
+
+    emergency: tuple[AlertSubscription, ...] = ()
+    alert: tuple[AlertSubscription, ...] = ()
+
+    @field_validator("emergency", "alert")
+    @classmethod
+    def _each_once(cls, subscriptions: tuple[AlertSubscription, ...]) -> tuple[AlertSubscription, ...]:
+        if len(set(subscriptions)) != len(subscriptions):
+            raise ValueError("lists a subscription twice")
+        return subscriptions
+
+
+def unsubscribed_topics(emails: AlertEmails, subscriptions: AlertSubscriptions) -> list[str]:
+    """The alert topics nobody is subscribed to."""
+    return [topic for topic in ALERT_TOPICS if not getattr(emails, topic) and not getattr(subscriptions, topic)]
+
+
+class ReservedConcurrency(_Strict):
+    """Concurrent executions reserved for the functions that answer an incident, so that the protected function
+    (or anything else in the account) throttling cannot starve them. A reservation is also a cap."""
+
+    # Each watcher runs on its alarms' actions, their EventBridge events and the every-minute tick, each
+    # invocation a few seconds: five leave room for a burst of alarms while the tick runs.
+    health_watcher: int = Field(5, ge=1)
+    performance_watcher: int = Field(5, ge=1)
+    # An operator's call while a restore hands over to its next invocation (two overlap for a moment).
+    recovery: int = Field(3, ge=1)
+    # The account's concurrent executions quota in the region: Lambda refuses reservations that leave fewer than
+    # UNRESERVED_CONCURRENCY_MINIMUM of it unreserved.
+    account_limit: int = Field(DEFAULT_ACCOUNT_CONCURRENCY, ge=1)
+
+    @property
+    def total(self) -> int:
+        return self.health_watcher + self.performance_watcher + self.recovery
+
+    @model_validator(mode="after")
+    def _leaves_the_unreserved_minimum(self) -> Self:
+        available = self.account_limit - UNRESERVED_CONCURRENCY_MINIMUM
+        if self.total > available:
+            raise ValueError(
+                f"reserves {self.total} concurrent executions, but an account limit of {self.account_limit} leaves "
+                f"at most {max(available, 0)} to reserve (Lambda keeps {UNRESERVED_CONCURRENCY_MINIMUM} unreserved); "
+                "lower the reservations, or raise the quota and set account_limit to it"
+            )
+        return self
 
 
 class BackupRetention(RetentionPolicy):
@@ -261,8 +351,11 @@ class RecoveryOptions(_Strict):
     # made; then the operator plans again against the world as it is.
     plan_ttl_minutes: int = Field(DEFAULT_PLAN_TTL_SECONDS // 60, ge=MIN_PLAN_TTL_MINUTES, le=MAX_PLAN_TTL_MINUTES)
     # Execution roles a function recovered from a backup may be given (iam:PassRole to Lambda only): needed
-    # to restore beside the original (a new function) or with a role other than the function's current one.
-    function_role_arns: tuple[RoleArnPattern, ...] = ()
+    # to restore beside the original (a new function, and the drill's scratch function) or with a role other
+    # than the function's current one. None (the default): the roles the pipeline stack creates,
+    # `<pipeline_stack>-*` in this account, as CloudFormation names roles it creates without a RoleName.
+    # An empty list: none.
+    function_role_arns: tuple[RoleArnPattern, ...] | None = None
     # The pipeline stack's CloudFormation service role: a recovered stack's change set runs as it. Without
     # it, CloudFormation acts with the recovery function's own permissions, which cannot create arbitrary
     # resources.
@@ -270,8 +363,8 @@ class RecoveryOptions(_Strict):
 
     @field_validator("restore_target_buckets", "function_role_arns")
     @classmethod
-    def _each_once(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(values)) != len(values):
+    def _each_once(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if values is not None and len(set(values)) != len(values):
             raise ValueError("lists a value twice")
         return values
 
@@ -341,7 +434,12 @@ class Settings(_Strict):
     pending_repair_seconds: int = Field(DEFAULT_PENDING_REPAIR_SECONDS, ge=0)
     metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, pattern=METRICS_NAMESPACE)
     log_retention_days: LogRetentionDays = 90
+    # Declared before alert_emails, whose validator reads them: deploying with a topic nobody hears must be
+    # said out loud (acknowledged) or fixed with a subscriber.
+    alerts_acknowledged_unsubscribed: bool = False
+    alert_subscriptions: AlertSubscriptions = AlertSubscriptions()
     alert_emails: AlertEmails = AlertEmails()
+    reserved_concurrency: ReservedConcurrency = ReservedConcurrency()
     backup: BackupOptions = BackupOptions()
     # Who may invoke the recovery function (roll back, restore, fail over), through its resource policy.
     # Identities of the function's own account whose IAM policies allow lambda:InvokeFunction on it can
@@ -370,6 +468,21 @@ class Settings(_Strict):
             )
         return value
 
+    @field_validator("alert_emails")
+    @classmethod
+    def _someone_hears_each_topic(cls, emails: AlertEmails, info: ValidationInfo) -> AlertEmails:
+        if not {"alert_subscriptions", "alerts_acknowledged_unsubscribed"} <= info.data.keys():
+            return emails  # one of them is invalid, and reported as such
+        unheard = unsubscribed_topics(emails, info.data["alert_subscriptions"])
+        if unheard and not info.data["alerts_acknowledged_unsubscribed"]:
+            topics = " and ".join(f"the {topic} topic ({ALERTED_ON[topic]})" for topic in unheard)
+            raise ValueError(
+                f"nobody is subscribed to {topics}, so those alerts would reach no one: list addresses in "
+                f"{' and '.join(f'dr.alert_emails.{topic}' for topic in unheard)} (or SMS/HTTPS endpoints in "
+                "dr.alert_subscriptions), or set dr.alerts_acknowledged_unsubscribed to true to deploy so anyway"
+            )
+        return emails
+
     @field_validator("stable_alias")
     @classmethod
     def _aliases_differ(cls, value: str, info: ValidationInfo) -> str:
@@ -393,6 +506,21 @@ class Settings(_Strict):
                 f"(at most {MAX_STACK_NAME - len(RECOVERY_STACK_SUFFIX)} characters)"
             )
         return value
+
+    @field_validator("recovery")
+    @classmethod
+    def _controller_roles_not_passable(cls, recovery: RecoveryOptions, info: ValidationInfo) -> RecoveryOptions:
+        # The default function_role_arns lets a recovered function be given any role named "<pipeline_stack>-*";
+        # the controller's own roles, named after its stack, must not be among them.
+        controller, pipeline = info.data.get("controller_stack"), info.data.get("pipeline_stack")
+        if recovery.function_role_arns is None and controller is not None and pipeline is not None:
+            if controller == pipeline or controller.startswith(f"{pipeline}-"):
+                raise ValueError(
+                    f"function_role_arns is not set, so a recovered function may be given any role named "
+                    f"'{pipeline}-*'; the controller's own roles, named after controller_stack {controller!r}, "
+                    "would be among them: list the execution roles in function_role_arns, or rename the controller"
+                )
+        return recovery
 
     @field_validator("secondary_region")
     @classmethod

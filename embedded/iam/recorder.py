@@ -94,7 +94,9 @@ def record_calls(handlers: Iterable[str]) -> Iterator[CallRecording]:
     """
     recording = CallRecording()
     active = _ActiveHandler()
-    original_call: Callable[..., Any] = getattr(BaseClient, "_make_api_call")
+    # getattr and setattr: botocore's stubs do not declare the private method every operation passes through,
+    # and mypy would not let a method be replaced; replacing it is the point.
+    original_call: Callable[..., Any] = getattr(BaseClient, "_make_api_call")  # noqa: B009
     wrapped: list[tuple[ModuleType, str, Callable[..., Any]]] = []
 
     def recording_call(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
@@ -136,9 +138,9 @@ def record_calls(handlers: Iterable[str]) -> Iterator[CallRecording]:
             entry = getattr(module, attribute)
             wrapped.append((module, attribute, entry))
             setattr(module, attribute, marking(handler, entry))
-        setattr(BaseClient, "_make_api_call", recording_call)
+        setattr(BaseClient, "_make_api_call", recording_call)  # noqa: B010
         yield recording
     finally:
-        setattr(BaseClient, "_make_api_call", original_call)
+        setattr(BaseClient, "_make_api_call", original_call)  # noqa: B010
         for module, attribute, entry in reversed(wrapped):
             setattr(module, attribute, entry)

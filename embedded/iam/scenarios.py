@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def _scheduled_drill() -> None:
 
     # What the weekly rule's input transformer makes of its scheduled event (stacks/constructs/drills.py).
     event = {"action": "drill", "requested_by": "schedule", "reason": "scheduled DR drill",
-             "scheduled_at": scheduled_event(datetime.now(timezone.utc))["time"]}
+             "scheduled_at": scheduled_event(datetime.now(UTC))["time"]}
     answer = drill.handler(event, _context(DRILL_FUNCTION))
     _expect(answer.get("ok") is True and answer.get("status") == "finished" and answer.get("passed") is True,
             "the scheduled drill", answer)
@@ -140,8 +140,8 @@ def _performance_rollback(system: SampleSystem) -> None:
     # A deployment releases the bad version; the health tick adopts it; its average duration alarm fires.
     system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
                                           FunctionVersion=system.versions["bad"])
-    invoke_handler(health_watcher, scheduled_event(datetime.now(timezone.utc)))
-    invoke_handler(performance_watcher, scheduled_event(datetime.now(timezone.utc)))
+    invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
+    invoke_handler(performance_watcher, scheduled_event(datetime.now(UTC)))
     system.set_alarm("avg-duration", "ALARM", "Threshold Crossed: 1 datapoint was greater than the threshold")
     alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["avg-duration"]])["MetricAlarms"][0]
     event = alarm_action_event(system.alarms["avg-duration"], "ALARM", alarm["StateUpdatedTimestamp"],

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from drcore.core.config import alarm_name
 from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
+from stacks.constructs.cdk_types import default_resource
 from stacks.settings import AlarmWindow, CountAlarm, DurationAlarm, Settings
 
 
@@ -120,4 +121,7 @@ class LiveAliasAlarms(Construct):
 
 def _literal_name(alarm: cloudwatch.Alarm) -> str:
     # `Alarm.alarm_name` is a token; the watchers' environment needs the plain names given above.
-    return alarm.node.default_child.alarm_name
+    name = default_resource(alarm, cloudwatch.CfnAlarm).alarm_name
+    if name is None:
+        raise TypeError(f"{alarm.node.path} was created without a name")
+    return name

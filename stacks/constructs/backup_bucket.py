@@ -12,13 +12,15 @@ the key policy let the logs service in, for that log group and under that functi
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from drcore.state.backup_store import Component, backup_prefix
 
+from drcore.state.backup_store import Component, backup_prefix
 from stacks.settings import Settings
 
 # Server access logs of the backup bucket: who read, wrote or deleted backups, kept for a year.
@@ -105,7 +107,7 @@ class BackupBucket(Construct):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         # Only exports of the protected function's log group, started in this account.
-        source = {
+        source: dict[str, dict[str, Any]] = {
             "StringEquals": {"aws:SourceAccount": stack.account},
             "ArnLike": {"aws:SourceArn": [log_group_arn, f"{log_group_arn}:*"]},
         }

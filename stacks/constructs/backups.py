@@ -21,6 +21,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
@@ -29,8 +30,9 @@ from drcore.core.config import BackupEnvVar, EnvVar
 from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
 from drcore.state.backup_store import Component, backup_prefix, content_key
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
+from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
-from stacks.constructs.state_table import STATE_ACCESS
+from stacks.constructs.state_table import JOURNAL_APPEND
 from stacks.constructs.watchers import every_version_of
 from stacks.settings import Settings
 
@@ -63,8 +65,12 @@ BACKUP_OBJECT_READS = (
     "s3:ListMultipartUploadParts",
 )
 # DeleteObject without a version id only places a delete marker; no s3:DeleteObjectVersion is granted.
-BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
-BACKUP_KEY_USE = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*")
+BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject")
+# Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
+# failed one is aborted. Everything else in the backup store is a single PUT.
+MULTIPART_ABORT = ("s3:AbortMultipartUpload",)
+# S3 asks a writer of SSE-KMS objects for a data key and a reader to decrypt; never for kms:Encrypt.
+BACKUP_KEY_USE = ("kms:Decrypt", "kms:GenerateDataKey*")
 PROTECTED_FUNCTION_READS = (
     "lambda:GetFunction",
     "lambda:GetFunctionConfiguration",
@@ -152,6 +158,11 @@ def rpo_alarm_name(function_name: str, component: Component) -> str:
     return f"{function_name}-backup-{component.value}-rpo"
 
 
+def content_prefix() -> str:
+    """The backup store's prefix of deduplicated object content (content/), the only one written in parts."""
+    return content_key("algorithm", "digest").split("/", 1)[0] + "/"
+
+
 def backup_key_prefixes() -> list[str]:
     """The top-level prefixes of the backup store's layout (drcore.state.backup_store): content/, snapshots/,
     backups/. The function reads and writes nothing else in the backup bucket."""
@@ -227,6 +238,11 @@ class Backups(Construct):
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
             iam.PolicyStatement(
+                sid="AbortFailedContentCopies",
+                actions=list(MULTIPART_ABORT),
+                resources=[backups.arn_for_objects(f"{content_prefix()}*")],
+            ),
+            iam.PolicyStatement(
                 sid="UseBackupKey", actions=list(BACKUP_KEY_USE), resources=[backup_bucket.key.key_arn]
             ),
             iam.PolicyStatement(
@@ -276,7 +292,7 @@ class Backups(Construct):
             )
         for statement in statements:
             self.function.add_to_role_policy(statement)
-        state_table.grant(self.function, *STATE_ACCESS)
+        state_table.grant(self.function, *JOURNAL_APPEND)
 
         # Continuing a snapshot invokes this very function. On the role's default policy, its ARN would make
         # the function (which waits for that policy) and the policy depend on each other; a policy of its
@@ -284,7 +300,7 @@ class Backups(Construct):
         iam.Policy(
             self,
             "ContinueSnapshots",
-            roles=[self.function.role],
+            roles=[role_of(self.function)],
             statements=[
                 iam.PolicyStatement(
                     sid="ContinueInNewInvocation",
@@ -296,12 +312,12 @@ class Backups(Construct):
         self._explain_wildcards(settings, backup_bucket)
 
     def _explain_wildcards(self, settings: Settings, backup_bucket: BackupBucket) -> None:
-        bucket_id = Stack.of(self).get_logical_id(backup_bucket.bucket.node.default_child)
+        bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
         prefixes = "|".join(prefix.rstrip("/") for prefix in backup_key_prefixes())
         function = settings.protected_function
         data_bucket = re.escape(settings.data_bucket)
         NagSuppressions.add_resource_suppressions(
-            self.function.role,
+            role_of(self.function),
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -406,7 +422,7 @@ class Backups(Construct):
             value for form in (name, arn, partial_arn) for value in (form, {"prefix": f"{form}:"})
         ]
         # The backup function publishes versions itself when asked to; those calls must not trigger it again.
-        own_calls = f"arn:{stack.partition}:sts::{stack.account}:assumed-role/{self.function.role.role_name}/"
+        own_calls = f"arn:{stack.partition}:sts::{stack.account}:assumed-role/{role_of(self.function).role_name}/"
         events.Rule(
             self,
             "ConfigurationChange",

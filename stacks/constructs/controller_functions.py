@@ -22,6 +22,7 @@ from aws_cdk import aws_ssm as ssm
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from stacks.constructs.cdk_types import default_resource
 from stacks.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -112,9 +113,10 @@ class ControllerFunctions(Construct):
         environment: dict[str, str],
         memory_size: int = 256,
         timeout: Duration = TIMEOUT,
+        reserved_concurrency: int | None = None,
     ) -> lambda_.Function:
         """A function from the shared asset with its own role (logging only) and log group; the caller grants
-        what it does."""
+        what it does. `reserved_concurrency` keeps that many concurrent executions for it (and caps it there)."""
         service = service_name(handler)
         role = iam.Role(
             self,
@@ -124,7 +126,7 @@ class ControllerFunctions(Construct):
         )
         log_group = logs.LogGroup(self, f"{construct_id}Logs")
         # CloudWatch Logs takes any of its allowed periods, more than RetentionDays' names express directly.
-        log_group.node.default_child.retention_in_days = self._settings.log_retention_days
+        default_resource(log_group, logs.CfnLogGroup).retention_in_days = self._settings.log_retention_days
         function = lambda_.Function(
             self,
             construct_id,
@@ -136,6 +138,7 @@ class ControllerFunctions(Construct):
             layers=[self._powertools],
             memory_size=memory_size,
             timeout=timeout,
+            reserved_concurrent_executions=reserved_concurrency,
             role=role,
             log_group=log_group,
             environment={
@@ -150,5 +153,7 @@ class ControllerFunctions(Construct):
         log_group.grant_write(role)
         # CDK makes a function depend on its role explicitly although `Role: GetAtt` already does; cfn-lint
         # warns about the redundancy (W3005), which is harmless.
-        function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        default_resource(function, lambda_.CfnFunction).add_metadata(
+            "cfn-lint", {"config": {"ignore_checks": ["W3005"]}}
+        )
         return function

@@ -2,13 +2,16 @@
 
 The drill function (drcore.drill.runner) restores the newest backups into scratch resources and never touches the
 protected function, bucket or stack; its role says so. It may:
-- read every backup, and write into the backup bucket only its restore's safety snapshot and records and
-  its reports (`drills/`), never deleting;
+- read every backup, and write into the backup bucket only its restore's safety snapshot manifest, its
+  restore records and its reports (`drills/`), never deleting, never under `content/`: the drill clears the
+  scratch bucket before restoring into it, so the safety snapshot has no object to store (were one there,
+  the restore step fails on AccessDenied, and the drill with it, loudly);
 - restore into the scratch bucket only: reading, writing, and hiding objects behind delete markers (no
   s3:DeleteObjectVersion); the bucket's lifecycle expires what a drill left after `scratch_expiry_days`;
-- create and rewrite exactly one function, `<protected function>-drill`, republish its layers, and pass
-  it the execution roles `recovery.function_role_arns` names (the backed-up function's role must be
-  among them, or the recover_lambda step reports AccessDenied);
+- create and rewrite exactly one function, `<protected function>-drill`, read the versions it publishes of
+  it, republish its layers, and pass it the execution roles restore_grants.passable_function_roles names (by
+  default the pipeline stack's: the backed-up function's role must be among them, or the recover_lambda
+  step reports AccessDenied);
 - validate a stack template (CloudFormation's ValidateTemplate, read-only);
 - read the LIVE alarms and the controller record, keep its runs and journal in the state table, publish
   the DrillPassed metric, alert on the alert topic, and invoke itself to continue a long restore.
@@ -34,7 +37,8 @@ from drcore.state.backup_store import REPORTS_PREFIX
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import INCOMPLETE_UPLOAD_EXPIRY, BackupBucket
-from stacks.constructs.backups import BACKUP_KEY_USE
+from stacks.constructs.backups import BACKUP_KEY_USE, content_prefix
+from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.recovery import (
     BACKUP_OBJECT_WRITES,
@@ -62,8 +66,9 @@ DRILL_HANDLER = "drill.handler.handler"
 DRILL_TIMEOUT = Duration.minutes(15)
 DRILL_MEMORY_MB = 1024
 SCRATCH_FUNCTION_SUFFIX = "-drill"
-# What the drill writes into the backup bucket: what a restore writes, and its reports.
-DRILL_WRITE_PREFIXES = tuple(sorted({*RECOVERY_WRITE_PREFIXES, REPORTS_PREFIX}))
+# What the drill writes into the backup bucket: what a restore into an empty bucket writes (no content/), and its
+# reports.
+DRILL_WRITE_PREFIXES = tuple(sorted({*RECOVERY_WRITE_PREFIXES, REPORTS_PREFIX} - {content_prefix()}))
 DRILL_READ_PREFIXES = tuple(sorted({*RECOVERY_READ_PREFIXES, REPORTS_PREFIX}))
 
 
@@ -158,7 +163,9 @@ class Drills(Construct):
         self._add("ReadScratchObjects", TARGET_OBJECT_READS, [scratch.arn_for_objects("*")])
         self._add("RestoreIntoScratchBucket", TARGET_OBJECT_WRITES, [scratch.arn_for_objects("*")])
         self._add("ListBackupBucket", ["s3:ListBucket"], [backups.bucket_arn])
-        self._add("ReadBackups", ["s3:GetObject"], [backups.arn_for_objects(f"{prefix}*") for prefix in DRILL_READ_PREFIXES])
+        self._add(
+            "ReadBackups", ["s3:GetObject"], [backups.arn_for_objects(f"{prefix}*") for prefix in DRILL_READ_PREFIXES]
+        )
         self._add(
             "WriteSafetySnapshotsRestoreRecordsAndReports",
             BACKUP_OBJECT_WRITES,
@@ -167,13 +174,21 @@ class Drills(Construct):
         self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
         scratch_function = regional_arn(self, "lambda", "function", scratch_function_name(settings))
         self._add("RestoreScratchFunction", (*NEW_FUNCTION_ACTIONS, *FUNCTION_RECOVERY_ACTIONS), [scratch_function])
+        # A restore checks the version it published (GetFunctionConfiguration with its number as Qualifier, which
+        # Lambda authorizes against the qualified ARN): PublishVersion may answer with an existing version, and
+        # only the version's own CodeSha256 says what it runs; $LATEST, read unqualified, would not.
+        scratch_versions = regional_arn(self, "lambda", "function", f"{scratch_function_name(settings)}:*")
+        self._add("ReadPublishedScratchVersions", ["lambda:GetFunctionConfiguration"], [scratch_versions])
         grant_layers_and_roles(self.function, settings, "PassRoleToScratchFunction")
         # ValidateTemplate supports no resource-level permissions; it reads the template it is given.
         self._add("ValidateStackTemplates", ["cloudformation:ValidateTemplate"], ["*"])
         self._add(
             "ReadAlarmStates",
             ["cloudwatch:DescribeAlarms"],
-            [regional_arn(self, "cloudwatch", "alarm", name) for name in alarms.health_names + alarms.performance_names],
+            [
+                regional_arn(self, "cloudwatch", "alarm", name)
+                for name in alarms.health_names + alarms.performance_names
+            ],
         )
         self._add(
             "PublishDrillMetric",
@@ -212,8 +227,8 @@ class Drills(Construct):
     def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
         settings = self._settings
         stack = Stack.of(self)
-        backup_bucket_id = stack.get_logical_id(backup_bucket.bucket.node.default_child)
-        scratch_id = stack.get_logical_id(self.scratch_bucket.node.default_child)
+        backup_bucket_id = stack.get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
+        scratch_id = stack.get_logical_id(default_resource(self.scratch_bucket, s3.CfnBucket))
         prefixes = "|".join(re.escape(prefix.rstrip("/")) for prefix in DRILL_READ_PREFIXES)
         suppressions = [
             NagPackSuppression(
@@ -239,12 +254,21 @@ class Drills(Construct):
                 id="AwsSolutions-IAM5",
                 reason="Backup object keys embed content digests and backup ids made at run time; access is held "
                 "to the backup store's prefixes (reads of backups, content, snapshots, restores and drills; writes "
-                "of content, snapshots, restores and drills, never deletes), and Object Lock protects every object.",
+                "of snapshots, restores and drills, never deletes), and Object Lock protects every object.",
                 applies_to=[RegexAppliesTo(regex=rf"/^Resource::<{backup_bucket_id}\.Arn>\/({prefixes})\/\*$/")],
             ),
         ]
+        suppressions.append(
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="lambda:GetFunctionConfiguration (read-only) of the versions the drill publishes of its "
+                "scratch function, addressed by a number Lambda assigns at publication.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:lambda:[^:]+:<AWS::AccountId>:function:"
+                                                 rf"{re.escape(scratch_function_name(settings))}:\*$/")],
+            )
+        )
         suppressions += layer_and_role_suppressions(settings)
-        NagSuppressions.add_resource_suppressions(self.function.role, suppressions, apply_to_children=True)
+        NagSuppressions.add_resource_suppressions(role_of(self.function), suppressions, apply_to_children=True)
 
 
 def drill_environment(

@@ -7,15 +7,19 @@ it can invoke it as well: within an account a resource policy adds to identity p
 anything away from them (an SCP or a permissions boundary can).
 
 Its role holds exactly what the recovery actions need:
-- the alias controller's permissions, as the watchers have them, and the health probe of LIVE;
+- the alias controller's permissions, as the watchers have them (not their metrics nor the probe of LIVE);
 - bucket restores (`restore_s3`) into the data bucket and the allow-listed target buckets: listing, reading
   and writing object versions, removing by delete markers only (no s3:DeleteObjectVersion: invariant 5), a
   safety snapshot into the backup bucket, the plan's records under `restores/`;
 - `recover_from_backup`: the protected function's code, configuration, concurrency, tags and event invoke
   configuration, a new version; or a new function beside it, named `<protected function>-<suffix>`;
-  layers republished in this account; iam:PassRole to Lambda only for `recovery.function_role_arns`;
-- `recover_stack`: change sets on the pipeline stack and on `<pipeline stack>-recovery`; iam:PassRole to
-  CloudFormation only for `recovery.stack_role_arn`.
+  layers republished in this account; iam:PassRole to Lambda only for the roles
+  restore_grants.passable_function_roles names (by default the pipeline stack's);
+- `recover_stack`: change sets on the pipeline stack and on `<pipeline stack>-recovery`; the stack policy,
+  termination protection and deletion (of a failed or empty copy) of `<pipeline stack>-recovery` only;
+  iam:PassRole to CloudFormation only for `recovery.stack_role_arn`.
+
+It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
 
 from __future__ import annotations
@@ -27,15 +31,24 @@ from collections.abc import Sequence
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.state.backup_store import RESTORE_ROOT, Component, backup_prefix, content_key
-from drcore.core.config import RecoveryEnvVar
 
+from drcore.core.config import RecoveryEnvVar
+from drcore.state.backup_store import RESTORE_ROOT, Component, backup_prefix, content_key
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
-from stacks.constructs.backups import BACKUP_KEY_USE, backup_environment, backup_key_prefixes, rpo_window_minutes
+from stacks.constructs.backups import (
+    BACKUP_KEY_USE,
+    MULTIPART_ABORT,
+    backup_environment,
+    backup_key_prefixes,
+    content_prefix,
+    rpo_window_minutes,
+)
+from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.restore_grants import (
     continue_in_new_invocations,
@@ -47,7 +60,6 @@ from stacks.constructs.watchers import (
     controller_environment,
     every_version_of,
     grant_alias_control,
-    grant_live_probe,
     protected_function_arn,
     regional_arn,
 )
@@ -100,8 +112,9 @@ TARGET_OBJECT_READS = (
 # so no restore can remove data for good. PutObjectTagging writes the tags a copied-back version brings.
 # AbortMultipartUpload cleans up a multipart copy of a large object that failed half-way.
 TARGET_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload")
-# Writes into the backup bucket never delete: the backup function alone prunes.
-BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:AbortMultipartUpload")
+# Writes into the backup bucket never delete: the backup function alone prunes. (A safety snapshot's copy in
+# parts, into content/ only, is aborted when it fails: backups.MULTIPART_ABORT.)
+BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 
 # `recover_from_backup` on the protected function, or on a new function beside it.
 FUNCTION_RECOVERY_ACTIONS = (
@@ -135,10 +148,16 @@ STACK_RECOVERY_ACTIONS = (
     "cloudformation:GetTemplate",
     "cloudformation:ListChangeSets",
     "cloudformation:GetStackPolicy",
+)
+# On `<pipeline stack>-recovery` only, never the pipeline stack: a recovered copy gets the backup's stack policy
+# and termination protection once created (a change set cannot carry them), and a copy whose creation failed
+# and rolled back, or that only held a discarded plan's change set, is deleted (drcore.restore.stack_recovery).
+# Neither holds resources, so deleting one needs no role of the stack's.
+RECOVERY_STACK_ACTIONS = (
     "cloudformation:SetStackPolicy",
     "cloudformation:UpdateTerminationProtection",
+    "cloudformation:DeleteStack",
 )
-# Not cloudformation:DeleteStack: a recovery never deletes a stack, not even its own '-recovery' copy.
 
 
 def recovery_stack_name(settings: Settings) -> str:
@@ -190,9 +209,9 @@ class Recovery(Construct):
             environment=recovery_environment(settings, state_table, alerting, alarms, backup_bucket),
             memory_size=RECOVERY_MEMORY_MB,
             timeout=RECOVERY_TIMEOUT,
+            reserved_concurrency=settings.reserved_concurrency.recovery,
         )
         grant_alias_control(self.function, settings=settings, state_table=state_table, alerting=alerting, alarms=alarms)
-        grant_live_probe(self.function, settings)
         self._grant_bucket_restores(backup_bucket)
         self._grant_function_recovery()
         self._grant_stack_recovery()
@@ -227,6 +246,7 @@ class Recovery(Construct):
             BACKUP_OBJECT_WRITES,
             [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_WRITE_PREFIXES],
         )
+        self._add("AbortFailedContentCopies", MULTIPART_ABORT, [backups.arn_for_objects(f"{content_prefix()}*")])
         self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
 
     def _grant_function_recovery(self) -> None:
@@ -241,7 +261,7 @@ class Recovery(Construct):
 
     def _grant_stack_recovery(self) -> None:
         settings = self._settings
-        stacks = [
+        pipeline_stack, recovery_stack = (
             Stack.of(self).format_arn(
                 service="cloudformation",
                 resource="stack",
@@ -250,8 +270,9 @@ class Recovery(Construct):
                 arn_format=ArnFormat.SLASH_RESOURCE_NAME,
             )
             for name in (settings.pipeline_stack, recovery_stack_name(settings))
-        ]
-        self._add("RecoverPipelineStack", STACK_RECOVERY_ACTIONS, stacks)
+        )
+        self._add("RecoverPipelineStack", STACK_RECOVERY_ACTIONS, [pipeline_stack, recovery_stack])
+        self._add("FinishOrClearRecoveryStack", RECOVERY_STACK_ACTIONS, [recovery_stack])
         if settings.recovery.stack_role_arn:
             self._add(
                 "PassStackRoleToCloudFormation",
@@ -262,7 +283,7 @@ class Recovery(Construct):
 
     def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
         settings = self._settings
-        bucket_id = Stack.of(self).get_logical_id(backup_bucket.bucket.node.default_child)
+        bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
         prefixes = "|".join(prefix.rstrip("/") for prefix in RECOVERY_READ_PREFIXES)
         buckets = "|".join(re.escape(bucket) for bucket in restore_target_buckets(settings))
         function = re.escape(settings.protected_function)
@@ -276,9 +297,8 @@ class Recovery(Construct):
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="cloudwatch:GetMetricData, GetMetricStatistics and PutMetricData support no "
-                "resource-level permissions. The first two only read; PutMetricData is held to the "
-                "controller's metrics namespace by a cloudwatch:namespace condition.",
+                reason="cloudwatch:GetMetricData and GetMetricStatistics support no resource-level permissions; "
+                "both only read metrics.",
                 applies_to=["Resource::*"],
             ),
             NagPackSuppression(
@@ -313,8 +333,9 @@ class Recovery(Construct):
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="Change sets on the pipeline stack and its '-recovery' copy only; the stack id that "
-                "follows the name in a stack ARN is assigned by CloudFormation at creation.",
+                reason="Change sets on the pipeline stack and its '-recovery' copy only (the copy's policy, "
+                "protection and deletion on the copy alone); the stack id that follows the name in a stack ARN is "
+                "assigned by CloudFormation at creation.",
                 applies_to=[
                     RegexAppliesTo(
                         regex=rf"/^Resource::arn:[^:]+:cloudformation:[^:]+:<AWS::AccountId>:stack\/"
@@ -324,7 +345,7 @@ class Recovery(Construct):
             ),
         ]
         suppressions += layer_and_role_suppressions(settings)
-        NagSuppressions.add_resource_suppressions(self.function.role, suppressions, apply_to_children=True)
+        NagSuppressions.add_resource_suppressions(role_of(self.function), suppressions, apply_to_children=True)
 
 
 def recovery_environment(
@@ -341,6 +362,7 @@ def recovery_environment(
         RecoveryEnvVar.RESTORE_TARGET_BUCKETS: ",".join(recovery.restore_target_buckets),
         RecoveryEnvVar.RPO_SECONDS: json.dumps(rpo_seconds(settings), separators=(",", ":")),
         RecoveryEnvVar.PLAN_TTL_SECONDS: str(recovery.plan_ttl_minutes * 60),
+        RecoveryEnvVar.STACK_ROLE_ARN: recovery.stack_role_arn or "",
     }
     # Plain strings for jsii.
     own_variables = {str(name.value): value for name, value in own.items()}

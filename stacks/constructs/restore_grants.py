@@ -1,7 +1,13 @@
 """What the functions that restore a function from its backup share: the recovery function (into the protected
 function or beside it) and the drill function (into its scratch function). Both republish layers, hand the
 backed-up execution role to Lambda, continue long work by invoking themselves, and may be invoked by the
-operator principals."""
+operator principals.
+
+The roles they may hand to Lambda are `recovery.function_role_arns`, by default the roles the pipeline stack
+creates: CloudFormation names a role created without a RoleName `<stack name>-<logical id>-<suffix>`, so the
+protected function's execution role, deployed by that stack, matches `<pipeline_stack>-*`, and the first
+scheduled drill and a restore beside the function work without any setting. (Names over IAM's 64 characters
+are shortened, and a role named explicitly is named otherwise: such a role must be listed.)"""
 
 from __future__ import annotations
 
@@ -14,20 +20,37 @@ from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
+from stacks.constructs.cdk_types import role_of
 from stacks.constructs.watchers import regional_arn
 from stacks.settings import Settings
 
 
+def pipeline_stack_roles(settings: Settings) -> str:
+    """The roles the pipeline stack creates, as a role name pattern: `<pipeline_stack>-*`."""
+    return f"{settings.pipeline_stack}-*"
+
+
+def passable_function_roles(scope: Construct, settings: Settings) -> list[str]:
+    """The execution roles a restored function may be given: `recovery.function_role_arns`, or when it is not
+    set, the roles the pipeline stack creates in this account."""
+    configured = settings.recovery.function_role_arns
+    if configured is not None:
+        return list(configured)
+    # IAM is global: a role's ARN names no region.
+    return [Stack.of(scope).format_arn(service="iam", region="", resource="role",
+                                       resource_name=pipeline_stack_roles(settings))]
+
+
 def grant_layers_and_roles(function: lambda_.Function, settings: Settings, pass_role_sid: str) -> None:
     """Republish a restored function's layers in this account, read them wherever they were published, and
-    pass it the execution roles `recovery.function_role_arns` names (to Lambda only)."""
+    pass it the execution roles `passable_function_roles` names (to Lambda only)."""
     statements = [
         iam.PolicyStatement(sid="RepublishLayers", actions=["lambda:PublishLayerVersion"],
                             resources=[regional_arn(function, "lambda", "layer", "*")]),
         iam.PolicyStatement(sid="ReadLayers", actions=["lambda:GetLayerVersion"],
                             resources=[f"arn:{Stack.of(function).partition}:lambda:*:*:layer:*:*"]),
     ]
-    roles = settings.recovery.function_role_arns
+    roles = passable_function_roles(function, settings)
     if roles:
         statements.append(iam.PolicyStatement(
             sid=pass_role_sid, actions=["iam:PassRole"], resources=list(roles),
@@ -52,7 +75,23 @@ def layer_and_role_suppressions(settings: Settings) -> list[NagPackSuppression]:
             applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:\*:\*:layer:\*:\*$/")],
         ),
     ]
-    role_patterns = [arn for arn in settings.recovery.function_role_arns if re.search(r"[*?]", arn)]
+    configured = settings.recovery.function_role_arns
+    if configured is None:
+        suppressions.append(
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="iam:PassRole, to lambda.amazonaws.com only (iam:PassedToService), on the roles the pipeline "
+                "stack creates (CloudFormation names them after the stack), so that a function restored beside "
+                "the original, and the drill's scratch function, run with the backed-up execution role.",
+                applies_to=[
+                    RegexAppliesTo(
+                        regex=rf"/^Resource::arn:[^:]+:iam::<AWS::AccountId>:role\/"
+                        rf"{re.escape(pipeline_stack_roles(settings))}$/"
+                    )
+                ],
+            )
+        )
+    role_patterns = [arn for arn in configured or () if re.search(r"[*?]", arn)]
     if role_patterns:
         suppressions.append(
             NagPackSuppression(
@@ -72,7 +111,7 @@ def continue_in_new_invocations(scope: Construct, policy_id: str, function: lamb
     iam.Policy(
         scope,
         policy_id,
-        roles=[function.role],
+        roles=[role_of(function)],
         statements=[
             iam.PolicyStatement(
                 sid="ContinueInNewInvocation", actions=["lambda:InvokeFunction"], resources=[function.function_arn]

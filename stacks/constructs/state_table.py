@@ -10,6 +10,8 @@ from constructs import Construct
 TTL_ATTRIBUTE = "expires_at"
 # What a function does with the table: item reads and writes, and queries of one partition (the journal).
 STATE_ACCESS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+# What the backup function does with it: append to the journal (a conditional PutItem), nothing else.
+JOURNAL_APPEND = ("dynamodb:PutItem",)
 
 
 class StateTable(Construct):

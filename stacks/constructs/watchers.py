@@ -16,10 +16,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
-from drcore.core.config import EnvVar
 
+from drcore.core.config import EnvVar
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
+from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions, service_name
 from stacks.constructs.state_table import STATE_ACCESS
 from stacks.settings import Settings
@@ -62,17 +63,28 @@ class Watchers(Construct):
             handler=HEALTH_WATCHER_HANDLER,
             description=f"Rolls {target} back on health alarms, probes it every minute, promotes a baked candidate",
             environment=environment,
+            reserved_concurrency=settings.reserved_concurrency.health_watcher,
         )
         self.performance_watcher = functions.add(
             "PerformanceWatcher",
             handler=PERFORMANCE_WATCHER_HANDLER,
             description=f"Rolls {target} back on duration alarms and on regressions against STABLE",
             environment=environment,
+            reserved_concurrency=settings.reserved_concurrency.performance_watcher,
         )
 
         for watcher in (self.health_watcher, self.performance_watcher):
             grant_alias_control(
                 watcher, settings=settings, state_table=state_table, alerting=alerting, alarms=alarms
+            )
+            # The ticks publish the health probe's results and the versions LIVE and STABLE serve.
+            watcher.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="PublishControllerMetrics",
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
+                )
             )
             self._explain_wildcards(watcher)
         # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
@@ -115,7 +127,7 @@ class Watchers(Construct):
 
     def _explain_wildcards(self, watcher: lambda_.Function) -> None:
         NagSuppressions.add_resource_suppressions(
-            watcher.role,
+            role_of(watcher),
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -169,9 +181,9 @@ def grant_alias_control(
     alarms: LiveAliasAlarms,
 ) -> None:
     """What the alias controller (drcore.rollback.controller.AliasController) does: read the protected function,
-    move LIVE and STABLE, read the watched alarms and the function's metrics, publish the controller's
-    metrics, journal in the state table, alert on both topics. The watchers and the recovery function share
-    it; the caller explains the wildcards to cdk-nag, together with its own."""
+    move LIVE and STABLE, read the watched alarms and the function's metrics, journal in the state table, alert
+    on both topics. The watchers and the recovery function share it; the caller explains the wildcards to
+    cdk-nag, together with its own."""
     state_table.grant(function, *STATE_ACCESS)
     alerting.alert_topic.grant_publish(function)
     alerting.emergency_topic.grant_publish(function)
@@ -185,11 +197,9 @@ def grant_alias_control(
         iam.PolicyStatement(
             sid="MoveAliases",
             actions=["lambda:UpdateAlias"],
-            resources=[
-                protected_function_arn(function, settings),
-                protected_function_arn(function, settings, settings.live_alias),
-                protected_function_arn(function, settings, settings.stable_alias),
-            ],
+            # Lambda authorizes UpdateAlias against the unqualified function ARN (the alias is a parameter, not
+            # part of the resource), so an alias ARN here would match no request.
+            resources=[protected_function_arn(function, settings)],
         ),
         iam.PolicyStatement(
             sid="ReadAlarmStates",
@@ -203,12 +213,6 @@ def grant_alias_control(
         ),
         # Neither read supports resource-level permissions.
         iam.PolicyStatement(sid="ReadMetrics", actions=list(METRIC_READS), resources=["*"]),
-        iam.PolicyStatement(
-            sid="PublishControllerMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
-        ),
     ]
     for statement in statements:
         function.add_to_role_policy(statement)

@@ -10,6 +10,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from app import build_app
+from stacks.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,16 @@ def synthesize(context_overrides: dict[str, Any] | None = None) -> Synthesized:
     app = build_app(context_overrides)
     (stack,) = [child for child in app.node.children if isinstance(child, cdk.Stack)]
     return Synthesized(app=app, stack=stack, template=Template.from_stack(stack))
+
+
+# Every setting at its default but the one the settings model has no default for: who hears the alerts.
+# cdk.json acknowledges that nobody does yet (README, "Configuration").
+UNSUBSCRIBED_ACKNOWLEDGED = {"alerts_acknowledged_unsubscribed": True}
+
+
+def default_settings() -> Settings:
+    """The settings model's defaults, alerts unsubscribed and acknowledged (as cdk.json has them)."""
+    return Settings.from_context(UNSUBSCRIBED_ACKNOWLEDGED)
 
 
 # Another protected system, with every backup and recovery setting away from its default.
@@ -65,6 +76,13 @@ TUNED = {
             ],
             "stack_role_arn": "arn:aws:iam::123456789012:role/orders-cfn-deployer",
         },
+        "alerts_acknowledged_unsubscribed": False,
+        "alert_emails": {"emergency": ["oncall@orders.example"], "alert": ["orders-team@orders.example"]},
+        "alert_subscriptions": {
+            "emergency": [{"protocol": "sms", "endpoint": "+15555550100"}],
+            "alert": [{"protocol": "https", "endpoint": "https://chat.orders.example/hooks/dr-alerts"}],
+        },
+        "reserved_concurrency": {"health_watcher": 10, "performance_watcher": 4, "recovery": 2, "account_limit": 120},
     }
 }
 

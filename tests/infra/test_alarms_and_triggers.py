@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.infra.support import Synthesized, logical_id, synthesize
@@ -14,7 +16,7 @@ LIVE_DIMENSIONS = [
 HEALTH = "health_watcher.handler.handler"
 PERFORMANCE = "performance_watcher.handler.handler"
 
-ALARMS = {
+ALARMS: dict[str, tuple[str, dict[str, Any]]] = {
     f"{FUNCTION}-LIVE-errors": (
         HEALTH,
         {

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
-from stacks.settings import Settings
-from tests.infra.support import Synthesized, logical_id, rendered
+from tests.infra.support import Synthesized, default_settings, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -156,13 +156,15 @@ def test_backup_environment_parses_as_the_settings_in_cdk_json(fixture: str, exp
 
 def test_a_backup_variable_the_stack_does_not_set_fails_synth(monkeypatch):
     # Given the functions' side defines a new backup variable the stack knows nothing of
-    grown = StrEnum("BackupEnvVar", {**{v.name: v.value for v in BackupEnvVar}, "NEW_KNOB": "DR_NEW_KNOB"})
+    # (mypy checks the functional Enum API only with literal members; these are the real enum's, plus one)
+    grown = StrEnum("BackupEnvVar", {**{v.name: v.value for v in BackupEnvVar}, "NEW_KNOB": "DR_NEW_KNOB"})  # type: ignore[misc]
     monkeypatch.setattr(backups_module, "BackupEnvVar", grown)
-    table = SimpleNamespace(table_name="table")
-    bucket = SimpleNamespace(bucket=SimpleNamespace(bucket_name="bucket"))
+    # Stand-ins for the table and the bucket, as far as the environment reads them
+    table: Any = SimpleNamespace(table_name="table")
+    bucket: Any = SimpleNamespace(bucket=SimpleNamespace(bucket_name="bucket"))
     # When the environment is built / Then synth stops and names it, rather than deploy its default silently
     with pytest.raises(ValueError, match="defines DR_NEW_KNOB, which the stack does not set"):
-        backups_module.backup_environment(Settings.from_context(None), table, bucket)
+        backups_module.backup_environment(default_settings(), table, bucket)
 
 
 # Schedules

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Annotations, Match
-from cfnlint.api import ManualArgs, lint_file
+from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]  # cfn-lint ships no type information
 
 from tests.infra.support import Synthesized
 

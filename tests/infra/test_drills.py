@@ -92,21 +92,36 @@ def test_the_drill_role_changes_only_the_scratch_function_and_the_scratch_bucket
     lambda_writes = _resources_of(statements, ("lambda:Create", "lambda:Update", "lambda:Publish", "lambda:Put",
                                                "lambda:Delete", "lambda:Tag", "lambda:Untag"))
     assert lambda_writes == {SCRATCH_FUNCTION_ARN, f"arn:aws:lambda:us-east-1:{ACCOUNT}:layer:*"}
+    # and the versions it publishes of it are read back (by number: the qualified ARN), nothing else qualified
+    assert _resources_of(statements, ("lambda:GetFunctionConfiguration",)) == {SCRATCH_FUNCTION_ARN,
+                                                                               f"{SCRATCH_FUNCTION_ARN}:*"}
     invokes = _resources_of(statements, ("lambda:InvokeFunction",))
     assert invokes == {"${" + _drill(synth) + ".Arn}"}
-    # S3: writes only into the scratch bucket and the backup store's prefixes; the data bucket is not named
+    # S3: writes only into the scratch bucket and the backup store's prefixes; the data bucket is not named.
+    # Not content/: the drill clears the scratch bucket first, so its safety snapshot stores no object.
     s3_writes = _resources_of(statements, ("s3:Put", "s3:Delete", "s3:Abort"))
     scratch = scratch_bucket_id(synth.resources)
     backups = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
     assert s3_writes == {"${" + scratch + ".Arn}/*"} | {"${" + backups + ".Arn}/" + prefix + "/*"
-                                                        for prefix in ("content", "drills", "restores", "snapshots")}
-    everything = json.dumps(statements)
+                                                        for prefix in ("drills", "restores", "snapshots")}
+    # and only the scratch bucket's copies in parts are aborted
+    assert _resources_of(statements, ("s3:Abort",)) == {"${" + scratch + ".Arn}/*"}
+    # (the pipeline stack is named only as the creator of the roles a restored function may be given: below)
+    everything = json.dumps([s for s in statements if as_list(s["Action"]) != ["iam:PassRole"]])
     assert "apilados-production-data" not in everything and "ApiladosPipelineStack" not in everything
     # Nothing is deleted for good, and no stack is created or changed
     actions = {action for statement in statements for action in as_list(statement["Action"])}
     assert not actions & {"s3:DeleteObjectVersion", "lambda:DeleteFunction", "cloudformation:DeleteStack",
                           "cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "lambda:UpdateAlias"}
     assert {action for action in actions if action.startswith("cloudformation:")} == {"cloudformation:ValidateTemplate"}
+
+
+def test_by_default_the_pipeline_stacks_roles_can_be_handed_to_the_scratch_function(synth: Synthesized):
+    # Given no function roles in cdk.json / Then the scratch function may be given a role the pipeline stack
+    # created (the protected function's own, as the first scheduled drill creates it), to Lambda only
+    [statement] = [s for s in _statements(synth) if "iam:PassRole" in as_list(s["Action"])]
+    assert statement["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/ApiladosPipelineStack-*"
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
 
 
 def test_only_roles_named_in_cdk_json_can_be_handed_to_the_scratch_function():

@@ -3,15 +3,17 @@ make is allowed by its own function's synthesized role, and every mutating grant
 some call or allow-listed here with its reason.
 
 moto checks no permission, so the calls are recorded and evaluated against the synthesized policies
-(embedded/iam). What is known to be wrong today is listed below (KNOWN_GAPS, KNOWN_EXCESS), each entry
-also an xfail(strict=True) test: the day one is fixed, that test passes, strict xfail fails it, and the
-entry is to be removed.
+(embedded/iam). What is known to be wrong at a given time is listed below (KNOWN_GAPS, KNOWN_EXCESS, empty
+today: issue 11's gaps and excess grants are fixed), each entry with its reason; an entry whose call is
+allowed, or whose grant is gone, fails the build until it is removed.
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,31 +21,18 @@ import pytest
 from embedded.aws_events import ACCOUNT
 from embedded.iam.conformance import ConformanceReport, Grant, check_conformance
 from embedded.iam.evaluator import ASSUMED
+from embedded.iam.recorder import CallRecording
 from embedded.iam.scenarios import record_scenarios
 from embedded.iam.template_roles import EmbeddedNames
 from embedded.world import REGION
+from tests.infra.support import synthesize
 
 pytestmark = pytest.mark.e2e
 
 FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill"}
 
-# Calls a role does not allow today, by (function, action): each is a deployment that fails in AWS.
-KNOWN_GAPS = {
-    ("recovery", "cloudformation:DeleteStack"):
-        "stack recovery deletes a `-recovery` stack whose creation rolled back before planning again (and an "
-        "empty one left by a discarded or failed plan); the recovery role has no cloudformation:DeleteStack "
-        "(issue 11)",
-    ("recovery", "iam:PassRole"):
-        "a restore beside the function passes the backed-up execution role to CreateFunction; with the default "
-        "settings no role may iam:PassRole (issue 11)",
-    ("drill", "iam:PassRole"):
-        "the drill's first scheduled run creates its scratch function with the backed-up execution role; the "
-        "drill role may not iam:PassRole (issue 11)",
-    ("drill", "lambda:GetFunctionConfiguration"):
-        "the drill verifies the version it restored with GetFunctionConfiguration(Qualifier=<version>), which "
-        "Lambda authorizes against the qualified ARN `<function>-drill:<version>`; RestoreScratchFunction "
-        "grants the unqualified ARN only",
-}
+# Calls a role does not allow today, by (function, action), each with its reason: deployments that fail in AWS.
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def _each(function: str, actions: Iterable[str], resource: str, reason: str) -> dict[tuple[str, str, str], str]:
@@ -115,48 +104,34 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
         "a planned change set with nothing to change, or one CloudFormation failed, is deleted (StackRecovery.plan)",
 }
 
-# Mutating grants no code path uses: excess privilege, to be removed from the stacks.
-KNOWN_EXCESS: dict[tuple[str, str, str], str] = {
-    ("*", "kms:Encrypt", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/backupbucketkey*"):
-        "S3 encrypts SSE-KMS objects through kms:GenerateDataKey and decrypts through kms:Decrypt; it never asks "
-        "the caller for kms:Encrypt (UseBackupKey)",
-    ("*", "lambda:UpdateAlias", f"{INGEST}:*"):
-        "UpdateAlias is authorized against the function's ARN (FunctionName and Name, no qualifier); the alias "
-        "ARNs in MoveAliases match no request",
-    ("recovery", "cloudwatch:PutMetricData", "*"):
-        "the recovery function publishes no metric (its wiring builds no metric writer): PublishControllerMetrics "
-        "is the watchers' grant",
-    ("recovery", "lambda:InvokeFunction", f"{INGEST}:LIVE"):
-        "only the health watcher's probe invokes LIVE: ProbeLiveAlias is the watchers' grant",
-    ("backup", "dynamodb:UpdateItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/apilados-dr-state"):
-        "the backup function only appends to the journal (PutItem)",
-    **_each("backup", ["s3:AbortMultipartUpload"], f"{BACKUPS}/backups/*",
-            "nothing is uploaded in parts under backups/ (configurations, archives and manifests are single PUTs)"),
-    **{(function, "s3:AbortMultipartUpload", f"{BACKUPS}/{prefix}/*"):
-       f"nothing is uploaded in parts under {prefix}/ (records and manifests are single PUTs)"
-       for function, prefixes in (("backup", ["snapshots"]), ("recovery", ["restores", "snapshots"]),
-                                  ("drill", ["drills", "restores", "snapshots"]))
-       for prefix in prefixes},
-    **_each("drill", ["s3:PutObject", "s3:AbortMultipartUpload"], f"{BACKUPS}/content/*",
-            "the drill clears its scratch bucket before restoring into it, so the restore's safety snapshot has no "
-            "object to store under content/ (only its manifest, under snapshots/)"),
-    **_each("recovery", ["cloudformation:SetStackPolicy", "cloudformation:UpdateTerminationProtection"],
-            f"{PIPELINE_STACK}/*",
-            "the stack policy and termination protection are applied only to a stack recovered beside the original "
-            "(StackRecovery._finish_new), never to the original"),
-}
+# Mutating grants no code path uses, by (function, action, resource pattern), each with its reason: excess
+# privilege, to be removed from the stacks.
+KNOWN_EXCESS: dict[tuple[str, str, str], str] = {}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The drill and the scenarios beyond it, recorded once, and how the embedded world named what they used."""
+
+    recording: CallRecording
+    names: EmbeddedNames
 
 
 @pytest.fixture(scope="module")
-def report(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> ConformanceReport:
-    """The drill and the scenarios beyond it, recorded and checked against the synthesized roles."""
+def recorded(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     template = synth.template.to_json()
     handlers = [resource["Properties"]["Handler"] for resource in template["Resources"].values()
                 if resource["Type"] == "AWS::Lambda::Function"]
     recording = record_scenarios(handlers, tmp_path_factory.mktemp("drill"))
     names = EmbeddedNames(account=ACCOUNT, region=REGION, environments=recording.environments,
                           function_names=recording.invoked_as)
-    return check_conformance(template, recording, names)
+    return Recorded(recording, names)
+
+
+@pytest.fixture(scope="module")
+def report(synth: Any, recorded: Recorded) -> ConformanceReport:
+    """The recorded calls checked against the roles synthesized from cdk.json."""
+    return check_conformance(synth.template.to_json(), recorded.recording, recorded.names)
 
 
 def _matching(grant: Grant, listed: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -175,11 +150,10 @@ def test_every_call_is_allowed_by_its_own_functions_role(report: ConformanceRepo
     assert not unexpected, "calls their role does not allow:\n" + "\n".join(unexpected)
 
 
-@pytest.mark.parametrize("gap", [pytest.param(key, id=f"{key[0]}-{key[1]}",
-                                              marks=pytest.mark.xfail(strict=True, reason=why))
-                                 for key, why in KNOWN_GAPS.items()])
-def test_a_known_gap_is_closed(report: ConformanceReport, gap: tuple[str, str]) -> None:
-    assert gap not in {denied.key for denied in report.denied}
+def test_every_known_gap_is_still_open(report: ConformanceReport) -> None:
+    # An entry whose calls are allowed now is stale: the gap is closed, and the entry goes.
+    closed = [gap for gap in KNOWN_GAPS if gap not in {denied.key for denied in report.denied}]
+    assert not closed, closed
 
 
 def test_every_mutating_grant_is_used_or_allow_listed_with_its_reason(report: ConformanceReport) -> None:
@@ -194,11 +168,31 @@ def test_every_allow_listed_grant_is_still_granted_and_unused(report: Conformanc
     assert not stale, stale
 
 
-@pytest.mark.parametrize("excess", [pytest.param(key, id=f"{key[0]}-{key[1]}-{key[2].rsplit(':', 1)[-1]}",
-                                                 marks=pytest.mark.xfail(strict=True, reason=why))
-                                    for key, why in KNOWN_EXCESS.items()])
-def test_a_known_excess_grant_is_removed(report: ConformanceReport, excess: tuple[str, str, str]) -> None:
-    assert not any(_matching(grant, [excess]) for grant in report.unused_grants)
+def test_the_harness_refuses_a_restored_functions_role_when_none_may_be_passed(recorded: Recorded) -> None:
+    # Given the same calls, and the roles synthesized with no execution role a restore may pass
+    template = synthesize({"dr": {"recovery": {"function_role_arns": []}}}).template.to_json()
+    # When they are checked / Then creating the drill's scratch function and a function beside the original
+    # are refused iam:PassRole, as they would be in AWS
+    denied = check_conformance(template, recorded.recording, recorded.names).denied
+    assert {("drill", "iam:PassRole"), ("recovery", "iam:PassRole")} <= {call.key for call in denied}
+
+
+def test_the_harness_refuses_deleting_the_recovery_copy_without_its_grant(synth: Any, recorded: Recorded) -> None:
+    # Given the recovery role without cloudformation:DeleteStack
+    template = copy.deepcopy(synth.template.to_json())
+    for statement in _statements(template):
+        actions = statement.get("Action")
+        if isinstance(actions, list) and "cloudformation:DeleteStack" in actions:
+            actions.remove("cloudformation:DeleteStack")
+    # When the calls are checked / Then planning a recovery after a failed one is refused DeleteStack
+    denied = check_conformance(template, recorded.recording, recorded.names).denied
+    assert ("recovery", "cloudformation:DeleteStack") in {call.key for call in denied}
+
+
+def test_every_known_excess_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:
+    # An entry that matches nothing is stale: the grant is removed (or used), and the entry goes.
+    removed = [entry for entry in KNOWN_EXCESS if not any(_matching(grant, [entry]) for grant in report.unused_grants)]
+    assert not removed, removed
 
 
 # Conditions the harness cannot decide from a request (embedded.iam.evaluator.ASSUMED) ------------------

@@ -19,7 +19,7 @@ from drcore.core.config import (
 )
 from stacks.constructs import recovery as recovery_module
 from stacks.settings import Settings
-from tests.infra.support import TUNED, Synthesized, logical_id, rendered
+from tests.infra.support import TUNED, Synthesized, default_settings, logical_id, rendered
 
 RECOVERY = "recovery.handler.handler"
 WATCHER = "health_watcher.handler.handler"
@@ -110,6 +110,8 @@ def test_recovery_variables_follow_the_objectives_and_the_defaults(synth: Synthe
     # And a plan stays confirmable an hour, and no bucket besides the data bucket may be restored into
     assert variables[RecoveryEnvVar.PLAN_TTL_SECONDS] == "3600"
     assert variables[RecoveryEnvVar.RESTORE_TARGET_BUCKETS] == ""
+    # And no stack role is configured
+    assert variables[RecoveryEnvVar.STACK_ROLE_ARN] == ""
 
 
 def test_recovery_variables_follow_the_settings(tuned: Synthesized):
@@ -124,6 +126,7 @@ def test_recovery_variables_follow_the_settings(tuned: Synthesized):
     }
     assert variables[RecoveryEnvVar.PLAN_TTL_SECONDS] == "900"
     assert variables[RecoveryEnvVar.RESTORE_TARGET_BUCKETS] == "orders-restore-scratch,orders.drill.example"
+    assert variables[RecoveryEnvVar.STACK_ROLE_ARN] == "arn:aws:iam::123456789012:role/orders-cfn-deployer"
 
 
 @pytest.mark.parametrize("fixture", ["synth", "tuned"])
@@ -133,7 +136,7 @@ def test_environment_parses_as_the_handler_reads_it(fixture: str, request):
     environ = {
         name: value if isinstance(value, str) else f"resolved-{name}" for name, value in _variables(synth).items()
     }
-    settings = Settings.from_context(None if fixture == "synth" else TUNED["dr"])
+    settings = default_settings() if fixture == "synth" else Settings.from_context(TUNED["dr"])
     # When the handler reads it as it does in Lambda (functions/recovery/handler.py)
     controller = ControllerSettings.from_environ(environ)
     backup = BackupSettings.from_environ(environ)
@@ -145,15 +148,18 @@ def test_environment_parses_as_the_handler_reads_it(fixture: str, request):
     assert recovery.restore_target_buckets == settings.recovery.restore_target_buckets
     assert recovery.plan_ttl_seconds == settings.recovery.plan_ttl_minutes * 60
     assert recovery.rpo_of("s3") == settings.recovery_objectives.s3_data.rpo_minutes * 60
+    # And the stack role the change sets run as, the only one the recovery role may pass (None: none)
+    assert recovery.stack_role_arn == settings.recovery.stack_role_arn
 
 
 def test_a_recovery_variable_the_stack_does_not_set_fails_synth(monkeypatch):
     # Given the functions' side defines a new recovery variable the stack knows nothing of
-    grown = StrEnum("RecoveryEnvVar", {**{v.name: v.value for v in RecoveryEnvVar}, "NEW_KNOB": "DR_NEW_KNOB"})
+    # (mypy checks the functional Enum API only with literal members; these are the real enum's, plus one)
+    grown = StrEnum("RecoveryEnvVar", {**{v.name: v.value for v in RecoveryEnvVar}, "NEW_KNOB": "DR_NEW_KNOB"})  # type: ignore[misc]
     monkeypatch.setattr(recovery_module, "RecoveryEnvVar", grown)
     # When the environment is built / Then synth stops and names it, rather than deploy its default silently
     with pytest.raises(ValueError, match="defines DR_NEW_KNOB, which the stack does not set"):
-        recovery_module.recovery_environment(Settings.from_context(None), *_stand_ins())
+        recovery_module.recovery_environment(default_settings(), *_stand_ins())
 
 
 def test_the_shared_variables_must_agree(monkeypatch):
@@ -166,7 +172,7 @@ def test_the_shared_variables_must_agree(monkeypatch):
     )
     # When the recovery environment is built / Then synth stops rather than pick one
     with pytest.raises(ValueError, match="DR_PROTECTED_FUNCTION_NAME would be set to both"):
-        recovery_module.recovery_environment(Settings.from_context(None), *_stand_ins())
+        recovery_module.recovery_environment(default_settings(), *_stand_ins())
 
 
 def _stand_ins() -> tuple:

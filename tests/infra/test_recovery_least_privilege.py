@@ -13,6 +13,7 @@ from tests.infra.support import (
     rendered,
     role_statements,
     statements_granting,
+    synthesize,
 )
 
 RECOVERY = "recovery.handler.handler"
@@ -25,9 +26,12 @@ STACK_ARNS = sorted(
     for name in ("ApiladosPipelineStack", "ApiladosPipelineStack-recovery")
 )
 ALARM_ARN = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:apilados-pipeline-ingest-LIVE-"
+RECOVERY_STACK_ARN = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/ApiladosPipelineStack-recovery/*"
+# The roles the pipeline stack creates: what a restored function may be given by default.
+PIPELINE_STACK_ROLES = f"arn:aws:iam::{ACCOUNT}:role/ApiladosPipelineStack-*"
 
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
-UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:PutMetricData"}
+UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics"}
 FUNCTION_RECOVERY = {
     "lambda:UpdateFunctionCode",
     "lambda:UpdateFunctionConfiguration",
@@ -53,19 +57,21 @@ STACK_RECOVERY = {
     "cloudformation:GetTemplate",
     "cloudformation:ListChangeSets",
     "cloudformation:GetStackPolicy",
+}
+# On the '-recovery' copy only: its policy and protection once created, its deletion when empty or failed.
+RECOVERY_STACK_ONLY = {
     "cloudformation:SetStackPolicy",
     "cloudformation:UpdateTerminationProtection",
+    "cloudformation:DeleteStack",
 }
 MUTATING = {
-    # alias control, alerts, journal, metrics, logging, dead letters
+    # alias control, alerts, journal, logging, dead letters, continuing in a new invocation
     "lambda:UpdateAlias",
     "lambda:InvokeFunction",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "sns:Publish",
-    "kms:Encrypt",
     "kms:GenerateDataKey*",
-    "cloudwatch:PutMetricData",
     "logs:CreateLogStream",
     "logs:PutLogEvents",
     "sqs:SendMessage",
@@ -94,6 +100,7 @@ MUTATING = {
     "cloudformation:DeleteChangeSet",
     "cloudformation:SetStackPolicy",
     "cloudformation:UpdateTerminationProtection",
+    "cloudformation:DeleteStack",
 }
 # What no statement of the recovery role may ever grant: permanent deletion, or a way around Object Lock
 # and versioning.
@@ -110,7 +117,6 @@ FORBIDDEN = {
     "lambda:DeleteFunction",
     "lambda:DeleteAlias",
     "lambda:DeleteLayerVersion",
-    "cloudformation:DeleteStack",
 }
 
 
@@ -141,7 +147,8 @@ def test_no_statement_grants_delete_object_version_or_a_way_around_object_lock(f
     synth: Synthesized = request.getfixturevalue(fixture)
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     # Then a restore can remove objects only as delete markers: no permanent deletion, nothing that changes
-    # or bypasses Object Lock, versioning or lifecycle, no deletion of functions or stacks
+    # or bypasses Object Lock, versioning or lifecycle, no deletion of functions (nor of stacks: see
+    # test_the_only_stack_it_may_delete_is_its_own_recovery_copy)
     assert not granted & FORBIDDEN
     # And no action wildcard could grant any of them
     assert not [action for action in granted if action.endswith("*") and action != "kms:GenerateDataKey*"]
@@ -151,17 +158,13 @@ def test_no_statement_grants_delete_object_version_or_a_way_around_object_lock(f
 def test_only_unscopable_actions_are_granted_on_everything(synth: Synthesized):
     # Given the statements on "*"
     unscoped = [s for s in _statements(synth) if "*" in as_list(s["Resource"])]
-    # Then they carry only metric actions without resource-level permissions
+    # Then they carry only metric reads without resource-level permissions (the recovery publishes no metric)
     assert {action for s in unscoped for action in as_list(s["Action"])} == UNSCOPABLE
-    # And the one that writes is held to the controller's namespace
-    (put_metrics,) = statements_granting(unscoped, "cloudwatch:PutMetricData")
-    assert as_list(put_metrics["Action"]) == ["cloudwatch:PutMetricData"]
-    assert put_metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "ApiladosDR"}}
 
 
 def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
-    # Given the default settings (no role to pass) / Then the actions are exactly the recovery's calls, plus
-    # logging and dead letters
+    # Given the default settings / Then the actions are exactly the recovery's calls, plus logging and dead
+    # letters
     reads = {
         "lambda:GetAlias",
         "lambda:GetFunction",
@@ -198,23 +201,20 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "sqs:GetQueueUrl",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
-    assert granted == (MUTATING - {"iam:PassRole"}) | reads
+    assert granted == MUTATING | reads
 
 
 @pytest.mark.parametrize("fixture", ["synth", "tuned"])
 def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture: str, request):
-    # Given the statements that change something (PutMetricData aside, held by its condition)
+    # Given the statements that change something
     synth: Synthesized = request.getfixturevalue(fixture)
     settings = synth.stack.node.try_get_context("dr") or {}
-    changing = [
-        s
-        for s in _statements(synth)
-        if set(as_list(s["Action"])) & MUTATING and "cloudwatch:PutMetricData" not in as_list(s["Action"])
-    ]
+    changing = [s for s in _statements(synth) if set(as_list(s["Action"])) & MUTATING]
     function = settings.get("protected_function", "apilados-pipeline-ingest")
     region = settings.get("primary_region", "us-east-1")
     buckets = [settings.get("data_bucket", "apilados-production-data"), *_restore_targets(settings)]
     stack = settings.get("pipeline_stack", "ApiladosPipelineStack")
+    roles = settings.get("recovery", {}).get("function_role_arns")
     allowed = {
         *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
         *_backup_objects(synth, "content", "snapshots", "restores"),
@@ -222,11 +222,11 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
-        *settings.get("recovery", {}).get("function_role_arns", []),
+        *(roles if roles is not None else [f"arn:aws:iam::{ACCOUNT}:role/{stack}-*"]),
     }
     # Then no resource is "*", and a wildcard appears only where a name is chosen at run time: object keys of
     # the restore targets, the backup store's prefixes, functions restored beside the protected one, layers
-    # of this account, the stack ids, and the role patterns cdk.json names
+    # of this account, the stack ids, and the role patterns cdk.json names (or the pipeline stack's roles)
     assert changing
     for resource in _resources(changing):
         assert resource != "*"
@@ -242,10 +242,9 @@ def _restore_targets(settings: dict) -> list[str]:
 
 
 def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
-    # Given the recovery role / Then it moves LIVE and STABLE of the protected function only
-    assert _granted(synth, "lambda:UpdateAlias") == sorted(
-        [FUNCTION_ARN, f"{FUNCTION_ARN}:LIVE", f"{FUNCTION_ARN}:STABLE"]
-    )
+    # Given the recovery role / Then it moves aliases of the protected function only (Lambda authorizes
+    # UpdateAlias against the unqualified function)
+    assert _granted(synth, "lambda:UpdateAlias") == [FUNCTION_ARN]
     # And reads the function, its versions and aliases
     for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
         assert _granted(synth, action) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
@@ -255,14 +254,15 @@ def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
     )
 
 
-def test_it_invokes_only_live_and_itself_without_a_dependency_cycle(synth: Synthesized):
+def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     # Given the invoke statements
     resources = synth.resources
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
-    # Then it probes LIVE, and continues a long restore by invoking its own ARN
-    assert _resources(statements) == sorted([f"{FUNCTION_ARN}:LIVE", f"${{{function}.Arn}}"], key=str)
-    (own,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": [function, "Arn"]}]
+    # Then it continues a long restore by invoking its own ARN, and invokes nothing else (the probe of LIVE is
+    # the health watcher's)
+    assert _resources(statements) == [f"${{{function}.Arn}}"]
+    (own,) = statements
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
         name
@@ -288,7 +288,8 @@ def test_journal_alerts_and_their_key(synth: Synthesized):
     # And uses the topics' key and the backup key, and no other
     assert _granted(synth, "kms:GenerateDataKey*") == sorted([f"${{{topic_key}.Arn}}", f"${{{backup_key}.Arn}}"])
     assert _granted(synth, "kms:Decrypt") == sorted([f"${{{topic_key}.Arn}}", f"${{{backup_key}.Arn}}"])
-    assert _granted(synth, "kms:Encrypt") == [f"${{{backup_key}.Arn}}"]
+    # And never kms:Encrypt: S3 and SNS ask a writer for a data key
+    assert _granted(synth, "kms:Encrypt") == []
 
 
 # Restores
@@ -326,10 +327,12 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
         [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "backups", "content", "restores", "snapshots")]
     )
     # And safety snapshots, their content and restore records are written, under those prefixes only
-    for action in ("s3:PutObject", "s3:AbortMultipartUpload"):
-        assert _granted(synth, action) == sorted(
-            [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "content", "restores", "snapshots")]
-        ), action
+    assert _granted(synth, "s3:PutObject") == sorted(
+        [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "content", "restores", "snapshots")]
+    )
+    # And a copy in parts (restored objects, a safety snapshot's content) is aborted only where one is made
+    assert _granted(synth, "s3:AbortMultipartUpload") == sorted([f"{DATA_BUCKET_ARN}/*",
+                                                                 *_backup_objects(synth, "content")])
     # And the bucket is listed; nothing in it is ever deleted
     assert _granted(synth, "s3:ListBucket") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
     assert not [r for r in _granted(synth, "s3:DeleteObject") if str(r).startswith(f"${{{bucket}")]
@@ -352,8 +355,19 @@ def test_layers_are_republished_in_this_account_and_read_wherever_they_are(synth
     assert _granted(synth, "lambda:GetLayerVersion") == ["arn:aws:lambda:*:*:layer:*:*"]
 
 
-def test_no_role_is_passed_unless_cdk_json_names_it(synth: Synthesized):
-    # Given no function roles and no stack role in cdk.json / Then the role can pass no role at all
+def test_by_default_the_pipeline_stacks_roles_are_passed_to_lambda_only(synth: Synthesized):
+    # Given no function roles and no stack role in cdk.json
+    statements = statements_granting(_statements(synth), "iam:PassRole")
+    # Then a restored function may be given a role the pipeline stack created (CloudFormation names them after
+    # the stack), to Lambda only, and no role may be passed to CloudFormation
+    assert [(_resources([s]), s["Condition"]) for s in statements] == [
+        ([PIPELINE_STACK_ROLES], {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})
+    ]
+    assert as_list(statements[0]["Action"]) == ["iam:PassRole"]
+
+
+def test_an_empty_list_of_function_roles_passes_none():
+    synth = synthesize({"dr": {"recovery": {"function_role_arns": []}}})
     assert statements_granting(_statements(synth), "iam:PassRole") == []
 
 
@@ -383,6 +397,15 @@ def test_roles_are_passed_only_to_the_service_they_are_for(tuned: Synthesized):
 def test_change_sets_only_on_the_pipeline_stack_and_its_recovery_copy(synth: Synthesized):
     for action in STACK_RECOVERY:
         assert _granted(synth, action) == STACK_ARNS, action
+
+
+def test_the_only_stack_it_may_delete_is_its_own_recovery_copy(synth: Synthesized):
+    # Given the recovery role / Then DeleteStack, and the stack policy and termination protection a recovered
+    # copy gets once created, name the '-recovery' copy only, never the pipeline stack
+    for action in RECOVERY_STACK_ONLY:
+        assert _granted(synth, action) == [RECOVERY_STACK_ARN], action
+    (statement,) = statements_granting(_statements(synth), "cloudformation:DeleteStack")
+    assert set(as_list(statement["Action"])) == RECOVERY_STACK_ONLY and "Condition" not in statement
 
 
 def test_permissions_follow_the_settings(tuned: Synthesized):

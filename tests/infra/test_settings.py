@@ -10,13 +10,20 @@ import pytest
 from app import build_app
 from drcore.core.config import BackupSettings, RecoverySettings, RetentionPolicy
 from stacks.settings import InvalidSettings, Settings
+from tests.infra.support import UNSUBSCRIBED_ACKNOWLEDGED, default_settings
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
 
+def test_without_any_context_synth_is_refused_because_nobody_would_hear_an_alert():
+    # Given no "dr" context at all / When it is validated / Then it is refused, naming the setting to fill
+    with pytest.raises(InvalidSettings, match=r"dr\.alert_emails: .*nobody is subscribed to the emergency topic"):
+        Settings.from_context(None)
+
+
 def test_defaults_are_the_seed_runbooks_values():
-    # Given no "dr" context at all / When it is validated
-    settings = Settings.from_context(None)
+    # Given no "dr" context but the acknowledgement that nobody is subscribed to the alerts / When validated
+    settings = default_settings()
     # Then the protected system and its objectives are the seed's
     assert settings.protected_function == "apilados-pipeline-ingest"
     assert (settings.live_alias, settings.stable_alias) == ("LIVE", "STABLE")
@@ -42,19 +49,25 @@ def test_defaults_are_the_seed_runbooks_values():
     assert settings.alarms.average_duration.window_minutes == 10
     assert settings.bake_minutes == 30
     assert settings.alert_emails.emergency == settings.alert_emails.alert == ()
+    assert settings.alert_subscriptions.emergency == settings.alert_subscriptions.alert == ()
     # And nobody may invoke recovery until cdk.json names them
     assert settings.operator_principals == ()
-    # And a restore targets the data bucket only, a plan stays confirmable an hour, and no role may be passed
+    # And a restore targets the data bucket only, a plan stays confirmable an hour, a restored function may be
+    # given the roles the pipeline stack creates (None: stacks.constructs.restore_grants), and no stack role
     recovery = settings.recovery
     assert recovery.restore_target_buckets == ()
     assert recovery.plan_ttl_minutes == 60
-    assert recovery.function_role_arns == ()
+    assert recovery.function_role_arns is None
     assert recovery.stack_role_arn is None
+    # And the watchers and the recovery function have concurrency of their own, out of AWS's default quota
+    reserved = settings.reserved_concurrency
+    assert (reserved.health_watcher, reserved.performance_watcher, reserved.recovery) == (5, 5, 3)
+    assert reserved.account_limit == 1000
 
 
 def test_recovery_defaults_are_the_recovery_functions_own():
     # Given no "dr" context, and the recovery function's defaults for an absent variable (drcore.core.config)
-    recovery = Settings.from_context(None).recovery
+    recovery = default_settings().recovery
     runtime = RecoverySettings.model_fields
     # Then the stack sets what the function would assume anyway
     assert recovery.plan_ttl_minutes * 60 == runtime["plan_ttl_seconds"].default
@@ -69,13 +82,13 @@ def test_function_roles_may_be_named_exactly_or_by_pattern():
         "arn:aws:iam::123456789012:role/apilados-pipeline-ingest-role-v?",
     ]
     # When validated / Then they are kept, in order
-    recovery = Settings.from_context({"recovery": {"function_role_arns": roles}}).recovery
+    recovery = Settings.from_context({**UNSUBSCRIBED_ACKNOWLEDGED, "recovery": {"function_role_arns": roles}}).recovery
     assert recovery.function_role_arns == tuple(roles)
 
 
 def test_backup_defaults_are_the_backup_functions_own():
     # Given no "dr" context, and the backup function's defaults for an absent variable (drcore.core.config)
-    backup = Settings.from_context(None).backup
+    backup = default_settings().backup
     runtime = BackupSettings.model_fields
     # Then the stack sets what the function would assume anyway
     assert backup.retention.model_dump() == RetentionPolicy().model_dump()
@@ -95,21 +108,27 @@ def test_operator_principals_are_iam_roles_users_or_account_roots():
         "arn:aws-us-gov:iam::123456789012:role/dr-operator",
     ]
     # When validated / Then they are kept, in order
-    assert Settings.from_context({"operator_principals": principals}).operator_principals == tuple(principals)
+    settings = Settings.from_context({**UNSUBSCRIBED_ACKNOWLEDGED, "operator_principals": principals})
+    assert settings.operator_principals == tuple(principals)
 
 
 def test_cdk_json_spells_out_every_default():
     # Given the "dr" block an operator edits in cdk.json / When it is validated
     context = json.loads(CDK_JSON.read_text())["context"]["dr"]
-    # Then it is valid, complete, and says exactly what the defaults say
-    assert Settings.from_context(context) == Settings.from_context(None)
+    # Then it is valid, complete, and says exactly what the defaults say, but for acknowledging out loud that
+    # nobody is subscribed to the alerts yet (which every synth then warns about: test_state_and_alerting)
+    assert context["alerts_acknowledged_unsubscribed"] is True
+    assert Settings.from_context(context) == default_settings()
     assert set(context) == set(Settings.model_fields)
 
 
 def test_settle_time_covers_the_longest_alarm_window():
     # Given an alarm that looks back 20 minutes
     settings = Settings.from_context(
-        {"alarms": {"p99_duration": {"threshold_ms": 600_000, "period_minutes": 5, "evaluation_periods": 4}}}
+        {
+            **UNSUBSCRIBED_ACKNOWLEDGED,
+            "alarms": {"p99_duration": {"threshold_ms": 600_000, "period_minutes": 5, "evaluation_periods": 4}},
+        }
     )
     # Then ALARMs are not blamed on STABLE for 20 minutes after a rollback
     assert settings.settle_seconds == 20 * 60
@@ -288,6 +307,56 @@ def test_settle_time_covers_the_longest_alarm_window():
         ),
         ({"drill": {"enabled": False}}, "dr.drill.enabled: Extra inputs are not permitted"),
         (
+            {"controller_stack": "ApiladosPipelineStack-dr"},
+            (
+                "dr.recovery: Value error, function_role_arns is not set, so a recovered function may be given any "
+                "role named 'ApiladosPipelineStack-*'; the controller's own roles, named after controller_stack "
+                "'ApiladosPipelineStack-dr', would be among them"
+            ),
+        ),
+        (
+            {"controller_stack": "ApiladosPipelineStack"},
+            "dr.recovery: Value error, function_role_arns is not set",
+        ),
+        # Who hears the alerts
+        (
+            {"alert_subscriptions": {"emergency": [{"protocol": "sms", "endpoint": "555-0100"}]}},
+            "dr.alert_subscriptions.emergency.0.endpoint: Value error, '555-0100' is not a phone number in E.164",
+        ),
+        (
+            {"alert_subscriptions": {"alert": [{"protocol": "https", "endpoint": "http://chat.example/hook"}]}},
+            "dr.alert_subscriptions.alert.0.endpoint: Value error, 'http://chat.example/hook' is not an https:// URL",
+        ),
+        (
+            {"alert_subscriptions": {"alert": [{"protocol": "slack", "endpoint": "#oncall"}]}},
+            "dr.alert_subscriptions.alert.0.protocol: Input should be 'sms' or 'https'",
+        ),
+        (
+            {"alert_subscriptions": {"alert": [{"protocol": "sms", "endpoint": "+15555550100"}] * 2}},
+            "dr.alert_subscriptions.alert: Value error, lists a subscription twice",
+        ),
+        ({"alerts_acknowledged_unsubscribed": "yes please"}, "dr.alerts_acknowledged_unsubscribed: Input should be"),
+        # Reserved concurrency
+        (
+            {"reserved_concurrency": {"recovery": 0}},
+            "dr.reserved_concurrency.recovery: Input should be greater than or equal to 1",
+        ),
+        (
+            {"reserved_concurrency": {"health_watcher": 2.5}},
+            "dr.reserved_concurrency.health_watcher: Input should be a valid integer",
+        ),
+        (
+            {"reserved_concurrency": {"account_limit": 110}},
+            (
+                "dr.reserved_concurrency: Value error, reserves 13 concurrent executions, but an account limit of 110 "
+                "leaves at most 10 to reserve (Lambda keeps 100 unreserved)"
+            ),
+        ),
+        (
+            {"reserved_concurrency": {"health_watcher": 500, "performance_watcher": 400, "recovery": 1}},
+            "dr.reserved_concurrency: Value error, reserves 901 concurrent executions, but an account limit of 1000",
+        ),
+        (
             {"pipeline_stack": "P" + "x" * 119},
             (
                 "dr.pipeline_stack: Value error, must leave room for the '-recovery' suffix of a recovered stack (at "
@@ -317,3 +386,65 @@ def test_the_dr_context_must_be_an_object():
     # Given a "dr" context that is not an object / When the app is built / Then synth names it
     with pytest.raises(InvalidSettings, match="dr: Input should be a valid dictionary"):
         build_app({"dr": "apilados-pipeline-ingest"})
+
+
+# Who hears the alerts (README, "Configuration")
+
+NOBODY = {"alerts_acknowledged_unsubscribed": False}
+
+
+@pytest.mark.parametrize(
+    ("dr", "unheard"),
+    [
+        (NOBODY, "the emergency topic (severity 1: STABLE failing, automation frozen) and the alert topic"),
+        ({**NOBODY, "alert_emails": {"alert": ["team@company.com"]}}, "the emergency topic (severity 1"),
+        ({**NOBODY, "alert_emails": {"emergency": ["oncall@company.com"]}}, "the alert topic (severities 2 to 4"),
+    ],
+)
+def test_synth_fails_naming_alert_emails_while_a_topic_reaches_nobody(dr, unheard):
+    # Given cdk.json's settings without the acknowledgement, and a topic nobody is subscribed to
+    with pytest.raises(InvalidSettings) as raised:
+        build_app({"dr": dr})
+    # Then synth stops, naming that topic, dr.alert_emails, and the acknowledgement that would let it pass
+    message = str(raised.value)
+    assert f"dr.alert_emails: Value error, nobody is subscribed to {unheard}" in message
+    assert "dr.alerts_acknowledged_unsubscribed" in message
+
+
+def test_an_sms_or_https_subscriber_is_someone_hearing_the_topic():
+    # Given no e-mail addresses, but a phone for emergencies and a chat endpoint for the other alerts
+    settings = Settings.from_context(
+        {
+            "alert_subscriptions": {
+                "emergency": [{"protocol": "sms", "endpoint": "+15555550100"}],
+                "alert": [{"protocol": "https", "endpoint": "https://chat.example.com/hooks/dr?room=ops"}],
+            }
+        }
+    )
+    # Then that is a deployable configuration, without the acknowledgement
+    assert settings.alerts_acknowledged_unsubscribed is False
+    assert [subscriber.protocol for subscriber in settings.alert_subscriptions.emergency] == ["sms"]
+
+
+def test_an_address_for_each_topic_needs_no_acknowledgement():
+    settings = Settings.from_context(
+        {"alert_emails": {"emergency": ["oncall@company.com"], "alert": ["team@company.com"]}}
+    )
+    assert settings.alerts_acknowledged_unsubscribed is False
+
+
+def test_reserved_concurrency_may_take_all_but_the_unreserved_minimum():
+    # Given an account quota of 120: 20 may be reserved, 100 stay unreserved
+    settings = Settings.from_context(
+        {
+            **UNSUBSCRIBED_ACKNOWLEDGED,
+            "reserved_concurrency": {
+                "health_watcher": 9,
+                "performance_watcher": 9,
+                "recovery": 2,
+                "account_limit": 120,
+            },
+        }
+    )
+    # Then all 20 may go to the controller's responders
+    assert settings.reserved_concurrency.total == 20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Annotations, Match
 
 from tests.infra.support import TOPIC_KEY, Synthesized, logical_id, synthesize
 
@@ -92,9 +92,38 @@ def test_cloudwatch_may_use_the_key_to_alert_about_the_controller_itself(synth: 
     )
 
 
-def test_no_one_is_subscribed_by_default(synth: Synthesized):
-    # Given cdk.json lists no alert e-mails / Then no subscription is created
+def test_an_acknowledged_unsubscribed_topic_is_warned_about_at_every_synth(synth: Synthesized):
+    # Given cdk.json lists no subscriber and acknowledges it / Then no subscription is created
     synth.template.resource_count_is("AWS::SNS::Subscription", 0)
+    # And each synth warns about each topic, naming the setting that would subscribe someone
+    warnings = Annotations.from_stack(synth.stack).find_warning(
+        "*", Match.string_like_regexp("Nobody is subscribed to the .* topic")
+    )
+    messages = sorted(str(warning.entry.data) for warning in warnings)
+    assert len(messages) == 2
+    assert "dr.alert_emails.alert" in messages[0] and "dr.alert_emails.emergency" in messages[1]
+
+
+def test_sms_and_https_subscribers_are_subscribed_to_their_topic(tuned: Synthesized):
+    # Given a phone for emergencies and a chat endpoint for the other alerts, beside e-mail addresses
+    resources = tuned.resources
+    emergency = logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR emergencies")
+    alert = logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")
+    # Then each is a subscription of its topic, with its protocol, and nothing is warned about
+    subscriptions = sorted(
+        (r["Properties"]["TopicArn"]["Ref"], r["Properties"]["Protocol"], r["Properties"]["Endpoint"])
+        for r in resources.values()
+        if r["Type"] == "AWS::SNS::Subscription"
+    )
+    assert subscriptions == sorted(
+        [
+            (emergency, "email", "oncall@orders.example"),
+            (emergency, "sms", "+15555550100"),
+            (alert, "email", "orders-team@orders.example"),
+            (alert, "https", "https://chat.orders.example/hooks/dr-alerts"),
+        ]
+    )
+    assert Annotations.from_stack(tuned.stack).find_warning("*", Match.string_like_regexp("Nobody is subscribed")) == []
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +131,11 @@ def with_subscribers() -> Synthesized:
     return synthesize(
         {
             "dr": {
+                "alerts_acknowledged_unsubscribed": False,
                 "alert_emails": {
                     "emergency": ["ops-lead@company.com", "dev-lead@company.com"],
                     "alert": ["dev-lead@company.com"],
-                }
+                },
             }
         }
     )

@@ -169,3 +169,21 @@ def test_failed_events_queue_is_encrypted_tls_only_and_watched(synth: Synthesize
             "AlarmActions": [{"Ref": alert_topic}],
         },
     )
+
+
+RESPONDERS = ["health_watcher.handler.handler", "performance_watcher.handler.handler", "recovery.handler.handler"]
+
+
+@pytest.mark.parametrize(("fixture", "reserved"), [("synth", [5, 5, 3]), ("tuned", [10, 4, 2])])
+def test_the_functions_that_answer_an_incident_have_concurrency_of_their_own(
+    fixture: str, reserved: list[int], request: pytest.FixtureRequest
+):
+    # Given the watchers and the recovery function, with cdk.json's reservations
+    synth: Synthesized = request.getfixturevalue(fixture)
+    # Then each reserves its own concurrent executions: the protected function throttling cannot starve them
+    assert [_function(synth, handler)["Properties"]["ReservedConcurrentExecutions"] for handler in RESPONDERS] == (
+        reserved
+    )
+    # And the backup and drill functions share the account's unreserved pool
+    for handler in ("backup.handler.handler", "drill.handler.handler"):
+        assert "ReservedConcurrentExecutions" not in _function(synth, handler)["Properties"]

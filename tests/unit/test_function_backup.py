@@ -27,7 +27,13 @@ from drcore.backup.function_backup import (
 from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
 from embedded.moto_gaps import VersionBehaviour
-from embedded.sample_system import FUNCTION_ENVIRONMENT, FUNCTION_TAGS, RESERVED_CONCURRENCY, SampleSystem
+from embedded.sample_system import (
+    FUNCTION_ENVIRONMENT,
+    FUNCTION_TAGS,
+    RESERVED_CONCURRENCY,
+    SampleSystem,
+    execution_role_name,
+)
 from tests.support import SimulatedClock
 
 BACKUP_BUCKET = "apilados-dr-backups"
@@ -143,7 +149,8 @@ def test_every_setting_is_in_configuration_json(system, lam, store, versions_beh
     assert (configuration["MemorySize"], configuration["Timeout"]) == (1024, 600)
     assert configuration["EphemeralStorage"] == {"Size": 2048} and configuration["TracingConfig"] == {"Mode": "Active"}
     assert (configuration["Runtime"], configuration["Handler"]) == ("python3.13", "index.handler")
-    assert configuration["Role"].endswith(f"role/{name}-role") and configuration["Architectures"] == ["x86_64"]
+    assert configuration["Role"].endswith(f"role/{execution_role_name(name)}")
+    assert configuration["Architectures"] == ["x86_64"]
     assert configuration["Description"] == "Apilados Pipeline: CSV ingest"
     # settings AWS returns but this endpoint did not are named, not silently missing
     assert "LoggingConfig" in document["configuration_absent"] and "Environment" not in document["configuration_absent"]

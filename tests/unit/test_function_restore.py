@@ -36,7 +36,13 @@ from drcore.restore.function_restore import FunctionRestorer
 from drcore.state.backup_files import CorruptBackup
 from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from embedded.moto_gaps import FunctionUpdates, function_updates_take_time
-from embedded.sample_system import FUNCTION_ENVIRONMENT, FUNCTION_TAGS, RESERVED_CONCURRENCY, SampleSystem
+from embedded.sample_system import (
+    FUNCTION_ENVIRONMENT,
+    FUNCTION_TAGS,
+    RESERVED_CONCURRENCY,
+    SampleSystem,
+    execution_role_name,
+)
 from tests.support import MUTATING_PREFIXES, CallRecorder, SimulatedClock
 
 BACKUP_BUCKET = "apilados-dr-backups"
@@ -218,7 +224,7 @@ def test_a_restore_in_place_puts_back_every_captured_setting(system, lam, store,
     assert now["Environment"]["Variables"] == FUNCTION_ENVIRONMENT
     assert (now["MemorySize"], now["Timeout"], now["Description"]) == (1024, 600, "Apilados Pipeline: CSV ingest")
     assert (now["Runtime"], now["Handler"], now["Role"]) == ("python3.13", "index.handler",
-                                                             f"arn:aws:iam::123456789012:role/{name}-role")
+                                                             f"arn:aws:iam::123456789012:role/{execution_role_name(name)}")
     assert now["Architectures"] == ["x86_64"] and now["EphemeralStorage"] == {"Size": 2048}
     assert now["TracingConfig"] == {"Mode": "Active"}
     assert [layer["Arn"] for layer in now["Layers"]] == [system.layer_arn]

@@ -346,6 +346,73 @@ def test_a_discarded_plan_leaves_nothing_behind(system, cloudformation, backup_i
         recovery.apply(update)
 
 
+# Roles and deletions: what the recovery role's IAM grants allow (stacks/constructs/recovery.py)
+
+STACK_ROLE = "arn:aws:iam::123456789012:role/apilados-cfn-deployer"
+BACKED_UP_ROLE = "arn:aws:iam::123456789012:role/someone-elses-deployer"
+
+
+@pytest.fixture
+def stack_with_a_role(system: SampleSystem, cloudformation: Any) -> str:
+    """A stack deployed with a CloudFormation service role of its own, other than the configured one."""
+    cloudformation.create_stack(StackName="RoleStack", TemplateBody=json.dumps(
+        {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}), RoleARN=BACKED_UP_ROLE)
+    return "RoleStack"
+
+
+def test_a_change_set_runs_as_the_configured_stack_role_never_the_backups(system, store, cloudformation, clock,
+                                                                          stack_with_a_role):
+    # Given a backup of a stack that ran as a role of its own, and the recovery's configured stack role
+    backup = StackBackup(cloudformation, store, stack_with_a_role, clock).run().backup_id
+    recovery = StackRecovery(cloudformation, store, stack_with_a_role, stack_role_arn=STACK_ROLE, clock=clock,
+                             wait=clock.advance)
+    requests = CloudFormationRequests(cloudformation)
+    # When a recovery beside it is planned
+    plan = recovery.plan(backup, "new")
+    # Then the change set is made to run as the configured role, the only one the recovery role may pass,
+    # and the plan says so, naming the role the backed-up stack ran as
+    assert requests.first("CreateChangeSet")["RoleARN"] == STACK_ROLE == plan.role_arn
+    assert any(STACK_ROLE in note and BACKED_UP_ROLE in note for note in plan.notes)
+
+
+@pytest.mark.parametrize("mode, consequence", [
+    ("new", "with the recovery function's own permissions"),
+    ("update", "as the role the stack has now"),
+])
+def test_without_a_configured_stack_role_no_role_is_passed_and_the_plan_says_so(system, store, cloudformation, clock,
+                                                                               stack_with_a_role, mode, consequence):
+    # Given a backup of a stack that ran as a role of its own, and no stack role configured
+    backup = StackBackup(cloudformation, store, stack_with_a_role, clock).run().backup_id
+    recovery = StackRecovery(cloudformation, store, stack_with_a_role, clock=clock, wait=clock.advance)
+    requests = CloudFormationRequests(cloudformation)
+    # When a recovery is planned
+    plan = recovery.plan(backup, mode)
+    # Then the change set passes no role (the recovery role may pass none), and the plan says what runs it
+    assert "RoleARN" not in requests.first("CreateChangeSet") and plan.role_arn is None
+    assert any(BACKED_UP_ROLE in note and consequence in note for note in plan.notes)
+
+
+def test_a_backup_without_a_role_needs_no_note_about_it(system, cloudformation, backup_id, recovery):
+    plan = recovery.plan(backup_id, "new")
+    assert plan.role_arn is None and not any("role" in note for note in plan.notes)
+
+
+def test_discarding_never_deletes_a_stack_but_the_recovery_copy(system, cloudformation, backup_id, recovery):
+    # Given an empty stack of another name, waiting for a change set of someone else's (REVIEW_IN_PROGRESS),
+    # and a plan beside the original that names it (a plan names its stack by id)
+    other = cloudformation.create_change_set(StackName="OtherStack", ChangeSetName="theirs", ChangeSetType="CREATE",
+                                             TemplateBody=json.dumps({"Resources": {}}))
+    cloudformation.delete_change_set(ChangeSetName=other["Id"])
+    plan = recovery.plan(backup_id, "new")
+    misdirected = StackRecoveryPlan.from_dict({**plan.to_dict(), "stack_id": other["StackId"]})
+    requests = CloudFormationRequests(cloudformation)
+    # When the plan is discarded
+    assert recovery.discard(misdirected) is True
+    # Then its change set is deleted, and no stack: not the one it names, which a recovery did not create
+    assert requests.changing() == [("DeleteChangeSet", plan.change_set_id)]
+    assert _stack_exists(cloudformation, "OtherStack")
+
+
 # NoEcho parameters
 
 

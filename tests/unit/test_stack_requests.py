@@ -17,6 +17,7 @@ from drcore.restore.stack_requests import (
     fingerprint_of,
     plan_notes,
     planned_parameters,
+    role_notes,
     template_argument,
 )
 
@@ -62,21 +63,36 @@ def test_a_parameter_the_template_does_not_declare_is_refused():
         planned_parameters(_document(), "update", {"Stag": "x"}, None, STACK)
 
 
-def test_the_change_set_carries_what_the_backup_had():
-    # Given a backup with a role and a rollback trigger
+def test_the_change_set_carries_what_the_backup_had_run_as_the_configured_role():
+    # Given a backup with a role and a rollback trigger, and the configured stack role
     trigger = {"RollbackTriggers": [{"Arn": "arn:aws:cloudwatch:...:alarm:x", "Type": "AWS::CloudWatch::Alarm"}]}
     backup = _backup(role_arn="arn:aws:iam::123456789012:role/cfn", rollback_configuration=trigger)
     # When its change set request is made for a recovery beside the stack
     request = change_set_request(plan_id="sr-1", source_stack=STACK, target=f"{STACK}-recovery", mode="new",
-                                 backup=backup, parameters=[], template={"TemplateBody": "{}"})
-    # Then it creates the stack with the granted and required capabilities, tags, role and rollback triggers
+                                 backup=backup, parameters=[], template={"TemplateBody": "{}"},
+                                 stack_role_arn="arn:aws:iam::123456789012:role/deployer")
+    # Then it creates the stack with the granted and required capabilities, tags and rollback triggers, run as
+    # the configured role (the only one the recovery role may pass), not the backup's
     assert request["ChangeSetType"] == "CREATE" and request["ChangeSetName"] == "dr-recovery-sr-1"
     assert request["ClientToken"] == "sr-1" and request["StackName"] == f"{STACK}-recovery"
     assert request["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
     assert request["Tags"] == [{"Key": "team", "Value": "data"}] and request["TemplateBody"] == "{}"
-    assert request["RoleARN"] == "arn:aws:iam::123456789012:role/cfn" and request["RollbackConfiguration"] == trigger
+    assert request["RoleARN"] == "arn:aws:iam::123456789012:role/deployer"
+    assert request["RollbackConfiguration"] == trigger
+    # and without a configured role, it passes none, whatever the backup had
     assert "RoleARN" not in change_set_request(plan_id="sr-2", source_stack=STACK, target=STACK, mode="update",
-                                               backup=_backup(), parameters=[], template={})
+                                               backup=backup, parameters=[], template={}, stack_role_arn=None)
+
+
+@pytest.mark.parametrize(("backed_up", "configured", "notes"), [
+    (None, None, 0),
+    ("arn:aws:iam::123456789012:role/cfn", "arn:aws:iam::123456789012:role/cfn", 0),
+    ("arn:aws:iam::123456789012:role/cfn", None, 1),
+    (None, "arn:aws:iam::123456789012:role/deployer", 1),
+    ("arn:aws:iam::123456789012:role/cfn", "arn:aws:iam::123456789012:role/deployer", 1),
+])
+def test_a_role_other_than_the_backups_is_noted(backed_up, configured, notes):
+    assert len(role_notes(_document(role_arn=backed_up), "new", configured)) == notes
 
 
 def test_a_template_over_the_inline_limit_is_passed_by_url():

@@ -161,6 +161,9 @@ class RecoveryEnvVar(StrEnum):
     RESTORE_TARGET_BUCKETS = "DR_RESTORE_TARGET_BUCKETS"  # comma-separated allow-list besides the data bucket
     RPO_SECONDS = "DR_RPO_SECONDS"  # JSON: {"lambda": 300, "s3": 3600, "stack": 86400, "logs": 86400}
     PLAN_TTL_SECONDS = "DR_PLAN_TTL_SECONDS"
+    # The CloudFormation service role a recovered stack's change set runs as ("": none); the recovery role may
+    # pass this role and no other.
+    STACK_ROLE_ARN = "DR_STACK_ROLE_ARN"
 
 
 class RecoverySettings(BaseModel):
@@ -171,10 +174,17 @@ class RecoverySettings(BaseModel):
         (("lambda", 300), ("s3", 3600), ("stack", 86400), ("logs", 86400)), alias=RecoveryEnvVar.RPO_SECONDS)
     plan_ttl_seconds: int = Field(DEFAULT_PLAN_TTL_SECONDS, alias=RecoveryEnvVar.PLAN_TTL_SECONDS,
                                   ge=MIN_PLAN_TTL_SECONDS, le=MAX_PLAN_TTL_SECONDS)
+    stack_role_arn: str | None = Field(None, alias=RecoveryEnvVar.STACK_ROLE_ARN)
 
     _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
 
     _rpo_table = field_validator("rpo_seconds", mode="before")(_seconds_table)
+
+    @field_validator("stack_role_arn", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: object) -> object:
+        # The stack sets every variable; an empty one means no role is configured.
+        return value or None
 
     def rpo_of(self, component: str) -> int | None:
         return dict(self.rpo_seconds).get(component)

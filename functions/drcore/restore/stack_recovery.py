@@ -22,6 +22,10 @@ set cannot carry; `status` completes that too when `apply` did not wait long eno
 `discard(plan)` deletes a change set that will not be executed (and the empty `-recovery` stack that
 held it).
 
+**Roles and deletions.** A change set runs as the configured stack role (the only one the recovery role
+may pass), or as none; never as the backup's, which the plan notes. The only stack deleted is the
+`<stack>-recovery` copy, and only while it holds no resources, as the role's DeleteStack grant allows.
+
 This module reads and sends; the change set's parameters are worked out, without AWS, in
 drcore.restore.stack_requests, and the plan and result types are in drcore.restore.stack_plan.
 """
@@ -66,6 +70,7 @@ from drcore.restore.stack_requests import (
     plan_notes,
     planned_parameters,
     resource_changes,
+    role_notes,
     template_argument,
     template_url,
     validation,
@@ -95,11 +100,14 @@ T = TypeVar("T")
 class StackRecovery:
     """Plans, applies and follows recoveries of `stack_name` from its backups in `store`."""
 
-    def __init__(self, cloudformation_client: Any, store: BackupStore, stack_name: str, *, clock: Clock = utc_now,
+    def __init__(self, cloudformation_client: Any, store: BackupStore, stack_name: str, *,
+                 stack_role_arn: str | None = None, clock: Clock = utc_now,
                  wait: Callable[[float], None] = time.sleep) -> None:
         self._cloudformation = cloudformation_client
         self._store = store
         self._stack = stack_name
+        self._recovery_stack = stack_name + RECOVERY_SUFFIX
+        self._stack_role_arn = stack_role_arn
         self._clock = clock
         self._wait = wait
         self._backups = BackupReader(store, Component.STACK, stack_name, corrupt=StackBackupCorrupt)
@@ -114,7 +122,7 @@ class StackRecovery:
         plan_id = f"sr-{secrets.token_hex(5)}"
         notes: list[str] = []
         if mode == "new":
-            target = self._stack + RECOVERY_SUFFIX
+            target = self._recovery_stack
             current = self._clear_new_target(target, notes)
         else:
             target = self._stack
@@ -124,7 +132,8 @@ class StackRecovery:
         fingerprint = fingerprint_of(current)
         template, passed_as = self._template_argument(backup)
         request = change_set_request(plan_id=plan_id, source_stack=self._stack, target=target, mode=mode,
-                                     backup=backup, parameters=request_parameters, template=template)
+                                     backup=backup, parameters=request_parameters, template=template,
+                                     stack_role_arn=self._stack_role_arn)
         try:
             created = self._cloudformation.create_change_set(**request)
         except ClientError as error:
@@ -143,12 +152,12 @@ class StackRecovery:
             stack_id=created["StackId"], change_set_id=created["Id"], change_set_name=request["ChangeSetName"],
             status=status, changes=tuple(self._changes(change_set)) if status == READY else (),
             parameters=tuple(parameters), capabilities=tuple(request["Capabilities"]),
-            tags={tag["Key"]: tag["Value"] for tag in document["tags"]}, role_arn=document["role_arn"],
+            tags={tag["Key"]: tag["Value"] for tag in document["tags"]}, role_arn=self._stack_role_arn,
             notification_arns=tuple(document["notification_arns"]), template=backup.template_record(passed_as),
             fingerprint=fingerprint,
             stack_policy=document["stack_policy"] if mode == "new" else None,
             termination_protection=bool(document["termination_protection"]) if mode == "new" else False,
-            notes=tuple(notes + plan_notes(document, mode)),
+            notes=tuple(notes + plan_notes(document, mode) + role_notes(document, mode, self._stack_role_arn)),
         )
         logger.info("stack recovery planned", extra={
             "plan_id": plan_id, "backup_id": backup.backup_id, "mode": mode, "target": target, "status": status,
@@ -325,9 +334,12 @@ class StackRecovery:
         return resource_changes(entries)
 
     def _delete_empty_shell(self, stack_id: str) -> None:
-        """Delete a stack that only held change sets, once none is left (an empty -recovery stack)."""
+        """Delete the -recovery stack while it only held change sets, once none is left."""
         stack = describe_stack(self._cloudformation, stack_id)
         if stack is None or stack["StackStatus"] != SHELL:
+            return
+        if stack["StackName"] != self._recovery_stack:  # a plan names its stack by id: never delete another
+            logger.warning("not deleting a stack a recovery did not create", extra={"stack_id": stack_id})
             return
         summaries = self._cloudformation.list_change_sets(StackName=stack_id).get("Summaries", [])
         if not any(summary["StackId"] == stack_id for summary in summaries):

@@ -101,9 +101,12 @@ def template_argument(backup: VerifiedStackBackup, url: str) -> tuple[dict[str, 
 
 
 def change_set_request(*, plan_id: str, source_stack: str, target: str, mode: str, backup: VerifiedStackBackup,
-                       parameters: list[dict[str, Any]], template: dict[str, str]) -> dict[str, Any]:
+                       parameters: list[dict[str, Any]], template: dict[str, str],
+                       stack_role_arn: str | None) -> dict[str, Any]:
     """CreateChangeSet of a recovery: "new" creates `target`, "update" updates it, each as the backup had
-    the stack (parameters, capabilities, tags, role, notifications, rollback configuration)."""
+    the stack (parameters, capabilities, tags, notifications, rollback configuration), run as
+    `stack_role_arn`: the configured stack role, the only one the recovery function may pass, never the
+    backup's (`role_notes` says what that means when they differ)."""
     document = backup.document
     request: dict[str, Any] = {
         "StackName": target,
@@ -117,8 +120,8 @@ def change_set_request(*, plan_id: str, source_stack: str, target: str, mode: st
         "NotificationARNs": document["notification_arns"],
         **template,
     }
-    if document["role_arn"]:
-        request["RoleARN"] = document["role_arn"]
+    if stack_role_arn:
+        request["RoleARN"] = stack_role_arn
     rollback = document.get("rollback_configuration") or {}
     if rollback.get("RollbackTriggers") or rollback.get("MonitoringTimeInMinutes"):
         request["RollbackConfiguration"] = rollback
@@ -135,6 +138,26 @@ def plan_notes(document: dict[str, Any], mode: str) -> list[str]:
         notes.append(f"the backup's creation timeout ({document['timeout_in_minutes']} min) cannot be set by a "
                      "change set")
     return notes
+
+
+def role_notes(document: dict[str, Any], mode: str, stack_role_arn: str | None) -> list[str]:
+    """What the plan says when the change set runs as another role than the backed-up stack did."""
+    backed_up = document["role_arn"]
+    if backed_up == stack_role_arn:
+        return []
+    if stack_role_arn:
+        note = (f"the change set runs as {stack_role_arn} (recovery.stack_role_arn), the only role the recovery "
+                f"function may pass; the backed-up stack ran as {backed_up or 'no service role'}")
+    elif mode == "update":
+        # CreateChangeSet without RoleARN keeps the role already associated with the stack.
+        note = (f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
+                "CloudFormation runs the change set as the role the stack has now, or with the recovery function's "
+                "own permissions if it has none")
+    else:
+        note = (f"the backed-up stack ran as {backed_up}; no stack role is configured (recovery.stack_role_arn), so "
+                "CloudFormation creates the stack with the recovery function's own permissions, which cannot create "
+                "arbitrary resources: configure the stack role to recover a stack beside the original")
+    return [note]
 
 
 def resource_changes(entries: list[dict[str, Any]]) -> list[ResourceChange]:

@@ -54,7 +54,8 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                            VerificationAlerts(alert_publisher(settings, client), settings.protected_function))
     function = FunctionRestoreAction(FunctionRestorer(lambda_client, store, settings.protected_function),
                                      controller, settings.protected_function)
-    stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack))
+    stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
+                                              stack_role_arn=recovery.stack_role_arn))
     destructive: dict[type, TwoStepAction] = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
                    ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
