@@ -57,8 +57,8 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
     ("*", "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:functionsfailedevents*"):
         "Lambda sends an asynchronous invocation that failed to its on-failure destination with the function's role",
     ("*", "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:apilados-dr-*"):
-        "work that outlasts one invocation continues in a new one of the same function (aws.continuations.self_invoker); "
-        "the scenarios' backups, restores and drills fit in one",
+        "work that outlasts one invocation continues in a new one of the same function "
+        "(aws.continuations.self_invoker); the scenarios' backups, restores and drills fit in one",
     ("*", "lambda:PublishLayerVersion", f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:*"):
         "a function restore republishes a layer version that no longer exists; the sample's layer still exists",
     ("backup", "s3:DeleteObject", f"{BACKUPS}/*"):

@@ -87,7 +87,9 @@ ARBITRARY = st.builds(lambda value: Case(Shape("any JSON", value, always_refused
 
 def _get(value: Any, path: Path) -> Any:
     for part in path:
-        if (isinstance(value, dict) and isinstance(part, str) and part in value) or (isinstance(value, list) and isinstance(part, int) and part < len(value)):
+        in_dict = isinstance(value, dict) and isinstance(part, str) and part in value
+        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
+        if in_dict or in_list:
             value = value[part]
         else:
             return MISSING

@@ -19,9 +19,8 @@ import pytest
 from moto.cloudformation.models import cloudformation_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from drcore.state.backup_store import BackupStore, Component, backup_prefix
-from drcore.core.errors import InvalidRequest
 from drcore.backup.stack_backup import StackBackup
+from drcore.core.errors import InvalidRequest
 from drcore.restore.stack_plan import (
     ChangeSetFailed,
     PlanNotApplicable,
@@ -33,13 +32,14 @@ from drcore.restore.stack_plan import (
 )
 from drcore.restore.stack_recovery import POLL_SECONDS, StackRecovery
 from drcore.restore.stack_requests import TEMPLATE_BODY_LIMIT
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
 from embedded.sample_system import PIPELINE_STACK_POLICY, PIPELINE_TEMPLATE, SampleSystem
 from tests.support import MUTATING_PREFIXES, CallRecorder, SimulatedClock
 
 BACKUP_BUCKET = "apilados-dr-backups"
 RECOVERY_STACK = "ApiladosPipelineStack-recovery"
 # ExecuteChangeSet changes a stack too, though no prefix of the shared list names it.
-CHANGING = MUTATING_PREFIXES + ("Execute",)
+CHANGING = (*MUTATING_PREFIXES, "Execute")
 
 SECRET_TEMPLATE = {
     "Description": "a stack with a NoEcho parameter, which ends up in an SSM parameter's value",
@@ -120,7 +120,8 @@ def _changed_pipeline_template() -> dict[str, Any]:
 
 
 def _change_the_pipeline_stack(cloudformation: Any, stage: str = "staging") -> None:
-    cloudformation.update_stack(StackName="ApiladosPipelineStack", TemplateBody=json.dumps(_changed_pipeline_template()),
+    cloudformation.update_stack(StackName="ApiladosPipelineStack",
+                                TemplateBody=json.dumps(_changed_pipeline_template()),
                                 Parameters=[{"ParameterKey": "Stage", "ParameterValue": stage},
                                             {"ParameterKey": "RetentionDays", "ParameterValue": "30"}],
                                 Capabilities=["CAPABILITY_IAM"])
@@ -173,7 +174,8 @@ def test_new_recreates_the_stack_beside_the_original_from_the_backup(system, clo
     recovered = cloudformation.describe_stacks(StackName=RECOVERY_STACK)["Stacks"][0]
     assert recovered["Capabilities"] == ["CAPABILITY_IAM"]
     assert recovered["Tags"] == [{"Key": "app", "Value": "apilados"}, {"Key": "cost-center", "Value": "data"}]
-    assert json.loads(cloudformation.get_stack_policy(StackName=RECOVERY_STACK)["StackPolicyBody"]) == PIPELINE_STACK_POLICY
+    policy = cloudformation.get_stack_policy(StackName=RECOVERY_STACK)["StackPolicyBody"]
+    assert json.loads(policy) == PIPELINE_STACK_POLICY
     assert recovered["EnableTerminationProtection"] is True
     assert result.stack_policy_applied is True and result.termination_protection is True
     # and the original was not touched: every change named the recovery stack or its change set
@@ -233,7 +235,8 @@ def test_an_apply_that_stops_waiting_reports_in_progress_and_status_completes_it
         "complete", "CREATE_COMPLETE", True, True)
     recovered = cloudformation.describe_stacks(StackName=RECOVERY_STACK)["Stacks"][0]
     assert recovered["EnableTerminationProtection"] is True
-    assert json.loads(cloudformation.get_stack_policy(StackName=RECOVERY_STACK)["StackPolicyBody"]) == PIPELINE_STACK_POLICY
+    policy = cloudformation.get_stack_policy(StackName=RECOVERY_STACK)["StackPolicyBody"]
+    assert json.loads(policy) == PIPELINE_STACK_POLICY
     # and asking again, or applying the plan again (a retried invocation), changes nothing more
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     assert recovery.status(plan).status == "complete"
@@ -254,7 +257,8 @@ def test_update_returns_a_changed_stack_to_the_backup(system, cloudformation, ba
     # When an update in place is planned
     plan = recovery.plan(backup_id, "update")
     # Then the plan shows what returning to the backup changes, and which change replaces a resource
-    assert (plan.mode, plan.target_stack, plan.stack_id, plan.status) == ("update", system.stack_name, stack_id, "ready")
+    assert (plan.mode, plan.target_stack, plan.stack_id, plan.status) == (
+        "update", system.stack_name, stack_id, "ready")
     assert {(change.action, change.logical_id, change.replacement) for change in plan.changes} == {
         ("Modify", "IngestNotifications", "True"), ("Modify", "IngestQueue", "False"),
         ("Remove", "IngestDeadLetters", None)}
@@ -487,7 +491,7 @@ def test_a_no_echo_parameter_the_stack_no_longer_has_must_be_given(system, store
     recovery = StackRecovery(cloudformation, store, secret_stack, clock=clock, wait=clock.advance)
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     # When an update in place is planned without its value, Then it is refused: there is no previous value to keep
-    with pytest.raises(StackRecoveryRefused, match="DbPassword need values.*no longer has a previous value"):
+    with pytest.raises(StackRecoveryRefused, match=r"DbPassword need values.*no longer has a previous value"):
         recovery.plan(backup, "update")
     assert _changing(calls) == []
 
@@ -508,9 +512,10 @@ def test_an_unknown_or_incomplete_backup_is_refused_naming_the_newest_complete_o
     newest_first = ", ".join(reversed(complete))
     # When recoveries from an unknown id and from the incomplete one are planned
     # Then each is refused, saying why, and naming the newest complete backups, newest first
-    with pytest.raises(StackBackupNotFound, match=f"there is no such backup; the newest complete ones: {newest_first}$"):
+    newest_named = f"the newest complete ones: {newest_first}$"
+    with pytest.raises(StackBackupNotFound, match=f"there is no such backup; {newest_named}"):
         recovery.plan("20261126T000000Z-000000", "new")
-    with pytest.raises(StackBackupNotFound, match=f"{incomplete}.*incomplete.*the newest complete ones: {newest_first}$"):
+    with pytest.raises(StackBackupNotFound, match=f"{incomplete}.*incomplete.*{newest_named}"):
         recovery.plan(incomplete, "update")
     # and nothing was changed anywhere
     assert _changing(calls) == []
@@ -519,7 +524,7 @@ def test_an_unknown_or_incomplete_backup_is_refused_naming_the_newest_complete_o
 
 def test_a_stack_without_backups_says_so(system, store, cloudformation, clock):
     recovery = StackRecovery(cloudformation, store, "NeverBackedUp", clock=clock, wait=clock.advance)
-    with pytest.raises(StackBackupNotFound, match="stack NeverBackedUp cannot .*it has no complete backup"):
+    with pytest.raises(StackBackupNotFound, match=r"stack NeverBackedUp cannot .*it has no complete backup"):
         recovery.plan("20261126T000000Z-000000", "new")
 
 
@@ -541,7 +546,7 @@ def test_a_backup_that_does_not_match_its_manifest_is_refused(system, store, clo
     store.s3.put_object(Bucket=store.bucket, Key=key, Body=json.dumps({"Resources": {}}).encode())
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     # When a recovery from it is planned, Then it is refused, and nothing changed
-    with pytest.raises(StackBackupCorrupt, match="template.json does not match the SHA-256 its manifest recorded"):
+    with pytest.raises(StackBackupCorrupt, match=r"template.json does not match the SHA-256 its manifest recorded"):
         recovery.plan(backup_id, "new")
     assert [name for name in calls.calls if not name.startswith(("Get", "Head", "List"))] == []
 
@@ -566,7 +571,7 @@ def test_an_update_of_a_stack_that_is_gone_is_refused(system, store, cloudformat
     cloudformation.delete_stack(StackName="GoneStack")
     recovery = StackRecovery(cloudformation, store, "GoneStack", clock=clock, wait=clock.advance)
     # When it is to be updated in place, Then that is refused, pointing at recovery beside its name
-    with pytest.raises(StackRecoveryRefused, match="stack GoneStack does not exist: .*mode 'new'"):
+    with pytest.raises(StackRecoveryRefused, match=r"stack GoneStack does not exist: .*mode 'new'"):
         recovery.plan(backup, "update")
     # and a recovery beside its name works
     assert recovery.apply(recovery.plan(backup, "new")).status == "complete"
@@ -658,7 +663,7 @@ def test_validate_reports_a_template_cloudformation_rejects(system, store, cloud
     broken = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"Colour": "red"}}}}
     cloudformation.create_stack(StackName="BrokenStack", TemplateBody=json.dumps(broken))
     backup = StackBackup(cloudformation, store, "BrokenStack", clock).run().backup_id
-    with pytest.raises(ChangeSetFailed, match="CloudFormation rejects the template of backup .* of BrokenStack"):
+    with pytest.raises(ChangeSetFailed, match=r"CloudFormation rejects the template of backup .* of BrokenStack"):
         StackRecovery(cloudformation, store, "BrokenStack", clock=clock).validate(backup)
 
 

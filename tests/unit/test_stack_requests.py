@@ -59,7 +59,7 @@ def test_an_update_keeps_a_noecho_value_the_stack_still_has():
 
 
 def test_a_parameter_the_template_does_not_declare_is_refused():
-    with pytest.raises(StackRecoveryRefused, match="parameter_values names Stag,.*it declares: Stage, DbPassword"):
+    with pytest.raises(StackRecoveryRefused, match=r"parameter_values names Stag,.*it declares: Stage, DbPassword"):
         planned_parameters(_document(), "update", {"Stag": "x"}, None, STACK)
 
 

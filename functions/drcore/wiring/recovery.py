@@ -56,8 +56,9 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
                                               stack_role_arn=recovery.stack_role_arn))
-    destructive: dict[type, TwoStepAction] = {RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
-                   ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
+    destructive: dict[type, TwoStepAction] = {
+        RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
+        ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
 
 
