@@ -85,6 +85,12 @@ class ListBackups(_Action):
     limit: int = Field(20, ge=1, le=500)
 
 
+class RunPreflight(_Action):
+    """Read-only: what a deploy and the controller need from the account, check by check."""
+
+    action: Literal["preflight"]
+
+
 class Rollback(_Operated):
     action: Literal["rollback"]
 
@@ -181,7 +187,7 @@ class ComprehensiveRollback(_TwoStep):
     parameter_values: ParameterValues = Field(default_factory=dict)
 
 
-_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
+_MODELS = (Status, ListBackups, RunPreflight, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
            RecoverFromBackup, RecoverStack, ComprehensiveRollback)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)

@@ -22,6 +22,7 @@ from drcore.restore.manual_actions import (
     RecoverVersion,
     Release,
     Rollback,
+    RunPreflight,
     Status,
     Unfreeze,
 )
@@ -32,7 +33,7 @@ from drcore.state.plans import TwoStepAction, TwoStepFlow
 class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
                  catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -40,6 +41,7 @@ class RecoveryService:
         self._flow = flow
         self._destructive = destructive
         self._clock = clock
+        self._preflight = preflight
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         handlers = {
@@ -52,6 +54,7 @@ class RecoveryService:
             Freeze: lambda r: self._controller.freeze(r.cause()),
             Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
             RecoverVersion: self.recover_version,
+            RunPreflight: lambda r: self.preflight(),
         }
         if type(request) in self._destructive:
             return self._flow.run(self._destructive[type(request)], request, remaining_ms)
@@ -63,6 +66,12 @@ class RecoveryService:
         if request.version == self._controller.record().stable_version:
             return self._controller.rollback(request.cause())
         return self._controller.release(request.version, request.cause(), force=request.force)
+
+    def preflight(self) -> dict[str, Any]:
+        """The preflight's checks (drcore.restore.preflight), read-only."""
+        if self._preflight is None:
+            return {"ok": False, "checks": [], "detail": "no preflight configured for this service"}
+        return self._preflight()
 
     def _last_drill(self) -> dict[str, Any] | None:
         entry = self._controller.last_journal_entry("drill")
