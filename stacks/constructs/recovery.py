@@ -37,6 +37,7 @@ from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import BACKUP_KEY_USE, backup_environment, backup_key_prefixes, rpo_window_minutes
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.restore_grants import (
     continue_in_new_invocations,
     grant_layers_and_roles,
@@ -199,6 +200,7 @@ class Recovery(Construct):
         # A long restore invokes this very function.
         continue_in_new_invocations(self, "ContinueRestores", self.function)
         let_operators_invoke(self.function, settings)
+        grant_preflight(self.function, settings, alerting)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

@@ -7,7 +7,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -41,8 +41,9 @@ def put_public_parameter(name: str, value: str) -> None:
     """moto refuses PutParameter under /aws/ (as AWS does) and holds only a few of AWS's public parameters:
     the Powertools layer's is placed in its backend, as AWS publishes it."""
     ssm_backends[ACCOUNT][REGION]._parameters[name].append(
-        Parameter(account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
-                  allowed_pattern=None, keyid=None, last_modified_date=datetime.now(timezone.utc), version=1,
+        Parameter(  # type: ignore[abstract]  # moto's stubs mark it abstract; moto itself builds it so
+            account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
+                  allowed_pattern=None, keyid=None, last_modified_date=datetime.now(UTC), version=1,
                   data_type="text"))
 
 
@@ -68,7 +69,7 @@ def account() -> Iterator[dict[str, Any]]:
         session = boto3.session.Session(region_name=REGION)
         iam = session.client("iam")
         iam.create_role(RoleName="apilados-pipeline-ingest-role", AssumeRolePolicyDocument=json.dumps({}))
-        lam = session.client("lambda")
+        lam: Any = session.client("lambda")
         layer = lam.publish_layer_version(LayerName=LAYER_NAME, Content={"ZipFile": _code()},
                                           CompatibleRuntimes=[RUNTIME, "python3.13"])
         put_public_parameter(LAYER_PARAMETER, layer["LayerVersionArn"])

@@ -1,0 +1,71 @@
+"""What the recovery function's `preflight` action needs: its settings in the environment, and read-only grants
+for every call it makes (drcore.restore.preflight), resource-scoped wherever the service allows."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+
+from drcore.restore.preflight import PreflightEnvVar
+from stacks.constructs.alerting import Alerting
+from stacks.constructs.controller_functions import RUNTIME, powertools_layer_parameter, powertools_version
+from stacks.constructs.watchers import protected_function_arn
+from stacks.settings import Settings
+
+# AWS's Powertools layers are published under these names (by AWS's own account, which may change).
+POWERTOOLS_LAYERS = "AWSLambdaPowertoolsPython*"
+
+
+def grant_preflight(function: lambda_.Function, settings: Settings, alerting: Alerting) -> None:
+    """Set the preflight's variables on `function` and grant its role the preflight's reads."""
+    stack = Stack.of(function)
+    parameter = powertools_layer_parameter(powertools_version())
+    for name, value in {
+        PreflightEnvVar.LAYER_PARAMETER: parameter,
+        PreflightEnvVar.RUNTIME: RUNTIME.name,
+        PreflightEnvVar.FUNCTION_ROLE_PATTERNS: json.dumps(list(settings.recovery.function_role_arns)),
+        PreflightEnvVar.STACK_ROLE_ARN: settings.recovery.stack_role_arn or "",
+    }.items():
+        function.add_environment(str(name.value), value)
+
+    partition, region = stack.partition, stack.region
+    statements = [
+        # AWS's public parameters belong to no account: their ARNs leave it empty.
+        ("ReadPowertoolsLayerParameter", ["ssm:GetParameter"], [f"arn:{partition}:ssm:{region}::parameter{parameter}"]),
+        ("ReadPowertoolsLayer", ["lambda:GetLayerVersion"],
+         [f"arn:{partition}:lambda:{region}:*:layer:{POWERTOOLS_LAYERS}:*"]),
+        # DescribeTrails supports no resource-level permission.
+        ("ListTrails", ["cloudtrail:DescribeTrails"], ["*"]),
+        # A trail logging this region may be homed in another region or account (multi-region, organization).
+        ("ReadTrailLogging", ["cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors"],
+         [f"arn:{partition}:cloudtrail:*:*:trail/*"]),
+        ("ReadProtectedFunctionForPreflight", ["lambda:GetFunctionConfiguration", "lambda:GetAlias"],
+         [protected_function_arn(function, settings), protected_function_arn(function, settings, "*")]),
+        ("ReadPipelineStackRole", ["cloudformation:DescribeStacks"],
+         [stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{settings.pipeline_stack}/*")]),
+        ("ReadAlertSubscriptions", ["sns:ListSubscriptionsByTopic"],
+         [alerting.alert_topic.topic_arn, alerting.emergency_topic.topic_arn]),
+        ("ReadDataBucketVersioning", ["s3:GetBucketVersioning"], [f"arn:{partition}:s3:::{settings.data_bucket}"]),
+    ]
+    for sid, actions, resources in statements:
+        function.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+    role = function.role
+    if role is None:
+        raise ValueError("the recovery function has no role of its own to grant the preflight's reads")
+    NagSuppressions.add_resource_suppressions(role, [
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="Preflight reads (read-only): cloudtrail:DescribeTrails supports no resource-level permission; "
+            "a trail that logs this region may be homed in another region or account; AWS publishes the "
+            "Powertools layers from its own account, under names that begin AWSLambdaPowertoolsPython.",
+            applies_to=[
+                "Resource::*",
+                RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:cloudtrail:\*:\*:trail\/\*$/"),
+                RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:[^:]+:\*:layer:AWSLambdaPowertoolsPython\*:\*$/"),
+            ],
+        ),
+    ], apply_to_children=True)
