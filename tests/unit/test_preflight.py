@@ -237,3 +237,17 @@ def test_preflight_is_a_manual_action_without_parameters() -> None:
     assert isinstance(parse_manual_action({"action": "preflight"}), RunPreflight)
     with pytest.raises(Exception, match="preflight"):
         parse_manual_action({"action": "preflight", "confirm": "rs-abcdef"})
+
+
+def test_make_preflight_finds_the_topics_of_the_deployed_controller_stack_or_says_it_is_not_deployed(
+        account: dict[str, Any]) -> None:
+    from embedded.preflight import deployed_topics
+
+    cloudformation = account["session"].client("cloudformation")
+    # Given no controller stack; Then there are no topics to check
+    assert deployed_topics(cloudformation, "ApiladosDrController") is None
+    # Given a deployed one with a topic; Then its topic is found
+    template = {"Resources": {"Alerts": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "dr-alerts"}}}}
+    cloudformation.create_stack(StackName="ApiladosDrController", TemplateBody=json.dumps(template))
+    assert deployed_topics(cloudformation, "ApiladosDrController") == (
+        f"arn:aws:sns:{REGION}:{ACCOUNT}:dr-alerts",)
