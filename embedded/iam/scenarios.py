@@ -173,12 +173,13 @@ def _preflight(system: SampleSystem) -> None:
 
     import recovery.handler as recovery
     from drcore.restore.preflight import PreflightEnvVar
+    from stacks.constructs.controller_functions import RUNTIME, powertools_layer_parameter, powertools_version
 
     clients = system.clients
     layer = clients["lambda"].publish_layer_version(
         LayerName="AWSLambdaPowertoolsPythonV3-python314-arm64", Content={"ZipFile": b"PK\x05\x06" + bytes(18)},
-        CompatibleRuntimes=["python3.14"])["LayerVersionArn"]
-    parameter = "/aws/service/powertools/python/arm64/python3.14/0.0.0"
+        CompatibleRuntimes=[RUNTIME.name])["LayerVersionArn"]
+    parameter = powertools_layer_parameter(powertools_version())
     # moto refuses PutParameter under /aws/ (as AWS does): AWS's public parameter is placed in its backend.
     ssm_backends[ACCOUNT][system.region]._parameters[parameter].append(Parameter(  # type: ignore[abstract]
         account_id=ACCOUNT, name=parameter, value=layer, parameter_type="String", description=None,
@@ -188,7 +189,7 @@ def _preflight(system: SampleSystem) -> None:
     trail.create_trail(Name="management", S3BucketName="apilados-trail-logs", IsMultiRegionTrail=True)
     trail.start_logging(Name="management")
     role = clients["lambda"].get_function_configuration(FunctionName=system.function_name)["Role"]
-    os.environ.update({PreflightEnvVar.LAYER_PARAMETER: parameter, PreflightEnvVar.RUNTIME: "python3.14",
+    os.environ.update({PreflightEnvVar.LAYER_PARAMETER: parameter, PreflightEnvVar.RUNTIME: RUNTIME.name,
                        PreflightEnvVar.FUNCTION_ROLE_PATTERNS: json.dumps([role])})
     answer = recovery.handler({"action": "preflight"}, _context(RECOVERY_FUNCTION))
     _expect(answer.get("ok") is True and answer["result"]["ok"] is True, "the preflight", answer)
