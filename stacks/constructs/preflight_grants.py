@@ -13,11 +13,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from drcore.restore.preflight import PreflightEnvVar
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.controller_functions import RUNTIME, powertools_layer_parameter, powertools_version
-from stacks.constructs.watchers import protected_function_arn
 from stacks.settings import Settings
-
-# AWS's Powertools layers are published under these names (by AWS's own account, which may change).
-POWERTOOLS_LAYERS = "AWSLambdaPowertoolsPython*"
 
 
 def grant_preflight(function: lambda_.Function, settings: Settings, alerting: Alerting) -> None:
@@ -33,23 +29,20 @@ def grant_preflight(function: lambda_.Function, settings: Settings, alerting: Al
         function.add_environment(str(name.value), value)
 
     partition, region = stack.partition, stack.region
+    # The rest of what the checks read is granted to the recovery role already, for its restores: the
+    # protected function and its aliases (alias control), every layer version (function recovery), the
+    # pipeline stack (stack recovery) and the data bucket's versioning (bucket restores); the IAM
+    # conformance test (tests/infra/test_iam_conformance.py) runs a preflight under that role.
     statements = [
         # AWS's public parameters belong to no account: their ARNs leave it empty.
         ("ReadPowertoolsLayerParameter", ["ssm:GetParameter"], [f"arn:{partition}:ssm:{region}::parameter{parameter}"]),
-        ("ReadPowertoolsLayer", ["lambda:GetLayerVersion"],
-         [f"arn:{partition}:lambda:{region}:*:layer:{POWERTOOLS_LAYERS}:*"]),
         # DescribeTrails supports no resource-level permission.
         ("ListTrails", ["cloudtrail:DescribeTrails"], ["*"]),
         # A trail logging this region may be homed in another region or account (multi-region, organization).
         ("ReadTrailLogging", ["cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors"],
          [f"arn:{partition}:cloudtrail:*:*:trail/*"]),
-        ("ReadProtectedFunctionForPreflight", ["lambda:GetFunctionConfiguration", "lambda:GetAlias"],
-         [protected_function_arn(function, settings), protected_function_arn(function, settings, "*")]),
-        ("ReadPipelineStackRole", ["cloudformation:DescribeStacks"],
-         [stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{settings.pipeline_stack}/*")]),
         ("ReadAlertSubscriptions", ["sns:ListSubscriptionsByTopic"],
          [alerting.alert_topic.topic_arn, alerting.emergency_topic.topic_arn]),
-        ("ReadDataBucketVersioning", ["s3:GetBucketVersioning"], [f"arn:{partition}:s3:::{settings.data_bucket}"]),
     ]
     for sid, actions, resources in statements:
         function.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
@@ -59,13 +52,11 @@ def grant_preflight(function: lambda_.Function, settings: Settings, alerting: Al
     NagSuppressions.add_resource_suppressions(role, [
         NagPackSuppression(
             id="AwsSolutions-IAM5",
-            reason="Preflight reads (read-only): cloudtrail:DescribeTrails supports no resource-level permission; "
-            "a trail that logs this region may be homed in another region or account; AWS publishes the "
-            "Powertools layers from its own account, under names that begin AWSLambdaPowertoolsPython.",
+            reason="Preflight reads (read-only): cloudtrail:DescribeTrails supports no resource-level permission, "
+            "and a trail that logs this region may be homed in another region or account.",
             applies_to=[
                 "Resource::*",
                 RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:cloudtrail:\*:\*:trail\/\*$/"),
-                RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:[^:]+:\*:layer:AWSLambdaPowertoolsPython\*:\*$/"),
             ],
         ),
     ], apply_to_children=True)

@@ -27,7 +27,8 @@ STACK_ARNS = sorted(
 ALARM_ARN = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:apilados-pipeline-ingest-LIVE-"
 
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
-UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:PutMetricData"}
+UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:PutMetricData",
+              "cloudtrail:DescribeTrails"}  # the last for the preflight (stacks/constructs/preflight_grants.py)
 FUNCTION_RECOVERY = {
     "lambda:UpdateFunctionCode",
     "lambda:UpdateFunctionConfiguration",
@@ -196,6 +197,12 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "cloudformation:GetStackPolicy",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
+        # the preflight's own reads (stacks/constructs/preflight_grants.py)
+        "ssm:GetParameter",
+        "cloudtrail:DescribeTrails",
+        "cloudtrail:GetTrailStatus",
+        "cloudtrail:GetEventSelectors",
+        "sns:ListSubscriptionsByTopic",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == (MUTATING - {"iam:PassRole"}) | reads

@@ -187,8 +187,8 @@ class ComprehensiveRollback(_TwoStep):
     parameter_values: ParameterValues = Field(default_factory=dict)
 
 
-_MODELS = (Status, ListBackups, RunPreflight, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
-           RecoverFromBackup, RecoverStack, ComprehensiveRollback)
+_MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback, RunPreflight)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)
 ACTION_NAMES = tuple(model.model_fields["action"].annotation.__args__[0]  # type: ignore[union-attr]
