@@ -41,7 +41,7 @@ def put_public_parameter(name: str, value: str) -> None:
     """moto refuses PutParameter under /aws/ (as AWS does) and holds only a few of AWS's public parameters:
     the Powertools layer's is placed in its backend, as AWS publishes it."""
     ssm_backends[ACCOUNT][REGION]._parameters[name].append(
-        Parameter(  # type: ignore[abstract]  # moto's stubs mark it abstract; moto itself builds it so
+        Parameter(  # type: ignore[abstract]  # typed abstract, built so by moto itself
             account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
                   allowed_pattern=None, keyid=None, last_modified_date=datetime.now(UTC), version=1,
                   data_type="text"))
