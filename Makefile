@@ -7,7 +7,7 @@ export PYTHONPATH := functions:.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_OUTDIR ?= cdk.out
 
-.PHONY: install drill test unit infra e2e synth lint bench clean
+.PHONY: install drill test unit infra e2e synth lint bench preflight clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ lint: $(STAMP)  ## ruff and mypy (settings in pyproject.toml), then cfn-lint ove
 
 bench: $(STAMP)  ## benchmarks against the embedded server; figures in reports/bench.json
 	$(BIN)/python -m embedded.bench --report reports/bench.json
+
+preflight: $(STAMP)  ## read-only checks of the configured account (operator's credentials): what a deploy needs
+	$(BIN)/python -m embedded.preflight --report reports/preflight.json
 
 clean:
 	rm -rf $(VENV) cdk.out reports .pytest_cache .mypy_cache .ruff_cache

@@ -193,6 +193,17 @@ def _addresses(call: RecordedCall, change_sets: Mapping[str, str]) -> list[dict[
     if call.service == "sns" and "TopicArn" in params:
         parts = _arn_parts(str(params["TopicArn"]))
         return [{"Region": parts[3], "Account": parts[4], "TopicName": parts[5]}]
+    if call.service == "ssm" and "Name" in params:
+        name = str(params["Name"])
+        # AWS's public parameters (/aws/service/...) belong to no account: their ARNs leave it empty.
+        return [{"ParameterNameWithoutLeadingSlash": name.lstrip("/"),
+                 **({"Account": ""} if name.startswith("/aws/service/") else {})}]
+    if call.service == "cloudtrail":
+        trail = params.get("Name") or params.get("TrailName")
+        parts = _arn_parts(str(trail)) if trail else []
+        if parts:  # arn:aws:cloudtrail:region:account:trail/name
+            return [{"Region": parts[3], "Account": parts[4], "TrailName": parts[5].split("/", 1)[1]}]
+        return [{"TrailName": str(trail)}] if trail else [{}]
     if call.service == "logs":
         group = params.get("logGroupName") or params.get("logGroupIdentifier")
         return [{"LogGroupName": str(group)}] if group else [{}]

@@ -10,7 +10,8 @@
    - the performance watcher, which the drill never invokes: its scheduled tick and its alarm action;
    - a recovery of the function in place from an older backup, released to LIVE, then the operator's
      manual rollback;
-   - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE).
+   - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE);
+   - the operator's read-only `preflight`, in an account that has everything it checks for.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -166,6 +167,34 @@ def _stack_recovery_after_a_failed_one(system: SampleSystem) -> None:
     _expect(answer.get("ok") is True and answer["result"]["status"] == "planned", "the stack recovery plan", answer)
 
 
+def _preflight(system: SampleSystem) -> None:
+    """The recovery function's preflight, with every check made and passing, so every read it makes is recorded."""
+    from moto.ssm.models import Parameter, ssm_backends
+
+    import recovery.handler as recovery
+    from drcore.restore.preflight import PreflightEnvVar
+    from stacks.constructs.controller_functions import RUNTIME, powertools_layer_parameter, powertools_version
+
+    clients = system.clients
+    layer = clients["lambda"].publish_layer_version(
+        LayerName="AWSLambdaPowertoolsPythonV3-python314-arm64", Content={"ZipFile": b"PK\x05\x06" + bytes(18)},
+        CompatibleRuntimes=[RUNTIME.name])["LayerVersionArn"]
+    parameter = powertools_layer_parameter(powertools_version())
+    # moto refuses PutParameter under /aws/ (as AWS does): AWS's public parameter is placed in its backend.
+    ssm_backends[ACCOUNT][system.region]._parameters[parameter].append(Parameter(  # type: ignore[abstract]
+        account_id=ACCOUNT, name=parameter, value=layer, parameter_type="String", description=None,
+        allowed_pattern=None, keyid=None, last_modified_date=datetime.now(UTC), version=1, data_type="text"))
+    clients["s3"].create_bucket(Bucket="apilados-trail-logs")
+    trail = boto3.client("cloudtrail", region_name=system.region)  # the embedded endpoint, from AWS_ENDPOINT_URL
+    trail.create_trail(Name="management", S3BucketName="apilados-trail-logs", IsMultiRegionTrail=True)
+    trail.start_logging(Name="management")
+    role = clients["lambda"].get_function_configuration(FunctionName=system.function_name)["Role"]
+    os.environ.update({PreflightEnvVar.LAYER_PARAMETER: parameter, PreflightEnvVar.RUNTIME: RUNTIME.name,
+                       PreflightEnvVar.FUNCTION_ROLE_PATTERNS: json.dumps([role])})
+    answer = recovery.handler({"action": "preflight"}, _context(RECOVERY_FUNCTION))
+    _expect(answer.get("ok") is True and answer["result"]["ok"] is True, "the preflight", answer)
+
+
 def _newest_backup(system: SampleSystem, component: str) -> str:
     from drcore.state.backup_store import BackupStore, Component
 
@@ -187,6 +216,7 @@ def beyond_the_drill() -> None:
         _scheduled_drill()  # the next: clears the scratch bucket, updates the scratch function
         _in_place_recovery_and_manual_rollback(system, first_backup)
         _stack_recovery_after_a_failed_one(system)
+        _preflight(system)
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

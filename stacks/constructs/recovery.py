@@ -50,6 +50,7 @@ from stacks.constructs.backups import (
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.restore_grants import (
     continue_in_new_invocations,
     grant_layers_and_roles,
@@ -218,6 +219,7 @@ class Recovery(Construct):
         # A long restore invokes this very function.
         continue_in_new_invocations(self, "ContinueRestores", self.function)
         let_operators_invoke(self.function, settings)
+        grant_preflight(self.function, settings, alerting)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

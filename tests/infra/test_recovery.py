@@ -17,6 +17,7 @@ from drcore.core.config import (
     RecoveryEnvVar,
     RecoverySettings,
 )
+from drcore.restore.preflight import PreflightEnvVar
 from stacks.constructs import recovery as recovery_module
 from stacks.settings import Settings
 from tests.infra.support import TUNED, Synthesized, default_settings, logical_id, rendered
@@ -88,7 +89,8 @@ def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Syn
     # Given the recovery function's environment
     variables = _variables(synth)
     # Then it sets every variable of the three sets drcore.core.config defines, and no other DR_ variable
-    expected = {v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
+    expected = ({v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
+                | {v.value for v in PreflightEnvVar})
     assert {name for name in variables if name.startswith("DR_")} == expected
     # And the watchers' and the backup function's variables have exactly their values there
     watcher, backup = _variables(synth, WATCHER), _variables(synth, BACKUP)

@@ -31,7 +31,8 @@ RECOVERY_STACK_ARN = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/Apilados
 PIPELINE_STACK_ROLES = f"arn:aws:iam::{ACCOUNT}:role/ApiladosPipelineStack-*"
 
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
-UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics"}
+UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics",
+              "cloudtrail:DescribeTrails"}  # the last for the preflight (stacks/constructs/preflight_grants.py)
 FUNCTION_RECOVERY = {
     "lambda:UpdateFunctionCode",
     "lambda:UpdateFunctionConfiguration",
@@ -199,6 +200,12 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "cloudformation:GetStackPolicy",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
+        # the preflight's own reads (stacks/constructs/preflight_grants.py)
+        "ssm:GetParameter",
+        "cloudtrail:DescribeTrails",
+        "cloudtrail:GetTrailStatus",
+        "cloudtrail:GetEventSelectors",
+        "sns:ListSubscriptionsByTopic",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads

@@ -104,6 +104,12 @@ class VerifyBackup(_Action):
     full: bool = False  # every content object instead of a sample
 
 
+class RunPreflight(_Action):
+    """Read-only: what a deploy and the controller need from the account, check by check."""
+
+    action: Literal["preflight"]
+
+
 class Rollback(_Operated):
     action: Literal["rollback"]
 
@@ -201,7 +207,7 @@ class ComprehensiveRollback(_TwoStep):
 
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
-           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup)
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight)
 # Union over the tuple: the models are listed once, above. (A tuple has no `|` spelling, hence the noqa.)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)

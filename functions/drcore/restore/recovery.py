@@ -21,6 +21,7 @@ from drcore.restore.manual_actions import (
     RecoverVersion,
     Release,
     Rollback,
+    RunPreflight,
     Status,
     Unfreeze,
     VerifyBackup,
@@ -34,7 +35,7 @@ from drcore.state.plans import TwoStepAction, TwoStepFlow
 class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
                  catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -42,6 +43,7 @@ class RecoveryService:
         self._flow = flow
         self._destructive = destructive
         self._clock = clock
+        self._preflight = preflight
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -56,6 +58,7 @@ class RecoveryService:
             Unfreeze: lambda r: self._controller.unfreeze(r.cause()),
             RecoverVersion: self.recover_version,
             VerifyBackup: self.verify_backup,
+            RunPreflight: lambda r: self.preflight(),
         }
         if type(request) in self._destructive:
             return self._flow.run(self._destructive[type(request)], request, remaining_ms)
@@ -72,6 +75,12 @@ class RecoveryService:
         if request.version == self._controller.record().stable_version:
             return self._controller.rollback(request.cause())
         return self._controller.release(request.version, request.cause(), force=request.force)
+
+    def preflight(self) -> dict[str, Any]:
+        """The preflight's checks (drcore.restore.preflight), read-only."""
+        if self._preflight is None:
+            return {"ok": False, "checks": [], "detail": "no preflight configured for this service"}
+        return self._preflight()
 
     def _last_drill(self) -> dict[str, Any] | None:
         entry = self._controller.last_journal_entry("drill")

@@ -19,6 +19,7 @@ from drcore.restore.actions import (
 from drcore.restore.bucket_verification import VerificationAlerts
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import ComprehensiveRollback, RecoverFromBackup, RecoverStack, RestoreS3
+from drcore.restore.preflight import Preflight, PreflightSettings, PreflightTarget
 from drcore.restore.recovery import RecoveryService
 from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
@@ -30,7 +31,8 @@ from drcore.wiring.shared import alert_publisher, alias_controller
 
 @lru_cache(maxsize=4)
 def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
-                     function_name: str, endpoint_url: str | None = None) -> RecoveryService:
+                     function_name: str, endpoint_url: str | None = None,
+                     preflight: PreflightSettings | None = None) -> RecoveryService:
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = client_factory()
     controller, _, alarm_board = alias_controller(settings, client)
@@ -59,7 +61,11 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     destructive: dict[type, TwoStepAction] = {
         RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
         ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
-    return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive)
+    target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
+                             settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
+                             tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
+    return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
+                           preflight=Preflight(client, target).run)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
