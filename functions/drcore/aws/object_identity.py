@@ -67,6 +67,22 @@ class BodyIdentity:
     etags: frozenset[str] = frozenset()
     checksums: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def recorded(cls, size: int, etag: str, checksum: Mapping[str, str] | None,
+                 content_sha256: str | None) -> BodyIdentity:
+        """A body as a manifest records it: the object's ETag and checksum, and the SHA-256 S3 computed when
+        the snapshot stored it."""
+        checksums = recorded_checksum(checksum)
+        if content_sha256:
+            checksums.setdefault("SHA256", content_sha256)
+        return cls(size, frozenset({etag}), checksums)
+
+    def or_stored_as(self, content_etag: str | None) -> BodyIdentity:
+        """The same body, also named by the ETag its stored content object has (a copy may change it)."""
+        if content_etag is None:
+            return self
+        return BodyIdentity(self.size, self.etags | {content_etag}, self.checksums)
+
     @property
     def sha256(self) -> str | None:
         return self.checksums.get("SHA256")

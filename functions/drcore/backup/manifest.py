@@ -46,7 +46,6 @@ from drcore.aws.object_identity import (
     CHECKSUM_ALGORITHMS,
     BodyIdentity,
     ObjectHeaders,
-    recorded_checksum,
 )
 from drcore.core.errors import DrError
 from drcore.core.models import to_iso
@@ -100,17 +99,11 @@ class ManifestEntry:
 
     def body(self) -> BodyIdentity:
         """What proves an object holds this entry's body: its size, its ETag, its full-object checksums."""
-        checksums = recorded_checksum(self.checksum)
-        if self.content_sha256:
-            checksums.setdefault("SHA256", self.content_sha256)
-        return BodyIdentity(self.size, frozenset({self.etag}), checksums)
+        return BodyIdentity.recorded(self.size, self.etag, self.checksum, self.content_sha256)
 
     def stored_body(self) -> BodyIdentity:
         """What proves the content object holds this entry's body: the same, or its ETag as stored."""
-        body = self.body()
-        if self.content_etag is None:
-            return body
-        return BodyIdentity(body.size, body.etags | {self.content_etag}, body.checksums)
+        return self.body().or_stored_as(self.content_etag)
 
     def object_headers(self) -> ObjectHeaders:
         return ObjectHeaders(self.content_type, self.metadata, self.headers)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from drcore.aws.object_identity import BodyIdentity, ObjectHeaders, recorded_checksum
+from drcore.aws.object_identity import BodyIdentity, ObjectHeaders
 from drcore.aws.s3_copy import ARCHIVE_STORAGE_CLASSES
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
 from drcore.core.models import parse_time
@@ -84,17 +84,11 @@ class DesiredObject:
 
     def body(self) -> BodyIdentity:
         """What is known here of the body: a version's own checksums are known only to a HeadObject of it."""
-        checksums = recorded_checksum(self.checksum)
-        if self.content_sha256:
-            checksums.setdefault("SHA256", self.content_sha256)
-        return BodyIdentity(self.size, frozenset({self.etag}), checksums)
+        return BodyIdentity.recorded(self.size, self.etag, self.checksum, self.content_sha256)
 
     def stored_body(self) -> BodyIdentity:
         """What proves the stored content object holds the body: the same, or its ETag as stored."""
-        body = self.body()
-        if self.content_etag is None:
-            return body
-        return BodyIdentity(body.size, body.etags | {self.content_etag}, body.checksums)
+        return self.body().or_stored_as(self.content_etag)
 
     def object_headers(self) -> ObjectHeaders | None:
         """The headers the object should carry, as the snapshot recorded them; None for a version of the
