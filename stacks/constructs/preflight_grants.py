@@ -52,11 +52,10 @@ def grant_preflight(function: lambda_.Function, settings: Settings, alerting: Al
     NagSuppressions.add_resource_suppressions(role, [
         NagPackSuppression(
             id="AwsSolutions-IAM5",
-            reason="Preflight reads (read-only): cloudtrail:DescribeTrails supports no resource-level permission, "
-            "and a trail that logs this region may be homed in another region or account.",
-            applies_to=[
-                "Resource::*",
-                RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:cloudtrail:\*:\*:trail\/\*$/"),
-            ],
+            # DescribeTrails' Resource::* shares the recovery role's suppression for unscopable reads (one reason
+            # per finding: cdk-nag keeps a single one).
+            reason="Preflight reads (read-only): a trail that logs this region may be homed in another region or "
+            "account.",
+            applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:cloudtrail:\*:\*:trail\/\*$/")],
         ),
     ], apply_to_children=True)

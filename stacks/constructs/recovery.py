@@ -299,8 +299,8 @@ class Recovery(Construct):
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="cloudwatch:GetMetricData and GetMetricStatistics support no resource-level permissions; "
-                "both only read metrics.",
+                reason="cloudwatch:GetMetricData and GetMetricStatistics, and the preflight's "
+                "cloudtrail:DescribeTrails, support no resource-level permissions; all three only read.",
                 applies_to=["Resource::*"],
             ),
             NagPackSuppression(
