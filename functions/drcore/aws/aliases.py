@@ -17,6 +17,11 @@ if TYPE_CHECKING:  # the stubs are a development dependency: Lambda's runtime ne
 LATEST = "$LATEST"
 
 
+class UnservableVersion(InvalidRequest):
+    """An alias cannot be pointed at a version: it is $LATEST, or Lambda answered "not found" (the version, the
+    alias or the function is gone). Nothing was changed; the caller finds out which, if it matters."""
+
+
 def _alias_state(response: AliasConfigurationResponseTypeDef) -> AliasState:
     weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
     return AliasState(
@@ -49,7 +54,7 @@ class AliasGateway:
         surfaces as AliasChanged, and the caller re-reads and decides again.
         """
         if version == LATEST:
-            raise InvalidRequest(f"refusing to point {alias} at {LATEST}: aliases serve published versions only")
+            raise UnservableVersion(f"refusing to point {alias} at {LATEST}: aliases serve published versions only")
         request: dict[str, Any] = {
             "FunctionName": self._function,
             "Name": alias,
@@ -63,6 +68,8 @@ class AliasGateway:
         except ClientError as error:
             if is_precondition_failed(error):
                 raise AliasChanged(f"{alias} changed since revision {revision_id}") from error
+            if is_not_found(error):
+                raise UnservableVersion(f"{alias} cannot point at version {version}: {error}") from error
             raise
 
     def published_version_exists(self, version: str) -> bool:

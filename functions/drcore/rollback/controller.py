@@ -143,12 +143,25 @@ class AliasController:
         return Outcome("frozen", cause.summary)
 
     def unfreeze(self, cause: Cause) -> Outcome:
+        """Resume automation, on the STABLE alias as it is now: refused while STABLE cannot serve."""
         record = self.record()
         if record.state is not ControllerState.FROZEN:
             return Outcome("noop", f"not frozen (state {record.state.value})")
-        state = ControllerState.BAKING if record.candidate else ControllerState.STEADY
-        self._store.replace(record, record.evolve(state=state, frozen_reason=None))
-        self._operations.journal("unfreeze", cause, f"automation resumed in state {state.value}")
+        stable = self._operations.read_alias(self._settings.stable_alias)
+        unusable = self._operations.stable_problem(stable.version)
+        if unusable is not None:
+            raise InvalidRequest(f"cannot unfreeze: {unusable}; point the STABLE alias at a published version first")
+        candidate = record.candidate
+        if candidate is not None and candidate.version == stable.version:
+            candidate = None  # the operator made the candidate STABLE: nothing is left to bake
+        state = ControllerState.BAKING if candidate else ControllerState.STEADY
+        resumed = record.evolve(state=state, frozen_reason=None, candidate=candidate)
+        if stable.version != record.stable_version:
+            resumed = resumed.evolve(stable_version=stable.version, stable_revision_id=stable.revision_id,
+                                     stable_p99_ms=None)
+        self._store.replace(record, resumed)
+        self._operations.journal("unfreeze", cause, f"automation resumed in state {state.value}",
+                                 from_version=record.stable_version, to_version=stable.version)
         return Outcome("unfrozen", f"automation resumed in state {state.value}")
 
     def release(self, version: str, cause: Cause, canary_percent: float | None = None, force: bool = False) -> Outcome:

@@ -45,6 +45,19 @@ def alarm_cause(signal: AlarmSignal) -> Cause:
     )
 
 
+def unpublished_stable(version: str) -> str | None:
+    """Why STABLE cannot be on `version`, as far as its name tells: a rollback goes to a published version, never
+    to $LATEST (which changes under every deployment). None when the name is a version number."""
+    if version.isdigit():
+        return None
+    return f"STABLE is on {version}, which is not a published version: there is nothing to roll back to"
+
+
+def missing_stable(version: str) -> str:
+    """Why STABLE cannot be on `version`, when Lambda says that version does not exist."""
+    return f"STABLE version {version} does not exist: there is nothing to roll back to"
+
+
 def adopted_record(function_name: str, live: AliasState, stable: AliasState, now: str) -> ControllerRecord:
     """The first record of a function new to the controller, taking its aliases as they are."""
     served = served_version(live)
@@ -102,14 +115,26 @@ def rolled_back_versions(record: ControllerRecord, served: str) -> tuple[str, tu
 
 def finished_rollback(current: ControllerRecord, stable_version: str, live_revision_id: str | None,
                       quarantined: tuple[str, ...]) -> ControllerRecord:
-    """The record once a rollback's bookkeeping is done: LIVE on STABLE, nothing pending, versions quarantined."""
+    """The record once a rollback's bookkeeping is done: LIVE on STABLE, nothing pending, versions quarantined,
+    the settle time counted from when the rollback was claimed."""
+    pending = current.pending_rollback
     return current.evolve(
         candidate=None,
         pending_rollback=None,
         live_version=stable_version,
         live_revision_id=live_revision_id,
         quarantined=tuple(sorted(set(current.quarantined) | set(quarantined), key=version_order)),
+        last_rollback_at=pending.started_at if pending is not None else current.last_rollback_at,
     )
+
+
+def frozen_instead_of_rollback(claimed: ControllerRecord, reason: str) -> ControllerRecord:
+    """The record of a claimed rollback whose flip cannot happen (STABLE cannot serve): nothing pending, LIVE as it
+    was before the claim, the candidate kept (it is not rolled back, so not quarantined), automation frozen."""
+    candidate = claimed.candidate
+    serving = candidate.version if candidate is not None and candidate.weight is None else claimed.stable_version
+    return claimed.evolve(state=ControllerState.FROZEN, frozen_reason=reason, pending_rollback=None,
+                          live_version=serving)
 
 
 # ---------------------------------------------------------------------- the tick

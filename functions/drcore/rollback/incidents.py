@@ -64,6 +64,26 @@ class IncidentTexts:
             facts={"cause": cause.summary},
         )
 
+    def stable_unusable(self, reason: str, live_version: str, cause: Cause, occurred_at: str) -> Alert:
+        """Severity 1: STABLE names no version a rollback could go to ($LATEST, or a version that is gone)."""
+        return Alert(
+            severity=1,
+            brief=f"{self.function_name} STABLE unusable, frozen",
+            occurred_at=occurred_at,
+            impact=f"no automatic rollback is possible: {reason}",
+            components=self._components,
+            status=f"automation frozen; LIVE still serves version {live_version}",
+            actions_taken=(f"controller frozen ({cause.summary})",),
+            next_steps=(
+                "point the STABLE alias at the last published version known to be good (never $LATEST)",
+                "if LIVE's version is failing, use recover_version to put LIVE on a good version",
+                "invoke unfreeze once STABLE serves a published version",
+            ),
+            event_type="stable_unusable",
+            function_name=self.function_name,
+            facts={"reason": reason, "cause": cause.summary},
+        )
+
     def drift_reverted(self, served: str, stable_version: str, occurred_at: str) -> Alert:
         """LIVE was found on $LATEST or on a quarantined version, and put back on STABLE."""
         return Alert(

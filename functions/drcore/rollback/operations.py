@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from drcore.aws.alerts import AlertPublisher
-from drcore.aws.aliases import AliasGateway
+from drcore.aws.aliases import AliasGateway, UnservableVersion
 from drcore.core.controller_settings import ControllerSettings
 from drcore.core.errors import AliasChanged, ConcurrentUpdate, InvalidRequest
 from drcore.core.models import (
@@ -29,8 +29,11 @@ from drcore.rollback.decisions import (
     adopted_record,
     alarm_cause,
     finished_rollback,
+    frozen_instead_of_rollback,
+    missing_stable,
     rolled_back_versions,
     served_version,
+    unpublished_stable,
     with_watermark,
 )
 from drcore.rollback.incidents import IncidentTexts
@@ -46,6 +49,14 @@ MAX_DECISION_ATTEMPTS = 5
 # the version LIVE serves as soon as the flip answered, and awaited before the rollback returns, so nothing
 # is left running when the invocation ends and its failure surfaces as theirs do.
 AfterFlip = Callable[[str], Future[None]]
+
+
+class StableUnusable(Exception):
+    """The flip of a rollback cannot happen: STABLE names no published version. `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ControllerOperations:
@@ -64,20 +75,28 @@ class ControllerOperations:
     # ------------------------------------------------------------------ record and journal
 
     def record(self) -> ControllerRecord:
-        """The controller record, adopting the aliases as they are when the function is new to us."""
+        """The controller record, adopting the aliases as they are when the function is new to us. A STABLE that
+        cannot serve is adopted frozen, so no rollback is ever claimed towards it."""
         existing = self._store.get(self._function)
         if existing is not None:
             return existing
         live = self.read_alias(self._settings.live_alias)
         stable = self.read_alias(self._settings.stable_alias)
-        record = adopted_record(self._function, live, stable, to_iso(self._clock()))
+        now = to_iso(self._clock())
+        record = adopted_record(self._function, live, stable, now)
+        unusable = self.stable_problem(stable.version)
+        if unusable is not None:
+            record = record.evolve(state=ControllerState.FROZEN, frozen_reason=unusable)
         try:
             self._store.create(record)
         except ConcurrentUpdate:
             return self.current()
         cause = Cause(kind="reconcile", summary="first sight of the protected function: adopted its aliases")
-        self.journal("adopt", cause, "adopted", to_version=live.version, details={"state": record.state.value})
+        self.journal("adopt", cause, "adopted", to_version=live.version, at=now,
+                     details={"state": record.state.value, "frozen_reason": record.frozen_reason})
         logger.info("adopted aliases", extra={"live": live.version, "stable": stable.version, "state": record.state})
+        if unusable is not None:
+            self._alert_unusable_stable(record, unusable, cause)
         return record
 
     def current(self) -> ControllerRecord:
@@ -85,6 +104,14 @@ class ControllerOperations:
         record = self._store.get(self._function)
         assert record is not None, "the controller record vanished"
         return record
+
+    def stable_problem(self, version: str) -> str | None:
+        """Why STABLE cannot be on `version` (None if it can): $LATEST tells by its name; a version number is asked
+        of Lambda, so this is for where STABLE is first seen or moved, never for every alarm."""
+        unpublished = unpublished_stable(version)
+        if unpublished is not None:
+            return unpublished
+        return None if self._aliases.published_version_exists(version) else missing_stable(version)
 
     def read_alias(self, alias: str) -> AliasState:
         state = self._aliases.read(alias)
@@ -112,7 +139,10 @@ class ControllerOperations:
 
     def roll_back(self, claimed: ControllerRecord) -> Outcome:
         """Carry out a rollback this invocation claimed: flip LIVE, then its bookkeeping."""
-        live = self._point_live_at_stable(claimed)
+        try:
+            live = self._point_live_at_stable(claimed)
+        except StableUnusable as unusable:
+            return self._freeze_instead_of_rollback(claimed, unusable.reason)
         beside = self._after_flip(live[0].version) if self._after_flip is not None else None
         try:
             outcome = self._finish_rollback(claimed, live)
@@ -129,16 +159,29 @@ class ControllerOperations:
 
     def complete_rollback(self, record: ControllerRecord) -> Outcome:
         """Finish a rollback that an invocation claimed and did not finish (each step repeats safely)."""
-        return self._finish_rollback(record, self._point_live_at_stable(record))
+        try:
+            live = self._point_live_at_stable(record)
+        except StableUnusable as unusable:
+            return self._freeze_instead_of_rollback(record, unusable.reason)
+        return self._finish_rollback(record, live)
 
     def _point_live_at_stable(self, record: ControllerRecord) -> tuple[AliasState, str]:
-        """Flip LIVE to STABLE; returns the new alias state and the version LIVE served before."""
+        """Flip LIVE to STABLE; returns the new alias state and the version LIVE served before. StableUnusable
+        when STABLE names no published version: known from the record, or from Lambda refusing the flip."""
+        unpublished = unpublished_stable(record.stable_version)
+        if unpublished is not None:
+            raise StableUnusable(unpublished)
         revision = record.live_revision_id
         served = record.candidate.version if record.candidate else record.live_version
         for _ in range(MAX_DECISION_ATTEMPTS):
             try:
                 live = self._aliases.point(self._settings.live_alias, record.stable_version, revision_id=revision)
                 return live, served
+            except UnservableVersion:
+                # Only now, off the path of every rollback that succeeds: is it STABLE's version that is gone?
+                if self._aliases.published_version_exists(record.stable_version):
+                    raise
+                raise StableUnusable(missing_stable(record.stable_version)) from None
             except AliasChanged:
                 current = self.read_alias(self._settings.live_alias)
                 logger.warning("LIVE changed under the rollback; re-read it", extra={"live": current.version})
@@ -166,16 +209,8 @@ class ControllerOperations:
             details={"quarantined": list(rolled_back)},
         )
         self._alerts.publish(self._incidents.rolled_back(pending, from_version, record.stable_version, rolled_back))
-        current = record
-        for _ in range(MAX_DECISION_ATTEMPTS):
-            if current.pending_rollback is None or current.pending_rollback.incident_id != pending.incident_id:
-                break  # another invocation finished it
-            finished = finished_rollback(current, record.stable_version, alias.revision_id, rolled_back)
-            try:
-                self._store.replace(current, finished)
-                break
-            except ConcurrentUpdate:
-                current = self.current()
+        self._settle_claim(record, lambda current: finished_rollback(current, record.stable_version, alias.revision_id,
+                                                                     rolled_back))
         return Outcome(
             "rolled_back",
             f"LIVE moved from version {from_version} back to STABLE {record.stable_version}",
@@ -185,7 +220,55 @@ class ControllerOperations:
             facts={"incident": pending.incident_id, "quarantined": list(rolled_back)},
         )
 
+    def _freeze_instead_of_rollback(self, claimed: ControllerRecord, reason: str) -> Outcome:
+        """A claimed rollback whose flip cannot happen: journal and alert first, the record last, so a crash in
+        between leaves the claim pending and the tick completes it the same way (the alert at least once)."""
+        pending = claimed.pending_rollback
+        assert pending is not None, "freezing a rollback that was never claimed"
+        frozen = frozen_instead_of_rollback(claimed, reason)
+        served = claimed.candidate.version if claimed.candidate else frozen.live_version
+        self._store.append_journal(self._function, entry_id=f"freeze-{pending.incident_id}", at=pending.started_at,
+                                   action="freeze", cause=pending.cause, result="automation frozen, LIVE unchanged",
+                                   from_version=served,
+                                   details={"reason": reason, "stable_version": claimed.stable_version})
+        self._alerts.publish(self._incidents.stable_unusable(reason, served, pending.cause, pending.started_at))
+        self._settle_claim(claimed, lambda current: frozen_instead_of_rollback(current, reason))
+        logger.error("STABLE unusable: froze instead of rolling back", extra={"reason": reason, "live": served})
+        return Outcome("frozen", reason, from_version=served, severity=1,
+                       facts={"incident": pending.incident_id, "stable_version": frozen.stable_version})
+
+    def _settle_claim(self, claimed: ControllerRecord, settled: Callable[[ControllerRecord], ControllerRecord]) -> None:
+        """Write `settled(record)` over the record while its pending rollback is still `claimed`'s: the last step of
+        a rollback or of the freeze that replaces it. Another invocation may have settled it first (a tick
+        completing it, or the watcher it thought crashed): then there is nothing left to write."""
+        pending = claimed.pending_rollback
+        assert pending is not None, "settling a rollback that was never claimed"
+        current = claimed
+        for _ in range(MAX_DECISION_ATTEMPTS):
+            if current.pending_rollback is None or current.pending_rollback.incident_id != pending.incident_id:
+                return
+            try:
+                self._store.replace(current, settled(current))
+                return
+            except ConcurrentUpdate:
+                current = self.current()
+
     # ------------------------------------------------------------------ freeze and promotion
+
+    def freeze_on_unusable_stable(self, record: ControllerRecord, reason: str) -> Outcome | None:
+        """Freeze with a severity-1 alert because STABLE cannot serve; None if frozen for that already (no flapping)."""
+        if record.state is ControllerState.FROZEN and record.frozen_reason == reason:
+            return None
+        cause = Cause(kind="reconcile", summary=reason)
+        frozen = self._store.replace(record, record.evolve(state=ControllerState.FROZEN, frozen_reason=reason))
+        self.journal("freeze", cause, "automation frozen", from_version=record.stable_version)
+        self._alert_unusable_stable(frozen, reason, cause)
+        return Outcome("frozen", reason, from_version=record.stable_version, severity=1)
+
+    def _alert_unusable_stable(self, record: ControllerRecord, reason: str, cause: Cause) -> None:
+        now = to_iso(self._clock())
+        self._alerts.publish(self._incidents.stable_unusable(reason, record.live_version, cause, now))
+        logger.error("STABLE unusable: automation frozen", extra={"reason": reason, "live": record.live_version})
 
     def freeze_on_stable_failure(self, record: ControllerRecord, cause: Cause, signal: AlarmSignal | None) -> Outcome:
         reason = f"STABLE version {record.stable_version} failing: {cause.summary}"

@@ -37,6 +37,7 @@ from drcore.rollback.decisions import (
     firing,
     live_drift,
     served_version,
+    unpublished_stable,
 )
 from drcore.rollback.incidents import IncidentTexts
 from drcore.rollback.operations import ControllerOperations
@@ -71,8 +72,11 @@ class Reconciler:
             if now - started < timedelta(seconds=self._settings.pending_repair_seconds):
                 return [Outcome("waiting", "a rollback is in flight; it gets time to finish before repair")]
             outcome = self._operations.complete_rollback(record)
-            outcomes.append(Outcome("rollback_completed", f"finished an interrupted rollback: {outcome.detail}",
-                                    outcome.from_version, outcome.to_version, 2, outcome.facts))
+            if outcome.action == "frozen":  # STABLE could not serve: the claim became a freeze
+                outcomes.append(outcome)
+            else:
+                outcomes.append(Outcome("rollback_completed", f"finished an interrupted rollback: {outcome.detail}",
+                                        outcome.from_version, outcome.to_version, 2, outcome.facts))
             record = self._operations.current()
         drift = self._repair_drift(record)
         if drift is not None:
@@ -83,13 +87,21 @@ class Reconciler:
         return outcomes
 
     def _repair_drift(self, record: ControllerRecord) -> Outcome | None:
-        """Compare the aliases with the record: finish a crashed promotion, follow an operator's change
-        of STABLE or release of LIVE, and revert LIVE from $LATEST or a quarantined version."""
+        """Compare the aliases with the record: finish a crashed promotion, freeze on a STABLE that cannot serve,
+        follow an operator's change of STABLE or release of LIVE, and revert LIVE from $LATEST or a quarantined
+        version."""
         live = self._operations.read_alias(self._settings.live_alias)
         stable = self._operations.read_alias(self._settings.stable_alias)
+        if stable.version != record.stable_version and record.candidate is not None \
+                and stable.version == record.candidate.version:
+            return self._finish_interrupted_promotion(record, live, stable)
+        # Lambda keeps a version while an alias points at it, so only a STABLE that moved is asked whether its
+        # version exists; $LATEST shows in the alias as read.
+        unusable = (self._operations.stable_problem(stable.version) if stable.version != record.stable_version
+                    else unpublished_stable(stable.version))
+        if unusable is not None:
+            return self._operations.freeze_on_unusable_stable(record, unusable)
         if stable.version != record.stable_version:
-            if record.candidate is not None and stable.version == record.candidate.version:
-                return self._finish_interrupted_promotion(record, live, stable)
             previous = record.stable_version
             cause = Cause(kind="reconcile", summary=f"STABLE alias found on {stable.version}, not {previous}")
             record = self._store.replace(record, record.evolve(

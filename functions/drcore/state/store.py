@@ -180,12 +180,13 @@ class ControllerStateStore:
             ":baking": ControllerState.BAKING.value,
             ":rolled_back": ControllerState.ROLLED_BACK.value,
             ":pending": _to_dynamo(asdict(pending)),
-            ":at": pending.started_at,
             ":one": 1,
         }
+        # last_rollback_at is the finished rollback's to write: a claim whose flip cannot happen (STABLE cannot
+        # serve) turns into a freeze, and no rollback happened then.
         update = (
             "SET #state = :rolled_back, live_version = stable_version, pending_rollback = :pending, "
-            "last_rollback_at = :at, generation = generation + :one"
+            "generation = generation + :one"
         )
         condition = "#state = :baking"
         if signal is not None:
