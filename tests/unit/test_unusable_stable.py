@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 import health_watcher.handler as health_watcher
-from drcore.aws.alarms import signal_from_alarm_action
 from drcore.core.models import AlarmSignal, Candidate, Cause, ControllerRecord, ControllerState, PendingRollback
 from drcore.rollback.controller import AliasController
 from drcore.rollback.decisions import frozen_instead_of_rollback, unpublished_stable
+from drcore.rollback.watcher_events import signal_from_alarm_action
 from embedded.aws_events import alarm_action_event, alarm_state_change_event, scheduled_event
 from embedded.sample_system import SampleSystem
 from tests.support import WHO, SimulatedClock, act
