@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import boto3
+from moto import mock_aws
 
 import recovery.handler as recovery
 from embedded.aws_events import LambdaContextStub
@@ -105,3 +110,15 @@ def damage(world: SampleSystem) -> tuple[str, str, str]:
     s3.delete_object(Bucket=bucket, Key=deleted)
     s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
     return corrupted, deleted, added
+
+
+@contextmanager
+def data_and_backup_buckets(data: str, backups: str, object_lock: bool = False) -> Iterator[Any]:
+    """moto's S3 with a versioned data bucket and a backup bucket (with Object Lock, as the stack builds it,
+    when asked), the way the snapshot and restore engines find them."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=data)
+        client.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})
+        client.create_bucket(Bucket=backups, **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
+        yield client

@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from moto import mock_aws
 
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.content_check import (
@@ -22,7 +21,7 @@ from drcore.backup.content_check import (
 )
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest, read_manifest
 from drcore.state.backup_store import BackupStore
-from tests.support import SimulatedClock
+from tests.support import SimulatedClock, data_and_backup_buckets
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -30,11 +29,7 @@ BACKUPS = "apilados-dr-backups"
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=DATA)
-        client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
-        client.create_bucket(Bucket=BACKUPS)
+    with data_and_backup_buckets(DATA, BACKUPS) as client:
         yield client
 
 

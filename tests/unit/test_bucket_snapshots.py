@@ -16,7 +16,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from drcore.aws.errors import MAX_ATTEMPTS
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
@@ -29,7 +28,7 @@ from drcore.backup.manifest import (
     read_manifest,
 )
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
-from tests.support import CallRecorder, SimulatedClock
+from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -39,11 +38,7 @@ MiB = 1024**2
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=DATA)
-        client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
-        client.create_bucket(Bucket=BACKUPS)
+    with data_and_backup_buckets(DATA, BACKUPS) as client:
         yield client
 
 

@@ -7,15 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter
 from drcore.backup.manifest import ManifestCorrupt, list_snapshots, read_manifest
 from drcore.backup.retention import prune, snapshots_to_keep
 from drcore.core.config import RetentionPolicy
 from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+from tests.support import data_and_backup_buckets
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -65,12 +64,8 @@ def test_a_pause_in_backups_does_not_expire_the_last_good_snapshots():
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=DATA)
-        client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
-        # The backup bucket as the stack builds it: Object Lock enabled (and so versioned)
-        client.create_bucket(Bucket=BACKUPS, ObjectLockEnabledForBucket=True)
+    # The backup bucket as the stack builds it: Object Lock enabled (and so versioned)
+    with data_and_backup_buckets(DATA, BACKUPS, object_lock=True) as client:
         yield client
 
 

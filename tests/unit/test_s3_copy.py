@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from drcore.aws.errors import BASE_BACKOFF_SECONDS
 from drcore.aws.s3_copy import (
@@ -26,7 +24,7 @@ from drcore.aws.s3_copy import (
     TargetExists,
 )
 from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
-from tests.support import CallRecorder
+from tests.support import CallRecorder, data_and_backup_buckets
 
 DATA = "apilados-production-data"
 STORE = "apilados-dr-backups"
@@ -37,11 +35,7 @@ Hook = Callable[..., Any]
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=DATA)
-        client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
-        client.create_bucket(Bucket=STORE)
+    with data_and_backup_buckets(DATA, STORE) as client:
         yield client
 
 
