@@ -105,3 +105,36 @@ def damage(world: SampleSystem) -> tuple[str, str, str]:
     s3.delete_object(Bucket=bucket, Key=deleted)
     s3.put_object(Bucket=bucket, Key=added, Body=b"id,amount\n99,1\n")
     return corrupted, deleted, added
+
+
+class InvocationCrash(RuntimeError):
+    """Stands for an invocation dying between two AWS calls (a timeout, running out of memory)."""
+
+
+class CrashPlan:
+    """Kills the invocation under way after its Nth AWS call, through a botocore hook on the clients it is
+    attached to: calls 1..N happen, the next one raises InvocationCrash instead of being sent. Disarmed, it
+    lets every call through; it disarms itself once it has fired."""
+
+    def __init__(self) -> None:
+        self._crash_after: int | None = None
+        self._calls = 0
+
+    def attach(self, *clients: Any) -> CrashPlan:
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._before_call)
+        return self
+
+    def arm(self, after_calls: int | None) -> None:
+        self._crash_after, self._calls = after_calls, 0
+
+    def disarm(self) -> None:
+        self._crash_after = None
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        if self._crash_after is None:
+            return
+        if self._calls >= self._crash_after:
+            self._crash_after = None
+            raise InvocationCrash(f"crashed before {model.name}, after {self._calls} AWS call(s)")
+        self._calls += 1
