@@ -345,6 +345,22 @@ class ControllerModel(RuleBasedStateMachine):
         self.releases[version] += 1
         self._operator(lambda c: c.release(version, OPERATOR, canary, force), crash_after)
 
+    @precondition(lambda self: self.last.record is not None and self.last.record.quarantined)
+    @rule(pick=st.integers(0, MAX_VERSIONS), healthy=st.booleans(), crash_after=CRASHES)
+    def force_release_a_quarantined_version(self, pick: int, healthy: bool, crash_after: int | None) -> None:
+        """An operator puts a rolled-back version back on LIVE, by force with a reason; perhaps it then serves
+        healthily past the bake time. Only an operator may promote it."""
+        self._begin("force release", automation=False)
+        assert self.last.record is not None
+        quarantined = self.last.record.quarantined
+        version = quarantined[pick % len(quarantined)]
+        self.forced.add(version)
+        self.releases[version] += 1
+        self._operator(lambda c: c.release(version, OPERATOR, None, True), crash_after)
+        if healthy and not self.step_crashed:
+            self.invariants_hold()
+            self.candidate_bakes("alarm_action", None)
+
     @rule(pick=st.integers(0, MAX_VERSIONS))
     def deploy_outside_the_controller(self, pick: int) -> None:
         """A deployment pipeline moves LIVE itself, to any published version: a quarantined one is the tick's to
@@ -467,9 +483,11 @@ class ControllerModel(RuleBasedStateMachine):
         self._operator(lambda c: getattr(c, action)(OPERATOR), crash_after)
 
     @precondition(lambda self: self.last.state is ControllerState.FROZEN)
-    @rule(crash_after=CRASHES)
-    def operator_unfreezes(self, crash_after: int | None) -> None:
-        """Automation is frozen: an operator resumes it (more often than any action at random would)."""
+    @rule(shape=st.sampled_from(["alarm_action", "eventbridge"]), crash_after=CRASHES)
+    def operator_ends_the_incident(self, shape: str, crash_after: int | None) -> None:
+        """Automation is frozen: the incident is over (every alarm OK again) and an operator resumes automation
+        (more often than these would at random)."""
+        self.alarms_recover(shape, None)
         self._begin("operator unfreeze", automation=False)
         self._operator(lambda c: c.unfreeze(OPERATOR), crash_after)
 
