@@ -122,3 +122,36 @@ def data_and_backup_buckets(data: str, backups: str, object_lock: bool = False) 
         client.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})
         client.create_bucket(Bucket=backups, **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
         yield client
+
+
+class InvocationCrash(RuntimeError):
+    """Stands for an invocation dying between two AWS calls (a timeout, running out of memory)."""
+
+
+class CrashPlan:
+    """Kills the invocation under way after its Nth AWS call, through a botocore hook on the clients it is
+    attached to: calls 1..N happen, the next one raises InvocationCrash instead of being sent. Disarmed, it
+    lets every call through; it disarms itself once it has fired."""
+
+    def __init__(self) -> None:
+        self._crash_after: int | None = None
+        self._calls = 0
+
+    def attach(self, *clients: Any) -> CrashPlan:
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._before_call)
+        return self
+
+    def arm(self, after_calls: int | None) -> None:
+        self._crash_after, self._calls = after_calls, 0
+
+    def disarm(self) -> None:
+        self._crash_after = None
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        if self._crash_after is None:
+            return
+        if self._calls >= self._crash_after:
+            self._crash_after = None
+            raise InvocationCrash(f"crashed before {model.name}, after {self._calls} AWS call(s)")
+        self._calls += 1

@@ -295,3 +295,101 @@ def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, v
     assert result["status"] == "ticked" and probe["action"] == "probed", probe
     assert probe["facts"]["healthy"] is False, probe
     assert probe["facts"]["executed_version"] == system.versions["bad"]
+
+
+def crash_at(monkeypatch, target, method: str, point: str):
+    """Make `target.method` kill the invocation; returns the original, to put back."""
+    original = getattr(target, method)
+    monkeypatch.setattr(target, method, lambda *a, **k: (_ for _ in ()).throw(Crash(point)))
+    return original
+
+
+def test_a_freeze_that_crashes_before_its_record_has_alerted_and_the_tick_freezes(system, controller, clock,
+                                                                                   monkeypatch):
+    # Given LIVE on STABLE, steady, and STABLE's errors alarm firing
+    controller.record()
+    system.set_alarm("errors", "ALARM")
+    # When the watcher dies just before writing the frozen record
+    original = crash_at(monkeypatch, controller._store, "replace", "before the record")
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(controller._store, "replace", original)
+    # Then the severity-1 alert and the journal entry went out already
+    assert [alert["severity"] for alert in system.drain_alerts()] == [1]
+    assert [entry["action"] for entry in controller.journal()][:1] == ["freeze"]
+    # And the tick, reading the alarm still in ALARM, freezes (alerting again: at least once, never lost)
+    assert controller.reconcile()[-1].action == "frozen"
+    assert controller.record().state is ControllerState.FROZEN
+    assert [alert["severity"] for alert in system.drain_alerts()] == [1]
+
+
+def test_a_rollback_takes_stable_off_a_version_whose_promotion_crashed(system, controller, clock, monkeypatch):
+    # Given the fix released, its promotion dead after moving STABLE, before its journal and record
+    from drcore.core.models import Cause
+    operator = Cause(kind="manual", summary="release", requested_by="a", reason="r")
+    controller.release(system.versions["fix"], operator)
+    original = crash_at(monkeypatch, controller._store, "append_journal", "promotion")
+    with pytest.raises(Crash):
+        controller.promote(operator)
+    monkeypatch.setattr(controller._store, "append_journal", original)
+    assert system.alias_version("STABLE") == system.versions["fix"]
+    # When the fix's errors alarm fires before a tick could finish the promotion
+    outcome = controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    # Then LIVE and STABLE are both back on the good version, and the fix is quarantined
+    assert outcome.action == "rolled_back"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert system.alias_version("STABLE") == system.versions["good"]
+    record = controller.record()
+    assert record.stable_version == system.versions["good"] and record.quarantined == (system.versions["fix"],)
+    assert rollback_entries(controller, system.function_name)[0]["details"]["stable_restored_from"] == \
+        system.versions["fix"]
+
+
+def test_no_release_while_a_rollback_is_in_flight(system, controller, clock, monkeypatch):
+    # Given a rollback of the bad version that died after its flip
+    deploy_bad_version(system)
+    controller.record()
+    original = crash_at(monkeypatch, controller._store, "append_journal", "after the flip")
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(controller._store, "append_journal", original)
+    # When an operator releases the fix before the tick finished the rollback, Then it is refused
+    from drcore.core.errors import InvalidRequest
+    from drcore.core.models import Cause
+    operator = Cause(kind="manual", summary="release", requested_by="a", reason="r")
+    with pytest.raises(InvalidRequest, match="rollback is in flight"):
+        controller.release(system.versions["fix"], operator)
+    # And once the tick finished it, the release goes through and is not rolled back by it
+    clock.advance(120)
+    assert controller.reconcile()[0].action == "rollback_completed"
+    assert controller.release(system.versions["fix"], operator).action == "released"
+    assert system.alias_version("LIVE") == system.versions["fix"]
+    assert controller.record().quarantined == (system.versions["bad"],)
+
+
+def test_finishing_a_crashed_rollback_quarantines_what_its_flip_found_on_live(system, controller, clock,
+                                                                               monkeypatch):
+    # Given the bad version baking, then a pipeline moving LIVE to the fix behind the controller's back
+    deploy_bad_version(system)
+    controller.record()
+    system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
+                                          FunctionVersion=system.versions["fix"])
+    # When a rollback flips LIVE off the fix (its RevisionId refused, LIVE re-read), journals both, and dies
+    original = crash_at(monkeypatch, controller._alerts, "publish", "after the journal")
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(controller._alerts, "publish", original)
+    # Then the tick that finishes it, which finds LIVE on STABLE already, quarantines both all the same
+    clock.advance(120)
+    assert controller.reconcile()[0].action == "rollback_completed"
+    assert controller.record().quarantined == (system.versions["bad"], system.versions["fix"])
+
+
+def test_two_changes_of_a_kind_in_one_millisecond_are_both_journaled(system, controller):
+    from drcore.core.models import Cause
+    cause = Cause(kind="reconcile", summary="test")
+    controller.record()
+    before = len(controller.journal())
+    controller._operations.journal("adopt", cause, "first")
+    controller._operations.journal("adopt", cause, "second")
+    assert len(controller.journal()) == before + 2

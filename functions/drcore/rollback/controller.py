@@ -138,8 +138,8 @@ class AliasController:
         record = self.record()
         if record.state is ControllerState.FROZEN:
             return Outcome("noop", f"already frozen: {record.frozen_reason}")
-        self._store.replace(record, record.evolve(state=ControllerState.FROZEN, frozen_reason=cause.summary))
         self._operations.journal("freeze", cause, "automation frozen")
+        self._store.replace(record, record.evolve(state=ControllerState.FROZEN, frozen_reason=cause.summary))
         return Outcome("frozen", cause.summary)
 
     def unfreeze(self, cause: Cause) -> Outcome:
@@ -155,13 +155,15 @@ class AliasController:
         if candidate is not None and candidate.version == stable.version:
             candidate = None  # the operator made the candidate STABLE: nothing is left to bake
         state = ControllerState.BAKING if candidate else ControllerState.STEADY
+        if record.pending_rollback is not None:  # frozen while a rollback was in flight: the tick finishes it
+            state = ControllerState.ROLLED_BACK
         resumed = record.evolve(state=state, frozen_reason=None, candidate=candidate)
         if stable.version != record.stable_version:
             resumed = resumed.evolve(stable_version=stable.version, stable_revision_id=stable.revision_id,
                                      stable_p99_ms=None)
-        self._store.replace(record, resumed)
         self._operations.journal("unfreeze", cause, f"automation resumed in state {state.value}",
                                  from_version=record.stable_version, to_version=stable.version)
+        self._store.replace(record, resumed)
         return Outcome("unfrozen", f"automation resumed in state {state.value}")
 
     def release(self, version: str, cause: Cause, canary_percent: float | None = None, force: bool = False) -> Outcome:
@@ -173,6 +175,10 @@ class AliasController:
         if canary_percent is not None and not 0 < canary_percent < 100:
             raise InvalidRequest(f"canary_percent must be between 0 and 100 exclusive, got {canary_percent}")
         record = self.record()
+        if record.pending_rollback is not None:
+            # Its completion would take LIVE off whatever it serves then: this release, with no alarm against it.
+            raise InvalidRequest(f"a rollback is in flight ({record.pending_rollback.incident_id}); release once "
+                                 "it has finished")
         if version == record.stable_version:
             raise InvalidRequest(f"version {version} is already STABLE: use rollback to serve it on LIVE")
         if record.is_quarantined(version) and not (force and cause.reason):
@@ -187,6 +193,8 @@ class AliasController:
             alias = self._aliases.point(self._settings.live_alias, record.stable_version,
                                         revision_id=live.revision_id, weights={version: weight})
         now = to_iso(self._clock())
+        self._operations.journal("release", cause, "candidate baking", from_version=live.version, to_version=version,
+                                 at=now, details={"canary_weight": weight})
         baking = ControllerState.FROZEN if record.state is ControllerState.FROZEN else ControllerState.BAKING
         self._store.replace(
             record,
@@ -197,8 +205,6 @@ class AliasController:
                 candidate=Candidate(version=version, since=now, weight=weight, forced=record.is_quarantined(version)),
             ),
         )
-        self._operations.journal("release", cause, "candidate baking", from_version=live.version, to_version=version,
-                                 at=now, details={"canary_weight": weight})
         return Outcome("released", f"version {version} serves LIVE{'' if weight is None else f' at {weight:.0%}'}",
                        from_version=live.version, to_version=version)
 

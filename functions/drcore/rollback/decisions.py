@@ -119,6 +119,7 @@ def finished_rollback(current: ControllerRecord, stable_version: str, live_revis
     the settle time counted from when the rollback was claimed."""
     pending = current.pending_rollback
     return current.evolve(
+        state=ControllerState.FROZEN if current.state is ControllerState.FROZEN else ControllerState.ROLLED_BACK,
         candidate=None,
         pending_rollback=None,
         live_version=stable_version,

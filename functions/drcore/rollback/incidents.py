@@ -98,3 +98,18 @@ class IncidentTexts:
             event_type="drift_reverted",
             function_name=self.function_name,
         )
+
+    def stable_reverted(self, quarantined: str, stable_version: str, occurred_at: str) -> Alert:
+        """STABLE was found on a quarantined version, and put back on the last version known good."""
+        return Alert(
+            severity=2,
+            brief=f"{self.function_name} STABLE moved to quarantined v{quarantined}, reverted to v{stable_version}",
+            occurred_at=occurred_at,
+            impact=f"version {quarantined} failed on LIVE; as STABLE it would be what a rollback restores",
+            components=self._components,
+            status=f"STABLE is version {stable_version} again",
+            actions_taken=(f"STABLE pointed back at version {stable_version}",),
+            next_steps=("find who moved STABLE: a quarantined version becomes STABLE by force-release and promote",),
+            event_type="drift_reverted",
+            function_name=self.function_name,
+        )

@@ -1,10 +1,17 @@
 """What the alias controller does that both the alarm edges (controller.py) and the tick (reconcile.py) do:
 adopt the aliases into a first record, carry out a claimed rollback, freeze on a failing STABLE, promote a
 candidate, keep the journal. Each is safe to repeat after a crash at any step.
+
+Every change of the controller, here and in controller.py and reconcile.py, keeps one order: the aliases first,
+then the journal and the alerts, the record last. The record's conditional write is the commit: a crash before
+it leaves the aliases and the record apart, which the tick (or the event's repeat) finds and finishes, so no
+change goes unjournaled and no severity-1 alert is lost; the price is that a crash between the journal and the
+record repeats their entry or alert (at least once).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -34,6 +41,7 @@ from drcore.rollback.decisions import (
     rolled_back_versions,
     served_version,
     unpublished_stable,
+    version_order,
     with_watermark,
 )
 from drcore.rollback.incidents import IncidentTexts
@@ -87,16 +95,18 @@ class ControllerOperations:
         unusable = self.stable_problem(stable.version)
         if unusable is not None:
             record = record.evolve(state=ControllerState.FROZEN, frozen_reason=unusable)
+        # Journal and alert first, the record last (as everywhere): a crash before the record leaves nothing
+        # that needs them, and the next invocation adopts again; two adopting at once both journal.
+        cause = Cause(kind="reconcile", summary="first sight of the protected function: adopted its aliases")
+        self.journal("adopt", cause, "adopted", to_version=live.version, at=now,
+                     details={"state": record.state.value, "frozen_reason": record.frozen_reason})
+        if unusable is not None:
+            self._alert_unusable_stable(record, unusable, cause)
         try:
             self._store.create(record)
         except ConcurrentUpdate:
             return self.current()
-        cause = Cause(kind="reconcile", summary="first sight of the protected function: adopted its aliases")
-        self.journal("adopt", cause, "adopted", to_version=live.version, at=now,
-                     details={"state": record.state.value, "frozen_reason": record.frozen_reason})
         logger.info("adopted aliases", extra={"live": live.version, "stable": stable.version, "state": record.state})
-        if unusable is not None:
-            self._alert_unusable_stable(record, unusable, cause)
         return record
 
     def current(self) -> ControllerRecord:
@@ -121,9 +131,12 @@ class ControllerOperations:
 
     def journal(self, action: str, cause: Cause, result: str, *, from_version: str | None = None,
                 to_version: str | None = None, at: str | None = None, details: dict[str, Any] | None = None) -> None:
+        """Journal a change made once, by this call: its own entry, even beside another of the same kind and
+        millisecond (the journal keeps one entry per id, which is for the retries of one incident)."""
         moment = at or to_iso(self._clock())
-        self._store.append_journal(self._function, entry_id=f"{action}-{moment}", at=moment, action=action, cause=cause,
-                                   result=result, from_version=from_version, to_version=to_version, details=details)
+        self._store.append_journal(self._function, entry_id=f"{action}-{moment}-{uuid.uuid4().hex[:8]}", at=moment,
+                                   action=action, cause=cause, result=result, from_version=from_version,
+                                   to_version=to_version, details=details)
 
     # ------------------------------------------------------------------ rollback
 
@@ -197,7 +210,9 @@ class ControllerOperations:
         pending = record.pending_rollback
         assert pending is not None, "finishing a rollback that was never claimed"
         from_version, rolled_back = rolled_back_versions(record, served)
-        self._store.append_journal(
+        restored = self._restore_stable_from(record, rolled_back)
+        restored_from = restored[0] if restored else None
+        journaled = self._store.append_journal(
             self._function,
             entry_id=pending.incident_id,
             at=pending.started_at,
@@ -206,11 +221,21 @@ class ControllerOperations:
             to_version=record.stable_version,
             cause=pending.cause,
             result="LIVE points at STABLE",
-            details={"quarantined": list(rolled_back)},
+            details={"quarantined": list(rolled_back), "stable_restored_from": restored_from},
         )
+        if not journaled:
+            # Finishing a rollback that crashed after its journal entry: the flip it made may have found LIVE on
+            # another version than the candidate (a pipeline's), which only that entry remembers.
+            entry = self._store.journal_entry(self._function, pending.started_at, pending.incident_id) or {}
+            earlier = (entry.get("details") or {}).get("quarantined", ())
+            rolled_back = tuple(sorted(set(rolled_back) | set(earlier), key=version_order))
         self._alerts.publish(self._incidents.rolled_back(pending, from_version, record.stable_version, rolled_back))
-        self._settle_claim(record, lambda current: finished_rollback(current, record.stable_version, alias.revision_id,
-                                                                     rolled_back))
+
+        def settled(current: ControllerRecord) -> ControllerRecord:
+            finished = finished_rollback(current, record.stable_version, alias.revision_id, rolled_back)
+            return finished if restored is None else finished.evolve(stable_revision_id=restored[1].revision_id)
+
+        self._settle_claim(record, settled)
         return Outcome(
             "rolled_back",
             f"LIVE moved from version {from_version} back to STABLE {record.stable_version}",
@@ -219,6 +244,20 @@ class ControllerOperations:
             severity=2,
             facts={"incident": pending.incident_id, "quarantined": list(rolled_back)},
         )
+
+    def _restore_stable_from(self, record: ControllerRecord, rolled_back: tuple[str, ...]
+                             ) -> tuple[str, AliasState] | None:
+        """Point STABLE back at the record's version if a promotion of what is being rolled back had moved it
+        and crashed before its record: a version that failed must not stay STABLE. Returns the version STABLE
+        was taken off and the alias as it is now, if it was. Read after the flip, off the critical path."""
+        stable = self.read_alias(self._settings.stable_alias)
+        if stable.version == record.stable_version or stable.version not in rolled_back:
+            return None
+        restored = self._aliases.point(self._settings.stable_alias, record.stable_version,
+                                       revision_id=stable.revision_id)
+        logger.warning("STABLE taken off a rolled-back version", extra={"from": stable.version,
+                                                                          "to": record.stable_version})
+        return stable.version, restored
 
     def _freeze_instead_of_rollback(self, claimed: ControllerRecord, reason: str) -> Outcome:
         """A claimed rollback whose flip cannot happen: journal and alert first, the record last, so a crash in
@@ -260,9 +299,9 @@ class ControllerOperations:
         if record.state is ControllerState.FROZEN and record.frozen_reason == reason:
             return None
         cause = Cause(kind="reconcile", summary=reason)
-        frozen = self._store.replace(record, record.evolve(state=ControllerState.FROZEN, frozen_reason=reason))
         self.journal("freeze", cause, "automation frozen", from_version=record.stable_version)
-        self._alert_unusable_stable(frozen, reason, cause)
+        self._alert_unusable_stable(record, reason, cause)
+        self._store.replace(record, record.evolve(state=ControllerState.FROZEN, frozen_reason=reason))
         return Outcome("frozen", reason, from_version=record.stable_version, severity=1)
 
     def _alert_unusable_stable(self, record: ControllerRecord, reason: str, cause: Cause) -> None:
@@ -271,27 +310,51 @@ class ControllerOperations:
         logger.error("STABLE unusable: automation frozen", extra={"reason": reason, "live": record.live_version})
 
     def freeze_on_stable_failure(self, record: ControllerRecord, cause: Cause, signal: AlarmSignal | None) -> Outcome:
+        """Journal, alert, then the record: a crash before the record leaves the alarm unprocessed, and its
+        repeat or the tick freezes again (the alert at least once, never lost)."""
         reason = f"STABLE version {record.stable_version} failing: {cause.summary}"
         frozen = record.evolve(state=ControllerState.FROZEN, frozen_reason=reason)
         if signal is not None:
             frozen = with_watermark(frozen, signal)
-        self._store.replace(record, frozen)
         now = to_iso(self._clock())
         self.journal("freeze", cause, "automation frozen", from_version=record.stable_version, at=now)
         self._alerts.publish(self._incidents.stable_failing(record.stable_version, cause, now))
+        self._store.replace(record, frozen)
         return Outcome("frozen", reason, from_version=record.stable_version, severity=1)
+
+    def _point_stable_at(self, version: str, record: ControllerRecord) -> AliasState:
+        """STABLE to the candidate `version`, guarded by the revision the record knows. A newer revision of STABLE
+        on the same version (an earlier attempt, a rollback taking it off a crashed promotion) is no reason to
+        stop; STABLE on another version is someone else's change, which the tick follows first."""
+        try:
+            return self._aliases.point(self._settings.stable_alias, version, revision_id=record.stable_revision_id)
+        except AliasChanged:
+            current = self.read_alias(self._settings.stable_alias)
+            if current.version not in (record.stable_version, version):
+                raise
+            return self._aliases.point(self._settings.stable_alias, version, revision_id=current.revision_id)
+
+    def _point_live_off_canary(self, version: str, revision: str | None) -> AliasState:
+        """LIVE all on `version`, once STABLE is on it: whatever moved LIVE meanwhile (a pipeline, an operator),
+        STABLE has moved already, so LIVE follows it rather than leave the promotion half done."""
+        for _ in range(MAX_DECISION_ATTEMPTS):
+            try:
+                return self._aliases.point(self._settings.live_alias, version, revision_id=revision)
+            except AliasChanged:
+                revision = self.read_alias(self._settings.live_alias).revision_id
+        raise ConcurrentUpdate("LIVE kept changing while promoting")
 
     def promote(self, record: ControllerRecord, cause: Cause, baseline_ms: float | None) -> Outcome:
         """STABLE to the candidate, then LIVE off its canary weights; the record last, so a crash in
         between shows up in the next tick as STABLE on the candidate, which it finishes."""
         candidate = record.candidate
         assert candidate is not None, "promoting without a candidate"
-        stable = self._aliases.point(self._settings.stable_alias, candidate.version,
-                                     revision_id=record.stable_revision_id)
+        stable = self._point_stable_at(candidate.version, record)
         live_revision = record.live_revision_id
         if candidate.weight is not None:
-            live_revision = self._aliases.point(self._settings.live_alias, candidate.version,
-                                                revision_id=live_revision).revision_id
+            live_revision = self._point_live_off_canary(candidate.version, live_revision).revision_id
+        self.journal("promote", cause, "STABLE is the candidate", from_version=record.stable_version,
+                     to_version=candidate.version, details={"stable_p99_ms": baseline_ms})
         self._store.replace(
             record,
             record.evolve(
@@ -304,8 +367,6 @@ class ControllerOperations:
                 stable_p99_ms=baseline_ms,
             ),
         )
-        self.journal("promote", cause, "STABLE is the candidate", from_version=record.stable_version,
-                     to_version=candidate.version, details={"stable_p99_ms": baseline_ms})
         return Outcome("promoted", f"STABLE moved from version {record.stable_version} to {candidate.version}",
                        from_version=record.stable_version, to_version=candidate.version,
                        facts={"stable_p99_ms": baseline_ms})

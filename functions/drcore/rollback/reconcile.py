@@ -101,46 +101,50 @@ class Reconciler:
                     else unpublished_stable(stable.version))
         if unusable is not None:
             return self._operations.freeze_on_unusable_stable(record, unusable)
+        if stable.version != record.stable_version and record.is_quarantined(stable.version):
+            return self._revert_stable(record, stable)
+        followed: Outcome | None = None
         if stable.version != record.stable_version:
             previous = record.stable_version
             cause = Cause(kind="reconcile", summary=f"STABLE alias found on {stable.version}, not {previous}")
-            record = self._store.replace(record, record.evolve(
-                stable_version=stable.version, stable_revision_id=stable.revision_id, stable_p99_ms=None))
             self._operations.journal("adopt_stable", cause, "record follows the STABLE alias",
                                      from_version=previous, to_version=stable.version)
+            record = self._store.replace(record, record.evolve(
+                stable_version=stable.version, stable_revision_id=stable.revision_id, stable_p99_ms=None))
+            followed = Outcome("adopted", cause.summary, from_version=previous, to_version=stable.version)
         drift = live_drift(record, live, stable)
         if drift is LiveDrift.NONE:
-            return None
+            return followed  # the caller reads the record again after any change
         if drift is LiveDrift.FORBIDDEN:
             return self._revert_live(record, live, stable)
         served, expected = served_version(live), expected_live(record)
         if drift is LiveDrift.ON_STABLE:
             cause = Cause(kind="reconcile", summary=f"LIVE found on STABLE {stable.version} instead of {expected}")
             state = ControllerState.STEADY if record.state is ControllerState.BAKING else record.state
+            self._operations.journal("adopt", cause, "record follows LIVE", from_version=expected, to_version=served)
             self._store.replace(record, record.evolve(
                 state=state, live_version=live.version, candidate=None, live_revision_id=live.revision_id))
-            self._operations.journal("adopt", cause, "record follows LIVE", from_version=expected, to_version=served)
             return Outcome("adopted", cause.summary, from_version=expected, to_version=served)
         # A version released outside the controller (by a deployment pipeline, say): bake it.
         now = to_iso(self._clock())
         baking = ControllerState.FROZEN if record.state is ControllerState.FROZEN else ControllerState.BAKING
         candidate = Candidate(version=served, since=now, weight=canary_weight(live))
-        self._store.replace(record, record.evolve(
-            state=baking, live_version=live.version, live_revision_id=live.revision_id, candidate=candidate))
         cause = Cause(kind="reconcile", summary=f"LIVE found on version {served}, released outside the controller")
         self._operations.journal("adopt", cause, "candidate baking", from_version=expected, to_version=served, at=now)
+        self._store.replace(record, record.evolve(
+            state=baking, live_version=live.version, live_revision_id=live.revision_id, candidate=candidate))
         return Outcome("adopted", cause.summary, from_version=expected, to_version=served)
 
     def _finish_interrupted_promotion(self, record: ControllerRecord, live: AliasState, stable: AliasState) -> Outcome:
         if live.version != stable.version or live.weights:
             live = self._aliases.point(self._settings.live_alias, stable.version, revision_id=live.revision_id)
-        self._store.replace(record, record.evolve(
-            state=ControllerState.STEADY, stable_version=stable.version, live_version=stable.version, candidate=None,
-            stable_revision_id=stable.revision_id, live_revision_id=live.revision_id))
         cause = Cause(kind="reconcile",
                       summary=f"STABLE found on candidate {stable.version}: promotion was interrupted")
         self._operations.journal("promote", cause, "promotion finished", from_version=record.stable_version,
                                  to_version=stable.version)
+        self._store.replace(record, record.evolve(
+            state=ControllerState.STEADY, stable_version=stable.version, live_version=stable.version, candidate=None,
+            stable_revision_id=stable.revision_id, live_revision_id=live.revision_id))
         return Outcome("promoted", cause.summary, from_version=record.stable_version, to_version=stable.version)
 
     def _revert_live(self, record: ControllerRecord, live: AliasState, stable: AliasState) -> Outcome:
@@ -148,12 +152,24 @@ class Reconciler:
         why = f"LIVE found on {served}, which {'is unpublished' if served == LATEST else 'is quarantined'}"
         alias = self._aliases.point(self._settings.live_alias, stable.version, revision_id=live.revision_id)
         state = ControllerState.STEADY if record.state is ControllerState.BAKING else record.state
-        self._store.replace(record, record.evolve(
-            state=state, candidate=None, live_version=stable.version, live_revision_id=alias.revision_id))
         self._operations.journal("revert", Cause(kind="reconcile", summary=why), "LIVE pointed back at STABLE",
                                  from_version=served, to_version=stable.version)
         self._alerts.publish(self._incidents.drift_reverted(served, stable.version, to_iso(self._clock())))
+        self._store.replace(record, record.evolve(
+            state=state, candidate=None, live_version=stable.version, live_revision_id=alias.revision_id))
         return Outcome("reverted", why, from_version=served, to_version=stable.version, severity=2)
+
+    def _revert_stable(self, record: ControllerRecord, stable: AliasState) -> Outcome:
+        """STABLE moved to a quarantined version outside the controller: a version that failed is never the one
+        a rollback restores, so STABLE goes back to the record's."""
+        why = f"STABLE found on {stable.version}, which is quarantined"
+        alias = self._aliases.point(self._settings.stable_alias, record.stable_version, revision_id=stable.revision_id)
+        self._operations.journal("revert", Cause(kind="reconcile", summary=why), "STABLE pointed back",
+                                 from_version=stable.version, to_version=record.stable_version)
+        self._alerts.publish(self._incidents.stable_reverted(stable.version, record.stable_version,
+                                                             to_iso(self._clock())))
+        self._store.replace(record, record.evolve(stable_revision_id=alias.revision_id))
+        return Outcome("reverted", why, from_version=stable.version, to_version=record.stable_version, severity=2)
 
     def _act_on_alarm_levels(self, record: ControllerRecord, alarms: dict[str, AlarmSignal], now: datetime) -> Outcome:
         in_alarm = firing(alarms)
@@ -176,9 +192,9 @@ class Reconciler:
                 return Outcome("settling", f"{len(in_alarm)} alarm(s) still in ALARM from the rolled-back version")
             return self._operations.freeze_on_stable_failure(record, alarm_cause(in_alarm[0]), None)
         if record.state is ControllerState.ROLLED_BACK and not settling:
-            self._store.replace(record, record.evolve(state=ControllerState.STEADY))
             self._operations.journal("settle", Cause(kind="reconcile", summary="every alarm OK after the settle time"),
                                      "steady")
+            self._store.replace(record, record.evolve(state=ControllerState.STEADY))
             return Outcome("settled", "alarms recovered after the rollback; STABLE holds")
         return Outcome("steady" if record.state is ControllerState.STEADY else record.state.value, "nothing to do")
 

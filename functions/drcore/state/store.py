@@ -171,9 +171,9 @@ class ControllerStateStore:
     ) -> ControllerRecord:
         """Atomically decide that LIVE goes back to STABLE: the only write before the alias flip.
 
-        Succeeds only while a candidate is baking and, for an alarm, only for a transition newer than
-        the last one processed for that alarm. Two watchers racing on one incident: one wins, the other
-        gets RollbackRefused with the winner's record, at no extra call.
+        Succeeds only while a candidate is baking and no other rollback is in flight and, for an alarm, only
+        for a transition newer than the last one processed for that alarm. Two watchers racing on one
+        incident: one wins, the other gets RollbackRefused with the winner's record, at no extra call.
         """
         names = {"#state": "state"}
         values: dict[str, Any] = {
@@ -188,7 +188,7 @@ class ControllerStateStore:
             "SET #state = :rolled_back, live_version = stable_version, pending_rollback = :pending, "
             "generation = generation + :one"
         )
-        condition = "#state = :baking"
+        condition = "#state = :baking AND attribute_not_exists(pending_rollback)"
         if signal is not None:
             names["#alarm"] = signal.alarm_name
             values[":changed_at"] = to_iso(signal.changed_at)
@@ -248,6 +248,13 @@ class ControllerStateStore:
                 return False
             raise
         return True
+
+    def journal_entry(self, function_name: str, at: str, entry_id: str) -> dict[str, Any] | None:
+        """One journal entry, by the time and id it was appended with."""
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key=self._key(function_name, f"{JOURNAL_PREFIX}{at}#{entry_id}"), ConsistentRead=True
+        )
+        return _unmarshal(response["Item"]) if "Item" in response else None
 
     def journal(self, function_name: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest journal entries first."""
