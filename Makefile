@@ -9,7 +9,7 @@ export CDK_OUTDIR ?= cdk.out
 
 .PHONY: install drill test unit infra e2e synth lint bench preflight clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -48,4 +48,4 @@ preflight: $(STAMP)  ## read-only checks of the configured account (operator's c
 	$(BIN)/python -m embedded.preflight --report reports/preflight.json
 
 clean:
-	rm -rf $(VENV) cdk.out reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out build reports .pytest_cache .mypy_cache .ruff_cache

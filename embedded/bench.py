@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,8 @@ from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
 from embedded.server import RequestCounter
 from embedded.world import REGION, embedded_world
+from stacks.constructs.controller_functions import powertools_version
+from stacks.function_asset import BUILD_ROOT, COMPLETE_MARKER, RUNTIME_PYTHON, function_asset, runtime_python
 
 SEED_QUICK_ROLLBACK = Path(__file__).parent / "seed_procedures" / "quick-rollback.sh"
 
@@ -139,29 +140,40 @@ FLOOR_IMPORT = "import boto3\nfrom aws_lambda_powertools import Logger"
 GOAL_ABOVE_FLOOR_MS = {"watcher": 50, "other": 200}
 
 
+def powertools_layer() -> Path:
+    """What AWS's Powertools layer puts under /opt/python: the pinned Powertools with its parser extra, installed
+    (and compiled) by the runtime's Python. Kept under build/, so only the first run downloads it."""
+    version = powertools_version()
+    folder = BUILD_ROOT.parent / "powertools-layer" / f"{version}-py{RUNTIME_PYTHON[0]}{RUNTIME_PYTHON[1]}"
+    if not (folder / COMPLETE_MARKER).exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([runtime_python(), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--target", str(folder), f"aws-lambda-powertools[parser]=={version}"], check=True)
+        (folder / COMPLETE_MARKER).touch()
+    return folder
+
+
 def cold_imports(runs: int = 5) -> dict[str, Any]:
     """Each handler module imported in a fresh interpreter, as a cold start does, next to the floor; medians
     of `runs`, the samples interleaved so that a busy moment of the host weighs on all of them alike.
 
-    The code is imported as Lambda gets it: the asset excludes bytecode and /var/task is read-only, so our
-    modules compile at every cold start, while the installed packages bring theirs."""
-    with tempfile.TemporaryDirectory() as scratch:
-        asset = Path(scratch) / "functions"
-        shutil.copytree(Path(__file__).parents[1] / "functions", asset,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        env = {**os.environ, "PYTHONPATH": str(asset), "PYTHONDONTWRITEBYTECODE": "1"}
+    The code is imported as Lambda gets it: the deployed asset (our code and the pinned SDK, with bytecode for
+    the runtime) first on the path, then the Powertools layer, run by a CPython of the runtime's version that
+    writes no bytecode (/var/task is read-only)."""
+    env = {**os.environ, "PYTHONPATH": f"{function_asset()}:{powertools_layer()}", "PYTHONDONTWRITEBYTECODE": "1"}
+    python = runtime_python()
 
-        def once(statement: str) -> float:
-            timed = f"import time\nstarted = time.perf_counter()\n{statement}\n"
-            code = timed + "print((time.perf_counter() - started) * 1000)"
-            return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                        check=True).stdout)
+    def once(statement: str) -> float:
+        timed = f"import time\nstarted = time.perf_counter()\n{statement}\n"
+        code = timed + "print((time.perf_counter() - started) * 1000)"
+        return float(subprocess.run([python, "-s", "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
 
-        samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in HANDLER_MODULES}}
-        for _ in range(runs):
-            samples["floor"].append(once(FLOOR_IMPORT))
-            for name in HANDLER_MODULES:
-                samples[name].append(once(f"import {name}.handler"))
+    samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in HANDLER_MODULES}}
+    for _ in range(runs):
+        samples["floor"].append(once(FLOOR_IMPORT))
+        for name in HANDLER_MODULES:
+            samples[name].append(once(f"import {name}.handler"))
     floor = statistics.median(samples["floor"])
     handlers = {}
     for name in HANDLER_MODULES:
@@ -169,7 +181,8 @@ def cold_imports(runs: int = 5) -> dict[str, Any]:
         goal = GOAL_ABOVE_FLOOR_MS["watcher" if name in WATCHERS else "other"]
         handlers[name] = {"ms": round(median, 1), "above_floor_ms": round(median - floor, 1),
                           "goal_above_floor_ms": goal, "met": median - floor <= goal}
-    return {"runs": runs, "floor_ms": round(floor, 1), "handlers": handlers}
+    return {"runs": runs, "python": "{}.{}".format(*RUNTIME_PYTHON), "floor_ms": round(floor, 1),
+            "handlers": handlers}
 
 
 def bench_seed(system: SampleSystem, counter: RequestCounter, runs: int) -> dict[str, Any]:

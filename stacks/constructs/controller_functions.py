@@ -1,7 +1,8 @@
 """What every controller function shares, and the one way to add a function.
 
-All functions run from the one `functions/` asset and differ by handler string. Powertools comes from AWS's
-public layer, found through AWS's public SSM parameter for the pinned version, so it is never bundled.
+All functions run from the one asset built from `functions/` (stacks/function_asset.py: our code, the pinned
+AWS SDK, bytecode compiled for the runtime) and differ by handler string. Powertools comes from AWS's public
+layer, found through AWS's public SSM parameter for the pinned version, so it is never bundled.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks.constructs.cdk_types import default_resource
+from stacks.function_asset import COMPLETE_MARKER, function_asset
 from stacks.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS_ASSET = PROJECT_ROOT / "functions"
-# The newest Python for which Powertools publishes a layer.
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+# The asset's bytecode is compiled for this Python (stacks.function_asset.RUNTIME_PYTHON; a test holds the two
+# equal): 3.13 rather than the newest, 3.14, because a CPython of the runtime's version must compile it here.
+RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 TIMEOUT = Duration.seconds(30)
 # Async invocations (alarm actions, EventBridge) are retried this often before they are dead-lettered...
@@ -63,9 +65,7 @@ class ControllerFunctions(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, alert_topic: sns.ITopic) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
-        self._code = lambda_.Code.from_asset(
-            str(FUNCTIONS_ASSET), exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
-        )
+        self._code = lambda_.Code.from_asset(str(function_asset()), exclude=[COMPLETE_MARKER])
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self, powertools_layer_parameter(powertools_version())
         )
@@ -151,6 +151,16 @@ class ControllerFunctions(Construct):
             on_failure=destinations.SqsDestination(self.failed_events),
         )
         log_group.grant_write(role)
+        NagSuppressions.add_resource_suppressions(
+            function,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-L1",
+                    reason=f"{RUNTIME.name}, not the newest Python: the asset's bytecode must be compiled by a "
+                    "CPython of the runtime's version on the building machine (stacks/function_asset.py).",
+                )
+            ],
+        )
         # CDK makes a function depend on its role explicitly although `Role: GetAtt` already does; cfn-lint
         # warns about the redundancy (W3005), which is harmless.
         default_resource(function, lambda_.CfnFunction).add_metadata(

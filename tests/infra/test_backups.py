@@ -51,7 +51,7 @@ def test_backup_function_runs_long_with_memory_from_the_shared_asset(synth: Synt
     # Then it may run Lambda's full 15 minutes with 1 GB, on the runtime and asset the watchers use
     assert properties["Timeout"] == 900
     assert properties["MemorySize"] == 1024
-    assert properties["Runtime"] == "python3.14"
+    assert properties["Runtime"] == "python3.13"
     assert properties["Architectures"] == ["arm64"]
     assert properties["Code"] == watcher["Properties"]["Code"]
     assert properties["Layers"] == watcher["Properties"]["Layers"]

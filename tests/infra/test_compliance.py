@@ -13,6 +13,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]  # cfn-lint ships no type information
 
+from stacks.function_asset import RUNTIME_PYTHON
 from tests.infra.support import Synthesized
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -56,10 +57,12 @@ def test_every_suppression_is_narrow_and_explained(fixture: str, request):
 
 
 def test_suppressed_rules_are_only_the_ones_accounted_for(synth: Synthesized):
-    # Given the suppressions / Then they are the dead-letter queue's own DLQ and the unavoidable IAM wildcards
+    # Given the suppressions / Then they are the dead-letter queue's own DLQ, the unavoidable IAM wildcards, and
+    # the runtime one behind the newest (the asset's bytecode is compiled by a local CPython of its version)
     assert {suppression["id"] for suppression in _suppressions(synth)} == {
         "AwsSolutions-SQS3",
         "AwsSolutions-IAM5",
+        "AwsSolutions-L1",
     }
 
 
@@ -106,13 +109,14 @@ def test_synth_needs_no_docker_image_no_bundling_and_no_lookup(assembly):
     # Given the cloud assembly
     (stack,) = assembly.stacks_recursively
     assets = json.loads(Path(stack.template_full_path).with_name(f"{stack.stack_name}.assets.json").read_text())
-    # Then nothing is built in Docker: the only file asset besides the template is the functions/ folder, zipped
+    # Then nothing is built in Docker: the only file asset besides the template is the functions' asset, zipped
     assert assets["dockerImages"] == {}
     code = [asset for asset in assets["files"].values() if asset["source"]["packaging"] == "zip"]
     assert len(code) == 1
     copied = Path(assembly.directory) / code[0]["source"]["path"]
     assert (copied / "drcore" / "core" / "config.py").is_file()
-    assert not list(copied.rglob("__pycache__"))
+    # with bytecode for the runtime only (tests/infra/test_function_asset.py checks it further)
+    assert {pyc.suffixes[0] for pyc in copied.rglob("*.pyc")} == {".cpython-{}{}".format(*RUNTIME_PYTHON)}
     # And no context lookup was needed: the Powertools layer is resolved by CloudFormation at deploy time
     manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
     assert "missing" not in manifest

@@ -45,7 +45,7 @@ def test_recovery_function_runs_long_with_memory_from_the_shared_asset(synth: Sy
     # Then it runs the recovery handler for Lambda's full 15 minutes with 1 GB, on the watchers' runtime and asset
     assert properties["Handler"] == "recovery.handler.handler"
     assert (properties["Timeout"], properties["MemorySize"]) == (900, 1024)
-    assert (properties["Runtime"], properties["Architectures"]) == ("python3.14", ["arm64"])
+    assert (properties["Runtime"], properties["Architectures"]) == ("python3.13", ["arm64"])
     assert properties["Code"] == watcher["Code"]
     assert properties["Layers"] == watcher["Layers"]
     assert properties["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "recovery"

@@ -35,7 +35,7 @@ def test_watcher_runs_on_the_newest_powertools_python_on_arm(synth: Synthesized,
     # Given a watcher
     properties = _function(synth, handler)["Properties"]
     # Then it runs Python 3.14 on arm64 with a short timeout
-    assert properties["Runtime"] == "python3.14"
+    assert properties["Runtime"] == "python3.13"
     assert properties["Architectures"] == ["arm64"]
     assert properties["Timeout"] == 30
     # And Powertools is the public layer, resolved at deploy time from AWS's SSM parameter
@@ -43,7 +43,7 @@ def test_watcher_runs_on_the_newest_powertools_python_on_arm(synth: Synthesized,
     parameter = synth.template.to_json()["Parameters"][layer["Ref"]]
     assert parameter == {
         "Type": "AWS::SSM::Parameter::Value<String>",
-        "Default": "/aws/service/powertools/python/arm64/python3.14/3.37.0",
+        "Default": "/aws/service/powertools/python/arm64/python3.13/3.37.0",
     }
 
 

@@ -12,15 +12,29 @@ from functools import cache, partial
 from typing import Any
 
 import boto3
+import botocore
 import botocore.session
+from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.utils import parse_timestamp
+
+logger = Logger(child=True)
 
 # Standard retries back off on throttling; a short connect timeout keeps a rollback from hanging on
 # one bad connection while Lambda's own retry and the tick remain as the safety net.
 AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 
 ClientFactory = Callable[[str], Any]
+
+# The services the functions call. The asset ships botocore's models of these and no others
+# (stacks/function_asset.py), so the factory refuses any other: a new call fails in the tests, not in Lambda.
+SDK_SERVICES = frozenset(
+    {"cloudformation", "cloudtrail", "cloudwatch", "dynamodb", "lambda", "logs", "s3", "sns", "ssm"}
+)
+
+
+class ServiceNotBundled(ValueError):
+    """A client was asked for a service whose model the asset does not ship."""
 
 
 class _BuiltOnFirstUse:
@@ -42,6 +56,7 @@ def client_factory() -> ClientFactory:
     milliseconds (loading its service's model), so a watcher starting cold to roll back builds the clients of
     its claim and its flip first, and those of its alert and gauge once LIVE has flipped. A boto3 session is
     not thread-safe: builds take turns."""
+    log_sdk_version()
     session = boto3.session.Session()
     turns = threading.Lock()
     built: dict[str, Any] = {}
@@ -53,7 +68,22 @@ def client_factory() -> ClientFactory:
                 built[service] = session.client(service, config=AWS_CLIENT_CONFIG)  # type: ignore[call-overload]
             return built[service]
 
-    return cache(lambda service: _BuiltOnFirstUse(partial(build, service)))
+    @cache
+    def client(service: str) -> Any:
+        if service not in SDK_SERVICES:
+            raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
+        return _BuiltOnFirstUse(partial(build, service))
+
+    return client
+
+
+@cache
+def log_sdk_version() -> None:
+    """Once per execution environment: which SDK this code runs with, and from where (the asset's pinned one
+    under /var/task, unless the asset was built wrong)."""
+    logger.info("AWS SDK loaded", extra={"boto3_version": boto3.__version__,
+                                         "botocore_version": botocore.__version__,
+                                         "botocore_path": str(botocore.__file__)})
 
 
 def _iso_timestamp(value: Any) -> datetime:
