@@ -65,6 +65,12 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
 - Conditional writes: moto's DynamoDB evaluates a ConditionExpression and then writes without a lock,
   so two threads can both pass the same condition. DynamoDB makes each conditional write atomic; here
   every write of moto's DynamoDB backend holds one lock (`dynamodb_writes_atomic`).
+- S3 replication (`embedded/s3_replication.py`): moto stores a bucket's replication configuration but answers
+  it mangled (every filter as an empty prefix, delete markers never replicated), refuses little of what S3
+  refuses, replicates nothing, reports no ReplicationStatus and publishes no replication metrics. Here the
+  configuration reads back as put, S3's refusals apply, versions are replicated to their destination bucket
+  (same version id, status PENDING, then COMPLETED or FAILED, REPLICA on the copy) with a settable lag and
+  backlog of pending versions, and the per-rule replication metrics are published (`behaviour.replication`).
 - Function updates take time (opt-in, `function_updates_take_time`): moto applies a code or
   configuration update at once. In AWS an update is in progress for a while: GetFunctionConfiguration
   answers LastUpdateStatus InProgress (State Pending after CreateFunction), and another update or a
@@ -107,6 +113,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
 
+from embedded.s3_replication import ReplicationControl, s3_replication_as_aws
+
 if TYPE_CHECKING:
     # The attributes the fills below keep on moto's own objects, where moto's serializers read them by name.
 
@@ -123,11 +131,13 @@ if TYPE_CHECKING:
 
 
 class VersionBehaviour:
-    """How each published version of the sample pipeline answers an invocation."""
+    """How each published version of the sample pipeline answers an invocation (and, beside it, how S3
+    replicates: `replication`)."""
 
     def __init__(self) -> None:
         self.failing: set[tuple[str, str]] = set()
         self.archives: ArchiveServer | None = None  # set while the fills are active
+        self.replication = ReplicationControl()
 
     def set_failing(self, function_name: str, version: str, failing: bool = True) -> None:
         (self.failing.add if failing else self.failing.discard)((function_name, version))
@@ -753,6 +763,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(export_tasks_take_time())
         patches.enter_context(function_configuration_applied())
         patches.enter_context(dynamodb_writes_atomic())
+        patches.enter_context(s3_replication_as_aws(behaviour.replication))
         yield behaviour
 
 

@@ -30,6 +30,7 @@ from drcore.core.config import (
     DrillEnvironment,
     DrillEnvVar,
     EnvVar,
+    RegionEnvVar,
     alarm_name,
 )
 from drcore.core.metric_names import ALIAS_DIMENSION, FUNCTION_DIMENSION, HEALTH_PROBE_METRIC
@@ -111,6 +112,8 @@ class SampleSystem:
     data_bucket: str = ""  # set by add_buckets
     backup_bucket: str = ""
     scratch_bucket: str = ""  # set by add_drill_scratch
+    replica_bucket: str = ""  # set by add_replica
+    replication_role_arn: str = ""
 
     @property
     def health_alarms(self) -> tuple[str, ...]:
@@ -153,6 +156,15 @@ class SampleSystem:
             DrillEnvVar.SCRATCH_FUNCTION_NAME: f"{self.function_name}-drill",
             DrillEnvVar.RTO_SECONDS: json.dumps({"lambda": 900, "s3": 1800, "configuration": 300}),
             DrillEnvVar.ENVIRONMENT: DrillEnvironment.EMBEDDED.value,
+        }
+        return {str(key): value for key, value in {**values, **overrides}.items()}
+
+    def region_environment(self, **overrides: str) -> dict[str, str]:
+        """The recovery function's replication variables, as the stack sets them (after add_replica)."""
+        values: dict[str, str] = {
+            RegionEnvVar.SECONDARY_REGION: SECONDARY_REGION,
+            RegionEnvVar.REPLICA_BUCKET_NAME: self.replica_bucket,
+            RegionEnvVar.REPLICATION_ROLE_ARN: self.replication_role_arn,
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -331,3 +343,22 @@ def add_drill_scratch(system: SampleSystem) -> None:
     s3.create_bucket(Bucket=SCRATCH_BUCKET)
     s3.put_bucket_versioning(Bucket=SCRATCH_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     system.scratch_bucket = SCRATCH_BUCKET
+
+
+REPLICA_BUCKET = "apilados-production-data-replica"
+SECONDARY_REGION = "us-west-2"
+REPLICATION_ROLE = "apilados-s3-replication"
+
+
+def add_replica(system: SampleSystem, session: Any, endpoint_url: str | None = None) -> None:
+    """The replica bucket in the secondary region (versioned) and the role S3 replicates with, as an operator
+    prepares them before `configure_replication` (after add_buckets)."""
+    s3 = session.client("s3", region_name=SECONDARY_REGION, endpoint_url=endpoint_url)
+    system.clients["s3_secondary"] = s3
+    s3.create_bucket(Bucket=REPLICA_BUCKET, CreateBucketConfiguration={"LocationConstraint": SECONDARY_REGION})
+    s3.put_bucket_versioning(Bucket=REPLICA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    system.replication_role_arn = system.clients["iam"].create_role(
+        RoleName=REPLICATION_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    system.replica_bucket = REPLICA_BUCKET
