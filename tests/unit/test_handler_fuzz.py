@@ -243,6 +243,8 @@ def recovery_shapes() -> list[Shape]:
         operated("recover_stack", "backup_id", "mode", backup_id=BACKUP_ID, mode="new",
                  parameter_values={"Stage": "prod"}),
         operated("comprehensive_rollback", "at", at=PAST, parameter_values={"Stage": "prod"}),
+        operated("configure_replication"),
+        operated("configure_replication", confirm="rr-0123456789"),
     ]
 
 

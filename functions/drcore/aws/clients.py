@@ -50,14 +50,15 @@ class _BuiltOnFirstUse:
         return getattr(self._client, name)
 
 
-def client_factory() -> ClientFactory:
+def client_factory(region: str | None = None) -> ClientFactory:
     """Clients of one session, each with the shared retry policy: one per service however often asked for
     (botocore clients are thread-safe), each built on its first use. Building one costs a cold start tens of
     milliseconds (loading its service's model), so a watcher starting cold to roll back builds the clients of
     its claim and its flip first, and those of its alert and gauge once LIVE has flipped. A boto3 session is
-    not thread-safe: builds take turns."""
+    not thread-safe: builds take turns. The clients act in `region`, the function's own when None (another
+    region's resources, such as the replica bucket, are addressed through a factory of their own)."""
     log_sdk_version()
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=region)
     turns = threading.Lock()
     built: dict[str, Any] = {}
 

@@ -28,6 +28,8 @@ PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalReques
 # Not there, said of one S3 object (key or version) only: a missing bucket is a misconfiguration, not a
 # missing object, and must not read as "no such backup".
 OBJECT_NOT_FOUND = frozenset({"404", "NotFound", "NoSuchKey", "NoSuchVersion"})
+# A bucket without a replication configuration (GetBucketReplication).
+REPLICATION_NOT_CONFIGURED = frozenset({"ReplicationConfigurationNotFoundError"})
 # The object version a copy was pinned to is gone or no longer matches: skip it, the next run sees it.
 SOURCE_CHANGED = OBJECT_NOT_FOUND | {"412", "PreconditionFailed"}
 # An S3 object in an archive storage class or tier: it cannot be read or copied before an S3 restore.

@@ -194,6 +194,53 @@ class RecoverySettings(BaseModel):
         return _validated(cls, RecoveryEnvVar, environ, "recovery")
 
 
+# Replication to the secondary region (drcore.region): how many recent object versions `status` samples, and
+# the thresholds its health judgement shares with the replication alarms (S3 Replication Time Control's 15 minutes).
+DEFAULT_REPLICATION_SAMPLE_SIZE = 20
+MAX_REPLICATION_SAMPLE_SIZE = 100
+DEFAULT_REPLICATION_MAX_LATENCY_SECONDS = 15 * 60
+DEFAULT_REPLICATION_MAX_PENDING_OPERATIONS = 1000
+
+
+class RegionEnvVar(StrEnum):
+    """What the recovery function needs to configure and watch replication of the data bucket to the secondary
+    region. Absent (the tests of other capabilities), replication is reported as not set up."""
+
+    SECONDARY_REGION = "DR_SECONDARY_REGION"
+    REPLICA_BUCKET_NAME = "DR_REPLICA_BUCKET_NAME"
+    # The IAM role S3 assumes to replicate ("": none configured, so configure_replication refuses).
+    REPLICATION_ROLE_ARN = "DR_REPLICATION_ROLE_ARN"
+    REPLICATION_SAMPLE_SIZE = "DR_REPLICATION_SAMPLE_SIZE"
+    REPLICATION_MAX_LATENCY_SECONDS = "DR_REPLICATION_MAX_LATENCY_SECONDS"
+    REPLICATION_MAX_PENDING_OPERATIONS = "DR_REPLICATION_MAX_PENDING_OPERATIONS"
+
+
+class RegionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    secondary_region: str | None = Field(None, alias=RegionEnvVar.SECONDARY_REGION,
+                                         pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    replica_bucket: str | None = Field(None, alias=RegionEnvVar.REPLICA_BUCKET_NAME, min_length=3)
+    replication_role_arn: str | None = Field(None, alias=RegionEnvVar.REPLICATION_ROLE_ARN,
+                                             pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    replication_sample_size: int = Field(DEFAULT_REPLICATION_SAMPLE_SIZE, alias=RegionEnvVar.REPLICATION_SAMPLE_SIZE,
+                                         ge=1, le=MAX_REPLICATION_SAMPLE_SIZE)
+    replication_max_latency_seconds: int = Field(DEFAULT_REPLICATION_MAX_LATENCY_SECONDS, ge=1,
+                                                 alias=RegionEnvVar.REPLICATION_MAX_LATENCY_SECONDS)
+    replication_max_pending_operations: int = Field(DEFAULT_REPLICATION_MAX_PENDING_OPERATIONS, ge=0,
+                                                    alias=RegionEnvVar.REPLICATION_MAX_PENDING_OPERATIONS)
+
+    @field_validator("secondary_region", "replica_bucket", "replication_role_arn", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: object) -> object:
+        # The stack sets every variable; an empty one means the setting is not configured.
+        return value or None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RegionSettings:
+        return _validated(cls, RegionEnvVar, environ, "region")
+
+
 class DrillEnvVar(StrEnum):
     """What the drill function needs besides the watchers', the backup and the recovery functions' variables."""
 

@@ -206,8 +206,16 @@ class ComprehensiveRollback(_TwoStep):
     parameter_values: ParameterValues = Field(default_factory=dict)
 
 
+class ConfigureReplication(_TwoStep):
+    """Merge the controller's replication rule (data bucket to the replica in the secondary region, with Replication
+    Time Control and delete markers) into the data bucket's replication configuration; every other rule is kept.
+    Everything it needs comes from the settings."""
+
+    action: Literal["configure_replication"]
+
+
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
-           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight)
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight, ConfigureReplication)
 # Union over the tuple: the models are listed once, above. (A tuple has no `|` spelling, hence the noqa.)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)

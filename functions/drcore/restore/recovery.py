@@ -35,7 +35,8 @@ from drcore.state.plans import TwoStepAction, TwoStepFlow
 class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
                  catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
-                 clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None) -> None:
+                 clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None,
+                 replication: Callable[[], dict[str, Any]] | None = None) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -44,6 +45,7 @@ class RecoveryService:
         self._destructive = destructive
         self._clock = clock
         self._preflight = preflight
+        self._replication = replication
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -105,6 +107,9 @@ class RecoveryService:
                        for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
             "last_drill": self._last_drill(),
+            # Replication to the secondary region (drcore.region.replication_health), read-only.
+            "replication": self._replication() if self._replication else {
+                "configured": False, "healthy": False, "detail": "replication is not watched by this service"},
             "recent_actions": [
                 {key: entry.get(key) for key in ("at", "action", "from_version", "to_version", "result")}
                 | {"cause": entry.get("cause", {}).get("summary")}

@@ -8,7 +8,7 @@ from typing import Any
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
-from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings
+from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings, RegionSettings
 from drcore.core.models import to_iso, utc_now
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
@@ -18,13 +18,20 @@ from drcore.restore.actions import (
 )
 from drcore.restore.bucket_verification import VerificationAlerts
 from drcore.restore.function_restore import FunctionRestorer
-from drcore.restore.manual_actions import ComprehensiveRollback, RecoverFromBackup, RecoverStack, RestoreS3
+from drcore.restore.manual_actions import (
+    ComprehensiveRollback,
+    ConfigureReplication,
+    RecoverFromBackup,
+    RecoverStack,
+    RestoreS3,
+)
 from drcore.restore.preflight import Preflight, PreflightSettings, PreflightTarget
 from drcore.restore.recovery import RecoveryService
 from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
+from drcore.wiring.replication import replication_parts
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher, alias_controller
 
@@ -32,7 +39,8 @@ from drcore.wiring.shared import alert_publisher, alias_controller
 @lru_cache(maxsize=4)
 def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
                      function_name: str, endpoint_url: str | None = None,
-                     preflight: PreflightSettings | None = None) -> RecoveryService:
+                     preflight: PreflightSettings | None = None, region: RegionSettings | None = None,
+                     ) -> RecoveryService:
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = client_factory()
     controller, _, alarm_board = alias_controller(settings, client)
@@ -58,14 +66,16 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
                                               stack_role_arn=recovery.stack_role_arn))
+    configure_replication, replication = replication_parts(client, backup.data_bucket, region or RegionSettings())
     destructive: dict[type, TwoStepAction] = {
         RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
-        ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack)}
+        ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack),
+        ConfigureReplication: configure_replication}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
-                           preflight=Preflight(client, target).run)
+                           preflight=Preflight(client, target).run, replication=replication.report)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""The S3 calls of replication, one gateway per region's client: a bucket's replication configuration, its
+versioning and location, and what S3 says of one object version's replication.
+
+Expected answers are translated here: a bucket without a configuration, a missing bucket or object version
+are None, not errors. Anything else raises, as every adapter does.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drcore.aws.errors import NOT_FOUND, REPLICATION_NOT_CONFIGURED, error_code
+
+# A page of ListObjectVersions (S3's maximum).
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    key: str
+    version_id: str
+    last_modified: datetime
+    size: int
+
+
+@dataclass(frozen=True)
+class RecentVersions:
+    """The newest object versions among those a bounded listing saw."""
+
+    versions: tuple[ObjectVersion, ...]  # newest first
+    listed: int  # versions the listing read
+    complete: bool  # whether it read the whole bucket (False: it stopped at its bound)
+
+
+@dataclass(frozen=True)
+class VersionReplication:
+    """What HeadObject says of one object version."""
+
+    status: str | None  # PENDING, COMPLETED, FAILED, REPLICA; None: not in scope of any rule when written
+    size: int
+
+
+class ReplicationGateway:
+    def __init__(self, s3_client: Any) -> None:
+        self._s3 = s3_client
+
+    def configuration(self, bucket: str) -> dict[str, Any] | None:
+        """The bucket's replication configuration as S3 returns it, or None when it has none."""
+        try:
+            found: dict[str, Any] = self._s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
+        except ClientError as error:
+            if error_code(error) in REPLICATION_NOT_CONFIGURED:
+                return None
+            raise
+        return found
+
+    def put_configuration(self, bucket: str, configuration: Mapping[str, Any]) -> None:
+        self._s3.put_bucket_replication(Bucket=bucket, ReplicationConfiguration=dict(configuration))
+
+    def versioning(self, bucket: str) -> str | None:
+        """`Enabled`, `Suspended` or `Off` (never enabled); None when the bucket does not exist."""
+        try:
+            return str(self._s3.get_bucket_versioning(Bucket=bucket).get("Status") or "Off")
+        except ClientError as error:
+            if error_code(error) in NOT_FOUND:
+                return None
+            raise
+
+    def region_of(self, bucket: str) -> str | None:
+        """The bucket's region (S3 answers no constraint for us-east-1); None when it does not exist."""
+        try:
+            constraint = self._s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+        except ClientError as error:
+            if error_code(error) in NOT_FOUND:
+                return None
+            raise
+        return str(constraint or "us-east-1")
+
+    def recent_versions(self, bucket: str, count: int, listing_limit: int) -> RecentVersions:
+        """The `count` newest object versions (delete markers aside) among the first `listing_limit` versions
+        S3 lists. S3 lists in key order, not by time, so over a larger bucket these are the newest of the part
+        listed (`complete` says which)."""
+        newest: list[tuple[datetime, str, str, int]] = []
+        listed, params = 0, {"Bucket": bucket, "MaxKeys": min(PAGE_SIZE, listing_limit)}
+        while True:
+            page = self._s3.list_object_versions(**params)
+            for version in page.get("Versions", []):
+                listed += 1
+                entry = (version["LastModified"], version["Key"], version["VersionId"], int(version.get("Size", 0)))
+                (heapq.heappush if len(newest) < count else heapq.heappushpop)(newest, entry)
+            listed += len(page.get("DeleteMarkers", []))
+            if not page.get("IsTruncated") or listed >= listing_limit:
+                complete = not page.get("IsTruncated")
+                break
+            params.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"])
+        ordered = sorted(newest, reverse=True)
+        return RecentVersions(tuple(ObjectVersion(key, version_id, modified, size)
+                                    for modified, key, version_id, size in ordered), listed, complete)
+
+    def replication_of(self, bucket: str, key: str, version_id: str) -> VersionReplication | None:
+        """S3's replication status of one object version; None when that version does not exist."""
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+        except ClientError as error:
+            if error_code(error) in NOT_FOUND:
+                return None
+            raise
+        return VersionReplication(status=head.get("ReplicationStatus"), size=int(head.get("ContentLength", 0)))
