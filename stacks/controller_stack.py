@@ -1,5 +1,6 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, the operators' recovery function, the drills, and the dashboard."""
+backups with their RPO alarms, the operators' recovery function, the replication alarms, the drills, and the
+dashboard."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
+from stacks.constructs.replication import ReplicationAlarms
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
@@ -66,6 +68,7 @@ class ControllerStack(Stack):
             alarms=alarms,
             backup_bucket=backup_bucket,
         )
+        replication = ReplicationAlarms(self, "Replication", settings=settings, alert_topic=alerting.alert_topic)
         drills = Drills(
             self,
             "Drills",
@@ -83,7 +86,7 @@ class ControllerStack(Stack):
             watcher_services=WATCHER_SERVICES,
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
-            controller_alarms=[functions.failed_events_alarm],
+            controller_alarms=[functions.failed_events_alarm, *replication.alarms],
             recovery_function=recovery.function,
         )
 

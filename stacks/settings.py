@@ -32,9 +32,13 @@ from drcore.core.config import (
     DEFAULT_PLAN_TTL_SECONDS,
     DEFAULT_REGRESSION_FACTOR,
     DEFAULT_REGRESSION_MIN_INVOCATIONS,
+    DEFAULT_REPLICATION_MAX_LATENCY_SECONDS,
+    DEFAULT_REPLICATION_MAX_PENDING_OPERATIONS,
+    DEFAULT_REPLICATION_SAMPLE_SIZE,
     DEFAULT_STABLE_ALIAS,
     MAX_COPY_CONCURRENCY,
     MAX_PLAN_TTL_SECONDS,
+    MAX_REPLICATION_SAMPLE_SIZE,
     MIN_PLAN_TTL_SECONDS,
     RECOVERY_STACK_SUFFIX,
     RetentionPolicy,
@@ -369,6 +373,24 @@ class RecoveryOptions(_Strict):
         return values
 
 
+class ReplicationOptions(_Strict):
+    """Replication of the data bucket to the replica bucket in the secondary region: the role S3 replicates with,
+    and when the replication alarms (and `status`) call it unhealthy."""
+
+    # The IAM role S3 assumes to replicate (it needs to read the data bucket's versions and write the replica's);
+    # the recovery function may pass this role to S3 and no other. None: configure_replication refuses.
+    role_arn: RoleArn | None = None
+    # ReplicationLatency (seconds the replica is behind) above this alarms; default S3 RTC's 15 minutes.
+    max_latency_seconds: int = Field(DEFAULT_REPLICATION_MAX_LATENCY_SECONDS, ge=60, le=24 * 3600)
+    # OperationsPendingReplication above this alarms: what a region outage now would leave behind.
+    max_pending_operations: int = Field(DEFAULT_REPLICATION_MAX_PENDING_OPERATIONS, ge=0)
+    # How long the latency or the pending operations must stay above their threshold before the alarm fires
+    # (S3 publishes the metrics every minute).
+    alarm_window: AlarmWindow = AlarmWindow(period_minutes=5, evaluation_periods=3, datapoints_to_alarm=3)
+    # The newest object versions `status` checks for their replication status, and on the replica.
+    sample_size: int = Field(DEFAULT_REPLICATION_SAMPLE_SIZE, ge=1, le=MAX_REPLICATION_SAMPLE_SIZE)
+
+
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.
 SCHEDULE_EXPRESSION = re.compile(r"rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+( \S+){5})\)")
 
@@ -446,6 +468,7 @@ class Settings(_Strict):
     # invoke it too: a resource policy adds to those, it cannot take them away.
     operator_principals: tuple[PrincipalArn, ...] = ()
     recovery: RecoveryOptions = RecoveryOptions()
+    replication: ReplicationOptions = ReplicationOptions()
     drill: DrillOptions = DrillOptions()
 
     @field_validator("operator_principals")

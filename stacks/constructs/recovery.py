@@ -17,7 +17,10 @@ Its role holds exactly what the recovery actions need:
   restore_grants.passable_function_roles names (by default the pipeline stack's);
 - `recover_stack`: change sets on the pipeline stack and on `<pipeline stack>-recovery`; the stack policy,
   termination protection and deletion (of a failed or empty copy) of `<pipeline stack>-recovery` only;
-  iam:PassRole to CloudFormation only for `recovery.stack_role_arn`.
+  iam:PassRole to CloudFormation only for `recovery.stack_role_arn`;
+- `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
+  bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
+  `replication.role_arn`.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -51,6 +54,7 @@ from stacks.constructs.backups import (
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.preflight_grants import grant_preflight
+from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
     continue_in_new_invocations,
     grant_layers_and_roles,
@@ -220,6 +224,7 @@ class Recovery(Construct):
         continue_in_new_invocations(self, "ContinueRestores", self.function)
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
+        grant_replication(self.function, settings)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

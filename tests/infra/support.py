@@ -40,7 +40,7 @@ def default_settings() -> Settings:
     return Settings.from_context(UNSUBSCRIBED_ACKNOWLEDGED)
 
 
-# Another protected system, with every backup and recovery setting away from its default.
+# Another protected system, with every backup, recovery and replication setting away from its default.
 TUNED = {
     "dr": {
         "protected_function": "orders-api",
@@ -75,6 +75,13 @@ TUNED = {
                 "arn:aws:iam::123456789012:role/service-role/orders-api-exec",
             ],
             "stack_role_arn": "arn:aws:iam::123456789012:role/orders-cfn-deployer",
+        },
+        "replication": {
+            "role_arn": "arn:aws:iam::123456789012:role/orders-s3-replication",
+            "max_latency_seconds": 600,
+            "max_pending_operations": 50,
+            "alarm_window": {"period_minutes": 1, "evaluation_periods": 10, "datapoints_to_alarm": 5},
+            "sample_size": 50,
         },
         "alerts_acknowledged_unsubscribed": False,
         "alert_emails": {"emergency": ["oncall@orders.example"], "alert": ["orders-team@orders.example"]},
@@ -135,11 +142,13 @@ def logical_id(resources: dict[str, dict[str, Any]], resource_type: str, **prope
 
 
 def role_statements(resources: dict[str, dict[str, Any]], function_logical_id: str) -> list[dict[str, Any]]:
-    """Every policy statement attached to the execution role of a function."""
+    """Every policy statement attached to the execution role of a function (CDK moves what does not fit the
+    role's inline policy into an overflow managed policy attached to it)."""
     role = resources[function_logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = []
     for resource in resources.values():
-        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in resource["Properties"]["Roles"]:
+        attached = {"Ref": role} in resource.get("Properties", {}).get("Roles", [])
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and attached:
             statements += resource["Properties"]["PolicyDocument"]["Statement"]
     inline = resources[role]["Properties"].get("Policies", [])
     for policy in inline:

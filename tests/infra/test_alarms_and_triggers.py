@@ -214,6 +214,7 @@ def test_alarms_follow_the_settings(another_function: Synthesized):
         r["Properties"]["AlarmName"]
         for r in resources.values()
         if "AlarmName" in r.get("Properties", {}) and "-backup-" not in r["Properties"]["AlarmName"]
+        and "-replication-" not in r["Properties"]["AlarmName"]  # the data bucket's (tests/infra/test_replication.py)
     )
     suffixes = ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
     assert names == sorted(f"orders-api-prod-{suffix}" for suffix in suffixes)

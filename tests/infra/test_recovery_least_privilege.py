@@ -21,6 +21,8 @@ ACCOUNT = "${AWS::AccountId}"
 FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:apilados-pipeline-ingest"
 BESIDE_ARN = f"{FUNCTION_ARN}-*"
 DATA_BUCKET_ARN = "arn:aws:s3:::apilados-production-data"
+# Read for configure_replication and the replication part of status (tests/infra/test_replication.py).
+REPLICA_BUCKET_ARN = "arn:aws:s3:::apilados-production-data-replica"
 STACK_ARNS = sorted(
     f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/{name}/*"
     for name in ("ApiladosPipelineStack", "ApiladosPipelineStack-recovery")
@@ -95,6 +97,8 @@ MUTATING = {
     "lambda:DeleteFunctionEventInvokeConfig",
     "lambda:PublishLayerVersion",
     "iam:PassRole",
+    # replication to the secondary region
+    "s3:PutReplicationConfiguration",
     # stack recovery
     "cloudformation:CreateChangeSet",
     "cloudformation:ExecuteChangeSet",
@@ -206,6 +210,9 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "cloudtrail:GetTrailStatus",
         "cloudtrail:GetEventSelectors",
         "sns:ListSubscriptionsByTopic",
+        # replication's reads (stacks/constructs/replication.py)
+        "s3:GetReplicationConfiguration",
+        "s3:GetBucketLocation",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -304,10 +311,13 @@ def test_journal_alerts_and_their_key(synth: Synthesized):
 
 def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Synthesized):
     # Given no allow-listed target bucket / Then the data bucket is the only restore target
-    for action in ("s3:ListBucketVersions", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration"):
+    for action in ("s3:ListBucketVersions", "s3:GetLifecycleConfiguration"):
         assert _granted(synth, action) == [DATA_BUCKET_ARN], action
-    for action in ("s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
+    for action in ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
+    # (the replica's versioning and object versions are read too, for replication: not written)
+    assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
+    assert _granted(synth, "s3:GetObjectVersion") == sorted([f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
     # And its objects are written and removed (a DeleteObject without version id is a delete marker)
     for action in ("s3:DeleteObject", "s3:PutObjectTagging"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
@@ -320,7 +330,9 @@ def test_restores_may_target_exactly_the_allow_listed_buckets(tuned: Synthesized
     )
     # Then each is listed, read and restored into, and no other bucket is written
     assert _granted(tuned, "s3:ListBucketVersions") == targets
-    assert _granted(tuned, "s3:GetObjectVersion") == [f"{arn}/*" for arn in targets]
+    # (and the replica's object versions, for replication's status: read only)
+    assert _granted(tuned, "s3:GetObjectVersion") == sorted(
+        f"{arn}/*" for arn in [*targets, "arn:aws:s3:::orders-data-replica"])
     assert _granted(tuned, "s3:DeleteObject") == [f"{arn}/*" for arn in targets]
     written = [r for r in _granted(tuned, "s3:PutObject") if r.startswith("arn:aws:s3:::")]
     assert written == [f"{arn}/*" for arn in targets]
@@ -341,7 +353,7 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
     assert _granted(synth, "s3:AbortMultipartUpload") == sorted([f"{DATA_BUCKET_ARN}/*",
                                                                  *_backup_objects(synth, "content")])
     # And the bucket is listed; nothing in it is ever deleted
-    assert _granted(synth, "s3:ListBucket") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    assert _granted(synth, "s3:ListBucket") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}", REPLICA_BUCKET_ARN])
     assert not [r for r in _granted(synth, "s3:DeleteObject") if str(r).startswith(f"${{{bucket}")]
 
 
@@ -379,18 +391,19 @@ def test_an_empty_list_of_function_roles_passes_none():
 
 
 def test_roles_are_passed_only_to_the_service_they_are_for(tuned: Synthesized):
-    # Given function role patterns and a stack role in cdk.json
+    # Given function role patterns, a stack role and a replication role in cdk.json
     statements = statements_granting(_statements(tuned), "iam:PassRole")
     by_service = {
         s["Condition"]["StringEquals"]["iam:PassedToService"]: sorted(as_list(s["Resource"])) for s in statements
     }
-    # Then the function roles go to Lambda only, and the stack role to CloudFormation only
+    # Then the function roles go to Lambda only, the stack role to CloudFormation only, the replication role to S3
     assert by_service == {
         "lambda.amazonaws.com": [
             "arn:aws:iam::123456789012:role/orders-api-*",
             "arn:aws:iam::123456789012:role/service-role/orders-api-exec",
         ],
         "cloudformation.amazonaws.com": ["arn:aws:iam::123456789012:role/orders-cfn-deployer"],
+        "s3.amazonaws.com": ["arn:aws:iam::123456789012:role/orders-s3-replication"],
     }
     # And each statement passes roles and does nothing else, under that condition alone
     for statement in statements:
