@@ -46,6 +46,8 @@ RENAMED = {
     ("s3", "PutBucketNotificationConfiguration"): "PutBucketNotification",
     ("s3", "GetObjectLockConfiguration"): "GetBucketObjectLockConfiguration",
     ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
+    ("s3", "GetBucketReplication"): "GetReplicationConfiguration",
+    ("s3", "PutBucketReplication"): "PutReplicationConfiguration",
     ("lambda", "Invoke"): "InvokeFunction",
     ("lambda", "GetLayerVersionByArn"): "GetLayerVersion",
 }
@@ -65,7 +67,8 @@ VERSIONED = {
 # Calls IAM does not authorize at all.
 UNAUTHORIZED = frozenset({("sts", "GetCallerIdentity")})
 
-# The service a role is passed to, per operation that passes one, and the parameter that names the role.
+# The service a role is passed to, per operation that passes one, and the parameter that names the role (a dotted
+# path where it is nested).
 PASSES_ROLE = {
     ("lambda", "CreateFunction"): ("Role", "lambda.amazonaws.com"),
     ("lambda", "UpdateFunctionConfiguration"): ("Role", "lambda.amazonaws.com"),
@@ -73,6 +76,8 @@ PASSES_ROLE = {
     ("cloudformation", "UpdateStack"): ("RoleARN", "cloudformation.amazonaws.com"),
     ("cloudformation", "CreateChangeSet"): ("RoleARN", "cloudformation.amazonaws.com"),
     ("cloudformation", "DeleteStack"): ("RoleARN", "cloudformation.amazonaws.com"),
+    # S3 requires iam:PassRole of the replication role (S3 API Reference, PutBucketReplication).
+    ("s3", "PutBucketReplication"): ("ReplicationConfiguration.Role", "s3.amazonaws.com"),
 }
 
 # CloudFormation reads a template given by URL with the caller's credentials.
@@ -308,11 +313,19 @@ def _s3_extras(call: RecordedCall, facts: WorldFacts) -> Iterator[Permission]:
         yield Permission("s3:ListBucket", f"arn:{facts.partition}:s3:::{bucket}", {}, f"{operation} answered 404")
 
 
+def _nested(params: Mapping[str, Any], path: str) -> Any:
+    value: Any = params
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value
+
+
 def _extras(call: RecordedCall, facts: WorldFacts) -> Iterator[Permission]:
     params, operation = call.params, call.operation
     passes = PASSES_ROLE.get((call.service, operation))
-    if passes and params.get(passes[0]):
-        yield Permission("iam:PassRole", str(params[passes[0]]), {"iam:PassedToService": passes[1]},
+    role = _nested(params, passes[0]) if passes else None
+    if passes and role:
+        yield Permission("iam:PassRole", str(role), {"iam:PassedToService": passes[1]},
                          f"{operation} passes {passes[0]}")
     if call.service == "s3":
         yield from _s3_extras(call, facts)

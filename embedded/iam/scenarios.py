@@ -11,7 +11,9 @@
    - a recovery of the function in place from an older backup, released to LIVE, then the operator's
      manual rollback;
    - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE);
-   - the operator's read-only `preflight`, in an account that has everything it checks for.
+   - the operator's read-only `preflight`, in an account that has everything it checks for;
+   - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
+     role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -35,7 +37,7 @@ from moto.core.model_instances import reset_model_data
 from embedded.aws_events import ACCOUNT, LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import run_drill
 from embedded.iam.recorder import CallRecording, record_calls
-from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, build_sample_system
+from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, add_replica, build_sample_system
 from embedded.world import REGION, embedded_world
 
 # The names the drill invokes these functions as (embedded/drill_backups.py, drill_recovery.py, drill.py).
@@ -195,6 +197,20 @@ def _preflight(system: SampleSystem) -> None:
     _expect(answer.get("ok") is True and answer["result"]["ok"] is True, "the preflight", answer)
 
 
+def _replication_configured_and_watched(system: SampleSystem) -> None:
+    import recovery.handler as recovery
+
+    add_replica(system, boto3.session.Session(region_name=REGION), os.environ["AWS_ENDPOINT_URL"])
+    os.environ.update(system.region_environment())
+    result = _recover({"action": "configure_replication"})
+    _expect(result.get("ok") is True and result.get("changed") is True, "configure_replication", result)
+    system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/replicated.csv", Body=b"id\n1\n")
+    answer = recovery.handler({"action": "status"}, _context(RECOVERY_FUNCTION))
+    replication = answer.get("result", {}).get("replication", {})
+    _expect(answer.get("ok") is True and replication.get("configured") is True
+            and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
+
+
 def _newest_backup(system: SampleSystem, component: str) -> str:
     from drcore.state.backup_store import BackupStore, Component
 
@@ -217,6 +233,7 @@ def beyond_the_drill() -> None:
         _in_place_recovery_and_manual_rollback(system, first_backup)
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
+        _replication_configured_and_watched(system)
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -24,8 +24,9 @@ from embedded.iam.evaluator import ASSUMED
 from embedded.iam.recorder import CallRecording
 from embedded.iam.scenarios import record_scenarios
 from embedded.iam.template_roles import EmbeddedNames
+from embedded.sample_system import REPLICATION_ROLE
 from embedded.world import REGION
-from tests.infra.support import synthesize
+from tests.infra.support import Synthesized, synthesize
 
 pytestmark = pytest.mark.e2e
 
@@ -128,10 +129,21 @@ def recorded(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     return Recorded(recording, names)
 
 
+# cdk.json configures no replication role (an operator names one: README, "Configuration"); the scenarios'
+# configure_replication passes the embedded world's.
+REPLICATING = {"dr": {"replication": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/{REPLICATION_ROLE}"}}}
+
+
 @pytest.fixture(scope="module")
-def report(synth: Any, recorded: Recorded) -> ConformanceReport:
-    """The recorded calls checked against the roles synthesized from cdk.json."""
-    return check_conformance(synth.template.to_json(), recorded.recording, recorded.names)
+def replicating() -> Synthesized:
+    """The app as cdk.json builds it, with the replication role the scenarios use."""
+    return synthesize(REPLICATING)
+
+
+@pytest.fixture(scope="module")
+def report(replicating: Synthesized, recorded: Recorded) -> ConformanceReport:
+    """The recorded calls checked against the roles synthesized from cdk.json and the replication role."""
+    return check_conformance(replicating.template.to_json(), recorded.recording, recorded.names)
 
 
 def _matching(grant: Grant, listed: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -175,6 +187,14 @@ def test_the_harness_refuses_a_restored_functions_role_when_none_may_be_passed(r
     # are refused iam:PassRole, as they would be in AWS
     denied = check_conformance(template, recorded.recording, recorded.names).denied
     assert {("drill", "iam:PassRole"), ("recovery", "iam:PassRole")} <= {call.key for call in denied}
+
+
+def test_the_harness_refuses_passing_a_replication_role_none_is_configured_for(synth: Any, recorded: Recorded) -> None:
+    # Given the same calls, and the roles synthesized from cdk.json, which names no replication role
+    denied = check_conformance(synth.template.to_json(), recorded.recording, recorded.names).denied
+    # When checked / Then configure_replication's PutBucketReplication is refused iam:PassRole, as S3 would refuse it
+    [passing] = [call for call in denied if call.key == ("recovery", "iam:PassRole")]
+    assert passing.why == ("PutBucketReplication passes ReplicationConfiguration.Role",)
 
 
 def test_the_harness_refuses_deleting_the_recovery_copy_without_its_grant(synth: Any, recorded: Recorded) -> None:
