@@ -74,7 +74,8 @@ class ConfigureReplicationAction:
 
     def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         replica, role, secondary = self._configured()
-        self._check_buckets(replica, secondary)
+        versioning = self._versioning(replica)
+        self._check_buckets(replica, secondary, versioning)
         current = self._source.configuration(self._bucket)
         # The role's partition is the buckets' (aws, aws-cn, aws-us-gov).
         merged = merge_owned_rule(current, role, bucket_arn(replica, role.split(":")[1]))
@@ -82,12 +83,11 @@ class ConfigureReplicationAction:
                                bucket=self._bucket, replica_bucket=replica, current=current,
                                merged=merged.configuration, priority=merged.priority,
                                kept_rule_ids=merged.kept_rule_ids, changes=merged.changes,
-                               fingerprint=self._world(current, replica))
+                               fingerprint=self._world(current, versioning))
         return plan.plan_id, plan.to_dict(), plan.summary()
 
     def fingerprint(self, plan: dict[str, Any]) -> str:
-        replica = str(plan["replica_bucket"])
-        return self._world(self._source.configuration(self._bucket), replica)
+        return self._world(self._source.configuration(self._bucket), self._versioning(str(plan["replica_bucket"])))
 
     def planned_fingerprint(self, plan: dict[str, Any]) -> str:
         return str(plan["fingerprint"])
@@ -120,10 +120,13 @@ class ConfigureReplicationAction:
         raise InvalidRequest(f"replication is not configured: set {', '.join(missing)} in cdk.json (dr) and "
                              "deploy; the role is the one S3 assumes to replicate into the replica bucket")
 
-    def _check_buckets(self, replica: str, secondary: str) -> None:
+    def _versioning(self, replica: str) -> tuple[str | None, str | None]:
+        """The data bucket's and the replica's versioning (None: no such bucket)."""
+        return self._source.versioning(self._bucket), self._replica.versioning(replica)
+
+    def _check_buckets(self, replica: str, secondary: str, versioning: tuple[str | None, str | None]) -> None:
         problems = []
-        for label, gateway, bucket in (("data", self._source, self._bucket), ("replica", self._replica, replica)):
-            status = gateway.versioning(bucket)
+        for label, bucket, status in (("data", self._bucket, versioning[0]), ("replica", replica, versioning[1])):
             if status is None:
                 problems.append(f"the {label} bucket {bucket} does not exist")
             elif status != "Enabled":
@@ -137,7 +140,8 @@ class ConfigureReplicationAction:
         if problems:
             raise InvalidRequest("configure_replication refused: " + "; ".join(problems))
 
-    def _world(self, current: dict[str, Any] | None, replica: str) -> str:
+    @staticmethod
+    def _world(current: dict[str, Any] | None, versioning: tuple[str | None, str | None]) -> str:
         """What a plan depends on: the configuration, and that both buckets are still versioned."""
-        return fingerprint({"configuration": current, "data_versioning": self._source.versioning(self._bucket),
-                            "replica_versioning": self._replica.versioning(replica)})
+        return fingerprint({"configuration": current, "data_versioning": versioning[0],
+                            "replica_versioning": versioning[1]})
