@@ -18,6 +18,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from drcore.core.config import EnvVar
+from drcore.core.controller_settings import WATCHER_TIMEOUT_SECONDS
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.cdk_types import role_of
@@ -63,6 +64,7 @@ class Watchers(Construct):
             handler=HEALTH_WATCHER_HANDLER,
             description=f"Rolls {target} back on health alarms, probes it every minute, promotes a baked candidate",
             environment=environment,
+            timeout=Duration.seconds(WATCHER_TIMEOUT_SECONDS),
             reserved_concurrency=settings.reserved_concurrency.health_watcher,
         )
         self.performance_watcher = functions.add(
@@ -70,6 +72,7 @@ class Watchers(Construct):
             handler=PERFORMANCE_WATCHER_HANDLER,
             description=f"Rolls {target} back on duration alarms and on regressions against STABLE",
             environment=environment,
+            timeout=Duration.seconds(WATCHER_TIMEOUT_SECONDS),
             reserved_concurrency=settings.reserved_concurrency.performance_watcher,
         )
 
@@ -87,7 +90,7 @@ class Watchers(Construct):
                 )
             )
             self._explain_wildcards(watcher)
-        # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
+        # Only the health watcher's tick invokes the protected function, with the seed's health-check payload.
         grant_live_probe(self.health_watcher, settings)
 
         self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
@@ -131,8 +134,9 @@ class Watchers(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Read-only Lambda actions on the protected function's published versions, which are "
-                    "addressed by number and cannot be listed at synth time.",
+                    reason="Read-only Lambda actions on the protected function's published versions, and the "
+                    "health probe's invocation of the versions LIVE routes to, which are addressed by number and "
+                    "cannot be listed at synth time.",
                     applies_to=[every_version_of(self._settings)],
                 ),
                 NagPackSuppression(
@@ -219,12 +223,14 @@ def grant_alias_control(
 
 
 def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
-    """Invoke the LIVE alias, as the health probe does, and nothing else of the protected function."""
+    """Invoke the versions LIVE routes to, by number, as the health probe does (drcore.rollback.health_probe:
+    through the alias, its invocations would count as the candidate's traffic). IAM cannot tell a version
+    number from an alias name in a resource, so every qualifier of the protected function, and nothing else."""
     function.add_to_role_policy(
         iam.PolicyStatement(
-            sid="ProbeLiveAlias",
+            sid="ProbeLiveVersions",
             actions=["lambda:InvokeFunction"],
-            resources=[protected_function_arn(function, settings, settings.live_alias)],
+            resources=[protected_function_arn(function, settings, "*")],
         )
     )
 
@@ -250,6 +256,7 @@ def controller_environment(
         EnvVar.REGRESSION_FACTOR: str(settings.regression_factor),
         EnvVar.REGRESSION_MIN_INVOCATIONS: str(settings.regression_min_invocations),
         EnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
+        EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS: str(settings.health_probe_timeout_seconds),
     }
     # Plain strings for jsii.
     return {name.value: value for name, value in environment.items()}
