@@ -53,6 +53,17 @@ def test_the_probe_waits_the_configured_time_or_what_the_invocation_can_spare(co
     assert probe_seconds(configured, remaining_ms) == expected
 
 
+def test_with_under_a_second_to_spare_nothing_is_probed_and_nothing_published(system, health_probe, calls, monkeypatch):
+    # Given a tick late in its invocation: less than a second left once the rest of the tick has its reserve
+    calls.spy_on_every_client(monkeypatch)
+    # When the probe is asked to run
+    outcome = health_probe.run(remaining_ms=(TICK_RESERVE_SECONDS + 0.5) * 1000)
+    # Then it does not invoke, and publishes nothing: the alarm sees neither a healthy nor a failed LIVE
+    assert outcome.action == "not_probed", outcome
+    assert "Invoke" not in calls.calls and "PutMetricData" not in calls.calls
+    assert system.clients["cloudwatch"].list_metrics(Namespace="ApiladosDR")["Metrics"] == []
+
+
 def test_the_probe_invokes_each_version_live_routes_to_and_never_the_alias(system, controller, health_probe,
                                                                             versions_behaviour):
     # Given a canary: LIVE routes a share to the fix and the rest to STABLE's version, and the fix fails
