@@ -83,7 +83,7 @@ class ControllerStack(Stack):
             watcher_services=WATCHER_SERVICES,
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
-            controller_alarms=[functions.failed_events_alarm],
+            controller_alarms=[functions.failed_events_alarm, *watchers.heartbeat_alarms],
             recovery_function=recovery.function,
         )
 
