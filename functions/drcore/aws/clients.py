@@ -93,6 +93,8 @@ def single_attempt_clients(service: str) -> Callable[[int], Any]:
     protected function), by the whole seconds they may take: one attempt, since a retry would only spend the time
     the rest of the invocation needs, and a connect and a read timeout that together stay within those seconds.
     Built on first use per number of seconds, in a session of their own (the shared one takes turns building)."""
+    if service not in SDK_SERVICES:
+        raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
     session = boto3.session.Session()
     turns = threading.Lock()
     built: dict[int, Any] = {}
