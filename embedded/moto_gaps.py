@@ -9,7 +9,12 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   from the raw datapoints with the nearest-rank method.
 - Invoke: moto cannot run function code without Docker, and it drops the Qualifier of the request.
   Here an invocation of an alias or version answers as that version of the sample pipeline would:
-  healthy versions return a payload, failing ones a function error.
+  healthy versions return a payload, failing ones a function error, slow ones after the delay a test
+  sets (`behaviour.set_answer_delay`; over real HTTP only, with the embedded server, does a client's
+  read timeout run out first). And, as Lambda does for every invocation, it publishes `Invocations`,
+  `Duration` and (for a function error) `Errors` in AWS/Lambda under FunctionName, under FunctionName
+  and Resource `<function>:<qualifier>`, and for an alias also with ExecutedVersion, at the time of
+  `behaviour.clock` (the wall clock unless a test sets its simulated one).
 - Code.Location: moto's GetFunction names a URL nothing serves, and its layer versions say `s3://`.
   Here a real loopback HTTP server (`ArchiveServer`, 127.0.0.1 on a free port) serves each function
   version's and layer version's zip bytes from moto's backend, and the `Location` of GetFunction and
@@ -87,10 +92,11 @@ import hashlib
 import json
 import math
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -106,7 +112,7 @@ from moto.cloudformation.exceptions import CloudFormationError
 from moto.cloudformation.exceptions import ValidationError as CloudFormationValidationError
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.responses import CloudFormationResponse
-from moto.cloudwatch.models import Statistics
+from moto.cloudwatch.models import Statistics, cloudwatch_backends
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.dynamodb.models import DynamoDBBackend
@@ -136,11 +142,34 @@ class VersionBehaviour:
 
     def __init__(self) -> None:
         self.failing: set[tuple[str, str]] = set()
+        self.answer_delays: dict[tuple[str, str], float] = {}
+        self.answered: list[tuple[str, str]] = []  # (function, version) of each invocation, once it answered
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # when Lambda's metrics say it ran
         self.archives: ArchiveServer | None = None  # set while the fills are active
         self.replication = ReplicationControl()
 
     def set_failing(self, function_name: str, version: str, failing: bool = True) -> None:
         (self.failing.add if failing else self.failing.discard)((function_name, version))
+
+    def set_answer_delay(self, function_name: str, version: str, seconds: float) -> None:
+        """Answer invocations of `version` only after `seconds` (0: at once), as a hanging function would."""
+        self.answer_delays[(function_name, version)] = seconds
+
+
+def _publish_invocation_metrics(backend: LambdaBackend, name: str, qualifier: str | None, version: str,
+                                failed: bool, duration_ms: float, at: datetime) -> None:
+    """What Lambda publishes for one invocation, under each combination of dimensions it uses."""
+    dimension_sets = [[{"Name": "FunctionName", "Value": name}]]
+    if qualifier:
+        dimension_sets.append([*dimension_sets[0], {"Name": "Resource", "Value": f"{name}:{qualifier}"}])
+        if qualifier != version:  # an alias: the version it routed to is a dimension of its own
+            dimension_sets.append([*dimension_sets[1], {"Name": "ExecutedVersion", "Value": version}])
+    values = [("Invocations", 1.0, "Count"), ("Duration", duration_ms, "Milliseconds")]
+    values += [("Errors", 1.0, "Count")] if failed else []
+    naive_utc = at.astimezone(UTC).replace(tzinfo=None)  # as moto keeps the timestamps its API is given
+    cloudwatch_backends[backend.account_id][backend.region_name].put_metric_data("AWS/Lambda", [
+        {"MetricName": metric, "Dimensions": dimensions, "Value": value, "Unit": unit, "Timestamp": naive_utc}
+        for dimensions in dimension_sets for metric, value, unit in values])
 
 
 def _percentile(values: list[float], stat: str) -> float | None:
@@ -746,7 +775,13 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         if qualifier and not qualifier.isdigit() and qualifier != "$LATEST":
             version = self.get_alias(qualifier, name).function_version
         response_headers["x-amz-executed-version"] = version
-        if (name, version) in behaviour.failing:
+        started = time.monotonic()
+        time.sleep(behaviour.answer_delays.get((name, version), 0))
+        failed = (name, version) in behaviour.failing
+        _publish_invocation_metrics(self, name, qualifier, version, failed, (time.monotonic() - started) * 1000,
+                                    behaviour.clock())
+        behaviour.answered.append((name, version))
+        if failed:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorMessage": f"version {version} is failing", "errorType": "RuntimeError"}).encode()
         return json.dumps({"statusCode": 200, "version": version, "healthy": True}).encode()

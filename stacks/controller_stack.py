@@ -86,7 +86,7 @@ class ControllerStack(Stack):
             watcher_services=WATCHER_SERVICES,
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
-            controller_alarms=[functions.failed_events_alarm, *replication.alarms],
+            controller_alarms=[functions.failed_events_alarm, *watchers.heartbeat_alarms, *replication.alarms],
             recovery_function=recovery.function,
         )
 

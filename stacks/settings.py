@@ -43,6 +43,7 @@ from drcore.core.config import (
     RECOVERY_STACK_SUFFIX,
     RetentionPolicy,
 )
+from drcore.core.controller_settings import DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, MAX_HEALTH_PROBE_TIMEOUT_SECONDS
 
 CONTEXT_KEY = "dr"
 
@@ -454,6 +455,12 @@ class Settings(_Strict):
     # A rollback whose bookkeeping is still unfinished after this long is taken to have crashed and completed
     # by the next tick.
     pending_repair_seconds: int = Field(DEFAULT_PENDING_REPAIR_SECONDS, ge=0)
+    # The health probe waits this long for LIVE's answer, and counts none by then as a failure. At most the
+    # watcher's timeout less the time its tick keeps for reconciling (drcore.core.controller_settings); each tick
+    # cuts it further to what its invocation has left.
+    health_probe_timeout_seconds: int = Field(
+        DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, ge=1, le=MAX_HEALTH_PROBE_TIMEOUT_SECONDS
+    )
     metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, pattern=METRICS_NAMESPACE)
     log_retention_days: LogRetentionDays = 90
     # Declared before alert_emails, whose validator reads them: deploying with a topic nobody hears must be

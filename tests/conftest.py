@@ -16,9 +16,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from moto import mock_aws
 
 from drcore.aws.clients import ClientFactory, client_factory
-from drcore.aws.metrics import HealthProbe
 from drcore.core.config import ControllerSettings
 from drcore.rollback.controller import AliasController
+from drcore.rollback.health_probe import HealthProbe
 from drcore.wiring.backup import backup_runner
 from drcore.wiring.drill import drill_runner
 from drcore.wiring.recovery import recovery_service

@@ -1,7 +1,8 @@
 """health_watcher: rolls LIVE back to STABLE when a health alarm (errors, throttles, health probe) fires.
 
-Its scheduled tick probes LIVE with the runbook's health-check event, reconciles the aliases and the
-alarm states with the controller record, and promotes a candidate that has baked.
+Its scheduled tick probes what LIVE serves with the runbook's health-check event (within the time the
+invocation can spare), reconciles the aliases and the alarm states with the controller record, and promotes a
+candidate that has baked.
 """
 
 import os
@@ -27,9 +28,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL"))
 
     def tick() -> list[Outcome]:
-        probe = services.health_probe.run()
-        answer = "LIVE answered the health check" if probe["healthy"] else probe["failure"]
-        probed = Outcome("probed", answer, facts=probe)
+        probed = services.health_probe.run(remaining_ms=context.get_remaining_time_in_millis())
         return [probed, *services.controller.reconcile()]
 
     result = run_watcher(event, services.controller, settings.health_alarms, tick)

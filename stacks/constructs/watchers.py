@@ -1,7 +1,8 @@
 """Automatic rollback: health_watcher and performance_watcher, what triggers them and what they may do.
 
 Each watcher is triggered three ways (DESIGN.md section 2): directly as its alarms' action, by EventBridge
-when those alarms go to ALARM, and by an every-minute tick that reconciles whatever an edge missed.
+when those alarms go to ALARM, and by an every-minute tick that reconciles whatever an edge missed. Each tick
+it completes is counted (its heartbeat); an alarm per watcher alerts when the ticks stop.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from drcore.core.config import EnvVar
+from drcore.core.controller_settings import WATCHER_TIMEOUT_SECONDS
+from drcore.core.metric_names import HEARTBEAT_METRIC, SERVICE_DIMENSION
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.cdk_types import role_of
@@ -38,6 +42,11 @@ PROTECTED_FUNCTION_READS = (
     "lambda:ListAliases",
 )
 METRIC_READS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
+# How often the schedule ticks both watchers...
+TICK_INTERVAL = Duration.minutes(1)
+# ...and how many ticks in a row may go missing before a watcher's heartbeat alarm alerts: one late or failed
+# tick is noise (EventBridge delivers late now and then, Lambda retries), five in a row is a watcher that stopped.
+HEARTBEAT_MISSED_TICKS = 5
 
 
 class Watchers(Construct):
@@ -63,6 +72,7 @@ class Watchers(Construct):
             handler=HEALTH_WATCHER_HANDLER,
             description=f"Rolls {target} back on health alarms, probes it every minute, promotes a baked candidate",
             environment=environment,
+            timeout=Duration.seconds(WATCHER_TIMEOUT_SECONDS),
             reserved_concurrency=settings.reserved_concurrency.health_watcher,
         )
         self.performance_watcher = functions.add(
@@ -70,6 +80,7 @@ class Watchers(Construct):
             handler=PERFORMANCE_WATCHER_HANDLER,
             description=f"Rolls {target} back on duration alarms and on regressions against STABLE",
             environment=environment,
+            timeout=Duration.seconds(WATCHER_TIMEOUT_SECONDS),
             reserved_concurrency=settings.reserved_concurrency.performance_watcher,
         )
 
@@ -87,7 +98,7 @@ class Watchers(Construct):
                 )
             )
             self._explain_wildcards(watcher)
-        # Only the health watcher's tick invokes LIVE, with the seed's health-check payload.
+        # Only the health watcher's tick invokes the protected function, with the seed's health-check payload.
         grant_live_probe(self.health_watcher, settings)
 
         self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
@@ -98,9 +109,47 @@ class Watchers(Construct):
             self,
             "Tick",
             description="Every minute: probe LIVE, reconcile aliases with alarm states, promote a baked candidate",
-            schedule=events.Schedule.rate(Duration.minutes(1)),
+            schedule=events.Schedule.rate(TICK_INTERVAL),
             targets=[self._target(self.health_watcher), self._target(self.performance_watcher)],
         )
+        self.heartbeat_alarms = [
+            self._heartbeat_alarm(construct_id, service, alerting.alert_topic)
+            for construct_id, service in zip(("HealthWatcher", "PerformanceWatcher"), WATCHER_SERVICES, strict=True)
+        ]
+
+    def _heartbeat_alarm(self, construct_id: str, service: str, alert_topic: sns.ITopic) -> cloudwatch.Alarm:
+        """Alerts when `service` completed no tick for HEARTBEAT_MISSED_TICKS tick intervals in a row.
+
+        To the alert topic (severity 2 to 4), not the emergency one: a watcher that stopped leaves the pipeline
+        serving as it was, without its automatic rollback and promotion, as a backup past its RPO leaves it without
+        a fresh backup (their alarms alert the same topic). Severity 1 stays for STABLE failing."""
+        silent_minutes = int(TICK_INTERVAL.to_minutes()) * HEARTBEAT_MISSED_TICKS
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{construct_id}Heartbeat",
+            alarm_name=heartbeat_alarm_name(self._settings, service),
+            alarm_description=(
+                f"{service} completed no scheduled tick in {silent_minutes} minutes: automatic rollback and "
+                f"promotion of {self._settings.protected_function}:{self._settings.live_alias} are not running "
+                "(the tick's schedule disabled, a broken deployment, or every tick failing: see its logs)."
+            ),
+            # What the watcher's Powertools metrics count for each tick it completes (drcore.rollback.watcher).
+            metric=cloudwatch.Metric(
+                namespace=self._settings.metrics_namespace,
+                metric_name=HEARTBEAT_METRIC,
+                dimensions_map={SERVICE_DIMENSION: service},
+                statistic="Sum",
+                period=TICK_INTERVAL,
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=HEARTBEAT_MISSED_TICKS,
+            datapoints_to_alarm=HEARTBEAT_MISSED_TICKS,
+            # A watcher that stopped publishes nothing at all: silence is what this alarm is for.
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
+        return alarm
 
     def _target(self, watcher: lambda_.IFunction) -> targets.LambdaFunction:
         return targets.LambdaFunction(
@@ -131,8 +180,9 @@ class Watchers(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Read-only Lambda actions on the protected function's published versions, which are "
-                    "addressed by number and cannot be listed at synth time.",
+                    reason="Read-only Lambda actions on the protected function's published versions, and the "
+                    "health probe's invocation of the versions LIVE routes to, which are addressed by number and "
+                    "cannot be listed at synth time.",
                     applies_to=[every_version_of(self._settings)],
                 ),
                 NagPackSuppression(
@@ -219,14 +269,20 @@ def grant_alias_control(
 
 
 def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
-    """Invoke the LIVE alias, as the health probe does, and nothing else of the protected function."""
+    """Invoke the versions LIVE routes to, by number, as the health probe does (drcore.rollback.health_probe:
+    through the alias, its invocations would count as the candidate's traffic). IAM cannot tell a version
+    number from an alias name in a resource, so every qualifier of the protected function, and nothing else."""
     function.add_to_role_policy(
         iam.PolicyStatement(
-            sid="ProbeLiveAlias",
+            sid="ProbeLiveVersions",
             actions=["lambda:InvokeFunction"],
-            resources=[protected_function_arn(function, settings, settings.live_alias)],
+            resources=[protected_function_arn(function, settings, "*")],
         )
     )
+
+
+def heartbeat_alarm_name(settings: Settings, service: str) -> str:
+    return f"{settings.protected_function}-{service}-heartbeat"
 
 
 def controller_environment(
@@ -250,6 +306,7 @@ def controller_environment(
         EnvVar.REGRESSION_FACTOR: str(settings.regression_factor),
         EnvVar.REGRESSION_MIN_INVOCATIONS: str(settings.regression_min_invocations),
         EnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
+        EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS: str(settings.health_probe_timeout_seconds),
     }
     # Plain strings for jsii.
     return {name.value: value for name, value in environment.items()}

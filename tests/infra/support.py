@@ -90,6 +90,7 @@ TUNED = {
             "alert": [{"protocol": "https", "endpoint": "https://chat.orders.example/hooks/dr-alerts"}],
         },
         "reserved_concurrency": {"health_watcher": 10, "performance_watcher": 4, "recovery": 2, "account_limit": 120},
+        "health_probe_timeout_seconds": 4,
     }
 }
 

@@ -217,7 +217,8 @@ def test_alarms_follow_the_settings(another_function: Synthesized):
         and "-replication-" not in r["Properties"]["AlarmName"]  # the data bucket's (tests/infra/test_replication.py)
     )
     suffixes = ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
-    assert names == sorted(f"orders-api-prod-{suffix}" for suffix in suffixes)
+    heartbeats = [f"orders-api-{watcher}-heartbeat" for watcher in ("health_watcher", "performance_watcher")]
+    assert names == sorted([*(f"orders-api-prod-{suffix}" for suffix in suffixes), *heartbeats])
     _, p99 = _alarm(another_function, "orders-api-prod-p99-duration")
     assert _sorted(p99["Dimensions"]) == [
         {"Name": "FunctionName", "Value": "orders-api"},

@@ -162,6 +162,14 @@ def test_every_call_is_allowed_by_its_own_functions_role(report: ConformanceRepo
     assert not unexpected, "calls their role does not allow:\n" + "\n".join(unexpected)
 
 
+def test_the_health_probes_invocations_are_among_the_checked_calls(recorded: Recorded) -> None:
+    # The probe invokes the versions LIVE routes to by number, never the alias (drcore.rollback.health_probe): its
+    # calls are checked against the health watcher's role like every other call
+    probes = [call for call in recorded.recording.for_handler("health_watcher.handler.handler")
+              if call.operation == "Invoke"]
+    assert probes and all(str(call.params.get("Qualifier")).isdigit() for call in probes), probes
+
+
 def test_every_known_gap_is_still_open(report: ConformanceReport) -> None:
     # An entry whose calls are allowed now is stale: the gap is closed, and the entry goes.
     closed = [gap for gap in KNOWN_GAPS if gap not in {denied.key for denied in report.denied}]

@@ -146,6 +146,12 @@ def test_settle_time_covers_the_longest_alarm_window():
         ({"secondary_region": "us-east-1"}, "dr.secondary_region: Value error, must differ from primary_region"),
         ({"primary_region": "Virginia"}, "dr.primary_region: String should match pattern"),
         ({"regression_factor": 1}, "dr.regression_factor: Input should be greater than 1"),
+        ({"health_probe_timeout_seconds": 0}, "dr.health_probe_timeout_seconds: Input should be greater than or equal"),
+        # At most the watchers' 30 s less the 10 s their tick keeps for reconciling: 20
+        (
+            {"health_probe_timeout_seconds": 21},
+            "dr.health_probe_timeout_seconds: Input should be less than or equal to 20",
+        ),
         ({"metrics_namespace": "AWS/Lambda"}, "dr.metrics_namespace: Value error, the AWS/ prefix is reserved"),
         ({"log_retention_days": 10}, "dr.log_retention_days: Input should be 1, 3, 5"),
         (

@@ -11,9 +11,9 @@ from moto import mock_aws
 
 from drcore.aws.alerts import Alert
 from drcore.aws.clients import s3_client
-from drcore.aws.metrics import HEALTH_PROBE_METRIC
 from drcore.core.config import ControllerSettings
 from drcore.core.errors import ConcurrentUpdate, SettingsError
+from drcore.core.metric_names import HEALTH_PROBE_METRIC
 from drcore.core.models import Cause, ControllerState
 from drcore.rollback.watcher import outcome_metrics
 from drcore.state.backup_store import backup_time, new_backup_id
@@ -81,13 +81,13 @@ def test_health_probe_publishes_failure_of_a_failing_version(system, health_prob
     # When probed
     result = health_probe.run()
     # Then the failure is a metric datapoint of 1 for the alarm to see
-    assert result["healthy"] is False and "Unhandled" in result["failure"]
+    assert result.facts["healthy"] is False and "Unhandled" in result.detail
     metric = cloudwatch.list_metrics(Namespace="ApiladosDR", MetricName=HEALTH_PROBE_METRIC)["Metrics"]
     dimensions = {d["Name"]: d["Value"] for d in metric[0]["Dimensions"]}
     assert dimensions == {"FunctionName": system.function_name, "Alias": "LIVE"}
     # And a healthy version reports healthy
     versions_behaviour.set_failing(system.function_name, system.versions["good"], failing=False)
-    assert health_probe.run()["healthy"] is True
+    assert health_probe.run().facts["healthy"] is True
 
 
 def test_regression_against_stables_baseline_rolls_back(system, controller, clock):

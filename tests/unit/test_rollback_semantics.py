@@ -294,7 +294,7 @@ def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, v
     probe = result["outcomes"][0]
     assert result["status"] == "ticked" and probe["action"] == "probed", probe
     assert probe["facts"]["healthy"] is False, probe
-    assert probe["facts"]["executed_version"] == system.versions["bad"]
+    assert list(probe["facts"]["versions"]) == [system.versions["bad"]]
 
 
 def crash_at(monkeypatch, target, method: str, point: str):

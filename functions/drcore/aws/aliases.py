@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from drcore.aws.errors import is_not_found, is_precondition_failed
 from drcore.core.errors import AliasChanged, InvalidRequest
@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # the stubs are a development dependency: Lambda's runtime ne
     from mypy_boto3_lambda.type_defs import AliasConfigurationResponseTypeDef
 
 LATEST = "$LATEST"
+
+
+class NoAnswer(Exception):
+    """A synchronous invocation was given up: no connection, or no answer, within the client's timeouts."""
 
 
 class UnservableVersion(InvalidRequest):
@@ -84,13 +88,18 @@ class AliasGateway:
         return True
 
     def invoke(self, qualifier: str, payload: bytes) -> dict[str, Any]:
-        """Invoke synchronously; returns status code, function error (if any) and the payload bytes."""
-        response = self._lambda.invoke(
-            FunctionName=self._function, Qualifier=qualifier, InvocationType="RequestResponse", Payload=payload
-        )
+        """Invoke synchronously; returns status code, function error (if any) and the payload bytes. NoAnswer when
+        the client's connect or read timeout ran out first (the answer's body is read within them too)."""
+        try:
+            response = self._lambda.invoke(
+                FunctionName=self._function, Qualifier=qualifier, InvocationType="RequestResponse", Payload=payload
+            )
+            body = response["Payload"].read()
+        except (ConnectTimeoutError, ReadTimeoutError) as error:
+            raise NoAnswer(str(error)) from error
         return {
             "status_code": response.get("StatusCode"),
             "function_error": response.get("FunctionError"),
             "executed_version": response.get("ExecutedVersion"),
-            "payload": response["Payload"].read(),
+            "payload": body,
         }

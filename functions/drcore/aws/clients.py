@@ -23,6 +23,8 @@ logger = Logger(child=True)
 # Standard retries back off on throttling; a short connect timeout keeps a rollback from hanging on
 # one bad connection while Lambda's own retry and the tick remain as the safety net.
 AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+# A single-attempt client's share of its time for connecting: a healthy endpoint connects in milliseconds.
+SINGLE_ATTEMPT_CONNECT_SECONDS = 1.0
 
 ClientFactory = Callable[[str], Any]
 
@@ -85,6 +87,29 @@ def log_sdk_version() -> None:
     logger.info("AWS SDK loaded", extra={"boto3_version": boto3.__version__,
                                          "botocore_version": botocore.__version__,
                                          "botocore_path": str(botocore.__file__)})
+
+
+def single_attempt_clients(service: str) -> Callable[[int], Any]:
+    """Clients of `service` for a call whose slowness is itself the answer (the health probe's invoke of the
+    protected function), by the whole seconds they may take: one attempt, since a retry would only spend the time
+    the rest of the invocation needs, and a connect and a read timeout that together stay within those seconds.
+    Built on first use per number of seconds, in a session of their own (the shared one takes turns building)."""
+    if service not in SDK_SERVICES:
+        raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
+    session = boto3.session.Session()
+    turns = threading.Lock()
+    built: dict[int, Any] = {}
+
+    def within(seconds: int) -> Any:
+        with turns:
+            if seconds not in built:
+                connect = min(SINGLE_ATTEMPT_CONNECT_SECONDS, seconds / 4)
+                config = Config(retries={"mode": "standard", "total_max_attempts": 1},
+                                connect_timeout=connect, read_timeout=seconds - connect)
+                built[seconds] = session.client(service, config=config)  # type: ignore[call-overload]  # as above
+            return built[seconds]
+
+    return within
 
 
 def _iso_timestamp(value: Any) -> datetime:

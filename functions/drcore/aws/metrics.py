@@ -1,26 +1,18 @@
 """What CloudWatch knows about the protected function's LIVE alias, per executed version.
 
 Lambda publishes alias metrics with the dimensions FunctionName, Resource (`<function>:<alias>`) and
-ExecutedVersion, so a canary's share is measured apart from STABLE's.
+ExecutedVersion, so a canary's share is measured apart from STABLE's. An invocation of a version by its number
+is published under Resource `<function>:<version>` instead, without ExecutedVersion: that is how the health
+probe's invocations stay out of what is read here (drcore.rollback.health_probe).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from datetime import datetime
 from typing import Any
 
-from drcore.aws.aliases import AliasGateway
-from drcore.core.metric_names import (
-    ALIAS_DIMENSION,
-    FUNCTION_DIMENSION,
-    HEALTH_PROBE_LATENCY_METRIC,
-    HEALTH_PROBE_METRIC,
-)
-
-HEALTH_PROBE_PAYLOAD = {"test": "health-check"}  # the runbook's health-check event
+from drcore.core.metric_names import FUNCTION_DIMENSION
 
 
 class FunctionMetrics:
@@ -66,49 +58,6 @@ class FunctionMetrics:
 
     def p99_duration_ms(self, version: str, start: datetime, end: datetime) -> float | None:
         return self._statistic("Duration", "p99", version, start, end)
-
-
-class HealthProbe:
-    """Invokes LIVE with the runbook's health-check payload and publishes the outcome as a metric.
-
-    Unlike the runbook's `aws lambda invoke` exit-code test, a function error counts as a failure.
-    """
-
-    def __init__(
-        self, aliases: AliasGateway, cloudwatch_client: Any, namespace: str, function_name: str, alias: str
-    ) -> None:
-        self._aliases = aliases
-        self._cloudwatch = cloudwatch_client
-        self._namespace = namespace
-        self._function = function_name
-        self._alias = alias
-
-    def run(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            response = self._aliases.invoke(self._alias, json.dumps(HEALTH_PROBE_PAYLOAD).encode())
-            failure = response["function_error"] or (
-                None if response["status_code"] == 200 else f"status {response['status_code']}"
-            )
-            executed_version = response["executed_version"]
-        except Exception as error:  # noqa: BLE001  # any failure to get an answer is a failed probe, not a crashed tick
-            failure, executed_version = f"{type(error).__name__}: {error}", None
-        latency_ms = (time.perf_counter() - started) * 1000
-        dimensions = [
-            {"Name": FUNCTION_DIMENSION, "Value": self._function},
-            {"Name": ALIAS_DIMENSION, "Value": self._alias},
-        ]
-        self._cloudwatch.put_metric_data(
-            Namespace=self._namespace,
-            MetricData=[
-                {"MetricName": HEALTH_PROBE_METRIC, "Dimensions": dimensions, "Value": 1 if failure else 0,
-                 "Unit": "Count"},
-                {"MetricName": HEALTH_PROBE_LATENCY_METRIC, "Dimensions": dimensions, "Value": latency_ms,
-                 "Unit": "Milliseconds"},
-            ],
-        )
-        return {"healthy": failure is None, "failure": failure, "executed_version": executed_version,
-                "latency_ms": round(latency_ms, 1)}
 
 
 class VersionGauges:

@@ -34,6 +34,7 @@ class EnvVar(StrEnum):
     REGRESSION_FACTOR = "DR_REGRESSION_FACTOR"
     REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
     METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
+    HEALTH_PROBE_TIMEOUT_SECONDS = "DR_HEALTH_PROBE_TIMEOUT_SECONDS"
 
 
 def split_names(text: str) -> tuple[str, ...]:
@@ -95,6 +96,16 @@ DEFAULT_PENDING_REPAIR_SECONDS = 60
 DEFAULT_REGRESSION_FACTOR = 1.5
 DEFAULT_REGRESSION_MIN_INVOCATIONS = 20
 
+# A watcher's invocation may last this long (the stack sets it as the watchers' Lambda timeout)...
+WATCHER_TIMEOUT_SECONDS = 30
+# ...of which the health probe leaves at least this much to the rest of the tick (reconcile and the metrics), so
+# a LIVE that answers slowly or never is a failed probe, never a watcher timing out before it reconciles...
+TICK_RESERVE_SECONDS = 10
+# ...and waits this long for LIVE's answer by default: a health check answers in well under a second, and a
+# cold start of the pipeline in a few.
+DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS = 10
+MAX_HEALTH_PROBE_TIMEOUT_SECONDS = WATCHER_TIMEOUT_SECONDS - TICK_RESERVE_SECONDS
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -115,6 +126,7 @@ class ControllerSettings:
     regression_factor: float = DEFAULT_REGRESSION_FACTOR
     regression_min_invocations: int = DEFAULT_REGRESSION_MIN_INVOCATIONS
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    health_probe_timeout_seconds: int = DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS
 
     @property
     def watched_alarms(self) -> tuple[str, ...]:
@@ -142,6 +154,10 @@ class ControllerSettings:
             regression_min_invocations=read.whole(EnvVar.REGRESSION_MIN_INVOCATIONS,
                                                   DEFAULT_REGRESSION_MIN_INVOCATIONS, 1),
             metrics_namespace=read.text(EnvVar.METRICS_NAMESPACE, DEFAULT_METRICS_NAMESPACE),
+            health_probe_timeout_seconds=read.value(
+                EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS, DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, int,
+                lambda seconds: 1 <= seconds <= MAX_HEALTH_PROBE_TIMEOUT_SECONDS,
+                f"a whole number of seconds from 1 to {MAX_HEALTH_PROBE_TIMEOUT_SECONDS}"),
         )
         if read.problems:
             raise SettingsError(f"invalid controller settings: {'; '.join(read.problems)}")

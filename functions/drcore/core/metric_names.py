@@ -16,8 +16,8 @@ COMPONENT_DIMENSION = "Component"
 DRILL_PASSED_METRIC = "DrillPassed"  # 1 passed, 0 failed
 ENVIRONMENT_DIMENSION = "Environment"
 
-# The health watcher's tick invokes LIVE with the seed's health-check payload (dimensions FUNCTION_DIMENSION
-# and ALIAS_DIMENSION): the health-probe alarm fires on the first.
+# The health watcher's tick invokes what LIVE serves with the seed's health-check payload (dimensions
+# FUNCTION_DIMENSION and ALIAS_DIMENSION): the health-probe alarm fires on the first.
 HEALTH_PROBE_METRIC = "HealthProbeFailed"  # 1 failed, 0 passed
 HEALTH_PROBE_LATENCY_METRIC = "HealthProbeLatency"  # milliseconds
 FUNCTION_DIMENSION = "FunctionName"
@@ -26,7 +26,12 @@ ALIAS_DIMENSION = "Alias"
 # The watchers: the versions LIVE and STABLE serve (dimension FUNCTION_DIMENSION)...
 LIVE_VERSION_METRIC = "LiveVersion"
 STABLE_VERSION_METRIC = "StableVersion"
-# ...and a count of each change they make (Powertools' embedded metric format, dimension `service`).
+# ...and, through Powertools' embedded metric format (dimension SERVICE_DIMENSION: the watcher's Powertools
+# service name), a count of each scheduled tick they complete, their heartbeat (an alarm per watcher fires when it
+# stops: a disabled schedule, a broken deploy, a tick failing every time)...
+HEARTBEAT_METRIC = "Ticks"
+SERVICE_DIMENSION = "service"
+# ...and of each change they make.
 ROLLBACKS_METRIC = "Rollbacks"
 PROMOTIONS_METRIC = "Promotions"
 FREEZES_METRIC = "Freezes"

@@ -17,6 +17,7 @@ from drcore.aws.metrics import VersionGauges
 from drcore.core.metric_names import (
     DRIFT_REVERTS_METRIC,
     FREEZES_METRIC,
+    HEARTBEAT_METRIC,
     LIVE_VERSION_METRIC,
     PROMOTIONS_METRIC,
     ROLLBACKS_METRIC,
@@ -60,9 +61,10 @@ def run_watcher(
 
 
 def outcome_metrics(result: dict[str, Any]) -> list[str]:
-    """Names of the count metrics an event earns: one for the event itself (Ticks, AlarmEvents,
-    IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes, DriftReverts)."""
-    per_status = {"ticked": "Ticks", "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
+    """Names of the count metrics an event earns: one for the event itself (Ticks, the heartbeat, for a tick that
+    completed; AlarmEvents, IgnoredEvents) and one per change it made (Rollbacks, Promotions, Freezes,
+    DriftReverts)."""
+    per_status = {"ticked": HEARTBEAT_METRIC, "handled": "AlarmEvents", "ignored": "IgnoredEvents"}
     per_action = {"rolled_back": ROLLBACKS_METRIC, "rollback_completed": ROLLBACKS_METRIC,
                   "promoted": PROMOTIONS_METRIC, "frozen": FREEZES_METRIC, "reverted": DRIFT_REVERTS_METRIC}
     outcomes = result.get("outcomes") or ([result["outcome"]] if "outcome" in result else [])

@@ -6,11 +6,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
-from drcore.aws.clients import client_factory
-from drcore.aws.metrics import HealthProbe, VersionGauges
+from drcore.aws.aliases import AliasGateway
+from drcore.aws.clients import client_factory, single_attempt_clients
+from drcore.aws.metrics import VersionGauges
 from drcore.core.controller_settings import ControllerSettings
 from drcore.core.metric_names import LIVE_VERSION_METRIC
 from drcore.rollback.controller import AliasController
+from drcore.rollback.health_probe import HealthProbe
 from drcore.wiring.shared import alias_controller
 
 
@@ -33,6 +35,12 @@ def watcher_services(settings: ControllerSettings, endpoint_url: str | None = No
         return beside_rollbacks.submit(gauges.publish, {LIVE_VERSION_METRIC: version})
 
     controller, aliases, _ = alias_controller(settings, client, after_flip=publish_live_version)
-    probe = HealthProbe(aliases, client("cloudwatch"), settings.metrics_namespace, settings.protected_function,
-                        settings.live_alias)
+    # The probe's invocations go through clients of their own, which give up rather than retry (health_probe).
+    probe_clients = single_attempt_clients("lambda")
+
+    def bounded_invoker(seconds: int) -> AliasGateway:
+        return AliasGateway(probe_clients(seconds), settings.protected_function)
+
+    probe = HealthProbe(aliases, bounded_invoker, client("cloudwatch"), settings.metrics_namespace,
+                        settings.protected_function, settings.live_alias, settings.health_probe_timeout_seconds)
     return WatcherServices(controller=controller, health_probe=probe, version_gauges=gauges)
