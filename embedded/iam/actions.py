@@ -86,6 +86,10 @@ _S3_WRITES = frozenset({"PutObject", "CreateMultipartUpload", "CopyObject"})
 _S3_READS = frozenset({"GetObject", "CompleteMultipartUpload"})
 _S3_COPIES = frozenset({"CopyObject", "UploadPartCopy"})  # read the source, write the destination
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# s3:ObjectCreationOperation: true for the requests that create an object (and so may carry If-None-Match),
+# false for the steps of a multipart upload before its completion, which take no conditional header.
+_S3_OBJECT_CREATION = {"PutObject": "true", "CopyObject": "true", "CompleteMultipartUpload": "true",
+                       "CreateMultipartUpload": "false", "UploadPart": "false", "UploadPartCopy": "false"}
 
 
 class UnmappedCall(Exception):
@@ -342,6 +346,8 @@ def _context(call: RecordedCall) -> dict[str, str]:
                                ("s3:if-match", "IfMatch")):
             if call.params.get(parameter):
                 context[key] = str(call.params[parameter])
+        if call.operation in _S3_OBJECT_CREATION:
+            context["s3:ObjectCreationOperation"] = _S3_OBJECT_CREATION[call.operation]
     return context
 
 

@@ -39,7 +39,7 @@ ASSUMED: dict[str, tuple[str, str]] = {
 
 # Condition keys the request context decides, present or absent (actions._context sets them).
 DECIDED = frozenset({"aws:RequestedRegion", "cloudwatch:namespace", "iam:PassedToService", "s3:versionid",
-                     "s3:if-none-match", "s3:if-match"})
+                     "s3:if-none-match", "s3:if-match", "s3:ObjectCreationOperation"})
 
 
 class UndecidedCondition(Exception):

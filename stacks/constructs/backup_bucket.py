@@ -94,7 +94,30 @@ class BackupBucket(Construct):
             # Backups must outlive the stack that made them.
             removal_policy=RemovalPolicy.RETAIN,
         )
+        self._require_create_only_writes()
         self._let_logs_export(settings)
+
+    def _require_create_only_writes(self) -> None:
+        """Every object the account's principals write into the backup bucket must be a new key: S3 accepts a
+        PutObject, CopyObject or CompleteMultipartUpload only with `If-None-Match: *`, which fails when the key
+        holds an object, so no role can replace what a restore reads with a new version. The parts of a
+        multipart upload carry no conditional header (S3 takes none there): `s3:ObjectCreationOperation` is
+        false for them, and their completion is the conditional write.
+
+        Every prefix of the layout is write-once (drcore.state.backup_store): checkpoints are one object per
+        page, restore records one per batch, and mutable state lives in the state table, so no prefix is
+        exempt. The one writer this does not cover is CloudWatch Logs' export (a service principal, not the
+        account's): it writes only new keys, under a new task id, below the logs prefix it is allowed."""
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BackupsAreWrittenOnce",
+                effect=iam.Effect.DENY,
+                principals=[iam.AccountRootPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
+            )
+        )
 
     def _let_logs_export(self, settings: Settings) -> None:
         """CloudWatch Logs' export task writes as the logs service, not as the function that created it."""

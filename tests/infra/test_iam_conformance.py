@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -187,6 +187,22 @@ def test_the_harness_refuses_deleting_the_recovery_copy_without_its_grant(synth:
     # When the calls are checked / Then planning a recovery after a failed one is refused DeleteStack
     denied = check_conformance(template, recorded.recording, recorded.names).denied
     assert ("recovery", "cloudformation:DeleteStack") in {call.key for call in denied}
+
+
+def test_the_harness_refuses_a_backup_written_without_if_none_match(synth: Any, recorded: Recorded) -> None:
+    # Given the same calls, but every write of the backup function into the backup bucket without If-None-Match,
+    # as code that forgot the condition would send them
+    bucket = recorded.recording.environments["backup.handler.handler"]["DR_BACKUP_BUCKET_NAME"]
+    unguarded = [replace(call, params={k: v for k, v in call.params.items() if k != "IfNoneMatch"})
+                 if call.service == "s3" and call.params.get("Bucket") == bucket else call
+                 for call in recorded.recording.calls]
+    assert any(call.params.get("IfNoneMatch") for call in recorded.recording.calls if call.service == "s3")
+    recording = CallRecording(unguarded, recorded.recording.invoked_as, recorded.recording.environments)
+    # When they are checked / Then the bucket policy refuses them explicitly: no role can overwrite a backup
+    denied = {call.key: call.outcome for call in
+              check_conformance(synth.template.to_json(), recording, recorded.names).denied}
+    assert denied[("backup", "s3:PutObject")] == "explicitly denied"
+    assert denied[("recovery", "s3:PutObject")] == "explicitly denied"  # its safety snapshots and records
 
 
 def test_every_known_excess_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:

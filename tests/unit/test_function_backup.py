@@ -252,7 +252,8 @@ def test_a_second_backup_never_overwrites_the_first(system, lam, store, monkeypa
     assert [listing.complete for listing in store.list_backups(Component.LAMBDA, system.function_name)] == [True, True]
     # and even a backup that reused the first one's id could not replace a byte of it
     monkeypatch.setattr("drcore.backup.function_backup.new_backup_id", lambda moment: first.backup_id)
-    with pytest.raises(AlreadyWritten):
+    with pytest.raises(AlreadyWritten, match=rf"s3://{BACKUP_BUCKET}/backups/lambda/{system.function_name}/"
+                                              rf"{first.backup_id}/code.zip already exists"):
         _backup(lam, store, system).run(reason="third")
     assert _files(store, system, first.backup_id) == before
 
