@@ -1,5 +1,6 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, the operators' recovery function, the drills, and the dashboard."""
+backups with their RPO alarms and their retention, the operators' recovery function, the drills, and the
+dashboard."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
+from stacks.constructs.retention import Retention
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
@@ -55,6 +57,14 @@ class ControllerStack(Stack):
             state_table=state.table,
             backup_bucket=backup_bucket,
             alert_topic=alerting.alert_topic,
+        )
+        retention = Retention(
+            self,
+            "Retention",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            backup_bucket=backup_bucket,
         )
         recovery = Recovery(
             self,
@@ -102,6 +112,10 @@ class ControllerStack(Stack):
             "BackupFunctionName": (
                 backups.function.function_name,
                 'Backs up on schedule; invoke with {"component": "lambda" | "s3" | "stack" | "logs"} to back up now',
+            ),
+            "RetentionFunctionName": (
+                retention.function.function_name,
+                'Prunes expired snapshots every hour; invoke with {"action": "retention"} to run now',
             ),
             "RecoveryFunctionName": (
                 recovery.function.function_name,

@@ -82,6 +82,8 @@ MAX_STACK_NAME = 128
 UNRESERVED_CONCURRENCY_MINIMUM = 100
 # The concurrent executions quota AWS gives an account in a region unless raised (new accounts may get less).
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
+# The retention function runs alone: two runs at once would judge and hide the same backups twice.
+RETENTION_CONCURRENCY = 1
 
 
 class InvalidSettings(ValueError):
@@ -273,7 +275,8 @@ class ReservedConcurrency(_Strict):
 
     @property
     def total(self) -> int:
-        return self.health_watcher + self.performance_watcher + self.recovery
+        """Everything the stack reserves, the retention function's one included."""
+        return self.health_watcher + self.performance_watcher + self.recovery + RETENTION_CONCURRENCY
 
     @model_validator(mode="after")
     def _leaves_the_unreserved_minimum(self) -> Self:

@@ -307,6 +307,13 @@ def _s3_extras(call: RecordedCall, facts: WorldFacts) -> Iterator[Permission]:
         yield Permission("s3:PutObjectRetention", target, {}, f"{operation} with Object Lock retention")
     if operation in _S3_WRITES and params.get("ObjectLockLegalHoldStatus"):
         yield Permission("s3:PutObjectLegalHold", target, {}, f"{operation} with a legal hold")
+    if params.get("BypassGovernanceRetention"):
+        # Shortening or removing GOVERNANCE retention (S3 User Guide, Object Lock: bypassing governance mode).
+        keys = [str(entry["Key"]) for entry in params["Delete"]["Objects"]] if operation == "DeleteObjects" \
+            else [str(params.get("Key", ""))]
+        for key in keys:
+            yield Permission("s3:BypassGovernanceRetention", _object_arn(facts, bucket, key), {},
+                             f"{operation} bypassing governance retention")
     if operation in ("GetObject", "HeadObject") and call.error_code in _NOT_FOUND and not params.get("VersionId"):
         # Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied, not the 404 the code expects.
         yield Permission("s3:ListBucket", f"arn:{facts.partition}:s3:::{bucket}", {}, f"{operation} answered 404")

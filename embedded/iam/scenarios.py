@@ -11,7 +11,9 @@
    - a recovery of the function in place from an older backup, released to LIVE, then the operator's
      manual rollback;
    - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE);
-   - the operator's read-only `preflight`, in an account that has everything it checks for.
+   - the operator's read-only `preflight`, in an account that has everything it checks for;
+   - the retention function's scheduled run two days after a snapshot that the policy no longer keeps, so
+     that it hides the snapshot and the content only that snapshot referenced.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -23,11 +25,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import time_machine
 from moto.cloudformation.models import cloudformation_backends
 from moto.core.base_backend import BackendDict
 from moto.core.model_instances import reset_model_data
@@ -42,6 +45,7 @@ from embedded.world import REGION, embedded_world
 BACKUP_FUNCTION = "apilados-dr-backup"
 RECOVERY_FUNCTION = "apilados-dr-recovery"
 DRILL_FUNCTION = "apilados-dr-drill"
+RETENTION_FUNCTION = "apilados-dr-retention"
 OPERATOR = {"requested_by": "iam-conformance", "reason": "the IAM conformance scenarios"}
 
 
@@ -195,6 +199,24 @@ def _preflight(system: SampleSystem) -> None:
     _expect(answer.get("ok") is True and answer["result"]["ok"] is True, "the preflight", answer)
 
 
+def _retention(system: SampleSystem) -> None:
+    """A body changes and the bucket is snapshotted again; under a policy that keeps the newest snapshot only,
+    the retention run two days later hides the older snapshot and the body only it referenced."""
+    import retention.handler as retention
+    from drcore.core.config import RetentionEnvVar
+
+    system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-00000.csv",
+                                    Body=b"id,amount\n0,1\n")
+    _back_up(["s3"])
+    os.environ.update({RetentionEnvVar.RETENTION_KEEP_LAST: "1", RetentionEnvVar.RETENTION_HOURLY: "0",
+                       RetentionEnvVar.RETENTION_DAILY: "0", RetentionEnvVar.RETENTION_WEEKLY: "0",
+                       RetentionEnvVar.RETENTION_MONTHLY: "0"})
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=2), tick=True):
+        answer = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+    _expect(answer.get("ok") is True and len(answer["pruned"]["removed"]) == 1
+            and answer["pruned"]["content_removed"] >= 1, "the retention run", answer)
+
+
 def _newest_backup(system: SampleSystem, component: str) -> str:
     from drcore.state.backup_store import BackupStore, Component
 
@@ -217,6 +239,7 @@ def beyond_the_drill() -> None:
         _in_place_recovery_and_manual_rollback(system, first_backup)
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
+        _retention(system)  # last: it moves the clock on
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

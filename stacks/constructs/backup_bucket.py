@@ -2,9 +2,10 @@
 
 Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock in GOVERNANCE
 mode for `backup.object_lock_retention_days`, so a bug or a stolen credential can neither overwrite nor
-delete a backup before its lock expires. The backup function prunes by placing delete markers (it holds
-no s3:DeleteObjectVersion); the lifecycle rule removes the hidden bytes `noncurrent_version_expiry_days`
-later, and S3 never removes a version while its lock lasts.
+delete a backup before its lock expires. The bucket's policy holds every principal of the account to
+create-only writes, lets only the retention function place delete markers, and lets no one delete a
+version or bypass GOVERNANCE retention; the lifecycle rule removes the hidden bytes
+`noncurrent_version_expiry_days` later, and S3 never removes a version while its lock lasts.
 
 CloudWatch Logs writes the daily export of the protected function's logs itself, so the bucket policy and
 the key policy let the logs service in, for that log group and under that function's logs prefix only.
@@ -116,6 +117,33 @@ class BackupBucket(Construct):
                 actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects("*")],
                 conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
+            )
+        )
+
+    def let_only_retention_hide(self, retention_role: iam.IRole) -> None:
+        """No principal of the account but the retention function's role may place a delete marker (which hides
+        an object from every read by key, lock or no lock), and none at all may delete a version or bypass
+        GOVERNANCE retention: the lifecycle rule alone removes what retention hid, once Object Lock allows.
+        An administrator who must do either changes this policy first."""
+        account = iam.AccountRootPrincipal()
+        everything = [self.bucket.arn_for_objects("*")]
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyRetentionHidesBackups",
+                effect=iam.Effect.DENY,
+                principals=[account],
+                actions=["s3:DeleteObject"],
+                resources=everything,
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": retention_role.role_arn}},
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="NoOneDestroysBackups",
+                effect=iam.Effect.DENY,
+                principals=[account],
+                actions=["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
+                resources=everything,
             )
         )
 

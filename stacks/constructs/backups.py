@@ -60,12 +60,10 @@ DATA_OBJECT_READS = (
 )
 BACKUP_OBJECT_READS = (
     "s3:GetObject",
-    "s3:GetObjectRetention",
-    "s3:GetObjectLegalHold",
     "s3:ListMultipartUploadParts",
 )
-# DeleteObject without a version id only places a delete marker; no s3:DeleteObjectVersion is granted.
-BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject")
+# Writes only, each create-only (the bucket's policy): the retention function alone may hide a backup.
+BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 # Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
 # failed one is aborted. Everything else in the backup store is a single PUT.
 MULTIPART_ABORT = ("s3:AbortMultipartUpload",)
@@ -233,7 +231,7 @@ class Backups(Construct):
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
             iam.PolicyStatement(
-                sid="WriteAndPruneBackups",
+                sid="WriteBackups",
                 actions=list(BACKUP_OBJECT_WRITES),
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
@@ -497,7 +495,6 @@ def backup_environment(
     """What `drcore.core.config.BackupSettings.from_environ` reads, under the names drcore.core.config defines, plus
     the state table for the journal."""
     backup = settings.backup
-    retention = backup.retention
     environment = {
         BackupEnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,
         BackupEnvVar.DATA_BUCKET_NAME: settings.data_bucket,
@@ -505,11 +502,6 @@ def backup_environment(
         BackupEnvVar.PIPELINE_STACK_NAME: settings.pipeline_stack,
         BackupEnvVar.LOG_GROUP_NAME: protected_log_group(settings),
         BackupEnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
-        BackupEnvVar.RETENTION_KEEP_LAST: str(retention.keep_last),
-        BackupEnvVar.RETENTION_HOURLY: str(retention.hourly),
-        BackupEnvVar.RETENTION_DAILY: str(retention.daily),
-        BackupEnvVar.RETENTION_WEEKLY: str(retention.weekly),
-        BackupEnvVar.RETENTION_MONTHLY: str(retention.monthly),
         BackupEnvVar.COPY_CONCURRENCY: str(backup.copy_concurrency),
         BackupEnvVar.PUBLISH_BACKUP_VERSION: "true" if backup.publish_version else "false",
         EnvVar.STATE_TABLE_NAME: state_table.table_name,

@@ -113,7 +113,7 @@ TARGET_OBJECT_READS = (
 # so no restore can remove data for good. PutObjectTagging writes the tags a copied-back version brings.
 # AbortMultipartUpload cleans up a multipart copy of a large object that failed half-way.
 TARGET_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload")
-# Writes into the backup bucket never delete: the backup function alone prunes. (A safety snapshot's copy in
+# Writes into the backup bucket never delete: the retention function alone prunes. (A safety snapshot's copy in
 # parts, into content/ only, is aborted when it fails: backups.MULTIPART_ABORT.)
 BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 

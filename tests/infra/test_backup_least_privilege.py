@@ -16,7 +16,6 @@ LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/apilado
 UNSCOPABLE = {"lambda:ListEventSourceMappings", "logs:DescribeExportTasks", "cloudwatch:PutMetricData"}
 MUTATING = {
     "s3:PutObject",
-    "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "kms:GenerateDataKey*",
     "lambda:InvokeFunction",
@@ -37,8 +36,6 @@ READS = {
     "s3:GetObjectVersionAttributes",
     "s3:GetObjectTagging",
     "s3:GetObjectVersionTagging",
-    "s3:GetObjectRetention",
-    "s3:GetObjectLegalHold",
     "s3:ListMultipartUploadParts",
     "kms:Decrypt",
     "lambda:GetFunction",
@@ -140,19 +137,17 @@ def test_the_data_bucket_is_only_read(synth: Synthesized):
     assert _granted(synth, "s3:GetObjectVersion") == [f"{DATA_BUCKET_ARN}/*"]
 
 
-def test_backups_are_written_and_pruned_only_under_the_backup_stores_prefixes(synth: Synthesized):
+def test_backups_are_written_only_under_the_backup_stores_prefixes_and_never_removed(synth: Synthesized):
     # Given the backup bucket
     bucket = _backup_bucket(synth)
     prefixes = sorted(f"${{{bucket}.Arn}}/{prefix}/*" for prefix in ("backups", "content", "snapshots"))
-    # Then objects are written, pruned (delete markers only) and read under content/, snapshots/ and backups/
-    for action in (
-        "s3:PutObject",
-        "s3:DeleteObject",
-        "s3:GetObjectRetention",
-        "s3:GetObjectLegalHold",
-        "s3:ListMultipartUploadParts",
-    ):
+    # Then objects are written and read under content/, snapshots/ and backups/
+    for action in ("s3:PutObject", "s3:ListMultipartUploadParts"):
         assert _granted(synth, action) == prefixes, action
+    # And nothing is deleted or hidden: pruning is the retention function's (stacks/constructs/retention.py)
+    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+                   "s3:BypassGovernanceRetention"):
+        assert _granted(synth, action) == [], action
     # And a failed copy in parts is aborted only under content/, the only prefix written in parts
     assert _granted(synth, "s3:AbortMultipartUpload") == [f"${{{bucket}.Arn}}/content/*"]
     # And the bucket itself is listed

@@ -348,13 +348,13 @@ def test_settle_time_covers_the_longest_alarm_window():
         (
             {"reserved_concurrency": {"account_limit": 110}},
             (
-                "dr.reserved_concurrency: Value error, reserves 13 concurrent executions, but an account limit of 110 "
+                "dr.reserved_concurrency: Value error, reserves 14 concurrent executions, but an account limit of 110 "
                 "leaves at most 10 to reserve (Lambda keeps 100 unreserved)"
             ),
         ),
         (
             {"reserved_concurrency": {"health_watcher": 500, "performance_watcher": 400, "recovery": 1}},
-            "dr.reserved_concurrency: Value error, reserves 901 concurrent executions, but an account limit of 1000",
+            "dr.reserved_concurrency: Value error, reserves 902 concurrent executions, but an account limit of 1000",
         ),
         (
             {"pipeline_stack": "P" + "x" * 119},
@@ -440,11 +440,11 @@ def test_reserved_concurrency_may_take_all_but_the_unreserved_minimum():
             **UNSUBSCRIBED_ACKNOWLEDGED,
             "reserved_concurrency": {
                 "health_watcher": 9,
-                "performance_watcher": 9,
+                "performance_watcher": 8,
                 "recovery": 2,
                 "account_limit": 120,
             },
         }
     )
-    # Then all 20 may go to the controller's responders
+    # Then all 20 may go to the controller's responders and its retention function (which reserves one)
     assert settings.reserved_concurrency.total == 20

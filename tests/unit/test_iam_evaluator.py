@@ -257,6 +257,32 @@ def test_the_backup_buckets_policy_refuses_every_object_creation_without_if_none
     assert outcome(permission, role, resource_policies=[WRITE_ONCE], role_arn=role_arn, account=ACCOUNT) is expected
 
 
+def test_a_deny_that_spares_one_role_by_its_arn_refuses_every_other_role() -> None:
+    # Given the backup bucket's policy: only the retention role may place a delete marker
+    retention = f"arn:aws:iam::{ACCOUNT}:role/retention"
+    only_retention = {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                      "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::backups/*",
+                      "Condition": {"ArnNotEquals": {"aws:PrincipalArn": retention}}}
+    [hide] = permissions_of(call("s3", "DeleteObject", Bucket="backups", Key="content/sha256/ab"), FACTS)
+    role = [allow("s3:DeleteObject", "*")]
+    # Then the retention role may, and another role with the same grant may not
+    assert outcome(hide, role, resource_policies=[only_retention], role_arn=retention,
+                   account=ACCOUNT) is Outcome.ALLOWED
+    assert outcome(hide, role, resource_policies=[only_retention], role_arn=f"arn:aws:iam::{ACCOUNT}:role/backup",
+                   account=ACCOUNT) is Outcome.EXPLICITLY_DENIED
+
+
+def test_bypassing_governance_retention_needs_its_own_permission() -> None:
+    shorten = call("s3", "PutObjectRetention", Bucket="backups", Key="content/a", BypassGovernanceRetention=True,
+                   Retention={"Mode": "GOVERNANCE"})
+    purge = call("s3", "DeleteObjects", Bucket="backups", BypassGovernanceRetention=True,
+                 Delete={"Objects": [{"Key": "content/a", "VersionId": "v1"}]})
+    assert needs(shorten) == [("s3:PutObjectRetention", "arn:aws:s3:::backups/content/a"),
+                              ("s3:BypassGovernanceRetention", "arn:aws:s3:::backups/content/a")]
+    assert needs(purge) == [("s3:DeleteObjectVersion", "arn:aws:s3:::backups/content/a"),
+                            ("s3:BypassGovernanceRetention", "arn:aws:s3:::backups/content/a")]
+
+
 def test_a_kms_key_counts_the_role_policy_only_where_its_key_policy_delegates_to_the_account() -> None:
     decrypt = Permission("kms:Decrypt", BACKUP_KEY)
     role_policy = [allow("kms:Decrypt", BACKUP_KEY)]

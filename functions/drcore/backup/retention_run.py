@@ -1,0 +1,84 @@
+"""One run of the retention function: what asks for it, what it does, and what it records.
+
+The retention function runs on its own schedule, under its own role: the only role of the stack that may
+place delete markers in the backup bucket (stacks/constructs/retention.py). A run prunes the data
+bucket's snapshots by the retention policy (drcore.backup.retention) and journals what it removed and
+what Object Lock kept. Runs never overlap: the function's reserved concurrency is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drcore.backup.retention import prune
+from drcore.core.config import RetentionPolicy
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import Cause, Clock, to_iso, utc_now
+from drcore.core.untrusted_input import describe_problems
+from drcore.state.backup_store import BackupStore
+from drcore.state.store import ControllerStateStore
+
+logger = Logger(child=True)
+
+
+class RetentionRequest(BaseModel):
+    """`{"action": "retention"}`, as the schedule sends it; an operator adds who asks and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["retention"]
+    requested_by: str = Field("schedule", min_length=1, max_length=256)
+    reason: str = Field("scheduled retention", min_length=1, max_length=4096)
+
+    def cause(self) -> Cause:
+        if self.requested_by == "schedule":
+            return Cause(kind="schedule", summary=self.reason)
+        return Cause(kind="manual", summary=self.reason, requested_by=self.requested_by, reason=self.reason)
+
+
+def parse_retention_request(event: Any) -> RetentionRequest:
+    """The request an event carries; InvalidRequest, naming the problem, for anything else."""
+    if not isinstance(event, dict):
+        raise InvalidRequest(f"expected a JSON object, got {type(event).__name__}")
+    try:
+        return RetentionRequest.model_validate(event)
+    except ValidationError as error:
+        raise InvalidRequest(f"not a retention request ({describe_problems(error)}); expected "
+                             '{"action": "retention"} with optional "requested_by" and "reason"') from error
+
+
+class RetentionRun:
+    """Prunes `data_bucket`'s snapshots in `store` by `policy`, and journals each run under `function_name`."""
+
+    def __init__(self, store: BackupStore, data_bucket: str, policy: RetentionPolicy, journal: ControllerStateStore,
+                 function_name: str, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._data_bucket = data_bucket
+        self._policy = policy
+        self._journal = journal
+        self._function = function_name
+        self._clock = clock
+
+    def run(self, request: RetentionRequest, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        started = self._clock()
+        pruned = prune(self._store, self._data_bucket, self._policy, started)
+        result: dict[str, Any] = {"pruned": asdict(pruned)}
+        at = to_iso(self._clock())
+        self._journal.append_journal(
+            self._function, entry_id=f"retention-{to_iso(started)}", at=at, action="retention",
+            cause=request.cause(), result="complete", details=_figures(result))
+        logger.info("retention run", extra={"removed": len(pruned.removed), "locked": len(pruned.locked),
+                                            "content_removed": pruned.content_removed})
+        return result
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The journal keeps counts and short facts, not whole listings."""
+    return {part: {name: len(value) if isinstance(value, (list, tuple, dict)) else value
+                   for name, value in figures.items()}
+            for part, figures in result.items()}
