@@ -58,10 +58,17 @@ DATA_OBJECT_READS = (
     "s3:GetObjectTagging",
     "s3:GetObjectVersionTagging",
 )
+# A stored backup is read as the version it was written (GetObjectVersion), one written before versions were
+# recorded by its key (GetObject).
 BACKUP_OBJECT_READS = (
     "s3:GetObject",
+    "s3:GetObjectVersion",
     "s3:ListMultipartUploadParts",
 )
+# What the restoring functions read of a stored backup: the version written, or an older backup's key.
+STORED_BACKUP_READS = ("s3:GetObject", "s3:GetObjectVersion")
+# The backup bucket's listing: of keys, and of the content's current versions (drcore.backup.stored_content).
+BACKUP_BUCKET_LISTING = ("s3:ListBucket", "s3:ListBucketVersions")
 # Writes only, each create-only (the bucket's policy): the retention function alone may hide a backup.
 BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 # Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
@@ -224,7 +231,8 @@ class Backups(Construct):
             iam.PolicyStatement(
                 sid="ReadDataObjects", actions=list(DATA_OBJECT_READS), resources=[f"{data_bucket_arn}/*"]
             ),
-            iam.PolicyStatement(sid="ListBackupBucket", actions=["s3:ListBucket"], resources=[backups.bucket_arn]),
+            iam.PolicyStatement(sid="ListBackupBucket", actions=list(BACKUP_BUCKET_LISTING),
+                                resources=[backups.bucket_arn]),
             iam.PolicyStatement(
                 sid="ReadBackups",
                 actions=list(BACKUP_OBJECT_READS),

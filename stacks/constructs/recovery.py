@@ -41,8 +41,10 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import (
+    BACKUP_BUCKET_LISTING,
     BACKUP_KEY_USE,
     MULTIPART_ABORT,
+    STORED_BACKUP_READS,
     backup_environment,
     backup_key_prefixes,
     content_prefix,
@@ -237,10 +239,10 @@ class Recovery(Construct):
         self._add("ListRestoreTargets", TARGET_BUCKET_READS, targets)
         self._add("ReadRestoreTargetObjects", TARGET_OBJECT_READS, [f"{arn}/*" for arn in targets])
         self._add("RestoreObjectsByVersionsAndDeleteMarkers", TARGET_OBJECT_WRITES, [f"{arn}/*" for arn in targets])
-        self._add("ListBackupBucket", ["s3:ListBucket"], [backups.bucket_arn])
+        self._add("ListBackupBucket", BACKUP_BUCKET_LISTING, [backups.bucket_arn])
         self._add(
             "ReadBackups",
-            ["s3:GetObject"],
+            STORED_BACKUP_READS,
             [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_READ_PREFIXES],
         )
         self._add(

@@ -39,7 +39,7 @@ RETENTION_MEMORY_MB = 1024
 RETENTION_INTERVAL = Duration.hours(1)
 # What retention reads (manifests, checkpoints, a HEAD of each object it would hide, whose answer shows
 # the object's Object Lock retention and legal hold only to a principal allowed to read them) and hides.
-PRUNED_OBJECT_READS = ("s3:GetObject", "s3:GetObjectRetention", "s3:GetObjectLegalHold")
+PRUNED_OBJECT_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold")
 # DeleteObject without a version id only places a delete marker; no role is granted s3:DeleteObjectVersion,
 # and the bucket's policy refuses it to everyone.
 PRUNED_OBJECT_WRITES = ("s3:DeleteObject",)

@@ -68,6 +68,7 @@ def test_retention_may_hide_only_snapshots_and_content_and_never_destroy_them(sy
     assert _grants(synth) == {
         "s3:ListBucket": [bucket],
         "s3:GetObject": pruned,
+        "s3:GetObjectVersion": pruned,
         "s3:GetObjectRetention": pruned,
         "s3:GetObjectLegalHold": pruned,
         "s3:DeleteObject": pruned,

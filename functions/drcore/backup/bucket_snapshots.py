@@ -12,8 +12,9 @@ unchanged bucket costs its listing and its manifest. Objects in archive storage 
 (`archived: true`), not copied.
 
 Each new entry records what proves a restore of it (drcore.backup.manifest): the object's headers from
-its HeadObject, and its stored body as the store holds it: the ETag and the SHA-256 S3 computed when
-this snapshot copied it (every copy asks for one), or as the base recorded it, or as a probe found it.
+its HeadObject, and its stored body as the store holds it: the ETag, the SHA-256 S3 computed when this
+snapshot copied it (every copy asks for one) and the version S3 gave the copy, or as the base recorded
+them, or as a probe or the listing found them.
 
 After every listing page a checkpoint records the listing markers and that page's manifest entries
 (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
@@ -65,7 +66,15 @@ from drcore.backup.snapshot_checkpoints import (
 from drcore.backup.stored_content import StoredContent
 from drcore.core.errors import ConcurrentUpdate
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_time, manifest_key, new_backup_id
+from drcore.state.backup_store import (
+    AlreadyWritten,
+    BackupStore,
+    Component,
+    backup_time,
+    manifest_key,
+    new_backup_id,
+    readable_version,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -325,7 +334,7 @@ class BucketSnapshotter:
         except (CopySourceChanged, CopySourceArchived) as error:
             # Gone, rewritten or archived since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
-        return True, StoredBody(copied.etag, copied.sha256)
+        return True, StoredBody(copied.etag, copied.sha256, readable_version(copied.version_id))
 
     def _stored(self, key: str) -> StoredBody | None:
         """The body stored under a content key (one HeadObject), or None if there is none."""
@@ -336,7 +345,8 @@ class BucketSnapshotter:
             if error_code(error) in OBJECT_NOT_FOUND:
                 return None
             raise
-        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"))
+        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"),
+                          readable_version(head.get("VersionId")))
 
     def _back_off(self, seconds: float) -> None:
         """Every backoff of this snapshot's requests is one throttling retry, counted in its stats."""

@@ -22,11 +22,16 @@ deduplicated either.
 What proves a body (drcore.aws.object_identity) is recorded with each entry: the object's own
 full-object checksum where S3 held one, and the content object as the snapshot stored (or found) it:
 its ETag, which pins every copy from it, and the full-object SHA-256 S3 computed of the stored bytes.
-So a content body replaced after the snapshot is refused by a restore and found by the backup checks
-(drcore.backup.content_check), and a restored object is proven equal to the restore point even where
-its ETag is not the original's. The headers S3 keeps with an object (content type, user metadata,
-Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) are recorded too: a
-restore writes them, and they are part of what "equal" means.
+Each entry also names the content object's version, as the snapshot stored or found it: every read of it
+(a restore's copy, a check's HEAD) names that version, so a delete marker or a new version put on the key
+later changes nothing a restore reads; the manifest's own version is recorded beside it
+(drcore.state.backup_store.ManifestRecord). Manifests written before versions were recorded read the key's
+current object, pinned by its ETag only. A content body replaced after the snapshot is refused by a
+restore and found by the backup checks (drcore.backup.content_check), and a restored object is proven
+equal to the restore point even where its ETag is not the original's. The headers S3 keeps with an
+object (content type, user metadata, Cache-Control, Content-Disposition, Content-Encoding,
+Content-Language, Expires) are recorded too: a restore writes them, and they are part of what "equal"
+means.
 """
 
 from __future__ import annotations
@@ -66,11 +71,13 @@ class ManifestCorrupt(DrError):
 
 @dataclass(frozen=True)
 class StoredBody:
-    """A content object as a snapshot stored or found it: its ETag, and the full-object SHA-256 (base64)
-    S3 holds for it (None where it holds none)."""
+    """A content object as a snapshot stored or found it: its ETag, the full-object SHA-256 (base64) S3
+    holds for it (None where it holds none), and its version (None where the store keeps no versions, or
+    the base recorded none)."""
 
     etag: str
     sha256: str | None = None
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class ManifestEntry:
     headers: dict[str, str] | None = None  # the KEPT_HEADERS of drcore.aws.object_identity the object had
     content_etag: str | None = None  # the content object's ETag when the snapshot stored or found it
     content_sha256: str | None = None  # the full-object SHA-256 (base64) S3 computed of the stored body
+    content_version_id: str | None = None  # the content object's version, as the snapshot stored or found it
 
     def describes(self, version: Mapping[str, Any]) -> bool:
         """Whether this entry is the listed version; a `null` version id alone does not say so."""
@@ -109,12 +117,14 @@ class ManifestEntry:
         return ObjectHeaders(self.content_type, self.metadata, self.headers)
 
     def stored(self) -> StoredBody | None:
-        return StoredBody(self.content_etag, self.content_sha256) if self.content_etag else None
+        return StoredBody(self.content_etag, self.content_sha256, self.content_version_id) \
+            if self.content_etag else None
 
     def with_stored(self, stored: StoredBody | None) -> ManifestEntry:
         if stored is None or self.content_key is None:
             return self
-        return replace(self, content_etag=stored.etag, content_sha256=stored.sha256)
+        return replace(self, content_etag=stored.etag, content_sha256=stored.sha256,
+                       content_version_id=stored.version_id)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))  # not asdict(): its deep copy costs more than the whole page's work
@@ -168,7 +178,8 @@ def checksum_of(head: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
-    """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot."""
+    """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot. Then record
+    the version it was written as."""
     header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
               "started_at": manifest.started_at, "finished_at": manifest.finished_at,
               "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
@@ -177,22 +188,31 @@ def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
     lines += [json.dumps(entry.to_json(), separators=(",", ":")) for entry in manifest.objects]
     body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
     digest = hashlib.sha256(body)
-    store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body, "application/gzip",
-                   Metadata={SHA256_METADATA: digest.hexdigest()},
-                   ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+    version_id = store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body,
+                                "application/gzip", Metadata={SHA256_METADATA: digest.hexdigest()},
+                                ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+    store.record_manifest(Component.S3, manifest.bucket, manifest.backup_id, version_id, body)
 
 
 def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest:
-    """A complete snapshot's manifest, verified against the SHA-256 recorded when it was written."""
+    """A complete snapshot's manifest, the version recorded when it was written, verified against the SHA-256
+    recorded then (a manifest written before versions were recorded: as its key holds it now, against the
+    SHA-256 in its metadata)."""
     key = manifest_key(Component.S3, bucket, backup_id)
+    record = store.recorded_manifest(Component.S3, bucket, backup_id)
     try:
-        response = store.s3.get_object(Bucket=store.bucket, Key=key)
+        if record is not None and record.version_id:
+            response = store.s3.get_object(Bucket=store.bucket, Key=key, VersionId=record.version_id)
+        else:
+            response = store.s3.get_object(Bucket=store.bucket, Key=key)
     except ClientError as error:
         if error_code(error) in OBJECT_NOT_FOUND:
+            if record is not None:
+                raise ManifestCorrupt(f"s3://{store.bucket}/{key}, version {record.version_id}, is gone") from error
             raise SnapshotNotFound(f"no complete snapshot {backup_id} of bucket {bucket}") from error
         raise
     body = response["Body"].read()
-    recorded = response.get("Metadata", {}).get(SHA256_METADATA)
+    recorded = record.sha256 if record is not None else response.get("Metadata", {}).get(SHA256_METADATA)
     if recorded != hashlib.sha256(body).hexdigest():
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} does not match its recorded SHA-256 {recorded}")
     try:

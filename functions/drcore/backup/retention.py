@@ -26,7 +26,14 @@ from aws_lambda_powertools import Logger
 from drcore.backup.manifest import CONTENT_PREFIX, read_manifest
 from drcore.backup.snapshot_checkpoints import snapshot_in_progress_content
 from drcore.core.config import RetentionPolicy
-from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+from drcore.state.backup_store import (
+    BackupListing,
+    BackupStore,
+    Component,
+    backup_prefix,
+    manifest_key,
+    manifest_record_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef, ObjectTypeDef
@@ -179,13 +186,18 @@ def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
 
 
 def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datetime) -> bool:
-    """Remove a snapshot's manifest, then its checkpoints; False if its manifest is still locked."""
-    manifest = manifest_key(Component.S3, bucket, backup_id)
+    """Remove a snapshot's manifest record, its manifest, then its checkpoints; False if the first two are still
+    locked. The record goes first: readers name the manifest's version through it, and a version read would
+    find a hidden manifest; without the record, a manifest left by an interrupted run reads by its key, and
+    a hidden one is gone."""
+    firsts = [manifest_record_key(Component.S3, bucket, backup_id), manifest_key(Component.S3, bucket, backup_id)]
     keys = [entry["Key"] for entry in _current(store, backup_prefix(Component.S3, bucket, backup_id))]
-    if _hide(store, [key for key in keys if key == manifest], now):
+    # Both are looked at before either is hidden: a locked manifest keeps its record.
+    locked = any(_lock(store, key, now) for key in firsts if key in keys)
+    if locked or any(_hide(store, [key for key in keys if key == first], now) for first in firsts):
         logger.warning("snapshot manifest under Object Lock; snapshot kept", extra={"backup_id": backup_id})
         return False
-    refused = _hide(store, [key for key in keys if key != manifest], now)
+    refused = _hide(store, [key for key in keys if key not in firsts], now)
     if refused:  # the snapshot is incomplete now; a later prune removes what is left
         logger.warning("snapshot checkpoints not removed", extra={"backup_id": backup_id, "refused": len(refused)})
     return True
