@@ -28,6 +28,8 @@ from drcore.core.config import (
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_MIN_BAKE_INVOCATIONS,
+    DEFAULT_OBJECT_LOCK_DAYS,
+    DEFAULT_OBJECT_LOCK_MODE,
     DEFAULT_PENDING_REPAIR_SECONDS,
     DEFAULT_PLAN_TTL_SECONDS,
     DEFAULT_REGRESSION_FACTOR,
@@ -37,6 +39,7 @@ from drcore.core.config import (
     MAX_PLAN_TTL_SECONDS,
     MIN_PLAN_TTL_SECONDS,
     RECOVERY_STACK_SUFFIX,
+    ObjectLockMode,
     RetentionPolicy,
 )
 
@@ -306,9 +309,12 @@ class BackupOptions(_Strict):
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
-    # Every object written to the backup bucket is locked (GOVERNANCE mode) this long: not even the
-    # controller can delete or overwrite it before then.
-    object_lock_retention_days: int = Field(30, ge=1, le=MAX_OBJECT_LOCK_DAYS)
+    # Every object written to the backup bucket is locked this long: not even the controller can delete or
+    # overwrite it before then. The retention function extends the lock of whatever a kept snapshot still needs.
+    object_lock_retention_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, ge=1, le=MAX_OBJECT_LOCK_DAYS)
+    # GOVERNANCE: a principal allowed s3:BypassGovernanceRetention could shorten a lock (the bucket's policy allows
+    # it to no one). COMPLIANCE: no one can, not even the account's root user, until the lock ends: irreversible.
+    object_lock_mode: ObjectLockMode = DEFAULT_OBJECT_LOCK_MODE
     # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
     # (and never while its lock lasts).
     noncurrent_version_expiry_days: int = Field(30, ge=1)

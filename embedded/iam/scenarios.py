@@ -12,8 +12,10 @@
      manual rollback;
    - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE);
    - the operator's read-only `preflight`, in an account that has everything it checks for;
-   - the retention function's scheduled run two days after a snapshot that the policy no longer keeps, so
-     that it hides the snapshot and the content only that snapshot referenced.
+   - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
+     that it hides the snapshot and the content only that snapshot referenced, and locks what the kept
+     snapshots need (the embedded bucket has no default retention: nothing is locked yet); then again after
+     a new snapshot, replacing its lock index.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -201,20 +203,29 @@ def _preflight(system: SampleSystem) -> None:
 
 def _retention(system: SampleSystem) -> None:
     """A body changes and the bucket is snapshotted again; under a policy that keeps the newest snapshot only,
-    the retention run two days later hides the older snapshot and the body only it referenced."""
+    the retention run two days later hides the older snapshot and the body only it referenced, and locks what
+    the kept snapshots need. After another change and snapshot, the next run locks the new body and replaces
+    its lock index."""
     import retention.handler as retention
     from drcore.core.config import RetentionEnvVar
 
-    system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-00000.csv",
-                                    Body=b"id,amount\n0,1\n")
-    _back_up(["s3"])
+    def change_and_snapshot(row: str) -> None:
+        system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-00000.csv",
+                                        Body=f"id,amount\n0,{row}\n".encode())
+        _back_up(["s3"])
+
+    change_and_snapshot("1")
     os.environ.update({RetentionEnvVar.RETENTION_KEEP_LAST: "1", RetentionEnvVar.RETENTION_HOURLY: "0",
                        RetentionEnvVar.RETENTION_DAILY: "0", RetentionEnvVar.RETENTION_WEEKLY: "0",
                        RetentionEnvVar.RETENTION_MONTHLY: "0"})
     with time_machine.travel(datetime.now(UTC) + timedelta(days=2), tick=True):
-        answer = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
-    _expect(answer.get("ok") is True and len(answer["pruned"]["removed"]) == 1
-            and answer["pruned"]["content_removed"] >= 1, "the retention run", answer)
+        first = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+        _expect(first.get("ok") is True and len(first["pruned"]["removed"]) == 1
+                and first["pruned"]["content_removed"] >= 1 and first["locks"]["extended"] >= 1, "the retention run",
+                first)
+        change_and_snapshot("2")
+        second = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+    _expect(second.get("ok") is True and second["locks"]["indexes_hidden"] == 1, "the next retention run", second)
 
 
 def _newest_backup(system: SampleSystem, component: str) -> str:

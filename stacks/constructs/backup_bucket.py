@@ -1,10 +1,11 @@
 """The backup bucket: every backup is written to it once and kept, out of reach even of the controller.
 
-Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock in GOVERNANCE
-mode for `backup.object_lock_retention_days`, so a bug or a stolen credential can neither overwrite nor
-delete a backup before its lock expires. The bucket's policy holds every principal of the account to
-create-only writes, lets only the retention function place delete markers, and lets no one delete a
-version or bypass GOVERNANCE retention; the lifecycle rule removes the hidden bytes
+Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock (in
+`backup.object_lock_mode`, GOVERNANCE by default) for `backup.object_lock_retention_days`, so a bug or a
+stolen credential can neither overwrite nor delete a backup before its lock expires; the retention function
+extends the lock of whatever a kept snapshot still needs. The bucket's policy holds every principal of the
+account to create-only writes, lets only the retention function place delete markers, and lets no one
+delete a version or bypass GOVERNANCE retention; the lifecycle rule removes the hidden bytes
 `noncurrent_version_expiry_days` later, and S3 never removes a version while its lock lasts.
 
 CloudWatch Logs writes the daily export of the protected function's logs itself, so the bucket policy and
@@ -74,9 +75,10 @@ class BackupBucket(Construct):
             bucket_key_enabled=True,
             versioned=True,
             object_lock_enabled=True,
-            object_lock_default_retention=s3.ObjectLockRetention.governance(
-                Duration.days(backup.object_lock_retention_days)
-            ),
+            object_lock_default_retention=(
+                s3.ObjectLockRetention.compliance if backup.object_lock_mode == "COMPLIANCE"
+                else s3.ObjectLockRetention.governance
+            )(Duration.days(backup.object_lock_retention_days)),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,

@@ -67,8 +67,9 @@ BACKUP_OBJECT_READS = (
 )
 # What the restoring functions read of a stored backup: the version written, or an older backup's key.
 STORED_BACKUP_READS = ("s3:GetObject", "s3:GetObjectVersion")
-# The backup bucket's listing: of keys, and of the content's current versions (drcore.backup.stored_content).
-BACKUP_BUCKET_LISTING = ("s3:ListBucket", "s3:ListBucketVersions")
+# The backup bucket itself: the listing of keys, of the content's current versions (drcore.backup.stored_content),
+# and its default Object Lock retention (a snapshot records how long what it stores is locked).
+BACKUP_BUCKET_READS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration")
 # Writes only, each create-only (the bucket's policy): the retention function alone may hide a backup.
 BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 # Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
@@ -231,7 +232,7 @@ class Backups(Construct):
             iam.PolicyStatement(
                 sid="ReadDataObjects", actions=list(DATA_OBJECT_READS), resources=[f"{data_bucket_arn}/*"]
             ),
-            iam.PolicyStatement(sid="ListBackupBucket", actions=list(BACKUP_BUCKET_LISTING),
+            iam.PolicyStatement(sid="ListBackupBucket", actions=list(BACKUP_BUCKET_READS),
                                 resources=[backups.bucket_arn]),
             iam.PolicyStatement(
                 sid="ReadBackups",

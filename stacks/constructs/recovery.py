@@ -41,7 +41,7 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import (
-    BACKUP_BUCKET_LISTING,
+    BACKUP_BUCKET_READS,
     BACKUP_KEY_USE,
     MULTIPART_ABORT,
     STORED_BACKUP_READS,
@@ -239,7 +239,7 @@ class Recovery(Construct):
         self._add("ListRestoreTargets", TARGET_BUCKET_READS, targets)
         self._add("ReadRestoreTargetObjects", TARGET_OBJECT_READS, [f"{arn}/*" for arn in targets])
         self._add("RestoreObjectsByVersionsAndDeleteMarkers", TARGET_OBJECT_WRITES, [f"{arn}/*" for arn in targets])
-        self._add("ListBackupBucket", BACKUP_BUCKET_LISTING, [backups.bucket_arn])
+        self._add("ListBackupBucket", BACKUP_BUCKET_READS, [backups.bucket_arn])
         self._add(
             "ReadBackups",
             STORED_BACKUP_READS,

@@ -6,7 +6,9 @@ remaining snapshot references is hidden, each by a delete marker (DeleteObject w
 role may delete a version). The backup bucket's policy refuses every other principal of the account a
 delete marker in the bucket (BackupBucket.let_only_retention_hide), so its role is the only one that can
 hide a backup, and it is scoped to the snapshots and the content (never the function, stack or logs
-backups). It runs every hour, alone (reserved concurrency 1), and journals each run.
+backups). It then extends the Object Lock retention (only ever later) of what the snapshots that stay need,
+and keeps its own index of the locks it knows under `locks/` (drcore.backup.lock_extension). It runs every
+hour, alone (reserved concurrency 1), and journals each run.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from drcore.core.config import RetentionEnvVar
-from drcore.state.backup_store import Component, backup_prefix
+from drcore.state.backup_store import LOCKS_PREFIX, Component, backup_prefix
 from stacks.constructs.backup_bucket import BackupBucket
-from stacks.constructs.backups import backup_environment, content_prefix
+from stacks.constructs.backups import BACKUP_KEY_USE, backup_environment, content_prefix
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.state_table import JOURNAL_APPEND
@@ -41,8 +43,11 @@ RETENTION_INTERVAL = Duration.hours(1)
 # the object's Object Lock retention and legal hold only to a principal allowed to read them) and hides.
 PRUNED_OBJECT_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold")
 # DeleteObject without a version id only places a delete marker; no role is granted s3:DeleteObjectVersion,
-# and the bucket's policy refuses it to everyone.
-PRUNED_OBJECT_WRITES = ("s3:DeleteObject",)
+# and the bucket's policy refuses it to everyone. PutObjectRetention extends a lock (shortening a GOVERNANCE
+# one would also take s3:BypassGovernanceRetention, which the bucket's policy refuses to everyone).
+PRUNED_OBJECT_WRITES = ("s3:DeleteObject", "s3:PutObjectRetention")
+# The lock index: read, written once per run that changed something, the replaced ones hidden.
+LOCK_INDEX_ACCESS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 
 
 def pruned_prefixes() -> list[str]:
@@ -99,10 +104,12 @@ class Retention(Construct):
         statements = [
             iam.PolicyStatement(sid="ListBackupBucket", actions=["s3:ListBucket"], resources=[backups.bucket_arn]),
             iam.PolicyStatement(sid="ReadSnapshotsAndContent", actions=list(PRUNED_OBJECT_READS), resources=pruned),
-            iam.PolicyStatement(sid="HideExpiredSnapshotsAndContent", actions=list(PRUNED_OBJECT_WRITES),
+            iam.PolicyStatement(sid="HideExpiredAndLockKeptSnapshotsAndContent", actions=list(PRUNED_OBJECT_WRITES),
                                 resources=pruned),
-            # S3 decrypts a manifest or checkpoint read with the bucket's key under the reader's permissions.
-            iam.PolicyStatement(sid="ReadWithBackupKey", actions=["kms:Decrypt"],
+            iam.PolicyStatement(sid="KeepLockIndex", actions=list(LOCK_INDEX_ACCESS),
+                                resources=[backups.arn_for_objects(f"{LOCKS_PREFIX}*")]),
+            # S3 decrypts what is read, and encrypts the index, with the bucket's key under the caller's permissions.
+            iam.PolicyStatement(sid="UseBackupKey", actions=list(BACKUP_KEY_USE),
                                 resources=[backup_bucket.key.key_arn]),
         ]
         for statement in statements:
@@ -111,16 +118,22 @@ class Retention(Construct):
 
     def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
         bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
-        prefixes = "|".join(re.escape(prefix.rstrip("/")) for prefix in pruned_prefixes())
+        prefixes = "|".join(re.escape(prefix.rstrip("/")) for prefix in (*pruned_prefixes(), LOCKS_PREFIX))
         NagSuppressions.add_resource_suppressions(
             role_of(self.function),
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Snapshot and content keys embed backup ids and content digests made at run time; "
-                    "retention reads and hides (delete markers only) under snapshots/ and content/ alone, and "
-                    "Object Lock keeps every locked object from being hidden by it.",
+                    reason="Snapshot and content keys embed backup ids and content digests made at run time, lock "
+                    "index keys run ids; retention reads, hides (delete markers only) and extends locks under "
+                    "snapshots/ and content/, and keeps its index under locks/, and nowhere else.",
                     applies_to=[RegexAppliesTo(regex=rf"/^Resource::<{bucket_id}\.Arn>\/({prefixes})\/\*$/")],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="kms:GenerateDataKey* is what S3 needs from a writer of SSE-KMS objects (the lock "
+                    "index); it is granted on the backup key only.",
+                    applies_to=["Action::kms:GenerateDataKey*"],
                 ),
             ],
             apply_to_children=True,
@@ -138,6 +151,8 @@ def retention_environment(settings: Settings, state_table: dynamodb.ITable,
         RetentionEnvVar.RETENTION_DAILY: str(retention.daily),
         RetentionEnvVar.RETENTION_WEEKLY: str(retention.weekly),
         RetentionEnvVar.RETENTION_MONTHLY: str(retention.monthly),
+        RetentionEnvVar.OBJECT_LOCK_MODE: settings.backup.object_lock_mode,
+        RetentionEnvVar.OBJECT_LOCK_DAYS: str(settings.backup.object_lock_retention_days),
     }
     # Plain strings for jsii.
     variables = {str(name.value): value for name, value in own.items()}

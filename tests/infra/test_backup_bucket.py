@@ -75,11 +75,11 @@ def test_pruned_backups_are_removed_only_after_the_noncurrent_expiry(synth: Synt
 
 
 def test_lock_and_expiry_follow_the_settings(tuned: Synthesized):
-    # Given 90 days of Object Lock and a 7-day noncurrent expiry in cdk.json
+    # Given 90 days of Object Lock in COMPLIANCE mode and a 7-day noncurrent expiry in cdk.json
     _, bucket = _bucket(tuned)
     properties = bucket["Properties"]
     # Then the bucket follows
-    assert properties["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 90, "Mode": "GOVERNANCE"}
+    assert properties["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 90, "Mode": "COMPLIANCE"}
     assert properties["LifecycleConfiguration"]["Rules"][0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
 
 

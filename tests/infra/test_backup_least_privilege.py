@@ -30,6 +30,7 @@ MUTATING = {
 READS = {
     "s3:ListBucket",
     "s3:ListBucketVersions",
+    "s3:GetBucketObjectLockConfiguration",
     "s3:GetObject",
     "s3:GetObjectVersion",
     "s3:GetObjectAttributes",
@@ -156,6 +157,8 @@ def test_backups_are_written_only_under_the_backup_stores_prefixes_and_never_rem
     # And the bucket itself is listed, its keys and (the content's, with the version of each) its versions
     assert _granted(synth, "s3:ListBucket") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
     assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    # And its default Object Lock retention read: a snapshot records how long what it stores is locked
+    assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And a stored backup is read as the version written (or, written before versions were recorded, by key)
     assert _granted(synth, "s3:GetObjectVersion") == sorted([f"{DATA_BUCKET_ARN}/*", *prefixes])
     # And read both there and in the data bucket

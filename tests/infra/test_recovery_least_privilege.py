@@ -184,6 +184,7 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "kms:Decrypt",
         "s3:ListBucket",
         "s3:ListBucketVersions",
+        "s3:GetBucketObjectLockConfiguration",
         "s3:GetBucketVersioning",
         "s3:GetLifecycleConfiguration",
         "s3:GetObject",
@@ -344,6 +345,8 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
             [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "backups", "content", "restores", "snapshots")]
         ), action
     assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    # And its default Object Lock retention read (a safety snapshot records how long what it stores is locked)
+    assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And safety snapshots, their content and restore records are written, under those prefixes only
     assert _granted(synth, "s3:PutObject") == sorted(
         [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "content", "restores", "snapshots")]

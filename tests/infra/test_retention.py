@@ -57,22 +57,27 @@ def test_retention_runs_alone_every_hour_and_dead_letters_what_fails(synth: Synt
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 900, "MaximumRetryAttempts": 2}
 
 
-def test_retention_may_hide_only_snapshots_and_content_and_never_destroy_them(synth: Synthesized):
+def test_retention_may_hide_and_lock_only_snapshots_and_content_and_never_destroy_them(synth: Synthesized):
     # Given the retention role
     bucket = f"${{{_backup_bucket(synth)}.Arn}}"
     pruned = [f"{bucket}/content/*", f"{bucket}/snapshots/*"]
+    index = f"{bucket}/locks/*"
     key = logical_id(synth.resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")
     table = logical_id(synth.resources, "AWS::DynamoDB::Table")
-    # Then it lists the bucket, reads and hides (delete markers) snapshots and their content only, decrypts what
-    # it reads, and appends to the journal: no version deleted, no lock bypassed, no write, no other prefix
+    # Then it lists the bucket, reads, hides (delete markers) and extends the locks of snapshots and their content
+    # only, keeps its lock index, uses the backup key, and appends to the journal: no version deleted, no lock
+    # bypassed, no other write, no other prefix
     assert _grants(synth) == {
         "s3:ListBucket": [bucket],
-        "s3:GetObject": pruned,
+        "s3:GetObject": sorted([*pruned, index]),
         "s3:GetObjectVersion": pruned,
         "s3:GetObjectRetention": pruned,
         "s3:GetObjectLegalHold": pruned,
-        "s3:DeleteObject": pruned,
+        "s3:DeleteObject": sorted([*pruned, index]),
+        "s3:PutObjectRetention": pruned,
+        "s3:PutObject": [index],
         "kms:Decrypt": [f"${{{key}.Arn}}"],
+        "kms:GenerateDataKey*": [f"${{{key}.Arn}}"],
         "dynamodb:PutItem": [f"${{{table}.Arn}}"],
         # The Lambda runtime's own logging
         "logs:CreateLogStream": _grants(synth)["logs:CreateLogStream"],
@@ -107,11 +112,15 @@ def test_no_other_principal_of_the_account_may_hide_a_backup_and_none_may_destro
     ("tuned", {"keep_last": 5, "hourly": 0, "daily": 7, "weekly": 4, "monthly": 0}),
 ])
 def test_the_retention_environment_parses_as_the_policy_in_cdk_json(fixture: str, policy: dict, request):
+    lock = {"synth": ("GOVERNANCE", 30), "tuned": ("COMPLIANCE", 90)}[fixture]
     # Given the retention function's environment, deploy-time references stood in for by names
     synth: Synthesized = request.getfixturevalue(fixture)
     variables = synth.resources[_function(synth)]["Properties"]["Environment"]["Variables"]
     environ = {name: value if isinstance(value, str) else f"resolved-{name}" for name, value in variables.items()}
     # When the handler reads it / Then it finds the retention policy cdk.json sets, and the backup store
     assert {name.value for name in RetentionEnvVar} <= set(variables)
-    assert RetentionSettings.from_environ(environ).policy.model_dump() == policy
+    settings = RetentionSettings.from_environ(environ)
+    assert settings.policy.model_dump() == policy
+    # And the Object Lock mode it extends locks in, and the bucket's default retention
+    assert (settings.object_lock_mode, settings.object_lock_days) == lock
     assert BackupSettings.from_environ(environ).backup_bucket == "resolved-DR_BACKUP_BUCKET_NAME"

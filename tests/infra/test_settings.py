@@ -96,6 +96,7 @@ def test_backup_defaults_are_the_backup_functions_own():
     assert backup.publish_version is runtime["publish_backup_version"].default is False
     # And backups are locked for 30 days and their pruned versions kept 30 days more
     assert (backup.object_lock_retention_days, backup.noncurrent_version_expiry_days) == (30, 30)
+    assert backup.object_lock_mode == "GOVERNANCE"  # COMPLIANCE is irreversible: only when cdk.json asks for it
 
 
 def test_operator_principals_are_iam_roles_users_or_account_roots():
@@ -213,6 +214,10 @@ def test_settle_time_covers_the_longest_alarm_window():
             "dr.backup.noncurrent_version_expiry_days: Input should be greater than or equal to 1",
         ),
         ({"backup": {"object_lock_days": 30}}, "dr.backup.object_lock_days: Extra inputs are not permitted"),
+        (
+            {"backup": {"object_lock_mode": "compliance"}},
+            "dr.backup.object_lock_mode: Input should be 'GOVERNANCE' or 'COMPLIANCE'",
+        ),
         (
             {"operator_principals": "arn:aws:iam::123456789012:role/dr-operator"},
             "dr.operator_principals: Input should be a valid tuple",

@@ -54,8 +54,10 @@ def test_a_scheduled_run_prunes_what_the_policy_no_longer_keeps_and_journals_it(
     assert [listing.backup_id for listing in list_snapshots(store, buckets.data_bucket)] == [older, newer]
     # When the schedule runs retention
     answer = run_retention({"action": "retention"})
-    # Then the older snapshot is removed, the newer kept, and the run is journaled
+    # Then the older snapshot is removed, the newer kept, what it needs locked (the sample's backup bucket has no
+    # default retention: its manifest, the record of it and its five bodies, none locked yet), and the run journaled
     assert answer["ok"] is True and answer["pruned"]["removed"] == (older,) and answer["pruned"]["kept"] == (newer,)
+    assert (answer["locks"]["needed"], answer["locks"]["extended"], answer["locks"]["missing"]) == (7, 7, [])
     assert [listing.backup_id for listing in list_snapshots(store, buckets.data_bucket)] == [newer]
     assert journal_actions(buckets).count("retention") == 1
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -51,6 +52,7 @@ from drcore.backup.manifest import (
     StoredBody,
     checksum_of,
     content_key_of,
+    locked_until,
     read_manifest,
     write_manifest,
 )
@@ -173,6 +175,7 @@ class BucketSnapshotter:
         self._throttle_retries = 0
         self._copier = S3Copier(store.s3, concurrency=concurrency, multipart_threshold=multipart_threshold,
                                 part_size=part_size, sleep=self._back_off)
+        self._default_lock: timedelta | None = None  # the store's default Object Lock retention, read per snapshot
 
     def snapshot(self, backup_id: str | None, remaining_ms: Callable[[], int]) -> SnapshotProgress:
         """Start a snapshot (None) or continue one; call again with its id while `finished` is False.
@@ -183,6 +186,7 @@ class BucketSnapshotter:
         snapshot in progress for a day.
         """
         checkpoints: list[str] = []
+        self._default_lock = self._store.default_retention()
         if backup_id is None:
             backup_id = new_backup_id(self._clock())
         else:
@@ -334,7 +338,7 @@ class BucketSnapshotter:
         except (CopySourceChanged, CopySourceArchived) as error:
             # Gone, rewritten or archived since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
-        return True, StoredBody(copied.etag, copied.sha256, readable_version(copied.version_id))
+        return True, StoredBody.of_copy(copied, self._default_lock)
 
     def _stored(self, key: str) -> StoredBody | None:
         """The body stored under a content key (one HeadObject), or None if there is none."""
@@ -385,8 +389,10 @@ class BucketSnapshotter:
         return entries
 
     def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: _Stats) -> None:
+        finished = self._clock()
         manifest = SnapshotManifest(bucket=self._source, backup_id=backup_id, started_at=to_iso(backup_time(backup_id)),
-                                    finished_at=to_iso(self._clock()), stats=asdict(stats), objects=tuple(entries))
+                                    finished_at=to_iso(finished), stats=asdict(stats), objects=tuple(entries),
+                                    locked_until=locked_until(finished, self._default_lock))
         try:
             write_manifest(self._store, manifest)
         except AlreadyWritten:

@@ -42,6 +42,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -52,9 +53,17 @@ from drcore.aws.object_identity import (
     BodyIdentity,
     ObjectHeaders,
 )
+from drcore.aws.s3_copy import CopiedObject
 from drcore.core.errors import DrError
 from drcore.core.models import to_iso
-from drcore.state.backup_store import BackupListing, BackupStore, Component, content_key, manifest_key
+from drcore.state.backup_store import (
+    BackupListing,
+    BackupStore,
+    Component,
+    content_key,
+    manifest_key,
+    readable_version,
+)
 
 MANIFEST_FORMAT = "s3-snapshot/1"
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
@@ -78,6 +87,20 @@ class StoredBody:
     etag: str
     sha256: str | None = None
     version_id: str | None = None
+    locked_until: str | None = None  # the earliest its Object Lock retention can end, where the snapshot knew it
+
+    @classmethod
+    def of_copy(cls, copied: CopiedObject, default_lock: timedelta | None) -> StoredBody:
+        """The body a copy stored, in a store whose default Object Lock retention is `default_lock`."""
+        created = copied.last_modified
+        return cls(copied.etag, copied.sha256, readable_version(copied.version_id),
+                   locked_until(created, default_lock) if created is not None else None)
+
+
+def locked_until(created: datetime, default_lock: timedelta | None) -> str | None:
+    """The earliest an object created at (or after) `created` is released by the default retention: S3 locks a
+    new object for the default from its creation."""
+    return to_iso(created + default_lock) if default_lock is not None else None
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,9 @@ class ManifestEntry:
     content_etag: str | None = None  # the content object's ETag when the snapshot stored or found it
     content_sha256: str | None = None  # the full-object SHA-256 (base64) S3 computed of the stored body
     content_version_id: str | None = None  # the content object's version, as the snapshot stored or found it
+    # The earliest the content object's Object Lock retention can end: its creation plus the bucket's default
+    # retention, where the snapshot that stored it knew both (retention extends it: drcore.backup.lock_extension).
+    content_locked_until: str | None = None
 
     def describes(self, version: Mapping[str, Any]) -> bool:
         """Whether this entry is the listed version; a `null` version id alone does not say so."""
@@ -117,14 +143,14 @@ class ManifestEntry:
         return ObjectHeaders(self.content_type, self.metadata, self.headers)
 
     def stored(self) -> StoredBody | None:
-        return StoredBody(self.content_etag, self.content_sha256, self.content_version_id) \
-            if self.content_etag else None
+        return StoredBody(self.content_etag, self.content_sha256, self.content_version_id,
+                          self.content_locked_until) if self.content_etag else None
 
     def with_stored(self, stored: StoredBody | None) -> ManifestEntry:
         if stored is None or self.content_key is None:
             return self
         return replace(self, content_etag=stored.etag, content_sha256=stored.sha256,
-                       content_version_id=stored.version_id)
+                       content_version_id=stored.version_id, content_locked_until=stored.locked_until)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))  # not asdict(): its deep copy costs more than the whole page's work
@@ -142,6 +168,8 @@ class SnapshotManifest:
     finished_at: str
     stats: dict[str, Any]
     objects: tuple[ManifestEntry, ...]
+    locked_until: str | None = None  # the earliest the manifest's own lock can end, where known when written
+    version_id: str | None = None  # the version it was read as (its record's); not part of what is written
 
     def content_keys(self) -> set[str]:
         return {entry.content_key for entry in self.objects if entry.content_key}
@@ -183,14 +211,16 @@ def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
     header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
               "started_at": manifest.started_at, "finished_at": manifest.finished_at,
               "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
-              "stats": manifest.stats}
+              "stats": manifest.stats, "locked_until": manifest.locked_until}
     lines = [json.dumps(header, separators=(",", ":"))]
     lines += [json.dumps(entry.to_json(), separators=(",", ":")) for entry in manifest.objects]
     body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
     digest = hashlib.sha256(body)
+    # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
+    # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.
     version_id = store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body,
                                 "application/gzip", Metadata={SHA256_METADATA: digest.hexdigest()},
-                                ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+                                ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(digest.digest()).decode())
     store.record_manifest(Component.S3, manifest.bucket, manifest.backup_id, version_id, body)
 
 
@@ -224,7 +254,8 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotMa
     if header.get("format") != MANIFEST_FORMAT or header.get("objects") != len(objects):
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete {MANIFEST_FORMAT} manifest")
     return SnapshotManifest(bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
-                            finished_at=header["finished_at"], stats=header["stats"], objects=objects)
+                            finished_at=header["finished_at"], stats=header["stats"], objects=objects,
+                            locked_until=header.get("locked_until"), version_id=record.version_id if record else None)
 
 
 def list_snapshots(store: BackupStore, bucket: str) -> list[BackupListing]:

@@ -2,8 +2,10 @@
 
 The retention function runs on its own schedule, under its own role: the only role of the stack that may
 place delete markers in the backup bucket (stacks/constructs/retention.py). A run prunes the data
-bucket's snapshots by the retention policy (drcore.backup.retention) and journals what it removed and
-what Object Lock kept. Runs never overlap: the function's reserved concurrency is one.
+bucket's snapshots by the retention policy (drcore.backup.retention), then keeps everything the snapshots
+that stay need under Object Lock past the horizon (drcore.backup.lock_extension), and journals what it
+removed, what Object Lock kept and what it extended. Runs never overlap: the function's reserved
+concurrency is one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drcore.backup.lock_extension import KeptObjects, LockExtender
 from drcore.backup.retention import prune
 from drcore.core.config import RetentionPolicy
 from drcore.core.errors import InvalidRequest
@@ -53,27 +56,34 @@ def parse_retention_request(event: Any) -> RetentionRequest:
 
 
 class RetentionRun:
-    """Prunes `data_bucket`'s snapshots in `store` by `policy`, and journals each run under `function_name`."""
+    """Prunes `data_bucket`'s snapshots in `store` by `policy`, extends the locks of what stays with `locks`, and
+    journals each run under `function_name`."""
 
-    def __init__(self, store: BackupStore, data_bucket: str, policy: RetentionPolicy, journal: ControllerStateStore,
-                 function_name: str, clock: Clock = utc_now) -> None:
+    def __init__(self, store: BackupStore, data_bucket: str, policy: RetentionPolicy, locks: LockExtender,
+                 journal: ControllerStateStore, function_name: str, clock: Clock = utc_now) -> None:
         self._store = store
         self._data_bucket = data_bucket
         self._policy = policy
+        self._locks = locks
         self._journal = journal
         self._function = function_name
         self._clock = clock
 
     def run(self, request: RetentionRequest, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         started = self._clock()
-        pruned = prune(self._store, self._data_bucket, self._policy, started)
-        result: dict[str, Any] = {"pruned": asdict(pruned)}
+        kept = KeptObjects()
+        pruned = prune(self._store, self._data_bucket, self._policy, started, kept)
+        locks = self._locks.extend(kept.objects.values(), self._clock(), remaining_ms)
+        result: dict[str, Any] = {"pruned": asdict(pruned), "locks": asdict(locks)}
         at = to_iso(self._clock())
+        # A needed object that is gone is a kept backup that no longer restores in full: the journal says so.
+        outcome = "complete, objects kept backups need are missing" if locks.missing else "complete"
         self._journal.append_journal(
             self._function, entry_id=f"retention-{to_iso(started)}", at=at, action="retention",
-            cause=request.cause(), result="complete", details=_figures(result))
+            cause=request.cause(), result=outcome, details=_figures(result))
         logger.info("retention run", extra={"removed": len(pruned.removed), "locked": len(pruned.locked),
-                                            "content_removed": pruned.content_removed})
+                                            "content_removed": pruned.content_removed,
+                                            "locks_extended": locks.extended, "needed_missing": len(locks.missing)})
         return result
 
 

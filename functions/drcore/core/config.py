@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -114,6 +114,10 @@ class RetentionPolicy(BaseModel):
 
 
 DEFAULT_RETENTION = RetentionPolicy()
+# Every object written to the backup bucket is locked this long by the bucket's default, in this mode.
+DEFAULT_OBJECT_LOCK_DAYS = 30
+ObjectLockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+DEFAULT_OBJECT_LOCK_MODE: ObjectLockMode = "GOVERNANCE"
 
 
 class BackupSettings(BaseModel):
@@ -147,6 +151,8 @@ class RetentionEnvVar(StrEnum):
     RETENTION_DAILY = "DR_RETENTION_DAILY"
     RETENTION_WEEKLY = "DR_RETENTION_WEEKLY"
     RETENTION_MONTHLY = "DR_RETENTION_MONTHLY"
+    OBJECT_LOCK_MODE = "DR_OBJECT_LOCK_MODE"  # GOVERNANCE | COMPLIANCE: the mode a lock is extended in
+    OBJECT_LOCK_DAYS = "DR_OBJECT_LOCK_DAYS"  # the backup bucket's default retention, in days
 
 
 class RetentionSettings(BaseModel):
@@ -157,6 +163,8 @@ class RetentionSettings(BaseModel):
     daily: PeriodsKept = Field(DEFAULT_RETENTION.daily, alias=RetentionEnvVar.RETENTION_DAILY)
     weekly: PeriodsKept = Field(DEFAULT_RETENTION.weekly, alias=RetentionEnvVar.RETENTION_WEEKLY)
     monthly: PeriodsKept = Field(DEFAULT_RETENTION.monthly, alias=RetentionEnvVar.RETENTION_MONTHLY)
+    object_lock_mode: ObjectLockMode = Field(DEFAULT_OBJECT_LOCK_MODE, alias=RetentionEnvVar.OBJECT_LOCK_MODE)
+    object_lock_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, alias=RetentionEnvVar.OBJECT_LOCK_DAYS, ge=1)
 
     @property
     def policy(self) -> RetentionPolicy:

@@ -21,6 +21,7 @@ no record: it is read as the key holds it now, which proves less.
     restores/s3/<target>/<plan id>/changes.json.gz         a large bucket restore plan's full change lists
     restores/s3/<target>/<plan id>/applied/<...>.json.gz   the versions an apply of that plan wrote
     drills/<drill id>/report.json, report.md               drill reports
+    locks/<run id>.json.gz                                 the retention function's index of the locks it knows
 
 A backup id is its UTC start time plus a random suffix (`20261126T132500Z-3f9a1c`), so ids sort by time.
 The stacks grant each function its prefixes from these names, so this module imports no engine.
@@ -33,7 +34,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,11 @@ if TYPE_CHECKING:
 MANIFEST_JSON = "manifest.json"
 MANIFEST_GZIP = "manifest.json.gz"
 MANIFEST_RECORD = "manifest-version.json"
+# S3's answer for a bucket without Object Lock.
+NO_OBJECT_LOCK_CONFIGURATION = "ObjectLockConfigurationNotFoundError"
 RESTORE_ROOT = "restores/s3/"
 REPORTS_PREFIX = "drills/"
+LOCKS_PREFIX = "locks/"  # the retention function's index of the Object Lock retention it knows
 
 
 class Component(StrEnum):
@@ -197,6 +201,19 @@ class BackupStore:
                 return None
             raise
         return ManifestRecord(record["key"], record["version_id"], record["sha256"])
+
+    def default_retention(self) -> timedelta | None:
+        """How long Object Lock keeps a new object by the bucket's default (None: no default retention). A year
+        counts as 365 days: never more than S3's own."""
+        try:
+            configuration = self.s3.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+        except ClientError as error:
+            if error_code(error) == NO_OBJECT_LOCK_CONFIGURATION:
+                return None
+            raise
+        default = configuration.get("Rule", {}).get("DefaultRetention", {})
+        days = default.get("Days", 0) + 365 * default.get("Years", 0)
+        return timedelta(days=days) if days else None
 
     def current_versions(self, prefix: str) -> Iterator[ObjectVersionTypeDef]:
         """The current version of every object under `prefix` (with its version id), leaving out keys whose

@@ -1,10 +1,11 @@
-"""The retention function's wiring: the backup store, the journal, and the retention policy."""
+"""The retention function's wiring: the backup store, the retention policy, the lock extension and the journal."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from drcore.aws.clients import client_factory, s3_client
+from drcore.backup.lock_extension import LockExtender, LockPolicy
 from drcore.backup.retention_run import RetentionRun
 from drcore.core.config import BackupSettings, RetentionSettings
 from drcore.state.backup_store import BackupStore
@@ -16,5 +17,7 @@ def retention_run(settings: BackupSettings, retention: RetentionSettings,
                   endpoint_url: str | None = None) -> RetentionRun:
     client = client_factory()
     store = BackupStore(s3_client(settings.copy_concurrency), settings.backup_bucket)
-    return RetentionRun(store, settings.data_bucket, retention.policy,
+    locks = LockExtender(store, LockPolicy(retention.object_lock_mode, retention.object_lock_days),
+                         concurrency=settings.copy_concurrency)
+    return RetentionRun(store, settings.data_bucket, retention.policy, locks,
                         ControllerStateStore(client("dynamodb"), settings.state_table), settings.protected_function)
