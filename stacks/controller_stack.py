@@ -1,6 +1,6 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms and their retention, the operators' recovery function, the drills, and the
-dashboard."""
+backups with their RPO alarms, their retention and the alarm on changes to their protection, the operators'
+recovery function, the drills, and the dashboard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from constructs import Construct
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
+from stacks.constructs.backup_guard import BackupGuard
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
@@ -66,6 +67,8 @@ class ControllerStack(Stack):
             state_table=state.table,
             backup_bucket=backup_bucket,
         )
+        BackupGuard(self, "BackupGuard", settings=settings, backup_bucket=backup_bucket, alerting=alerting,
+                    functions=functions)
         recovery = Recovery(
             self,
             "Recovery",

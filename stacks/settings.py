@@ -293,33 +293,6 @@ class ReservedConcurrency(_Strict):
         return self
 
 
-class BackupRetention(RetentionPolicy):
-    """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
-    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months. The fields, their bounds
-    and defaults are the backup function's own policy's."""
-
-    model_config = _Strict.model_config
-
-
-class BackupOptions(_Strict):
-    """The backup function and the backup bucket."""
-
-    retention: BackupRetention = BackupRetention()
-    # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
-    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
-    # Also publish a version of the protected function at each function backup, as the seed did.
-    publish_version: bool = False
-    # Every object written to the backup bucket is locked this long: not even the controller can delete or
-    # overwrite it before then. The retention function extends the lock of whatever a kept snapshot still needs.
-    object_lock_retention_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, ge=1, le=MAX_OBJECT_LOCK_DAYS)
-    # GOVERNANCE: a principal allowed s3:BypassGovernanceRetention could shorten a lock (the bucket's policy allows
-    # it to no one). COMPLIANCE: no one can, not even the account's root user, until the lock ends: irreversible.
-    object_lock_mode: ObjectLockMode = DEFAULT_OBJECT_LOCK_MODE
-    # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
-    # (and never while its lock lasts).
-    noncurrent_version_expiry_days: int = Field(30, ge=1)
-
-
 def _bucket_name(name: str) -> str:
     if re.fullmatch(BUCKET_NAME, name) is None or ".." in name:
         raise ValueError(f"{name!r} is not an S3 bucket name")
@@ -347,6 +320,39 @@ def _role_arn_pattern(arn: str) -> str:
 
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
 RoleArnPattern = Annotated[str, AfterValidator(_role_arn_pattern)]
+
+
+class BackupRetention(RetentionPolicy):
+    """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
+    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months. The fields, their bounds
+    and defaults are the backup function's own policy's."""
+
+    model_config = _Strict.model_config
+
+
+class BackupOptions(_Strict):
+    """The backup function and the backup bucket."""
+
+    retention: BackupRetention = BackupRetention()
+    # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
+    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
+    # Also publish a version of the protected function at each function backup, as the seed did.
+    publish_version: bool = False
+    # Every object written to the backup bucket is locked this long: not even the controller can delete or
+    # overwrite it before then. The retention function extends the lock of whatever a kept snapshot still needs.
+    object_lock_retention_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, ge=1, le=MAX_OBJECT_LOCK_DAYS)
+    # GOVERNANCE: a principal allowed s3:BypassGovernanceRetention could shorten a lock (the bucket's policy allows
+    # it to no one). COMPLIANCE: no one can, not even the account's root user, until the lock ends: irreversible.
+    object_lock_mode: ObjectLockMode = DEFAULT_OBJECT_LOCK_MODE
+    # The backup key can never be disabled or scheduled for deletion (its key policy denies both to everyone):
+    # that would make every backup unreadable. The one way out besides changing the key policy (which raises a
+    # severity-1 alert, as do both actions, even refused) is this role, if set: a break-glass role kept for it.
+    key_break_glass_role_arn: RoleArn | None = None
+    # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
+    # (and never while its lock lasts).
+    noncurrent_version_expiry_days: int = Field(30, ge=1)
+
+
 
 
 class RecoveryOptions(_Strict):

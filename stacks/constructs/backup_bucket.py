@@ -31,6 +31,33 @@ ACCESS_LOG_RETENTION = Duration.days(365)
 INCOMPLETE_UPLOAD_EXPIRY = Duration.days(7)
 
 
+# What would make every backup unreadable at once: a disabled key decrypts nothing, a deleted one never again.
+KEY_DESTRUCTION = ("kms:ScheduleKeyDeletion", "kms:DisableKey")
+
+
+def backup_key_policy(break_glass_role_arn: str | None) -> iam.PolicyDocument:
+    """The backup key's policy. The account administers the key and its IAM policies decide who uses it, as KMS
+    requires (a key whose policy lets no one administer it cannot be managed again), but no one may disable the
+    key or schedule its deletion: not through IAM (the account's statement leaves both out), not at all (an
+    explicit deny, which also binds the account's root user). The break-glass is `backup.key_break_glass_role_arn`
+    when set, spared by the deny and allowed both; otherwise changing this policy first. Either raises a
+    severity-1 alert, and so does a try, refused or not (stacks/constructs/backup_guard.py)."""
+    account = iam.AccountRootPrincipal()
+    statements = [
+        iam.PolicyStatement(sid="AccountAdministersAndIamDecidesUse", principals=[account],
+                            not_actions=list(KEY_DESTRUCTION), resources=["*"]),
+        iam.PolicyStatement(sid="NoOneDestroysTheBackupKey", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                            actions=list(KEY_DESTRUCTION), resources=["*"],
+                            conditions={"ArnNotEquals": {"aws:PrincipalArn": break_glass_role_arn}}
+                            if break_glass_role_arn else None),
+    ]
+    if break_glass_role_arn:
+        statements.append(iam.PolicyStatement(sid="BreakGlassRoleMayDestroyTheBackupKey",
+                                              principals=[iam.ArnPrincipal(break_glass_role_arn)],
+                                              actions=list(KEY_DESTRUCTION), resources=["*"]))
+    return iam.PolicyDocument(statements=statements)
+
+
 def protected_log_group(settings: Settings) -> str:
     """The protected function's log group, which the daily logs backup exports."""
     return f"/aws/lambda/{settings.protected_function}"
@@ -51,6 +78,7 @@ class BackupBucket(Construct):
             "Key",
             description=f"Encrypts the backups of {settings.protected_function}",
             enable_key_rotation=True,
+            policy=backup_key_policy(backup.key_break_glass_role_arn),
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.access_logs = s3.Bucket(
@@ -126,7 +154,8 @@ class BackupBucket(Construct):
         """No principal of the account but the retention function's role may place a delete marker (which hides
         an object from every read by key, lock or no lock), and none at all may delete a version or bypass
         GOVERNANCE retention: the lifecycle rule alone removes what retention hid, once Object Lock allows.
-        An administrator who must do either changes this policy first."""
+        An administrator who must do either changes this policy first, which raises a severity-1 alert
+        (stacks/constructs/backup_guard.py)."""
         account = iam.AccountRootPrincipal()
         everything = [self.bucket.arn_for_objects("*")]
         self.bucket.add_to_resource_policy(
