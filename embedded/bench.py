@@ -133,7 +133,7 @@ def bench_ours(system: SampleSystem, counter: RequestCounter, events: int) -> di
     }
 
 
-HANDLER_MODULES = ("health_watcher", "performance_watcher", "backup", "recovery", "drill")
+HANDLER_MODULES = ("health_watcher", "performance_watcher", "backup", "retention", "recovery", "drill")
 WATCHERS = ("health_watcher", "performance_watcher")
 # What every function imports before any code of ours: boto3 and the Powertools logger.
 FLOOR_IMPORT = "import boto3\nfrom aws_lambda_powertools import Logger"

@@ -1,6 +1,6 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, the operators' recovery function, the replication alarms, the drills, and the
-dashboard."""
+backups with their RPO alarms, their retention and the alarm on changes to their protection, the operators'
+recovery function, the replication alarms, the drills, and the dashboard."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from constructs import Construct
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
+from stacks.constructs.backup_guard import BackupGuard
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
+from stacks.constructs.retention import Retention
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
@@ -58,6 +60,16 @@ class ControllerStack(Stack):
             backup_bucket=backup_bucket,
             alert_topic=alerting.alert_topic,
         )
+        retention = Retention(
+            self,
+            "Retention",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            backup_bucket=backup_bucket,
+        )
+        BackupGuard(self, "BackupGuard", settings=settings, backup_bucket=backup_bucket, alerting=alerting,
+                    functions=functions)
         recovery = Recovery(
             self,
             "Recovery",
@@ -105,6 +117,10 @@ class ControllerStack(Stack):
             "BackupFunctionName": (
                 backups.function.function_name,
                 'Backs up on schedule; invoke with {"component": "lambda" | "s3" | "stack" | "logs"} to back up now',
+            ),
+            "RetentionFunctionName": (
+                retention.function.function_name,
+                'Prunes expired snapshots every hour; invoke with {"action": "retention"} to run now',
             ),
             "RecoveryFunctionName": (
                 recovery.function.function_name,

@@ -28,6 +28,8 @@ from drcore.core.config import (
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_MIN_BAKE_INVOCATIONS,
+    DEFAULT_OBJECT_LOCK_DAYS,
+    DEFAULT_OBJECT_LOCK_MODE,
     DEFAULT_PENDING_REPAIR_SECONDS,
     DEFAULT_PLAN_TTL_SECONDS,
     DEFAULT_REGRESSION_FACTOR,
@@ -41,6 +43,7 @@ from drcore.core.config import (
     MAX_REPLICATION_SAMPLE_SIZE,
     MIN_PLAN_TTL_SECONDS,
     RECOVERY_STACK_SUFFIX,
+    ObjectLockMode,
     RetentionPolicy,
 )
 from drcore.core.controller_settings import DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, MAX_HEALTH_PROBE_TIMEOUT_SECONDS
@@ -87,6 +90,8 @@ MAX_STACK_NAME = 128
 UNRESERVED_CONCURRENCY_MINIMUM = 100
 # The concurrent executions quota AWS gives an account in a region unless raised (new accounts may get less).
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
+# The retention function runs alone: two runs at once would judge and hide the same backups twice.
+RETENTION_CONCURRENCY = 1
 
 
 class InvalidSettings(ValueError):
@@ -278,7 +283,8 @@ class ReservedConcurrency(_Strict):
 
     @property
     def total(self) -> int:
-        return self.health_watcher + self.performance_watcher + self.recovery
+        """Everything the stack reserves, the retention function's one included."""
+        return self.health_watcher + self.performance_watcher + self.recovery + RETENTION_CONCURRENCY
 
     @model_validator(mode="after")
     def _leaves_the_unreserved_minimum(self) -> Self:
@@ -290,30 +296,6 @@ class ReservedConcurrency(_Strict):
                 "lower the reservations, or raise the quota and set account_limit to it"
             )
         return self
-
-
-class BackupRetention(RetentionPolicy):
-    """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
-    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months. The fields, their bounds
-    and defaults are the backup function's own policy's."""
-
-    model_config = _Strict.model_config
-
-
-class BackupOptions(_Strict):
-    """The backup function and the backup bucket."""
-
-    retention: BackupRetention = BackupRetention()
-    # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
-    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
-    # Also publish a version of the protected function at each function backup, as the seed did.
-    publish_version: bool = False
-    # Every object written to the backup bucket is locked (GOVERNANCE mode) this long: not even the
-    # controller can delete or overwrite it before then.
-    object_lock_retention_days: int = Field(30, ge=1, le=MAX_OBJECT_LOCK_DAYS)
-    # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
-    # (and never while its lock lasts).
-    noncurrent_version_expiry_days: int = Field(30, ge=1)
 
 
 def _bucket_name(name: str) -> str:
@@ -343,6 +325,39 @@ def _role_arn_pattern(arn: str) -> str:
 
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
 RoleArnPattern = Annotated[str, AfterValidator(_role_arn_pattern)]
+
+
+class BackupRetention(RetentionPolicy):
+    """How many bucket snapshots survive pruning: the newest `keep_last`, plus the newest snapshot of each
+    of the last `hourly` hours, `daily` days, `weekly` weeks and `monthly` months. The fields, their bounds
+    and defaults are the backup function's own policy's."""
+
+    model_config = _Strict.model_config
+
+
+class BackupOptions(_Strict):
+    """The backup function and the backup bucket."""
+
+    retention: BackupRetention = BackupRetention()
+    # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
+    copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
+    # Also publish a version of the protected function at each function backup, as the seed did.
+    publish_version: bool = False
+    # Every object written to the backup bucket is locked this long: not even the controller can delete or
+    # overwrite it before then. The retention function extends the lock of whatever a kept snapshot still needs.
+    object_lock_retention_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, ge=1, le=MAX_OBJECT_LOCK_DAYS)
+    # GOVERNANCE: a principal allowed s3:BypassGovernanceRetention could shorten a lock (the bucket's policy allows
+    # it to no one). COMPLIANCE: no one can, not even the account's root user, until the lock ends: irreversible.
+    object_lock_mode: ObjectLockMode = DEFAULT_OBJECT_LOCK_MODE
+    # The backup key can never be disabled or scheduled for deletion (its key policy denies both to everyone):
+    # that would make every backup unreadable. The one way out besides changing the key policy (which raises a
+    # severity-1 alert, as do both actions, even refused) is this role, if set: a break-glass role kept for it.
+    key_break_glass_role_arn: RoleArn | None = None
+    # Pruning only hides an object behind a delete marker; its bytes are removed this many days later
+    # (and never while its lock lasts).
+    noncurrent_version_expiry_days: int = Field(30, ge=1)
+
+
 
 
 class RecoveryOptions(_Strict):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ import boto3
 from moto import mock_aws
 
 import recovery.handler as recovery
+from drcore.state.backup_store import Component, manifest_key, manifest_record_key
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
 
@@ -122,6 +126,25 @@ def data_and_backup_buckets(data: str, backups: str, object_lock: bool = False) 
         client.put_bucket_versioning(Bucket=data, VersioningConfiguration={"Status": "Enabled"})
         client.create_bucket(Bucket=backups, **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
         yield client
+
+
+# What a snapshot's manifest records since reads name the versions written; a manifest of an earlier release lacks
+# these fields (drcore.backup.manifest.ManifestEntry reads them as None).
+VERSIONED_READ_FIELDS = ("content_version_id",)
+
+
+def written_before_versions(s3: Any, backup_bucket: str, bucket: str, backup_id: str) -> None:
+    """Make a snapshot one of the previous format, as an earlier release left it in the backup store: its manifest
+    without the content objects' versions, and no record of the manifest's own version, so that every read of it
+    and of its content goes by key. Rewritten with the test's own rights (no role of the stack may)."""
+    key = manifest_key(Component.S3, bucket, backup_id)
+    lines = gzip.decompress(s3.get_object(Bucket=backup_bucket, Key=key)["Body"].read()).decode().splitlines()
+    entries = [json.dumps({name: value for name, value in json.loads(line).items()
+                           if name not in VERSIONED_READ_FIELDS}, separators=(",", ":")) for line in lines[1:]]
+    body = gzip.compress(("\n".join([lines[0], *entries]) + "\n").encode(), mtime=0)
+    s3.put_object(Bucket=backup_bucket, Key=key, Body=body, ContentType="application/gzip",
+                  Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    s3.delete_object(Bucket=backup_bucket, Key=manifest_record_key(Component.S3, bucket, backup_id))
 
 
 class InvocationCrash(RuntimeError):

@@ -91,6 +91,10 @@ _S3_WRITES = frozenset({"PutObject", "CreateMultipartUpload", "CopyObject"})
 _S3_READS = frozenset({"GetObject", "CompleteMultipartUpload"})
 _S3_COPIES = frozenset({"CopyObject", "UploadPartCopy"})  # read the source, write the destination
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# s3:ObjectCreationOperation: true for the requests that create an object (and so may carry If-None-Match),
+# false for the steps of a multipart upload before its completion, which take no conditional header.
+_S3_OBJECT_CREATION = {"PutObject": "true", "CopyObject": "true", "CompleteMultipartUpload": "true",
+                       "CreateMultipartUpload": "false", "UploadPart": "false", "UploadPartCopy": "false"}
 
 
 class UnmappedCall(Exception):
@@ -308,6 +312,13 @@ def _s3_extras(call: RecordedCall, facts: WorldFacts) -> Iterator[Permission]:
         yield Permission("s3:PutObjectRetention", target, {}, f"{operation} with Object Lock retention")
     if operation in _S3_WRITES and params.get("ObjectLockLegalHoldStatus"):
         yield Permission("s3:PutObjectLegalHold", target, {}, f"{operation} with a legal hold")
+    if params.get("BypassGovernanceRetention"):
+        # Shortening or removing GOVERNANCE retention (S3 User Guide, Object Lock: bypassing governance mode).
+        keys = [str(entry["Key"]) for entry in params["Delete"]["Objects"]] if operation == "DeleteObjects" \
+            else [str(params.get("Key", ""))]
+        for key in keys:
+            yield Permission("s3:BypassGovernanceRetention", _object_arn(facts, bucket, key), {},
+                             f"{operation} bypassing governance retention")
     if operation in ("GetObject", "HeadObject") and call.error_code in _NOT_FOUND and not params.get("VersionId"):
         # Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied, not the 404 the code expects.
         yield Permission("s3:ListBucket", f"arn:{facts.partition}:s3:::{bucket}", {}, f"{operation} answered 404")
@@ -355,6 +366,8 @@ def _context(call: RecordedCall) -> dict[str, str]:
                                ("s3:if-match", "IfMatch")):
             if call.params.get(parameter):
                 context[key] = str(call.params[parameter])
+        if call.operation in _S3_OBJECT_CREATION:
+            context["s3:ObjectCreationOperation"] = _S3_OBJECT_CREATION[call.operation]
     return context
 
 

@@ -37,9 +37,10 @@ ASSUMED: dict[str, tuple[str, str]] = {
     "s3:TlsVersion": ("1.2", "AWS endpoints accept TLS 1.2 or later only, so no request arrives with less"),
 }
 
-# Condition keys the request context decides, present or absent (actions._context sets them).
+# Condition keys the request context decides, present or absent (actions._context sets them; `evaluate`
+# adds the principal's own ARN).
 DECIDED = frozenset({"aws:RequestedRegion", "cloudwatch:namespace", "iam:PassedToService", "s3:versionid",
-                     "s3:if-none-match", "s3:if-match"})
+                     "s3:if-none-match", "s3:if-match", "s3:ObjectCreationOperation", "aws:PrincipalArn"})
 
 
 class UndecidedCondition(Exception):
@@ -182,7 +183,9 @@ def evaluate(permission: Permission, identity: Iterable[Statement], resource_pol
              account: str = "") -> Decision:
     """Whether the role may perform `permission`, by IAM's evaluation logic."""
     assumed: set[str] = set()
-    action, resource, context = permission.action, permission.resource, permission.context
+    action, resource = permission.action, permission.resource
+    # A role's session is known by its role's ARN (aws:PrincipalArn), whatever the session is named.
+    context = {**permission.context, **({"aws:PrincipalArn": role_arn} if role_arn else {})}
 
     def applying(statements: Iterable[Statement]) -> list[Statement]:
         return [statement for statement in statements if covers(statement, action, resource)

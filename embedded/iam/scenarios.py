@@ -14,6 +14,10 @@
    - the operator's read-only `preflight`, in an account that has everything it checks for;
    - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
      role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides.
+   - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
+     that it hides the snapshot and the content only that snapshot referenced, and locks what the kept
+     snapshots need (the embedded bucket has no default retention: nothing is locked yet); then again after
+     a new snapshot, replacing its lock index.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -25,11 +29,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import time_machine
 from moto.cloudformation.models import cloudformation_backends
 from moto.core.base_backend import BackendDict
 from moto.core.model_instances import reset_model_data
@@ -44,6 +49,7 @@ from embedded.world import REGION, embedded_world
 BACKUP_FUNCTION = "apilados-dr-backup"
 RECOVERY_FUNCTION = "apilados-dr-recovery"
 DRILL_FUNCTION = "apilados-dr-drill"
+RETENTION_FUNCTION = "apilados-dr-retention"
 OPERATOR = {"requested_by": "iam-conformance", "reason": "the IAM conformance scenarios"}
 
 
@@ -211,6 +217,33 @@ def _replication_configured_and_watched(system: SampleSystem) -> None:
             and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
 
 
+def _retention(system: SampleSystem) -> None:
+    """A body changes and the bucket is snapshotted again; under a policy that keeps the newest snapshot only,
+    the retention run two days later hides the older snapshot and the body only it referenced, and locks what
+    the kept snapshots need. After another change and snapshot, the next run locks the new body and replaces
+    its lock index."""
+    import retention.handler as retention
+    from drcore.core.config import RetentionEnvVar
+
+    def change_and_snapshot(row: str) -> None:
+        system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-00000.csv",
+                                        Body=f"id,amount\n0,{row}\n".encode())
+        _back_up(["s3"])
+
+    change_and_snapshot("1")
+    os.environ.update({RetentionEnvVar.RETENTION_KEEP_LAST: "1", RetentionEnvVar.RETENTION_HOURLY: "0",
+                       RetentionEnvVar.RETENTION_DAILY: "0", RetentionEnvVar.RETENTION_WEEKLY: "0",
+                       RetentionEnvVar.RETENTION_MONTHLY: "0"})
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=2), tick=True):
+        first = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+        _expect(first.get("ok") is True and len(first["pruned"]["removed"]) == 1
+                and first["pruned"]["content_removed"] >= 1 and first["locks"]["extended"] >= 1, "the retention run",
+                first)
+        change_and_snapshot("2")
+        second = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+    _expect(second.get("ok") is True and second["locks"]["indexes_hidden"] == 1, "the next retention run", second)
+
+
 def _newest_backup(system: SampleSystem, component: str) -> str:
     from drcore.state.backup_store import BackupStore, Component
 
@@ -234,6 +267,7 @@ def beyond_the_drill() -> None:
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
         _replication_configured_and_watched(system)
+        _retention(system)  # last: it moves the clock on
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -1,10 +1,12 @@
 """The backup bucket: every backup is written to it once and kept, out of reach even of the controller.
 
-Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock in GOVERNANCE
-mode for `backup.object_lock_retention_days`, so a bug or a stolen credential can neither overwrite nor
-delete a backup before its lock expires. The backup function prunes by placing delete markers (it holds
-no s3:DeleteObjectVersion); the lifecycle rule removes the hidden bytes `noncurrent_version_expiry_days`
-later, and S3 never removes a version while its lock lasts.
+Objects are encrypted with a customer-managed key, versioned, and locked by S3 Object Lock (in
+`backup.object_lock_mode`, GOVERNANCE by default) for `backup.object_lock_retention_days`, so a bug or a
+stolen credential can neither overwrite nor delete a backup before its lock expires; the retention function
+extends the lock of whatever a kept snapshot still needs. The bucket's policy holds every principal of the
+account to create-only writes, lets only the retention function place delete markers, and lets no one
+delete a version or bypass GOVERNANCE retention; the lifecycle rule removes the hidden bytes
+`noncurrent_version_expiry_days` later, and S3 never removes a version while its lock lasts.
 
 CloudWatch Logs writes the daily export of the protected function's logs itself, so the bucket policy and
 the key policy let the logs service in, for that log group and under that function's logs prefix only.
@@ -29,6 +31,33 @@ ACCESS_LOG_RETENTION = Duration.days(365)
 INCOMPLETE_UPLOAD_EXPIRY = Duration.days(7)
 
 
+# What would make every backup unreadable at once: a disabled key decrypts nothing, a deleted one never again.
+KEY_DESTRUCTION = ("kms:ScheduleKeyDeletion", "kms:DisableKey")
+
+
+def backup_key_policy(break_glass_role_arn: str | None) -> iam.PolicyDocument:
+    """The backup key's policy. The account administers the key and its IAM policies decide who uses it, as KMS
+    requires (a key whose policy lets no one administer it cannot be managed again), but no one may disable the
+    key or schedule its deletion: not through IAM (the account's statement leaves both out), not at all (an
+    explicit deny, which also binds the account's root user). The break-glass is `backup.key_break_glass_role_arn`
+    when set, spared by the deny and allowed both; otherwise changing this policy first. Either raises a
+    severity-1 alert, and so does a try, refused or not (stacks/constructs/backup_guard.py)."""
+    account = iam.AccountRootPrincipal()
+    statements = [
+        iam.PolicyStatement(sid="AccountAdministersAndIamDecidesUse", principals=[account],
+                            not_actions=list(KEY_DESTRUCTION), resources=["*"]),
+        iam.PolicyStatement(sid="NoOneDestroysTheBackupKey", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                            actions=list(KEY_DESTRUCTION), resources=["*"],
+                            conditions={"ArnNotEquals": {"aws:PrincipalArn": break_glass_role_arn}}
+                            if break_glass_role_arn else None),
+    ]
+    if break_glass_role_arn:
+        statements.append(iam.PolicyStatement(sid="BreakGlassRoleMayDestroyTheBackupKey",
+                                              principals=[iam.ArnPrincipal(break_glass_role_arn)],
+                                              actions=list(KEY_DESTRUCTION), resources=["*"]))
+    return iam.PolicyDocument(statements=statements)
+
+
 def protected_log_group(settings: Settings) -> str:
     """The protected function's log group, which the daily logs backup exports."""
     return f"/aws/lambda/{settings.protected_function}"
@@ -49,6 +78,7 @@ class BackupBucket(Construct):
             "Key",
             description=f"Encrypts the backups of {settings.protected_function}",
             enable_key_rotation=True,
+            policy=backup_key_policy(backup.key_break_glass_role_arn),
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.access_logs = s3.Bucket(
@@ -73,9 +103,10 @@ class BackupBucket(Construct):
             bucket_key_enabled=True,
             versioned=True,
             object_lock_enabled=True,
-            object_lock_default_retention=s3.ObjectLockRetention.governance(
-                Duration.days(backup.object_lock_retention_days)
-            ),
+            object_lock_default_retention=(
+                s3.ObjectLockRetention.compliance if backup.object_lock_mode == "COMPLIANCE"
+                else s3.ObjectLockRetention.governance
+            )(Duration.days(backup.object_lock_retention_days)),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
@@ -94,7 +125,58 @@ class BackupBucket(Construct):
             # Backups must outlive the stack that made them.
             removal_policy=RemovalPolicy.RETAIN,
         )
+        self._require_create_only_writes()
         self._let_logs_export(settings)
+
+    def _require_create_only_writes(self) -> None:
+        """Every object the account's principals write into the backup bucket must be a new key: S3 accepts a
+        PutObject, CopyObject or CompleteMultipartUpload only with `If-None-Match: *`, which fails when the key
+        holds an object, so no role can replace what a restore reads with a new version. The parts of a
+        multipart upload carry no conditional header (S3 takes none there): `s3:ObjectCreationOperation` is
+        false for them, and their completion is the conditional write.
+
+        Every prefix of the layout is write-once (drcore.state.backup_store): checkpoints are one object per
+        page, restore records one per batch, and mutable state lives in the state table, so no prefix is
+        exempt. The one writer this does not cover is CloudWatch Logs' export (a service principal, not the
+        account's): it writes only new keys, under a new task id, below the logs prefix it is allowed."""
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BackupsAreWrittenOnce",
+                effect=iam.Effect.DENY,
+                principals=[iam.AccountRootPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
+            )
+        )
+
+    def let_only_retention_hide(self, retention_role: iam.IRole) -> None:
+        """No principal of the account but the retention function's role may place a delete marker (which hides
+        an object from every read by key, lock or no lock), and none at all may delete a version or bypass
+        GOVERNANCE retention: the lifecycle rule alone removes what retention hid, once Object Lock allows.
+        An administrator who must do either changes this policy first, which raises a severity-1 alert
+        (stacks/constructs/backup_guard.py)."""
+        account = iam.AccountRootPrincipal()
+        everything = [self.bucket.arn_for_objects("*")]
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyRetentionHidesBackups",
+                effect=iam.Effect.DENY,
+                principals=[account],
+                actions=["s3:DeleteObject"],
+                resources=everything,
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": retention_role.role_arn}},
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="NoOneDestroysBackups",
+                effect=iam.Effect.DENY,
+                principals=[account],
+                actions=["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
+                resources=everything,
+            )
+        )
 
     def _let_logs_export(self, settings: Settings) -> None:
         """CloudWatch Logs' export task writes as the logs service, not as the function that created it."""

@@ -58,14 +58,20 @@ DATA_OBJECT_READS = (
     "s3:GetObjectTagging",
     "s3:GetObjectVersionTagging",
 )
+# A stored backup is read as the version it was written (GetObjectVersion), one written before versions were
+# recorded by its key (GetObject).
 BACKUP_OBJECT_READS = (
     "s3:GetObject",
-    "s3:GetObjectRetention",
-    "s3:GetObjectLegalHold",
+    "s3:GetObjectVersion",
     "s3:ListMultipartUploadParts",
 )
-# DeleteObject without a version id only places a delete marker; no s3:DeleteObjectVersion is granted.
-BACKUP_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject")
+# What the restoring functions read of a stored backup: the version written, or an older backup's key.
+STORED_BACKUP_READS = ("s3:GetObject", "s3:GetObjectVersion")
+# The backup bucket itself: the listing of keys, of the content's current versions (drcore.backup.stored_content),
+# and its default Object Lock retention (a snapshot records how long what it stores is locked).
+BACKUP_BUCKET_READS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration")
+# Writes only, each create-only (the bucket's policy): the retention function alone may hide a backup.
+BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 # Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
 # failed one is aborted. Everything else in the backup store is a single PUT.
 MULTIPART_ABORT = ("s3:AbortMultipartUpload",)
@@ -226,14 +232,15 @@ class Backups(Construct):
             iam.PolicyStatement(
                 sid="ReadDataObjects", actions=list(DATA_OBJECT_READS), resources=[f"{data_bucket_arn}/*"]
             ),
-            iam.PolicyStatement(sid="ListBackupBucket", actions=["s3:ListBucket"], resources=[backups.bucket_arn]),
+            iam.PolicyStatement(sid="ListBackupBucket", actions=list(BACKUP_BUCKET_READS),
+                                resources=[backups.bucket_arn]),
             iam.PolicyStatement(
                 sid="ReadBackups",
                 actions=list(BACKUP_OBJECT_READS),
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
             iam.PolicyStatement(
-                sid="WriteAndPruneBackups",
+                sid="WriteBackups",
                 actions=list(BACKUP_OBJECT_WRITES),
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
@@ -497,7 +504,6 @@ def backup_environment(
     """What `drcore.core.config.BackupSettings.from_environ` reads, under the names drcore.core.config defines, plus
     the state table for the journal."""
     backup = settings.backup
-    retention = backup.retention
     environment = {
         BackupEnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,
         BackupEnvVar.DATA_BUCKET_NAME: settings.data_bucket,
@@ -505,11 +511,6 @@ def backup_environment(
         BackupEnvVar.PIPELINE_STACK_NAME: settings.pipeline_stack,
         BackupEnvVar.LOG_GROUP_NAME: protected_log_group(settings),
         BackupEnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
-        BackupEnvVar.RETENTION_KEEP_LAST: str(retention.keep_last),
-        BackupEnvVar.RETENTION_HOURLY: str(retention.hourly),
-        BackupEnvVar.RETENTION_DAILY: str(retention.daily),
-        BackupEnvVar.RETENTION_WEEKLY: str(retention.weekly),
-        BackupEnvVar.RETENTION_MONTHLY: str(retention.monthly),
         BackupEnvVar.COPY_CONCURRENCY: str(backup.copy_concurrency),
         BackupEnvVar.PUBLISH_BACKUP_VERSION: "true" if backup.publish_version else "false",
         EnvVar.STATE_TABLE_NAME: state_table.table_name,

@@ -37,7 +37,7 @@ from drcore.state.backup_store import REPORTS_PREFIX
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import INCOMPLETE_UPLOAD_EXPIRY, BackupBucket
-from stacks.constructs.backups import BACKUP_KEY_USE, content_prefix
+from stacks.constructs.backups import BACKUP_BUCKET_READS, BACKUP_KEY_USE, STORED_BACKUP_READS, content_prefix
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.recovery import (
@@ -162,10 +162,9 @@ class Drills(Construct):
         self._add("ListScratchBucket", TARGET_BUCKET_READS, [scratch.bucket_arn])
         self._add("ReadScratchObjects", TARGET_OBJECT_READS, [scratch.arn_for_objects("*")])
         self._add("RestoreIntoScratchBucket", TARGET_OBJECT_WRITES, [scratch.arn_for_objects("*")])
-        self._add("ListBackupBucket", ["s3:ListBucket"], [backups.bucket_arn])
-        self._add(
-            "ReadBackups", ["s3:GetObject"], [backups.arn_for_objects(f"{prefix}*") for prefix in DRILL_READ_PREFIXES]
-        )
+        self._add("ListBackupBucket", BACKUP_BUCKET_READS, [backups.bucket_arn])
+        self._add("ReadBackups", STORED_BACKUP_READS,
+                  [backups.arn_for_objects(f"{prefix}*") for prefix in DRILL_READ_PREFIXES])
         self._add(
             "WriteSafetySnapshotsRestoreRecordsAndReports",
             BACKUP_OBJECT_WRITES,

@@ -44,8 +44,10 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import (
+    BACKUP_BUCKET_READS,
     BACKUP_KEY_USE,
     MULTIPART_ABORT,
+    STORED_BACKUP_READS,
     backup_environment,
     backup_key_prefixes,
     content_prefix,
@@ -117,7 +119,7 @@ TARGET_OBJECT_READS = (
 # so no restore can remove data for good. PutObjectTagging writes the tags a copied-back version brings.
 # AbortMultipartUpload cleans up a multipart copy of a large object that failed half-way.
 TARGET_OBJECT_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload")
-# Writes into the backup bucket never delete: the backup function alone prunes. (A safety snapshot's copy in
+# Writes into the backup bucket never delete: the retention function alone prunes. (A safety snapshot's copy in
 # parts, into content/ only, is aborted when it fails: backups.MULTIPART_ABORT.)
 BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 
@@ -242,10 +244,10 @@ class Recovery(Construct):
         self._add("ListRestoreTargets", TARGET_BUCKET_READS, targets)
         self._add("ReadRestoreTargetObjects", TARGET_OBJECT_READS, [f"{arn}/*" for arn in targets])
         self._add("RestoreObjectsByVersionsAndDeleteMarkers", TARGET_OBJECT_WRITES, [f"{arn}/*" for arn in targets])
-        self._add("ListBackupBucket", ["s3:ListBucket"], [backups.bucket_arn])
+        self._add("ListBackupBucket", BACKUP_BUCKET_READS, [backups.bucket_arn])
         self._add(
             "ReadBackups",
-            ["s3:GetObject"],
+            STORED_BACKUP_READS,
             [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_READ_PREFIXES],
         )
         self._add(

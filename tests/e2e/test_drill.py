@@ -67,14 +67,14 @@ def test_a_drill_over_damaged_backup_content_fails_its_restore_naming_the_damage
         add_drill_scratch(system)
         os.environ.update({**system.environment(), **system.backup_environment(), **system.drill_environment()})
         [snapshot] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
-        # whose stored bodies of two objects are then replaced: the same size, other bytes
+        # whose stored bodies of two objects are then gone: the versions it recorded deleted, as no role may
         s3, store = system.clients["s3"], BackupStore(system.clients["s3"], system.backup_bucket)
         entries = {entry.key: entry for entry in
                    read_manifest(store, system.data_bucket, snapshot["backup_id"]).objects}
         damaged = sorted(entries)[2:4]
         for key in damaged:
-            stored = s3.get_object(Bucket=system.backup_bucket, Key=entries[key].content_key)["Body"].read()
-            s3.put_object(Bucket=system.backup_bucket, Key=entries[key].content_key, Body=bytes(reversed(stored)))
+            s3.delete_object(Bucket=system.backup_bucket, Key=entries[key].content_key,
+                             VersionId=entries[key].content_version_id)
         # When the drill function runs, as its schedule runs it
         result = drill.handler({"action": "drill", "requested_by": "e2e", "reason": "damaged backup content"},
                                LambdaContextStub("apilados-dr-drill"))

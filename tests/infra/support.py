@@ -61,6 +61,7 @@ TUNED = {
             "copy_concurrency": 64,
             "publish_version": True,
             "object_lock_retention_days": 90,
+            "object_lock_mode": "COMPLIANCE",
             "noncurrent_version_expiry_days": 7,
         },
         "operator_principals": [

@@ -185,8 +185,9 @@ def test_undeliverable_rule_events_are_retried_then_dead_lettered(synth: Synthes
     queue = logical_id(synth.resources, "AWS::SQS::Queue")
     targets = [target for rule in _rules(synth) for target in rule["Targets"]]
     # Then delivery is retried and a lost delivery lands in the failed-events queue (the watchers' two alarm
-    # rules and tick, the four backup schedules and the configuration-change rule, the drill schedule)
-    assert len(targets) == 4 + 4 + 1 + 1
+    # rules and tick, the four backup schedules and the configuration-change rule, the drill schedule, the
+    # retention schedule, the two alerts on changes to the backups' protection)
+    assert len(targets) == 4 + 4 + 1 + 1 + 1 + 2
     for target in targets:
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
         assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}

@@ -75,11 +75,11 @@ def test_pruned_backups_are_removed_only_after_the_noncurrent_expiry(synth: Synt
 
 
 def test_lock_and_expiry_follow_the_settings(tuned: Synthesized):
-    # Given 90 days of Object Lock and a 7-day noncurrent expiry in cdk.json
+    # Given 90 days of Object Lock in COMPLIANCE mode and a 7-day noncurrent expiry in cdk.json
     _, bucket = _bucket(tuned)
     properties = bucket["Properties"]
     # Then the bucket follows
-    assert properties["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 90, "Mode": "GOVERNANCE"}
+    assert properties["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 90, "Mode": "COMPLIANCE"}
     assert properties["LifecycleConfiguration"]["Rules"][0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
 
 
@@ -96,11 +96,28 @@ def test_backup_bucket_is_private_tls_only_and_retained(synth: Synthesized):
     }
     assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
-    # And its policy refuses plain HTTP and TLS older than 1.2
-    denials = [s for s in _policy_statements(synth, name) if s["Effect"] == "Deny"]
+    # And its policy refuses plain HTTP and TLS older than 1.2, to everyone
+    denials = [s for s in _policy_statements(synth, name) if s["Effect"] == "Deny" and s["Principal"] == {"AWS": "*"}]
     assert {str(s["Condition"]) for s in denials} == {
         str({"Bool": {"aws:SecureTransport": "false"}}),
         str({"NumericLessThan": {"s3:TlsVersion": 1.2}}),
+    }
+
+
+def test_no_principal_of_the_account_can_write_over_a_backup(synth: Synthesized):
+    # Given the backup bucket's policy
+    name, _ = _bucket(synth)
+    (write_once,) = [s for s in _policy_statements(synth, name) if s.get("Sid") == "BackupsAreWrittenOnce"]
+    # Then every principal of the account (every role of the stack included) is refused any request that creates
+    # an object anywhere in the bucket (PutObject, CopyObject, CompleteMultipartUpload) without If-None-Match;
+    # the parts of a multipart upload, which carry no conditional header, are not refused
+    assert write_once == {
+        "Sid": "BackupsAreWrittenOnce",
+        "Effect": "Deny",
+        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": "s3:PutObject",
+        "Resource": f"${{{name}.Arn}}/*",
+        "Condition": {"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
     }
 
 

@@ -13,24 +13,25 @@ from __future__ import annotations
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from embedded.aws_events import ACCOUNT
+from embedded.iam.actions import permissions_of
 from embedded.iam.conformance import ConformanceReport, Grant, check_conformance
-from embedded.iam.evaluator import ASSUMED
-from embedded.iam.recorder import CallRecording
+from embedded.iam.evaluator import ASSUMED, evaluate
+from embedded.iam.recorder import CallRecording, RecordedCall
 from embedded.iam.scenarios import record_scenarios
-from embedded.iam.template_roles import EmbeddedNames
+from embedded.iam.template_roles import EmbeddedNames, ResolvedTemplate, Resolver, resolve_template
 from embedded.sample_system import REPLICATION_ROLE
 from embedded.world import REGION
 from tests.infra.support import Synthesized, synthesize
 
 pytestmark = pytest.mark.e2e
 
-FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill"}
+FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill", "retention"}
 
 # Calls a role does not allow today, by (function, action), each with its reason: deployments that fail in AWS.
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
@@ -62,8 +63,6 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
         "(aws.continuations.self_invoker); the scenarios' backups, restores and drills fit in one",
     ("*", "lambda:PublishLayerVersion", f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:*"):
         "a function restore republishes a layer version that no longer exists; the sample's layer still exists",
-    ("backup", "s3:DeleteObject", f"{BACKUPS}/*"):
-        "retention prunes backups past their retention (drcore.backup.retention); the scenarios' backups are all kept",
     ("backup", "logs:CreateExportTask", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{INGEST_NAME}:*"):
         "the log group's ARN in its ':*' form, granted beside the plain form that the Service Authorization "
         "Reference names and the harness checks",
@@ -217,10 +216,91 @@ def test_the_harness_refuses_deleting_the_recovery_copy_without_its_grant(synth:
     assert ("recovery", "cloudformation:DeleteStack") in {call.key for call in denied}
 
 
+def test_the_harness_refuses_a_backup_written_without_if_none_match(synth: Any, recorded: Recorded) -> None:
+    # Given the same calls, but every write of the backup function into the backup bucket without If-None-Match,
+    # as code that forgot the condition would send them
+    bucket = recorded.recording.environments["backup.handler.handler"]["DR_BACKUP_BUCKET_NAME"]
+    unguarded = [replace(call, params={k: v for k, v in call.params.items() if k != "IfNoneMatch"})
+                 if call.service == "s3" and call.params.get("Bucket") == bucket else call
+                 for call in recorded.recording.calls]
+    assert any(call.params.get("IfNoneMatch") for call in recorded.recording.calls if call.service == "s3")
+    recording = CallRecording(unguarded, recorded.recording.invoked_as, recorded.recording.environments)
+    # When they are checked / Then the bucket policy refuses them explicitly: no role can overwrite a backup
+    denied = {call.key: call.outcome for call in
+              check_conformance(synth.template.to_json(), recording, recorded.names).denied}
+    assert denied[("backup", "s3:PutObject")] == "explicitly denied"
+    assert denied[("recovery", "s3:PutObject")] == "explicitly denied"  # its safety snapshots and records
+
+
 def test_every_known_excess_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:
     # An entry that matches nothing is stale: the grant is removed (or used), and the entry goes.
     removed = [entry for entry in KNOWN_EXCESS if not any(_matching(grant, [entry]) for grant in report.unused_grants)]
     assert not removed, removed
+
+
+# No role can destroy a backup (DESIGN.md section 5, invariant 10) --------------------------------------
+
+# Objects a kept backup needs, one of each kind the backup store holds.
+NEEDED_OBJECTS = {
+    "content": "content/sha256/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "snapshot manifest": "snapshots/s3/apilados-production-data/20261126T090000Z-3f9a1c/manifest.json.gz",
+    "function code": "backups/lambda/apilados-pipeline-ingest/20261126T090000Z-3f9a1c/code.zip",
+}
+# What destroying one takes: deleting its version, writing over it (a new version replaces what a read by key
+# gets), hiding it behind a delete marker, or shortening its lock.
+ATTEMPTS: dict[str, dict[str, Any]] = {
+    "delete its version": {"operation": "DeleteObject", "VersionId": "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"},
+    "delete its version in a batch": {"operation": "DeleteObjects", "Delete": {"Objects": [
+        {"Key": "{key}", "VersionId": "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"}]}},
+    "overwrite it": {"operation": "PutObject"},
+    "overwrite it by a copy": {"operation": "CopyObject", "CopySource": "apilados-production-data/a.csv"},
+    "hide it": {"operation": "DeleteObject"},
+    "shorten its lock": {"operation": "PutObjectRetention", "BypassGovernanceRetention": True,
+                         "Retention": {"Mode": "GOVERNANCE", "RetainUntilDate": "2026-11-27T00:00:00Z"}},
+}
+
+
+@pytest.fixture(scope="module")
+def stack_alone(synth: Any) -> tuple[ResolvedTemplate, str]:
+    """The synthesized roles and policies resolved without running anything (the names are stand-ins, the same
+    on both sides of each check), and the backup bucket's name among them."""
+    template = synth.template.to_json()
+    names = EmbeddedNames(account=ACCOUNT, region=REGION, environments={}, function_names={})
+    bucket = next(logical_id for logical_id, resource in template["Resources"].items()
+                  if resource["Type"] == "AWS::S3::Bucket" and resource["Properties"].get("ObjectLockEnabled"))
+    return resolve_template(template, names), Resolver(template, names).ref(bucket)
+
+
+def _attempt(function: str, bucket: str, key: str, attempt: dict[str, Any]) -> RecordedCall:
+    params = {name: value for name, value in attempt.items() if name != "operation"}
+    if "Delete" in params:
+        params = {**params, "Delete": {"Objects": [{**entry, "Key": key} for entry in params["Delete"]["Objects"]]}}
+    else:
+        params["Key"] = key
+    return RecordedCall(handler=f"{function}.handler.handler", invoked_as=function, service="s3",
+                        operation=attempt["operation"], params={"Bucket": bucket, **params}, region=REGION)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_role_can_delete_overwrite_or_hide_a_backup_that_is_needed(stack_alone: tuple[ResolvedTemplate, str],
+                                                                      function: str) -> None:
+    # Given each function's synthesized role, and the backup bucket's and key's policies
+    resolved, bucket = stack_alone
+    role = resolved.roles[f"{function}.handler.handler"]
+    # When it tries to destroy each kind of stored backup object in each way
+    allowed = []
+    for kind, key in NEEDED_OBJECTS.items():
+        for attempt_name, attempt in ATTEMPTS.items():
+            call = _attempt(function, bucket, key, attempt)
+            decisions = [evaluate(permission, role.statements, resolved.resource_statements, resolved.key_policies,
+                                  role_arn=role.role_arn, account=ACCOUNT)
+                         for permission in permissions_of(call, resolved.facts)]
+            if all(decision.allowed for decision in decisions):
+                allowed.append((kind, attempt_name))
+    # Then every attempt is refused, but the retention function's delete markers on the snapshots and the content
+    # it prunes (its own logic never hides what a kept snapshot needs: tests/unit/test_retention.py)
+    expected = [("content", "hide it"), ("snapshot manifest", "hide it")] if function == "retention" else []
+    assert allowed == expected
 
 
 # Conditions the harness cannot decide from a request (embedded.iam.evaluator.ASSUMED) ------------------
@@ -266,9 +346,13 @@ def test_the_template_uses_an_assumed_condition_key_only_as_the_assumption_allow
 
 
 def test_every_kms_key_lets_iam_policies_decide_as_the_evaluator_assumes(synth: Any) -> None:
-    # The evaluator counts a role's KMS grants only through a key policy statement for the account root.
+    # The evaluator counts a role's KMS grants only through a key policy statement for the account root: kms:*, or
+    # (the backup key) everything but disabling and deleting it, which no role uses.
+    use = ("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey")
     for resource in synth.template.to_json()["Resources"].values():
         if resource["Type"] == "AWS::KMS::Key":
             statements = resource["Properties"]["KeyPolicy"]["Statement"]
-            assert any(statement["Effect"] == "Allow" and statement["Action"] == "kms:*"
-                       and ":root" in str(statement["Principal"]) for statement in statements)
+            for_account = [statement for statement in statements
+                           if statement["Effect"] == "Allow" and ":root" in str(statement["Principal"])]
+            assert any(statement.get("Action") == "kms:*" or (
+                "NotAction" in statement and not set(use) & set(statement["NotAction"])) for statement in for_account)

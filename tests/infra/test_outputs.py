@@ -18,6 +18,7 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "HealthWatcherName": function("health_watcher.handler.handler"),
         "PerformanceWatcherName": function("performance_watcher.handler.handler"),
         "BackupFunctionName": function("backup.handler.handler"),
+        "RetentionFunctionName": function("retention.handler.handler"),
         "RecoveryFunctionName": function("recovery.handler.handler"),
         "RecoveryFunctionArn": {
             "Fn::GetAtt": [logical_id(resources, "AWS::Lambda::Function", Handler="recovery.handler.handler"), "Arn"]

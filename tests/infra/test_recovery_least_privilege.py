@@ -188,6 +188,7 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "kms:Decrypt",
         "s3:ListBucket",
         "s3:ListBucketVersions",
+        "s3:GetBucketObjectLockConfiguration",
         "s3:GetBucketVersioning",
         "s3:GetLifecycleConfiguration",
         "s3:GetObject",
@@ -311,13 +312,16 @@ def test_journal_alerts_and_their_key(synth: Synthesized):
 
 def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Synthesized):
     # Given no allow-listed target bucket / Then the data bucket is the only restore target
-    for action in ("s3:ListBucketVersions", "s3:GetLifecycleConfiguration"):
+    for action in ("s3:GetLifecycleConfiguration",):
         assert _granted(synth, action) == [DATA_BUCKET_ARN], action
     for action in ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
-    # (the replica's versioning and object versions are read too, for replication: not written)
+    # (the replica's versioning and object versions are read too, for replication: not written; versions are
+    # listed and read in the backup bucket as well: below)
     assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
-    assert _granted(synth, "s3:GetObjectVersion") == sorted([f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
+    assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN]
+    assert _target_buckets(_granted(synth, "s3:GetObjectVersion")) == sorted(
+        [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
     # And its objects are written and removed (a DeleteObject without version id is a delete marker)
     for action in ("s3:DeleteObject", "s3:PutObjectTagging"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
@@ -329,22 +333,32 @@ def test_restores_may_target_exactly_the_allow_listed_buckets(tuned: Synthesized
         f"arn:aws:s3:::{name}" for name in ("orders.data.example", "orders-restore-scratch", "orders.drill.example")
     )
     # Then each is listed, read and restored into, and no other bucket is written
-    assert _granted(tuned, "s3:ListBucketVersions") == targets
+    assert _target_buckets(_granted(tuned, "s3:ListBucketVersions")) == targets
     # (and the replica's object versions, for replication's status: read only)
-    assert _granted(tuned, "s3:GetObjectVersion") == sorted(
+    assert _target_buckets(_granted(tuned, "s3:GetObjectVersion")) == sorted(
         f"{arn}/*" for arn in [*targets, "arn:aws:s3:::orders-data-replica"])
     assert _granted(tuned, "s3:DeleteObject") == [f"{arn}/*" for arn in targets]
     written = [r for r in _granted(tuned, "s3:PutObject") if r.startswith("arn:aws:s3:::")]
     assert written == [f"{arn}/*" for arn in targets]
 
 
+def _target_buckets(resources: list) -> list:
+    """The restore targets among granted resources (the backup bucket's are named by its logical id)."""
+    return [resource for resource in resources if str(resource).startswith("arn:aws:s3:::")]
+
+
 def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Synthesized):
     # Given the backup bucket
     bucket = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
-    # Then backups, snapshots, their content and restore records are read
-    assert _granted(synth, "s3:GetObject") == sorted(
-        [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "backups", "content", "restores", "snapshots")]
-    )
+    # Then backups, snapshots, their content and restore records are read, as the version written (or, written
+    # before versions were recorded, by key), and the bucket's versions listed
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert _granted(synth, action) == sorted(
+            [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "backups", "content", "restores", "snapshots")]
+        ), action
+    assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    # And its default Object Lock retention read (a safety snapshot records how long what it stores is locked)
+    assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And safety snapshots, their content and restore records are written, under those prefixes only
     assert _granted(synth, "s3:PutObject") == sorted(
         [f"{DATA_BUCKET_ARN}/*", *_backup_objects(synth, "content", "restores", "snapshots")]

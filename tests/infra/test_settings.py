@@ -96,6 +96,7 @@ def test_backup_defaults_are_the_backup_functions_own():
     assert backup.publish_version is runtime["publish_backup_version"].default is False
     # And backups are locked for 30 days and their pruned versions kept 30 days more
     assert (backup.object_lock_retention_days, backup.noncurrent_version_expiry_days) == (30, 30)
+    assert backup.object_lock_mode == "GOVERNANCE"  # COMPLIANCE is irreversible: only when cdk.json asks for it
 
 
 def test_operator_principals_are_iam_roles_users_or_account_roots():
@@ -219,6 +220,10 @@ def test_settle_time_covers_the_longest_alarm_window():
             "dr.backup.noncurrent_version_expiry_days: Input should be greater than or equal to 1",
         ),
         ({"backup": {"object_lock_days": 30}}, "dr.backup.object_lock_days: Extra inputs are not permitted"),
+        (
+            {"backup": {"object_lock_mode": "compliance"}},
+            "dr.backup.object_lock_mode: Input should be 'GOVERNANCE' or 'COMPLIANCE'",
+        ),
         (
             {"operator_principals": "arn:aws:iam::123456789012:role/dr-operator"},
             "dr.operator_principals: Input should be a valid tuple",
@@ -354,13 +359,13 @@ def test_settle_time_covers_the_longest_alarm_window():
         (
             {"reserved_concurrency": {"account_limit": 110}},
             (
-                "dr.reserved_concurrency: Value error, reserves 13 concurrent executions, but an account limit of 110 "
+                "dr.reserved_concurrency: Value error, reserves 14 concurrent executions, but an account limit of 110 "
                 "leaves at most 10 to reserve (Lambda keeps 100 unreserved)"
             ),
         ),
         (
             {"reserved_concurrency": {"health_watcher": 500, "performance_watcher": 400, "recovery": 1}},
-            "dr.reserved_concurrency: Value error, reserves 901 concurrent executions, but an account limit of 1000",
+            "dr.reserved_concurrency: Value error, reserves 902 concurrent executions, but an account limit of 1000",
         ),
         (
             {"pipeline_stack": "P" + "x" * 119},
@@ -446,11 +451,11 @@ def test_reserved_concurrency_may_take_all_but_the_unreserved_minimum():
             **UNSUBSCRIBED_ACKNOWLEDGED,
             "reserved_concurrency": {
                 "health_watcher": 9,
-                "performance_watcher": 9,
+                "performance_watcher": 8,
                 "recovery": 2,
                 "account_limit": 120,
             },
         }
     )
-    # Then all 20 may go to the controller's responders
+    # Then all 20 may go to the controller's responders and its retention function (which reserves one)
     assert settings.reserved_concurrency.total == 20

@@ -81,7 +81,8 @@ def test_cloudwatch_may_use_the_key_to_alert_about_the_controller_itself(synth: 
                     [
                         Match.object_like(
                             {
-                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                # (with EventBridge, which alerts on changes to the backups' protection)
+                                "Principal": {"Service": Match.array_with(["cloudwatch.amazonaws.com"])},
                                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                             }
                         )

@@ -19,15 +19,14 @@ def _function(synth: Synthesized, handler: str) -> dict:
     return synth.resources[logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)]
 
 
-def test_the_deployed_functions_are_the_two_watchers_backup_recovery_and_drill(synth: Synthesized):
-    # Given the synthesized controller / Then its functions are, by handler string, the watchers, backup, recovery
-    # and drill
+def test_the_deployed_functions_are_the_two_watchers_backup_retention_recovery_and_drill(synth: Synthesized):
+    # Given the synthesized controller / Then its functions are, by handler string, the watchers, backup,
+    # retention, recovery and drill
     handlers = sorted(
         r["Properties"]["Handler"] for r in synth.resources.values() if r["Type"] == "AWS::Lambda::Function"
     )
-    assert handlers == sorted(
-        [*WATCHERS, "backup.handler.handler", "recovery.handler.handler", "drill.handler.handler"]
-    )
+    assert handlers == sorted([*WATCHERS, "backup.handler.handler", "retention.handler.handler",
+                               "recovery.handler.handler", "drill.handler.handler"])
 
 
 @pytest.mark.parametrize("handler", WATCHERS)

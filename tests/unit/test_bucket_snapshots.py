@@ -28,6 +28,7 @@ from drcore.backup.manifest import (
     read_manifest,
 )
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
+from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
 from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets
 
 DATA = "apilados-production-data"
@@ -134,6 +135,25 @@ def test_identical_bodies_are_stored_once(s3, store, snapshotter, snapshot_clock
     manifest = by_key(read_manifest(store, DATA, progress.backup_id))
     assert len(copies) == 2 and progress.stats["objects_copied"] == 2 and progress.stats["objects_reused"] == 2
     assert manifest["a.csv"].content_key == manifest["b.csv"].content_key == manifest["c.csv"].content_key
+
+
+def test_content_another_writer_stored_meanwhile_counts_as_stored_and_is_not_replaced(
+        s3, store, snapshotter, snapshot_clock):
+    # Given a body that another snapshot stores between this snapshot's look at the store and its copy: the
+    # look finds nothing (S3 answered 404), the copy then meets the stored body. moto ignores IfNoneMatch on
+    # CopyObject, so the test answers 412 as S3 does (tests/s3_gaps.py)
+    put(s3, "a.csv", b"shared body")
+    key = content_key("etag", f"{hashlib.md5(b'shared body').hexdigest()}-11")
+    first = s3.put_object(Bucket=BACKUPS, Key=key, Body=b"shared body")
+    enforce_copy_conditions(s3)
+    hook(s3, "HeadObject", s3_answers("404", 404, times=1, when=lambda params: params["Key"] == key))
+    # When the bucket is snapshotted
+    progress = run_to_end(snapshotter(), snapshot_clock)
+    # Then the conditional copy's PreconditionFailed means "already stored": the snapshot completes, copies nothing,
+    # and the stored body is the one version the other writer wrote
+    entry = by_key(read_manifest(store, DATA, progress.backup_id))["a.csv"]
+    assert entry.content_key == key and progress.stats["objects_copied"] == 0
+    assert [v["ETag"] for v in s3.list_object_versions(Bucket=BACKUPS, Prefix=key)["Versions"]] == [first["ETag"]]
 
 
 # Listing edge cases ---------------------------------------------------------------------------------
@@ -427,7 +447,8 @@ def test_a_snapshot_checkpoints_and_stops_when_time_runs_low_then_continues(s3, 
     # When it is continued with its id, Then it lists only the remaining pages and finishes
     calls.calls.clear()
     done = snapshotter(page_size=100).snapshot(paused.backup_id, lambda: PLENTY_MS)
-    assert done.finished and calls.count()["ListObjectVersions"] == 3
+    # (three pages of the bucket, and one of the store's content, listed with its versions)
+    assert done.finished and calls.count()["ListObjectVersions"] == 3 + 1
     assert done.stats["pages"] == 5 and done.stats["objects_copied"] == 450 and done.stats["objects_listed"] == 450
     assert len(read_manifest(store, DATA, done.backup_id).objects) == 450
     # And continuing a finished snapshot changes nothing

@@ -46,8 +46,9 @@ NOT_IN_MOTO = {"provisioned_concurrency", "recursion_config", "runtime_managemen
 
 @pytest.fixture
 def store(system: SampleSystem) -> BackupStore:
+    # Versioned, with Object Lock, as the stack builds it
     s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BACKUP_BUCKET)
+    s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
     return BackupStore(s3, BACKUP_BUCKET)
 
 
@@ -88,10 +89,12 @@ def test_code_archive_is_downloaded_over_loopback_http_and_verified(system, lam,
     assert base64.b64encode(hashlib.sha256(code).digest()).decode() == live["CodeSha256"] == result.code_sha256
     assert _zip_text(code, "index.py").startswith("RELEASE = 'good'")
     assert result.code_sha256_verified is True and result.version == system.versions["good"]
-    # and the manifest lists the file with the digest of what was stored
+    # and the manifest lists the file with the digest of what was stored, and the version S3 stored it as
     manifest = store.get_json(result.manifest_key)
     entry = next(entry for entry in manifest["files"] if entry["path"] == "code.zip")
-    assert entry == {"path": "code.zip", "size": len(code), "sha256": hashlib.sha256(code).hexdigest()}
+    stored = store.s3.head_object(Bucket=BACKUP_BUCKET, Key=f"{result.manifest_key.rsplit('/', 1)[0]}/code.zip")
+    assert entry == {"path": "code.zip", "size": len(code), "sha256": hashlib.sha256(code).hexdigest(),
+                     "version_id": stored["VersionId"]}
     assert manifest["code_sha256"] == live["CodeSha256"] and manifest["code_sha256_verified"] is True
     assert manifest["qualifier"] == "LIVE" and manifest["reason"] == "scheduled"
 
@@ -203,18 +206,19 @@ def test_the_manifest_is_written_last(system, lam, store):
     order: list[str] = []
     original = store.put_once
 
-    def recording(key: str, body: bytes, *args: Any, **kwargs: Any) -> None:
+    def recording(key: str, body: bytes, *args: Any, **kwargs: Any) -> str | None:
         order.append(key)
-        original(key, body, *args, **kwargs)
+        return original(key, body, *args, **kwargs)
 
     store.put_once = recording  # type: ignore[method-assign]
     # When the function is backed up
     result = _backup(lam, store, system).run()
-    # Then every file the manifest lists was written before it, and the manifest last
+    # Then every file the manifest lists was written before it, the manifest last, and then the record of the
+    # version it was written as
     manifest = store.get_json(result.manifest_key)
     prefix = backup_prefix(Component.LAMBDA, system.function_name, result.backup_id)
-    assert order[-1] == result.manifest_key
-    assert order[:-1] == [prefix + entry["path"] for entry in manifest["files"]]
+    assert order[-2:] == [result.manifest_key, prefix + "manifest-version.json"]
+    assert order[:-2] == [prefix + entry["path"] for entry in manifest["files"]]
     assert [entry["path"] for entry in manifest["files"]] == ["code.zip", f"layers/{system.function_name}-deps-1.zip",
                                                               "configuration.json"]
     assert manifest["bytes"] == sum(entry["size"] for entry in manifest["files"]) == result.bytes
@@ -222,14 +226,14 @@ def test_the_manifest_is_written_last(system, lam, store):
 
 def test_a_backup_that_crashes_before_its_manifest_is_listed_incomplete(system, lam, store):
     # Given the invocation dies as it writes the manifest
-    original = store.put_json_once
+    original = store.put_once
 
-    def crash_on_manifest(key: str, document: Any) -> None:
+    def crash_on_manifest(key: str, body: bytes, *args: Any, **kwargs: Any) -> str | None:
         if key.endswith("manifest.json"):
             raise TimeoutError("Lambda timed out")
-        original(key, document)
+        return original(key, body, *args, **kwargs)
 
-    store.put_json_once = crash_on_manifest  # type: ignore[method-assign]
+    store.put_once = crash_on_manifest  # type: ignore[method-assign]
     with pytest.raises(TimeoutError):
         _backup(lam, store, system).run()
     # Then the backup's files are there but it is listed incomplete, so nothing restores from it
@@ -252,7 +256,8 @@ def test_a_second_backup_never_overwrites_the_first(system, lam, store, monkeypa
     assert [listing.complete for listing in store.list_backups(Component.LAMBDA, system.function_name)] == [True, True]
     # and even a backup that reused the first one's id could not replace a byte of it
     monkeypatch.setattr("drcore.backup.function_backup.new_backup_id", lambda moment: first.backup_id)
-    with pytest.raises(AlreadyWritten):
+    with pytest.raises(AlreadyWritten, match=rf"s3://{BACKUP_BUCKET}/backups/lambda/{system.function_name}/"
+                                              rf"{first.backup_id}/code.zip already exists"):
         _backup(lam, store, system).run(reason="third")
     assert _files(store, system, first.backup_id) == before
 

@@ -323,8 +323,10 @@ def test_a_corrupt_stored_file_is_refused_at_plan_time_and_nothing_changes(syste
 
 
 def test_the_code_archive_is_checked_against_the_backups_code_sha256(system, store, backup, restorer, monkeypatch):
-    # Given a backup whose stored archive was replaced together with its manifest entry (the manifest alone
-    # would not catch it): the archive is no longer the code Lambda held
+    # Given a backup written before manifests were recorded (no record of the manifest's version and digest),
+    # whose stored archive was replaced together with its manifest entry (the manifest alone would not catch
+    # it): the archive is no longer the code Lambda held
+    store.s3.delete_object(Bucket=store.bucket, Key=_stored_key(system, backup, "manifest-version.json"))
     key = _stored_key(system, backup, "code.zip")
     manifest = store.get_json(backup.manifest_key)
     other = _zip("RELEASE = 'not what was backed up'\n")
@@ -357,17 +359,17 @@ def test_an_unknown_backup_is_refused_naming_the_newest_ones(system, backup, res
 
 def test_an_incomplete_backup_is_refused(system, lam, store, backup, restorer, monkeypatch):
     # Given a second backup that died before its manifest
-    original = store.put_json_once
+    original = store.put_once
 
-    def crash_on_manifest(key: str, document: Any) -> None:
+    def crash_on_manifest(key: str, body: bytes, *args: Any, **kwargs: Any) -> str | None:
         if key.endswith("manifest.json"):
             raise TimeoutError("Lambda timed out")
-        original(key, document)
+        return original(key, body, *args, **kwargs)
 
-    monkeypatch.setattr(store, "put_json_once", crash_on_manifest)
+    monkeypatch.setattr(store, "put_once", crash_on_manifest)
     with pytest.raises(TimeoutError):
         FunctionBackup(lam, store, system.function_name, clock=SimulatedClock(SimulatedClock().advance(60))).run()
-    monkeypatch.setattr(store, "put_json_once", original)
+    monkeypatch.setattr(store, "put_once", original)
     [incomplete] = [listing.backup_id for listing in store.list_backups(Component.LAMBDA, system.function_name)
                     if not listing.complete]
     recorder = CallRecorder().spy_on_every_client(monkeypatch)

@@ -5,9 +5,10 @@ Property: the handler answers (never raises on its input), its answer is JSON as
 event that lacks a field its shape requires is refused, and a refused event made no mutating AWS call
 (every boto3 client is spied on through botocore's `BaseClient._make_api_call`).
 
-The backup and drill functions run long jobs once an event is accepted; what those jobs do is tested in
-test_backup_function.py and test_drill_function.py. Here their runner is replaced by one that records the
-request, so that what is fuzzed is the event's way in, at a few milliseconds an example.
+The backup, retention and drill functions run long jobs once an event is accepted; what those jobs do is
+tested in test_backup_function.py, test_retention_function.py and test_drill_function.py. Here their runner
+is replaced by one that records the request, so that what is fuzzed is the event's way in, at a few
+milliseconds an example.
 
 Runs are bounded by the Hypothesis profile (tests/conftest.py): `ci` by default, HYPOTHESIS_PROFILE=thorough
 for a long search; a failing example is saved under .hypothesis/ and replayed first next time.
@@ -32,6 +33,7 @@ import drill.handler as drill
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
 import recovery.handler as recovery
+import retention.handler as retention
 from embedded.aws_events import (
     LambdaContextStub,
     alarm_action_event,
@@ -348,4 +350,39 @@ def invoke_drill(event: Any, calls: CallRecorder, runner: RecordingRunner) -> tu
 def test_the_drill_function_answers_any_event(runner, spy, data):
     case = data.draw(events(DRILL_SHAPES), label="event")
     answer, refused = invoke_drill(case.event, spy, runner)
+    check_answer(case, answer, refused, spy)
+
+
+class RecordingRetention(RecordingRunner):
+    """Stands in for a retention run: records the request, touches nothing."""
+
+    def run(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:  # type: ignore[override]
+        self.requests.append(request)
+        return {"pruned": {}}
+
+
+RETENTION_SHAPES = [
+    Shape("schedule", {"action": "retention"}, (("action",),)),
+    Shape("operator", {"action": "retention", **WHO}, (("action",),)),
+]
+
+
+@pytest.fixture
+def retention_runner(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> RecordingRetention:
+    for name, value in world.backup_environment().items():
+        monkeypatch.setenv(name, value)
+    recording = RecordingRetention()
+    monkeypatch.setattr(retention, "retention_run", recording)
+    return recording
+
+
+@fuzz
+@given(data=st.data())
+def test_the_retention_function_answers_any_event(retention_runner, spy, data):
+    case = data.draw(events(RETENTION_SHAPES), label="event")
+    spy.calls.clear()
+    retention_runner.requests.clear()
+    answer = retention.handler(case.event, LambdaContextStub("apilados-dr-retention"))
+    refused = answer["ok"] is False
+    assert refused != bool(retention_runner.requests), (answer, retention_runner.requests)
     check_answer(case, answer, refused, spy)

@@ -229,6 +229,60 @@ def test_a_resource_policy_deny_applies_and_an_assumed_key_is_reported() -> None
     assert outcome(READ, [allow("s3:GetObject", "*")], resource_policies=[everyone]) is Outcome.EXPLICITLY_DENIED
 
 
+# The backup bucket's policy (stacks/constructs/backup_bucket.py): object creation only with If-None-Match.
+WRITE_ONCE = {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "s3:PutObject",
+              "Resource": "arn:aws:s3:::backups/*",
+              "Condition": {"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}}}
+
+
+@pytest.mark.parametrize(("operation", "params", "expected"), [
+    ("PutObject", {}, Outcome.EXPLICITLY_DENIED),
+    ("PutObject", {"IfMatch": '"etag"'}, Outcome.EXPLICITLY_DENIED),  # a conditional overwrite is an overwrite
+    ("PutObject", {"IfNoneMatch": "*"}, Outcome.ALLOWED),
+    ("CopyObject", {"CopySource": "data/a.csv?versionId=v1"}, Outcome.EXPLICITLY_DENIED),
+    ("CopyObject", {"CopySource": "data/a.csv?versionId=v1", "IfNoneMatch": "*"}, Outcome.ALLOWED),
+    ("CreateMultipartUpload", {}, Outcome.ALLOWED),  # takes no conditional header: its completion does
+    ("UploadPartCopy", {"UploadId": "u", "PartNumber": 1, "CopySource": "data/a.csv?versionId=v1"}, Outcome.ALLOWED),
+    ("CompleteMultipartUpload", {"UploadId": "u"}, Outcome.EXPLICITLY_DENIED),
+    ("CompleteMultipartUpload", {"UploadId": "u", "IfNoneMatch": "*"}, Outcome.ALLOWED),
+])
+def test_the_backup_buckets_policy_refuses_every_object_creation_without_if_none_match(
+        operation: str, params: dict[str, Any], expected: Outcome) -> None:
+    # Given a role that may read and write the backup bucket, under the bucket's write-once policy
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/backup"
+    role = [allow(["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"], "*")]
+    write = call("s3", operation, Bucket="backups", Key="content/sha256/ab", **params)
+    # When its write to the bucket is evaluated / Then only a create-only write is allowed
+    [permission] = [p for p in permissions_of(write, WorldFacts(account=ACCOUNT)) if p.action == "s3:PutObject"]
+    assert outcome(permission, role, resource_policies=[WRITE_ONCE], role_arn=role_arn, account=ACCOUNT) is expected
+
+
+def test_a_deny_that_spares_one_role_by_its_arn_refuses_every_other_role() -> None:
+    # Given the backup bucket's policy: only the retention role may place a delete marker
+    retention = f"arn:aws:iam::{ACCOUNT}:role/retention"
+    only_retention = {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                      "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::backups/*",
+                      "Condition": {"ArnNotEquals": {"aws:PrincipalArn": retention}}}
+    [hide] = permissions_of(call("s3", "DeleteObject", Bucket="backups", Key="content/sha256/ab"), FACTS)
+    role = [allow("s3:DeleteObject", "*")]
+    # Then the retention role may, and another role with the same grant may not
+    assert outcome(hide, role, resource_policies=[only_retention], role_arn=retention,
+                   account=ACCOUNT) is Outcome.ALLOWED
+    assert outcome(hide, role, resource_policies=[only_retention], role_arn=f"arn:aws:iam::{ACCOUNT}:role/backup",
+                   account=ACCOUNT) is Outcome.EXPLICITLY_DENIED
+
+
+def test_bypassing_governance_retention_needs_its_own_permission() -> None:
+    shorten = call("s3", "PutObjectRetention", Bucket="backups", Key="content/a", BypassGovernanceRetention=True,
+                   Retention={"Mode": "GOVERNANCE"})
+    purge = call("s3", "DeleteObjects", Bucket="backups", BypassGovernanceRetention=True,
+                 Delete={"Objects": [{"Key": "content/a", "VersionId": "v1"}]})
+    assert needs(shorten) == [("s3:PutObjectRetention", "arn:aws:s3:::backups/content/a"),
+                              ("s3:BypassGovernanceRetention", "arn:aws:s3:::backups/content/a")]
+    assert needs(purge) == [("s3:DeleteObjectVersion", "arn:aws:s3:::backups/content/a"),
+                            ("s3:BypassGovernanceRetention", "arn:aws:s3:::backups/content/a")]
+
+
 def test_a_kms_key_counts_the_role_policy_only_where_its_key_policy_delegates_to_the_account() -> None:
     decrypt = Permission("kms:Decrypt", BACKUP_KEY)
     role_policy = [allow("kms:Decrypt", BACKUP_KEY)]

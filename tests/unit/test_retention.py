@@ -14,7 +14,7 @@ from drcore.backup.manifest import ManifestCorrupt, list_snapshots, read_manifes
 from drcore.backup.retention import prune, snapshots_to_keep
 from drcore.core.config import RetentionPolicy
 from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
-from tests.support import data_and_backup_buckets
+from tests.support import data_and_backup_buckets, written_before_versions
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -167,9 +167,11 @@ def test_an_expired_snapshot_whose_manifest_is_locked_stays_complete_with_its_co
     old_body = content_of(store, oldest, "a.csv")
     # When the store is pruned to the last two
     result = prune(store, DATA, KEEP_TWO, PRUNE_AT)
-    # Then S3's refusal keeps the oldest restorable, and the content it references is kept too
+    # Then S3's refusal keeps the oldest restorable (with the record of its manifest's version, which readers name),
+    # and the content it references is kept too
     assert result.locked == (oldest,) and result.removed == ()
     assert [listing.backup_id for listing in list_snapshots(store, DATA)] == [oldest, *newer]
+    assert store.recorded_manifest(Component.S3, DATA, oldest) is not None
     assert old_body in stored_content(store) and result.content_refused == {}
     assert s3.get_object(Bucket=BACKUPS, Key=old_body)["Body"].read() == b"old"
 
@@ -225,13 +227,15 @@ def test_content_younger_than_a_day_is_not_removed(s3, store):
 
 
 def test_a_corrupt_manifest_stops_the_prune_before_anything_is_removed(s3, store):
-    # Given three snapshots, and the manifest of one that is to be kept altered in place
+    # Given three snapshots, and the manifest of one that is to be kept altered in place (one of the previous format,
+    # which reads what its key holds now; a recorded one reads the version it was written as)
     day = PRUNE_AT - timedelta(days=10)
     ids = []
     for n in range(3):
         s3.put_object(Bucket=DATA, Key="a.csv", Body=f"v{n}".encode())
         ids.append(snapshot_at(s3, store, day + timedelta(days=n)))
     key = manifest_key(Component.S3, DATA, ids[-1])
+    written_before_versions(s3, BACKUPS, DATA, ids[-1])
     original = s3.get_object(Bucket=BACKUPS, Key=key)
     s3.put_object(Bucket=BACKUPS, Key=key, Body=gzip.compress(b"{}"), Metadata=original["Metadata"])
     before = stored_content(store)

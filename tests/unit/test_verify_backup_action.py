@@ -13,7 +13,7 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import WHO, CallRecorder, act, contents
+from tests.support import WHO, CallRecorder, act, contents, written_before_versions
 
 DAMAGED = ("uploads/2026/11/batch-00003.csv", "uploads/2026/11/batch-00011.csv")
 
@@ -24,8 +24,11 @@ def snapshot(world: SampleSystem) -> str:
 
 
 def damage_stored_content(world: SampleSystem, snapshot_id: str, keys: tuple[str, ...] = DAMAGED) -> None:
-    """The stored body of each key replaced by a new version: the same size, other bytes."""
+    """A snapshot of the previous format (it names no versions, so it reads what its keys hold now), the stored
+    body of each key then replaced by a new version: the same size, other bytes. (A snapshot that names the
+    versions it wrote reads them whatever is put on its keys since: tests/unit/test_versioned_reads.py.)"""
     s3 = world.clients["s3"]
+    written_before_versions(s3, world.backup_bucket, world.data_bucket, snapshot_id)
     entries = {entry.key: entry for entry in read_manifest(BackupStore(s3, world.backup_bucket), world.data_bucket,
                                                            snapshot_id).objects}
     for key in keys:

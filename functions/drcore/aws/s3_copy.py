@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
@@ -119,6 +120,7 @@ class CopiedObject:
     version_id: str  # "null" in a bucket that is not versioned
     etag: str
     checksums: dict[str, str] = field(default_factory=dict)  # full-object ones S3 answered (algorithm: value)
+    last_modified: datetime | None = None  # when S3 created the copy (a single copy's answer says; parts' do not)
 
     @property
     def sha256(self) -> str | None:
@@ -175,7 +177,8 @@ class S3Copier:
             request["ChecksumAlgorithm"] = cast("ChecksumAlgorithmType", checksum_algorithm)
         response = retrying(lambda: self._s3.copy_object(**request), sleep=self._sleep)
         result = response["CopyObjectResult"]
-        return CopiedObject(response.get("VersionId", "null"), result["ETag"], full_object_checksums(result))
+        return CopiedObject(response.get("VersionId", "null"), result["ETag"], full_object_checksums(result),
+                            result.get("LastModified"))
 
     def _copy_in_parts(self, source: CopySource, bucket: str, key: str, size: int, only_if_absent: bool,
                        metadata: ReplacedMetadata | None) -> CopiedObject:

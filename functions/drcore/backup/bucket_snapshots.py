@@ -12,8 +12,9 @@ unchanged bucket costs its listing and its manifest. Objects in archive storage 
 (`archived: true`), not copied.
 
 Each new entry records what proves a restore of it (drcore.backup.manifest): the object's headers from
-its HeadObject, and its stored body as the store holds it: the ETag and the SHA-256 S3 computed when
-this snapshot copied it (every copy asks for one), or as the base recorded it, or as a probe found it.
+its HeadObject, and its stored body as the store holds it: the ETag, the SHA-256 S3 computed when this
+snapshot copied it (every copy asks for one) and the version S3 gave the copy, or as the base recorded
+them, or as a probe or the listing found them.
 
 After every listing page a checkpoint records the listing markers and that page's manifest entries
 (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -50,6 +52,7 @@ from drcore.backup.manifest import (
     StoredBody,
     checksum_of,
     content_key_of,
+    locked_until,
     read_manifest,
     write_manifest,
 )
@@ -65,7 +68,15 @@ from drcore.backup.snapshot_checkpoints import (
 from drcore.backup.stored_content import StoredContent
 from drcore.core.errors import ConcurrentUpdate
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_time, manifest_key, new_backup_id
+from drcore.state.backup_store import (
+    AlreadyWritten,
+    BackupStore,
+    Component,
+    backup_time,
+    manifest_key,
+    new_backup_id,
+    readable_version,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -164,6 +175,7 @@ class BucketSnapshotter:
         self._throttle_retries = 0
         self._copier = S3Copier(store.s3, concurrency=concurrency, multipart_threshold=multipart_threshold,
                                 part_size=part_size, sleep=self._back_off)
+        self._default_lock: timedelta | None = None  # the store's default Object Lock retention, read per snapshot
 
     def snapshot(self, backup_id: str | None, remaining_ms: Callable[[], int]) -> SnapshotProgress:
         """Start a snapshot (None) or continue one; call again with its id while `finished` is False.
@@ -174,6 +186,7 @@ class BucketSnapshotter:
         snapshot in progress for a day.
         """
         checkpoints: list[str] = []
+        self._default_lock = self._store.default_retention()
         if backup_id is None:
             backup_id = new_backup_id(self._clock())
         else:
@@ -325,7 +338,7 @@ class BucketSnapshotter:
         except (CopySourceChanged, CopySourceArchived) as error:
             # Gone, rewritten or archived since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
-        return True, StoredBody(copied.etag, copied.sha256)
+        return True, StoredBody.of_copy(copied, self._default_lock)
 
     def _stored(self, key: str) -> StoredBody | None:
         """The body stored under a content key (one HeadObject), or None if there is none."""
@@ -336,7 +349,8 @@ class BucketSnapshotter:
             if error_code(error) in OBJECT_NOT_FOUND:
                 return None
             raise
-        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"))
+        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"),
+                          readable_version(head.get("VersionId")))
 
     def _back_off(self, seconds: float) -> None:
         """Every backoff of this snapshot's requests is one throttling retry, counted in its stats."""
@@ -375,8 +389,10 @@ class BucketSnapshotter:
         return entries
 
     def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: _Stats) -> None:
+        finished = self._clock()
         manifest = SnapshotManifest(bucket=self._source, backup_id=backup_id, started_at=to_iso(backup_time(backup_id)),
-                                    finished_at=to_iso(self._clock()), stats=asdict(stats), objects=tuple(entries))
+                                    finished_at=to_iso(finished), stats=asdict(stats), objects=tuple(entries),
+                                    locked_until=locked_until(finished, self._default_lock))
         try:
             write_manifest(self._store, manifest)
         except AlreadyWritten:

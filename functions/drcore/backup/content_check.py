@@ -3,7 +3,8 @@
 A snapshot is only as good as the bodies under `content/` that its manifest names. Each is checked
 against what the manifest recorded of it (drcore.backup.manifest.ManifestEntry.stored_body): its size,
 the full-object checksums (the object's own, and the SHA-256 S3 computed when the body was stored), its
-ETag as stored.
+ETag as stored. Where the manifest recorded the content object's version, that version is the one checked:
+a delete marker or a new version on the key since does not change what a restore copies.
 
 - A quick check (`read=False`, what `list_backups` runs on a sample) makes one HeadObject per content
   object: the object is there, with the recorded size, and its checksum or ETag is the recorded one.
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -30,6 +31,9 @@ from drcore.aws.errors import OBJECT_ARCHIVED, OBJECT_NOT_FOUND, error_code, ret
 from drcore.aws.object_identity import BodyIdentity, streamed_digests
 from drcore.backup.manifest import SnapshotManifest
 from drcore.state.backup_store import BackupStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import HeadObjectRequestTypeDef
 
 logger = Logger(child=True)
 
@@ -46,10 +50,12 @@ REPORTED_DAMAGED = 100  # damaged keys named in a report; the counts have them a
 @dataclass(frozen=True)
 class StoredClaim:
     """What a manifest says is stored under a content key. `stored_etag`: the content object's ETag when
-    the snapshot stored it, where recorded (a quick check expects exactly that object)."""
+    the snapshot stored it, where recorded (a quick check expects exactly that object); `version_id`: the
+    version it was stored as, where recorded (the one read)."""
 
     body: BodyIdentity
     stored_etag: str | None = None
+    version_id: str | None = None
 
 
 @dataclass
@@ -101,7 +107,8 @@ class ContentChecker:
         holders: dict[str, list[str]] = {}
         for entry in manifest.objects:
             if entry.content_key:
-                claims.setdefault(entry.content_key, StoredClaim(entry.stored_body(), entry.content_etag))
+                claims.setdefault(entry.content_key, StoredClaim(entry.stored_body(), entry.content_etag,
+                                                                 entry.content_version_id))
                 holders.setdefault(entry.content_key, []).append(entry.key)
         chosen = sorted(claims) if sample is None or sample >= len(claims) \
             else sorted(self._chooser.sample(sorted(claims), sample))
@@ -129,9 +136,11 @@ class ContentChecker:
 
     def _verdict(self, content_key: str, claim: StoredClaim, read: bool) -> str:
         bucket = self._store.bucket
+        request: HeadObjectRequestTypeDef = {"Bucket": bucket, "Key": content_key, "ChecksumMode": "ENABLED"}
+        if claim.version_id:
+            request["VersionId"] = claim.version_id
         try:
-            head = retrying(lambda: self._store.s3.head_object(Bucket=bucket, Key=content_key, ChecksumMode="ENABLED"),
-                            sleep=self._sleep)
+            head = retrying(lambda: self._store.s3.head_object(**request), sleep=self._sleep)
         except ClientError as error:
             if error_code(error) in OBJECT_NOT_FOUND:
                 return MISSING
@@ -143,7 +152,7 @@ class ContentChecker:
             return INTACT if decided else CHECKSUM_DIFFERS
         if read:
             try:
-                digests = streamed_digests(self._store.s3, bucket, content_key, sleep=self._sleep)
+                digests = streamed_digests(self._store.s3, bucket, content_key, claim.version_id, sleep=self._sleep)
             except ClientError as error:
                 if error_code(error) in OBJECT_ARCHIVED:
                     return UNVERIFIED  # in an archive tier: not readable without an S3 restore

@@ -8,7 +8,8 @@ that day is neither exported nor being exported. Under `backups/logs/<subject>/<
     export-task.json               the export task started: task id, log group, day, time range (ms)
     <task id>/<stream>/000000.gz   what CloudWatch Logs writes (it also writes `aws-logs-write-test`)
     export-failed.json             only if the task failed or was cancelled: the day is exported again
-    manifest.json                  last, once the task COMPLETED: the exported objects with size and ETag
+    manifest.json                  last, once the task COMPLETED: the exported objects with size, ETag and
+                                   version (then manifest-version.json, the manifest's own version)
 
 The subject is the function's name for a Lambda log group (`/aws/lambda/<function>`), otherwise the
 group's name with `/` as `-`. The bucket policy must let `logs.<region>.amazonaws.com` write there.
@@ -26,6 +27,7 @@ from botocore.exceptions import ClientError
 from drcore.aws.errors import LIMIT_EXCEEDED, error_code, is_not_found
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
+from drcore.state.backup_files import BackupReader
 from drcore.state.backup_store import (
     AlreadyWritten,
     BackupListing,
@@ -34,6 +36,7 @@ from drcore.state.backup_store import (
     backup_prefix,
     manifest_key,
     new_backup_id,
+    readable_version,
 )
 
 logger = Logger(child=True)
@@ -125,7 +128,7 @@ class LogsBackup:
             # Only a backup made after the day ended can hold it: older complete ones are not read.
             if listing.created_at < _day_start(day + timedelta(days=1)):
                 return None
-            manifest = self._store.get_json(manifest_key(Component.LOGS, self._subject, listing.backup_id))
+            manifest = self._manifest(listing.backup_id)
             return _Export(listing.backup_id, manifest["task"], "complete", manifest)
         prefix = backup_prefix(Component.LOGS, self._subject, listing.backup_id)
         try:
@@ -142,7 +145,7 @@ class LogsBackup:
             try:
                 manifest = self._write_manifest(listing.backup_id, task, status)
             except AlreadyWritten:
-                manifest = self._store.get_json(manifest_key(Component.LOGS, self._subject, listing.backup_id))
+                manifest = self._manifest(listing.backup_id)
                 return _Export(listing.backup_id, task, "complete", manifest)
             return _Export(listing.backup_id, task, "complete", manifest, settled_now=True)
         if status["code"] in _FINISHED_BADLY:
@@ -155,6 +158,10 @@ class LogsBackup:
                                                        "task_id": task["task_id"], "status": status})
             return _Export(listing.backup_id, task, "failed", settled_now=True)
         return _Export(listing.backup_id, task, "running")
+
+    def _manifest(self, backup_id: str) -> dict[str, Any]:
+        """A complete export's manifest, the version it was written as (drcore.state.backup_files)."""
+        return BackupReader(self._store, Component.LOGS, self._subject).open(backup_id).manifest
 
     def _task_status(self, task_id: str) -> dict[str, Any]:
         try:
@@ -170,9 +177,11 @@ class LogsBackup:
 
     def _write_manifest(self, backup_id: str, task: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         prefix = backup_prefix(Component.LOGS, self._subject, backup_id)
-        exported = [entry for entry in self._store.keys(prefix) if entry["Key"][len(prefix):] not in _OWN_FILES]
+        exported = [entry for entry in self._store.current_versions(prefix)
+                    if entry["Key"][len(prefix):] not in _OWN_FILES]
         objects = [{"path": entry["Key"][len(prefix):], "size": entry["Size"], "etag": entry["ETag"].strip('"'),
-                    "last_modified": entry["LastModified"]} for entry in exported]
+                    "version_id": readable_version(entry.get("VersionId")), "last_modified": entry["LastModified"]}
+                   for entry in exported]
         manifest = {
             "format": FORMAT,
             "component": Component.LOGS.value,
@@ -187,7 +196,7 @@ class LogsBackup:
             "bytes": sum(entry["Size"] for entry in exported),
             "completed_at": to_iso(self._clock()),
         }
-        self._store.put_json_once(manifest_key(Component.LOGS, self._subject, backup_id), manifest)
+        self._store.put_manifest_once(Component.LOGS, self._subject, backup_id, manifest)
         logger.info("log export backed up", extra={"log_group": self._log_group, "day": task["day"],
                                                    "backup_id": backup_id, "objects": len(objects)})
         return manifest

@@ -22,11 +22,16 @@ deduplicated either.
 What proves a body (drcore.aws.object_identity) is recorded with each entry: the object's own
 full-object checksum where S3 held one, and the content object as the snapshot stored (or found) it:
 its ETag, which pins every copy from it, and the full-object SHA-256 S3 computed of the stored bytes.
-So a content body replaced after the snapshot is refused by a restore and found by the backup checks
-(drcore.backup.content_check), and a restored object is proven equal to the restore point even where
-its ETag is not the original's. The headers S3 keeps with an object (content type, user metadata,
-Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) are recorded too: a
-restore writes them, and they are part of what "equal" means.
+Each entry also names the content object's version, as the snapshot stored or found it: every read of it
+(a restore's copy, a check's HEAD) names that version, so a delete marker or a new version put on the key
+later changes nothing a restore reads; the manifest's own version is recorded beside it
+(drcore.state.backup_store.ManifestRecord). Manifests written before versions were recorded read the key's
+current object, pinned by its ETag only. A content body replaced after the snapshot is refused by a
+restore and found by the backup checks (drcore.backup.content_check), and a restored object is proven
+equal to the restore point even where its ETag is not the original's. The headers S3 keeps with an
+object (content type, user metadata, Cache-Control, Content-Disposition, Content-Encoding,
+Content-Language, Expires) are recorded too: a restore writes them, and they are part of what "equal"
+means.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -47,9 +53,17 @@ from drcore.aws.object_identity import (
     BodyIdentity,
     ObjectHeaders,
 )
+from drcore.aws.s3_copy import CopiedObject
 from drcore.core.errors import DrError
 from drcore.core.models import to_iso
-from drcore.state.backup_store import BackupListing, BackupStore, Component, content_key, manifest_key
+from drcore.state.backup_store import (
+    BackupListing,
+    BackupStore,
+    Component,
+    content_key,
+    manifest_key,
+    readable_version,
+)
 
 MANIFEST_FORMAT = "s3-snapshot/1"
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
@@ -66,11 +80,27 @@ class ManifestCorrupt(DrError):
 
 @dataclass(frozen=True)
 class StoredBody:
-    """A content object as a snapshot stored or found it: its ETag, and the full-object SHA-256 (base64)
-    S3 holds for it (None where it holds none)."""
+    """A content object as a snapshot stored or found it: its ETag, the full-object SHA-256 (base64) S3
+    holds for it (None where it holds none), and its version (None where the store keeps no versions, or
+    the base recorded none)."""
 
     etag: str
     sha256: str | None = None
+    version_id: str | None = None
+    locked_until: str | None = None  # the earliest its Object Lock retention can end, where the snapshot knew it
+
+    @classmethod
+    def of_copy(cls, copied: CopiedObject, default_lock: timedelta | None) -> StoredBody:
+        """The body a copy stored, in a store whose default Object Lock retention is `default_lock`."""
+        created = copied.last_modified
+        return cls(copied.etag, copied.sha256, readable_version(copied.version_id),
+                   locked_until(created, default_lock) if created is not None else None)
+
+
+def locked_until(created: datetime, default_lock: timedelta | None) -> str | None:
+    """The earliest an object created at (or after) `created` is released by the default retention: S3 locks a
+    new object for the default from its creation."""
+    return to_iso(created + default_lock) if default_lock is not None else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,10 @@ class ManifestEntry:
     headers: dict[str, str] | None = None  # the KEPT_HEADERS of drcore.aws.object_identity the object had
     content_etag: str | None = None  # the content object's ETag when the snapshot stored or found it
     content_sha256: str | None = None  # the full-object SHA-256 (base64) S3 computed of the stored body
+    content_version_id: str | None = None  # the content object's version, as the snapshot stored or found it
+    # The earliest the content object's Object Lock retention can end: its creation plus the bucket's default
+    # retention, where the snapshot that stored it knew both (retention extends it: drcore.backup.lock_extension).
+    content_locked_until: str | None = None
 
     def describes(self, version: Mapping[str, Any]) -> bool:
         """Whether this entry is the listed version; a `null` version id alone does not say so."""
@@ -109,12 +143,14 @@ class ManifestEntry:
         return ObjectHeaders(self.content_type, self.metadata, self.headers)
 
     def stored(self) -> StoredBody | None:
-        return StoredBody(self.content_etag, self.content_sha256) if self.content_etag else None
+        return StoredBody(self.content_etag, self.content_sha256, self.content_version_id,
+                          self.content_locked_until) if self.content_etag else None
 
     def with_stored(self, stored: StoredBody | None) -> ManifestEntry:
         if stored is None or self.content_key is None:
             return self
-        return replace(self, content_etag=stored.etag, content_sha256=stored.sha256)
+        return replace(self, content_etag=stored.etag, content_sha256=stored.sha256,
+                       content_version_id=stored.version_id, content_locked_until=stored.locked_until)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))  # not asdict(): its deep copy costs more than the whole page's work
@@ -132,6 +168,8 @@ class SnapshotManifest:
     finished_at: str
     stats: dict[str, Any]
     objects: tuple[ManifestEntry, ...]
+    locked_until: str | None = None  # the earliest the manifest's own lock can end, where known when written
+    version_id: str | None = None  # the version it was read as (its record's); not part of what is written
 
     def content_keys(self) -> set[str]:
         return {entry.content_key for entry in self.objects if entry.content_key}
@@ -168,31 +206,43 @@ def checksum_of(head: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
-    """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot."""
+    """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot. Then record
+    the version it was written as."""
     header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
               "started_at": manifest.started_at, "finished_at": manifest.finished_at,
               "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
-              "stats": manifest.stats}
+              "stats": manifest.stats, "locked_until": manifest.locked_until}
     lines = [json.dumps(header, separators=(",", ":"))]
     lines += [json.dumps(entry.to_json(), separators=(",", ":")) for entry in manifest.objects]
     body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
     digest = hashlib.sha256(body)
-    store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body, "application/gzip",
-                   Metadata={SHA256_METADATA: digest.hexdigest()},
-                   ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+    # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
+    # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.
+    version_id = store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body,
+                                "application/gzip", Metadata={SHA256_METADATA: digest.hexdigest()},
+                                ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(digest.digest()).decode())
+    store.record_manifest(Component.S3, manifest.bucket, manifest.backup_id, version_id, body)
 
 
 def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest:
-    """A complete snapshot's manifest, verified against the SHA-256 recorded when it was written."""
+    """A complete snapshot's manifest, the version recorded when it was written, verified against the SHA-256
+    recorded then (a manifest written before versions were recorded: as its key holds it now, against the
+    SHA-256 in its metadata)."""
     key = manifest_key(Component.S3, bucket, backup_id)
+    record = store.recorded_manifest(Component.S3, bucket, backup_id)
     try:
-        response = store.s3.get_object(Bucket=store.bucket, Key=key)
+        if record is not None and record.version_id:
+            response = store.s3.get_object(Bucket=store.bucket, Key=key, VersionId=record.version_id)
+        else:
+            response = store.s3.get_object(Bucket=store.bucket, Key=key)
     except ClientError as error:
         if error_code(error) in OBJECT_NOT_FOUND:
+            if record is not None:
+                raise ManifestCorrupt(f"s3://{store.bucket}/{key}, version {record.version_id}, is gone") from error
             raise SnapshotNotFound(f"no complete snapshot {backup_id} of bucket {bucket}") from error
         raise
     body = response["Body"].read()
-    recorded = response.get("Metadata", {}).get(SHA256_METADATA)
+    recorded = record.sha256 if record is not None else response.get("Metadata", {}).get(SHA256_METADATA)
     if recorded != hashlib.sha256(body).hexdigest():
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} does not match its recorded SHA-256 {recorded}")
     try:
@@ -204,7 +254,8 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotMa
     if header.get("format") != MANIFEST_FORMAT or header.get("objects") != len(objects):
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete {MANIFEST_FORMAT} manifest")
     return SnapshotManifest(bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
-                            finished_at=header["finished_at"], stats=header["stats"], objects=objects)
+                            finished_at=header["finished_at"], stats=header["stats"], objects=objects,
+                            locked_until=header.get("locked_until"), version_id=record.version_id if record else None)
 
 
 def list_snapshots(store: BackupStore, bucket: str) -> list[BackupListing]:

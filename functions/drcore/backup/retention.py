@@ -8,10 +8,12 @@ a half-removed snapshot is incomplete, never a corrupt restorable one), then the
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
 it, and it is older than a day (a running snapshot may have copied it before its next checkpoint).
-Removals are delete markers (DeleteObject without a version id): the controller never deletes a
-version itself, so a pruned backup stays recoverable until the backup bucket's lifecycle rule expires
-noncurrent versions, which S3 never does while Object Lock protects them. An object still under Object
-Lock retention or legal hold is not even hidden: it is reported and left for a later prune.
+What the snapshots that stay need is gathered as their manifests are read, so that the retention run can
+keep it locked (drcore.backup.lock_extension). Removals are delete markers (DeleteObject without a version
+id): the controller never deletes a version itself, so a pruned backup stays recoverable until the backup
+bucket's lifecycle rule expires noncurrent versions, which S3 never does while Object Lock protects them.
+An object still under Object Lock retention or legal hold is not even hidden: it is reported and left for
+a later prune.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
+from drcore.backup.lock_extension import KeptObjects
 from drcore.backup.manifest import CONTENT_PREFIX, read_manifest
 from drcore.backup.snapshot_checkpoints import snapshot_in_progress_content
 from drcore.core.config import RetentionPolicy
-from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
+from drcore.state.backup_store import (
+    BackupListing,
+    BackupStore,
+    Component,
+    backup_prefix,
+    manifest_key,
+    manifest_record_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef, ObjectTypeDef
@@ -85,7 +95,11 @@ def snapshots_to_keep(complete: Iterable[BackupListing], policy: RetentionPolicy
     return keep
 
 
-def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetime) -> PruneResult:
+def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetime,
+          kept: KeptObjects | None = None) -> PruneResult:
+    """Prune `bucket`'s snapshots by `policy`; `kept`, when given, gathers what the snapshots that stay need locked
+    (every complete snapshot of every other bucket stays)."""
+    kept = kept if kept is not None else KeptObjects()
     listings = store.list_backups(Component.S3, bucket)
     complete = [listing for listing in listings if listing.complete]
     unfinished = [listing for listing in listings if not listing.complete]
@@ -101,9 +115,11 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
 
     # Everything that stays referenced is read before anything is removed: an unreadable manifest
     # (ManifestCorrupt) stops the prune here, with nothing removed.
-    referenced = _referenced_by_other_buckets(store, bucket, now)
+    referenced = _referenced_by_other_buckets(store, bucket, now, kept)
     for backup_id in sorted(keep):
-        referenced |= read_manifest(store, bucket, backup_id).content_keys()
+        manifest = read_manifest(store, bucket, backup_id)
+        referenced |= manifest.content_keys()
+        kept.add_snapshot(manifest)
     for running in in_progress:
         referenced |= snapshot_in_progress_content(store, bucket, running.backup_id)
 
@@ -127,7 +143,7 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
     return result
 
 
-def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime) -> set[str]:
+def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime, kept: KeptObjects) -> set[str]:
     referenced: set[str] = set()
     pages = store.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=S3_SNAPSHOTS_ROOT,
                                                                 Delimiter="/")
@@ -138,7 +154,9 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime)
             continue
         for listing in store.list_backups(Component.S3, subject):
             if listing.complete:
-                referenced |= read_manifest(store, subject, listing.backup_id).content_keys()
+                manifest = read_manifest(store, subject, listing.backup_id)
+                referenced |= manifest.content_keys()
+                kept.add_snapshot(manifest)
             elif now - listing.created_at < IN_PROGRESS_GRACE:
                 referenced |= snapshot_in_progress_content(store, subject, listing.backup_id)
     return referenced
@@ -179,13 +197,18 @@ def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
 
 
 def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datetime) -> bool:
-    """Remove a snapshot's manifest, then its checkpoints; False if its manifest is still locked."""
-    manifest = manifest_key(Component.S3, bucket, backup_id)
+    """Remove a snapshot's manifest record, its manifest, then its checkpoints; False if the first two are still
+    locked. The record goes first: readers name the manifest's version through it, and a version read would
+    find a hidden manifest; without the record, a manifest left by an interrupted run reads by its key, and
+    a hidden one is gone."""
+    firsts = [manifest_record_key(Component.S3, bucket, backup_id), manifest_key(Component.S3, bucket, backup_id)]
     keys = [entry["Key"] for entry in _current(store, backup_prefix(Component.S3, bucket, backup_id))]
-    if _hide(store, [key for key in keys if key == manifest], now):
+    # Both are looked at before either is hidden: a locked manifest keeps its record.
+    locked = any(_lock(store, key, now) for key in firsts if key in keys)
+    if locked or any(_hide(store, [key for key in keys if key == first], now) for first in firsts):
         logger.warning("snapshot manifest under Object Lock; snapshot kept", extra={"backup_id": backup_id})
         return False
-    refused = _hide(store, [key for key in keys if key != manifest], now)
+    refused = _hide(store, [key for key in keys if key not in firsts], now)
     if refused:  # the snapshot is incomplete now; a later prune removes what is left
         logger.warning("snapshot checkpoints not removed", extra={"backup_id": backup_id, "refused": len(refused)})
     return True

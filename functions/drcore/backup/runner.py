@@ -120,7 +120,6 @@ def component_runners(
     stack_backup: StackBackup,
     logs_backup: LogsBackup,
     snapshotter: BucketSnapshotter,
-    after_snapshot: Callable[[], dict[str, Any]],
     publish_version: bool,
 ) -> dict[Component, Callable[[BackupRequest, Callable[[], int]], ComponentOutcome]]:
     """Each component's backup, its result told as a ComponentOutcome."""
@@ -150,7 +149,7 @@ def component_runners(
         progress = snapshotter.snapshot(request.resume, remaining_ms)
         if not progress.finished:
             return ComponentOutcome("s3", "continuing", progress.backup_id, dict(progress.stats))
-        return ComponentOutcome("s3", "complete", progress.backup_id, {**progress.stats, "retention": after_snapshot()})
+        return ComponentOutcome("s3", "complete", progress.backup_id, dict(progress.stats))
 
     return {Component.LAMBDA: lambda_, Component.STACK: stack, Component.LOGS: logs, Component.S3: s3}
 

@@ -1,14 +1,14 @@
 """Which content bodies the backup store holds, found out as cheaply as it can be, and as what.
 
-A HEAD per unknown key costs one request each; a listing of the content prefix costs one LIST per
-thousand stored bodies. Keys are probed until the probes would have paid for the listing (a first
-snapshot lists at once; a snapshot with a few changes probes them), then the prefix is listed once and
-the listing answers every later question.
+A HEAD per unknown key costs one request each; a listing of the content prefix (of its current versions,
+so that each body is known with its version) costs one LIST per thousand stored bodies. Keys are probed
+until the probes would have paid for the listing (a first snapshot lists at once; a snapshot with a few
+changes probes them), then the prefix is listed once and the listing answers every later question.
 
 Each known body is kept with what the snapshot records of it (drcore.backup.manifest.StoredBody): as
-the base recorded it, as this snapshot's copy answered, or as a probe (its ETag and SHA-256) or the
-listing (its ETag) found it. What the base recorded is never replaced by what is found later: a body
-replaced since then must not pass as the one stored.
+the base recorded it, as this snapshot's copy answered, or as a probe (its ETag, SHA-256 and version) or
+the listing (its ETag and version) found it. What the base recorded is never replaced by what is found
+later: a body replaced since then must not pass as the one stored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from drcore.backup.manifest import CONTENT_PREFIX, StoredBody
-from drcore.state.backup_store import BackupStore
+from drcore.state.backup_store import BackupStore, readable_version
 
 LISTING_PAGE = 1000  # keys per ListObjectsV2 page, to price a listing of the content prefix
 # A LIST request is billed 12.5x a HEAD ($0.005 against $0.0004 per thousand) and takes longer than a
@@ -47,7 +47,8 @@ class StoredContent:
         if not unknown:
             return set()
         if not self._listed and self._probes + len(unknown) > self._listing_cost:
-            listed = {entry["Key"]: StoredBody(entry["ETag"]) for entry in self._store.keys(CONTENT_PREFIX)}
+            listed = {entry["Key"]: StoredBody(entry["ETag"], version_id=readable_version(entry.get("VersionId")))
+                      for entry in self._store.current_versions(CONTENT_PREFIX)}
             self.add({key: body for key, body in listed.items() if key not in self._known})
             self._listed = True
         if self._listed:

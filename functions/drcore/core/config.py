@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -91,11 +91,6 @@ class BackupEnvVar(StrEnum):
     PIPELINE_STACK_NAME = "DR_PIPELINE_STACK_NAME"
     LOG_GROUP_NAME = "DR_LOG_GROUP_NAME"
     METRICS_NAMESPACE = EnvVar.METRICS_NAMESPACE.value
-    RETENTION_KEEP_LAST = "DR_RETENTION_KEEP_LAST"
-    RETENTION_HOURLY = "DR_RETENTION_HOURLY"
-    RETENTION_DAILY = "DR_RETENTION_DAILY"
-    RETENTION_WEEKLY = "DR_RETENTION_WEEKLY"
-    RETENTION_MONTHLY = "DR_RETENTION_MONTHLY"
     COPY_CONCURRENCY = "DR_COPY_CONCURRENCY"
     PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
 
@@ -119,6 +114,10 @@ class RetentionPolicy(BaseModel):
 
 
 DEFAULT_RETENTION = RetentionPolicy()
+# Every object written to the backup bucket is locked this long by the bucket's default, in this mode.
+DEFAULT_OBJECT_LOCK_DAYS = 30
+ObjectLockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+DEFAULT_OBJECT_LOCK_MODE: ObjectLockMode = "GOVERNANCE"
 
 
 class BackupSettings(BaseModel):
@@ -131,11 +130,6 @@ class BackupSettings(BaseModel):
     pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
     log_group: str = Field("", alias=BackupEnvVar.LOG_GROUP_NAME)  # default: /aws/lambda/<function>
     metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
-    retention_keep_last: SnapshotsKept = Field(DEFAULT_RETENTION.keep_last, alias=BackupEnvVar.RETENTION_KEEP_LAST)
-    retention_hourly: PeriodsKept = Field(DEFAULT_RETENTION.hourly, alias=BackupEnvVar.RETENTION_HOURLY)
-    retention_daily: PeriodsKept = Field(DEFAULT_RETENTION.daily, alias=BackupEnvVar.RETENTION_DAILY)
-    retention_weekly: PeriodsKept = Field(DEFAULT_RETENTION.weekly, alias=BackupEnvVar.RETENTION_WEEKLY)
-    retention_monthly: PeriodsKept = Field(DEFAULT_RETENTION.monthly, alias=BackupEnvVar.RETENTION_MONTHLY)
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1,
                                   le=MAX_COPY_CONCURRENCY)
     publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
@@ -144,15 +138,42 @@ class BackupSettings(BaseModel):
     def function_log_group(self) -> str:
         return self.log_group or f"/aws/lambda/{self.protected_function}"
 
-    @property
-    def retention(self) -> RetentionPolicy:
-        return RetentionPolicy(keep_last=self.retention_keep_last, hourly=self.retention_hourly,
-                               daily=self.retention_daily, weekly=self.retention_weekly,
-                               monthly=self.retention_monthly)
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> BackupSettings:
         return _validated(cls, BackupEnvVar, environ, "backup")
+
+
+class RetentionEnvVar(StrEnum):
+    """What the retention function needs besides the backup function's variables."""
+
+    RETENTION_KEEP_LAST = "DR_RETENTION_KEEP_LAST"
+    RETENTION_HOURLY = "DR_RETENTION_HOURLY"
+    RETENTION_DAILY = "DR_RETENTION_DAILY"
+    RETENTION_WEEKLY = "DR_RETENTION_WEEKLY"
+    RETENTION_MONTHLY = "DR_RETENTION_MONTHLY"
+    OBJECT_LOCK_MODE = "DR_OBJECT_LOCK_MODE"  # GOVERNANCE | COMPLIANCE: the mode a lock is extended in
+    OBJECT_LOCK_DAYS = "DR_OBJECT_LOCK_DAYS"  # the backup bucket's default retention, in days
+
+
+class RetentionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    keep_last: SnapshotsKept = Field(DEFAULT_RETENTION.keep_last, alias=RetentionEnvVar.RETENTION_KEEP_LAST)
+    hourly: PeriodsKept = Field(DEFAULT_RETENTION.hourly, alias=RetentionEnvVar.RETENTION_HOURLY)
+    daily: PeriodsKept = Field(DEFAULT_RETENTION.daily, alias=RetentionEnvVar.RETENTION_DAILY)
+    weekly: PeriodsKept = Field(DEFAULT_RETENTION.weekly, alias=RetentionEnvVar.RETENTION_WEEKLY)
+    monthly: PeriodsKept = Field(DEFAULT_RETENTION.monthly, alias=RetentionEnvVar.RETENTION_MONTHLY)
+    object_lock_mode: ObjectLockMode = Field(DEFAULT_OBJECT_LOCK_MODE, alias=RetentionEnvVar.OBJECT_LOCK_MODE)
+    object_lock_days: int = Field(DEFAULT_OBJECT_LOCK_DAYS, alias=RetentionEnvVar.OBJECT_LOCK_DAYS, ge=1)
+
+    @property
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(keep_last=self.keep_last, hourly=self.hourly, daily=self.daily, weekly=self.weekly,
+                               monthly=self.monthly)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RetentionSettings:
+        return _validated(cls, RetentionEnvVar, environ, "retention")
 
 
 class RecoveryEnvVar(StrEnum):

@@ -63,6 +63,7 @@ class DesiredObject:
     headers: dict[str, str] | None = None  # of a snapshot's entry, where its manifest recorded them
     content_etag: str | None = None  # the stored content object's, where recorded: pins copies from it
     content_sha256: str | None = None
+    content_version_id: str | None = None  # the stored content object's version, where recorded: copies read it
 
     @classmethod
     def of_entry(cls, bucket: str, entry: ManifestEntry) -> DesiredObject:
@@ -70,7 +71,7 @@ class DesiredObject:
                    from_store=True, content_key=entry.content_key, archived=entry.archived or not entry.content_key,
                    checksum=entry.checksum, content_type=entry.content_type, metadata=dict(entry.metadata),
                    last_modified=entry.last_modified, headers=entry.headers, content_etag=entry.content_etag,
-                   content_sha256=entry.content_sha256)
+                   content_sha256=entry.content_sha256, content_version_id=entry.content_version_id)
 
     @classmethod
     def of_version(cls, bucket: str, version: ListedVersion) -> DesiredObject:

@@ -360,8 +360,9 @@ class BucketRestorer:
         metadata: ReplacedMetadata | None = None
         if want.from_store:
             assert want.content_key is not None  # an entry without stored content is archived, never copied
-            # Pinned to the content object the snapshot stored (where its manifest recorded it).
-            source = CopySource(self._store.bucket, want.content_key, etag=want.content_etag)
+            # Pinned to the content object the snapshot stored: its version and its ETag, where its manifest
+            # recorded them.
+            source = CopySource(self._store.bucket, want.content_key, want.content_version_id, want.content_etag)
             # The manifest's headers, not the stored body's (shared by every key with that content); no
             # tags, which the manifest does not record.
             metadata = ReplacedMetadata(want.metadata, want.content_type, want.headers or {})

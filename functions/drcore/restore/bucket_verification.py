@@ -150,7 +150,7 @@ class RestoreVerifier:
 
     def _damaged_in_store(self, mismatched: list[DesiredObject]) -> tuple[str, ...]:
         """The mismatched keys whose stored content no longer matches the manifest."""
-        claims = {want.content_key: StoredClaim(want.stored_body(), want.content_etag)
+        claims = {want.content_key: StoredClaim(want.stored_body(), want.content_etag, want.content_version_id)
                   for want in mismatched if want.from_store and want.content_key}
         if not claims:
             return ()

@@ -25,7 +25,7 @@ class PreflightEnvVar(StrEnum):
     (stacks/constructs/preflight_grants.py) from cdk.json and the pinned Powertools version."""
 
     LAYER_PARAMETER = "DR_PREFLIGHT_LAYER_PARAMETER"  # AWS's public SSM parameter naming the Powertools layer
-    RUNTIME = "DR_PREFLIGHT_RUNTIME"  # the functions' Lambda runtime, e.g. python3.14
+    RUNTIME = "DR_PREFLIGHT_RUNTIME"  # the functions' Lambda runtime, e.g. python3.13
     FUNCTION_ROLE_PATTERNS = "DR_PREFLIGHT_FUNCTION_ROLE_PATTERNS"  # JSON list: recovery.function_role_arns
     STACK_ROLE_ARN = "DR_PREFLIGHT_STACK_ROLE_ARN"  # recovery.stack_role_arn, empty when unset
 

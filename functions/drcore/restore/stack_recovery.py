@@ -250,9 +250,9 @@ class StackRecovery:
                                      "this stack")
         template_file = document["template"]["original"]
         template = self._backups.read(stored, template_file)
-        return VerifiedStackBackup(backup_id=backup_id, document=document, template_file=template_file,
-                                   template_text=template.decode(),
-                                   template_sha256=hashlib.sha256(template).hexdigest())
+        return VerifiedStackBackup(backup_id, document, template_file, template.decode(),
+                                   hashlib.sha256(template).hexdigest(),
+                                   template_version_id=(stored.listed(template_file) or {}).get("version_id"))
 
     def _unknown(self, missing: BackupNotFound) -> str:
         reason = {MALFORMED: f"it is not a backup id (like {BACKUP_ID_EXAMPLE})",
@@ -264,7 +264,8 @@ class StackRecovery:
 
     def _template_argument(self, backup: VerifiedStackBackup) -> tuple[dict[str, str], str]:
         key = backup_prefix(Component.STACK, self._stack, backup.backup_id) + backup.template_file
-        return template_argument(backup, template_url(self._store.bucket, self._store.s3.meta.region_name, key))
+        return template_argument(backup, template_url(self._store.bucket, self._store.s3.meta.region_name, key,
+                                                      backup.template_version_id))
 
     # Target --------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class VerifiedStackBackup:
     template_file: str
     template_text: str
     template_sha256: str
+    template_version_id: str | None = None  # as the backup's manifest recorded it (older manifests: none)
 
     def template_record(self, passed_as: str) -> dict[str, Any]:
         """How a plan or a validation names the template: its file, digest, size and how it is passed."""
@@ -88,8 +89,10 @@ def planned_parameters(document: dict[str, Any], mode: str, given: dict[str, str
     return shown, request
 
 
-def template_url(bucket: str, region: str, key: str) -> str:
-    return f"https://{bucket}.s3.{region}.amazonaws.com/{quote(key)}"
+def template_url(bucket: str, region: str, key: str, version_id: str | None = None) -> str:
+    """Where CloudFormation reads a template in the backup bucket: the version written, where one is named."""
+    version = f"?versionId={quote(version_id)}" if version_id else ""
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{quote(key)}{version}"
 
 
 def template_argument(backup: VerifiedStackBackup, url: str) -> tuple[dict[str, str], str]:

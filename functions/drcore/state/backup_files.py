@@ -1,8 +1,10 @@
-"""The files of a function or stack backup: written once, each listed in the backup's manifest with its size
-and SHA-256, and read back only as its manifest lists them.
+"""The files of a function or stack backup: written once, each listed in the backup's manifest with its size,
+SHA-256 and the version S3 gave it, and read back only as its manifest lists them.
 
-The manifest is written last (drcore.state.backup_store), so a backup without one is incomplete and is
-never read; a file whose size or digest is not the manifest's is refused, whoever changed it.
+The manifest is written last, then the record of its own version (drcore.state.backup_store), so a backup
+without one is incomplete and is never read. Each read names the version recorded when the file (or the
+manifest) was written; a file whose size or digest is not the manifest's is refused, whoever changed it. A
+backup written before versions were recorded is read as its keys hold it now.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.errors import is_not_found
 from drcore.core.errors import InvalidRequest
-from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key
+from drcore.state.backup_store import BackupStore, Component, backup_prefix, json_bytes, manifest_key
 
 # new_backup_id's form: `<UTC second>-<6 hex digits>`. Anything else is refused before a key is made of it.
 BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -26,10 +28,6 @@ NEWEST_LISTED = 5  # complete backups named when an id is refused
 
 # Why a backup id names no readable backup.
 MALFORMED, INCOMPLETE, ABSENT = "malformed", "incomplete", "absent"
-
-
-def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, indent=1, sort_keys=True, default=str).encode()
 
 
 class BackupFiles:
@@ -48,17 +46,17 @@ class BackupFiles:
         return sum(entry["size"] for entry in self.entries)
 
     def put(self, path: str, body: bytes, content_type: str) -> None:
-        self._store.put_once(self._prefix + path, body, content_type)
-        self.entries.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        version_id = self._store.put_once(self._prefix + path, body, content_type)
+        self.entries.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                             "version_id": version_id})
 
     def put_json(self, path: str, document: Any) -> None:
-        self.put(path, _json_bytes(document), "application/json")
+        self.put(path, json_bytes(document), "application/json")
 
     def finish(self, manifest: dict[str, Any]) -> str:
-        """Write the manifest, last: only now is the backup complete."""
-        key = manifest_key(self._component, self._subject, self._backup_id)
-        self._store.put_json_once(key, {**manifest, "files": self.entries, "bytes": self.total_bytes})
-        return key
+        """Write the manifest, last: only now is the backup complete. Then record the version it was written as."""
+        return self._store.put_manifest_once(self._component, self._subject, self._backup_id,
+                                             {**manifest, "files": self.entries, "bytes": self.total_bytes})
 
 
 class BackupNotFound(InvalidRequest):
@@ -106,16 +104,24 @@ class BackupReader:
         """The backup's manifest; BackupNotFound when the id is malformed, or names no complete backup."""
         if not BACKUP_ID.match(backup_id or ""):
             raise BackupNotFound(backup_id, self._subject, MALFORMED, self.newest_complete())
+        record = self._store.recorded_manifest(self._component, self._subject, backup_id)
+        key = manifest_key(self._component, self._subject, backup_id)
         try:
-            manifest = self._store.get_json(manifest_key(self._component, self._subject, backup_id))
+            body = self._store.get_bytes(key, record.version_id if record else None)
         except ClientError as error:
             if not is_not_found(error):
                 raise
+            if record is not None:
+                raise self._corrupt(f"backup {backup_id} of {self._subject}: its manifest, version "
+                                    f"{record.version_id}, is gone") from error
             listings = self._store.list_backups(self._component, self._subject)
             started = any(listing.backup_id == backup_id for listing in listings)
             newest = [listing.backup_id for listing in reversed(listings) if listing.complete][:NEWEST_LISTED]
             raise BackupNotFound(backup_id, self._subject, INCOMPLETE if started else ABSENT, newest) from error
-        return StoredBackup(backup_id, backup_prefix(self._component, self._subject, backup_id), manifest)
+        if record is not None and hashlib.sha256(body).hexdigest() != record.sha256:
+            raise self._corrupt(f"backup {backup_id} of {self._subject}: its manifest does not match the SHA-256 "
+                                "recorded when it was written; a corrupt backup is never restored")
+        return StoredBackup(backup_id, backup_prefix(self._component, self._subject, backup_id), json.loads(body))
 
     def read(self, backup: StoredBackup, path: str) -> bytes:
         """A file of the backup, checked against the size and SHA-256 its manifest lists."""
@@ -124,7 +130,8 @@ class BackupReader:
         if entry is None:
             raise self._corrupt(f"{where}: its manifest does not list {path}")
         try:
-            body = self._store.get_bytes(backup.prefix + path)
+            # The version written, where the manifest recorded one (older manifests name none).
+            body = self._store.get_bytes(backup.prefix + path, entry.get("version_id"))
         except ClientError as error:
             if is_not_found(error):
                 raise self._corrupt(f"{where}: {path} is listed in its manifest but missing") from error

@@ -1,8 +1,8 @@
-"""The backup function's wiring: the four component backups, retention, the journal and the metrics."""
+"""The backup function's wiring: the four component backups, the journal and the metrics (retention is the
+retention function's: drcore.wiring.retention)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import lru_cache
 
 from drcore.aws.clients import client_factory, s3_client
@@ -11,11 +11,9 @@ from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
 from drcore.backup.requests import BackupRequest
-from drcore.backup.retention import prune
 from drcore.backup.runner import BackupMetrics, BackupRunner, component_runners
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
-from drcore.core.models import utc_now
 from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
 
@@ -37,7 +35,6 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         stack_backup=StackBackup(client("cloudformation"), store, settings.pipeline_stack),
         logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
         snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency),
-        after_snapshot=lambda: asdict(prune(store, settings.data_bucket, settings.retention, utc_now())),
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,
