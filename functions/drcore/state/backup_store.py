@@ -12,6 +12,7 @@ written last: a backup without a manifest is incomplete by definition and never 
     backups/logs/<function>/<backup id>/...                 the log export, manifest.json
     restores/s3/<target>/<plan id>/changes.json.gz         a large bucket restore plan's full change lists
     restores/s3/<target>/<plan id>/applied/<...>.json.gz   the versions an apply of that plan wrote
+    restores/s3/<target>/<plan id>/safety-snapshot.json    the id of that plan's safety snapshot
     drills/<drill id>/report.json, report.md               drill reports
 
 A backup id is its UTC start time plus a random suffix (`20261126T132500Z-3f9a1c`), so ids sort by time.
@@ -86,6 +87,10 @@ def restore_changes_key(target_bucket: str, plan_id: str) -> str:
 
 def restore_records_prefix(target_bucket: str, plan_id: str) -> str:
     return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/applied/"
+
+
+def restore_safety_key(target_bucket: str, plan_id: str) -> str:
+    return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/safety-snapshot.json"
 
 
 @dataclass(frozen=True)
