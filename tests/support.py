@@ -206,6 +206,17 @@ class DyingInvocations:
         with self._lock:
             self._crash_after, self.fired = None, False
 
+    def die(self, operation_name: str) -> None:
+        """Kill the invocation before the call under way is sent (from `answer`)."""
+        with self._lock:
+            self.fired = True
+        raise InvocationCrash(f"crashed before {operation_name}")
+
+    @property
+    def calls(self) -> int:
+        """The calls the invocation made since it was armed to die (none are counted otherwise)."""
+        return self._calls
+
     def _before_call(self, operation_name: str) -> None:
         with self._lock:
             if self.fired:

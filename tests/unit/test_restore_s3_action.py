@@ -8,6 +8,7 @@ import pytest
 import time_machine
 
 import backup.handler as backup
+from drcore.state.store import JOURNAL_PREFIX, ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
 from tests.support import WHO, CallRecorder, DyingInvocations, InvocationCrash, act, contents, damage
@@ -154,6 +155,40 @@ def test_a_restore_that_dies_mid_copy_is_resumed_to_its_restore_point(world, mon
     replanned = act({**undo, **WHO})
     act({**undo, **WHO, "confirm": replanned["result"]["plan_id"]})
     assert contents(world) == damaged
+
+
+def test_a_restore_that_dies_before_its_journal_entry_is_journaled_when_resumed(world, monkeypatch):
+    # Given a confirmed restore whose invocation records its verified result on the plan, then dies before
+    # journaling it
+    snapshot_id = snapshot(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+
+    died: list[str] = []
+
+    def dies_before_the_journal(client, operation, params):
+        if operation == "PutItem" and params["Item"]["sk"]["S"].startswith(JOURNAL_PREFIX) and not died:
+            died.append(operation)
+            crashes.die(operation)
+        return None
+
+    crashes = DyingInvocations(dies_before_the_journal).install(monkeypatch)
+    with pytest.raises(InvocationCrash):
+        act(restore_request(snapshot_id, confirm=plan_id))
+    crashes.disarm()
+    assert not journaled(world, plan_id)
+
+    # When it is resumed (twice: Lambda's retry, then the operator's)
+    resumed = [act({"action": "restore_s3", "resume": plan_id, **WHO}) for _ in range(2)]
+
+    # Then both answer the result it recorded, and the journal has its entry, once
+    assert [answer["result"]["status"] for answer in resumed] == ["already_applied"] * 2
+    assert [entry["result"] for entry in journaled(world, plan_id)] == ["applied"]
+
+
+def journaled(world: SampleSystem, plan_id: str) -> list[dict]:
+    state = ControllerStateStore(world.clients["dynamodb"], world.table)
+    return [entry for entry in state.journal(world.function_name, limit=1000) if entry["entry_id"] == plan_id]
 
 
 @pytest.mark.parametrize("event, problem", [
