@@ -43,7 +43,7 @@ batches of BATCH_SIZE changes let a few keys span several checkpoints and record
 (DR_COPY_CONCURRENCY=1) so that a crash after N calls is the same crash on a replay. moto ignores S3's copy
 conditions (tests.s3_gaps.enforce_copy_conditions fakes them on every S3 client). Retention is set to keep
 every snapshot: pruning has its own tests, and here every completed snapshot must stay. botocore's service
-models are parsed once per test rather than at every cold start.
+models are found and parsed once per test rather than at every cold start.
 
 Runs: the `ci` profile (the default, tests/conftest.py) runs CI_EXAMPLES examples of CI_STEPS steps;
 HYPOTHESIS_PROFILE=thorough runs THOROUGH_STEPS steps an example, as many examples as the profile says. A
@@ -56,7 +56,7 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,7 +64,7 @@ from typing import Any
 import boto3
 import pytest
 import time_machine
-from botocore.loaders import JSONFileLoader
+from botocore.loaders import JSONFileLoader, Loader
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -98,7 +98,7 @@ TABLE = "model-restore-state"
 BACKUP_FUNCTION = "apilados-dr-backup"
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PAGE_SIZE = 5  # versions per snapshot listing page: a few keys take several pages, each checkpointed
-BATCH_SIZE = 2  # changes per restore batch: a few changes take several batches, each recorded
+BATCH_SIZE = 1  # changes per restore batch: each copy is recorded apart, a crash can fall between any two
 PLENTY_MS, SHORT_MS = 900_000, 10_000  # an invocation's remaining time: enough, or below every safety margin
 
 KEYS = ("a/1.csv", "a/2.csv", "a/3.csv", "b/1.csv", "b/2.csv")
@@ -108,8 +108,16 @@ BODIES = (b"id,amount\n1,10\n", b"id,amount\n1,01\n", b"id,amount\n2,20\n", b"id
 CONTENT_TYPES = ("text/csv", "application/octet-stream")
 METADATA: tuple[dict[str, str], ...] = ({}, {"source": "pipeline"}, {"source": "model", "batch": "7"})
 
-# None (most steps) or the number of AWS calls a step makes before its invocation dies.
-CRASHES = st.one_of(st.none(), st.integers(min_value=0, max_value=70))
+# How a step's invocation dies: never (None), after the step's Nth AWS call, before its (N+1)th write into the
+# bucket the step changes (a restore's copies and removals in the data bucket, a snapshot's in the backup store),
+# or before its (N+1)th write into the state table (a plan's claim, progress, result; the journal).
+Crash = tuple[str, int] | None
+DEATHS = st.one_of(st.tuples(st.just("call"), st.integers(min_value=0, max_value=70)),
+                   st.tuples(st.just("write"), st.integers(min_value=0, max_value=5)),
+                   st.tuples(st.just("record"), st.integers(min_value=0, max_value=3)))
+CRASHES = st.one_of(st.none(), DEATHS)
+S3_WRITES = frozenset({"CopyObject", "PutObject", "DeleteObject", "UploadPartCopy", "CompleteMultipartUpload"})
+TABLE_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
 # A snapshot (by its position among those taken) or a moment (by its position among the steps') to restore to.
 POINTS = st.tuples(st.sampled_from(["snapshot", "at"]), st.integers(min_value=0, max_value=100))
 # None: every invocation has time enough; n: the step's first invocation runs short after n looks at its time.
@@ -171,24 +179,32 @@ class World:
     names: Iterator[int] = field(default_factory=itertools.count)
 
 
-def _service_models_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore parses each service's model (megabytes of JSON) for every new session, so the cold starts after
-    crashes would spend more time there than in the steps: each file is parsed once per test. (botocore treats
-    a loaded model as read-only: the clients of one session share it already.)"""
+def _service_models_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore searches its data directories and parses each service's model (megabytes of JSON) for every new
+    session, so the cold starts after crashes would spend more time there than in the steps: each is done once
+    per test. (botocore treats a loaded model as read-only: the clients of one session share it already.)"""
     parsed: dict[str, Any] = {}
-    parse = JSONFileLoader.load_file
+    listed: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    parse, list_services = JSONFileLoader.load_file, Loader.list_available_services
 
     def parsed_once(loader: JSONFileLoader, file_path: str) -> Any:
         if file_path not in parsed:
             parsed[file_path] = parse(loader, file_path)
         return parsed[file_path]
 
+    def listed_once(loader: Loader, type_name: str) -> list[str]:
+        where = (tuple(loader.search_paths), type_name)
+        if where not in listed:
+            listed[where] = list_services(loader, type_name)
+        return listed[where]
+
     monkeypatch.setattr(JSONFileLoader, "load_file", parsed_once)
+    monkeypatch.setattr(Loader, "list_available_services", listed_once)
 
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    _service_models_parsed_once(monkeypatch)
+    _service_models_loaded_once(monkeypatch)
     # The wiring builds snapshotters and restores as production does, with pages and batches of a few keys.
     for module in (backup_wiring, restore_wiring):
         monkeypatch.setattr(module, "BucketSnapshotter", functools.partial(BucketSnapshotter, page_size=PAGE_SIZE))
@@ -304,7 +320,8 @@ class BucketRestoreModel(RuleBasedStateMachine):
         a second across steps."""
         self.world.traveller.shift(timedelta(seconds=1))
         self.step, self.step_crashed, self.new_snapshots_hold = step, False, None
-        self.crash_after: int | None = None  # the AWS calls the step's invocations make before one dies
+        self.crash_after: int | None = None  # the (counted) AWS calls the step's invocations make before one dies
+        self.crash_counting: Callable[[str, dict[str, Any]], bool] | None = None  # which calls count (None: all)
         self.world.crashes.disarm()
 
     def _put(self, key: str, held: Held) -> None:
@@ -343,7 +360,7 @@ class BucketRestoreModel(RuleBasedStateMachine):
         """One invocation of a function's real handler; None if it died (the next one starts cold). It dies if
         the step's `crash_after` calls run out in it; a step's invocations die once at most."""
         crashes = self.world.crashes
-        crashes.arm(self.crash_after)
+        crashes.arm(self.crash_after, self.crash_counting)
         answer = None
         try:
             answer = module.handler(event, ModelContext(function_name, budget))
@@ -361,6 +378,18 @@ class BucketRestoreModel(RuleBasedStateMachine):
         if self.crash_after is not None:
             self.crash_after -= calls
         return answer
+
+    def _dies(self, crash: Crash, bucket: str) -> None:
+        """The step's invocations die as `crash` says (writes counted: those into `bucket`)."""
+        kind, self.crash_after = crash or ("call", None)
+
+        def writes_into_the_bucket(operation: str, params: dict[str, Any]) -> bool:
+            return operation in S3_WRITES and params.get("Bucket") == bucket
+
+        def writes_into_the_table(operation: str, params: dict[str, Any]) -> bool:
+            return operation in TABLE_WRITES
+
+        self.crash_counting = {"write": writes_into_the_bucket, "record": writes_into_the_table}.get(kind)
 
     def _continuations(self, function_name: str) -> list[dict[str, Any]]:
         events = [event for name, event in self.world.continuations if name == function_name]
@@ -415,18 +444,18 @@ class BucketRestoreModel(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules: snapshots
 
-    @rule(crash_after=CRASHES, budget=BUDGETS)
-    def take_snapshot(self, crash_after: int | None, budget: int | None) -> None:
+    @rule(crash=CRASHES, budget=BUDGETS)
+    def take_snapshot(self, crash: Crash, budget: int | None) -> None:
         """The backup function's schedule fires: a snapshot, continued with its id when its time runs short,
         the event retried when an invocation crashed, until it completes."""
         self._begin("snapshot")
-        self._snapshot(crash_after, budget)
+        self._snapshot(crash, budget)
         if self.pending is None:
             self.moments.append(self.now)
 
-    def _snapshot(self, crash_after: int | None, budget: int | None) -> None:
+    def _snapshot(self, crash: Crash, budget: int | None) -> None:
         self.new_snapshots_hold = self._bucket() if self.expected is None else dict(self.expected)
-        self.crash_after = crash_after
+        self._dies(crash, self.backups)
         events: list[dict[str, Any]] = [{"component": "s3"}]
         completed = None
         for _ in range(20):
@@ -474,12 +503,12 @@ class BucketRestoreModel(RuleBasedStateMachine):
         return Restore(plan_id=answer["result"]["plan_id"], request=request, prefix=request["prefix"], point=point,
                        planned_at=self.now, planned_versions=self._current_versions(request["prefix"]))
 
-    def _confirm(self, restore: Restore, crash_after: int | None, budget: int | None) -> None:
+    def _confirm(self, restore: Restore, crash: Crash, budget: int | None) -> None:
         assert self.expected is not None
         restore.before = dict(self.expected)
         self.new_snapshots_hold = restore.before  # its safety snapshot
         restore.stale = self._stale(restore)
-        self.crash_after = crash_after
+        self._dies(crash, self.bucket)
         confirm = {**restore.request, **WHO, "confirm": restore.plan_id}
         self._follow(restore, confirm, self._invoke(recovery_handler, RECOVERY_FUNCTION, confirm, budget))
 
@@ -549,8 +578,8 @@ class BucketRestoreModel(RuleBasedStateMachine):
 
     @precondition(lambda self: self.pending is None)
     @rule(point=POINTS, prefix=st.sampled_from(PREFIXES), confirm_now=st.sampled_from([True, True, False]),
-          crash_after=CRASHES, budget=BUDGETS)
-    def restore(self, point: tuple[str, int], prefix: str, confirm_now: bool, crash_after: int | None,
+          crash=CRASHES, budget=BUDGETS)
+    def restore(self, point: tuple[str, int], prefix: str, confirm_now: bool, crash: Crash,
                 budget: int | None) -> None:
         """The operator plans a restore to a snapshot or a moment, and confirms it at once or later."""
         self._begin(f"restore to {point[0]} {prefix!r}")
@@ -561,35 +590,34 @@ class BucketRestoreModel(RuleBasedStateMachine):
         if restore is None:
             return
         if confirm_now:
-            self._confirm(restore, crash_after, budget)
+            self._confirm(restore, crash, budget)
         else:
             self.planned = restore
 
     @precondition(lambda self: self.pending is None)
-    @rule(point=POINTS, prefix=st.sampled_from(PREFIXES), crash_after=st.integers(min_value=0, max_value=70),
-          then=CRASHES)
-    def restore_dies_then_resumes(self, point: tuple[str, int], prefix: str, crash_after: int,
-                                  then: int | None) -> None:
-        """A restore whose confirmation dies after its Nth AWS call (in its safety snapshot, amid its copies,
-        before it records anything); the invariants hold while it is pending; then its next invocation (more
-        often than these would follow each other at random)."""
-        self.restore(point, prefix, True, crash_after, None)
+    @rule(point=POINTS, prefix=st.sampled_from(PREFIXES), crash=DEATHS, then=CRASHES)
+    def restore_dies_then_resumes(self, point: tuple[str, int], prefix: str, crash: Crash, then: Crash) -> None:
+        """A restore whose confirmation dies after its Nth AWS call, before its (N+1)th copy or removal, or before
+        its (N+1)th write into the state table (in its safety snapshot, amid its copies, before it records
+        anything); the invariants hold while it is pending; then its next invocation (more often than these would
+        follow each other at random)."""
+        self.restore(point, prefix, True, crash, None)
         if self.pending is not None:
             self.nothing_is_lost_and_nothing_is_claimed_falsely()
             self.resume(then, None)
 
     @precondition(lambda self: self.pending is None and self.planned is not None)
-    @rule(crash_after=CRASHES, budget=BUDGETS)
-    def confirm_later(self, crash_after: int | None, budget: int | None) -> None:
+    @rule(crash=CRASHES, budget=BUDGETS)
+    def confirm_later(self, crash: Crash, budget: int | None) -> None:
         """The operator confirms the plan made earlier; refused if it expired or the bucket changed since."""
         self._begin("confirm later")
         assert self.planned is not None
         restore, self.planned = self.planned, None
-        self._confirm(restore, crash_after, budget)
+        self._confirm(restore, crash, budget)
 
     @precondition(lambda self: self.pending is None and self.applied)
-    @rule(pick=st.integers(0, 100), crash_after=CRASHES, budget=BUDGETS)
-    def undo(self, pick: int, crash_after: int | None, budget: int | None) -> None:
+    @rule(pick=st.integers(0, 100), crash=CRASHES, budget=BUDGETS)
+    def undo(self, pick: int, crash: Crash, budget: int | None) -> None:
         """The operator undoes an applied restore with the event its result names: its safety snapshot back."""
         self._begin("undo")
         applied = self.applied[pick % len(self.applied)]
@@ -598,18 +626,18 @@ class BucketRestoreModel(RuleBasedStateMachine):
         assert request["target_bucket"] == self.bucket and request["prefix"] == applied.prefix, applied.undo
         restore = self._plan(request, point)
         assert restore is not None
-        self._confirm(restore, crash_after, budget)
+        self._confirm(restore, crash, budget)
 
     @precondition(lambda self: self.pending is not None)
-    @rule(crash_after=CRASHES, budget=BUDGETS)
-    def resume(self, crash_after: int | None, budget: int | None) -> None:
+    @rule(crash=CRASHES, budget=BUDGETS)
+    def resume(self, crash: Crash, budget: int | None) -> None:
         """The next invocation of a restore that crashed or paused: Lambda's retry of the event that crashed, or
         the function's continuation; after a retried confirmation that was claimed, the operator resumes."""
         self._begin("resume")
         restore = self.pending
         assert restore is not None and restore.next_events
         self.new_snapshots_hold = restore.before  # its safety snapshot, if it completes now
-        self.crash_after = crash_after
+        self._dies(crash, self.bucket)
         for _ in range(5):
             event = restore.next_events.pop(0)
             if "confirm" in event:
