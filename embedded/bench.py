@@ -169,11 +169,13 @@ def cold_imports(runs: int = 5) -> dict[str, Any]:
         return float(subprocess.run([python, "-s", "-c", code], env=env, capture_output=True, text=True,
                                     check=True).stdout)
 
-    samples: dict[str, list[float]] = {"floor": [], **{name: [] for name in HANDLER_MODULES}}
-    for _ in range(runs):
-        samples["floor"].append(once(FLOOR_IMPORT))
-        for name in HANDLER_MODULES:
-            samples[name].append(once(f"import {name}.handler"))
+    statements = {"floor": FLOOR_IMPORT, **{name: f"import {name}.handler" for name in HANDLER_MODULES}}
+    samples: dict[str, list[float]] = {name: [] for name in statements}
+    order = list(statements)
+    for round_ in range(runs):
+        # Each round starts elsewhere, so that no subject is always the first after a pause.
+        for name in order[round_ % len(order):] + order[:round_ % len(order)]:
+            samples[name].append(once(statements[name]))
     floor = statistics.median(samples["floor"])
     handlers = {}
     for name in HANDLER_MODULES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,3 +179,78 @@ class CrashPlan:
             self._crash_after = None
             raise InvocationCrash(f"crashed before {model.name}, after {self._calls} AWS call(s)")
         self._calls += 1
+
+
+class DyingInvocations:
+    """Kills the invocation under way after its Nth AWS call, made by any boto3 client (the clients a handler
+    builds for itself too: botocore's BaseClient._make_api_call is wrapped): calls 1..N happen; the next one,
+    and every later one until the next `arm` (a new invocation), raise InvocationCrash from whichever thread
+    makes them, as a process that died makes no more calls. Unlike CrashPlan, nothing the dying invocation
+    would do after the crash (record what its other threads finished, answer an error) reaches AWS.
+
+    Armed with `counting(operation, params)`, only the calls it picks count (the Nth copy into a bucket: a crash
+    amid a restore's changes); the crash still comes before the next counted call. A call made while another is
+    under way on the same thread (a test fake's own lookup, inside a hook of the outer call) is not counted.
+    `answer(client, operation, params)` may answer a call itself, as AWS would where moto cannot (a response
+    dict), or return None to send it; answered calls count like any other."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self._answer = answer
+        self._lock = threading.Lock()
+        self._nested = threading.local()
+        self._crash_after: int | None = None
+        self._counting: Any = None
+        self._calls = 0
+        self.fired = False
+
+    def install(self, monkeypatch: Any) -> DyingInvocations:
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        plan = self
+
+        def calling(client: Any, operation_name: str, params: Any) -> Any:
+            depth = getattr(plan._nested, "depth", 0)
+            if depth == 0:
+                plan._before_call(operation_name, params)
+            plan._nested.depth = depth + 1
+            try:
+                answered = plan._answer(client, operation_name, params) if plan._answer and depth == 0 else None
+                return answered if answered is not None else original(client, operation_name, params)
+            finally:
+                plan._nested.depth = depth
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", calling)
+        return self
+
+    def arm(self, after_calls: int | None, counting: Any = None) -> None:
+        """A new invocation begins; it dies after `after_calls` AWS calls (None: it does not), of those
+        `counting` picks if given."""
+        with self._lock:
+            self._crash_after, self._counting, self._calls, self.fired = after_calls, counting, 0, False
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._crash_after, self.fired = None, False
+
+    def die(self, operation_name: str) -> None:
+        """Kill the invocation before the call under way is sent (from `answer`)."""
+        with self._lock:
+            self.fired = True
+        raise InvocationCrash(f"crashed before {operation_name}")
+
+    @property
+    def calls(self) -> int:
+        """The calls the invocation made since it was armed to die (none are counted otherwise)."""
+        return self._calls
+
+    def _before_call(self, operation_name: str, params: Any) -> None:
+        with self._lock:
+            if self.fired:
+                raise InvocationCrash(f"the invocation died; {operation_name} is never sent")
+            if self._crash_after is None or (self._counting and not self._counting(operation_name, params)):
+                return
+            if self._calls >= self._crash_after:
+                self.fired = True
+                raise InvocationCrash(f"crashed before {operation_name}, after {self._calls} AWS call(s)")
+            self._calls += 1

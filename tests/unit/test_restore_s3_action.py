@@ -8,9 +8,10 @@ import pytest
 import time_machine
 
 import backup.handler as backup
+from drcore.state.store import JOURNAL_PREFIX, ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import WHO, CallRecorder, act, contents, damage
+from tests.support import WHO, CallRecorder, DyingInvocations, InvocationCrash, act, contents, damage
 
 
 def snapshot(world: SampleSystem) -> str:
@@ -116,6 +117,78 @@ def test_a_restore_out_of_time_continues_and_completes(world, monkeypatch):
     assert contents(world) == before
     # And resuming a finished plan does nothing more
     assert act({"action": "restore_s3", "resume": plan_id, **WHO})["result"]["status"] == "already_applied"
+
+
+def test_a_restore_that_dies_mid_copy_is_resumed_to_its_restore_point(world, monkeypatch):
+    # Given a snapshot, then damage, and a confirmed restore whose invocation dies right after its second copy
+    # into the bucket: after its safety snapshot, before it could record anything on the plan
+    snapshot_id = snapshot(world)
+    before = contents(world)
+    damage(world)
+    damaged = contents(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    copies: list[str] = []
+
+    def dies_after_the_second_copy(client, operation, params):
+        if operation == "CopyObject" and params["Bucket"] == world.data_bucket:
+            copies.append(params["Key"])
+            if len(copies) == 2:
+                crashes.arm(0)  # this copy is sent; the invocation dies before its next call
+        return None
+
+    crashes = DyingInvocations(dies_after_the_second_copy).install(monkeypatch)
+    with pytest.raises(InvocationCrash):
+        act(restore_request(snapshot_id, confirm=plan_id))
+    crashes.disarm()
+    assert len(copies) == 2 and contents(world) not in (before, damaged)  # in between
+
+    # When Lambda retries the confirmation, and the operator resumes the plan as its answer says
+    retried = act(restore_request(snapshot_id, confirm=plan_id))
+    resumed = act({"action": "restore_s3", "resume": plan_id, **WHO})
+
+    # Then the restore completes from the safety snapshot it began, verified, and its undo brings the damage back
+    assert retried["ok"] is False and "resume it" in retried["error"]
+    assert resumed["ok"], resumed
+    result = resumed["result"]["result"]
+    assert result["verification"]["ok"] and contents(world) == before
+    undo = result["undo"]
+    replanned = act({**undo, **WHO})
+    act({**undo, **WHO, "confirm": replanned["result"]["plan_id"]})
+    assert contents(world) == damaged
+
+
+def test_a_restore_that_dies_before_its_journal_entry_is_journaled_when_resumed(world, monkeypatch):
+    # Given a confirmed restore whose invocation records its verified result on the plan, then dies before
+    # journaling it
+    snapshot_id = snapshot(world)
+    damage(world)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+
+    died: list[str] = []
+
+    def dies_before_the_journal(client, operation, params):
+        if operation == "PutItem" and params["Item"]["sk"]["S"].startswith(JOURNAL_PREFIX) and not died:
+            died.append(operation)
+            crashes.die(operation)
+        return None
+
+    crashes = DyingInvocations(dies_before_the_journal).install(monkeypatch)
+    with pytest.raises(InvocationCrash):
+        act(restore_request(snapshot_id, confirm=plan_id))
+    crashes.disarm()
+    assert not journaled(world, plan_id)
+
+    # When it is resumed (twice: Lambda's retry, then the operator's)
+    resumed = [act({"action": "restore_s3", "resume": plan_id, **WHO}) for _ in range(2)]
+
+    # Then both answer the result it recorded, and the journal has its entry, once
+    assert [answer["result"]["status"] for answer in resumed] == ["already_applied"] * 2
+    assert [entry["result"] for entry in journaled(world, plan_id)] == ["applied"]
+
+
+def journaled(world: SampleSystem, plan_id: str) -> list[dict]:
+    state = ControllerStateStore(world.clients["dynamodb"], world.table)
+    return [entry for entry in state.journal(world.function_name, limit=1000) if entry["entry_id"] == plan_id]
 
 
 @pytest.mark.parametrize("event, problem", [

@@ -1,8 +1,10 @@
-"""What a bucket restore's apply wrote: the (version id, ETag) of every copy, recorded after each batch.
+"""What a bucket restore's apply wrote: the (version id, ETag) of every copy, recorded after each batch; and
+which safety snapshot it took first.
 
 A copied object's ETag is not always the original's (SSE-KMS, a multipart copy), so the records are
 what lets a resumed apply and the verification recognise the restore's own copies. They live under
-`restores/s3/<target>/<plan id>/applied/`, one write-once object per batch.
+`restores/s3/<target>/<plan id>/applied/`, one write-once object per batch. The safety snapshot's id is
+recorded once, in `restores/s3/<target>/<plan id>/safety-snapshot.json`, before that snapshot begins.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from datetime import datetime
 
 from drcore.core.models import to_iso
 from drcore.restore.bucket_diff import Written
-from drcore.state.backup_store import AlreadyWritten, BackupStore, restore_records_prefix
+from drcore.state.backup_store import (
+    AlreadyWritten,
+    BackupStore,
+    new_backup_id,
+    restore_records_prefix,
+    restore_safety_key,
+)
 
 
 def record_written(store: BackupStore, target_bucket: str, plan_id: str, rows: list[list[str]],
@@ -34,3 +42,19 @@ def read_written(store: BackupStore, target_bucket: str, plan_id: str) -> Writte
         for key, version_id, etag in json.loads(gzip.decompress(store.get_bytes(entry["Key"]))):
             written.setdefault(key, set()).add((version_id, etag))
     return written
+
+
+def safety_snapshot_of(store: BackupStore, target_bucket: str, plan_id: str, moment: datetime) -> str:
+    """The id of the plan's safety snapshot: chosen by its first apply and recorded before the snapshot begins.
+    An apply that dies before its caller has kept the id is resumed without it; it must continue that snapshot,
+    not take a new one of a bucket the dead apply may already have changed (which would not be the state
+    before the restore, and would refuse the resumption as a change since the plan)."""
+    key = restore_safety_key(target_bucket, plan_id)
+    if next(iter(store.keys(key)), None) is None:  # a listing, as every read of a key that may be absent
+        try:
+            chosen = new_backup_id(moment)
+            store.put_json_once(key, {"safety_snapshot_id": chosen})
+            return chosen
+        except AlreadyWritten:  # another apply of the plan chose first
+            pass
+    return str(store.get_json(key)["safety_snapshot_id"])

@@ -22,9 +22,10 @@ is longer than `LISTED_KEYS`, the full lists are written once to `restores/s3/<t
 changes.json.gz` in the backup store (`changes_key`). Apply does not need them: it recomputes the
 changes from the same two states.
 
-**Apply.** First a safety snapshot of the whole target bucket (continued by id over invocations); its
-manifest is the target's state before the restore, so apply refuses (`TargetChanged`) when the
-fingerprint of that state differs from the plan's: the world changed since the plan. Then it lists
+**Apply.** First a safety snapshot of the whole target bucket (continued by id over invocations; the
+first apply records its id with the plan's records, so an apply that died before its caller kept the id
+continues it); its manifest is the target's state before the restore, so apply refuses (`TargetChanged`)
+when the fingerprint of that state differs from the plan's: the world changed since the plan. Then it lists
 the target, recomputes what still differs and changes only that: copies (drcore.aws.s3_copy: CopyObject,
 or UploadPartCopy over `multipart_threshold`) from the backup store's content, or from the data
 bucket's own version, concurrently, retrying throttling with backoff; removals as DeleteObject without
@@ -67,7 +68,7 @@ from drcore.aws.s3_copy import (
 )
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.restore.applied_records import read_written, record_written
+from drcore.restore.applied_records import read_written, record_written, safety_snapshot_of
 from drcore.restore.bucket_desired import DesiredStates
 from drcore.restore.bucket_diff import (
     ContentDiff,
@@ -226,6 +227,8 @@ class BucketRestorer:
             self._require_versioning(plan)  # before a safety snapshot that could only be wasted
         if safety_snapshot_id is not None:
             self._require_snapshot_started(plan.target_bucket, safety_snapshot_id)
+        else:  # the one a first apply chose, even if it died before anyone kept the id
+            safety_snapshot_id = safety_snapshot_of(self._store, plan.target_bucket, plan.plan_id, self._clock())
         safety = self._snapshots_of(plan.target_bucket).snapshot(safety_snapshot_id, remaining_ms)
         if not safety.finished:
             # A snapshot that wrote no checkpoint yet cannot be continued by id: the next call starts one.

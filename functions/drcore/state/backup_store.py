@@ -20,6 +20,7 @@ no record: it is read as the key holds it now, which proves less.
     backups/logs/<function>/<backup id>/...                 the log export, manifest.json
     restores/s3/<target>/<plan id>/changes.json.gz         a large bucket restore plan's full change lists
     restores/s3/<target>/<plan id>/applied/<...>.json.gz   the versions an apply of that plan wrote
+    restores/s3/<target>/<plan id>/safety-snapshot.json    the id of that plan's safety snapshot
     drills/<drill id>/report.json, report.md               drill reports
     locks/<run id>.json.gz                                 the retention function's index of the locks it knows
 
@@ -124,6 +125,10 @@ class ManifestRecord:
     key: str
     version_id: str | None
     sha256: str
+
+
+def restore_safety_key(target_bucket: str, plan_id: str) -> str:
+    return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/safety-snapshot.json"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ A plan is stored with the request that made it and a fingerprint of the world it
 A confirmation must repeat the same request; it is refused if the plan is unknown or expired, was
 already applied, or the world changed since (the fingerprint no longer matches). A plan applies at
 most once: the claim is a conditional write. Long applications record their progress on the plan
-and continue in another invocation with `"resume": "<plan id>"`.
+and continue in another invocation with `"resume": "<plan id>"`. An applied plan's journal entry is timed by
+the moment its result was recorded, so a resumption can append it again, once, if the invocation that recorded
+the result died before it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class StoredPlan:
     applied_by: str | None = None
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    finished_at: str | None = None  # when the result was recorded: the time of the plan's journal entry
 
 
 class PlanBook:
@@ -54,7 +57,8 @@ class PlanBook:
         item = self._store.get_plan(self._function, plan_id)
         if item is None:
             raise InvalidRequest(f"no plan {plan_id!r}: plan first (run the same request without confirm)")
-        decoded = {name: json.loads(item[name]) for name in ("request", "plan", "progress", "result") if name in item}
+        decoded = {name: json.loads(item[name])
+                   for name in ("request", "plan", "progress", "result", "finished_at") if name in item}
         stored = StoredPlan(plan_id=plan_id, kind=item["kind"], expires_at=int(item["expires_at"]),
                             applied_at=item.get("applied_at"), applied_by=item.get("applied_by"), **decoded)
         if stored.kind != kind:
@@ -75,6 +79,12 @@ class PlanBook:
 
     def record(self, plan_id: str, **fields: Any) -> None:
         self._store.update_plan(self._function, plan_id, **{name: json.dumps(value) for name, value in fields.items()})
+
+    def finish(self, plan_id: str, progress: dict[str, Any], result: dict[str, Any]) -> str:
+        """Record an applied plan's result; returns the time recorded, which its journal entry is appended at."""
+        finished_at = to_iso(self._clock())
+        self.record(plan_id, progress=progress, result=result, finished_at=finished_at)
+        return finished_at
 
 
 class TwoStepRequest(Protocol):
@@ -119,8 +129,9 @@ class TwoStepAction(Protocol):
         ...
 
 
-# Journals an applied plan: (action kind, plan id, the confirming request, the result).
-PlanJournal = Callable[[str, str, TwoStepRequest, dict[str, Any]], None]
+# Journals an applied plan: (action kind, plan id, the confirming request, the result, the entry's time); an entry
+# of the same plan and time is appended once.
+PlanJournal = Callable[[str, str, TwoStepRequest, dict[str, Any], str], None]
 
 
 class TwoStepFlow:
@@ -138,6 +149,8 @@ class TwoStepFlow:
             if stored.applied_at is None:
                 raise InvalidRequest(f"plan {request.resume} was never confirmed: confirm it first")
             if stored.result is not None:
+                if stored.finished_at is not None:  # the invocation that recorded it may have died before its entry
+                    self._journal(action.kind, stored.plan_id, request, stored.result, stored.finished_at)
                 return {"status": "already_applied", "plan_id": stored.plan_id, "result": stored.result}
             return self._apply(action, stored, request, remaining_ms)
         if request.confirm is None:
@@ -165,6 +178,6 @@ class TwoStepFlow:
                                   "requested_by": request.requested_by, "reason": request.reason})
             return {"status": "in_progress", "plan_id": stored.plan_id, "progress": progress,
                     "note": "continues in a new invocation; resume with the same plan id if it stops"}
-        self._book.record(stored.plan_id, progress=progress, result=result)
-        self._journal(action.kind, stored.plan_id, request, result)
+        finished_at = self._book.finish(stored.plan_id, progress, result)
+        self._journal(action.kind, stored.plan_id, request, result, finished_at)
         return {"status": "applied", "plan_id": stored.plan_id, "result": result}

@@ -9,7 +9,6 @@ from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
 from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings, RegionSettings
-from drcore.core.models import to_iso, utc_now
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
     FunctionRestoreAction,
@@ -49,8 +48,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     state = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")
 
-    def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any]) -> None:
-        at = to_iso(utc_now())
+    def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any], at: str) -> None:
         verified = result.get("ok", (result.get("verification") or {}).get("ok", True))
         state.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind, cause=request.cause(),
                              result="applied" if verified else "applied, verification failed",
