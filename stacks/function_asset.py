@@ -41,7 +41,9 @@ COMPLETE_MARKER = ".complete"
 LAMBDA_TASK_ROOT = "/var/task"
 # Bump when the recipe below changes what it builds from the same inputs.
 RECIPE = "1"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+# Caches of the local interpreters and tools, never shipped nor fingerprinted.
+CACHE_FOLDERS = ("__pycache__", ".pytest_cache", ".mypy_cache")
+_IGNORED = shutil.ignore_patterns(*CACHE_FOLDERS, "*.pyc")
 
 
 class AssetBuildError(RuntimeError):
@@ -75,8 +77,8 @@ def fingerprint() -> str:
     digest = hashlib.sha256(f"{RECIPE}|{RUNTIME_PYTHON}|{WHEEL_PLATFORM}|{sorted(SDK_SERVICES)}".encode())
     digest.update(SDK_REQUIREMENTS.read_bytes())
     for path in sorted(FUNCTIONS_SOURCE.rglob("*")):
-        if path.is_file() and not any(part in {"__pycache__", ".pytest_cache", ".mypy_cache"} for part in path.parts) \
-                and path.suffix != ".pyc":
+        shipped = path.is_file() and path.suffix != ".pyc" and not set(path.parts) & set(CACHE_FOLDERS)
+        if shipped:
             digest.update(str(path.relative_to(FUNCTIONS_SOURCE)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:20]
 

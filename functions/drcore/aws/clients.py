@@ -39,6 +39,11 @@ class ServiceNotBundled(ValueError):
     """A client was asked for a service whose model the asset does not ship."""
 
 
+def _require_bundled(service: str) -> None:
+    if service not in SDK_SERVICES:
+        raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
+
+
 class _BuiltOnFirstUse:
     """Stands for a client until its first use, then passes every attribute to it."""
 
@@ -73,8 +78,7 @@ def client_factory(region: str | None = None) -> ClientFactory:
 
     @cache
     def client(service: str) -> Any:
-        if service not in SDK_SERVICES:
-            raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
+        _require_bundled(service)
         return _BuiltOnFirstUse(partial(build, service))
 
     return client
@@ -94,8 +98,7 @@ def single_attempt_clients(service: str) -> Callable[[int], Any]:
     protected function), by the whole seconds they may take: one attempt, since a retry would only spend the time
     the rest of the invocation needs, and a connect and a read timeout that together stay within those seconds.
     Built on first use per number of seconds, in a session of their own (the shared one takes turns building)."""
-    if service not in SDK_SERVICES:
-        raise ServiceNotBundled(f"{service} is not in drcore.aws.clients.SDK_SERVICES: the asset lacks its model")
+    _require_bundled(service)
     session = boto3.session.Session()
     turns = threading.Lock()
     built: dict[int, Any] = {}
