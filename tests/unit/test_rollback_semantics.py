@@ -277,6 +277,33 @@ def test_the_rollback_makes_one_aws_call_before_the_flip(system, controller, clo
     assert calls.calls[0] == "UpdateItem"
 
 
+def test_a_rollback_reads_stable_only_when_a_promotion_of_its_candidate_began(system, controller, clock,
+                                                                              calls: CallRecorder):
+    # Given a bad version released and never promoted
+    deploy_bad_version(system)
+    controller.record()
+    calls.calls.clear()
+    # When its alarm fires, Then after the flip come the journal, the alert and the record, and no read of STABLE
+    controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    after_flip = calls.calls[calls.calls.index("UpdateAlias") + 1:]
+    assert "GetAlias" not in after_flip, after_flip
+
+
+def test_stable_moved_by_hand_onto_a_rolled_back_version_is_reverted_by_the_tick(system, controller, clock):
+    # Given a bad version released, and someone moving STABLE onto it by hand (no promotion began)
+    deploy_bad_version(system)
+    controller.record()
+    system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="STABLE",
+                                          FunctionVersion=system.versions["bad"])
+    # When its alarm fires: LIVE goes back to the version the record calls STABLE at once
+    assert controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60))).action == "rolled_back"
+    assert system.alias_version("LIVE") == system.versions["good"]
+    # Then the next tick takes STABLE off the quarantined version
+    controller.reconcile()
+    assert system.alias_version("STABLE") == system.versions["good"]
+    assert controller.record().stable_version == system.versions["good"]
+
+
 def test_the_health_tick_runs_through_the_real_handler(system, invoke_watcher, versions_behaviour):
     versions_behaviour.set_failing(system.function_name, system.versions["bad"])
     deploy_bad_version(system)

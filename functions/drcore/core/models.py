@@ -65,6 +65,9 @@ class Candidate:
     since: str
     weight: float | None = None  # canary share in (0, 1); None means LIVE points at it entirely
     forced: bool = False  # released although quarantined: never promoted automatically
+    # Its promotion has begun (written before STABLE moves): STABLE may be on it, so a rollback that finds it
+    # set reads STABLE after the flip to take it off; without it no read is needed on the rollback's path.
+    promoting: bool = False
 
 
 @dataclass(frozen=True)

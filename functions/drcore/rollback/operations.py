@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -249,7 +250,11 @@ class ControllerOperations:
                              ) -> tuple[str, AliasState] | None:
         """Point STABLE back at the record's version if a promotion of what is being rolled back had moved it
         and crashed before its record: a version that failed must not stay STABLE. Returns the version STABLE
-        was taken off and the alias as it is now, if it was. Read after the flip, off the critical path."""
+        was taken off and the alias as it is now, if it was. Only a candidate whose promotion began can be on
+        STABLE (the claim and the promotion's mark are conditional writes of one record, so one of them saw the
+        other), so STABLE is read only then; a STABLE someone else moved is the tick's to follow or revert."""
+        if record.candidate is None or not record.candidate.promoting:
+            return None
         stable = self.read_alias(self._settings.stable_alias)
         if stable.version == record.stable_version or stable.version not in rolled_back:
             return None
@@ -349,6 +354,11 @@ class ControllerOperations:
         between shows up in the next tick as STABLE on the candidate, which it finishes."""
         candidate = record.candidate
         assert candidate is not None, "promoting without a candidate"
+        if not candidate.promoting:
+            # Marked first: a rollback claimed after this sees it and takes STABLE back off the candidate if the
+            # promotion crashes after moving it; a rollback claimed before makes this write fail (generation).
+            candidate = replace(candidate, promoting=True)
+            record = self._store.replace(record, record.evolve(candidate=candidate))
         stable = self._point_stable_at(candidate.version, record)
         live_revision = record.live_revision_id
         if candidate.weight is not None:
