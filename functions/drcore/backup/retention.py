@@ -5,8 +5,8 @@ component_retention).
 Kept: the newest `keep_last` complete snapshots, plus the newest snapshot of each of the `hourly` most
 recent hours that have one, and likewise per day, ISO week and month (UTC), as restic and borg count
 them, so a pause in backups never expires everything, and every snapshot a pending restore plan names.
-Expired snapshots lose their manifest first (so
-a half-removed snapshot is incomplete, never a corrupt restorable one), then their checkpoints.
+Expired snapshots lose their manifest first (so a half-removed snapshot is incomplete, never a corrupt
+restorable one), then their checkpoints.
 
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
