@@ -15,9 +15,10 @@
    - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
      role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides.
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
-     that it hides the snapshot and the content only that snapshot referenced, and locks what the kept
-     snapshots need (the embedded bucket has no default retention: nothing is locked yet); then again after
-     a new snapshot, replacing its lock index.
+     that it hides the snapshot and the content only that snapshot referenced, and a function backup the
+     policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
+     the kept snapshots, function, stack and logs backups need (the embedded bucket has no default
+     retention: nothing is locked yet); then again after a new snapshot, replacing its lock index.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -217,11 +218,13 @@ def _replication_configured_and_watched(system: SampleSystem) -> None:
             and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
 
 
-def _retention(system: SampleSystem) -> None:
-    """A body changes and the bucket is snapshotted again; under a policy that keeps the newest snapshot only,
-    the retention run two days later hides the older snapshot and the body only it referenced, and locks what
-    the kept snapshots need. After another change and snapshot, the next run locks the new body and replaces
+def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
+    """A body changes and the bucket is snapshotted again, and the function is backed up once more; under a policy
+    that keeps the newest backup only, the retention run two days later hides the older snapshot and the body only
+    it referenced, and the function backups but the newest and the oldest (which a pending plan names), and locks
+    what the kept backups need. After another change and snapshot, the next run locks the new body and replaces
     its lock index."""
+    import recovery.handler as recovery
     import retention.handler as retention
     from drcore.core.config import RetentionEnvVar
 
@@ -231,14 +234,21 @@ def _retention(system: SampleSystem) -> None:
         _back_up(["s3"])
 
     change_and_snapshot("1")
+    _back_up(["lambda"])
     os.environ.update({RetentionEnvVar.RETENTION_KEEP_LAST: "1", RetentionEnvVar.RETENTION_HOURLY: "0",
                        RetentionEnvVar.RETENTION_DAILY: "0", RetentionEnvVar.RETENTION_WEEKLY: "0",
                        RetentionEnvVar.RETENTION_MONTHLY: "0"})
     with time_machine.travel(datetime.now(UTC) + timedelta(days=2), tick=True):
+        pending = recovery.handler({"action": "recover_from_backup", "backup_id": oldest_function_backup, **OPERATOR},
+                                   _context(RECOVERY_FUNCTION))
+        _expect(pending.get("ok") is True, "the pending recover_from_backup plan", pending)
         first = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
+        functions = first.get("components", {}).get("lambda", {})
         _expect(first.get("ok") is True and len(first["pruned"]["removed"]) == 1
-                and first["pruned"]["content_removed"] >= 1 and first["locks"]["extended"] >= 1, "the retention run",
-                first)
+                and first["pruned"]["content_removed"] >= 1 and first["locks"]["extended"] >= 1
+                and list(functions.get("pinned", ())) == [oldest_function_backup] and len(functions["removed"]) >= 1
+                and all(first["components"][name]["kept"] for name in ("stack", "logs"))
+                and not first["locks"]["refused"] and not first["locks"]["missing"], "the retention run", first)
         change_and_snapshot("2")
         second = retention.handler({"action": "retention"}, _context(RETENTION_FUNCTION))
     _expect(second.get("ok") is True and second["locks"]["indexes_hidden"] == 1, "the next retention run", second)
@@ -267,7 +277,7 @@ def beyond_the_drill() -> None:
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
         _replication_configured_and_watched(system)
-        _retention(system)  # last: it moves the clock on
+        _retention(system, first_backup)  # last: it moves the clock on
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -1,8 +1,9 @@
-"""retention: prunes the data bucket's snapshots by the retention policy, on its schedule or on
+"""retention: prunes the data bucket's snapshots and the function, stack and logs backups by the retention policy,
+and keeps what the backups that stay need under Object Lock, on its schedule or on
 `{"action": "retention", "requested_by": ..., "reason": ...}`.
 
 The only function of the stack whose role may hide a stored backup (a delete marker; never a version
-deleted): it removes expired snapshots and the content no remaining snapshot references
+deleted): it removes expired backups and the content no remaining snapshot references
 (drcore.backup.retention_run). A request that is not a valid one is answered `{"ok": false, "error": ...}`
 and changes nothing.
 """

@@ -1,14 +1,15 @@
 """Retention: the retention function, its schedule, and the one role of the stack that may hide a backup.
 
-The retention function (drcore.backup.retention_run) prunes the data bucket's snapshots by
-`backup.retention`: expired snapshots lose their manifest, then their checkpoints, and content no
-remaining snapshot references is hidden, each by a delete marker (DeleteObject without a version id: no
-role may delete a version). The backup bucket's policy refuses every other principal of the account a
-delete marker in the bucket (BackupBucket.let_only_retention_hide), so its role is the only one that can
-hide a backup, and it is scoped to the snapshots and the content (never the function, stack or logs
-backups). It then extends the Object Lock retention (only ever later) of what the snapshots that stay need,
-and keeps its own index of the locks it knows under `locks/` (drcore.backup.lock_extension). It runs every
-hour, alone (reserved concurrency 1), and journals each run.
+The retention function (drcore.backup.retention_run) prunes the data bucket's snapshots and the function,
+stack and logs backups by `backup.retention`, keeping every backup a pending plan names (it reads the plans
+in the state table): expired backups lose their manifest, then their other files, and content no remaining
+snapshot references is hidden, each by a delete marker (DeleteObject without a version id: no role may
+delete a version). The backup bucket's policy refuses every other principal of the account a delete marker
+in the bucket (BackupBucket.let_only_retention_hide), so its role is the only one that can hide a backup,
+and it is scoped to the backups (`snapshots/`, `backups/`) and the content. It then extends the Object Lock
+retention (only ever later) of what the backups that stay need, and keeps its own index of the locks it
+knows under `locks/` (drcore.backup.lock_extension). It runs every hour, alone (reserved concurrency 1), and
+journals each run.
 """
 
 from __future__ import annotations
@@ -50,10 +51,15 @@ PRUNED_OBJECT_WRITES = ("s3:DeleteObject", "s3:PutObjectRetention")
 LOCK_INDEX_ACCESS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 
 
+# Retention reads the pending plans of two-step actions (drcore.state.plans): a backup a plan names stays.
+PENDING_PLAN_READS = ("dynamodb:Query",)
+
+
 def pruned_prefixes() -> list[str]:
-    """The prefixes retention prunes: the bucket snapshots (snapshots/) and the content they share (content/)."""
-    snapshots = backup_prefix(Component.S3, "bucket", "id").split("/", 1)[0] + "/"
-    return sorted({snapshots, content_prefix()})
+    """The prefixes retention prunes: the bucket snapshots (snapshots/), the function, stack and logs backups
+    (backups/) and the content the snapshots share (content/)."""
+    roots = {backup_prefix(component, "subject", "id").split("/", 1)[0] + "/" for component in Component}
+    return sorted({*roots, content_prefix()})
 
 
 class Retention(Construct):
@@ -72,8 +78,8 @@ class Retention(Construct):
         self.function = functions.add(
             "Retention",
             handler=RETENTION_HANDLER,
-            description=f"Prunes the snapshots of {settings.data_bucket} past their retention; the only role that "
-            "may hide a backup",
+            description=f"Prunes the backups of {settings.data_bucket}, {settings.protected_function}, its stack "
+            "and logs past their retention; the only role that may hide a backup",
             environment=retention_environment(settings, state_table, backup_bucket),
             memory_size=RETENTION_MEMORY_MB,
             timeout=RETENTION_TIMEOUT,
@@ -84,7 +90,7 @@ class Retention(Construct):
         events.Rule(
             self,
             "Schedule",
-            description=f"Every hour: prune the snapshots of {settings.data_bucket}",
+            description="Every hour: prune the backups past their retention and extend the locks of those kept",
             schedule=events.Schedule.rate(RETENTION_INTERVAL),
             targets=[
                 targets.LambdaFunction(
@@ -103,8 +109,8 @@ class Retention(Construct):
         pruned = [backups.arn_for_objects(f"{prefix}*") for prefix in pruned_prefixes()]
         statements = [
             iam.PolicyStatement(sid="ListBackupBucket", actions=["s3:ListBucket"], resources=[backups.bucket_arn]),
-            iam.PolicyStatement(sid="ReadSnapshotsAndContent", actions=list(PRUNED_OBJECT_READS), resources=pruned),
-            iam.PolicyStatement(sid="HideExpiredAndLockKeptSnapshotsAndContent", actions=list(PRUNED_OBJECT_WRITES),
+            iam.PolicyStatement(sid="ReadBackupsAndContent", actions=list(PRUNED_OBJECT_READS), resources=pruned),
+            iam.PolicyStatement(sid="HideExpiredAndLockKeptBackupsAndContent", actions=list(PRUNED_OBJECT_WRITES),
                                 resources=pruned),
             iam.PolicyStatement(sid="KeepLockIndex", actions=list(LOCK_INDEX_ACCESS),
                                 resources=[backups.arn_for_objects(f"{LOCKS_PREFIX}*")]),
@@ -114,7 +120,7 @@ class Retention(Construct):
         ]
         for statement in statements:
             self.function.add_to_role_policy(statement)
-        state_table.grant(self.function, *JOURNAL_APPEND)
+        state_table.grant(self.function, *JOURNAL_APPEND, *PENDING_PLAN_READS)
 
     def _explain_wildcards(self, backup_bucket: BackupBucket) -> None:
         bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
@@ -124,9 +130,9 @@ class Retention(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Snapshot and content keys embed backup ids and content digests made at run time, lock "
+                    reason="Backup and content keys embed backup ids and content digests made at run time, lock "
                     "index keys run ids; retention reads, hides (delete markers only) and extends locks under "
-                    "snapshots/ and content/, and keeps its index under locks/, and nowhere else.",
+                    "snapshots/, backups/ and content/, and keeps its index under locks/, and nowhere else.",
                     applies_to=[RegexAppliesTo(regex=rf"/^Resource::<{bucket_id}\.Arn>\/({prefixes})\/\*$/")],
                 ),
                 NagPackSuppression(

@@ -299,7 +299,8 @@ def test_no_role_can_delete_overwrite_or_hide_a_backup_that_is_needed(stack_alon
                 allowed.append((kind, attempt_name))
     # Then every attempt is refused, but the retention function's delete markers on the snapshots and the content
     # it prunes (its own logic never hides what a kept snapshot needs: tests/unit/test_retention.py)
-    expected = [("content", "hide it"), ("snapshot manifest", "hide it")] if function == "retention" else []
+    expected = ([("content", "hide it"), ("snapshot manifest", "hide it"), ("function code", "hide it")]
+                if function == "retention" else [])
     assert allowed == expected
 
 

@@ -57,16 +57,16 @@ def test_retention_runs_alone_every_hour_and_dead_letters_what_fails(synth: Synt
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 900, "MaximumRetryAttempts": 2}
 
 
-def test_retention_may_hide_and_lock_only_snapshots_and_content_and_never_destroy_them(synth: Synthesized):
+def test_retention_may_hide_and_lock_only_backups_and_content_and_never_destroy_them(synth: Synthesized):
     # Given the retention role
     bucket = f"${{{_backup_bucket(synth)}.Arn}}"
-    pruned = [f"{bucket}/content/*", f"{bucket}/snapshots/*"]
+    pruned = [f"{bucket}/backups/*", f"{bucket}/content/*", f"{bucket}/snapshots/*"]
     index = f"{bucket}/locks/*"
     key = logical_id(synth.resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")
     table = logical_id(synth.resources, "AWS::DynamoDB::Table")
-    # Then it lists the bucket, reads, hides (delete markers) and extends the locks of snapshots and their content
-    # only, keeps its lock index, uses the backup key, and appends to the journal: no version deleted, no lock
-    # bypassed, no other write, no other prefix
+    # Then it lists the bucket, reads, hides (delete markers) and extends the locks of the snapshots, their content
+    # and the function, stack and logs backups only, keeps its lock index, uses the backup key, reads the pending
+    # plans and appends to the journal: no version deleted, no lock bypassed, no other write, no other prefix
     assert _grants(synth) == {
         "s3:ListBucket": [bucket],
         "s3:GetObject": sorted([*pruned, index]),
@@ -79,6 +79,7 @@ def test_retention_may_hide_and_lock_only_snapshots_and_content_and_never_destro
         "kms:Decrypt": [f"${{{key}.Arn}}"],
         "kms:GenerateDataKey*": [f"${{{key}.Arn}}"],
         "dynamodb:PutItem": [f"${{{table}.Arn}}"],
+        "dynamodb:Query": [f"${{{table}.Arn}}"],
         # The Lambda runtime's own logging
         "logs:CreateLogStream": _grants(synth)["logs:CreateLogStream"],
         "logs:PutLogEvents": _grants(synth)["logs:PutLogEvents"],

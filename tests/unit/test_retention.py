@@ -11,7 +11,7 @@ import pytest
 
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter
 from drcore.backup.manifest import ManifestCorrupt, list_snapshots, read_manifest
-from drcore.backup.retention import prune, snapshots_to_keep
+from drcore.backup.retention import backups_to_keep, prune
 from drcore.core.config import RetentionPolicy
 from drcore.state.backup_store import BackupListing, BackupStore, Component, backup_prefix, manifest_key
 from tests.support import data_and_backup_buckets, written_before_versions
@@ -39,7 +39,7 @@ def test_grandfather_father_son_keeps_the_newest_of_each_recent_period():
     snapshots = [listing(end - timedelta(hours=n)) for n in range(70 * 24)]
     policy = RetentionPolicy(keep_last=2, hourly=3, daily=3, weekly=2, monthly=2)
     # When the policy picks what to keep
-    kept = snapshots_to_keep(snapshots, policy)
+    kept = backups_to_keep(snapshots, policy)
     # Then: the last two, the last three hours, the newest of the last three days, of this and last ISO week,
     # and of this and last month
     assert kept == {
@@ -55,7 +55,7 @@ def test_a_pause_in_backups_does_not_expire_the_last_good_snapshots():
     last = datetime(2026, 11, 16, 3, tzinfo=UTC)
     snapshots = [listing(last - timedelta(days=n)) for n in range(30)]
     # When a policy keeps three dailies, Then the three newest days that have a snapshot are kept
-    kept = snapshots_to_keep(snapshots, RetentionPolicy(keep_last=1, hourly=0, daily=3, weekly=0, monthly=0))
+    kept = backups_to_keep(snapshots, RetentionPolicy(keep_last=1, hourly=0, daily=3, weekly=0, monthly=0))
     assert kept == {at(2026, 11, 16, 3), at(2026, 11, 15, 3), at(2026, 11, 14, 3)}
 
 

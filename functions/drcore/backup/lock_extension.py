@@ -43,6 +43,7 @@ from drcore.state.backup_store import (
     LOCKS_PREFIX,
     BackupStore,
     Component,
+    backup_prefix,
     manifest_key,
     manifest_record_key,
     new_backup_id,
@@ -102,11 +103,24 @@ class NeededObject:
 
 
 class KeptObjects:
-    """What the kept snapshots need locked, gathered as retention reads their manifests: each one's manifest, the
-    record of its version, and the content it references."""
+    """What the kept backups need locked, gathered as retention reads their manifests: each one's manifest, the
+    record of its version, and the content (a snapshot) or the files (a function, stack or logs backup) it lists."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str | None], NeededObject] = {}
+
+    def add_backup(self, component: Component, subject: str, backup_id: str, manifest_version_id: str | None,
+                   files: Iterable[tuple[str, str | None, str | None]]) -> None:
+        """A function, stack or logs backup: its manifest (the version recorded when it was written), the record of
+        that version, and each file its manifest lists under the backup's prefix, as (path, version id, ETag).
+        Their manifests record no lock dates: each is looked at once, then known from the index."""
+        where = (component, subject, backup_id)
+        self._add(NeededObject(manifest_key(*where), manifest_version_id))
+        if manifest_version_id is not None:
+            self._add(NeededObject(manifest_record_key(*where), None))
+        prefix = backup_prefix(*where)
+        for path, version_id, etag in files:
+            self._add(NeededObject(prefix + path, version_id, etag))
 
     def add_snapshot(self, manifest: SnapshotManifest) -> None:
         locked = parse_time(manifest.locked_until) if manifest.locked_until else None
@@ -145,6 +159,7 @@ class LockExtension:
     looked_at: int = 0  # a HeadObject each
     extended: int = 0  # a PutObjectRetention each
     missing: list[str] = field(default_factory=list)  # needed, and not there (at most REPORTED_MISSING named)
+    refused: dict[str, str] = field(default_factory=dict)  # needed, S3 refused to show or extend its lock: key -> why
     unfinished: int = 0  # left for the next run (out of time)
     index: str | None = None  # the index this run wrote
     indexes_hidden: int = 0
@@ -186,6 +201,10 @@ class LockExtender:
                 batch = due[start:start + BATCH]
                 for wanted, locked in zip(batch, pool.map(lambda one: self._lock(one, now), batch), strict=True):
                     result.looked_at += 1
+                    if isinstance(locked, str):
+                        if len(result.refused) < REPORTED_MISSING:
+                            result.refused[wanted.key] = locked
+                        continue
                     if locked is None:
                         if len(result.missing) < REPORTED_MISSING:
                             result.missing.append(wanted.key)
@@ -199,6 +218,9 @@ class LockExtender:
             result.indexes_hidden = self._hide(index_keys)
         if result.missing:
             logger.warning("objects kept backups need are missing", extra={"missing": result.missing[:10]})
+        if result.refused:
+            logger.warning("S3 refused to extend locks kept backups need",
+                           extra={"refused": dict(list(result.refused.items())[:10])})
         logger.info("locks extended", extra={"needed": result.needed, "locked_ahead": result.locked_ahead,
                                              "looked_at": result.looked_at, "extended": result.extended,
                                              "unfinished": result.unfinished})
@@ -206,8 +228,9 @@ class LockExtender:
 
     # One object ---------------------------------------------------------------------------------
 
-    def _lock(self, wanted: NeededObject, now: datetime) -> tuple[_Indexed, bool] | None:
-        """The object's lock as S3 holds it, extended past the horizon if it ends before; None if it is gone."""
+    def _lock(self, wanted: NeededObject, now: datetime) -> tuple[_Indexed, bool] | str | None:
+        """The object's lock as S3 holds it, extended past the horizon if it ends before; None if it is gone, or S3's
+        error code if it refused to show or extend the lock (reported; the next run tries again)."""
         request: HeadObjectRequestTypeDef = {"Bucket": self._store.bucket, "Key": wanted.key}
         if wanted.version_id is not None:
             request["VersionId"] = wanted.version_id
@@ -218,7 +241,7 @@ class LockExtender:
         except ClientError as error:
             if error_code(error) in SOURCE_CHANGED:
                 return None
-            raise
+            return f"HeadObject: {error_code(error)}"
         version_id = wanted.version_id or readable_version(head.get("VersionId"))
         # The stubs type every answer field as present; S3 leaves out the date of an object without retention.
         held: datetime | None = head.get("ObjectLockRetainUntilDate")
@@ -231,7 +254,10 @@ class LockExtender:
             "Bucket": self._store.bucket, "Key": wanted.key, "Retention": {"Mode": mode, "RetainUntilDate": until}}
         if version_id is not None:
             extension["VersionId"] = version_id
-        retrying(lambda: self._store.s3.put_object_retention(**extension), sleep=self._sleep)
+        try:
+            retrying(lambda: self._store.s3.put_object_retention(**extension), sleep=self._sleep)
+        except ClientError as error:
+            return f"PutObjectRetention: {error_code(error)}"
         return _Indexed(wanted.key, version_id, head.get("ETag"), until), True
 
     # The index ----------------------------------------------------------------------------------

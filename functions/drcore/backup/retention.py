@@ -1,9 +1,12 @@
-"""Retention of bucket snapshots: which to keep (grandfather-father-son), then removing the rest.
+"""Retention of bucket snapshots: which to keep (grandfather-father-son), then removing the rest. The selection
+and the removal of one backup serve every component (function, stack and logs backups: drcore.backup.
+component_retention).
 
 Kept: the newest `keep_last` complete snapshots, plus the newest snapshot of each of the `hourly` most
 recent hours that have one, and likewise per day, ISO week and month (UTC), as restic and borg count
-them, so a pause in backups never expires everything. Expired snapshots lose their manifest first (so
-a half-removed snapshot is incomplete, never a corrupt restorable one), then their checkpoints.
+them, so a pause in backups never expires everything, and every snapshot a pending restore plan names.
+Expired snapshots lose their manifest first (so a half-removed snapshot is incomplete, never a corrupt
+restorable one), then their checkpoints.
 
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
@@ -78,7 +81,8 @@ def _month(moment: datetime) -> Hashable:
     return moment.year, moment.month
 
 
-def snapshots_to_keep(complete: Iterable[BackupListing], policy: RetentionPolicy) -> set[str]:
+def backups_to_keep(complete: Iterable[BackupListing], policy: RetentionPolicy) -> set[str]:
+    """The ids of the complete backups (of one subject) `policy` keeps; the newest is always among them."""
     newest_first = sorted(complete, key=lambda listing: listing.backup_id, reverse=True)
     keep = {listing.backup_id for listing in newest_first[:policy.keep_last]}
     periods: tuple[tuple[int, Callable[[datetime], Hashable]], ...] = (
@@ -96,16 +100,17 @@ def snapshots_to_keep(complete: Iterable[BackupListing], policy: RetentionPolicy
 
 
 def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetime,
-          kept: KeptObjects | None = None) -> PruneResult:
-    """Prune `bucket`'s snapshots by `policy`; `kept`, when given, gathers what the snapshots that stay need locked
-    (every complete snapshot of every other bucket stays)."""
+          kept: KeptObjects | None = None, pinned: Iterable[str] = ()) -> PruneResult:
+    """Prune `bucket`'s snapshots by `policy`, never one of the `pinned` ids (named by a pending plan); `kept`, when
+    given, gathers what the snapshots that stay need locked (every complete snapshot of every other bucket stays)."""
     kept = kept if kept is not None else KeptObjects()
     listings = store.list_backups(Component.S3, bucket)
     complete = [listing for listing in listings if listing.complete]
     unfinished = [listing for listing in listings if not listing.complete]
     in_progress = [listing for listing in unfinished if now - listing.created_at < IN_PROGRESS_GRACE]
     abandoned = [listing for listing in unfinished if listing not in in_progress]
-    keep = snapshots_to_keep(complete, policy)
+    named = set(pinned)
+    keep = backups_to_keep(complete, policy) | {listing.backup_id for listing in complete if listing.backup_id in named}
     for running in in_progress:
         # A running snapshot carries entries over from the newest complete one before it without asking
         # the store whether their content is still there: that one must outlive it.
@@ -125,13 +130,13 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
 
     removed, locked = [], []
     for backup_id in expired:
-        if _remove_snapshot(store, bucket, backup_id, now):
+        if remove_backup(store, Component.S3, bucket, backup_id, now):
             removed.append(backup_id)
         else:
             locked.append(backup_id)
             referenced |= read_manifest(store, bucket, backup_id).content_keys()
     for listing in abandoned:
-        _remove_snapshot(store, bucket, listing.backup_id, now)
+        remove_backup(store, Component.S3, bucket, listing.backup_id, now)
     content_removed, bytes_removed, refused = _remove_unreferenced_content(store, referenced, now)
     result = PruneResult(kept=tuple(sorted(keep)), removed=tuple(removed),
                          abandoned=tuple(listing.backup_id for listing in abandoned),
@@ -196,21 +201,23 @@ def _hide(store: BackupStore, keys: list[str], now: datetime) -> dict[str, str]:
     return refused
 
 
-def _remove_snapshot(store: BackupStore, bucket: str, backup_id: str, now: datetime) -> bool:
-    """Remove a snapshot's manifest record, its manifest, then its checkpoints; False if the first two are still
-    locked. The record goes first: readers name the manifest's version through it, and a version read would
-    find a hidden manifest; without the record, a manifest left by an interrupted run reads by its key, and
-    a hidden one is gone."""
-    firsts = [manifest_record_key(Component.S3, bucket, backup_id), manifest_key(Component.S3, bucket, backup_id)]
-    keys = [entry["Key"] for entry in _current(store, backup_prefix(Component.S3, bucket, backup_id))]
+def remove_backup(store: BackupStore, component: Component, subject: str, backup_id: str, now: datetime) -> bool:
+    """Remove a backup's manifest record, its manifest, then its other files (a snapshot's checkpoints); False if
+    the first two are still locked. The record goes first: readers name the manifest's version through it, and a
+    version read would find a hidden manifest; without the record, a manifest left by an interrupted run reads by
+    its key, and a hidden one is gone."""
+    firsts = [manifest_record_key(component, subject, backup_id), manifest_key(component, subject, backup_id)]
+    keys = [entry["Key"] for entry in _current(store, backup_prefix(component, subject, backup_id))]
     # Both are looked at before either is hidden: a locked manifest keeps its record.
     locked = any(_lock(store, key, now) for key in firsts if key in keys)
     if locked or any(_hide(store, [key for key in keys if key == first], now) for first in firsts):
-        logger.warning("snapshot manifest under Object Lock; snapshot kept", extra={"backup_id": backup_id})
+        logger.warning("backup manifest under Object Lock; backup kept",
+                       extra={"component": component.value, "backup_id": backup_id})
         return False
     refused = _hide(store, [key for key in keys if key not in firsts], now)
-    if refused:  # the snapshot is incomplete now; a later prune removes what is left
-        logger.warning("snapshot checkpoints not removed", extra={"backup_id": backup_id, "refused": len(refused)})
+    if refused:  # the backup is incomplete now; a later prune removes what is left
+        logger.warning("backup files not removed", extra={"component": component.value, "backup_id": backup_id,
+                                                          "refused": len(refused)})
     return True
 
 

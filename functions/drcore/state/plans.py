@@ -87,6 +87,34 @@ class PlanBook:
         return finished_at
 
 
+# The fields by which a plan (or a step of one, or its progress) names a stored backup it reads: a function or stack
+# backup, the snapshot a bucket restore restores, the safety snapshot that undoes it.
+BACKUP_ID_FIELDS = ("backup_id", "snapshot_id", "safety_snapshot_id")
+
+
+def backups_named_by_pending_plans(store: ControllerStateStore, function_name: str, now: datetime) -> frozenset[str]:
+    """The ids of the backups that a plan which may still be confirmed (not expired) or is being applied (claimed,
+    no result yet; a drill run is kept as a plan too) names: retention keeps them, so that a plan never finds its
+    backup gone."""
+    named: set[str] = set()
+    for item in store.plans(function_name):
+        applying = "applied_at" in item and "result" not in item and "finished_at" not in item
+        if applying or ("applied_at" not in item and int(item["expires_at"]) >= now.timestamp()):
+            for part in ("plan", "progress"):
+                if part in item:
+                    named |= _backup_ids(json.loads(item[part]))
+    return frozenset(named)
+
+
+def _backup_ids(document: Any) -> set[str]:
+    if isinstance(document, dict):
+        found = {value for name, value in document.items() if name in BACKUP_ID_FIELDS and isinstance(value, str)}
+        return found.union(*(_backup_ids(value) for value in document.values()))
+    if isinstance(document, list):
+        return set().union(*(_backup_ids(value) for value in document))
+    return set()
+
+
 class TwoStepRequest(Protocol):
     """What the flow reads from the request of a destructive action (the manual events' two-step models)."""
 

@@ -301,6 +301,16 @@ class ControllerStateStore:
         )
         return _unmarshal(response["Item"]) if "Item" in response else None
 
+    def plans(self, function_name: str) -> list[dict[str, Any]]:
+        """Every stored plan of the function (those DynamoDB's TTL has not removed yet), as stored."""
+        pages = self._dynamodb.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": _partition(function_name)}, ":prefix": {"S": PLAN_PREFIX}},
+            ConsistentRead=True,
+        )
+        return [_unmarshal(item) for page in pages for item in page["Items"]]
+
     def claim_plan(self, function_name: str, plan_id: str, applied_at: str, applied_by: str) -> bool:
         """Mark a plan as being applied; False if someone confirmed it already (a plan applies once)."""
         try:
