@@ -26,6 +26,9 @@ What moto lacks, and what the fill does instead:
   of the current minute is written: OperationsPendingReplication, BytesPendingReplication, ReplicationLatency (the
   oldest pending version's age, or the slowest replication of the minute) and OperationsFailedReplication.
 
+Each replica of an object is told to `replica_listeners` as it is written: S3 notifies the destination bucket of it
+(embedded/s3_notifications.py says how).
+
 Tests and the embedded world drive it through `ReplicationControl` (`behaviour.replication`): `lag`, `backlog`,
 `fail_keys`, and `catch_up()` to replicate now.
 """
@@ -174,6 +177,8 @@ class ReplicationControl:
         self._failures: Counter[tuple[str, str, str]] = Counter()  # (source, destination, rule) -> since published
         self._slowest: dict[tuple[str, str, str], float] = {}  # seconds, of replications since published
         self._datapoints: dict[tuple[Any, ...], MetricDatum] = {}
+        # Told of each replica written (backend, destination bucket, replica), as S3 notifies for it there.
+        self.replica_listeners: list[Callable[[S3Backend, str, FakeKey], None]] = []
 
     def fail_keys(self, *keys: str) -> None:
         """Versions of these keys fail to replicate (FAILED), as a destination refusing them would make them."""
@@ -277,6 +282,9 @@ class ReplicationControl:
             replica = copy.copy(source)  # the same version id and time; it names the key it hides
         versions = [*target.keys.getlist(source.name, []), replica]
         target.keys.setlist(source.name, sorted(versions, key=lambda version: version.last_modified))
+        if isinstance(replica, FakeKey):
+            for listener in list(self.replica_listeners):
+                listener(entry.backend, destination, replica)
         self._slowest[route] = max(self._slowest.get(route, 0.0), (now - entry.written_at).total_seconds())
         return True
 
