@@ -20,7 +20,7 @@ What moto lacks, and what the fill does instead:
 - Asynchrony: S3 replicates in the background. Here the replicator catches up whenever S3 is read (an object, a
   listing) or the metrics are, replicating every version older than `lag`, except the newest `backlog` ones; so
   whatever a test or the controller observes is what an asynchronous replicator with that lag would have
-  produced, without a thread.
+  produced, without a thread. Versions of the keys in `held_keys` stay in flight until they are taken out of it.
 - Replication metrics: S3 publishes them per rule whose Metrics are enabled (namespace AWS/S3, dimensions
   SourceBucket, DestinationBucket, RuleId, in the source's region): here, whenever CloudWatch is read, the datapoint
   of the current minute is written: OperationsPendingReplication, BytesPendingReplication, ReplicationLatency (the
@@ -30,7 +30,7 @@ Each replica of an object is told to `replica_listeners` as it is written: S3 no
 (embedded/s3_notifications.py says how).
 
 Tests and the embedded world drive it through `ReplicationControl` (`behaviour.replication`): `lag`, `backlog`,
-`fail_keys`, and `catch_up()` to replicate now.
+`held_keys`, `fail_keys`, and `catch_up()` to replicate now.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ class ReplicationControl:
         self.lag = timedelta(0)  # versions younger than this are still in flight
         self.backlog = 0  # the newest this-many in-flight versions stay in flight whatever their age
         self._failing: set[str] = set()
+        self.held_keys: set[str] = set()  # versions of these keys stay in flight, whatever their age
         self._lock = threading.RLock()
         self._in_flight: list[_InFlight] = []
         self._sources: dict[tuple[int, str], tuple[S3Backend, str]] = {}  # buckets with a configuration
@@ -225,7 +226,7 @@ class ReplicationControl:
                     self._in_flight.remove(entry)
                     _set_status(entry.version, None)
                     continue
-                if id(entry) in held or now - entry.written_at < self.lag:
+                if id(entry) in held or entry.version.name in self.held_keys or now - entry.written_at < self.lag:
                     continue
                 self._in_flight.remove(entry)
                 if not self._still_there(entry):
