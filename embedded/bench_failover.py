@@ -105,8 +105,10 @@ def ours_switch(invoke: RecoveryInvoke) -> Switch:
         if not applied["result"].get("result", {}).get("ok", False):
             raise RuntimeError(f"{action} did not finish: {applied}")
 
+    # In the scenario every key changed in both regions was written last in the primary: last-writer-wins, which the
+    # objects-lost figure expects, is `prefer: "primary"`.
     return Switch("ours", lambda: two_step(SECONDARY_REGION, "failover"),
-                  lambda: two_step(REGION, "failback", prefer="secondary"))
+                  lambda: two_step(REGION, "failback", prefer="primary"))
 
 
 # As written, two calls of each script fail at the AWS CLI's parameter parsing, and the scripts carry on and report
