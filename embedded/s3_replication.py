@@ -271,7 +271,8 @@ class ReplicationControl:
             copied = FakeKey(
                 name=source.name, value=source.value, account_id=source.account_id, region_name=target.region_name,
                 storage=(rule.get("Destination") or {}).get("StorageClass") or source.storage_class,
-                etag=source.etag, is_versioned=True, version_id=source.version_id, bucket_name=destination,
+                # moto's etag property answers it quoted, and FakeKey quotes what it is given.
+                etag=source.etag.strip('"'), is_versioned=True, version_id=source.version_id, bucket_name=destination,
                 encryption=source.encryption, kms_key_id=source.kms_key_id, checksum_value=source.checksum_value,
                 checksum_type=source.checksum_type)
             copied.set_metadata(dict(source.metadata))

@@ -34,7 +34,11 @@ def test_the_world_serves_both_regions(versions_behaviour: VersionBehaviour) -> 
     replica = world.clients["s3_secondary"]
     listed = replica.list_object_versions(Bucket=world.replica_bucket)["Versions"]
     assert len(listed) == 3
-    assert replica.head_object(Bucket=world.replica_bucket, Key=listed[0]["Key"])["ReplicationStatus"] == "REPLICA"
+    copied = replica.head_object(Bucket=world.replica_bucket, Key=listed[0]["Key"])
+    source = world.clients["s3"].head_object(Bucket=world.data_bucket, Key=listed[0]["Key"])
+    assert copied["ReplicationStatus"] == "REPLICA"
+    # A replica is the same object: same version id, same content, so the same ETag.
+    assert (copied["ETag"], copied["VersionId"]) == (source["ETag"], source["VersionId"])
 
     [entry] = world.clients["s3"].get_bucket_notification_configuration(
         Bucket=world.data_bucket)["LambdaFunctionConfigurations"]
