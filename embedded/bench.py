@@ -15,6 +15,12 @@ the objects it copied and the bytes it added to its backup bucket (content, mani
 restore: the same bucket damaged (1% corrupted in place at the same size, 1% deleted, 1% added); our
 plan + apply + verify next to the runbook's recover-s3-pit.sh (`aws s3 sync --delete` from the full
 dated copy), each judged by how many objects match the snapshot afterwards (embedded/bench_restore.py).
+
+failover: a region failover and failback in the two-region world while uploads continue, the runbook's
+failover-region.sh and failback-region.sh run with the AWS CLI (as written, and with their two CLI syntax errors
+corrected) next to ours, each judged by time, environment variables and notification entries lost, uploads
+processed twice or never, and objects lost on failback (embedded/bench_failover.py). Ours is shown once the
+recovery function has its failover and failback actions.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
+from embedded.bench_failover import failover_table, run_failover_bench
 from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
@@ -354,7 +361,7 @@ def _snapshot_table(snapshot: dict[str, Any]) -> str:
                                       for a, b, c, d, e in rows)
 
 
-SECTIONS = ("rollback", "snapshot", "restore")
+SECTIONS = ("rollback", "snapshot", "restore", "failover")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-runs", type=int, default=20,
                         help="runs of the runbook's script (a CLI process per call)")
     parser.add_argument("--objects", type=int, default=10_000, help="objects in the snapshot benchmark's bucket")
+    parser.add_argument("--failover-uploads", type=int, default=10,
+                        help="uploads per phase of the failover scenario (more arrive while each switch runs)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text()) if args.report.exists() else {}
@@ -373,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         report["snapshot"] = bench_snapshot(args.objects)
     if "restore" in args.sections:
         report["restore"] = run_restore_bench(args.objects)
+    if "failover" in args.sections:
+        report["failover"] = run_failover_bench(args.failover_uploads)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     if "rollback" in args.sections:
@@ -381,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsnapshot\n" + _snapshot_table(report["snapshot"]))
     if "restore" in args.sections:
         print("\nrestore\n" + restore_table(report["restore"]))
+    if "failover" in args.sections:
+        print("\nfailover\n" + failover_table(report["failover"]))
     print(f"\nFigures in {args.report}")
     return 0
 

@@ -76,6 +76,10 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   configuration reads back as put, S3's refusals apply, versions are replicated to their destination bucket
   (same version id, status PENDING, then COMPLETED or FAILED, REPLICA on the copy) with a settable lag and
   backlog of pending versions, and the per-rule replication metrics are published (`behaviour.replication`).
+- S3 notifications to Lambda (`embedded/s3_notifications.py`): moto tries to run the notified function in Docker
+  and silently drops the invocation, and sends nothing for replicas. Here each notification of a function (events
+  and key filters matched), including S3's ObjectCreated:Put for a replica, and each direct Invoke with an S3
+  event, is recorded as an invocation of the pipeline per key (`behaviour.invocations`), not run.
 - Function updates take time (opt-in, `function_updates_take_time`): moto applies a code or
   configuration update at once. In AWS an update is in progress for a while: GetFunctionConfiguration
   answers LastUpdateStatus InProgress (State Pending after CreateFunction), and another update or a
@@ -119,6 +123,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
 
+from embedded.s3_notifications import PipelineInvocations, pipeline_invocations_recorded
 from embedded.s3_replication import ReplicationControl, s3_replication_as_aws
 
 if TYPE_CHECKING:
@@ -147,6 +152,8 @@ class VersionBehaviour:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # when Lambda's metrics say it ran
         self.archives: ArchiveServer | None = None  # set while the fills are active
         self.replication = ReplicationControl()
+        # S3-shaped invocations of functions (notifications and direct invokes), recorded instead of run.
+        self.invocations = PipelineInvocations(before_read=self.replication.catch_up)
 
     def set_failing(self, function_name: str, version: str, failing: bool = True) -> None:
         (self.failing.add if failing else self.failing.discard)((function_name, version))
@@ -799,6 +806,9 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(function_configuration_applied())
         patches.enter_context(dynamodb_writes_atomic())
         patches.enter_context(s3_replication_as_aws(behaviour.replication))
+        # After the Invoke fill above, so an S3-shaped invocation is recorded once it was answered as a version would.
+        patches.enter_context(pipeline_invocations_recorded(behaviour.invocations,
+                                                            behaviour.replication.replica_listeners))
         yield behaviour
 
 

@@ -20,14 +20,17 @@ What moto lacks, and what the fill does instead:
 - Asynchrony: S3 replicates in the background. Here the replicator catches up whenever S3 is read (an object, a
   listing) or the metrics are, replicating every version older than `lag`, except the newest `backlog` ones; so
   whatever a test or the controller observes is what an asynchronous replicator with that lag would have
-  produced, without a thread.
+  produced, without a thread. Versions of the keys in `held_keys` stay in flight until they are taken out of it.
 - Replication metrics: S3 publishes them per rule whose Metrics are enabled (namespace AWS/S3, dimensions
   SourceBucket, DestinationBucket, RuleId, in the source's region): here, whenever CloudWatch is read, the datapoint
   of the current minute is written: OperationsPendingReplication, BytesPendingReplication, ReplicationLatency (the
   oldest pending version's age, or the slowest replication of the minute) and OperationsFailedReplication.
 
+Each replica of an object is told to `replica_listeners` as it is written: S3 notifies the destination bucket of it
+(embedded/s3_notifications.py says how).
+
 Tests and the embedded world drive it through `ReplicationControl` (`behaviour.replication`): `lag`, `backlog`,
-`fail_keys`, and `catch_up()` to replicate now.
+`held_keys`, `fail_keys`, and `catch_up()` to replicate now.
 """
 
 from __future__ import annotations
@@ -168,12 +171,15 @@ class ReplicationControl:
         self.lag = timedelta(0)  # versions younger than this are still in flight
         self.backlog = 0  # the newest this-many in-flight versions stay in flight whatever their age
         self._failing: set[str] = set()
+        self.held_keys: set[str] = set()  # versions of these keys stay in flight, whatever their age
         self._lock = threading.RLock()
         self._in_flight: list[_InFlight] = []
         self._sources: dict[tuple[int, str], tuple[S3Backend, str]] = {}  # buckets with a configuration
         self._failures: Counter[tuple[str, str, str]] = Counter()  # (source, destination, rule) -> since published
         self._slowest: dict[tuple[str, str, str], float] = {}  # seconds, of replications since published
         self._datapoints: dict[tuple[Any, ...], MetricDatum] = {}
+        # Told of each replica written (backend, destination bucket, replica), as S3 notifies for it there.
+        self.replica_listeners: list[Callable[[S3Backend, str, FakeKey], None]] = []
 
     def fail_keys(self, *keys: str) -> None:
         """Versions of these keys fail to replicate (FAILED), as a destination refusing them would make them."""
@@ -220,7 +226,7 @@ class ReplicationControl:
                     self._in_flight.remove(entry)
                     _set_status(entry.version, None)
                     continue
-                if id(entry) in held or now - entry.written_at < self.lag:
+                if id(entry) in held or entry.version.name in self.held_keys or now - entry.written_at < self.lag:
                     continue
                 self._in_flight.remove(entry)
                 if not self._still_there(entry):
@@ -265,7 +271,8 @@ class ReplicationControl:
             copied = FakeKey(
                 name=source.name, value=source.value, account_id=source.account_id, region_name=target.region_name,
                 storage=(rule.get("Destination") or {}).get("StorageClass") or source.storage_class,
-                etag=source.etag, is_versioned=True, version_id=source.version_id, bucket_name=destination,
+                # moto's etag property answers it quoted, and FakeKey quotes what it is given.
+                etag=source.etag.strip('"'), is_versioned=True, version_id=source.version_id, bucket_name=destination,
                 encryption=source.encryption, kms_key_id=source.kms_key_id, checksum_value=source.checksum_value,
                 checksum_type=source.checksum_type)
             copied.set_metadata(dict(source.metadata))
@@ -277,6 +284,9 @@ class ReplicationControl:
             replica = copy.copy(source)  # the same version id and time; it names the key it hides
         versions = [*target.keys.getlist(source.name, []), replica]
         target.keys.setlist(source.name, sorted(versions, key=lambda version: version.last_modified))
+        if isinstance(replica, FakeKey):
+            for listener in list(self.replica_listeners):
+                listener(entry.backend, destination, replica)
         self._slowest[route] = max(self._slowest.get(route, 0.0), (now - entry.written_at).total_seconds())
         return True
 

@@ -77,10 +77,12 @@ PIPELINE_STACK_POLICY = {"Statement": [
 
 
 def _code_archive(version_label: str) -> bytes:
+    """The release's zip, byte for byte the same whenever it is built (a fixed timestamp), so the same release
+    published in two regions has one CodeSha256, as one build artefact deployed twice has."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(
-            "index.py",
+            zipfile.ZipInfo("index.py", date_time=(2026, 11, 1, 0, 0, 0)),
             f"RELEASE = {version_label!r}\n\ndef handler(event, context):\n    return {{'release': RELEASE}}\n",
         )
     return buffer.getvalue()
@@ -114,6 +116,8 @@ class SampleSystem:
     scratch_bucket: str = ""  # set by add_drill_scratch
     replica_bucket: str = ""  # set by add_replica
     replication_role_arn: str = ""
+    secondary_versions: dict[str, str] = field(default_factory=dict)  # set by sample_regions.add_secondary_function
+    secondary_alarms: dict[str, str] = field(default_factory=dict)
 
     @property
     def health_alarms(self) -> tuple[str, ...]:
@@ -230,7 +234,32 @@ def build_sample_system(session: Any, endpoint_url: str | None = None,
                        Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
                        SourceArn=f"arn:aws:s3:::{DATA_BUCKET}")
 
-    cloudwatch = clients["cloudwatch"]
+    alarms = create_alarms(clients["cloudwatch"], function_name)
+
+    clients["dynamodb"].create_table(
+        TableName=STATE_TABLE, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+    )
+    sns = clients["sns"]
+    alert_topic = sns.create_topic(Name="apilados-dr-alerts")["TopicArn"]
+    emergency_topic = sns.create_topic(Name="apilados-dr-emergency")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="apilados-dr-alert-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for topic in (alert_topic, emergency_topic):
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    _create_pipeline_stack(clients["cloudformation"])
+    log_group = f"/aws/lambda/{function_name}"
+    log_events = _write_function_logs(clients["logs"], log_group)
+    return SampleSystem(function_name=function_name, versions=versions, alarms=alarms, table=STATE_TABLE,
+                        alert_topic_arn=alert_topic, emergency_topic_arn=emergency_topic, alert_queue_url=queue_url,
+                        region=session.region_name, clients=clients, layer_arn=layer_arn,
+                        failure_queue_arn=failure_queue_arn, log_group=log_group, log_events=log_events)
+
+
+def create_alarms(cloudwatch: Any, function_name: str) -> dict[str, str]:
+    """The alarms on LIVE, in the client's region: kind -> alarm name."""
     alias_dimensions = [{"Name": "FunctionName", "Value": function_name},
                         {"Name": "Resource", "Value": f"{function_name}:LIVE"}]
     # The same alarms, names and thresholds as the stack's defaults (stacks/constructs/alarms.py).
@@ -253,27 +282,7 @@ def build_sample_system(session: Any, endpoint_url: str | None = None,
         alarms[kind] = alarm_name(function_name, "LIVE", kind)
         cloudwatch.put_metric_alarm(AlarmName=alarms[kind], ComparisonOperator="GreaterThanOrEqualToThreshold", **spec)
         cloudwatch.set_alarm_state(AlarmName=alarms[kind], StateValue="OK", StateReason="healthy at start")
-
-    clients["dynamodb"].create_table(
-        TableName=STATE_TABLE, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
-    )
-    sns = clients["sns"]
-    alert_topic = sns.create_topic(Name="apilados-dr-alerts")["TopicArn"]
-    emergency_topic = sns.create_topic(Name="apilados-dr-emergency")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="apilados-dr-alert-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    for topic in (alert_topic, emergency_topic):
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    _create_pipeline_stack(clients["cloudformation"])
-    log_group = f"/aws/lambda/{function_name}"
-    log_events = _write_function_logs(clients["logs"], log_group)
-    return SampleSystem(function_name=function_name, versions=versions, alarms=alarms, table=STATE_TABLE,
-                        alert_topic_arn=alert_topic, emergency_topic_arn=emergency_topic, alert_queue_url=queue_url,
-                        region=session.region_name, clients=clients, layer_arn=layer_arn,
-                        failure_queue_arn=failure_queue_arn, log_group=log_group, log_events=log_events)
+    return alarms
 
 
 def _create_pipeline_stack(cloudformation: Any) -> None:
@@ -320,11 +329,20 @@ def add_buckets(system: SampleSystem, session: Any, endpoint_url: str | None = N
     system.clients["s3"] = s3
     s3.create_bucket(Bucket=DATA_BUCKET)
     s3.put_bucket_versioning(Bucket=DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    for n in range(objects):
-        s3.put_object(Bucket=DATA_BUCKET, Key=f"uploads/2026/11/batch-{n:05d}.csv", ContentType="text/csv",
-                      Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"})
+    system.data_bucket = DATA_BUCKET
+    put_sample_uploads(system, range(objects))
     s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
     system.data_bucket, system.backup_bucket = DATA_BUCKET, BACKUP_BUCKET
+
+
+def put_sample_uploads(system: SampleSystem, numbers: range) -> list[str]:
+    """CSV uploads to the data bucket, numbered as the sample's; returns their keys."""
+    keys = []
+    for n in numbers:
+        keys.append(f"uploads/2026/11/batch-{n:05d}.csv")
+        system.clients["s3"].put_object(Bucket=system.data_bucket, Key=keys[-1], ContentType="text/csv",
+                                        Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"})
+    return keys
 
 
 def add_controller_function(system: SampleSystem, name: str) -> None:

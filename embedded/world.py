@@ -1,5 +1,9 @@
 """The embedded world the drill and the benchmarks run in: moto with its gaps filled, served on a
-loopback port, and this process's environment pointed at it (restored afterwards)."""
+loopback port, and this process's environment pointed at it (restored afterwards).
+
+One endpoint serves every region, as moto keeps a backend per region: the sample system's secondary region
+(embedded/sample_regions.py) lives beside the primary, and `behaviour.invocations` records which region's
+pipeline processed which upload (embedded/s3_notifications.py)."""
 
 from __future__ import annotations
 
