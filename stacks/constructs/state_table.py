@@ -28,9 +28,12 @@ class StateTable(Construct):
         # Each replica keeps the protections: point-in-time recovery and deletion protection (the journal is the
         # audit trail of every rollback: neither a stack deletion nor a stray console click may take it away).
         recovery = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
+        # Not "Table", the id of the single-region table this replaced: CloudFormation cannot change a resource's
+        # type in place, so the global table is a new resource and the old table leaves the stack, retained
+        # (README, "The standby stack": what an existing deployment does with it).
         self.table = dynamodb.TableV2(
             self,
-            "Table",
+            "GlobalTable",
             table_name=settings.state_table,
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
