@@ -268,6 +268,13 @@ def test_the_standby_stack_must_differ_from_the_controller():
         Settings.from_context({**UNSUBSCRIBED_ACKNOWLEDGED, "standby_stack": "ApiladosDrController"})
 
 
+def test_the_standby_stack_is_not_named_like_a_function_a_recovery_may_rewrite():
+    # The recovery function may create and rewrite "<protected_function>-*"; the standby's functions are named
+    # after its stack
+    with pytest.raises(InvalidSettings, match=r"standby_stack 'apilados-pipeline-ingest-standby' starts with"):
+        Settings.from_context({**UNSUBSCRIBED_ACKNOWLEDGED, "standby_stack": "apilados-pipeline-ingest-standby"})
+
+
 def test_a_default_copy_name_too_long_for_s3_must_be_given():
     long_name = "ApiladosDrStandby" + "X" * 30
     with pytest.raises(InvalidSettings, match=r"standby.backup_copy_bucket: the default name .* \(S3 allows 63\)"):
