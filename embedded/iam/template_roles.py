@@ -30,7 +30,8 @@ AWS_MANAGED_POLICIES: dict[str, list[Statement]] = {
 # The property that names a resource of each type, and what its Ref and its Arn attribute return.
 _NAME_PROPERTY = {
     "AWS::S3::Bucket": "BucketName", "AWS::SNS::Topic": "TopicName", "AWS::SQS::Queue": "QueueName",
-    "AWS::DynamoDB::Table": "TableName", "AWS::Lambda::Function": "FunctionName", "AWS::IAM::Role": "RoleName",
+    "AWS::DynamoDB::Table": "TableName", "AWS::DynamoDB::GlobalTable": "TableName",
+    "AWS::Lambda::Function": "FunctionName", "AWS::IAM::Role": "RoleName",
     "AWS::Logs::LogGroup": "LogGroupName", "AWS::Events::Rule": "Name", "AWS::CloudWatch::Alarm": "AlarmName",
 }
 _ARN_FORMAT = {
@@ -38,6 +39,7 @@ _ARN_FORMAT = {
     "AWS::SNS::Topic": "arn:{partition}:sns:{region}:{account}:{name}",
     "AWS::SQS::Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "AWS::DynamoDB::Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
+    "AWS::DynamoDB::GlobalTable": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "AWS::Lambda::Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
     "AWS::IAM::Role": "arn:{partition}:iam::{account}:role/{name}",
     "AWS::Logs::LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}:*",
@@ -57,7 +59,7 @@ class EmbeddedNames:
     """How the embedded world names what the template creates."""
 
     account: str
-    region: str
+    region: str  # where the stack is deployed: its functions run there
     environments: Mapping[str, Mapping[str, str]]  # handler string -> the environment it ran with
     function_names: Mapping[str, str]  # handler string -> the name it was invoked as
     partition: str = "aws"

@@ -70,7 +70,19 @@ def logs_export_prefix(settings: Settings) -> str:
 
 
 class BackupBucket(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        bucket_name: str | None = None,
+        key_alias: str | None = None,
+        logs_export: bool = True,
+    ) -> None:
+        """The primary's backup bucket by default. The standby's copy (stacks/standby_stack.py) is the same bucket
+        with a fixed `bucket_name` and `key_alias`, which the primary's replication names without referring to the
+        other stack, and without `logs_export` (no log export writes there)."""
         super().__init__(scope, construct_id)
         backup = settings.backup
         self.key = kms.Key(
@@ -80,6 +92,7 @@ class BackupBucket(Construct):
             enable_key_rotation=True,
             policy=backup_key_policy(backup.key_break_glass_role_arn),
             removal_policy=RemovalPolicy.RETAIN,
+            alias=key_alias,
         )
         self.access_logs = s3.Bucket(
             self,
@@ -96,6 +109,7 @@ class BackupBucket(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
+            bucket_name=bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             # One data key per bucket and requester instead of one KMS request per object: snapshots copy
@@ -126,7 +140,8 @@ class BackupBucket(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self._require_create_only_writes()
-        self._let_logs_export(settings)
+        if logs_export:
+            self._let_logs_export(settings)
 
     def _require_create_only_writes(self) -> None:
         """Every object the account's principals write into the backup bucket must be a new key: S3 accepts a
@@ -150,16 +165,27 @@ class BackupBucket(Construct):
             )
         )
 
-    def let_only_retention_hide(self, retention_role: iam.IRole) -> None:
+    def let_only_retention_hide(self, retention_role: iam.IRole | None) -> None:
         """No principal of the account but the retention function's role may place a delete marker (which hides
         an object from every read by key, lock or no lock), and none at all may delete a version or bypass
         GOVERNANCE retention: the lifecycle rule alone removes what retention hid, once Object Lock allows.
         An administrator who must do either changes this policy first, which raises a severity-1 alert
-        (stacks/constructs/backup_guard.py)."""
+        (stacks/constructs/backup_guard.py). Without `retention_role` (the standby's copy, which no retention
+        runs on) no principal of the account may place one, nor may replication bring one in."""
         account = iam.AccountRootPrincipal()
         everything = [self.bucket.arn_for_objects("*")]
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
+        if retention_role is None:
+            hiding = iam.PolicyStatement(
+                sid="NoOneHidesBackups",
+                effect=iam.Effect.DENY,
+                principals=[account],
+                # s3:ReplicateDelete is what a replicated delete marker needs: the copy's replication rule
+                # replicates none, and this holds even if someone turned that on.
+                actions=["s3:DeleteObject", "s3:ReplicateDelete"],
+                resources=everything,
+            )
+        else:
+            hiding = iam.PolicyStatement(
                 sid="OnlyRetentionHidesBackups",
                 effect=iam.Effect.DENY,
                 principals=[account],
@@ -167,7 +193,7 @@ class BackupBucket(Construct):
                 resources=everything,
                 conditions={"ArnNotEquals": {"aws:PrincipalArn": retention_role.role_arn}},
             )
-        )
+        self.bucket.add_to_resource_policy(hiding)
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="NoOneDestroysBackups",

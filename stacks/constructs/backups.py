@@ -13,6 +13,7 @@ Triggers:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -187,25 +188,33 @@ class Backups(Construct):
         state_table: dynamodb.ITable,
         backup_bucket: BackupBucket,
         alert_topic: sns.ITopic,
+        components: Sequence[Component] = tuple(Component),
     ) -> None:
+        """Backs up `components` on schedule (every one by default; the standby backs up its region's function
+        only), with an RPO alarm each, and grants what those backups read."""
         super().__init__(scope, construct_id)
         self._settings = settings
         self._failed_events = functions.failed_events
+        self._components = tuple(components)
+        subjects = {
+            Component.LAMBDA: f"{settings.protected_function} (code and configuration)",
+            Component.S3: settings.data_bucket,
+            Component.STACK: settings.pipeline_stack,
+            Component.LOGS: f"{settings.protected_function}'s logs",
+        }
         self.function = functions.add(
             "Backup",
             handler=BACKUP_HANDLER,
-            description=(
-                f"Backs up {settings.protected_function} (code and configuration), {settings.data_bucket}, "
-                f"{settings.pipeline_stack} and its logs"
-            ),
+            description=f"Backs up {', '.join(subjects[component] for component in self._components)}",
             environment=backup_environment(settings, state_table, backup_bucket),
             memory_size=BACKUP_MEMORY_MB,
             timeout=BACKUP_TIMEOUT,
         )
         self._grant(state_table, backup_bucket)
         self._schedule()
-        self._back_up_configuration_changes()
-        self.rpo_alarms = {component: self._rpo_alarm(component, alert_topic) for component in Component}
+        if Component.LAMBDA in self._components:
+            self._back_up_configuration_changes()
+        self.rpo_alarms = {component: self._rpo_alarm(component, alert_topic) for component in self._components}
 
     # Permissions
 
@@ -228,10 +237,6 @@ class Backups(Construct):
             "logs", "log-group", protected_log_group(settings), ArnFormat.COLON_RESOURCE_NAME
         )
         statements = [
-            iam.PolicyStatement(sid="ListDataBucket", actions=list(DATA_BUCKET_LISTING), resources=[data_bucket_arn]),
-            iam.PolicyStatement(
-                sid="ReadDataObjects", actions=list(DATA_OBJECT_READS), resources=[f"{data_bucket_arn}/*"]
-            ),
             iam.PolicyStatement(sid="ListBackupBucket", actions=list(BACKUP_BUCKET_READS),
                                 resources=[backups.bucket_arn]),
             iam.PolicyStatement(
@@ -245,13 +250,30 @@ class Backups(Construct):
                 resources=[backups.arn_for_objects(f"{prefix}*") for prefix in backup_key_prefixes()],
             ),
             iam.PolicyStatement(
+                sid="UseBackupKey", actions=list(BACKUP_KEY_USE), resources=[backup_bucket.key.key_arn]
+            ),
+            iam.PolicyStatement(
+                sid="PublishBackupMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
+            ),
+        ]
+        # What each component's backup reads (and a snapshot's clean-up).
+        reads: dict[Component, list[iam.PolicyStatement]] = {}
+        reads[Component.S3] = [
+            iam.PolicyStatement(sid="ListDataBucket", actions=list(DATA_BUCKET_LISTING), resources=[data_bucket_arn]),
+            iam.PolicyStatement(
+                sid="ReadDataObjects", actions=list(DATA_OBJECT_READS), resources=[f"{data_bucket_arn}/*"]
+            ),
+            # Only a snapshot copies in parts.
+            iam.PolicyStatement(
                 sid="AbortFailedContentCopies",
                 actions=list(MULTIPART_ABORT),
                 resources=[backups.arn_for_objects(f"{content_prefix()}*")],
             ),
-            iam.PolicyStatement(
-                sid="UseBackupKey", actions=list(BACKUP_KEY_USE), resources=[backup_bucket.key.key_arn]
-            ),
+        ]
+        reads[Component.LAMBDA] = [
             iam.PolicyStatement(
                 sid="ReadProtectedFunction",
                 actions=list(PROTECTED_FUNCTION_READS),
@@ -268,6 +290,8 @@ class Backups(Construct):
                 # A function's layers may belong to any account and region (AWS's own, vendors').
                 resources=[f"arn:{stack.partition}:lambda:*:*:layer:*:*"],
             ),
+        ]
+        reads[Component.STACK] = [
             iam.PolicyStatement(
                 sid="ReadPipelineStack",
                 actions=list(PIPELINE_STACK_READS),
@@ -278,20 +302,18 @@ class Backups(Construct):
                     )
                 ],
             ),
+        ]
+        reads[Component.LOGS] = [
             iam.PolicyStatement(
                 sid="ExportFunctionLogs",
                 actions=["logs:CreateExportTask"],
                 resources=[log_group_arn, f"{log_group_arn}:*"],
             ),
             iam.PolicyStatement(sid="FollowLogExports", actions=["logs:DescribeExportTasks"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="PublishBackupMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
-            ),
         ]
-        if settings.backup.publish_version:
+        for component in self._components:
+            statements += reads[component]
+        if settings.backup.publish_version and Component.LAMBDA in self._components:
             statements.append(
                 iam.PolicyStatement(
                     sid="PublishBackupVersion", actions=["lambda:PublishVersion"], resources=[self._function_arn()]
@@ -300,7 +322,11 @@ class Backups(Construct):
         for statement in statements:
             self.function.add_to_role_policy(statement)
         state_table.grant(self.function, *JOURNAL_APPEND)
+        if Component.S3 in self._components:
+            self._let_snapshots_continue()
+        self._explain_wildcards(settings, backup_bucket)
 
+    def _let_snapshots_continue(self) -> None:
         # Continuing a snapshot invokes this very function. On the role's default policy, its ARN would make
         # the function (which waits for that policy) and the policy depend on each other; a policy of its
         # own is created after the function.
@@ -316,22 +342,47 @@ class Backups(Construct):
                 )
             ],
         )
-        self._explain_wildcards(settings, backup_bucket)
 
     def _explain_wildcards(self, settings: Settings, backup_bucket: BackupBucket) -> None:
         bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
         prefixes = "|".join(prefix.rstrip("/") for prefix in backup_key_prefixes())
         function = settings.protected_function
         data_bucket = re.escape(settings.data_bucket)
+        # What only one component's grants need explained.
+        by_component = {
+            Component.S3: NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Snapshots read every object (and version) of the data bucket, whose keys are the "
+                "pipeline's uploads and cannot be listed at synth time. Only read actions.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::{data_bucket}\/\*$/")],
+            ),
+            Component.STACK: NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Read-only CloudFormation actions on the pipeline stack; the stack id that follows its "
+                "name in the ARN is assigned by CloudFormation at creation.",
+                applies_to=[
+                    RegexAppliesTo(
+                        regex=rf"/^Resource::arn:[^:]+:cloudformation:[^:]+:<AWS::AccountId>:stack\/"
+                        rf"{settings.pipeline_stack}\/\*$/"
+                    )
+                ],
+            ),
+            Component.LOGS: NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="logs:CreateExportTask on the protected function's log group only; CloudWatch Logs "
+                "names a log group in IAM with the ':*' suffix, which covers that group's streams.",
+                applies_to=[
+                    RegexAppliesTo(
+                        regex=rf"/^Resource::arn:[^:]+:logs:[^:]+:<AWS::AccountId>:log-group:"
+                        rf"\/aws\/lambda\/{function}:\*$/"
+                    )
+                ],
+            ),
+        }
         NagSuppressions.add_resource_suppressions(
             role_of(self.function),
             [
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="Snapshots read every object (and version) of the data bucket, whose keys are the "
-                    "pipeline's uploads and cannot be listed at synth time. Only read actions.",
-                    applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::{data_bucket}\/\*$/")],
-                ),
+                *(by_component[component] for component in self._components if component in by_component),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason="Backup object keys embed content digests and backup ids made at run time; access is "
@@ -350,28 +401,6 @@ class Backups(Construct):
                     reason="lambda:GetLayerVersion (read-only) for the layers the protected function uses, which "
                     "may be published by any account in any region; no tighter ARN can name them ahead of time.",
                     applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:lambda:\*:\*:layer:\*:\*$/")],
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="Read-only CloudFormation actions on the pipeline stack; the stack id that follows its "
-                    "name in the ARN is assigned by CloudFormation at creation.",
-                    applies_to=[
-                        RegexAppliesTo(
-                            regex=rf"/^Resource::arn:[^:]+:cloudformation:[^:]+:<AWS::AccountId>:stack\/"
-                            rf"{settings.pipeline_stack}\/\*$/"
-                        )
-                    ],
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason="logs:CreateExportTask on the protected function's log group only; CloudWatch Logs "
-                    "names a log group in IAM with the ':*' suffix, which covers that group's streams.",
-                    applies_to=[
-                        RegexAppliesTo(
-                            regex=rf"/^Resource::arn:[^:]+:logs:[^:]+:<AWS::AccountId>:log-group:"
-                            rf"\/aws\/lambda\/{function}:\*$/"
-                        )
-                    ],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -409,7 +438,7 @@ class Backups(Construct):
             Component.STACK: f"{settings.pipeline_stack}'s template, parameters, outputs, tags and policy",
             Component.LOGS: f"an export of {settings.protected_function}'s logs",
         }
-        for component in Component:
+        for component in self._components:
             minutes = backup_interval_minutes(settings, component)
             events.Rule(
                 self,

@@ -10,24 +10,36 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from app import build_app
-from stacks.settings import Settings
+from stacks.settings import CONTEXT_KEY, Settings
 
 
 @dataclass(frozen=True)
 class Synthesized:
+    """The app, its controller stack (`stack`, `template`) and its standby stack (`standby_stack`, `standby`)."""
+
     app: cdk.App
     stack: cdk.Stack
     template: Template
+    standby_stack: cdk.Stack
+    standby: Template
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.template.to_json()["Resources"]
 
+    @property
+    def standby_resources(self) -> dict[str, dict[str, Any]]:
+        return self.standby.to_json()["Resources"]
+
 
 def synthesize(context_overrides: dict[str, Any] | None = None) -> Synthesized:
     app = build_app(context_overrides)
-    (stack,) = [child for child in app.node.children if isinstance(child, cdk.Stack)]
-    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack))
+    settings = Settings.from_context(app.node.try_get_context(CONTEXT_KEY))
+    stacks = {child.stack_name: child for child in app.node.children if isinstance(child, cdk.Stack)}
+    assert set(stacks) == {settings.controller_stack, settings.standby_stack}, sorted(stacks)
+    controller, standby = stacks[settings.controller_stack], stacks[settings.standby_stack]
+    return Synthesized(app=app, stack=controller, template=Template.from_stack(controller),
+                       standby_stack=standby, standby=Template.from_stack(standby))
 
 
 # Every setting at its default but the one the settings model has no default for: who hears the alerts.

@@ -225,7 +225,7 @@ def test_logs_are_exported_from_the_protected_functions_log_group_only(synth: Sy
 
 def test_the_journal_is_only_appended_to(synth: Synthesized):
     # Given the DynamoDB statements
-    table = logical_id(synth.resources, "AWS::DynamoDB::Table")
+    table = logical_id(synth.resources, "AWS::DynamoDB::GlobalTable")
     dynamodb = [s for s in _statements(synth) if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
     # Then journal entries are put into the state table, and nothing else is read or changed there
     assert [as_list(s["Action"]) for s in dynamodb] == [["dynamodb:PutItem"]]

@@ -97,7 +97,7 @@ def test_backup_environment_is_every_backup_variable_and_the_state_table(synth: 
     assert {name for name in variables if name.startswith("DR_")} == {v.value for v in BackupEnvVar} | {
         EnvVar.STATE_TABLE_NAME.value
     }
-    assert variables[EnvVar.STATE_TABLE_NAME] == {"Ref": logical_id(resources, "AWS::DynamoDB::Table")}
+    assert variables[EnvVar.STATE_TABLE_NAME] == {"Ref": logical_id(resources, "AWS::DynamoDB::GlobalTable")}
     assert variables[BackupEnvVar.BACKUP_BUCKET_NAME] == {
         "Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
     }

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Annotations, Match
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]  # cfn-lint ships no type information
@@ -24,29 +25,42 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 APPS = ["synth", "tuned"]
 
 
+# Both stacks of the app: the controller in the primary region and the standby in the secondary.
+STACKS = ["controller", "standby"]
+
+
+def _stack(synth: Synthesized, which: str) -> cdk.Stack:
+    return synth.stack if which == "controller" else synth.standby_stack
+
+
+@pytest.mark.parametrize("which", STACKS)
 @pytest.mark.parametrize("fixture", APPS)
-def test_cdk_nag_finds_no_unsuppressed_error_or_warning(fixture: str, request):
+def test_cdk_nag_finds_no_unsuppressed_error_or_warning(fixture: str, which: str, request):
     # Given the app with AwsSolutionsChecks applied / When it is synthesized
     synth: Synthesized = request.getfixturevalue(fixture)
-    annotations = Annotations.from_stack(synth.stack)
+    annotations = Annotations.from_stack(_stack(synth, which))
     # Then no AwsSolutions rule reports an error or a warning, and nothing else errs either
     assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
     assert annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")) == []
     assert annotations.find_error("*", Match.any_value()) == []
 
 
-def _suppressions(synth: Synthesized) -> list[dict]:
+def _suppressions(synth: Synthesized, which: str | None = None) -> list[dict]:
+    """The cdk-nag suppressions of one stack, or of both."""
+    resources = {"controller": synth.resources, "standby": synth.standby_resources}
     return [
         rule
-        for resource in synth.resources.values()
+        for stack in ([which] if which else STACKS)
+        for resource in resources[stack].values()
         for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
     ]
 
 
+@pytest.mark.parametrize("which", STACKS)
 @pytest.mark.parametrize("fixture", APPS)
-def test_every_suppression_is_narrow_and_explained(fixture: str, request):
+def test_every_suppression_is_narrow_and_explained(fixture: str, which: str, request):
     # Given every cdk-nag suppression in the template
-    suppressions = _suppressions(request.getfixturevalue(fixture))
+    suppressions = _suppressions(request.getfixturevalue(fixture), which)
     assert suppressions
     for suppression in suppressions:
         # Then it says why, specifically
@@ -76,17 +90,18 @@ def tuned_assembly(tuned: Synthesized):
     return tuned.app.synth()
 
 
+@pytest.mark.parametrize("which", STACKS)
 @pytest.mark.parametrize("fixture", APPS)
-def test_every_suppression_suppresses_a_finding(fixture: str, request):
+def test_every_suppression_suppresses_a_finding(fixture: str, which: str, request):
     # Given cdk-nag's report of the synthesized stack
     synth: Synthesized = request.getfixturevalue(fixture)
     assembly = request.getfixturevalue("assembly" if fixture == "synth" else "tuned_assembly")
-    (report_path,) = Path(assembly.directory).glob("AwsSolutions-*NagReport.csv")
+    (report_path,) = Path(assembly.directory).glob(f"AwsSolutions-*{_stack(synth, which).stack_name}-NagReport.csv")
     with report_path.open() as report:
         suppressed = [row for row in csv.DictReader(report) if row["Compliance"] == "Suppressed"]
     # Then each suppression (rule and reason) answers at least one finding: none is left over from code since
     # changed, claiming an exception nothing needs
-    for suppression in _suppressions(synth):
+    for suppression in _suppressions(synth, which):
         assert any(
             row["Rule ID"] == suppression["id"] and row["Exception Reason"].endswith(suppression["reason"])
             for row in suppressed
@@ -106,17 +121,19 @@ def test_cfn_lint_reports_no_error_in_any_template(assembly_fixture: str, reques
 
 
 def test_synth_needs_no_docker_image_no_bundling_and_no_lookup(assembly):
-    # Given the cloud assembly
-    (stack,) = assembly.stacks_recursively
-    assets = json.loads(Path(stack.template_full_path).with_name(f"{stack.stack_name}.assets.json").read_text())
-    # Then nothing is built in Docker: the only file asset besides the template is the functions' asset, zipped
-    assert assets["dockerImages"] == {}
-    code = [asset for asset in assets["files"].values() if asset["source"]["packaging"] == "zip"]
-    assert len(code) == 1
-    copied = Path(assembly.directory) / code[0]["source"]["path"]
-    assert (copied / "drcore" / "core" / "config.py").is_file()
-    # with bytecode for the runtime only (tests/infra/test_function_asset.py checks it further)
-    assert {pyc.suffixes[0] for pyc in copied.rglob("*.pyc")} == {".cpython-{}{}".format(*RUNTIME_PYTHON)}
+    # Given the cloud assembly's two stacks
+    stacks = assembly.stacks_recursively
+    assert len(stacks) == 2
+    for stack in stacks:
+        assets = json.loads(Path(stack.template_full_path).with_name(f"{stack.stack_name}.assets.json").read_text())
+        # Then nothing is built in Docker: the only file asset besides the template is the functions' asset, zipped
+        assert assets["dockerImages"] == {}
+        code = [asset for asset in assets["files"].values() if asset["source"]["packaging"] == "zip"]
+        assert len(code) == 1
+        copied = Path(assembly.directory) / code[0]["source"]["path"]
+        assert (copied / "drcore" / "core" / "config.py").is_file()
+        # with bytecode for the runtime only (tests/infra/test_function_asset.py checks it further)
+        assert {pyc.suffixes[0] for pyc in copied.rglob("*.pyc")} == {".cpython-{}{}".format(*RUNTIME_PYTHON)}
     # And no context lookup was needed: the Powertools layer is resolved by CloudFormation at deploy time
     manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
     assert "missing" not in manifest
@@ -139,10 +156,11 @@ def test_python_app_py_synthesizes_without_docker_or_credentials(tmp_path: Path)
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=300
     )
-    # Then it writes the controller's template
+    # Then it writes the controller's template and the standby's
     assert result.returncode == 0, result.stderr
-    template = json.loads((tmp_path / "ApiladosDrController.template.json").read_text())
-    assert template["Resources"]
+    for stack in ("ApiladosDrController", "ApiladosDrStandby"):
+        template = json.loads((tmp_path / f"{stack}.template.json").read_text())
+        assert template["Resources"]
 
 
 def test_python_app_py_fails_with_the_settings_problem(tmp_path: Path):

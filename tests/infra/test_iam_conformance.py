@@ -20,11 +20,17 @@ import pytest
 
 from embedded.aws_events import ACCOUNT
 from embedded.iam.actions import permissions_of
-from embedded.iam.conformance import ConformanceReport, Grant, check_conformance
+from embedded.iam.conformance import ConformanceReport, DeployedStack, Grant, check_conformance
 from embedded.iam.evaluator import ASSUMED, evaluate
 from embedded.iam.recorder import CallRecording, RecordedCall
 from embedded.iam.scenarios import record_scenarios
-from embedded.iam.template_roles import EmbeddedNames, ResolvedTemplate, Resolver, resolve_template
+from embedded.iam.template_roles import (
+    EmbeddedNames,
+    ResolvedTemplate,
+    Resolver,
+    UnresolvableTemplate,
+    resolve_template,
+)
 from embedded.sample_system import REPLICATION_ROLE
 from embedded.world import REGION
 from tests.infra.support import Synthesized, synthesize
@@ -230,6 +236,57 @@ def test_the_harness_refuses_a_backup_written_without_if_none_match(synth: Any, 
               check_conformance(synth.template.to_json(), recording, recorded.names).denied}
     assert denied[("backup", "s3:PutObject")] == "explicitly denied"
     assert denied[("recovery", "s3:PutObject")] == "explicitly denied"  # its safety snapshots and records
+
+
+def test_every_call_is_recorded_with_the_region_its_function_ran_in(recorded: Recorded) -> None:
+    # The scenarios run every function in the primary region: each call is checked against the primary's roles
+    assert {call.function_region for call in recorded.recording.calls} == {REGION}
+    assert set(recorded.recording.regional_environments) == {REGION}
+
+
+# Two stacks, one handler each: a call is checked against the role of the stack its function ran in -----------
+
+SECONDARY = "us-west-2"
+
+
+def _object_lock_bucket(template: dict[str, Any], names: EmbeddedNames) -> str:
+    [bucket] = [logical_id for logical_id, resource in template["Resources"].items()
+                if resource["Type"] == "AWS::S3::Bucket" and resource["Properties"].get("ObjectLockEnabled")]
+    return str(Resolver(template, names).ref(bucket))
+
+
+def _safety_snapshot_write(bucket: str, function_region: str) -> RecordedCall:
+    """What a restore's safety snapshot writes: a create-only PutObject under snapshots/."""
+    return RecordedCall(handler="recovery.handler.handler", invoked_as="recovery", service="s3", operation="PutObject",
+                        params={"Bucket": bucket, "Key": "snapshots/s3/apilados-production-data/x/manifest.json.gz",
+                                "IfNoneMatch": "*"},
+                        region=function_region, function_region=function_region)
+
+
+def test_a_standby_functions_call_is_checked_against_the_standby_role(synth: Any) -> None:
+    # Given both stacks, and the same safety-snapshot write made by the primary's recovery function and by the
+    # standby's, each into its own backup store and into the other's
+    primary, standby = synth.template.to_json(), synth.standby.to_json()
+    primary_names = EmbeddedNames(account=ACCOUNT, region=REGION, environments={}, function_names={})
+    standby_names = EmbeddedNames(account=ACCOUNT, region=SECONDARY, environments={}, function_names={})
+    backups, copy = _object_lock_bucket(primary, primary_names), _object_lock_bucket(standby, standby_names)
+    calls = [_safety_snapshot_write(bucket, region) for bucket in (backups, copy) for region in (REGION, SECONDARY)]
+    # When they are checked with the standby stack deployed in the secondary region
+    report = check_conformance(primary, CallRecording(calls), primary_names,
+                               other_stacks=[DeployedStack(standby, standby_names)])
+    # Then each function may write its own store only: the standby's role lacks the primary's backup bucket,
+    # and the primary's lacks the copy
+    denied = {(call.function, call.action): call.resources for call in report.denied}
+    written = "snapshots/s3/apilados-production-data/x/manifest.json.gz"
+    assert denied == {
+        ("recovery", "s3:PutObject"): (f"arn:aws:s3:::{copy}/{written}",),
+        (f"recovery@{SECONDARY}", "s3:PutObject"): (f"arn:aws:s3:::{backups}/{written}",),
+    }
+    assert report.functions_run == {"recovery", f"recovery@{SECONDARY}"}
+    # And with the standby stack alone deciding nothing for the primary: a call from a region no stack under check
+    # is deployed in cannot be judged
+    with pytest.raises(UnresolvableTemplate, match=f"ran in {SECONDARY}"):
+        check_conformance(primary, CallRecording(calls), primary_names)
 
 
 def test_every_known_excess_grant_is_still_granted_and_unused(report: ConformanceReport) -> None:

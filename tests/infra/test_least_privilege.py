@@ -78,7 +78,7 @@ def test_no_other_mutating_action_has_a_wildcard_in_its_resources(synth: Synthes
 @pytest.mark.parametrize("handler", WATCHERS)
 def test_state_table_access_is_item_level_on_the_table_only(synth: Synthesized, handler: str):
     # Given a watcher's policy
-    table = logical_id(synth.resources, "AWS::DynamoDB::Table")
+    table = logical_id(synth.resources, "AWS::DynamoDB::GlobalTable")
     dynamodb = [
         s for s in _statements(synth, handler) if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
     ]

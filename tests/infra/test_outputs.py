@@ -26,7 +26,7 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "DrillFunctionName": function("drill.handler.handler"),
         "DrillScratchBucketName": {"Ref": scratch_bucket_id(resources)},
         "DrillScratchFunctionName": "apilados-pipeline-ingest-drill",
-        "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::Table")},
+        "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::GlobalTable")},
         "BackupBucketName": {"Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)},
         # The data bucket is the pipeline's, named in cdk.json, not created here
         "DataBucketName": "apilados-production-data",

@@ -291,7 +291,7 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
 def test_journal_alerts_and_their_key(synth: Synthesized):
     # Given the recovery role
     resources = synth.resources
-    table = logical_id(resources, "AWS::DynamoDB::Table")
+    table = logical_id(resources, "AWS::DynamoDB::GlobalTable")
     topics = sorted((f"${{{name}}}" for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"), key=str)
     topic_key = logical_id(resources, "AWS::KMS::Key", Description=TOPIC_KEY)
     backup_key = logical_id(resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")

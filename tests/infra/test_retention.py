@@ -63,7 +63,7 @@ def test_retention_may_hide_and_lock_only_backups_and_content_and_never_destroy_
     pruned = [f"{bucket}/backups/*", f"{bucket}/content/*", f"{bucket}/snapshots/*"]
     index = f"{bucket}/locks/*"
     key = logical_id(synth.resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")
-    table = logical_id(synth.resources, "AWS::DynamoDB::Table")
+    table = logical_id(synth.resources, "AWS::DynamoDB::GlobalTable")
     # Then it lists the bucket, reads, hides (delete markers) and extends the locks of the snapshots, their content
     # and the function, stack and logs backups only, keeps its lock index, uses the backup key, reads the pending
     # plans and appends to the journal: no version deleted, no lock bypassed, no other write, no other prefix

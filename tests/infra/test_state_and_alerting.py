@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
-from tests.infra.support import TOPIC_KEY, Synthesized, logical_id, synthesize
+from tests.infra.support import TOPIC_KEY, Synthesized, as_list, logical_id, role_statements, synthesize
 
 
-def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synthesized):
-    # Given the synthesized controller / Then the state table keeps its data safe and costs nothing idle
+def test_state_table_is_a_global_table_on_demand_recoverable_encrypted_and_retained(synth: Synthesized):
+    # Given the synthesized controller / Then the state table keeps its data safe, in both regions, and costs
+    # nothing idle
+    protected = {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                 "DeletionProtectionEnabled": True}
     synth.template.has_resource(
-        "AWS::DynamoDB::Table",
+        "AWS::DynamoDB::GlobalTable",
         {
             "Properties": {
+                "TableName": "apilados-dr-state",
                 "KeySchema": [
                     {"AttributeName": "pk", "KeyType": "HASH"},
                     {"AttributeName": "sk", "KeyType": "RANGE"},
@@ -23,16 +27,31 @@ def test_state_table_is_on_demand_recoverable_encrypted_and_retained(synth: Synt
                     {"AttributeName": "sk", "AttributeType": "S"},
                 ],
                 "BillingMode": "PAY_PER_REQUEST",
-                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
                 "SSESpecification": {"SSEEnabled": True},
                 "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-                "DeletionProtectionEnabled": True,
             },
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
         },
     )
-    synth.template.resource_count_is("AWS::DynamoDB::Table", 1)
+    synth.template.resource_count_is("AWS::DynamoDB::GlobalTable", 1)
+    synth.template.resource_count_is("AWS::DynamoDB::Table", 0)
+    # And a replica in each region, each as protected
+    [table] = [r for r in synth.resources.values() if r["Type"] == "AWS::DynamoDB::GlobalTable"]
+    replicas = sorted(table["Properties"]["Replicas"], key=lambda replica: replica["Region"])
+    assert replicas == [{**protected, "Region": "us-east-1"}, {**protected, "Region": "us-west-2"}]
+
+
+def test_the_standby_addresses_the_state_tables_replica_in_its_region_and_creates_no_table(synth: Synthesized):
+    resources = synth.standby_resources
+    assert not [r for r in resources.values() if r["Type"].startswith("AWS::DynamoDB::")]
+    replica = {"Fn::Join": ["", ["arn:aws:dynamodb:us-west-2:", {"Ref": "AWS::AccountId"}, ":table/apilados-dr-state"]]}
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            assert resource["Properties"]["Environment"]["Variables"]["DR_STATE_TABLE_NAME"] == "apilados-dr-state"
+            granted = [statement["Resource"] for statement in role_statements(resources, name)
+                       if any(str(action).startswith("dynamodb:") for action in as_list(statement["Action"]))]
+            assert granted and all(resource == replica for resource in granted), (name, granted)
 
 
 def test_topics_are_encrypted_with_a_rotating_customer_managed_key(synth: Synthesized):

@@ -70,7 +70,7 @@ def test_watcher_environment_is_what_the_handlers_read(synth: Synthesized, handl
     assert {name for name in variables if name.startswith("DR_")} == {name.value for name in EnvVar}
     assert variables[EnvVar.PROTECTED_FUNCTION_NAME] == "apilados-pipeline-ingest"
     assert (variables[EnvVar.LIVE_ALIAS], variables[EnvVar.STABLE_ALIAS]) == ("LIVE", "STABLE")
-    assert variables[EnvVar.STATE_TABLE_NAME] == {"Ref": logical_id(resources, "AWS::DynamoDB::Table")}
+    assert variables[EnvVar.STATE_TABLE_NAME] == {"Ref": logical_id(resources, "AWS::DynamoDB::GlobalTable")}
     assert variables[EnvVar.ALERT_TOPIC_ARN] == {
         "Ref": logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")
     }

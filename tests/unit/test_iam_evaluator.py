@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from embedded.iam.actions import Permission, UnmappedCall, WorldFacts, learned_change_sets, permissions_of
-from embedded.iam.conformance import check_conformance
+from embedded.iam.conformance import check_conformance, names_in
 from embedded.iam.evaluator import Outcome, UndecidedCondition, evaluate
 from embedded.iam.recorder import CallRecording, RecordedCall, record_calls
 from embedded.iam.template_roles import EmbeddedNames, UnresolvableTemplate, resolve_template
@@ -384,3 +384,28 @@ def test_the_recorder_keys_each_call_by_the_handler_that_made_it(monkeypatch: py
     assert recording.calls[0].params["Body"] == "<payload>" and recording.invoked_as == {
         "fake_function.handler.handler": "fake-function"}
     assert module.handler is handler
+
+
+def test_the_recorder_notes_the_region_each_function_ran_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given one handler run in the primary region, then in the secondary (as Lambda sets AWS_REGION), each
+    # calling the other region's S3
+    module = types.ModuleType("fake_function.handler")
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        boto3.client("s3", region_name=event["calls"]).list_buckets()
+
+    module.handler = handler
+    monkeypatch.setitem(sys.modules, "fake_function.handler", module)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with mock_aws(), record_calls(["fake_function.handler.handler"]) as recording:
+        module.handler({"calls": "us-west-2"}, types.SimpleNamespace(function_name="primary-fn"))
+        monkeypatch.setenv("AWS_REGION", "us-west-2")
+        module.handler({"calls": "us-east-1"}, types.SimpleNamespace(function_name="standby-fn"))
+    # Then each call carries where its function ran (whose stack's role it has), apart from where the call went
+    assert [(call.function_region, call.region) for call in recording.calls] == [
+        ("us-east-1", "us-west-2"), ("us-west-2", "us-east-1")]
+    # And the names and environments are kept per region, so each stack's template resolves against its own
+    names = names_in(recording, ACCOUNT, "us-west-2")
+    assert names.region == "us-west-2" and names.function_names == {"fake_function.handler.handler": "standby-fn"}
+    assert names.environments["fake_function.handler.handler"]["AWS_REGION"] == "us-west-2"
+    assert recording.invoked_as == {"fake_function.handler.handler": "primary-fn"}
