@@ -64,7 +64,9 @@ class StandbyStack(Stack):
         alerting = Alerting(
             self, "Alerting", emails=settings.alert_emails, other_subscribers=settings.alert_subscriptions
         )
-        functions = ControllerFunctions(self, "Functions", settings=settings, alert_topic=alerting.alert_topic)
+        # Every function here keeps its controller items apart from the primary's in the global table.
+        functions = ControllerFunctions(self, "Functions", settings=settings, alert_topic=alerting.alert_topic,
+                                        state_scope=settings.secondary_region)
         alarms = LiveAliasAlarms(self, "LiveAliasAlarms", settings=settings)
         watchers = Watchers(
             self,

@@ -547,7 +547,9 @@ def backup_environment(
     # Plain strings for jsii.
     variables = {str(name.value): value for name, value in environment.items()}
     # A variable the functions' side adds must be given a value here, not silently left to its default.
-    unset = sorted(name.value for name in BackupEnvVar if name.value not in variables)
+    # (The state scope excepted: ControllerFunctions sets it on every function of a standby, and on none here.)
+    unset = sorted(name.value for name in BackupEnvVar
+                   if name.value not in variables and name is not BackupEnvVar.STATE_SCOPE)
     if unset:
         raise ValueError(f"drcore.core.config.BackupEnvVar defines {', '.join(unset)}, which the stack does not set")
     return variables

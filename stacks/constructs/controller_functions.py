@@ -23,6 +23,7 @@ from aws_cdk import aws_ssm as ssm
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from drcore.core.controller_settings import EnvVar
 from stacks.constructs.cdk_types import default_resource
 from stacks.function_asset import COMPLETE_MARKER, function_asset
 from stacks.settings import Settings
@@ -62,9 +63,13 @@ def powertools_layer_parameter(version: str) -> str:
 class ControllerFunctions(Construct):
     """The code asset, the Powertools layer, and the queue that keeps the events a function failed on."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, alert_topic: sns.ITopic) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, alert_topic: sns.ITopic,
+                 state_scope: str | None = None) -> None:
+        """`state_scope`: the region a standby's functions keep their controller items apart under, in the shared
+        global state table (drcore.state.store); None in the primary."""
         super().__init__(scope, construct_id)
         self._settings = settings
+        self._state_scope = {EnvVar.STATE_SCOPE.value: state_scope} if state_scope else {}
         self._code = lambda_.Code.from_asset(str(function_asset()), exclude=[COMPLETE_MARKER])
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self, powertools_layer_parameter(powertools_version())
@@ -143,6 +148,7 @@ class ControllerFunctions(Construct):
             log_group=log_group,
             environment={
                 **environment,
+                **self._state_scope,
                 "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": self._settings.metrics_namespace,
             },

@@ -10,7 +10,11 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from app import build_app
+from drcore.core.controller_settings import EnvVar
 from stacks.settings import CONTEXT_KEY, Settings
+
+# Variables only the standby stack's functions get (their controller items kept apart in the global table).
+STANDBY_ONLY = frozenset({EnvVar.STATE_SCOPE.value})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
-from tests.infra.support import Synthesized, default_settings, logical_id, rendered
+from tests.infra.support import STANDBY_ONLY, Synthesized, default_settings, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -94,9 +94,8 @@ def test_backup_environment_is_every_backup_variable_and_the_state_table(synth: 
     resources = synth.resources
     variables = resources[_backup(synth)]["Properties"]["Environment"]["Variables"]
     # Then it sets every variable drcore.core.config.BackupEnvVar defines, plus the journal's table, and no more
-    assert {name for name in variables if name.startswith("DR_")} == {v.value for v in BackupEnvVar} | {
-        EnvVar.STATE_TABLE_NAME.value
-    }
+    expected = ({v.value for v in BackupEnvVar} - STANDBY_ONLY) | {EnvVar.STATE_TABLE_NAME.value}
+    assert {name for name in variables if name.startswith("DR_")} == expected
     assert variables[EnvVar.STATE_TABLE_NAME] == {"Ref": logical_id(resources, "AWS::DynamoDB::GlobalTable")}
     assert variables[BackupEnvVar.BACKUP_BUCKET_NAME] == {
         "Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)

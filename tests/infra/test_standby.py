@@ -82,8 +82,8 @@ def test_the_standby_recovery_works_on_this_regions_function_the_copy_and_the_re
     assert variables["DR_PROTECTED_FUNCTION_NAME"] == "apilados-pipeline-ingest"
     # The same action table and variables as the primary's recovery function: only the values above differ
     primary = _environment(synth.resources, "recovery.handler.handler")
-    assert set(variables) == set(primary)
-    differing = {name for name in variables if rendered(variables[name]) != rendered(primary[name])}
+    assert set(variables) == set(primary) | {"DR_STATE_SCOPE"}
+    differing = {name for name in primary if rendered(variables[name]) != rendered(primary[name])}
     assert differing <= {"DR_BACKUP_BUCKET_NAME", "DR_RESTORE_TARGET_BUCKETS", "DR_ALERT_TOPIC_ARN",
                          "DR_EMERGENCY_TOPIC_ARN", "DR_STATE_TABLE_NAME"}, differing
     # And its grants name this region's function, the copy and its key
@@ -99,6 +99,15 @@ def test_the_standby_recovery_works_on_this_regions_function_the_copy_and_the_re
     key = [statement for statement in statements if statement.get("Sid") == "UseBackupKey"]
     backup_key = logical_id(resources, "AWS::KMS::Key", Description=BACKUP_KEY)
     assert key and key[0]["Resource"] == f"${{{backup_key}.Arn}}"
+
+
+def test_the_standby_keeps_its_controller_items_apart_from_the_primarys_in_the_global_table(synth: Synthesized):
+    # Every standby function scopes its items to its region; no primary function does (its items stay where they
+    # were), so the two regions' watchers never write one controller record
+    for handler in _functions(synth.standby_resources):
+        assert _environment(synth.standby_resources, handler)["DR_STATE_SCOPE"] == "us-west-2", handler
+    for handler in _functions(synth.resources):
+        assert "DR_STATE_SCOPE" not in _environment(synth.resources, handler), handler
 
 
 def test_every_standby_alarm_has_an_action(synth: Synthesized):

@@ -187,3 +187,19 @@ def test_every_change_is_journaled_with_its_cause(system, controller: AliasContr
     assert [entry["action"] for entry in entries][:2] == ["rollback", "release"]
     assert entries[0]["cause"]["requested_by"] == "alice"
     assert entries[0]["from_version"] == system.versions["bad"] and entries[0]["to_version"] == system.versions["good"]
+
+
+def test_a_scoped_store_keeps_the_standbys_record_and_journal_apart_from_the_primarys(system, controller):
+    # Given the primary's record (adopted from the aliases) and a journal entry
+    from drcore.core.models import Cause
+    from drcore.state.store import ControllerStateStore
+    primary = controller.record()
+    controller.freeze(Cause(kind="manual", summary="freeze", requested_by="a", reason="test"))
+    # When the standby's controller, scoped to its region, looks for its record in the same (global) table
+    standby = ControllerStateStore(system.clients["dynamodb"], system.table, scope="us-west-2")
+    # Then it finds none and no journal: it would adopt its own region's aliases, never overwrite the primary's
+    assert standby.get(system.function_name) is None
+    assert standby.journal(system.function_name) == []
+    written = standby.create(primary.evolve(generation=1))
+    assert ControllerStateStore(system.clients["dynamodb"], system.table).get(system.function_name) != written
+    assert standby.get(system.function_name) == written

@@ -86,6 +86,7 @@ class BackupEnvVar(StrEnum):
 
     PROTECTED_FUNCTION_NAME = EnvVar.PROTECTED_FUNCTION_NAME.value
     STATE_TABLE_NAME = EnvVar.STATE_TABLE_NAME.value  # the journal
+    STATE_SCOPE = EnvVar.STATE_SCOPE.value
     DATA_BUCKET_NAME = "DR_DATA_BUCKET_NAME"
     BACKUP_BUCKET_NAME = "DR_BACKUP_BUCKET_NAME"
     PIPELINE_STACK_NAME = "DR_PIPELINE_STACK_NAME"
@@ -125,6 +126,7 @@ class BackupSettings(BaseModel):
 
     protected_function: str = Field(alias=BackupEnvVar.PROTECTED_FUNCTION_NAME, min_length=1)
     state_table: str = Field(alias=BackupEnvVar.STATE_TABLE_NAME, min_length=1)
+    state_scope: str | None = Field(None, alias=BackupEnvVar.STATE_SCOPE)
     data_bucket: str = Field(alias=BackupEnvVar.DATA_BUCKET_NAME, min_length=3)
     backup_bucket: str = Field(alias=BackupEnvVar.BACKUP_BUCKET_NAME, min_length=3)
     pipeline_stack: str = Field(alias=BackupEnvVar.PIPELINE_STACK_NAME, min_length=1)
@@ -133,6 +135,11 @@ class BackupSettings(BaseModel):
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1,
                                   le=MAX_COPY_CONCURRENCY)
     publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
+
+    @field_validator("state_scope", mode="before")
+    @classmethod
+    def _no_scope_when_empty(cls, value: object) -> object:
+        return value or None
 
     @property
     def function_log_group(self) -> str:

@@ -35,6 +35,10 @@ class EnvVar(StrEnum):
     REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
     METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
     HEALTH_PROBE_TIMEOUT_SECONDS = "DR_HEALTH_PROBE_TIMEOUT_SECONDS"
+    # The region whose copy of the protected function this controller keeps records for, where that is not the
+    # primary (the standby stack's functions): their controller record and journal are kept apart from the
+    # primary's in the shared global table. Empty in the primary.
+    STATE_SCOPE = "DR_STATE_SCOPE"
 
 
 def split_names(text: str) -> tuple[str, ...]:
@@ -127,6 +131,7 @@ class ControllerSettings:
     regression_min_invocations: int = DEFAULT_REGRESSION_MIN_INVOCATIONS
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     health_probe_timeout_seconds: int = DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS
+    state_scope: str | None = None
 
     @property
     def watched_alarms(self) -> tuple[str, ...]:
@@ -158,6 +163,7 @@ class ControllerSettings:
                 EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS, DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, int,
                 lambda seconds: 1 <= seconds <= MAX_HEALTH_PROBE_TIMEOUT_SECONDS,
                 f"a whole number of seconds from 1 to {MAX_HEALTH_PROBE_TIMEOUT_SECONDS}"),
+            state_scope=read.text(EnvVar.STATE_SCOPE, "") or None,
         )
         if read.problems:
             raise SettingsError(f"invalid controller settings: {'; '.join(read.problems)}")

@@ -121,12 +121,25 @@ class RollbackRefused(Exception):
 
 
 class ControllerStateStore:
-    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str) -> None:
+    """The protected function's items. `scope` (the standby's region) keeps a copy of the function in another
+    region apart: its items go under `FUNCTION#<name>@<scope>`, so the standby's controller never writes the
+    primary's record in the global table (DynamoDB's last-writer-wins would then choose between them). The region
+    record and the region switches' plans are the primary's partition's, shared by design (drcore.state.region_record).
+    """
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str, scope: str | None = None) -> None:
         self._dynamodb = dynamodb_client
         self._table = table_name
+        self._scope = scope
+
+    def _partition(self, function_name: str) -> str:
+        return _partition(function_name) + (f"@{self._scope}" if self._scope else "")
 
     def _key(self, function_name: str, sort_key: str) -> dict[str, AttributeValueTypeDef]:
-        return {"pk": {"S": _partition(function_name)}, "sk": {"S": sort_key}}
+        return {"pk": {"S": self._partition(function_name)}, "sk": {"S": sort_key}}
+
+    def _record_item(self, record: ControllerRecord) -> dict[str, AttributeValueTypeDef]:
+        return _marshal({**record_to_item(record), "pk": self._partition(record.function_name)})
 
     def get(self, function_name: str) -> ControllerRecord | None:
         response = self._dynamodb.get_item(
@@ -139,7 +152,7 @@ class ControllerStateStore:
         try:
             self._dynamodb.put_item(
                 TableName=self._table,
-                Item=_marshal(record_to_item(record)),
+                Item=self._record_item(record),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
@@ -154,7 +167,7 @@ class ControllerStateStore:
         try:
             self._dynamodb.put_item(
                 TableName=self._table,
-                Item=_marshal(record_to_item(written)),
+                Item=self._record_item(written),
                 ConditionExpression="generation = :expected",
                 ExpressionAttributeValues={":expected": {"N": str(expected.generation)}},
             )
@@ -228,7 +241,7 @@ class ControllerStateStore:
     ) -> bool:
         """Append one journal entry; an entry with the same time and id is written at most once."""
         item = {
-            "pk": _partition(function_name),
+            "pk": self._partition(function_name),
             "sk": f"{JOURNAL_PREFIX}{at}#{entry_id}",
             "entry_id": entry_id,
             "at": at,
@@ -262,7 +275,7 @@ class ControllerStateStore:
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={
-                ":pk": {"S": _partition(function_name)},
+                ":pk": {"S": self._partition(function_name)},
                 ":prefix": {"S": JOURNAL_PREFIX},
             },
             ScanIndexForward=False,
@@ -277,7 +290,7 @@ class ControllerStateStore:
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             FilterExpression="#action = :action",
             ExpressionAttributeNames={"#action": "action"},
-            ExpressionAttributeValues={":pk": {"S": _partition(function_name)}, ":prefix": {"S": JOURNAL_PREFIX},
+            ExpressionAttributeValues={":pk": {"S": self._partition(function_name)}, ":prefix": {"S": JOURNAL_PREFIX},
                                        ":action": {"S": action}},
             ScanIndexForward=False,
         )
@@ -290,7 +303,7 @@ class ControllerStateStore:
 
     def put_plan(self, function_name: str, plan_id: str, document: dict[str, Any], expires_at: int) -> None:
         """Store a plan (`PLAN#<id>`); DynamoDB's TTL on `expires_at` removes it some time after it expired."""
-        item = {"pk": _partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", **document,
+        item = {"pk": self._partition(function_name), "sk": f"{PLAN_PREFIX}{plan_id}", **document,
                 "expires_at": expires_at}
         self._dynamodb.put_item(TableName=self._table, Item=_marshal(item),
                                 ConditionExpression="attribute_not_exists(sk)")
@@ -306,7 +319,7 @@ class ControllerStateStore:
         pages = self._dynamodb.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": _partition(function_name)}, ":prefix": {"S": PLAN_PREFIX}},
+            ExpressionAttributeValues={":pk": {"S": self._partition(function_name)}, ":prefix": {"S": PLAN_PREFIX}},
             ConsistentRead=True,
         )
         return [_unmarshal(item) for page in pages for item in page["Items"]]

@@ -38,6 +38,6 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,
-                        journal=ControllerStateStore(client("dynamodb"), settings.state_table),
+                        journal=ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope),
                         metrics=BackupMetrics(client("cloudwatch"), settings.metrics_namespace),
                         continue_snapshot=continue_snapshot)

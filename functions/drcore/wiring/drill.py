@@ -34,7 +34,7 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
     client = client_factory()
     s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
-    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope)
     lambda_client = client("lambda")
     targets = DrillTargets(
         protected_function=settings.protected_function, data_bucket=backup.data_bucket,

@@ -45,7 +45,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     controller, _, alarm_board = alias_controller(settings, client)
     s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
-    state = ControllerStateStore(client("dynamodb"), settings.state_table)
+    state = ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope)
     lambda_client = client("lambda")
 
     def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any], at: str) -> None:

@@ -24,4 +24,5 @@ def retention_run(settings: BackupSettings, retention: RetentionSettings,
     subjects = {Component.S3: settings.data_bucket, Component.LAMBDA: settings.protected_function,
                 Component.STACK: settings.pipeline_stack, Component.LOGS: log_subject(settings.function_log_group)}
     return RetentionRun(store, subjects, retention.policy, locks,
-                        ControllerStateStore(client("dynamodb"), settings.state_table), settings.protected_function)
+                        ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope),
+                        settings.protected_function)

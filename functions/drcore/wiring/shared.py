@@ -25,7 +25,7 @@ def alias_controller(settings: ControllerSettings, client: ClientFactory, clock:
     alarm_board = AlarmBoard(cloudwatch)
     controller = AliasController(
         settings=settings,
-        store=ControllerStateStore(client("dynamodb"), settings.state_table),
+        store=ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope),
         aliases=aliases,
         alarm_board=alarm_board,
         alerts=alert_publisher(settings, client),
