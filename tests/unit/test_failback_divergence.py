@@ -274,3 +274,20 @@ def _one_worker(pool_type: Any) -> Any:
     def init(self: Any, max_workers: Any = None, *args: Any, **kwargs: Any) -> None:
         original(self, 1, *args, **kwargs)
     return init
+
+
+def test_a_plan_up_to_a_moment_leaves_later_writes_for_a_later_plan(regions):
+    # Given writes of the secondary before and after a moment (the replica's notification removed)
+    with after_failover():
+        regions.put(regions.secondary, REPLICA, "data/early.csv", b"early")
+    with after_failover(6):
+        regions.put(regions.secondary, REPLICA, "data/late.csv", b"late")
+        # When one plan copies up to the moment, and a catch-up sharing its records copies the rest
+        early = regions.plan(until=FAILOVER_AT + timedelta(minutes=5, seconds=30))
+        assert early.copy_keys == ("data/early.csv",)
+        assert regions.engine.apply(early, PLENTY).verification.ok  # type: ignore[union-attr]
+        late = regions.plan(records_id=early.records_id)
+        progress = regions.engine.apply(late, PLENTY)
+    # Then the catch-up copies only the later write, under the first plan's safety snapshot
+    assert late.copy_keys == ("data/late.csv",) and progress.copied == 1
+    assert len(list_snapshots(regions.store, PRIMARY)) == 1

@@ -112,9 +112,10 @@ class ReplicaDivergence:
     # Plan ----------------------------------------------------------------------------------------
 
     def plan(self, primary_bucket: str, replica_bucket: str, since: datetime, *, prefer: str | None = None,
-             records_id: str | None = None) -> FailbackCopyPlan:
-        """What the replica wrote since `since` that the primary does not hold. `records_id`: an earlier plan
-        of the same failback (a catch-up), whose safety snapshot and writes this plan shares."""
+             records_id: str | None = None, until: datetime | None = None) -> FailbackCopyPlan:
+        """What the replica wrote since `since` (up to `until`, when given) that the primary does not hold.
+        `records_id`: an earlier plan of the same failback (a catch-up), whose safety snapshot and writes this
+        plan shares."""
         if prefer is not None and prefer not in PREFERENCES:
             raise InvalidRequest(f"prefer must be one of {', '.join(PREFERENCES)} (got {prefer!r})")
         plan_id = f"fb-{secrets.token_hex(5)}"
@@ -124,7 +125,7 @@ class ReplicaDivergence:
         current = current_of(primary_listing)
         with ThreadPoolExecutor(self._concurrency) as pool:
             own = self._replica_own(replica_bucket, status_needed(replica_listing, since), pool)
-            wanted = replica_writes(replica_listing, own, primary_listing, since)
+            wanted = replica_writes(replica_listing, own, primary_listing, since, until)
             copies = {key: desired_of(replica_bucket, self._change(item, "created")) for key, item in wanted.items()
                       if not item.delete_marker}
             diff = content_diff(copies, current, primary_bucket, {}, self._same_objects(primary_bucket, pool))

@@ -42,12 +42,15 @@ def version_ids(listing: Iterable[ListedVersion]) -> dict[str, set[str]]:
 
 
 def replica_writes(replica_listing: Iterable[ListedVersion], replica_written: set[tuple[str, str]],
-                   primary_listing: Iterable[ListedVersion], since: datetime) -> dict[str, ListedVersion]:
-    """The replica's newest own write of each key it wrote after `since`. `replica_written`: the (key, version
-    id) of its object versions after `since` that are not replicas."""
+                   primary_listing: Iterable[ListedVersion], since: datetime,
+                   until: datetime | None = None) -> dict[str, ListedVersion]:
+    """The replica's newest own write of each key it wrote after `since` (and not after `until`, when given).
+    `replica_written`: the (key, version id) of its object versions after `since` that are not replicas."""
     primary_ids = version_ids(primary_listing)
     newest: dict[str, ListedVersion] = {}
     for item in after(replica_listing, since):
+        if until is not None and item.last_modified > until:
+            continue
         own = (item.version_id not in primary_ids.get(item.key, set()) if item.delete_marker
                else (item.key, item.version_id) in replica_written)
         if not own:
