@@ -291,3 +291,19 @@ def test_a_plan_up_to_a_moment_leaves_later_writes_for_a_later_plan(regions):
     # Then the catch-up copies only the later write, under the first plan's safety snapshot
     assert late.copy_keys == ("data/late.csv",) and progress.copied == 1
     assert len(list_snapshots(regions.store, PRIMARY)) == 1
+
+
+def test_a_primary_write_the_replica_held_before_writing_over_it_is_no_conflict(regions):
+    # Given primary writes after the failover time: one replicated before the secondary wrote the key, one still
+    # in flight (the replica never saw it) when the secondary wrote its key
+    with after_failover(1):
+        regions.put(regions.primary, PRIMARY, "data/a.csv", b"a-primary-seen")
+        regions.replication.catch_up()
+        regions.replication.lag = timedelta(hours=1)
+        regions.put(regions.primary, PRIMARY, "data/b.csv", b"b-primary-unseen")
+    with after_failover(2):
+        regions.put(regions.secondary, REPLICA, "data/a.csv", b"a-secondary")
+        regions.put(regions.secondary, REPLICA, "data/b.csv", b"b-secondary")
+        plan = regions.plan()
+    # Then only the unseen one conflicts
+    assert plan.conflict_keys == ("data/b.csv",) and set(plan.copy_keys) == {"data/a.csv", "data/b.csv"}

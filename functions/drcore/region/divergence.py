@@ -5,31 +5,31 @@ Never the replica copied over the primary wholesale (the runbook's recover-s3-re
 replica itself wrote after the failover time (drcore.region.divergence_diff), each as the replica's newest
 own write of it.
 
-**Plan.** Lists both buckets' versions (each with its own region's client), asks the replica's versions
-after the failover time for their replication status, and compares each wanted version with the primary's
-current one by content and headers, with the bucket restore's comparison (drcore.restore.bucket_diff
-`content_diff`, drcore.restore.bucket_verification): a key the primary already holds as wanted is not a
-change. What is left is counted by kind (created, changed, metadata, deleted); a key the primary changed
-after the failover time too is a conflict. Every change is written once to the backup store
-(`restores/s3/<primary>/<plan id>/changes.json.gz`); the plan names the first few.
+**Plan.** Lists both buckets' versions (each with its own region's client), asks the replica's versions after
+the failover time for their replication status, and compares each wanted version with the primary's current
+one by content and headers, with the bucket restore's comparison (drcore.restore.bucket_diff `content_diff`,
+drcore.restore.bucket_verification): a key the primary already holds as wanted is not a change. What is left
+is counted by kind (created, changed, metadata, deleted); a key the primary changed after the failover time
+too, unseen by the replica's write, is a conflict (divergence_diff.conflicts). Every change is written once to
+the backup store (`restores/s3/<primary>/<plan id>/changes.json.gz`); the plan names the first few.
 
-**Conflicts** are refused (`ConflictsUnresolved`) unless the plan says who wins: `prefer: "secondary"`
-copies the replica's write over the primary's, `prefer: "primary"` leaves those keys as the primary holds them.
+**Conflicts** are refused (`ConflictsUnresolved`) unless the plan says who wins: `prefer: "secondary"` copies
+the replica's write over the primary's, `prefer: "primary"` leaves those keys as the primary holds them.
 
 **Apply.** A safety snapshot of the whole primary bucket first (the backup engine's snapshot, continued by id
 over invocations, its id recorded before it begins, as restores take theirs: drcore.restore.applied_records).
-Then a key the plan copies that the primary has changed since without being a planned conflict refuses the
-apply (`PrimaryChanged`). Then it lists the primary, recomputes which planned keys still differ and changes
-only those, in batches while time remains: copies by S3Copier (drcore.aws.s3_copy; the request goes to the
-primary's region, the source is pinned to the replica's version id and ETag, its headers come along),
-deletions as delete markers (DeleteObject without a version id). What still differs is decided by content
-each time, so a resumed apply copies only what is missing; the versions written are recorded after each
-batch (under the failback's first plan, `records_id`), so that the failback's own writes are never taken
+Then a key the plan copies that the primary has changed since the plan was made, without being a planned
+conflict, refuses the apply (`PrimaryChanged`). Then it lists the primary, recomputes which planned keys still
+differ and changes only those, in batches while time remains: copies by S3Copier (drcore.aws.s3_copy; the
+request goes to the primary's region, the source is pinned to the replica's version id and ETag, its headers
+come along), deletions as delete markers (DeleteObject without a version id). What still differs is decided by
+content each time, so a resumed apply copies only what is missing; the versions written are recorded after
+each batch (under the failback's first plan, `records_id`), so that the failback's own writes are never taken
 for the primary's changes (conflicts) by its later plans.
 
 **Verify.** Every planned key read back from the primary: a copied key's current version must be proven to
-hold the replica version's body and headers (HeadObject of both, the body read where those cannot tell);
-a deleted key must have no current version. What the apply wrote is never counted as done.
+hold the replica version's body and headers (HeadObject of both, the body read where those cannot tell); a
+deleted key must have no current version. What the apply wrote is never counted as done.
 
 Undo: restore the primary bucket from the safety snapshot (restore_s3).
 """
@@ -42,7 +42,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
@@ -52,7 +52,7 @@ from drcore.aws.errors import OBJECT_NOT_FOUND, error_code, retrying
 from drcore.aws.s3_copy import ARCHIVE_STORAGE_CLASSES, CopySource, CopySourceArchived, S3Copier
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
-from drcore.region.divergence_diff import kind_of, primary_changed, replica_writes, status_needed
+from drcore.region.divergence_diff import conflicts, kind_of, primary_changed, replica_writes, status_needed
 from drcore.region.divergence_plan import (
     CHANGES_FORMAT,
     PREFERENCES,
@@ -131,10 +131,11 @@ class ReplicaDivergence:
             diff = content_diff(copies, current, primary_bucket, {}, self._same_objects(primary_bucket, pool))
         differing = {item.key for item in diff.copy} | set(diff.archived)
         differing |= {key for key, item in wanted.items() if item.delete_marker and key in current}
-        both = primary_changed(primary_listing, since, read_written(self._store, primary_bucket, records_id))
+        both = conflicts(wanted, primary_listing, replica_listing, since,
+                         read_written(self._store, primary_bucket, records_id))
         changes = [self._change(wanted[key], kind_of(wanted[key], current), conflict=key in both)
                    for key in sorted(differing)]
-        conflicts = [change for change in changes if change.conflict]
+        conflicting = [change for change in changes if change.conflict]
         applied = [change for change in changes if not (change.conflict and prefer == "primary")]
         changes_key = None
         if changes:
@@ -149,12 +150,12 @@ class ReplicaDivergence:
             created=sum(change.kind == "created" for change in changes),
             changed=sum(change.kind == "changed" for change in changes),
             metadata=sum(change.kind == "metadata" for change in changes),
-            deleted=sum(change.kind == "deleted" for change in changes), conflicts=len(conflicts),
+            deleted=sum(change.kind == "deleted" for change in changes), conflicts=len(conflicting),
             kept_primary=len(changes) - len(applied), to_copy=len(copy_back), to_delete=len(applied) - len(copy_back),
             bytes_to_copy=sum(change.size for change in copy_back),
             copy_keys=tuple(change.key for change in copy_back[:LISTED_KEYS]),
             delete_keys=tuple(change.key for change in applied if change.is_delete)[:LISTED_KEYS],
-            conflict_keys=tuple(change.key for change in conflicts[:LISTED_KEYS]), changes_key=changes_key)
+            conflict_keys=tuple(change.key for change in conflicting[:LISTED_KEYS]), changes_key=changes_key)
         logger.info("failback copy planned", extra={
             "plan_id": plan_id, "primary": primary_bucket, "replica": replica_bucket, "since": plan.since,
             "to_copy": plan.to_copy, "to_delete": plan.to_delete, "conflicts": plan.conflicts, "prefer": prefer})
@@ -253,9 +254,11 @@ class ReplicaDivergence:
     def _require_no_new_conflicts(self, plan: FailbackCopyPlan, changes: list[DivergedKey],
                                   primary_listing: list[ListedVersion]) -> None:
         """A key the plan copies that the primary changed since the plan (not a conflict it resolved) refuses."""
-        # What this failback's plans wrote into the primary is no change of the primary's own.
+        # What this failback's plans wrote into the primary is no change of the primary's own. Listing times
+        # have one-second resolution: a write in the plan's second counts as after it.
         own = read_written(self._store, plan.primary_bucket, plan.records_id)
-        changed = primary_changed(primary_listing, parse_time(plan.since), own)
+        changed = primary_changed(primary_listing, parse_time(plan.created_at).replace(microsecond=0)
+                                  - timedelta(microseconds=1), own)
         new = sorted(change.key for change in changes if change.key in changed and not change.conflict)
         if new:
             raise PrimaryChanged(f"the primary changed {len(new)} keys plan {plan.plan_id} copies back since it was "

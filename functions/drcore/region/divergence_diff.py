@@ -9,8 +9,9 @@ written (a primary that was not wholly down). After the failover time `since`:
   the primary's version id, so a marker whose version id the primary does not hold was written here).
 - Each key the replica wrote is wanted in the primary as the replica's newest own write of it: that version's
   content and headers, or (a delete marker) no current version.
-- A conflict is such a key that the primary also changed after `since` (any version or delete marker of it
-  after that time that the failback did not write itself: `own`).
+- A conflict is such a key that the primary also changed after `since` without the replica having seen
+  it: a version or delete marker of the primary after that time (not one the failback wrote itself: `own`)
+  that never reached the replica, or that is not older than the replica's write.
 
 Replicas keep the primary's last-modified time, so a replication that lands late is never taken for a change
 after `since`.
@@ -68,6 +69,22 @@ def primary_changed(primary_listing: Iterable[ListedVersion], since: datetime, o
     """Keys the primary changed after `since`, other than by the failback's own writes."""
     return {item.key for item in after(primary_listing, since)
             if (item.version_id, item.etag) not in own.get(item.key, set())}
+
+
+def conflicts(wanted: Mapping[str, ListedVersion], primary_listing: Iterable[ListedVersion],
+              replica_listing: Iterable[ListedVersion], since: datetime, own: Written) -> set[str]:
+    """The keys of `wanted` the primary changed after `since` in a way the replica's write did not see: a
+    version (or delete marker) of the primary that never reached the replica, or that is not older than the
+    replica's write. A primary write the replica held before writing over it is no conflict."""
+    replica_ids = version_ids(replica_listing)
+    found: set[str] = set()
+    for item in after(primary_listing, since):
+        write = wanted.get(item.key)
+        if write is None or (item.version_id, item.etag) in own.get(item.key, set()):
+            continue
+        if item.version_id not in replica_ids.get(item.key, set()) or item.last_modified >= write.last_modified:
+            found.add(item.key)
+    return found
 
 
 def same_body_listed(wanted: ListedVersion, current: ListedVersion) -> bool:
