@@ -8,7 +8,7 @@ from typing import Any
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
-from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings, RegionSettings
+from drcore.core.config import BackupSettings, ControllerSettings, FailoverSettings, RecoverySettings, RegionSettings
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
     FunctionRestoreAction,
@@ -20,6 +20,7 @@ from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import (
     ComprehensiveRollback,
     ConfigureReplication,
+    Failback,
     RecoverFromBackup,
     RecoverStack,
     RestoreS3,
@@ -30,6 +31,7 @@ from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
+from drcore.wiring.failback import failback_action
 from drcore.wiring.replication import replication_parts
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher, alias_controller
@@ -39,7 +41,7 @@ from drcore.wiring.shared import alert_publisher, alias_controller
 def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
                      function_name: str, endpoint_url: str | None = None,
                      preflight: PreflightSettings | None = None, region: RegionSettings | None = None,
-                     ) -> RecoveryService:
+                     failover: FailoverSettings | None = None) -> RecoveryService:
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = client_factory()
     controller, _, alarm_board = alias_controller(settings, client)
@@ -64,11 +66,14 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
                                               stack_role_arn=recovery.stack_role_arn))
-    configure_replication, replication = replication_parts(client, backup.data_bucket, region or RegionSettings())
+    region = region or RegionSettings()
+    configure_replication, replication = replication_parts(client, backup.data_bucket, region)
+    failback = failback_action(settings, backup, region, failover or FailoverSettings(),
+                               alert_publisher(settings, client))
     destructive: dict[type, TwoStepAction] = {
         RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
         ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack),
-        ConfigureReplication: configure_replication}
+        ConfigureReplication: configure_replication, Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
