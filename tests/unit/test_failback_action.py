@@ -21,6 +21,7 @@ from drcore.aws.alerts import AlertPublisher
 from drcore.aws.lambda_updates import LambdaUpdates
 from drcore.aws.pipeline_notification import BucketNotifications, pipeline_entries
 from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.core.config import FailoverEnvVar
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.divergence_plan import ConflictsUnresolved
 from drcore.region.failback_action import (
@@ -36,6 +37,7 @@ from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import BackupStore
 from drcore.state.region_record import RegionRecord
 from embedded.sample_system import SampleSystem, add_buckets, add_replica, execution_role_name
+from tests.support import WHO, CallRecorder, act
 
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"
 ACCOUNT = "123456789012"
@@ -240,3 +242,37 @@ def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_regi
     assert world.processing() == (True, False) and world.body("uploads/during.csv") == b"written in the secondary"
     claims = world.record.claims()
     assert [(claim.epoch, claim.kind) for claim in claims] == [(1, "failover"), (2, "failback")]
+
+
+# Through the recovery function ------------------------------------------------------------------
+
+BAD_EVENTS = [
+    ({"action": "failback"}, "requested_by: Field required"),
+    ({"action": "failback", **WHO, "prefer": "both"}, "prefer"),
+    ({"action": "failback", **WHO, "prefer": None, "since": "2026-01-01T00:00:00Z"}, "since: Extra inputs"),
+    ({"action": "failback", **WHO, "confirm": "fb-0123456789"}, "no plan 'fb-0123456789'"),
+    ({"action": "failback", **WHO, "resume": "rp-0123456789"}, "no plan 'rp-0123456789'"),
+    ({"action": "failback", **WHO}, "failback is not configured: set primary_region"),
+]
+
+
+@pytest.mark.parametrize("event, problem", BAD_EVENTS, ids=[str(i) for i in range(len(BAD_EVENTS))])
+def test_a_bad_or_unconfigured_request_is_refused_with_no_mutating_call(world, monkeypatch, event, problem):
+    add_replica(world, boto3.session.Session(region_name=PRIMARY))
+    for name, value in world.region_environment().items():
+        monkeypatch.setenv(name, value)
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    refused = act(event)
+    assert refused["ok"] is False and problem in refused["error"], refused
+    assert calls.mutating() == []
+
+
+def test_through_the_recovery_function_a_failback_never_failed_over_is_a_no_op(world, monkeypatch):
+    add_replica(world, boto3.session.Session(region_name=PRIMARY))
+    for name, value in {**world.region_environment(), FailoverEnvVar.PRIMARY_REGION: PRIMARY}.items():
+        monkeypatch.setenv(name, value)
+    planned = act({"action": "failback", **WHO})
+    assert planned["ok"] is True and planned["result"]["plan"]["noop"] is True, planned
+    applied = act({"action": "failback", **WHO, "confirm": planned["result"]["plan_id"]})
+    assert applied["ok"] is True and applied["result"]["result"] == {"ok": True, "noop": True,
+                                                                     "active_region": PRIMARY}

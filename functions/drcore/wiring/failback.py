@@ -57,10 +57,12 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
             raise InvalidRequest(f"failback is not configured: set {', '.join(missing)} in cdk.json (dr) and deploy")
         here_clients, primary_clients = client_factory(), client_factory(primary)
         secondary_clients = client_factory(secondary)
-        here = here_clients("sts").meta.region_name
-        account = here_clients("sts").get_caller_identity()["Account"]
-        sites = FailbackSites(primary, secondary, here, account, settings.protected_function, settings.live_alias,
-                              backup.data_bucket, replica)
+        primary_lambda, secondary_lambda = primary_clients("lambda"), secondary_clients("lambda")
+        # The account and partition of the LIVE targets, from the primary's own alias (read by the probe too).
+        live = primary_lambda.get_alias(FunctionName=settings.protected_function, Name=settings.live_alias)
+        partition, account = live["AliasArn"].split(":")[1], live["AliasArn"].split(":")[4]
+        sites = FailbackSites(primary, secondary, here_clients("dynamodb").meta.region_name, account,
+                              settings.protected_function, settings.live_alias, backup.data_bucket, replica, partition)
         primary_s3 = s3_client(backup.copy_concurrency, primary)
         secondary_s3 = s3_client(backup.copy_concurrency, secondary)
         store = BackupStore(primary_s3, backup.backup_bucket)
@@ -68,7 +70,6 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
             primary_s3, secondary_s3, store, concurrency=backup.copy_concurrency,
             snapshots_of=lambda bucket: BucketSnapshotter(primary_s3, store, bucket,
                                                           concurrency=backup.copy_concurrency))
-        primary_lambda, secondary_lambda = primary_clients("lambda"), secondary_clients("lambda")
         probe_clients = single_attempt_clients("lambda", primary)
         probe = HealthProbe(AliasGateway(primary_lambda, settings.protected_function),
                             lambda seconds: AliasGateway(probe_clients(seconds), settings.protected_function),
