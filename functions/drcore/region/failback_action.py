@@ -185,7 +185,7 @@ class FailbackAction:
     # Steps: each answers a document (`paused`: call again; `stop`: the failback ends here, unswitched) ------
 
     def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-              remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                   remaining_ms: Callable[[], int]) -> dict[str, Any]:
         return self._copy_back(copy, remaining_ms, stop_unverified=True)
 
     def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
@@ -196,7 +196,7 @@ class FailbackAction:
         return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"]}
 
     def _step_catch_up_before(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                         remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                              remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Listing times have one-second resolution: an upload in the second of the removal is left for after, where
         # it may be processed a second time, never not at all.
         off = parse_time(state["replica_off_at"]).replace(microsecond=0)
@@ -204,7 +204,7 @@ class FailbackAction:
                               until=off - timedelta(microseconds=1))
 
     def _step_claim(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-               remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
         sites = self._sites
         holding = self._record.current()
         if holding is not None and holding.plan_id == plan["plan_id"] and holding.kind == "failback":
@@ -225,23 +225,23 @@ class FailbackAction:
                 "replica_restored": restored}
 
     def _step_environment(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                          remaining_ms: Callable[[], int]) -> dict[str, Any]:
         change = self._environment.merge(self._sites.function_name, {}, remove=FAILOVER_VARIABLES)
         return {**change.to_dict(), "ok": change.verified, "region": self._sites.secondary_region}
 
     def _step_primary_on(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                         remaining_ms: Callable[[], int]) -> dict[str, Any]:
         change = self._primary_notifications.merge_in(self._sites.data_bucket,
                                                       self._sites.live_arn(self._sites.primary_region),
                                                       plan["entry_template"])
         return {**change.to_dict(), "ok": change.ok and change.processing}
 
     def _step_catch_up_after(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                        remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                             remaining_ms: Callable[[], int]) -> dict[str, Any]:
         return self._catch_up(plan, copy, state, "catch_up_after", remaining_ms, until=None)
 
     def _step_alert(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-               remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
         sites = self._sites
         self._alerts.publish(Alert(
             severity=2, brief=f"Regional Failback to {sites.primary_region} completed",
@@ -260,7 +260,7 @@ class FailbackAction:
         return {"ok": True, "published": True}
 
     def _step_validation(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                         remaining_ms: Callable[[], int]) -> dict[str, Any]:
         if self._validation is None:
             return {"ran": False, "reason": VALIDATION_NOT_BUILT}
         return {"ran": True, **self._validation(self._sites.primary_region)}
