@@ -87,7 +87,7 @@ class FailedOver:
         self.record = self.record_in(PRIMARY)
         self.record.claim(SECONDARY, "failover", "fo-0123456789", SECONDARY, 0)
         self.store = BackupStore(self.primary_s3, system.backup_bucket)
-        self.published: list[Any] = []
+        self.checkpoints: list[dict[str, Any]] = []  # the progress recorded in the plan after each step
         self.health = healthy
 
     def record_in(self, region: str) -> RegionRecord:
@@ -104,7 +104,8 @@ class FailedOver:
             self.record_in(here), divergence, self.store, BucketNotifications(primary_s3),
             options.get("replica_notifications") or BucketNotifications(secondary_s3),
             FunctionEnvironment(LambdaUpdates(self.secondary_lambda, wait=lambda _: None), self.secondary_lambda),
-            lambda: self.health(), alerts)
+            lambda: self.health(), alerts, checkpoint=lambda plan_id, progress: self.checkpoints.append(
+                json.loads(json.dumps(progress))))
 
     def upload_to_replica(self, key: str, body: bytes) -> None:
         self.secondary_s3.put_object(Bucket=self.replica, Key=key, Body=body, ContentType="text/csv")
@@ -218,8 +219,9 @@ def test_conflicts_block_the_apply_until_a_side_is_preferred(failed_over):
     assert finished and result["ok"] and world.body("uploads/a.csv") == b"secondary's"
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["progress recorded", "progress lost"])
 @pytest.mark.parametrize("crash_at", STEPS[1:8])
-def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_region(failed_over, crash_at):
+def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_region(failed_over, crash_at, recorded):
     world = failed_over
     world.upload_to_replica("uploads/during.csv", b"written in the secondary")
     action = world.action()
@@ -236,8 +238,10 @@ def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_regi
     assert getattr(FailbackAction, f"_step_{crash_at}") is original
     # Never both regions processing, whatever step died
     assert world.processing() != (True, True)
-    # Resumed from the other region (the progress the dead invocation had not recorded is lost)
-    finished, _, result = world.action(here=SECONDARY).apply(plan, None, PLENTY)
+    # Resumed from the other region, with the progress recorded after each step (or none, had it been lost)
+    progress = world.checkpoints[-1] if recorded else None
+    assert recorded is False or list(progress["done"]) == list(STEPS[:STEPS.index(crash_at)])
+    finished, _, result = world.action(here=SECONDARY).apply(plan, progress, PLENTY)
     assert finished and result["ok"], result
     assert world.processing() == (True, False) and world.body("uploads/during.csv") == b"written in the secondary"
     claims = world.record.claims()

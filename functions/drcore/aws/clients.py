@@ -116,6 +116,29 @@ def single_attempt_clients(service: str, region: str | None = None) -> Callable[
     return within
 
 
+def bounded_client_factory(region: str, seconds: int) -> ClientFactory:
+    """Clients acting in `region` whose every call gives up within about `seconds`: one attempt, a connect and a
+    read timeout within them. For another region that may be down (a failover reads the primary): its failure is
+    an answer to report, and waiting out the standard retries against a dead endpoint would spend the minutes the
+    failover has."""
+    session = boto3.session.Session(region_name=region)
+    connect = min(SINGLE_ATTEMPT_CONNECT_SECONDS, seconds / 4)
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=connect,
+                    read_timeout=seconds - connect)
+    turns = threading.Lock()
+
+    def build(service: str) -> Any:
+        with turns:
+            return session.client(service, config=config)  # type: ignore[call-overload]  # as in client_factory
+
+    @cache
+    def client(service: str) -> Any:
+        _require_bundled(service)
+        return _BuiltOnFirstUse(partial(build, service))
+
+    return client
+
+
 def _iso_timestamp(value: Any) -> datetime:
     """botocore's default timestamp parser goes through dateutil: about 37 µs a timestamp, a third of the
     time a listing page of 1,000 versions takes to parse, on a snapshot's critical path. S3's ISO 8601

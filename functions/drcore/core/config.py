@@ -272,7 +272,7 @@ DEFAULT_FAILOVER_AUTO_AFTER_MINUTES = 15
 class FailoverEnvVar(StrEnum):
     """What the recovery function (and the region watcher) need to fail over and back."""
 
-    PRIMARY_REGION = "DR_PRIMARY_REGION"
+    PRIMARY_REGION = EnvVar.PRIMARY_REGION.value  # the watchers read it too (fencing)
     # Objects pending replication or newer than the replica's a failover may leave behind without force.
     MAX_DATA_AT_RISK = "DR_FAILOVER_MAX_DATA_AT_RISK"
     DETECT_MINUTES = "DR_FAILOVER_DETECT_MINUTES"

@@ -35,6 +35,11 @@ class EnvVar(StrEnum):
     REGRESSION_MIN_INVOCATIONS = "DR_REGRESSION_MIN_INVOCATIONS"
     METRICS_NAMESPACE = "DR_METRICS_NAMESPACE"
     HEALTH_PROBE_TIMEOUT_SECONDS = "DR_HEALTH_PROBE_TIMEOUT_SECONDS"
+    # The region the data bucket is in, active until a failover says otherwise (drcore.state.region_record).
+    PRIMARY_REGION = "DR_PRIMARY_REGION"
+    # The bucket whose pipeline notification this region's controller removes when the region record names another
+    # region active (fencing a returning region); empty: no fence.
+    FENCED_BUCKET = "DR_FENCED_BUCKET"
 
 
 def split_names(text: str) -> tuple[str, ...]:
@@ -127,6 +132,8 @@ class ControllerSettings:
     regression_min_invocations: int = DEFAULT_REGRESSION_MIN_INVOCATIONS
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     health_probe_timeout_seconds: int = DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS
+    primary_region: str = ""
+    fenced_bucket: str = ""
 
     @property
     def watched_alarms(self) -> tuple[str, ...]:
@@ -158,6 +165,8 @@ class ControllerSettings:
                 EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS, DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, int,
                 lambda seconds: 1 <= seconds <= MAX_HEALTH_PROBE_TIMEOUT_SECONDS,
                 f"a whole number of seconds from 1 to {MAX_HEALTH_PROBE_TIMEOUT_SECONDS}"),
+            primary_region=read.value(EnvVar.PRIMARY_REGION, "", str, lambda _: True, "a region name"),
+            fenced_bucket=read.value(EnvVar.FENCED_BUCKET, "", str, lambda _: True, "a bucket name"),
         )
         if read.problems:
             raise SettingsError(f"invalid controller settings: {'; '.join(read.problems)}")

@@ -9,8 +9,7 @@ so and its apply changes nothing). Otherwise the primary must pass its health pr
 run against the primary region's function) or the plan is refused. The plan lists what diverged since the
 failover (drcore.region.divergence: created, changed, metadata-only, deleted, and conflicts: keys the
 primary changed too). Conflicts block the apply unless the request says `prefer: "secondary" | "primary"`.
-The failover's time is its region claim's `at`, less `SWITCH_WINDOW`: the replica starts processing
-before the claim is written, within the failover's invocation.
+The failover's time is its region claim's `at`, less `SWITCH_WINDOW`.
 
 **Apply**, in an order that never leaves both regions processing and never loses an upload:
 
@@ -31,9 +30,10 @@ before the claim is written, within the failover's invocation.
    processed nowhere: copied into the primary, where the copy's ObjectCreated event processes them once.
 8. `alert`, then `validation` (the post-recovery validation with the primary as the active region).
 
-Each step is idempotent (it looks at the world, not at a note that it ran), so a crash between any two is
-completed by resuming the plan from either region: every client this action uses is of the region it
-addresses, and the plan and its progress are in the global state table.
+Each finished step is recorded in the plan (`checkpoint`), and each step is idempotent besides (it looks at
+the world, not at a note that it ran), so a crash between any two is completed by resuming the plan from either
+region: every client this action uses is of the region it addresses, and the plan and its progress are in the
+global state table.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan
+from drcore.region.failover_plan import FAILOVER_VARIABLES
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import AlreadyWritten, BackupStore, restore_changes_key
@@ -59,9 +60,9 @@ from drcore.state.region_record import RegionRecord
 
 logger = Logger(child=True)
 
-# The variables the failover merges into the secondary function's environment.
-FAILOVER_VARIABLES = ("ACTIVE_REGION", "FAILOVER_MODE")
-# How long before its claim a failover may have turned the replica's processing on (one invocation at most).
+# Divergence is looked for from this long before the failover's claim: uploads may reach the replica before the
+# claim is written (clients moved ahead of the switch, a failover resumed over invocations). Starting earlier only
+# makes a key more likely to be compared (and copied if it differs) or called a conflict, never lost.
 SWITCH_WINDOW = timedelta(minutes=15)
 STEPS = ("copy", "replica_off", "catch_up_before", "claim", "environment", "primary_on", "catch_up_after", "alert",
          "validation")
@@ -93,6 +94,7 @@ class FailbackSites:
 # The post-recovery validation: its result as a document (ok, checks), given the region made active; None until
 # drcore.restore.validation is built (the result then says so, and nothing pretends to have validated).
 Validation = Callable[[str], Mapping[str, Any]] | None
+Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan after each step
 
 
 class FailbackAction:
@@ -101,7 +103,8 @@ class FailbackAction:
     def __init__(self, sites: FailbackSites, record: RegionRecord, divergence: ReplicaDivergence, store: BackupStore,
                  primary_notifications: BucketNotifications, replica_notifications: BucketNotifications,
                  secondary_environment: FunctionEnvironment, primary_health: Callable[[], Outcome],
-                 alerts: AlertPublisher, validation: Validation = None, clock: Clock = utc_now) -> None:
+                 alerts: AlertPublisher, validation: Validation = None, checkpoint: Checkpoint | None = None,
+                 clock: Clock = utc_now) -> None:
         self._sites = sites
         self._record = record
         self._divergence = divergence
@@ -112,6 +115,7 @@ class FailbackAction:
         self._primary_health = primary_health
         self._alerts = alerts
         self._validation = validation
+        self._checkpoint = checkpoint
         self._clock = clock
 
     # Plan ----------------------------------------------------------------------------------------
@@ -173,6 +177,8 @@ class FailbackAction:
             if outcome.get("paused"):
                 return False, state, result
             done[step] = _summary(outcome)
+            if self._checkpoint is not None:  # a crash after this step resumes after it, from either region
+                self._checkpoint(plan["plan_id"], state)
             if outcome.get("stop"):
                 logger.warning("failback stopped", extra={"plan_id": plan["plan_id"], "step": step,
                                                           "reason": outcome.get("reason")})

@@ -8,7 +8,13 @@ from typing import Any
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
-from drcore.core.config import BackupSettings, ControllerSettings, FailoverSettings, RecoverySettings, RegionSettings
+from drcore.core.config import (
+    BackupSettings,
+    ControllerSettings,
+    FailoverSettings,
+    RecoverySettings,
+    RegionSettings,
+)
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
     FunctionRestoreAction,
@@ -21,6 +27,7 @@ from drcore.restore.manual_actions import (
     ComprehensiveRollback,
     ConfigureReplication,
     Failback,
+    Failover,
     RecoverFromBackup,
     RecoverStack,
     RestoreS3,
@@ -32,6 +39,7 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.failback import failback_action
+from drcore.wiring.failover import failover_action
 from drcore.wiring.replication import replication_parts
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher, alias_controller
@@ -56,8 +64,8 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                              result="applied" if verified else "applied, verification failed",
                              details={"plan_id": plan_id, **_figures(result)})
 
-    flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
-                       self_invoker(lambda_client, function_name))
+    book = PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds)
+    flow = TwoStepFlow(book, journal, self_invoker(lambda_client, function_name))
     restorer = bucket_restorer(s3, store, backup.copy_concurrency)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
@@ -69,11 +77,16 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     region = region or RegionSettings()
     configure_replication, replication = replication_parts(client, backup.data_bucket, region)
     failback = failback_action(settings, backup, region, failover or FailoverSettings(),
-                               alert_publisher(settings, client))
+                               alert_publisher(settings, client),
+                               lambda plan_id, progress: book.record(plan_id, progress=progress))
     destructive: dict[type, TwoStepAction] = {
         RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
         ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack),
-        ConfigureReplication: configure_replication, Failback: failback}
+        ConfigureReplication: configure_replication,
+        # Each step of a failover is recorded in its plan as it is done, so a resumption continues after it.
+        Failover: failover_action(settings, backup, region, failover or FailoverSettings(), client,
+                                  store, lambda plan_id, progress: book.record(plan_id, progress=progress)),
+        Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
