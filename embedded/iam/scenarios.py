@@ -13,7 +13,10 @@
    - a stack recovery planned after an earlier `-recovery` stack failed to create (ROLLBACK_COMPLETE);
    - the operator's read-only `preflight`, in an account that has everything it checks for;
    - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
-     role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides.
+     role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides;
+   - after a failover (its outcome set up: the replica processing, the record claimed for the secondary), a
+     `failback` planned and confirmed: an object created and one deleted in the replica copied back, the
+     notifications, the region record and the secondary function's environment switched back.
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
      that it hides the snapshot and the content only that snapshot referenced, and a function backup the
      policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
@@ -218,6 +221,42 @@ def _replication_configured_and_watched(system: SampleSystem) -> None:
             and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
 
 
+def _failback(system: SampleSystem) -> None:
+    """After a failover (made here as its outcome: the replica processing, the secondary function with the failover's
+    variables, the region record claimed for the secondary), the secondary writes and deletes objects; `failback`
+    copies them back, switches the notifications, claims the record back and cleans the environment."""
+    import io
+    import zipfile
+
+    from drcore.core.config import FailoverEnvVar
+    from drcore.state.region_record import RegionRecord
+    from embedded.sample_system import SECONDARY_REGION, execution_role_name
+
+    secondary_lambda = boto3.client("lambda", region_name=SECONDARY_REGION)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as built:
+        built.writestr("index.py", "def handler(event, context):\n    return {}\n")
+    role = system.clients["iam"].get_role(RoleName=execution_role_name(system.function_name))["Role"]["Arn"]
+    secondary_lambda.create_function(
+        FunctionName=system.function_name, Runtime="python3.13", Role=role, Handler="index.handler",
+        Code={"ZipFile": archive.getvalue()}, Environment={"Variables": {"ACTIVE_REGION": SECONDARY_REGION,
+                                                                         "FAILOVER_MODE": "true"}})
+    live = f"arn:aws:lambda:{SECONDARY_REGION}:{ACCOUNT}:function:{system.function_name}:LIVE"
+    replica_s3 = system.clients["s3_secondary"]
+    replica_s3.put_bucket_notification_configuration(Bucket=system.replica_bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"Id": "dr-pipeline-live", "LambdaFunctionArn": live,
+                                          "Events": ["s3:ObjectCreated:*"]}]})
+    RegionRecord(system.clients["dynamodb"], system.table, system.function_name, REGION).claim(
+        SECONDARY_REGION, "failover", "fo-0123456789", SECONDARY_REGION, 0)
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=20), tick=True):
+        replica_s3.put_object(Bucket=system.replica_bucket, Key="uploads/during-failover.csv", Body=b"id\n2\n")
+        replica_s3.delete_object(Bucket=system.replica_bucket, Key="uploads/replicated.csv")
+        os.environ[FailoverEnvVar.PRIMARY_REGION] = REGION
+        result = _recover({"action": "failback"})
+    _expect(result.get("ok") is True and result["copy"]["copied"] == 1 and result["copy"]["deleted"] == 1,
+            "the failback", result)
+
+
 def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
     """A body changes and the bucket is snapshotted again, and the function is backed up once more; under a policy
     that keeps the newest backup only, the retention run two days later hides the older snapshot and the body only
@@ -277,7 +316,9 @@ def beyond_the_drill() -> None:
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
         _replication_configured_and_watched(system)
-        _retention(system, first_backup)  # last: it moves the clock on
+        _retention(system, first_backup)  # it moves the clock on two days
+        with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
+            _failback(system)  # after it: its safety snapshot is no snapshot retention counts
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

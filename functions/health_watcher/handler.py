@@ -1,6 +1,7 @@
 """health_watcher: rolls LIVE back to STABLE when a health alarm (errors, throttles, health probe) fires.
 
-Its scheduled tick probes what LIVE serves with the runbook's health-check event (within the time the
+Its scheduled tick first fences this region when the region record names another one active (drcore.rollback
+.region_fence), then probes what LIVE serves with the runbook's health-check event (within the time the
 invocation can spare), reconciles the aliases and the alarm states with the controller record, and promotes a
 candidate that has baked.
 """
@@ -28,8 +29,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = watcher_services(settings, os.environ.get("AWS_ENDPOINT_URL"))
 
     def tick() -> list[Outcome]:
+        # The fence first: a region that is not the active one stops processing before anything else.
+        fenced = [services.fence.check()] if services.fence else []
         probed = services.health_probe.run(remaining_ms=context.get_remaining_time_in_millis())
-        return [probed, *services.controller.reconcile()]
+        return [*fenced, probed, *services.controller.reconcile()]
 
     result = run_watcher(event, services.controller, settings.health_alarms, tick)
     publish_watcher_metrics(metrics, result, services.version_gauges)

@@ -21,6 +21,9 @@ Its role holds exactly what the recovery actions need:
 - `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
   bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
   `replication.role_arn`.
+- `failback` (stacks/constructs/failback.py): the pipeline's notification entry of the data bucket and the
+  replica, the replica's versions listed and copied back, the secondary function's environment, the primary's
+  health probe.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -55,6 +58,8 @@ from stacks.constructs.backups import (
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.failback import grant_failback
+from stacks.constructs.failover import set_failover_settings
 from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
@@ -227,6 +232,8 @@ class Recovery(Construct):
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
         grant_replication(self.function, settings)
+        set_failover_settings(self.function, settings)
+        grant_failback(self.function, settings)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

@@ -32,9 +32,13 @@ RECOVERY_STACK_ARN = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/Apilados
 # The roles the pipeline stack creates: what a restored function may be given by default.
 PIPELINE_STACK_ROLES = f"arn:aws:iam::{ACCOUNT}:role/ApiladosPipelineStack-*"
 
+# The protected function in the secondary region: a failback removes the failover's variables from its environment.
+SECONDARY_FUNCTION_ARN = f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:apilados-pipeline-ingest"
+
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
 UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics",
-              "cloudtrail:DescribeTrails"}  # the last for the preflight (stacks/constructs/preflight_grants.py)
+              "cloudtrail:DescribeTrails",  # for the preflight (stacks/constructs/preflight_grants.py)
+              "cloudwatch:PutMetricData"}  # the failback's probe of the primary (held to the controller's namespace)
 FUNCTION_RECOVERY = {
     "lambda:UpdateFunctionCode",
     "lambda:UpdateFunctionConfiguration",
@@ -99,6 +103,8 @@ MUTATING = {
     "iam:PassRole",
     # replication to the secondary region
     "s3:PutReplicationConfiguration",
+    # failback: the pipeline's notification entry of the data bucket and the replica, merged in or removed
+    "s3:PutBucketNotification",
     # stack recovery
     "cloudformation:CreateChangeSet",
     "cloudformation:ExecuteChangeSet",
@@ -163,7 +169,7 @@ def test_no_statement_grants_delete_object_version_or_a_way_around_object_lock(f
 def test_only_unscopable_actions_are_granted_on_everything(synth: Synthesized):
     # Given the statements on "*"
     unscoped = [s for s in _statements(synth) if "*" in as_list(s["Resource"])]
-    # Then they carry only metric reads without resource-level permissions (the recovery publishes no metric)
+    # Then they carry only metric reads without resource-level permissions, and the failback probe's metrics
     assert {action for s in unscoped for action in as_list(s["Action"])} == UNSCOPABLE
 
 
@@ -214,6 +220,10 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         # replication's reads (stacks/constructs/replication.py)
         "s3:GetReplicationConfiguration",
         "s3:GetBucketLocation",
+        # failback's (stacks/constructs/failback.py): the notifications read before a merge, the primary probe's
+        # metrics published (held to the controller's namespace)
+        "s3:GetBucketNotification",
+        "cloudwatch:PutMetricData",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -234,6 +244,8 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
         *_backup_objects(synth, "content", "snapshots", "restores"),
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}-*",
+        # the failback's probe of the primary invokes the versions LIVE routes to, by number
+        f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}:*",
         f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
@@ -262,7 +274,7 @@ def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
     assert _granted(synth, "lambda:UpdateAlias") == [FUNCTION_ARN]
     # And reads the function, its versions and aliases
     for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
-        assert _granted(synth, action) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
+        assert sorted(set(_granted(synth, action))) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
     # And reads the five alarms on LIVE
     assert _granted(synth, "cloudwatch:DescribeAlarms") == sorted(
         f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
@@ -274,10 +286,10 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     resources = synth.resources
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
-    # Then it continues a long restore by invoking its own ARN, and invokes nothing else (the probe of LIVE is
-    # the health watcher's)
-    assert _resources(statements) == [f"${{{function}.Arn}}"]
-    (own,) = statements
+    # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the versions of the
+    # protected function LIVE routes to, which a failback probes in the primary region
+    assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*"], key=str)
+    (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
         name
@@ -319,7 +331,8 @@ def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Sy
     # (the replica's versioning and object versions are read too, for replication: not written; versions are
     # listed and read in the backup bucket as well: below)
     assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
-    assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN]
+    # (the replica's versions are listed by a failback, which copies back what the secondary wrote: not written)
+    assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
     assert _target_buckets(_granted(synth, "s3:GetObjectVersion")) == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
     # And its objects are written and removed (a DeleteObject without version id is a delete marker)
@@ -333,7 +346,9 @@ def test_restores_may_target_exactly_the_allow_listed_buckets(tuned: Synthesized
         f"arn:aws:s3:::{name}" for name in ("orders.data.example", "orders-restore-scratch", "orders.drill.example")
     )
     # Then each is listed, read and restored into, and no other bucket is written
-    assert _target_buckets(_granted(tuned, "s3:ListBucketVersions")) == targets
+    # (and the replica's, which a failback lists: read only)
+    assert _target_buckets(_granted(tuned, "s3:ListBucketVersions")) == sorted(
+        [*targets, "arn:aws:s3:::orders-data-replica"])
     # (and the replica's object versions, for replication's status: read only)
     assert _target_buckets(_granted(tuned, "s3:GetObjectVersion")) == sorted(
         f"{arn}/*" for arn in [*targets, "arn:aws:s3:::orders-data-replica"])
@@ -357,7 +372,8 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
     # (object versions of the replica are read too, for replication's status)
     assert _granted(synth, "s3:GetObjectVersion") == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*", *backup_reads])
-    assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}",
+                                                               REPLICA_BUCKET_ARN])
     # And its default Object Lock retention read (a safety snapshot records how long what it stores is locked)
     assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And safety snapshots, their content and restore records are written, under those prefixes only
@@ -379,7 +395,9 @@ def test_the_protected_function_is_rebuilt_in_place_or_beside_it(synth: Synthesi
     # Given the function-recovery actions / Then each acts on the protected function (unqualified: aliases and
     # versions keep their own settings) or on a function named "<protected function>-<suffix>"
     for action in FUNCTION_RECOVERY:
-        assert _granted(synth, action) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
+        # (a failback also merges the environment of the protected function in the secondary region)
+        extra = [SECONDARY_FUNCTION_ARN] if action == "lambda:UpdateFunctionConfiguration" else []
+        assert _granted(synth, action) == sorted([FUNCTION_ARN, BESIDE_ARN, *extra]), action
     # And only such a function can be created
     assert _granted(synth, "lambda:CreateFunction") == [BESIDE_ARN]
 

@@ -86,12 +86,14 @@ def test_the_recovery_function_gets_every_replication_setting(tuned: Synthesized
 def test_the_role_reads_and_writes_only_the_data_buckets_replication_configuration(synth: Synthesized):
     for action in ("s3:GetReplicationConfiguration", "s3:PutReplicationConfiguration"):
         assert _granted(synth, action) == ["arn:aws:s3:::apilados-production-data"], action
-    # And reads the replica bucket, changing nothing there
+    # And reads the replica bucket, changing nothing there but the pipeline's notification entry, which a failback
+    # removes (stacks/constructs/failback.py; its listing and tag reads are the copy-back's)
     assert _granted(synth, "s3:GetBucketLocation") == ["arn:aws:s3:::apilados-production-data-replica"]
     replica_statements = [statement for statement in role_statements(synth.resources, _recovery(synth))
                           if any("replica" in str(resource) for resource in as_list(statement["Resource"]))]
     assert {action for statement in replica_statements for action in as_list(statement["Action"])} == {
-        "s3:GetBucketVersioning", "s3:GetBucketLocation", "s3:ListBucket", "s3:GetObjectVersion"}
+        "s3:GetBucketVersioning", "s3:GetBucketLocation", "s3:ListBucket", "s3:GetObjectVersion",
+        "s3:GetBucketNotification", "s3:PutBucketNotification", "s3:ListBucketVersions", "s3:GetObjectVersionTagging"}
 
 
 def test_without_a_replication_role_none_is_passed_to_s3(synth: Synthesized):

@@ -247,6 +247,11 @@ def recovery_shapes() -> list[Shape]:
         operated("comprehensive_rollback", "at", at=PAST, parameter_values={"Stage": "prod"}),
         operated("configure_replication"),
         operated("configure_replication", confirm="rr-0123456789"),
+        operated("failover", force=True),
+        operated("failover", confirm="fo-0123456789", force=False),
+        operated("failover", "resume", resume="fo-0123456789"),
+        operated("failback", prefer="secondary"),
+        operated("failback", confirm="fb-0123456789"),
     ]
 
 

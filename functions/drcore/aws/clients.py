@@ -93,13 +93,14 @@ def log_sdk_version() -> None:
                                          "botocore_path": str(botocore.__file__)})
 
 
-def single_attempt_clients(service: str) -> Callable[[int], Any]:
+def single_attempt_clients(service: str, region: str | None = None) -> Callable[[int], Any]:
     """Clients of `service` for a call whose slowness is itself the answer (the health probe's invoke of the
     protected function), by the whole seconds they may take: one attempt, since a retry would only spend the time
     the rest of the invocation needs, and a connect and a read timeout that together stay within those seconds.
-    Built on first use per number of seconds, in a session of their own (the shared one takes turns building)."""
+    Built on first use per number of seconds, in a session of their own (the shared one takes turns building),
+    acting in `region` (the function's own when None)."""
     _require_bundled(service)
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=region)
     turns = threading.Lock()
     built: dict[int, Any] = {}
 
@@ -115,6 +116,29 @@ def single_attempt_clients(service: str) -> Callable[[int], Any]:
     return within
 
 
+def bounded_client_factory(region: str, seconds: int) -> ClientFactory:
+    """Clients acting in `region` whose every call gives up within about `seconds`: one attempt, a connect and a
+    read timeout within them. For another region that may be down (a failover reads the primary): its failure is
+    an answer to report, and waiting out the standard retries against a dead endpoint would spend the minutes the
+    failover has."""
+    session = boto3.session.Session(region_name=region)
+    connect = min(SINGLE_ATTEMPT_CONNECT_SECONDS, seconds / 4)
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=connect,
+                    read_timeout=seconds - connect)
+    turns = threading.Lock()
+
+    def build(service: str) -> Any:
+        with turns:
+            return session.client(service, config=config)  # type: ignore[call-overload]  # as in client_factory
+
+    @cache
+    def client(service: str) -> Any:
+        _require_bundled(service)
+        return _BuiltOnFirstUse(partial(build, service))
+
+    return client
+
+
 def _iso_timestamp(value: Any) -> datetime:
     """botocore's default timestamp parser goes through dateutil: about 37 µs a timestamp, a third of the
     time a listing page of 1,000 versions takes to parse, on a snapshot's critical path. S3's ISO 8601
@@ -126,10 +150,10 @@ def _iso_timestamp(value: Any) -> datetime:
         return parse_timestamp(value)
 
 
-def s3_client(concurrency: int) -> Any:
+def s3_client(concurrency: int, region: str | None = None) -> Any:
     """The S3 client of snapshots and restores: a connection per concurrent copy (or copies would queue for
-    the pool), and listings parsed without dateutil."""
+    the pool), and listings parsed without dateutil; acting in `region` (the function's own when None)."""
     session = botocore.session.get_session()
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_iso_timestamp)
-    return boto3.session.Session(botocore_session=session).client("s3", config=AWS_CLIENT_CONFIG.merge(
-        Config(max_pool_connections=concurrency + 4)))
+    config = AWS_CLIENT_CONFIG.merge(Config(max_pool_connections=concurrency + 4))
+    return boto3.session.Session(botocore_session=session, region_name=region).client("s3", config=config)

@@ -39,6 +39,11 @@ class EnvVar(StrEnum):
     # primary (the standby stack's functions): their controller record and journal are kept apart from the
     # primary's in the shared global table. Empty in the primary.
     STATE_SCOPE = "DR_STATE_SCOPE"
+    # The region the data bucket is in, active until a failover says otherwise (drcore.state.region_record).
+    PRIMARY_REGION = "DR_PRIMARY_REGION"
+    # The bucket whose pipeline notification this region's controller removes when the region record names another
+    # region active (fencing a returning region); empty: no fence.
+    FENCED_BUCKET = "DR_FENCED_BUCKET"
 
 
 def split_names(text: str) -> tuple[str, ...]:
@@ -132,6 +137,8 @@ class ControllerSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     health_probe_timeout_seconds: int = DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS
     state_scope: str | None = None
+    primary_region: str = ""
+    fenced_bucket: str = ""
 
     @property
     def watched_alarms(self) -> tuple[str, ...]:
@@ -164,6 +171,8 @@ class ControllerSettings:
                 lambda seconds: 1 <= seconds <= MAX_HEALTH_PROBE_TIMEOUT_SECONDS,
                 f"a whole number of seconds from 1 to {MAX_HEALTH_PROBE_TIMEOUT_SECONDS}"),
             state_scope=read.text(EnvVar.STATE_SCOPE, "") or None,
+            primary_region=read.value(EnvVar.PRIMARY_REGION, "", str, lambda _: True, "a region name"),
+            fenced_bucket=read.value(EnvVar.FENCED_BUCKET, "", str, lambda _: True, "a bucket name"),
         )
         if read.problems:
             raise SettingsError(f"invalid controller settings: {'; '.join(read.problems)}")

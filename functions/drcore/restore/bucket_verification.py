@@ -60,11 +60,13 @@ class _Expected:
 
 class RestoreVerifier:
     """Compares target objects with desired ones using `s3_client` (HeadObject, GetObject of versions of
-    the target and of the bucket restored from); checks stored content in `store`."""
+    the target, and of the bucket restored from unless `source_client` is given: a bucket in another region
+    is read with that region's client); checks stored content in `store`."""
 
     def __init__(self, s3_client: S3Client, store: BackupStore, *, concurrency: int = 16,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, source_client: S3Client | None = None) -> None:
         self._s3 = s3_client
+        self._source = source_client or s3_client
         self._sleep = sleep
         self._content = ContentChecker(store, concurrency=concurrency, sleep=sleep)
 
@@ -99,6 +101,11 @@ class RestoreVerifier:
                 "backup_damaged_keys": list(verification.backup_damaged_keys[:10])})
         return verification
 
+    def matches(self, target: str, want: DesiredObject, have: ListedVersion) -> bool:
+        """Whether the target's version `have` is proven to hold `want`, reading its body where its
+        HeadObject cannot tell."""
+        return self._matches(target, want, have, read=True)[0]
+
     # One object ----------------------------------------------------------------------------------
 
     def _matches(self, target: str, want: DesiredObject, have: ListedVersion, *, read: bool) -> tuple[bool, bool]:
@@ -117,7 +124,7 @@ class RestoreVerifier:
             decided = expected.body.decide_read(held)
             if decided is None and not want.from_store:
                 # Nothing recorded of the version restored from proves the body: it is read too.
-                decided = held == streamed_digests(self._s3, want.home_bucket, want.key, want.version_id,
+                decided = held == streamed_digests(self._source, want.home_bucket, want.key, want.version_id,
                                                    sleep=self._sleep)
         except ClientError as error:
             if error_code(error) in OBJECT_ARCHIVED:
@@ -130,18 +137,20 @@ class RestoreVerifier:
         if headers is not None:
             return _Expected(want.body(), headers)
         # A version of the bucket: its own HeadObject knows its headers and the checksums S3 holds for it.
-        head = self._head(want.home_bucket, want.key, want.version_id)
+        head = self._head(want.home_bucket, want.key, want.version_id, self._source)
         if head is None:
             return _Expected(want.body(), None)
         return _Expected(BodyIdentity(want.size, frozenset({want.etag}), full_object_checksums(head)),
                          ObjectHeaders.of(head))
 
-    def _head(self, bucket: str, key: str, version_id: str) -> Mapping[str, Any] | None:
+    def _head(self, bucket: str, key: str, version_id: str,
+              client: S3Client | None = None) -> Mapping[str, Any] | None:
         request: HeadObjectRequestTypeDef = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
         if version_id != "null":
             request["VersionId"] = version_id
         try:
-            head: Mapping[str, Any] = retrying(lambda: self._s3.head_object(**request), sleep=self._sleep)
+            head: Mapping[str, Any] = retrying(lambda: (client or self._s3).head_object(**request),
+                                               sleep=self._sleep)
         except ClientError as error:
             if error_code(error) in OBJECT_NOT_FOUND:
                 return None

@@ -214,8 +214,27 @@ class ConfigureReplication(_TwoStep):
     action: Literal["configure_replication"]
 
 
+class Failover(_TwoStep):
+    """Move upload processing to the secondary region (drcore.region.failover_action); planned and applied there,
+    with the primary reachable or not. `force` (with the reason every action gives) accepts data at risk above
+    failover.max_data_at_risk, or not known; it never overrides a secondary that is not ready."""
+
+    action: Literal["failover"]
+    force: bool = False
+
+
+class Failback(_TwoStep):
+    """Processing back to the primary region after a failover: what the secondary wrote copied back by content (after
+    a safety snapshot of the data bucket), then the notifications, the region record and the environments switched
+    back. Keys changed in both regions are refused unless `prefer` says which side wins."""
+
+    action: Literal["failback"]
+    prefer: Literal["secondary", "primary"] | None = None
+
+
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
-           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight, ConfigureReplication)
+           RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight, ConfigureReplication,
+           Failover, Failback)
 # Union over the tuple: the models are listed once, above. (A tuple has no `|` spelling, hence the noqa.)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)

@@ -8,7 +8,13 @@ from typing import Any
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
 from drcore.backup.catalog import BackupCatalog
-from drcore.core.config import BackupSettings, ControllerSettings, RecoverySettings, RegionSettings
+from drcore.core.config import (
+    BackupSettings,
+    ControllerSettings,
+    FailoverSettings,
+    RecoverySettings,
+    RegionSettings,
+)
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
     FunctionRestoreAction,
@@ -20,6 +26,8 @@ from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.manual_actions import (
     ComprehensiveRollback,
     ConfigureReplication,
+    Failback,
+    Failover,
     RecoverFromBackup,
     RecoverStack,
     RestoreS3,
@@ -30,6 +38,8 @@ from drcore.restore.stack_recovery import StackRecovery
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
 from drcore.state.store import ControllerStateStore
+from drcore.wiring.failback import failback_action
+from drcore.wiring.failover import failover_action
 from drcore.wiring.replication import replication_parts
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher, alias_controller
@@ -39,7 +49,7 @@ from drcore.wiring.shared import alert_publisher, alias_controller
 def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
                      function_name: str, endpoint_url: str | None = None,
                      preflight: PreflightSettings | None = None, region: RegionSettings | None = None,
-                     ) -> RecoveryService:
+                     failover: FailoverSettings | None = None) -> RecoveryService:
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = client_factory()
     controller, _, alarm_board = alias_controller(settings, client)
@@ -54,8 +64,8 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                              result="applied" if verified else "applied, verification failed",
                              details={"plan_id": plan_id, **_figures(result)})
 
-    flow = TwoStepFlow(PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds), journal,
-                       self_invoker(lambda_client, function_name))
+    book = PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds)
+    flow = TwoStepFlow(book, journal, self_invoker(lambda_client, function_name))
     restorer = bucket_restorer(s3, store, backup.copy_concurrency)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
@@ -64,11 +74,19 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                                      controller, settings.protected_function)
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
                                               stack_role_arn=recovery.stack_role_arn))
-    configure_replication, replication = replication_parts(client, backup.data_bucket, region or RegionSettings())
+    region = region or RegionSettings()
+    configure_replication, replication = replication_parts(client, backup.data_bucket, region)
+    failback = failback_action(settings, backup, region, failover or FailoverSettings(),
+                               alert_publisher(settings, client),
+                               lambda plan_id, progress: book.record(plan_id, progress=progress))
     destructive: dict[type, TwoStepAction] = {
         RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
         ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack),
-        ConfigureReplication: configure_replication}
+        ConfigureReplication: configure_replication,
+        # Each step of a failover is recorded in its plan as it is done, so a resumption continues after it.
+        Failover: failover_action(settings, backup, region, failover or FailoverSettings(), client,
+                                  store, lambda plan_id, progress: book.record(plan_id, progress=progress)),
+        Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))

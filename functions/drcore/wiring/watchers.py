@@ -9,11 +9,15 @@ from functools import lru_cache
 from drcore.aws.aliases import AliasGateway
 from drcore.aws.clients import client_factory, single_attempt_clients
 from drcore.aws.metrics import VersionGauges
+from drcore.aws.pipeline_notification import BucketNotifications
 from drcore.core.controller_settings import ControllerSettings
 from drcore.core.metric_names import LIVE_VERSION_METRIC
 from drcore.rollback.controller import AliasController
 from drcore.rollback.health_probe import HealthProbe
-from drcore.wiring.shared import alias_controller
+from drcore.rollback.region_fence import RegionFence
+from drcore.state.region_record import RegionRecord
+from drcore.state.store import ControllerStateStore
+from drcore.wiring.shared import alert_publisher, alias_controller
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class WatcherServices:
     controller: AliasController
     health_probe: HealthProbe
     version_gauges: VersionGauges
+    fence: RegionFence | None  # None: no bucket to fence is configured (DR_FENCED_BUCKET)
 
 
 @lru_cache(maxsize=4)
@@ -43,4 +48,13 @@ def watcher_services(settings: ControllerSettings, endpoint_url: str | None = No
 
     probe = HealthProbe(aliases, bounded_invoker, client("cloudwatch"), settings.metrics_namespace,
                         settings.protected_function, settings.live_alias, settings.health_probe_timeout_seconds)
-    return WatcherServices(controller=controller, health_probe=probe, version_gauges=gauges)
+    fence = None
+    if settings.fenced_bucket and settings.primary_region:
+        lambda_client = client("lambda")
+        record = RegionRecord(client("dynamodb"), settings.state_table, settings.protected_function,
+                              settings.primary_region)
+        fence = RegionFence(record, BucketNotifications(client("s3")), lambda_client,
+                            ControllerStateStore(client("dynamodb"), settings.state_table),
+                            alert_publisher(settings, client), settings.protected_function, settings.live_alias,
+                            settings.fenced_bucket, str(lambda_client.meta.region_name))
+    return WatcherServices(controller=controller, health_probe=probe, version_gauges=gauges, fence=fence)

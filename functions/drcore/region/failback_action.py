@@ -1,0 +1,317 @@
+"""`failback`: the two-step action (drcore.state.plans) that brings processing back to the primary region after a
+failover, with what the secondary wrote during it copied back by content.
+
+The runbook's failback-region.sh synced the whole replica over the primary, replaced the primary function's
+environment and the data bucket's notifications wholesale, and left the replica processing. Here:
+
+**Plan.** Nothing to do when the region record says the primary is active (a no-op answer: the plan says
+so and its apply changes nothing). Otherwise the primary must pass its health probe (the watchers' probe,
+run against the primary region's function) or the plan is refused. The plan lists what diverged since the
+failover (drcore.region.divergence: created, changed, metadata-only, deleted, and conflicts: keys the
+primary changed too). Conflicts block the apply unless the request says `prefer: "secondary" | "primary"`.
+The failover's time is its region claim's `at`, less `SWITCH_WINDOW`.
+
+**Apply**, in an order that never leaves both regions processing and never loses an upload:
+
+1. `copy`: the planned copy-back (safety snapshot of the primary bucket first, then copies, then the
+   read-back verification). A copy-back that does not verify stops the failback here: the secondary
+   keeps processing, nothing has switched.
+2. `replica_off`: the moment is recorded (write-once, in the backup store) before the replica's `LIVE`
+   entry is removed from its notifications. Uploads to the replica before it were processed there.
+3. `catch_up_before`: what the replica wrote up to that moment and is not in the primary yet is copied
+   (the primary does not process yet, so nothing is processed twice).
+4. `claim`: the region record claims the epoch after the failover's for the primary (kind failback). A
+   claim that does not hold (a later switch) stops the failback and gives the replica its entry back.
+5. `environment`: the variables failover merged into the secondary function's environment are removed
+   from it (merge: every other variable stays).
+6. `primary_on`: the primary `LIVE` entry is merged into the data bucket's notifications, with the
+   events and filter the replica's entry had.
+7. `catch_up_after`: uploads that landed in the replica between its entry's removal and now were
+   processed nowhere: copied into the primary, where the copy's ObjectCreated event processes them once.
+8. `alert`, then `validation` (the post-recovery validation with the primary as the active region).
+
+Each finished step is recorded in the plan (`checkpoint`), and each step is idempotent besides (it looks at
+the world, not at a note that it ran), so a crash between any two is completed by resuming the plan from either
+region: every client this action uses is of the region it addresses, and the plan and its progress are in the
+global state table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from drcore.aws.alerts import Alert, AlertPublisher
+from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn, pipeline_entries
+from drcore.core.errors import InvalidRequest
+from drcore.core.models import Clock, parse_time, to_iso, utc_now
+from drcore.region.divergence import ReplicaDivergence
+from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan
+from drcore.region.failover_plan import FAILOVER_VARIABLES
+from drcore.region.function_environment import FunctionEnvironment
+from drcore.rollback.outcome import Outcome
+from drcore.state.backup_store import AlreadyWritten, BackupStore, restore_changes_key
+from drcore.state.region_record import RegionRecord
+
+logger = Logger(child=True)
+
+# Divergence is looked for from this long before the failover's claim: uploads may reach the replica before the
+# claim is written (clients moved ahead of the switch, a failover resumed over invocations). Starting earlier only
+# makes a key more likely to be compared (and copied if it differs) or called a conflict, never lost.
+SWITCH_WINDOW = timedelta(minutes=15)
+STEPS = ("copy", "replica_off", "catch_up_before", "claim", "environment", "primary_on", "catch_up_after", "alert",
+         "validation")
+VALIDATION_NOT_BUILT = "post-recovery validation is not built yet (issue 12 item 6: drcore.restore.validation)"
+
+
+class FailbackRefused(InvalidRequest):
+    """A failback that cannot be done now: the primary fails its health probe."""
+
+
+@dataclass(frozen=True)
+class FailbackSites:
+    """Where the pipeline runs in each region, and where this function runs."""
+
+    primary_region: str
+    secondary_region: str
+    here: str  # the region this recovery function runs in (the claim's writer)
+    account: str
+    function_name: str
+    live_alias: str
+    data_bucket: str
+    replica_bucket: str
+    partition: str = "aws"
+
+    def live_arn(self, region: str) -> str:
+        return live_alias_arn(region, self.account, self.function_name, self.live_alias, self.partition)
+
+
+# The post-recovery validation: its result as a document (ok, checks), given the region made active; None until
+# drcore.restore.validation is built (the result then says so, and nothing pretends to have validated).
+Validation = Callable[[str], Mapping[str, Any]] | None
+Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan after each step
+
+
+class FailbackAction:
+    kind = "failback"
+
+    def __init__(self, sites: FailbackSites, record: RegionRecord, divergence: ReplicaDivergence, store: BackupStore,
+                 primary_notifications: BucketNotifications, replica_notifications: BucketNotifications,
+                 secondary_environment: FunctionEnvironment, primary_health: Callable[[], Outcome],
+                 alerts: AlertPublisher, validation: Validation = None, checkpoint: Checkpoint | None = None,
+                 clock: Clock = utc_now) -> None:
+        self._sites = sites
+        self._record = record
+        self._divergence = divergence
+        self._store = store
+        self._primary_notifications = primary_notifications
+        self._replica_notifications = replica_notifications
+        self._environment = secondary_environment
+        self._primary_health = primary_health
+        self._alerts = alerts
+        self._validation = validation
+        self._checkpoint = checkpoint
+        self._clock = clock
+
+    # Plan ----------------------------------------------------------------------------------------
+
+    def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        sites = self._sites
+        current = self._record.current()
+        if current is None or current.active_region == sites.primary_region:
+            plan_id = f"fb-{secrets.token_hex(5)}"
+            plan = {"plan_id": plan_id, "noop": True, "epoch": current.epoch if current else 0,
+                    "active_region": sites.primary_region}
+            return plan_id, plan, {"noop": True, "active_region": sites.primary_region,
+                                   "detail": f"the primary region {sites.primary_region} is already active: "
+                                             "nothing to fail back"}
+        health = self._primary_health()
+        if health.facts.get("healthy") is not True:
+            raise FailbackRefused(f"the primary region {sites.primary_region} failed its health probe "
+                                  f"({health.detail}): fail back once it answers")
+        since = parse_time(current.at) - SWITCH_WINDOW
+        copy = self._divergence.plan(sites.data_bucket, sites.replica_bucket, since, prefer=request.prefer)
+        entries = pipeline_entries(self._replica_notifications.configuration(sites.replica_bucket),
+                                   sites.live_arn(sites.secondary_region))
+        plan = {"plan_id": copy.plan_id, "noop": False, "epoch": current.epoch, "active_region": current.active_region,
+                "failover_plan_id": current.plan_id, "failover_at": current.at, "since": to_iso(since),
+                "prefer": request.prefer, "primary_health": dict(health.facts), "copy": copy.to_dict(),
+                "entry_template": entries[0] if entries else None}
+        summary = {"noop": False, "from_region": current.active_region, "to_region": sites.primary_region,
+                   "failover": {"plan_id": current.plan_id, "at": current.at, "epoch": current.epoch},
+                   "primary_health": dict(health.facts), "diverged_since": to_iso(since),
+                   "divergence": copy.to_dict(), "blocked": copy.blocked, "steps": list(STEPS)}
+        return copy.plan_id, plan, summary
+
+    def fingerprint(self, plan: dict[str, Any]) -> str:
+        current = self._record.current()
+        return f"{current.epoch if current else 0}:{current.active_region if current else self._sites.primary_region}"
+
+    def planned_fingerprint(self, plan: dict[str, Any]) -> str:
+        return f"{plan['epoch']}:{plan['active_region']}"
+
+    # Apply ---------------------------------------------------------------------------------------
+
+    def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
+              request: Any = None) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+        if plan["noop"]:
+            return True, {}, {"ok": True, "noop": True, "active_region": self._sites.primary_region}
+        copy = FailbackCopyPlan.from_dict(plan["copy"])
+        if copy.blocked:
+            raise ConflictsUnresolved(copy.blocked)
+        state = dict(progress or {})
+        result: dict[str, Any] = {"ok": False, "noop": False, "plan_id": plan["plan_id"],
+                                  "from_region": plan["active_region"], "to_region": self._sites.primary_region}
+        done = state.setdefault("done", {})
+        for step in STEPS:
+            if step in done:  # finished by an earlier invocation: its outcome as it was
+                result[step] = done[step]
+                continue
+            outcome = getattr(self, f"_step_{step}")(plan, copy, state, remaining_ms)
+            result[step] = outcome
+            if outcome.get("paused"):
+                return False, state, result
+            done[step] = _summary(outcome)
+            if self._checkpoint is not None:  # a crash after this step resumes after it, from either region
+                self._checkpoint(plan["plan_id"], state)
+            if outcome.get("stop"):
+                logger.warning("failback stopped", extra={"plan_id": plan["plan_id"], "step": step,
+                                                          "reason": outcome.get("reason")})
+                return True, state, result
+        result["ok"] = bool(result["validation"].get("ok", True)) and all(
+            result[step].get("ok", True) for step in STEPS if step != "validation")
+        logger.info("failback applied", extra={"plan_id": plan["plan_id"], "ok": result["ok"]})
+        return True, state, result
+
+    # Steps: each answers a document (`paused`: call again; `stop`: the failback ends here, unswitched) ------
+
+    def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                   remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        return self._copy_back(copy, remaining_ms, stop_unverified=True)
+
+    def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                          remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        state["replica_off_at"] = self._replica_off_moment(copy)
+        change = self._replica_notifications.remove(self._sites.replica_bucket,
+                                                    self._sites.live_arn(self._sites.secondary_region))
+        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"]}
+
+    def _step_catch_up_before(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                              remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        # Listing times have one-second resolution: an upload in the second of the removal is left for after, where
+        # it may be processed a second time, never not at all.
+        off = parse_time(state["replica_off_at"]).replace(microsecond=0)
+        return self._catch_up(plan, copy, state, "catch_up_before", remaining_ms,
+                              until=off - timedelta(microseconds=1))
+
+    def _step_claim(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        sites = self._sites
+        holding = self._record.current()
+        if holding is not None and holding.plan_id == plan["plan_id"] and holding.kind == "failback":
+            # Claimed by an earlier invocation, maybe in the other region: one claim per failback.
+            return {"ok": True, **holding.to_dict()}
+        claim = self._record.claim(sites.primary_region, "failback", plan["plan_id"], sites.here, plan["epoch"])
+        if self._record.holds(claim):
+            return {"ok": True, **claim.to_dict()}
+        holding = self._record.current()
+        restored = None
+        if holding is not None and holding.active_region == sites.secondary_region:
+            # A later switch made the secondary active: it must keep processing.
+            secondary_live = sites.live_arn(sites.secondary_region)
+            restored = self._replica_notifications.merge_in(sites.replica_bucket, secondary_live,
+                                                            plan["entry_template"]).to_dict()
+        return {"ok": False, "stop": True, "reason": "superseded: another switch holds the region record",
+                "claim": claim.to_dict(), "holding": holding.to_dict() if holding else None,
+                "replica_restored": restored}
+
+    def _step_environment(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                          remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        change = self._environment.merge(self._sites.function_name, {}, remove=FAILOVER_VARIABLES)
+        return {**change.to_dict(), "ok": change.verified, "region": self._sites.secondary_region}
+
+    def _step_primary_on(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                         remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        change = self._primary_notifications.merge_in(self._sites.data_bucket,
+                                                      self._sites.live_arn(self._sites.primary_region),
+                                                      plan["entry_template"])
+        return {**change.to_dict(), "ok": change.ok and change.processing}
+
+    def _step_catch_up_after(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                             remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        return self._catch_up(plan, copy, state, "catch_up_after", remaining_ms, until=None)
+
+    def _step_alert(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        sites = self._sites
+        self._alerts.publish(Alert(
+            severity=2, brief=f"Regional Failback to {sites.primary_region} completed",
+            occurred_at=to_iso(self._clock()),
+            impact=f"Uploads are processed in {sites.primary_region} again; {copy.to_copy + copy.to_delete} objects "
+                   f"the secondary wrote were reconciled into s3://{sites.data_bucket}",
+            components=(f"lambda:{sites.function_name}", f"s3:{sites.data_bucket}", f"s3:{sites.replica_bucket}"),
+            status="Failback applied", actions_taken=(
+                f"Copied back what diverged since {plan['since']} (plan {plan['plan_id']}), verified by read-back",
+                f"Notifications moved from {sites.replica_bucket} to {sites.data_bucket}",
+                f"Region record claimed for {sites.primary_region}"),
+            next_steps=("Check the post-recovery validation in the result and in status",
+                        "Undo the copy-back if needed: restore_s3 of the data bucket from the safety snapshot"),
+            event_type="region_failback", function_name=sites.function_name,
+            facts={"plan_id": plan["plan_id"], "conflicts": str(copy.conflicts), "prefer": str(copy.prefer)}))
+        return {"ok": True, "published": True}
+
+    def _step_validation(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                         remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        if self._validation is None:
+            return {"ran": False, "reason": VALIDATION_NOT_BUILT}
+        return {"ran": True, **self._validation(self._sites.primary_region)}
+
+    # Helpers -------------------------------------------------------------------------------------
+
+    def _copy_back(self, copy: FailbackCopyPlan, remaining_ms: Callable[[], int], *,
+                   stop_unverified: bool) -> dict[str, Any]:
+        progress = self._divergence.apply(copy, remaining_ms)
+        if not progress.finished:
+            return {"paused": True, **progress.to_dict()}
+        verified = progress.verification is not None and progress.verification.ok
+        document = {**progress.to_dict(), "ok": verified}
+        if not verified and stop_unverified:
+            document.update(stop=True, reason="the copy-back did not verify: nothing switched, the secondary "
+                                              "keeps processing")
+        return document
+
+    def _catch_up(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str,
+                  remaining_ms: Callable[[], int], until: Any) -> dict[str, Any]:
+        """A copy-back of what the replica wrote since the plan (up to `until`), planned once and kept in the
+        progress. Conflicts are decided as the request said, or for the secondary: during the switch the
+        primary is not processing, and the replica holds the newer uploads."""
+        if step not in state:
+            planned = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket,
+                                            parse_time(plan["since"]), prefer=copy.prefer or "secondary",
+                                            records_id=copy.records_id, until=until)
+            state[step] = planned.to_dict()
+        return self._copy_back(FailbackCopyPlan.from_dict(state[step]), remaining_ms, stop_unverified=False)
+
+    def _replica_off_moment(self, copy: FailbackCopyPlan) -> str:
+        """When the replica stopped processing: written once, before its entry is removed, so that a resumed
+        failback (from either region) splits the uploads at the same moment; an upload between this moment and
+        the removal may be processed twice, never not at all."""
+        key = restore_changes_key(copy.primary_bucket, copy.records_id).replace("changes.json.gz",
+                                                                                "replica-off.json")
+        if next(iter(self._store.keys(key)), None) is None:
+            try:
+                self._store.put_json_once(key, {"at": to_iso(self._clock())})
+            except AlreadyWritten:  # another invocation of the failback wrote it first
+                pass
+        return str(self._store.get_json(key)["at"])
+
+
+def _summary(outcome: dict[str, Any]) -> dict[str, Any]:
+    """What the progress keeps of a finished step: its figures, not its key lists (the plan item stays small)."""
+    return {name: value for name, value in outcome.items() if not isinstance(value, (list, tuple, dict))
+            or name == "verification"}

@@ -1,0 +1,270 @@
+"""`failover`: the two-step action (drcore.state.plans) that moves upload processing to the secondary region.
+
+Planned in the secondary region with the primary perhaps unreachable (drcore.region.failover_survey); refused when
+the secondary is not ready, or when more data is at risk than `failover.max_data_at_risk` (or it cannot be known)
+without `force` and a reason (drcore.region.failover_plan).
+
+Applied in an order that never lets both regions process, and never loses an upload:
+
+1. stop_primary: the moment is recorded first (the catch-up window opens there), then the primary bucket's
+   pipeline entry is removed if the primary can be reached; if not, its own controller removes it on its first
+   tick once it reads the region record (fencing: drcore.rollback.region_fence);
+2. claim_region: the region record's next epoch names the secondary (drcore.state.region_record); a claim that
+   loses to another switch's stops the failover as superseded (and puts back the primary's entry it removed
+   when the winner keeps the primary active);
+3. merge_environment: ACTIVE_REGION / FAILOVER_MODE merged into the secondary function's environment;
+4. start_secondary: the secondary LIVE's entry merged into the replica bucket's notifications, the moment recorded;
+5. catch_up: each replica object last modified between those two moments is invoked once (drcore.region
+   .failover_catch_up), each invocation recorded as it is made;
+6. alert: the "Regional Failover" alert (severity 1) and the external stakeholder notice;
+7. validate: the post-recovery validation of the secondary, when one is given (none yet: the result says so).
+
+Each step is recorded in the plan's progress as soon as it is done (the checkpoint), and each is idempotent, so a
+crash between any two is completed by `resume`, from either region (the plan and the record are in the global
+table). A failover planned while the secondary is already active changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from drcore.aws.errors import is_not_found
+from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn
+from drcore.core.models import Clock, to_iso, utc_now
+from drcore.region.failover_catch_up import invoke_once, missed_uploads, s3_event
+from drcore.region.failover_notices import FailoverNotices
+from drcore.region.failover_plan import FAILOVER_VARIABLES, UNREACHABLE, FailoverPlan, FailoverRefused, refusals
+from drcore.region.failover_survey import PrimaryView, SecondaryReadiness, Unreachable, data_at_risk, reaching
+from drcore.region.function_environment import FunctionEnvironment
+from drcore.region.replication_health import ReplicationHealth
+from drcore.state.region_record import ClaimConflict, RegionClaim, RegionRecord
+
+logger = Logger(child=True)
+
+# Time kept back from the invocation for recording progress before continuing in a new one.
+RESERVE_MS = 30_000
+
+Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan
+Validation = Callable[[str], dict[str, Any]]  # (the region made active) -> the validation's result
+
+
+@dataclass(frozen=True)
+class FailoverNames:
+    function_name: str
+    live_alias: str
+    stable_alias: str
+    data_bucket: str
+    replica_bucket: str
+    primary_region: str
+    secondary_region: str
+    local_region: str  # where this runs: the region record's writer
+    max_data_at_risk: int
+
+
+@dataclass(frozen=True)
+class SecondaryParts:
+    lambda_client: Any
+    s3: Any
+    environment: FunctionEnvironment
+    readiness: SecondaryReadiness
+
+
+class FailoverAction:
+    kind = "failover"
+
+    def __init__(self, names: FailoverNames, record: RegionRecord, primary: PrimaryView, primary_s3: Any,
+                 replication: ReplicationHealth, secondary: SecondaryParts, notices: FailoverNotices,
+                 checkpoint: Checkpoint, validation: Validation | None = None, clock: Clock = utc_now) -> None:
+        self._names = names
+        self._record = record
+        self._primary = primary
+        self._primary_notifications = BucketNotifications(primary_s3)
+        self._replication = replication
+        self._secondary = secondary
+        self._replica_notifications = BucketNotifications(secondary.s3)
+        self._notices = notices
+        self._checkpoint = checkpoint
+        # The post-recovery validation (drcore.restore.validation, to come); None: not run, and said so.
+        self._validation = validation
+        self._clock = clock
+
+    # Plan
+
+    def make_plan(self, request: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        names = self._names
+        current = self._record.current()
+        epoch = current.epoch if current else 0
+        already = (current.active_region if current else names.primary_region) == names.secondary_region
+        account, partition = self._account()
+        primary_live = live_alias_arn(names.primary_region, account, names.function_name, names.live_alias, partition)
+        secondary_live = live_alias_arn(names.secondary_region, account, names.function_name, names.live_alias,
+                                        partition)
+        health = self._primary.health()
+        template = None
+        try:
+            template = self._primary.pipeline_entry(names.data_bucket, primary_live)
+        except Unreachable as failure:
+            health["notification"] = {"state": UNREACHABLE, "reason": failure.reason}
+        risk = data_at_risk(self._replication)
+        readiness = self._secondary.readiness.check()
+        problems = [] if already else refusals(readiness, risk, names.max_data_at_risk, bool(request.force))
+        if problems:
+            raise FailoverRefused(problems)
+        forced = bool(request.force) and not already and bool(refusals(readiness, risk, names.max_data_at_risk, False))
+        plan = FailoverPlan(
+            plan_id=f"fo-{secrets.token_hex(5)}", created_at=to_iso(self._clock()), primary_region=names.primary_region,
+            secondary_region=names.secondary_region, function_name=names.function_name, data_bucket=names.data_bucket,
+            replica_bucket=names.replica_bucket, primary_live_arn=primary_live, secondary_live_arn=secondary_live,
+            after_epoch=epoch, already_active=already, primary=health,
+            data_at_risk={"objects": risk.objects, "operations_pending": risk.operations_pending,
+                          "sampled": risk.sampled, "not_on_replica": risk.not_on_replica, "detail": risk.detail},
+            readiness={"ready": readiness.ready, "checks": readiness.checks}, notification_template=template,
+            forced=forced, fingerprint=self._world(current))
+        return plan.plan_id, plan.to_dict(), plan.summary()
+
+    def fingerprint(self, plan: dict[str, Any]) -> str:
+        return self._world(self._record.current())
+
+    def planned_fingerprint(self, plan: dict[str, Any]) -> str:
+        return str(plan["fingerprint"])
+
+    # Apply
+
+    def apply(self, plan: dict[str, Any], progress: dict[str, Any] | None, remaining_ms: Callable[[], int],
+              request: Any) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+        planned = FailoverPlan.from_dict(plan)
+        done = dict(progress or {})
+        if planned.already_active:
+            return True, done, {"ok": True, "already_active": True, "active_region": planned.secondary_region,
+                                "epoch": planned.after_epoch, "changes": []}
+        self._stop_primary(planned, done)
+        claim = self._claim(planned, done)
+        if not self._record.holds(claim):
+            return True, done, self._superseded(planned, done)
+        if "environment" not in done:
+            variables = dict(zip(FAILOVER_VARIABLES, (planned.secondary_region, "true"), strict=True))
+            done["environment"] = self._secondary.environment.merge(planned.function_name, variables).to_dict()
+            self._save(planned, done)
+        if "replica_notification" not in done:
+            change = self._replica_notifications.merge_in(planned.replica_bucket, planned.secondary_live_arn,
+                                                          planned.notification_template)
+            done.update(replica_notification=change.to_dict(), started_at=to_iso(self._clock()))
+            self._save(planned, done)
+        if not self._catch_up(planned, done, remaining_ms):
+            return False, done, {}
+        if "notices" not in done:
+            done["notices"] = self._notices.send(planned, to_iso(self._clock()), request.requested_by, request.reason,
+                                                 self._figures(done, claim))
+            self._save(planned, done)
+        if "validation" not in done:
+            done["validation"] = (self._validation(planned.secondary_region) if self._validation else
+                                  {"ran": False, "detail": "no post-recovery validation is wired yet "
+                                                           "(drcore.restore.validation)"})
+            self._save(planned, done)
+        return True, done, self._result(planned, done, claim)
+
+    def _stop_primary(self, planned: FailoverPlan, done: dict[str, Any]) -> None:
+        if "stopped_at" not in done:  # recorded before the removal: the catch-up window opens no later than it
+            done["stopped_at"] = to_iso(self._clock())
+            self._save(planned, done)
+        if "primary_notification" in done:
+            return
+        try:
+            change = reaching(lambda: self._primary_notifications.remove(planned.data_bucket, planned.primary_live_arn))
+            done["primary_notification"] = "removed" if change.changed else "absent"
+            done["primary_notification_lost_entries"] = list(change.lost_entries)
+        except Unreachable as failure:
+            done["primary_notification"] = f"{UNREACHABLE}: left to fencing ({failure.reason})"
+        self._save(planned, done)
+
+    def _claim(self, planned: FailoverPlan, done: dict[str, Any]) -> RegionClaim:
+        if "claim" not in done:
+            try:
+                claim = self._record.claim(planned.secondary_region, "failover", planned.plan_id,
+                                           self._names.local_region, planned.after_epoch)
+            except ClaimConflict as conflict:
+                claim = conflict.existing
+            done["claim"] = claim.to_dict()
+            self._save(planned, done)
+        return RegionClaim(**done["claim"])
+
+    def _catch_up(self, planned: FailoverPlan, done: dict[str, Any], remaining_ms: Callable[[], int]) -> bool:
+        """Invoke each upload of the window once; False when the invocation must continue in a new one."""
+        if done.get("caught_up_complete"):
+            return True
+        invoked = set(done.get("caught_up", []))
+        start, end = (datetime.fromisoformat(done[moment]) for moment in ("stopped_at", "started_at"))
+        for upload in missed_uploads(self._secondary.s3, planned.replica_bucket, start, end):
+            if upload.name in invoked:
+                continue
+            if remaining_ms() < RESERVE_MS:
+                return False
+            invoke_once(self._secondary.lambda_client, planned.function_name, self._names.live_alias,
+                        s3_event(upload, planned.replica_bucket, planned.secondary_region))
+            invoked.add(upload.name)
+            done["caught_up"] = sorted(invoked)
+            self._save(planned, done)
+        done["caught_up_complete"] = True
+        self._save(planned, done)
+        return True
+
+    def _superseded(self, planned: FailoverPlan, done: dict[str, Any]) -> dict[str, Any]:
+        """Another switch's claim holds: this failover stops; the primary's entry goes back if the winner keeps the
+        primary active and this failover removed it."""
+        winner = self._record.current()
+        restored = None
+        if winner is not None and winner.active_region == planned.primary_region and (
+                done.get("primary_notification") == "removed"):
+            try:
+                restored = reaching(lambda: self._primary_notifications.merge_in(
+                    planned.data_bucket, planned.primary_live_arn, planned.notification_template)).to_dict()
+            except Unreachable as failure:
+                restored = {"state": UNREACHABLE, "reason": failure.reason}
+        logger.warning("failover superseded", extra={"plan_id": planned.plan_id,
+                                                     "holding": None if winner is None else winner.to_dict()})
+        return {"ok": False, "superseded": True, "holding_claim": None if winner is None else winner.to_dict(),
+                "primary_notification_restored": restored}
+
+    def _figures(self, done: dict[str, Any], claim: RegionClaim) -> dict[str, Any]:
+        return {"epoch": claim.epoch, "primary_notification": done.get("primary_notification"),
+                "caught_up": len(done.get("caught_up", []))}
+
+    def _result(self, planned: FailoverPlan, done: dict[str, Any], claim: RegionClaim) -> dict[str, Any]:
+        environment, replica = done["environment"], done["replica_notification"]
+        ok = bool(environment["verified"] and replica["processing"] and not replica["lost_entries"]
+                  and not done.get("primary_notification_lost_entries"))
+        return {"ok": ok, "active_region": planned.secondary_region, **self._figures(done, claim),
+                "stopped_at": done["stopped_at"], "started_at": done["started_at"], "environment": environment,
+                "replica_notification": replica, "notices": done["notices"], "validation": done["validation"],
+                "forced": planned.forced}
+
+    def _save(self, planned: FailoverPlan, done: dict[str, Any]) -> None:
+        self._checkpoint(planned.plan_id, done)
+
+    def _account(self) -> tuple[str, str]:
+        """The account and partition, from the secondary function's ARN (the same account holds both regions)."""
+        try:
+            arn = str(self._secondary.lambda_client.get_function_configuration(
+                FunctionName=self._names.function_name)["FunctionArn"])
+        except ClientError as error:
+            if is_not_found(error):  # the readiness check reports it, and refuses the failover
+                return "000000000000", "aws"
+            raise
+        parts = arn.split(":")
+        return parts[4], parts[1]
+
+    @staticmethod
+    def _world(current: RegionClaim | None) -> str:
+        """What a plan depends on: the region record as it was (another switch since makes it stale)."""
+        state = None if current is None else current.to_dict()
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+

@@ -1,0 +1,276 @@
+"""`failover` through the recovery function's handler, against both regions in one moto mock (tests/failover_world.py):
+the plan and its safety rules, the switch with the primary reachable and unreachable, a second failover, and the
+invariants: at most one bucket processes at any moment, exactly one once a failover is done, and no other
+notification entry or environment variable is lost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from drcore.core.config import FailoverEnvVar
+from drcore.state.region_record import RegionRecord
+from embedded.sample_system import SampleSystem
+from tests.failover_world import (
+    FAILOVER,
+    PIPELINE_ENTRY,
+    PRIMARY_LIVE,
+    SECONDARY_ENVIRONMENT,
+    SECONDARY_LIVE,
+    build_regions,
+    environment_of,
+    notifications,
+    plan_document,
+    processing,
+    unreachable_primary,
+)
+from tests.support import CallRecorder, DyingInvocations, InvocationCrash, act
+
+
+@pytest.fixture
+def regions(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> SampleSystem:
+    sns = world.clients["sns"]
+    topic = sns.create_topic(Name="apilados-stakeholders")["TopicArn"]
+    queue = world.clients["sqs"].get_queue_attributes(QueueUrl=world.alert_queue_url,
+                                                      AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue)
+    monkeypatch.setenv(FailoverEnvVar.STAKEHOLDER_TOPIC_ARN.value, topic)
+    return build_regions(world, monkeypatch)
+
+
+MUTATING = ("Put", "Update", "Delete", "Publish", "Invoke", "Create")
+# The changes a failover makes (its checkpoints included), each of which a crash test dies before.
+CRASH_POINTS = 18
+
+
+def mutating(operation: str, params: Any) -> bool:
+    return operation.startswith(MUTATING)
+
+
+def record(world: SampleSystem) -> RegionRecord:
+    return RegionRecord(boto3.client("dynamodb", region_name="us-east-1"), world.table, world.function_name,
+                        "us-east-1")
+
+
+def processing_buckets(world: SampleSystem) -> list[str]:
+    found = [world.data_bucket] if processing(world.clients["s3"], world.data_bucket, PRIMARY_LIVE) else []
+    if processing(world.clients["s3_secondary"], world.replica_bucket, SECONDARY_LIVE):
+        found.append(world.replica_bucket)
+    return found
+
+
+def assert_nothing_else_lost(world: SampleSystem) -> None:
+    """Every entry of other owners and every variable of the function are as they were."""
+    data = notifications(world.clients["s3"], world.data_bucket)
+    assert [entry["Id"] for entry in data["QueueConfigurations"]] == ["audit"]
+    replica = notifications(world.clients["s3_secondary"], world.replica_bucket)
+    assert [entry["Id"] for entry in replica["QueueConfigurations"]] == ["replica-audit"]
+    variables = environment_of(world)
+    assert {name: variables.get(name) for name in SECONDARY_ENVIRONMENT} == SECONDARY_ENVIRONMENT
+
+
+def fail_over(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    planned = act({**FAILOVER, **(extra or {})})
+    assert planned["ok"], planned
+    applied = act({**FAILOVER, **(extra or {}), "confirm": planned["result"]["plan_id"]})
+    assert applied["ok"], applied
+    return dict(applied["result"])
+
+
+def test_the_plan_shows_both_regions_and_the_exact_changes_and_changes_nothing(regions, monkeypatch):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When a failover is planned with the primary up
+    planned = act(FAILOVER)["result"]
+    plan = planned["plan"]
+    # Then the primary is seen healthy (its LIVE alarms and a health probe), no data is at risk, the secondary is ready
+    assert planned["status"] == "planned" and planned["plan_id"].startswith("fo-")
+    assert plan["primary"]["reachable"] and plan["primary"]["probe"]["state"] == "healthy"
+    assert set(plan["primary"]["alarms"]) == set(regions.health_alarms) | set(regions.performance_alarms)
+    assert plan["data_at_risk"]["objects"] == 0 and plan["readiness"]["ready"]
+    assert plan["readiness"]["checks"]["stable_code"]["ok"]
+    # And the changes are listed in the order they are applied
+    assert [change["step"] for change in plan["changes"]] == [
+        "stop_primary", "claim_region", "merge_environment", "start_secondary", "catch_up", "alert", "validate"]
+    assert plan["changes"][0]["target"] == PRIMARY_LIVE and plan["changes"][3]["target"] == SECONDARY_LIVE
+    # And nothing was written but the plan's record (the one invocation is the health probe of the primary LIVE)
+    assert calls.mutating() == ["Invoke", "PutItem"]
+    assert processing_buckets(regions) == [regions.data_bucket]
+
+
+def test_a_failover_with_the_primary_up_moves_processing_and_keeps_everything_else(regions, monkeypatch):
+    regions.drain_alerts()
+    planned = act(FAILOVER)["result"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the failover is confirmed
+    result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
+    # (the crash test below dies before each of these changes in turn)
+    assert len([name for name in calls.calls if mutating(name, None)]) <= CRASH_POINTS, calls.calls
+    # Then exactly the replica processes, through the secondary LIVE, with the primary's events and filter
+    assert result["ok"] and result["primary_notification"] == "removed" and result["epoch"] == 1
+    assert processing_buckets(regions) == [regions.replica_bucket]
+    [ours] = [entry for entry in notifications(regions.clients["s3_secondary"], regions.replica_bucket)[
+        "LambdaFunctionConfigurations"] if entry["LambdaFunctionArn"] == SECONDARY_LIVE]
+    assert ours["Events"] == PIPELINE_ENTRY["Events"] and ours["Filter"] == PIPELINE_ENTRY["Filter"]
+    # And the region record names the secondary, the environment has the failover variables merged in
+    assert record(regions).active_region() == "us-west-2"
+    assert environment_of(regions) == {**SECONDARY_ENVIRONMENT, "ACTIVE_REGION": "us-west-2", "FAILOVER_MODE": "true"}
+    assert_nothing_else_lost(regions)
+    # And the Regional Failover alert (severity 1, emergency topic) and the stakeholder notice went out
+    alerts = regions.drain_alerts()
+    [alert] = [entry for entry in alerts if entry["severity"] == 1]
+    assert alert["topic"] == regions.emergency_topic_arn and "Regional Failover" in alert["subject"]
+    [notice] = [entry for entry in alerts if entry["subject"] == "Service Disruption Notice - Apilados Pipeline"]
+    assert "Dear Stakeholders" in notice["message"]
+    # And the validation is said not to have run: none is wired yet
+    assert result["validation"]["ran"] is False
+
+
+def test_with_the_primary_unreachable_the_plan_says_so_and_needs_force(regions, monkeypatch):
+    attempted = unreachable_primary(monkeypatch)
+    # When a failover is planned while no call reaches the primary
+    refused = act(FAILOVER)
+    # Then it is refused (the data at risk cannot be known), naming force
+    assert not refused["ok"] and "data at risk cannot be known" in refused["error"] and "force" in refused["error"]
+    # When it is planned with force
+    planned = act({**FAILOVER, "force": True})["result"]
+    plan = planned["plan"]
+    # Then each part of the primary's health is reported unreachable, not raised
+    assert attempted and not plan["primary"]["reachable"]
+    assert plan["primary"]["alarms"]["state"] == plan["primary"]["probe"]["state"] == "unreachable"
+    assert plan["data_at_risk"]["objects"] is None and plan["forced"] is True
+    assert plan["changes"][0]["what"] == "leave the pipeline notification to fencing"
+    # When it is confirmed
+    result = act({**FAILOVER, "force": True, "confirm": planned["plan_id"]})["result"]["result"]
+    # Then the secondary processes; the primary's entry is left to its controller's fencing
+    assert result["ok"] and result["primary_notification"].startswith("unreachable")
+    assert processing(regions.clients["s3_secondary"], regions.replica_bucket, SECONDARY_LIVE)
+    assert record(regions).active_region() == "us-west-2"
+    assert_nothing_else_lost(regions)
+
+
+def test_data_at_risk_above_the_setting_is_refused_unless_forced(regions, versions_behaviour):
+    # Given three uploads not replicated yet
+    versions_behaviour.replication.lag = timedelta(hours=1)
+    for n in range(3):
+        regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key=f"late/{n}.csv", Body=b"id\n1\n")
+    # When a failover is planned, Then it is refused naming the three objects and the setting
+    refused = act(FAILOVER)
+    assert not refused["ok"] and "3 objects are at risk" in refused["error"]
+    assert "failover.max_data_at_risk 0" in refused["error"]
+    assert processing_buckets(regions) == [regions.data_bucket]
+    # When forced (with the reason every action carries), Then it is planned as forced and applies
+    result = fail_over({"force": True})
+    assert result["result"]["forced"] is True and processing_buckets(regions) == [regions.replica_bucket]
+
+
+def test_a_secondary_that_is_not_ready_is_refused_even_with_force(regions):
+    # Given the secondary's STABLE serving other code than the primary's STABLE
+    west = regions.clients["lambda_secondary"]
+    west.update_function_code(FunctionName=regions.function_name, ZipFile=b"PK\x05\x06" + b"\x00" * 18)
+    other = west.publish_version(FunctionName=regions.function_name)["Version"]
+    west.update_alias(FunctionName=regions.function_name, Name="STABLE", FunctionVersion=other)
+    # When a forced failover is planned, Then it is refused naming the code check
+    refused = act({**FAILOVER, "force": True})
+    assert not refused["ok"] and "the secondary is not ready: stable_code" in refused["error"]
+    assert processing_buckets(regions) == [regions.data_bucket]
+
+
+def test_a_second_failover_is_a_no_op(regions, monkeypatch):
+    fail_over()
+    before = (notifications(regions.clients["s3"], regions.data_bucket),
+              notifications(regions.clients["s3_secondary"], regions.replica_bucket), environment_of(regions))
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When a failover is asked for again
+    planned = act(FAILOVER)["result"]
+    assert planned["plan"]["already_active"] and planned["plan"]["changes"] == []
+    result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
+    # Then it answers so, and nothing but its plan's own record changed (the invocation is the health probe)
+    assert result["already_active"] and result["epoch"] == 1
+    assert [name for name in calls.mutating() if name not in ("PutItem", "UpdateItem", "Invoke")] == []
+    assert record(regions).epoch() == 1 and len(record(regions).claims()) == 1
+    assert (notifications(regions.clients["s3"], regions.data_bucket),
+            notifications(regions.clients["s3_secondary"], regions.replica_bucket), environment_of(regions)) == before
+
+
+@pytest.mark.parametrize("event", [
+    {"action": "failover"},
+    {"action": "failover", "requested_by": "alice"},
+    {"action": "failover", "requested_by": "alice", "reason": "x"},
+    {"action": "failover", "requested_by": "alice", "reason": "INC-9", "force": "yes please"},
+    {"action": "failover", "requested_by": "alice", "reason": "INC-9", "confirm": "not-a-plan"},
+    {"action": "failover", "requested_by": "alice", "reason": "INC-9", "region": "eu-west-1"},
+    {"action": "failover", "requested_by": "alice", "reason": "INC-9", "confirm": "fo-0123456789"},
+    {"action": "failover", "requested_by": "alice", "reason": "INC-9", "resume": "fo-0123456789"},
+])
+def test_bad_failover_events_are_refused_with_no_mutating_call(regions, monkeypatch, event):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    answer = act(event)
+    assert answer["ok"] is False and answer["error"]
+    assert calls.mutating() == []
+    assert processing_buckets(regions) == [regions.data_bucket]
+
+
+# --- crashes, resumption, catch-up
+
+def confirm_or_resume(plan_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """After a crash: resume the plan if its confirmation was recorded, else confirm it again."""
+    resumed = act({**FAILOVER, "resume": plan_id})
+    if not resumed["ok"] and "never confirmed" in resumed["error"]:
+        resumed = act({**FAILOVER, **(extra or {}), "confirm": plan_id})
+    assert resumed["ok"], resumed
+    return dict(resumed["result"])
+
+
+@pytest.mark.parametrize("crash_after", range(CRASH_POINTS))
+def test_a_crash_between_any_two_steps_is_completed_by_resume(regions, monkeypatch, crash_after):
+    dying = DyingInvocations().install(monkeypatch)
+    planned = act(FAILOVER)["result"]
+    # Given a failover whose invocation dies before its (crash_after + 1)th change
+    dying.arm(crash_after, counting=mutating)
+    try:
+        act({**FAILOVER, "confirm": planned["plan_id"]})
+    except InvocationCrash:
+        pass
+    dying.disarm()
+    # Then at no moment do both regions process
+    assert len(processing_buckets(regions)) <= 1
+    # When it is resumed (or confirmed again, if it died before its confirmation was recorded)
+    result = confirm_or_resume(planned["plan_id"])
+    # Then the failover is complete as if it had never crashed: exactly the replica processes, one claim holds
+    assert processing_buckets(regions) == [regions.replica_bucket]
+    assert record(regions).active_region() == "us-west-2" and len(record(regions).claims()) == 1
+    assert environment_of(regions) == {**SECONDARY_ENVIRONMENT, "ACTIVE_REGION": "us-west-2", "FAILOVER_MODE": "true"}
+    assert_nothing_else_lost(regions)
+    outcome = result["result"]
+    assert outcome["ok"] and outcome["primary_notification"] in ("removed", "absent")
+    # And a resumption after it changes nothing more
+    again = act({**FAILOVER, "resume": planned["plan_id"]})["result"]
+    assert again["status"] == "already_applied"
+
+
+def test_an_upload_that_arrived_while_neither_region_processed_is_processed_once(regions, monkeypatch):
+    dying = DyingInvocations().install(monkeypatch)
+    planned = act(FAILOVER)["result"]
+    # Given a failover that died right after the primary stopped processing (before its region claim)
+    dying.arm(0, counting=lambda operation, params: operation == "PutItem" and "REGION#" in str(params))
+    with pytest.raises(InvocationCrash):
+        act({**FAILOVER, "confirm": planned["plan_id"]})
+    dying.disarm()
+    assert processing_buckets(regions) == []
+    # And an upload to the primary meanwhile, which nothing processed (it replicates to the replica)
+    regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key="uploads/late/arrived-meanwhile.csv",
+                                     Body=b"id\n7\n")
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the failover is resumed
+    result = confirm_or_resume(planned["plan_id"])["result"]
+    # Then that upload, and only it, was handed to the secondary LIVE, once
+    assert result["caught_up"] == 1 and calls.count()["Invoke"] == 1
+    progress = plan_document(regions, planned["plan_id"])["progress"]
+    assert [name.split("#")[0] for name in progress["caught_up"]] == ["uploads/late/arrived-meanwhile.csv"]
+    # And resuming again invokes nothing
+    calls.calls.clear()
+    assert act({**FAILOVER, "resume": planned["plan_id"]})["result"]["status"] == "already_applied"
+    assert calls.count()["Invoke"] == 0
