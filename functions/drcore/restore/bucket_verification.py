@@ -99,6 +99,11 @@ class RestoreVerifier:
                 "backup_damaged_keys": list(verification.backup_damaged_keys[:10])})
         return verification
 
+    def proves(self, target: str, want: DesiredObject, have: ListedVersion) -> bool:
+        """Whether `have`, a version in `target`, holds `want`: its headers and its body, read if need be (the
+        post-recovery validation's sampled read-back, drcore.restore.validation_data)."""
+        return self._matches(target, want, have, read=True)[0]
+
     # One object ----------------------------------------------------------------------------------
 
     def _matches(self, target: str, want: DesiredObject, have: ListedVersion, *, read: bool) -> tuple[bool, bool]:
