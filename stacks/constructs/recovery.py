@@ -20,7 +20,9 @@ Its role holds exactly what the recovery actions need:
   iam:PassRole to CloudFormation only for `recovery.stack_role_arn`;
 - `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
   bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
-  `replication.role_arn`.
+  `replication.role_arn`;
+- `validate` and the validation that ends every applied recovery (stacks/constructs/validation_grants.py): the
+  probe of LIVE's versions, the buckets' notifications, the backup bucket's controls, the topics' encryption.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -63,6 +65,7 @@ from stacks.constructs.restore_grants import (
     layer_and_role_suppressions,
     let_operators_invoke,
 )
+from stacks.constructs.validation_grants import grant_validation
 from stacks.constructs.watchers import (
     controller_environment,
     every_version_of,
@@ -227,6 +230,7 @@ class Recovery(Construct):
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
         grant_replication(self.function, settings)
+        grant_validation(self.function, settings, alerting, backup_bucket)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

@@ -214,6 +214,11 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         # replication's reads (stacks/constructs/replication.py)
         "s3:GetReplicationConfiguration",
         "s3:GetBucketLocation",
+        # the post-recovery validation's own reads (stacks/constructs/validation_grants.py)
+        "s3:GetBucketNotification",
+        "s3:GetEncryptionConfiguration",
+        "s3:GetBucketPolicy",
+        "sns:GetTopicAttributes",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -234,6 +239,8 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
         *_backup_objects(synth, "content", "snapshots", "restores"),
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}-*",
+        # the validation's health check invokes LIVE's versions by number, as the watchers' probe does
+        f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}:*",
         f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
@@ -274,10 +281,10 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     resources = synth.resources
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
-    # Then it continues a long restore by invoking its own ARN, and invokes nothing else (the probe of LIVE is
-    # the health watcher's)
-    assert _resources(statements) == [f"${{{function}.Arn}}"]
-    (own,) = statements
+    # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the versions LIVE
+    # routes to, by number, for the post-recovery validation's health check (as the watchers' probe)
+    assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*"])
+    (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
         name
@@ -317,8 +324,11 @@ def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Sy
     for action in ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
     # (the replica's versioning and object versions are read too, for replication: not written; versions are
-    # listed and read in the backup bucket as well: below)
-    assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
+    # listed and read in the backup bucket as well: below; its versioning is one of the controls the post-recovery
+    # validation reads)
+    backup_bucket = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
+    assert _granted(synth, "s3:GetBucketVersioning") == sorted(
+        [f"${{{backup_bucket}.Arn}}", DATA_BUCKET_ARN, REPLICA_BUCKET_ARN])
     assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN]
     assert _target_buckets(_granted(synth, "s3:GetObjectVersion")) == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
