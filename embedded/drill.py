@@ -72,6 +72,7 @@ def _auto_rollback(system: SampleSystem, counter: RequestCounter) -> tuple[bool,
     system.set_alarm("errors", "ALARM", "Threshold Crossed: 3 datapoints were greater than the threshold (1.0)")
     alarm = system.clients["cloudwatch"].describe_alarms(AlarmNames=[system.alarms["errors"]])["MetricAlarms"][0]
     event = alarm_action_event(system.alarms["errors"], "ALARM", alarm["StateUpdatedTimestamp"], system.function_name)
+    system.drain_alerts()  # the earlier steps' alerts (each applied recovery's validation) are theirs, not this one's
     counter.reset()
     started = time.perf_counter()
     result, metrics = invoke_handler(health_watcher, event)

@@ -45,6 +45,7 @@ RENAMED = {
     ("s3", "GetBucketNotificationConfiguration"): "GetBucketNotification",
     ("s3", "PutBucketNotificationConfiguration"): "PutBucketNotification",
     ("s3", "GetObjectLockConfiguration"): "GetBucketObjectLockConfiguration",
+    ("s3", "GetBucketEncryption"): "GetEncryptionConfiguration",
     ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
     ("s3", "GetBucketReplication"): "GetReplicationConfiguration",
     ("s3", "PutBucketReplication"): "PutReplicationConfiguration",

@@ -17,6 +17,8 @@
    - after a failover (its outcome set up: the replica processing, the record claimed for the secondary), a
      `failback` planned and confirmed: an object created and one deleted in the replica copied back, the
      notifications, the region record and the secondary function's environment switched back.
+   - the operator's read-only `validate` with the replica configured, each of its checks reading (a restore ends
+     with the same validation: the drill's restore_s3 and the recovery in place above);
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
      that it hides the snapshot and the content only that snapshot referenced, and a function backup the
      policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
@@ -55,6 +57,7 @@ RECOVERY_FUNCTION = "apilados-dr-recovery"
 DRILL_FUNCTION = "apilados-dr-drill"
 RETENTION_FUNCTION = "apilados-dr-retention"
 OPERATOR = {"requested_by": "iam-conformance", "reason": "the IAM conformance scenarios"}
+VALIDATION_CHECKS = 7  # drcore.restore.validation's checks, each of which reads
 
 
 class ScenarioFailed(Exception):
@@ -141,6 +144,8 @@ def _in_place_recovery_and_manual_rollback(system: SampleSystem, backup_id: str)
     result = _recover({"action": "recover_from_backup", "backup_id": backup_id})
     _expect(bool(result.get("ok")) and system.alias_version("LIVE") == result["version"],
             "the recovery in place, released to LIVE", result)
+    _expect(len(result.get("validation", {}).get("checks", [])) == VALIDATION_CHECKS,
+            "the post-recovery validation that ends the recovery", result)
     answer = recovery.handler({"action": "rollback", **OPERATOR}, _context(RECOVERY_FUNCTION))
     _expect(answer.get("ok") is True and system.alias_version("LIVE") == system.alias_version("STABLE"),
             "the manual rollback", answer)
@@ -219,6 +224,23 @@ def _replication_configured_and_watched(system: SampleSystem) -> None:
     replication = answer.get("result", {}).get("replication", {})
     _expect(answer.get("ok") is True and replication.get("configured") is True
             and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
+
+
+def _validated(system: SampleSystem) -> None:
+    """The operator's read-only `validate`, with the pipeline's notification on the data bucket and the replica in
+    the secondary region, so every check reads what it reads in AWS (the controls the embedded backup bucket lacks
+    answer failed, after the same reads)."""
+    import recovery.handler as recovery
+
+    live = system.clients["lambda"].get_alias(FunctionName=system.function_name, Name="LIVE")["AliasArn"]
+    system.clients["s3"].put_bucket_notification_configuration(Bucket=system.data_bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"Id": "pipeline", "LambdaFunctionArn": live,
+                                          "Events": ["s3:ObjectCreated:*"]}]})
+    answer = recovery.handler({"action": "validate", **OPERATOR}, _context(RECOVERY_FUNCTION))
+    checks = {check["name"]: check for check in answer.get("result", {}).get("checks", [])}
+    _expect(answer.get("ok") is True and len(checks) == VALIDATION_CHECKS
+            and checks["event_processing"]["status"] == "ok" and checks["health_check"]["status"] == "ok"
+            and checks["data_integrity"]["sampled"] > 0, "the validation", answer)
 
 
 def _failback(system: SampleSystem) -> None:
@@ -316,6 +338,7 @@ def beyond_the_drill() -> None:
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
         _replication_configured_and_watched(system)
+        _validated(system)
         _retention(system, first_backup)  # it moves the clock on two days
         with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
             _failback(system)  # after it: its safety snapshot is no snapshot retention counts

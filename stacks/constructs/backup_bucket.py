@@ -22,6 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from drcore.restore.validation_controls import CREATE_ONLY_STATEMENT_SID
 from drcore.state.backup_store import Component, backup_prefix
 from stacks.settings import Settings
 
@@ -156,7 +157,7 @@ class BackupBucket(Construct):
         account's): it writes only new keys, under a new task id, below the logs prefix it is allowed."""
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="BackupsAreWrittenOnce",
+                sid=CREATE_ONLY_STATEMENT_SID,  # the post-recovery validation looks for it
                 effect=iam.Effect.DENY,
                 principals=[iam.AccountRootPrincipal()],
                 actions=["s3:PutObject"],

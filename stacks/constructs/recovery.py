@@ -20,10 +20,12 @@ Its role holds exactly what the recovery actions need:
   iam:PassRole to CloudFormation only for `recovery.stack_role_arn`;
 - `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
   bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
-  `replication.role_arn`.
+  `replication.role_arn`;
 - `failback` (stacks/constructs/failback.py): the pipeline's notification entry of the data bucket and the
   replica, the replica's versions listed and copied back, the secondary function's environment, the primary's
-  health probe.
+  health probe;
+- `validate` and the validation that ends every applied recovery (stacks/constructs/validation_grants.py): the
+  probe of LIVE's versions, the buckets' notifications, the backup bucket's controls, the topics' encryption.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -68,6 +70,7 @@ from stacks.constructs.restore_grants import (
     layer_and_role_suppressions,
     let_operators_invoke,
 )
+from stacks.constructs.validation_grants import grant_validation
 from stacks.constructs.watchers import (
     controller_environment,
     every_version_of,
@@ -234,6 +237,7 @@ class Recovery(Construct):
         grant_replication(self.function, settings)
         set_failover_settings(self.function, settings)
         grant_failback(self.function, settings)
+        grant_validation(self.function, settings, alerting, backup_bucket)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

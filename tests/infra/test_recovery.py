@@ -19,6 +19,7 @@ from drcore.core.config import (
     RegionEnvVar,
 )
 from drcore.restore.preflight import PreflightEnvVar
+from drcore.restore.validation_controls import ValidationEnvVar
 from stacks.constructs import recovery as recovery_module
 from stacks.settings import Settings
 from tests.infra.support import STANDBY_ONLY, TUNED, Synthesized, default_settings, logical_id, rendered
@@ -91,7 +92,8 @@ def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Syn
     variables = _variables(synth)
     # Then it sets every variable of the three sets drcore.core.config defines, and no other DR_ variable
     expected = ({v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
-                | {v.value for v in PreflightEnvVar} | {v.value for v in RegionEnvVar})
+                | {v.value for v in PreflightEnvVar} | {v.value for v in RegionEnvVar}
+                | {v.value for v in ValidationEnvVar})
     assert {name for name in variables if name.startswith("DR_")} == expected - STANDBY_ONLY
     # And the watchers' and the backup function's variables have exactly their values there
     watcher, backup = _variables(synth, WATCHER), _variables(synth, BACKUP)
@@ -116,6 +118,17 @@ def test_recovery_variables_follow_the_objectives_and_the_defaults(synth: Synthe
     assert variables[RecoveryEnvVar.RESTORE_TARGET_BUCKETS] == ""
     # And no stack role is configured
     assert variables[RecoveryEnvVar.STACK_ROLE_ARN] == ""
+
+
+def test_the_validation_compares_the_backup_bucket_with_what_the_stack_configures(synth: Synthesized):
+    # Given the recovery function's environment / Then the validation expects the backup key and the bucket's lock
+    variables = _variables(synth)
+    key = logical_id(synth.resources, "AWS::KMS::Key", Description="Encrypts the backups of apilados-pipeline-ingest")
+    assert variables[ValidationEnvVar.BACKUP_KEY_ARN] == {"Fn::GetAtt": [key, "Arn"]}
+    bucket = synth.resources[logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)]["Properties"]
+    retention = bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert (variables[ValidationEnvVar.OBJECT_LOCK_MODE], variables[ValidationEnvVar.OBJECT_LOCK_DAYS]) == (
+        retention["Mode"], str(retention["Days"]))
 
 
 def test_recovery_variables_follow_the_settings(tuned: Synthesized):

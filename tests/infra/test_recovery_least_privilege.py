@@ -221,9 +221,13 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "s3:GetReplicationConfiguration",
         "s3:GetBucketLocation",
         # failback's (stacks/constructs/failback.py): the notifications read before a merge, the primary probe's
-        # metrics published (held to the controller's namespace)
+        # metrics published (held to the controller's namespace); the post-recovery validation's own reads
+        # (stacks/constructs/validation_grants.py)
         "s3:GetBucketNotification",
         "cloudwatch:PutMetricData",
+        "s3:GetEncryptionConfiguration",
+        "s3:GetBucketPolicy",
+        "sns:GetTopicAttributes",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -244,7 +248,8 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
         *_backup_objects(synth, "content", "snapshots", "restores"),
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}-*",
-        # the failback's probe of the primary invokes the versions LIVE routes to, by number
+        # the failback's probe of the primary, and the validation's health check, invoke the versions LIVE routes to,
+        # by number, as the watchers' probe does
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}:*",
         f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
@@ -287,7 +292,7 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
     # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the versions of the
-    # protected function LIVE routes to, which a failback probes in the primary region
+    # protected function LIVE routes to, by number: the failback's probe of the primary, the validation's health check
     assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*"], key=str)
     (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
@@ -329,8 +334,11 @@ def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Sy
     for action in ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"):
         assert _granted(synth, action) == [f"{DATA_BUCKET_ARN}/*"], action
     # (the replica's versioning and object versions are read too, for replication: not written; versions are
-    # listed and read in the backup bucket as well: below)
-    assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
+    # listed and read in the backup bucket as well: below; its versioning is one of the controls the post-recovery
+    # validation reads)
+    backup_bucket = logical_id(synth.resources, "AWS::S3::Bucket", ObjectLockEnabled=True)
+    assert _granted(synth, "s3:GetBucketVersioning") == sorted(
+        [f"${{{backup_bucket}.Arn}}", DATA_BUCKET_ARN, REPLICA_BUCKET_ARN])
     # (the replica's versions are listed by a failback, which copies back what the secondary wrote: not written)
     assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
     assert _target_buckets(_granted(synth, "s3:GetObjectVersion")) == sorted(

@@ -232,6 +232,7 @@ def recovery_shapes() -> list[Shape]:
 
     return [
         Shape("status", {"action": "status"}, (("action",),)),
+        Shape("validate", {"action": "validate", **WHO}, (("action",),)),
         Shape("list_backups", {"action": "list_backups", "component": "s3", "limit": 5}, (("action",), ("component",))),
         *(operated(action) for action in ("rollback", "promote", "freeze", "unfreeze")),
         operated("release", "version", version="2", canary_percent=10.0, force=False),

@@ -167,7 +167,9 @@ def test_a_restore_that_dies_before_its_journal_entry_is_journaled_when_resumed(
     died: list[str] = []
 
     def dies_before_the_journal(client, operation, params):
-        if operation == "PutItem" and params["Item"]["sk"]["S"].startswith(JOURNAL_PREFIX) and not died:
+        # The plan's own entry (the post-recovery validation journals its own entry before it).
+        sort_key = params["Item"]["sk"]["S"] if operation == "PutItem" else ""
+        if sort_key.startswith(JOURNAL_PREFIX) and sort_key.endswith(f"#{plan_id}") and not died:
             died.append(operation)
             crashes.die(operation)
         return None

@@ -119,7 +119,7 @@ def test_a_restore_from_damaged_content_is_journaled_as_failing_verification_and
     journal = ControllerStateStore(world.clients["dynamodb"], world.table).journal(world.function_name)
     entry = next(item for item in journal if item["action"] == "restore_s3")
     assert entry["result"] == "applied, verification failed"
-    # And operators are alerted, with the keys
-    [alert] = world.drain_alerts()
+    # And operators are alerted, with the keys (beside the post-recovery validation's own alert)
+    [alert] = [alert for alert in world.drain_alerts() if "Validation after" not in alert["subject"]]
     assert alert["severity"] == 2 and "Bucket restore not verified: 2 objects differ" in alert["subject"]
     assert all(key in alert["message"] for key in DAMAGED) and "verify_backup" in alert["message"]

@@ -110,6 +110,19 @@ class RunPreflight(_Action):
     action: Literal["preflight"]
 
 
+class Validate(_Action):
+    """Read-only: the post-recovery validation (drcore.restore.validation) of the active region, journaled.
+    Who asked and why are optional: they go into the journal entry when given."""
+
+    action: Literal["validate"]
+    requested_by: str | None = Field(None, min_length=1, max_length=200)
+    reason: str | None = Field(None, min_length=3, max_length=1000)
+
+    def cause(self) -> Cause:
+        return Cause(kind="manual", summary=f"validate requested by {self.requested_by or 'an operator'}"
+                     + (f": {self.reason}" if self.reason else ""), requested_by=self.requested_by, reason=self.reason)
+
+
 class Rollback(_Operated):
     action: Literal["rollback"]
 
@@ -234,7 +247,7 @@ class Failback(_TwoStep):
 
 _MODELS = (Status, ListBackups, Rollback, Promote, Release, Freeze, Unfreeze, RecoverVersion, RestoreS3,
            RecoverFromBackup, RecoverStack, ComprehensiveRollback, VerifyBackup, RunPreflight, ConfigureReplication,
-           Failover, Failback)
+           Failover, Failback, Validate)
 # Union over the tuple: the models are listed once, above. (A tuple has no `|` spelling, hence the noqa.)
 ManualAction = Annotated[Union[_MODELS], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007
 _adapter: TypeAdapter[Any] = TypeAdapter(ManualAction)

@@ -24,8 +24,10 @@ from drcore.restore.manual_actions import (
     RunPreflight,
     Status,
     Unfreeze,
+    Validate,
     VerifyBackup,
 )
+from drcore.restore.validation import PostRecoveryValidation
 from drcore.rollback.controller import AliasController
 from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import Component
@@ -36,7 +38,8 @@ class RecoveryService:
     def __init__(self, settings: ControllerSettings, controller: AliasController, alarm_board: AlarmBoard,
                  catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
                  clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None,
-                 replication: Callable[[], dict[str, Any]] | None = None) -> None:
+                 replication: Callable[[], dict[str, Any]] | None = None,
+                 validation: PostRecoveryValidation | None = None) -> None:
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -46,6 +49,7 @@ class RecoveryService:
         self._clock = clock
         self._preflight = preflight
         self._replication = replication
+        self._validation = validation
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -61,6 +65,7 @@ class RecoveryService:
             RecoverVersion: self.recover_version,
             VerifyBackup: self.verify_backup,
             RunPreflight: lambda r: self.preflight(),
+            Validate: self.validate,
         }
         if type(request) in self._destructive:
             return self._flow.run(self._destructive[type(request)], request, remaining_ms)
@@ -83,6 +88,13 @@ class RecoveryService:
         if self._preflight is None:
             return {"ok": False, "checks": [], "detail": "no preflight configured for this service"}
         return self._preflight()
+
+    def validate(self, request: Validate) -> dict[str, Any]:
+        """Read-only: the post-recovery validation of the region that processes uploads, journaled."""
+        if self._validation is None:
+            return {"ok": False, "status": "unknown", "checks": [],
+                    "detail": "no validation configured for this service"}
+        return self._validation.run(self._validation.active_region(), request.cause()).to_dict()
 
     def _last_drill(self) -> dict[str, Any] | None:
         entry = self._controller.last_journal_entry("drill")
@@ -107,6 +119,8 @@ class RecoveryService:
                        for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
             "last_drill": self._last_drill(),
+            # The newest post-recovery validation (drcore.restore.validation), as journaled.
+            "validation": self._validation.latest() if self._validation else None,
             # Replication to the secondary region (drcore.region.replication_health), read-only.
             "replication": self._replication() if self._replication else {
                 "configured": False, "healthy": False, "detail": "replication is not watched by this service"},

@@ -63,6 +63,21 @@ class VersionAnswer:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class ProbeAnswers:
+    """What one probe found: each version's answer and the seconds it was given, or why nothing was probed."""
+
+    answers: list[VersionAnswer]
+    seconds: int
+    not_probed: str | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """The failed versions and why, or None when every version answered."""
+        return "; ".join(f"version {answer.version}: {answer.failure}"
+                         for answer in self.answers if answer.failure is not None) or None
+
+
 class HealthProbe:
     """Invokes each version LIVE serves with the runbook's health-check payload and publishes the outcome.
 
@@ -81,29 +96,38 @@ class HealthProbe:
         self._timeout_seconds = timeout_seconds
 
     def run(self, remaining_ms: float | None = None) -> Outcome:
-        """Probe what LIVE serves within the time the invocation can spare (`remaining_ms`: what it has left)."""
+        """Probe what LIVE serves within the time the invocation can spare (`remaining_ms`: what it has left), and
+        publish the answer for the health-probe alarm."""
+        probed = self.probe(remaining_ms)
+        if probed.not_probed is not None:
+            # Publishing nothing leaves the alarm's datapoint missing: neither a healthy LIVE nor a failed one.
+            logger.warning("no time left to probe", extra={"remaining_ms": remaining_ms})
+            return Outcome("not_probed", probed.not_probed)
+        return self._publish(probed.answers, probed.seconds)
+
+    def probe(self, remaining_ms: float | None = None) -> ProbeAnswers:
+        """How each version LIVE serves answered, published nowhere: the post-recovery validation asks this
+        (drcore.restore.validation_function) without feeding the alarm that rolls LIVE back."""
         started = time.monotonic()
         try:
             live = self._aliases.read(self._alias)
         except Exception as error:  # noqa: BLE001  # no version to probe is a failed probe, not a crashed tick
-            return self._publish([VersionAnswer(self._alias, f"reading {self._alias}: {type(error).__name__}: "
-                                                f"{error}", (time.monotonic() - started) * 1000)], 0)
+            return ProbeAnswers([VersionAnswer(self._alias, f"reading {self._alias}: {type(error).__name__}: "
+                                               f"{error}", (time.monotonic() - started) * 1000)], 0)
         if live is None:
-            return self._publish([VersionAnswer(self._alias, f"alias {self._alias} does not exist", 0.0)], 0)
+            return ProbeAnswers([VersionAnswer(self._alias, f"alias {self._alias} does not exist", 0.0)], 0)
         spent_ms = (time.monotonic() - started) * 1000
         seconds = probe_seconds(self._timeout_seconds, None if remaining_ms is None else remaining_ms - spent_ms)
         if seconds < 1:
-            # Publishing nothing leaves the alarm's datapoint missing: neither a healthy LIVE nor a failed one.
-            logger.warning("no time left to probe", extra={"remaining_ms": remaining_ms})
-            return Outcome("not_probed", f"the invocation has too little time left to probe {self._alias} and keep "
-                           f"{TICK_RESERVE_SECONDS}s for the rest of the tick")
+            return ProbeAnswers([], 0, f"the invocation has too little time left to probe {self._alias} and keep "
+                                f"{TICK_RESERVE_SECONDS}s for the rest of the tick")
         versions = [live.version, *live.weights]
         if len(versions) == 1:
             answers = [self._probe(versions[0], seconds)]
         else:  # a canary: its version and STABLE's, side by side, so both fit in the same seconds
             with ThreadPoolExecutor(max_workers=len(versions), thread_name_prefix="health-probe") as pool:
                 answers = list(pool.map(lambda version: self._probe(version, seconds), versions))
-        return self._publish(answers, seconds)
+        return ProbeAnswers(answers, seconds)
 
     def _probe(self, version: str, seconds: int) -> VersionAnswer:
         started = time.monotonic()
@@ -134,7 +158,7 @@ class HealthProbe:
                  "Unit": "Milliseconds"},
             ],
         )
-        failure = "; ".join(f"version {answer.version}: {answer.failure}" for answer in failed) or None
+        failure = ProbeAnswers(answers, seconds).failure
         facts = {"healthy": not failed, "failure": failure, "latency_ms": round(latency_ms, 1),
                  "timeout_seconds": seconds,
                  "versions": {answer.version: answer.failure or "answered" for answer in answers}}

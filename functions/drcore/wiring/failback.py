@@ -17,7 +17,7 @@ from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.core.config import BackupSettings, ControllerSettings, FailoverSettings, RegionSettings
 from drcore.core.errors import InvalidRequest
 from drcore.region.divergence import ReplicaDivergence
-from drcore.region.failback_action import Checkpoint, FailbackAction, FailbackSites
+from drcore.region.failback_action import Checkpoint, FailbackAction, FailbackSites, Validation
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.rollback.health_probe import HealthProbe
 from drcore.state.backup_store import BackupStore
@@ -48,7 +48,8 @@ class ConfiguredFailback:
 
 
 def failback_action(settings: ControllerSettings, backup: BackupSettings, region: RegionSettings,
-                    failover: FailoverSettings, alerts: AlertPublisher, checkpoint: Checkpoint) -> ConfiguredFailback:
+                    failover: FailoverSettings, alerts: AlertPublisher, checkpoint: Checkpoint,
+                    validation: Validation = None) -> ConfiguredFailback:
     def build() -> FailbackAction:
         primary, secondary, replica = failover.primary_region, region.secondary_region, region.replica_bucket
         if not (primary and secondary and replica):
@@ -79,6 +80,6 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
             sites, RegionRecord(here_clients("dynamodb"), settings.state_table, settings.protected_function, primary),
             divergence, store, BucketNotifications(primary_s3), BucketNotifications(secondary_s3),
             FunctionEnvironment(LambdaUpdates(secondary_lambda), secondary_lambda), probe.run, alerts,
-            checkpoint=checkpoint)
+            validation=validation, checkpoint=checkpoint)
 
     return ConfiguredFailback(build)

@@ -35,21 +35,26 @@ from drcore.restore.manual_actions import (
 from drcore.restore.preflight import Preflight, PreflightSettings, PreflightTarget
 from drcore.restore.recovery import RecoveryService
 from drcore.restore.stack_recovery import StackRecovery
+from drcore.restore.validated_actions import Validated
+from drcore.restore.validation_controls import ValidationSettings
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
+from drcore.state.region_record import RegionRecord
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.failback import failback_action
 from drcore.wiring.failover import failover_action
 from drcore.wiring.replication import replication_parts
 from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher, alias_controller
+from drcore.wiring.validation import post_recovery_validation
 
 
 @lru_cache(maxsize=4)
 def recovery_service(settings: ControllerSettings, backup: BackupSettings, recovery: RecoverySettings,
                      function_name: str, endpoint_url: str | None = None,
                      preflight: PreflightSettings | None = None, region: RegionSettings | None = None,
-                     failover: FailoverSettings | None = None) -> RecoveryService:
+                     failover: FailoverSettings | None = None,
+                     validation_settings: ValidationSettings | None = None) -> RecoveryService:
     """The recovery function's service; `function_name` is its own, to continue long actions."""
     client = client_factory()
     controller, _, alarm_board = alias_controller(settings, client)
@@ -75,23 +80,39 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     stack = StackRecoveryAction(StackRecovery(client("cloudformation"), store, backup.pipeline_stack,
                                               stack_role_arn=recovery.stack_role_arn))
     region = region or RegionSettings()
+    failover = failover or FailoverSettings()
     configure_replication, replication = replication_parts(client, backup.data_bucket, region)
-    failback = failback_action(settings, backup, region, failover or FailoverSettings(),
-                               alert_publisher(settings, client),
-                               lambda plan_id, progress: book.record(plan_id, progress=progress))
+    # Which region processes uploads: the region record's answer, read when a validation runs.
+    record = RegionRecord(client("dynamodb"), settings.state_table, settings.protected_function,
+                          failover.primary_region or client("dynamodb").meta.region_name)
+    validation = post_recovery_validation(settings, backup, region, validation_settings or ValidationSettings(),
+                                          client, s3, store, catalog, active_region=record.active_region,
+                                          primary_region=failover.primary_region)
+
+    def validate_region(active_region: str) -> dict[str, Any]:
+        return validation.run(active_region).to_dict()
+
+    failback = failback_action(settings, backup, region, failover, alert_publisher(settings, client),
+                               lambda plan_id, progress: book.record(plan_id, progress=progress),
+                               validation=validate_region)
+    # Every applied recovery ends with the post-recovery validation (drcore.restore.validated_actions); a failover
+    # and a failback end with it too, as their own last step, with the region they made active.
     destructive: dict[type, TwoStepAction] = {
-        RestoreS3: data, RecoverFromBackup: function, RecoverStack: stack,
-        ComprehensiveRollback: ComprehensiveRollbackAction(catalog, function, data, stack),
+        RestoreS3: Validated(data, validation), RecoverFromBackup: Validated(function, validation),
+        RecoverStack: Validated(stack, validation),
+        ComprehensiveRollback: Validated(ComprehensiveRollbackAction(catalog, function, data, stack), validation),
         ConfigureReplication: configure_replication,
         # Each step of a failover is recorded in its plan as it is done, so a resumption continues after it.
-        Failover: failover_action(settings, backup, region, failover or FailoverSettings(), client,
-                                  store, lambda plan_id, progress: book.record(plan_id, progress=progress)),
+        Failover: failover_action(settings, backup, region, failover, client, store,
+                                  lambda plan_id, progress: book.record(plan_id, progress=progress),
+                                  validation=validate_region),
         Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
-                           preflight=Preflight(client, target).run, replication=replication.report)
+                           preflight=Preflight(client, target).run, replication=replication.report,
+                           validation=validation)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
