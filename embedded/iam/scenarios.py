@@ -14,6 +14,10 @@
    - the operator's read-only `preflight`, in an account that has everything it checks for;
    - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
      role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides.
+   - `failover` planned and confirmed with force (the primary's older objects predate the replication rule, so data
+     is at risk) from the primary stack's recovery function, the secondary function deployed in the secondary
+     region; then the primary's pipeline notification put back, as a returning primary has it, and the health
+     watcher's tick fencing it (the region record names the secondary active);
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
      that it hides the snapshot and the content only that snapshot referenced, and locks what the kept
      snapshots need (the embedded bucket has no default retention: nothing is locked yet); then again after
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -42,7 +47,14 @@ from moto.core.model_instances import reset_model_data
 from embedded.aws_events import ACCOUNT, LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import run_drill
 from embedded.iam.recorder import CallRecording, record_calls
-from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, add_replica, build_sample_system
+from embedded.sample_system import (
+    SECONDARY_REGION,
+    SampleSystem,
+    add_buckets,
+    add_drill_scratch,
+    add_replica,
+    build_sample_system,
+)
 from embedded.world import REGION, embedded_world
 
 # The names the drill invokes these functions as (embedded/drill_backups.py, drill_recovery.py, drill.py).
@@ -217,6 +229,40 @@ def _replication_configured_and_watched(system: SampleSystem) -> None:
             and replication["sample"].get("completed", 0) >= 1, "the replication status", answer)
 
 
+def _failover_and_fencing(system: SampleSystem) -> None:
+    """After `_replication_configured_and_watched`: the secondary pipeline deployed, a failover, then the fence."""
+    import health_watcher.handler as health_watcher
+    from drcore.core.config import EnvVar, FailoverEnvVar
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    primary_live = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{system.function_name}:LIVE"
+    pipeline_entry = {"Id": "ProcessCSVFiles", "LambdaFunctionArn": primary_live, "Events": ["s3:ObjectCreated:*"]}
+    system.clients["s3"].put_bucket_notification_configuration(
+        Bucket=system.data_bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [pipeline_entry]})
+    lam = system.clients["lambda"]
+    stable = lam.get_function(FunctionName=system.function_name, Qualifier="STABLE")
+    with urllib.request.urlopen(stable["Code"]["Location"]) as response:  # the embedded server's archive
+        code = response.read()
+    west = boto3.client("lambda", region_name=SECONDARY_REGION, endpoint_url=endpoint)
+    role = lam.get_function_configuration(FunctionName=system.function_name)["Role"]
+    west.create_function(FunctionName=system.function_name, Runtime="python3.13", Role=role, Handler="index.handler",
+                         Code={"ZipFile": code}, Environment={"Variables": {"STAGE": "production"}})
+    version = west.publish_version(FunctionName=system.function_name)["Version"]
+    for alias in ("STABLE", "LIVE"):
+        west.create_alias(FunctionName=system.function_name, Name=alias, FunctionVersion=version)
+    west.add_permission(FunctionName=system.function_name, Qualifier="LIVE", StatementId="s3-invokes-live",
+                        Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                        SourceArn=f"arn:aws:s3:::{system.replica_bucket}")
+    _back_up(["lambda"])  # STABLE's code as the newest function backup records it
+    os.environ.update({FailoverEnvVar.PRIMARY_REGION: REGION, EnvVar.FENCED_BUCKET: system.data_bucket})
+    result = _recover({"action": "failover", "force": True})
+    _expect(result.get("ok") is True and result.get("primary_notification") == "removed", "the failover", result)
+    system.clients["s3"].put_bucket_notification_configuration(
+        Bucket=system.data_bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [pipeline_entry]})
+    ticked, _ = invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
+    _expect(any(outcome["action"] == "fenced" for outcome in ticked.get("outcomes", [])), "the fence", ticked)
+
+
 def _retention(system: SampleSystem) -> None:
     """A body changes and the bucket is snapshotted again; under a policy that keeps the newest snapshot only,
     the retention run two days later hides the older snapshot and the body only it referenced, and locks what
@@ -267,6 +313,7 @@ def beyond_the_drill() -> None:
         _stack_recovery_after_a_failed_one(system)
         _preflight(system)
         _replication_configured_and_watched(system)
+        _failover_and_fencing(system)
         _retention(system)  # last: it moves the clock on
 
 

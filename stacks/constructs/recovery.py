@@ -20,7 +20,9 @@ Its role holds exactly what the recovery actions need:
   iam:PassRole to CloudFormation only for `recovery.stack_role_arn`;
 - `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
   bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
-  `replication.role_arn`.
+  `replication.role_arn`;
+- `failover` (stacks/constructs/failover.py): both buckets' notification configurations, the secondary function's
+  reads and environment, the LIVE of either region invoked, the stakeholder topic.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -55,7 +57,7 @@ from stacks.constructs.backups import (
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
-from stacks.constructs.failover import set_failover_settings
+from stacks.constructs.failover import grant_failover
 from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
@@ -228,7 +230,7 @@ class Recovery(Construct):
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
         grant_replication(self.function, settings)
-        set_failover_settings(self.function, settings)
+        grant_failover(self.function, settings)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

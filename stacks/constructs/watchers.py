@@ -26,6 +26,7 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions, service_name
+from stacks.constructs.failover import grant_fence
 from stacks.constructs.state_table import STATE_ACCESS
 from stacks.settings import Settings
 
@@ -100,6 +101,7 @@ class Watchers(Construct):
             self._explain_wildcards(watcher)
         # Only the health watcher's tick invokes the protected function, with the seed's health-check payload.
         grant_live_probe(self.health_watcher, settings)
+        grant_fence(self.health_watcher, settings)
 
         self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
         self._trigger_on_alarms(
@@ -307,6 +309,9 @@ def controller_environment(
         EnvVar.REGRESSION_MIN_INVOCATIONS: str(settings.regression_min_invocations),
         EnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
         EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS: str(settings.health_probe_timeout_seconds),
+        EnvVar.PRIMARY_REGION: settings.primary_region,
+        # This stack's region processes uploads to the data bucket; its fence stops that when another is active.
+        EnvVar.FENCED_BUCKET: settings.data_bucket,
     }
     # Plain strings for jsii.
     return {name.value: value for name, value in environment.items()}
