@@ -11,8 +11,7 @@ failover), so the recovery role reaches the secondary region's resources by thei
 - the primary LIVE invoked with the runbook's health check (the plan's probe of the primary);
 - the stakeholder topic, when one is configured.
 
-The health watcher's fence (drcore.rollback.region_fence) reads and writes the data bucket's notification
-configuration, and nothing else new (the region record is read from the state table it already reads).
+(The health watcher's fence of the data bucket is granted with the watchers: stacks/constructs/watchers.py.)
 A managed policy of their own, as the replication grants: the recovery role's inline policy is near IAM's limit.
 """
 
@@ -24,9 +23,9 @@ from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, NagSuppressions
 
 from drcore.core.config import FailoverEnvVar
+from stacks.constructs.watchers import NOTIFICATION_CONFIGURATION, every_version_of
 from stacks.settings import Settings
 
-NOTIFICATION_CONFIGURATION = ("s3:GetBucketNotification", "s3:PutBucketNotification")
 SECONDARY_FUNCTION_READS = ("lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy")
 
 
@@ -83,13 +82,7 @@ def grant_failover(function: lambda_.Function, settings: Settings) -> None:
             id="AwsSolutions-IAM5",
             reason="The secondary function's versions and aliases are read by qualifier (STABLE's version number "
             "is known only when read); read-only, the one function.",
+            applies_to=[every_version_of(settings)],
         ),
     ], apply_to_children=True)
 
-
-def grant_fence(function: lambda_.Function, settings: Settings) -> None:
-    """The fence's one new call: this region's data bucket's notification configuration, read and merged."""
-    partition = Stack.of(function).partition
-    function.add_to_role_policy(iam.PolicyStatement(
-        sid="FenceDataBucketNotification", actions=list(NOTIFICATION_CONFIGURATION),
-        resources=[f"arn:{partition}:s3:::{settings.data_bucket}"]))

@@ -26,7 +26,6 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions, service_name
-from stacks.constructs.failover import grant_fence
 from stacks.constructs.state_table import STATE_ACCESS
 from stacks.settings import Settings
 
@@ -43,6 +42,9 @@ PROTECTED_FUNCTION_READS = (
     "lambda:ListAliases",
 )
 METRIC_READS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
+# A bucket's notification configuration, read and merged (the pipeline's entry only): the health watcher's fence,
+# and a failover's switch (stacks/constructs/failover.py).
+NOTIFICATION_CONFIGURATION = ("s3:GetBucketNotification", "s3:PutBucketNotification")
 # How often the schedule ticks both watchers...
 TICK_INTERVAL = Duration.minutes(1)
 # ...and how many ticks in a row may go missing before a watcher's heartbeat alarm alerts: one late or failed
@@ -281,6 +283,15 @@ def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
             resources=[protected_function_arn(function, settings, "*")],
         )
     )
+
+
+def grant_fence(function: lambda_.Function, settings: Settings) -> None:
+    """The fence (drcore.rollback.region_fence): the data bucket's notification configuration, read and merged when the
+    region record names another region active; the record itself is in the state table the watchers already read."""
+    partition = Stack.of(function).partition
+    function.add_to_role_policy(iam.PolicyStatement(
+        sid="FenceDataBucketNotification", actions=list(NOTIFICATION_CONFIGURATION),
+        resources=[f"arn:{partition}:s3:::{settings.data_bucket}"]))
 
 
 def heartbeat_alarm_name(settings: Settings, service: str) -> str:

@@ -68,6 +68,8 @@ RECOVERY_STACK_ONLY = {
     "cloudformation:DeleteStack",
 }
 MUTATING = {
+    # the failover's switch of the pipeline's notification (stacks/constructs/failover.py)
+    "s3:PutBucketNotification",
     # alias control, alerts, journal, logging, dead letters, continuing in a new invocation
     "lambda:UpdateAlias",
     "lambda:InvokeFunction",
@@ -139,6 +141,11 @@ def _resources(statements: list[dict]) -> list:
 
 def _granted(synth: Synthesized, action: str) -> list:
     return _resources(statements_granting(_statements(synth), action))
+
+
+def _in_this_region(resources: list) -> list:
+    """The resources of the stack's own region (a failover also reaches the secondary's: test_failover_stack)."""
+    return [resource for resource in resources if ":us-west-2:" not in str(resource)]
 
 
 def _backup_objects(synth: Synthesized, *prefixes: str) -> list[str]:
@@ -214,6 +221,9 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         # replication's reads (stacks/constructs/replication.py)
         "s3:GetReplicationConfiguration",
         "s3:GetBucketLocation",
+        # the failover's reads (stacks/constructs/failover.py)
+        "s3:GetBucketNotification",
+        "lambda:GetPolicy",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -261,8 +271,9 @@ def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
     # UpdateAlias against the unqualified function)
     assert _granted(synth, "lambda:UpdateAlias") == [FUNCTION_ARN]
     # And reads the function, its versions and aliases
+    # (a failover reads the secondary region's function too: tests/infra/test_failover_stack.py)
     for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
-        assert _granted(synth, action) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
+        assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
     # And reads the five alarms on LIVE
     assert _granted(synth, "cloudwatch:DescribeAlarms") == sorted(
         f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
@@ -274,10 +285,12 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     resources = synth.resources
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
-    # Then it continues a long restore by invoking its own ARN, and invokes nothing else (the probe of LIVE is
-    # the health watcher's)
-    assert _resources(statements) == [f"${{{function}.Arn}}"]
-    (own,) = statements
+    # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the LIVE of either
+    # region (a failover's probe of the primary and catch-up of the secondary: test_failover_stack)
+    live = [f"arn:aws:lambda:{region}:{ACCOUNT}:function:apilados-pipeline-ingest:LIVE"
+            for region in ("us-east-1", "us-west-2")]
+    assert _resources(statements) == sorted([f"${{{function}.Arn}}", *live])
+    (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
         name
@@ -319,7 +332,8 @@ def test_restores_write_the_data_bucket_by_versions_and_delete_markers(synth: Sy
     # (the replica's versioning and object versions are read too, for replication: not written; versions are
     # listed and read in the backup bucket as well: below)
     assert _granted(synth, "s3:GetBucketVersioning") == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
-    assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN]
+    # (the replica's versions are listed too, for a failover's catch-up: not written)
+    assert _target_buckets(_granted(synth, "s3:ListBucketVersions")) == [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN]
     assert _target_buckets(_granted(synth, "s3:GetObjectVersion")) == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*"])
     # And its objects are written and removed (a DeleteObject without version id is a delete marker)
@@ -333,7 +347,8 @@ def test_restores_may_target_exactly_the_allow_listed_buckets(tuned: Synthesized
         f"arn:aws:s3:::{name}" for name in ("orders.data.example", "orders-restore-scratch", "orders.drill.example")
     )
     # Then each is listed, read and restored into, and no other bucket is written
-    assert _target_buckets(_granted(tuned, "s3:ListBucketVersions")) == targets
+    assert _target_buckets(_granted(tuned, "s3:ListBucketVersions")) == sorted(
+        [*targets, "arn:aws:s3:::orders-data-replica"])
     # (and the replica's object versions, for replication's status: read only)
     assert _target_buckets(_granted(tuned, "s3:GetObjectVersion")) == sorted(
         f"{arn}/*" for arn in [*targets, "arn:aws:s3:::orders-data-replica"])
@@ -357,7 +372,8 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
     # (object versions of the replica are read too, for replication's status)
     assert _granted(synth, "s3:GetObjectVersion") == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*", *backup_reads])
-    assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
+    assert _granted(synth, "s3:ListBucketVersions") == sorted(
+        [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
     # And its default Object Lock retention read (a safety snapshot records how long what it stores is locked)
     assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And safety snapshots, their content and restore records are written, under those prefixes only
@@ -379,7 +395,11 @@ def test_the_protected_function_is_rebuilt_in_place_or_beside_it(synth: Synthesi
     # Given the function-recovery actions / Then each acts on the protected function (unqualified: aliases and
     # versions keep their own settings) or on a function named "<protected function>-<suffix>"
     for action in FUNCTION_RECOVERY:
-        assert _granted(synth, action) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
+        assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
+    # (a failover merges variables into the secondary region's function: test_failover_stack)
+    assert [resource for resource in _granted(synth, "lambda:UpdateFunctionConfiguration")
+            if ":us-west-2:" in str(resource)] == [
+        f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:apilados-pipeline-ingest"]
     # And only such a function can be created
     assert _granted(synth, "lambda:CreateFunction") == [BESIDE_ARN]
 
