@@ -11,7 +11,9 @@ region record's claims are immutable and per writer, which is what makes the glo
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -67,11 +69,13 @@ def build_regions(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> Sampl
     primary_s3, secondary_s3 = world.clients["s3"], world.clients["s3_secondary"]
     # S3 replicates what is written after the rule exists: the operator copies the objects already there onto
     # themselves (as S3 Batch Replication would), so the replica holds them too.
-    for page in primary_s3.get_paginator("list_objects_v2").paginate(Bucket=world.data_bucket):
-        for item in page.get("Contents", []):
-            primary_s3.copy_object(Bucket=world.data_bucket, Key=item["Key"], MetadataDirective="COPY",
-                                   CopySource={"Bucket": world.data_bucket, "Key": item["Key"]},
-                                   TaggingDirective="COPY", StorageClass="STANDARD")
+    keys = [item["Key"] for page in primary_s3.get_paginator("list_objects_v2").paginate(Bucket=world.data_bucket)
+            for item in page.get("Contents", [])]
+    for key in keys:
+        primary_s3.copy_object(Bucket=world.data_bucket, Key=key, MetadataDirective="COPY",
+                               CopySource={"Bucket": world.data_bucket, "Key": key},
+                               TaggingDirective="COPY", StorageClass="STANDARD")
+    _replicated(primary_s3, world.data_bucket, keys)
     sqs = world.clients["sqs"]
     primary_s3.put_bucket_notification_configuration(Bucket=world.data_bucket, NotificationConfiguration={
         "LambdaFunctionConfigurations": [PIPELINE_ENTRY],
@@ -85,6 +89,17 @@ def build_regions(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> Sampl
     FunctionBackup(world.clients["lambda"], BackupStore(primary_s3, world.backup_bucket), world.function_name).run(
         reason="before the outage")
     return world
+
+
+def _replicated(s3: Any, bucket: str, keys: list[str]) -> None:
+    """Wait (bounded) until every key's current version is COMPLETED on the replica (the fill replicates in the
+    background), then into the next whole second: S3 keeps last-modified times to the second, and a failover's
+    catch-up window opens at the start of the second it began in; these uploads were processed long before."""
+    deadline = time.monotonic() + 30
+    while any(s3.head_object(Bucket=bucket, Key=key).get("ReplicationStatus") != "COMPLETED" for key in keys):
+        assert time.monotonic() < deadline, "the replication fill did not complete the setup's copies"
+        time.sleep(0.1)
+    time.sleep(1.0 - datetime.now(UTC).microsecond / 1_000_000)
 
 
 def _deploy_secondary_function(world: SampleSystem) -> None:

@@ -14,11 +14,12 @@
    - the operator's read-only `preflight`, in an account that has everything it checks for;
    - `configure_replication` planned and confirmed (the replica bucket in the secondary region, the replication
      role passed to S3), then `status` reading the replication metrics and a replicated upload on both sides;
-   - after a failover (its outcome set up: the replica processing, the record claimed for the secondary), a
-     `failback` planned and confirmed: an object created and one deleted in the replica copied back, the
-     notifications, the region record and the secondary function's environment switched back.
    - the operator's read-only `validate` with the replica configured, each of its checks reading (a restore ends
      with the same validation: the drill's restore_s3 and the recovery in place above);
+   - `failover` planned and confirmed with force (the primary's older objects predate the replication rule, so data
+     is at risk) from the primary stack's recovery function, the secondary function deployed in the secondary
+     region; then the primary's pipeline notification put back, as a returning primary has it, and the health
+     watcher's tick fencing it (the region record names the secondary active);
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
      that it hides the snapshot and the content only that snapshot referenced, and a function backup the
      policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -48,7 +50,14 @@ from moto.core.model_instances import reset_model_data
 from embedded.aws_events import ACCOUNT, LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill import run_drill
 from embedded.iam.recorder import CallRecording, record_calls
-from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, add_replica, build_sample_system
+from embedded.sample_system import (
+    SECONDARY_REGION,
+    SampleSystem,
+    add_buckets,
+    add_drill_scratch,
+    add_replica,
+    build_sample_system,
+)
 from embedded.world import REGION, embedded_world
 
 # The names the drill invokes these functions as (embedded/drill_backups.py, drill_recovery.py, drill.py).
@@ -243,38 +252,48 @@ def _validated(system: SampleSystem) -> None:
             and checks["data_integrity"]["sampled"] > 0, "the validation", answer)
 
 
+def _failover_and_fencing(system: SampleSystem) -> None:
+    """After `_replication_configured_and_watched`: the secondary pipeline deployed, a failover, then the fence."""
+    import health_watcher.handler as health_watcher
+    from drcore.core.config import EnvVar, FailoverEnvVar
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    primary_live = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{system.function_name}:LIVE"
+    pipeline_entry = {"Id": "ProcessCSVFiles", "LambdaFunctionArn": primary_live, "Events": ["s3:ObjectCreated:*"]}
+    system.clients["s3"].put_bucket_notification_configuration(
+        Bucket=system.data_bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [pipeline_entry]})
+    lam = system.clients["lambda"]
+    stable = lam.get_function(FunctionName=system.function_name, Qualifier="STABLE")
+    with urllib.request.urlopen(stable["Code"]["Location"]) as response:  # the embedded server's archive
+        code = response.read()
+    west = boto3.client("lambda", region_name=SECONDARY_REGION, endpoint_url=endpoint)
+    role = lam.get_function_configuration(FunctionName=system.function_name)["Role"]
+    west.create_function(FunctionName=system.function_name, Runtime="python3.13", Role=role, Handler="index.handler",
+                         Code={"ZipFile": code}, Environment={"Variables": {"STAGE": "production"}})
+    version = west.publish_version(FunctionName=system.function_name)["Version"]
+    for alias in ("STABLE", "LIVE"):
+        west.create_alias(FunctionName=system.function_name, Name=alias, FunctionVersion=version)
+    west.add_permission(FunctionName=system.function_name, Qualifier="LIVE", StatementId="s3-invokes-live",
+                        Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
+                        SourceArn=f"arn:aws:s3:::{system.replica_bucket}")
+    _back_up(["lambda"])  # STABLE's code as the newest function backup records it
+    os.environ.update({FailoverEnvVar.PRIMARY_REGION: REGION, EnvVar.FENCED_BUCKET: system.data_bucket})
+    result = _recover({"action": "failover", "force": True})
+    _expect(result.get("ok") is True and result.get("primary_notification") == "removed", "the failover", result)
+    system.clients["s3"].put_bucket_notification_configuration(
+        Bucket=system.data_bucket, NotificationConfiguration={"LambdaFunctionConfigurations": [pipeline_entry]})
+    ticked, _ = invoke_handler(health_watcher, scheduled_event(datetime.now(UTC)))
+    _expect(any(outcome["action"] == "fenced" for outcome in ticked.get("outcomes", [])), "the fence", ticked)
+
+
 def _failback(system: SampleSystem) -> None:
-    """After a failover (made here as its outcome: the replica processing, the secondary function with the failover's
-    variables, the region record claimed for the secondary), the secondary writes and deletes objects; `failback`
-    copies them back, switches the notifications, claims the record back and cleans the environment."""
-    import io
-    import zipfile
-
-    from drcore.core.config import FailoverEnvVar
-    from drcore.state.region_record import RegionRecord
-    from embedded.sample_system import SECONDARY_REGION, execution_role_name
-
-    secondary_lambda = boto3.client("lambda", region_name=SECONDARY_REGION)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as built:
-        built.writestr("index.py", "def handler(event, context):\n    return {}\n")
-    role = system.clients["iam"].get_role(RoleName=execution_role_name(system.function_name))["Role"]["Arn"]
-    secondary_lambda.create_function(
-        FunctionName=system.function_name, Runtime="python3.13", Role=role, Handler="index.handler",
-        Code={"ZipFile": archive.getvalue()}, Environment={"Variables": {"ACTIVE_REGION": SECONDARY_REGION,
-                                                                         "FAILOVER_MODE": "true"}})
-    live = f"arn:aws:lambda:{SECONDARY_REGION}:{ACCOUNT}:function:{system.function_name}:LIVE"
+    """After `_failover_and_fencing` (the replica processing, the secondary function with the failover's variables,
+    the region record claimed for the secondary), the secondary writes and deletes objects; `failback` copies them
+    back, switches the notifications, claims the record back and cleans the environment."""
     replica_s3 = system.clients["s3_secondary"]
-    replica_s3.put_bucket_notification_configuration(Bucket=system.replica_bucket, NotificationConfiguration={
-        "LambdaFunctionConfigurations": [{"Id": "dr-pipeline-live", "LambdaFunctionArn": live,
-                                          "Events": ["s3:ObjectCreated:*"]}]})
-    RegionRecord(system.clients["dynamodb"], system.table, system.function_name, REGION).claim(
-        SECONDARY_REGION, "failover", "fo-0123456789", SECONDARY_REGION, 0)
-    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=20), tick=True):
-        replica_s3.put_object(Bucket=system.replica_bucket, Key="uploads/during-failover.csv", Body=b"id\n2\n")
-        replica_s3.delete_object(Bucket=system.replica_bucket, Key="uploads/replicated.csv")
-        os.environ[FailoverEnvVar.PRIMARY_REGION] = REGION
-        result = _recover({"action": "failback"})
+    replica_s3.put_object(Bucket=system.replica_bucket, Key="uploads/during-failover.csv", Body=b"id\n2\n")
+    replica_s3.delete_object(Bucket=system.replica_bucket, Key="uploads/replicated.csv")
+    result = _recover({"action": "failback"})
     _expect(result.get("ok") is True and result["copy"]["copied"] == 1 and result["copy"]["deleted"] == 1,
             "the failback", result)
 
@@ -339,9 +358,10 @@ def beyond_the_drill() -> None:
         _preflight(system)
         _replication_configured_and_watched(system)
         _validated(system)
+        _failover_and_fencing(system)
         _retention(system, first_backup)  # it moves the clock on two days
         with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
-            _failback(system)  # after it: its safety snapshot is no snapshot retention counts
+            _failback(system)  # back from the failover above; its safety snapshot is no snapshot retention counts
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -25,7 +25,9 @@ Its role holds exactly what the recovery actions need:
   replica, the replica's versions listed and copied back, the secondary function's environment, the primary's
   health probe;
 - `validate` and the validation that ends every applied recovery (stacks/constructs/validation_grants.py): the
-  probe of LIVE's versions, the buckets' notifications, the backup bucket's controls, the topics' encryption.
+  probe of LIVE's versions, the buckets' notifications, the backup bucket's controls, the topics' encryption;
+- `failover` (stacks/constructs/failover.py): both buckets' notification configurations, the secondary function's
+  reads and environment, the LIVE of either region invoked, the stakeholder topic.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -61,7 +63,7 @@ from stacks.constructs.backups import (
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.failback import grant_failback
-from stacks.constructs.failover import set_failover_settings
+from stacks.constructs.failover import grant_failover
 from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
@@ -235,7 +237,7 @@ class Recovery(Construct):
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
         grant_replication(self.function, settings)
-        set_failover_settings(self.function, settings)
+        grant_failover(self.function, settings)
         grant_failback(self.function, settings)
         grant_validation(self.function, settings, alerting, backup_bucket)
         self._explain_wildcards(backup_bucket)

@@ -42,6 +42,9 @@ PROTECTED_FUNCTION_READS = (
     "lambda:ListAliases",
 )
 METRIC_READS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics")
+# A bucket's notification configuration, read and merged (the pipeline's entry only): the health watcher's fence,
+# and a failover's switch (stacks/constructs/failover.py).
+NOTIFICATION_CONFIGURATION = ("s3:GetBucketNotification", "s3:PutBucketNotification")
 # How often the schedule ticks both watchers...
 TICK_INTERVAL = Duration.minutes(1)
 # ...and how many ticks in a row may go missing before a watcher's heartbeat alarm alerts: one late or failed
@@ -100,6 +103,7 @@ class Watchers(Construct):
             self._explain_wildcards(watcher)
         # Only the health watcher's tick invokes the protected function, with the seed's health-check payload.
         grant_live_probe(self.health_watcher, settings)
+        grant_fence(self.health_watcher, settings)
 
         self._trigger_on_alarms(self.health_watcher, "HealthAlarmStateChange", alarms.health, alarms.health_names)
         self._trigger_on_alarms(
@@ -281,6 +285,15 @@ def grant_live_probe(function: lambda_.Function, settings: Settings) -> None:
     )
 
 
+def grant_fence(function: lambda_.Function, settings: Settings) -> None:
+    """The fence (drcore.rollback.region_fence): the data bucket's notification configuration, read and merged when the
+    region record names another region active; the record itself is in the state table the watchers already read."""
+    partition = Stack.of(function).partition
+    function.add_to_role_policy(iam.PolicyStatement(
+        sid="FenceDataBucketNotification", actions=list(NOTIFICATION_CONFIGURATION),
+        resources=[f"arn:{partition}:s3:::{settings.data_bucket}"]))
+
+
 def heartbeat_alarm_name(settings: Settings, service: str) -> str:
     return f"{settings.protected_function}-{service}-heartbeat"
 
@@ -307,6 +320,9 @@ def controller_environment(
         EnvVar.REGRESSION_MIN_INVOCATIONS: str(settings.regression_min_invocations),
         EnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
         EnvVar.HEALTH_PROBE_TIMEOUT_SECONDS: str(settings.health_probe_timeout_seconds),
+        EnvVar.PRIMARY_REGION: settings.primary_region,
+        # This stack's region processes uploads to the data bucket; its fence stops that when another is active.
+        EnvVar.FENCED_BUCKET: settings.data_bucket,
     }
     # Plain strings for jsii.
     return {name.value: value for name, value in environment.items()}

@@ -86,11 +86,9 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
             "(bucket_restore, TaggingDirective REPLACE); the sample's objects have no tags"),
     **_each("drill", ["s3:PutObjectTagging"], "arn:aws:s3:::apilados-dr-drill-scratch/*",
             "a restore replaces the tags of an object whose manifest records other tags (bucket_restore)"),
-    ("*_watcher", "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:apilados-dr-emergency"):
+    ("performance_watcher", "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:apilados-dr-emergency"):
         "severity-1 alerts (STABLE itself failing, automation frozen: invariant 4) go to the emergency topic; no "
-        "scenario breaks STABLE",
-    ("recovery", "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:apilados-dr-emergency"):
-        "the operator's alias actions run the same alias controller, whose severity-1 alerts go to the emergency topic",
+        "scenario breaks STABLE (the health watcher's fence alerts there in the failover scenario)",
     ("drill", "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:apilados-dr-alerts"):
         "a failed drill is alerted (drcore.drill.runner); every scenario's drill passes",
     **_each("drill", ["kms:Decrypt", "kms:GenerateDataKey*"], f"arn:aws:kms:{REGION}:{ACCOUNT}:key/alertingtopickey*",
@@ -106,6 +104,10 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
             "a restore beside the function into a target that exists already updates it; the scenarios create it"),
     **_each("recovery", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet"], f"{PIPELINE_STACK}/*",
             "recover_stack in place (mode 'update'); the scenarios recover beside the stack"),
+    ("recovery", "lambda:InvokeFunction", f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:{INGEST_NAME}:LIVE"):
+        "a failover's catch-up invokes the secondary LIVE once for each upload that reached the replica between "
+        "stopping the primary and starting the secondary (drcore.region.failover_catch_up); none arrives in the "
+        "scenario's failover (tests/unit/test_failover.py has one)",
     ("recovery", "cloudformation:DeleteChangeSet", f"{PIPELINE_STACK}*/*"):
         "a planned change set with nothing to change, or one CloudFormation failed, is deleted (StackRecovery.plan)",
 }

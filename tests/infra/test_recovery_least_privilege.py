@@ -103,7 +103,8 @@ MUTATING = {
     "iam:PassRole",
     # replication to the secondary region
     "s3:PutReplicationConfiguration",
-    # failback: the pipeline's notification entry of the data bucket and the replica, merged in or removed
+    # failover and failback: the pipeline's notification entry of the data bucket and the replica, merged in or
+    # removed (stacks/constructs/failover.py, failback.py)
     "s3:PutBucketNotification",
     # stack recovery
     "cloudformation:CreateChangeSet",
@@ -145,6 +146,11 @@ def _resources(statements: list[dict]) -> list:
 
 def _granted(synth: Synthesized, action: str) -> list:
     return _resources(statements_granting(_statements(synth), action))
+
+
+def _in_this_region(resources: list) -> list:
+    """The resources of the stack's own region (a failover also reaches the secondary's: test_failover_stack)."""
+    return [resource for resource in resources if ":us-west-2:" not in str(resource)]
 
 
 def _backup_objects(synth: Synthesized, *prefixes: str) -> list[str]:
@@ -228,6 +234,8 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "s3:GetEncryptionConfiguration",
         "s3:GetBucketPolicy",
         "sns:GetTopicAttributes",
+        # the failover's reads (stacks/constructs/failover.py)
+        "lambda:GetPolicy",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -278,8 +286,9 @@ def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
     # UpdateAlias against the unqualified function)
     assert _granted(synth, "lambda:UpdateAlias") == [FUNCTION_ARN]
     # And reads the function, its versions and aliases
+    # (a failover reads the secondary region's function too: tests/infra/test_failover_stack.py)
     for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
-        assert sorted(set(_granted(synth, action))) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
+        assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
     # And reads the five alarms on LIVE
     assert _granted(synth, "cloudwatch:DescribeAlarms") == sorted(
         f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
@@ -292,8 +301,11 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
     # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the versions of the
-    # protected function LIVE routes to, by number: the failback's probe of the primary, the validation's health check
-    assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*"], key=str)
+    # protected function LIVE routes to, by number (the failback's probe of the primary, the validation's health
+    # check), and the LIVE of either region (a failover's probe of the primary and catch-up of the secondary)
+    live = [f"arn:aws:lambda:{region}:{ACCOUNT}:function:apilados-pipeline-ingest:LIVE"
+            for region in ("us-east-1", "us-west-2")]
+    assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*", *live], key=str)
     (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
@@ -380,8 +392,8 @@ def test_the_backup_bucket_is_read_and_added_to_but_never_deleted_from(synth: Sy
     # (object versions of the replica are read too, for replication's status)
     assert _granted(synth, "s3:GetObjectVersion") == sorted(
         [f"{DATA_BUCKET_ARN}/*", f"{REPLICA_BUCKET_ARN}/*", *backup_reads])
-    assert _granted(synth, "s3:ListBucketVersions") == sorted([DATA_BUCKET_ARN, f"${{{bucket}.Arn}}",
-                                                               REPLICA_BUCKET_ARN])
+    assert _granted(synth, "s3:ListBucketVersions") == sorted(
+        [DATA_BUCKET_ARN, REPLICA_BUCKET_ARN, f"${{{bucket}.Arn}}"])
     # And its default Object Lock retention read (a safety snapshot records how long what it stores is locked)
     assert _granted(synth, "s3:GetBucketObjectLockConfiguration") == [f"${{{bucket}.Arn}}"]
     # And safety snapshots, their content and restore records are written, under those prefixes only
@@ -403,9 +415,11 @@ def test_the_protected_function_is_rebuilt_in_place_or_beside_it(synth: Synthesi
     # Given the function-recovery actions / Then each acts on the protected function (unqualified: aliases and
     # versions keep their own settings) or on a function named "<protected function>-<suffix>"
     for action in FUNCTION_RECOVERY:
-        # (a failback also merges the environment of the protected function in the secondary region)
-        extra = [SECONDARY_FUNCTION_ARN] if action == "lambda:UpdateFunctionConfiguration" else []
-        assert _granted(synth, action) == sorted([FUNCTION_ARN, BESIDE_ARN, *extra]), action
+        assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
+    # (a failover merges variables into the secondary region's function: test_failover_stack)
+    assert [resource for resource in _granted(synth, "lambda:UpdateFunctionConfiguration")
+            if ":us-west-2:" in str(resource)] == [
+        f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:apilados-pipeline-ingest"]
     # And only such a function can be created
     assert _granted(synth, "lambda:CreateFunction") == [BESIDE_ARN]
 

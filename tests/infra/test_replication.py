@@ -91,7 +91,8 @@ def test_the_role_reads_and_writes_only_the_data_buckets_replication_configurati
     assert _granted(synth, "s3:GetBucketLocation") == ["arn:aws:s3:::apilados-production-data-replica"]
     replica_statements = [statement for statement in role_statements(synth.resources, _recovery(synth))
                           if any("replica" in str(resource) for resource in as_list(statement["Resource"]))]
-    # (its notification is read by the post-recovery validation: which region processes uploads)
+    # (its notification is read by the post-recovery validation: which region processes uploads; a failover moves the
+    # pipeline's notification there and lists its versions, a failback reads their tags: test_failover_stack)
     assert {action for statement in replica_statements for action in as_list(statement["Action"])} == {
         "s3:GetBucketVersioning", "s3:GetBucketLocation", "s3:ListBucket", "s3:GetObjectVersion",
         "s3:GetBucketNotification", "s3:PutBucketNotification", "s3:ListBucketVersions", "s3:GetObjectVersionTagging"}

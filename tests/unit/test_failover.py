@@ -274,3 +274,23 @@ def test_an_upload_that_arrived_while_neither_region_processed_is_processed_once
     calls.calls.clear()
     assert act({**FAILOVER, "resume": planned["plan_id"]})["result"]["status"] == "already_applied"
     assert calls.count()["Invoke"] == 0
+
+
+def test_a_failover_whose_claim_loses_to_a_switch_keeping_the_primary_puts_the_primary_back(regions, monkeypatch):
+    dying = DyingInvocations().install(monkeypatch)
+    planned = act(FAILOVER)["result"]
+    # Given a failover that stopped the primary and died before its region claim
+    dying.arm(0, counting=lambda operation, params: operation == "PutItem" and "REGION#" in str(params))
+    with pytest.raises(InvocationCrash):
+        act({**FAILOVER, "confirm": planned["plan_id"]})
+    dying.disarm()
+    # And meanwhile an operator in the other region claimed epoch 1 keeping the primary active
+    holding = record(regions).claim("us-east-1", "failback", "fb-0a0b0c0d0e", "us-west-2", after_epoch=0)
+    # When the failover is resumed
+    result = confirm_or_resume(planned["plan_id"])["result"]
+    # Then it reports itself superseded by that claim, and the primary processes again: never neither, never both
+    assert result["superseded"] and result["holding_claim"] == holding.to_dict()
+    assert result["primary_notification_restored"]["processing"] is True
+    assert processing_buckets(regions) == [regions.data_bucket]
+    assert record(regions).active_region() == "us-east-1"
+    assert_nothing_else_lost(regions)

@@ -148,7 +148,7 @@ class FailoverAction:
                                 "epoch": planned.after_epoch, "changes": []}
         self._stop_primary(planned, done)
         claim = self._claim(planned, done)
-        if not self._record.holds(claim):
+        if claim is None or not self._record.holds(claim):
             return True, done, self._superseded(planned, done)
         if "environment" not in done:
             variables = dict(zip(FAILOVER_VARIABLES, (planned.secondary_region, "true"), strict=True))
@@ -186,13 +186,14 @@ class FailoverAction:
             done["primary_notification"] = f"{UNREACHABLE}: left to fencing ({failure.reason})"
         self._save(planned, done)
 
-    def _claim(self, planned: FailoverPlan, done: dict[str, Any]) -> RegionClaim:
+    def _claim(self, planned: FailoverPlan, done: dict[str, Any]) -> RegionClaim | None:
+        """This failover's claim as written; None when another switch claimed its epoch from this region first."""
         if "claim" not in done:
             try:
                 claim = self._record.claim(planned.secondary_region, "failover", planned.plan_id,
                                            self._names.local_region, planned.after_epoch)
-            except ClaimConflict as conflict:
-                claim = conflict.existing
+            except ClaimConflict:
+                return None
             done["claim"] = claim.to_dict()
             self._save(planned, done)
         return RegionClaim(**done["claim"])
@@ -202,7 +203,10 @@ class FailoverAction:
         if done.get("caught_up_complete"):
             return True
         invoked = set(done.get("caught_up", []))
-        start, end = (datetime.fromisoformat(done[moment]) for moment in ("stopped_at", "started_at"))
+        # S3 keeps last-modified times to the second: the window opens at the start of the second it opened in
+        # (an upload processed by the primary within that second may be processed again; none is missed).
+        start = datetime.fromisoformat(done["stopped_at"]).replace(microsecond=0)
+        end = datetime.fromisoformat(done["started_at"])
         for upload in missed_uploads(self._secondary.s3, planned.replica_bucket, start, end):
             if upload.name in invoked:
                 continue

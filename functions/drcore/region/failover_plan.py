@@ -13,8 +13,6 @@ from drcore.core.errors import InvalidRequest
 # What a view answers for a region that could not be reached within its bound.
 UNREACHABLE = "unreachable"
 
-# The applied steps, in the order that never leaves both regions processing and never loses an upload.
-STEPS = ("stop_primary", "claim_region", "merge_environment", "start_secondary", "catch_up", "alert", "validate")
 FAILOVER_VARIABLES = ("ACTIVE_REGION", "FAILOVER_MODE")
 
 
