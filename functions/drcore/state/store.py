@@ -79,6 +79,16 @@ def _unmarshal(item: DynamoItem) -> dict[str, Any]:
     return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
+def item_key(function_name: str, sort_key: str) -> dict[str, AttributeValueTypeDef]:
+    """The key of one of the protected function's items, for the modules that keep items of their own here."""
+    return {"pk": {"S": _partition(function_name)}, "sk": {"S": sort_key}}
+
+
+# Item (un)marshalling, shared with the modules that keep items of their own in this table.
+marshal = _marshal
+unmarshal = _unmarshal
+
+
 def record_to_item(record: ControllerRecord) -> dict[str, Any]:
     item = asdict(record)
     item["state"] = record.state.value
@@ -126,7 +136,7 @@ class ControllerStateStore:
         self._table = table_name
 
     def _key(self, function_name: str, sort_key: str) -> dict[str, AttributeValueTypeDef]:
-        return {"pk": {"S": _partition(function_name)}, "sk": {"S": sort_key}}
+        return item_key(function_name, sort_key)
 
     def get(self, function_name: str) -> ControllerRecord | None:
         response = self._dynamodb.get_item(
