@@ -262,3 +262,40 @@ def test_a_tick_that_died_between_its_plan_and_its_alert_alerts_that_plan_next(s
     outcome = world.tick(1)
     assert outcome["action"] == "alerted" and outcome["facts"]["plan_id"] == "plan-1"
     assert len(world.planner.planned) == 1
+
+
+class RecoveryFunctionStub:
+    """The recovery function's invoke as Lambda answers it (moto cannot run our code): the events it was sent, and
+    the answers queued for them."""
+
+    def __init__(self, *answers: tuple[dict[str, Any] | str, str | None]) -> None:
+        self.answers = list(answers)
+        self.events: list[dict[str, Any]] = []
+
+    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803  # boto3's names
+        import io
+        import json
+        self.events.append(json.loads(Payload))
+        body, error = self.answers.pop(0)
+        payload = body if isinstance(body, str) else json.dumps(body)
+        return {"StatusCode": 200, "Payload": io.BytesIO(payload.encode()),
+                **({"FunctionError": error} if error else {})}
+
+
+def test_the_planner_asks_the_recovery_function_as_an_operator_would():
+    from drcore.region.recovery_planner import RecoveryFunctionError, RecoveryFunctionPlanner
+    stub = RecoveryFunctionStub(
+        ({"ok": True, "result": {"status": "planned", "plan_id": "fo-0123456789", "plan": {}}}, None),
+        ({"ok": False, "error": "the world changed since plan fo-0123456789 was made: plan again"}, None),
+        ({"ok": True, "result": {"status": "noop", "detail": "us-west-2 is active already"}}, None),
+        ({"errorMessage": "Task timed out"}, "Unhandled"),
+    )
+    planner = RecoveryFunctionPlanner(stub, "apilados-dr-recovery")
+    assert planner.plan("primary down").plan_id == "fo-0123456789"
+    refused = planner.confirm("fo-0123456789", "primary down")
+    assert refused.plan_id is None and "world changed" in (refused.refused or "")
+    assert stub.events[1] == {"action": "failover", "confirm": "fo-0123456789", "requested_by": "region-watcher",
+                              "reason": "primary down"}
+    assert planner.plan("primary down").refused.startswith("no failover plan")
+    with pytest.raises(RecoveryFunctionError, match="Unhandled"):
+        planner.plan("primary down")
