@@ -63,6 +63,9 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   every field AWS accepts is applied (tracing, ephemeral storage, KMS key, dead-letter config, logging
   config, file systems, image config, SnapStart; architectures with the code), kept per version, and
   returned by GetFunction(Configuration) when set; an empty value clears a setting, as in AWS.
+  moto's function configuration has no RevisionId: here it has one, a new one after every configuration
+  or code update, and an UpdateFunctionConfiguration naming a stale one is refused with
+  PreconditionFailedException, as AWS refuses it.
 - PutFunctionEventInvokeConfig: moto appends a second config and keeps answering with the first.
   Here it replaces the function's config, as AWS does.
 - Image by digest: with moto's stubbed ECR, an image function's CodeSha256 is a hash of its URI. Here
@@ -134,6 +137,7 @@ if TYPE_CHECKING:
 
     class LambdaFunctionAsAws(LambdaFunction):
         kept_settings: dict[str, Any]  # the settings named in _KEPT_SETTINGS
+        kept_revision_id: str  # the configuration's RevisionId
 
 
 class VersionBehaviour:
@@ -563,6 +567,13 @@ def _kept_value(function: LambdaFunction, name: str, value: Any) -> Any:
     return value or None
 
 
+def _revision_of(function: LambdaFunction) -> str:
+    """The function's RevisionId: issued on first asking, renewed by every update (see the module doc)."""
+    if not getattr(function, "kept_revision_id", None):
+        function.kept_revision_id = str(uuid.uuid4())  # type: ignore[attr-defined]  # kept beside moto's function
+    return str(function.kept_revision_id)  # type: ignore[attr-defined]
+
+
 @contextmanager
 def function_configuration_applied() -> Iterator[None]:
     """Every configuration field AWS accepts is applied and returned (see the module doc)."""
@@ -586,6 +597,10 @@ def function_configuration_applied() -> Iterator[None]:
         keep(self, spec)
 
     def update_configuration(self: LambdaFunctionAsAws, updates: dict[str, Any]) -> dict[str, Any]:
+        if updates.get("RevisionId") and updates["RevisionId"] != _revision_of(self):
+            raise PreconditionFailedException("The Revision Id provided does not match the latest Revision Id. "
+                                              "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+        self.kept_revision_id = str(uuid.uuid4())
         if "TracingConfig" in updates:
             self.tracing_config = updates["TracingConfig"]
         if "EphemeralStorage" in updates:
@@ -599,6 +614,7 @@ def function_configuration_applied() -> Iterator[None]:
 
     def get_configuration(self: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
         configuration = original_configuration(self, on_create)
+        configuration["RevisionId"] = _revision_of(self)
         kept = getattr(self, "kept_settings", {})
         for name in ("DeadLetterConfig", "LoggingConfig", "FileSystemConfigs"):
             if name in kept:
@@ -618,6 +634,8 @@ def function_configuration_applied() -> Iterator[None]:
     def update_function_code(self: LambdaFunction, spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("Architectures") and not spec.get("DryRun"):
             self.architectures = spec["Architectures"]
+        if not spec.get("DryRun"):
+            self.kept_revision_id = str(uuid.uuid4())  # type: ignore[attr-defined]  # kept beside moto's function
         return original_update_code(self, spec)
 
     def put_function_event_invoke_config(self: LambdaBackend, function_name: str, config: dict[str, Any]) -> Any:

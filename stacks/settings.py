@@ -25,6 +25,9 @@ from pydantic import (
 from drcore.core.config import (
     DEFAULT_BAKE_SECONDS,
     DEFAULT_COPY_CONCURRENCY,
+    DEFAULT_FAILOVER_AUTO_AFTER_MINUTES,
+    DEFAULT_FAILOVER_DETECT_MINUTES,
+    DEFAULT_FAILOVER_MAX_DATA_AT_RISK,
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_MIN_BAKE_INVOCATIONS,
@@ -407,6 +410,31 @@ class ReplicationOptions(_Strict):
     sample_size: int = Field(DEFAULT_REPLICATION_SAMPLE_SIZE, ge=1, le=MAX_REPLICATION_SAMPLE_SIZE)
 
 
+SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
+
+
+def _topic_arn(arn: str) -> str:
+    if SNS_TOPIC_ARN.fullmatch(arn) is None:
+        raise ValueError(f"{arn!r} is not the ARN of an SNS topic (e.g. arn:aws:sns:us-east-1:123456789012:notices)")
+    return arn
+
+
+class FailoverOptions(_Strict):
+    """Failing over to the secondary region and back (drcore.region): what a failover may leave behind, when the
+    primary is called down, whether the controller may fail over by itself, and where stakeholders hear of it."""
+
+    # Objects pending replication or newer than the replica's that a failover may leave behind without
+    # `force` and a reason (default 0: any data at risk needs an operator's explicit decision).
+    max_data_at_risk: int = Field(DEFAULT_FAILOVER_MAX_DATA_AT_RISK, ge=0)
+    # The region watcher calls the primary down after it has been unhealthy this long...
+    detect_minutes: int = Field(DEFAULT_FAILOVER_DETECT_MINUTES, ge=1, le=24 * 60)
+    # ...and, only when automatic, confirms its ready failover plan this long after (if the safety rules pass).
+    automatic: bool = False
+    auto_after_minutes: int = Field(DEFAULT_FAILOVER_AUTO_AFTER_MINUTES, ge=1, le=24 * 60)
+    # The runbook's external stakeholder notice is published here on a failover (None: not sent).
+    stakeholder_topic_arn: Annotated[str, AfterValidator(_topic_arn)] | None = None
+
+
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.
 SCHEDULE_EXPRESSION = re.compile(r"rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+( \S+){5})\)")
 
@@ -491,6 +519,7 @@ class Settings(_Strict):
     operator_principals: tuple[PrincipalArn, ...] = ()
     recovery: RecoveryOptions = RecoveryOptions()
     replication: ReplicationOptions = ReplicationOptions()
+    failover: FailoverOptions = FailoverOptions()
     drill: DrillOptions = DrillOptions()
 
     @field_validator("operator_principals")

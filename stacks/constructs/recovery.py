@@ -55,6 +55,7 @@ from stacks.constructs.backups import (
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.failover import set_failover_settings
 from stacks.constructs.preflight_grants import grant_preflight
 from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
@@ -227,6 +228,7 @@ class Recovery(Construct):
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
         grant_replication(self.function, settings)
+        set_failover_settings(self.function, settings)
         self._explain_wildcards(backup_bucket)
 
     # Permissions

@@ -84,6 +84,8 @@ TUNED = {
             "alarm_window": {"period_minutes": 1, "evaluation_periods": 10, "datapoints_to_alarm": 5},
             "sample_size": 50,
         },
+        "failover": {"max_data_at_risk": 25, "detect_minutes": 3, "automatic": True, "auto_after_minutes": 20,
+                     "stakeholder_topic_arn": "arn:aws:sns:eu-central-1:123456789012:orders-stakeholders"},
         "alerts_acknowledged_unsubscribed": False,
         "alert_emails": {"emergency": ["oncall@orders.example"], "alert": ["orders-team@orders.example"]},
         "alert_subscriptions": {

@@ -262,6 +262,50 @@ class RegionSettings(BaseModel):
         return _validated(cls, RegionEnvVar, environ, "region")
 
 
+# Failing over to the secondary region (drcore.region): how much a failover may leave behind without `force`, and
+# when the region watcher calls the primary down and may fail over by itself.
+DEFAULT_FAILOVER_MAX_DATA_AT_RISK = 0
+DEFAULT_FAILOVER_DETECT_MINUTES = 5
+DEFAULT_FAILOVER_AUTO_AFTER_MINUTES = 15
+
+
+class FailoverEnvVar(StrEnum):
+    """What the recovery function (and the region watcher) need to fail over and back."""
+
+    PRIMARY_REGION = "DR_PRIMARY_REGION"
+    # Objects pending replication or newer than the replica's a failover may leave behind without force.
+    MAX_DATA_AT_RISK = "DR_FAILOVER_MAX_DATA_AT_RISK"
+    DETECT_MINUTES = "DR_FAILOVER_DETECT_MINUTES"
+    AUTOMATIC = "DR_FAILOVER_AUTOMATIC"
+    AUTO_AFTER_MINUTES = "DR_FAILOVER_AUTO_AFTER_MINUTES"
+    # The runbook's external stakeholder notice goes to this topic ("": none configured, the notice is not sent).
+    STAKEHOLDER_TOPIC_ARN = "DR_STAKEHOLDER_TOPIC_ARN"
+
+
+class FailoverSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    primary_region: str | None = Field(None, alias=FailoverEnvVar.PRIMARY_REGION,
+                                       pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    max_data_at_risk: int = Field(DEFAULT_FAILOVER_MAX_DATA_AT_RISK, alias=FailoverEnvVar.MAX_DATA_AT_RISK, ge=0)
+    detect_minutes: int = Field(DEFAULT_FAILOVER_DETECT_MINUTES, alias=FailoverEnvVar.DETECT_MINUTES, ge=1)
+    automatic: bool = Field(False, alias=FailoverEnvVar.AUTOMATIC)
+    auto_after_minutes: int = Field(DEFAULT_FAILOVER_AUTO_AFTER_MINUTES, alias=FailoverEnvVar.AUTO_AFTER_MINUTES,
+                                    ge=1)
+    stakeholder_topic_arn: str | None = Field(None, alias=FailoverEnvVar.STAKEHOLDER_TOPIC_ARN,
+                                              pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
+
+    @field_validator("primary_region", "stakeholder_topic_arn", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: object) -> object:
+        # The stack sets every variable; an empty one means the setting is not configured.
+        return value or None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> FailoverSettings:
+        return _validated(cls, FailoverEnvVar, environ, "failover")
+
+
 class DrillEnvVar(StrEnum):
     """What the drill function needs besides the watchers', the backup and the recovery functions' variables."""
 
