@@ -299,3 +299,59 @@ def test_the_planner_asks_the_recovery_function_as_an_operator_would():
     assert planner.plan("primary down").refused.startswith("no failover plan")
     with pytest.raises(RecoveryFunctionError, match="Unhandled"):
         planner.plan("primary down")
+
+
+def secondary_environment(system: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The region watcher as the standby stack runs it: in the secondary region, with the state table's replica
+    there (moto keeps regions apart: a table of the same name, the global table's replica) and the primary's
+    names for everything it reads across regions."""
+    from drcore.core.config import FailoverEnvVar, RegionEnvVar
+    boto3.client("dynamodb", region_name=SECONDARY).create_table(
+        TableName=system.table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}])
+    for name, value in {**system.environment(), FailoverEnvVar.PRIMARY_REGION: PRIMARY,
+                        FailoverEnvVar.RECOVERY_FUNCTION_NAME: "apilados-dr-recovery",
+                        RegionEnvVar.SECONDARY_REGION: SECONDARY, "AWS_DEFAULT_REGION": SECONDARY}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_the_handler_ticks_in_the_secondary_and_remembers_an_unhealthy_primary(system, versions_behaviour,
+                                                                             monkeypatch):
+    import region_watcher.handler as region_watcher
+    from embedded.aws_events import LambdaContextStub, scheduled_event
+    all_alarms_ok(system)
+    secondary_environment(system, monkeypatch)
+    context = LambdaContextStub("apilados-dr-region-watcher")
+    healthy = region_watcher.handler(scheduled_event(datetime.now(UTC), region=SECONDARY), context)
+    assert healthy["outcome"]["action"] == "healthy", healthy
+    # When the primary's LIVE fails its health check (read and invoked across regions)
+    versions_behaviour.set_failing(system.function_name, system.alias_version("LIVE"))
+    answer = region_watcher.handler(scheduled_event(datetime.now(UTC), region=SECONDARY), context)
+    # Then the watch is remembered in the secondary's replica of the table, under the secondary's own item
+    assert answer["outcome"]["action"] == "suspect", answer
+    store = RegionWatchStore(boto3.client("dynamodb", region_name=SECONDARY), system.table, system.function_name,
+                             SECONDARY)
+    assert store.load().unhealthy_since is not None
+    assert RegionWatchStore(system.clients["dynamodb"], system.table, system.function_name,
+                            SECONDARY).load() == WatchState()  # nothing written in the primary's table
+
+
+@pytest.mark.parametrize("event", [None, [], "tick", {"action": "tick"}, {"detail-type": "Scheduled Event"}])
+def test_the_handler_ignores_anything_but_a_scheduled_event(system, monkeypatch, calls, event):
+    import region_watcher.handler as region_watcher
+    from embedded.aws_events import LambdaContextStub
+    secondary_environment(system, monkeypatch)
+    calls.spy_on_every_client(monkeypatch)
+    answer = region_watcher.handler(event, LambdaContextStub("apilados-dr-region-watcher"))
+    assert answer["status"] == "ignored" and calls.calls == []
+
+
+def test_an_unconfigured_watcher_says_what_is_missing(system, monkeypatch):
+    import region_watcher.handler as region_watcher
+    from embedded.aws_events import LambdaContextStub, scheduled_event
+    for name, value in system.environment().items():
+        monkeypatch.setenv(name, value)
+    answer = region_watcher.handler(scheduled_event(datetime.now(UTC)), LambdaContextStub("apilados-dr-region-watcher"))
+    assert answer["status"] == "error" and "DR_PRIMARY_REGION" in answer["error"]

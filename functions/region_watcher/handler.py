@@ -1,0 +1,42 @@
+"""region_watcher: in the secondary region, watches the primary region on a schedule (its LIVE's health check and
+its watched alarms, read across regions). When the primary has been unhealthy for `failover.detect_minutes` it
+raises a severity-1 alert carrying a ready failover plan (one confirm away); with `failover.automatic` it confirms
+that plan itself after `failover.auto_after_minutes`, if the failover's safety rules pass.
+
+Only EventBridge's scheduled events are acted on; anything else is answered `ignored` and changes nothing.
+"""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from drcore.core.config import FailoverSettings, RegionSettings
+from drcore.core.controller_settings import ControllerSettings
+from drcore.core.errors import DrError
+from drcore.rollback.watcher_events import UnrecognisedEvent, tick_from_schedule
+from drcore.wiring.region_watcher import region_watcher
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        if not isinstance(event, dict):
+            raise UnrecognisedEvent(f"expected a JSON object, got {type(event).__name__}")
+        tick_from_schedule(event)
+    except UnrecognisedEvent as error:
+        logger.warning("event ignored", extra={"reason": str(error)})
+        return {"status": "ignored", "reason": str(error)}
+    try:
+        watcher = region_watcher(ControllerSettings.from_environ(os.environ), FailoverSettings.from_environ(os.environ),
+                                 RegionSettings.from_environ(os.environ),
+                                 context.get_remaining_time_in_millis() // 1000)
+    except DrError as error:  # not configured: say what is missing, every tick, rather than crash
+        logger.error("region watcher not configured", extra={"reason": str(error)})
+        return {"status": "error", "error": str(error)}
+    outcome = watcher.tick()
+    logger.info("region watch", extra=outcome.to_dict())
+    return {"status": "ticked", "outcome": outcome.to_dict()}
