@@ -33,6 +33,7 @@ import drill.handler as drill
 import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
 import recovery.handler as recovery
+import region_watcher.handler as region_watcher
 import retention.handler as retention
 from embedded.aws_events import (
     LambdaContextStub,
@@ -392,3 +393,26 @@ def test_the_retention_function_answers_any_event(retention_runner, spy, data):
     refused = answer["ok"] is False
     assert refused != bool(retention_runner.requests), (answer, retention_runner.requests)
     check_answer(case, answer, refused, spy)
+
+
+# The region watcher (standby stack): only a scheduled event is acted on
+
+@pytest.fixture
+def region_world(system: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> SampleSystem:
+    from drcore.core.config import FailoverEnvVar, RegionEnvVar
+    for name, value in {**system.environment(), FailoverEnvVar.PRIMARY_REGION: "us-east-1",
+                        FailoverEnvVar.RECOVERY_FUNCTION_NAME: "apilados-dr-recovery",
+                        RegionEnvVar.SECONDARY_REGION: "us-west-2"}.items():
+        monkeypatch.setenv(name, value)
+    return system
+
+
+@fuzz
+@given(data=st.data())
+def test_the_region_watcher_answers_any_event(region_world, spy, data):
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    case = data.draw(events([Shape("tick", scheduled_event(at, rule="apilados-dr-region-tick"), ENVELOPE)]),
+                     label="event")
+    spy.calls.clear()
+    answer = region_watcher.handler(case.event, LambdaContextStub("apilados-dr-region-watcher"))
+    check_answer(case, answer, answer["status"] == "ignored", spy)

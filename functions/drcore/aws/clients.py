@@ -97,8 +97,8 @@ def single_attempt_clients(service: str, region: str | None = None) -> Callable[
     """Clients of `service` for a call whose slowness is itself the answer (the health probe's invoke of the
     protected function), by the whole seconds they may take: one attempt, since a retry would only spend the time
     the rest of the invocation needs, and a connect and a read timeout that together stay within those seconds.
-    Built on first use per number of seconds, in a session of their own (the shared one takes turns building),
-    acting in `region` (the function's own when None)."""
+    Built on first use per number of seconds, in a session of their own (the shared one takes turns building), acting
+    in `region` (the function's own when None: another region's function is probed through a factory of its own)."""
     _require_bundled(service)
     session = boto3.session.Session(region_name=region)
     turns = threading.Lock()

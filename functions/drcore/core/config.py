@@ -287,6 +287,8 @@ class FailoverEnvVar(StrEnum):
     AUTO_AFTER_MINUTES = "DR_FAILOVER_AUTO_AFTER_MINUTES"
     # The runbook's external stakeholder notice goes to this topic ("": none configured, the notice is not sent).
     STAKEHOLDER_TOPIC_ARN = "DR_STAKEHOLDER_TOPIC_ARN"
+    # The region watcher asks this function of its own region for failover plans (and confirms them, if automatic).
+    RECOVERY_FUNCTION_NAME = "DR_RECOVERY_FUNCTION_NAME"
 
 
 class FailoverSettings(BaseModel):
@@ -299,10 +301,12 @@ class FailoverSettings(BaseModel):
     automatic: bool = Field(False, alias=FailoverEnvVar.AUTOMATIC)
     auto_after_minutes: int = Field(DEFAULT_FAILOVER_AUTO_AFTER_MINUTES, alias=FailoverEnvVar.AUTO_AFTER_MINUTES,
                                     ge=1)
+    recovery_function: str | None = Field(None, alias=FailoverEnvVar.RECOVERY_FUNCTION_NAME,
+                                          pattern=r"^[A-Za-z0-9_-]{1,64}$")
     stakeholder_topic_arn: str | None = Field(None, alias=FailoverEnvVar.STAKEHOLDER_TOPIC_ARN,
                                               pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
 
-    @field_validator("primary_region", "stakeholder_topic_arn", mode="before")
+    @field_validator("primary_region", "stakeholder_topic_arn", "recovery_function", mode="before")
     @classmethod
     def _none_when_empty(cls, value: object) -> object:
         # The stack sets every variable; an empty one means the setting is not configured.

@@ -63,6 +63,22 @@ class VersionAnswer:
     latency_ms: float
 
 
+def probe_version(invoker: BoundedInvoker, version: str, seconds: int) -> VersionAnswer:
+    """Invoke `version` with the health-check payload through a client that gives up after `seconds`: a function
+    error, a status other than 200, no answer in time or no answer at all is a failure, never an exception."""
+    started = time.monotonic()
+    failure: str | None
+    try:
+        response = invoker(seconds).invoke(version, json.dumps(HEALTH_PROBE_PAYLOAD).encode())
+        failure = (f"function error ({response['function_error']})" if response["function_error"]
+                   else None if response["status_code"] == 200 else f"status {response['status_code']}")
+    except NoAnswer as error:
+        failure = f"timeout: no answer within {seconds}s ({error})"
+    except Exception as error:  # noqa: BLE001  # any failure to get an answer is a failed probe, not a crashed tick
+        failure = f"{type(error).__name__}: {error}"
+    return VersionAnswer(version, failure, (time.monotonic() - started) * 1000)
+
+
 @dataclass(frozen=True)
 class ProbeAnswers:
     """What one probe found: each version's answer and the seconds it was given, or why nothing was probed."""
@@ -130,17 +146,7 @@ class HealthProbe:
         return ProbeAnswers(answers, seconds)
 
     def _probe(self, version: str, seconds: int) -> VersionAnswer:
-        started = time.monotonic()
-        failure: str | None
-        try:
-            response = self._invoker(seconds).invoke(version, json.dumps(HEALTH_PROBE_PAYLOAD).encode())
-            failure = (f"function error ({response['function_error']})" if response["function_error"]
-                       else None if response["status_code"] == 200 else f"status {response['status_code']}")
-        except NoAnswer as error:
-            failure = f"timeout: no answer within {seconds}s ({error})"
-        except Exception as error:  # noqa: BLE001  # any failure to get an answer is a failed probe, not a crashed tick
-            failure = f"{type(error).__name__}: {error}"
-        return VersionAnswer(version, failure, (time.monotonic() - started) * 1000)
+        return probe_version(self._invoker, version, seconds)
 
     def _publish(self, answers: list[VersionAnswer], seconds: int) -> Outcome:
         failed = [answer for answer in answers if answer.failure is not None]

@@ -79,6 +79,16 @@ def _unmarshal(item: DynamoItem) -> dict[str, Any]:
     return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
+def item_key(function_name: str, sort_key: str) -> dict[str, AttributeValueTypeDef]:
+    """The key of one of the protected function's items, for the modules that keep items of their own here."""
+    return {"pk": {"S": _partition(function_name)}, "sk": {"S": sort_key}}
+
+
+# Item (un)marshalling, shared with the modules that keep items of their own in this table.
+marshal = _marshal
+unmarshal = _unmarshal
+
+
 def record_to_item(record: ControllerRecord) -> dict[str, Any]:
     item = asdict(record)
     item["state"] = record.state.value
