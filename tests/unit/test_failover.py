@@ -294,3 +294,19 @@ def test_a_failover_whose_claim_loses_to_a_switch_keeping_the_primary_puts_the_p
     assert processing_buckets(regions) == [regions.data_bucket]
     assert record(regions).active_region() == "us-east-1"
     assert_nothing_else_lost(regions)
+
+
+def test_a_failover_planned_by_the_standby_is_confirmed_from_the_primary(regions, monkeypatch):
+    # Given the plan made by the standby's recovery function, whose own items are scoped to its region
+    monkeypatch.setenv("DR_STATE_SCOPE", "us-west-2")
+    planned = act(FAILOVER)
+    assert planned["ok"], planned
+    # When the primary's recovery function confirms it (the plan is in the partition both regions read)
+    monkeypatch.delenv("DR_STATE_SCOPE")
+    applied = act({**FAILOVER, "confirm": planned["result"]["plan_id"]})
+    # Then the failover is applied, once, and journaled where both regions read it
+    assert applied["ok"], applied
+    assert processing_buckets(regions) == [regions.replica_bucket]
+    monkeypatch.setenv("DR_STATE_SCOPE", "us-west-2")
+    again = act({**FAILOVER, "resume": planned["result"]["plan_id"]})
+    assert again["ok"] and again["result"]["status"] == "already_applied", again

@@ -39,7 +39,10 @@ class RecoveryService:
                  catalog: BackupCatalog, flow: TwoStepFlow, destructive: dict[type, TwoStepAction],
                  clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None,
                  replication: Callable[[], dict[str, Any]] | None = None,
-                 validation: PostRecoveryValidation | None = None) -> None:
+                 validation: PostRecoveryValidation | None = None,
+                 flows: dict[type, TwoStepFlow] | None = None) -> None:
+        """`flows`: the destructive actions whose plans and journal live elsewhere than `flow`'s (the region
+        switches', resumable from either region)."""
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -50,6 +53,7 @@ class RecoveryService:
         self._preflight = preflight
         self._replication = replication
         self._validation = validation
+        self._flows = flows or {}
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -68,7 +72,8 @@ class RecoveryService:
             Validate: self.validate,
         }
         if type(request) in self._destructive:
-            return self._flow.run(self._destructive[type(request)], request, remaining_ms)
+            flow = self._flows.get(type(request), self._flow)
+            return flow.run(self._destructive[type(request)], request, remaining_ms)
         result = handlers[type(request)](request)
         return result.to_dict() if isinstance(result, Outcome) else dict(result)
 

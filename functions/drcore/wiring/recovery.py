@@ -38,7 +38,7 @@ from drcore.restore.stack_recovery import StackRecovery
 from drcore.restore.validated_actions import Validated
 from drcore.restore.validation_controls import ValidationSettings
 from drcore.state.backup_store import BackupStore
-from drcore.state.plans import PlanBook, TwoStepAction, TwoStepFlow
+from drcore.state.plans import PlanBook, PlanJournal, TwoStepAction, TwoStepFlow
 from drcore.state.region_record import RegionRecord
 from drcore.state.store import ControllerStateStore
 from drcore.wiring.failback import failback_action
@@ -61,16 +61,25 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
     state = ControllerStateStore(client("dynamodb"), settings.state_table, settings.state_scope)
+    # A region switch's plan and journal entry are kept where either region's recovery function finds them (the
+    # primary's partition), so a failover or failback that stopped is resumed from either region.
+    shared = ControllerStateStore(client("dynamodb"), settings.state_table)
     lambda_client = client("lambda")
+    continue_later = self_invoker(lambda_client, function_name)
 
-    def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any], at: str) -> None:
-        verified = result.get("ok", (result.get("verification") or {}).get("ok", True))
-        state.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind, cause=request.cause(),
-                             result="applied" if verified else "applied, verification failed",
-                             details={"plan_id": plan_id, **_figures(result)})
+    def journal_in(journaled: ControllerStateStore) -> PlanJournal:
+        def journal(kind: str, plan_id: str, request: Any, result: dict[str, Any], at: str) -> None:
+            verified = result.get("ok", (result.get("verification") or {}).get("ok", True))
+            journaled.append_journal(settings.protected_function, entry_id=plan_id, at=at, action=kind,
+                                     cause=request.cause(),
+                                     result="applied" if verified else "applied, verification failed",
+                                     details={"plan_id": plan_id, **_figures(result)})
+        return journal
 
     book = PlanBook(state, settings.protected_function, recovery.plan_ttl_seconds)
-    flow = TwoStepFlow(book, journal, self_invoker(lambda_client, function_name))
+    flow = TwoStepFlow(book, journal_in(state), continue_later)
+    shared_book = PlanBook(shared, settings.protected_function, recovery.plan_ttl_seconds)
+    switch_flow = TwoStepFlow(shared_book, journal_in(shared), continue_later)
     restorer = bucket_restorer(s3, store, backup.copy_concurrency)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
@@ -93,7 +102,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
         return validation.run(active_region).to_dict()
 
     failback = failback_action(settings, backup, region, failover, alert_publisher(settings, client),
-                               lambda plan_id, progress: book.record(plan_id, progress=progress),
+                               lambda plan_id, progress: shared_book.record(plan_id, progress=progress),
                                validation=validate_region)
     # Every applied recovery ends with the post-recovery validation (drcore.restore.validated_actions); a failover
     # and a failback end with it too, as their own last step, with the region they made active.
@@ -104,7 +113,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
         ConfigureReplication: configure_replication,
         # Each step of a failover is recorded in its plan as it is done, so a resumption continues after it.
         Failover: failover_action(settings, backup, region, failover, client, store,
-                                  lambda plan_id, progress: book.record(plan_id, progress=progress),
+                                  lambda plan_id, progress: shared_book.record(plan_id, progress=progress),
                                   validation=validate_region),
         Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
@@ -112,7 +121,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
                            preflight=Preflight(client, target).run, replication=replication.report,
-                           validation=validation)
+                           validation=validation, flows={Failover: switch_flow, Failback: switch_flow})
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
