@@ -310,3 +310,12 @@ def test_a_failover_planned_by_the_standby_is_confirmed_from_the_primary(regions
     monkeypatch.setenv("DR_STATE_SCOPE", "us-west-2")
     again = act({**FAILOVER, "resume": planned["result"]["plan_id"]})
     assert again["ok"] and again["result"]["status"] == "already_applied", again
+
+
+def test_status_shows_which_region_processes_and_the_switch_that_made_it_so(regions, monkeypatch):
+    before = act({"action": "status"})["result"]["region"]
+    assert before == {"active_region": "us-east-1", "epoch": 0, "last_switch": None}
+    fail_over({"force": True})
+    after = act({"action": "status"})["result"]["region"]
+    assert after["active_region"] == "us-west-2" and after["epoch"] == 1
+    assert after["last_switch"]["kind"] == "failover"

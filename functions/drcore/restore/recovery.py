@@ -40,7 +40,8 @@ class RecoveryService:
                  clock: Clock = utc_now, preflight: Callable[[], dict[str, Any]] | None = None,
                  replication: Callable[[], dict[str, Any]] | None = None,
                  validation: PostRecoveryValidation | None = None,
-                 flows: dict[type, TwoStepFlow] | None = None) -> None:
+                 flows: dict[type, TwoStepFlow] | None = None,
+                 region: Callable[[], dict[str, Any]] | None = None) -> None:
         """`flows`: the destructive actions whose plans and journal live elsewhere than `flow`'s (the region
         switches', resumable from either region)."""
         self._settings = settings
@@ -54,6 +55,7 @@ class RecoveryService:
         self._replication = replication
         self._validation = validation
         self._flows = flows or {}
+        self._region = region
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -124,6 +126,8 @@ class RecoveryService:
                        for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
             "last_drill": self._last_drill(),
+            # Which region processes uploads, by the region record (drcore.state.region_record).
+            "region": self._region() if self._region else None,
             # The newest post-recovery validation (drcore.restore.validation), as journaled.
             "validation": self._validation.latest() if self._validation else None,
             # Replication to the secondary region (drcore.region.replication_health), read-only.

@@ -121,7 +121,15 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                              tuple(dict.fromkeys((settings.alert_topic_arn, settings.emergency_topic_arn))))
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
                            preflight=Preflight(client, target).run, replication=replication.report,
-                           validation=validation, flows={Failover: switch_flow, Failback: switch_flow})
+                           validation=validation, flows={Failover: switch_flow, Failback: switch_flow},
+                           region=lambda: _region_status(record))
+
+
+def _region_status(record: RegionRecord) -> dict[str, Any]:
+    """The region record as `status` shows it: the active region, and the switch that made it so (if any)."""
+    current = record.current()
+    return {"active_region": record.active_region(), "epoch": 0 if current is None else current.epoch,
+            "last_switch": None if current is None else current.to_dict()}
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
