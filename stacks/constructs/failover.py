@@ -39,7 +39,9 @@ def failover_environment(settings: Settings) -> dict[str, str]:
         FailoverEnvVar.AUTO_AFTER_MINUTES: str(options.auto_after_minutes),
         FailoverEnvVar.STAKEHOLDER_TOPIC_ARN: options.stakeholder_topic_arn or "",
     }
-    unset = sorted(name.value for name in FailoverEnvVar if name not in values)
+    # (The recovery function's name excepted: only the region watcher needs it, and sets it beside this.)
+    unset = sorted(name.value for name in FailoverEnvVar
+                   if name not in values and name is not FailoverEnvVar.RECOVERY_FUNCTION_NAME)
     if unset:
         raise ValueError(f"drcore.core.config.FailoverEnvVar defines {', '.join(unset)}, which the stack does not set")
     return {str(name.value): value for name, value in values.items()}

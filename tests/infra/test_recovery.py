@@ -94,7 +94,8 @@ def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Syn
     # Then it sets every variable of the three sets drcore.core.config defines, and no other DR_ variable
     expected = ({v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
                 | {v.value for v in PreflightEnvVar} | {v.value for v in RegionEnvVar}
-                | {v.value for v in ValidationEnvVar} | {v.value for v in FailoverEnvVar})
+                | {v.value for v in ValidationEnvVar}
+                | {v.value for v in FailoverEnvVar if v is not FailoverEnvVar.RECOVERY_FUNCTION_NAME})
     assert {name for name in variables if name.startswith("DR_")} == expected - STANDBY_ONLY
     # And the watchers' and the backup function's variables have exactly their values there
     watcher, backup = _variables(synth, WATCHER), _variables(synth, BACKUP)
