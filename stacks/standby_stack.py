@@ -5,6 +5,8 @@ It deploys the primary's own constructs, each built for this stack's region (the
   state table's replica here, and the backup bucket's copy as its backup store; its restores read the data
   bucket's replicated snapshots and may write the replica bucket (`"target_bucket": "<replica_bucket>"`);
 - the watchers of this region's function's LIVE alias, with their alarms, tick and heartbeat alarms;
+- the region watcher (stacks/constructs/region_watcher.py), which watches the primary region every minute and
+  alerts with a ready failover plan when it stays unhealthy, or confirms it if `failover.automatic`;
 - the backup function, backing up this region's function (code and configuration) on schedule and on change, with
   its RPO alarm, into the copy;
 - encrypted alert and emergency topics, subscribed as the primary's: alerts raised during a failover go out from
@@ -31,6 +33,7 @@ from stacks.constructs.backup_guard import BackupGuard
 from stacks.constructs.backups import Backups
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.recovery import Recovery
+from stacks.constructs.region_watcher import RegionWatcher
 from stacks.constructs.state_table import state_table_replica
 from stacks.constructs.watchers import Watchers
 from stacks.settings import Settings
@@ -110,12 +113,29 @@ class StandbyStack(Stack):
             alarms=alarms,
             backup_bucket=backup_copy,
         )
+        region_watcher = RegionWatcher(
+            self,
+            "RegionWatcher",
+            settings=settings,
+            functions=functions,
+            state_table=state_table,
+            alerting=alerting,
+            alarms=alarms,
+            recovery_function=recovery.function,
+        )
 
         outputs = {
             "HealthWatcherName": (watchers.health_watcher.function_name, "Invoked by health alarms and the tick"),
             "PerformanceWatcherName": (
                 watchers.performance_watcher.function_name,
                 "Invoked by duration alarms and the tick",
+            ),
+            "RegionWatcherName": (
+                region_watcher.function.function_name,
+                (
+                    f"Watches {settings.protected_function} in {settings.primary_region} every minute; alerts (and, "
+                    "if failover.automatic, fails over) when it stays unhealthy"
+                ),
             ),
             "BackupFunctionName": (
                 backups.function.function_name,

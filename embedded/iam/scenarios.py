@@ -20,6 +20,8 @@
      is at risk) from the primary stack's recovery function, the secondary function deployed in the secondary
      region; then the primary's pipeline notification put back, as a returning primary has it, and the health
      watcher's tick fencing it (the region record names the secondary active);
+   - the standby's region watcher in the secondary region, ticking while a primary alarm is in ALARM until it
+     alerts (with the standby stack's roles: tests/infra/test_iam_conformance.py);
    - the retention function's scheduled runs two days after a snapshot that the policy no longer keeps, so
      that it hides the snapshot and the content only that snapshot referenced, and a function backup the
      policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
@@ -298,6 +300,59 @@ def _failback(system: SampleSystem) -> None:
             "the failback", result)
 
 
+def _region_watched(system: SampleSystem) -> None:
+    """The standby's region watcher, run as the standby stack deploys it: in the secondary region, with the state
+    table's replica and the alert topics there and the standby's recovery function to ask for a plan. It ticks while
+    a primary alarm is in ALARM: the first tick reads the primary (LIVE's alias, its versions invoked, its alarms)
+    and writes its watch; a tick `detect_minutes` later asks the recovery function for a plan and alerts. The
+    embedded world runs no controller function in the secondary region: the recovery function there is a stand-in
+    that answers as the world's functions do, not with a plan, which the watcher alerts as a refusal (the alert is
+    what the scenario is there for; the planning itself is tests/unit/test_region_watch.py's)."""
+    import region_watcher.handler as region_watcher
+    from drcore.core.config import DEFAULT_FAILOVER_DETECT_MINUTES, FailoverEnvVar, RegionEnvVar
+    from drcore.core.controller_settings import EnvVar
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    west = boto3.session.Session(region_name=SECONDARY_REGION)
+    west.client("dynamodb", endpoint_url=endpoint).create_table(
+        TableName=system.table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}])
+    sns, sqs = west.client("sns", endpoint_url=endpoint), west.client("sqs", endpoint_url=endpoint)
+    topics = {variable.value: sns.create_topic(Name=f"standby-{name}")["TopicArn"]
+              for variable, name in ((EnvVar.ALERT_TOPIC_ARN, "alerts"), (EnvVar.EMERGENCY_TOPIC_ARN, "emergency"))}
+    queue = sqs.create_queue(QueueName="standby-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for topic in topics.values():
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    role = system.clients["lambda"].get_function_configuration(FunctionName=system.function_name)["Role"]
+    west.client("lambda", endpoint_url=endpoint).create_function(
+        FunctionName=RECOVERY_FUNCTION, Runtime="python3.13", Role=role, Handler="recovery.handler.handler",
+        Code={"ZipFile": b"stand-in"})
+    saved = dict(os.environ)
+    os.environ.update({**topics, "AWS_REGION": SECONDARY_REGION, "AWS_DEFAULT_REGION": SECONDARY_REGION,
+                       EnvVar.STATE_SCOPE: SECONDARY_REGION, FailoverEnvVar.PRIMARY_REGION: REGION,
+                       FailoverEnvVar.RECOVERY_FUNCTION_NAME: RECOVERY_FUNCTION,
+                       RegionEnvVar.SECONDARY_REGION: SECONDARY_REGION})
+    system.set_alarm("errors", "ALARM", "the primary region failing")
+    try:
+        first = region_watcher.handler(scheduled_event(datetime.now(UTC), region=SECONDARY_REGION),
+                                       _context("apilados-dr-region-watcher"))
+        _expect(first.get("outcome", {}).get("action") == "suspect", "the region watcher's first tick", first)
+        with time_machine.travel(datetime.now(UTC) + timedelta(minutes=DEFAULT_FAILOVER_DETECT_MINUTES + 1),
+                                 tick=True):
+            later = region_watcher.handler(scheduled_event(datetime.now(UTC), region=SECONDARY_REGION),
+                                           _context("apilados-dr-region-watcher"))
+        alerted = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        _expect(later.get("outcome", {}).get("action") == "plan_refused" and len(alerted) == 1,
+                "the region watcher's alert", later)
+    finally:
+        system.set_alarm("errors", "OK", "the primary region back")
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
     """A body changes and the bucket is snapshotted again, and the function is backed up once more; under a policy
     that keeps the newest backup only, the retention run two days later hides the older snapshot and the body only
@@ -362,6 +417,7 @@ def beyond_the_drill() -> None:
         _retention(system, first_backup)  # it moves the clock on two days
         with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
             _failback(system)  # back from the failover above; its safety snapshot is no snapshot retention counts
+        _region_watched(system)  # the primary active again (the failback claimed the record back)
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

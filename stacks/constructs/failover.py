@@ -29,7 +29,12 @@ from stacks.settings import Settings
 SECONDARY_FUNCTION_READS = ("lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy")
 
 
+# Set on the region watcher only (stacks/constructs/region_watcher.py), which names the function it asks.
+REGION_WATCHER_ONLY = frozenset({FailoverEnvVar.RECOVERY_FUNCTION_NAME})
+
+
 def failover_environment(settings: Settings) -> dict[str, str]:
+    """The failover settings every function that fails over (or watches for it) reads, but REGION_WATCHER_ONLY."""
     options = settings.failover
     values = {
         FailoverEnvVar.PRIMARY_REGION: settings.primary_region,
@@ -39,9 +44,7 @@ def failover_environment(settings: Settings) -> dict[str, str]:
         FailoverEnvVar.AUTO_AFTER_MINUTES: str(options.auto_after_minutes),
         FailoverEnvVar.STAKEHOLDER_TOPIC_ARN: options.stakeholder_topic_arn or "",
     }
-    # (The recovery function's name excepted: only the region watcher needs it, and sets it beside this.)
-    unset = sorted(name.value for name in FailoverEnvVar
-                   if name not in values and name is not FailoverEnvVar.RECOVERY_FUNCTION_NAME)
+    unset = sorted(name.value for name in FailoverEnvVar if name not in values and name not in REGION_WATCHER_ONLY)
     if unset:
         raise ValueError(f"drcore.core.config.FailoverEnvVar defines {', '.join(unset)}, which the stack does not set")
     return {str(name.value): value for name, value in values.items()}

@@ -117,43 +117,12 @@ class Watchers(Construct):
             targets=[self._target(self.health_watcher), self._target(self.performance_watcher)],
         )
         self.heartbeat_alarms = [
-            self._heartbeat_alarm(construct_id, service, alerting.alert_topic)
+            heartbeat_alarm(
+                self, construct_id, settings=settings, service=service, alert_topic=alerting.alert_topic,
+                stopped=f"automatic rollback and promotion of {target} are not running",
+            )
             for construct_id, service in zip(("HealthWatcher", "PerformanceWatcher"), WATCHER_SERVICES, strict=True)
         ]
-
-    def _heartbeat_alarm(self, construct_id: str, service: str, alert_topic: sns.ITopic) -> cloudwatch.Alarm:
-        """Alerts when `service` completed no tick for HEARTBEAT_MISSED_TICKS tick intervals in a row.
-
-        To the alert topic (severity 2 to 4), not the emergency one: a watcher that stopped leaves the pipeline
-        serving as it was, without its automatic rollback and promotion, as a backup past its RPO leaves it without
-        a fresh backup (their alarms alert the same topic). Severity 1 stays for STABLE failing."""
-        silent_minutes = int(TICK_INTERVAL.to_minutes()) * HEARTBEAT_MISSED_TICKS
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{construct_id}Heartbeat",
-            alarm_name=heartbeat_alarm_name(self._settings, service),
-            alarm_description=(
-                f"{service} completed no scheduled tick in {silent_minutes} minutes: automatic rollback and "
-                f"promotion of {self._settings.protected_function}:{self._settings.live_alias} are not running "
-                "(the tick's schedule disabled, a broken deployment, or every tick failing: see its logs)."
-            ),
-            # What the watcher's Powertools metrics count for each tick it completes (drcore.rollback.watcher).
-            metric=cloudwatch.Metric(
-                namespace=self._settings.metrics_namespace,
-                metric_name=HEARTBEAT_METRIC,
-                dimensions_map={SERVICE_DIMENSION: service},
-                statistic="Sum",
-                period=TICK_INTERVAL,
-            ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            evaluation_periods=HEARTBEAT_MISSED_TICKS,
-            datapoints_to_alarm=HEARTBEAT_MISSED_TICKS,
-            # A watcher that stopped publishes nothing at all: silence is what this alarm is for.
-            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-        )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
-        return alarm
 
     def _target(self, watcher: lambda_.IFunction) -> targets.LambdaFunction:
         return targets.LambdaFunction(
@@ -292,6 +261,42 @@ def grant_fence(function: lambda_.Function, settings: Settings) -> None:
     function.add_to_role_policy(iam.PolicyStatement(
         sid="FenceDataBucketNotification", actions=list(NOTIFICATION_CONFIGURATION),
         resources=[f"arn:{partition}:s3:::{settings.data_bucket}"]))
+
+
+def heartbeat_alarm(scope: Construct, construct_id: str, *, settings: Settings, service: str,
+                    alert_topic: sns.ITopic, stopped: str) -> cloudwatch.Alarm:
+    """Alerts when `service` completed no tick for HEARTBEAT_MISSED_TICKS tick intervals in a row (`stopped`: what
+    is then not running, for the alarm's description). The rollback watchers' and the region watcher's.
+
+    To the alert topic (severity 2 to 4), not the emergency one: a watcher that stopped leaves the pipeline
+    serving as it was, without what the watcher does, as a backup past its RPO leaves it without a fresh backup
+    (their alarms alert the same topic). Severity 1 stays for STABLE failing and the primary region down."""
+    silent_minutes = int(TICK_INTERVAL.to_minutes()) * HEARTBEAT_MISSED_TICKS
+    alarm = cloudwatch.Alarm(
+        scope,
+        f"{construct_id}Heartbeat",
+        alarm_name=heartbeat_alarm_name(settings, service),
+        alarm_description=(
+            f"{service} completed no scheduled tick in {silent_minutes} minutes: {stopped} "
+            "(the tick's schedule disabled, a broken deployment, or every tick failing: see its logs)."
+        ),
+        # What the watcher's Powertools metrics count for each tick it completes (drcore.rollback.watcher).
+        metric=cloudwatch.Metric(
+            namespace=settings.metrics_namespace,
+            metric_name=HEARTBEAT_METRIC,
+            dimensions_map={SERVICE_DIMENSION: service},
+            statistic="Sum",
+            period=TICK_INTERVAL,
+        ),
+        threshold=1,
+        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluation_periods=HEARTBEAT_MISSED_TICKS,
+        datapoints_to_alarm=HEARTBEAT_MISSED_TICKS,
+        # A watcher that stopped publishes nothing at all: silence is what this alarm is for.
+        treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(alert_topic))
+    return alarm
 
 
 def heartbeat_alarm_name(settings: Settings, service: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 from embedded.aws_events import ACCOUNT
 from embedded.iam.actions import permissions_of
-from embedded.iam.conformance import ConformanceReport, DeployedStack, Grant, check_conformance
+from embedded.iam.conformance import ConformanceReport, DeployedStack, Grant, check_conformance, names_in
 from embedded.iam.evaluator import ASSUMED, evaluate
 from embedded.iam.recorder import CallRecording, RecordedCall
 from embedded.iam.scenarios import record_scenarios
@@ -37,7 +37,10 @@ from tests.infra.support import Synthesized, synthesize
 
 pytestmark = pytest.mark.e2e
 
-FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill", "retention"}
+# The secondary region, where the standby stack deploys its functions.
+SECONDARY = "us-west-2"
+FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill", "retention",
+             f"region_watcher@{SECONDARY}"}
 
 # Calls a role does not allow today, by (function, action), each with its reason: deployments that fail in AWS.
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
@@ -60,9 +63,14 @@ CONCURRENCY = ["lambda:DeleteFunctionConcurrency", "lambda:PutFunctionConcurrenc
 # Mutating grants no scenario uses, by (function, action, resource) as fnmatch patterns over the resolved
 # grant, each with the path that uses it.
 ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
-    **_each("*", ["logs:CreateLogStream", "logs:PutLogEvents"], f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:functions*",
+    (f"region_watcher@{SECONDARY}", "sns:Publish", f"arn:aws:sns:{SECONDARY}:{ACCOUNT}:*alerts"):
+        "the region watcher's only severity 2-4 alert is its notice that the primary answers again after a ready "
+        "plan was alerted; the embedded world runs no recovery function in the secondary to plan, so the scenario's "
+        "alert is a refusal (severity 1), after which no recovery is announced",
+    # Of either stack: the region watcher runs in the secondary region.
+    **_each("*", ["logs:CreateLogStream", "logs:PutLogEvents"], f"arn:aws:logs:*:{ACCOUNT}:log-group:functions*",
             "the Lambda runtime writes each function's own log group with the function's role"),
-    ("*", "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:functionsfailedevents*"):
+    ("*", "sqs:SendMessage", f"arn:aws:sqs:*:{ACCOUNT}:functionsfailedevents*"):
         "Lambda sends an asynchronous invocation that failed to its on-failure destination with the function's role",
     ("*", "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:apilados-dr-*"):
         "work that outlasts one invocation continues in a new one of the same function "
@@ -127,9 +135,10 @@ class Recorded:
 
 @pytest.fixture(scope="module")
 def recorded(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    template = synth.template.to_json()
-    handlers = [resource["Properties"]["Handler"] for resource in template["Resources"].values()
-                if resource["Type"] == "AWS::Lambda::Function"]
+    # Both stacks' handlers: the region watcher is the standby's only
+    handlers = sorted({resource["Properties"]["Handler"]
+                       for template in (synth.template.to_json(), synth.standby.to_json())
+                       for resource in template["Resources"].values() if resource["Type"] == "AWS::Lambda::Function"})
     recording = record_scenarios(handlers, tmp_path_factory.mktemp("drill"))
     names = EmbeddedNames(account=ACCOUNT, region=REGION, environments=recording.environments,
                           function_names=recording.invoked_as)
@@ -149,8 +158,14 @@ def replicating() -> Synthesized:
 
 @pytest.fixture(scope="module")
 def report(replicating: Synthesized, recorded: Recorded) -> ConformanceReport:
-    """The recorded calls checked against the roles synthesized from cdk.json and the replication role."""
-    return check_conformance(replicating.template.to_json(), recorded.recording, recorded.names)
+    """The recorded calls checked against the roles synthesized from cdk.json and the replication role: the primary
+    stack's for the calls of functions that ran in the primary region, the standby stack's for the secondary's."""
+    return check_conformance(replicating.template.to_json(), recorded.recording, recorded.names,
+                             other_stacks=[standby_deployed(replicating, recorded.recording)])
+
+
+def standby_deployed(synthesized: Synthesized, recording: CallRecording) -> DeployedStack:
+    return DeployedStack(synthesized.standby.to_json(), names_in(recording, ACCOUNT, SECONDARY))
 
 
 def _matching(grant: Grant, listed: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -241,14 +256,23 @@ def test_the_harness_refuses_a_backup_written_without_if_none_match(synth: Any, 
 
 
 def test_every_call_is_recorded_with_the_region_its_function_ran_in(recorded: Recorded) -> None:
-    # The scenarios run every function in the primary region: each call is checked against the primary's roles
-    assert {call.function_region for call in recorded.recording.calls} == {REGION}
-    assert set(recorded.recording.regional_environments) == {REGION}
+    # The scenarios run every function in the primary region but the standby's region watcher: each call is checked
+    # against the roles of the stack deployed where its function ran
+    assert {call.function_region for call in recorded.recording.calls} == {REGION, SECONDARY}
+    assert set(recorded.recording.regional_environments) == {REGION, SECONDARY}
+    assert set(recorded.recording.regional_environments[SECONDARY]) == {"region_watcher.handler.handler"}
+
+
+def test_the_region_watcher_reads_the_primary_writes_its_watch_and_alerts_from_the_secondary(
+        recorded: Recorded) -> None:
+    calls = recorded.recording.for_handler("region_watcher.handler.handler")
+    where = {(call.service, call.operation, call.region) for call in calls if call.error_code is None}
+    assert {("lambda", "GetAlias", REGION), ("lambda", "Invoke", REGION), ("cloudwatch", "DescribeAlarms", REGION),
+            ("dynamodb", "PutItem", SECONDARY), ("lambda", "Invoke", SECONDARY),
+            ("sns", "Publish", SECONDARY)} <= where, where
 
 
 # Two stacks, one handler each: a call is checked against the role of the stack its function ran in -----------
-
-SECONDARY = "us-west-2"
 
 
 def _object_lock_bucket(template: dict[str, Any], names: EmbeddedNames) -> str:

@@ -22,6 +22,7 @@ from drcore.core.config import (
 from drcore.restore.preflight import PreflightEnvVar
 from drcore.restore.validation_controls import ValidationEnvVar
 from stacks.constructs import recovery as recovery_module
+from stacks.constructs.failover import REGION_WATCHER_ONLY
 from stacks.settings import Settings
 from tests.infra.support import STANDBY_ONLY, TUNED, Synthesized, default_settings, logical_id, rendered
 
@@ -94,9 +95,10 @@ def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Syn
     # Then it sets every variable of the three sets drcore.core.config defines, and no other DR_ variable
     expected = ({v.value for v in EnvVar} | {v.value for v in BackupEnvVar} | {v.value for v in RecoveryEnvVar}
                 | {v.value for v in PreflightEnvVar} | {v.value for v in RegionEnvVar}
-                | {v.value for v in ValidationEnvVar}
-                | {v.value for v in FailoverEnvVar if v is not FailoverEnvVar.RECOVERY_FUNCTION_NAME})
-    assert {name for name in variables if name.startswith("DR_")} == expected - STANDBY_ONLY
+                | {v.value for v in ValidationEnvVar} | {v.value for v in FailoverEnvVar})
+    # (but the recovery function's own name, which only the region watcher is given, to ask it for plans)
+    region_watcher_only = {v.value for v in REGION_WATCHER_ONLY}
+    assert {name for name in variables if name.startswith("DR_")} == expected - STANDBY_ONLY - region_watcher_only
     # And the watchers' and the backup function's variables have exactly their values there
     watcher, backup = _variables(synth, WATCHER), _variables(synth, BACKUP)
     shared, backups = ({v.value for v in names} - STANDBY_ONLY for names in (EnvVar, BackupEnvVar))

@@ -23,6 +23,7 @@ HANDLERS = {
     "performance_watcher.handler.handler",
     "backup.handler.handler",
     "recovery.handler.handler",
+    "region_watcher.handler.handler",
 }
 COPY = "apiladosdrstandby-backups-${AWS::AccountId}-us-west-2"
 TUNED_COPY = "apiladosdrstandby-backups-${AWS::AccountId}-eu-central-1"
@@ -67,9 +68,9 @@ def test_the_standby_runs_recovery_watchers_and_backup_from_the_same_asset(synth
     assert set(_functions(resources)) == HANDLERS
     primary = {resource["Properties"]["Handler"]: resource["Properties"]["Code"]
                for resource in synth.resources.values() if resource["Type"] == "AWS::Lambda::Function"}
-    for handler, name in _functions(resources).items():
-        # the same code (asset hash) as the primary's function of that handler
-        assert resources[name]["Properties"]["Code"]["S3Key"] == primary[handler]["S3Key"]
+    for name in _functions(resources).values():
+        # the same code (asset hash) as the primary's functions (the region watcher runs in the standby only)
+        assert resources[name]["Properties"]["Code"]["S3Key"] == primary["recovery.handler.handler"]["S3Key"]
 
 
 def test_the_standby_recovery_works_on_this_regions_function_the_copy_and_the_replica(synth: Synthesized):
@@ -84,8 +85,9 @@ def test_the_standby_recovery_works_on_this_regions_function_the_copy_and_the_re
     primary = _environment(synth.resources, "recovery.handler.handler")
     assert set(variables) == set(primary) | {"DR_STATE_SCOPE"}
     differing = {name for name in primary if rendered(variables[name]) != rendered(primary[name])}
+    # (the validation checks its own backup store's key: the copy's)
     assert differing <= {"DR_BACKUP_BUCKET_NAME", "DR_RESTORE_TARGET_BUCKETS", "DR_ALERT_TOPIC_ARN",
-                         "DR_EMERGENCY_TOPIC_ARN", "DR_STATE_TABLE_NAME"}, differing
+                         "DR_EMERGENCY_TOPIC_ARN", "DR_STATE_TABLE_NAME", "DR_BACKUP_KEY_ARN"}, differing
     # And its grants name this region's function, the copy and its key
     statements = rendered(role_statements(resources, _functions(resources)["recovery.handler.handler"]))
     recovered = [statement for statement in statements if statement.get("Sid") == "RecoverProtectedFunction"]
@@ -113,23 +115,28 @@ def test_the_standby_keeps_its_controller_items_apart_from_the_primarys_in_the_g
 def test_every_standby_alarm_has_an_action(synth: Synthesized):
     alarms = {name: resource["Properties"] for name, resource in synth.standby_resources.items()
               if resource["Type"] == "AWS::CloudWatch::Alarm"}
-    # LIVE's five alarms, the two watchers' heartbeats, the function backup's RPO, the failed-events queue
-    assert len(alarms) == 9
+    # LIVE's five alarms, the three watchers' heartbeats (the region watcher's too), the function backup's RPO, the
+    # failed-events queue
+    assert len(alarms) == 10
     assert all(properties.get("AlarmActions") for properties in alarms.values())
     names = {properties.get("AlarmName") for properties in alarms.values()}
     assert {"apilados-pipeline-ingest-LIVE-errors", "apilados-pipeline-ingest-LIVE-health-probe",
-            "apilados-pipeline-ingest-health_watcher-heartbeat", "apilados-pipeline-ingest-backup-lambda-rpo"} <= names
+            "apilados-pipeline-ingest-health_watcher-heartbeat", "apilados-pipeline-ingest-backup-lambda-rpo",
+            "apilados-pipeline-ingest-region_watcher-heartbeat"} <= names
 
 
 def test_the_standby_ticks_its_watchers_and_backs_up_its_function_only(synth: Synthesized):
     resources = synth.standby_resources
     functions = _functions(resources)
-    schedules = {resource["Properties"]["ScheduleExpression"]: resource["Properties"]["Targets"]
-                 for resource in resources.values()
-                 if resource["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in resource["Properties"]}
+    schedules: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in resource["Properties"]:
+            schedules.setdefault(resource["Properties"]["ScheduleExpression"], []).extend(
+                resource["Properties"]["Targets"])
     assert set(schedules) == {"rate(1 minute)", "rate(5 minutes)"}
     ticked = {target["Arn"]["Fn::GetAtt"][0] for target in schedules["rate(1 minute)"]}
-    assert ticked == {functions["health_watcher.handler.handler"], functions["performance_watcher.handler.handler"]}
+    assert ticked == {functions[handler] for handler in (
+        "health_watcher.handler.handler", "performance_watcher.handler.handler", "region_watcher.handler.handler")}
     [backup] = schedules["rate(5 minutes)"]
     assert backup["Arn"]["Fn::GetAtt"][0] == functions["backup.handler.handler"]
     assert json.loads(backup["Input"]) == {"component": "lambda"}
@@ -266,7 +273,7 @@ def test_the_standby_outputs_name_what_an_operator_invokes_and_reads(synth: Synt
     outputs = synth.standby.to_json()["Outputs"]
     assert {"RecoveryFunctionName", "RecoveryFunctionArn", "HealthWatcherName", "PerformanceWatcherName",
             "BackupFunctionName", "StateTableName", "BackupCopyBucketName", "ReplicaBucketName", "AlertTopicArn",
-            "EmergencyTopicArn", "FailedEventsQueueUrl"} == set(outputs)
+            "EmergencyTopicArn", "FailedEventsQueueUrl", "RegionWatcherName"} == set(outputs)
     assert outputs["StateTableName"]["Value"] == "apilados-dr-state"
 
 
