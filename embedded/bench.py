@@ -19,8 +19,8 @@ dated copy), each judged by how many objects match the snapshot afterwards (embe
 failover: a region failover and failback in the two-region world while uploads continue, the runbook's
 failover-region.sh and failback-region.sh run with the AWS CLI (as written, and with their two CLI syntax errors
 corrected) next to ours, each judged by time, environment variables and notification entries lost, uploads
-processed twice or never, and objects lost on failback (embedded/bench_failover.py). Ours is shown once the
-recovery function has its failover and failback actions.
+processed twice or never, and objects lost on failback (embedded/bench_failover.py). Ours is the recovery function's
+failover and failback actions through its real handler.
 """
 
 from __future__ import annotations

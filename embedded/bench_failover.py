@@ -30,9 +30,11 @@ AWS CLI from the venv: `--profile production` is a profile of a config file writ
 embedded server), the endpoint comes from AWS_ENDPOINT_URL, and the account in their ARNs (123456789012) is the
 embedded server's.
 
-Ours is the recovery function's `failover` and `failback` actions, two-step each, invoked through the handler
-(`ours_switch` takes that invocation). Until those actions exist (`ours_available`), ours is not run and the section
-says so.
+Ours is the recovery function's `failover` and `failback` actions, two-step each, invoked through the real handler
+(`ours_switch` takes that invocation; by default embedded/drill_failover.py's `recovery_in`: the failover as the
+standby's stack runs it, the failback as the primary's), with the recovery function's environment as the stacks set
+it and a function backup taken first (as the backup schedule would: the standby's readiness compares its STABLE with
+the newest backup's). A switch counts as run when the handler answered; whether it did its job is the judge's.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ from typing import Any
 
 import boto3
 
+from drcore.core.config import FailoverEnvVar
 from drcore.restore.manual_actions import ACTION_NAMES
+from embedded.aws_events import LambdaContextStub
+from embedded.drill_failover import recovery_in
 from embedded.drill_region import (
     Buckets,
     UploadStream,
@@ -100,10 +105,12 @@ def ours_switch(invoke: RecoveryInvoke) -> Switch:
 
     def two_step(region: str, action: str, **fields: Any) -> None:
         planned = invoke(region, {"action": action, **WHO, **fields})
+        if not planned["ok"]:
+            raise RuntimeError(f"{action} refused: {planned['error']}")
         plan_id = planned["result"]["plan_id"]
         applied = invoke(region, {"action": action, **WHO, **fields, "confirm": plan_id})
-        if not applied["result"].get("result", {}).get("ok", False):
-            raise RuntimeError(f"{action} did not finish: {applied}")
+        if not applied["ok"]:
+            raise RuntimeError(f"{action} refused its confirm: {applied['error']}")
 
     # In the scenario every key changed in both regions was written last in the primary: last-writer-wins, which the
     # objects-lost figure expects, is `prefer: "primary"`.
@@ -240,15 +247,24 @@ def _side(make_switch: Callable[[Path], Switch], uploads: int) -> dict[str, Any]
         return run_scenario(system, behaviour, make_switch(workdir), uploads)
 
 
-def run_failover_bench(uploads: int = 10, invoke: RecoveryInvoke | None = None) -> dict[str, Any]:
-    """The seed's figures (as written, and syntax corrected), and ours when the actions exist and a handler
-    invocation is given."""
+def _ours_side(uploads: int, invoke: RecoveryInvoke) -> dict[str, Any]:
+    import backup.handler as backup
+
+    with failover_world() as (system, behaviour, _):
+        # The recovery and backup functions' environment as the stacks set it (embedded_world restores it after).
+        os.environ.update({**system.environment(), **system.backup_environment(), **system.region_environment(),
+                           FailoverEnvVar.PRIMARY_REGION.value: REGION})
+        backup.handler({"component": "lambda"}, LambdaContextStub("apilados-dr-backup"))
+        return run_scenario(system, behaviour, ours_switch(invoke), uploads)
+
+
+def run_failover_bench(uploads: int = 10, invoke: RecoveryInvoke = recovery_in) -> dict[str, Any]:
+    """The seed's figures (as written, and syntax corrected), and ours when the actions exist."""
     report: dict[str, Any] = {"uploads_per_phase": uploads, "seed": _side(seed_switch, uploads),
                               "seed_corrected": _side(lambda workdir: seed_switch(workdir, corrected=True), uploads)}
-    if not ours_available() or invoke is None:
-        note = NOT_AVAILABLE if not ours_available() else "not run: no recovery handler invocation was given"
-        return {**report, "ours": None, "ours_note": note}
-    return {**report, "ours": _side(lambda _: ours_switch(invoke), uploads)}
+    if not ours_available():
+        return {**report, "ours": None, "ours_note": NOT_AVAILABLE}
+    return {**report, "ours": _ours_side(uploads, invoke)}
 
 
 def _figures(side: dict[str, Any] | None) -> list[Any]:

@@ -17,6 +17,9 @@ and feeds the watcher handlers events of the exact shapes AWS sends:
 4. drill_function: the drill function's real handler, as its weekly schedule invokes it in AWS, restores
    the newest backups into its scratch function and bucket, validates the stack backup, and reports
    (drcore.drill.runner); every one of its steps must pass.
+5. failover, failback: the secondary region added, the recovery function's real handler fails over (as the standby
+   runs it) and back (as the primary runs it) while uploads keep arriving; each judged by what is read back: which
+   bucket processes, environments and notifications kept, no upload processed twice (embedded/drill_failover.py).
 
 Writes reports/drill-report.json and reports/drill-report.md; exits non-zero if a step fails.
 """
@@ -43,6 +46,7 @@ from drcore.drill.report import DrillReport, DrillStep
 from drcore.state.store import ControllerStateStore
 from embedded.aws_events import LambdaContextStub, alarm_action_event, invoke_handler, scheduled_event
 from embedded.drill_backups import backup_lambda, backup_s3, backup_stack, recovery_objectives, rpo_check
+from embedded.drill_failover import add_regions, failback, failover
 from embedded.drill_recovery import recover_lambda, recover_stack, restore_s3
 from embedded.sample_system import SampleSystem, add_buckets, add_drill_scratch, build_sample_system
 from embedded.server import RequestCounter
@@ -173,7 +177,8 @@ def _record(report: DrillReport, system: SampleSystem) -> None:
         "Dimensions": [{"Name": ENVIRONMENT_DIMENSION, "Value": report.environment}]}])
 
 
-def run_drill(report_dir: Path) -> DrillReport:
+def run_drill(report_dir: Path, regions: bool = True) -> DrillReport:
+    """The drill; `regions=False` leaves out the failover and failback steps (the IAM scenarios run their own)."""
     report = DrillReport(environment=DrillEnvironment.EMBEDDED.value, started_at=to_iso(datetime.now(UTC)))
     with ExitStack() as stack:
         world = stack.enter_context(embedded_world())
@@ -199,6 +204,10 @@ def run_drill(report_dir: Path) -> DrillReport:
                                   lambda: _auto_rollback(system, counter)))
         report.steps.append(_step("promote", None, lambda: _promote(system)))
         report.steps.append(_step("drill_function", None, _drill_function))
+        if regions:
+            add_regions(system, session, endpoint)
+            report.steps.append(_step("failover", None, lambda: failover(system, behaviour)))
+            report.steps.append(_step("failback", None, lambda: failback(system, behaviour)))
         report.finished_at = to_iso(datetime.now(UTC))
         _record(report, system)
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -428,7 +428,9 @@ def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording
     """Run the drill and the scenarios beyond it, recording every AWS call of each of `handlers`."""
     with record_calls(handlers) as recording:
         _empty_account()
-        report = run_drill(report_dir)
+        # The drill's region steps fail on what they measure (README, "The drill"); the failover and failback
+        # they run are recorded below, in `_failover_and_fencing` and `_failback`.
+        report = run_drill(report_dir, regions=False)
         _expect(report.ok, "the drill", report.summary())
         beyond_the_drill()
     return recording

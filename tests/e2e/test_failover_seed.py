@@ -47,3 +47,18 @@ def test_the_judge_measures_the_seed_failovers_faults() -> None:
         figures = processing_figures(behaviour.invocations, writes, name, started)
         assert (figures["uploads"], figures["double_processed"], figures["unprocessed"]) == (2, 1, 0)
         assert figures["double_processed_keys"] == ["uploads/after-failover.csv"]
+
+
+def test_ours_runs_through_the_recovery_handler_and_is_judged_like_the_seed() -> None:
+    from embedded.bench_failover import _ours_side
+    from embedded.drill_failover import recovery_in
+
+    # When our failover and failback run the benchmark's scenario, each through the real handler in its region
+    figures = _ours_side(3, recovery_in)
+    failover, failback = figures["failover"], figures["failback"]
+    # Then the judge reads back a switch to the secondary and back, with nothing merged away
+    assert failover["regions_processing"] == [SECONDARY_REGION] and failback["regions_processing"] == [REGION]
+    assert failover["env_vars_lost"] == failover["notifications_lost"] == [], failover
+    assert failback["env_vars_lost"] == failback["notifications_lost"] == [], failback
+    assert failback["objects_lost"] == 0, failback
+    assert figures["processing"]["uploads"] > 0

@@ -3,6 +3,7 @@ scripts (embedded/bench_failover.py)."""
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from embedded.bench_failover import SEED_FAILBACK, SEED_FAILOVER, SYNTAX_CORRECTIONS, syntax_corrected
@@ -56,3 +57,27 @@ def test_a_changed_script_is_refused_rather_than_half_corrected() -> None:
     text = SEED_FAILOVER.read_text().replace('"FAILOVER_MODE":"true"\n    }\'', '"FAILOVER_MODE":"true"}\'')
     with pytest.raises(ValueError, match="changed"):
         syntax_corrected(text)
+
+
+def test_the_drill_failover_step_fails_when_the_primary_keeps_processing(world, versions_behaviour, monkeypatch):
+    """The step cannot pass vacuously: with the primary's pipeline notification left in place by the failover (its
+    removal made a no-op), uploads made during the step are processed in both regions and the step fails on it."""
+    from drcore.aws.pipeline_notification import BucketNotifications, NotificationChange
+    from embedded.drill_failover import add_regions, failover
+
+    add_regions(world, boto3.session.Session(region_name="us-east-1"))
+
+    def left_in_place(self, bucket, target_arn):
+        return NotificationChange(bucket, target_arn, False, True, ())
+
+    monkeypatch.setattr(BucketNotifications, "remove", left_in_place)
+    ok, details = failover(world, versions_behaviour)
+    assert ok is False
+    assert details["regions_processing"] == ["us-east-1", "us-west-2"]
+    assert details["double_processed"] > 0
+    # and the double processing counted is the one injected: S3 notified the pipeline in both regions for one upload
+    notified: dict[str, set[str]] = {}
+    for invocation in versions_behaviour.invocations.all(world.function_name):
+        if invocation.source == "notification" and invocation.key.startswith("uploads/drill-failover/"):
+            notified.setdefault(invocation.key, set()).add(invocation.region)
+    assert any(regions == {"us-east-1", "us-west-2"} for regions in notified.values()), notified
