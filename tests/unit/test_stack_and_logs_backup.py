@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 import boto3
@@ -97,8 +98,10 @@ def test_a_missing_stack_is_a_clear_error_and_writes_nothing(system, store):
 
 @pytest.fixture
 def logs_clock() -> SimulatedClock:
-    # The sample's log events follow the wall clock (CloudWatch Logs refuses events older than 14 days).
-    return SimulatedClock(datetime.now(UTC))
+    # The sample's log events follow the wall clock (CloudWatch Logs refuses events older than 14 days), so the
+    # clock starts today, but at noon: the tests move it on by minutes, and from the wall clock's time a run close to
+    # midnight would cross into tomorrow, where "yesterday" is another day.
+    return SimulatedClock(datetime.combine(datetime.now(UTC).date(), dt_time(12), tzinfo=UTC))
 
 
 @pytest.fixture
