@@ -18,17 +18,14 @@ from typing import Any
 from drcore.region.replication_rule import bucket_arn, owned_rule
 from embedded.sample_system import (
     FUNCTION_ENVIRONMENT,
-    FUNCTION_TAGS,
     REPLICA_BUCKET,
-    RESERVED_CONCURRENCY,
     SECONDARY_REGION,
     SampleSystem,
-    _code_archive,
-    _layer_archive,
     add_buckets,
     add_replica,
     build_sample_system,
     create_alarms,
+    create_pipeline_function,
     execution_role_name,
     put_sample_uploads,
 )
@@ -52,21 +49,9 @@ def add_secondary_function(system: SampleSystem, session: Any, endpoint_url: str
     system.clients["lambda_secondary"], system.clients["cloudwatch_secondary"] = lam, cloudwatch
     name = system.function_name
     role = system.clients["iam"].get_role(RoleName=execution_role_name(name))["Role"]["Arn"]
-    layer_arn = lam.publish_layer_version(LayerName=f"{name}-deps", Content={"ZipFile": _layer_archive()},
-                                          CompatibleRuntimes=["python3.13"])["LayerVersionArn"]
-    lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="index.handler",
-                        Code={"ZipFile": _code_archive("initial")},
-                        Environment={"Variables": dict(SECONDARY_FUNCTION_ENVIRONMENT)},
-                        Description="Apilados Pipeline: CSV ingest (standby)", MemorySize=1024, Timeout=600,
-                        EphemeralStorage={"Size": 2048}, TracingConfig={"Mode": "Active"}, Layers=[layer_arn],
-                        Tags=dict(FUNCTION_TAGS))
-    for label in ("good", "bad", "fix"):
-        lam.update_function_code(FunctionName=name, ZipFile=_code_archive(label))
-        system.secondary_versions[label] = lam.publish_version(FunctionName=name,
-                                                               Description=f"{label} release")["Version"]
-    for alias in ("STABLE", "LIVE"):
-        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=system.secondary_versions["good"])
-    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+    versions, _ = create_pipeline_function(lam, name, role, dict(SECONDARY_FUNCTION_ENVIRONMENT),
+                                           "Apilados Pipeline: CSV ingest (standby)")
+    system.secondary_versions.update(versions)
     lam.add_permission(FunctionName=name, Qualifier="LIVE", StatementId="s3-invokes-live",
                        Action="lambda:InvokeFunction", Principal="s3.amazonaws.com",
                        SourceArn=f"arn:aws:s3:::{REPLICA_BUCKET}")

@@ -197,6 +197,27 @@ class SampleSystem:
                 sqs.delete_message(QueueUrl=self.alert_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def create_pipeline_function(lam: Any, name: str, role: str, environment: dict[str, str],
+                             description: str) -> tuple[dict[str, str], str]:
+    """The ingest function as a production one is configured (layer, memory, timeout, storage, tracing, tags,
+    reserved concurrency), its good, bad and fix releases published, LIVE and STABLE on the good one. Returns the
+    versions by label and the layer's ARN."""
+    layer_arn = lam.publish_layer_version(LayerName=f"{name}-deps", Content={"ZipFile": _layer_archive()},
+                                          CompatibleRuntimes=["python3.13"])["LayerVersionArn"]
+    lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="index.handler",
+                        Code={"ZipFile": _code_archive("initial")}, Environment={"Variables": environment},
+                        Description=description, MemorySize=1024, Timeout=600, EphemeralStorage={"Size": 2048},
+                        TracingConfig={"Mode": "Active"}, Layers=[layer_arn], Tags=dict(FUNCTION_TAGS))
+    versions = {}
+    for label in ("good", "bad", "fix"):
+        lam.update_function_code(FunctionName=name, ZipFile=_code_archive(label))
+        versions[label] = lam.publish_version(FunctionName=name, Description=f"{label} release")["Version"]
+    for alias in ("STABLE", "LIVE"):
+        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=versions["good"])
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+    return versions, layer_arn
+
+
 def build_sample_system(session: Any, endpoint_url: str | None = None,
                         function_name: str = FUNCTION_NAME) -> SampleSystem:
     """Create the protected system: STABLE on a good version, LIVE on a bad one (the incident)."""
@@ -208,21 +229,8 @@ def build_sample_system(session: Any, endpoint_url: str | None = None,
             {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
     lam = clients["lambda"]
-    layer_arn = lam.publish_layer_version(LayerName=f"{function_name}-deps", Content={"ZipFile": _layer_archive()},
-                                          CompatibleRuntimes=["python3.13"])["LayerVersionArn"]
-    lam.create_function(FunctionName=function_name, Runtime="python3.13", Role=role, Handler="index.handler",
-                        Code={"ZipFile": _code_archive("initial")},
-                        Environment={"Variables": dict(FUNCTION_ENVIRONMENT)},
-                        Description="Apilados Pipeline: CSV ingest", MemorySize=1024, Timeout=600,
-                        EphemeralStorage={"Size": 2048}, TracingConfig={"Mode": "Active"}, Layers=[layer_arn],
-                        Tags=dict(FUNCTION_TAGS))
-    versions = {}
-    for label in ("good", "bad", "fix"):
-        lam.update_function_code(FunctionName=function_name, ZipFile=_code_archive(label))
-        versions[label] = lam.publish_version(FunctionName=function_name, Description=f"{label} release")["Version"]
-    lam.create_alias(FunctionName=function_name, Name="STABLE", FunctionVersion=versions["good"])
-    lam.create_alias(FunctionName=function_name, Name="LIVE", FunctionVersion=versions["good"])
-    lam.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+    versions, layer_arn = create_pipeline_function(lam, function_name, role, dict(FUNCTION_ENVIRONMENT),
+                                                   "Apilados Pipeline: CSV ingest")
     sqs = clients["sqs"]
     failure_queue = sqs.create_queue(QueueName=f"{function_name}-failures")["QueueUrl"]
     failure_queue_arn = sqs.get_queue_attributes(QueueUrl=failure_queue,
