@@ -39,7 +39,7 @@ global state table.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -52,7 +52,7 @@ from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan
-from drcore.region.failover_plan import FAILOVER_VARIABLES
+from drcore.region.failover_plan import FAILOVER_VARIABLES, SwitchValidation
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import AlreadyWritten, BackupStore, restore_changes_key
@@ -93,7 +93,7 @@ class FailbackSites:
 
 # The post-recovery validation: its result as a document (ok, checks), given the region made active; None until
 # drcore.restore.validation is built (the result then says so, and nothing pretends to have validated).
-Validation = Callable[[str], Mapping[str, Any]] | None
+Validation = SwitchValidation | None
 Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan after each step
 
 
@@ -183,8 +183,10 @@ class FailbackAction:
                 logger.warning("failback stopped", extra={"plan_id": plan["plan_id"], "step": step,
                                                           "reason": outcome.get("reason")})
                 return True, state, result
-        result["ok"] = bool(result["validation"].get("ok", True)) and all(
-            result[step].get("ok", True) for step in STEPS if step != "validation")
+        # As for every applied recovery: `ok` says the switch was made, `validation_status` whether the system is
+        # proven back to normal (the validation alerts unless every check is ok).
+        result["ok"] = all(result[step].get("ok", True) for step in STEPS if step != "validation")
+        result["validation_status"] = result["validation"].get("status")
         logger.info("failback applied", extra={"plan_id": plan["plan_id"], "ok": result["ok"]})
         return True, state, result
 
@@ -269,7 +271,7 @@ class FailbackAction:
                          remaining_ms: Callable[[], int]) -> dict[str, Any]:
         if self._validation is None:
             return {"ran": False, "reason": VALIDATION_NOT_BUILT}
-        return {"ran": True, **self._validation(self._sites.primary_region)}
+        return {"ran": True, **self._validation("failback", plan["plan_id"], self._sites.primary_region)}
 
     # Helpers -------------------------------------------------------------------------------------
 

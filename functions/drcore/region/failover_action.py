@@ -17,7 +17,9 @@ Applied in an order that never lets both regions process, and never loses an upl
 5. catch_up: each replica object last modified between those two moments is invoked once (drcore.region
    .failover_catch_up), each invocation recorded as it is made;
 6. alert: the "Regional Failover" alert (severity 1) and the external stakeholder notice;
-7. validate: the post-recovery validation of the secondary, when one is given (none yet: the result says so).
+7. validate: the post-recovery validation with the secondary active, journaled and alerted unless every check is
+   ok. As for every applied recovery (drcore.restore.validated_actions), the result's `ok` says whether the
+   switch was made; `validation_status` beside it says whether the system is proven back to normal.
 
 Each step is recorded in the plan's progress as soon as it is done (the checkpoint), and each is idempotent, so a
 crash between any two is completed by `resume`, from either region (the plan and the record are in the global
@@ -42,7 +44,14 @@ from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.region.failover_catch_up import invoke_once, missed_uploads, s3_event
 from drcore.region.failover_notices import FailoverNotices
-from drcore.region.failover_plan import FAILOVER_VARIABLES, UNREACHABLE, FailoverPlan, FailoverRefused, refusals
+from drcore.region.failover_plan import (
+    FAILOVER_VARIABLES,
+    UNREACHABLE,
+    FailoverPlan,
+    FailoverRefused,
+    SwitchValidation,
+    refusals,
+)
 from drcore.region.failover_survey import PrimaryView, SecondaryReadiness, Unreachable, data_at_risk, reaching
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
@@ -54,7 +63,6 @@ logger = Logger(child=True)
 RESERVE_MS = 30_000
 
 Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan
-Validation = Callable[[str], dict[str, Any]]  # (the region made active) -> the validation's result
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class FailoverAction:
 
     def __init__(self, names: FailoverNames, record: RegionRecord, primary: PrimaryView, primary_s3: Any,
                  replication: ReplicationHealth, secondary: SecondaryParts, notices: FailoverNotices,
-                 checkpoint: Checkpoint, validation: Validation | None = None, clock: Clock = utc_now) -> None:
+                 checkpoint: Checkpoint, validation: SwitchValidation, clock: Clock = utc_now) -> None:
         self._names = names
         self._record = record
         self._primary = primary
@@ -93,7 +101,6 @@ class FailoverAction:
         self._replica_notifications = BucketNotifications(secondary.s3)
         self._notices = notices
         self._checkpoint = checkpoint
-        # The post-recovery validation (drcore.restore.validation, to come); None: not run, and said so.
         self._validation = validation
         self._clock = clock
 
@@ -166,9 +173,7 @@ class FailoverAction:
                                                  self._figures(done, claim))
             self._save(planned, done)
         if "validation" not in done:
-            done["validation"] = (self._validation(planned.secondary_region) if self._validation else
-                                  {"ran": False, "detail": "no post-recovery validation is wired yet "
-                                                           "(drcore.restore.validation)"})
+            done["validation"] = self._validation(self.kind, planned.plan_id, planned.secondary_region)
             self._save(planned, done)
         return True, done, self._result(planned, done, claim)
 
@@ -249,7 +254,7 @@ class FailoverAction:
         return {"ok": ok, "active_region": planned.secondary_region, **self._figures(done, claim),
                 "stopped_at": done["stopped_at"], "started_at": done["started_at"], "environment": environment,
                 "replica_notification": replica, "notices": done["notices"], "validation": done["validation"],
-                "forced": planned.forced}
+                "validation_status": done["validation"].get("status"), "forced": planned.forced}
 
     def _save(self, planned: FailoverPlan, done: dict[str, Any]) -> None:
         self._checkpoint(planned.plan_id, done)

@@ -5,6 +5,7 @@ Pure: no AWS call here (drcore.region.failover_survey reads the world, drcore.re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ from drcore.core.errors import InvalidRequest
 UNREACHABLE = "unreachable"
 
 FAILOVER_VARIABLES = ("ACTIVE_REGION", "FAILOVER_MODE")
+# The last step of a failover and a failback: (action, plan id, the region it made active) -> the post-recovery
+# validation's result, journaled and alerted unless every check is ok (drcore.restore.validated_actions).
+SwitchValidation = Callable[[str, str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)

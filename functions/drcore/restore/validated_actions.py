@@ -41,10 +41,17 @@ class Validated:
         if not finished:
             return finished, done, result
         cause = request.cause() if request is not None else Cause(kind="manual", summary=self.kind)
-        try:
-            validation = self._validation.after_recovery(self.kind, str(plan.get("plan_id", "")), cause).to_dict()
-        except Exception as error:  # the recovery is applied: its result is kept whatever happens here
-            logger.exception("post-recovery validation could not run", extra={"action": self.kind})
-            validation = {"ok": False, "status": UNKNOWN, "error": f"{type(error).__name__}: {error}",
-                          "to_retry": {"action": "validate"}}
+        validation = validated_after(self._validation, self.kind, str(plan.get("plan_id", "")), cause)
         return True, done, {**result, "validation": validation, "validation_status": validation["status"]}
+
+
+def validated_after(validation: PostRecoveryValidation, action: str, plan_id: str, cause: Cause,
+                    active_region: str | None = None) -> dict[str, Any]:
+    """The validation that ends an applied recovery or region switch, as a document for its result. The action is
+    applied whatever happens here, so a validation that cannot run is reported (and can be run again), not raised."""
+    try:
+        return validation.after_recovery(action, plan_id, cause, active_region).to_dict()
+    except Exception as error:
+        logger.exception("post-recovery validation could not run", extra={"action": action, "plan_id": plan_id})
+        return {"ok": False, "status": UNKNOWN, "error": f"{type(error).__name__}: {error}",
+                "to_retry": {"action": "validate"}}

@@ -145,13 +145,15 @@ class PostRecoveryValidation:
                                                        "unknown": result.named(UNKNOWN)})
         return result
 
-    def after_recovery(self, action: str, plan_id: str, cause: Cause) -> ValidationResult:
-        """The final step of an applied recovery: validated, and alerted unless every check is ok (a failed
-        check is severity 2, an unverifiable one severity 3), so a recovery that did not bring the system back
-        is never only a field in a result."""
-        result = self.run(self.active_region(), Cause(kind=cause.kind, summary=f"after {action} {plan_id}: "
-                                                      f"{cause.summary}", requested_by=cause.requested_by,
-                                                      reason=cause.reason))
+    def after_recovery(self, action: str, plan_id: str, cause: Cause,
+                       active_region: str | None = None) -> ValidationResult:
+        """The final step of an applied recovery or region switch (`active_region`: the region it made active;
+        default the region record's): validated, and alerted unless every check is ok (a failed check is
+        severity 2, an unverifiable one severity 3), so a recovery that did not bring the system back is never
+        only a field in a result."""
+        cause = Cause(kind=cause.kind, summary=f"after {action} {plan_id}: {cause.summary}",
+                      requested_by=cause.requested_by, reason=cause.reason)
+        result = self.run(active_region or self.active_region(), cause)
         if not result.ok:
             self._alerts.publish(self._alert(result, action, plan_id))
         return result

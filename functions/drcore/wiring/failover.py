@@ -21,9 +21,9 @@ from drcore.region.failover_action import (
     FailoverAction,
     FailoverNames,
     SecondaryParts,
-    Validation,
 )
 from drcore.region.failover_notices import FailoverNotices
+from drcore.region.failover_plan import SwitchValidation
 from drcore.region.failover_survey import PrimaryView, SecondaryReadiness
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
@@ -63,7 +63,7 @@ class UnconfiguredFailover:
 
 def failover_action(settings: ControllerSettings, backup: BackupSettings, region: RegionSettings,
                     failover: FailoverSettings, client: ClientFactory, store: BackupStore, checkpoint: Checkpoint,
-                    validation: Validation | None = None, primary: ClientFactory | None = None,
+                    validation: SwitchValidation, primary: ClientFactory | None = None,
                     secondary: ClientFactory | None = None,
                     local_region: str | None = None) -> FailoverAction | UnconfiguredFailover:
     """`primary`, `secondary` and `local_region` default to the deployed ones (tests give their own)."""

@@ -15,6 +15,7 @@ from drcore.core.config import (
     RecoverySettings,
     RegionSettings,
 )
+from drcore.core.models import Cause
 from drcore.restore.actions import (
     ComprehensiveRollbackAction,
     FunctionRestoreAction,
@@ -35,7 +36,7 @@ from drcore.restore.manual_actions import (
 from drcore.restore.preflight import Preflight, PreflightSettings, PreflightTarget
 from drcore.restore.recovery import RecoveryService
 from drcore.restore.stack_recovery import StackRecovery
-from drcore.restore.validated_actions import Validated
+from drcore.restore.validated_actions import Validated, validated_after
 from drcore.restore.validation_controls import ValidationSettings
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, PlanJournal, TwoStepAction, TwoStepFlow
@@ -98,12 +99,12 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
                                           client, s3, store, catalog, active_region=record.active_region,
                                           primary_region=failover.primary_region)
 
-    def validate_region(active_region: str) -> dict[str, Any]:
-        return validation.run(active_region).to_dict()
+    def validate_switch(action: str, plan_id: str, active_region: str) -> dict[str, Any]:
+        return validated_after(validation, action, plan_id, Cause(kind="manual", summary=action), active_region)
 
     failback = failback_action(settings, backup, region, failover, alert_publisher(settings, client),
                                lambda plan_id, progress: shared_book.record(plan_id, progress=progress),
-                               validation=validate_region)
+                               validation=validate_switch)
     # Every applied recovery ends with the post-recovery validation (drcore.restore.validated_actions); a failover
     # and a failback end with it too, as their own last step, with the region they made active.
     destructive: dict[type, TwoStepAction] = {
@@ -114,7 +115,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
         # Each step of a failover is recorded in its plan as it is done, so a resumption continues after it.
         Failover: failover_action(settings, backup, region, failover, client, store,
                                   lambda plan_id, progress: shared_book.record(plan_id, progress=progress),
-                                  validation=validate_region),
+                                  validation=validate_switch),
         Failback: failback}
     target = PreflightTarget(preflight or PreflightSettings(), settings.protected_function, settings.live_alias,
                              settings.stable_alias, backup.data_bucket, backup.pipeline_stack,
