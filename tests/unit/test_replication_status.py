@@ -14,6 +14,7 @@ import time_machine
 from botocore.client import BaseClient
 from botocore.exceptions import EndpointConnectionError
 
+from drcore.region.replication_s3 import ReplicationGateway
 from embedded.moto_gaps import VersionBehaviour
 from embedded.sample_system import SampleSystem, add_replica
 from tests.support import WHO, act
@@ -150,3 +151,28 @@ def test_without_a_replica_configured_status_says_so_and_reads_nothing(world, mo
     report = act({"action": "status"})["result"]["replication"]
     assert report["configured"] is False and "no replica bucket" in report["detail"]
     assert not {"GetBucketReplication", "HeadObject", "ListObjectVersions"} & set(calls.calls)
+
+
+def test_the_sample_holds_current_versions_only():
+    # Given objects written before the rule, then copied onto themselves after it (as S3 Batch Replication would),
+    # within the same second: S3 keeps last-modified to the second, so the older versions tie with the copies
+    second = datetime(2026, 11, 29, 0, 0, 0, tzinfo=UTC)
+    keys = [f"uploads/tie-{n}.csv" for n in range(3)]
+    versions = ({"Key": key, "VersionId": f"{kind}-{key}", "IsLatest": kind == "copy", "LastModified": second,
+                 "Size": 3, "ETag": '"e"'} for key in keys for kind in ("copy", "older"))
+    page = {"Versions": sorted(versions, key=lambda version: version["VersionId"], reverse=True), "IsTruncated": False}
+    stubbed = ReplicationGateway(Listing(page))
+    # When the three newest are sampled / Then they are the current versions, never an older one
+    recent = stubbed.recent_versions("apilados-production-data", 3, 1000)
+    assert sorted(version.version_id for version in recent.versions) == sorted(f"copy-{key}" for key in keys)
+    assert recent.listed == 6 and recent.complete
+
+
+class Listing:
+    """An S3 client whose ListObjectVersions answers one page."""
+
+    def __init__(self, page: dict[str, Any]) -> None:
+        self._page = page
+
+    def list_object_versions(self, **_: Any) -> dict[str, Any]:
+        return self._page

@@ -83,15 +83,18 @@ class ReplicationGateway:
         return str(constraint or "us-east-1")
 
     def recent_versions(self, bucket: str, count: int, listing_limit: int) -> RecentVersions:
-        """The `count` newest object versions (delete markers aside) among the first `listing_limit` versions
-        S3 lists. S3 lists in key order, not by time, so over a larger bucket these are the newest of the part
-        listed (`complete` says which)."""
+        """The `count` newest current object versions (delete markers aside) among the first `listing_limit`
+        versions S3 lists. S3 lists in key order, not by time, so over a larger bucket these are the newest of the
+        part listed (`complete` says which). Older versions are left out: what a replica must hold is each object's
+        current version, and S3 keeps last-modified to the second, so an older one can sort among the newest."""
         newest: list[tuple[datetime, str, str, int]] = []
         listed, params = 0, {"Bucket": bucket, "MaxKeys": min(PAGE_SIZE, listing_limit)}
         while True:
             page = self._s3.list_object_versions(**params)
             for version in page.get("Versions", []):
                 listed += 1
+                if not version.get("IsLatest", True):
+                    continue
                 entry = (version["LastModified"], version["Key"], version["VersionId"], int(version.get("Size", 0)))
                 (heapq.heappush if len(newest) < count else heapq.heappushpop)(newest, entry)
             listed += len(page.get("DeleteMarkers", []))
