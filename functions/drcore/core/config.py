@@ -289,6 +289,9 @@ class FailoverEnvVar(StrEnum):
     STAKEHOLDER_TOPIC_ARN = "DR_STAKEHOLDER_TOPIC_ARN"
     # The region watcher asks this function of its own region for failover plans (and confirms them, if automatic).
     RECOVERY_FUNCTION_NAME = "DR_RECOVERY_FUNCTION_NAME"
+    # The switch gate: a queue of this name in each region (each stack's own) that records, during a switch, the
+    # uploads no region processes (drcore.region.switch_gate); "": none, a switch falls back on listing times.
+    SWITCH_GATE_QUEUE = "DR_SWITCH_GATE_QUEUE"
 
 
 class FailoverSettings(BaseModel):
@@ -303,10 +306,13 @@ class FailoverSettings(BaseModel):
                                     ge=1)
     recovery_function: str | None = Field(None, alias=FailoverEnvVar.RECOVERY_FUNCTION_NAME,
                                           pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    switch_gate_queue: str | None = Field(None, alias=FailoverEnvVar.SWITCH_GATE_QUEUE,
+                                          pattern=r"^[A-Za-z0-9_-]{1,80}$")
     stakeholder_topic_arn: str | None = Field(None, alias=FailoverEnvVar.STAKEHOLDER_TOPIC_ARN,
                                               pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
 
-    @field_validator("primary_region", "stakeholder_topic_arn", "recovery_function", mode="before")
+    @field_validator("primary_region", "stakeholder_topic_arn", "recovery_function", "switch_gate_queue",
+                     mode="before")
     @classmethod
     def _none_when_empty(cls, value: object) -> object:
         # The stack sets every variable; an empty one means the setting is not configured.
