@@ -6,6 +6,9 @@ configuration (the runbook's failover-region.sh dropped every other entry with i
 is merged in and removed by its target, and everything else (other Lambda entries, queues, topics,
 EventBridge) is written back exactly as S3 returned it.
 
+A target is a Lambda ARN or, for the switch gate (drcore.region.switch_gate), an SQS queue ARN: `swap` puts one
+in the other's place in a single write, so each upload's event goes to exactly one of them.
+
 S3 has no conditional write of a notification configuration: a change made by someone else between the read
 and the write (milliseconds) would be lost. Each change is read back, so a lost entry of ours is seen.
 """
@@ -24,6 +27,7 @@ logger = Logger(child=True)
 CONFIGURATION_PARTS = ("TopicConfigurations", "QueueConfigurations", "LambdaFunctionConfigurations",
                        "EventBridgeConfiguration")
 LAMBDA_ENTRIES = "LambdaFunctionConfigurations"
+QUEUE_ENTRIES = "QueueConfigurations"
 PIPELINE_EVENTS = ("s3:ObjectCreated:*",)
 # The Id of an entry the controller merges in (where the bucket has none for the target yet).
 PIPELINE_ENTRY_ID = "dr-pipeline-live"
@@ -33,37 +37,46 @@ def live_alias_arn(region: str, account: str, function_name: str, live_alias: st
     return f"arn:{partition}:lambda:{region}:{account}:function:{function_name}:{live_alias}"
 
 
+def _part_of(target_arn: str) -> tuple[str, str]:
+    """Where an entry for the target lives: (configuration part, the entry's target field)."""
+    if target_arn.split(":")[2:3] == ["sqs"]:
+        return QUEUE_ENTRIES, "QueueArn"
+    return LAMBDA_ENTRIES, "LambdaFunctionArn"
+
+
 def pipeline_entries(configuration: Mapping[str, Any], target_arn: str) -> list[dict[str, Any]]:
-    """The configuration's entries that invoke `target_arn`."""
-    return [dict(entry) for entry in configuration.get(LAMBDA_ENTRIES) or []
-            if entry.get("LambdaFunctionArn") == target_arn]
+    """The configuration's entries that send to `target_arn`."""
+    part, field = _part_of(target_arn)
+    return [dict(entry) for entry in configuration.get(part) or [] if entry.get(field) == target_arn]
 
 
 def with_pipeline_entry(configuration: Mapping[str, Any], target_arn: str,
-                        template: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The configuration with an entry invoking `target_arn` (unchanged if it has one).
+                        template: Mapping[str, Any] | None = None, entry_id: str | None = None) -> dict[str, Any]:
+    """The configuration with an entry sending to `target_arn` (unchanged if it has one).
 
     `template` gives the entry's events and filter (the primary's entry, so the replica processes the same
-    uploads); without it, every object created."""
+    uploads); without it, every object created. `entry_id`: the entry's Id (S3 names it in each event)."""
     merged = _parts(configuration)
     if pipeline_entries(merged, target_arn):
         return merged
-    entry: dict[str, Any] = {"Id": _free_id(merged), "LambdaFunctionArn": target_arn,
+    part, field = _part_of(target_arn)
+    entry: dict[str, Any] = {"Id": entry_id or _free_id(merged), field: target_arn,
                              "Events": list((template or {}).get("Events") or PIPELINE_EVENTS)}
     if template and template.get("Filter"):
         entry["Filter"] = template["Filter"]
-    merged[LAMBDA_ENTRIES] = [*merged.get(LAMBDA_ENTRIES, []), entry]
+    merged[part] = [*merged.get(part, []), entry]
     return merged
 
 
 def without_pipeline_entry(configuration: Mapping[str, Any], target_arn: str) -> dict[str, Any]:
-    """The configuration without the entries invoking `target_arn`; every other entry kept, in its place."""
+    """The configuration without the entries sending to `target_arn`; every other entry kept, in its place."""
     kept = _parts(configuration)
-    entries = [entry for entry in kept.get(LAMBDA_ENTRIES, []) if entry.get("LambdaFunctionArn") != target_arn]
+    part, field = _part_of(target_arn)
+    entries = [entry for entry in kept.get(part, []) if entry.get(field) != target_arn]
     if entries:
-        kept[LAMBDA_ENTRIES] = entries
+        kept[part] = entries
     else:
-        kept.pop(LAMBDA_ENTRIES, None)
+        kept.pop(part, None)
     return kept
 
 
@@ -111,21 +124,31 @@ class BucketNotifications:
     def processing(self, bucket: str, target_arn: str) -> bool:
         return bool(pipeline_entries(self.configuration(bucket), target_arn))
 
-    def merge_in(self, bucket: str, target_arn: str, template: Mapping[str, Any] | None = None) -> NotificationChange:
+    def merge_in(self, bucket: str, target_arn: str, template: Mapping[str, Any] | None = None,
+                 entry_id: str | None = None) -> NotificationChange:
         current = self.configuration(bucket)
-        return self._write(bucket, target_arn, current, with_pipeline_entry(current, target_arn, template))
+        return self._write(bucket, target_arn, current, with_pipeline_entry(current, target_arn, template, entry_id))
 
     def remove(self, bucket: str, target_arn: str) -> NotificationChange:
         current = self.configuration(bucket)
         return self._write(bucket, target_arn, current, without_pipeline_entry(current, target_arn))
 
-    def _write(self, bucket: str, target_arn: str, current: dict[str, Any],
-               desired: dict[str, Any]) -> NotificationChange:
+    def swap(self, bucket: str, removed_arn: str, added_arn: str, template: Mapping[str, Any] | None = None,
+             entry_id: str | None = None) -> NotificationChange:
+        """`added_arn`'s entry in place of `removed_arn`'s, in one write: S3 sends each event to one of the two
+        (the change is about `added_arn`: `processing` says whether it is there on read-back)."""
+        current = self.configuration(bucket)
+        desired = with_pipeline_entry(without_pipeline_entry(current, removed_arn), added_arn, template, entry_id)
+        return self._write(bucket, added_arn, current, desired, also_ours=removed_arn)
+
+    def _write(self, bucket: str, target_arn: str, current: dict[str, Any], desired: dict[str, Any],
+               also_ours: str | None = None) -> NotificationChange:
         changed = desired != current
         if changed:
             self._s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=desired)
         after = self.configuration(bucket)
-        lost = _missing_entries(without_pipeline_entry(desired, target_arn), after)
+        others = without_pipeline_entry(desired, target_arn)
+        lost = _missing_entries(without_pipeline_entry(others, also_ours) if also_ours else others, after)
         if lost:
             logger.warning("notification entries missing after the write",
                            extra={"bucket": bucket, "missing": list(lost)})

@@ -42,7 +42,7 @@ from botocore.exceptions import ClientError
 from drcore.aws.errors import is_not_found
 from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.region.failover_catch_up import invoke_once, missed_uploads, s3_event
+from drcore.region.failover_catch_up import MissedUpload, as_missed, drain, invoke_once, missed_uploads, s3_event
 from drcore.region.failover_notices import FailoverNotices
 from drcore.region.failover_plan import (
     FAILOVER_VARIABLES,
@@ -55,6 +55,7 @@ from drcore.region.failover_plan import (
 from drcore.region.failover_survey import PrimaryView, SecondaryReadiness, Unreachable, data_at_risk, reaching
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
+from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
 from drcore.state.region_record import ClaimConflict, RegionClaim, RegionRecord
 
 logger = Logger(child=True)
@@ -79,6 +80,12 @@ class FailoverNames:
 
 
 @dataclass(frozen=True)
+class SwitchGates:
+    primary: SwitchGate
+    replica: SwitchGate
+
+
+@dataclass(frozen=True)
 class SecondaryParts:
     lambda_client: Any
     s3: Any
@@ -91,7 +98,8 @@ class FailoverAction:
 
     def __init__(self, names: FailoverNames, record: RegionRecord, primary: PrimaryView, primary_s3: Any,
                  replication: ReplicationHealth, secondary: SecondaryParts, notices: FailoverNotices,
-                 checkpoint: Checkpoint, validation: SwitchValidation, clock: Clock = utc_now) -> None:
+                 checkpoint: Checkpoint, validation: SwitchValidation, gates: SwitchGates | None = None,
+                 clock: Clock = utc_now) -> None:
         self._names = names
         self._record = record
         self._primary = primary
@@ -102,6 +110,7 @@ class FailoverAction:
         self._notices = notices
         self._checkpoint = checkpoint
         self._validation = validation
+        self._gates = gates  # None: not configured, the catch-up falls back on the listing window
         self._clock = clock
 
     # Plan
@@ -153,6 +162,11 @@ class FailoverAction:
         if planned.already_active:
             return True, done, {"ok": True, "already_active": True, "active_region": planned.secondary_region,
                                 "epoch": planned.after_epoch, "changes": []}
+        if self._gates is not None and "replica_gate" not in done:  # before the primary stops: see the module's note
+            done["replica_gate"] = self._replica_notifications.merge_in(
+                planned.replica_bucket, self._gates.replica.queue_arn, planned.notification_template,
+                gate_entry_id(planned.plan_id)).to_dict()
+            self._save(planned, done)
         self._stop_primary(planned, done)
         claim = self._claim(planned, done)
         if claim is None or not self._record.holds(claim):
@@ -162,10 +176,14 @@ class FailoverAction:
             done["environment"] = self._secondary.environment.merge(planned.function_name, variables).to_dict()
             self._save(planned, done)
         if "replica_notification" not in done:
-            change = self._replica_notifications.merge_in(planned.replica_bucket, planned.secondary_live_arn,
-                                                          planned.notification_template)
+            change = (self._replica_notifications.swap(planned.replica_bucket, self._gates.replica.queue_arn,
+                                                       planned.secondary_live_arn, planned.notification_template)
+                      if self._gates else
+                      self._replica_notifications.merge_in(planned.replica_bucket, planned.secondary_live_arn,
+                                                           planned.notification_template))
             done.update(replica_notification=change.to_dict(), started_at=to_iso(self._clock()))
             self._save(planned, done)
+        self._close_primary_gate(planned, done)
         if not self._catch_up(planned, done, remaining_ms):
             return False, done, {}
         if "notices" not in done:
@@ -183,8 +201,16 @@ class FailoverAction:
             self._save(planned, done)
         if "primary_notification" in done:
             return
+        gates = self._gates
         try:
-            change = reaching(lambda: self._primary_notifications.remove(planned.data_bucket, planned.primary_live_arn))
+            if gates is None:
+                change = reaching(lambda: self._primary_notifications.remove(planned.data_bucket,
+                                                                             planned.primary_live_arn))
+            else:  # the primary's gate in its entry's place, in one write (drcore.region.switch_gate)
+                change = reaching(lambda: self._primary_notifications.swap(
+                    planned.data_bucket, planned.primary_live_arn, gates.primary.queue_arn,
+                    planned.notification_template, gate_entry_id(planned.plan_id)))
+                done["primary_gate"] = "placed"
             done["primary_notification"] = "removed" if change.changed else "absent"
             done["primary_notification_lost_entries"] = list(change.lost_entries)
         except Unreachable as failure:
@@ -203,16 +229,63 @@ class FailoverAction:
             self._save(planned, done)
         return RegionClaim(**done["claim"])
 
-    def _catch_up(self, planned: FailoverPlan, done: dict[str, Any], remaining_ms: Callable[[], int]) -> bool:
-        """Invoke each upload of the window once; False when the invocation must continue in a new one."""
-        if done.get("caught_up_complete"):
-            return True
-        invoked = set(done.get("caught_up", []))
+    def _close_primary_gate(self, planned: FailoverPlan, done: dict[str, Any]) -> None:
+        """The primary's gate entry removed once the replica processes: later uploads to the primary reach the
+        replica after its notification is in place, and S3 sends them to the secondary LIVE itself."""
+        if done.get("primary_gate") != "placed" or self._gates is None:
+            return
+        gate_arn = self._gates.primary.queue_arn
+        try:
+            reaching(lambda: self._primary_notifications.remove(planned.data_bucket, gate_arn))
+            done["primary_gate"] = "closed"
+        except Unreachable as failure:
+            done["primary_gate"] = f"{UNREACHABLE}: {failure.reason}"
+        self._save(planned, done)
+
+    def _missed(self, planned: FailoverPlan, done: dict[str, Any],
+                remaining_ms: Callable[[], int]) -> list[MissedUpload] | None:
+        """The uploads no region processed (see drcore.region.failover_catch_up); None: continue in a new
+        invocation."""
         # S3 keeps last-modified times to the second: the window opens at the start of the second it opened in
         # (an upload processed by the primary within that second may be processed again; none is missed).
         start = datetime.fromisoformat(done["stopped_at"]).replace(microsecond=0)
         end = datetime.fromisoformat(done["started_at"])
-        for upload in missed_uploads(self._secondary.s3, planned.replica_bucket, start, end):
+        if self._gates is None:
+            return list(missed_uploads(self._secondary.s3, planned.replica_bucket, start, end))
+        entry_id = gate_entry_id(planned.plan_id)
+        reached: dict[str, Any] = done.setdefault("gated_replica", {})
+        both: list[str] = done.setdefault("gated_both", [])
+
+        def record_replica(uploads: tuple[GatedUpload, ...]) -> None:
+            reached.update({upload.name: upload.to_dict() for upload in uploads})
+            self._save(planned, done)
+
+        def record_primary(uploads: tuple[GatedUpload, ...]) -> None:
+            both.extend(upload.name for upload in uploads if upload.name in reached)
+            self._save(planned, done)
+
+        if not done.get("replica_gate_drained"):
+            if not drain(self._gates.replica, entry_id, record_replica, remaining_ms, RESERVE_MS):
+                return None
+            done["replica_gate_drained"] = True
+        if done.get("primary_gate") != "closed":  # the primary could not be gated or closed: its side by time
+            return [upload for upload in missed_uploads(self._secondary.s3, planned.replica_bucket, start, end)
+                    if upload.name in reached]
+        if not done.get("primary_gate_drained"):
+            if not drain(self._gates.primary, entry_id, record_primary, remaining_ms, RESERVE_MS):
+                return None
+            done["primary_gate_drained"] = True
+        return [as_missed(GatedUpload.from_dict(reached[name])) for name in dict.fromkeys(both)]
+
+    def _catch_up(self, planned: FailoverPlan, done: dict[str, Any], remaining_ms: Callable[[], int]) -> bool:
+        """Invoke each upload no region processed, once; False when the invocation must continue in a new one."""
+        if done.get("caught_up_complete"):
+            return True
+        invoked = set(done.get("caught_up", []))
+        missed = self._missed(planned, done, remaining_ms)
+        if missed is None:
+            return False
+        for upload in missed:
             if upload.name in invoked:
                 continue
             if remaining_ms() < RESERVE_MS:
@@ -228,20 +301,39 @@ class FailoverAction:
 
     def _superseded(self, planned: FailoverPlan, done: dict[str, Any]) -> dict[str, Any]:
         """Another switch's claim holds: this failover stops; the primary's entry goes back if the winner keeps the
-        primary active and this failover removed it."""
+        primary active and this failover removed it (with what its gate recorded meanwhile invoked there once)."""
         winner = self._record.current()
-        restored = None
+        restored: dict[str, Any] | None = None
         if winner is not None and winner.active_region == planned.primary_region and (
                 done.get("primary_notification") == "removed"):
             try:
-                restored = reaching(lambda: self._primary_notifications.merge_in(
-                    planned.data_bucket, planned.primary_live_arn, planned.notification_template)).to_dict()
+                restored = reaching(lambda: self._restore_primary(planned, done))
             except Unreachable as failure:
                 restored = {"state": UNREACHABLE, "reason": failure.reason}
+        if self._gates is not None and "replica_gate" in done:  # nothing it recorded is the replica's to process
+            replica_gate = self._gates.replica
+            self._replica_notifications.remove(planned.replica_bucket, replica_gate.queue_arn)
+            drain(replica_gate, gate_entry_id(planned.plan_id), lambda _: None, lambda: RESERVE_MS, 0)
         logger.warning("failover superseded", extra={"plan_id": planned.plan_id,
                                                      "holding": None if winner is None else winner.to_dict()})
         return {"ok": False, "superseded": True, "holding_claim": None if winner is None else winner.to_dict(),
                 "primary_notification_restored": restored}
+
+    def _restore_primary(self, planned: FailoverPlan, done: dict[str, Any]) -> dict[str, Any]:
+        notifications, live = self._primary_notifications, planned.primary_live_arn
+        if self._gates is None or done.get("primary_gate") != "placed":
+            return notifications.merge_in(planned.data_bucket, live, planned.notification_template).to_dict()
+        gate = self._gates.primary
+        restored = notifications.swap(planned.data_bucket, gate.queue_arn, live, planned.notification_template)
+        replayed: list[str] = []
+
+        def replay(uploads: tuple[GatedUpload, ...]) -> None:  # processed by no region: the primary, once
+            for upload in uploads:
+                self._primary.invoke_live(s3_event(as_missed(upload), planned.data_bucket, planned.primary_region))
+                replayed.append(upload.name)
+
+        drain(gate, gate_entry_id(planned.plan_id), replay, lambda: RESERVE_MS, 0)
+        return {**restored.to_dict(), "replayed": replayed}
 
     def _figures(self, done: dict[str, Any], claim: RegionClaim) -> dict[str, Any]:
         return {"epoch": claim.epoch, "primary_notification": done.get("primary_notification"),

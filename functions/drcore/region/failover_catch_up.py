@@ -1,6 +1,11 @@
 """Uploads that arrived while neither region processed: between the moment the primary's notification was removed
 (or the failover began, when the primary was unreachable) and the moment the replica's was in place.
 
+With the switch gates (drcore.region.switch_gate) these are known exactly: the uploads S3 sent to the replica's gate
+(they reached the replica before its notification) that S3 also sent to the primary's gate (they were created after
+the primary's notification). Without the primary's gate (unreachable), the replica's gate is intersected with the
+listing window below; without gates, the listing window alone decides:
+
 Such an upload reaches the replica by replication with its last-modified time kept, and triggers nothing: the
 primary no longer processes it, and the replica's notification did not exist yet when it arrived. Each one gets
 one asynchronous invocation of the secondary LIVE with the event S3 would have sent. An upload that replicates
@@ -11,13 +16,14 @@ window is seconds wide, and an upload processed twice is preferred to one lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from drcore.core.models import to_iso
+from drcore.core.models import parse_time, to_iso
+from drcore.region.switch_gate import GatedUpload, SwitchGate
 
 # A catch-up lists at most this many versions of the replica (S3 lists by key, not by time).
 LISTING_LIMIT = 100_000
@@ -67,6 +73,23 @@ def s3_event(upload: MissedUpload, bucket: str, region: str, partition: str = "a
                "object": {"key": quote_plus(upload.key, safe="/"), "size": upload.size, "eTag": upload.etag,
                           "versionId": upload.version_id, "sequencer": "0"}},
     }]}
+
+
+def drain(gate: SwitchGate, entry_id: str, record: Callable[[tuple[GatedUpload, ...]], None],
+          remaining_ms: Callable[[], int], reserve_ms: int) -> bool:
+    """Each batch of the gate's messages recorded (`record` checkpoints it), then deleted; False when the
+    invocation must continue in a new one (the drain resumes where it stopped)."""
+    for batch in gate.batches(entry_id):
+        record(batch.uploads)
+        gate.delete(batch.receipts)
+        if remaining_ms() < reserve_ms:
+            return False
+    return True
+
+
+def as_missed(upload: GatedUpload) -> MissedUpload:
+    """A gated upload as the catch-up invokes it (the event's time standing for the object's)."""
+    return MissedUpload(upload.key, upload.version_id, parse_time(upload.event_time), upload.size, upload.etag)
 
 
 def invoke_once(lambda_client: Any, function_name: str, qualifier: str, event: dict[str, Any]) -> None:

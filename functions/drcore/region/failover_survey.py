@@ -26,6 +26,7 @@ from drcore.aws.alarms import AlarmBoard
 from drcore.aws.errors import error_code, is_not_found
 from drcore.aws.pipeline_notification import BucketNotifications, pipeline_entries
 from drcore.backup.function_format import CONFIGURATION, captured_value
+from drcore.region.failover_catch_up import invoke_once
 from drcore.region.failover_plan import UNREACHABLE, DataAtRisk, Readiness
 from drcore.region.replication_health import ReplicationHealth
 from drcore.state.backup_files import BackupReader
@@ -78,6 +79,10 @@ class PrimaryView:
             view["probe"] = {"state": UNREACHABLE, "reason": failure.reason}
         view["reachable"] = view["probe"]["state"] != UNREACHABLE
         return view
+
+    def invoke_live(self, event: dict[str, Any]) -> None:
+        """One asynchronous invocation of the primary LIVE (an upload its gate held back)."""
+        invoke_once(self._lambda, self._function, self._live, event)
 
     def pipeline_entry(self, bucket: str, target_arn: str) -> dict[str, Any] | None:
         """The bucket's pipeline entry (its events and filter, for the replica to copy); None when it has none.

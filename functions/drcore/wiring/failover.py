@@ -21,6 +21,7 @@ from drcore.region.failover_action import (
     FailoverAction,
     FailoverNames,
     SecondaryParts,
+    SwitchGates,
 )
 from drcore.region.failover_notices import FailoverNotices
 from drcore.region.failover_plan import SwitchValidation
@@ -28,6 +29,7 @@ from drcore.region.failover_survey import PrimaryView, SecondaryReadiness
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
 from drcore.region.replication_s3 import ReplicationGateway
+from drcore.region.switch_gate import SwitchGate
 from drcore.state.backup_store import BackupStore
 from drcore.state.region_record import RegionRecord
 from drcore.wiring.shared import alert_publisher
@@ -89,4 +91,8 @@ def failover_action(settings: ControllerSettings, backup: BackupSettings, region
                                     primary("cloudwatch"), backup.data_bucket, region)
     record = RegionRecord(client("dynamodb"), settings.state_table, names.function_name, names.primary_region)
     notices = FailoverNotices(alert_publisher(settings, client), client("sns"), failover.stakeholder_topic_arn)
-    return FailoverAction(names, record, view, primary("s3"), replication, parts, notices, checkpoint, validation)
+    gates = None if not failover.switch_gate_queue else SwitchGates(
+        primary=SwitchGate(primary("sqs"), failover.switch_gate_queue),
+        replica=SwitchGate(secondary("sqs"), failover.switch_gate_queue))
+    return FailoverAction(names, record, view, primary("s3"), replication, parts, notices, checkpoint, validation,
+                          gates)
