@@ -19,6 +19,10 @@ What moto lacks, and what the fill does instead:
   in parts), and `s3:Replication:*` events are a different family (replication failures and RTC thresholds), sent by
   the source bucket. So here a replica of an object (not of a delete marker) is notified as `s3:ObjectCreated:Put`
   in its bucket, to every kind of destination, when the replicator writes it.
+- The event's object: moto's S3 event names the object's key, size and ETag, not its `versionId` nor its
+  `sequencer`, which S3 sends for every object created in a versioned bucket (the notification-content structure in
+  S3's user guide). Here both are added, to every kind of destination: the switch gate (drcore.region.switch_gate)
+  tells uploads of one key apart by version.
 - Direct invocations: an Invoke (any invocation type) whose payload is an S3 notification event (`Records` of
   `eventSource` `aws:s3`) processes the objects it names, as the failover's catch-up invoke does: each record
   becomes an invocation of its key (the key URL-decoded as S3 encodes it in events), after Invoke answered.
@@ -184,7 +188,20 @@ def pipeline_invocations_recorded(invocations: PipelineInvocations,
                     version_id=found.get("versionId"), at=datetime.now(UTC), source="invoke", delivered=True))
         return answer
 
+    original_event = notifications._get_s3_event
+
+    def s3_event(event_name: Any, bucket: FakeBucket, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original_event(event_name, bucket, key, notification_id)
+        version_id = getattr(key, "version_id", None)
+        for record in event["Records"]:
+            found = record["s3"]["object"]
+            if version_id and version_id != "null":
+                found["versionId"] = version_id
+            found["sequencer"] = f"{int(key.last_modified.timestamp() * 1_000_000):016X}"
+        return event
+
     with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(notifications, "_get_s3_event", s3_event))
         # S3's invocation of a function is the one recorded above: moto's attempt to run it in Docker is not made.
         patches.enter_context(mock.patch.object(notifications, "_invoke_awslambda", lambda *args, **kwargs: None))
         patches.enter_context(mock.patch.object(notifications, "send_event", send_event))

@@ -30,6 +30,7 @@ from drcore.core.config import (
     DrillEnvironment,
     DrillEnvVar,
     EnvVar,
+    FailoverEnvVar,
     RegionEnvVar,
     alarm_name,
 )
@@ -169,6 +170,9 @@ class SampleSystem:
             RegionEnvVar.SECONDARY_REGION: SECONDARY_REGION,
             RegionEnvVar.REPLICA_BUCKET_NAME: self.replica_bucket,
             RegionEnvVar.REPLICATION_ROLE_ARN: self.replication_role_arn,
+            FailoverEnvVar.SWITCH_GATE_QUEUE: SWITCH_GATE_QUEUE,
+            # The embedded S3 sends an event to a queue before its write answers: nothing to wait for.
+            FailoverEnvVar.SWITCH_GATE_SETTLE_SECONDS: "0",
         }
         return {str(key): value for key, value in {**values, **overrides}.items()}
 
@@ -372,6 +376,7 @@ def add_drill_scratch(system: SampleSystem) -> None:
 
 
 REPLICA_BUCKET = "apilados-production-data-replica"
+SWITCH_GATE_QUEUE = "apilados-dr-switch-gate"
 SECONDARY_REGION = "us-west-2"
 REPLICATION_ROLE = "apilados-s3-replication"
 
@@ -388,3 +393,6 @@ def add_replica(system: SampleSystem, session: Any, endpoint_url: str | None = N
     system.replication_role_arn = system.clients["iam"].create_role(
         RoleName=REPLICATION_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     system.replica_bucket = REPLICA_BUCKET
+    # Each region's switch gate, as each stack creates it (drcore.region.switch_gate).
+    for region in (system.region, SECONDARY_REGION):
+        session.client("sqs", region_name=region, endpoint_url=endpoint_url).create_queue(QueueName=SWITCH_GATE_QUEUE)

@@ -276,6 +276,9 @@ DEFAULT_FAILOVER_DETECT_MINUTES = 5
 DEFAULT_FAILOVER_AUTO_AFTER_MINUTES = 15
 
 
+DEFAULT_SWITCH_GATE_SETTLE_SECONDS = 2  # S3 delivers an event to a queue within a second or so
+
+
 class FailoverEnvVar(StrEnum):
     """What the recovery function (and the region watcher) need to fail over and back."""
 
@@ -292,6 +295,8 @@ class FailoverEnvVar(StrEnum):
     # The switch gate: a queue of this name in each region (each stack's own) that records, during a switch, the
     # uploads no region processes (drcore.region.switch_gate); "": none, a switch falls back on listing times.
     SWITCH_GATE_QUEUE = "DR_SWITCH_GATE_QUEUE"
+    # How long a gate's last, empty receive waits for an event S3 is still delivering.
+    SWITCH_GATE_SETTLE_SECONDS = "DR_SWITCH_GATE_SETTLE_SECONDS"
 
 
 class FailoverSettings(BaseModel):
@@ -308,6 +313,8 @@ class FailoverSettings(BaseModel):
                                           pattern=r"^[A-Za-z0-9_-]{1,64}$")
     switch_gate_queue: str | None = Field(None, alias=FailoverEnvVar.SWITCH_GATE_QUEUE,
                                           pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    switch_gate_settle_seconds: int = Field(DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
+                                            alias=FailoverEnvVar.SWITCH_GATE_SETTLE_SECONDS, ge=0, le=20)
     stakeholder_topic_arn: str | None = Field(None, alias=FailoverEnvVar.STAKEHOLDER_TOPIC_ARN,
                                               pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
 

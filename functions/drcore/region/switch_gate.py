@@ -9,8 +9,8 @@ exactly one of the two. The gate entry's Id names the switch's plan, and S3 puts
 (`configurationId`), so messages of another switch are told apart and dropped.
 
 The queue (one per region, `failover.switch_gate_queue`, the stack's own) is empty outside a switch. Draining it is
-complete when a receive that waited `settle_seconds` found nothing and SQS counts no message in flight (received by
-a drain that crashed before deleting it: it comes back when its visibility ends).
+complete when a receive that waited `failover.switch_gate_settle_seconds` found nothing and SQS counts no message
+in flight (one received by a drain that crashed before deleting it comes back when its visibility ends).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from aws_lambda_powertools import Logger
 logger = Logger(child=True)
 
 GATE_ENTRY_PREFIX = "dr-switch-gate-"
-# How long the last (empty) receive waits for an event S3 is still delivering; S3 delivers within a second or so.
-SETTLE_SECONDS = 2
 # A drain that dies keeps the messages it received for this long before SQS offers them again.
 VISIBILITY_SECONDS = 30
 
@@ -68,7 +66,7 @@ class Received:
 class SwitchGate:
     """One region's gate queue."""
 
-    def __init__(self, sqs_client: Any, queue_name: str, settle_seconds: int = SETTLE_SECONDS) -> None:
+    def __init__(self, sqs_client: Any, queue_name: str, settle_seconds: int) -> None:
         self._sqs = sqs_client
         self._name = queue_name
         self._settle_seconds = settle_seconds

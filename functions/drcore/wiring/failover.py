@@ -92,7 +92,7 @@ def failover_action(settings: ControllerSettings, backup: BackupSettings, region
     record = RegionRecord(client("dynamodb"), settings.state_table, names.function_name, names.primary_region)
     notices = FailoverNotices(alert_publisher(settings, client), client("sns"), failover.stakeholder_topic_arn)
     gates = None if not failover.switch_gate_queue else SwitchGates(
-        primary=SwitchGate(primary("sqs"), failover.switch_gate_queue),
-        replica=SwitchGate(secondary("sqs"), failover.switch_gate_queue))
+        primary=SwitchGate(primary("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds),
+        replica=SwitchGate(secondary("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds))
     return FailoverAction(names, record, view, primary("s3"), replication, parts, notices, checkpoint, validation,
                           gates)
