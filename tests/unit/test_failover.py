@@ -255,7 +255,9 @@ def test_a_crash_between_any_two_steps_is_completed_by_resume(regions, monkeypat
     assert again["status"] == "already_applied"
 
 
-def test_an_upload_that_arrived_while_neither_region_processed_is_processed_once(regions, monkeypatch):
+@pytest.mark.parametrize("replicated", ["before the resume", "after the switch"])
+def test_an_upload_that_arrived_while_neither_region_processed_is_processed_once(regions, monkeypatch,
+                                                                                versions_behaviour, replicated):
     dying = DyingInvocations().install(monkeypatch)
     planned = act(FAILOVER)["result"]
     # Given a failover that died right after the primary stopped processing (before its region claim)
@@ -264,24 +266,34 @@ def test_an_upload_that_arrived_while_neither_region_processed_is_processed_once
         act({**FAILOVER, "confirm": planned["plan_id"]})
     dying.disarm()
     assert processing_buckets(regions) == []
-    # And an upload to the primary meanwhile, which nothing processed (it replicates to the replica)
-    regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key="uploads/late/arrived-meanwhile.csv",
-                                     Body=b"id\n7\n")
+    # And an upload to the primary meanwhile, which nothing processed, replicated to the replica while only its gate
+    # was there, or later, once the secondary LIVE's entry was
+    since, key = datetime.now(UTC), "uploads/late/arrived-meanwhile.csv"
+    regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key=key, Body=b"id\n7\n")
+    if replicated == "before the resume":
+        versions_behaviour.replication.catch_up()
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     # When the failover is resumed
     result = confirm_or_resume(planned["plan_id"])["result"]
-    # Then that upload, and only it, was handed to the secondary LIVE, once (the other invocations are the
-    # post-recovery validation's health check of the secondary's versions, by number)
-    assert result["caught_up"] == 1
+    versions_behaviour.replication.catch_up()
+    # Then that upload was processed once, in the secondary: by the catch-up if it reached the replica before the
+    # secondary LIVE's entry (both gates recorded it), by S3's own event if after
+    [processed] = [invocation for invocation in versions_behaviour.invocations.all(regions.function_name, since)
+                   if invocation.key == key]
+    assert processed.region == "us-west-2"
+    assert processed.source == ("invoke" if replicated == "before the resume" else "notification")
     progress = plan_document(regions, planned["plan_id"])["progress"]
-    assert [name.split("#")[0] for name in progress["caught_up"]] == ["uploads/late/arrived-meanwhile.csv"]
+    assert [name.split("#")[0] for name in progress.get("caught_up", [])] == (
+        [key] if replicated == "before the resume" else [])
+    assert result["caught_up"] == len(progress.get("caught_up", []))
     # And resuming again invokes nothing
     calls.calls.clear()
     assert act({**FAILOVER, "resume": planned["plan_id"]})["result"]["status"] == "already_applied"
     assert calls.count()["Invoke"] == 0
 
 
-def test_a_failover_whose_claim_loses_to_a_switch_keeping_the_primary_puts_the_primary_back(regions, monkeypatch):
+def test_a_failover_whose_claim_loses_to_a_switch_keeping_the_primary_puts_the_primary_back(regions, monkeypatch,
+                                                                                           versions_behaviour):
     dying = DyingInvocations().install(monkeypatch)
     planned = act(FAILOVER)["result"]
     # Given a failover that stopped the primary and died before its region claim
@@ -289,10 +301,18 @@ def test_a_failover_whose_claim_loses_to_a_switch_keeping_the_primary_puts_the_p
     with pytest.raises(InvocationCrash):
         act({**FAILOVER, "confirm": planned["plan_id"]})
     dying.disarm()
-    # And meanwhile an operator in the other region claimed epoch 1 keeping the primary active
+    # And meanwhile an operator in the other region claimed epoch 1 keeping the primary active, and a client uploaded
+    # to the primary (its gate recorded the upload: no region was sent it)
     holding = record(regions).claim("us-east-1", "failback", "fb-0a0b0c0d0e", "us-west-2", after_epoch=0)
+    since, key = datetime.now(UTC), "uploads/late/while-superseded.csv"
+    regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key=key, Body=b"id\n8\n")
     # When the failover is resumed
     result = confirm_or_resume(planned["plan_id"])["result"]
+    versions_behaviour.replication.catch_up()
+    # Then the upload is processed once, by the primary the winner keeps active
+    assert [(invocation.region, invocation.source) for invocation in versions_behaviour.invocations.all(
+        regions.function_name, since) if invocation.key == key] == [("us-east-1", "invoke")]
+    assert [name.split("#")[0] for name in result["primary_notification_restored"]["replayed"]] == [key]
     # Then it reports itself superseded by that claim, and the primary processes again: never neither, never both
     assert result["superseded"] and result["holding_claim"] == holding.to_dict()
     assert result["primary_notification_restored"]["processing"] is True

@@ -4,18 +4,25 @@ Planned in the secondary region with the primary perhaps unreachable (drcore.reg
 the secondary is not ready, or when more data is at risk than `failover.max_data_at_risk` (or it cannot be known)
 without `force` and a reason (drcore.region.failover_plan).
 
-Applied in an order that never lets both regions process, and never loses an upload:
+Applied in an order that never lets both regions process, and never loses an upload. With the switch gates
+configured (`failover.switch_gate_queue`, drcore.region.switch_gate) the uploads no region was sent are known
+exactly, from S3's own events; without them (or with the primary unreachable) by listing times, to the second:
 
+0. gate_replica: the replica bucket's gate entry merged in (the replica's arrivals recorded from now on);
 1. stop_primary: the moment is recorded first (the catch-up window opens there), then the primary bucket's
-   pipeline entry is removed if the primary can be reached; if not, its own controller removes it on its first
-   tick once it reads the region record (fencing: drcore.rollback.region_fence);
+   pipeline entry is swapped for its gate entry in one write (removed, without gates) if the primary can be
+   reached; if not, its own controller removes it on its first tick once it reads the region record (fencing:
+   drcore.rollback.region_fence);
 2. claim_region: the region record's next epoch names the secondary (drcore.state.region_record); a claim that
    loses to another switch's stops the failover as superseded (and puts back the primary's entry it removed
-   when the winner keeps the primary active);
+   when the winner keeps the primary active, invoking there what its gate recorded meanwhile);
 3. merge_environment: ACTIVE_REGION / FAILOVER_MODE merged into the secondary function's environment;
-4. start_secondary: the secondary LIVE's entry merged into the replica bucket's notifications, the moment recorded;
-5. catch_up: each replica object last modified between those two moments is invoked once (drcore.region
-   .failover_catch_up), each invocation recorded as it is made;
+4. start_secondary: the replica's gate entry swapped for the secondary LIVE's in one write (merged in, without
+   gates), the moment recorded; then the primary's gate entry is removed;
+5. catch_up: each upload both gates recorded (created after the primary stopped, on the replica before it started)
+   is invoked once on the secondary LIVE (drcore.region.failover_catch_up), each invocation recorded as it is
+   made. Without the primary's gate, the replica's arrivals last modified since the primary stopped; without
+   gates, every replica object last modified between the two moments;
 6. alert: the "Regional Failover" alert (severity 1) and the external stakeholder notice;
 7. validate: the post-recovery validation with the secondary active, journaled and alerted unless every check is
    ok. As for every applied recovery (drcore.restore.validated_actions), the result's `ok` says whether the
