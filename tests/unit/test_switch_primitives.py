@@ -190,3 +190,16 @@ def test_an_environment_that_keeps_changing_is_given_up_on(system):
     with pytest.raises(ConcurrentUpdate):
         environment.merge(system.function_name, {"ACTIVE_REGION": "us-west-2"})
     assert "ACTIVE_REGION" not in environment.variables(system.function_name)
+
+
+def test_a_gate_entry_left_by_another_switch_is_replaced_by_this_switchs_with_its_id() -> None:
+    gate = "arn:aws:sqs:us-west-2:123456789012:apilados-dr-switch-gate"
+    created = ["s3:ObjectCreated:*"]
+    stale = {"QueueConfigurations": [{"Id": "dr-switch-gate-fo-old", "QueueArn": gate, "Events": created},
+                                     {"Id": "audit", "QueueArn": gate.replace("switch-gate", "audit"),
+                                      "Events": ["s3:ObjectRemoved:*"]}]}
+    merged = with_pipeline_entry(stale, gate, entry_id="dr-switch-gate-fo-new")
+    assert [entry["Id"] for entry in merged["QueueConfigurations"]] == ["audit", "dr-switch-gate-fo-new"]
+    # the same switch again (a resumption) changes nothing
+    assert with_pipeline_entry(merged, gate, entry_id="dr-switch-gate-fo-new") == merged
+    assert without_pipeline_entry(merged, gate) == {"QueueConfigurations": [stale["QueueConfigurations"][1]]}

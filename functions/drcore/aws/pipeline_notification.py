@@ -57,8 +57,11 @@ def with_pipeline_entry(configuration: Mapping[str, Any], target_arn: str,
     `template` gives the entry's events and filter (the primary's entry, so the replica processes the same
     uploads); without it, every object created. `entry_id`: the entry's Id (S3 names it in each event)."""
     merged = _parts(configuration)
-    if pipeline_entries(merged, target_arn):
+    existing = pipeline_entries(merged, target_arn)
+    if existing and (entry_id is None or existing[0].get("Id") == entry_id):
         return merged
+    if existing:  # an entry of another switch's (its Id names its plan): this switch's takes its place
+        merged = without_pipeline_entry(merged, target_arn)
     part, field = _part_of(target_arn)
     entry: dict[str, Any] = {"Id": entry_id or _free_id(merged), field: target_arn,
                              "Events": list((template or {}).get("Events") or PIPELINE_EVENTS)}
