@@ -89,15 +89,18 @@ class SwitchGate:
     def batches(self, entry_id: str) -> Iterator[Received]:
         """Batches of the queue's messages until it is drained (see the module's note); the caller records each
         batch's uploads, then deletes its receipts (`delete`), so a crash in between loses nothing."""
+        wait = self._settle_seconds
         while True:
             messages = self._sqs.receive_message(
                 QueueUrl=self._queue_url(), MaxNumberOfMessages=10, VisibilityTimeout=VISIBILITY_SECONDS,
-                WaitTimeSeconds=self._settle_seconds).get("Messages", [])
+                WaitTimeSeconds=wait).get("Messages", [])
             if messages:
                 yield Received(tuple(upload for message in messages for upload in _uploads(message, entry_id)),
                                tuple(message["ReceiptHandle"] for message in messages))
             elif self._in_flight() == 0:
                 return
+            else:  # held by a drain that died: SQS offers it again within VISIBILITY_SECONDS; poll, not spin
+                wait = max(self._settle_seconds, 1)
 
     def delete(self, receipts: tuple[str, ...]) -> None:
         for start in range(0, len(receipts), 10):
