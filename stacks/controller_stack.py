@@ -14,6 +14,7 @@ from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backup_guard import BackupGuard
 from stacks.constructs.backup_replication import BackupReplication
 from stacks.constructs.backups import Backups
+from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.drills import Drills, scratch_function_name
@@ -21,6 +22,7 @@ from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
 from stacks.constructs.retention import Retention
 from stacks.constructs.state_table import StateTable
+from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
 from stacks.settings import Settings
 
@@ -83,6 +85,8 @@ class ControllerStack(Stack):
             alarms=alarms,
             backup_bucket=backup_bucket,
         )
+        SwitchGate(self, "SwitchGate", settings=settings, bucket=settings.data_bucket,
+                   recovery_role=role_of(recovery.function))
         replication = ReplicationAlarms(self, "Replication", settings=settings, alert_topic=alerting.alert_topic)
         drills = Drills(
             self,

@@ -64,6 +64,8 @@ ALIAS_NAME = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STACK_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
 TABLE_NAME = r"^[A-Za-z0-9_.-]{3,255}$"
+# A standard (not FIFO) SQS queue's name: S3 event notifications cannot send to a FIFO queue.
+QUEUE_NAME = r"^[A-Za-z0-9_-]{1,80}$"
 REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 METRICS_NAMESPACE = r"^[A-Za-z0-9 ._/#:-]{1,255}$"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -448,6 +450,9 @@ class FailoverOptions(_Strict):
     auto_after_minutes: int = Field(DEFAULT_FAILOVER_AUTO_AFTER_MINUTES, ge=1, le=24 * 60)
     # The runbook's external stakeholder notice is published here on a failover (None: not sent).
     stakeholder_topic_arn: Annotated[str, AfterValidator(_topic_arn)] | None = None
+    # The switch gate's queue (stacks/constructs/switch_gate.py): one of this name in each region, so that the
+    # recovery function of either region addresses both without a cross-region reference.
+    switch_gate_queue: str = Field("apilados-dr-switch-gate", pattern=QUEUE_NAME)
 
 
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.

@@ -31,10 +31,12 @@ from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backup_guard import BackupGuard
 from stacks.constructs.backups import Backups
+from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.region_watcher import RegionWatcher
 from stacks.constructs.state_table import state_table_replica
+from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import Watchers
 from stacks.settings import Settings
 
@@ -113,6 +115,8 @@ class StandbyStack(Stack):
             alarms=alarms,
             backup_bucket=backup_copy,
         )
+        SwitchGate(self, "SwitchGate", settings=settings, bucket=settings.replica_bucket,
+                   recovery_role=role_of(recovery.function))
         region_watcher = RegionWatcher(
             self,
             "RegionWatcher",

@@ -161,6 +161,11 @@ def logical_id(resources: dict[str, dict[str, Any]], resource_type: str, **prope
     return matches[0]
 
 
+def failed_events_queue(resources: dict[str, dict[str, Any]]) -> str:
+    """The failed-events queue: the one queue CloudFormation names (the switch gate's name is fixed, from cdk.json)."""
+    return logical_id(resources, "AWS::SQS::Queue", QueueName=None)
+
+
 def role_statements(resources: dict[str, dict[str, Any]], function_logical_id: str) -> list[dict[str, Any]]:
     """Every policy statement attached to the execution role of a function (CDK moves what does not fit the
     role's inline policy into an overflow managed policy attached to it)."""

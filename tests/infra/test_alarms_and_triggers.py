@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.support import Synthesized, logical_id, synthesize
+from tests.infra.support import Synthesized, failed_events_queue, logical_id, synthesize
 
 FUNCTION = "apilados-pipeline-ingest"
 LIVE_DIMENSIONS = [
@@ -182,7 +182,7 @@ def test_every_minute_the_tick_reaches_both_watchers(synth: Synthesized):
 
 def test_undeliverable_rule_events_are_retried_then_dead_lettered(synth: Synthesized):
     # Given every EventBridge target
-    queue = logical_id(synth.resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(synth.resources)
     targets = [target for rule in _rules(synth) for target in rule["Targets"]]
     # Then delivery is retried and a lost delivery lands in the failed-events queue (the watchers' two alarm
     # rules and tick, the four backup schedules and the configuration-change rule, the drill schedule, the

@@ -11,7 +11,7 @@ import pytest
 from moto.events.models import EventPattern
 
 from stacks.constructs.backup_guard import BUCKET_CHANGES, KEY_CHANGES
-from tests.infra.support import Synthesized, as_list, logical_id, rendered, synthesize
+from tests.infra.support import Synthesized, as_list, failed_events_queue, logical_id, rendered, synthesize
 
 BACKUP_KEY = "Encrypts the backups of apilados-pipeline-ingest"
 ACCOUNT = "${AWS::AccountId}"
@@ -70,7 +70,7 @@ def test_changes_to_the_backup_key_and_bucket_raise_a_severity_1_alert(synth: Sy
     # Given the two guard rules
     resources = synth.resources
     emergency = logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR emergencies")
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     assert len(_guard_rules(synth)) == 2
     for source, source_of_calls, changes in (("aws.kms", "kms.amazonaws.com", KEY_CHANGES),
                                              ("aws.s3", "s3.amazonaws.com", BUCKET_CHANGES)):

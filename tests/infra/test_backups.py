@@ -11,7 +11,7 @@ import pytest
 from drcore.core.config import BackupEnvVar, BackupSettings, EnvVar
 from stacks.constructs import backups as backups_module
 from stacks.constructs.backups import CONFIGURATION_CHANGES
-from tests.infra.support import STANDBY_ONLY, Synthesized, default_settings, logical_id, rendered
+from tests.infra.support import STANDBY_ONLY, Synthesized, default_settings, failed_events_queue, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -76,7 +76,7 @@ def test_backup_function_has_its_own_role_and_log_group(synth: Synthesized):
 def test_failed_backup_invocations_are_retried_then_dead_lettered(synth: Synthesized):
     # Given the backup function, invoked asynchronously by EventBridge and by itself
     resources = synth.resources
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     # Then failures are retried twice and then land in the failed-events queue
     synth.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",

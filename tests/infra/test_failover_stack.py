@@ -46,10 +46,12 @@ def test_failover_defaults_are_the_recovery_functions_own():
 
 
 def test_the_recovery_function_gets_every_failover_setting(synth: Synthesized, tuned: Synthesized):
-    assert FailoverSettings.from_environ(_variables(synth)) == FailoverSettings(primary_region="us-east-1")
+    assert FailoverSettings.from_environ(_variables(synth)) == FailoverSettings(
+        primary_region="us-east-1", switch_gate_queue="apilados-dr-switch-gate")
     assert FailoverSettings.from_environ(_variables(tuned)) == FailoverSettings(
         primary_region="eu-west-1", max_data_at_risk=25, detect_minutes=3, automatic=True,
-        auto_after_minutes=20, stakeholder_topic_arn="arn:aws:sns:eu-central-1:123456789012:orders-stakeholders")
+        auto_after_minutes=20, stakeholder_topic_arn="arn:aws:sns:eu-central-1:123456789012:orders-stakeholders",
+        switch_gate_queue="apilados-dr-switch-gate")
 
 
 @pytest.mark.parametrize("failover, expected", [

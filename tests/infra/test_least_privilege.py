@@ -9,6 +9,7 @@ from tests.infra.support import (
     Synthesized,
     arn_text,
     as_list,
+    failed_events_queue,
     logical_id,
     role_statements,
     statements_granting,
@@ -145,7 +146,7 @@ def test_logs_and_dead_letters_go_to_its_own_log_group_and_the_failed_events_que
     resources = synth.resources
     function = resources[logical_id(resources, "AWS::Lambda::Function", Handler=handler)]
     log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     statements = _statements(synth, handler)
     # Then it writes its own log group and sends failed events to the queue, nowhere else
     assert _resources(statements_granting(statements, "logs:PutLogEvents")) == [{"Fn::GetAtt": [log_group, "Arn"]}]

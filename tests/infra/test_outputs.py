@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.infra.support import Synthesized, logical_id, scratch_bucket_id
+from tests.infra.support import Synthesized, failed_events_queue, logical_id, scratch_bucket_id
 
 
 def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(synth: Synthesized):
@@ -34,7 +34,7 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "EmergencyTopicArn": {
             "Ref": logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR emergencies")
         },
-        "FailedEventsQueueUrl": {"Ref": logical_id(resources, "AWS::SQS::Queue")},
+        "FailedEventsQueueUrl": {"Ref": failed_events_queue(resources)},
         # And the dashboard opens in the primary region's console, under the dashboard's own name
         "DashboardUrl": "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
         "#dashboards:name=apilados-pipeline-ingest-dr",

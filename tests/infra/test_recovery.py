@@ -24,7 +24,15 @@ from drcore.restore.validation_controls import ValidationEnvVar
 from stacks.constructs import recovery as recovery_module
 from stacks.constructs.failover import REGION_WATCHER_ONLY
 from stacks.settings import Settings
-from tests.infra.support import STANDBY_ONLY, TUNED, Synthesized, default_settings, logical_id, rendered
+from tests.infra.support import (
+    STANDBY_ONLY,
+    TUNED,
+    Synthesized,
+    default_settings,
+    failed_events_queue,
+    logical_id,
+    rendered,
+)
 
 RECOVERY = "recovery.handler.handler"
 WATCHER = "health_watcher.handler.handler"
@@ -73,7 +81,7 @@ def test_recovery_function_has_its_own_role_and_log_group(synth: Synthesized):
 
 def test_a_failed_continuation_is_retried_then_dead_lettered(synth: Synthesized):
     # Given the recovery function's asynchronous invocations (its own continuations of a long restore)
-    queue = logical_id(synth.resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(synth.resources)
     (config,) = [
         r["Properties"]
         for r in synth.resources.values()

@@ -106,6 +106,8 @@ MUTATING = {
     # failover and failback: the pipeline's notification entry of the data bucket and the replica, merged in or
     # removed (stacks/constructs/failover.py, failback.py)
     "s3:PutBucketNotification",
+    # the switch gates of both regions drained of what a switch recorded (stacks/constructs/switch_gate.py)
+    "sqs:DeleteMessage",
     # stack recovery
     "cloudformation:CreateChangeSet",
     "cloudformation:ExecuteChangeSet",
@@ -236,6 +238,8 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "sns:GetTopicAttributes",
         # the failover's reads (stacks/constructs/failover.py)
         "lambda:GetPolicy",
+        # the switch gates' messages received (IAM counts it a read; deleting them is in MUTATING)
+        "sqs:ReceiveMessage",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from drcore.core.config import BackupSettings, RetentionEnvVar, RetentionSettings
-from tests.infra.support import Synthesized, as_list, logical_id, rendered, role_statements
+from tests.infra.support import Synthesized, as_list, failed_events_queue, logical_id, rendered, role_statements
 
 RETENTION = "retention.handler.handler"
 ACCOUNT = "${AWS::AccountId}"
@@ -52,7 +52,7 @@ def test_retention_runs_alone_every_hour_and_dead_letters_what_fails(synth: Synt
     (target,) = rule["Targets"]
     assert target["Input"] == '{"action":"retention"}'
     # And a failed run is retried, then lands in the failed-events queue, which alarms
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 900, "MaximumRetryAttempts": 2}
 

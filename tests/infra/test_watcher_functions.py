@@ -7,7 +7,7 @@ from aws_lambda_powertools.shared.version import VERSION as POWERTOOLS_UNDER_TES
 
 from drcore.core.config import ControllerSettings, EnvVar
 from stacks.constructs.controller_functions import powertools_layer_parameter, powertools_version
-from tests.infra.support import STANDBY_ONLY, Synthesized, logical_id
+from tests.infra.support import STANDBY_ONLY, Synthesized, failed_events_queue, logical_id
 
 WATCHERS = {
     "health_watcher.handler.handler": "health_watcher",
@@ -130,7 +130,7 @@ def test_failed_async_invocations_are_retried_then_dead_lettered(synth: Synthesi
     # Given a watcher invoked asynchronously (alarm actions, EventBridge)
     resources = synth.resources
     function = logical_id(resources, "AWS::Lambda::Function", Handler=handler)
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     # Then failures are retried twice, and events that still fail or grow stale land in the queue
     synth.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
@@ -147,11 +147,12 @@ def test_failed_async_invocations_are_retried_then_dead_lettered(synth: Synthesi
 def test_failed_events_queue_is_encrypted_tls_only_and_watched(synth: Synthesized):
     # Given the failed-events queue
     resources = synth.resources
-    queue = logical_id(resources, "AWS::SQS::Queue")
+    queue = failed_events_queue(resources)
     alert_topic = logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")
     # Then it is encrypted and refuses plain HTTP
     assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
-    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    (policy,) = [r for r in resources.values()
+                 if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": queue}]]
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
