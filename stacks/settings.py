@@ -41,6 +41,7 @@ from drcore.core.config import (
     DEFAULT_REPLICATION_MAX_PENDING_OPERATIONS,
     DEFAULT_REPLICATION_SAMPLE_SIZE,
     DEFAULT_STABLE_ALIAS,
+    DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
     MAX_COPY_CONCURRENCY,
     MAX_PLAN_TTL_SECONDS,
     MAX_REPLICATION_SAMPLE_SIZE,
@@ -453,6 +454,8 @@ class FailoverOptions(_Strict):
     # The switch gate's queue (stacks/constructs/switch_gate.py): one of this name in each region, so that the
     # recovery function of either region addresses both without a cross-region reference.
     switch_gate_queue: str = Field("apilados-dr-switch-gate", pattern=QUEUE_NAME)
+    # How long a gate's last, empty receive waits for an event S3 is still delivering.
+    switch_gate_settle_seconds: int = Field(DEFAULT_SWITCH_GATE_SETTLE_SECONDS, ge=0, le=20)
 
 
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.

@@ -40,6 +40,7 @@ RENAMED = {
     ("s3", "CopyObject"): "PutObject",  # the destination's write; the source's read is in _s3_extras
     ("s3", "UploadPartCopy"): "PutObject",
     ("s3", "ListParts"): "ListMultipartUploadParts",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",  # a batch is authorized as each of its deletes
     ("s3", "GetBucketLifecycleConfiguration"): "GetLifecycleConfiguration",
     ("s3", "PutBucketLifecycleConfiguration"): "PutLifecycleConfiguration",
     ("s3", "GetBucketNotificationConfiguration"): "GetBucketNotification",
@@ -217,7 +218,22 @@ def _addresses(call: RecordedCall, change_sets: Mapping[str, str]) -> list[dict[
     if call.service == "logs":
         group = params.get("logGroupName") or params.get("logGroupIdentifier")
         return [{"LogGroupName": str(group)}] if group else [{}]
+    if call.service == "sqs":
+        return [_queue_address(params)]
     return [{}]
+
+
+def _queue_address(params: Mapping[str, Any]) -> dict[str, str]:
+    """A queue by its URL (https://sqs.<region>.amazonaws.com/<account>/<name>; the call's region when the host
+    names none) or, for GetQueueUrl, by its name and owner."""
+    url = params.get("QueueUrl")
+    if isinstance(url, str):
+        host, _, path = url.partition("://")[2].partition("/")
+        account, _, name = path.partition("/")
+        region = host.split(".")[1] if host.startswith("sqs.") else None
+        return {"Account": account, "QueueName": name, **({"Region": region} if region else {})}
+    named = {"QueueName": params.get("QueueName"), "Account": params.get("QueueOwnerAWSAccountId")}
+    return {key: str(value) for key, value in named.items() if value}
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
