@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -204,9 +204,9 @@ class FailbackAction:
                               remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Listing times have one-second resolution: an upload in the second of the removal is left for the last
         # sweep, where it may be processed a second time, never not at all.
-        off = parse_time(state["replica_off_at"]).replace(microsecond=0)
         return self._copy_back(plan, copy, self._catch_up_plan(plan, copy, state, "catch_up_before",
-                                                               until=off - timedelta(microseconds=1)),
+                                                               since=parse_time(plan["since"]),
+                                                               until=_off_second(state) - timedelta(microseconds=1)),
                                state, remaining_ms)
 
     def _step_claim(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
@@ -266,9 +266,11 @@ class FailbackAction:
 
     def _step_catch_up_after(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                              remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        # The last sweep: what the replica holds that the primary does not, after the copies above the uploads from
-        # the replica-off second on. The primary processes now: the copy of each is processed once.
-        sweep = self._catch_up_plan(plan, copy, state, "catch_up_after", until=None)
+        # The last sweep: the uploads the replica received from the replica-off second on (what it wrote before was
+        # copied and verified above); from then on only, so that it is short, and its listing as late as it can be.
+        # The primary processes now: the copy of each is processed once.
+        sweep = self._catch_up_plan(plan, copy, state, "catch_up_after",
+                                    since=_off_second(state) - timedelta(microseconds=1), until=None)
         progress = self._divergence.apply(sweep, remaining_ms)
         if not progress.finished:
             return {"paused": True, **progress.to_dict()}
@@ -291,16 +293,16 @@ class FailbackAction:
             return document
         return {**document, **self._stop(plan, copy, state, remaining_ms, "the copy-back did not verify")}
 
-    def _catch_up_plan(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str,
-                       until: Any) -> FailbackCopyPlan:
-        """A copy-back of what the replica wrote since the failover (up to `until`), planned once and kept in the
+    def _catch_up_plan(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str, *,
+                       since: datetime, until: datetime | None) -> FailbackCopyPlan:
+        """A copy-back of what the replica wrote after `since` (up to `until`), planned once and kept in the
         progress with the moment its listing began. Conflicts are decided as the request said, or for the
         secondary: the replica holds the uploads the primary never saw."""
         if step not in state:
             state[f"{step}_listed_at"] = to_iso(self._clock())
-            state[step] = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket,
-                                                parse_time(plan["since"]), prefer=copy.prefer or "secondary",
-                                                records_id=copy.records_id, until=until).to_dict()
+            state[step] = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket, since,
+                                                prefer=copy.prefer or "secondary", records_id=copy.records_id,
+                                                until=until).to_dict()
         return FailbackCopyPlan.from_dict(state[step])
 
     def _stop(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
@@ -335,6 +337,11 @@ class FailbackAction:
             except AlreadyWritten:  # another invocation of the failback wrote it first
                 pass
         return str(self._store.get_json(key)["at"])
+
+
+def _off_second(state: dict[str, Any]) -> datetime:
+    """The start of the second the replica stopped processing in (listing times have one-second resolution)."""
+    return parse_time(state["replica_off_at"]).replace(microsecond=0)
 
 
 def _summary(outcome: dict[str, Any]) -> dict[str, Any]:
