@@ -151,3 +151,27 @@ def test_a_stopped_failback_resumed_after_a_crash_finishes_stopping_and_never_sw
     assert world.record.current().active_region == SECONDARY  # type: ignore[union-attr]
     assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
     assert [step for step in STEPS if step in result] == list(STEPS[:2])
+
+
+def test_a_claim_lost_to_a_later_failover_hands_processing_back_to_the_secondary(failed_over):
+    world = failed_over
+    _, plan, _ = world.action().make_plan(request())
+
+    class LaterFailover(UploadsAtTheSwitch):
+        """As the replica stops processing, another failback (planned in the other region) and a failover after it
+        move the region record on: the secondary is active again, two epochs later."""
+
+        def remove(self, bucket: str, target_arn: str) -> Any:
+            change = super().remove(bucket, target_arn)
+            world.record.claim(PRIMARY, "failback", "fb-0000000002", SECONDARY, 1)
+            world.record.claim(SECONDARY, "failover", "fo-9876543210", SECONDARY, 2)
+            return change
+
+    # When the failback is applied, its claim losing to that failover
+    finished, _, result = world.action(replica_notifications=LaterFailover(world)).apply(plan, None, PLENTY)
+    # Then it stops at its claim, the secondary processes again, and the upload made while it was off is processed
+    assert finished and result["claim"]["stop"] is True and "superseded" in result["claim"]["reason"], result
+    assert world.processing() == (False, True)
+    assert world.record.current().plan_id == "fo-9876543210"  # type: ignore[union-attr]
+    assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
+    assert world.processed("uploads/before-the-switch.csv") == [NOTIFIED_IN_SECONDARY]
