@@ -176,8 +176,9 @@ def failover(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
 
 def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, dict[str, Any]]:
     """Judged by read-back: one region processing, nothing lost of the configuration, no upload processed twice
-    but those uploaded in the second the secondary stopped processing (S3's listing times cannot split that second,
-    and such an upload is processed twice rather than not at all), and none of the uploads the failback could reach
+    but those uploaded from the second the secondary stopped processing in until its notification's removal was
+    read back (S3's listing times cannot split that second, and such an upload is processed twice rather than not at
+    all: `double_processed_at_the_switch` counts them), and none of the uploads the failback could reach
     left unprocessed: those answered before its last sweep listed the replica (`catch_up_after.listed_at`). Clients
     still uploading to the secondary after that are beyond any failback's reach (they must write to the primary once
     it answers): their uploads are counted apart, not judged."""
@@ -192,8 +193,10 @@ def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
         answered = datetime.now(UTC)
     after = buckets.configurations()
     result = applied["result"]
-    switched_off, swept = (_moment(result, "replica_off", "at"), _moment(result, "catch_up_after", "listed_at"))
-    figures = processing_figures(behaviour.invocations, writes, name, since, switch_moment=switched_off)
+    stopped, removed = _moment(result, "replica_off", "at"), _moment(result, "replica_off", "removed_at")
+    swept = _moment(result, "catch_up_after", "listed_at")
+    figures = processing_figures(behaviour.invocations, writes, name, since,
+                                 switch=None if stopped is None or removed is None else (stopped, removed))
     # A failback that stopped before its last sweep handed processing back to the secondary: every upload is judged.
     reached = processing_figures(behaviour.invocations, writes, name, since, made_before=swept)
     before_the_answer = processing_figures(behaviour.invocations, writes, name, since, made_before=answered)
@@ -225,7 +228,7 @@ def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
         details["double_processed_how"] = _how_processed(behaviour, figures["double_processed_keys"], name, since)
     ok = (details["regions_processing"] == [system.region] and not details["env_vars_lost"]
           and not details["notifications_lost"]
-          and figures["double_processed"] == figures.get("double_processed_in_switch_second", 0)
+          and figures["double_processed"] == figures.get("double_processed_at_the_switch", 0)
           and reached["unprocessed"] == 0)
     return ok, details
 

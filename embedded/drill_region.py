@@ -18,7 +18,7 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from embedded.s3_notifications import PipelineInvocations
@@ -123,9 +123,9 @@ class Writes:
             return Counter(write.key for write in self.made if made_before is None or write.at < made_before)
 
     def made_within(self, keys: list[str], start: datetime, end: datetime) -> list[str]:
-        """Of `keys`, those with an upload answered within [start, end)."""
+        """Of `keys`, those with an upload answered within [start, end]."""
         with self._lock:
-            return sorted({write.key for write in self.made if write.key in keys and start <= write.at < end})
+            return sorted({write.key for write in self.made if write.key in keys and start <= write.at <= end})
 
     def last(self) -> dict[str, Write]:
         """Each key's last write: what last-writer-wins leaves current."""
@@ -135,10 +135,11 @@ class Writes:
 
 def processing_figures(invocations: PipelineInvocations, writes: Writes, function_name: str,
                        since: datetime, made_before: datetime | None = None,
-                       switch_moment: datetime | None = None) -> dict[str, Any]:
+                       switch: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
     """Of the scenario's uploads (those answered before `made_before`, when given): keys processed more times than
-    they were written (in both regions, or twice), and keys never processed. With `switch_moment`: how many of the
-    keys processed twice were uploaded in its second, which S3's one-second listing times cannot split."""
+    they were written (in both regions, or twice), and keys never processed. With `switch` (the moment a region
+    stopped processing, and when its notification's removal had been read back): how many of the keys processed
+    twice were uploaded from that moment's second until then, which S3's one-second listing times cannot split."""
     written = writes.counts(made_before)
     processed = invocations.per_key(function_name, since)
     double = sorted(key for key, count in written.items() if processed[key] > count)
@@ -146,10 +147,10 @@ def processing_figures(invocations: PipelineInvocations, writes: Writes, functio
     figures: dict[str, Any] = {"uploads": sum(written.values()), "double_processed": len(double),
                                "unprocessed": len(unprocessed), "double_processed_keys": double[:20],
                                "unprocessed_keys": unprocessed[:20]}
-    if switch_moment is not None:
-        second = switch_moment.replace(microsecond=0)
-        figures["double_processed_in_switch_second"] = len(writes.made_within(double, second,
-                                                                             second + timedelta(seconds=1)))
+    if switch is not None:
+        stopped, removed = switch
+        figures["double_processed_at_the_switch"] = len(writes.made_within(double, stopped.replace(microsecond=0),
+                                                                           removed))
     return figures
 
 

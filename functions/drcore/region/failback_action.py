@@ -194,7 +194,9 @@ class FailbackAction:
         state["replica_off_at"] = self._replica_off_moment(copy)
         change = self._replica_notifications.remove(self._sites.replica_bucket,
                                                     self._sites.live_arn(self._sites.secondary_region))
-        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"]}
+        # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
+        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"],
+                "removed_at": to_iso(self._clock())}
 
     def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
