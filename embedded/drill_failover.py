@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drcore.core.config import EnvVar, FailoverEnvVar
+from drcore.core.models import parse_time
 from embedded.aws_events import LambdaContextStub
 from embedded.drill_region import (
     Buckets,
@@ -174,6 +175,13 @@ def failover(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
 
 
 def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, dict[str, Any]]:
+    """Judged by read-back: one region processing, nothing lost of the configuration, no upload processed twice
+    but those uploaded from the second the secondary stopped processing in until its notification's removal was
+    read back (S3's listing times cannot split that second, and such an upload is processed twice rather than not at
+    all: `double_processed_at_the_switch` counts them), and none of the uploads the failback could reach
+    left unprocessed: those answered before its last sweep listed the replica (`catch_up_after.listed_at`). Clients
+    still uploading to the secondary after that are beyond any failback's reach (they must write to the primary once
+    it answers): their uploads are counted apart, not judged."""
     name, buckets = system.function_name, Buckets(system)
     writes, since = Writes(buckets), datetime.now(UTC)
     for n in range(5):  # clients in the secondary during the outage: new objects, and a change to an existing one
@@ -182,8 +190,16 @@ def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
     before = buckets.configurations()
     with UploadStream(writes, SECONDARY_REGION, "uploads/drill-failback/"):
         planned, applied, _ = _two_step(system.region, "failback")
+        answered = datetime.now(UTC)
     after = buckets.configurations()
-    figures = processing_figures(behaviour.invocations, writes, name, since)
+    result = applied["result"]
+    stopped, removed = _moment(result, "replica_off", "at"), _moment(result, "replica_off", "removed_at")
+    swept = _moment(result, "catch_up_after", "listed_at")
+    figures = processing_figures(behaviour.invocations, writes, name, since,
+                                 switch=None if stopped is None or removed is None else (stopped, removed))
+    # A failback that stopped before its last sweep handed processing back to the secondary: every upload is judged.
+    reached = processing_figures(behaviour.invocations, writes, name, since, made_before=swept)
+    before_the_answer = processing_figures(behaviour.invocations, writes, name, since, made_before=answered)
     divergence = planned["plan"]["divergence"]
     details = {
         "plan_id": planned["plan_id"],
@@ -191,17 +207,33 @@ def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
         "conflicts": len(divergence.get("conflict_keys", ())),
         # The action's own answer, shown, not judged by: its validation fails on what the embedded world lacks
         # (alarm actions, encrypted topics, backup bucket policy), and the figures below are read back.
-        "action_ok": applied["result"].get("ok"),
-        "action_stopped_at": {step: str(outcome)[:300] for step, outcome in applied["result"].items()
+        "action_ok": result.get("ok"),
+        "action_stopped_at": {step: str(outcome)[:300] for step, outcome in result.items()
                               if isinstance(outcome, dict) and outcome.get("ok") is False},
         "regions_processing": buckets.processing_regions(),
         "env_vars_lost": environment_lost(environment, function_environment(system.clients["lambda"], name)),
         "notifications_lost": [entry for region in buckets.regions
                                for entry in notifications_lost(before[region], after[region], name)],
         **figures,
+        "unprocessed": reached["unprocessed"],
+        "unprocessed_keys": reached["unprocessed_keys"],
+        "beyond_reach": {"uploads": figures["uploads"] - reached["uploads"],
+                         "unprocessed": figures["unprocessed"] - reached["unprocessed"],
+                         "of_which_before_the_answer": before_the_answer["uploads"] - reached["uploads"],
+                         "detail": "uploads to the secondary answered after the failback's last sweep listed the "
+                                   f"replica ({None if swept is None else swept.isoformat()}; it answered at "
+                                   f"{answered.isoformat()}): beyond its reach, not judged"},
     }
     if figures["double_processed"]:
         details["double_processed_how"] = _how_processed(behaviour, figures["double_processed_keys"], name, since)
     ok = (details["regions_processing"] == [system.region] and not details["env_vars_lost"]
-          and not details["notifications_lost"] and figures["double_processed"] == 0)
+          and not details["notifications_lost"]
+          and figures["double_processed"] == figures.get("double_processed_at_the_switch", 0)
+          and reached["unprocessed"] == 0)
     return ok, details
+
+
+def _moment(result: dict[str, Any], step: str, name: str) -> datetime | None:
+    """A moment a step of the failback's result recorded; None when the step did not run."""
+    outcome = result.get(step)
+    return parse_time(outcome[name]) if isinstance(outcome, dict) and outcome.get(name) else None

@@ -18,7 +18,7 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from embedded.s3_notifications import PipelineInvocations
@@ -101,6 +101,7 @@ class Write:
     region: str
     key: str
     body: bytes
+    at: datetime  # when S3 had answered the upload
 
 
 @dataclass
@@ -114,11 +115,17 @@ class Writes:
     def put(self, region: str, key: str, body: bytes) -> None:
         self.buckets.client(region).put_object(Bucket=self.buckets.bucket(region), Key=key, Body=body)
         with self._lock:
-            self.made.append(Write(region, key, body))
+            self.made.append(Write(region, key, body, datetime.now(UTC)))
 
-    def counts(self) -> Counter[str]:
+    def counts(self, made_before: datetime | None = None) -> Counter[str]:
+        """How often each key was written (only the uploads answered before `made_before`, when given)."""
         with self._lock:
-            return Counter(write.key for write in self.made)
+            return Counter(write.key for write in self.made if made_before is None or write.at < made_before)
+
+    def made_within(self, keys: list[str], start: datetime, end: datetime) -> list[str]:
+        """Of `keys`, those with an upload answered within [start, end]."""
+        with self._lock:
+            return sorted({write.key for write in self.made if write.key in keys and start <= write.at <= end})
 
     def last(self) -> dict[str, Write]:
         """Each key's last write: what last-writer-wins leaves current."""
@@ -127,15 +134,24 @@ class Writes:
 
 
 def processing_figures(invocations: PipelineInvocations, writes: Writes, function_name: str,
-                       since: datetime) -> dict[str, Any]:
-    """Of the scenario's uploads: keys processed more times than they were written (in both regions, or twice), and
-    keys never processed."""
-    written = writes.counts()
+                       since: datetime, made_before: datetime | None = None,
+                       switch: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+    """Of the scenario's uploads (those answered before `made_before`, when given): keys processed more times than
+    they were written (in both regions, or twice), and keys never processed. With `switch` (the moment a region
+    stopped processing, and when its notification's removal had been read back): how many of the keys processed
+    twice were uploaded from that moment's second until then, which S3's one-second listing times cannot split."""
+    written = writes.counts(made_before)
     processed = invocations.per_key(function_name, since)
     double = sorted(key for key, count in written.items() if processed[key] > count)
     unprocessed = sorted(key for key in written if processed[key] == 0)
-    return {"uploads": sum(written.values()), "double_processed": len(double), "unprocessed": len(unprocessed),
-            "double_processed_keys": double[:20], "unprocessed_keys": unprocessed[:20]}
+    figures: dict[str, Any] = {"uploads": sum(written.values()), "double_processed": len(double),
+                               "unprocessed": len(unprocessed), "double_processed_keys": double[:20],
+                               "unprocessed_keys": unprocessed[:20]}
+    if switch is not None:
+        stopped, removed = switch
+        figures["double_processed_at_the_switch"] = len(writes.made_within(double, stopped.replace(microsecond=0),
+                                                                           removed))
+    return figures
 
 
 def writes_lost(buckets: Buckets, writes: Writes, region: str) -> list[str]:

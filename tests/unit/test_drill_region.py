@@ -3,6 +3,9 @@ scripts (embedded/bench_failover.py)."""
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import boto3
 import pytest
 
@@ -65,19 +68,22 @@ def test_the_drill_failover_step_fails_when_the_primary_keeps_processing(world, 
     from drcore.aws.pipeline_notification import BucketNotifications, NotificationChange
     from embedded.drill_failover import add_regions, failover
 
-    add_regions(world, boto3.session.Session(region_name="us-east-1"))
+    # add_regions sets the recovery function's region variables in the process, as the drill runs it: restored
+    # after this test, so that no later test finds the regions configured
+    with mock.patch.dict(os.environ):
+        add_regions(world, boto3.session.Session(region_name="us-east-1"))
 
-    def left_in_place(self, bucket, target_arn):
-        return NotificationChange(bucket, target_arn, False, True, ())
+        def left_in_place(self, bucket, target_arn):
+            return NotificationChange(bucket, target_arn, False, True, ())
 
-    monkeypatch.setattr(BucketNotifications, "remove", left_in_place)
-    ok, details = failover(world, versions_behaviour)
-    assert ok is False
-    assert details["regions_processing"] == ["us-east-1", "us-west-2"]
-    assert details["double_processed"] > 0
-    # and the double processing counted is the one injected: S3 notified the pipeline in both regions for one upload
-    notified: dict[str, set[str]] = {}
-    for invocation in versions_behaviour.invocations.all(world.function_name):
-        if invocation.source == "notification" and invocation.key.startswith("uploads/drill-failover/"):
-            notified.setdefault(invocation.key, set()).add(invocation.region)
-    assert any(regions == {"us-east-1", "us-west-2"} for regions in notified.values()), notified
+        monkeypatch.setattr(BucketNotifications, "remove", left_in_place)
+        ok, details = failover(world, versions_behaviour)
+        assert ok is False
+        assert details["regions_processing"] == ["us-east-1", "us-west-2"]
+        assert details["double_processed"] > 0
+        # and the double processing counted is the one injected: S3 notified the pipeline in both regions for one upload
+        notified: dict[str, set[str]] = {}
+        for invocation in versions_behaviour.invocations.all(world.function_name):
+            if invocation.source == "notification" and invocation.key.startswith("uploads/drill-failover/"):
+                notified.setdefault(invocation.key, set()).add(invocation.region)
+        assert any(regions == {"us-east-1", "us-west-2"} for regions in notified.values()), notified

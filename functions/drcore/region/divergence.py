@@ -41,7 +41,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -63,7 +63,7 @@ from drcore.region.divergence_plan import (
     FailbackVerification,
     PrimaryChanged,
 )
-from drcore.restore.applied_records import read_written, record_written, safety_snapshot_of
+from drcore.restore.applied_records import Applied, apply_recorded_batch, read_written, safety_snapshot_of
 from drcore.restore.bucket_diff import DesiredObject, ListedVersion, content_diff, current_of, listed_versions
 from drcore.restore.bucket_verification import RestoreVerifier
 from drcore.state.backup_store import BackupStore, restore_changes_key
@@ -268,34 +268,19 @@ class ReplicaDivergence:
 
     def _apply_batch(self, plan: FailbackCopyPlan, batch: list[DivergedKey | DesiredObject],
                      pool: ThreadPoolExecutor) -> list[DivergedKey | DesiredObject]:
-        """One batch concurrently; the versions written recorded even when some change failed."""
-        futures: list[Future[tuple[str, str] | None]] = [pool.submit(self._change_one, plan, item) for item in batch]
-        wait(futures)
-        done: list[DivergedKey | DesiredObject] = []
-        records: list[list[str]] = []
-        failure: BaseException | None = None
-        for item, future in zip(batch, futures, strict=True):
-            if future.exception() is not None:
-                failure = failure or future.exception()
-                continue
-            result = future.result()
-            if result is None:
-                continue  # archived at the source: left for the verification to report
-            records.append([item.key, *result])
-            done.append(item)
-        if records:  # under the failback's records: its later plans know these for its own writes
-            record_written(self._store, plan.primary_bucket, plan.records_id, records, self._clock())
-        if failure is not None:
-            raise failure
-        return done
+        """One batch concurrently, recorded under the failback's records: its later plans know these for its own
+        writes."""
+        done = apply_recorded_batch(batch, lambda item: self._change_one(plan, item), pool, self._store,
+                                    plan.primary_bucket, plan.records_id, self._clock)
+        return [item for item, _ in done]
 
-    def _change_one(self, plan: FailbackCopyPlan, item: DivergedKey | DesiredObject) -> tuple[str, str] | None:
-        """Copy a replica version, or add a delete marker; the (version id, ETag) written in the primary."""
+    def _change_one(self, plan: FailbackCopyPlan, item: DivergedKey | DesiredObject) -> Applied | None:
+        """Copy a replica version, or add a delete marker; the version written in the primary (None: not copied)."""
         if isinstance(item, DivergedKey):
             # No VersionId: only a delete marker; every version stays, and the safety snapshot has the object.
             answer = retrying(lambda: self._primary.delete_object(Bucket=plan.primary_bucket, Key=item.key),
                               sleep=self._sleep)
-            return answer.get("VersionId", "null"), ""
+            return Applied((item.key, answer.get("VersionId", "null"), ""))
         try:
             copied = self._copier.copy(CopySource(plan.replica_bucket, item.key, item.version_id, item.etag),
                                        plan.primary_bucket, item.key, item.size,
@@ -303,7 +288,7 @@ class ReplicaDivergence:
         except CopySourceArchived:
             logger.warning("failback source is archived; not copied", extra={"key": item.key})
             return None
-        return copied.version_id, copied.etag
+        return Applied((item.key, copied.version_id, copied.etag))
 
     # Verify --------------------------------------------------------------------------------------
 

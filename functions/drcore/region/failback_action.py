@@ -11,24 +11,34 @@ failover (drcore.region.divergence: created, changed, metadata-only, deleted, an
 primary changed too). Conflicts block the apply unless the request says `prefer: "secondary" | "primary"`.
 The failover's time is its region claim's `at`, less `SWITCH_WINDOW`.
 
-**Apply**, in an order that never leaves both regions processing and never loses an upload:
+**Apply**, in an order that never leaves both regions processing, never processes an upload twice (but in the
+second of the switch) and leaves none unprocessed:
 
-1. `copy`: the planned copy-back (safety snapshot of the primary bucket first, then copies, then the
-   read-back verification). A copy-back that does not verify stops the failback here: the secondary
-   keeps processing, nothing has switched.
-2. `replica_off`: the moment is recorded (write-once, in the backup store) before the replica's `LIVE`
-   entry is removed from its notifications. Uploads to the replica before it were processed there.
-3. `catch_up_before`: what the replica wrote up to that moment and is not in the primary yet is copied
-   (the primary does not process yet, so nothing is processed twice).
-4. `claim`: the region record claims the epoch after the failover's for the primary (kind failback). A
-   claim that does not hold (a later switch) stops the failback and gives the replica its entry back.
-5. `environment`: the variables failover merged into the secondary function's environment are removed
-   from it (merge: every other variable stays).
-6. `primary_on`: the primary `LIVE` entry is merged into the data bucket's notifications, with the
-   events and filter the replica's entry had.
-7. `catch_up_after`: uploads that landed in the replica between its entry's removal and now were
-   processed nowhere: copied into the primary, where the copy's ObjectCreated event processes them once.
-8. `alert`, then `validation` (the post-recovery validation with the primary as the active region).
+1. `replica_off`: the secondary stops processing first: the moment is recorded (write-once, in the backup store),
+   then the replica's `LIVE` entry is removed from its notifications. Uploads to the replica before it were
+   processed there. From here on nothing the failback writes is processed by the secondary: its copies into the
+   primary come back into the replica by replication, and the replica notifies no one of them.
+2. `copy`: the planned copy-back, the divergence the operator approved (safety snapshot of the primary bucket first,
+   then copies, then the read-back verification). The primary does not process yet: nothing is processed twice.
+3. `catch_up_before`: what the replica wrote after the plan and before the second of the replica-off moment is
+   copied as well. Listing times have one-second resolution: an upload in that second is left for the last sweep,
+   where it may be processed a second time, never not at all.
+   A copy-back of 2 or 3 that does not verify, or that the primary refuses (`PrimaryChanged`), stops the failback
+   with nothing switched, and hands processing back to the secondary (drcore.region.failback_hand_back): the
+   replica's entry merged back, then the secondary `LIVE` invoked once for each upload of the time the replica was
+   off, the failback's own copies excepted. The stop is recorded in the progress before the hand-back begins, so a
+   resumed failback finishes stopping and never goes on to switch.
+4. `claim`: the region record claims the epoch after the failover's for the primary (kind failback). A claim that
+   does not hold (a later switch made the secondary active) stops the failback and hands processing back as well.
+5. `environment`: the variables failover merged into the secondary function's environment are removed from it
+   (merge: every other variable stays).
+6. `primary_on`: the primary `LIVE` entry is merged into the data bucket's notifications, with the events and filter
+   the replica's entry had.
+7. `alert`, then `validation` (the post-recovery validation with the primary as the active region).
+8. `catch_up_after`, the last thing the failback does: every upload the replica received since the replica-off second
+   (clients still writing to the secondary while the failback ran) is copied into the primary, where the copy's
+   ObjectCreated event processes it once. Its listing's moment is in the result (`listed_at`): an upload made to the
+   replica after it is beyond this failback (clients must write to the primary once it answers).
 
 Each finished step is recorded in the plan (`checkpoint`), and each step is idempotent besides (it looks at
 the world, not at a note that it ran), so a crash between any two is completed by resuming the plan from either
@@ -40,18 +50,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from drcore.aws.alerts import Alert, AlertPublisher
-from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn, pipeline_entries
+from drcore.aws.pipeline_notification import BucketNotifications, pipeline_entries
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.divergence import ReplicaDivergence
-from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan
+from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan, PrimaryChanged
+from drcore.region.failback_hand_back import SecondaryHandBack
+from drcore.region.failback_sites import FailbackSites
 from drcore.region.failover_plan import FAILOVER_VARIABLES, SwitchValidation
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.rollback.outcome import Outcome
@@ -64,31 +75,14 @@ logger = Logger(child=True)
 # claim is written (clients moved ahead of the switch, a failover resumed over invocations). Starting earlier only
 # makes a key more likely to be compared (and copied if it differs) or called a conflict, never lost.
 SWITCH_WINDOW = timedelta(minutes=15)
-STEPS = ("copy", "replica_off", "catch_up_before", "claim", "environment", "primary_on", "catch_up_after", "alert",
-         "validation")
+STEPS = ("replica_off", "copy", "catch_up_before", "claim", "environment", "primary_on", "alert", "validation",
+         "catch_up_after")
+
 VALIDATION_NOT_BUILT = "post-recovery validation is not built yet (issue 12 item 6: drcore.restore.validation)"
 
 
 class FailbackRefused(InvalidRequest):
     """A failback that cannot be done now: the primary fails its health probe."""
-
-
-@dataclass(frozen=True)
-class FailbackSites:
-    """Where the pipeline runs in each region, and where this function runs."""
-
-    primary_region: str
-    secondary_region: str
-    here: str  # the region this recovery function runs in (the claim's writer)
-    account: str
-    function_name: str
-    live_alias: str
-    data_bucket: str
-    replica_bucket: str
-    partition: str = "aws"
-
-    def live_arn(self, region: str) -> str:
-        return live_alias_arn(region, self.account, self.function_name, self.live_alias, self.partition)
 
 
 # The post-recovery validation: its result as a document (ok, checks), given the region made active; None until
@@ -103,8 +97,8 @@ class FailbackAction:
     def __init__(self, sites: FailbackSites, record: RegionRecord, divergence: ReplicaDivergence, store: BackupStore,
                  primary_notifications: BucketNotifications, replica_notifications: BucketNotifications,
                  secondary_environment: FunctionEnvironment, primary_health: Callable[[], Outcome],
-                 alerts: AlertPublisher, validation: Validation = None, checkpoint: Checkpoint | None = None,
-                 clock: Clock = utc_now) -> None:
+                 alerts: AlertPublisher, hand_back: SecondaryHandBack, validation: Validation = None,
+                 checkpoint: Checkpoint | None = None, clock: Clock = utc_now) -> None:
         self._sites = sites
         self._record = record
         self._divergence = divergence
@@ -114,6 +108,7 @@ class FailbackAction:
         self._environment = secondary_environment
         self._primary_health = primary_health
         self._alerts = alerts
+        self._hand_back_to_secondary = hand_back
         self._validation = validation
         self._checkpoint = checkpoint
         self._clock = clock
@@ -171,14 +166,18 @@ class FailbackAction:
         for step in STEPS:
             if step in done:  # finished by an earlier invocation: its outcome as it was
                 result[step] = done[step]
+                if done[step].get("stop"):
+                    return True, state, result
                 continue
-            outcome = getattr(self, f"_step_{step}")(plan, copy, state, remaining_ms)
+            if "stopped" in state:  # this step stopped the failback in an invocation that died: finish stopping
+                outcome = self._handed_back(plan, copy, state, remaining_ms)
+            else:
+                outcome = getattr(self, f"_step_{step}")(plan, copy, state, remaining_ms)
             result[step] = outcome
             if outcome.get("paused"):
                 return False, state, result
             done[step] = _summary(outcome)
-            if self._checkpoint is not None:  # a crash after this step resumes after it, from either region
-                self._checkpoint(plan["plan_id"], state)
+            self._save(plan, state)  # a crash after this step resumes after it, from either region
             if outcome.get("stop"):
                 logger.warning("failback stopped", extra={"plan_id": plan["plan_id"], "step": step,
                                                           "reason": outcome.get("reason")})
@@ -192,24 +191,27 @@ class FailbackAction:
 
     # Steps: each answers a document (`paused`: call again; `stop`: the failback ends here, unswitched) ------
 
-    def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                   remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        return self._copy_back(copy, remaining_ms, stop_unverified=True)
-
     def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                           remaining_ms: Callable[[], int]) -> dict[str, Any]:
         state["replica_off_at"] = self._replica_off_moment(copy)
         change = self._replica_notifications.remove(self._sites.replica_bucket,
                                                     self._sites.live_arn(self._sites.secondary_region))
-        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"]}
+        # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
+        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"],
+                "removed_at": to_iso(self._clock())}
+
+    def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                   remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        return self._copy_back(plan, copy, copy, state, remaining_ms)
 
     def _step_catch_up_before(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                               remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        # Listing times have one-second resolution: an upload in the second of the removal is left for after, where
-        # it may be processed a second time, never not at all.
-        off = parse_time(state["replica_off_at"]).replace(microsecond=0)
-        return self._catch_up(plan, copy, state, "catch_up_before", remaining_ms,
-                              until=off - timedelta(microseconds=1))
+        # Listing times have one-second resolution: an upload in the second of the removal is left for the last
+        # sweep, where it may be processed a second time, never not at all.
+        return self._copy_back(plan, copy, self._catch_up_plan(plan, copy, state, "catch_up_before",
+                                                               since=parse_time(plan["since"]),
+                                                               until=_off_second(state) - timedelta(microseconds=1)),
+                               state, remaining_ms)
 
     def _step_claim(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -222,15 +224,12 @@ class FailbackAction:
         if self._record.holds(claim):
             return {"ok": True, **claim.to_dict()}
         holding = self._record.current()
-        restored = None
+        reason = "superseded: another switch holds the region record"
+        lost = {"claim": claim.to_dict(), "holding": holding.to_dict() if holding else None}
         if holding is not None and holding.active_region == sites.secondary_region:
-            # A later switch made the secondary active: it must keep processing.
-            secondary_live = sites.live_arn(sites.secondary_region)
-            restored = self._replica_notifications.merge_in(sites.replica_bucket, secondary_live,
-                                                            plan["entry_template"]).to_dict()
-        return {"ok": False, "stop": True, "reason": "superseded: another switch holds the region record",
-                "claim": claim.to_dict(), "holding": holding.to_dict() if holding else None,
-                "replica_restored": restored}
+            # A later switch made the secondary active: it must process again, the uploads of its off time too.
+            return {**lost, **self._stop(plan, copy, state, remaining_ms, reason)}
+        return {"ok": False, "stop": True, "reason": reason, **lost}
 
     def _step_environment(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                           remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -243,10 +242,6 @@ class FailbackAction:
                                                       self._sites.live_arn(self._sites.primary_region),
                                                       plan["entry_template"])
         return {**change.to_dict(), "ok": change.ok and change.processing}
-
-    def _step_catch_up_after(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
-                             remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        return self._catch_up(plan, copy, state, "catch_up_after", remaining_ms, until=None)
 
     def _step_alert(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -273,31 +268,66 @@ class FailbackAction:
             return {"ran": False, "reason": VALIDATION_NOT_BUILT}
         return {"ran": True, **self._validation("failback", plan["plan_id"], self._sites.primary_region)}
 
-    # Helpers -------------------------------------------------------------------------------------
-
-    def _copy_back(self, copy: FailbackCopyPlan, remaining_ms: Callable[[], int], *,
-                   stop_unverified: bool) -> dict[str, Any]:
-        progress = self._divergence.apply(copy, remaining_ms)
+    def _step_catch_up_after(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                             remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        # The last sweep: the uploads the replica received from the replica-off second on (what it wrote before was
+        # copied and verified above); from then on only, so that it is short, and its listing as late as it can be.
+        # The primary processes now: the copy of each is processed once.
+        sweep = self._catch_up_plan(plan, copy, state, "catch_up_after",
+                                    since=_off_second(state) - timedelta(microseconds=1), until=None)
+        progress = self._divergence.apply(sweep, remaining_ms)
         if not progress.finished:
             return {"paused": True, **progress.to_dict()}
         verified = progress.verification is not None and progress.verification.ok
-        document = {**progress.to_dict(), "ok": verified}
-        if not verified and stop_unverified:
-            document.update(stop=True, reason="the copy-back did not verify: nothing switched, the secondary "
-                                              "keeps processing")
-        return document
+        return {**progress.to_dict(), "ok": verified, "listed_at": state["catch_up_after_listed_at"]}
 
-    def _catch_up(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str,
-                  remaining_ms: Callable[[], int], until: Any) -> dict[str, Any]:
-        """A copy-back of what the replica wrote since the plan (up to `until`), planned once and kept in the
-        progress. Conflicts are decided as the request said, or for the secondary: during the switch the
-        primary is not processing, and the replica holds the newer uploads."""
+    # Helpers -------------------------------------------------------------------------------------
+
+    def _copy_back(self, plan: dict[str, Any], copy: FailbackCopyPlan, step_plan: FailbackCopyPlan,
+                   state: dict[str, Any], remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        """A copy-back before the claim: one that does not verify, or that the primary refuses, stops the failback."""
+        try:
+            progress = self._divergence.apply(step_plan, remaining_ms)
+        except PrimaryChanged as refused:
+            return self._stop(plan, copy, state, remaining_ms, f"the copy-back was refused: {refused}")
+        if not progress.finished:
+            return {"paused": True, **progress.to_dict()}
+        document = {**progress.to_dict(), "ok": progress.verification is not None and progress.verification.ok}
+        if document["ok"]:
+            return document
+        return {**document, **self._stop(plan, copy, state, remaining_ms, "the copy-back did not verify")}
+
+    def _catch_up_plan(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str, *,
+                       since: datetime, until: datetime | None) -> FailbackCopyPlan:
+        """A copy-back of what the replica wrote after `since` (up to `until`), planned once and kept in the
+        progress with the moment its listing began. Conflicts are decided as the request said, or for the
+        secondary: the replica holds the uploads the primary never saw."""
         if step not in state:
-            planned = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket,
-                                            parse_time(plan["since"]), prefer=copy.prefer or "secondary",
-                                            records_id=copy.records_id, until=until)
-            state[step] = planned.to_dict()
-        return self._copy_back(FailbackCopyPlan.from_dict(state[step]), remaining_ms, stop_unverified=False)
+            state[f"{step}_listed_at"] = to_iso(self._clock())
+            state[step] = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket, since,
+                                                prefer=copy.prefer or "secondary", records_id=copy.records_id,
+                                                until=until).to_dict()
+        return FailbackCopyPlan.from_dict(state[step])
+
+    def _stop(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+              remaining_ms: Callable[[], int], reason: str) -> dict[str, Any]:
+        """The failback ends here, nothing switched: recorded first, so that a resumption finishes stopping rather
+        than go on with the failback, then processing is handed back to the secondary."""
+        state["stopped"] = reason
+        self._save(plan, state)
+        return self._handed_back(plan, copy, state, remaining_ms)
+
+    def _handed_back(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        restored = self._hand_back_to_secondary.hand_back(plan["entry_template"], copy.records_id, state,
+                                                          lambda: self._save(plan, state), remaining_ms)
+        if restored.get("paused"):
+            return restored
+        return {"ok": False, "stop": True, "reason": state["stopped"], "secondary_restored": restored}
+
+    def _save(self, plan: dict[str, Any], state: dict[str, Any]) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint(plan["plan_id"], state)
 
     def _replica_off_moment(self, copy: FailbackCopyPlan) -> str:
         """When the replica stopped processing: written once, before its entry is removed, so that a resumed
@@ -313,7 +343,12 @@ class FailbackAction:
         return str(self._store.get_json(key)["at"])
 
 
+def _off_second(state: dict[str, Any]) -> datetime:
+    """The start of the second the replica stopped processing in (listing times have one-second resolution)."""
+    return parse_time(state["replica_off_at"]).replace(microsecond=0)
+
+
 def _summary(outcome: dict[str, Any]) -> dict[str, Any]:
     """What the progress keeps of a finished step: its figures, not its key lists (the plan item stays small)."""
     return {name: value for name, value in outcome.items() if not isinstance(value, (list, tuple, dict))
-            or name == "verification"}
+            or name in ("verification", "secondary_restored")}

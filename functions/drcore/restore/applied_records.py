@@ -1,5 +1,6 @@
 """What a bucket restore's apply wrote: the (version id, ETag) of every copy, recorded after each batch; and
-which safety snapshot it took first.
+which safety snapshot it took first. `apply_recorded_batch` is the one batch loop that makes the changes and records
+them, for the bucket restore and the failback's copy-back alike.
 
 A copied object's ETag is not always the original's (SSE-KMS, a multipart copy), so the records are
 what lets a resumed apply and the verification recognise the restore's own copies. They live under
@@ -12,9 +13,13 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from drcore.core.models import to_iso
+from drcore.core.models import Clock, to_iso
 from drcore.restore.bucket_diff import Written
 from drcore.state.backup_store import (
     AlreadyWritten,
@@ -34,6 +39,43 @@ def record_written(store: BackupStore, target_bucket: str, plan_id: str, rows: l
                        gzip.compress(json.dumps(rows).encode(), mtime=0), "application/json", ContentEncoding="gzip")
     except AlreadyWritten:  # a random name: only a retried request that did succeed gets here
         pass
+
+
+Change = TypeVar("Change")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A change that was made. `written`: the [key, version id, ETag] it wrote, to be recorded; None when it wrote
+    nothing a later apply or verification must recognise (a restore's delete marker)."""
+
+    written: tuple[str, str, str] | None
+
+
+def apply_recorded_batch(batch: Sequence[Change], change: Callable[[Change], Applied | None], pool: ThreadPoolExecutor,
+                         store: BackupStore, target_bucket: str, plan_id: str,
+                         clock: Clock) -> list[tuple[Change, Applied]]:
+    """Make one batch of changes concurrently, then record under the plan what they wrote, even when some change
+    failed (its first failure is raised once the others are recorded: a resumed apply must know every write that
+    was made). A change answering None made nothing (its source archived, or not the body expected): it is left
+    for the verification to report, and is not among the changes answered."""
+    futures: list[Future[Applied | None]] = [pool.submit(change, item) for item in batch]
+    wait(futures)
+    done: list[tuple[Change, Applied]] = []
+    failure: BaseException | None = None
+    for item, future in zip(batch, futures, strict=True):
+        if future.exception() is not None:
+            failure = failure or future.exception()
+            continue
+        applied = future.result()
+        if applied is not None:
+            done.append((item, applied))
+    records = [list(applied.written) for _, applied in done if applied.written is not None]
+    if records:
+        record_written(store, target_bucket, plan_id, records, clock())
+    if failure is not None:
+        raise failure
+    return done
 
 
 def read_written(store: BackupStore, target_bucket: str, plan_id: str) -> Written:

@@ -48,7 +48,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -68,7 +68,7 @@ from drcore.aws.s3_copy import (
 )
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.restore.applied_records import read_written, record_written, safety_snapshot_of
+from drcore.restore.applied_records import Applied, apply_recorded_batch, read_written, safety_snapshot_of
 from drcore.restore.bucket_desired import DesiredStates
 from drcore.restore.bucket_diff import (
     ContentDiff,
@@ -326,36 +326,24 @@ class BucketRestorer:
 
     def _apply_batch(self, plan: RestorePlan, batch: list[Change], written: Written,
                      pool: ThreadPoolExecutor) -> list[Change]:
-        """Run one batch concurrently; record the versions written even when some change failed."""
+        """Run one batch concurrently; the versions copied recorded (and known to `written`) even when some change
+        failed."""
         target = plan.target_bucket
 
-        def change(item: Change) -> tuple[str, str] | None:
+        def change(item: Change) -> Applied | None:
             if item[0] == "copy":
-                return self._copy(target, item[1])
+                copied = self._copy(target, item[1])
+                # None: archived or damaged at the source, left for the verification to report
+                return None if copied is None else Applied((item[1].key, *copied))
             self._remove(target, item[1])
-            return None
+            return Applied(None)
 
-        futures: list[Future[tuple[str, str] | None]] = [pool.submit(change, item) for item in batch]
-        wait(futures)
-        done: list[Change] = []
-        records: list[list[str]] = []
-        failure: BaseException | None = None
-        for item, future in zip(batch, futures, strict=True):
-            if future.exception() is not None:
-                failure = failure or future.exception()
-                continue
-            result = future.result()
-            if item[0] == "copy":
-                if result is None:
-                    continue  # archived or damaged at the source: left for the verification to report
-                records.append([item[1].key, *result])
-                written.setdefault(item[1].key, set()).add(result)
-            done.append(item)
-        if records:
-            record_written(self._store, plan.target_bucket, plan.plan_id, records, self._clock())
-        if failure is not None:
-            raise failure
-        return done
+        done = apply_recorded_batch(batch, change, pool, self._store, target, plan.plan_id, self._clock)
+        for _, applied in done:
+            if applied.written is not None:
+                key, version_id, etag = applied.written
+                written.setdefault(key, set()).add((version_id, etag))
+        return [item for item, _ in done]
 
     def _copy(self, target: str, want: DesiredObject) -> tuple[str, str] | None:
         """Copy `want`'s content to its key in `target`; the (version id, ETag) written, or None when the

@@ -17,7 +17,9 @@ from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.core.config import BackupSettings, ControllerSettings, FailoverSettings, RegionSettings
 from drcore.core.errors import InvalidRequest
 from drcore.region.divergence import ReplicaDivergence
-from drcore.region.failback_action import Checkpoint, FailbackAction, FailbackSites, Validation
+from drcore.region.failback_action import Checkpoint, FailbackAction, Validation
+from drcore.region.failback_hand_back import SecondaryHandBack
+from drcore.region.failback_sites import FailbackSites
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.rollback.health_probe import HealthProbe
 from drcore.state.backup_store import BackupStore
@@ -76,10 +78,12 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
                             lambda seconds: AliasGateway(probe_clients(seconds), settings.protected_function),
                             primary_clients("cloudwatch"), settings.metrics_namespace, settings.protected_function,
                             settings.live_alias, settings.health_probe_timeout_seconds)
+        replica_notifications = BucketNotifications(secondary_s3)
         return FailbackAction(
             sites, RegionRecord(here_clients("dynamodb"), settings.state_table, settings.protected_function, primary),
-            divergence, store, BucketNotifications(primary_s3), BucketNotifications(secondary_s3),
+            divergence, store, BucketNotifications(primary_s3), replica_notifications,
             FunctionEnvironment(LambdaUpdates(secondary_lambda), secondary_lambda), probe.run, alerts,
+            SecondaryHandBack(sites, replica_notifications, secondary_s3, secondary_lambda, store),
             validation=validation, checkpoint=checkpoint)
 
     return ConfiguredFailback(build)

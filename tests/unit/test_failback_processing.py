@@ -1,0 +1,177 @@
+"""Which region processes each upload during a failback (drcore.region.failback_action), counted from the invocations
+S3's notifications and the controller's invokes made (embedded/s3_notifications.py): an upload the secondary
+processed is not processed again by its copy-back, an upload that reaches the replica while the failback runs is
+processed once (by the primary, after its copy), and a failback that stops after the secondary stopped processing
+gives it its processing back with every upload of the time it was off invoked once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+import time_machine
+
+from drcore.aws.pipeline_notification import BucketNotifications
+from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.region.divergence import ReplicaDivergence
+from drcore.region.failback_action import STEPS
+from embedded.sample_system import SampleSystem
+from tests.failback_world import PLENTY, PRIMARY, SECONDARY, FailedOver, failed_over_world
+
+NOTIFIED_IN_SECONDARY, NOTIFIED_IN_PRIMARY = f"{SECONDARY}:notification", f"{PRIMARY}:notification"
+
+
+@pytest.fixture
+def failed_over(system: SampleSystem, versions_behaviour: Any) -> Iterator[FailedOver]:
+    with failed_over_world(system, versions_behaviour) as world:
+        yield world
+
+
+def request(**fields: Any) -> Any:
+    return SimpleNamespace(prefer=fields.get("prefer"))
+
+
+class UploadsAtTheSwitch(BucketNotifications):
+    """The replica's notifications, with clients still uploading to the replica as its pipeline entry is removed:
+    one upload two seconds before the removal (processed by the secondary), one just after it (processed by no one
+    yet)."""
+
+    def __init__(self, world: FailedOver) -> None:
+        super().__init__(world.secondary_s3)
+        self._world = world
+
+    def remove(self, bucket: str, target_arn: str) -> Any:
+        with time_machine.travel(datetime.now(UTC) - timedelta(seconds=2)):
+            self._world.upload_to_replica("uploads/before-the-switch.csv", b"processed by the secondary")
+        change = super().remove(bucket, target_arn)
+        self._world.upload_to_replica("uploads/after-the-switch.csv", b"processed by no one yet")
+        return change
+
+
+def test_an_upload_the_secondary_processed_is_not_processed_again_by_its_copy_back(failed_over):
+    world = failed_over
+    # Given uploads the secondary processed during the failover, one of them over a key the primary holds
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    world.upload_to_replica("uploads/a.csv", b"changed in the secondary")
+    _, plan, _ = world.action().make_plan(request())
+    world.upload_to_replica("uploads/after-the-plan.csv", b"written before the confirm")
+    # And clients that keep uploading to the replica while its pipeline entry is removed
+    action = world.action(replica_notifications=UploadsAtTheSwitch(world))
+    # When the failback is applied, two seconds later (an upload in the second of the switch may be processed twice)
+    with time_machine.travel(datetime.now(UTC) + timedelta(seconds=2), tick=True):
+        finished, _, result = action.apply(plan, None, PLENTY)
+    assert finished and result["ok"], result
+    # Then each upload the secondary processed is processed once, there: its copy-back into the primary (not
+    # processing yet) is replicated into the replica, whose notification no longer fires
+    for key in ("uploads/during.csv", "uploads/a.csv", "uploads/after-the-plan.csv", "uploads/before-the-switch.csv"):
+        assert world.processed(key) == [NOTIFIED_IN_SECONDARY], key
+    assert world.body("uploads/a.csv") == b"changed in the secondary"
+    # And the upload the secondary never processed is processed once, by the primary, when copied into it
+    assert world.processed("uploads/after-the-switch.csv") == [NOTIFIED_IN_PRIMARY]
+    assert world.processing() == (True, False)
+
+
+def test_an_upload_that_reaches_the_replica_while_the_failback_validates_is_processed_once(failed_over):
+    world = failed_over
+    _, plan, _ = world.action().make_plan(request())
+
+    # Given clients still uploading to the replica while the failback alerts and validates (several seconds)
+    def validation(region: str) -> dict[str, Any]:
+        world.upload_to_replica("uploads/during-validation.csv", b"written while the failback validates")
+        return {"ok": True, "active_region": region}
+
+    # When the failback is applied
+    finished, _, result = world.action(validation=validation).apply(plan, None, PLENTY)
+    assert finished and result["ok"], result
+    # Then that upload reaches the primary and is processed once there: the last sweep is the failback's last step
+    assert world.body("uploads/during-validation.csv") == b"written while the failback validates"
+    assert world.processed("uploads/during-validation.csv") == [NOTIFIED_IN_PRIMARY]
+    assert STEPS[-1] == "catch_up_after" and result["catch_up_after"]["copied"] == 1
+    assert world.processing() == (True, False)
+
+
+def damaged_copies(world: FailedOver) -> ReplicaDivergence:
+    """A copy-back whose copies land other metadata than the replica's versions: it never verifies."""
+    primary_s3, secondary_s3 = boto3.client("s3", region_name=PRIMARY), boto3.client("s3", region_name=SECONDARY)
+
+    def damage(params: dict[str, Any], **_: Any) -> None:
+        params.update(MetadataDirective="REPLACE", Metadata={"source": "damaged"}, ContentType="text/csv")
+
+    primary_s3.meta.events.register("provide-client-params.s3.CopyObject", damage)
+    return ReplicaDivergence(primary_s3, secondary_s3, world.store,
+                             snapshots_of=lambda bucket: BucketSnapshotter(primary_s3, world.store, bucket))
+
+
+def test_a_copy_back_that_does_not_verify_gives_the_secondary_its_processing_back(failed_over):
+    world = failed_over
+    # Given an upload the secondary processed, and a copy-back that will not verify
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    _, plan, _ = world.action().make_plan(request())
+    action = world.action(replica_notifications=UploadsAtTheSwitch(world), divergence=damaged_copies(world))
+    # When the failback is applied (clients uploading to the replica as it stops processing)
+    finished, _, result = action.apply(plan, None, PLENTY)
+    # Then it stops at the copy-back, nothing switched: the replica processes again, the record names the secondary
+    assert finished and result["ok"] is False and result["copy"]["stop"] is True, result
+    assert "did not verify" in result["copy"]["reason"]
+    assert world.processing() == (False, True)
+    assert world.record.current().active_region == SECONDARY  # type: ignore[union-attr]
+    # And the upload made while the replica was off is processed once, by the secondary's LIVE invoked for it
+    assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
+    assert result["copy"]["secondary_restored"]["invoked"] == 1
+    # And the uploads the secondary processed before are not processed again (nor their copies' replicas)
+    assert world.processed("uploads/during.csv") == [NOTIFIED_IN_SECONDARY]
+    assert world.processed("uploads/before-the-switch.csv") == [NOTIFIED_IN_SECONDARY]
+    # And the next upload is processed by the secondary, as before the failback
+    world.upload_to_replica("uploads/next.csv", b"after the stopped failback")
+    assert world.processed("uploads/next.csv") == [NOTIFIED_IN_SECONDARY]
+
+
+def test_a_stopped_failback_resumed_after_a_crash_finishes_stopping_and_never_switches(failed_over, monkeypatch):
+    world = failed_over
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    _, plan, _ = world.action().make_plan(request())
+    action = world.action(replica_notifications=UploadsAtTheSwitch(world), divergence=damaged_copies(world))
+    # Given a stopping failback whose invocation dies as it invokes the secondary for the off window
+    with pytest.MonkeyPatch.context() as patch:
+        def die(*_: Any, **__: Any) -> None:
+            raise RuntimeError("the invocation died")
+
+        patch.setattr("drcore.region.failback_hand_back.invoke_once", die)
+        with pytest.raises(RuntimeError):
+            action.apply(plan, None, PLENTY)
+    # When it is resumed from the other region with the progress it recorded, with copies that would verify now
+    finished, _, result = world.action(here=SECONDARY).apply(plan, world.checkpoints[-1], PLENTY)
+    # Then it finishes stopping: the secondary processes, every upload of the off window invoked once, no switch
+    assert finished and result["ok"] is False and result["copy"]["stop"] is True, result
+    assert world.processing() == (False, True)
+    assert world.record.current().active_region == SECONDARY  # type: ignore[union-attr]
+    assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
+    assert [step for step in STEPS if step in result] == list(STEPS[:2])
+
+
+def test_a_claim_lost_to_a_later_failover_hands_processing_back_to_the_secondary(failed_over):
+    world = failed_over
+    _, plan, _ = world.action().make_plan(request())
+
+    class LaterFailover(UploadsAtTheSwitch):
+        """As the replica stops processing, another failback (planned in the other region) and a failover after it
+        move the region record on: the secondary is active again, two epochs later."""
+
+        def remove(self, bucket: str, target_arn: str) -> Any:
+            change = super().remove(bucket, target_arn)
+            world.record.claim(PRIMARY, "failback", "fb-0000000002", SECONDARY, 1)
+            world.record.claim(SECONDARY, "failover", "fo-9876543210", SECONDARY, 2)
+            return change
+
+    # When the failback is applied, its claim losing to that failover
+    finished, _, result = world.action(replica_notifications=LaterFailover(world)).apply(plan, None, PLENTY)
+    # Then it stops at its claim, the secondary processes again, and the upload made while it was off is processed
+    assert finished and result["claim"]["stop"] is True and "superseded" in result["claim"]["reason"], result
+    assert world.processing() == (False, True)
+    assert world.record.current().plan_id == "fo-9876543210"  # type: ignore[union-attr]
+    assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
+    assert world.processed("uploads/before-the-switch.csv") == [NOTIFIED_IN_SECONDARY]
