@@ -74,6 +74,7 @@ def grant_region_switch(function: lambda_.Function, settings: Settings, alarms: 
     listing = not_granted_to_restores(REPLICA_LISTING, settings.replica_bucket, restore_targets)
     if listing:
         statements.append(iam.PolicyStatement(sid="ListReplicaVersions", actions=listing, resources=[replica]))
+    # In the standby the secondary function is this region's own: alias control reads it, function recovery updates it.
     if other == settings.secondary_region:
         statements.append(iam.PolicyStatement(sid="MergeSecondaryEnvironment", actions=list(SECONDARY_ENVIRONMENT),
                                               resources=[other_function]))
