@@ -46,12 +46,12 @@ from stacks.constructs.recovery import (
     NEW_FUNCTION_ACTIONS,
     RECOVERY_READ_PREFIXES,
     RECOVERY_WRITE_PREFIXES,
-    TARGET_BUCKET_READS,
-    TARGET_OBJECT_READS,
     TARGET_OBJECT_WRITES,
     recovery_environment,
 )
 from stacks.constructs.restore_grants import (
+    TARGET_BUCKET_READS,
+    TARGET_OBJECT_READS,
     continue_in_new_invocations,
     grant_layers_and_roles,
     layer_and_role_suppressions,

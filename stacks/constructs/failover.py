@@ -1,14 +1,14 @@
 """Failing over to the secondary region: the recovery function's failover settings (drcore.core.config.FailoverEnvVar)
-and exactly the calls `failover` makes; the health watcher's fence of this region's bucket.
+and what `failover` alone calls.
 
-`failover` (drcore.region.failover_action) may run in this stack's region with the other region up (a planned
-failover), so the recovery role reaches the secondary region's resources by their ARNs there:
+`failover` (drcore.region.failover_action) may run in either stack's region (in the primary with the other region
+up: a planned failover). What it calls that a failback calls too (both buckets' notifications, the replica's
+versions listed, the secondary function's environment, the other region's LIVE and alarms) is the region switch's
+(stacks/constructs/region_switch.py); this region's LIVE is read, probed and watched under alias control and the
+validation's probe. What is left, its own:
 
-- both buckets' notification configurations (the pipeline's entry merged in on the replica, removed on the data
-  bucket; read back), the replica's versions listed for the catch-up of uploads in the switch's gap;
-- the secondary function: its configuration, aliases and resource policy read (readiness), its environment merged
-  (UpdateFunctionConfiguration of the unqualified function), its LIVE invoked asynchronously (catch-up);
-- the primary LIVE invoked with the runbook's health check (the plan's probe of the primary);
+- the secondary's readiness: the resource policy of the secondary LIVE read (may S3 invoke it from the replica?),
+  and, from the primary, the configuration of the secondary STABLE's version (its CodeSha256);
 - the stakeholder topic, when one is configured.
 
 (The health watcher's fence of the data bucket is granted with the watchers: stacks/constructs/watchers.py.)
@@ -17,17 +17,15 @@ A managed policy of their own, as the replication grants: the recovery role's in
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+import re
+
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 
 from drcore.core.config import FailoverEnvVar
-from stacks.constructs.watchers import NOTIFICATION_CONFIGURATION, every_version_of
+from stacks.constructs.region_switch import function_arn_in, other_region
 from stacks.settings import Settings
-
-SECONDARY_FUNCTION_READS = ("lambda:GetFunctionConfiguration", "lambda:GetAlias", "lambda:GetPolicy")
-
 
 # Set on the region watcher only (stacks/constructs/region_watcher.py), which names the function it asks.
 REGION_WATCHER_ONLY = frozenset({FailoverEnvVar.RECOVERY_FUNCTION_NAME})
@@ -52,31 +50,22 @@ def failover_environment(settings: Settings) -> dict[str, str]:
     return {str(name.value): value for name, value in values.items()}
 
 
-def _function_arn(scope: lambda_.Function, settings: Settings, region: str, qualifier: str | None = None) -> str:
-    stack = Stack.of(scope)
-    name = settings.protected_function if qualifier is None else f"{settings.protected_function}:{qualifier}"
-    return f"arn:{stack.partition}:lambda:{region}:{stack.account}:function:{name}"
-
-
 def grant_failover(function: lambda_.Function, settings: Settings) -> None:
-    """Set the failover settings on `function` (the recovery function) and grant its role the failover's calls."""
+    """Set the failover settings on `function` (the recovery function) and grant its role the failover's own calls."""
     for name, value in failover_environment(settings).items():
         function.add_environment(name, value)
-    partition = Stack.of(function).partition
-    data, replica = (f"arn:{partition}:s3:::{bucket}" for bucket in (settings.data_bucket, settings.replica_bucket))
     secondary = settings.secondary_region
     statements = [
-        iam.PolicyStatement(sid="MovePipelineNotification", actions=list(NOTIFICATION_CONFIGURATION),
-                            resources=[data, replica]),
-        iam.PolicyStatement(sid="ListReplicaVersions", actions=["s3:ListBucketVersions"], resources=[replica]),
-        iam.PolicyStatement(sid="ReadSecondaryFunction", actions=list(SECONDARY_FUNCTION_READS), resources=[
-            _function_arn(function, settings, secondary), _function_arn(function, settings, secondary, "*")]),
-        iam.PolicyStatement(sid="MergeSecondaryEnvironment", actions=["lambda:UpdateFunctionConfiguration"],
-                            resources=[_function_arn(function, settings, secondary)]),
-        iam.PolicyStatement(sid="InvokeLiveOfEitherRegion", actions=["lambda:InvokeFunction"], resources=[
-            _function_arn(function, settings, region, settings.live_alias)
-            for region in (settings.primary_region, secondary)]),
+        # GetPolicy with the alias as qualifier is authorized against the alias's ARN.
+        iam.PolicyStatement(sid="ReadSecondaryLivePolicy", actions=["lambda:GetPolicy"],
+                            resources=[function_arn_in(function, settings, secondary, settings.live_alias)]),
     ]
+    reads_secondary_versions = other_region(function, settings) == secondary
+    if reads_secondary_versions:
+        # In the standby the secondary's versions are this region's, read under alias control.
+        statements.append(iam.PolicyStatement(
+            sid="ReadSecondaryVersions", actions=["lambda:GetFunctionConfiguration"],
+            resources=[function_arn_in(function, settings, secondary, "*")]))
     if settings.failover.stakeholder_topic_arn:
         statements.append(iam.PolicyStatement(sid="NotifyStakeholders", actions=["sns:Publish"],
                                               resources=[settings.failover.stakeholder_topic_arn]))
@@ -84,12 +73,14 @@ def grant_failover(function: lambda_.Function, settings: Settings) -> None:
     if role is None:
         raise ValueError("the recovery function has no role of its own to grant failover to")
     grants = iam.ManagedPolicy(function, "FailoverGrants", statements=statements, roles=[role])
-    NagSuppressions.add_resource_suppressions(grants, [
-        NagPackSuppression(
-            id="AwsSolutions-IAM5",
-            reason="The secondary function's versions and aliases are read by qualifier (STABLE's version number "
-            "is known only when read); read-only, the one function.",
-            applies_to=[every_version_of(settings)],
-        ),
-    ], apply_to_children=True)
-
+    if reads_secondary_versions:
+        NagSuppressions.add_resource_suppressions(grants, [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="The secondary STABLE's version is read by number, known only once its alias is read; "
+                "read-only, the one function in the secondary region.",
+                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:lambda:{re.escape(secondary)}:"
+                                                 rf"<AWS::AccountId>:function:{re.escape(settings.protected_function)}"
+                                                 rf":\*$/")],
+            ),
+        ], apply_to_children=True)

@@ -21,13 +21,15 @@ Its role holds exactly what the recovery actions need:
 - `configure_replication` and the replication part of `status` (stacks/constructs/replication.py): the data
   bucket's replication configuration, reads of the replica bucket, iam:PassRole to S3 only for
   `replication.role_arn`;
-- `failback` (stacks/constructs/failback.py): the pipeline's notification entry of the data bucket and the
-  replica, the replica's versions listed and copied back, the secondary function's environment, the primary's
-  health probe;
+- what `failover` and `failback` both call (stacks/constructs/region_switch.py): the pipeline's notification entry
+  of the data bucket and the replica, the replica's versions listed, the secondary function's environment, the
+  other region's LIVE read and its versions invoked, its alarms read;
+- `failover` alone (stacks/constructs/failover.py): the secondary LIVE's resource policy and STABLE's version
+  read, the stakeholder topic;
+- `failback` alone (stacks/constructs/failback.py): the replica's versions' tags copied back, the primary's health
+  probe's metrics;
 - `validate` and the validation that ends every applied recovery (stacks/constructs/validation_grants.py): the
-  probe of LIVE's versions, the buckets' notifications, the backup bucket's controls, the topics' encryption;
-- `failover` (stacks/constructs/failover.py): both buckets' notification configurations, the secondary function's
-  reads and environment, the LIVE of either region invoked, the stakeholder topic.
+  probe of LIVE's versions, the backup bucket's controls, the topics' encryption.
 
 It has reserved concurrency of its own, so an operator can act while the protected function throttles.
 """
@@ -65,8 +67,11 @@ from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.failback import grant_failback
 from stacks.constructs.failover import grant_failover
 from stacks.constructs.preflight_grants import grant_preflight
+from stacks.constructs.region_switch import grant_region_switch
 from stacks.constructs.replication import grant_replication
 from stacks.constructs.restore_grants import (
+    TARGET_BUCKET_READS,
+    TARGET_OBJECT_READS,
     continue_in_new_invocations,
     grant_layers_and_roles,
     layer_and_role_suppressions,
@@ -108,23 +113,6 @@ RECOVERY_WRITE_PREFIXES = tuple(
 # What it reads there: every backup (function, stack, snapshots and their content) and the restore records.
 RECOVERY_READ_PREFIXES = tuple(sorted({*backup_key_prefixes(), RESTORES_PREFIX}))
 
-# Restore targets (the data bucket and the allow-listed buckets).
-TARGET_BUCKET_READS = (
-    "s3:ListBucket",
-    "s3:ListBucketVersions",
-    "s3:GetBucketVersioning",
-    # Whether a lifecycle rule may have expired the versions a point-in-time plan would use.
-    "s3:GetLifecycleConfiguration",
-)
-TARGET_OBJECT_READS = (
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:GetObjectAttributes",
-    "s3:GetObjectVersionAttributes",
-    "s3:GetObjectTagging",
-    # A version copied back brings its tags (CopyObject's default TaggingDirective COPY).
-    "s3:GetObjectVersionTagging",
-)
 # DeleteObject without a version id only places a delete marker; s3:DeleteObjectVersion is never granted,
 # so no restore can remove data for good. PutObjectTagging writes the tags a copied-back version brings.
 # AbortMultipartUpload cleans up a multipart copy of a large object that failed half-way.
@@ -236,9 +224,11 @@ class Recovery(Construct):
         continue_in_new_invocations(self, "ContinueRestores", self.function)
         let_operators_invoke(self.function, settings)
         grant_preflight(self.function, settings, alerting)
-        grant_replication(self.function, settings)
+        targets = restore_target_buckets(settings)
+        grant_replication(self.function, settings, targets)
+        grant_region_switch(self.function, settings, alarms, targets)
         grant_failover(self.function, settings)
-        grant_failback(self.function, settings)
+        grant_failback(self.function, settings, targets)
         grant_validation(self.function, settings, alerting, backup_bucket)
         self._explain_wildcards(backup_bucket)
 

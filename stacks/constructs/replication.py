@@ -11,10 +11,13 @@ The recovery role gets exactly the calls drcore.region makes: the data bucket's 
 and write); the replica bucket's versioning and location (the plan's checks) and its object versions (the
 status's read-back of a sample; with s3:ListBucket, so that a missing version answers 404 rather than 403); and
 iam:PassRole of the configured replication role to S3 only, which PutBucketReplication requires. The data bucket's
-versioning, listing and object versions are granted to it already, for restores.
+versioning, listing and object versions are granted to it already, for restores, and so are the replica's where it
+is a restore target (the standby's).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -33,6 +36,7 @@ from drcore.region.replication_rule import (
     S3_NAMESPACE,
     replication_dimensions,
 )
+from stacks.constructs.restore_grants import not_granted_to_restores
 from stacks.settings import Settings
 
 REPLICATION_CONFIGURATION = ("s3:GetReplicationConfiguration", "s3:PutReplicationConfiguration")
@@ -110,8 +114,9 @@ def region_environment(settings: Settings) -> dict[str, str]:
     return {str(name.value): value for name, value in values.items()}
 
 
-def grant_replication(function: lambda_.Function, settings: Settings) -> None:
-    """Set the replication settings on `function` (the recovery function) and grant its role their calls."""
+def grant_replication(function: lambda_.Function, settings: Settings, restore_targets: Sequence[str]) -> None:
+    """Set the replication settings on `function` (the recovery function) and grant its role their calls;
+    `restore_targets`: the buckets its restores list and read already."""
     for name, value in region_environment(settings).items():
         function.add_environment(name, value)
     partition = Stack.of(function).partition
@@ -119,9 +124,15 @@ def grant_replication(function: lambda_.Function, settings: Settings) -> None:
     statements = [
         iam.PolicyStatement(sid="MergeDataBucketReplication", actions=list(REPLICATION_CONFIGURATION),
                             resources=[data]),
-        iam.PolicyStatement(sid="ReadReplicaBucket", actions=list(REPLICA_BUCKET_READS), resources=[replica]),
-        iam.PolicyStatement(sid="ReadReplicaVersions", actions=list(REPLICA_OBJECT_READS), resources=[f"{replica}/*"]),
     ]
+    # The replica is a restore target in the standby, whose listing and object reads its restores hold already.
+    bucket_reads = not_granted_to_restores(REPLICA_BUCKET_READS, settings.replica_bucket, restore_targets)
+    if bucket_reads:
+        statements.append(iam.PolicyStatement(sid="ReadReplicaBucket", actions=bucket_reads, resources=[replica]))
+    object_reads = not_granted_to_restores(REPLICA_OBJECT_READS, settings.replica_bucket, restore_targets, objects=True)
+    if object_reads:
+        statements.append(iam.PolicyStatement(sid="ReadReplicaVersions", actions=object_reads,
+                                              resources=[f"{replica}/*"]))
     if settings.replication.role_arn:
         statements.append(iam.PolicyStatement(
             sid="PassReplicationRoleToS3", actions=["iam:PassRole"], resources=[settings.replication.role_arn],
@@ -132,14 +143,16 @@ def grant_replication(function: lambda_.Function, settings: Settings) -> None:
     # A managed policy of their own, not the role's inline one: the recovery role's inline policy is near IAM's
     # size limit, and what CDK moves into an overflow policy at synth escapes the suppressions made here.
     grants = iam.ManagedPolicy(function, "ReplicationGrants", statements=statements, roles=[role])
-    NagSuppressions.add_resource_suppressions(grants, [
-        NagPackSuppression(
-            id="AwsSolutions-IAM5",
-            reason="Replication status checks read object versions of the replica bucket by the keys of the data "
-            "bucket's newest uploads, which cannot be listed at synth time; read-only.",
-            applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::{_escaped(settings.replica_bucket)}\/\*$/")],
-        ),
-    ], apply_to_children=True)
+    if object_reads:
+        NagSuppressions.add_resource_suppressions(grants, [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="Replication status checks read object versions of the replica bucket by the keys of the data "
+                "bucket's newest uploads, which cannot be listed at synth time; read-only.",
+                applies_to=[RegexAppliesTo(
+                    regex=rf"/^Resource::arn:[^:]+:s3:::{_escaped(settings.replica_bucket)}\/\*$/")],
+            ),
+        ], apply_to_children=True)
 
 
 def _escaped(bucket: str) -> str:

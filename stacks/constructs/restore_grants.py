@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -23,6 +24,34 @@ from constructs import Construct
 from stacks.constructs.cdk_types import role_of
 from stacks.constructs.watchers import regional_arn
 from stacks.settings import Settings
+
+# What a restore reads of its target buckets (the data bucket and the allow-listed ones; the drill's scratch bucket).
+TARGET_BUCKET_READS = (
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketVersioning",
+    # Whether a lifecycle rule may have expired the versions a point-in-time plan would use.
+    "s3:GetLifecycleConfiguration",
+)
+TARGET_OBJECT_READS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAttributes",
+    "s3:GetObjectVersionAttributes",
+    "s3:GetObjectTagging",
+    # A version copied back brings its tags (CopyObject's default TaggingDirective COPY).
+    "s3:GetObjectVersionTagging",
+)
+
+
+def not_granted_to_restores(actions: Sequence[str], bucket: str, restore_targets: Sequence[str], *,
+                            objects: bool = False) -> list[str]:
+    """Of `actions` on `bucket` (on its objects, with `objects`), those the recovery role's restore grants do not
+    give it already: all of them unless `bucket` is among its `restore_targets` (as the replica is in the standby)."""
+    if bucket not in restore_targets:
+        return list(actions)
+    granted = TARGET_OBJECT_READS if objects else TARGET_BUCKET_READS
+    return [action for action in actions if action not in granted]
 
 
 def pipeline_stack_roles(settings: Settings) -> str:

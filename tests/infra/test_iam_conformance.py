@@ -53,6 +53,7 @@ def _each(function: str, actions: Iterable[str], resource: str, reason: str) -> 
 BACKUPS = "arn:aws:s3:::apilados-dr-backups"
 INGEST_NAME = "apilados-pipeline-ingest"
 INGEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{INGEST_NAME}"
+DATA_BUCKET = "apilados-production-data"
 PIPELINE_STACK = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ApiladosPipelineStack"
 # What a function restore changes only where the backup differs from the function: its code, tags, reserved
 # concurrency and event invoke config (the scenarios' backups differ from the function in the environment only).
@@ -112,10 +113,6 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
             "a restore beside the function into a target that exists already updates it; the scenarios create it"),
     **_each("recovery", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet"], f"{PIPELINE_STACK}/*",
             "recover_stack in place (mode 'update'); the scenarios recover beside the stack"),
-    ("recovery", "lambda:InvokeFunction", f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:{INGEST_NAME}:LIVE"):
-        "a failover's catch-up invokes the secondary LIVE once for each upload that reached the replica between "
-        "stopping the primary and starting the secondary (drcore.region.failover_catch_up); none arrives in the "
-        "scenario's failover (tests/unit/test_failover.py has one)",
     ("recovery", "cloudformation:DeleteChangeSet", f"{PIPELINE_STACK}*/*"):
         "a planned change set with nothing to change, or one CloudFormation failed, is deleted (StackRecovery.plan)",
 }
@@ -257,6 +254,54 @@ def test_the_harness_refuses_a_backup_written_without_if_none_match(synth: Any, 
                                 other_stacks=[standby_deployed(synth, recording)]).denied}
     assert denied[("backup", "s3:PutObject")] == "explicitly denied"
     assert denied[("recovery", "s3:PutObject")] == "explicitly denied"  # its safety snapshots and records
+
+
+# What a switch from the primary calls in the primary region that it calls from the standby too, there across
+# regions: the other region's LIVE read and probed, its alarms read, the probe's metrics, the data bucket's
+# notifications. (Its writes into the data bucket and the backup store are the restores' grants of each stack.)
+SWITCH_CALLS_INTO_THE_PRIMARY = {("lambda", "GetAlias"), ("lambda", "Invoke"), ("cloudwatch", "DescribeAlarms"),
+                                 ("cloudwatch", "PutMetricData"), ("s3", "GetBucketNotificationConfiguration"),
+                                 ("s3", "PutBucketNotificationConfiguration")}
+
+
+def _as_from_the_standby(calls: Iterable[RecordedCall]) -> list[RecordedCall]:
+    """The recovery function's calls into the secondary region, and those of SWITCH_CALLS_INTO_THE_PRIMARY on the
+    protected function and the data bucket, as the standby's recovery function makes them (a failover, a failback,
+    their validations and the status's replication reads, from the other side)."""
+    def addressed(call: RecordedCall) -> bool:
+        if call.region == SECONDARY:
+            return True
+        target = str(call.params.get("FunctionName", call.params.get("Bucket", "")))
+        return (call.service, call.operation) in SWITCH_CALLS_INTO_THE_PRIMARY and (
+            call.service == "cloudwatch" or target.split(":")[-1] == INGEST_NAME or target == DATA_BUCKET)
+    return [replace(call, function_region=SECONDARY) for call in calls
+            if call.handler == "recovery.handler.handler" and call.error_code is None and addressed(call)]
+
+
+def test_a_switch_made_from_the_standby_is_allowed_by_the_standbys_role(replicating: Synthesized,
+                                                                        recorded: Recorded) -> None:
+    # Given the calls a failover and a failback made into the secondary region from the primary, and theirs into the
+    # primary, as the standby's recovery function makes them (the scenarios switch from the primary only)
+    calls = _as_from_the_standby(recorded.recording.calls)
+    made = {(call.service, call.operation, call.region) for call in calls}
+    assert {("s3", "PutBucketNotificationConfiguration", SECONDARY), ("s3", "PutBucketNotificationConfiguration",
+            REGION), ("lambda", "UpdateFunctionConfiguration", SECONDARY), ("lambda", "GetPolicy", SECONDARY),
+            ("s3", "ListObjectVersions", SECONDARY), ("lambda", "Invoke", SECONDARY), ("lambda", "Invoke", REGION),
+            ("lambda", "GetAlias", REGION), ("cloudwatch", "DescribeAlarms", REGION)} <= made, made
+    # When they are checked against the standby stack's roles / Then every one is allowed
+    report = check_conformance(replicating.template.to_json(), CallRecording(calls), recorded.names,
+                               other_stacks=[standby_deployed(replicating, recorded.recording)])
+    assert report.functions_run == {f"recovery@{SECONDARY}"}
+    assert [denied.describe() for denied in report.denied] == []
+    # And without the region switch's grants, the calls into the primary are refused
+    without = copy.deepcopy(replicating.standby.to_json())
+    for name in [name for name in without["Resources"] if name.startswith("FunctionsRecoveryRegionSwitchGrants")]:
+        del without["Resources"][name]
+    refused = check_conformance(replicating.template.to_json(), CallRecording(calls), recorded.names,
+                                other_stacks=[DeployedStack(without, names_in(recorded.recording, ACCOUNT,
+                                                                              SECONDARY))]).denied
+    assert {(f"recovery@{SECONDARY}", "s3:PutBucketNotification"), (f"recovery@{SECONDARY}", "lambda:GetAlias"),
+            (f"recovery@{SECONDARY}", "lambda:InvokeFunction")} <= {denied.key for denied in refused}
 
 
 def test_every_call_is_recorded_with_the_region_its_function_ran_in(recorded: Recorded) -> None:

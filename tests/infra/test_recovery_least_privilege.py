@@ -3,6 +3,8 @@ above all, it cannot delete data for good (invariant 5) and hands roles only to 
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 
 from tests.infra.support import (
@@ -32,8 +34,11 @@ RECOVERY_STACK_ARN = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/Apilados
 # The roles the pipeline stack creates: what a restored function may be given by default.
 PIPELINE_STACK_ROLES = f"arn:aws:iam::{ACCOUNT}:role/ApiladosPipelineStack-*"
 
-# The protected function in the secondary region: a failback removes the failover's variables from its environment.
+# The protected function in the secondary region: a region switch merges its environment, reads its LIVE and invokes
+# the versions LIVE routes to (tests/infra/test_region_switch_grants.py).
 SECONDARY_FUNCTION_ARN = f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:apilados-pipeline-ingest"
+SECONDARY_ALARM_ARN = f"arn:aws:cloudwatch:us-west-2:{ACCOUNT}:alarm:apilados-pipeline-ingest-LIVE-"
+ALARM_KINDS = ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
 
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
 UNSCOPABLE = {"cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics",
@@ -253,6 +258,7 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
     changing = [s for s in _statements(synth) if set(as_list(s["Action"])) & MUTATING]
     function = settings.get("protected_function", "apilados-pipeline-ingest")
     region = settings.get("primary_region", "us-east-1")
+    other = settings.get("secondary_region", "us-west-2")
     buckets = [settings.get("data_bucket", "apilados-production-data"), *_restore_targets(settings)]
     stack = settings.get("pipeline_stack", "ApiladosPipelineStack")
     roles = settings.get("recovery", {}).get("function_role_arns")
@@ -260,9 +266,10 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         *(f"arn:aws:s3:::{bucket}/*" for bucket in buckets),
         *_backup_objects(synth, "content", "snapshots", "restores"),
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}-*",
-        # the failback's probe of the primary, and the validation's health check, invoke the versions LIVE routes to,
-        # by number, as the watchers' probe does
+        # the validation's health check invokes the versions LIVE routes to, by number, as the watchers' probe does,
+        # in this region and (a region switch, and the validation of the region it made active) in the other
         f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function}:*",
+        f"arn:aws:lambda:{other}:{ACCOUNT}:function:{function}:*",
         f"arn:aws:lambda:{region}:{ACCOUNT}:layer:*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
@@ -276,6 +283,27 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         assert resource != "*"
         if isinstance(resource, str) and "*" in resource:
             assert resource in allowed, resource
+
+
+@pytest.mark.parametrize("fixture", ["synth", "tuned"])
+@pytest.mark.parametrize("stack", ["primary", "standby"])
+def test_no_action_is_granted_twice_on_a_resource(fixture: str, stack: str, request):
+    # Given the recovery role's statements in either stack (its inline policy and the managed policies of
+    # replication, the region switch, failover, failback and the validation)
+    synth: Synthesized = request.getfixturevalue(fixture)
+    resources = synth.resources if stack == "primary" else synth.standby_resources
+    statements = role_statements(resources, logical_id(resources, "AWS::Lambda::Function", Handler=RECOVERY))
+    grants = [(action, str(rendered(resource)), str(statement.get("Condition")))
+              for statement in statements for action in as_list(statement["Action"])
+              for resource in as_list(statement["Resource"])]
+    # Then no action is granted on one resource by two statements...
+    assert sorted(grant for grant in grants if grants.count(grant) > 1) == []
+    # ...nor on a resource that a wildcard of the same action (under the same conditions) covers already
+    covered = [(action, resource, wider) for action, resource, condition in grants
+               for other_action, wider, other_condition in grants
+               if (other_action, other_condition) == (action, condition) and wider != resource and "*" in wider
+               and fnmatch.fnmatchcase(resource, wider)]
+    assert covered == []
 
 
 def _restore_targets(settings: dict) -> list[str]:
@@ -293,9 +321,9 @@ def test_aliases_move_as_the_watchers_move_them(synth: Synthesized):
     # (a failover reads the secondary region's function too: tests/infra/test_failover_stack.py)
     for action in ("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:ListAliases"):
         assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, f"{FUNCTION_ARN}:*"]), action
-    # And reads the five alarms on LIVE
+    # And reads the five alarms on LIVE, here and (a region switch: test_region_switch_grants) in the other region
     assert _granted(synth, "cloudwatch:DescribeAlarms") == sorted(
-        f"{ALARM_ARN}{suffix}" for suffix in ("errors", "throttles", "health-probe", "avg-duration", "p99-duration")
+        f"{arn}{suffix}" for arn in (ALARM_ARN, SECONDARY_ALARM_ARN) for suffix in ALARM_KINDS
     )
 
 
@@ -304,12 +332,11 @@ def test_it_invokes_only_itself_without_a_dependency_cycle(synth: Synthesized):
     resources = synth.resources
     function = _function(synth)
     statements = statements_granting(_statements(synth), "lambda:InvokeFunction")
-    # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the versions of the
-    # protected function LIVE routes to, by number (the failback's probe of the primary, the validation's health
-    # check), and the LIVE of either region (a failover's probe of the primary and catch-up of the secondary)
-    live = [f"arn:aws:lambda:{region}:{ACCOUNT}:function:apilados-pipeline-ingest:LIVE"
-            for region in ("us-east-1", "us-west-2")]
-    assert _resources(statements) == sorted([f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*", *live], key=str)
+    # Then it continues a long restore by invoking its own ARN, and invokes nothing else but the protected function's
+    # versions LIVE routes to, by number, in either region (the validation's health check, here and in the region a
+    # switch made active; the failover's probe of the primary LIVE and its catch-up through the secondary's)
+    assert _resources(statements) == sorted(
+        [f"${{{function}.Arn}}", f"{FUNCTION_ARN}:*", f"{SECONDARY_FUNCTION_ARN}:*"], key=str)
     (own,) = [statement for statement in statements if _resources([statement]) == [f"${{{function}.Arn}}"]]
     # ...in a policy of its own, which the function does not wait for (its default policy would)
     (policy,) = [
@@ -422,8 +449,7 @@ def test_the_protected_function_is_rebuilt_in_place_or_beside_it(synth: Synthesi
         assert _in_this_region(_granted(synth, action)) == sorted([FUNCTION_ARN, BESIDE_ARN]), action
     # (a failover merges variables into the secondary region's function: test_failover_stack)
     assert [resource for resource in _granted(synth, "lambda:UpdateFunctionConfiguration")
-            if ":us-west-2:" in str(resource)] == [
-        f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:apilados-pipeline-ingest"]
+            if ":us-west-2:" in str(resource)] == [SECONDARY_FUNCTION_ARN]
     # And only such a function can be created
     assert _granted(synth, "lambda:CreateFunction") == [BESIDE_ARN]
 
