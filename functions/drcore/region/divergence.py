@@ -112,10 +112,11 @@ class ReplicaDivergence:
     # Plan ----------------------------------------------------------------------------------------
 
     def plan(self, primary_bucket: str, replica_bucket: str, since: datetime, *, prefer: str | None = None,
-             records_id: str | None = None, until: datetime | None = None) -> FailbackCopyPlan:
+             records_id: str | None = None, until: datetime | None = None,
+             leave: frozenset[str] = frozenset()) -> FailbackCopyPlan:
         """What the replica wrote since `since` (up to `until`, when given) that the primary does not hold.
         `records_id`: an earlier plan of the same failback (a catch-up), whose safety snapshot and writes this
-        plan shares."""
+        plan shares. `leave`: replica versions ("key#version id") left out (for a later sweep)."""
         if prefer is not None and prefer not in PREFERENCES:
             raise InvalidRequest(f"prefer must be one of {', '.join(PREFERENCES)} (got {prefer!r})")
         plan_id = f"fb-{secrets.token_hex(5)}"
@@ -125,7 +126,9 @@ class ReplicaDivergence:
         current = current_of(primary_listing)
         with ThreadPoolExecutor(self._concurrency) as pool:
             own = self._replica_own(replica_bucket, status_needed(replica_listing, since), pool)
-            wanted = replica_writes(replica_listing, own, primary_listing, since, until)
+            wanted = {key: item for key, item in replica_writes(replica_listing, own, primary_listing, since,
+                                                                until).items()
+                      if f"{key}#{item.version_id}" not in leave}
             copies = {key: desired_of(replica_bucket, self._change(item, "created")) for key, item in wanted.items()
                       if not item.delete_marker}
             diff = content_diff(copies, current, primary_bucket, {}, self._same_objects(primary_bucket, pool))

@@ -49,7 +49,9 @@ global state table.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,10 +63,12 @@ from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan, PrimaryChanged
-from drcore.region.failback_hand_back import SecondaryHandBack
+from drcore.region.failback_hand_back import RESERVE_MS, SecondaryHandBack
 from drcore.region.failback_sites import FailbackSites
+from drcore.region.failover_catch_up import drain
 from drcore.region.failover_plan import FAILOVER_VARIABLES, SwitchValidation
 from drcore.region.function_environment import FunctionEnvironment
+from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
 from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import AlreadyWritten, BackupStore, restore_changes_key
 from drcore.state.region_record import RegionRecord
@@ -98,7 +102,8 @@ class FailbackAction:
                  primary_notifications: BucketNotifications, replica_notifications: BucketNotifications,
                  secondary_environment: FunctionEnvironment, primary_health: Callable[[], Outcome],
                  alerts: AlertPublisher, hand_back: SecondaryHandBack, validation: Validation = None,
-                 checkpoint: Checkpoint | None = None, clock: Clock = utc_now) -> None:
+                 checkpoint: Checkpoint | None = None, gate: SwitchGate | None = None,
+                 clock: Clock = utc_now) -> None:
         self._sites = sites
         self._record = record
         self._divergence = divergence
@@ -111,6 +116,7 @@ class FailbackAction:
         self._hand_back_to_secondary = hand_back
         self._validation = validation
         self._checkpoint = checkpoint
+        self._gate = gate  # the replica's switch gate (drcore.region.switch_gate); None: not configured
         self._clock = clock
 
     # Plan ----------------------------------------------------------------------------------------
@@ -194,8 +200,13 @@ class FailbackAction:
     def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                           remaining_ms: Callable[[], int]) -> dict[str, Any]:
         state["replica_off_at"] = self._replica_off_moment(copy)
-        change = self._replica_notifications.remove(self._sites.replica_bucket,
-                                                    self._sites.live_arn(self._sites.secondary_region))
+        live, bucket = self._sites.live_arn(self._sites.secondary_region), self._sites.replica_bucket
+        if self._gate is None:
+            change = self._replica_notifications.remove(bucket, live)
+        else:  # the gate in the entry's place, in one write: each upload is the secondary's or the gate's
+            change = self._replica_notifications.swap(bucket, live, self._gate.queue_arn, plan["entry_template"],
+                                                      gate_entry_id(plan["plan_id"]))
+            change = replace(change, processing=self._replica_notifications.processing(bucket, live))
         # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
         return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"],
                 "removed_at": to_iso(self._clock())}
@@ -206,12 +217,43 @@ class FailbackAction:
 
     def _step_catch_up_before(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                               remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        # Listing times have one-second resolution: an upload in the second of the removal is left for the last
-        # sweep, where it may be processed a second time, never not at all.
+        leave: frozenset[str] = frozenset()
+        if self._gate is None:
+            # Listing times have one-second resolution: an upload in the second of the removal is left for the
+            # last sweep, where it may be processed a second time, never not at all.
+            until = _off_second(state) - timedelta(microseconds=1)
+        else:
+            # With the gate, that second is split exactly: what the gate recorded was processed by no one and is
+            # left for the last sweep; the rest of the second was the secondary's, and is copied now.
+            gated = self._gated(plan, state, remaining_ms)
+            if gated is None:
+                return {"paused": True}
+            until, leave = _off_second(state) + timedelta(seconds=1, microseconds=-1), gated
         return self._copy_back(plan, copy, self._catch_up_plan(plan, copy, state, "catch_up_before",
-                                                               since=parse_time(plan["since"]),
-                                                               until=_off_second(state) - timedelta(microseconds=1)),
+                                                               since=parse_time(plan["since"]), until=until,
+                                                               leave=leave),
                                state, remaining_ms)
+
+    def _gated(self, plan: dict[str, Any], state: dict[str, Any],
+               remaining_ms: Callable[[], int]) -> frozenset[str] | None:
+        """The uploads the replica's gate recorded by the end of the replica-off second (that second over first);
+        None: continue in a new invocation."""
+        assert self._gate is not None
+        names: list[str] = state.setdefault("gated_replica", [])
+        if not state.get("gated_replica_drained"):
+            wait = (_off_second(state) + timedelta(seconds=1) - self._clock()).total_seconds()
+            if wait > 0:
+                time.sleep(min(wait, 1.0))
+
+            def record(uploads: tuple[GatedUpload, ...]) -> None:
+                names.extend(upload.name for upload in uploads)
+                self._save(plan, state)
+
+            if not drain(self._gate, gate_entry_id(plan["plan_id"]), record, remaining_ms, RESERVE_MS):
+                return None
+            state["gated_replica_drained"] = True
+            self._save(plan, state)
+        return frozenset(names)
 
     def _step_claim(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -279,6 +321,9 @@ class FailbackAction:
         if not progress.finished:
             return {"paused": True, **progress.to_dict()}
         verified = progress.verification is not None and progress.verification.ok
+        if self._gate is not None:  # its work is done: the entry removed, what it recorded since dropped
+            self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
+            drain(self._gate, gate_entry_id(plan["plan_id"]), lambda _: None, remaining_ms, 0)
         return {**progress.to_dict(), "ok": verified, "listed_at": state["catch_up_after_listed_at"]}
 
     # Helpers -------------------------------------------------------------------------------------
@@ -298,7 +343,8 @@ class FailbackAction:
         return {**document, **self._stop(plan, copy, state, remaining_ms, "the copy-back did not verify")}
 
     def _catch_up_plan(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any], step: str, *,
-                       since: datetime, until: datetime | None) -> FailbackCopyPlan:
+                       since: datetime, until: datetime | None,
+                       leave: frozenset[str] = frozenset()) -> FailbackCopyPlan:
         """A copy-back of what the replica wrote after `since` (up to `until`), planned once and kept in the
         progress with the moment its listing began. Conflicts are decided as the request said, or for the
         secondary: the replica holds the uploads the primary never saw."""
@@ -306,7 +352,7 @@ class FailbackAction:
             state[f"{step}_listed_at"] = to_iso(self._clock())
             state[step] = self._divergence.plan(self._sites.data_bucket, self._sites.replica_bucket, since,
                                                 prefer=copy.prefer or "secondary", records_id=copy.records_id,
-                                                until=until).to_dict()
+                                                until=until, leave=leave).to_dict()
         return FailbackCopyPlan.from_dict(state[step])
 
     def _stop(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
@@ -323,6 +369,9 @@ class FailbackAction:
                                                           lambda: self._save(plan, state), remaining_ms)
         if restored.get("paused"):
             return restored
+        if self._gate is not None:  # the secondary processes again: the gate's entry and records are not needed
+            self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
+            drain(self._gate, gate_entry_id(plan["plan_id"]), lambda _: None, remaining_ms, 0)
         return {"ok": False, "stop": True, "reason": state["stopped"], "secondary_restored": restored}
 
     def _save(self, plan: dict[str, Any], state: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from drcore.region.failback_action import Checkpoint, FailbackAction, Validation
 from drcore.region.failback_hand_back import SecondaryHandBack
 from drcore.region.failback_sites import FailbackSites
 from drcore.region.function_environment import FunctionEnvironment
+from drcore.region.switch_gate import SwitchGate
 from drcore.rollback.health_probe import HealthProbe
 from drcore.state.backup_store import BackupStore
 from drcore.state.region_record import RegionRecord
@@ -84,6 +85,8 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
             divergence, store, BucketNotifications(primary_s3), replica_notifications,
             FunctionEnvironment(LambdaUpdates(secondary_lambda), secondary_lambda), probe.run, alerts,
             SecondaryHandBack(sites, replica_notifications, secondary_s3, secondary_lambda, store),
-            validation=validation, checkpoint=checkpoint)
+            validation=validation, checkpoint=checkpoint,
+            gate=SwitchGate(secondary_clients("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds)
+            if failover.switch_gate_queue else None)
 
     return ConfiguredFailback(build)
