@@ -104,7 +104,8 @@ class FailedOver:
             lambda: self.health(), alerts,
             SecondaryHandBack(sites, replica_notifications, secondary_s3, self.secondary_lambda, self.store),
             validation=options.get("validation"),
-            checkpoint=lambda plan_id, progress: self.checkpoints.append(json.loads(json.dumps(progress))))
+            checkpoint=lambda plan_id, progress: self.checkpoints.append(json.loads(json.dumps(progress))),
+            gate=options.get("gate"))
 
     def upload_to_replica(self, key: str, body: bytes) -> None:
         self.secondary_s3.put_object(Bucket=self.replica, Key=key, Body=body, ContentType="text/csv")

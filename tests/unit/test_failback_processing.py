@@ -19,6 +19,7 @@ from drcore.aws.pipeline_notification import BucketNotifications
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.failback_action import STEPS
+from drcore.region.switch_gate import SwitchGate
 from embedded.sample_system import SampleSystem
 from tests.failback_world import PLENTY, PRIMARY, SECONDARY, FailedOver, failed_over_world
 
@@ -75,12 +76,55 @@ def test_an_upload_the_secondary_processed_is_not_processed_again_by_its_copy_ba
     assert world.processing() == (True, False)
 
 
+class UploadsInTheSecondOfTheSwitch(BucketNotifications):
+    """The replica's notifications, with a client uploading to the replica just before its pipeline entry is swapped
+    for the switch gate's and just after, within the same second: S3's listing times cannot tell the two apart."""
+
+    def __init__(self, world: FailedOver) -> None:
+        super().__init__(world.secondary_s3)
+        self._world = world
+
+    def swap(self, bucket: str, removed_arn: str, added_arn: str, template: Any = None,
+             entry_id: str | None = None) -> Any:
+        self._world.upload_to_replica("uploads/just-before.csv", b"processed by the secondary")
+        change = super().swap(bucket, removed_arn, added_arn, template, entry_id)
+        self._world.upload_to_replica("uploads/just-after.csv", b"processed by no one yet")
+        return change
+
+    def remove(self, bucket: str, target_arn: str) -> Any:  # without a gate
+        self._world.upload_to_replica("uploads/just-before.csv", b"processed by the secondary")
+        change = super().remove(bucket, target_arn)
+        self._world.upload_to_replica("uploads/just-after.csv", b"processed by no one yet")
+        return change
+
+
+def test_with_the_switch_gate_the_second_of_the_switch_is_split_exactly(failed_over):
+    world = failed_over
+    boto3.client("sqs", region_name=SECONDARY).create_queue(QueueName="apilados-dr-switch-gate")
+    gate = SwitchGate(boto3.client("sqs", region_name=SECONDARY), "apilados-dr-switch-gate", settle_seconds=0)
+    _, plan, _ = world.action().make_plan(request())
+    # Given a client uploading to the replica within the second its entry is swapped for the gate's, frozen in it
+    action = world.action(replica_notifications=UploadsInTheSecondOfTheSwitch(world), gate=gate)
+    with time_machine.travel(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), tick=False):
+        finished, _, result = action.apply(plan, None, PLENTY)
+    assert finished and result["ok"], result
+    # Then the upload the secondary processed is not processed again, and the one the gate recorded is processed
+    # once, by the primary: the gate says which is which
+    assert world.processed("uploads/just-before.csv") == [NOTIFIED_IN_SECONDARY]
+    assert world.processed("uploads/just-after.csv") == [NOTIFIED_IN_PRIMARY]
+    assert world.body("uploads/just-before.csv") == b"processed by the secondary"
+    # And the gate's entry is gone, the replica's other owner's entry kept
+    assert world.processing() == (True, False)
+    replica = BucketNotifications(world.secondary_s3).configuration(world.replica)
+    assert "QueueConfigurations" not in replica and len(replica["LambdaFunctionConfigurations"]) == 1
+
+
 def test_an_upload_that_reaches_the_replica_while_the_failback_validates_is_processed_once(failed_over):
     world = failed_over
     _, plan, _ = world.action().make_plan(request())
 
     # Given clients still uploading to the replica while the failback alerts and validates (several seconds)
-    def validation(region: str) -> dict[str, Any]:
+    def validation(action: str, plan_id: str, region: str) -> dict[str, Any]:
         world.upload_to_replica("uploads/during-validation.csv", b"written while the failback validates")
         return {"ok": True, "active_region": region}
 
