@@ -21,6 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, RegexAppliesTo
 from constructs import Construct
 
+from stacks.constructs.backups import DATA_OBJECT_READS
 from stacks.constructs.cdk_types import role_of
 from stacks.constructs.watchers import regional_arn
 from stacks.settings import Settings
@@ -33,15 +34,9 @@ TARGET_BUCKET_READS = (
     # Whether a lifecycle rule may have expired the versions a point-in-time plan would use.
     "s3:GetLifecycleConfiguration",
 )
-TARGET_OBJECT_READS = (
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:GetObjectAttributes",
-    "s3:GetObjectVersionAttributes",
-    "s3:GetObjectTagging",
-    # A version copied back brings its tags (CopyObject's default TaggingDirective COPY).
-    "s3:GetObjectVersionTagging",
-)
+# A restore target's objects are read as the backup reads the data bucket's: every version, with its tags (a version
+# copied back brings them: CopyObject's default TaggingDirective COPY).
+TARGET_OBJECT_READS = DATA_OBJECT_READS
 
 
 def not_granted_to_restores(actions: Sequence[str], bucket: str, restore_targets: Sequence[str], *,

@@ -236,18 +236,22 @@ class FailbackAction:
 
     def _gated(self, plan: dict[str, Any], state: dict[str, Any],
                remaining_ms: Callable[[], int]) -> frozenset[str] | None:
-        """The uploads the replica's gate recorded by the end of the replica-off second (that second over first);
-        None: continue in a new invocation."""
+        """The uploads the replica's gate recorded until the replica-off second was over; None: continue in a new
+        invocation. The gate only splits that second (what came after it is the last sweep's, by listing), so its
+        entry is removed once the second is over: the queue then stops filling, and the drain ends however fast
+        clients upload."""
         assert self._gate is not None
         names: list[str] = state.setdefault("gated_replica", [])
         if not state.get("gated_replica_drained"):
             wait = (_off_second(state) + timedelta(seconds=1) - self._clock()).total_seconds()
             if wait > 0:
                 time.sleep(min(wait, 1.0))
+            self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
 
             def record(uploads: tuple[GatedUpload, ...]) -> None:
-                names.extend(upload.name for upload in uploads)
-                self._save(plan, state)
+                if uploads:
+                    names.extend(upload.name for upload in uploads)
+                    self._save(plan, state)
 
             if not drain(self._gate, gate_entry_id(plan["plan_id"]), record, remaining_ms, RESERVE_MS):
                 return None
