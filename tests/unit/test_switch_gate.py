@@ -50,7 +50,8 @@ def test_messages_of_another_switch_s3_test_events_and_foreign_bodies_are_droppe
     url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
     BucketNotifications(s3).merge_in(BUCKET, gate.queue_arn, None, gate_entry_id("fo-old"))
     s3.put_object(Bucket=BUCKET, Key="uploads/old.csv", Body=b"x")
-    for body in ('{"Service":"Amazon S3","Event":"s3:TestEvent"}', "not json", "[1, 2]",
+    for body in ('{"Service":"Amazon S3","Event":"s3:TestEvent"}', "not json", "[1, 2]", '{"Records": [1, "x"]}',
+                 '{"Records": [{"s3": "x"}, {"s3": {"object": "x"}}]}', '{"Records": {"s3": {}}}',
                  json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete", "s3": {
                      "configurationId": gate_entry_id("fo-new"), "object": {"key": "gone.csv"}}}]})):
         sqs.send_message(QueueUrl=url, MessageBody=body)

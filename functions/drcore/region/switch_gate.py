@@ -127,12 +127,13 @@ def _uploads(message: dict[str, Any], entry_id: str) -> Iterator[GatedUpload]:
     except (ValueError, AttributeError):
         logger.warning("gate message is not an S3 event", extra={"message_id": message.get("MessageId")})
         return
-    for record in records:
-        s3 = record.get("s3") or {} if isinstance(record, dict) else {}
-        item = s3.get("object") or {}
-        if (s3.get("configurationId") != entry_id or not str(record.get("eventName", "")).startswith("ObjectCreated")
-                or "key" not in item):
+    for record in records if isinstance(records, list) else []:
+        s3 = record.get("s3") if isinstance(record, dict) else None
+        item = s3.get("object") if isinstance(s3, dict) else None
+        if (not isinstance(item, dict) or s3.get("configurationId") != entry_id  # type: ignore[union-attr]
+                or not str(record.get("eventName", "")).startswith("ObjectCreated") or "key" not in item):
             continue
+        size = item.get("size")
         yield GatedUpload(key=unquote_plus(str(item["key"])), version_id=str(item.get("versionId") or "null"),
-                          size=int(item.get("size") or 0), etag=str(item.get("eTag") or ""),
+                          size=size if isinstance(size, int) else 0, etag=str(item.get("eTag") or ""),
                           event_time=str(record.get("eventTime") or ""))
