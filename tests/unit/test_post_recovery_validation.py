@@ -234,6 +234,19 @@ def test_errors_over_the_last_minutes_fail_the_metrics_against_the_alarms_thresh
     assert check["errors"] == 3 and check["invocations"] == 3 and check["error_rate"] == 1.0
 
 
+def test_errors_in_the_same_second_as_the_validation_are_counted(healthy, versions_behaviour: VersionBehaviour):
+    # Given errors published within the second the validation runs in (the clock stands still mid-second)
+    live = healthy.alias_version("LIVE")
+    versions_behaviour.set_failing(healthy.function_name, live)
+    mid_second = datetime.now(UTC).replace(microsecond=500_000) + timedelta(seconds=1)
+    with time_machine.travel(mid_second, tick=False):
+        for _ in range(3):
+            healthy.clients["lambda"].invoke(FunctionName=healthy.function_name, Qualifier="LIVE", Payload=b"{}")
+        check = checks_of(validate())["metrics"]
+    # Then the window reaches past them (it ends at the next whole minute, as the alarms' periods do)
+    assert check["status"] == "failed" and check["errors"] == 3, check
+
+
 def test_a_p99_duration_above_the_alarms_threshold_fails_the_metrics(healthy):
     dimensions = [{"Name": "FunctionName", "Value": healthy.function_name},
                   {"Name": "Resource", "Value": f"{healthy.function_name}:LIVE"}]

@@ -9,10 +9,18 @@ probe's invocations stay out of what is read here (drcore.rollback.health_probe)
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from drcore.core.metric_names import FUNCTION_DIMENSION
+
+
+def window_end(now: datetime) -> datetime:
+    """The end of a "last minutes" window read at `now`: the next whole minute, so the current minute's datapoints
+    count (CloudWatch takes an EndTime in the future) and the window is aligned to 60-second periods, which
+    CloudWatch serves fastest."""
+    minute = now.replace(second=0, microsecond=0)
+    return now if now == minute else minute + timedelta(minutes=1)
 
 
 class FunctionMetrics:

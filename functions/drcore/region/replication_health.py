@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drcore.aws.errors import error_code
+from drcore.aws.metrics import window_end
 from drcore.core.config import RegionSettings
 from drcore.core.models import Clock, utc_now
 from drcore.region.replication_rule import (
@@ -85,14 +86,14 @@ class ReplicationHealth:
                 "priority": None if found is None else found.get("Priority")}
 
     def _metrics(self, replica: str) -> dict[str, Any]:
-        now = self._clock()
+        end = window_end(self._clock())
         dimensions = [{"Name": name, "Value": value}
                       for name, value in replication_dimensions(self._bucket, replica).items()]
         queries = [{"Id": name.replace("_", ""), "MetricStat": {
             "Metric": {"Namespace": S3_NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
             "Period": 60, "Stat": statistic}} for name, (metric, statistic, _) in _METRICS.items()]
-        response = self._cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=now - METRICS_WINDOW,
-                                                    EndTime=now, ScanBy="TimestampDescending")
+        response = self._cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=end - METRICS_WINDOW,
+                                                    EndTime=end, ScanBy="TimestampDescending")
         values = {result["Id"]: list(result.get("Values", [])) for result in response["MetricDataResults"]}
         figures: dict[str, Any] = {"window_minutes": int(METRICS_WINDOW.total_seconds() // 60)}
         for name, (_, _, combine) in _METRICS.items():

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from drcore.aws.alarms import ALARM, INSUFFICIENT_DATA, alarm_definitions
+from drcore.aws.metrics import window_end
 from drcore.core.models import Clock, utc_now
 from drcore.restore.validation import FAILED, OK, UNKNOWN, CheckResult
 from drcore.rollback.health_probe import HealthProbe
@@ -97,7 +98,7 @@ class MetricsCheck:
         alarms = [alarm for alarm in alarm_definitions(cloudwatch, self._names).values() if alarm.metric_name]
         if not alarms:
             return CheckResult(self.name, UNKNOWN, "no LIVE alarm to take the thresholds from (see the alarms check)")
-        end = self._clock()
+        end = window_end(self._clock())
         queries = [_query(f"a{index}", alarm.namespace, alarm.metric_name, alarm.dimensions, alarm.statistic,
                           alarm.period_seconds) for index, alarm in enumerate(alarms)]
         lambda_dimensions = (("FunctionName", self._function), ("Resource", f"{self._function}:{self._alias}"))
