@@ -390,7 +390,7 @@ def s3_replication_as_aws(control: ReplicationControl) -> Iterator[ReplicationCo
         patch(mock.patch.object(FakeKey, "response_dict", property(response_dict)))
         patch(mock.patch.object(S3Backend, "put_object", after(S3Backend.put_object, control.written)))
         patch(mock.patch.object(S3Backend, "_set_delete_marker", after(S3Backend._set_delete_marker, control.written)))
-        for name in ("get_object", "list_object_versions", "list_objects", "list_objects_v2"):
+        for name in ("get_object", "head_object", "list_object_versions", "list_objects", "list_objects_v2"):
             patch(mock.patch.object(S3Backend, name, caught_up(getattr(S3Backend, name), control.catch_up)))
         for name in ("get_metric_data", "get_metric_statistics"):
             patch(mock.patch.object(CloudWatchBackend, name,

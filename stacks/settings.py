@@ -28,6 +28,7 @@ from drcore.core.config import (
     DEFAULT_FAILOVER_AUTO_AFTER_MINUTES,
     DEFAULT_FAILOVER_DETECT_MINUTES,
     DEFAULT_FAILOVER_MAX_DATA_AT_RISK,
+    DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS,
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_MIN_BAKE_INVOCATIONS,
@@ -43,6 +44,7 @@ from drcore.core.config import (
     DEFAULT_STABLE_ALIAS,
     DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
     MAX_COPY_CONCURRENCY,
+    MAX_FAILOVER_REPLICATION_WAIT_SECONDS,
     MAX_PLAN_TTL_SECONDS,
     MAX_REPLICATION_SAMPLE_SIZE,
     MIN_PLAN_TTL_SECONDS,
@@ -456,6 +458,10 @@ class FailoverOptions(_Strict):
     switch_gate_queue: str = Field("apilados-dr-switch-gate", pattern=QUEUE_NAME)
     # How long a gate's last, empty receive waits for an event S3 is still delivering.
     switch_gate_settle_seconds: int = Field(DEFAULT_SWITCH_GATE_SETTLE_SECONDS, ge=0, le=20)
+    # How long a failover waits, before the secondary processes, for the primary's uploads from before its stop to
+    # replicate (0: not at all); what is still replicating then may be processed in both regions, and is reported.
+    replication_wait_seconds: int = Field(DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS, ge=0,
+                                          le=MAX_FAILOVER_REPLICATION_WAIT_SECONDS)
 
 
 # EventBridge schedule expressions: rate(N unit) or cron() with its six fields.

@@ -25,8 +25,11 @@ from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.failback_action import FailbackAction
 from drcore.region.failback_hand_back import SecondaryHandBack
+from drcore.region.failback_primary_uploads import PrimaryUploads
 from drcore.region.failback_sites import FailbackSites
 from drcore.region.function_environment import FunctionEnvironment
+from drcore.region.replication_s3 import ReplicationGateway
+from drcore.region.switch_gate import SwitchGate
 from drcore.rollback.outcome import Outcome
 from drcore.state.backup_store import BackupStore
 from drcore.state.region_record import RegionRecord
@@ -39,6 +42,7 @@ START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 PLENTY = lambda: 15 * 60 * 1000  # noqa: E731 (the remaining time of a fresh invocation)
 OTHERS_ENTRY = {"Id": "audit", "LambdaFunctionArn": f"arn:aws:lambda:{SECONDARY}:{ACCOUNT}:function:audit",
                 "Events": ["s3:ObjectRemoved:*"]}
+GATE_QUEUE = "apilados-dr-switch-gate"
 CSV_ONLY = {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".csv"}]}}
 
 
@@ -105,7 +109,23 @@ class FailedOver:
             SecondaryHandBack(sites, replica_notifications, secondary_s3, self.secondary_lambda, self.store),
             validation=options.get("validation"),
             checkpoint=lambda plan_id, progress: self.checkpoints.append(json.loads(json.dumps(progress))),
-            gate=options.get("gate"))
+            gate=options.get("gate"), primary_uploads=options.get("primary_uploads"))
+
+    def gated(self) -> dict[str, Any]:
+        """The action's options with the switch gates of both regions (a queue each, as the stacks make them),
+        draining without waiting to settle."""
+        for region in (PRIMARY, SECONDARY):
+            boto3.client("sqs", region_name=region).create_queue(QueueName=GATE_QUEUE)
+        primary_s3 = boto3.client("s3", region_name=PRIMARY)
+        return {"gate": SwitchGate(boto3.client("sqs", region_name=SECONDARY), GATE_QUEUE, settle_seconds=0),
+                "primary_uploads": PrimaryUploads(
+                    self.sites, BucketNotifications(primary_s3),
+                    SwitchGate(boto3.client("sqs", region_name=PRIMARY), GATE_QUEUE, settle_seconds=0),
+                    ReplicationGateway(primary_s3), boto3.client("lambda", region_name=PRIMARY), self.store,
+                    max_latency_seconds=900)}
+
+    def upload_to_primary(self, key: str, body: bytes) -> None:
+        self.primary_s3.put_object(Bucket=self.data, Key=key, Body=body, ContentType="text/csv")
 
     def upload_to_replica(self, key: str, body: bytes) -> None:
         self.secondary_s3.put_object(Bucket=self.replica, Key=key, Body=body, ContentType="text/csv")

@@ -43,6 +43,7 @@ def failover_environment(settings: Settings) -> dict[str, str]:
         FailoverEnvVar.STAKEHOLDER_TOPIC_ARN: options.stakeholder_topic_arn or "",
         FailoverEnvVar.SWITCH_GATE_QUEUE: options.switch_gate_queue,
         FailoverEnvVar.SWITCH_GATE_SETTLE_SECONDS: str(options.switch_gate_settle_seconds),
+        FailoverEnvVar.REPLICATION_WAIT_SECONDS: str(options.replication_wait_seconds),
     }
     unset = sorted(name.value for name in FailoverEnvVar if name not in values and name not in REGION_WATCHER_ONLY)
     if unset:

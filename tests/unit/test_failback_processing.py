@@ -119,6 +119,45 @@ def test_with_the_switch_gate_the_second_of_the_switch_is_split_exactly(failed_o
     assert "QueueConfigurations" not in replica and len(replica["LambdaFunctionConfigurations"]) == 1
 
 
+class UploadsToThePrimaryAtTheSwitch(BucketNotifications):
+    """The replica's notifications, with a client uploading to the primary bucket as the replica's entry is swapped
+    for its gate: the upload's replica lands when the replica processes no more, and the primary does not yet."""
+
+    def __init__(self, world: FailedOver) -> None:
+        super().__init__(world.secondary_s3)
+        self._world = world
+
+    def swap(self, *args: Any, **kwargs: Any) -> Any:
+        change = super().swap(*args, **kwargs)
+        self._world.upload_to_primary("uploads/to-the-primary.csv", b"uploaded to the primary during the failback")
+        return change
+
+
+def test_uploads_to_the_primary_that_neither_region_processed_are_processed_once_by_the_primary(failed_over):
+    world = failed_over
+    # Given an upload the secondary processed, and one made to the primary whose replication is still under way
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    world.replication.held_keys.add("uploads/replicating.csv")
+    world.upload_to_primary("uploads/replicating.csv", b"its replica lands after the replica stops processing")
+    _, plan, _ = world.action().make_plan(request())
+    # When the failback is applied with the gates, a client uploading to the primary as the replica stops processing
+    action = world.action(replica_notifications=UploadsToThePrimaryAtTheSwitch(world), **world.gated())
+    finished, _, result = action.apply(plan, None, PLENTY)
+    world.replication.held_keys.clear()
+    assert finished and result["ok"], result
+    # Then both uploads to the primary are processed once, there; the secondary's, and its copy-back, are not again
+    assert world.processed("uploads/to-the-primary.csv") == [f"{PRIMARY}:invoke"]
+    assert world.processed("uploads/replicating.csv") == [f"{PRIMARY}:invoke"]
+    assert world.processed("uploads/during.csv") == [NOTIFIED_IN_SECONDARY]
+    assert result["catch_up_primary"]["invoked"] == 2 and result["catch_up_primary"]["own_copies_skipped"] >= 1
+    # And the primary's gate entry is gone, its LIVE's in place; the next upload to the primary is processed there
+    assert world.processing() == (True, False)
+    primary = BucketNotifications(world.primary_s3).configuration(world.data)
+    assert "QueueConfigurations" not in primary
+    world.upload_to_primary("uploads/next.csv", b"after the failback")
+    assert world.processed("uploads/next.csv") == [NOTIFIED_IN_PRIMARY]
+
+
 def test_an_upload_that_reaches_the_replica_while_the_failback_validates_is_processed_once(failed_over):
     world = failed_over
     _, plan, _ = world.action().make_plan(request())
@@ -172,6 +211,23 @@ def test_a_copy_back_that_does_not_verify_gives_the_secondary_its_processing_bac
     # And the next upload is processed by the secondary, as before the failback
     world.upload_to_replica("uploads/next.csv", b"after the stopped failback")
     assert world.processed("uploads/next.csv") == [NOTIFIED_IN_SECONDARY]
+
+
+def test_a_stopped_failback_releases_the_primarys_gate_and_the_secondary_processes_what_it_held(failed_over):
+    world = failed_over
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    _, plan, _ = world.action().make_plan(request())
+    action = world.action(replica_notifications=UploadsToThePrimaryAtTheSwitch(world), divergence=damaged_copies(world),
+                          **world.gated())
+    # When a failback with the gates stops at a copy-back that does not verify (a client uploading to the primary as
+    # the replica stopped processing)
+    finished, _, result = action.apply(plan, None, PLENTY)
+    assert finished and result["ok"] is False and result["copy"]["stop"] is True, result
+    # Then the secondary processes again, the primary's gate entry is gone, and the upload it held is processed
+    # once, by the secondary (its replica is an upload of the time the replica was off)
+    assert world.processing() == (False, True)
+    assert "QueueConfigurations" not in BucketNotifications(world.primary_s3).configuration(world.data)
+    assert world.processed("uploads/to-the-primary.csv") == [f"{SECONDARY}:invoke"]
 
 
 def test_a_stopped_failback_resumed_after_a_crash_finishes_stopping_and_never_switches(failed_over, monkeypatch):

@@ -277,6 +277,9 @@ DEFAULT_FAILOVER_AUTO_AFTER_MINUTES = 15
 
 
 DEFAULT_SWITCH_GATE_SETTLE_SECONDS = 2  # S3 delivers an event to a queue within a second or so
+# How long a failover waits, before the secondary processes, for the primary's last uploads to replicate.
+DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS = 60
+MAX_FAILOVER_REPLICATION_WAIT_SECONDS = 900  # Replication Time Control's 15 minutes
 
 
 class FailoverEnvVar(StrEnum):
@@ -297,6 +300,9 @@ class FailoverEnvVar(StrEnum):
     SWITCH_GATE_QUEUE = "DR_SWITCH_GATE_QUEUE"
     # How long a gate's last, empty receive waits for an event S3 is still delivering.
     SWITCH_GATE_SETTLE_SECONDS = "DR_SWITCH_GATE_SETTLE_SECONDS"
+    # How long a failover waits for the primary's uploads from before its stop to replicate (drcore.region.
+    # replication_wait): a replica landing once the secondary processes is processed a second time.
+    REPLICATION_WAIT_SECONDS = "DR_FAILOVER_REPLICATION_WAIT_SECONDS"
 
 
 class FailoverSettings(BaseModel):
@@ -315,6 +321,9 @@ class FailoverSettings(BaseModel):
                                           pattern=r"^[A-Za-z0-9_-]{1,80}$")
     switch_gate_settle_seconds: int = Field(DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
                                             alias=FailoverEnvVar.SWITCH_GATE_SETTLE_SECONDS, ge=0, le=20)
+    replication_wait_seconds: int = Field(DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS,
+                                          alias=FailoverEnvVar.REPLICATION_WAIT_SECONDS, ge=0,
+                                          le=MAX_FAILOVER_REPLICATION_WAIT_SECONDS)
     stakeholder_topic_arn: str | None = Field(None, alias=FailoverEnvVar.STAKEHOLDER_TOPIC_ARN,
                                               pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
 

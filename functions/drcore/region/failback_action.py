@@ -15,7 +15,8 @@ The failover's time is its region claim's `at`, less `SWITCH_WINDOW`.
 second of the switch) and leaves none unprocessed:
 
 1. `replica_off`: the secondary stops processing first: the moment is recorded (write-once, in the backup store),
-   then the replica's `LIVE` entry is removed from its notifications. Uploads to the replica before it were
+   (with the gates, the primary's gate entry is placed on the data bucket), then the replica's `LIVE` entry is
+   removed from its notifications. Uploads to the replica before it were
    processed there. From here on nothing the failback writes is processed by the secondary: its copies into the
    primary come back into the replica by replication, and the replica notifies no one of them.
 2. `copy`: the planned copy-back, the divergence the operator approved (safety snapshot of the primary bucket first,
@@ -33,7 +34,10 @@ second of the switch) and leaves none unprocessed:
 5. `environment`: the variables failover merged into the secondary function's environment are removed from it
    (merge: every other variable stays).
 6. `primary_on`: the primary `LIVE` entry is merged into the data bucket's notifications, with the events and filter
-   the replica's entry had.
+   the replica's entry had (with the gates, swapped for the primary's gate entry `replica_off` placed, in one write).
+   `catch_up_primary`: the uploads made to the primary bucket while neither region processed it (recorded by that
+   gate, or still replicating when it was placed) are invoked once on the primary LIVE
+   (drcore.region.failback_primary_uploads).
 7. `alert`, then `validation` (the post-recovery validation with the primary as the active region).
 8. `catch_up_after`, the last thing the failback does: every upload the replica received since the replica-off second
    (clients still writing to the secondary while the failback ran) is copied into the primary, where the copy's
@@ -64,6 +68,7 @@ from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan, PrimaryChanged
 from drcore.region.failback_hand_back import RESERVE_MS, SecondaryHandBack
+from drcore.region.failback_primary_uploads import PrimaryUploads
 from drcore.region.failback_sites import FailbackSites
 from drcore.region.failover_catch_up import drain
 from drcore.region.failover_plan import FAILOVER_VARIABLES, SwitchValidation
@@ -79,8 +84,8 @@ logger = Logger(child=True)
 # claim is written (clients moved ahead of the switch, a failover resumed over invocations). Starting earlier only
 # makes a key more likely to be compared (and copied if it differs) or called a conflict, never lost.
 SWITCH_WINDOW = timedelta(minutes=15)
-STEPS = ("replica_off", "copy", "catch_up_before", "claim", "environment", "primary_on", "alert", "validation",
-         "catch_up_after")
+STEPS = ("replica_off", "copy", "catch_up_before", "claim", "environment", "primary_on", "catch_up_primary", "alert",
+         "validation", "catch_up_after")
 
 VALIDATION_NOT_BUILT = "post-recovery validation is not built yet (issue 12 item 6: drcore.restore.validation)"
 
@@ -103,7 +108,7 @@ class FailbackAction:
                  secondary_environment: FunctionEnvironment, primary_health: Callable[[], Outcome],
                  alerts: AlertPublisher, hand_back: SecondaryHandBack, validation: Validation = None,
                  checkpoint: Checkpoint | None = None, gate: SwitchGate | None = None,
-                 clock: Clock = utc_now) -> None:
+                 primary_uploads: PrimaryUploads | None = None, clock: Clock = utc_now) -> None:
         self._sites = sites
         self._record = record
         self._divergence = divergence
@@ -117,6 +122,8 @@ class FailbackAction:
         self._validation = validation
         self._checkpoint = checkpoint
         self._gate = gate  # the replica's switch gate (drcore.region.switch_gate); None: not configured
+        # The primary's side of the gate (drcore.region.failback_primary_uploads); None: not configured
+        self._primary_uploads = primary_uploads
         self._clock = clock
 
     # Plan ----------------------------------------------------------------------------------------
@@ -199,6 +206,9 @@ class FailbackAction:
 
     def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                           remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        # The primary's gate first: its listing takes time, and the replica-off moment is the swap's.
+        held = {} if self._primary_uploads is None else self._primary_uploads.hold(
+            plan["plan_id"], plan["entry_template"], state, lambda: self._save(plan, state))
         state["replica_off_at"] = self._replica_off_moment(copy)
         live, bucket = self._sites.live_arn(self._sites.secondary_region), self._sites.replica_bucket
         if self._gate is None:
@@ -208,8 +218,8 @@ class FailbackAction:
                                                       gate_entry_id(plan["plan_id"]))
             change = replace(change, processing=self._replica_notifications.processing(bucket, live))
         # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
-        return {**change.to_dict(), "ok": change.ok and not change.processing, "at": state["replica_off_at"],
-                "removed_at": to_iso(self._clock())}
+        return {**change.to_dict(), **held, "ok": change.ok and not change.processing,
+                "at": state["replica_off_at"], "removed_at": to_iso(self._clock())}
 
     def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                    remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -284,10 +294,20 @@ class FailbackAction:
 
     def _step_primary_on(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                          remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        change = self._primary_notifications.merge_in(self._sites.data_bucket,
-                                                      self._sites.live_arn(self._sites.primary_region),
-                                                      plan["entry_template"])
+        if self._primary_uploads is not None:  # the gate's entry swapped for LIVE's, in one write
+            change = self._primary_uploads.start(plan["plan_id"], plan["entry_template"], state)
+        else:
+            change = self._primary_notifications.merge_in(self._sites.data_bucket,
+                                                          self._sites.live_arn(self._sites.primary_region),
+                                                          plan["entry_template"])
         return {**change.to_dict(), "ok": change.ok and change.processing}
+
+    def _step_catch_up_primary(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
+                               remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        if self._primary_uploads is None:
+            return {"ok": True, "invoked": 0, "gate": "not configured"}
+        return self._primary_uploads.catch_up(plan["plan_id"], copy.records_id, state,
+                                              lambda: self._save(plan, state), remaining_ms)
 
     def _step_alert(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                     remaining_ms: Callable[[], int]) -> dict[str, Any]:
@@ -373,6 +393,8 @@ class FailbackAction:
                                                           lambda: self._save(plan, state), remaining_ms)
         if restored.get("paused"):
             return restored
+        if self._primary_uploads is not None:
+            self._primary_uploads.release(plan["plan_id"], state, remaining_ms)
         if self._gate is not None:  # the secondary processes again: the gate's entry and records are not needed
             self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
             drain(self._gate, gate_entry_id(plan["plan_id"]), lambda _: None, remaining_ms, 0)

@@ -17,6 +17,9 @@ exactly, from S3's own events; without them (or with the primary unreachable) by
    loses to another switch's stops the failover as superseded (and puts back the primary's entry it removed
    when the winner keeps the primary active, invoking there what its gate recorded meanwhile);
 3. merge_environment: ACTIVE_REGION / FAILOVER_MODE merged into the secondary function's environment;
+   then, with the primary reachable, the wait until its uploads from before the stop are replicated (at most
+   `replication.max_latency_seconds`; drcore.region.replication_wait): a replica landing after the next step would
+   be sent to the secondary LIVE, and processed twice;
 4. start_secondary: the replica's gate entry swapped for the secondary LIVE's in one write (merged in, without
    gates), the moment recorded; then the primary's gate entry is removed;
 5. catch_up: each upload both gates recorded (created after the primary stopped, on the replica before it started)
@@ -62,6 +65,7 @@ from drcore.region.failover_plan import (
 from drcore.region.failover_survey import PrimaryView, SecondaryReadiness, Unreachable, data_at_risk, reaching
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
+from drcore.region.replication_wait import ReplicationWait
 from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
 from drcore.state.region_record import ClaimConflict, RegionClaim, RegionRecord
 
@@ -106,7 +110,7 @@ class FailoverAction:
     def __init__(self, names: FailoverNames, record: RegionRecord, primary: PrimaryView, primary_s3: Any,
                  replication: ReplicationHealth, secondary: SecondaryParts, notices: FailoverNotices,
                  checkpoint: Checkpoint, validation: SwitchValidation, gates: SwitchGates | None = None,
-                 clock: Clock = utc_now) -> None:
+                 replication_wait: ReplicationWait | None = None, clock: Clock = utc_now) -> None:
         self._names = names
         self._record = record
         self._primary = primary
@@ -118,6 +122,7 @@ class FailoverAction:
         self._checkpoint = checkpoint
         self._validation = validation
         self._gates = gates  # None: not configured, the catch-up falls back on the listing window
+        self._replication_wait = replication_wait  # None: the secondary starts without waiting for replication
         self._clock = clock
 
     # Plan
@@ -182,6 +187,8 @@ class FailoverAction:
             variables = dict(zip(FAILOVER_VARIABLES, (planned.secondary_region, "true"), strict=True))
             done["environment"] = self._secondary.environment.merge(planned.function_name, variables).to_dict()
             self._save(planned, done)
+        if not self._await_replication(planned, done, remaining_ms):
+            return False, done, {}
         if "replica_notification" not in done:
             change = (self._replica_notifications.swap(planned.replica_bucket, self._gates.replica.queue_arn,
                                                        planned.secondary_live_arn, planned.notification_template)
@@ -223,6 +230,23 @@ class FailoverAction:
         except Unreachable as failure:
             done["primary_notification"] = f"{UNREACHABLE}: left to fencing ({failure.reason})"
         self._save(planned, done)
+
+    def _await_replication(self, planned: FailoverPlan, done: dict[str, Any], remaining_ms: Callable[[], int]) -> bool:
+        """The primary's uploads from before the stop replicated before the secondary is notified (see
+        drcore.region.replication_wait); False when the invocation must continue in a new one."""
+        wait = self._replication_wait
+        if "replica_notification" in done or wait is None or str(done["primary_notification"]).startswith(
+                UNREACHABLE):  # unreachable: what it processed last cannot be known (README, region runbook)
+            return True
+        progress: dict[str, Any] = done.setdefault("replication", {})
+        try:
+            return reaching(lambda: wait.run(datetime.fromisoformat(done["stopped_at"]), progress,
+                                             lambda: self._save(planned, done),
+                                             lambda: remaining_ms() >= RESERVE_MS))
+        except Unreachable as failure:  # lost mid-wait: the switch goes on, what was pending named as late
+            progress.update(late=progress.pop("pending", []), unreachable=failure.reason)
+            self._save(planned, done)
+            return True
 
     def _claim(self, planned: FailoverPlan, done: dict[str, Any]) -> RegionClaim | None:
         """This failover's claim as written; None when another switch claimed its epoch from this region first."""
@@ -351,7 +375,8 @@ class FailoverAction:
         ok = bool(environment["verified"] and replica["processing"] and not replica["lost_entries"]
                   and not done.get("primary_notification_lost_entries"))
         return {"ok": ok, "active_region": planned.secondary_region, **self._figures(done, claim),
-                "stopped_at": done["stopped_at"], "started_at": done["started_at"], "environment": environment,
+                "stopped_at": done["stopped_at"], "started_at": done["started_at"],
+                "replication": done.get("replication"), "environment": environment,
                 "replica_notification": replica, "notices": done["notices"], "validation": done["validation"],
                 "validation_status": done["validation"].get("status"), "forced": planned.forced}
 

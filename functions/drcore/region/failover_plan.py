@@ -100,6 +100,9 @@ class FailoverPlan:
             {"step": "merge_environment", "what": "merge variables", "function": self.function_name,
              "region": self.secondary_region, "variables": {"ACTIVE_REGION": self.secondary_region,
                                                             "FAILOVER_MODE": "true"}},
+            *([{"step": "await_replication", "what": "wait until the primary's uploads from before the stop are on "
+                                                     "the replica (at most replication.max_latency_seconds)",
+                "bucket": self.data_bucket}] if self.primary.get("reachable") else []),
             {"step": "start_secondary", "what": "merge the pipeline notification", "bucket": self.replica_bucket,
              "target": self.secondary_live_arn, "region": self.secondary_region},
             {"step": "catch_up", "what": "invoke the secondary LIVE once for each replica object uploaded between "

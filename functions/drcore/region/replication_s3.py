@@ -8,7 +8,7 @@ are None, not errors. Anything else raises, as every adapter does.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ class ObjectVersion:
     version_id: str
     last_modified: datetime
     size: int
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,26 +83,45 @@ class ReplicationGateway:
             raise
         return str(constraint or "us-east-1")
 
+    def versions_between(self, bucket: str, start: datetime, end: datetime,
+                         listing_limit: int) -> tuple[list[ObjectVersion], bool]:
+        """Every object version (older ones included, delete markers aside) last modified within [start, end], among
+        the first `listing_limit` versions S3 lists; and whether the listing read the whole bucket."""
+        found: list[ObjectVersion] = []
+        complete = False
+        for page in self._version_pages(bucket, listing_limit):
+            found += [ObjectVersion(version["Key"], version["VersionId"], version["LastModified"],
+                                    int(version.get("Size", 0)), str(version.get("ETag", "")).strip('"'))
+                      for version in page.get("Versions", []) if start <= version["LastModified"] <= end]
+            complete = not page.get("IsTruncated")
+        return found, complete
+
+    def _version_pages(self, bucket: str, listing_limit: int) -> Iterator[dict[str, Any]]:
+        """ListObjectVersions' pages, until the bucket or `listing_limit` versions (delete markers counted) end."""
+        listed, params = 0, {"Bucket": bucket, "MaxKeys": min(PAGE_SIZE, listing_limit)}
+        while True:
+            page = self._s3.list_object_versions(**params)
+            yield page
+            listed += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+            if not page.get("IsTruncated") or listed >= listing_limit:
+                return
+            params.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"])
+
     def recent_versions(self, bucket: str, count: int, listing_limit: int) -> RecentVersions:
         """The `count` newest current object versions (delete markers aside) among the first `listing_limit`
         versions S3 lists. S3 lists in key order, not by time, so over a larger bucket these are the newest of the
         part listed (`complete` says which). Older versions are left out: what a replica must hold is each object's
         current version, and S3 keeps last-modified to the second, so an older one can sort among the newest."""
         newest: list[tuple[datetime, str, str, int]] = []
-        listed, params = 0, {"Bucket": bucket, "MaxKeys": min(PAGE_SIZE, listing_limit)}
-        while True:
-            page = self._s3.list_object_versions(**params)
+        listed, complete = 0, False
+        for page in self._version_pages(bucket, listing_limit):
+            listed += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
             for version in page.get("Versions", []):
-                listed += 1
                 if not version.get("IsLatest", True):
                     continue
                 entry = (version["LastModified"], version["Key"], version["VersionId"], int(version.get("Size", 0)))
                 (heapq.heappush if len(newest) < count else heapq.heappushpop)(newest, entry)
-            listed += len(page.get("DeleteMarkers", []))
-            if not page.get("IsTruncated") or listed >= listing_limit:
-                complete = not page.get("IsTruncated")
-                break
-            params.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"])
+            complete = not page.get("IsTruncated")
         ordered = sorted(newest, reverse=True)
         return RecentVersions(tuple(ObjectVersion(key, version_id, modified, size)
                                     for modified, key, version_id, size in ordered), listed, complete)

@@ -19,8 +19,10 @@ from drcore.core.errors import InvalidRequest
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.failback_action import Checkpoint, FailbackAction, Validation
 from drcore.region.failback_hand_back import SecondaryHandBack
+from drcore.region.failback_primary_uploads import PrimaryUploads
 from drcore.region.failback_sites import FailbackSites
 from drcore.region.function_environment import FunctionEnvironment
+from drcore.region.replication_s3 import ReplicationGateway
 from drcore.region.switch_gate import SwitchGate
 from drcore.rollback.health_probe import HealthProbe
 from drcore.state.backup_store import BackupStore
@@ -87,6 +89,11 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
             SecondaryHandBack(sites, replica_notifications, secondary_s3, secondary_lambda, store),
             validation=validation, checkpoint=checkpoint,
             gate=SwitchGate(secondary_clients("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds)
+            if failover.switch_gate_queue else None,
+            primary_uploads=PrimaryUploads(
+                sites, BucketNotifications(primary_s3),
+                SwitchGate(primary_clients("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds),
+                ReplicationGateway(primary_s3), primary_lambda, store, region.replication_max_latency_seconds)
             if failover.switch_gate_queue else None)
 
     return ConfiguredFailback(build)

@@ -29,6 +29,7 @@ from drcore.region.failover_survey import PrimaryView, SecondaryReadiness
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.replication_health import ReplicationHealth
 from drcore.region.replication_s3 import ReplicationGateway
+from drcore.region.replication_wait import ReplicationWait
 from drcore.region.switch_gate import SwitchGate
 from drcore.state.backup_store import BackupStore
 from drcore.state.region_record import RegionRecord
@@ -94,5 +95,7 @@ def failover_action(settings: ControllerSettings, backup: BackupSettings, region
     gates = None if not failover.switch_gate_queue else SwitchGates(
         primary=SwitchGate(primary("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds),
         replica=SwitchGate(secondary("sqs"), failover.switch_gate_queue, failover.switch_gate_settle_seconds))
+    replication_wait = ReplicationWait(ReplicationGateway(primary("s3")), backup.data_bucket,
+                                       region.replication_max_latency_seconds, failover.replication_wait_seconds)
     return FailoverAction(names, record, view, primary("s3"), replication, parts, notices, checkpoint, validation,
-                          gates)
+                          gates, replication_wait)

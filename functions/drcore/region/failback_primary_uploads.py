@@ -1,0 +1,145 @@
+"""Uploads clients make to the primary bucket while a failback runs, which neither region would process otherwise.
+
+From the moment the replica's pipeline entry comes off (the failback's `replica_off`) to the moment the primary's
+goes on (`primary_on`), an upload to the primary bucket is processed by no one: the primary has no entry yet, and
+its replica reaches a replica that notifies no one. Likewise an upload made before, whose replica lands after the
+replica's entry came off. With the switch gates configured, the failback:
+
+1. `hold` (in `replica_off`, before the replica's entry comes off): merges the primary's gate entry into the data
+   bucket's notifications (the events and filter of the pipeline's entry): from here S3 records each upload to the
+   primary in the primary's gate queue (drcore.region.switch_gate). Then it lists the primary's versions of the
+   last `replication.max_latency_seconds` and keeps those still PENDING replication: their replicas land when the
+   replica notifies no one.
+2. `start` (in `primary_on`): swaps the gate entry for the primary LIVE's, in one write: each later upload is the
+   primary's own.
+3. `catch_up` (the step after `primary_on`): drains the gate, then invokes the primary LIVE once for each upload it
+   recorded and each version kept in 1, except the failback's own copies into the primary (the secondary's uploads,
+   processed there already; drcore.restore.applied_records), each invocation recorded as it is made.
+4. `release` (a failback that stops and hands processing back to the secondary): the gate entry is removed and what
+   it recorded dropped: those uploads reach the replica, whose hand-back processes its off window.
+
+An upload to the primary made between 1's gate and the replica's entry coming off, whose replica lands before the
+latter, is processed by the secondary and again by the primary (processed twice, never not at all): S3 replicates
+in seconds, the window is the listing's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from drcore.aws.pipeline_notification import BucketNotifications, NotificationChange
+from drcore.core.models import Clock, to_iso, utc_now
+from drcore.region.failback_sites import FailbackSites
+from drcore.region.failover_catch_up import MissedUpload, as_missed, drain, invoke_once, s3_event
+from drcore.region.replication_s3 import ReplicationGateway
+from drcore.region.replication_wait import LISTING_LIMIT, PENDING, version_name
+from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
+from drcore.restore.applied_records import read_written
+from drcore.state.backup_store import BackupStore
+
+logger = Logger(child=True)
+
+# Time kept back from the invocation for recording progress before continuing in a new one.
+RESERVE_MS = 30_000
+PLACED = "placed"
+
+
+class PrimaryUploads:
+    """The primary side of a failback's switch gate. State lives in the failback's progress (`state`)."""
+
+    def __init__(self, sites: FailbackSites, notifications: BucketNotifications, gate: SwitchGate,
+                 replication: ReplicationGateway, primary_lambda: Any, store: BackupStore,
+                 max_latency_seconds: int, clock: Clock = utc_now) -> None:
+        self._sites = sites
+        self._notifications = notifications
+        self._gate = gate
+        self._replication = replication
+        self._lambda = primary_lambda
+        self._store = store
+        self._max_latency = timedelta(seconds=max_latency_seconds)
+        self._clock = clock
+
+    def hold(self, plan_id: str, template: Mapping[str, Any] | None, state: dict[str, Any],
+             save: Callable[[], None]) -> dict[str, Any]:
+        """Before the replica's entry comes off: the primary's uploads recorded from now, those of before that are
+        still replicating kept."""
+        bucket = self._sites.data_bucket
+        if state.get("primary_gate") != PLACED:
+            self._notifications.merge_in(bucket, self._gate.queue_arn, template, gate_entry_id(plan_id))
+            state["primary_gate"] = PLACED
+            save()
+        if "primary_replicating" not in state:  # listed after the gate: each upload is in one or the other
+            now = self._clock()
+            versions, complete = self._replication.versions_between(
+                bucket, now.replace(microsecond=0) - self._max_latency, now + timedelta(seconds=1), LISTING_LIMIT)
+            replicating = {}
+            for version in versions:
+                found = self._replication.replication_of(bucket, version.key, version.version_id)
+                if found is not None and found.status == PENDING:
+                    replicating[version_name(version.key, version.version_id)] = {
+                        "key": version.key, "version_id": version.version_id, "size": version.size,
+                        "etag": version.etag, "event_time": to_iso(version.last_modified)}
+            state.update(primary_replicating=replicating, primary_listing_complete=complete)
+            save()
+        return {"primary_gate": PLACED, "primary_replicating": len(state["primary_replicating"]),
+                "primary_listing_complete": state["primary_listing_complete"]}
+
+    def start(self, plan_id: str, template: Mapping[str, Any] | None, state: dict[str, Any]) -> NotificationChange:
+        """The primary LIVE's entry in the gate's place, in one write (merged in when no gate was placed)."""
+        live = self._sites.live_arn(self._sites.primary_region)
+        if state.get("primary_gate") != PLACED:
+            return self._notifications.merge_in(self._sites.data_bucket, live, template)
+        return self._notifications.swap(self._sites.data_bucket, self._gate.queue_arn, live, template)
+
+    def catch_up(self, plan_id: str, records_id: str, state: dict[str, Any], save: Callable[[], None],
+                 remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        """Each upload no region processed invoked once on the primary LIVE (`paused`: call again)."""
+        if state.get("primary_gate") != PLACED:
+            return {"ok": True, "invoked": 0, "gate": "not placed"}
+        gated: dict[str, Any] = state.setdefault("primary_gated", {})
+        if not state.get("primary_gate_drained"):
+            def record(uploads: tuple[GatedUpload, ...]) -> None:
+                if uploads:
+                    gated.update({upload.name: upload.to_dict() for upload in uploads})
+                    save()
+
+            if not drain(self._gate, gate_entry_id(plan_id), record, remaining_ms, RESERVE_MS):
+                return {"paused": True}
+            state["primary_gate_drained"] = True
+            save()
+        sites = self._sites
+        own = {version_name(key, version_id) for key, versions in
+               read_written(self._store, sites.data_bucket, records_id).items() for version_id, _ in versions}
+        candidates = {**state.get("primary_replicating", {}), **gated}
+        invoked = set(state.get("primary_invoked", []))
+        for name, upload in candidates.items():
+            if name in own or name in invoked:
+                continue
+            if remaining_ms() < RESERVE_MS:
+                return {"paused": True, "invoked": len(invoked)}
+            invoke_once(self._lambda, sites.function_name, sites.live_alias,
+                        s3_event(self._missed(upload), sites.data_bucket, sites.primary_region, sites.partition))
+            invoked.add(name)
+            state["primary_invoked"] = sorted(invoked)
+            save()
+        logger.info("failback invoked the primary for uploads no region processed", extra={
+            "bucket": sites.data_bucket, "invoked": len(invoked), "gated": len(gated),
+            "replicating": len(state.get("primary_replicating", {}))})
+        return {"ok": True, "invoked": len(invoked), "gated": len(gated),
+                "replicating": len(state.get("primary_replicating", {})),
+                "own_copies_skipped": len(own & set(candidates))}
+
+    def release(self, plan_id: str, state: dict[str, Any], remaining_ms: Callable[[], int]) -> None:
+        """The failback stopped: the gate entry removed, what it recorded dropped (the replica's hand-back has it)."""
+        if state.get("primary_gate") == PLACED:
+            self._notifications.remove(self._sites.data_bucket, self._gate.queue_arn)
+            drain(self._gate, gate_entry_id(plan_id), lambda _: None, remaining_ms, 0)
+            state["primary_gate"] = "released"
+
+    @staticmethod
+    def _missed(upload: dict[str, Any]) -> MissedUpload:
+        return as_missed(GatedUpload.from_dict(upload))
