@@ -180,14 +180,18 @@ def failback(system: SampleSystem, behaviour: VersionBehaviour) -> tuple[bool, d
     processing in until its notification's removal was read back: the second the switch gate splits), and none of
     the uploads the failback could reach left unprocessed: those answered before its last sweep listed the replica
     (`catch_up_after.listed_at`). Clients still uploading to the secondary after that are beyond any failback's
-    reach (they must write to the primary once it answers): their uploads are counted apart, not judged."""
+    reach (they must write to the primary once it answers): their uploads are counted apart, not judged. Other
+    clients move back to the primary early, uploading to it all through the failback: each of theirs must be
+    processed once too (by the secondary through replication, or by the primary, invoked for what neither region
+    was sent, or notified once it processes)."""
     name, buckets = system.function_name, Buckets(system)
     writes, since = Writes(buckets), datetime.now(UTC)
     for n in range(5):  # clients in the secondary during the outage: new objects, and a change to an existing one
         writes.put(SECONDARY_REGION, f"uploads/drill-in-secondary/{n:05d}.csv", f"id\nsecondary {n}\n".encode())
     environment = function_environment(system.clients["lambda"], name)
     before = buckets.configurations()
-    with UploadStream(writes, SECONDARY_REGION, "uploads/drill-failback/"):
+    with UploadStream(writes, SECONDARY_REGION, "uploads/drill-failback/"), \
+            UploadStream(writes, system.region, "uploads/drill-failback-at-the-primary/", interval=0.1):
         planned, applied, _ = _two_step(system.region, "failback")
         answered = datetime.now(UTC)
     after = buckets.configurations()

@@ -130,15 +130,24 @@ class UploadsToThePrimaryAtTheSwitch(BucketNotifications):
     def swap(self, *args: Any, **kwargs: Any) -> Any:
         change = super().swap(*args, **kwargs)
         self._world.upload_to_primary("uploads/to-the-primary.csv", b"uploaded to the primary during the failback")
+        # and the replica of an earlier upload to the primary lands right then
+        self._world.replication.held_keys.discard("uploads/landing-at-the-switch.csv")
+        self._world.replication.catch_up()
         return change
+
+    def remove(self, *args: Any, **kwargs: Any) -> Any:  # the replica's gate removed, a second later (first time)
+        if not self._world.body("uploads/to-the-primary-later.csv"):
+            self._world.upload_to_primary("uploads/to-the-primary-later.csv", b"uploaded to the primary, later")
+        return super().remove(*args, **kwargs)
 
 
 def test_uploads_to_the_primary_that_neither_region_processed_are_processed_once_by_the_primary(failed_over):
     world = failed_over
     # Given an upload the secondary processed, and one made to the primary whose replication is still under way
     world.upload_to_replica("uploads/during.csv", b"written in the secondary")
-    world.replication.held_keys.add("uploads/replicating.csv")
-    world.upload_to_primary("uploads/replicating.csv", b"its replica lands after the replica stops processing")
+    world.replication.held_keys.update(["uploads/replicating.csv", "uploads/landing-at-the-switch.csv"])
+    world.upload_to_primary("uploads/replicating.csv", b"its replica lands after the failback")
+    world.upload_to_primary("uploads/landing-at-the-switch.csv", b"its replica lands as the replica stops processing")
     _, plan, _ = world.action().make_plan(request())
     # When the failback is applied with the gates, a client uploading to the primary as the replica stops processing
     action = world.action(replica_notifications=UploadsToThePrimaryAtTheSwitch(world), **world.gated())
@@ -148,8 +157,13 @@ def test_uploads_to_the_primary_that_neither_region_processed_are_processed_once
     # Then both uploads to the primary are processed once, there; the secondary's, and its copy-back, are not again
     assert world.processed("uploads/to-the-primary.csv") == [f"{PRIMARY}:invoke"]
     assert world.processed("uploads/replicating.csv") == [f"{PRIMARY}:invoke"]
+    assert world.processed("uploads/landing-at-the-switch.csv") == [f"{PRIMARY}:invoke"]
+    assert world.processed("uploads/to-the-primary-later.csv") == [f"{PRIMARY}:invoke"]
     assert world.processed("uploads/during.csv") == [NOTIFIED_IN_SECONDARY]
-    assert result["catch_up_primary"]["invoked"] == 2 and result["catch_up_primary"]["own_copies_skipped"] >= 1
+    # (one still replicating; two landed once the replica's gate was in place; one recorded by the primary's gate)
+    caught_up = result["catch_up_primary"]
+    assert (caught_up["invoked"], caught_up["replicating"], caught_up["landed_late"]) == (4, 1, 2), caught_up
+    assert caught_up["own_copies_skipped"] >= 1
     # And the primary's gate entry is gone, its LIVE's in place; the next upload to the primary is processed there
     assert world.processing() == (True, False)
     primary = BucketNotifications(world.primary_s3).configuration(world.data)

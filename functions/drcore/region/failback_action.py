@@ -15,8 +15,9 @@ The failover's time is its region claim's `at`, less `SWITCH_WINDOW`.
 second of the switch) and leaves none unprocessed:
 
 1. `replica_off`: the secondary stops processing first: the moment is recorded (write-once, in the backup store),
-   (with the gates, the primary's gate entry is placed on the data bucket), then the replica's `LIVE` entry is
-   removed from its notifications. Uploads to the replica before it were
+   then the replica's `LIVE` entry is removed from its notifications (with the gates, the primary's gate entry is
+   then placed on the data bucket and its versions still replicating listed: drcore.region.failback_primary_uploads).
+   Uploads to the replica before it were
    processed there. From here on nothing the failback writes is processed by the secondary: its copies into the
    primary come back into the replica by replication, and the replica notifies no one of them.
 2. `copy`: the planned copy-back, the divergence the operator approved (safety snapshot of the primary bucket first,
@@ -206,9 +207,6 @@ class FailbackAction:
 
     def _step_replica_off(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                           remaining_ms: Callable[[], int]) -> dict[str, Any]:
-        # The primary's gate first: its listing takes time, and the replica-off moment is the swap's.
-        held = {} if self._primary_uploads is None else self._primary_uploads.hold(
-            plan["plan_id"], plan["entry_template"], state, lambda: self._save(plan, state))
         state["replica_off_at"] = self._replica_off_moment(copy)
         live, bucket = self._sites.live_arn(self._sites.secondary_region), self._sites.replica_bucket
         if self._gate is None:
@@ -218,8 +216,13 @@ class FailbackAction:
                                                       gate_entry_id(plan["plan_id"]))
             change = replace(change, processing=self._replica_notifications.processing(bucket, live))
         # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
+        removed_at = to_iso(self._clock())
+        held: dict[str, Any] = {}
+        if self._primary_uploads is not None:  # after the swap: see drcore.region.failback_primary_uploads
+            self._primary_uploads.place(plan["plan_id"], plan["entry_template"], state, lambda: self._save(plan, state))
+            held = self._primary_uploads.survey(state, lambda: self._save(plan, state))
         return {**change.to_dict(), **held, "ok": change.ok and not change.processing,
-                "at": state["replica_off_at"], "removed_at": to_iso(self._clock())}
+                "at": state["replica_off_at"], "removed_at": removed_at}
 
     def _step_copy(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                    remaining_ms: Callable[[], int]) -> dict[str, Any]:

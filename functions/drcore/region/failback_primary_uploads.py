@@ -3,24 +3,31 @@
 From the moment the replica's pipeline entry comes off (the failback's `replica_off`) to the moment the primary's
 goes on (`primary_on`), an upload to the primary bucket is processed by no one: the primary has no entry yet, and
 its replica reaches a replica that notifies no one. Likewise an upload made before, whose replica lands after the
-replica's entry came off. With the switch gates configured, the failback:
+replica's entry came off.
 
-1. `hold` (in `replica_off`, before the replica's entry comes off): merges the primary's gate entry into the data
-   bucket's notifications (the events and filter of the pipeline's entry): from here S3 records each upload to the
-   primary in the primary's gate queue (drcore.region.switch_gate). Then it lists the primary's versions of the
-   last `replication.max_latency_seconds` and keeps those still PENDING replication: their replicas land when the
-   replica notifies no one.
-2. `start` (in `primary_on`): swaps the gate entry for the primary LIVE's, in one write: each later upload is the
-   primary's own.
-3. `catch_up` (the step after `primary_on`): drains the gate, then invokes the primary LIVE once for each upload it
-   recorded and each version kept in 1, except the failback's own copies into the primary (the secondary's uploads,
-   processed there already; drcore.restore.applied_records), each invocation recorded as it is made.
-4. `release` (a failback that stops and hands processing back to the secondary): the gate entry is removed and what
-   it recorded dropped: those uploads reach the replica, whose hand-back processes its off window.
+With the switch gates configured, the failback, in `replica_off`, right after the replica's entry was swapped for
+the replica's gate (so that every replica landing from then on is recorded there until that gate is removed, in
+`catch_up_before`):
 
-An upload to the primary made between 1's gate and the replica's entry coming off, whose replica lands before the
-latter, is processed by the secondary and again by the primary (processed twice, never not at all): S3 replicates
-in seconds, the window is the listing's length.
+1. `place`: merges the primary's gate entry into the data bucket's notifications (the events and filter of the
+   pipeline's entry): from here S3 records each upload to the primary in the primary's gate queue
+   (drcore.region.switch_gate). Its replicas land after the swap: no region processed them.
+2. `survey`: lists the primary's versions of the last `replication.max_latency_seconds` (every upload made before 1
+   is listed) and keeps those still PENDING replication: their replicas land after the swap. Those already
+   replicated landed before the swap (processed by the secondary), or after it, and then the replica's gate,
+   still in place, recorded them.
+3. `start` (in `primary_on`): swaps the primary's gate entry for the primary LIVE's, in one write: each later upload
+   is the primary's own.
+4. `catch_up` (the step after `primary_on`): drains the primary's gate, then invokes the primary LIVE once for each
+   upload no region processed: those the primary's gate recorded, those kept in 2, and the primary's uploads whose
+   replicas the replica's gate recorded, except the failback's own copies into the primary (the secondary's
+   uploads, processed there already; drcore.restore.applied_records). Each invocation is recorded as it is made.
+5. `release` (a failback that stops and hands processing back to the secondary): the gate entry is removed and what
+   it recorded dropped: those uploads reached the replica in its off window, and the hand-back processes them.
+
+Each upload to the primary is thereby processed once: by the secondary if its replica landed before the swap, by
+the primary otherwise (but one older than `replication.max_latency_seconds` still replicating, or beyond the
+listing's 100,000 versions: `primary_listing_complete` says whether the listing read the whole bucket).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ logger = Logger(child=True)
 # Time kept back from the invocation for recording progress before continuing in a new one.
 RESERVE_MS = 30_000
 PLACED = "placed"
+REPLICA = "REPLICA"  # S3's replication status of a version written by replication
 
 
 class PrimaryUploads:
@@ -63,26 +71,31 @@ class PrimaryUploads:
         self._max_latency = timedelta(seconds=max_latency_seconds)
         self._clock = clock
 
-    def hold(self, plan_id: str, template: Mapping[str, Any] | None, state: dict[str, Any],
-             save: Callable[[], None]) -> dict[str, Any]:
-        """Before the replica's entry comes off: the primary's uploads recorded from now, those of before that are
-        still replicating kept."""
-        bucket = self._sites.data_bucket
+    def place(self, plan_id: str, template: Mapping[str, Any] | None, state: dict[str, Any],
+              save: Callable[[], None]) -> None:
+        """Right after the replica's entry came off: each upload to the primary recorded from now."""
         if state.get("primary_gate") != PLACED:
-            self._notifications.merge_in(bucket, self._gate.queue_arn, template, gate_entry_id(plan_id))
+            self._notifications.merge_in(self._sites.data_bucket, self._gate.queue_arn, template,
+                                         gate_entry_id(plan_id))
             state["primary_gate"] = PLACED
             save()
-        if "primary_replicating" not in state:  # listed after the gate: each upload is in one or the other
-            now = self._clock()
+
+    def survey(self, state: dict[str, Any], save: Callable[[], None]) -> dict[str, Any]:
+        """After `place`: the primary's versions still replicating (their replicas land when no region processes
+        them)."""
+        if state.get("primary_gate") != PLACED:
+            return {}
+        if "primary_replicating" not in state:
+            bucket, now = self._sites.data_bucket, self._clock()
             versions, complete = self._replication.versions_between(
                 bucket, now.replace(microsecond=0) - self._max_latency, now + timedelta(seconds=1), LISTING_LIMIT)
             replicating = {}
             for version in versions:
                 found = self._replication.replication_of(bucket, version.key, version.version_id)
                 if found is not None and found.status == PENDING:
-                    replicating[version_name(version.key, version.version_id)] = {
-                        "key": version.key, "version_id": version.version_id, "size": version.size,
-                        "etag": version.etag, "event_time": to_iso(version.last_modified)}
+                    replicating[version_name(version.key, version.version_id)] = GatedUpload(
+                        version.key, version.version_id, version.size, version.etag,
+                        to_iso(version.last_modified)).to_dict()
             state.update(primary_replicating=replicating, primary_listing_complete=complete)
             save()
         return {"primary_gate": PLACED, "primary_replicating": len(state["primary_replicating"]),
@@ -114,7 +127,10 @@ class PrimaryUploads:
         sites = self._sites
         own = {version_name(key, version_id) for key, versions in
                read_written(self._store, sites.data_bucket, records_id).items() for version_id, _ in versions}
-        candidates = {**state.get("primary_replicating", {}), **gated}
+        if "primary_landed_late" not in state:
+            state["primary_landed_late"] = self._landed_late(state, set(gated) | own)
+            save()
+        candidates = {**state.get("primary_replicating", {}), **state["primary_landed_late"], **gated}
         invoked = set(state.get("primary_invoked", []))
         for name, upload in candidates.items():
             if name in own or name in invoked:
@@ -131,7 +147,21 @@ class PrimaryUploads:
             "replicating": len(state.get("primary_replicating", {}))})
         return {"ok": True, "invoked": len(invoked), "gated": len(gated),
                 "replicating": len(state.get("primary_replicating", {})),
-                "own_copies_skipped": len(own & set(candidates))}
+                "landed_late": len(state["primary_landed_late"]), "own_copies_skipped": len(own & set(candidates))}
+
+    def _landed_late(self, state: dict[str, Any], known: set[str]) -> dict[str, Any]:
+        """Of the arrivals the replica's gate recorded, the replicas of the primary's own uploads (replication keeps
+        the version id; a version the data bucket does not hold is the replica's own upload)."""
+        found = {}
+        for name in state.get("gated_replica", []):
+            if name in known or name in state.get("primary_replicating", {}):
+                continue
+            key, version_id = name.rsplit("#", 1)
+            version = self._replication.replication_of(self._sites.data_bucket, key, version_id)
+            if version is not None and version.status != REPLICA:
+                modified = version.last_modified or self._clock()
+                found[name] = GatedUpload(key, version_id, version.size, version.etag, to_iso(modified)).to_dict()
+        return found
 
     def release(self, plan_id: str, state: dict[str, Any], remaining_ms: Callable[[], int]) -> None:
         """The failback stopped: the gate entry removed, what it recorded dropped (the replica's hand-back has it)."""

@@ -45,6 +45,8 @@ class VersionReplication:
 
     status: str | None  # PENDING, COMPLETED, FAILED, REPLICA; None: not in scope of any rule when written
     size: int
+    etag: str = ""
+    last_modified: datetime | None = None
 
 
 class ReplicationGateway:
@@ -134,4 +136,5 @@ class ReplicationGateway:
             if error_code(error) in NOT_FOUND:
                 return None
             raise
-        return VersionReplication(status=head.get("ReplicationStatus"), size=int(head.get("ContentLength", 0)))
+        return VersionReplication(status=head.get("ReplicationStatus"), size=int(head.get("ContentLength", 0)),
+                                  etag=str(head.get("ETag", "")).strip('"'), last_modified=head.get("LastModified"))
