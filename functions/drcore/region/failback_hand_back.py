@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger
 from drcore.aws.pipeline_notification import BucketNotifications
 from drcore.core.models import Clock, parse_time, to_iso, utc_now
 from drcore.region.failback_sites import FailbackSites
-from drcore.region.failover_catch_up import invoke_once, missed_uploads, s3_event
+from drcore.region.failover_catch_up import MissedUpload, invoke_each_once, invoke_once, missed_uploads, s3_event
 from drcore.restore.applied_records import read_written
 from drcore.state.backup_store import BackupStore
 
@@ -60,17 +60,17 @@ class SecondaryHandBack:
         start = parse_time(state["replica_off_at"]).replace(microsecond=0)
         own = {(key, version_id) for key, versions in read_written(self._store, sites.data_bucket, records_id).items()
                for version_id, _ in versions}
-        invoked = set(state.get("handed_back_invoked", []))
-        for upload in missed_uploads(self._s3, sites.replica_bucket, start, parse_time(state["handed_back_at"])):
-            if upload.name in invoked or (upload.key, upload.version_id) in own:
-                continue
-            if remaining_ms() < RESERVE_MS:
-                return {"paused": True, "invoked": len(invoked)}
+        window = missed_uploads(self._s3, sites.replica_bucket, start, parse_time(state["handed_back_at"]))
+
+        def invoke(upload: MissedUpload) -> None:
             invoke_once(self._lambda, sites.function_name, sites.live_alias,
                         s3_event(upload, sites.replica_bucket, sites.secondary_region, sites.partition))
-            invoked.add(upload.name)
-            state["handed_back_invoked"] = sorted(invoked)
-            save()
+
+        finished = invoke_each_once((upload for upload in window if (upload.key, upload.version_id) not in own),
+                                    state, "handed_back_invoked", invoke, save, remaining_ms, RESERVE_MS)
+        invoked = state.get("handed_back_invoked", [])
+        if not finished:
+            return {"paused": True, "invoked": len(invoked)}
         logger.info("failback handed processing back to the secondary", extra={
             "replica": sites.replica_bucket, "processing": change.processing, "invoked": len(invoked),
             "window_start": to_iso(start), "window_end": state["handed_back_at"]})

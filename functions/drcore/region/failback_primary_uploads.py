@@ -41,7 +41,7 @@ from aws_lambda_powertools import Logger
 from drcore.aws.pipeline_notification import BucketNotifications, NotificationChange
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.region.failback_sites import FailbackSites
-from drcore.region.failover_catch_up import MissedUpload, as_missed, drain, invoke_once, s3_event
+from drcore.region.failover_catch_up import MissedUpload, as_missed, drain, invoke_each_once, invoke_once, s3_event
 from drcore.region.replication_s3 import ReplicationGateway
 from drcore.region.replication_wait import LISTING_LIMIT, PENDING, version_name
 from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
@@ -131,17 +131,16 @@ class PrimaryUploads:
             state["primary_landed_late"] = self._landed_late(state, set(gated) | own)
             save()
         candidates = {**state.get("primary_replicating", {}), **state["primary_landed_late"], **gated}
-        invoked = set(state.get("primary_invoked", []))
-        for name, upload in candidates.items():
-            if name in own or name in invoked:
-                continue
-            if remaining_ms() < RESERVE_MS:
-                return {"paused": True, "invoked": len(invoked)}
+
+        def invoke(upload: MissedUpload) -> None:
             invoke_once(self._lambda, sites.function_name, sites.live_alias,
-                        s3_event(self._missed(upload), sites.data_bucket, sites.primary_region, sites.partition))
-            invoked.add(name)
-            state["primary_invoked"] = sorted(invoked)
-            save()
+                        s3_event(upload, sites.data_bucket, sites.primary_region, sites.partition))
+
+        missed = (as_missed(GatedUpload.from_dict(upload)) for name, upload in candidates.items() if name not in own)
+        finished = invoke_each_once(missed, state, "primary_invoked", invoke, save, remaining_ms, RESERVE_MS)
+        invoked = state.get("primary_invoked", [])
+        if not finished:
+            return {"paused": True, "invoked": len(invoked)}
         logger.info("failback invoked the primary for uploads no region processed", extra={
             "bucket": sites.data_bucket, "invoked": len(invoked), "gated": len(gated),
             "replicating": len(state.get("primary_replicating", {}))})
@@ -169,7 +168,3 @@ class PrimaryUploads:
             self._notifications.remove(self._sites.data_bucket, self._gate.queue_arn)
             drain(self._gate, gate_entry_id(plan_id), lambda _: None, remaining_ms, 0)
             state["primary_gate"] = "released"
-
-    @staticmethod
-    def _missed(upload: dict[str, Any]) -> MissedUpload:
-        return as_missed(GatedUpload.from_dict(upload))

@@ -52,7 +52,15 @@ from botocore.exceptions import ClientError
 from drcore.aws.errors import is_not_found
 from drcore.aws.pipeline_notification import BucketNotifications, live_alias_arn
 from drcore.core.models import Clock, to_iso, utc_now
-from drcore.region.failover_catch_up import MissedUpload, as_missed, drain, invoke_once, missed_uploads, s3_event
+from drcore.region.failover_catch_up import (
+    MissedUpload,
+    as_missed,
+    drain,
+    invoke_each_once,
+    invoke_once,
+    missed_uploads,
+    s3_event,
+)
 from drcore.region.failover_notices import FailoverNotices
 from drcore.region.failover_plan import (
     FAILOVER_VARIABLES,
@@ -312,20 +320,17 @@ class FailoverAction:
         """Invoke each upload no region processed, once; False when the invocation must continue in a new one."""
         if done.get("caught_up_complete"):
             return True
-        invoked = set(done.get("caught_up", []))
         missed = self._missed(planned, done, remaining_ms)
         if missed is None:
             return False
-        for upload in missed:
-            if upload.name in invoked:
-                continue
-            if remaining_ms() < RESERVE_MS:
-                return False
+
+        def invoke(upload: MissedUpload) -> None:
             invoke_once(self._secondary.lambda_client, planned.function_name, self._names.live_alias,
                         s3_event(upload, planned.replica_bucket, planned.secondary_region))
-            invoked.add(upload.name)
-            done["caught_up"] = sorted(invoked)
-            self._save(planned, done)
+
+        if not invoke_each_once(missed, done, "caught_up", invoke, lambda: self._save(planned, done), remaining_ms,
+                                RESERVE_MS):
+            return False
         done["caught_up_complete"] = True
         self._save(planned, done)
         return True

@@ -16,7 +16,7 @@ window is seconds wide, and an upload processed twice is preferred to one lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,6 +90,24 @@ def drain(gate: SwitchGate, entry_id: str, record: Callable[[tuple[GatedUpload, 
 def as_missed(upload: GatedUpload) -> MissedUpload:
     """A gated upload as the catch-up invokes it (the event's time standing for the object's)."""
     return MissedUpload(upload.key, upload.version_id, parse_time(upload.event_time), upload.size, upload.etag)
+
+
+def invoke_each_once(uploads: Iterable[MissedUpload], progress: dict[str, Any], field: str,
+                     invoke: Callable[[MissedUpload], None], save: Callable[[], None],
+                     remaining_ms: Callable[[], int], reserve_ms: int) -> bool:
+    """`invoke` each upload not yet named in `progress[field]`, naming each there (and `save`-ing) as soon as it is
+    invoked, so that a resumption invokes none twice; False when the invocation must continue in a new one."""
+    invoked = set(progress.get(field, []))
+    for upload in uploads:
+        if upload.name in invoked:
+            continue
+        if remaining_ms() < reserve_ms:
+            return False
+        invoke(upload)
+        invoked.add(upload.name)
+        progress[field] = sorted(invoked)
+        save()
+    return True
 
 
 def invoke_once(lambda_client: Any, function_name: str, qualifier: str, event: dict[str, Any]) -> None:
