@@ -23,6 +23,13 @@ What moto lacks, and what the fill does instead:
   `sequencer`, which S3 sends for every object created in a versioned bucket (the notification-content structure in
   S3's user guide). Here both are added, to every kind of destination: the switch gate (drcore.region.switch_gate)
   tells uploads of one key apart by version.
+- Overlapping entries: S3 refuses a notification configuration in which two entries (of any destination kind)
+  share an event type (`s3:ObjectCreated:*` covers `s3:ObjectCreated:Put`) with overlapping key filters (one
+  prefix a prefix of the other, and one suffix a suffix of the other; an absent filter matches all): "Configuration
+  is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes are overlapping for the same
+  event type" (400 InvalidArgument; S3's user guide, "Configuring event notifications using object key name
+  filtering"). moto stores it. Here it is refused as S3 refuses it: a switch must swap one pipeline entry for
+  another, never hold both.
 - Direct invocations: an Invoke (any invocation type) whose payload is an S3 notification event (`Records` of
   `eventSource` `aws:s3`) processes the objects it names, as the failover's catch-up invoke does: each record
   becomes an invocation of its key (the key URL-decoded as S3 encodes it in events), after Invoke answered.
@@ -47,6 +54,7 @@ from urllib.parse import unquote_plus
 
 from moto.awslambda.models import LambdaBackend, lambda_backends
 from moto.s3 import notifications
+from moto.s3.exceptions import InvalidArgumentError
 from moto.s3.models import FakeBucket, FakeKey, S3Backend
 
 OBJECT_CREATED_PUT = notifications.S3NotificationEvent.OBJECT_CREATED_PUT_EVENT
@@ -145,6 +153,39 @@ def _s3_records(body: Any) -> list[dict[str, Any]]:
             and isinstance(record.get("s3"), dict)]
 
 
+# The parts of a notification configuration as moto receives it (parsed from S3's XML).
+_CONFIGURATION_PARTS = ("QueueConfiguration", "TopicConfiguration", "CloudFunctionConfiguration")
+
+
+def overlapping_entries(configuration: dict[str, Any]) -> tuple[str, ...]:
+    """The Ids of the first two entries S3 would call overlapping, or () (the fill above says when)."""
+    entries = []
+    for part in _CONFIGURATION_PARTS:
+        found = configuration.get(part) or []
+        for entry in found if isinstance(found, list) else [found]:
+            events = entry.get("Event") or []
+            rules = ((entry.get("Filter") or {}).get("S3Key") or {}).get("FilterRule") or []
+            rules = rules if isinstance(rules, list) else [rules]
+            named = {str(rule.get("Name", "")).lower(): str(rule.get("Value", "")) for rule in rules}
+            entries.append((str(entry.get("Id", "")), events if isinstance(events, list) else [events],
+                            named.get("prefix", ""), named.get("suffix", "")))
+    for index, (first, events, prefix, suffix) in enumerate(entries):
+        for second, other_events, other_prefix, other_suffix in entries[index + 1:]:
+            if (any(_events_overlap(one, other) for one in events for other in other_events)
+                    and (prefix.startswith(other_prefix) or other_prefix.startswith(prefix))
+                    and (suffix.endswith(other_suffix) or other_suffix.endswith(suffix))):
+                return first, second
+    return ()
+
+
+def _events_overlap(one: str, other: str) -> bool:
+    """Whether two event types name a common event (`s3:ObjectCreated:*` covers each ObjectCreated type)."""
+    if one == other:
+        return True
+    wide, narrow = (one, other) if one.endswith(":*") else (other, one)
+    return wide.endswith(":*") and narrow.startswith(wide[:-1])
+
+
 @contextmanager
 def pipeline_invocations_recorded(invocations: PipelineInvocations,
                                   replica_listeners: list[Callable[[S3Backend, str, FakeKey], None]]
@@ -152,18 +193,25 @@ def pipeline_invocations_recorded(invocations: PipelineInvocations,
     """Apply the fill while the block runs; `replica_listeners` is the replicator's list of what to tell about
     each replica it writes (ReplicationControl.replica_listeners)."""
     original_send_event = notifications.send_event
+    # S3 sends each event by the configuration of one moment. Here the function entries are read above and moto's own
+    # send reads the configuration again: a configuration written in between (a switch's swap, on another thread)
+    # would send one upload to both the function and the entry that replaced it. Events and configuration writes
+    # are therefore serialized.
+    configuration_lock = threading.RLock()
 
     def send_event(account_id: str, event_name: Any, bucket: FakeBucket, key: Any) -> None:
-        configuration = bucket.notification_configuration
-        if configuration is not None and isinstance(key, FakeKey):
-            for entry in configuration.cloud_function:
-                if entry.matches(event_name, key.name):
-                    region, arn, qualifier, version = _target(account_id, entry.arn)
-                    invocations.record(PipelineInvocation(
-                        region=region, function_arn=arn, qualifier=qualifier, version=version, bucket=bucket.name,
-                        key=key.name, version_id=key.version_id if key.version_id != "null" else None,
-                        at=datetime.now(UTC), source="notification", delivered=version is not None))
-        original_send_event(account_id, event_name, bucket, key)
+        with configuration_lock:
+            configuration = bucket.notification_configuration
+            if configuration is not None and isinstance(key, FakeKey):
+                for entry in configuration.cloud_function:
+                    if entry.matches(event_name, key.name):
+                        region, arn, qualifier, version = _target(account_id, entry.arn)
+                        invocations.record(PipelineInvocation(
+                            region=region, function_arn=arn, qualifier=qualifier, version=version,
+                            bucket=bucket.name, key=key.name,
+                            version_id=key.version_id if key.version_id != "null" else None,
+                            at=datetime.now(UTC), source="notification", delivered=version is not None))
+            original_send_event(account_id, event_name, bucket, key)
 
     def replica_written(backend: S3Backend, bucket_name: str, replica: FakeKey) -> None:
         notifications.send_event(backend.account_id, OBJECT_CREATED_PUT, backend.get_bucket(bucket_name), replica)
@@ -200,7 +248,20 @@ def pipeline_invocations_recorded(invocations: PipelineInvocations,
             found["sequencer"] = f"{int(key.last_modified.timestamp() * 1_000_000):016X}"
         return event
 
+    original_put_configuration = S3Backend.put_bucket_notification_configuration
+
+    def put_configuration(self: S3Backend, bucket_name: str, configuration: dict[str, Any]) -> None:
+        overlapping = overlapping_entries(configuration)
+        if overlapping:
+            raise InvalidArgumentError(
+                "Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes "
+                f"are overlapping for the same event type ({' and '.join(overlapping)})",
+                "NotificationConfiguration", "")
+        with configuration_lock:
+            original_put_configuration(self, bucket_name, configuration)
+
     with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(S3Backend, "put_bucket_notification_configuration", put_configuration))
         patches.enter_context(mock.patch.object(notifications, "_get_s3_event", s3_event))
         # S3's invocation of a function is the one recorded above: moto's attempt to run it in Docker is not made.
         patches.enter_context(mock.patch.object(notifications, "_invoke_awslambda", lambda *args, **kwargs: None))

@@ -35,6 +35,8 @@ PIPELINE_NOTIFICATION_ID = "apilados-pipeline-ingest-live"  # the pipeline stack
 AUDIT_NOTIFICATION_ID = "audit-trail"  # an entry the DR controller does not own
 AUDIT_QUEUE = "apilados-audit-trail"
 OBJECT_CREATED = "s3:ObjectCreated:*"
+# The audit entry hears of deletions: an ObjectCreated entry beside the pipeline's would overlap it, which S3 refuses.
+OBJECT_REMOVED = "s3:ObjectRemoved:*"
 
 
 def live_alias_arn(lambda_client: Any, function_name: str) -> str:
@@ -93,7 +95,7 @@ def add_audit_notifications(system: SampleSystem, session: Any, endpoint_url: st
                                              AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3 = system.clients["s3" if bucket == system.data_bucket else "s3_secondary"]
         merge_notification(s3, bucket, "QueueConfigurations",
-                           {"Id": AUDIT_NOTIFICATION_ID, "QueueArn": queue_arn, "Events": [OBJECT_CREATED]})
+                           {"Id": AUDIT_NOTIFICATION_ID, "QueueArn": queue_arn, "Events": [OBJECT_REMOVED]})
     return queues
 
 

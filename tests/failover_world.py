@@ -84,7 +84,7 @@ def build_regions(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> Sampl
     west_sqs = boto3.client("sqs", region_name=SECONDARY_REGION)
     secondary_s3.put_bucket_notification_configuration(Bucket=world.replica_bucket, NotificationConfiguration={
         "QueueConfigurations": [{"Id": "replica-audit", "QueueArn": audit_queue(west_sqs, "replica-audit"),
-                                 "Events": ["s3:ObjectCreated:*"]}]})
+                                 "Events": ["s3:ObjectRemoved:*"]}]})  # (ObjectCreated would overlap the pipeline's)
     _deploy_secondary_function(world)
     FunctionBackup(world.clients["lambda"], BackupStore(primary_s3, world.backup_bucket), world.function_name).run(
         reason="before the outage")

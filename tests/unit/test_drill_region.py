@@ -76,13 +76,15 @@ def test_the_drill_failover_step_fails_when_the_primary_keeps_processing(world, 
         def left_in_place(self, bucket, target_arn):
             return NotificationChange(bucket, target_arn, False, True, ())
 
-        merge_in = BucketNotifications.merge_in
+        swap = BucketNotifications.swap
 
-        def added_but_left_in_place(self, bucket, removed_arn, added_arn, template=None, entry_id=None):
-            return merge_in(self, bucket, added_arn, template, entry_id)
+        def primary_left_in_place(self, bucket, removed_arn, added_arn, template=None, entry_id=None):
+            if bucket == world.data_bucket:  # the primary's entry stays (S3 takes no second one beside it)
+                return NotificationChange(bucket, added_arn, False, True, ())
+            return swap(self, bucket, removed_arn, added_arn, template, entry_id)
 
         monkeypatch.setattr(BucketNotifications, "remove", left_in_place)
-        monkeypatch.setattr(BucketNotifications, "swap", added_but_left_in_place)
+        monkeypatch.setattr(BucketNotifications, "swap", primary_left_in_place)
         ok, details = failover(world, versions_behaviour)
         assert ok is False
         assert details["regions_processing"] == ["us-east-1", "us-west-2"]

@@ -129,6 +129,8 @@ class UploadsToThePrimaryAtTheSwitch(BucketNotifications):
 
     def swap(self, *args: Any, **kwargs: Any) -> Any:
         change = super().swap(*args, **kwargs)
+        if self._world.body("uploads/to-the-primary.csv"):  # the replica's swap only, not a hand-back's
+            return change
         self._world.upload_to_primary("uploads/to-the-primary.csv", b"uploaded to the primary during the failback")
         # and the replica of an earlier upload to the primary lands right then
         self._world.replication.held_keys.discard("uploads/landing-at-the-switch.csv")

@@ -88,11 +88,12 @@ def test_events_are_honoured(two_regions: SampleSystem, versions_behaviour: Vers
 
 def test_a_missing_target_is_recorded_as_not_delivered(two_regions: SampleSystem,
                                                        versions_behaviour: VersionBehaviour) -> None:
-    merge_notification(two_regions.clients["s3"], two_regions.data_bucket, "LambdaFunctionConfigurations", {
-        "Id": "gone", "LambdaFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:gone",
-        "Events": ["s3:ObjectCreated:*"]})
-    put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/a.csv")
-    assert versions_behaviour.invocations.per_key() == {"uploads/a.csv": 1}  # the pipeline's entry only
+    # (on the replica, which notifies nothing else: beside the pipeline's entry it would overlap, which S3 refuses)
+    merge_notification(two_regions.clients["s3_secondary"], two_regions.replica_bucket, "LambdaFunctionConfigurations",
+                       {"Id": "gone", "LambdaFunctionArn": "arn:aws:lambda:us-west-2:123456789012:function:gone",
+                        "Events": ["s3:ObjectCreated:*"]})
+    put(two_regions.clients["s3_secondary"], two_regions.replica_bucket, "uploads/a.csv")
+    assert versions_behaviour.invocations.per_key() == {}  # nothing delivered
     missed = [invocation for invocation in versions_behaviour.invocations.all(delivered_only=False)
               if not invocation.delivered]
     assert [invocation.function_name for invocation in missed] == ["gone"]
@@ -100,8 +101,9 @@ def test_a_missing_target_is_recorded_as_not_delivered(two_regions: SampleSystem
 
 def test_other_notification_kinds_are_untouched(two_regions: SampleSystem,
                                                 versions_behaviour: VersionBehaviour) -> None:
-    queues = add_audit_notifications(two_regions, SESSION)
-    put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/a.csv")
+    queues = add_audit_notifications(two_regions, SESSION)  # told of deletions
+    version_id = put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/a.csv")
+    two_regions.clients["s3"].delete_object(Bucket=two_regions.data_bucket, Key="uploads/a.csv", VersionId=version_id)
     assert object_keys(SESSION.client("sqs"), queues[two_regions.data_bucket]) == ["uploads%2Fa.csv"]
     assert versions_behaviour.invocations.per_key() == {"uploads/a.csv": 1}
 
@@ -114,14 +116,22 @@ def test_replicas_notify_their_bucket_as_s3_does(two_regions: SampleSystem,
     put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/before.csv")
     assert invocations.regions_per_key() == {"uploads/before.csv": {"us-east-1": 1}}  # replicated, not notified
     notify_secondary_live(two_regions)
-    queues = add_audit_notifications(two_regions, SESSION)
     version_id = put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/after.csv")
     assert invocations.regions_per_key()["uploads/after.csv"] == {"us-east-1": 1, SECONDARY_REGION: 1}
     [replica] = [invocation for invocation in invocations.all() if invocation.region == SECONDARY_REGION]
     assert (replica.bucket, replica.version_id, replica.qualifier) == (two_regions.replica_bucket, version_id, "LIVE")
     assert invocations.double_processed(["uploads/before.csv", "uploads/after.csv"]) == ["uploads/after.csv"]
+
+
+def test_replicas_notify_a_queue_as_well(two_regions: SampleSystem, versions_behaviour: VersionBehaviour) -> None:
     sqs = SESSION.client("sqs", region_name=SECONDARY_REGION)
-    assert object_keys(sqs, queues[two_regions.replica_bucket]) == ["uploads%2Fafter.csv"]
+    url = sqs.create_queue(QueueName="replica-created")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    merge_notification(two_regions.clients["s3_secondary"], two_regions.replica_bucket, "QueueConfigurations",
+                       {"Id": "created", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"]})
+    put(two_regions.clients["s3"], two_regions.data_bucket, "uploads/after.csv")
+    versions_behaviour.replication.catch_up()
+    assert object_keys(sqs, url) == ["uploads%2Fafter.csv"]
 
 
 def test_replicated_delete_markers_notify_no_function(two_regions: SampleSystem,
@@ -148,3 +158,38 @@ def test_a_direct_invoke_with_an_s3_event_processes_its_keys(two_regions: Sample
     assert (invocation.region, invocation.key, invocation.version_id, invocation.source) == (
         SECONDARY_REGION, "uploads/late one.csv", "v1", "invoke")
     assert invocation.version == two_regions.secondary_versions["good"]
+
+
+@pytest.mark.parametrize(("first", "second", "refused"), [
+    ({"Events": ["s3:ObjectCreated:*"]}, {"Events": ["s3:ObjectCreated:Put"]}, True),
+    ({"Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".csv"}]}}},
+     {"Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "up/"}]}}},
+     True),
+    ({"Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "a/"}]}}},
+     {"Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "b/"}]}}},
+     False),
+    ({"Events": ["s3:ObjectCreated:*"]}, {"Events": ["s3:ObjectRemoved:*"]}, False),
+])
+def test_overlapping_entries_are_refused_as_s3_refuses_them(two_regions: SampleSystem, first: dict[str, Any],
+                                                           second: dict[str, Any], refused: bool) -> None:
+    # Given a queue entry and a function entry, on one bucket, in one configuration
+    s3, sqs = two_regions.clients["s3"], two_regions.clients["sqs"]
+    queue = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="gate")["QueueUrl"],
+                                     AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    configuration = {
+        "QueueConfigurations": [{"Id": "gate", "QueueArn": queue, **first}],
+        "LambdaFunctionConfigurations": [{"Id": "live", "LambdaFunctionArn": live_alias_arn(
+            two_regions.clients["lambda"], two_regions.function_name), **second}]}
+    bucket = two_regions.data_bucket
+    if not refused:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+        return
+    # Then S3 refuses entries sharing an event type with overlapping key filters, and keeps what it had
+    def current() -> dict[str, Any]:
+        found = s3.get_bucket_notification_configuration(Bucket=two_regions.data_bucket)
+        return {part: entries for part, entries in found.items() if part != "ResponseMetadata"}
+
+    before = current()
+    with pytest.raises(s3.exceptions.ClientError, match=r"InvalidArgument.*overlapping"):
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    assert current() == before

@@ -36,7 +36,7 @@ def others(system: SampleSystem) -> dict[str, Any]:
     audit = LIVE.replace("apilados-pipeline-ingest:LIVE", "audit-trail")
     return {
         "LambdaFunctionConfigurations": [{"Id": "audit", "LambdaFunctionArn": audit, "Events": ["s3:ObjectRemoved:*"]}],
-        "QueueConfigurations": [{"Id": "to-queue", "QueueArn": queue, "Events": ["s3:ObjectCreated:Put"],
+        "QueueConfigurations": [{"Id": "to-queue", "QueueArn": queue, "Events": ["s3:ObjectTagging:Put"],
                                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "raw/"}]}}}],
         "TopicConfigurations": [{"Id": "to-topic", "TopicArn": topic, "Events": ["s3:ObjectRestore:Completed"]}],
     }

@@ -393,7 +393,8 @@ class FailbackAction:
     def _handed_back(self, plan: dict[str, Any], copy: FailbackCopyPlan, state: dict[str, Any],
                      remaining_ms: Callable[[], int]) -> dict[str, Any]:
         restored = self._hand_back_to_secondary.hand_back(plan["entry_template"], copy.records_id, state,
-                                                          lambda: self._save(plan, state), remaining_ms)
+                                                          lambda: self._save(plan, state), remaining_ms,
+                                                          self._gate.queue_arn if self._gate else None)
         if restored.get("paused"):
             return restored
         if self._primary_uploads is not None:

@@ -2,7 +2,8 @@
 claimed the region (a copy-back that does not verify or is refused, a claim lost to a switch that keeps the
 secondary active) hands processing back to the secondary, and leaves no upload of the time it was off unprocessed:
 
-1. the replica's `LIVE` entry is merged back into its notifications (with the events and filter it had);
+1. the replica's `LIVE` entry is merged back into its notifications (with the events and filter it had), in place
+   of the replica's switch gate entry when there is one (one write: S3 refuses two entries for the same events);
 2. the moment after that is recorded: the off window is [the replica-off second, that moment];
 3. the secondary `LIVE` is invoked once for each replica upload of the window, as the failover's catch-up invokes it
    (drcore.region.failover_catch_up: the same listing, event and invocation), each invocation recorded in the
@@ -48,12 +49,16 @@ class SecondaryHandBack:
         self._clock = clock
 
     def hand_back(self, entry_template: Mapping[str, Any] | None, records_id: str, state: dict[str, Any],
-                  save: Callable[[], None], remaining_ms: Callable[[], int]) -> dict[str, Any]:
+                  save: Callable[[], None], remaining_ms: Callable[[], int],
+                  gate_arn: str | None = None) -> dict[str, Any]:
         """What was handed back (`paused`: call again with the same state). `state` is the failback's progress:
-        it holds the replica-off moment, and keeps the window's end and the invocations made."""
+        it holds the replica-off moment, and keeps the window's end and the invocations made. `gate_arn`: the
+        replica's switch gate, whose entry (if still there) the LIVE entry replaces in one write: S3 refuses two
+        entries for the same events and keys."""
         sites = self._sites
-        change = self._notifications.merge_in(sites.replica_bucket, sites.live_arn(sites.secondary_region),
-                                              entry_template)
+        live = sites.live_arn(sites.secondary_region)
+        change = (self._notifications.swap(sites.replica_bucket, gate_arn, live, entry_template) if gate_arn else
+                  self._notifications.merge_in(sites.replica_bucket, live, entry_template))
         if "handed_back_at" not in state:  # recorded after the merge: the window closes no earlier than it
             state["handed_back_at"] = to_iso(self._clock())
             save()
