@@ -232,6 +232,12 @@ def test_a_copy_back_that_does_not_verify_gives_the_secondary_its_processing_bac
 def test_a_stopped_failback_releases_the_primarys_gate_and_the_secondary_processes_what_it_held(failed_over):
     world = failed_over
     world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    # (two uploads to the primary replicating: one lands as the replica stops processing, one after the failback)
+    # a few seconds before the failback (before the second the replica stops in, where its hand-back lists from)
+    world.replication.held_keys.update(["uploads/replicating.csv", "uploads/landing-at-the-switch.csv"])
+    with time_machine.travel(datetime.now(UTC) - timedelta(seconds=5)):
+        world.upload_to_primary("uploads/replicating.csv", b"its replica lands after the failback")
+        world.upload_to_primary("uploads/landing-at-the-switch.csv", b"its replica lands as the replica stops")
     _, plan, _ = world.action().make_plan(request())
     action = world.action(replica_notifications=UploadsToThePrimaryAtTheSwitch(world), divergence=damaged_copies(world),
                           **world.gated())
@@ -244,6 +250,12 @@ def test_a_stopped_failback_releases_the_primarys_gate_and_the_secondary_process
     assert world.processing() == (False, True)
     assert "QueueConfigurations" not in BucketNotifications(world.primary_s3).configuration(world.data)
     assert world.processed("uploads/to-the-primary.csv") == [f"{SECONDARY}:invoke"]
+    # And the replica that landed while the replica was off is processed once by the secondary (invoked: S3 sent it
+    # to the gate), the one landing after processing came back once too (S3 sends it)
+    assert world.processed("uploads/landing-at-the-switch.csv") == [f"{SECONDARY}:invoke"]
+    world.replication.held_keys.clear()
+    world.replication.catch_up()
+    assert world.processed("uploads/replicating.csv") == [NOTIFIED_IN_SECONDARY]
 
 
 def test_a_stopped_failback_resumed_after_a_crash_finishes_stopping_and_never_switches(failed_over, monkeypatch):

@@ -71,7 +71,7 @@ from drcore.region.divergence_plan import ConflictsUnresolved, FailbackCopyPlan,
 from drcore.region.failback_hand_back import RESERVE_MS, SecondaryHandBack
 from drcore.region.failback_primary_uploads import PrimaryUploads
 from drcore.region.failback_sites import FailbackSites
-from drcore.region.failover_catch_up import drain
+from drcore.region.failover_catch_up import MissedUpload, drain
 from drcore.region.failover_plan import FAILOVER_VARIABLES, SwitchValidation
 from drcore.region.function_environment import FunctionEnvironment
 from drcore.region.switch_gate import GatedUpload, SwitchGate, gate_entry_id
@@ -394,7 +394,8 @@ class FailbackAction:
                      remaining_ms: Callable[[], int]) -> dict[str, Any]:
         restored = self._hand_back_to_secondary.hand_back(plan["entry_template"], copy.records_id, state,
                                                           lambda: self._save(plan, state), remaining_ms,
-                                                          self._gate.queue_arn if self._gate else None)
+                                                          self._gate.queue_arn if self._gate else None,
+                                                          lambda: self._landed_while_off(plan, state))
         if restored.get("paused"):
             return restored
         if self._primary_uploads is not None:
@@ -403,6 +404,23 @@ class FailbackAction:
             self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
             drain(self._gate, gate_entry_id(plan["plan_id"]), lambda _: None, remaining_ms, 0)
         return {"ok": False, "stop": True, "reason": state["stopped"], "secondary_restored": restored}
+
+    def _landed_while_off(self, plan: dict[str, Any], state: dict[str, Any]) -> list[MissedUpload]:
+        """For a failback that stops: replicas of the primary's uploads that landed while the replica processed
+        nothing (drcore.region.failback_primary_uploads `landed_while_off`), the replica's gate drained first (its
+        entry is gone by now)."""
+        if self._gate is None or self._primary_uploads is None:
+            return []
+        names: list[str] = state.setdefault("gated_replica", [])
+        if not state.get("gated_replica_drained"):
+            def record(uploads: tuple[GatedUpload, ...]) -> None:
+                names.extend(upload.name for upload in uploads if upload.name not in names)
+                self._save(plan, state)
+
+            drain(self._gate, gate_entry_id(plan["plan_id"]), record, lambda: RESERVE_MS, 0)
+            state["gated_replica_drained"] = True
+            self._save(plan, state)
+        return self._primary_uploads.landed_while_off(state)
 
     def _save(self, plan: dict[str, Any], state: dict[str, Any]) -> None:
         if self._checkpoint is not None:

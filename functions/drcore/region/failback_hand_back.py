@@ -17,7 +17,8 @@ processed already, and are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -49,12 +50,13 @@ class SecondaryHandBack:
         self._clock = clock
 
     def hand_back(self, entry_template: Mapping[str, Any] | None, records_id: str, state: dict[str, Any],
-                  save: Callable[[], None], remaining_ms: Callable[[], int],
-                  gate_arn: str | None = None) -> dict[str, Any]:
+                  save: Callable[[], None], remaining_ms: Callable[[], int], gate_arn: str | None = None,
+                  held: Callable[[], Iterable[MissedUpload]] = tuple) -> dict[str, Any]:
         """What was handed back (`paused`: call again with the same state). `state` is the failback's progress:
         it holds the replica-off moment, and keeps the window's end and the invocations made. `gate_arn`: the
         replica's switch gate, whose entry (if still there) the LIVE entry replaces in one write: S3 refuses two
-        entries for the same events and keys."""
+        entries for the same events and keys. `held`, asked once the entry is back: uploads of the off time the
+        window's listing cannot see (replicas of the primary's earlier uploads, last modified before it)."""
         sites = self._sites
         live = sites.live_arn(sites.secondary_region)
         change = (self._notifications.swap(sites.replica_bucket, gate_arn, live, entry_template) if gate_arn else
@@ -71,7 +73,8 @@ class SecondaryHandBack:
             invoke_once(self._lambda, sites.function_name, sites.live_alias,
                         s3_event(upload, sites.replica_bucket, sites.secondary_region, sites.partition))
 
-        finished = invoke_each_once((upload for upload in window if (upload.key, upload.version_id) not in own),
+        uploads = chain(window, held())
+        finished = invoke_each_once((upload for upload in uploads if (upload.key, upload.version_id) not in own),
                                     state, "handed_back_invoked", invoke, save, remaining_ms, RESERVE_MS)
         invoked = state.get("handed_back_invoked", [])
         if not finished:

@@ -23,7 +23,9 @@ the replica's gate (so that every replica landing from then on is recorded there
    replicas the replica's gate recorded, except the failback's own copies into the primary (the secondary's
    uploads, processed there already; drcore.restore.applied_records). Each invocation is recorded as it is made.
 5. `release` (a failback that stops and hands processing back to the secondary): the gate entry is removed and what
-   it recorded dropped: those uploads reached the replica in its off window, and the hand-back processes them.
+   it recorded dropped: those uploads reach the replica, and the secondary processes them: the hand-back invokes it
+   for those that landed while the replica was off (`landed_while_off`: the replica's gate recorded them, or they
+   were still replicating at the survey), S3 for the others.
 
 Each upload to the primary is thereby processed once: by the secondary if its replica landed before the swap, by
 the primary otherwise (but one older than `replication.max_latency_seconds` still replicating, or beyond the
@@ -147,6 +149,19 @@ class PrimaryUploads:
         return {"ok": True, "invoked": len(invoked), "gated": len(gated),
                 "replicating": len(state.get("primary_replicating", {})),
                 "landed_late": len(state["primary_landed_late"]), "own_copies_skipped": len(own & set(candidates))}
+
+    def landed_while_off(self, state: dict[str, Any]) -> list[MissedUpload]:
+        """For a failback that stops, once the replica's entry is back: the replicas of the primary's uploads that
+        landed while the replica processed nothing (what its gate recorded, and what was still replicating at the
+        survey and has landed since), for the secondary to process. One that landed after the entry came back is
+        sent by S3 too: processed twice, never not at all."""
+        found = self._landed_late(state, set())
+        for name, upload in state.get("primary_replicating", {}).items():
+            key, version_id = name.rsplit("#", 1)
+            version = self._replication.replication_of(self._sites.data_bucket, key, version_id)
+            if version is not None and version.status != PENDING:
+                found[name] = upload
+        return [as_missed(GatedUpload.from_dict(upload)) for upload in found.values()]
 
     def _landed_late(self, state: dict[str, Any], known: set[str]) -> dict[str, Any]:
         """Of the arrivals the replica's gate recorded, the replicas of the primary's own uploads (replication keeps
