@@ -21,7 +21,7 @@ from drcore.region.divergence import ReplicaDivergence
 from drcore.region.failback_action import STEPS
 from drcore.region.switch_gate import SwitchGate
 from embedded.sample_system import SampleSystem
-from tests.failback_world import PLENTY, PRIMARY, SECONDARY, FailedOver, failed_over_world
+from tests.failback_world import CSV_ONLY, PLENTY, PRIMARY, SECONDARY, FailedOver, failed_over_world
 
 NOTIFIED_IN_SECONDARY, NOTIFIED_IN_PRIMARY = f"{SECONDARY}:notification", f"{PRIMARY}:notification"
 
@@ -303,3 +303,18 @@ def test_a_claim_lost_to_a_later_failover_hands_processing_back_to_the_secondary
     assert world.record.current().plan_id == "fo-9876543210"  # type: ignore[union-attr]
     assert world.processed("uploads/after-the-switch.csv") == [f"{SECONDARY}:invoke"]
     assert world.processed("uploads/before-the-switch.csv") == [NOTIFIED_IN_SECONDARY]
+
+
+def test_a_primary_entry_its_fencing_has_not_removed_yet_is_replaced_by_the_gate(failed_over):
+    world = failed_over
+    # Given the data bucket still notifying the primary LIVE (a primary back from an outage, not fenced yet)
+    BucketNotifications(world.primary_s3).merge_in(world.data, world.sites.live_arn(PRIMARY),
+                                                   {"Events": ["s3:ObjectCreated:*"], "Filter": CSV_ONLY})
+    world.upload_to_replica("uploads/during.csv", b"written in the secondary")
+    _, plan, _ = world.action().make_plan(request())
+    # When the failback is applied with the gates (S3 takes no gate entry beside the LIVE entry)
+    finished, _, result = world.action(**world.gated()).apply(plan, None, PLENTY)
+    # Then it completes: the gate took LIVE's place, then LIVE the gate's; the primary alone processes
+    assert finished and result["ok"], result
+    assert world.processing() == (True, False)
+    assert "QueueConfigurations" not in BucketNotifications(world.primary_s3).configuration(world.data)

@@ -75,10 +75,12 @@ class PrimaryUploads:
 
     def place(self, plan_id: str, template: Mapping[str, Any] | None, state: dict[str, Any],
               save: Callable[[], None]) -> None:
-        """Right after the replica's entry came off: each upload to the primary recorded from now."""
+        """Right after the replica's entry came off: each upload to the primary recorded from now. A primary LIVE
+        entry still there (a primary its fencing has not reached yet) is replaced in the same write: S3 takes no
+        second entry for the same events, and the primary's processing is `primary_on`'s to start."""
         if state.get("primary_gate") != PLACED:
-            self._notifications.merge_in(self._sites.data_bucket, self._gate.queue_arn, template,
-                                         gate_entry_id(plan_id))
+            self._notifications.swap(self._sites.data_bucket, self._sites.live_arn(self._sites.primary_region),
+                                     self._gate.queue_arn, template, gate_entry_id(plan_id))
             state["primary_gate"] = PLACED
             save()
 
