@@ -131,12 +131,15 @@ def test_conflicts_block_the_apply_until_a_side_is_preferred(failed_over):
     assert finished and result["ok"] and world.body("uploads/a.csv") == b"secondary's"
 
 
+@pytest.mark.parametrize("gated", [False, True], ids=["no gates", "gates"])
 @pytest.mark.parametrize("recorded", [True, False], ids=["progress recorded", "progress lost"])
 @pytest.mark.parametrize("crash_at", STEPS[1:])
-def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_region(failed_over, crash_at, recorded):
+def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_region(failed_over, crash_at, recorded,
+                                                                                  gated):
     world = failed_over
     world.upload_to_replica("uploads/during.csv", b"written in the secondary")
-    action = world.action()
+    gates = world.gated() if gated else {}
+    action = world.action(**gates)
     _, plan, _ = action.make_plan(request())
 
     def crash(*_: Any, **__: Any) -> Any:
@@ -153,9 +156,15 @@ def test_a_crash_before_any_step_is_completed_by_applying_again_from_either_regi
     # Resumed from the other region, with the progress recorded after each step (or none, had it been lost)
     progress = world.checkpoints[-1] if recorded else None
     assert recorded is False or list(progress["done"]) == list(STEPS[:STEPS.index(crash_at)])
-    finished, _, result = world.action(here=SECONDARY).apply(plan, progress, PLENTY)
+    # (and, with the gates, a client uploads to the primary meanwhile: processed once, wherever the failback died)
+    if gated:
+        world.upload_to_primary("uploads/to-the-primary-meanwhile.csv", b"uploaded while the failback was down")
+    finished, _, result = world.action(here=SECONDARY, **gates).apply(plan, progress, PLENTY)
     assert finished and result["ok"], result
     assert world.processing() == (True, False) and world.body("uploads/during.csv") == b"written in the secondary"
+    if gated:
+        assert len(world.processed("uploads/to-the-primary-meanwhile.csv")) == 1
+        assert "QueueConfigurations" not in BucketNotifications(world.primary_s3).configuration(world.data)
     claims = world.record.claims()
     assert [(claim.epoch, claim.kind) for claim in claims] == [(1, "failover"), (2, "failback")]
 
