@@ -389,6 +389,37 @@ def test_a_replica_later_than_the_replication_bound_is_reported_not_waited_for(r
     assert [name.split("#")[0] for name in result["replication"]["late"]] == [key]
 
 
+def test_the_replication_wait_ends_once_the_replicas_gate_holds_what_the_plan_may_record(regions, monkeypatch,
+                                                                                        versions_behaviour):
+    # Given replication stuck for an upload the primary processed, a wait of a minute, a gate that may hold 2, and a
+    # client uploading to the primary before each change the failover makes (their replicas fill the replica's gate)
+    monkeypatch.setattr("drcore.region.failover_action.MAX_GATED_DURING_WAIT", 2)
+    stuck, primary, keys = "uploads/late/stuck.csv", regions.clients["s3"], []
+    versions_behaviour.replication.held_keys.add(stuck)
+    original = BaseClient._make_api_call
+
+    def uploading(client: Any, operation: str, params: Any) -> Any:
+        if mutating(operation, params) and client is not primary and operation != "Invoke":
+            keys.append(f"uploads/during-wait/{len(keys):03d}.csv")
+            original(primary, "PutObject", {"Bucket": regions.data_bucket, "Key": keys[-1], "Body": b"id\n1\n"})
+        return original(client, operation, params)
+
+    planned = act(FAILOVER)["result"]
+    since = datetime.now(UTC)
+    primary.put_object(Bucket=regions.data_bucket, Key=stuck, Body=b"id\n1\n")
+    monkeypatch.setattr(BaseClient, "_make_api_call", uploading)
+    # When the failover is confirmed
+    result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    versions_behaviour.replication.catch_up()
+    # Then the wait ended on the gate's fill, not a minute later, naming what was still replicating
+    assert result["ok"] and result["replication"]["ended"] == "full", result["replication"]
+    assert [name.split("#")[0] for name in result["replication"]["late"]] == [stuck]
+    # And every upload made meanwhile was processed exactly once
+    counts = versions_behaviour.invocations.per_key(regions.function_name, since)
+    assert keys and {key: counts[key] for key in keys} == dict.fromkeys(keys, 1)
+
+
 def test_uploads_made_all_through_a_failover_are_each_processed_exactly_once(regions, monkeypatch,
                                                                             versions_behaviour):
     # Given a client uploading to the primary before each change the failover makes (the switch gates record, in S3's

@@ -81,6 +81,10 @@ logger = Logger(child=True)
 
 # Time kept back from the invocation for recording progress before continuing in a new one.
 RESERVE_MS = 30_000
+# The replication wait ends once the replica's gate holds this many messages: the plan item (DynamoDB's 400 KB)
+# keeps each upload the gate records (about 270 bytes) and its name twice more (about 72 each): 500 keeps the
+# wait's share of it to about half.
+MAX_GATED_DURING_WAIT = 500
 
 Checkpoint = Callable[[str, dict[str, Any]], None]  # (plan id, progress): recorded in the plan
 
@@ -247,10 +251,15 @@ class FailoverAction:
                 UNREACHABLE):  # unreachable: what it processed last cannot be known (README, region runbook)
             return True
         progress: dict[str, Any] = done.setdefault("replication", {})
+        gates = self._gates
+
+        def full() -> bool:
+            return gates is not None and gates.replica.held() >= MAX_GATED_DURING_WAIT
+
         try:
             return reaching(lambda: wait.run(datetime.fromisoformat(done["stopped_at"]), progress,
                                              lambda: self._save(planned, done),
-                                             lambda: remaining_ms() >= RESERVE_MS))
+                                             lambda: remaining_ms() >= RESERVE_MS, full))
         except Unreachable as failure:  # lost mid-wait: the switch goes on, what was pending named as late
             progress.update(late=progress.pop("pending", []), unreachable=failure.reason)
             self._save(planned, done)

@@ -45,9 +45,10 @@ class ReplicationWait:
         self._sleep = sleep
 
     def run(self, stopped_at: datetime, progress: dict[str, Any], save: Callable[[], None],
-            time_left: Callable[[], bool]) -> bool:
-        """Wait until nothing from before `stopped_at` is pending, or the bound; True when done (`progress` then
-        has `awaited`, `late` and `listing_complete`), False when the invocation must continue in a new one."""
+            time_left: Callable[[], bool], full: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until nothing from before `stopped_at` is pending, the bound, or `full()` (what the switch holds back
+        meanwhile must stay recordable); True when done (`progress` then has `awaited`, `late`, `listing_complete`
+        and `ended`: `replicated`, `bound` or `full`), False when the invocation must continue in a new one."""
         if "late" in progress:
             return True
         if "pending" not in progress:
@@ -59,13 +60,17 @@ class ReplicationWait:
             progress["awaited"] = len(progress["pending"])
             save()
         deadline = stopped_at + self._wait
-        while progress["pending"] and self._clock() < deadline:
+        ended = "replicated"
+        while progress["pending"]:
+            if self._clock() >= deadline or full():
+                ended = "bound" if self._clock() >= deadline else "full"
+                break
             if not time_left():
                 return False
             self._sleep(POLL_SECONDS)
             progress["pending"] = self._pending([tuple(name.rsplit("#", 1)) for name in progress["pending"]])
             save()
-        progress["late"] = progress.pop("pending")
+        progress["late"], progress["ended"] = progress.pop("pending"), ended
         save()
         return True
 

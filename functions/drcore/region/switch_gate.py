@@ -111,6 +111,10 @@ class SwitchGate:
                 logger.warning("gate messages not deleted", extra={"queue": self.queue_arn,
                                                                    "failed": answer["Failed"]})
 
+    def held(self) -> int:
+        """About how many messages the queue holds (SQS's approximate counts, in flight included)."""
+        return self._in_flight()
+
     def _in_flight(self) -> int:
         attributes = self._sqs.get_queue_attributes(
             QueueUrl=self._queue_url(),
