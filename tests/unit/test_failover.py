@@ -6,8 +6,11 @@ notification entry or environment variable is lost."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -73,6 +76,23 @@ def assert_nothing_else_lost(world: SampleSystem) -> None:
     assert [entry["Id"] for entry in replica["QueueConfigurations"]] == ["replica-audit"]
     variables = environment_of(world)
     assert {name: variables.get(name) for name in SECONDARY_ENVIRONMENT} == SECONDARY_ENVIRONMENT
+
+
+@contextmanager
+def uploading_before_each_change(world: SampleSystem, prefix: str) -> Iterator[list[str]]:
+    """A client uploading to the primary (keys `prefix`NNN.csv, listed as made) before each change the block makes
+    with any other client."""
+    primary, keys = world.clients["s3"], []
+    original = BaseClient._make_api_call
+
+    def uploading(client: Any, operation: str, params: Any) -> Any:
+        if mutating(operation, params) and client is not primary and operation != "Invoke":
+            keys.append(f"{prefix}{len(keys):03d}.csv")
+            original(primary, "PutObject", {"Bucket": world.data_bucket, "Key": keys[-1], "Body": b"id\n1\n"})
+        return original(client, operation, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", uploading):
+        yield keys
 
 
 def fail_over(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -394,23 +414,14 @@ def test_the_replication_wait_ends_once_the_replicas_gate_holds_what_the_plan_ma
     # Given replication stuck for an upload the primary processed, a wait of a minute, a gate that may hold 2, and a
     # client uploading to the primary before each change the failover makes (their replicas fill the replica's gate)
     monkeypatch.setattr("drcore.region.failover_action.MAX_GATED_DURING_WAIT", 2)
-    stuck, primary, keys = "uploads/late/stuck.csv", regions.clients["s3"], []
+    stuck = "uploads/late/stuck.csv"
     versions_behaviour.replication.held_keys.add(stuck)
-    original = BaseClient._make_api_call
-
-    def uploading(client: Any, operation: str, params: Any) -> Any:
-        if mutating(operation, params) and client is not primary and operation != "Invoke":
-            keys.append(f"uploads/during-wait/{len(keys):03d}.csv")
-            original(primary, "PutObject", {"Bucket": regions.data_bucket, "Key": keys[-1], "Body": b"id\n1\n"})
-        return original(client, operation, params)
-
     planned = act(FAILOVER)["result"]
     since = datetime.now(UTC)
-    primary.put_object(Bucket=regions.data_bucket, Key=stuck, Body=b"id\n1\n")
-    monkeypatch.setattr(BaseClient, "_make_api_call", uploading)
+    regions.clients["s3"].put_object(Bucket=regions.data_bucket, Key=stuck, Body=b"id\n1\n")
     # When the failover is confirmed
-    result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
-    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    with uploading_before_each_change(regions, "uploads/during-wait/") as keys:
+        result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
     versions_behaviour.replication.catch_up()
     # Then the wait ended on the gate's fill, not a minute later, naming what was still replicating
     assert result["ok"] and result["replication"]["ended"] == "full", result["replication"]
@@ -424,21 +435,11 @@ def test_uploads_made_all_through_a_failover_are_each_processed_exactly_once(reg
                                                                             versions_behaviour):
     # Given a client uploading to the primary before each change the failover makes (the switch gates record, in S3's
     # own events, which uploads no region was sent: drcore.region.switch_gate)
-    since, primary = datetime.now(UTC), regions.clients["s3"]
-    keys: list[str] = []
-    original = BaseClient._make_api_call
-
-    def uploading(client: Any, operation: str, params: Any) -> Any:
-        if mutating(operation, params) and client is not primary and operation != "Invoke":
-            keys.append(f"uploads/during/{len(keys):03d}.csv")
-            original(primary, "PutObject", {"Bucket": regions.data_bucket, "Key": keys[-1], "Body": b"id\n1\n"})
-        return original(client, operation, params)
-
+    since = datetime.now(UTC)
     planned = act(FAILOVER)["result"]
-    monkeypatch.setattr(BaseClient, "_make_api_call", uploading)
     # When the failover is confirmed
-    result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
-    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    with uploading_before_each_change(regions, "uploads/during/") as keys:
+        result = act({**FAILOVER, "confirm": planned["plan_id"]})["result"]["result"]
     versions_behaviour.replication.catch_up()
     # Then every upload was processed exactly once, by one region or the other (never both, never neither), and the
     # catch-up invoked exactly those no region was sent
