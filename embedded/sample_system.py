@@ -352,8 +352,11 @@ def put_sample_uploads(system: SampleSystem, numbers: range) -> list[str]:
     keys = []
     for n in numbers:
         keys.append(f"uploads/2026/11/batch-{n:05d}.csv")
+        # Every fourth carries tags, as a producer may set them: snapshots, restores and their checks keep them.
+        tags = {"Tagging": f"batch={n}&producer=sample"} if n % 4 == 0 else {}
         system.clients["s3"].put_object(Bucket=system.data_bucket, Key=keys[-1], ContentType="text/csv",
-                                        Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"})
+                                        Body=f"id,amount\n{n},{n * 10}\n".encode(), Metadata={"source": "sample"},
+                                        **tags)
     return keys
 
 

@@ -148,6 +148,41 @@ def written_before_versions(s3: Any, backup_bucket: str, bucket: str, backup_id:
     s3.delete_object(Bucket=backup_bucket, Key=manifest_record_key(Component.S3, bucket, backup_id))
 
 
+KEPT_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
+
+
+def described_object(s3: Any, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """An object's content type, user metadata, kept headers and tags, as S3 answers them."""
+    version = {"VersionId": version_id} if version_id else {}
+    head = s3.head_object(Bucket=bucket, Key=key, **version)
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key, **version)["TagSet"]
+    return {"ContentType": head.get("ContentType"), "Metadata": head.get("Metadata"),
+            **{name: head.get(name) for name in KEPT_HEADERS}, "Expires": head.get("ExpiresString"),
+            "Tags": {tag["Key"]: tag["Value"] for tag in tags}}
+
+
+def written_in_format_1(s3: Any, backup_bucket: str, bucket: str, backup_id: str) -> None:
+    """Make a snapshot one of format s3-snapshot/1, as an earlier release wrote it: every entry records the
+    headers its object had (read here from its content object, which carries them), no tags, and the header
+    names the old format. Like `written_before_versions`, rewritten with the test's own rights."""
+    key = manifest_key(Component.S3, bucket, backup_id)
+    lines = gzip.decompress(s3.get_object(Bucket=backup_bucket, Key=key)["Body"].read()).decode().splitlines()
+    header = json.loads(lines[0]) | {"format": "s3-snapshot/1"}
+    entries = []
+    for line in lines[1:]:
+        entry = json.loads(line)
+        if entry.pop("described_by_content"):
+            held = described_object(s3, backup_bucket, entry["content_key"])
+            entry |= {"content_type": held["ContentType"], "metadata": held["Metadata"],
+                      "headers": {name: held[name] for name in (*KEPT_HEADERS, "Expires") if held[name]}}
+        del entry["tags"]
+        entries.append(json.dumps(entry, separators=(",", ":")))
+    body = gzip.compress(("\n".join([json.dumps(header), *entries]) + "\n").encode(), mtime=0)
+    s3.put_object(Bucket=backup_bucket, Key=key, Body=body, ContentType="application/gzip",
+                  Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    s3.delete_object(Bucket=backup_bucket, Key=manifest_record_key(Component.S3, bucket, backup_id))
+
+
 class InvocationCrash(RuntimeError):
     """Stands for an invocation dying between two AWS calls (a timeout, running out of memory)."""
 

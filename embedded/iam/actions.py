@@ -317,6 +317,14 @@ def _s3_extras(call: RecordedCall, facts: WorldFacts) -> Iterator[Permission]:
         source_bucket, source_key, source_version = _copy_source(params["CopySource"])
         yield from _s3_read(facts, source_bucket, source_key, source_version, f"{operation} source")
         yield from _kms(facts.bucket_keys.get(source_bucket), ["kms:Decrypt"], f"{operation} source (SSE-KMS)")
+    if operation == "CopyObject" and params.get("TaggingDirective") != "REPLACE":
+        # The default COPY directive reads the source's tags and writes them on the copy (CopyObject, Permissions):
+        # required whatever tags the source has, since the role must not depend on them.
+        why = "CopyObject copying the source's tags"
+        yield Permission("s3:GetObjectVersionTagging" if source_version else "s3:GetObjectTagging",
+                         _object_arn(facts, source_bucket, source_key),
+                         {"s3:versionid": source_version} if source_version else {}, why)
+        yield Permission("s3:PutObjectTagging", target, {}, why)
     if operation in _S3_WRITES:
         key = params.get("SSEKMSKeyId") or facts.bucket_keys.get(bucket)
         yield from _kms(key, ["kms:GenerateDataKey"], f"{operation} (SSE-KMS)")

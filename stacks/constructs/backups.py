@@ -76,6 +76,11 @@ BACKUP_OBJECT_WRITES = ("s3:PutObject",)
 # Only a snapshot's copy of an object above the multipart threshold is uploaded in parts, into content/; a
 # failed one is aborted. Everything else in the backup store is a single PUT.
 MULTIPART_ABORT = ("s3:AbortMultipartUpload",)
+# A snapshot's copy brings its object's tags to the content object (CopyObject's default tagging directive, or
+# the tags a copy in parts sets): S3 asks the copier for the tag write. A restore copies them back from the
+# content object, and its verification reads them: content/ only.
+CONTENT_TAG_WRITES = ("s3:PutObjectTagging",)
+CONTENT_TAG_READS = ("s3:GetObjectTagging", "s3:GetObjectVersionTagging")
 # S3 asks a writer of SSE-KMS objects for a data key and a reader to decrypt; never for kms:Encrypt.
 BACKUP_KEY_USE = ("kms:Decrypt", "kms:GenerateDataKey*")
 PROTECTED_FUNCTION_READS = (
@@ -270,6 +275,11 @@ class Backups(Construct):
             iam.PolicyStatement(
                 sid="AbortFailedContentCopies",
                 actions=list(MULTIPART_ABORT),
+                resources=[backups.arn_for_objects(f"{content_prefix()}*")],
+            ),
+            iam.PolicyStatement(
+                sid="TagStoredContent",
+                actions=list(CONTENT_TAG_WRITES),
                 resources=[backups.arn_for_objects(f"{content_prefix()}*")],
             ),
         ]

@@ -37,7 +37,13 @@ from drcore.state.backup_store import REPORTS_PREFIX
 from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.backup_bucket import INCOMPLETE_UPLOAD_EXPIRY, BackupBucket
-from stacks.constructs.backups import BACKUP_BUCKET_READS, BACKUP_KEY_USE, STORED_BACKUP_READS, content_prefix
+from stacks.constructs.backups import (
+    BACKUP_BUCKET_READS,
+    BACKUP_KEY_USE,
+    CONTENT_TAG_READS,
+    STORED_BACKUP_READS,
+    content_prefix,
+)
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
 from stacks.constructs.recovery import (
@@ -170,6 +176,9 @@ class Drills(Construct):
             BACKUP_OBJECT_WRITES,
             [backups.arn_for_objects(f"{prefix}*") for prefix in DRILL_WRITE_PREFIXES],
         )
+        # A restore into the scratch bucket copies the tags a snapshot's copy brought to the content, and reads them.
+        self._add("ReadTagsOfStoredContent", CONTENT_TAG_READS,
+                  [backup_bucket.bucket.arn_for_objects(f"{content_prefix()}*")])
         self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
         scratch_function = regional_arn(self, "lambda", "function", scratch_function_name(settings))
         self._add("RestoreScratchFunction", (*NEW_FUNCTION_ACTIONS, *FUNCTION_RECOVERY_ACTIONS), [scratch_function])

@@ -55,6 +55,8 @@ from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.backups import (
     BACKUP_BUCKET_READS,
     BACKUP_KEY_USE,
+    CONTENT_TAG_READS,
+    CONTENT_TAG_WRITES,
     MULTIPART_ABORT,
     STORED_BACKUP_READS,
     backup_environment,
@@ -259,6 +261,9 @@ class Recovery(Construct):
             [backups.arn_for_objects(f"{prefix}*") for prefix in RECOVERY_WRITE_PREFIXES],
         )
         self._add("AbortFailedContentCopies", MULTIPART_ABORT, [backups.arn_for_objects(f"{content_prefix()}*")])
+        # A safety snapshot's copies bring their tags to the content; a restore reads them back from there.
+        self._add("TagAndReadTagsOfStoredContent", (*CONTENT_TAG_WRITES, *CONTENT_TAG_READS),
+                  [backups.arn_for_objects(f"{content_prefix()}*")])
         self._add("UseBackupKey", BACKUP_KEY_USE, [backup_bucket.key.key_arn])
 
     def _grant_function_recovery(self) -> None:

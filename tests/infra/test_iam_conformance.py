@@ -90,11 +90,6 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
             "a restore aborts a failed multipart copy of an object above the multipart threshold (bucket_restore)"),
     **_each("drill", ["s3:AbortMultipartUpload"], "arn:aws:s3:::apilados-dr-drill-scratch/*",
             "a restore aborts a failed multipart copy of an object above the multipart threshold (bucket_restore)"),
-    **_each("recovery", ["s3:PutObjectTagging"], "arn:aws:s3:::apilados-production-data/*",
-            "a restore replaces the tags of an object whose manifest records other tags than its content object's "
-            "(bucket_restore, TaggingDirective REPLACE); the sample's objects have no tags"),
-    **_each("drill", ["s3:PutObjectTagging"], "arn:aws:s3:::apilados-dr-drill-scratch/*",
-            "a restore replaces the tags of an object whose manifest records other tags (bucket_restore)"),
     ("performance_watcher", "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:apilados-dr-emergency"):
         "severity-1 alerts (STABLE itself failing, automation frozen: invariant 4) go to the emergency topic; no "
         "scenario breaks STABLE (the health watcher's fence alerts there in the failover scenario)",

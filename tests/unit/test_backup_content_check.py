@@ -19,7 +19,7 @@ from drcore.backup.content_check import (
     REPLACED,
     ContentChecker,
 )
-from drcore.backup.manifest import ManifestEntry, SnapshotManifest, read_manifest
+from drcore.backup.manifest import ManifestEntry, SnapshotManifest, checksum_of, read_manifest
 from drcore.state.backup_store import BackupStore
 from tests.support import SimulatedClock, data_and_backup_buckets
 
@@ -61,6 +61,11 @@ def replace_stored_body(s3: Any, manifest: SnapshotManifest, key: str) -> str:
     return content_key
 
 
+def own_checksum(s3: Any, key: str) -> dict[str, str] | None:
+    """The checksum S3 holds for a data object, as a manifest of the first format recorded it."""
+    return checksum_of(s3.head_object(Bucket=DATA, Key=key, ChecksumMode="ENABLED"))
+
+
 def check(store: BackupStore, manifest: SnapshotManifest, *, read: bool, sample: int | None = None) -> dict[str, Any]:
     return ContentChecker(store, chooser=random.Random(7)).check_snapshot(manifest, sample=sample, read=read).to_dict()
 
@@ -76,10 +81,16 @@ def test_intact_content_passes(store, manifest, read):
 def test_a_body_replaced_at_the_same_size_is_damaged(s3, store, manifest, read):
     # Given the stored body of one object replaced: the same size, other bytes
     replace_stored_body(s3, manifest, "uploads/record-2.csv")
-    # When the content is checked, Then that object is named, by the checksum S3 holds for the new body
+    # When the content is checked, Then that object is named: quickly, by the ETag the stored object had (the
+    # writer's checksum is a CRC32, the manifest's the SHA-256 of the copy); by reading, by that SHA-256
     report = check(store, manifest, read=read)
     assert not report["ok"] and (report["damaged"], report["intact"], report["objects_affected"]) == (1, 5, 1)
     assert [(item["key"], item["problem"]) for item in report["damaged_keys"]] == [
+        ("uploads/record-2.csv", BODY_DIFFERS if read else REPLACED)]
+    # And where the manifest records the object's own checksum (of the same algorithm), S3's checksum decides
+    own = replace(manifest, objects=tuple(replace(entry, checksum=own_checksum(s3, entry.key))
+                                          for entry in manifest.objects))
+    assert [(item["key"], item["problem"]) for item in check(store, own, read=read)["damaged_keys"]] == [
         ("uploads/record-2.csv", CHECKSUM_DIFFERS)]
 
 
@@ -111,7 +122,8 @@ def test_a_body_without_a_checksum_is_read_and_hashed(s3, store, manifest):
 def test_a_manifest_without_a_record_of_the_stored_bodies_is_checked_as_far_as_it_can_be(s3, store, manifest):
     # Given a manifest written before stored bodies were recorded (each object's own CRC32 is in it), and
     # one body rewritten without a checksum
-    older = replace(manifest, objects=tuple(replace(entry, content_etag=None, content_sha256=None)
+    older = replace(manifest, objects=tuple(replace(entry, content_etag=None, content_sha256=None,
+                                                    checksum=own_checksum(s3, entry.key))
                                             for entry in manifest.objects))
     plain = boto3.client("s3", region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
     content_key = entry_of(manifest, "uploads/record-3.csv").content_key

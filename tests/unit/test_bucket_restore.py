@@ -22,7 +22,7 @@ from drcore.restore.bucket_plan import NoRestorePoint, RestorePlan, RestoreRefus
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.state.backup_store import BackupStore
 from tests.s3_gaps import enforce_copy_conditions
-from tests.support import CallRecorder, SimulatedClock
+from tests.support import CallRecorder, SimulatedClock, described_object, written_in_format_1
 
 DATA = "apilados-production-data"
 BACKUP = "apilados-dr-backups"
@@ -381,6 +381,62 @@ def test_a_change_of_headers_alone_is_planned_restored_and_verified(world: World
     verification = world.restorer.verify(plan)
     assert not verification.ok and verification.mismatched_keys == ("docs/plain.csv",)
     assert verification.backup_damaged_keys == ()
+
+
+def test_a_restore_brings_back_every_header_and_the_tags_and_its_verification_compares_them(world: World) -> None:
+    # Given objects with the headers S3 keeps and tags: one whose copy stored the body (its content object
+    # carries them), one with the same body and its own (the manifest records them), and a plain one
+    kept = {"CacheControl": "max-age=60", "ContentDisposition": "attachment", "ContentLanguage": "es",
+            "ContentEncoding": "identity"}
+    world.put("docs/report.csv", b"a,b\n1,2\n", ContentType="text/csv", Metadata={"source": "pipeline"},
+              Expires=datetime(2030, 1, 1, tzinfo=UTC), Tagging="team=data&tier=gold%20plus", **kept)
+    world.put("docs/twin.csv", b"a,b\n1,2\n", ContentType="text/plain", Metadata={"source": "twin"},
+              Tagging="team=ops", ContentLanguage="de")
+    world.put("docs/plain.csv", b"c\n")
+    keys = ("docs/plain.csv", "docs/report.csv", "docs/twin.csv")
+    before = {key: described_object(world.s3, DATA, key) for key in keys}
+    snapshot_id = world.snapshot()
+    entries = {entry.key: entry for entry in read_manifest(world.store, DATA, snapshot_id).objects}
+    assert entries["docs/report.csv"].described_by_content and not entries["docs/twin.csv"].described_by_content
+    # When all three are deleted, then restored
+    for key in keys:
+        world.s3.delete_object(Bucket=DATA, Key=key)
+    plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    progress = world.restore(plan)
+    # Then each carries its headers and tags again, proven by the verification
+    assert progress.verification.ok and progress.verification.read_back == 3
+    assert {key: described_object(world.s3, DATA, key) for key in keys} == before
+
+    # And a change of tags alone (which makes no new version), or tags removed, fails the verification
+    world.s3.put_object_tagging(Bucket=DATA, Key="docs/report.csv", Tagging={"TagSet": [
+        {"Key": "team", "Value": "other"}, {"Key": "tier", "Value": "gold plus"}]})
+    world.s3.delete_object_tagging(Bucket=DATA, Key="docs/twin.csv")
+    verification = world.restorer.verify(plan)
+    assert not verification.ok and verification.mismatched_keys == ("docs/report.csv", "docs/twin.csv")
+    # And so does a change of a header alone on the object whose headers its content object carries
+    world.s3.copy_object(Bucket=DATA, Key="docs/plain.csv", CopySource={"Bucket": DATA, "Key": "docs/plain.csv"},
+                         MetadataDirective="REPLACE", ContentType="text/csv")
+    assert world.restorer.verify(plan).mismatched_keys == ("docs/plain.csv", "docs/report.csv", "docs/twin.csv")
+
+
+def test_a_snapshot_of_the_previous_manifest_format_still_restores_with_the_headers_it_recorded(
+        world: World) -> None:
+    # Given a snapshot whose manifest is of format s3-snapshot/1: headers in every entry, no tags
+    world.put("docs/report.csv", b"a,b\n1,2\n", ContentType="text/csv", Metadata={"source": "pipeline"},
+              CacheControl="max-age=60", Tagging="team=data")
+    world.put("docs/plain.csv", b"c\n")
+    snapshot_id = world.snapshot()
+    written_in_format_1(world.s3, BACKUP, DATA, snapshot_id)
+    assert read_manifest(world.store, DATA, snapshot_id).objects[1].headers == {"CacheControl": "max-age=60"}
+    # When both are rewritten with other headers, then restored from it
+    world.put("docs/report.csv", b"a,b\n1,2\n", ContentType="text/plain")
+    world.s3.delete_object(Bucket=DATA, Key="docs/plain.csv")
+    progress = world.restore(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id))
+    # Then they carry the headers the manifest recorded, proven by the verification; tags it did not record
+    assert progress.verification.ok and world.contents() == {"docs/report.csv": b"a,b\n1,2\n", "docs/plain.csv": b"c\n"}
+    report = described_object(world.s3, DATA, "docs/report.csv")
+    assert (report["ContentType"], report["Metadata"], report["CacheControl"], report["Tags"]) == (
+        "text/csv", {"source": "pipeline"}, "max-age=60", {})
 
 
 # Choosing the restore point ------------------------------------------------------------------------

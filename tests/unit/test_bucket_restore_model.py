@@ -77,7 +77,7 @@ import drcore.wiring.restores as restore_wiring
 import recovery.handler as recovery_handler
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.content_check import ContentChecker
-from drcore.backup.manifest import SnapshotManifest, read_manifest
+from drcore.backup.manifest import ManifestEntry, SnapshotManifest, read_manifest
 from drcore.core.models import to_iso
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, backup_time, manifest_key
 from drcore.state.store import ControllerStateStore
@@ -726,8 +726,7 @@ class BucketRestoreModel(RuleBasedStateMachine):
     def _verify_snapshot(self, snapshot_id: str, context: str) -> SnapshotManifest:
         manifest = read_manifest(self.store, self.bucket, snapshot_id)  # checks its SHA-256
         holds = self.snapshot_states[snapshot_id]
-        recorded = {entry.key: (entry.etag, entry.size, entry.content_type, tuple(sorted(entry.metadata.items())))
-                    for entry in manifest.objects}
+        recorded = {entry.key: (entry.etag, entry.size, *self._recorded_headers(entry)) for entry in manifest.objects}
         wanted = {key: (md5_etag(held.body), len(held.body), held.content_type, held.metadata)
                   for key, held in holds.items()}
         assert recorded == wanted, (f"{context}: snapshot {snapshot_id} is not the bucket it was taken of: "
@@ -735,6 +734,14 @@ class BucketRestoreModel(RuleBasedStateMachine):
         report = ContentChecker(self.store, concurrency=1).check_snapshot(manifest, sample=None, read=True)
         assert report.ok and report.intact == report.content_objects, f"{context}: {report.to_dict()}"
         return manifest
+
+    def _recorded_headers(self, entry: ManifestEntry) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+        """The content type and user metadata a snapshot recorded of an entry: its own, or its content object's."""
+        if not entry.described_by_content:
+            return entry.content_type, tuple(sorted(entry.metadata.items()))
+        version = {"VersionId": entry.content_version_id} if entry.content_version_id else {}
+        head = self.store.s3.head_object(Bucket=self.store.bucket, Key=entry.content_key, **version)
+        return head.get("ContentType"), tuple(sorted(head.get("Metadata", {}).items()))
 
     def teardown(self) -> None:
         """Every snapshot completed in the example, checked once more, body by body."""

@@ -29,7 +29,7 @@ from drcore.backup.manifest import (
 )
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
 from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
-from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets
+from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets, described_object
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -105,11 +105,11 @@ def test_second_snapshot_copies_exactly_the_changed_objects_and_an_unchanged_buc
         put(s3, key, b"new content of " + key.encode())
     calls.calls.clear(), copies.clear()
     second = run_to_end(snapshotter(), snapshot_clock)
-    # Then exactly those 20 are copied, each once; the rest is reused without a HEAD
+    # Then exactly those 20 are copied, each once, their headers along; the rest is reused without a HEAD
     assert calls.count()["CopyObject"] == 20
     assert {copy["Key"] for copy in copies} == changed
     assert second.stats["objects_copied"] == 20 and second.stats["objects_reused"] == 1980
-    assert second.stats["metadata_reads"] == 20
+    assert second.stats["metadata_reads"] == 0
     manifest = by_key(read_manifest(store, DATA, second.backup_id))
     assert len(manifest) == 2000
     assert stored_body(s3, manifest["uploads/00100.csv"].content_key) == b"new content of uploads/00100.csv"
@@ -212,7 +212,9 @@ def test_an_unversioned_bucket_overwritten_in_place_is_copied_again(s3, store, s
 
 
 def test_an_object_overwritten_between_listing_and_reading_is_listed_again(s3, store, snapshot_clock):
-    # Given an unversioned bucket whose object is overwritten just after the snapshot listed it
+    # Given an unversioned bucket whose object is overwritten just after the snapshot listed it, before its copy
+    # (which is pinned to the listed ETag: moto's gap filled)
+    enforce_copy_conditions(s3)
     s3.create_bucket(Bucket="busy-data")
     put(s3, "live.csv", b"as listed", bucket="busy-data")
     writer = boto3.client("s3", region_name="us-east-1")
@@ -223,7 +225,7 @@ def test_an_object_overwritten_between_listing_and_reading_is_listed_again(s3, s
             overwritten.append(True)
             writer.put_object(Bucket="busy-data", Key="live.csv", Body=b"written meanwhile")
 
-    s3.meta.events.register("before-parameter-build.s3.HeadObject", overwrite_once)
+    s3.meta.events.register("before-parameter-build.s3.CopyObject", overwrite_once)
     # When it is snapshotted
     progress = run_to_end(BucketSnapshotter(s3, store, "busy-data", clock=snapshot_clock), snapshot_clock)
     # Then the page is listed again and the snapshot records the object as it now is, consistently
@@ -257,17 +259,13 @@ def test_a_part_size_below_s3s_minimum_is_refused(s3, store):
 def test_archived_objects_are_recorded_not_copied_and_reported(s3, store, snapshotter, snapshot_clock):
     # Given objects in GLACIER and DEEP_ARCHIVE, one in GLACIER_IR (instant access, not an archive), and an
     # INTELLIGENT_TIERING object in its archive tier. moto does not model Intelligent-Tiering's access
-    # tiers, so HeadObject's ArchiveStatus is added to its response here, as S3 returns it.
+    # tiers, so S3's answer to a copy of such an object (403 InvalidObjectState) is given here.
     put(s3, "cold/glacier.csv", b"g", StorageClass="GLACIER")
     put(s3, "cold/deep.csv", b"d", StorageClass="DEEP_ARCHIVE")
     put(s3, "warm/instant.csv", b"i", StorageClass="GLACIER_IR")
     put(s3, "tiered/archived.csv", b"t", StorageClass="INTELLIGENT_TIERING")
-
-    def archive_tier(parsed: dict[str, Any], **_: Any) -> None:
-        if parsed.get("StorageClass") == "INTELLIGENT_TIERING":
-            parsed["ArchiveStatus"] = "ARCHIVE_ACCESS"
-
-    s3.meta.events.register("after-call.s3.HeadObject", archive_tier)
+    hook(s3, "CopyObject", s3_answers("InvalidObjectState", 403,
+                                      when=lambda params: params["CopySource"]["Key"] == "tiered/archived.csv"))
     copies = copies_of(s3)
     # When the bucket is snapshotted
     progress = run_to_end(snapshotter(), snapshot_clock)
@@ -279,13 +277,15 @@ def test_archived_objects_are_recorded_not_copied_and_reported(s3, store, snapsh
     assert manifest["cold/deep.csv"].storage_class == "DEEP_ARCHIVE"
     assert sorted(progress.stats["archived_not_copied"]) == sorted(archived)
     assert progress.stats["objects_archived"] == 3 and progress.stats["objects_copied"] == 1
-    assert [copy["Key"] for copy in copies] == ["warm/instant.csv"]
+    # And only the tiered one was tried: a storage class that needs an S3 restore is known from the listing
+    assert sorted(copy["Key"] for copy in copies) == ["tiered/archived.csv", "warm/instant.csv"]
+    assert manifest["warm/instant.csv"].described_by_content
 
 
 # The manifest ---------------------------------------------------------------------------------------
 
 
-def test_manifest_records_every_field_and_content_keys_follow_the_checksum(s3, store, snapshotter, snapshot_clock):
+def test_manifest_records_every_field_and_content_keys_follow_the_listing(s3, store, snapshotter, snapshot_clock):
     # Given an object with a SHA-256 checksum, content type and user metadata, and one without a SHA-256
     body = b"id,name\n1,ana\n"
     written = put(s3, "typed.csv", body, ChecksumAlgorithm="SHA256", ContentType="text/csv",
@@ -295,21 +295,23 @@ def test_manifest_records_every_field_and_content_keys_follow_the_checksum(s3, s
     progress = run_to_end(snapshotter(), snapshot_clock)
     manifest = read_manifest(store, DATA, progress.backup_id)
     typed, plain = by_key(manifest)["typed.csv"], by_key(manifest)["plain.bin"]
-    # Then each entry has what a restore needs
+    # Then each entry has what a restore needs: the version, and the SHA-256 S3 computed of the copy (the
+    # object's own, here); its content type and metadata are the content object's
     assert typed.version_id == written["VersionId"] and typed.etag == written["ETag"] and typed.size == len(body)
-    assert typed.content_type == "text/csv" and typed.metadata == {"source": "ingest", "batch": "42"}
     assert typed.storage_class == "STANDARD" and typed.last_modified.endswith("Z") and typed.archived is False
-    assert typed.checksum == {"algorithm": "SHA256", "value": written["ChecksumSHA256"]}
-    # And the content key is the SHA-256 when S3 has one, otherwise the ETag and size
-    assert typed.content_key == content_key("sha256", hashlib.sha256(body).hexdigest())
+    assert typed.content_sha256 == written["ChecksumSHA256"] and typed.described_by_content
+    stored = s3.head_object(Bucket=BACKUPS, Key=typed.content_key)
+    assert (stored["ContentType"], stored["Metadata"]) == ("text/csv", {"source": "ingest", "batch": "42"})
+    # And content keys are named by the listing alone: the ETag and the size
+    assert typed.content_key == content_key("etag", hashlib.md5(body).hexdigest() + f"-{len(body)}")
     assert plain.content_key == content_key("etag", hashlib.md5(b"\x00\x01").hexdigest() + "-2")
     assert stored_body(s3, typed.content_key) == body
     assert manifest.backup_id == progress.backup_id and manifest.bucket == DATA
     assert manifest.stats["objects_listed"] == 2
 
 
-def test_manifest_records_the_stored_body_and_the_headers_that_prove_a_restore(s3, store, snapshotter,
-                                                                              snapshot_clock):
+def test_manifest_records_the_stored_body_and_the_headers_of_a_body_stored_before(s3, store, snapshotter,
+                                                                                  snapshot_clock):
     # Given an object with the headers S3 keeps, and one plain
     body = b"id,name\n1,ana\n"
     put(s3, "report.csv", body, ContentType="text/csv", CacheControl="max-age=60", ContentLanguage="es",
@@ -318,21 +320,20 @@ def test_manifest_records_the_stored_body_and_the_headers_that_prove_a_restore(s
     # When the bucket is snapshotted
     first = read_manifest(store, DATA, run_to_end(snapshotter(), snapshot_clock).backup_id)
     report, plain = by_key(first)["report.csv"], by_key(first)["plain.bin"]
-    # Then each entry records its headers
-    assert report.headers == {"CacheControl": "max-age=60", "ContentLanguage": "es",
-                              "ContentDisposition": "attachment", "Expires": "Tue, 01 Jan 2030 00:00:00 GMT"}
-    assert plain.headers == {}
-    # And the content object as stored: its ETag, and the full-object SHA-256 S3 computed of it
+    # Then the content object as stored: its ETag, and the full-object SHA-256 S3 computed of it
     for entry, stored in ((report, body), (plain, b"\x00\x01")):
         head = s3.head_object(Bucket=BACKUPS, Key=entry.content_key, ChecksumMode="ENABLED")
         assert entry.content_etag == head["ETag"]
         assert entry.content_sha256 == base64.b64encode(hashlib.sha256(stored).digest()).decode()
-    # And a later snapshot records the same of a new object whose body is stored already (found by a probe)
-    put(s3, "copy-of-plain.bin", b"\x00\x01")
+    # And a later snapshot records the same of a new object whose body is stored already (found by a probe),
+    # with the headers it has, which its content object does not carry
+    put(s3, "copy-of-plain.bin", b"\x00\x01", ContentType="application/octet-stream", ContentLanguage="de")
     second = read_manifest(store, DATA, run_to_end(snapshotter(), snapshot_clock).backup_id)
     found = by_key(second)["copy-of-plain.bin"]
     assert (found.content_key, found.content_etag, found.content_sha256) == (
         plain.content_key, plain.content_etag, plain.content_sha256)
+    assert (found.content_type, found.headers, found.tags) == ("application/octet-stream", {"ContentLanguage": "de"},
+                                                               {})
     assert by_key(second)["report.csv"] == report  # carried over from the first, unchanged
 
 
@@ -346,7 +347,7 @@ def test_manifest_is_gzip_json_lines_with_its_sha256_in_metadata(s3, store, snap
     # Then it is gzip-compressed JSON lines (a header, then one line per object) with its SHA-256 recorded
     assert stored["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
     header, *objects = [json.loads(line) for line in gzip.decompress(body).decode().splitlines()]
-    assert header["format"] == "s3-snapshot/1" and header["objects"] == 1 and header["bucket"] == DATA
+    assert header["format"] == "s3-snapshot/2" and header["objects"] == 1 and header["bucket"] == DATA
     assert [entry["key"] for entry in objects] == ["a.csv"]
 
 
@@ -567,3 +568,77 @@ def test_throttling_that_never_ends_fails_after_a_bounded_number_of_attempts(s3,
         snapshotter(concurrency=1, sleep=pauses.append).snapshot(None, lambda: PLENTY_MS)
     assert len(pauses) == MAX_ATTEMPTS - 1 and max(pauses) <= 10.0
     assert list_snapshots(store, DATA) == []
+
+
+# Object metadata travels with the content ------------------------------------------------------------
+
+KEPT = {"CacheControl": "max-age=60", "ContentDisposition": 'attachment; filename="report.csv"',
+        "ContentEncoding": "identity", "ContentLanguage": "es"}
+EXPIRES = "Tue, 01 Jan 2030 00:00:00 GMT"
+
+
+def reads_of(s3: Any, bucket: str) -> Counter[str]:
+    """How many HeadObject and GetObjectTagging requests the client sends to `bucket`."""
+    reads: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if params.get("Bucket") == bucket:
+            reads[model.name] += 1
+
+    for operation in ("HeadObject", "GetObjectTagging"):
+        s3.meta.events.register(f"provide-client-params.s3.{operation}", count)
+    return reads
+
+
+def test_a_first_snapshot_reads_no_headers_the_copy_carries_them_and_the_tags(s3, store, snapshotter, snapshot_clock):
+    # Given objects with a content type, user metadata, the headers S3 keeps and tags, and a plain one
+    body = b"id,name\n1,ana\n"
+    put(s3, "docs/report.csv", body, ContentType="text/csv", Metadata={"source": "ingest"}, Expires=EXPIRES,
+        Tagging="team=data&tier=gold", **KEPT)
+    put(s3, "docs/plain.bin", b"\x00\x01")
+    reads = reads_of(s3, DATA)
+    # When the bucket is snapshotted for the first time
+    progress = run_to_end(snapshotter(), snapshot_clock)
+    # Then no object of the bucket was described by a request of its own: the listing and one copy each
+    assert reads == Counter() and progress.stats["metadata_reads"] == 0
+    manifest = by_key(read_manifest(store, DATA, progress.backup_id))
+    report = manifest["docs/report.csv"]
+    # And the content object carries the object's headers and tags, which the entry points to
+    assert report.described_by_content and manifest["docs/plain.bin"].described_by_content
+    assert described_object(s3, BACKUPS, report.content_key, report.content_version_id) == described_object(
+        s3, DATA, "docs/report.csv")
+    # And the entry records the SHA-256 S3 computed of the copy, and no headers of its own
+    assert report.content_sha256 == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert (report.content_type, report.metadata, report.headers, report.tags) == (None, {}, None, None)
+    assert report.content_key == content_key("etag", hashlib.md5(body).hexdigest() + f"-{len(body)}")
+
+
+def test_a_new_version_whose_content_is_stored_records_its_own_headers_and_tags(s3, store, snapshotter,
+                                                                                snapshot_clock):
+    # Given two objects with the same body but their own headers and tags
+    body = b"same body"
+    put(s3, "a.csv", body, ContentType="text/csv", Metadata={"owner": "a"}, Tagging="k=a")
+    put(s3, "b.csv", body, ContentType="text/plain", Metadata={"owner": "b"}, Tagging="k=b", CacheControl="no-cache")
+    reads = reads_of(s3, DATA)
+    # When the bucket is snapshotted
+    first = run_to_end(snapshotter(), snapshot_clock)
+    manifest = by_key(read_manifest(store, DATA, first.backup_id))
+    # Then the body is stored once, by the copy of one of them, whose headers travel with it
+    copier, other = sorted(manifest.values(), key=lambda entry: not entry.described_by_content)
+    assert copier.described_by_content and not other.described_by_content
+    assert copier.content_key == other.content_key and first.stats["objects_copied"] == 1
+    # And the other records its own headers and tags: one HeadObject and one GetObjectTagging of that version
+    assert reads == Counter({"HeadObject": 1, "GetObjectTagging": 1}) and first.stats["metadata_reads"] == 1
+    expected = described_object(s3, DATA, other.key)
+    assert (other.content_type, other.metadata, other.tags) == (
+        expected["ContentType"], expected["Metadata"], expected["Tags"])
+    assert other.headers == ({"CacheControl": "no-cache"} if other.key == "b.csv" else {})
+    # When only the metadata of one is changed (a copy onto itself: a new version, the same body)
+    s3.copy_object(Bucket=DATA, Key="a.csv", CopySource={"Bucket": DATA, "Key": "a.csv"}, MetadataDirective="REPLACE",
+                   ContentType="text/csv", Metadata={"owner": "edited"})
+    reads.clear()
+    second = run_to_end(snapshotter(), snapshot_clock)
+    edited = by_key(read_manifest(store, DATA, second.backup_id))["a.csv"]
+    # Then nothing is copied, and the new version's metadata is in its entry
+    assert second.stats["objects_copied"] == 0 and reads["HeadObject"] == 1
+    assert not edited.described_by_content and edited.metadata == {"owner": "edited"} and edited.tags == {"k": "a"}

@@ -70,12 +70,21 @@ def test_a_copy_needs_a_read_of_its_source_and_a_write_of_its_destination() -> N
     pinned = call("s3", "CopyObject", Bucket="data", Key="restored.csv", CopySource="backups/content/x?versionId=v1")
     unpinned = call("s3", "UploadPartCopy", Bucket="data", Key="big.csv", UploadId="u", PartNumber=1,
                     CopySource={"Bucket": "other", "Key": "big.csv"})
-    # Then each needs the destination's write and the source's read, of the pinned version where there is one
+    # Then each needs the destination's write and the source's read, of the pinned version where there is one,
+    # and a CopyObject that copies the source's tags (S3's default) needs to read them and write them
     assert needs(pinned) == [("s3:PutObject", "arn:aws:s3:::data/restored.csv"),
                              ("s3:GetObjectVersion", "arn:aws:s3:::backups/content/x"),
-                             ("kms:Decrypt", BACKUP_KEY)]
+                             ("kms:Decrypt", BACKUP_KEY),
+                             ("s3:GetObjectVersionTagging", "arn:aws:s3:::backups/content/x"),
+                             ("s3:PutObjectTagging", "arn:aws:s3:::data/restored.csv")]
     assert needs(unpinned) == [("s3:PutObject", "arn:aws:s3:::data/big.csv"),
                                ("s3:GetObject", "arn:aws:s3:::other/big.csv")]
+    # And one that replaces the tags needs no read of the source's, and writes tags only where it sets some
+    replacing = call("s3", "CopyObject", Bucket="data", Key="restored.csv", CopySource="backups/content/x?versionId=v1",
+                     MetadataDirective="REPLACE", TaggingDirective="REPLACE", Tagging="")
+    assert needs(replacing) == [("s3:PutObject", "arn:aws:s3:::data/restored.csv"),
+                                ("s3:GetObjectVersion", "arn:aws:s3:::backups/content/x"),
+                                ("kms:Decrypt", BACKUP_KEY)]
 
 
 def test_a_qualified_lambda_request_is_authorized_against_the_qualified_arn() -> None:
@@ -164,8 +173,10 @@ def test_a_copy_whose_source_is_not_readable_is_denied_though_its_destination_is
     copy = call("s3", "CopyObject", Bucket="data", Key="a.csv", CopySource="backups/content/a?versionId=v1")
     # When each permission of the copy is evaluated
     decisions = {p.action: outcome(p, statements) for p in permissions_of(copy, WorldFacts(account=ACCOUNT))}
-    # Then the write is allowed and the versioned read of the source is not
-    assert decisions == {"s3:PutObject": Outcome.ALLOWED, "s3:GetObjectVersion": Outcome.IMPLICITLY_DENIED}
+    # Then the write is allowed and the versioned read of the source is not, nor are the tags it copies
+    assert decisions == {"s3:PutObject": Outcome.ALLOWED, "s3:GetObjectVersion": Outcome.IMPLICITLY_DENIED,
+                         "s3:GetObjectVersionTagging": Outcome.IMPLICITLY_DENIED,
+                         "s3:PutObjectTagging": Outcome.IMPLICITLY_DENIED}
 
 
 def test_a_missing_passrole_is_denied_and_a_passrole_for_another_service_does_not_help() -> None:

@@ -101,6 +101,11 @@ def test_replaced_metadata_takes_the_place_of_the_sources_and_its_tags(s3, copie
         "max-age=60", "inline", "Tue, 01 Jan 2030 00:00:00 GMT")
     assert "ContentLanguage" not in head
     assert s3.get_object_tagging(Bucket=STORE, Key="restored/b.csv")["TagSet"] == []
+    # And replaced tags take the place of the source's, spaces and all
+    copier().copy(listed("uploads/b.csv", written), STORE, "restored/b2.csv", 4,
+                  metadata=ReplacedMetadata({}, None, {}, {"team": "ops data", "tier": "gold+1"}))
+    assert s3.get_object_tagging(Bucket=STORE, Key="restored/b2.csv")["TagSet"] == [
+        {"Key": "team", "Value": "ops data"}, {"Key": "tier", "Value": "gold+1"}]
 
 
 def test_a_copy_answers_the_full_object_checksum_s3_computed_of_what_it_wrote(s3, copier):
@@ -110,20 +115,21 @@ def test_a_copy_answers_the_full_object_checksum_s3_computed_of_what_it_wrote(s3
     assert copied.sha256 == head["ChecksumSHA256"] and copied.checksums == {"SHA256": head["ChecksumSHA256"]}
 
 
-def test_an_object_over_the_threshold_is_copied_in_parts_with_the_sources_metadata(s3, copier):
-    # Given an object over the threshold, with metadata
+def test_an_object_over_the_threshold_is_copied_in_parts_with_the_sources_metadata_and_tags(s3, copier):
+    # Given an object over the threshold, with metadata and tags
     written = put(s3, "exports/big.bin", BIG, ContentType="application/octet-stream", Metadata={"rows": "9"},
-                  ContentDisposition="attachment", Expires="Tue, 01 Jan 2030 00:00:00 GMT")
+                  ContentDisposition="attachment", Expires="Tue, 01 Jan 2030 00:00:00 GMT", Tagging="team=data")
     calls = CallRecorder().attach(s3)
     # When it is copied
     copied = copier().copy(listed("exports/big.bin", written), STORE, "content/big", len(BIG))
-    # Then its ranges were copied in three parts, its metadata read once and written with the upload
-    assert calls.count() == {"HeadObject": 1, "CreateMultipartUpload": 1, "UploadPartCopy": 3,
+    # Then its ranges were copied in three parts, its metadata and tags read once and written with the upload
+    assert calls.count() == {"HeadObject": 1, "GetObjectTagging": 1, "CreateMultipartUpload": 1, "UploadPartCopy": 3,
                              "CompleteMultipartUpload": 1}
     head = s3.head_object(Bucket=STORE, Key="content/big")
     assert stored(s3, "content/big") == BIG and copied.etag == head["ETag"]
     assert (head["Metadata"], head["ContentDisposition"]) == ({"rows": "9"}, "attachment")
     assert head["ExpiresString"] == "Tue, 01 Jan 2030 00:00:00 GMT"
+    assert s3.get_object_tagging(Bucket=STORE, Key="content/big")["TagSet"] == [{"Key": "team", "Value": "data"}]
     assert open_uploads(s3) == []
 
 

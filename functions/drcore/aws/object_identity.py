@@ -12,8 +12,10 @@ S3 answers three things about a body, of different strength:
 - Where neither decides, the body is read and hashed: its SHA-256 or CRC32 against a recorded one, or
   its MD5 against an ETag that is a plain MD5.
 
-Equal also means the same headers: the content type, the user metadata, and the headers S3 keeps with
-an object (Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires).
+Equal also means the same headers: the content type, the user metadata, the headers S3 keeps with an
+object (Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires), and its tags.
+HeadObject tells how many tags an object has (TagCount); only where both sides have some are the tag sets
+read (GetObjectTagging) and compared.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from drcore.aws.errors import retrying
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef, GetObjectTaggingRequestTypeDef
 
 # Strongest first: where an object holds several, the first one known on both sides decides.
 CHECKSUM_ALGORITHMS = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
@@ -126,17 +129,39 @@ def kept_headers(head: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
+def tag_set(s3: S3Client, bucket: str, key: str, version_id: str | None = None, *,
+            sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+    """An object's tags (of one version where `version_id` names it), as a mapping."""
+    request: GetObjectTaggingRequestTypeDef = {"Bucket": bucket, "Key": key}
+    if version_id is not None and version_id != "null":
+        request["VersionId"] = version_id
+    answer = retrying(lambda: s3.get_object_tagging(**request), sleep=sleep)
+    return {tag["Key"]: tag["Value"] for tag in answer["TagSet"]}
+
+
+def tagging_header(tags: Mapping[str, str]) -> str:
+    """Tags as the `Tagging` field of a write takes them: URL query encoding, spaces as %20."""
+    return urlencode(dict(tags), quote_via=quote)
+
+
 @dataclass(frozen=True)
 class ObjectHeaders:
     """The headers an object should carry. `kept` None: not recorded (a manifest older than the record),
-    so not compared."""
+    so not compared; `tags` None likewise."""
 
     content_type: str | None
     metadata: Mapping[str, str]
     kept: Mapping[str, str] | None = None
+    tags: Mapping[str, str] | None = None
+
+    def tags_to_compare(self, head: Mapping[str, Any]) -> bool:
+        """Whether the object HeadObject described has as many tags as expected, some: only reading them tells
+        whether they are the same."""
+        return bool(self.tags) and "Tags" not in self.differences(head)
 
     def differences(self, head: Mapping[str, Any]) -> list[str]:
-        """The names of the headers in which the object HeadObject described differs."""
+        """The names of the headers in which the object HeadObject described differs (its tags by their number:
+        see `tags_to_compare`)."""
         differing = []
         if self.content_type is not None and head.get("ContentType") != self.content_type:
             differing.append("ContentType")
@@ -145,11 +170,13 @@ class ObjectHeaders:
         if self.kept is not None:
             held = kept_headers(head)
             differing += [name for name in KEPT_HEADERS if held.get(name) != self.kept.get(name)]
+        if self.tags is not None and head.get("TagCount", 0) != len(self.tags):
+            differing.append("Tags")
         return differing
 
     @classmethod
-    def of(cls, head: Mapping[str, Any]) -> ObjectHeaders:
-        return cls(head.get("ContentType"), dict(head.get("Metadata") or {}), kept_headers(head))
+    def of(cls, head: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> ObjectHeaders:
+        return cls(head.get("ContentType"), dict(head.get("Metadata") or {}), kept_headers(head), tags)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ failed copy means stay with each engine.
   (CopySourceIfMatch on every request), so a copy never writes a body other than the one decided on.
 - `only_if_absent` makes the write conditional (IfNoneMatch on CopyObject and CompleteMultipartUpload),
   so a write-once target is never overwritten.
-- Metadata: the source's own (CopyObject carries it, tags too; a multipart copy reads it with one
-  HeadObject, tags not), or the caller's replacing it: content type, user metadata and the headers S3
-  keeps with an object (drcore.aws.object_identity.KEPT_HEADERS).
+- Metadata: the source's own (CopyObject carries it and the tags; a multipart copy reads them, with one
+  HeadObject, and GetObjectTagging where the source has tags), or the caller's replacing it: content
+  type, user metadata, the headers S3 keeps with an object (drcore.aws.object_identity.KEPT_HEADERS) and
+  tags.
 - A single copy can ask S3 for a full-object checksum of what it wrote (`checksum_algorithm`); the
   answer carries the checksums S3 holds for the copy, so a caller can record or check what was written.
 - Throttling is retried with backoff (drcore.aws.errors.retrying); a failed multipart copy is aborted,
@@ -39,7 +40,7 @@ from drcore.aws.errors import (
     is_precondition_failed,
     retrying,
 )
-from drcore.aws.object_identity import KEPT_HEADERS, expires_of, full_object_checksums
+from drcore.aws.object_identity import KEPT_HEADERS, expires_of, full_object_checksums, tag_set, tagging_header
 from drcore.core.errors import DrError
 
 if TYPE_CHECKING:
@@ -100,18 +101,21 @@ class CopySource:
 
 @dataclass(frozen=True)
 class ReplacedMetadata:
-    """Metadata a copy writes instead of its source's; the copy gets no tags. `headers`: KEPT_HEADERS by
-    name, as text (Expires as HeadObject sent it)."""
+    """Metadata and tags a copy writes instead of its source's. `headers`: KEPT_HEADERS by name, as text
+    (Expires as HeadObject sent it)."""
 
     user: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     def request_fields(self) -> dict[str, Any]:
         """The fields CopyObject and CreateMultipartUpload take for this metadata."""
         fields: dict[str, Any] = {"Metadata": self.user}
         if self.content_type:
             fields["ContentType"] = self.content_type
+        if self.tags:
+            fields["Tagging"] = tagging_header(self.tags)
         return fields | {name: value for name, value in self.headers.items() if name in KEPT_HEADERS}
 
 
@@ -214,8 +218,8 @@ class S3Copier:
 
     def _upload_request(self, source: CopySource, bucket: str, key: str,
                         metadata: ReplacedMetadata | None) -> CreateMultipartUploadRequestTypeDef:
-        """The multipart upload, with the metadata CopyObject would have written: the caller's, or the
-        source's own (one HeadObject, pinned like the copy)."""
+        """The multipart upload, with the metadata and tags CopyObject would have written: the caller's, or the
+        source's own (one HeadObject, pinned like the copy, and GetObjectTagging where it has tags)."""
         request: CreateMultipartUploadRequestTypeDef = {"Bucket": bucket, "Key": key}
         if metadata is not None:
             return cast("CreateMultipartUploadRequestTypeDef", {**request, **metadata.request_fields()})
@@ -229,6 +233,9 @@ class S3Copier:
         expires = expires_of(head)  # as S3 sent it: botocore's parsed date drops what it cannot parse
         if expires:
             carried["Expires"] = expires
+        if head.get("TagCount"):
+            carried["Tagging"] = tagging_header(tag_set(self._s3, source.bucket, source.key, source.version_id,
+                                                        sleep=self._sleep))
         # CARRIED_HEADERS are fields of both shapes, with the same types.
         return cast("CreateMultipartUploadRequestTypeDef", {**request, **carried})
 

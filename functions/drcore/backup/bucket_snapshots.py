@@ -8,13 +8,19 @@ A snapshot builds on the newest complete one before it (its base): an object lis
 base is carried over without a request, and the content the base references is known to be stored.
 Other content is checked either by a HEAD per key or by one listing of the content prefix, whichever
 costs less (drcore.backup.stored_content). Stored content is never copied again, so a snapshot of an
-unchanged bucket costs its listing and its manifest. Objects in archive storage classes are recorded
-(`archived: true`), not copied.
+unchanged bucket costs its listing and its manifest. Objects in archive storage classes (or tiers) whose
+content is not stored are recorded (`archived: true`), not copied.
 
-Each new entry records what proves a restore of it (drcore.backup.manifest): the object's headers from
-its HeadObject, and its stored body as the store holds it: the ETag, the SHA-256 S3 computed when this
-snapshot copied it (every copy asks for one) and the version S3 gave the copy, or as the base recorded
-them, or as a probe or the listing found them.
+Object metadata travels with the content: a new version whose content is not stored yet is copied with
+S3's copy, which carries its content type, user metadata, kept headers and tags to the content object,
+and its entry says so (`described_by_content`); no request describes it. Only a new version whose content
+the store holds already (another object's, or an earlier version's: a change of metadata alone) is
+described by a HeadObject, and GetObjectTagging where it has tags, and its entry records what they said.
+A first snapshot thus costs its listing and one copy per distinct body.
+
+Each new entry also records its stored body as the store holds it (drcore.backup.manifest): the ETag,
+the SHA-256 S3 computed when this snapshot copied it (every copy asks for one) and the version S3 gave
+the copy, or as the base recorded them, or as a probe or the listing found them.
 
 After every listing page a checkpoint records the listing markers and that page's manifest entries
 (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
@@ -27,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +41,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, retrying
-from drcore.aws.object_identity import full_object_checksums, kept_headers
+from drcore.aws.object_identity import full_object_checksums, kept_headers, tag_set
 from drcore.aws.s3_copy import (
     ARCHIVE_STORAGE_CLASSES,
     DEFAULT_PART_SIZE,
@@ -86,7 +92,6 @@ logger = Logger(child=True)
 
 # Stop starting pages with less than this left: a page of copies plus its checkpoint must fit.
 SAFETY_MARGIN_MS = 60_000
-INTELLIGENT_TIERING_ARCHIVE_TIERS = frozenset({"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"})
 PAGE_ATTEMPTS = 3  # a page whose objects change while it is copied is listed again, this often
 REPORTED_ARCHIVED_KEYS = 1000  # the stats name this many archived keys; the manifest has them all
 
@@ -113,7 +118,8 @@ class _Stats:
     archived_not_copied: list[str] = field(default_factory=list)
     delete_markers: int = 0  # keys whose latest version is a delete marker: absent from the snapshot
     pages: int = 0
-    metadata_reads: int = 0  # HeadObject calls for objects the base did not describe
+    metadata_reads: int = 0  # HeadObject calls: new versions whose content was stored already, or archived
+    tag_reads: int = 0  # GetObjectTagging calls, for those of them that have tags
     throttle_retries: int = 0
 
     def add(self, page: _Stats) -> None:
@@ -129,6 +135,18 @@ def _listed_version(bucket: str, key: str, version_id: str, etag: str) -> CopySo
     """Addresses one listed version. A `null` version is addressed by key (not every bucket accepts
     `versionId=null`) and pinned by the If-Match ETag that goes with it."""
     return CopySource(bucket, key, None if version_id == "null" else version_id, etag)
+
+
+def _listed(version: Mapping[str, Any]) -> ManifestEntry:
+    """A new version as its listing names it, headers not known: its content key from its ETag and size."""
+    return ManifestEntry(
+        key=version["Key"], version_id=version["VersionId"], etag=version["ETag"], size=version["Size"],
+        last_modified=to_iso(version["LastModified"]), storage_class=version.get("StorageClass", "STANDARD"),
+        checksum=None, content_type=None, metadata={}, content_key=_content_key(version))
+
+
+def _content_key(version: Mapping[str, Any]) -> str:
+    return content_key_of(version["ETag"], version["Size"], None)
 
 
 def _next_markers(listing: Mapping[str, Any]) -> dict[str, str]:
@@ -268,65 +286,91 @@ class BucketSnapshotter:
 
     def _copy_page(self, listing: ListObjectVersionsOutputTypeDef, base: SnapshotBase, contents: StoredContent,
                    pool: ThreadPoolExecutor) -> tuple[list[ManifestEntry], list[int | None], _Stats]:
+        """The page's entries: each version the base describes carried over; each new one named by its listing
+        and either copied, headers and tags along, or (where the store holds its content already) described by
+        requests of its own."""
         current = [version for version in listing.get("Versions", []) if version["IsLatest"]]
         positions = [base.position_of(version) for version in current]
-        fresh = [version for version, position in zip(current, positions, strict=True) if position is None]
-        described = iter(list(pool.map(self._describe, fresh)))
-        entries = [next(described) if position is None else base.entry(position) for position in positions]
-        missing = contents.missing({entry.content_key for entry in entries if entry.content_key}, pool)
-        first_holder: dict[str, ManifestEntry] = {}
-        for entry in entries:
-            if entry.content_key is not None and entry.content_key in missing:
-                first_holder.setdefault(entry.content_key, entry)
+        entries = [_listed(version) if position is None else base.entry(position)
+                   for version, position in zip(current, positions, strict=True)]
+        named = {index: _content_key(current[index]) for index, position in enumerate(positions) if position is None}
+        copied: list[int] = []
+        descriptions: dict[int, Future[ManifestEntry]] = {}
 
-        def copy(holder: tuple[str, ManifestEntry]) -> bool:
-            did_copy, stored = self._copy(*holder)
-            contents.add({holder[0]: stored})  # at once: a page listed again must not copy it twice
-            return did_copy
+        def describe(index: int, content_key: str | None) -> None:
+            descriptions[index] = pool.submit(self._describe, current[index], content_key)
 
-        holders = list(first_holder.items())
-        copied = [entry for (_, entry), did_copy in zip(holders, pool.map(copy, holders), strict=True) if did_copy]
+        def copy(index: int) -> tuple[int, tuple[bool, StoredBody | None] | None]:
+            outcome = self._copy(entries[index], named[index])
+            if outcome is not None:  # known at once: a page listed again must not copy it twice
+                contents.add({named[index]: outcome[1]})
+            return index, outcome
+
+        pending = list(named)
+        while pending:
+            missing = contents.missing({named[index] for index in pending}, pool)
+            holders: dict[str, int] = {}
+            for index in pending:
+                if named[index] not in missing:
+                    describe(index, named[index])  # while the copies run
+                elif entries[index].storage_class in ARCHIVE_STORAGE_CLASSES:
+                    describe(index, None)  # its body cannot be read until S3 restores it: recorded, not copied
+                else:
+                    holders.setdefault(named[index], index)
+            # A body shared by several new versions is copied from the first; the others are described once it
+            # is stored (or, if that one turns out archived, the next one copies it).
+            waiting = [index for index in pending if index not in descriptions and index not in holders.values()]
+            for index, outcome in pool.map(copy, list(holders.values())):
+                if outcome is None:
+                    describe(index, None)  # archived since it was listed (an Intelligent-Tiering archive tier)
+                elif outcome[0]:
+                    entries[index] = replace(entries[index], described_by_content=True)
+                    copied.append(index)
+                else:
+                    waiting.append(index)  # another writer stored this content meanwhile: described like any stored
+            pending = waiting
+        for index, description in descriptions.items():
+            entries[index] = description.result()
         # A new entry records its content object as stored; one carried from the base stays as it was.
-        entries = [entry.with_stored(contents.body(entry.content_key)) if position is None and entry.content_key
-                   else entry for entry, position in zip(entries, positions, strict=True)]
+        for index in named:
+            if not entries[index].archived:
+                entries[index] = entries[index].with_stored(contents.body(named[index]))
         archived = [entry.key for entry in entries if entry.archived]
         stats = _Stats(
             objects_listed=len(entries), objects_copied=len(copied),
             objects_reused=len(entries) - len(archived) - len(copied),
-            bytes_copied=sum(entry.size for entry in copied), bytes_listed=sum(entry.size for entry in entries),
+            bytes_copied=sum(entries[index].size for index in copied),
+            bytes_listed=sum(entry.size for entry in entries),
             objects_archived=len(archived), archived_not_copied=archived,
             delete_markers=sum(marker["IsLatest"] for marker in listing.get("DeleteMarkers", [])),
-            pages=1, metadata_reads=len(fresh), throttle_retries=self._take_throttle_retries(),
+            pages=1, metadata_reads=len(descriptions),
+            tag_reads=sum(bool(entries[index].tags) for index in descriptions),
+            throttle_retries=self._take_throttle_retries(),
         )
         return entries, positions, stats
 
-    def _describe(self, version: Mapping[str, Any]) -> ManifestEntry:
-        """The manifest entry of a version the base does not describe (one HeadObject)."""
+    def _describe(self, version: Mapping[str, Any], content_key: str | None) -> ManifestEntry:
+        """A new version as its own requests describe it: HeadObject, and GetObjectTagging where it has tags. Its
+        body is stored under `content_key`, or not at all (None: archived)."""
         listed = _listed_version(self._source, version["Key"], version["VersionId"], version["ETag"])
         try:
             head = retrying(lambda: self._s3.head_object(**listed.address(), IfMatch=version["ETag"],
                                                          ChecksumMode="ENABLED"), sleep=self._back_off)
+            tags = tag_set(self._s3, listed.bucket, listed.key, listed.version_id,
+                           sleep=self._back_off) if head.get("TagCount") else {}
         except ClientError as error:
             if error_code(error) in SOURCE_CHANGED:
                 raise _SourceChanged(version["Key"]) from error
             raise
-        storage_class = version.get("StorageClass", "STANDARD")
-        archived = (storage_class in ARCHIVE_STORAGE_CLASSES
-                    or head.get("ArchiveStatus") in INTELLIGENT_TIERING_ARCHIVE_TIERS)
-        checksum = checksum_of(head)
-        return ManifestEntry(
-            key=version["Key"], version_id=version["VersionId"], etag=version["ETag"], size=version["Size"],
-            last_modified=to_iso(version["LastModified"]), storage_class=storage_class, checksum=checksum,
-            content_type=head.get("ContentType"), metadata=head.get("Metadata", {}),
-            content_key=None if archived else content_key_of(version["ETag"], version["Size"], checksum),
-            archived=archived, headers=kept_headers(head),
-        )
+        return replace(_listed(version), checksum=checksum_of(head), content_type=head.get("ContentType"),
+                       metadata=head.get("Metadata", {}), content_key=content_key, archived=content_key is None,
+                       headers=kept_headers(head), tags=tags)
 
     # Copies ------------------------------------------------------------------------------------
 
-    def _copy(self, content_key: str, entry: ManifestEntry) -> tuple[bool, StoredBody | None]:
-        """Copy `entry`'s body to `content_key`: whether this copy stored it (False: the store turned out
-        to hold it already), and the stored body."""
+    def _copy(self, entry: ManifestEntry, content_key: str) -> tuple[bool, StoredBody | None] | None:
+        """Copy `entry`'s body to `content_key`, its headers and tags along: whether this copy stored it (False:
+        the store turned out to hold it already) and the stored body, or None when it is archived."""
         try:
             # Only if absent: the store stays write-once against a concurrent writer of the same content.
             # S3 computes the SHA-256 of what it stores: restores and checks prove bodies against it.
@@ -335,8 +379,10 @@ class BucketSnapshotter:
                                        checksum_algorithm="SHA256")
         except TargetExists:
             return False, self._stored(content_key)  # another writer stored this content meanwhile
-        except (CopySourceChanged, CopySourceArchived) as error:
-            # Gone, rewritten or archived since it was listed: the page is listed and described again.
+        except CopySourceArchived:
+            return None
+        except CopySourceChanged as error:
+            # Gone or rewritten since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
         return True, StoredBody.of_copy(copied, self._default_lock)
 

@@ -30,8 +30,19 @@ current object, pinned by its ETag only. A content body replaced after the snaps
 restore and found by the backup checks (drcore.backup.content_check), and a restored object is proven
 equal to the restore point even where its ETag is not the original's. The headers S3 keeps with an
 object (content type, user metadata, Cache-Control, Content-Disposition, Content-Encoding,
-Content-Language, Expires) are recorded too: a restore writes them, and they are part of what "equal"
-means.
+Content-Language, Expires) and its tags are part of what "equal" means, and a restore writes them.
+
+Two formats are read:
+
+- `s3-snapshot/2` (written now): object metadata travels with the content. A snapshot copies a new
+  version's body with S3's copy, which carries the content type, user metadata, kept headers and tags
+  along, so the content object holds them and its entry says so (`described_by_content`) and records none
+  of its own. Only a new version whose content was stored already (by another object, or an earlier
+  version) is described by a HeadObject (and GetObjectTagging where it has tags), and its entry records
+  `content_type`, `metadata`, `headers` and `tags` itself. New versions' content keys come from the
+  listing alone (ETag and size): no request is needed to name them.
+- `s3-snapshot/1`: every entry records its headers (`tags` absent: not recorded, not restored or
+  compared), and content keys follow the object's SHA-256 where S3 held one.
 """
 
 from __future__ import annotations
@@ -51,7 +62,6 @@ from drcore.aws.errors import OBJECT_NOT_FOUND, error_code
 from drcore.aws.object_identity import (
     CHECKSUM_ALGORITHMS,
     BodyIdentity,
-    ObjectHeaders,
 )
 from drcore.aws.s3_copy import CopiedObject
 from drcore.core.errors import DrError
@@ -65,7 +75,8 @@ from drcore.state.backup_store import (
     readable_version,
 )
 
-MANIFEST_FORMAT = "s3-snapshot/1"
+MANIFEST_FORMAT = "s3-snapshot/2"
+READABLE_FORMATS = frozenset({"s3-snapshot/1", MANIFEST_FORMAT})
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
 CONTENT_PREFIX = content_key("", "")[: -len("/")]  # "content/", the layout's content root
 
@@ -124,6 +135,10 @@ class ManifestEntry:
     # The earliest the content object's Object Lock retention can end: its creation plus the bucket's default
     # retention, where the snapshot that stored it knew both (retention extends it: drcore.backup.lock_extension).
     content_locked_until: str | None = None
+    # s3-snapshot/2: True when the content object carries this version's headers and tags (this snapshot's
+    # copy of it stored the body); then content_type, metadata, headers and tags are not recorded here.
+    described_by_content: bool = False
+    tags: dict[str, str] | None = None  # the version's tags where recorded here; None in s3-snapshot/1
 
     def describes(self, version: Mapping[str, Any]) -> bool:
         """Whether this entry is the listed version; a `null` version id alone does not say so."""
@@ -138,9 +153,6 @@ class ManifestEntry:
     def stored_body(self) -> BodyIdentity:
         """What proves the content object holds this entry's body: the same, or its ETag as stored."""
         return self.body().or_stored_as(self.content_etag)
-
-    def object_headers(self) -> ObjectHeaders:
-        return ObjectHeaders(self.content_type, self.metadata, self.headers)
 
     def stored(self) -> StoredBody | None:
         return StoredBody(self.content_etag, self.content_sha256, self.content_version_id,
@@ -251,8 +263,9 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotMa
         objects = tuple(ManifestEntry.from_json(json.loads(line)) for line in lines[1:])
     except (OSError, ValueError, TypeError, IndexError) as error:
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} cannot be read: {error}") from error
-    if header.get("format") != MANIFEST_FORMAT or header.get("objects") != len(objects):
-        raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete {MANIFEST_FORMAT} manifest")
+    if header.get("format") not in READABLE_FORMATS or header.get("objects") != len(objects):
+        raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete snapshot manifest of a known format "
+                              f"({', '.join(sorted(READABLE_FORMATS))})")
     return SnapshotManifest(bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
                             finished_at=header["finished_at"], stats=header["stats"], objects=objects,
                             locked_until=header.get("locked_until"), version_id=record.version_id if record else None)

@@ -64,6 +64,8 @@ class DesiredObject:
     content_etag: str | None = None  # the stored content object's, where recorded: pins copies from it
     content_sha256: str | None = None
     content_version_id: str | None = None  # the stored content object's version, where recorded: copies read it
+    described_by_content: bool = False  # the content object carries the headers and tags (s3-snapshot/2)
+    tags: dict[str, str] | None = None  # of a snapshot's entry, where its manifest recorded them
 
     @classmethod
     def of_entry(cls, bucket: str, entry: ManifestEntry) -> DesiredObject:
@@ -71,7 +73,8 @@ class DesiredObject:
                    from_store=True, content_key=entry.content_key, archived=entry.archived or not entry.content_key,
                    checksum=entry.checksum, content_type=entry.content_type, metadata=dict(entry.metadata),
                    last_modified=entry.last_modified, headers=entry.headers, content_etag=entry.content_etag,
-                   content_sha256=entry.content_sha256, content_version_id=entry.content_version_id)
+                   content_sha256=entry.content_sha256, content_version_id=entry.content_version_id,
+                   described_by_content=entry.described_by_content, tags=entry.tags)
 
     @classmethod
     def of_version(cls, bucket: str, version: ListedVersion) -> DesiredObject:
@@ -92,9 +95,11 @@ class DesiredObject:
         return self.body().or_stored_as(self.content_etag)
 
     def object_headers(self) -> ObjectHeaders | None:
-        """The headers the object should carry, as the snapshot recorded them; None for a version of the
-        bucket (a HeadObject of it knows them)."""
-        return ObjectHeaders(self.content_type, self.metadata, self.headers) if self.from_store else None
+        """The headers and tags the object should carry, as the snapshot recorded them; None where the source
+        carries them (a version of the bucket, or a content object that its copy stored them with)."""
+        if not self.from_store or self.described_by_content:
+            return None
+        return ObjectHeaders(self.content_type, self.metadata, self.headers, self.tags)
 
 
 @dataclass

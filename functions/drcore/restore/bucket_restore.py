@@ -12,7 +12,7 @@ reaching moments between snapshots, when the history since the snapshot is compl
 **By content and headers, never by size and time** (drcore.restore.bucket_diff). A target object
 matches its desired entry when it is the same version of the same bucket; any other version of the same
 size that may hold the same body is compared by one HeadObject: body (a full-object checksum, or the
-ETag) and headers (content type, user metadata, Cache-Control, ...) must both be the restore point's.
+ETag), headers (content type, user metadata, Cache-Control, ...) and tags must all be the restore point's.
 
 **Plan** (drcore.restore.bucket_plan). Counts (to copy, of which missing and changed; to remove;
 unchanged; archived; bytes), the first `LISTED_KEYS` keys of each kind, the target's fingerprint (a
@@ -31,14 +31,15 @@ or UploadPartCopy over `multipart_threshold`) from the backup store's content, o
 bucket's own version, concurrently, retrying throttling with backoff; removals as DeleteObject without
 a version id (delete markers, in a bucket whose versioning is Enabled; never a version deleted). A copy
 from the backup store is pinned to the content object's ETag as the snapshot recorded it, and writes
-the manifest's headers: a stored body replaced since is not copied (the key is left for the verification
-to report), and S3 computes a full-object checksum of what it writes. After each batch it records the
-versions it wrote in `restores/s3/<target>/<plan id>/applied/` (write-once). Called again with the same
-plan and safety snapshot id, an interrupted apply does only what is still missing. Undo: plan a restore
-of the target from the safety snapshot id.
+the headers and tags its object had: the content object's own, which its snapshot's copy brought
+(s3-snapshot/2), or the manifest's, replacing them. A stored body replaced since is not copied (the key
+is left for the verification to report), and S3 computes a full-object checksum of what it writes. After
+each batch it records the versions it wrote in `restores/s3/<target>/<plan id>/applied/` (write-once).
+Called again with the same plan and safety snapshot id, an interrupted apply does only what is still
+missing. Undo: plan a restore of the target from the safety snapshot id.
 
 **Verify** (drcore.restore.bucket_verification). What the apply wrote is read back, never counted as
-done: each desired key's object must be proven to hold the restore point's body and headers.
+done: each desired key's object must be proven to hold the restore point's body, headers and tags.
 """
 
 from __future__ import annotations
@@ -354,9 +355,10 @@ class BucketRestorer:
             # Pinned to the content object the snapshot stored: its version and its ETag, where its manifest
             # recorded them.
             source = CopySource(self._store.bucket, want.content_key, want.content_version_id, want.content_etag)
-            # The manifest's headers, not the stored body's (shared by every key with that content); no
-            # tags, which the manifest does not record.
-            metadata = ReplacedMetadata(want.metadata, want.content_type, want.headers or {})
+            # The content object's own headers and tags where its copy brought this version's, else the
+            # manifest's (a stored body is shared by every key with that content).
+            if not want.described_by_content:
+                metadata = ReplacedMetadata(want.metadata, want.content_type, want.headers or {}, want.tags or {})
             # The original's full-object checksum algorithm, else SHA-256: either way S3 computes one of what
             # it writes, and the verification compares it with the one recorded.
             algorithm: str | None = next(iter(recorded_checksum(want.checksum)), "SHA256")

@@ -5,11 +5,16 @@ A desired key matches only when the target's current version is proven to hold t
 - the very version desired, in the same bucket: nothing has rewritten it (no request);
 - any other version (one a restore wrote, a rewrite with the same ETag, a bucket restored beside):
   one HeadObject of that version (ChecksumMode ENABLED). Its headers (content type, user metadata,
-  Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) must be the restore
-  point's, and its body proven the restore point's (drcore.aws.object_identity): a full-object
+  Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) and tags must be the
+  restore point's, and its body proven the restore point's (drcore.aws.object_identity): a full-object
   checksum in common decides, or the same ETag; where neither does (a multipart copy's ETag, SSE-KMS),
   the version is read and hashed against the recorded SHA-256 (or a single-part ETag's MD5), and a
   version of the bucket restored from is read too when nothing was recorded of it.
+
+The restore point's headers and tags are the manifest's where it records them; otherwise those of the
+content object its snapshot's copy stored them with (one HeadObject per content object, and its tags
+where it has some), or of the version of the bucket restored from. Tags are read only where both sides
+have as many, some (HeadObject's TagCount).
 
 What a restore's apply wrote is checked like anything else: it counts as matching only once read back.
 A mismatched key restored from the backup store has its stored content checked as well
@@ -24,6 +29,7 @@ reading bodies: an object they cannot prove equal is copied again.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +41,13 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.alerts import Alert, AlertPublisher
 from drcore.aws.errors import OBJECT_ARCHIVED, OBJECT_NOT_FOUND, error_code, retrying
-from drcore.aws.object_identity import BodyIdentity, ObjectHeaders, full_object_checksums, streamed_digests
+from drcore.aws.object_identity import (
+    BodyIdentity,
+    ObjectHeaders,
+    full_object_checksums,
+    streamed_digests,
+    tag_set,
+)
 from drcore.backup.content_check import INTACT, UNVERIFIED, ContentChecker, StoredClaim
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.restore.bucket_diff import DesiredObject, ListedVersion, current_of, same_version, sample
@@ -67,8 +79,12 @@ class RestoreVerifier:
                  sleep: Callable[[float], None] = time.sleep, source_client: S3Client | None = None) -> None:
         self._s3 = s3_client
         self._source = source_client or s3_client
+        self._store = store
         self._sleep = sleep
         self._content = ContentChecker(store, concurrency=concurrency, sleep=sleep)
+        # The headers and tags of content objects, read once each: many keys may share one.
+        self._content_headers: dict[tuple[str, str | None], ObjectHeaders | None] = {}
+        self._content_headers_lock = threading.Lock()
 
     def same_objects(self, target: str, pairs: list[tuple[DesiredObject, ListedVersion]],
                      pool: ThreadPoolExecutor) -> Iterable[bool]:
@@ -116,6 +132,9 @@ class RestoreVerifier:
         expected = self._expected(want)
         if expected.headers is not None and expected.headers.differences(head):
             return False, False
+        if expected.headers is not None and expected.headers.tags_to_compare(head) and tag_set(
+                self._s3, target, have.key, have.version_id, sleep=self._sleep) != expected.headers.tags:
+            return False, False
         decided = expected.body.decide(head)
         if decided is not None or not read:
             return bool(decided), False
@@ -136,12 +155,36 @@ class RestoreVerifier:
         headers = want.object_headers()
         if headers is not None:
             return _Expected(want.body(), headers)
+        if want.from_store:
+            return _Expected(want.body(), self._carried_by_content(want))
         # A version of the bucket: its own HeadObject knows its headers and the checksums S3 holds for it.
         head = self._head(want.home_bucket, want.key, want.version_id, self._source)
         if head is None:
             return _Expected(want.body(), None)
         return _Expected(BodyIdentity(want.size, frozenset({want.etag}), full_object_checksums(head)),
-                         ObjectHeaders.of(head))
+                         self._headers_of(head, self._source, want.home_bucket, want.key, want.version_id))
+
+    def _carried_by_content(self, want: DesiredObject) -> ObjectHeaders | None:
+        """The headers and tags of the content object that carries `want`'s (the version its manifest names);
+        None when it is gone (a restore could not have copied it: the body decides)."""
+        assert want.content_key is not None
+        cached = (want.content_key, want.content_version_id)
+        with self._content_headers_lock:
+            if cached in self._content_headers:
+                return self._content_headers[cached]
+        version = want.content_version_id or "null"
+        head = self._head(self._store.bucket, want.content_key, version, self._store.s3)
+        headers = None if head is None else self._headers_of(head, self._store.s3, self._store.bucket,
+                                                             want.content_key, version)
+        with self._content_headers_lock:
+            self._content_headers[cached] = headers
+        return headers
+
+    def _headers_of(self, head: Mapping[str, Any], client: S3Client, bucket: str, key: str,
+                    version_id: str) -> ObjectHeaders:
+        """The headers HeadObject described, with the object's tags (read only where it has some)."""
+        tags = tag_set(client, bucket, key, version_id, sleep=self._sleep) if head.get("TagCount") else {}
+        return ObjectHeaders.of(head, tags)
 
     def _head(self, bucket: str, key: str, version_id: str,
               client: S3Client | None = None) -> Mapping[str, Any] | None:
