@@ -57,6 +57,8 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   cfn-lint errors (E rules) reject it, and the answer lists the declared parameters (key, default,
   NoEcho, description) and the capabilities the template needs: CAPABILITY_IAM for IAM resources,
   CAPABILITY_NAMED_IAM when one is given a name, CAPABILITY_AUTO_EXPAND for a Transform.
+- Copy conditions (embedded.s3_copy_conditions): moto ignores `x-amz-copy-source-if-match` and a copy's
+  `If-None-Match: *`. Here a copy of another source ETag, or into a key that holds an object, answers 412.
 - Function configuration: moto's UpdateFunctionConfiguration applies only description, handler,
   memory, role, runtime, timeout, VPC, environment and layers, its CreateFunction drops the dead-letter,
   logging, file system and SnapStart settings, and its UpdateFunctionCode ignores Architectures. Here
@@ -126,6 +128,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.logs.exceptions import LimitExceededException
 from moto.logs.models import LogsBackend
 
+from embedded.s3_copy_conditions import s3_copy_conditions_as_aws
 from embedded.s3_notifications import PipelineInvocations, pipeline_invocations_recorded
 from embedded.s3_replication import ReplicationControl, s3_replication_as_aws
 
@@ -824,6 +827,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(function_configuration_applied())
         patches.enter_context(dynamodb_writes_atomic())
         patches.enter_context(s3_replication_as_aws(behaviour.replication))
+        patches.enter_context(s3_copy_conditions_as_aws())
         # After the Invoke fill above, so an S3-shaped invocation is recorded once it was answered as a version would.
         patches.enter_context(pipeline_invocations_recorded(behaviour.invocations,
                                                             behaviour.replication.replica_listeners))

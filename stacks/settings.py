@@ -29,6 +29,7 @@ from drcore.core.config import (
     DEFAULT_FAILOVER_DETECT_MINUTES,
     DEFAULT_FAILOVER_MAX_DATA_AT_RISK,
     DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS,
+    DEFAULT_FULL_MANIFEST_EVERY,
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_MIN_BAKE_INVOCATIONS,
@@ -45,6 +46,7 @@ from drcore.core.config import (
     DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
     MAX_COPY_CONCURRENCY,
     MAX_FAILOVER_REPLICATION_WAIT_SECONDS,
+    MAX_FULL_MANIFEST_EVERY,
     MAX_PLAN_TTL_SECONDS,
     MAX_REPLICATION_SAMPLE_SIZE,
     MIN_PLAN_TTL_SECONDS,
@@ -350,6 +352,8 @@ class BackupOptions(_Strict):
     retention: BackupRetention = BackupRetention()
     # Object copies a snapshot runs at once (S3 serves thousands of requests per second per prefix).
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
+    # A snapshot's manifest is a delta on its base's except every this many snapshots of a chain (1: always full).
+    full_manifest_every: int = Field(DEFAULT_FULL_MANIFEST_EVERY, ge=1, le=MAX_FULL_MANIFEST_EVERY)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
     # Every object written to the backup bucket is locked this long: not even the controller can delete or

@@ -26,6 +26,7 @@ from drcore.wiring.shared import alias_controller
 from drcore.wiring.watchers import watcher_services
 from embedded.aws_events import LambdaContextStub
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
+from embedded.s3_copy_conditions import s3_copy_conditions_as_aws
 from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock
 
@@ -52,6 +53,14 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def s3_copy_conditions() -> Iterator[None]:
+    """S3's 412 for a copy whose source ETag or target condition does not hold, which moto ignores: every test's
+    S3 copies as AWS's does (embedded.s3_copy_conditions)."""
+    with s3_copy_conditions_as_aws():
+        yield
 
 
 @pytest.fixture(autouse=True)

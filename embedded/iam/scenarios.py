@@ -358,9 +358,10 @@ def _region_watched(system: SampleSystem) -> None:
 
 
 def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
-    """A body changes and the bucket is snapshotted again, and the function is backed up once more; under a policy
-    that keeps the newest backup only, the retention run two days later hides the older snapshot and the body only
-    it referenced, and the function backups but the newest and the oldest (which a pending plan names), and locks
+    """Every body changes and the bucket is snapshotted again (a full manifest: more than half the objects differ,
+    so the older snapshot is no base of the newer), and the function is backed up once more; under a policy
+    that keeps the newest backup only, the retention run two days later hides the older snapshot and the bodies
+    only it referenced, and the function backups but the newest and the oldest (which a pending plan names), and locks
     what the kept backups need. After another change and snapshot, the next run locks the new body and replaces
     its lock index."""
     import recovery.handler as recovery
@@ -368,8 +369,9 @@ def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
     from drcore.core.config import RetentionEnvVar
 
     def change_and_snapshot(row: str) -> None:
-        system.clients["s3"].put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-00000.csv",
-                                        Body=f"id,amount\n0,{row}\n".encode())
+        s3 = system.clients["s3"]
+        for key in [entry["Key"] for entry in s3.list_objects_v2(Bucket=system.data_bucket).get("Contents", [])]:
+            s3.put_object(Bucket=system.data_bucket, Key=key, Body=f"id,amount\n{key},{row}\n".encode())
         _back_up(["s3"])
 
     change_and_snapshot("1")

@@ -551,6 +551,7 @@ def backup_environment(
         BackupEnvVar.LOG_GROUP_NAME: protected_log_group(settings),
         BackupEnvVar.METRICS_NAMESPACE: settings.metrics_namespace,
         BackupEnvVar.COPY_CONCURRENCY: str(backup.copy_concurrency),
+        BackupEnvVar.FULL_MANIFEST_EVERY: str(backup.full_manifest_every),
         BackupEnvVar.PUBLISH_BACKUP_VERSION: "true" if backup.publish_version else "false",
         EnvVar.STATE_TABLE_NAME: state_table.table_name,
     }

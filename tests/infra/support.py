@@ -75,6 +75,7 @@ TUNED = {
         "backup": {
             "retention": {"keep_last": 5, "hourly": 0, "daily": 7, "weekly": 4, "monthly": 0},
             "copy_concurrency": 64,
+            "full_manifest_every": 12,
             "publish_version": True,
             "object_lock_retention_days": 90,
             "object_lock_mode": "COMPLIANCE",

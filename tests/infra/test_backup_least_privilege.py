@@ -16,6 +16,7 @@ LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/apilado
 UNSCOPABLE = {"lambda:ListEventSourceMappings", "logs:DescribeExportTasks", "cloudwatch:PutMetricData"}
 MUTATING = {
     "s3:PutObject",
+    "s3:PutObjectTagging",  # content/ only: a snapshot's copy brings its object's tags
     "s3:AbortMultipartUpload",
     "kms:GenerateDataKey*",
     "lambda:InvokeFunction",

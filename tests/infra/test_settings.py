@@ -93,6 +93,7 @@ def test_backup_defaults_are_the_backup_functions_own():
     # Then the stack sets what the function would assume anyway
     assert backup.retention.model_dump() == RetentionPolicy().model_dump()
     assert backup.copy_concurrency == runtime["copy_concurrency"].default
+    assert backup.full_manifest_every == runtime["full_manifest_every"].default == 24
     assert backup.publish_version is runtime["publish_backup_version"].default is False
     # And backups are locked for 30 days and their pruned versions kept 30 days more
     assert (backup.object_lock_retention_days, backup.noncurrent_version_expiry_days) == (30, 30)

@@ -21,7 +21,6 @@ from drcore.core.errors import InvalidRequest
 from drcore.restore.bucket_plan import NoRestorePoint, RestorePlan, RestoreRefused, TargetChanged
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.state.backup_store import BackupStore
-from tests.s3_gaps import enforce_copy_conditions
 from tests.support import CallRecorder, SimulatedClock, described_object, written_in_format_1
 
 DATA = "apilados-production-data"
@@ -303,13 +302,13 @@ def test_a_restore_of_damaged_stored_content_fails_its_verification_naming_the_d
     for key in bodies:
         world.s3.delete_object(Bucket=DATA, Key=key)
 
-    # When it is restored (moto ignores the copies' CopySourceIfMatch here: the damaged bytes are written)
+    # When it is restored (each copy pinned to the stored body the snapshot recorded: S3 refuses the two replaced)
     progress = world.restore(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id))
 
-    # Then the verification read back all 12 objects and counts only the 10 that hold their snapshot's body
+    # Then the verification read back the 10 objects copied and counts only those: the two replaced are missing
     verification = progress.verification
     assert not verification.ok and (verification.objects_expected, verification.objects_matching) == (12, 10)
-    assert progress.copied == 12 and verification.read_back == 12
+    assert progress.copied == 10 and verification.read_back == 10
     # And it names the two keys, as ones whose backup content is damaged
     assert verification.mismatched_keys == tuple(victims)
     assert verification.backup_damaged_keys == tuple(victims)
@@ -320,9 +319,8 @@ def test_a_restore_of_damaged_stored_content_fails_its_verification_naming_the_d
 
 
 def test_a_copy_from_stored_content_is_pinned_to_it_so_a_replaced_body_never_reaches_the_bucket(world: World) -> None:
-    # Given S3's answer to a copy whose CopySourceIfMatch fails (moto ignores the condition: tests.s3_gaps
-    # fakes that narrow gap on the restorer's client)
-    enforce_copy_conditions(world.restore_client)
+    # Given S3's answer to a copy whose CopySourceIfMatch fails (moto ignores the condition: embedded.s3_copy_conditions
+    # fills that narrow gap for every test)
     # and a snapshot, then the stored body of one object replaced, and that object and another damaged
     bodies = fill(world, 6)
     snapshot_id = world.snapshot()

@@ -41,7 +41,7 @@ Everything runs on one clock (time_machine, frozen and moved by the steps, a sec
 moto's version times, snapshot ids and restore points agree; snapshot pages of PAGE_SIZE versions and restore
 batches of BATCH_SIZE changes let a few keys span several checkpoints and records; copies run one at a time
 (DR_COPY_CONCURRENCY=1) so that a crash after N calls is the same crash on a replay. moto ignores S3's copy
-conditions (tests.s3_gaps.enforce_copy_conditions fakes them on every S3 client). Retention is set to keep
+conditions (embedded.s3_copy_conditions fills them in moto, for every test). Retention is set to keep
 every snapshot: pruning has its own tests, and here every completed snapshot must stay. botocore's service
 models are found and parsed once per test rather than at every cold start.
 
@@ -84,7 +84,6 @@ from drcore.state.store import ControllerStateStore
 from drcore.wiring.backup import backup_runner
 from drcore.wiring.recovery import recovery_service
 from embedded.aws_events import LambdaContextStub
-from tests.s3_gaps import enforce_copy_conditions
 from tests.support import RECOVERY_FUNCTION, WHO, DyingInvocations
 
 CI_EXAMPLES, CI_STEPS, THOROUGH_STEPS = 15, 20, 50
@@ -218,12 +217,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                   {"AttributeName": "sk", "AttributeType": "S"}])
         continuations: list[tuple[str, dict[str, Any]]] = []
-        hooked: set[int] = set()
 
         def as_aws(client: Any, operation: str, params: dict[str, Any]) -> dict[str, Any] | None:
-            if client.meta.service_model.service_name == "s3" and id(client) not in hooked:
-                hooked.add(id(client))
-                enforce_copy_conditions(client)
             if operation == "Invoke" and params.get("InvocationType") == "Event":
                 # A function continuing its own work: Lambda accepts the event and runs it later (the model does).
                 continuations.append((params["FunctionName"], json.loads(params["Payload"])))

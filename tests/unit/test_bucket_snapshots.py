@@ -28,7 +28,7 @@ from drcore.backup.manifest import (
     read_manifest,
 )
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
-from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
+from tests.s3_gaps import hook, s3_answers
 from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets, described_object
 
 DATA = "apilados-production-data"
@@ -145,7 +145,6 @@ def test_content_another_writer_stored_meanwhile_counts_as_stored_and_is_not_rep
     put(s3, "a.csv", b"shared body")
     key = content_key("etag", f"{hashlib.md5(b'shared body').hexdigest()}-11")
     first = s3.put_object(Bucket=BACKUPS, Key=key, Body=b"shared body")
-    enforce_copy_conditions(s3)
     hook(s3, "HeadObject", s3_answers("404", 404, times=1, when=lambda params: params["Key"] == key))
     # When the bucket is snapshotted
     progress = run_to_end(snapshotter(), snapshot_clock)
@@ -214,7 +213,6 @@ def test_an_unversioned_bucket_overwritten_in_place_is_copied_again(s3, store, s
 def test_an_object_overwritten_between_listing_and_reading_is_listed_again(s3, store, snapshot_clock):
     # Given an unversioned bucket whose object is overwritten just after the snapshot listed it, before its copy
     # (which is pinned to the listed ETag: moto's gap filled)
-    enforce_copy_conditions(s3)
     s3.create_bucket(Bucket="busy-data")
     put(s3, "live.csv", b"as listed", bucket="busy-data")
     writer = boto3.client("s3", region_name="us-east-1")
@@ -364,10 +362,12 @@ def test_a_corrupt_manifest_is_detected_and_a_later_snapshot_still_copies_nothin
     # When it is read, Then the SHA-256 check refuses it
     with pytest.raises(ManifestCorrupt):
         read_manifest(store, DATA, progress.backup_id)
-    # And a new snapshot passes over it, finds the content already stored, and copies nothing
-    copies = copies_of(s3)
+    # And a new snapshot passes over it, finds the content already stored (its conditional copies answer 412), and
+    # stores nothing again
+    stored_before = s3.list_object_versions(Bucket=BACKUPS, Prefix="content/").get("Versions", [])
     later = run_to_end(snapshotter(), snapshot_clock)
-    assert copies == [] and later.stats["objects_reused"] == 2
+    assert later.stats["objects_copied"] == 0 and later.stats["objects_reused"] == 2
+    assert s3.list_object_versions(Bucket=BACKUPS, Prefix="content/").get("Versions", []) == stored_before
 
 
 def test_an_unknown_snapshot_id_is_reported_as_not_found(store):
@@ -642,3 +642,95 @@ def test_a_new_version_whose_content_is_stored_records_its_own_headers_and_tags(
     # Then nothing is copied, and the new version's metadata is in its entry
     assert second.stats["objects_copied"] == 0 and reads["HeadObject"] == 1
     assert not edited.described_by_content and edited.metadata == {"owner": "edited"} and edited.tags == {"k": "a"}
+
+
+# Storage grows with change: delta manifests -----------------------------------------------------------------
+
+
+def raw_header(s3: Any, backup_id: str) -> dict[str, Any]:
+    body = s3.get_object(Bucket=BACKUPS, Key=manifest_key(Component.S3, DATA, backup_id))["Body"].read()
+    return json.loads(gzip.decompress(body).decode().splitlines()[0])
+
+
+def bucket_state(s3: Any) -> dict[str, tuple[str, str]]:
+    versions = s3.list_object_versions(Bucket=DATA)["Versions"]
+    return {version["Key"]: (version["VersionId"], version["ETag"]) for version in versions if version["IsLatest"]}
+
+
+def test_a_snapshot_stores_its_changes_as_a_delta_on_its_base_and_reads_back_whole(s3, store, snapshotter,
+                                                                                   snapshot_clock):
+    # Given a full snapshot of 200 objects
+    for n in range(200):
+        put(s3, f"uploads/{n:03d}.csv", f"row,{n}\n".encode())
+    first = run_to_end(snapshotter(), snapshot_clock)
+    # When two change, one is deleted, one is added, and the bucket is snapshotted again
+    put(s3, "uploads/010.csv", b"changed ten")
+    put(s3, "uploads/020.csv", b"changed twenty")
+    s3.delete_object(Bucket=DATA, Key="uploads/030.csv")
+    put(s3, "uploads/999.csv", b"added")
+    second = run_to_end(snapshotter(), snapshot_clock)
+    # Then its manifest holds those four changes only, as a delta on the first
+    header = raw_header(s3, second.backup_id)
+    assert (header["kind"], header["base"], header["depth"], header["lines"]) == ("delta", first.backup_id, 1, 4)
+    assert raw_header(s3, first.backup_id)["kind"] == "full"
+    # And read back it is the whole bucket as it was, in key order: read through its chain, one manifest each
+    reads = reads_of_manifests(s3)
+    manifest = read_manifest(store, DATA, second.backup_id)
+    assert reads["n"] == 2 and manifest.depth == 1 and manifest.needs() == (first.backup_id,)
+    assert {entry.key: (entry.version_id, entry.etag) for entry in manifest.objects} == bucket_state(s3)
+    assert [entry.key for entry in manifest.objects] == sorted(bucket_state(s3))
+    assert stored_body(s3, by_key(manifest)["uploads/010.csv"].content_key) == b"changed ten"
+
+
+def reads_of_manifests(s3: Any) -> Counter[str]:
+    """How many GetObject requests of manifests the client sends from now on (a Counter: reads["n"])."""
+    reads: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", "").endswith("manifest.json.gz"):
+            reads["n"] += 1
+
+    s3.meta.events.register("provide-client-params.s3.GetObject", count)
+    return reads
+
+
+def test_a_full_manifest_is_written_every_n_snapshots_and_whenever_most_objects_changed(s3, store, snapshotter,
+                                                                                      snapshot_clock):
+    # Given ten objects, snapshotted with a full manifest every three snapshots, one object changing each time
+    for n in range(10):
+        put(s3, f"{n}.csv", b"x" * n)
+    kinds = []
+    for n in range(4):
+        put(s3, "0.csv", f"change {n}".encode())
+        kinds.append(raw_header(s3, run_to_end(snapshotter(full_manifest_every=3), snapshot_clock).backup_id)["kind"])
+    # Then the chain restarts with a full one every third
+    assert kinds == ["full", "delta", "delta", "full"]
+    # And a snapshot where more than half the objects changed is written in full, though the chain is short
+    for n in range(6):
+        put(s3, f"{n}.csv", b"rewritten")
+    assert raw_header(s3, run_to_end(snapshotter(full_manifest_every=3), snapshot_clock).backup_id)["kind"] == "full"
+
+
+def test_a_delta_whose_base_is_damaged_or_gone_is_reported_not_read_as_a_snapshot(s3, store, snapshotter,
+                                                                                  snapshot_clock):
+    # Given a delta on a full snapshot
+    for n in range(6):
+        put(s3, f"{n}.csv", f"{n}".encode())
+    first = run_to_end(snapshotter(), snapshot_clock)
+    put(s3, "0.csv", b"new")
+    second = run_to_end(snapshotter(), snapshot_clock)
+    assert read_manifest(store, DATA, second.backup_id).depth == 1
+    # When the base's manifest is overwritten (a new version of its key), Then the delta still reads the recorded one
+    base_key = manifest_key(Component.S3, DATA, first.backup_id)
+    original = s3.get_object(Bucket=BACKUPS, Key=base_key)["Body"].read()
+    s3.put_object(Bucket=BACKUPS, Key=base_key, Body=gzip.compress(b'{"format": "s3-snapshot/2"}\n'))
+    # (the test bucket keeps no versions: the recorded version is the key's object, now damaged)
+    with pytest.raises(ManifestCorrupt, match="SHA-256"):
+        read_manifest(store, DATA, second.backup_id)
+    # When the base is gone altogether, Then the delta is corrupt, naming its missing base
+    s3.put_object(Bucket=BACKUPS, Key=base_key, Body=original)
+    assert len(read_manifest(store, DATA, second.backup_id).objects) == 6
+    for key in [entry["Key"] for entry in store.keys(backup_prefix(Component.S3, DATA, first.backup_id))]:
+        s3.delete_object(Bucket=BACKUPS, Key=key)
+    with pytest.raises(ManifestCorrupt, match=f"delta on {first.backup_id}, which is gone"):
+        read_manifest(store, DATA, second.backup_id)

@@ -78,8 +78,11 @@ def store(s3: Any) -> BackupStore:
 PRUNE_AT = datetime.now(UTC) + timedelta(days=2)
 
 
-def snapshot_at(s3: Any, store: BackupStore, moment: datetime, bucket: str = DATA) -> str:
-    progress = BucketSnapshotter(s3, store, bucket, clock=lambda: moment).snapshot(None, lambda: PLENTY_MS)
+def snapshot_at(s3: Any, store: BackupStore, moment: datetime, bucket: str = DATA, *, full_every: int = 1) -> str:
+    """A snapshot taken at `moment`: with a full manifest unless `full_every` allows deltas (the chains a kept
+    delta needs are tested on their own)."""
+    snapshotter = BucketSnapshotter(s3, store, bucket, clock=lambda: moment, full_manifest_every=full_every)
+    progress = snapshotter.snapshot(None, lambda: PLENTY_MS)
     assert progress.finished
     return progress.backup_id
 
@@ -244,3 +247,30 @@ def test_a_corrupt_manifest_stops_the_prune_before_anything_is_removed(s3, store
         prune(store, DATA, KEEP_TWO, PRUNE_AT)
     assert stored_content(store) == before
     assert [listing.backup_id for listing in list_snapshots(store, DATA)] == ids
+
+
+def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(s3, store):
+    # Given a chain of hourly snapshots written as deltas (a full manifest every three), one object changing each time
+    hour = PRUNE_AT - timedelta(days=3)
+    s3.put_object(Bucket=DATA, Key="steady.csv", Body=b"steady")
+    ids = []
+    for n in range(5):
+        s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
+        ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
+    depths = [read_manifest(store, DATA, backup_id).depth for backup_id in ids]
+    assert depths == [0, 1, 2, 0, 1]
+    # When the store is pruned to the newest snapshot
+    result = prune(store, DATA, RetentionPolicy(keep_last=1, hourly=0, daily=0, weekly=0, monthly=0), PRUNE_AT)
+    # Then the full manifest the newest is a delta on is kept with it, and the older chain, which nothing needs, goes
+    assert result.kept == (ids[3], ids[4]) and result.removed == (ids[0], ids[1], ids[2])
+    newest = read_manifest(store, DATA, ids[4])
+    assert {entry.key: s3.get_object(Bucket=BACKUPS, Key=entry.content_key)["Body"].read()
+            for entry in newest.objects} == {"a.csv": b"a4", "steady.csv": b"steady"}
+    # And the next prune, once a newer full manifest stands alone, lets that chain go too
+    s3.put_object(Bucket=DATA, Key="a.csv", Body=b"a5")
+    for n in range(5, 8):
+        s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
+        ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
+    assert read_manifest(store, DATA, ids[7]).depth == 1
+    later = prune(store, DATA, RetentionPolicy(keep_last=1, hourly=0, daily=0, weekly=0, monthly=0), PRUNE_AT)
+    assert later.kept == (ids[6], ids[7]) and set(later.removed) == {ids[3], ids[4], ids[5]}

@@ -11,7 +11,7 @@ import pytest
 import backup.handler as backup
 import retention.handler as retention
 from drcore.backup.manifest import list_snapshots
-from drcore.core.config import RetentionEnvVar
+from drcore.core.config import BackupEnvVar, RetentionEnvVar
 from drcore.state.backup_store import BackupStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem, add_buckets
@@ -19,7 +19,9 @@ from tests.support import CallRecorder
 
 KEEP_NEWEST_ONLY = {RetentionEnvVar.RETENTION_KEEP_LAST: "1", RetentionEnvVar.RETENTION_HOURLY: "0",
                     RetentionEnvVar.RETENTION_DAILY: "0", RetentionEnvVar.RETENTION_WEEKLY: "0",
-                    RetentionEnvVar.RETENTION_MONTHLY: "0"}
+                    RetentionEnvVar.RETENTION_MONTHLY: "0",
+                    # Full manifests: a kept delta would keep the snapshot it is read through (test_retention.py)
+                    BackupEnvVar.FULL_MANIFEST_EVERY: "1"}
 
 
 @pytest.fixture

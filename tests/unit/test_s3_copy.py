@@ -23,7 +23,7 @@ from drcore.aws.s3_copy import (
     S3Copier,
     TargetExists,
 )
-from tests.s3_gaps import enforce_copy_conditions, hook, s3_answers
+from tests.s3_gaps import hook, s3_answers
 from tests.support import CallRecorder, data_and_backup_buckets
 
 DATA = "apilados-production-data"
@@ -175,7 +175,6 @@ def test_throttled_copies_are_retried_with_backoff_and_then_succeed(s3, copier):
 def test_a_source_rewritten_since_it_was_listed_is_not_copied(s3, copier):
     # Given an object listed, then rewritten (addressed by key and pinned by its listed ETag, as a
     # `null` version is)
-    enforce_copy_conditions(s3)
     written = put(s3, "uploads/d.csv", b"as listed")
     put(s3, "uploads/d.csv", b"rewritten")
     source = CopySource(DATA, "uploads/d.csv", None, written["ETag"])
@@ -209,7 +208,6 @@ def test_an_archived_source_is_reported_as_archived(s3, copier):
 
 def test_a_copy_made_only_if_absent_never_overwrites_the_target(s3, copier):
     # Given content already stored under the target key
-    enforce_copy_conditions(s3)
     s3.put_object(Bucket=STORE, Key="content/f", Body=b"stored before")
     small = put(s3, "uploads/f.csv", b"other")
     big = put(s3, "exports/big.bin", BIG)

@@ -6,10 +6,11 @@ drcore.backup.manifest's).
 
 A snapshot builds on the newest complete one before it (its base): an object listed as it is in the
 base is carried over without a request, and the content the base references is known to be stored.
-Other content is checked either by a HEAD per key or by one listing of the content prefix, whichever
-costs less (drcore.backup.stored_content). Stored content is never copied again, so a snapshot of an
-unchanged bucket costs its listing and its manifest. Objects in archive storage classes (or tiers) whose
-content is not stored are recorded (`archived: true`), not copied.
+Other content is taken for missing and copied conditionally (a 412 means stored), or found by one
+listing of the content prefix when that costs less (drcore.backup.stored_content). Stored content is
+never copied again, so a snapshot of an unchanged bucket costs its listing and its manifest. Objects in
+archive storage classes (or tiers) whose content is not stored are recorded (`archived: true`), not
+copied.
 
 Object metadata travels with the content: a new version whose content is not stored yet is copied with
 S3's copy, which carries its content type, user metadata, kept headers and tags to the content object,
@@ -72,6 +73,7 @@ from drcore.backup.snapshot_checkpoints import (
     write_checkpoint,
 )
 from drcore.backup.stored_content import StoredContent
+from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY
 from drcore.core.errors import ConcurrentUpdate
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.state.backup_store import (
@@ -181,6 +183,7 @@ class BucketSnapshotter:
         part_size: int = DEFAULT_PART_SIZE,
         page_size: int = 1000,
         sleep: Callable[[float], None] = time.sleep,
+        full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY,
     ) -> None:
         self._s3 = s3_client
         self._store = store
@@ -188,6 +191,7 @@ class BucketSnapshotter:
         self._concurrency = concurrency
         self._clock = clock
         self._page_size = page_size
+        self._full_manifest_every = full_manifest_every
         self._sleep = sleep
         self._retries_lock = threading.Lock()
         self._throttle_retries = 0
@@ -227,8 +231,7 @@ class BucketSnapshotter:
             else:  # the base the checkpoints refer to; retention keeps it while this snapshot runs
                 base_manifest = read_manifest(self._store, self._source, last["base"]) if last["base"] else None
             base = SnapshotBase(base_manifest)
-            contents = StoredContent(self._store, base_manifest.stored_bodies() if base_manifest else {},
-                                     self._stored)
+            contents = StoredContent(self._store, base_manifest.stored_bodies() if base_manifest else {})
             logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id,
                                                    "resumed_at_page": page, "base": base.backup_id})
             while not listing_done:
@@ -243,7 +246,7 @@ class BucketSnapshotter:
                 listing_done = not listing.get("IsTruncated", False)
                 self._checkpoint(backup_id, page, base, entries, positions, stats, markers, listing_done)
                 pages_here[page] = entries
-        self._write_manifest(backup_id, self._all_entries(backup_id, page, pages_here, base), stats)
+        self._write_manifest(backup_id, self._all_entries(backup_id, page, pages_here, base), stats, base_manifest)
         logger.info("snapshot complete", extra={"backup_id": backup_id, "objects": stats.objects_listed,
                                                 "copied": stats.objects_copied, "pages": stats.pages})
         return SnapshotProgress(backup_id, True, asdict(stats))
@@ -308,7 +311,7 @@ class BucketSnapshotter:
 
         pending = list(named)
         while pending:
-            missing = contents.missing({named[index] for index in pending}, pool)
+            missing = contents.missing({named[index] for index in pending})
             holders: dict[str, int] = {}
             for index in pending:
                 if named[index] not in missing:
@@ -434,12 +437,16 @@ class BucketSnapshotter:
             entries += pages_here[page]
         return entries
 
-    def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: _Stats) -> None:
+    def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: _Stats,
+                        base: SnapshotManifest | None) -> None:
+        """Write the manifest: a delta on the base, unless the base's chain is `full_manifest_every` long."""
+        if base is not None and base.depth + 1 >= self._full_manifest_every:
+            base = None
         finished = self._clock()
         manifest = SnapshotManifest(bucket=self._source, backup_id=backup_id, started_at=to_iso(backup_time(backup_id)),
                                     finished_at=to_iso(finished), stats=asdict(stats), objects=tuple(entries),
                                     locked_until=locked_until(finished, self._default_lock))
         try:
-            write_manifest(self._store, manifest)
+            write_manifest(self._store, manifest, base)
         except AlreadyWritten:
             logger.info("snapshot finished by another invocation", extra={"backup_id": backup_id})

@@ -1,10 +1,18 @@
 """The bucket snapshot manifest format: what a snapshot recorded, and where each object's body is stored.
 
 A complete snapshot is its manifest, `snapshots/s3/<bucket>/<backup id>/manifest.json.gz` in the backup
-store: gzip-compressed JSON lines, a header line (format, bucket, id, times, counts, stats), then one
-line per object (a ManifestEntry). Its `x-amz-meta-sha256` metadata holds the SHA-256 of the stored
-(gzip) bytes, checked on every read. Snapshots, retention and restores depend on this module, not on
-each other.
+store: gzip-compressed JSON lines, a header line (format, bucket, id, times, counts, stats, kind), then
+one line per object (a ManifestEntry). Its `x-amz-meta-sha256` metadata holds the SHA-256 of the stored
+(gzip) bytes, checked on every read.
+
+Storage grows with change: a manifest is `full` (every object) or a `delta` on its base snapshot (the one
+the snapshot built on): only the entries that are new or differ from the base's, and `{"removed": key}`
+for keys the base held and this snapshot does not. The header names the base and the depth (deltas since
+the last full manifest); a snapshot writes a full manifest every `full_manifest_every` snapshots of a
+chain, and whenever its delta would hold more than half the objects. Reading a delta reads its chain, one
+manifest per link (each checked against its own SHA-256), and answers every object, so no reader sees
+the difference; retention keeps every manifest a kept snapshot's chain needs (`SnapshotManifest.needs`).
+Snapshots, retention and restores depend on this module, not on each other.
 
 Each object's body is stored once per content under `content/<algorithm>/<digest>`:
 
@@ -77,6 +85,7 @@ from drcore.state.backup_store import (
 
 MANIFEST_FORMAT = "s3-snapshot/2"
 READABLE_FORMATS = frozenset({"s3-snapshot/1", MANIFEST_FORMAT})
+FULL, DELTA = "full", "delta"  # a manifest lists every object, or only what changed since its base's
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: hex SHA-256 of the manifest's stored (gzip) bytes
 CONTENT_PREFIX = content_key("", "")[: -len("/")]  # "content/", the layout's content root
 
@@ -173,7 +182,18 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True)
+class ChainLink:
+    """A manifest that a delta manifest is read through (its base, the base's base, ... down to a full one)."""
+
+    backup_id: str
+    version_id: str | None
+    locked_until: str | None
+
+
+@dataclass(frozen=True)
 class SnapshotManifest:
+    """A snapshot as read: every object it holds, whether its manifest is full or a delta on a base."""
+
     bucket: str
     backup_id: str
     started_at: str
@@ -182,6 +202,13 @@ class SnapshotManifest:
     objects: tuple[ManifestEntry, ...]
     locked_until: str | None = None  # the earliest the manifest's own lock can end, where known when written
     version_id: str | None = None  # the version it was read as (its record's); not part of what is written
+    base_id: str | None = None  # a delta manifest's base snapshot; None for a full manifest
+    depth: int = 0  # how many delta manifests lead from a full one to this one (0: full)
+    chain: tuple[ChainLink, ...] = ()  # as read: the manifests below this one, newest first; () for a full one
+
+    def needs(self) -> tuple[str, ...]:
+        """The snapshots whose manifests this one is read through: retention keeps them while it keeps this one."""
+        return tuple(link.backup_id for link in self.chain)
 
     def content_keys(self) -> set[str]:
         return {entry.content_key for entry in self.objects if entry.content_key}
@@ -217,16 +244,31 @@ def checksum_of(head: Mapping[str, Any]) -> dict[str, str] | None:
     return None
 
 
-def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
+def delta_lines(base: SnapshotManifest, objects: tuple[ManifestEntry, ...]) -> list[dict[str, Any]]:
+    """What a delta manifest on `base` stores to hold `objects`: each entry that is new or differs from the base's,
+    and `{"removed": key}` for each key of the base it no longer holds."""
+    held = {entry.key: entry for entry in base.objects}
+    keys = {entry.key for entry in objects}
+    lines = [entry.to_json() for entry in objects if held.get(entry.key) != entry]
+    return lines + [{"removed": key} for key in sorted(held.keys() - keys)]
+
+
+def write_manifest(store: BackupStore, manifest: SnapshotManifest, base: SnapshotManifest | None = None) -> None:
     """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot. Then record
-    the version it was written as."""
+    the version it was written as. With `base`, as a delta on that snapshot (whose manifest must stay while this
+    one does: retention keeps it, drcore.backup.retention), else in full."""
     header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
               "started_at": manifest.started_at, "finished_at": manifest.finished_at,
               "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
               "stats": manifest.stats, "locked_until": manifest.locked_until}
-    lines = [json.dumps(header, separators=(",", ":"))]
-    lines += [json.dumps(entry.to_json(), separators=(",", ":")) for entry in manifest.objects]
-    body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    lines = delta_lines(base, manifest.objects) if base is not None else []
+    if base is not None and len(lines) <= len(manifest.objects) // 2:
+        header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": len(lines)}
+    else:  # no base, or so much changed that a delta would save little
+        lines = [entry.to_json() for entry in manifest.objects]
+        header |= {"kind": FULL, "lines": len(lines)}
+    body = gzip.compress(("\n".join(json.dumps(line, separators=(",", ":")) for line in [header, *lines])
+                          + "\n").encode(), mtime=0)
     digest = hashlib.sha256(body)
     # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
     # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.
@@ -236,10 +278,16 @@ def write_manifest(store: BackupStore, manifest: SnapshotManifest) -> None:
     store.record_manifest(Component.S3, manifest.bucket, manifest.backup_id, version_id, body)
 
 
-def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest:
+Resolved = dict[str, SnapshotManifest]  # snapshots already read, by id: a chain shared by many is read once
+
+
+def read_manifest(store: BackupStore, bucket: str, backup_id: str,
+                  resolved: Resolved | None = None) -> SnapshotManifest:
     """A complete snapshot's manifest, the version recorded when it was written, verified against the SHA-256
     recorded then (a manifest written before versions were recorded: as its key holds it now, against the
-    SHA-256 in its metadata)."""
+    SHA-256 in its metadata). A delta manifest is read through its chain, one manifest read per link."""
+    if resolved is not None and backup_id in resolved:
+        return resolved[backup_id]
     key = manifest_key(Component.S3, bucket, backup_id)
     record = store.recorded_manifest(Component.S3, bucket, backup_id)
     try:
@@ -260,15 +308,51 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str) -> SnapshotMa
     try:
         lines = gzip.decompress(body).decode().splitlines()
         header = json.loads(lines[0])
-        objects = tuple(ManifestEntry.from_json(json.loads(line)) for line in lines[1:])
-    except (OSError, ValueError, TypeError, IndexError) as error:
+        documents = [json.loads(line) for line in lines[1:]]
+        written = len(documents) == header.get("lines", header.get("objects"))
+        if header.get("kind", FULL) == FULL:
+            objects = tuple(ManifestEntry.from_json(document) for document in documents)
+            base = None
+        else:
+            base = _base_of(store, bucket, backup_id, header["base"], resolved)
+            objects = _applied(base.objects, documents)
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as error:
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} cannot be read: {error}") from error
-    if header.get("format") not in READABLE_FORMATS or header.get("objects") != len(objects):
+    if header.get("format") not in READABLE_FORMATS or not written or header.get("objects") != len(objects):
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete snapshot manifest of a known format "
                               f"({', '.join(sorted(READABLE_FORMATS))})")
-    return SnapshotManifest(bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
-                            finished_at=header["finished_at"], stats=header["stats"], objects=objects,
-                            locked_until=header.get("locked_until"), version_id=record.version_id if record else None)
+    manifest = SnapshotManifest(
+        bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
+        finished_at=header["finished_at"], stats=header["stats"], objects=objects,
+        locked_until=header.get("locked_until"), version_id=record.version_id if record else None,
+        base_id=base.backup_id if base else None, depth=base.depth + 1 if base else 0,
+        chain=(ChainLink(base.backup_id, base.version_id, base.locked_until), *base.chain) if base else ())
+    if resolved is not None:
+        resolved[backup_id] = manifest
+    return manifest
+
+
+def _base_of(store: BackupStore, bucket: str, backup_id: str, base_id: str,
+             resolved: Resolved | None) -> SnapshotManifest:
+    if not base_id < backup_id:
+        raise ManifestCorrupt(f"snapshot {backup_id} names base {base_id}, which is not older")
+    try:
+        return read_manifest(store, bucket, base_id, resolved)
+    except SnapshotNotFound as error:
+        raise ManifestCorrupt(f"snapshot {backup_id} is a delta on {base_id}, which is gone") from error
+
+
+def _applied(base: tuple[ManifestEntry, ...], lines: list[dict[str, Any]]) -> tuple[ManifestEntry, ...]:
+    """A base's entries with a delta's lines applied, in key order (the listing's: UTF-8 byte order is code point
+    order)."""
+    objects = {entry.key: entry for entry in base}
+    for line in lines:
+        if "removed" in line:
+            objects.pop(line["removed"])
+        else:
+            entry = ManifestEntry.from_json(line)
+            objects[entry.key] = entry
+    return tuple(objects[key] for key in sorted(objects))
 
 
 def list_snapshots(store: BackupStore, bucket: str) -> list[BackupListing]:

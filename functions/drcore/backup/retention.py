@@ -5,8 +5,9 @@ component_retention).
 Kept: the newest `keep_last` complete snapshots, plus the newest snapshot of each of the `hourly` most
 recent hours that have one, and likewise per day, ISO week and month (UTC), as restic and borg count
 them, so a pause in backups never expires everything, and every snapshot a pending restore plan names.
-Expired snapshots lose their manifest first (so a half-removed snapshot is incomplete, never a corrupt
-restorable one), then their checkpoints.
+A kept snapshot whose manifest is a delta keeps every snapshot it is read through (its chain, down to a
+full manifest: drcore.backup.manifest). Expired snapshots lose their manifest first (so a half-removed
+snapshot is incomplete, never a corrupt restorable one), then their checkpoints.
 
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 
 from drcore.backup.lock_extension import KeptObjects
-from drcore.backup.manifest import CONTENT_PREFIX, read_manifest
+from drcore.backup.manifest import CONTENT_PREFIX, Resolved, read_manifest
 from drcore.backup.snapshot_checkpoints import snapshot_in_progress_content
 from drcore.core.config import RetentionPolicy
 from drcore.state.backup_store import (
@@ -116,15 +117,20 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
         # the store whether their content is still there: that one must outlive it.
         bases = [listing.backup_id for listing in complete if listing.backup_id < running.backup_id]
         keep.update(bases[-1:])
-    expired = [listing.backup_id for listing in complete if listing.backup_id not in keep]
-
     # Everything that stays referenced is read before anything is removed: an unreadable manifest
-    # (ManifestCorrupt) stops the prune here, with nothing removed.
+    # (ManifestCorrupt) stops the prune here, with nothing removed. A kept snapshot whose manifest is a delta
+    # keeps the snapshots it is read through.
     referenced = _referenced_by_other_buckets(store, bucket, now, kept)
-    for backup_id in sorted(keep):
-        manifest = read_manifest(store, bucket, backup_id)
+    resolved: Resolved = {}
+    to_read = sorted(keep)
+    while to_read:
+        manifest = read_manifest(store, bucket, to_read.pop(), resolved)
         referenced |= manifest.content_keys()
         kept.add_snapshot(manifest)
+        needed = [backup_id for backup_id in manifest.needs() if backup_id not in keep]
+        keep.update(needed)
+        to_read += needed
+    expired = [listing.backup_id for listing in complete if listing.backup_id not in keep]
     for running in in_progress:
         referenced |= snapshot_in_progress_content(store, bucket, running.backup_id)
 
@@ -157,9 +163,10 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime,
     for subject in subjects:
         if subject == bucket:
             continue
+        resolved: Resolved = {}
         for listing in store.list_backups(Component.S3, subject):
             if listing.complete:
-                manifest = read_manifest(store, subject, listing.backup_id)
+                manifest = read_manifest(store, subject, listing.backup_id, resolved)
                 referenced |= manifest.content_keys()
                 kept.add_snapshot(manifest)
             elif now - listing.created_at < IN_PROGRESS_GRACE:

@@ -38,6 +38,9 @@ _Settings = TypeVar("_Settings", bound=BaseModel)
 # Object copies a snapshot or a restore runs at once (S3 serves thousands of requests per second per prefix).
 DEFAULT_COPY_CONCURRENCY = 16
 MAX_COPY_CONCURRENCY = 128
+# Hourly snapshots: a full manifest a day, at most 23 delta manifests to read through (drcore.backup.manifest).
+DEFAULT_FULL_MANIFEST_EVERY = 24
+MAX_FULL_MANIFEST_EVERY = 168
 # A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
 DEFAULT_PLAN_TTL_SECONDS = 3600
 MIN_PLAN_TTL_SECONDS = 60
@@ -93,6 +96,7 @@ class BackupEnvVar(StrEnum):
     LOG_GROUP_NAME = "DR_LOG_GROUP_NAME"
     METRICS_NAMESPACE = EnvVar.METRICS_NAMESPACE.value
     COPY_CONCURRENCY = "DR_COPY_CONCURRENCY"
+    FULL_MANIFEST_EVERY = "DR_FULL_MANIFEST_EVERY"
     PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
 
 
@@ -134,6 +138,8 @@ class BackupSettings(BaseModel):
     metrics_namespace: str = Field(DEFAULT_METRICS_NAMESPACE, alias=BackupEnvVar.METRICS_NAMESPACE, min_length=1)
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, alias=BackupEnvVar.COPY_CONCURRENCY, ge=1,
                                   le=MAX_COPY_CONCURRENCY)
+    full_manifest_every: int = Field(DEFAULT_FULL_MANIFEST_EVERY, alias=BackupEnvVar.FULL_MANIFEST_EVERY, ge=1,
+                                     le=MAX_FULL_MANIFEST_EVERY)
     publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
 
     @field_validator("state_scope", mode="before")

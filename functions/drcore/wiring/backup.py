@@ -34,7 +34,8 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         function_backup=FunctionBackup(lambda_client, store, settings.protected_function),
         stack_backup=StackBackup(client("cloudformation"), store, settings.pipeline_stack),
         logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
-        snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency),
+        snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency,
+                                      full_manifest_every=settings.full_manifest_every),
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,

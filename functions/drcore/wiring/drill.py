@@ -44,7 +44,7 @@ def drill_runner(settings: ControllerSettings, backup: BackupSettings, recovery:
                            controller_state=state)
     engines = DrillEngines(
         function_restorer=FunctionRestorer(lambda_client, store, settings.protected_function),
-        bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency),
+        bucket_restorer=bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every),
         stack_recovery=StackRecovery(client("cloudformation"), store, backup.pipeline_stack),
         s3_client=s3, lambda_client=lambda_client)
     recorder = DrillRecorder(store, state, settings.protected_function, client("cloudwatch"),

@@ -75,7 +75,8 @@ def failback_action(settings: ControllerSettings, backup: BackupSettings, region
         divergence = ReplicaDivergence(
             primary_s3, secondary_s3, store, concurrency=backup.copy_concurrency,
             snapshots_of=lambda bucket: BucketSnapshotter(primary_s3, store, bucket,
-                                                          concurrency=backup.copy_concurrency))
+                                                          concurrency=backup.copy_concurrency,
+                                                          full_manifest_every=backup.full_manifest_every))
         probe_clients = single_attempt_clients("lambda", primary)
         probe = HealthProbe(AliasGateway(primary_lambda, settings.protected_function),
                             lambda seconds: AliasGateway(probe_clients(seconds), settings.protected_function),

@@ -81,7 +81,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     flow = TwoStepFlow(book, journal_in(state), continue_later)
     shared_book = PlanBook(shared, settings.protected_function, recovery.plan_ttl_seconds)
     switch_flow = TwoStepFlow(shared_book, journal_in(shared), continue_later)
-    restorer = bucket_restorer(s3, store, backup.copy_concurrency)
+    restorer = bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
                            VerificationAlerts(alert_publisher(settings, client), settings.protected_function))

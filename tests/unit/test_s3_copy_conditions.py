@@ -1,0 +1,52 @@
+"""The embedded S3's copy conditions (embedded.s3_copy_conditions, applied to every test by tests/conftest.py):
+moto ignores them; S3 answers 412."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+BUCKET = "apilados-dr-backups"
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+
+
+def refused(call: Any) -> bool:
+    try:
+        call()
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "PreconditionFailed"
+        return True
+    return False
+
+
+def test_a_copy_of_another_source_etag_or_onto_a_written_key_is_refused(s3: Any) -> None:
+    source = s3.put_object(Bucket=BUCKET, Key="source", Body=b"listed")
+    s3.put_object(Bucket=BUCKET, Key="taken", Body=b"already there")
+    address = {"Bucket": BUCKET, "Key": "source", "VersionId": source["VersionId"]}
+    # Given the fill (every test has it: tests/conftest.py), Then a copy pinned to another ETag, or onto a key
+    # that holds an object, is refused
+    assert refused(lambda: s3.copy_object(Bucket=BUCKET, Key="new", CopySource=address,
+                                          CopySourceIfMatch='"0123456789abcdef0123456789abcdef"'))
+    assert refused(lambda: s3.copy_object(Bucket=BUCKET, Key="taken", CopySource=address, IfNoneMatch="*"))
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="parts")["UploadId"]
+    assert refused(lambda: s3.upload_part_copy(Bucket=BUCKET, Key="parts", UploadId=upload, PartNumber=1,
+                                               CopySource=address, CopySourceIfMatch='"other"'))
+    # And copies whose conditions hold go through: the listed ETag, a new key, a key behind a delete marker
+    s3.delete_object(Bucket=BUCKET, Key="taken")
+    for target in ("new", "taken"):
+        s3.copy_object(Bucket=BUCKET, Key=target, CopySource=address, CopySourceIfMatch=source["ETag"],
+                       IfNoneMatch="*")
+        assert s3.get_object(Bucket=BUCKET, Key=target)["Body"].read() == b"listed"
