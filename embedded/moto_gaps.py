@@ -59,6 +59,8 @@ path identical to AWS's. Each fill is exactly one missing behaviour:
   CAPABILITY_NAMED_IAM when one is given a name, CAPABILITY_AUTO_EXPAND for a Transform.
 - Copy conditions (embedded.s3_copy_conditions): moto ignores `x-amz-copy-source-if-match` and a copy's
   `If-None-Match: *`. Here a copy of another source ETag, or into a key that holds an object, answers 412.
+- ListObjectVersions with a KeyMarker alone (embedded.s3_version_listing): moto returns the wrong versions
+  around the marker. Here it lists the keys after the marker, as S3 does.
 - Function configuration: moto's UpdateFunctionConfiguration applies only description, handler,
   memory, role, runtime, timeout, VPC, environment and layers, its CreateFunction drops the dead-letter,
   logging, file system and SnapStart settings, and its UpdateFunctionCode ignores Architectures. Here
@@ -131,6 +133,7 @@ from moto.logs.models import LogsBackend
 from embedded.s3_copy_conditions import s3_copy_conditions_as_aws
 from embedded.s3_notifications import PipelineInvocations, pipeline_invocations_recorded
 from embedded.s3_replication import ReplicationControl, s3_replication_as_aws
+from embedded.s3_version_listing import version_listing_after_key_marker
 
 if TYPE_CHECKING:
     # The attributes the fills below keep on moto's own objects, where moto's serializers read them by name.
@@ -828,6 +831,7 @@ def moto_gaps_filled(behaviour: VersionBehaviour | None = None) -> Iterator[Vers
         patches.enter_context(dynamodb_writes_atomic())
         patches.enter_context(s3_replication_as_aws(behaviour.replication))
         patches.enter_context(s3_copy_conditions_as_aws())
+        patches.enter_context(version_listing_after_key_marker())
         # After the Invoke fill above, so an S3-shaped invocation is recorded once it was answered as a version would.
         patches.enter_context(pipeline_invocations_recorded(behaviour.invocations,
                                                             behaviour.replication.replica_listeners))

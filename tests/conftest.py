@@ -27,6 +27,7 @@ from drcore.wiring.watchers import watcher_services
 from embedded.aws_events import LambdaContextStub
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
 from embedded.s3_copy_conditions import s3_copy_conditions_as_aws
+from embedded.s3_version_listing import version_listing_after_key_marker
 from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock
 
@@ -56,10 +57,11 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def s3_copy_conditions() -> Iterator[None]:
-    """S3's 412 for a copy whose source ETag or target condition does not hold, which moto ignores: every test's
-    S3 copies as AWS's does (embedded.s3_copy_conditions)."""
-    with s3_copy_conditions_as_aws():
+def s3_as_aws() -> Iterator[None]:
+    """Every test's S3 copies and lists versions as AWS's does where moto does not: a 412 for a copy whose source
+    ETag or target condition does not hold (embedded.s3_copy_conditions), the keys after a KeyMarker given alone
+    (embedded.s3_version_listing)."""
+    with s3_copy_conditions_as_aws(), version_listing_after_key_marker():
         yield
 
 

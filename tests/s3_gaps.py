@@ -2,7 +2,7 @@
 test modules import these, never each other.
 
 - moto ignores CopySourceIfMatch (CopyObject, UploadPartCopy) and IfNoneMatch on CopyObject: filled on moto's
-  side for every test (embedded.s3_copy_conditions, the autouse `s3_copy_conditions` fixture).
+  side for every test (embedded.s3_copy_conditions, the autouse `s3_as_aws` fixture).
 - `s3_answers` makes S3 answer an error code of its own choosing (throttling, an archived object).
 - moto refuses a CopyObject into a bucket with a default Object Lock retention unless it carries a header S3
   asks only of uploads with a body: `copies_into_a_locked_bucket` adds it to the copy's request.

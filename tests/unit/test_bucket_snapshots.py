@@ -27,6 +27,7 @@ from drcore.backup.manifest import (
     list_snapshots,
     read_manifest,
 )
+from drcore.backup.snapshot_checkpoints import key_ranges
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, content_key, manifest_key
 from tests.s3_gaps import hook, s3_answers
 from tests.support import CallRecorder, SimulatedClock, data_and_backup_buckets, described_object
@@ -466,7 +467,7 @@ def test_a_snapshot_builds_on_the_newest_complete_one_passing_over_an_unfinished
     complete = run_to_end(snapshotter(page_size=100), snapshot_clock)
     snapshot_clock.advance(3600)
     budget = iter([PLENTY_MS, SAFETY_MARGIN_MS - 1])
-    unfinished = snapshotter(page_size=100).snapshot(None, lambda: next(budget))
+    unfinished = snapshotter(page_size=100, listing_ranges=1).snapshot(None, lambda: next(budget))
     assert not unfinished.finished
     # When a new snapshot starts
     latest = run_to_end(snapshotter(page_size=100), snapshot_clock)
@@ -484,11 +485,11 @@ def test_an_incremental_snapshot_checkpoints_carried_entries_by_reference_and_re
         put(s3, f"k/{n:04d}", f"body {n}".encode())
     base = run_to_end(snapshotter(page_size=100), snapshot_clock)
     put(s3, "k/0150", b"changed")
-    # When the next snapshot runs out of time after two pages and is continued
+    # When the next snapshot (one key range: pages in sequence) runs out of time after two pages and is continued
     budget = iter([PLENTY_MS, PLENTY_MS, SAFETY_MARGIN_MS - 1])
     snapshot_clock.advance(3600)
-    paused = snapshotter(page_size=100).snapshot(None, lambda: next(budget))
-    done = snapshotter(page_size=100).snapshot(paused.backup_id, lambda: PLENTY_MS)
+    paused = snapshotter(page_size=100, listing_ranges=1).snapshot(None, lambda: next(budget))
+    done = snapshotter(page_size=100, listing_ranges=1).snapshot(paused.backup_id, lambda: PLENTY_MS)
     # Then its checkpoints name the unchanged entries as runs of the base's positions, the new one in full
     # (the second page lists 100 versions: the changed key's old version is one of them)
     second_page = json.loads(gzip.decompress(stored_body(s3, backup_prefix(Component.S3, DATA, paused.backup_id)
@@ -734,3 +735,98 @@ def test_a_delta_whose_base_is_damaged_or_gone_is_reported_not_read_as_a_snapsho
         s3.delete_object(Bucket=BACKUPS, Key=key)
     with pytest.raises(ManifestCorrupt, match=f"delta on {first.backup_id}, which is gone"):
         read_manifest(store, DATA, second.backup_id)
+
+
+# Key ranges listed at once --------------------------------------------------------------------------------
+
+
+def listings_in_flight(s3: Any) -> list[int]:
+    """Records, at each ListObjectVersions, how many were in flight (each held a moment, so overlaps show)."""
+    lock, current, seen = threading.Lock(), [0], []
+
+    def before(**_: Any) -> None:
+        with lock:
+            current[0] += 1
+            seen.append(current[0])
+        time.sleep(0.02)
+
+    def after(**_: Any) -> None:
+        with lock:
+            current[0] -= 1
+
+    s3.meta.events.register("before-call.s3.ListObjectVersions", before)
+    s3.meta.events.register("after-call.s3.ListObjectVersions", after)
+    return seen
+
+
+def test_an_incremental_snapshot_lists_key_ranges_at_once_and_holds_every_key_once(s3, store, snapshotter,
+                                                                                  snapshot_clock):
+    # Given a base of 400 objects, listed 20 per page: 8 ranges of 50 keys, cut at the base's keys
+    for n in range(400):
+        put(s3, f"k/{n:04d}", f"body {n}".encode())
+    base = run_to_end(snapshotter(page_size=20), snapshot_clock)
+    ranges = key_ranges(read_manifest(store, DATA, base.backup_id), 20, 8)
+    assert [bounds.last for bounds in ranges] == [*(f"k/{n:04d}" for n in range(49, 350, 50)), None]
+    # And then, at every range's edge, its last key changed and a key added right after it; the first key of one
+    # range deleted; keys added before the first and after the last
+    for bounds in ranges[:-1]:
+        put(s3, str(bounds.last), b"changed")
+        put(s3, f"{bounds.last}-added", b"added")
+    s3.delete_object(Bucket=DATA, Key="k/0050")
+    put(s3, "a-first", b"first")
+    put(s3, "z-last", b"last")
+    in_flight = listings_in_flight(s3)
+    # When the next snapshot runs
+    second = run_to_end(snapshotter(page_size=20), snapshot_clock)
+    # Then its ranges were listed at once
+    assert max(in_flight) > 1
+    # And its manifest is the bucket: every key once, in key order, the changes copied
+    manifest = read_manifest(store, DATA, second.backup_id)
+    keys = [entry.key for entry in manifest.objects]
+    assert keys == sorted(set(keys)) and len(keys) == 400 - 1 + 7 + 2
+    assert {entry.key: (entry.version_id, entry.etag) for entry in manifest.objects} == bucket_state(s3)
+    assert second.stats["objects_copied"] == 4 and second.stats["objects_listed"] == len(keys)
+    assert stored_body(s3, by_key(manifest)["k/0049"].content_key) == b"changed"
+
+
+def test_a_ranged_snapshot_out_of_time_continues_each_range_where_it_stopped(s3, store, snapshotter, snapshot_clock):
+    # Given a base of 400 objects in 8 ranges, then one key changed in each range
+    for n in range(400):
+        put(s3, f"k/{n:04d}", f"body {n}".encode())
+    run_to_end(snapshotter(page_size=20), snapshot_clock)
+    for n in range(25, 400, 50):
+        put(s3, f"k/{n:04d}", f"changed {n}".encode())
+    # When the next snapshot has time for a dozen of its 21 pages (ranges run at once, so which ones is theirs to
+    # say) and is continued
+    asked, lock = [0], threading.Lock()
+
+    def budget() -> int:
+        with lock:
+            asked[0] += 1
+            return PLENTY_MS if asked[0] <= 12 else SAFETY_MARGIN_MS - 1
+
+    snapshot_clock.advance(3600)
+    paused = snapshotter(page_size=20).snapshot(None, budget)
+    assert not paused.finished and 0 < paused.stats["pages"] < 21
+    checkpointed = [entry["Key"] for entry in store.keys(backup_prefix(Component.S3, DATA, paused.backup_id))]
+    assert any("/progress/r" in key for key in checkpointed)
+    done = snapshotter(page_size=20).snapshot(paused.backup_id, lambda: PLENTY_MS)
+    # Then it finishes every range once: each page listed and checkpointed once, the bucket recorded as it is
+    manifest = read_manifest(store, DATA, done.backup_id)
+    assert done.finished and done.stats["pages"] == sum(1 for _ in store.keys(
+        backup_prefix(Component.S3, DATA, done.backup_id) + "progress/"))
+    assert {entry.key: (entry.version_id, entry.etag) for entry in manifest.objects} == bucket_state(s3)
+    assert done.stats["objects_copied"] == 8 and done.stats["objects_listed"] == 400, (paused.stats, done.stats)
+
+
+def test_a_range_that_fails_stops_the_others_and_the_snapshot_raises(s3, store, snapshotter, snapshot_clock):
+    # Given a base of 400 objects in 8 ranges, and S3 refusing the listing of one range
+    for n in range(400):
+        put(s3, f"k/{n:04d}", f"body {n}".encode())
+    run_to_end(snapshotter(page_size=20), snapshot_clock)
+    hook(s3, "ListObjectVersions", s3_answers("AccessDenied", 403,
+                                              when=lambda params: params.get("KeyMarker") == "k/0199"))
+    # When the next snapshot runs, Then it fails with S3's error, unfinished
+    with pytest.raises(ClientError, match="AccessDenied"):
+        run_to_end(snapshotter(page_size=20), snapshot_clock)
+    assert len(list_snapshots(store, DATA)) == 1

@@ -90,7 +90,7 @@ def snapshot_at(s3: Any, store: BackupStore, moment: datetime, bucket: str = DAT
 def unfinished_snapshot_at(s3: Any, store: BackupStore, moment: datetime) -> str:
     """A snapshot stopped after its first page (one object), as a running or abandoned one would be."""
     budget = iter([PLENTY_MS, SAFETY_MARGIN_MS - 1])
-    snapshotter = BucketSnapshotter(s3, store, DATA, clock=lambda: moment, page_size=1)
+    snapshotter = BucketSnapshotter(s3, store, DATA, clock=lambda: moment, page_size=1, listing_ranges=1)
     progress = snapshotter.snapshot(None, lambda: next(budget))
     assert not progress.finished
     return progress.backup_id

@@ -33,10 +33,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -65,9 +65,11 @@ from drcore.backup.manifest import (
 )
 from drcore.backup.snapshot_checkpoints import (
     Checkpoint,
+    KeyRange,
     SnapshotBase,
     checkpoint_key,
-    checkpoint_keys,
+    key_ranges,
+    last_checkpoints,
     newest_complete_before,
     read_checkpoint,
     write_checkpoint,
@@ -95,6 +97,9 @@ logger = Logger(child=True)
 # Stop starting pages with less than this left: a page of copies plus its checkpoint must fit.
 SAFETY_MARGIN_MS = 60_000
 PAGE_ATTEMPTS = 3  # a page whose objects change while it is copied is listed again, this often
+# Key ranges an incremental snapshot lists at once (drcore.backup.snapshot_checkpoints.key_ranges): each is a
+# sequence of pages, so a bucket of N pages is listed in about N / LISTING_RANGES round trips.
+LISTING_RANGES = 8
 REPORTED_ARCHIVED_KEYS = 1000  # the stats name this many archived keys; the manifest has them all
 
 
@@ -155,6 +160,52 @@ def _next_markers(listing: Mapping[str, Any]) -> dict[str, str]:
     return {"KeyMarker": listing.get("NextKeyMarker", ""), "VersionIdMarker": listing.get("NextVersionIdMarker", "")}
 
 
+def _within(listing: ListObjectVersionsOutputTypeDef, bounds: KeyRange) -> ListObjectVersionsOutputTypeDef:
+    """The listing itself when every key it lists is in the range, else a copy without the keys past its end
+    (a range never lists before its start)."""
+    if bounds.last is None:
+        return listing
+    versions, markers = listing.get("Versions", []), listing.get("DeleteMarkers", [])
+    if all(item["Key"] <= bounds.last for item in [*versions, *markers]):
+        return listing
+    trimmed = dict(listing)
+    trimmed["Versions"] = [version for version in versions if version["Key"] <= bounds.last]
+    trimmed["DeleteMarkers"] = [marker for marker in markers if marker["Key"] <= bounds.last]
+    return cast("ListObjectVersionsOutputTypeDef", trimmed)
+
+
+@dataclass
+class _Range:
+    """One key range's progress in this invocation."""
+
+    number: int
+    bounds: KeyRange
+    markers: dict[str, str]  # to continue from; {} before its first page
+    done: bool
+    pages: int  # checkpointed
+    stats: _Stats
+
+    @classmethod
+    def resumed(cls, number: int, bounds: KeyRange, last: Checkpoint | None) -> _Range:
+        if last is None:
+            return cls(number, bounds, {}, False, 0, _Stats())
+        return cls(number, bounds, last["next"], not last["truncated"], last["page"], _Stats(**last["stats"]))
+
+
+@dataclass(frozen=True)
+class _RangeWork:
+    """What every range of one snapshot invocation shares."""
+
+    backup_id: str
+    ranges: tuple[KeyRange, ...]
+    base: SnapshotBase
+    contents: StoredContent
+    pool: ThreadPoolExecutor  # the copies and the listings ahead
+    remaining_ms: Callable[[], int]
+    stop: threading.Event
+    pages_here: dict[tuple[int, int], list[ManifestEntry]]
+
+
 @dataclass(frozen=True)
 class _Ahead:
     """A listing page requested before it is needed, for the markers it continues from."""
@@ -184,6 +235,7 @@ class BucketSnapshotter:
         page_size: int = 1000,
         sleep: Callable[[float], None] = time.sleep,
         full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY,
+        listing_ranges: int = LISTING_RANGES,
     ) -> None:
         self._s3 = s3_client
         self._store = store
@@ -192,6 +244,7 @@ class BucketSnapshotter:
         self._clock = clock
         self._page_size = page_size
         self._full_manifest_every = full_manifest_every
+        self._listing_ranges = listing_ranges
         self._sleep = sleep
         self._retries_lock = threading.Lock()
         self._throttle_retries = 0
@@ -207,7 +260,7 @@ class BucketSnapshotter:
         base was removed meanwhile cannot continue (SnapshotNotFound); retention keeps the base of a
         snapshot in progress for a day.
         """
-        checkpoints: list[str] = []
+        last: dict[int, Checkpoint] = {}
         self._default_lock = self._store.default_retention()
         if backup_id is None:
             backup_id = new_backup_id(self._clock())
@@ -215,45 +268,62 @@ class BucketSnapshotter:
             backup_time(backup_id)  # a malformed id fails here, before anything is read or written
             if self._store.exists(manifest_key(Component.S3, self._source, backup_id)):
                 return SnapshotProgress(backup_id, True, read_manifest(self._store, self._source, backup_id).stats)
-            checkpoints = checkpoint_keys(self._store, self._source, backup_id)
-        last = read_checkpoint(self._store, checkpoints[-1]) if checkpoints else None
-        stats = _Stats(**last["stats"]) if last else _Stats()
-        markers = last["next"] if last else {}
-        listing_done = last is not None and not last["truncated"]
-        pages_here: dict[int, list[ManifestEntry]] = {}
-        page = len(checkpoints)
-        with ThreadPoolExecutor(self._concurrency) as pool:
-            # The listing is the critical path of an incremental snapshot: its first page is requested while
-            # the base's manifest is read.
-            ahead = None if listing_done else _Ahead(markers, pool.submit(self._list, markers))
-            if last is None:
-                base_manifest = newest_complete_before(self._store, self._source, backup_id)
-            else:  # the base the checkpoints refer to; retention keeps it while this snapshot runs
-                base_manifest = read_manifest(self._store, self._source, last["base"]) if last["base"] else None
-            base = SnapshotBase(base_manifest)
-            contents = StoredContent(self._store, base_manifest.stored_bodies() if base_manifest else {})
-            logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id,
-                                                   "resumed_at_page": page, "base": base.backup_id})
-            while not listing_done:
-                if remaining_ms() < SAFETY_MARGIN_MS:
-                    logger.info("snapshot paused", extra={"backup_id": backup_id, "pages": page})
-                    return SnapshotProgress(backup_id, False, asdict(stats))
-                page += 1
-                entries, positions, page_stats, listing, ahead = self._snapshot_page(markers, ahead, base, contents,
-                                                                                     pool)
-                stats.add(page_stats)
-                markers = _next_markers(listing)
-                listing_done = not listing.get("IsTruncated", False)
-                self._checkpoint(backup_id, page, base, entries, positions, stats, markers, listing_done)
-                pages_here[page] = entries
-        self._write_manifest(backup_id, self._all_entries(backup_id, page, pages_here, base), stats, base_manifest)
+            last = last_checkpoints(self._store, self._source, backup_id)
+        any_last = next(iter(last.values()), None)
+        if any_last is None:
+            base_manifest = newest_complete_before(self._store, self._source, backup_id)
+            ranges = key_ranges(base_manifest, self._page_size, self._listing_ranges)
+        else:  # the base the checkpoints refer to (retention keeps it while this snapshot runs), and their ranges
+            base_id = any_last["base"]
+            base_manifest = read_manifest(self._store, self._source, base_id) if base_id else None
+            ranges = tuple(KeyRange(*bounds) for bounds in any_last.get("ranges", [[None, None]]))
+        states = [_Range.resumed(number, bounds, last.get(number)) for number, bounds in enumerate(ranges)]
+        base = SnapshotBase(base_manifest)
+        contents = StoredContent(self._store, base_manifest.stored_bodies() if base_manifest else {})
+        logger.info("snapshot running", extra={"bucket": self._source, "backup_id": backup_id, "base": base.backup_id,
+                                               "ranges": len(ranges), "resumed": bool(last)})
+        pages_here: dict[tuple[int, int], list[ManifestEntry]] = {}
+        running = [state for state in states if not state.done]
+        stop = threading.Event()  # set by a range that fails: the others stop after their page
+        with ThreadPoolExecutor(self._concurrency) as pool, ThreadPoolExecutor(max(len(running), 1)) as listers:
+            work = _RangeWork(backup_id, ranges, base, contents, pool, remaining_ms, stop, pages_here)
+            outcomes = [listers.submit(self._snapshot_range, state, work) for state in running]
+            ended, _ = wait(outcomes, return_when=FIRST_EXCEPTION)
+            if any(outcome.exception() is not None for outcome in ended):
+                stop.set()
+            for outcome in outcomes:
+                outcome.result()
+        stats = _Stats()
+        for state in states:
+            stats.add(state.stats)
+        if not all(state.done for state in states):
+            logger.info("snapshot paused", extra={"backup_id": backup_id, "pages": stats.pages})
+            return SnapshotProgress(backup_id, False, asdict(stats))
+        self._write_manifest(backup_id, self._all_entries(backup_id, states, pages_here, base), stats, base_manifest)
         logger.info("snapshot complete", extra={"backup_id": backup_id, "objects": stats.objects_listed,
                                                 "copied": stats.objects_copied, "pages": stats.pages})
         return SnapshotProgress(backup_id, True, asdict(stats))
 
+    def _snapshot_range(self, state: _Range, work: _RangeWork) -> None:
+        """List one key range page by page, storing each page's new content and checkpointing it, until the
+        range is done, time runs low, or another range failed."""
+        ahead: _Ahead | None = None
+        while not state.done and not work.stop.is_set():
+            if work.remaining_ms() < SAFETY_MARGIN_MS:
+                return
+            entries, positions, page_stats, following, ahead = self._snapshot_page(
+                state.markers, state.bounds, ahead, work.base, work.contents, work.pool)
+            state.pages += 1
+            state.stats.add(page_stats)
+            state.markers, state.done = following or {}, following is None
+            self._checkpoint(work, state, entries, positions)
+            work.pages_here[(state.number, state.pages)] = entries
+
     # One page ------------------------------------------------------------------------------------
 
     def _list(self, markers: dict[str, str]) -> ListObjectVersionsOutputTypeDef:
+        """One page from `markers`: both of a listing's next markers, or a range's KeyMarker alone (the keys after
+        it), or none (from the first key)."""
         request: ListObjectVersionsRequestTypeDef = {"Bucket": self._source, "MaxKeys": self._page_size}
         if markers.get("KeyMarker"):
             request["KeyMarker"] = markers["KeyMarker"]
@@ -262,24 +332,27 @@ class BucketSnapshotter:
         return self._s3.list_object_versions(**request)
 
     def _snapshot_page(
-        self, markers: dict[str, str], ahead: _Ahead | None, base: SnapshotBase, contents: StoredContent,
-        pool: ThreadPoolExecutor,
-    ) -> tuple[list[ManifestEntry], list[int | None], _Stats, ListObjectVersionsOutputTypeDef, _Ahead | None]:
-        """List one page (or take it from the listing done ahead), store its new content.
+        self, markers: dict[str, str], bounds: KeyRange, ahead: _Ahead | None, base: SnapshotBase,
+        contents: StoredContent, pool: ThreadPoolExecutor,
+    ) -> tuple[list[ManifestEntry], list[int | None], _Stats, dict[str, str] | None, _Ahead | None]:
+        """List one page of a range (or take it from the listing done ahead), store its new content. Answers the
+        markers to continue the range from, None when it is done.
 
         The next page is listed while this one is copied: on an unchanged bucket the listing is
-        nearly all the work, and it is sequential.
+        nearly all the work.
         """
         attempt = 1
+        start = markers or ({"KeyMarker": bounds.start_after} if bounds.start_after else {})
         while True:
-            listing = ahead.listing.result() if ahead and ahead.markers == markers else self._list(markers)
+            listing = ahead.listing.result() if ahead and ahead.markers == start else self._list(start)
             ahead = None
-            if listing.get("IsTruncated"):
-                following = _next_markers(listing)
+            within = _within(listing, bounds)
+            following = _next_markers(listing) if listing.get("IsTruncated") and within is listing else None
+            if following is not None:
                 ahead = _Ahead(following, pool.submit(self._list, following))
             try:
-                entries, positions, stats = self._copy_page(listing, base, contents, pool)
-                return entries, positions, stats, listing, ahead
+                entries, positions, stats = self._copy_page(within, base, contents, pool)
+                return entries, positions, stats, following, ahead
             except _SourceChanged as change:
                 if attempt == PAGE_ATTEMPTS:
                     raise ConcurrentUpdate(
@@ -414,27 +487,32 @@ class BucketSnapshotter:
 
     # Checkpoints and the manifest ----------------------------------------------------------------
 
-    def _checkpoint(self, backup_id: str, page: int, base: SnapshotBase, entries: list[ManifestEntry],
-                    positions: list[int | None], stats: _Stats, markers: dict[str, str], listing_done: bool) -> None:
-        checkpoint: Checkpoint = {"page": page, "base": base.backup_id, "entries": base.encode(entries, positions),
-                                  "stats": asdict(stats), "next": markers, "truncated": not listing_done}
+    def _checkpoint(self, work: _RangeWork, state: _Range, entries: list[ManifestEntry],
+                    positions: list[int | None]) -> None:
+        checkpoint: Checkpoint = {
+            "page": state.pages, "base": work.base.backup_id, "entries": work.base.encode(entries, positions),
+            "stats": asdict(state.stats), "next": state.markers, "truncated": not state.done, "range": state.number,
+            "ranges": [[bounds.start_after, bounds.last] for bounds in work.ranges]}
         try:
-            write_checkpoint(self._store, self._source, backup_id, checkpoint)
+            write_checkpoint(self._store, self._source, work.backup_id, checkpoint)
         except AlreadyWritten as error:
             # Two invocations are running the same snapshot (an async event delivered twice): one goes on.
-            raise ConcurrentUpdate(
-                f"snapshot {backup_id} page {page} was checkpointed by another invocation") from error
-        logger.info("snapshot page", extra={"backup_id": backup_id, "page": page, "objects": stats.objects_listed,
-                                            "copied": stats.objects_copied})
+            raise ConcurrentUpdate(f"snapshot {work.backup_id} range {state.number} page {state.pages} was "
+                                   "checkpointed by another invocation") from error
+        logger.info("snapshot page", extra={
+            "backup_id": work.backup_id, "range": state.number, "page": state.pages,
+            "objects": state.stats.objects_listed, "copied": state.stats.objects_copied})
 
-    def _all_entries(self, backup_id: str, last_page: int, pages_here: dict[int, list[ManifestEntry]],
-                     base: SnapshotBase) -> list[ManifestEntry]:
+    def _all_entries(self, backup_id: str, states: list[_Range],
+                     pages_here: dict[tuple[int, int], list[ManifestEntry]], base: SnapshotBase) -> list[ManifestEntry]:
+        """Every range's entries, ranges and pages in order: the listing's key order."""
         entries: list[ManifestEntry] = []
-        for page in range(1, last_page + 1):
-            if page not in pages_here:  # checkpointed by an earlier invocation
-                checkpoint = read_checkpoint(self._store, checkpoint_key(self._source, backup_id, page))
-                pages_here[page] = base.decode(checkpoint["entries"])
-            entries += pages_here[page]
+        for state in states:
+            for page in range(1, state.pages + 1):
+                if (state.number, page) not in pages_here:  # checkpointed by an earlier invocation
+                    key = checkpoint_key(self._source, backup_id, page, state.number)
+                    pages_here[(state.number, page)] = base.decode(read_checkpoint(self._store, key)["entries"])
+                entries += pages_here[(state.number, page)]
         return entries
 
     def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: _Stats,

@@ -1,11 +1,16 @@
-"""Checkpoints of an unfinished bucket snapshot, and the base it builds on.
+"""Checkpoints of an unfinished bucket snapshot, the base it builds on, and the key ranges it lists.
 
-After every listing page a snapshot writes a checkpoint, `snapshots/s3/<bucket>/<backup id>/progress/
-<page>.json` (gzip-encoded JSON, write-once): the listing markers to continue from, the stats so far and
-that page's manifest entries. Entries carried over unchanged from the base (the newest complete
-snapshot before this one) are named by their position in the base's manifest, as runs `[first, count]`,
-so an incremental snapshot's checkpoints hold little more than its new entries. Retention reads the
-content a running snapshot has checkpointed, so that it is not removed under it.
+An incremental snapshot lists key ranges concurrently: ranges of about equal numbers of the base's objects,
+cut at the base's keys (`key_ranges`), each listed from the key before it (ListObjectVersions' KeyMarker
+alone lists the keys after it) up to its last key. A first snapshot has one range: the whole bucket.
+
+After every listing page of a range a snapshot writes a checkpoint, `snapshots/s3/<bucket>/<backup id>/
+progress/<page>.json` for the first range (as single-range snapshots always have) and `progress/r<range>-
+<page>.json` for the others (gzip-encoded JSON, write-once): the ranges, the listing markers to continue
+from, the range's stats so far and that page's manifest entries. Entries carried over unchanged from the
+base (the newest complete snapshot before this one) are named by their position in the base's manifest,
+as runs `[first, count]`, so an incremental snapshot's checkpoints hold little more than its new entries.
+Retention reads the content a running snapshot has checkpointed, so that it is not removed under it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger
@@ -28,22 +34,59 @@ PAGE_CHECKPOINTS = "progress/"
 EncodedEntry = dict[str, Any] | list[int]
 
 
-class Checkpoint(TypedDict):
-    page: int
+@dataclass(frozen=True)
+class KeyRange:
+    """The keys after `start_after` (None: from the first) up to `last`, included (None: to the end)."""
+
+    start_after: str | None
+    last: str | None
+
+    def holds(self, key: str) -> bool:
+        return (self.start_after is None or key > self.start_after) and (self.last is None or key <= self.last)
+
+
+WHOLE_BUCKET = (KeyRange(None, None),)
+
+
+def key_ranges(base: SnapshotManifest | None, page_size: int, most: int) -> tuple[KeyRange, ...]:
+    """Up to `most` ranges of about equal numbers of the base's objects, each at least a listing page of them:
+    the whole bucket when there is no base (nothing says where its keys are) or it fits in two pages."""
+    keys = [entry.key for entry in base.objects] if base else []
+    count = min(most, len(keys) // page_size)
+    if count < 2:
+        return WHOLE_BUCKET
+    bounds = [keys[len(keys) * n // count - 1] for n in range(1, count)]
+    return tuple(KeyRange(start, last) for start, last in zip([None, *bounds], [*bounds, None], strict=True))
+
+
+class Checkpoint(TypedDict, total=False):
+    page: int  # of its range
     base: str | None  # the base's backup id
     entries: list[EncodedEntry]
-    stats: dict[str, Any]
+    stats: dict[str, Any]  # its range's so far
     next: dict[str, str]  # the listing markers to continue from
-    truncated: bool  # False: the listing is done, only the manifest is left
+    truncated: bool  # False: the range's listing is done
+    range: int  # absent in checkpoints written before ranges: the only range, 0
+    ranges: list[list[str | None]]  # every range's [start_after, last]
 
 
-def checkpoint_key(bucket: str, backup_id: str, page: int) -> str:
-    return backup_prefix(Component.S3, bucket, backup_id) + f"{PAGE_CHECKPOINTS}{page:06d}.json"
+def checkpoint_key(bucket: str, backup_id: str, page: int, key_range: int = 0) -> str:
+    name = f"{page:06d}" if key_range == 0 else f"r{key_range:03d}-{page:06d}"
+    return backup_prefix(Component.S3, bucket, backup_id) + f"{PAGE_CHECKPOINTS}{name}.json"
 
 
 def checkpoint_keys(store: BackupStore, bucket: str, backup_id: str) -> list[str]:
     prefix = backup_prefix(Component.S3, bucket, backup_id) + PAGE_CHECKPOINTS
     return sorted(entry["Key"] for entry in store.keys(prefix))
+
+
+def last_checkpoints(store: BackupStore, bucket: str, backup_id: str) -> dict[int, Checkpoint]:
+    """Each range's last checkpoint, by range, of a snapshot that has written some."""
+    last_keys: dict[int, str] = {}
+    for key in checkpoint_keys(store, bucket, backup_id):  # sorted: a range's pages in order
+        name = key.rsplit("/", 1)[-1]
+        last_keys[int(name[1:4]) if name.startswith("r") else 0] = key
+    return {number: read_checkpoint(store, key) for number, key in last_keys.items()}
 
 
 def read_checkpoint(store: BackupStore, key: str) -> Checkpoint:
@@ -52,10 +95,10 @@ def read_checkpoint(store: BackupStore, key: str) -> Checkpoint:
 
 
 def write_checkpoint(store: BackupStore, bucket: str, backup_id: str, checkpoint: Checkpoint) -> None:
-    """Write one page's checkpoint, once (AlreadyWritten: another invocation checkpointed that page)."""
+    """Write one page's checkpoint, once (AlreadyWritten: another invocation checkpointed that page of its range)."""
     body = gzip.compress(json.dumps(checkpoint, separators=(",", ":")).encode(), mtime=0)
-    store.put_once(checkpoint_key(bucket, backup_id, checkpoint["page"]), body, "application/json",
-                   ContentEncoding="gzip")
+    store.put_once(checkpoint_key(bucket, backup_id, checkpoint["page"], checkpoint.get("range", 0)), body,
+                   "application/json", ContentEncoding="gzip")
 
 
 def snapshot_in_progress_content(store: BackupStore, bucket: str, backup_id: str) -> set[str]:

@@ -37,7 +37,8 @@ class StoredContent:
 
     def __init__(self, store: BackupStore, known: Known) -> None:
         self._store = store
-        self._lock = threading.Lock()  # copies report what they stored from the pool's threads
+        # Copies report what they stored from the pool's threads, and key ranges ask from theirs.
+        self._lock = threading.RLock()
         self._known: dict[str, StoredBody | None] = dict(known)
         self._listing_cost = PROBES_PER_LISTING_PAGE * max(1, -(-len(known) // LISTING_PAGE))
         self._asked = 0  # unknown keys taken for missing so far, each a copy that may answer 412
@@ -45,15 +46,16 @@ class StoredContent:
 
     def missing(self, keys: set[str]) -> set[str]:
         """The keys not known to be stored: to be copied, conditionally."""
-        unknown = keys - self._known.keys()
-        if unknown and not self._listed and self._asked + len(unknown) > self._listing_cost:
-            listed = {entry["Key"]: StoredBody(entry["ETag"], version_id=readable_version(entry.get("VersionId")))
-                      for entry in self._store.current_versions(CONTENT_PREFIX)}
-            self.add({key: body for key, body in listed.items() if key not in self._known})
-            self._listed = True
-            unknown -= self._known.keys()
-        self._asked += len(unknown)
-        return unknown
+        with self._lock:
+            unknown = {key for key in keys if key not in self._known}
+            if unknown and not self._listed and self._asked + len(unknown) > self._listing_cost:
+                listed = {entry["Key"]: StoredBody(entry["ETag"], version_id=readable_version(entry.get("VersionId")))
+                          for entry in self._store.current_versions(CONTENT_PREFIX)}
+                self.add({key: body for key, body in listed.items() if key not in self._known})
+                self._listed = True
+                unknown = {key for key in unknown if key not in self._known}
+            self._asked += len(unknown)
+            return unknown
 
     def add(self, bodies: Known) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
-"""The embedded S3's copy conditions (embedded.s3_copy_conditions, applied to every test by tests/conftest.py):
-moto ignores them; S3 answers 412."""
+"""The embedded S3's fills, applied to every test by tests/conftest.py: copy conditions (embedded.s3_copy_conditions:
+moto ignores them, S3 answers 412) and version listings after a KeyMarker alone (embedded.s3_version_listing)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,19 @@ def test_a_copy_of_another_source_etag_or_onto_a_written_key_is_refused(s3: Any)
         s3.copy_object(Bucket=BUCKET, Key=target, CopySource=address, CopySourceIfMatch=source["ETag"],
                        IfNoneMatch="*")
         assert s3.get_object(Bucket=BUCKET, Key=target)["Body"].read() == b"listed"
+
+
+@pytest.mark.parametrize(("key_marker", "listed"), [
+    ("0", ["a", "b", "b", "c"]),  # before every key
+    ("a", ["b", "b", "c"]),
+    ("b", ["c"]),  # every version of the marker key itself is left out
+    ("bb", ["c"]),  # between two keys: the next one from its first version
+    ("c", []),
+])
+def test_versions_after_a_key_marker_alone_are_the_keys_after_it(s3: Any, key_marker: str, listed: list[str]) -> None:
+    for key in ("a", "b", "b", "c"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    s3.delete_object(Bucket=BUCKET, Key="c")
+    answer = s3.list_object_versions(Bucket=BUCKET, KeyMarker=key_marker)
+    assert [version["Key"] for version in answer.get("Versions", [])] == listed
+    assert [marker["Key"] for marker in answer.get("DeleteMarkers", [])] == (["c"] if key_marker < "c" else [])
