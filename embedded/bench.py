@@ -357,8 +357,21 @@ def _snapshot_table(snapshot: dict[str, Any]) -> str:
                     f"{seed['second']['seconds'] / max(ours['second']['seconds'], 0.01):.0f}x time")
     rows.append(second_ratio)
     header = f"{snapshot['objects']} objects, {snapshot['changed_bytes']} bytes changed in the second"
-    return header + "\n" + "\n".join(f"{a!s:<20} {b!s:>14} {c!s:>14} {d!s:>18} {e!s:>14}"
-                                      for a, b, c, d, e in rows)
+    table = "\n".join(f"{a!s:<20} {b!s:>14} {c!s:>14} {d!s:>18} {e!s:>14}" for a, b, c, d, e in rows)
+    return header + "\n" + table + "\n" + "\n".join(_snapshot_goals(snapshot))
+
+
+def _snapshot_goals(snapshot: dict[str, Any]) -> list[str]:
+    """Each figure against its goal (issue 13)."""
+    ours, seed, changed = snapshot["ours"], snapshot["seed"], snapshot["changed_bytes"]
+    first_time = ours["first"]["seconds"] / max(seed["first"]["seconds"], 0.01)
+    first_requests = ours["first"]["requests"] / max(seed["first"]["requests"], 1)
+    second_requests = seed["second"]["requests"] / max(ours["second"]["requests"], 1)
+    second_time = seed["second"]["seconds"] / max(ours["second"]["seconds"], 0.01)
+    stored_bound = 1.5 * changed + 64 * 1024
+    return [f"first: time {first_time:.2f}x the seed's (goal <= 1.2x), requests {first_requests:.3f}x (goal <= 1.1x)",
+            (f"second: {second_requests:.0f}x fewer requests (goal >= 50x), {second_time:.1f}x faster (goal >= 20x), "
+             f"{ours['second']['bytes_stored']} bytes stored (goal <= {stored_bound:.0f}: 1.5x the changed + 64 KB)")]
 
 
 SECTIONS = ("rollback", "snapshot", "restore", "failover")

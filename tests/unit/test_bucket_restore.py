@@ -132,6 +132,22 @@ def test_an_object_corrupted_in_place_at_the_same_size_is_restored(world: World)
     assert progress.verification.objects_expected == progress.verification.objects_matching == 20
 
 
+def test_a_first_apply_diffs_against_its_safety_snapshot_and_lists_the_target_only_to_verify(world: World) -> None:
+    # Given a snapshot of 20 objects, then one corrupted and one deleted
+    bodies = fill(world, 20)
+    snapshot_id = world.snapshot()
+    world.put("uploads/record-003.csv", bytes(reversed(bodies["uploads/record-003.csv"])))
+    world.s3.delete_object(Bucket=DATA, Key="uploads/record-004.csv")
+    plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    # When it is applied (its safety snapshot lists the target with a client of its own)
+    calls_before = len(world.calls.calls)
+    progress = world.restore(plan)
+    # Then the restorer listed the target once, to read back what it wrote: the changes came from the safety
+    # snapshot's listing, which is the target as it was
+    assert world.calls.calls[calls_before:].count("ListObjectVersions") == 1
+    assert progress.copied == 2 and progress.verification.ok and world.contents() == bodies
+
+
 def test_deleted_objects_come_back_and_new_ones_are_removed_only_as_delete_markers(world: World) -> None:
     # Given a snapshot, then one object deleted and one created after it
     bodies = fill(world, 5)

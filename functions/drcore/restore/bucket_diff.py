@@ -158,6 +158,13 @@ def current_of(listing: Iterable[ListedVersion]) -> dict[str, ListedVersion]:
     return {item.key: item for item in listing if item.is_latest and not item.delete_marker}
 
 
+def current_in_snapshot(manifest: SnapshotManifest, prefix: str) -> dict[str, ListedVersion]:
+    """The current versions under `prefix` as a snapshot of the bucket listed them (its manifest's entries)."""
+    return {entry.key: ListedVersion(entry.key, entry.version_id, entry.etag, entry.size,
+                                     parse_time(entry.last_modified), entry.storage_class, True, False)
+            for entry in manifest.objects if entry.key.startswith(prefix)}
+
+
 def fingerprint_of(current: Mapping[str, ListedVersion]) -> str:
     return state_fingerprint((item.key, item.version_id, item.etag) for item in current.values())
 

@@ -77,6 +77,7 @@ from drcore.restore.bucket_diff import (
     ListedVersion,
     Written,
     content_diff,
+    current_in_snapshot,
     current_of,
     desired_digest,
     desired_from_snapshot,
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from drcore.backup.bucket_snapshots import BucketSnapshotter
+    from drcore.backup.manifest import SnapshotManifest
 
 logger = Logger(child=True)
 
@@ -238,12 +240,15 @@ class BucketRestorer:
             logger.info("restore waits for its safety snapshot", extra={"plan_id": plan.plan_id,
                                                                         "safety_snapshot_id": safety.backup_id})
             return RestoreProgress(plan.plan_id, False, safety.backup_id if started else None, 0, 0, 0, None)
-        self._require_unchanged_since_plan(plan, safety.backup_id)
+        before = self._require_unchanged_since_plan(plan, safety.backup_id)
         written = read_written(self._store, plan.target_bucket, plan.plan_id)
+        # A first apply has changed nothing yet: the target is as its safety snapshot just listed it, which saves
+        # listing it again. An apply that continues one lists what the earlier ones changed.
+        current = current_in_snapshot(before, plan.prefix) if not written else current_of(
+            self._states.list_versions(plan.target_bucket, plan.prefix))
         copied = removed = bytes_copied = 0
         with ThreadPoolExecutor(self._concurrency) as pool:
-            diff = self._diff(desired, current_of(self._states.list_versions(plan.target_bucket, plan.prefix)),
-                              plan.target_bucket, written, pool)
+            diff = self._diff(desired, current, plan.target_bucket, written, pool)
             logger.info("restore applying", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
                                                    "to_copy": len(diff.copy), "to_remove": len(diff.remove),
                                                    "already_done": diff.unchanged})
@@ -306,15 +311,17 @@ class BucketRestorer:
             raise InvalidRequest(f"no safety snapshot {snapshot_id} of bucket {bucket}: continue an apply with the "
                                  "safety_snapshot_id it returned, or start it without one")
 
-    def _require_unchanged_since_plan(self, plan: RestorePlan, safety_snapshot_id: str) -> None:
+    def _require_unchanged_since_plan(self, plan: RestorePlan, safety_snapshot_id: str) -> SnapshotManifest:
         """The safety snapshot is the target's state before this restore changed anything: it must be the
-        state the plan was made against. (A resumed apply checks the same immutable manifest again.)"""
+        state the plan was made against (its manifest, answered). (A resumed apply checks the same immutable
+        manifest again.)"""
         before = self._states.manifest(plan.target_bucket, safety_snapshot_id)
         state = state_fingerprint((entry.key, entry.version_id, entry.etag) for entry in before.objects
                                   if entry.key.startswith(plan.prefix))
         if state != plan.fingerprint:
             raise TargetChanged(f"s3://{plan.target_bucket}/{plan.prefix} changed since plan {plan.plan_id} was made "
                                 f"(safety snapshot {safety_snapshot_id} differs from the planned state); plan again")
+        return before
 
     def _diff(self, desired: dict[str, DesiredObject], current: dict[str, ListedVersion], target: str,
               written: Written, pool: ThreadPoolExecutor) -> ContentDiff:
