@@ -412,6 +412,34 @@ def test_finishing_a_crashed_rollback_quarantines_what_its_flip_found_on_live(sy
     assert controller.record().quarantined == (system.versions["bad"], system.versions["fix"])
 
 
+def test_a_flip_that_finishing_a_rollback_makes_again_is_journaled_as_its_own_change(system, controller, clock,
+                                                                                     monkeypatch):
+    # Given a rollback of the bad version that journaled its flip and died before its record (a model run found it)
+    deploy_bad_version(system)
+    controller.record()
+    original = crash_at(monkeypatch, controller._alerts, "publish", "after the journal")
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(controller._alerts, "publish", original)
+    # And then a pipeline moving LIVE to the fix behind the controller's back
+    system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
+                                          FunctionVersion=system.versions["fix"])
+    # When the tick finishes the rollback, moving LIVE off the fix
+    clock.advance(120)
+    assert controller.reconcile()[0].action == "rollback_completed"
+    # Then that flip is journaled too, from the version it moved LIVE off, and both versions are quarantined
+    flips = [(entry["from_version"], entry["to_version"])
+             for entry in rollback_entries(controller, system.function_name)]
+    assert sorted(flips) == sorted([(system.versions["bad"], system.versions["good"]),
+                                    (system.versions["fix"], system.versions["good"])])
+    assert system.alias_version("LIVE") == system.versions["good"]
+    assert controller.record().quarantined == (system.versions["bad"], system.versions["fix"])
+    # And a tick after that journals nothing more
+    clock.advance(120)
+    controller.reconcile()
+    assert len(rollback_entries(controller, system.function_name)) == 2
+
+
 def test_two_changes_of_a_kind_in_one_millisecond_are_both_journaled(system, controller):
     from drcore.core.models import Cause
     cause = Cause(kind="reconcile", summary="test")

@@ -179,9 +179,10 @@ class ControllerOperations:
             return self._freeze_instead_of_rollback(record, unusable.reason)
         return self._finish_rollback(record, live)
 
-    def _point_live_at_stable(self, record: ControllerRecord) -> tuple[AliasState, str]:
-        """Flip LIVE to STABLE; returns the new alias state and the version LIVE served before. StableUnusable
-        when STABLE names no published version: known from the record, or from Lambda refusing the flip."""
+    def _point_live_at_stable(self, record: ControllerRecord) -> tuple[AliasState, str, bool]:
+        """Flip LIVE to STABLE; returns the new alias state, the version LIVE served before, and whether this call
+        moved it (False: it found LIVE on STABLE already). StableUnusable when STABLE names no published version:
+        known from the record, or from Lambda refusing the flip."""
         unpublished = unpublished_stable(record.stable_version)
         if unpublished is not None:
             raise StableUnusable(unpublished)
@@ -190,7 +191,7 @@ class ControllerOperations:
         for _ in range(MAX_DECISION_ATTEMPTS):
             try:
                 live = self._aliases.point(self._settings.live_alias, record.stable_version, revision_id=revision)
-                return live, served
+                return live, served, True
             except UnservableVersion:
                 # Only now, off the path of every rollback that succeeds: is it STABLE's version that is gone?
                 if self._aliases.published_version_exists(record.stable_version):
@@ -200,14 +201,14 @@ class ControllerOperations:
                 current = self.read_alias(self._settings.live_alias)
                 logger.warning("LIVE changed under the rollback; re-read it", extra={"live": current.version})
                 if current.version == record.stable_version and not current.weights:
-                    return current, served
+                    return current, served, False
                 served, revision = served_version(current), current.revision_id
         raise ConcurrentUpdate("LIVE kept changing while rolling back")
 
-    def _finish_rollback(self, record: ControllerRecord, live: tuple[AliasState, str]) -> Outcome:
+    def _finish_rollback(self, record: ControllerRecord, live: tuple[AliasState, str, bool]) -> Outcome:
         """After the flip: journal, alert, quarantine, in this order. The record is written last: until it
         is, the tick sees the rollback pending and finishes it."""
-        alias, served = live
+        alias, served, flipped = live
         pending = record.pending_rollback
         assert pending is not None, "finishing a rollback that was never claimed"
         from_version, rolled_back = rolled_back_versions(record, served)
@@ -230,6 +231,14 @@ class ControllerOperations:
             entry = self._store.journal_entry(self._function, pending.started_at, pending.incident_id) or {}
             earlier = (entry.get("details") or {}).get("quarantined", ())
             rolled_back = tuple(sorted(set(rolled_back) | set(earlier), key=version_order))
+            if flipped:
+                # LIVE moved again after that entry (a pipeline deployed meanwhile) and this call moved it back: a
+                # change of its own, journaled once (the id names the alias revision this flip wrote).
+                self._store.append_journal(
+                    self._function, entry_id=f"{pending.incident_id}-again-{alias.revision_id}",
+                    at=to_iso(self._clock()), action="rollback", from_version=served, to_version=record.stable_version,
+                    cause=pending.cause, result="LIVE points at STABLE again: it had moved since the rollback began",
+                    details={"quarantined": [served] if served != record.stable_version else []})
         self._alerts.publish(self._incidents.rolled_back(pending, from_version, record.stable_version, rolled_back))
 
         def settled(current: ControllerRecord) -> ControllerRecord:
