@@ -331,6 +331,16 @@ def crash_at(monkeypatch, target, method: str, point: str):
     return original
 
 
+def rollback_dying_at(system, controller, clock, monkeypatch, target, method: str, point: str) -> None:
+    """LIVE on the bad version, its errors alarm, and the rollback it starts killed at `target.method`."""
+    deploy_bad_version(system)
+    controller.record()
+    original = crash_at(monkeypatch, target, method, point)
+    with pytest.raises(Crash):
+        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
+    monkeypatch.setattr(target, method, original)
+
+
 def test_a_freeze_that_crashes_before_its_record_has_alerted_and_the_tick_freezes(system, controller, clock,
                                                                                    monkeypatch):
     # Given LIVE on STABLE, steady, and STABLE's errors alarm firing
@@ -374,12 +384,7 @@ def test_a_rollback_takes_stable_off_a_version_whose_promotion_crashed(system, c
 
 def test_no_release_while_a_rollback_is_in_flight(system, controller, clock, monkeypatch):
     # Given a rollback of the bad version that died after its flip
-    deploy_bad_version(system)
-    controller.record()
-    original = crash_at(monkeypatch, controller._store, "append_journal", "after the flip")
-    with pytest.raises(Crash):
-        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
-    monkeypatch.setattr(controller._store, "append_journal", original)
+    rollback_dying_at(system, controller, clock, monkeypatch, controller._store, "append_journal", "after the flip")
     # When an operator releases the fix before the tick finished the rollback, Then it is refused
     from drcore.core.errors import InvalidRequest
     from drcore.core.models import Cause
@@ -415,12 +420,7 @@ def test_finishing_a_crashed_rollback_quarantines_what_its_flip_found_on_live(sy
 def test_a_flip_that_finishing_a_rollback_makes_again_is_journaled_as_its_own_change(system, controller, clock,
                                                                                      monkeypatch):
     # Given a rollback of the bad version that journaled its flip and died before its record (a model run found it)
-    deploy_bad_version(system)
-    controller.record()
-    original = crash_at(monkeypatch, controller._alerts, "publish", "after the journal")
-    with pytest.raises(Crash):
-        controller.on_alarm(alarm(system, "errors", "ALARM", clock.advance(60)))
-    monkeypatch.setattr(controller._alerts, "publish", original)
+    rollback_dying_at(system, controller, clock, monkeypatch, controller._alerts, "publish", "after the journal")
     # And then a pipeline moving LIVE to the fix behind the controller's back
     system.clients["lambda"].update_alias(FunctionName=system.function_name, Name="LIVE",
                                           FunctionVersion=system.versions["fix"])

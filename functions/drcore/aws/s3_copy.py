@@ -78,7 +78,12 @@ class CopySourceArchived(DrError):
 
 
 class TargetExists(DrError):
-    """A copy made only if the target key was absent found it written (by another writer, meanwhile)."""
+    """A copy made only if the target key was absent found it written (by another writer, meanwhile). `held`:
+    the HeadObject answer (ChecksumMode ENABLED) of what the key holds, so the caller need not ask again."""
+
+    def __init__(self, message: str, held: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.held = held
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,9 @@ class S3Copier:
         except ClientError as error:
             code = error_code(error)
             # S3 answers a failed IfNoneMatch and a failed CopySourceIfMatch alike (412): the target says which.
-            if only_if_absent and is_precondition_failed(error) and self._exists(bucket, key):
-                raise TargetExists(f"s3://{bucket}/{key} already exists") from error
+            held = self._held(bucket, key) if only_if_absent and is_precondition_failed(error) else None
+            if held is not None:
+                raise TargetExists(f"s3://{bucket}/{key} already exists", held) from error
             if code in SOURCE_CHANGED:
                 raise CopySourceChanged(f"{source} is gone or changed since it was listed ({code})") from error
             if code in OBJECT_ARCHIVED:
@@ -246,11 +252,13 @@ class S3Copier:
             # Its parts hold storage until the bucket's AbortIncompleteMultipartUpload rule removes them.
             logger.warning("could not abort a multipart copy", extra={"bucket": bucket, "key": key})
 
-    def _exists(self, bucket: str, key: str) -> bool:
+    def _held(self, bucket: str, key: str) -> Mapping[str, Any] | None:
+        """What `key` holds (HeadObject with its checksums), or None if nothing."""
         try:
-            retrying(lambda: self._s3.head_object(Bucket=bucket, Key=key), sleep=self._sleep)
+            head: Mapping[str, Any] = retrying(lambda: self._s3.head_object(Bucket=bucket, Key=key,
+                                                                            ChecksumMode="ENABLED"), sleep=self._sleep)
         except ClientError as error:
             if error_code(error) in OBJECT_NOT_FOUND:
-                return False
+                return None
             raise
-        return True
+        return head

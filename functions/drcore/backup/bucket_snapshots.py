@@ -21,7 +21,7 @@ A first snapshot thus costs its listing and one copy per distinct body.
 
 Each new entry also records its stored body as the store holds it (drcore.backup.manifest): the ETag,
 the SHA-256 S3 computed when this snapshot copied it (every copy asks for one) and the version S3 gave
-the copy, or as the base recorded them, or as a probe or the listing found them.
+the copy, or as the base recorded them, or as a 412's HeadObject or the listing found them.
 
 After every listing page a checkpoint records the listing markers and that page's manifest entries
 (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import OBJECT_NOT_FOUND, SOURCE_CHANGED, error_code, retrying
+from drcore.aws.errors import SOURCE_CHANGED, error_code, retrying
 from drcore.aws.object_identity import full_object_checksums, kept_headers, tag_set
 from drcore.aws.s3_copy import (
     ARCHIVE_STORAGE_CLASSES,
@@ -453,26 +453,16 @@ class BucketSnapshotter:
             copied = self._copier.copy(_listed_version(self._source, entry.key, entry.version_id, entry.etag),
                                        self._store.bucket, content_key, entry.size, only_if_absent=True,
                                        checksum_algorithm="SHA256")
-        except TargetExists:
-            return False, self._stored(content_key)  # another writer stored this content meanwhile
+        except TargetExists as taken:  # another writer stored this content meanwhile: the body it holds
+            held = taken.held
+            return False, StoredBody(held["ETag"], full_object_checksums(held).get("SHA256"),
+                                     readable_version(held.get("VersionId")))
         except CopySourceArchived:
             return None
         except CopySourceChanged as error:
             # Gone or rewritten since it was listed: the page is listed and described again.
             raise _SourceChanged(entry.key) from error
         return True, StoredBody.of_copy(copied, self._default_lock)
-
-    def _stored(self, key: str) -> StoredBody | None:
-        """The body stored under a content key (one HeadObject), or None if there is none."""
-        try:
-            head = retrying(lambda: self._store.s3.head_object(Bucket=self._store.bucket, Key=key,
-                                                               ChecksumMode="ENABLED"), sleep=self._back_off)
-        except ClientError as error:
-            if error_code(error) in OBJECT_NOT_FOUND:
-                return None
-            raise
-        return StoredBody(head["ETag"], full_object_checksums(head).get("SHA256"),
-                          readable_version(head.get("VersionId")))
 
     def _back_off(self, seconds: float) -> None:
         """Every backoff of this snapshot's requests is one throttling retry, counted in its stats."""
