@@ -21,6 +21,9 @@ failover-region.sh and failback-region.sh run with the AWS CLI (as written, and 
 corrected) next to ours, each judged by time, environment variables and notification entries lost, uploads
 processed twice or never, and objects lost on failback (embedded/bench_failover.py). Ours is the recovery function's
 failover and failback actions through its real handler.
+
+scale: a bucket of 10 million objects, modelled by the planning code at S3's documented limits, not run
+(embedded/bench_scale.py).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from botocore.config import Config
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.bench_failover import failover_table, run_failover_bench
 from embedded.bench_restore import restore_table, run_restore_bench
+from embedded.bench_scale import scale_model, scale_table
 from embedded.moto_gaps import versions_listed_without_copying_bodies
 from embedded.sample_system import SampleSystem, _code_archive, build_sample_system
 from embedded.server import RequestCounter
@@ -374,7 +378,7 @@ def _snapshot_goals(snapshot: dict[str, Any]) -> list[str]:
              f"{ours['second']['bytes_stored']} bytes stored (goal <= {stored_bound:.0f}: 1.5x the changed + 64 KB)")]
 
 
-SECTIONS = ("rollback", "snapshot", "restore", "failover")
+SECTIONS = ("rollback", "snapshot", "restore", "failover", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         report["restore"] = run_restore_bench(args.objects)
     if "failover" in args.sections:
         report["failover"] = run_failover_bench(args.failover_uploads)
+    if "scale" in args.sections:
+        report["scale"] = scale_model()
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     if "rollback" in args.sections:
@@ -407,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nrestore\n" + restore_table(report["restore"]))
     if "failover" in args.sections:
         print("\nfailover\n" + failover_table(report["failover"]))
+    if "scale" in args.sections:
+        print("\nscale\n" + scale_table(report["scale"]))
     print(f"\nFigures in {args.report}")
     return 0
 

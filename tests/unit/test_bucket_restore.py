@@ -754,3 +754,53 @@ def test_a_plan_round_trips_through_json_and_names_a_changes_object_when_large(
     assert changes["copy"] == [f"uploads/record-{n:03d}.csv" for n in range(5)]
     with pytest.raises(InvalidRequest, match="not a"):
         RestorePlan.from_dict({**stored, "format": "something-else"})
+
+
+def test_copies_and_removals_are_spread_over_the_targets_prefixes(world: World) -> None:
+    # Given objects under three folders, all deleted since their snapshot, and three added under one folder
+    bodies = {**fill(world, 3, "exports/"), **fill(world, 3, "uploads/"), **fill(world, 2, "reports/")}
+    snapshot_id = world.snapshot()
+    for key in bodies:
+        world.s3.delete_object(Bucket=DATA, Key=key)
+    for n in range(3):
+        world.put(f"incoming/new-{n}.csv", b"new")
+    world.restorer = world.new_restorer(concurrency=1)  # one request at a time: the order is the order sent
+    world.log_copies()
+    removals: list[str] = []
+    world.restore_client.meta.events.register(
+        "provide-client-params.s3.DeleteObject", lambda params, **_: removals.append(params["Key"]))
+    # When it is restored
+    world.restore(world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id))
+    # Then the copies went round-robin over the prefixes, not a folder at a time
+    folders = [params["Key"].split("/")[0] for _, params in world.copy_log]
+    assert folders == ["exports", "reports", "uploads"] * 2 + ["exports", "uploads"]
+    # and the removals (one prefix each: incoming/n) went in their own order, after every copy
+    assert removals == [f"incoming/new-{n}.csv" for n in range(3)]
+    assert world.contents() == bodies
+
+
+def test_a_plan_estimates_the_requests_and_bytes_its_apply_makes(world: World) -> None:
+    # Given 30 objects snapshotted, then 3 corrupted at the same size, 3 deleted and 3 added (distinct bodies)
+    fill(world, 30)
+    snapshot_id = world.snapshot()
+    for n in range(3):
+        world.put(f"uploads/record-{n:03d}.csv", body(n, salt="bad"))
+        world.s3.delete_object(Bucket=DATA, Key=f"uploads/record-{n + 10:03d}.csv")
+        world.put(f"uploads/extra-{n}.csv", f"extra {n}".encode())
+    # When it is planned, Then the plan says what applying it costs before anything changes
+    plan = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    estimate = plan.estimate
+    assert estimate["bytes_copied"] == plan.bytes_to_copy + 3 * 64 + sum(len(f"extra {n}") for n in range(3))
+    assert estimate["cost_usd"] > 0 and estimate["seconds"] > 0 and estimate["invocations"] == 1
+    assert estimate["assumptions"]["concurrency"] == 16
+    # When it is applied, with every request of the restore and its safety snapshot counted
+    counted = CallRecorder().attach(world.s3, world.restore_client)
+    world.restore(plan)
+    made = {name: counted.calls.count(name) for name in set(counted.calls)}
+    # Then the copies (6 restored, 6 bodies the safety snapshot stored) and delete markers are as estimated
+    assert estimate["requests"]["copies"] == made["CopyObject"] == 12
+    assert estimate["requests"]["deletes"] == made["DeleteObject"] == 3
+    # and every request together within a quarter of the estimate
+    priced = sum(count for name, count in made.items() if name not in ("GetBucketVersioning",
+                                                                       "GetObjectLockConfiguration"))
+    assert abs(estimate["requests"]["total"] - priced) <= priced / 4, (estimate["requests"], made)

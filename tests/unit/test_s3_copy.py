@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from drcore.aws.errors import BASE_BACKOFF_SECONDS
+from drcore.aws.prefix_pacing import PrefixPacer
 from drcore.aws.s3_copy import (
     CopySource,
     CopySourceArchived,
@@ -158,8 +159,9 @@ def test_throttled_copies_are_retried_with_backoff_and_then_succeed(s3, copier):
     hook(s3, "CopyObject", s3_answers("SlowDown", 503, times=2))
     hook(s3, "UploadPartCopy", s3_answers("SlowDown", 503, times=1))
     pauses: list[float] = []
+    prefix_waits: list[float] = []  # the big copy's later parts wait out the pause of the part throttled before them
     # When both are copied
-    copy = copier(sleep=pauses.append, concurrency=1)
+    copy = copier(sleep=pauses.append, concurrency=1, pacer=PrefixPacer(sleep=prefix_waits.append))
     copy.copy(listed("uploads/c.csv", small), STORE, "content/c", 5)
     copy.copy(listed("exports/big.bin", big), STORE, "content/big", len(BIG))
     # Then each throttled request waited once, within its doubling cap, and both copies are whole

@@ -14,8 +14,9 @@ failed copy means stay with each engine.
   tags.
 - A single copy can ask S3 for a full-object checksum of what it wrote (`checksum_algorithm`); the
   answer carries the checksums S3 holds for the copy, so a caller can record or check what was written.
-- Throttling is retried with backoff (drcore.aws.errors.retrying); a failed multipart copy is aborted,
-  so its parts do not hold storage.
+- Throttling is retried with backoff, paced per target prefix (drcore.aws.prefix_pacing: a SlowDown for
+  one key slows the job's other writes to its prefix too); a failed multipart copy is aborted, so its parts
+  do not hold storage.
 - S3's answers are translated: the source moved (CopySourceChanged), the target already holds an
   object (TargetExists), the source is in an archive tier (CopySourceArchived).
 """
@@ -27,7 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -41,6 +42,7 @@ from drcore.aws.errors import (
     retrying,
 )
 from drcore.aws.object_identity import KEPT_HEADERS, expires_of, full_object_checksums, tag_set, tagging_header
+from drcore.aws.prefix_pacing import PrefixPacer
 from drcore.core.errors import DrError
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     )
 
 logger = Logger(child=True)
+T = TypeVar("T")
 
 MIN_PART_SIZE = 5 * 1024**2  # S3's smallest part (except the last)
 MAX_PARTS = 10_000
@@ -136,13 +139,28 @@ class CopiedObject:
         return self.checksums.get("SHA256")
 
 
+def part_size_for(size: int, part_size: int = DEFAULT_PART_SIZE) -> int:
+    """The parts a multipart copy of `size` bytes uses: `part_size`, or larger where S3's 10,000 parts need it."""
+    return max(part_size, -(-size // MAX_PARTS))
+
+
+def copy_requests(size: int, multipart_threshold: int = MAX_SINGLE_COPY, part_size: int = DEFAULT_PART_SIZE) -> int:
+    """The write requests S3Copier makes to copy `size` bytes: one CopyObject, or a multipart upload's
+    create, parts and completion (its source's HeadObject not counted)."""
+    if size <= multipart_threshold:
+        return 1
+    return 2 + -(-size // part_size_for(size, part_size))
+
+
 class S3Copier:
     """Copies objects with `s3_client` (requests go to the target bucket; the client must be allowed to
     read the source). Objects over `multipart_threshold` are copied in parts of at least `part_size`,
-    `concurrency` parts at a time. `sleep` is where backoff waits; each call is one retry."""
+    `concurrency` parts at a time. `sleep` is where backoff waits; each call is one retry. `pacer` paces
+    the writes per target prefix: share one between the copiers (and other writers) of one job."""
 
     def __init__(self, s3_client: S3Client, *, concurrency: int = 16, multipart_threshold: int = MAX_SINGLE_COPY,
-                 part_size: int = DEFAULT_PART_SIZE, sleep: Callable[[float], None] = time.sleep) -> None:
+                 part_size: int = DEFAULT_PART_SIZE, sleep: Callable[[float], None] = time.sleep,
+                 pacer: PrefixPacer | None = None) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's smallest part)")
         self._s3 = s3_client
@@ -150,6 +168,7 @@ class S3Copier:
         self._multipart_threshold = multipart_threshold
         self._part_size = part_size
         self._sleep = sleep
+        self.pacer = pacer or PrefixPacer(sleep=sleep)
 
     def copy(self, source: CopySource, bucket: str, key: str, size: int, *, only_if_absent: bool = False,
              metadata: ReplacedMetadata | None = None, checksum_algorithm: str | None = None) -> CopiedObject:
@@ -185,7 +204,7 @@ class S3Copier:
         if checksum_algorithm:
             # A name S3 gave (a listing's ChecksumAlgorithm, a manifest's checksum): S3 judges it.
             request["ChecksumAlgorithm"] = cast("ChecksumAlgorithmType", checksum_algorithm)
-        response = retrying(lambda: self._s3.copy_object(**request), sleep=self._sleep)
+        response = self._write(key, lambda: self._s3.copy_object(**request))
         result = response["CopyObjectResult"]
         return CopiedObject(response.get("VersionId", "null"), result["ETag"], full_object_checksums(result),
                             result.get("LastModified"))
@@ -194,8 +213,8 @@ class S3Copier:
                        metadata: ReplacedMetadata | None) -> CopiedObject:
         """CopyObject stops at 5 GB: above the threshold, UploadPartCopy of ranges, concurrently."""
         creation = self._upload_request(source, bucket, key, metadata)
-        upload_id = retrying(lambda: self._s3.create_multipart_upload(**creation), sleep=self._sleep)["UploadId"]
-        part_size = max(self._part_size, -(-size // MAX_PARTS))
+        upload_id = self._write(key, lambda: self._s3.create_multipart_upload(**creation))["UploadId"]
+        part_size = part_size_for(size, self._part_size)
 
         def copy_part(number_and_start: tuple[int, int]) -> CompletedPartTypeDef:
             number, start = number_and_start
@@ -204,7 +223,7 @@ class S3Copier:
                 "CopySource": source.address(), "CopySourceRange": f"bytes={start}-{min(start + part_size, size) - 1}"}
             if source.etag is not None:
                 request["CopySourceIfMatch"] = source.etag
-            part = retrying(lambda: self._s3.upload_part_copy(**request), sleep=self._sleep)
+            part = self._write(key, lambda: self._s3.upload_part_copy(**request))
             return {"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]}
 
         try:
@@ -216,11 +235,14 @@ class S3Copier:
                 "Bucket": bucket, "Key": key, "UploadId": upload_id, "MultipartUpload": {"Parts": uploaded}}
             if only_if_absent:
                 completion["IfNoneMatch"] = "*"
-            response = retrying(lambda: self._s3.complete_multipart_upload(**completion), sleep=self._sleep)
+            response = self._write(key, lambda: self._s3.complete_multipart_upload(**completion))
         except BaseException:
             self._abort(bucket, key, upload_id)
             raise
         return CopiedObject(response.get("VersionId", "null"), response["ETag"])
+
+    def _write(self, key: str, request: Callable[[], T]) -> T:
+        return self.pacer.call(key, request, sleep=self._sleep)
 
     def _upload_request(self, source: CopySource, bucket: str, key: str,
                         metadata: ReplacedMetadata | None) -> CreateMultipartUploadRequestTypeDef:

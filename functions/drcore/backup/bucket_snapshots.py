@@ -43,6 +43,7 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.errors import SOURCE_CHANGED, error_code, retrying
 from drcore.aws.object_identity import full_object_checksums, kept_headers, tag_set
+from drcore.aws.prefix_pacing import PrefixPacer, spread_over_prefixes
 from drcore.aws.s3_copy import (
     ARCHIVE_STORAGE_CLASSES,
     DEFAULT_PART_SIZE,
@@ -64,6 +65,7 @@ from drcore.backup.manifest import (
     write_manifest,
 )
 from drcore.backup.snapshot_checkpoints import (
+    LISTING_RANGES,
     Checkpoint,
     KeyRange,
     SnapshotBase,
@@ -97,9 +99,6 @@ logger = Logger(child=True)
 # Stop starting pages with less than this left: a page of copies plus its checkpoint must fit.
 SAFETY_MARGIN_MS = 60_000
 PAGE_ATTEMPTS = 3  # a page whose objects change while it is copied is listed again, this often
-# Key ranges an incremental snapshot lists at once (drcore.backup.snapshot_checkpoints.key_ranges): each is a
-# sequence of pages, so a bucket of N pages is listed in about N / LISTING_RANGES round trips.
-LISTING_RANGES = 8
 REPORTED_ARCHIVED_KEYS = 1000  # the stats name this many archived keys; the manifest has them all
 
 
@@ -248,8 +247,9 @@ class BucketSnapshotter:
         self._sleep = sleep
         self._retries_lock = threading.Lock()
         self._throttle_retries = 0
+        # Waits for a prefix another copy was slowed on are not retries: they sleep outside the count.
         self._copier = S3Copier(store.s3, concurrency=concurrency, multipart_threshold=multipart_threshold,
-                                part_size=part_size, sleep=self._back_off)
+                                part_size=part_size, sleep=self._back_off, pacer=PrefixPacer(sleep=sleep))
         self._default_lock: timedelta | None = None  # the store's default Object Lock retention, read per snapshot
 
     def snapshot(self, backup_id: str | None, remaining_ms: Callable[[], int]) -> SnapshotProgress:
@@ -396,7 +396,9 @@ class BucketSnapshotter:
             # A body shared by several new versions is copied from the first; the others are described once it
             # is stored (or, if that one turns out archived, the next one copies it).
             waiting = [index for index in pending if index not in descriptions and index not in holders.values()]
-            for index, outcome in pool.map(copy, list(holders.values())):
+            # Spread over the source's prefixes: a page's keys are sorted, so neighbours share one.
+            firsts = spread_over_prefixes(holders.values(), lambda index: current[index]["Key"])
+            for index, outcome in pool.map(copy, firsts):
                 if outcome is None:
                     describe(index, None)  # archived since it was listed (an Intelligent-Tiering archive tier)
                 elif outcome[0]:

@@ -48,11 +48,21 @@ class KeyRange:
 WHOLE_BUCKET = (KeyRange(None, None),)
 
 
+# Key ranges an incremental snapshot lists at once (key_ranges): each is a sequence of pages, so a bucket of N
+# pages is listed in about N / LISTING_RANGES round trips.
+LISTING_RANGES = 8
+
+
+def range_count(objects: int, page_size: int, most: int) -> int:
+    """How many key ranges a snapshot whose base holds `objects` lists at once: up to `most`, each at least a page."""
+    return max(1, min(most, objects // page_size))
+
+
 def key_ranges(base: SnapshotManifest | None, page_size: int, most: int) -> tuple[KeyRange, ...]:
     """Up to `most` ranges of about equal numbers of the base's objects, each at least a listing page of them:
     the whole bucket when there is no base (nothing says where its keys are) or it fits in two pages."""
     keys = [entry.key for entry in base.objects] if base else []
-    count = min(most, len(keys) // page_size)
+    count = range_count(len(keys), page_size, most)
     if count < 2:
         return WHOLE_BUCKET
     bounds = [keys[len(keys) * n // count - 1] for n in range(1, count)]

@@ -20,13 +20,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from drcore.aws.job_estimates import KEYS_PER_LIST_PAGE, USD_PER_1000_READS, USD_PER_1000_WRITES
 from drcore.backup.manifest import CONTENT_PREFIX, StoredBody
 from drcore.state.backup_store import BackupStore, readable_version
 
-LISTING_PAGE = 1000  # keys per ListObjectsV2 page, to price a listing of the content prefix
-# A LIST request is billed 12.5x a HEAD ($0.005 against $0.0004 per thousand) and takes longer than a
-# concurrent batch of requests, so one listing page is worth this many unknown keys.
-PROBES_PER_LISTING_PAGE = 12
+LISTING_PAGE = KEYS_PER_LIST_PAGE  # to price a listing of the content prefix
+# A LIST request is billed 12.5x a HEAD and takes longer than a concurrent batch of requests, so one listing
+# page is worth this many unknown keys.
+PROBES_PER_LISTING_PAGE = int(USD_PER_1000_WRITES / USD_PER_1000_READS)
 
 # A stored body, or None when only its presence is known (a base written before bodies were recorded).
 Known = Mapping[str, StoredBody | None]

@@ -110,6 +110,7 @@ class ContentDiff:
     remove: list[str] = field(default_factory=list)
     unchanged: int = 0
     archived: list[str] = field(default_factory=list)
+    compared: int = 0  # pairs the listing could not decide, compared by a HeadObject each
 
     def differs(self, want: DesiredObject) -> None:
         if want.archived:
@@ -240,6 +241,7 @@ def content_diff(desired: Mapping[str, DesiredObject], current: Mapping[str, Lis
         else:
             diff.changed += 1
             diff.differs(want)
+    diff.compared = len(to_look)
     for (want, _), same in zip(to_look, same_objects(to_look), strict=True):
         if same:
             diff.unchanged += 1

@@ -3,10 +3,14 @@ progress and verification, and its errors. The engine is drcore.restore.bucket_r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from drcore.aws.job_estimates import KEYS_PER_LIST_PAGE, Assumptions, Copies, Estimate, restore_estimate
+from drcore.aws.prefix_pacing import prefix_of
+from drcore.backup.snapshot_checkpoints import LISTING_RANGES, range_count
 from drcore.core.errors import ConcurrentUpdate, DrError, InvalidRequest
+from drcore.restore.bucket_diff import ContentDiff, ListedVersion
 
 PLAN_FORMAT = "s3-restore-plan/1"
 
@@ -58,6 +62,8 @@ class RestorePlan:
     fingerprint: str  # the target's state under the prefix when planned
     desired_digest: str
     notes: tuple[str, ...] = ()
+    # What applying it costs at S3's limits: requests by kind, bytes, time, price (drcore.aws.job_estimates)
+    estimate: dict[str, Any] = field(default_factory=dict)
     format: str = PLAN_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,3 +126,18 @@ class RestoreProgress:
         document = asdict(self)
         document["verification"] = self.verification.to_dict() if self.verification else None
         return document
+
+
+def plan_estimate(diff: ContentDiff, current: dict[str, ListedVersion], manifests_read: int, *, batch_size: int,
+                  concurrency: int, multipart_threshold: int, part_size: int) -> Estimate:
+    """What applying `diff` to the target (`current`) costs. Its safety snapshot is taken to copy the target's
+    bodies of every key the restore changes or removes (at most: some may be stored already); its writes spread
+    over the prefixes of the keys they write (drcore.aws.prefix_pacing), if S3 has partitioned them."""
+    written = [entry.key for entry in diff.copy] + diff.remove
+    return restore_estimate(
+        target_objects=len(current),
+        copies=Copies.of((entry.size for entry in diff.copy), multipart_threshold, part_size),
+        removals=len(diff.remove), compared=diff.compared, batch_size=batch_size,
+        safety_copies=Copies.of(current[key].size for key in written if key in current),
+        manifests_read=manifests_read, ranges=range_count(len(current), KEYS_PER_LIST_PAGE, LISTING_RANGES),
+        assumptions=Assumptions(concurrency=concurrency, prefixes=max(1, len(set(map(prefix_of, written))))))

@@ -28,7 +28,8 @@ continues it); its manifest is the target's state before the restore, so apply r
 when the fingerprint of that state differs from the plan's: the world changed since the plan. Then it lists
 the target, recomputes what still differs and changes only that: copies (drcore.aws.s3_copy: CopyObject,
 or UploadPartCopy over `multipart_threshold`) from the backup store's content, or from the data
-bucket's own version, concurrently, retrying throttling with backoff; removals as DeleteObject without
+bucket's own version, concurrently and spread over the target's prefixes, retrying throttling with backoff
+paced per prefix (drcore.aws.prefix_pacing); removals as DeleteObject without
 a version id (delete markers, in a bucket whose versioning is Enabled; never a version deleted). A copy
 from the backup store is pinned to the content object's ETag as the snapshot recorded it, and writes
 the headers and tags its object had: the content object's own, which its snapshot's copy brought
@@ -56,8 +57,9 @@ from typing import TYPE_CHECKING, Literal
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from drcore.aws.errors import error_code, retrying
+from drcore.aws.errors import error_code
 from drcore.aws.object_identity import recorded_checksum
+from drcore.aws.prefix_pacing import spread_over_prefixes
 from drcore.aws.s3_copy import (
     DEFAULT_PART_SIZE,
     MAX_SINGLE_COPY,
@@ -92,6 +94,7 @@ from drcore.restore.bucket_plan import (
     RestoreSourceMissing,
     TargetChanged,
     Verification,
+    plan_estimate,
 )
 from drcore.restore.bucket_verification import RestoreVerifier
 from drcore.state.backup_store import (
@@ -148,6 +151,8 @@ class BucketRestorer:
         self._concurrency = concurrency
         self._clock = clock
         self._sleep = sleep
+        self._multipart_threshold = multipart_threshold
+        self._part_size = part_size
         self._copier = S3Copier(s3_client, concurrency=concurrency, multipart_threshold=multipart_threshold,
                                 part_size=part_size, sleep=sleep)
         self._states = DesiredStates(s3_client, store, clock)
@@ -208,7 +213,9 @@ class BucketRestorer:
             copy_keys=sample((entry.key for entry in diff.copy), LISTED_KEYS),
             remove_keys=sample(diff.remove, LISTED_KEYS), archived_keys=sample(diff.archived, LISTED_KEYS),
             changes_key=changes_key, fingerprint=fingerprint_of(current), desired_digest=desired_digest(desired),
-            notes=tuple(notes),
+            notes=tuple(notes), estimate=plan_estimate(
+                diff, current, manifest.depth + 1, batch_size=BATCH_SIZE, concurrency=self._concurrency,
+                multipart_threshold=self._multipart_threshold, part_size=self._part_size).to_dict(),
         )
         logger.info("restore planned", extra={"plan_id": plan_id, "source": source, "snapshot_id": plan.snapshot_id,
                                               "target": target, "prefix": prefix, "to_copy": plan.to_copy,
@@ -253,8 +260,9 @@ class BucketRestorer:
                                                    "to_copy": len(diff.copy), "to_remove": len(diff.remove),
                                                    "already_done": diff.unchanged})
             # Every copy before the first removal: data comes back before anything goes.
-            copies: list[Change] = [("copy", entry) for entry in diff.copy]
-            removals: list[Change] = [("remove", key) for key in diff.remove]
+            # Each kind spread over the target's prefixes: a pool's concurrent writes then go to several at once.
+            copies: list[Change] = [("copy", entry) for entry in spread_over_prefixes(diff.copy, lambda want: want.key)]
+            removals: list[Change] = [("remove", key) for key in spread_over_prefixes(diff.remove, str)]
             batches = [changes[start:start + BATCH_SIZE] for changes in (copies, removals)
                        for start in range(0, len(changes), BATCH_SIZE)]
             versioning_checked = False
@@ -390,6 +398,7 @@ class BucketRestorer:
     def _remove(self, target: str, key: str) -> None:
         # No VersionId: in a bucket with versioning Enabled this only adds a delete marker; every
         # version stays, and the safety snapshot can bring the object back.
-        response = retrying(lambda: self._s3.delete_object(Bucket=target, Key=key), sleep=self._sleep)
+        response = self._copier.pacer.call(key, lambda: self._s3.delete_object(Bucket=target, Key=key),
+                                           sleep=self._sleep)
         if not response.get("DeleteMarker"):
             logger.warning("a removal did not answer with a delete marker", extra={"bucket": target, "key": key})
