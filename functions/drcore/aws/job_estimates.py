@@ -28,6 +28,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from drcore.aws.s3_copy import DEFAULT_PART_SIZE, MAX_SINGLE_COPY, copy_requests
+from drcore.core.config import (
+    DEFAULT_FANOUT_MAX_CONCURRENCY,
+    DEFAULT_FANOUT_SHARD_OBJECTS,
+    DEFAULT_FANOUT_THRESHOLD_OBJECTS,
+)
 
 WRITES_PER_SECOND_PER_PREFIX = 3_500  # PUT, COPY, POST, DELETE
 READS_PER_SECOND_PER_PREFIX = 5_500  # GET, HEAD (and LIST)
@@ -59,9 +64,9 @@ class FanOut:
     """How a big job is split: past `threshold_objects` into shards of `shard_objects` keys, at most
     `max_concurrency` of them at once (a Step Functions Distributed Map)."""
 
-    threshold_objects: int = 100_000
-    shard_objects: int = 10_000
-    max_concurrency: int = 100
+    threshold_objects: int = DEFAULT_FANOUT_THRESHOLD_OBJECTS
+    shard_objects: int = DEFAULT_FANOUT_SHARD_OBJECTS
+    max_concurrency: int = DEFAULT_FANOUT_MAX_CONCURRENCY
 
     def shards(self, objects: int) -> int:
         return 1 if objects <= self.threshold_objects else math.ceil(objects / self.shard_objects)

@@ -41,6 +41,15 @@ MAX_COPY_CONCURRENCY = 128
 # Hourly snapshots: a full manifest a day, at most 23 delta manifests to read through (drcore.backup.manifest).
 DEFAULT_FULL_MANIFEST_EVERY = 24
 MAX_FULL_MANIFEST_EVERY = 168
+# A bucket snapshot whose base holds more objects than this runs as a Step Functions Distributed Map of shards
+# (drcore.backup.snapshot_shards), each of about this many keys, this many at once.
+DEFAULT_FANOUT_THRESHOLD_OBJECTS = 100_000
+MIN_FANOUT_THRESHOLD_OBJECTS = 1_000
+DEFAULT_FANOUT_SHARD_OBJECTS = 10_000
+MIN_FANOUT_SHARD_OBJECTS = 1_000
+MAX_FANOUT_SHARD_OBJECTS = 1_000_000
+DEFAULT_FANOUT_MAX_CONCURRENCY = 100
+MAX_FANOUT_MAX_CONCURRENCY = 10_000  # a Distributed Map's most child executions at once
 # A plan can be confirmed for this long; after it, the operator plans again against the world as it is.
 DEFAULT_PLAN_TTL_SECONDS = 3600
 MIN_PLAN_TTL_SECONDS = 60
@@ -98,6 +107,9 @@ class BackupEnvVar(StrEnum):
     COPY_CONCURRENCY = "DR_COPY_CONCURRENCY"
     FULL_MANIFEST_EVERY = "DR_FULL_MANIFEST_EVERY"
     PUBLISH_BACKUP_VERSION = "DR_PUBLISH_BACKUP_VERSION"
+    SNAPSHOT_FANOUT_STATE_MACHINE = "DR_SNAPSHOT_FANOUT_STATE_MACHINE"  # its ARN; empty: snapshots never fan out
+    FANOUT_THRESHOLD_OBJECTS = "DR_FANOUT_THRESHOLD_OBJECTS"
+    FANOUT_SHARD_OBJECTS = "DR_FANOUT_SHARD_OBJECTS"
 
 
 SnapshotsKept = Annotated[int, Field(ge=1)]
@@ -141,6 +153,11 @@ class BackupSettings(BaseModel):
     full_manifest_every: int = Field(DEFAULT_FULL_MANIFEST_EVERY, alias=BackupEnvVar.FULL_MANIFEST_EVERY, ge=1,
                                      le=MAX_FULL_MANIFEST_EVERY)
     publish_backup_version: bool = Field(False, alias=BackupEnvVar.PUBLISH_BACKUP_VERSION)
+    snapshot_fanout_state_machine: str = Field("", alias=BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE)
+    fanout_threshold_objects: int = Field(DEFAULT_FANOUT_THRESHOLD_OBJECTS, alias=BackupEnvVar.FANOUT_THRESHOLD_OBJECTS,
+                                          ge=MIN_FANOUT_THRESHOLD_OBJECTS)
+    fanout_shard_objects: int = Field(DEFAULT_FANOUT_SHARD_OBJECTS, alias=BackupEnvVar.FANOUT_SHARD_OBJECTS,
+                                      ge=MIN_FANOUT_SHARD_OBJECTS, le=MAX_FANOUT_SHARD_OBJECTS)
 
     @field_validator("state_scope", mode="before")
     @classmethod

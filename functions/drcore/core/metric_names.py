@@ -11,6 +11,11 @@ from __future__ import annotations
 BACKUP_SUCCEEDED_METRIC = "BackupSucceeded"  # 1, unit Count
 BACKUP_COMPLETED_AT_METRIC = "BackupCompletedAt"  # epoch seconds, unit None
 COMPONENT_DIMENSION = "Component"
+# A fanned-out bucket snapshot's shard workers (drcore.backup.snapshot_shards), after each page and each shard
+# finished (dimension COMPONENT_DIMENSION, value "s3"): the dashboard plots a fan-out's progress.
+SNAPSHOT_SHARDS_DONE_METRIC = "SnapshotShardsDone"  # unit Count
+SNAPSHOT_OBJECTS_LISTED_METRIC = "SnapshotObjectsListed"  # unit Count
+SNAPSHOT_BYTES_COPIED_METRIC = "SnapshotBytesCopied"  # unit Bytes
 
 # A drill's result (dimension ENVIRONMENT_DIMENSION: where it ran, drcore.core.config.DrillEnvironment).
 DRILL_PASSED_METRIC = "DrillPassed"  # 1 passed, 0 failed
