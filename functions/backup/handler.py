@@ -1,8 +1,10 @@
 """backup: backs up the protected pipeline on schedules and on its configuration changes.
 
 Events: `{"component": "lambda" | "s3" | "stack" | "logs" | "all"}` from EventBridge schedules, its own
-`{"component": "s3", "resume": "<snapshot id>"}` continuations of long snapshots, and CloudTrail
-configuration-change events of the protected function (a function backup within seconds).
+`{"component": "s3", "resume": "<snapshot id>"}` continuations of long snapshots, the snapshot fan-out state
+machine's `{"component": "s3", "shard": {"backup_id": "<snapshot id>", "number": <n>}}` (answered with
+`finished`: whether the shard is done) and merge (a resume), and CloudTrail configuration-change events of
+the protected function (a function backup within seconds).
 A CloudTrail event it has nothing to do for is answered `{"status": "ignored", "reason": ...}`; a request
 that is not a valid one `{"ok": false, "error": ...}`; neither reads or writes anything.
 """
@@ -34,5 +36,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"ok": True, "ignored": True, "status": "ignored", "reason": request.reason}
     runner = backup_runner(settings, context.function_name, os.environ.get("AWS_ENDPOINT_URL"))
     outcomes = runner.run(request, context.get_remaining_time_in_millis)
-    return {"ok": True, "request": request.model_dump(exclude_none=True),
-            "components": [outcome.__dict__ for outcome in outcomes]}
+    answer = {"ok": True, "request": request.model_dump(exclude_none=True),
+              "components": [outcome.__dict__ for outcome in outcomes]}
+    if request.shard is not None:  # what the state machine's loop over the shard asks
+        answer["finished"] = outcomes[0].status == "shard_done"
+    return answer

@@ -12,7 +12,7 @@ import backup.handler as backup
 from drcore.backup.manifest import list_snapshots, read_manifest
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
-from embedded.sample_system import SampleSystem, add_buckets, add_controller_function
+from embedded.sample_system import SampleSystem, add_buckets, add_controller_function, put_sample_uploads
 from tests.support import CallRecorder
 
 BACKUP_FUNCTION = "apilados-dr-backup"
@@ -157,3 +157,61 @@ def test_a_snapshot_out_of_time_continues_in_a_new_invocation(buckets, run_backu
     second = run_backup({"component": "s3", "resume": outcome["backup_id"]})
     assert second["components"][0]["status"] == "complete"
     assert second["components"][0]["backup_id"] == outcome["backup_id"]
+
+
+def shard_progress(system: SampleSystem, metric: str) -> float:
+    stats = system.clients["cloudwatch"].get_metric_statistics(
+        Namespace="ApiladosDR", MetricName=metric, Dimensions=[{"Name": "Component", "Value": "s3"}],
+        Statistics=["Sum"], Period=3600, StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5))
+    return sum(point["Sum"] for point in stats["Datapoints"])
+
+
+def test_a_big_snapshot_fans_out_its_shards_report_to_the_state_machine_and_its_merge_completes_it(
+        buckets, run_backup, monkeypatch):
+    # Given a bucket past the fan-out threshold (1,000 objects: the least it can be set to), a first snapshot of it,
+    # and the snapshot fan-out state machine the stack deploys (moto does not run its map: this test is the map)
+    put_sample_uploads(buckets, range(30, 1_030))
+    assert run_backup({"component": "s3"})["components"][0]["status"] == "complete"
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(name="snapshot-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
+                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
+    monkeypatch.setenv("DR_SNAPSHOT_FANOUT_STATE_MACHINE", machine["stateMachineArn"])
+    monkeypatch.setenv("DR_FANOUT_THRESHOLD_OBJECTS", "1000")
+    monkeypatch.setenv("DR_FANOUT_SHARD_OBJECTS", "1000")
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the schedule asks for the next snapshot
+    [fanned] = run_backup({"component": "s3"})["components"]
+    # Then it fans out into 2 shards and starts their execution, and does not continue itself
+    assert fanned["status"] == "fanned_out" and fanned["details"]["shards"] == 2
+    assert calls.count()["StartExecution"] == 1 and "Invoke" not in calls.count()
+    backup_id = fanned["backup_id"]
+    # When the map invokes the function for each shard, as its child executions do, with little time first
+    short = run_backup({"component": "s3", "shard": {"backup_id": backup_id, "number": 1}}, remaining_ms=10_000)
+    assert short["finished"] is False and short["components"][0]["status"] == "shard_continuing"
+    answers = [run_backup({"component": "s3", "shard": {"backup_id": backup_id, "number": number}})
+               for number in (1, 0)]
+    # Then each answers `finished`, which the map's loop reads, and publishes its progress
+    assert [answer["finished"] for answer in answers] == [True, True]
+    assert shard_progress(buckets, "SnapshotShardsDone") == 2
+    assert shard_progress(buckets, "SnapshotObjectsListed") == 1_030
+    # When the state machine's last step resumes the snapshot, Then it is merged: complete, journaled and counted
+    [merged] = run_backup({"component": "s3", "resume": backup_id, "reason": "snapshot fan-out merge"})["components"]
+    assert merged["status"] == "complete" and merged["backup_id"] == backup_id
+    assert len(read_manifest(store(buckets), buckets.data_bucket, backup_id).objects) == 1_030
+    assert good_backups(buckets, "s3") == [2.0]
+
+
+@pytest.mark.parametrize("event", [
+    {"component": "lambda", "shard": {"backup_id": "20261126T120000Z-abc123", "number": 0}},
+    {"component": "s3", "shard": {"backup_id": "20261126T120000Z-abc123", "number": -1}},
+    {"component": "s3", "shard": {"backup_id": "../etc", "number": 0}},
+    {"component": "s3", "shard": {"backup_id": "20261126T120000Z-abc123"}},
+    {"component": "s3", "shard": {"backup_id": "20261126T120000Z-abc123", "number": 0},
+     "resume": "20261126T120000Z-abc123"},
+])
+def test_a_bad_shard_request_is_refused_and_reads_nothing(buckets, run_backup, monkeypatch, event):
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    answer = run_backup(event)
+    assert answer["ok"] is False and ("shard" in answer["error"] or "resume" in answer["error"])
+    assert calls.calls == []

@@ -31,7 +31,8 @@ ClientFactory = Callable[[str], Any]
 # The services the functions call. The asset ships botocore's models of these and no others
 # (stacks/function_asset.py), so the factory refuses any other: a new call fails in the tests, not in Lambda.
 SDK_SERVICES = frozenset(
-    {"cloudformation", "cloudtrail", "cloudwatch", "dynamodb", "lambda", "logs", "s3", "sns", "sqs", "ssm"}
+    {"cloudformation", "cloudtrail", "cloudwatch", "dynamodb", "lambda", "logs", "s3", "sns", "sqs", "ssm",
+     "stepfunctions"}
 )
 
 

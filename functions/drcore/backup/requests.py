@@ -1,7 +1,10 @@
 """What the backup function is asked to do, from the events that invoke it.
 
 - an EventBridge schedule whose target input is `{"component": "lambda" | "s3" | "stack" | "logs" | "all"}`;
-- its own continuation of a long bucket snapshot: `{"component": "s3", "resume": "<snapshot id>"}`;
+- its own continuation of a long bucket snapshot: `{"component": "s3", "resume": "<snapshot id>"}` (of a
+  fanned-out one, from its state machine when every shard is done: the merge; or to redrive it);
+- one shard of a fanned-out snapshot, from its state machine's map:
+  `{"component": "s3", "shard": {"backup_id": "<snapshot id>", "number": <n>}}`;
 - an EventBridge "AWS API Call via CloudTrail" event for a configuration change of the protected
   function, which backs up its configuration within seconds (the runbook's "real-time" RPO).
 """
@@ -44,19 +47,30 @@ def _a_real_time(backup_id: str) -> str:
 BackupId = Annotated[str, Field(pattern=BACKUP_ID.pattern), AfterValidator(_a_real_time)]
 
 
+class ShardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backup_id: BackupId
+    number: int = Field(ge=0, le=10_000_000)
+
+
 class BackupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     component: Components
     resume: BackupId | None = None  # the id of a bucket snapshot to continue
+    shard: ShardRequest | None = None  # one shard of a fanned-out bucket snapshot to run
     reason: str = Field("scheduled", min_length=1, max_length=4096)
 
     @model_validator(mode="after")
     def _only_a_snapshot_resumes(self) -> BackupRequest:
         # Only a bucket snapshot runs across invocations; any other backup is whole in one.
-        if self.resume is not None and self.component != "s3":
-            raise ValueError(
-                f"resume continues a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
+        for name in ("resume", "shard"):
+            if getattr(self, name) is not None and self.component != "s3":
+                raise ValueError(
+                    f"{name} is of a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
+        if self.resume is not None and self.shard is not None:
+            raise ValueError("give resume (a whole snapshot) or shard (one of its shards), not both")
         return self
 
 

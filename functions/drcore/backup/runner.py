@@ -4,7 +4,9 @@ After every good backup: a journal entry and the RPO metrics (`BackupSucceeded` 
 `BackupCompletedAt` = epoch seconds, dimension `Component`; drcore.core.metric_names), which the stack's
 RPO alarms watch.
 A bucket snapshot that cannot finish in this invocation checkpoints and asks for a continuation
-(the handler re-invokes the function asynchronously with the snapshot's id).
+(the handler re-invokes the function asynchronously with the snapshot's id). A fanned-out one is continued
+by its state machine instead, which invokes the function for each shard and, at the end, to merge them;
+each shard's invocation publishes its progress (drcore.core.metric_names: the snapshot shard metrics).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from drcore.backup.logs_backup import LogsBackup
 from drcore.backup.requests import BackupRequest
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
-from drcore.core.metric_names import BACKUP_COMPLETED_AT_METRIC, BACKUP_SUCCEEDED_METRIC, COMPONENT_DIMENSION
+from drcore.core.metric_names import (
+    BACKUP_COMPLETED_AT_METRIC,
+    BACKUP_SUCCEEDED_METRIC,
+    COMPONENT_DIMENSION,
+    SNAPSHOT_BYTES_COPIED_METRIC,
+    SNAPSHOT_OBJECTS_LISTED_METRIC,
+    SNAPSHOT_SHARDS_DONE_METRIC,
+)
 from drcore.core.models import Cause, Clock, to_iso, utc_now
 from drcore.state.backup_store import Component
 from drcore.state.store import ControllerStateStore
@@ -34,7 +43,9 @@ ORDER = (Component.LAMBDA, Component.STACK, Component.LOGS, Component.S3)  # the
 @dataclass
 class ComponentOutcome:
     component: str
-    status: str  # "complete" | "current" | "continuing" | "pending" | "failed" | "skipped"
+    # "complete" | "current" | "continuing" | "fanned_out" | "shard_done" | "shard_continuing" | "pending" |
+    # "failed" | "skipped"
+    status: str
     backup_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +60,18 @@ class BackupMetrics:
         self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
             {"MetricName": BACKUP_SUCCEEDED_METRIC, "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
             {"MetricName": BACKUP_COMPLETED_AT_METRIC, "Dimensions": dimensions, "Value": completed_at, "Unit": "None"},
+        ])
+
+    def shard_progress(self, objects_listed: int, bytes_copied: int, finished: bool) -> None:
+        """One invocation of a fanned-out snapshot's shard: what it listed and copied, and whether it finished it."""
+        dimensions = [{"Name": COMPONENT_DIMENSION, "Value": "s3"}]
+        self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
+            {"MetricName": SNAPSHOT_OBJECTS_LISTED_METRIC, "Dimensions": dimensions, "Value": objects_listed,
+             "Unit": "Count"},
+            {"MetricName": SNAPSHOT_BYTES_COPIED_METRIC, "Dimensions": dimensions, "Value": bytes_copied,
+             "Unit": "Bytes"},
+            {"MetricName": SNAPSHOT_SHARDS_DONE_METRIC, "Dimensions": dimensions, "Value": int(finished),
+             "Unit": "Count"},
         ])
 
 
@@ -97,7 +120,11 @@ class BackupRunner:
             self._metrics.good_backup(component.value, now.timestamp())
         if outcome.status == "continuing":
             self._continue_snapshot(BackupRequest(component="s3", resume=outcome.backup_id, reason=request.reason))
-        if outcome.status in ("complete", "failed"):
+        if outcome.status in ("shard_done", "shard_continuing"):
+            self._metrics.shard_progress(outcome.details["listed_here"], outcome.details["copied_here"],
+                                         outcome.status == "shard_done")
+        # A shard's failure is its state machine's (retried there, then alarmed); the snapshot's result is the merge's.
+        if outcome.status in ("complete", "failed") and request.shard is None:
             at = to_iso(now)
             self._journal.append_journal(
                 self._settings.protected_function, entry_id=f"backup-{component.value}-{outcome.backup_id or at}",
@@ -146,7 +173,14 @@ def component_runners(
             "day": result.day, "export_status": result.status, "objects": result.objects, "bytes": result.bytes})
 
     def s3(request: BackupRequest, remaining_ms: Callable[[], int]) -> ComponentOutcome:
+        if request.shard is not None:
+            shard = snapshotter.snapshot_shard(request.shard.backup_id, request.shard.number, remaining_ms)
+            return ComponentOutcome("s3", "shard_done" if shard.finished else "shard_continuing", shard.backup_id, {
+                "shard": shard.shard, "listed_here": shard.listed_here, "copied_here": shard.copied_here,
+                **{name: value for name, value in shard.stats.items() if name != "archived_not_copied"}})
         progress = snapshotter.snapshot(request.resume, remaining_ms)
+        if progress.fanned_out:  # its state machine continues it
+            return ComponentOutcome("s3", "fanned_out", progress.backup_id, dict(progress.stats))
         if not progress.finished:
             return ComponentOutcome("s3", "continuing", progress.backup_id, dict(progress.stats))
         return ComponentOutcome("s3", "complete", progress.backup_id, dict(progress.stats))

@@ -77,7 +77,8 @@ class Checkpoint(TypedDict, total=False):
     next: dict[str, str]  # the listing markers to continue from
     truncated: bool  # False: the range's listing is done
     range: int  # absent in checkpoints written before ranges: the only range, 0
-    ranges: list[list[str | None]]  # every range's [start_after, last]
+    ranges: list[list[str | None]]  # every range's [start_after, last]; absent when sharded (in its shard plan)
+    sharded: bool  # a shard of a fanned-out snapshot (drcore.backup.snapshot_shards)
 
 
 def checkpoint_key(bucket: str, backup_id: str, page: int, key_range: int = 0) -> str:
@@ -85,18 +86,29 @@ def checkpoint_key(bucket: str, backup_id: str, page: int, key_range: int = 0) -
     return backup_prefix(Component.S3, bucket, backup_id) + f"{PAGE_CHECKPOINTS}{name}.json"
 
 
-def checkpoint_keys(store: BackupStore, bucket: str, backup_id: str) -> list[str]:
+def checkpoint_keys(store: BackupStore, bucket: str, backup_id: str, key_range: int | None = None) -> list[str]:
+    """A snapshot's checkpoint keys, sorted (a range's pages in order); only range `key_range`'s when given."""
     prefix = backup_prefix(Component.S3, bucket, backup_id) + PAGE_CHECKPOINTS
+    if key_range is not None:  # range 0's pages are named by their number alone (000001.json ...)
+        prefix += "0" if key_range == 0 else f"r{key_range:03d}-"
     return sorted(entry["Key"] for entry in store.keys(prefix))
+
+
+def _range_of(key: str) -> int:
+    name = key.rsplit("/", 1)[-1]
+    return int(name[1:name.index("-")]) if name.startswith("r") else 0
 
 
 def last_checkpoints(store: BackupStore, bucket: str, backup_id: str) -> dict[int, Checkpoint]:
     """Each range's last checkpoint, by range, of a snapshot that has written some."""
-    last_keys: dict[int, str] = {}
-    for key in checkpoint_keys(store, bucket, backup_id):  # sorted: a range's pages in order
-        name = key.rsplit("/", 1)[-1]
-        last_keys[int(name[1:4]) if name.startswith("r") else 0] = key
+    last_keys = {_range_of(key): key for key in checkpoint_keys(store, bucket, backup_id)}
     return {number: read_checkpoint(store, key) for number, key in last_keys.items()}
+
+
+def last_checkpoint(store: BackupStore, bucket: str, backup_id: str, key_range: int) -> Checkpoint | None:
+    """Range `key_range`'s last checkpoint, or None before its first page."""
+    keys = checkpoint_keys(store, bucket, backup_id, key_range)
+    return read_checkpoint(store, keys[-1]) if keys else None
 
 
 def read_checkpoint(store: BackupStore, key: str) -> Checkpoint:
@@ -166,11 +178,13 @@ class SnapshotBase:
                 encoded.append([position, 1])
         return encoded
 
-    def decode(self, encoded: list[EncodedEntry]) -> list[ManifestEntry]:
+    def decode(self, encoded: list[EncodedEntry], offset: int = 0) -> list[ManifestEntry]:
+        """Entries `encode` wrote; `offset`: where in this base the base they were encoded against starts (a
+        shard's slice of it)."""
         entries: list[ManifestEntry] = []
         for item in encoded:
             if isinstance(item, dict):
                 entries.append(ManifestEntry.from_json(item))
             else:
-                entries += self._entries[item[0]:item[0] + item[1]]
+                entries += self._entries[offset + item[0]:offset + item[0] + item[1]]
         return entries

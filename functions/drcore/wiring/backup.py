@@ -7,11 +7,13 @@ from functools import lru_cache
 
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
+from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
 from drcore.backup.requests import BackupRequest
 from drcore.backup.runner import BackupMetrics, BackupRunner, component_runners
+from drcore.backup.snapshot_shards import FanOutSettings
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
 from drcore.state.backup_store import BackupStore
@@ -27,6 +29,11 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
     lambda_client = client("lambda")
     invoke_self = self_invoker(lambda_client, function_name)
 
+    fan_out = None
+    if settings.snapshot_fanout_state_machine:  # the standby's backups have none
+        fan_out = (FanOutSettings(settings.fanout_threshold_objects, settings.fanout_shard_objects),
+                   MapExecutions(client("stepfunctions"), settings.snapshot_fanout_state_machine))
+
     def continue_snapshot(request: BackupRequest) -> None:
         invoke_self(request.model_dump(mode="json", exclude_none=True))
 
@@ -35,7 +42,7 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         stack_backup=StackBackup(client("cloudformation"), store, settings.pipeline_stack),
         logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
         snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency,
-                                      full_manifest_every=settings.full_manifest_every),
+                                      full_manifest_every=settings.full_manifest_every, fan_out=fan_out),
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,

@@ -1,0 +1,119 @@
+"""Big bucket snapshots fanned out: the shard plan a Step Functions Distributed Map runs.
+
+A snapshot whose base holds more than `threshold_objects` objects is cut into shards of about
+`shard_objects` of the base's keys each: key ranges, as the ranges one invocation lists at once
+(drcore.backup.snapshot_checkpoints.key_ranges), but each snapshotted by its own invocations, many at
+once. A shard is snapshotted by the same engine code as any range (drcore.backup.bucket_snapshots): its
+pages are checkpointed as range `n`'s, and continue where they stopped. When every shard is done, the
+snapshot is merged: its manifest is written from the shards' checkpoints, as for a snapshot that ran in
+one invocation.
+
+Written under the snapshot's prefix before its execution starts, once each (write-once, as everything
+in the store):
+
+- `shards/base-<n>.jsonl.gz`: the base's entries in shard n (a worker reads its slice, not the whole base);
+- `shards/items.jsonl`: one line per shard, `{"shard": n}`: what the map's ItemReader reads;
+- `shards/plan.json`: the base, the shards' key ranges and where each slice starts in the base. Written
+  last: a snapshot with a shard plan is a fanned-out one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+
+from drcore.backup.manifest import ManifestEntry, SnapshotManifest
+from drcore.backup.snapshot_checkpoints import KeyRange
+from drcore.core.errors import InvalidRequest
+from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
+
+SHARDS = "shards/"
+PLAN_FORMAT = "s3-snapshot-shards/1"
+
+
+@dataclass(frozen=True)
+class FanOutSettings:
+    threshold_objects: int  # a snapshot whose base holds more objects fans out
+    shard_objects: int  # about this many of the base's keys per shard
+
+    def wanted(self, base: SnapshotManifest | None) -> bool:
+        return base is not None and len(base.objects) > self.threshold_objects
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    backup_id: str
+    base_id: str
+    ranges: tuple[KeyRange, ...]
+    offsets: tuple[int, ...]  # where each shard's slice starts in the base's entries
+
+    def shard(self, number: int) -> KeyRange:
+        if not 0 <= number < len(self.ranges):
+            raise InvalidRequest(f"snapshot {self.backup_id} has shards 0 to {len(self.ranges) - 1}, not {number}")
+        return self.ranges[number]
+
+
+def shards_key(bucket: str, backup_id: str, name: str) -> str:
+    return backup_prefix(Component.S3, bucket, backup_id) + SHARDS + name
+
+
+def items_key(bucket: str, backup_id: str) -> str:
+    return shards_key(bucket, backup_id, "items.jsonl")
+
+
+def _slice_key(bucket: str, backup_id: str, number: int) -> str:
+    return shards_key(bucket, backup_id, f"base-{number:05d}.jsonl.gz")
+
+
+def cut_shards(base: SnapshotManifest, shard_objects: int) -> tuple[tuple[KeyRange, ...], tuple[int, ...]]:
+    """Key ranges of `shard_objects` of the base's keys each (the last one open-ended, the first from the start:
+    keys new since the base fall into the shard their place in key order says), and each one's first entry."""
+    keys = [entry.key for entry in base.objects]
+    offsets = tuple(range(0, len(keys), shard_objects)) or (0,)
+    bounds = [keys[offset - 1] for offset in offsets[1:]]
+    ranges = tuple(KeyRange(start, last) for start, last in zip([None, *bounds], [*bounds, None], strict=True))
+    return ranges, offsets
+
+
+def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: SnapshotManifest,
+                     shard_objects: int) -> ShardPlan:
+    """Write the slices, the items and then the plan (an invocation that died half-way writes what is missing)."""
+    ranges, offsets = cut_shards(base, shard_objects)
+    for number, start in enumerate(offsets):
+        entries = base.objects[start:offsets[number + 1] if number + 1 < len(offsets) else len(base.objects)]
+        lines = "".join(json.dumps(entry.to_json(), separators=(",", ":")) + "\n" for entry in entries)
+        _put_once(store, _slice_key(bucket, backup_id, number), gzip.compress(lines.encode(), mtime=0),
+                  ContentEncoding="gzip")
+    items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
+    _put_once(store, items_key(bucket, backup_id), items.encode())
+    plan = ShardPlan(backup_id, base.backup_id, ranges, offsets)
+    document = {"format": PLAN_FORMAT, "base": base.backup_id, "offsets": list(offsets),
+                "ranges": [[bounds.start_after, bounds.last] for bounds in ranges]}
+    _put_once(store, shards_key(bucket, backup_id, "plan.json"), json.dumps(document).encode())
+    return plan
+
+
+def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPlan | None:
+    """The snapshot's shard plan, or None when it is not a fanned-out snapshot."""
+    key = shards_key(bucket, backup_id, "plan.json")
+    if not store.exists(key):
+        return None
+    document = json.loads(store.get_bytes(key))
+    return ShardPlan(backup_id, document["base"], tuple(KeyRange(*bounds) for bounds in document["ranges"]),
+                     tuple(document["offsets"]))
+
+
+def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: int) -> SnapshotManifest:
+    """The base's entries in shard `number`, as a manifest of the base (positions counted from the slice's start)."""
+    plan.shard(number)
+    lines = gzip.decompress(store.get_bytes(_slice_key(bucket, plan.backup_id, number))).decode().splitlines()
+    return SnapshotManifest(bucket=bucket, backup_id=plan.base_id, started_at="", finished_at="", stats={},
+                            objects=tuple(ManifestEntry.from_json(json.loads(line)) for line in lines))
+
+
+def _put_once(store: BackupStore, key: str, body: bytes, **extra: str) -> None:
+    try:
+        store.put_once(key, body, "application/json", **extra)
+    except AlreadyWritten:
+        pass  # an earlier attempt wrote it, from the same base: the same bytes

@@ -1,0 +1,229 @@
+"""Big snapshots fanned out: the shard plan, the shard workers (called as the Distributed Map would call
+them), the merge into one manifest, and the execution started, left running, or redriven.
+
+moto's Step Functions starts, describes and stops executions but does not run a Distributed Map (its Map
+Runs are empty) and has no RedriveExecution: the tests call the shard workers themselves, in the order a
+map's concurrency could give, and answer RedriveExecution with a hook that records it (`redrives`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from drcore.aws.state_machines import MapExecutions
+from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
+from drcore.backup.manifest import read_manifest
+from drcore.backup.snapshot_checkpoints import checkpoint_keys
+from drcore.backup.snapshot_shards import FanOutSettings, items_key, read_base_slice, read_shard_plan
+from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key
+from tests.support import SimulatedClock, data_and_backup_buckets
+
+DATA = "apilados-production-data"
+BACKUPS = "apilados-dr-backups"
+PLENTY_MS = 15 * 60 * 1000
+FAN_OUT = FanOutSettings(threshold_objects=1_000, shard_objects=400)  # 1,200 objects: 3 shards
+
+
+class World:
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+        self.store = BackupStore(s3, BACKUPS)
+        self.clock = SimulatedClock()
+        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = self.sfn.create_state_machine(
+            name="controller-snapshot-fanout", definition=json.dumps({"StartAt": "S", "States": {
+                "S": {"Type": "Succeed"}}}), roleArn="arn:aws:iam::123456789012:role/fanout")
+        self.machine_arn = machine["stateMachineArn"]
+        self.executions = MapExecutions(self.sfn, self.machine_arn)
+        self.redrives: list[str] = []
+
+        def asked(params: dict[str, Any], **_: Any) -> None:
+            self.redrives.append(params["executionArn"])
+
+        def answered(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+            return AWSResponse("https://states.us-east-1.amazonaws.com", 200, {}, None), {"redriveDate": self.clock()}
+
+        self.sfn.meta.events.register("provide-client-params.sfn.RedriveExecution", asked)
+        self.sfn.meta.events.register("before-call.sfn.RedriveExecution", answered)
+
+    def snapshotter(self, **options: Any) -> BucketSnapshotter:
+        return BucketSnapshotter(self.s3, self.store, DATA, clock=self.clock, page_size=100,
+                                 fan_out=(FAN_OUT, self.executions), **options)
+
+    def put(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=DATA, Key=key, Body=body)
+
+    def snapshot(self, **options: Any) -> SnapshotProgress:
+        self.clock.advance(3600)
+        return self.snapshotter(**options).snapshot(None, lambda: PLENTY_MS)
+
+    def current(self) -> list[tuple[str, str, str]]:
+        versions = [version for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=DATA)
+                    for version in page.get("Versions", []) if version["IsLatest"]]
+        return [(version["Key"], version["VersionId"], version["ETag"]) for version in versions]
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with data_and_backup_buckets(DATA, BACKUPS) as s3:
+        yield World(s3)
+
+
+def fill(world: World, count: int) -> None:
+    for n in range(count):
+        world.put(f"uploads/record-{n:05d}.csv", f"row {n}\n".encode())
+
+
+def fanned_out(world: World) -> SnapshotProgress:
+    """A bucket of 1,200 objects, snapshotted whole once (its base), then a snapshot that fans out."""
+    fill(world, 1_200)
+    assert world.snapshot().finished
+    progress = world.snapshot()
+    assert progress.fanned_out and not progress.finished
+    return progress
+
+
+def test_a_snapshot_whose_base_is_past_the_threshold_fans_out_into_shards_and_starts_their_execution(
+        world: World) -> None:
+    # Given a bucket of 1,200 objects and its first snapshot (a whole one: nothing says how its keys spread)
+    fill(world, 1_200)
+    first = world.snapshot()
+    assert first.finished and not first.fanned_out
+    base = read_manifest(world.store, DATA, first.backup_id)
+    # When the next snapshot starts
+    progress = world.snapshot()
+    # Then it is planned as 3 shards of 400 of the base's keys, and nothing is listed or copied yet
+    assert progress.fanned_out and not progress.finished and progress.stats["shards"] == 3
+    plan = read_shard_plan(world.store, DATA, progress.backup_id)
+    assert plan is not None and plan.base_id == first.backup_id and plan.offsets == (0, 400, 800)
+    keys = [entry.key for entry in base.objects]
+    assert [(bounds.start_after, bounds.last) for bounds in plan.ranges] == [
+        (None, keys[399]), (keys[399], keys[799]), (keys[799], None)]
+    assert checkpoint_keys(world.store, DATA, progress.backup_id) == []
+    # and each shard's slice of the base is its part of the base, the slices together the whole base
+    slices = [read_base_slice(world.store, DATA, plan, number).objects for number in range(3)]
+    assert [entry for part in slices for entry in part] == list(base.objects)
+    # and the map's items name each shard once
+    items = world.store.get_bytes(items_key(DATA, progress.backup_id)).decode().splitlines()
+    assert [json.loads(line) for line in items] == [{"shard": 0}, {"shard": 1}, {"shard": 2}]
+    # and one execution, named by the snapshot, was started with the snapshot and its items
+    execution = world.sfn.describe_execution(executionArn=progress.stats["execution"])
+    assert execution["name"] == progress.backup_id and execution["status"] == "RUNNING"
+    assert json.loads(execution["input"]) == {"backup_id": progress.backup_id,
+                                              "items_key": items_key(DATA, progress.backup_id)}
+
+
+def test_shards_run_as_the_map_runs_them_and_their_merge_is_the_manifest_of_the_bucket(world: World) -> None:
+    # Given a fanned-out snapshot whose bucket changed after it was planned: keys added before the first key,
+    # after the last, at both shard edges and inside a shard; keys deleted at the edges; bodies changed
+    progress = fanned_out(world)
+    backup_id = progress.backup_id
+    for key in ("aaa-first.csv", "uploads/record-00399.csv-after-edge", "uploads/record-00400a.csv",
+                "uploads/record-00799~", "uploads/record-00555.csvx", "zzz-last.csv"):
+        world.put(key, f"new {key}".encode())
+    for key in ("uploads/record-00399.csv", "uploads/record-00800.csv", "uploads/record-00000.csv"):
+        world.s3.delete_object(Bucket=DATA, Key=key)
+    for n in (1, 401, 1199):
+        world.put(f"uploads/record-{n:05d}.csv", f"changed {n}\n".encode())
+    # When each shard's worker runs, in an order the map's concurrency could give
+    for number in (2, 0, 1):
+        shard = world.snapshotter().snapshot_shard(backup_id, number, lambda: PLENTY_MS)
+        assert shard.finished and shard.shard == number
+    # and the state machine's last step resumes the snapshot
+    merged = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
+    # Then its manifest is the bucket as it is: every current version once, in key order
+    assert merged.finished and not merged.fanned_out
+    manifest = read_manifest(world.store, DATA, backup_id)
+    assert [(entry.key, entry.version_id, entry.etag) for entry in manifest.objects] == world.current()
+    # and it is a delta on the base, holding only what changed
+    assert manifest.base_id is not None
+    # and the changed and new bodies are in the store, the rest carried from the base without a copy
+    assert merged.stats["objects_copied"] == 6 + 3 and merged.stats["objects_listed"] == 1_200 + 6 - 3
+    changed = next(entry for entry in manifest.objects if entry.key == "uploads/record-01199.csv")
+    assert changed.content_key is not None
+    assert world.store.get_bytes(changed.content_key) == b"changed 1199\n"
+
+
+def test_a_shard_out_of_time_continues_from_its_last_page_and_checkpoints_each_page_once(world: World) -> None:
+    # Given a fanned-out snapshot, and a worker whose invocation runs out of time after two pages
+    backup_id = fanned_out(world).backup_id
+    pages_left = iter([PLENTY_MS, PLENTY_MS, SAFETY_MARGIN_MS - 1])
+    first = world.snapshotter().snapshot_shard(backup_id, 1, lambda: next(pages_left, SAFETY_MARGIN_MS - 1))
+    # Then it stops, unfinished, having listed two pages
+    assert not first.finished and first.listed_here == 200
+    # When the map's loop invokes it again
+    second = world.snapshotter().snapshot_shard(backup_id, 1, lambda: PLENTY_MS)
+    # Then it lists the rest of its shard, and each of its pages was checkpointed once, in order (4 of its 400 keys,
+    # and a fifth that finds the shard's end: the fourth ended at the shard's last key, not the bucket's)
+    assert second.finished and second.listed_here == 200 and second.stats["objects_listed"] == 400
+    pages = checkpoint_keys(world.store, DATA, backup_id, 1)
+    assert [key.rsplit("/", 1)[-1] for key in pages] == [f"r001-{page:06d}.json" for page in range(1, 6)]
+    # and a shard already done answers so without listing again
+    again = world.snapshotter().snapshot_shard(backup_id, 1, lambda: PLENTY_MS)
+    assert again.finished and again.listed_here == 0
+
+
+def test_the_merge_waits_for_every_shard_and_a_failed_execution_is_redriven(world: World) -> None:
+    # Given a fanned-out snapshot with one shard of three done
+    progress = fanned_out(world)
+    backup_id = progress.backup_id
+    world.snapshotter().snapshot_shard(backup_id, 0, lambda: PLENTY_MS)
+    # When it is resumed while its execution runs
+    waiting = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
+    # Then nothing is merged, and its progress says so
+    assert waiting.fanned_out and not waiting.finished
+    assert waiting.stats["shards_done"] == 1 and waiting.stats["objects_listed"] == 400
+    assert waiting.stats["status"] == "RUNNING" and world.redrives == []
+    assert not world.store.exists(manifest_key(Component.S3, DATA, backup_id))
+    # When the execution failed (here: stopped) and the snapshot is resumed
+    world.sfn.stop_execution(executionArn=progress.stats["execution"])
+    redriven = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
+    # Then the execution is redriven (its failed shards run again), not a new one started
+    assert redriven.stats["redriven"] and world.redrives == [progress.stats["execution"]]
+    # When the remaining shards are done, the next resume merges
+    for number in (1, 2):
+        world.snapshotter().snapshot_shard(backup_id, number, lambda: PLENTY_MS)
+    assert world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS).finished
+
+
+def test_an_execution_that_never_started_is_started_when_the_snapshot_is_resumed(world: World) -> None:
+    # Given a snapshot planned as shards by an invocation that died before it started their execution
+    fill(world, 1_200)
+    world.snapshot()
+
+    class DiesBeforeStarting(MapExecutions):
+        def start(self, name: str, execution_input: dict[str, Any]) -> str:
+            raise RuntimeError("the invocation died")
+
+    world.executions = DiesBeforeStarting(world.sfn, world.machine_arn)
+    with pytest.raises(RuntimeError, match="died"):
+        world.snapshot()
+    backup_id = world.store.backup_ids(Component.S3, DATA)[-1]
+    assert read_shard_plan(world.store, DATA, backup_id) is not None
+    assert world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"] == []
+    # When it is resumed
+    world.executions = MapExecutions(world.sfn, world.machine_arn)
+    resumed = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
+    # Then its execution is started now, named by the snapshot
+    executions = world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"]
+    assert resumed.fanned_out and resumed.stats["status"] == "RUNNING"
+    assert [execution["name"] for execution in executions] == [backup_id]
+
+
+def test_a_fanned_out_snapshots_files_are_under_its_own_prefix_and_written_once(world: World) -> None:
+    # Given a fanned-out snapshot
+    backup_id = fanned_out(world).backup_id
+    # Then its plan, items and slices are under the snapshot's prefix, one version each
+    prefix = backup_prefix(Component.S3, DATA, backup_id) + "shards/"
+    listing = world.s3.list_object_versions(Bucket=BACKUPS, Prefix=prefix)
+    names = sorted(version["Key"][len(prefix):] for version in listing["Versions"])
+    assert names == ["base-00000.jsonl.gz", "base-00001.jsonl.gz", "base-00002.jsonl.gz", "items.jsonl", "plan.json"]
+    slice_1 = gzip.decompress(world.store.get_bytes(prefix + "base-00001.jsonl.gz")).decode().splitlines()
+    assert len(slice_1) == 400
