@@ -21,7 +21,13 @@ from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
 from drcore.backup.manifest import read_manifest
 from drcore.backup.snapshot_checkpoints import checkpoint_keys
-from drcore.backup.snapshot_shards import FanOutSettings, items_key, read_base_slice, read_shard_plan
+from drcore.backup.snapshot_shards import (
+    FanOutSettings,
+    fan_out_progress,
+    items_key,
+    read_base_slice,
+    read_shard_plan,
+)
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key
 from tests.support import SimulatedClock, data_and_backup_buckets
 
@@ -182,6 +188,11 @@ def test_the_merge_waits_for_every_shard_and_a_failed_execution_is_redriven(worl
     assert waiting.stats["shards_done"] == 1 and waiting.stats["objects_listed"] == 400
     assert waiting.stats["status"] == "RUNNING" and world.redrives == []
     assert not world.store.exists(manifest_key(Component.S3, DATA, backup_id))
+    # and what the recovery function's status shows of it, read from the shards' checkpoints, says the same
+    shown = fan_out_progress(world.store, DATA, backup_id)
+    assert shown is not None and {name: shown[name] for name in ("shards", "shards_done", "objects_listed")} == {
+        "shards": 3, "shards_done": 1, "objects_listed": 400}
+    assert fan_out_progress(world.store, DATA, read_manifest(world.store, DATA, shown["base"]).backup_id) is None
     # When the execution failed (here: stopped) and the snapshot is resumed
     world.sfn.stop_execution(executionArn=progress.stats["execution"])
     redriven = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)

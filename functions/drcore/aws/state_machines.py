@@ -33,7 +33,7 @@ class ExecutionState:
     redriven: bool = False  # this call redrove it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"execution": self.arn, "status": self.status, "shards": self.shards, "redriven": self.redriven}
+        return {"execution": self.arn, "status": self.status, "map_items": self.shards, "redriven": self.redriven}
 
 
 class MapExecutions:

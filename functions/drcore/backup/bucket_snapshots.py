@@ -69,6 +69,7 @@ from drcore.backup.snapshot_shards import (
     items_key,
     read_base_slice,
     read_shard_plan,
+    shards_done,
     write_shard_plan,
 )
 from drcore.backup.stored_content import StoredContent
@@ -298,10 +299,11 @@ class BucketSnapshotter:
         assert self._fan_out is not None
         _, executions = self._fan_out
         backup_id = plan.backup_id
-        lasts = last_checkpoints(self._store, self._source, backup_id)
-        states = [_Range.resumed(number, bounds, lasts.get(number)) for number, bounds in enumerate(plan.ranges)]
-        done = sum(state.done for state in states)
-        if done == len(states):
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            lasts = last_checkpoints(self._store, self._source, backup_id, pool)
+        progress = shards_done(plan, lasts)
+        if progress["shards_done"] == len(plan.ranges):
+            states = [_Range.resumed(number, bounds, lasts[number]) for number, bounds in enumerate(plan.ranges)]
             return self._merge_shards(plan, states)
         execution = executions.state(backup_id)
         if execution is None:  # the invocation that planned it died before starting it
@@ -311,11 +313,7 @@ class BucketSnapshotter:
             logger.warning("redriving a failed snapshot fan-out", extra={"backup_id": backup_id,
                                                                         "status": execution.status})
             execution = executions.redrive(backup_id)
-        stats = SnapshotStats()
-        for state in states:
-            stats.add(state.stats)
-        progress = {"shards": len(states), "shards_done": done, "objects_listed": stats.objects_listed,
-                    "bytes_copied": stats.bytes_copied, **(execution.to_dict() if execution else {})}
+        progress |= execution.to_dict() if execution else {}
         return SnapshotProgress(backup_id, False, progress, fanned_out=True)
 
     def _merge_shards(self, plan: ShardPlan, states: list[_Range]) -> SnapshotProgress:

@@ -1,11 +1,12 @@
 """What backups exist, per component, with their time, size, status and age against the RPO, and whether
 a bucket snapshot's stored content still matches its manifest.
 
-Used by the recovery function's `status`, `list_backups` and `verify_backup` actions (and by restores to
-resolve ids). `list_backups` checks each complete bucket snapshot it lists quickly: its manifest reads
-back (its SHA-256), and a random sample of `QUICK_SAMPLE` of its content objects is there with the
-recorded size and checksum or ETag (one HeadObject each; drcore.backup.content_check). A damaged one is
-listed with status "damaged". `verify_backup` reads the content and compares it (a sample, or all).
+Used by the recovery function's `status` (with a fanned-out snapshot's progress while it runs),
+`list_backups` and `verify_backup` actions (and by restores to resolve ids). `list_backups` checks each
+complete bucket snapshot it lists quickly: its manifest reads back (its SHA-256), and a random sample of
+`QUICK_SAMPLE` of its content objects is there with the recorded size and checksum or ETag (one
+HeadObject each; drcore.backup.content_check). A damaged one is listed with status "damaged".
+`verify_backup` reads the content and compares it (a sample, or all).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from drcore.backup.content_check import ContentChecker
 from drcore.backup.logs_backup import log_subject
 from drcore.backup.manifest import ManifestCorrupt, read_manifest
+from drcore.backup.snapshot_shards import fan_out_progress
 from drcore.core.config import BackupSettings, RecoverySettings
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
@@ -60,7 +62,15 @@ class BackupCatalog:
                 "rpo_seconds": rpo,
                 "within_rpo": age is not None and (rpo is None or age <= rpo),
             }
+        summary[Component.S3.value]["fan_out"] = self._fan_out_in_progress()
         return summary
+
+    def _fan_out_in_progress(self) -> dict[str, Any] | None:
+        """The newest snapshot, when it is fanned out and not complete: its shards done, objects listed, bytes."""
+        newest = next(iter(reversed(self.listings(Component.S3))), None)
+        if newest is None or newest.complete:
+            return None
+        return fan_out_progress(self._store, self._subjects[Component.S3], newest.backup_id)
 
     def describe(self, component: Component, limit: int = 20) -> list[dict[str, Any]]:
         """The newest `limit` backups of a component, newest first: id, time, status and stored size; a

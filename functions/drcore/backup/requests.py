@@ -65,10 +65,9 @@ class BackupRequest(BaseModel):
     @model_validator(mode="after")
     def _only_a_snapshot_resumes(self) -> BackupRequest:
         # Only a bucket snapshot runs across invocations; any other backup is whole in one.
-        for name in ("resume", "shard"):
+        for name, what in (("resume", "continues a bucket snapshot"), ("shard", "is a bucket snapshot's shard")):
             if getattr(self, name) is not None and self.component != "s3":
-                raise ValueError(
-                    f"{name} is of a bucket snapshot: it needs \"component\": \"s3\", not {self.component!r}")
+                raise ValueError(f"{name} {what}: it needs \"component\": \"s3\", not {self.component!r}")
         if self.resume is not None and self.shard is not None:
             raise ValueError("give resume (a whole snapshot) or shard (one of its shards), not both")
         return self
@@ -147,6 +146,7 @@ def parse_backup_request(event: Any, function_name: str) -> BackupRequest | Igno
     except ValidationError as error:
         raise InvalidRequest(
             f"not a backup request ({describe_problems(error)}); expected {{\"component\": \"lambda\" | \"s3\" | "
-            "\"stack\" | \"logs\" | \"all\"}}, {\"component\": \"s3\", \"resume\": \"<snapshot id>\"} or a "
+            "\"stack\" | \"logs\" | \"all\"}}, {\"component\": \"s3\", \"resume\": \"<snapshot id>\"}, "
+            "{\"component\": \"s3\", \"shard\": {\"backup_id\": \"<snapshot id>\", \"number\": <n>}} or a "
             "CloudTrail configuration-change event"
         ) from error

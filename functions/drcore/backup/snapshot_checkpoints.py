@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -99,10 +100,13 @@ def _range_of(key: str) -> int:
     return int(name[1:name.index("-")]) if name.startswith("r") else 0
 
 
-def last_checkpoints(store: BackupStore, bucket: str, backup_id: str) -> dict[int, Checkpoint]:
-    """Each range's last checkpoint, by range, of a snapshot that has written some."""
+def last_checkpoints(store: BackupStore, bucket: str, backup_id: str,
+                     pool: ThreadPoolExecutor | None = None) -> dict[int, Checkpoint]:
+    """Each range's last checkpoint, by range, of a snapshot that has written some; read in `pool` when given (a
+    fanned-out snapshot has a range per shard)."""
     last_keys = {_range_of(key): key for key in checkpoint_keys(store, bucket, backup_id)}
-    return {number: read_checkpoint(store, key) for number, key in last_keys.items()}
+    read = pool.map if pool else map
+    return dict(zip(last_keys, read(lambda key: read_checkpoint(store, key), last_keys.values()), strict=True))
 
 
 def last_checkpoint(store: BackupStore, bucket: str, backup_id: str, key_range: int) -> Checkpoint | None:

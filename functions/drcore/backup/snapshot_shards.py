@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
-from drcore.backup.snapshot_checkpoints import KeyRange
+from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints
 from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
 
@@ -110,6 +112,26 @@ def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: in
     lines = gzip.decompress(store.get_bytes(_slice_key(bucket, plan.backup_id, number))).decode().splitlines()
     return SnapshotManifest(bucket=bucket, backup_id=plan.base_id, started_at="", finished_at="", stats={},
                             objects=tuple(ManifestEntry.from_json(json.loads(line)) for line in lines))
+
+
+def shards_done(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]:
+    """How far a fanned-out snapshot is, from each shard's last checkpoint: shards done, objects listed, bytes
+    copied (each shard's stats so far)."""
+    finished = [number for number in range(len(plan.ranges)) if number in lasts and not lasts[number]["truncated"]]
+    stats = [last["stats"] for last in lasts.values()]
+    return {"backup_id": plan.backup_id, "base": plan.base_id, "shards": len(plan.ranges),
+            "shards_done": len(finished), "shards_started": len(lasts),
+            "objects_listed": sum(stat.get("objects_listed", 0) for stat in stats),
+            "bytes_copied": sum(stat.get("bytes_copied", 0) for stat in stats)}
+
+
+def fan_out_progress(store: BackupStore, bucket: str, backup_id: str, concurrency: int = 16) -> dict[str, Any] | None:
+    """`shards_done` of the snapshot `backup_id`, or None when it is not fanned out. Reads only."""
+    plan = read_shard_plan(store, bucket, backup_id)
+    if plan is None:
+        return None
+    with ThreadPoolExecutor(concurrency) as pool:
+        return shards_done(plan, last_checkpoints(store, bucket, backup_id, pool))
 
 
 def _put_once(store: BackupStore, key: str, body: bytes, **extra: str) -> None:
