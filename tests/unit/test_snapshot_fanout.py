@@ -28,6 +28,7 @@ from drcore.backup.snapshot_shards import (
     read_base_slice,
     read_shard_plan,
 )
+from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key
 from tests.support import SimulatedClock, data_and_backup_buckets
 
@@ -238,3 +239,16 @@ def test_a_fanned_out_snapshots_files_are_under_its_own_prefix_and_written_once(
     assert names == ["base-00000.jsonl.gz", "base-00001.jsonl.gz", "base-00002.jsonl.gz", "items.jsonl", "plan.json"]
     slice_1 = gzip.decompress(world.store.get_bytes(prefix + "base-00001.jsonl.gz")).decode().splitlines()
     assert len(slice_1) == 400
+
+
+def test_a_fanned_out_snapshot_is_not_continued_by_a_function_without_its_state_machine(world: World) -> None:
+    # Given a fanned-out snapshot with a shard done
+    backup_id = fanned_out(world).backup_id
+    world.snapshotter().snapshot_shard(backup_id, 0, lambda: PLENTY_MS)
+    # When a function without the fan-out state machine is asked to continue it
+    alone = BucketSnapshotter(world.s3, world.store, DATA, clock=world.clock, page_size=100)
+    # Then it refuses, naming why, and writes nothing (its shard's checkpoints are no whole-bucket snapshot's)
+    keys_before = sorted(item["Key"] for item in world.store.keys(backup_prefix(Component.S3, DATA, backup_id)))
+    with pytest.raises(InvalidRequest, match="fanned out"):
+        alone.snapshot(backup_id, lambda: PLENTY_MS)
+    assert sorted(item["Key"] for item in world.store.keys(backup_prefix(Component.S3, DATA, backup_id))) == keys_before

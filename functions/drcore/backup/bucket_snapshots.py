@@ -200,7 +200,7 @@ class BucketSnapshotter:
             backup_time(backup_id)  # a malformed id fails here, before anything is read or written
             if self._store.exists(manifest_key(Component.S3, self._source, backup_id)):
                 return SnapshotProgress(backup_id, True, read_manifest(self._store, self._source, backup_id).stats)
-            plan = read_shard_plan(self._store, self._source, backup_id) if self._fan_out else None
+            plan = read_shard_plan(self._store, self._source, backup_id)
             if plan is not None:
                 return self._continue_fan_out(plan)
             last = last_checkpoints(self._store, self._source, backup_id)
@@ -296,7 +296,9 @@ class BucketSnapshotter:
     def _continue_fan_out(self, plan: ShardPlan) -> SnapshotProgress:
         """Merge the shards when all are done; else start their execution if it never started, redrive it if it
         failed (only its failed shards run again), or leave it running."""
-        assert self._fan_out is not None
+        if self._fan_out is None:  # its shards' checkpoints are no snapshot a single invocation can continue
+            raise InvalidRequest(f"snapshot {plan.backup_id} of {self._source} is fanned out, and this function has "
+                                 "no fan-out state machine to continue it with (DR_SNAPSHOT_FANOUT_STATE_MACHINE)")
         _, executions = self._fan_out
         backup_id = plan.backup_id
         with ThreadPoolExecutor(self._concurrency) as pool:
