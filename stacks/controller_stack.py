@@ -1,7 +1,8 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
-backups with their RPO alarms, their retention and the alarm on changes to their protection, the operators'
-recovery function, the replication alarms, the drills, and the dashboard; the state table is a global table with a
-replica in the secondary region, and the backup bucket replicates to the standby stack's copy there."""
+backups with their RPO alarms and the fan-out of big bucket snapshots, their retention and the alarm on changes to
+their protection, the operators' recovery function, the replication alarms, the drills, and the dashboard; the state
+table is a global table with a replica in the secondary region, and the backup bucket replicates to the standby
+stack's copy there."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
 from stacks.constructs.retention import Retention
+from stacks.constructs.snapshot_fanout import SnapshotFanOut
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
@@ -65,6 +67,15 @@ class ControllerStack(Stack):
             backup_bucket=backup_bucket,
             alert_topic=alerting.alert_topic,
         )
+        # Big snapshots of the data bucket run as shards (the standby, which backs up its function only, has none).
+        fan_out = SnapshotFanOut(
+            self,
+            "SnapshotFanOut",
+            settings=settings,
+            backup_function=backups.function,
+            backup_bucket=backup_bucket,
+            alert_topic=alerting.alert_topic,
+        )
         retention = Retention(
             self,
             "Retention",
@@ -105,8 +116,10 @@ class ControllerStack(Stack):
             watcher_services=WATCHER_SERVICES,
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
-            controller_alarms=[functions.failed_events_alarm, *watchers.heartbeat_alarms, *replication.alarms],
+            controller_alarms=[functions.failed_events_alarm, *watchers.heartbeat_alarms, *replication.alarms,
+                               fan_out.alarm],
             recovery_function=recovery.function,
+            fanout_state_machine=fan_out.state_machine,
         )
 
         invokers = (

@@ -29,6 +29,9 @@ from drcore.core.config import (
     DEFAULT_FAILOVER_DETECT_MINUTES,
     DEFAULT_FAILOVER_MAX_DATA_AT_RISK,
     DEFAULT_FAILOVER_REPLICATION_WAIT_SECONDS,
+    DEFAULT_FANOUT_MAX_CONCURRENCY,
+    DEFAULT_FANOUT_SHARD_OBJECTS,
+    DEFAULT_FANOUT_THRESHOLD_OBJECTS,
     DEFAULT_FULL_MANIFEST_EVERY,
     DEFAULT_LIVE_ALIAS,
     DEFAULT_METRICS_NAMESPACE,
@@ -46,9 +49,13 @@ from drcore.core.config import (
     DEFAULT_SWITCH_GATE_SETTLE_SECONDS,
     MAX_COPY_CONCURRENCY,
     MAX_FAILOVER_REPLICATION_WAIT_SECONDS,
+    MAX_FANOUT_MAX_CONCURRENCY,
+    MAX_FANOUT_SHARD_OBJECTS,
     MAX_FULL_MANIFEST_EVERY,
     MAX_PLAN_TTL_SECONDS,
     MAX_REPLICATION_SAMPLE_SIZE,
+    MIN_FANOUT_SHARD_OBJECTS,
+    MIN_FANOUT_THRESHOLD_OBJECTS,
     MIN_PLAN_TTL_SECONDS,
     RECOVERY_STACK_SUFFIX,
     ObjectLockMode,
@@ -354,6 +361,12 @@ class BackupOptions(_Strict):
     copy_concurrency: int = Field(DEFAULT_COPY_CONCURRENCY, ge=1, le=MAX_COPY_CONCURRENCY)
     # A snapshot's manifest is a delta on its base's except every this many snapshots of a chain (1: always full).
     full_manifest_every: int = Field(DEFAULT_FULL_MANIFEST_EVERY, ge=1, le=MAX_FULL_MANIFEST_EVERY)
+    # A snapshot whose base holds more objects than this runs as shards of about `fanout_shard_objects` keys each,
+    # `fanout_max_concurrency` at once, in a Step Functions Distributed Map (stacks/constructs/snapshot_fanout.py).
+    fanout_threshold_objects: int = Field(DEFAULT_FANOUT_THRESHOLD_OBJECTS, ge=MIN_FANOUT_THRESHOLD_OBJECTS)
+    fanout_shard_objects: int = Field(DEFAULT_FANOUT_SHARD_OBJECTS, ge=MIN_FANOUT_SHARD_OBJECTS,
+                                      le=MAX_FANOUT_SHARD_OBJECTS)
+    fanout_max_concurrency: int = Field(DEFAULT_FANOUT_MAX_CONCURRENCY, ge=1, le=MAX_FANOUT_MAX_CONCURRENCY)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
     # Every object written to the backup bucket is locked this long: not even the controller can delete or

@@ -220,6 +220,8 @@ def _addresses(call: RecordedCall, change_sets: Mapping[str, str]) -> list[dict[
         return [{"LogGroupName": str(group)}] if group else [{}]
     if call.service == "sqs":
         return [_queue_address(params)]
+    if call.service == "stepfunctions":
+        return [_states_address(params)]
     return [{}]
 
 
@@ -234,6 +236,26 @@ def _queue_address(params: Mapping[str, Any]) -> dict[str, str]:
         return {"Account": account, "QueueName": name, **({"Region": region} if region else {})}
     named = {"QueueName": params.get("QueueName"), "Account": params.get("QueueOwnerAWSAccountId")}
     return {key: str(value) for key, value in named.items() if value}
+
+
+def _states_address(params: Mapping[str, Any]) -> dict[str, str]:
+    """A state machine, an execution or a Map Run by its ARN, arn:aws:states:<region>:<account>:<type>:<name>. A
+    Distributed Map's child executions and its Map Runs are named "<state machine>/<label>:<id>"."""
+    named = next((params[key] for key in ("stateMachineArn", "executionArn", "mapRunArn")
+                  if isinstance(params.get(key), str)), None)
+    parts = _arn_parts(named) if named else []
+    if len(parts) < 7:
+        return {}
+    address = {"Region": parts[3], "Account": parts[4]}
+    kind, name = parts[5], parts[6]
+    if kind == "stateMachine":
+        address["StateMachineName"] = name
+    elif kind == "execution":
+        address["StateMachineName"], _, address["ExecutionId"] = name.rpartition(":")
+    elif kind == "mapRun":
+        path, _, address["MapRunId"] = name.rpartition(":")
+        address["StateMachineName"], _, address["MapRunLabel"] = path.partition("/")
+    return address
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9]+)\}")

@@ -215,6 +215,12 @@ def _role_statements(resources: Mapping[str, Any], role_id: str, resolver: Resol
     return statements
 
 
+def role_statements(template: Mapping[str, Any], role_id: str, names: EmbeddedNames) -> tuple[Statement, ...]:
+    """Every identity policy statement of the role `role_id`, resolved: how a role no function runs as (a state
+    machine's) is checked."""
+    return tuple(_role_statements(template["Resources"], role_id, Resolver(template, names)))
+
+
 _RESOURCE_POLICIES = ("AWS::S3::BucketPolicy", "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy")
 
 

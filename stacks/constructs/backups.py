@@ -7,7 +7,9 @@ Triggers:
 - CloudTrail "AWS API Call via CloudTrail" events for configuration changes of the protected function,
   delivered as they are, so its configuration is backed up seconds after it changes (the seed's "real
   time" configuration RPO);
-- the function itself, asynchronously, to continue a bucket snapshot that does not fit in one invocation.
+- the function itself, asynchronously, to continue a bucket snapshot that does not fit in one invocation;
+- the snapshot fan-out's state machine, for each shard of a big bucket snapshot and their merge
+  (stacks/constructs/snapshot_fanout.py).
 """
 
 from __future__ import annotations
@@ -541,7 +543,8 @@ def backup_environment(
     settings: Settings, state_table: dynamodb.ITable, backup_bucket: BackupBucket
 ) -> dict[str, str]:
     """What `drcore.core.config.BackupSettings.from_environ` reads, under the names drcore.core.config defines, plus
-    the state table for the journal."""
+    the state table for the journal. No snapshot fans out unless the stack runs a snapshot fan-out, which names its
+    state machine to the backup function (stacks/constructs/snapshot_fanout.py)."""
     backup = settings.backup
     environment = {
         BackupEnvVar.PROTECTED_FUNCTION_NAME: settings.protected_function,
@@ -553,6 +556,9 @@ def backup_environment(
         BackupEnvVar.COPY_CONCURRENCY: str(backup.copy_concurrency),
         BackupEnvVar.FULL_MANIFEST_EVERY: str(backup.full_manifest_every),
         BackupEnvVar.PUBLISH_BACKUP_VERSION: "true" if backup.publish_version else "false",
+        BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE: "",
+        BackupEnvVar.FANOUT_THRESHOLD_OBJECTS: str(backup.fanout_threshold_objects),
+        BackupEnvVar.FANOUT_SHARD_OBJECTS: str(backup.fanout_shard_objects),
         EnvVar.STATE_TABLE_NAME: state_table.table_name,
     }
     # Plain strings for jsii.

@@ -1,13 +1,18 @@
 """The controller's CloudWatch dashboard: what LIVE and STABLE point at, what the controller did, the state of
-every alarm, how old each component's last good backup is against its RPO, and the last drill's result.
+every alarm, how old each component's last good backup is against its RPO, how a big snapshot's fan-out is
+going, and the last drill's result.
 
 Metrics it reads, and who publishes them (all in the configured metrics namespace):
 - `LiveVersion`, `StableVersion` (dimension FunctionName): the watchers, on every tick and change;
 - `Rollbacks`, `Promotions`, `Freezes` (dimension service = the watcher's Powertools service name): the
   watchers, through Powertools' embedded metric format;
 - `BackupSucceeded`, `BackupCompletedAt` (dimension Component): the backup function;
+- `SnapshotShardsDone`, `SnapshotObjectsListed`, `SnapshotBytesCopied` (dimension Component = "s3"): the backup
+  function's shard workers of a fanned-out snapshot;
 - `DrillPassed` (dimension Environment = "aws"): the drill function;
-- `Invocations`, `Errors` of the recovery function: Lambda itself (AWS/Lambda).
+- `Invocations`, `Errors` of the recovery function: Lambda itself (AWS/Lambda);
+- `ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed` of the snapshot fan-out: Step Functions itself
+  (AWS/States).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from collections.abc import Mapping, Sequence
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from drcore.core.config import DrillEnvironment
 from drcore.core.metric_names import (
     BACKUP_COMPLETED_AT_METRIC,
+    COMPONENT_DIMENSION,
     DRILL_PASSED_METRIC,
     ENVIRONMENT_DIMENSION,
     FREEZES_METRIC,
@@ -29,6 +36,9 @@ from drcore.core.metric_names import (
     LIVE_VERSION_METRIC,
     PROMOTIONS_METRIC,
     ROLLBACKS_METRIC,
+    SNAPSHOT_BYTES_COPIED_METRIC,
+    SNAPSHOT_OBJECTS_LISTED_METRIC,
+    SNAPSHOT_SHARDS_DONE_METRIC,
     STABLE_VERSION_METRIC,
 )
 from drcore.state.backup_store import Component
@@ -69,6 +79,7 @@ class ControllerDashboard(Construct):
         rpo_alarms: Mapping[Component, cloudwatch.IAlarm],
         controller_alarms: Sequence[cloudwatch.IAlarm],
         recovery_function: lambda_.IFunction,
+        fanout_state_machine: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -106,6 +117,7 @@ class ControllerDashboard(Construct):
             self._last_drill(),
         )
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
+        self.dashboard.add_widgets(*self._snapshot_fan_out(fanout_state_machine))
         self.dashboard.add_widgets(self._recovery_console(recovery_function))
 
     def _metric(
@@ -203,6 +215,41 @@ class ControllerDashboard(Construct):
             width=6,
             height=6,
         )
+
+    def _snapshot_fan_out(self, state_machine: sfn.IStateMachine) -> list[cloudwatch.IWidget]:
+        # A big snapshot's executions, and its shard workers' progress while one runs.
+        hourly = Duration.hours(1)
+        snapshot = {COMPONENT_DIMENSION: Component.S3.value}
+        return [
+            cloudwatch.GraphWidget(
+                title="Snapshot fan-out: executions per hour",
+                left=[
+                    state_machine.metric_started(period=hourly, statistic="Sum", label="started"),
+                    state_machine.metric_succeeded(period=hourly, statistic="Sum", label="succeeded"),
+                    state_machine.metric_failed(period=hourly, statistic="Sum", label="failed"),
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                view=cloudwatch.GraphWidgetView.BAR,
+                width=8,
+                height=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Snapshot fan-out: shards done",
+                left=[self._metric(SNAPSHOT_SHARDS_DONE_METRIC, snapshot, "Sum", FINE_PERIOD, "shards done")],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                width=8,
+                height=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Snapshot fan-out: objects listed and bytes copied by its shards",
+                left=[self._metric(SNAPSHOT_OBJECTS_LISTED_METRIC, snapshot, "Sum", FINE_PERIOD, "objects listed")],
+                right=[self._metric(SNAPSHOT_BYTES_COPIED_METRIC, snapshot, "Sum", FINE_PERIOD, "bytes copied")],
+                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+                right_y_axis=cloudwatch.YAxisProps(min=0),
+                width=8,
+                height=6,
+            ),
+        ]
 
     def _recovery_console(self, function: lambda_.IFunction) -> cloudwatch.IWidget:
         # Every manual action is one synchronous invocation (long restores add their own continuations);

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.infra.support import Synthesized, as_list, logical_id, rendered, role_statements, statements_granting
@@ -11,6 +13,8 @@ ACCOUNT = "${AWS::AccountId}"
 FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:apilados-pipeline-ingest"
 DATA_BUCKET_ARN = "arn:aws:s3:::apilados-production-data"
 LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/apilados-pipeline-ingest"
+# Every execution of the snapshot fan-out's state machine (stacks/constructs/snapshot_fanout.py), in any region.
+FANOUT_EXECUTIONS = r"arn:aws:states:[a-z0-9-]+:\$\{AWS::AccountId\}:execution:[^:*/]+-snapshot-fanout:\*"
 
 # Actions AWS offers no resource-level permission for; nothing else may be granted on "*".
 UNSCOPABLE = {"lambda:ListEventSourceMappings", "logs:DescribeExportTasks", "cloudwatch:PutMetricData"}
@@ -27,6 +31,9 @@ MUTATING = {
     "dynamodb:PutItem",
     "sqs:SendMessage",
     "cloudwatch:PutMetricData",
+    # A big snapshot's fan-out (stacks/constructs/snapshot_fanout.py): started, and redriven when it failed.
+    "states:StartExecution",
+    "states:RedriveExecution",
 }
 READS = {
     "s3:ListBucket",
@@ -67,6 +74,9 @@ READS = {
     "logs:DescribeExportTasks",
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
+    "states:DescribeExecution",
+    "states:ListMapRuns",
+    "states:DescribeMapRun",
 }
 
 
@@ -243,15 +253,16 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         if set(as_list(s["Action"])) & MUTATING and "cloudwatch:PutMetricData" not in as_list(s["Action"])
     ]
     bucket = _backup_bucket(synth)
-    # Then a wildcard appears only as the object keys under the backup store's prefixes, or as the ":*"
-    # by which CloudWatch Logs names a log group in IAM
+    # Then a wildcard appears only as the object keys under the backup store's prefixes, as the ":*" by which
+    # CloudWatch Logs names a log group in IAM, or as the executions (named after snapshots) of the snapshot fan-out
     assert changing
     for resource in _resources(changing):
         if "*" in resource:
             assert (resource.count("*") == 1 and resource.endswith("/*")) or resource.endswith(":*"), resource
             in_backup_store = resource.startswith(f"${{{bucket}.Arn}}/") and resource.endswith("/*")
             log_group = ":log-group:/aws/lambda/" in resource and resource.endswith(":*")
-            assert in_backup_store or log_group, resource
+            fan_out = re.fullmatch(FANOUT_EXECUTIONS, resource)
+            assert in_backup_store or log_group or fan_out, resource
 
 
 def test_versions_are_published_only_when_asked_and_only_of_the_protected_function(tuned: Synthesized):

@@ -133,3 +133,23 @@ def test_the_dashboard_follows_the_settings(tuned: Synthesized):
     )
     assert _widget(body, "stack backup age")["annotations"]["horizontal"][0]["value"] == 120
     assert _widget(body, "lambda backup age")["annotations"]["horizontal"][0]["value"] == 5
+
+
+def test_the_snapshot_fan_outs_executions_and_its_shards_progress(body: dict, synth: Synthesized):
+    # Given the state machine that fans big snapshots out
+    machine = {"StateMachineArn": f"${{{logical_id(synth.resources, 'AWS::StepFunctions::StateMachine')}}}"}
+    # Then its executions started, succeeded and failed are summed per hour
+    executions = ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
+    assert _metrics(_widget(body, "Snapshot fan-out: executions")) == [
+        ("AWS/States", name, machine, "Sum") for name in executions
+    ]
+    # And its shards' progress is plotted as the backup function's shard workers publish it
+    snapshot = {"Component": "s3"}
+    shards_done = _widget(body, "Snapshot fan-out: shards done")
+    assert _metrics(shards_done) == [(NAMESPACE, "SnapshotShardsDone", snapshot, "Sum")]
+    copied = _widget(body, "Snapshot fan-out: objects listed and bytes copied")
+    assert _metrics(copied) == [
+        (NAMESPACE, "SnapshotObjectsListed", snapshot, "Sum"),
+        (NAMESPACE, "SnapshotBytesCopied", snapshot, "Sum"),
+    ]
+    assert copied["metrics"][1][-1]["yAxis"] == "right"  # bytes, beside a count

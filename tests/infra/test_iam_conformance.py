@@ -55,6 +55,7 @@ INGEST_NAME = "apilados-pipeline-ingest"
 INGEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{INGEST_NAME}"
 DATA_BUCKET = "apilados-production-data"
 PIPELINE_STACK = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ApiladosPipelineStack"
+SNAPSHOT_FANOUT = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{INGEST_NAME}-snapshot-fanout"
 # What a function restore changes only where the backup differs from the function: its code, tags, reserved
 # concurrency and event invoke config (the scenarios' backups differ from the function in the environment only).
 CODE_AND_TAGS = ["lambda:UpdateFunctionCode", "lambda:TagResource", "lambda:UntagResource"]
@@ -84,6 +85,12 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
     ("backup", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
         "a snapshot aborts a failed multipart copy of an object above the multipart threshold (bucket_snapshots); "
         "the sample's objects are small",
+    ("backup", "states:StartExecution", SNAPSHOT_FANOUT):
+        "a snapshot whose base holds more than backup.fanout_threshold_objects objects fans out in shards "
+        "(drcore.backup.snapshot_shards); the scenarios' data buckets hold a few objects",
+    ("backup", "states:RedriveExecution", SNAPSHOT_FANOUT.replace(":stateMachine:", ":execution:") + ":*"):
+        "resuming a fanned-out snapshot whose execution failed redrives it (drcore.aws.state_machines); no scenario "
+        "fans out",
     ("recovery", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
         "the safety snapshot before a restore aborts a failed multipart copy (bucket_snapshots)",
     **_each("recovery", ["s3:AbortMultipartUpload"], "arn:aws:s3:::apilados-production-data/*",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import build_app
-from drcore.core.config import BackupSettings, RecoverySettings, RetentionPolicy
+from drcore.core.config import DEFAULT_FANOUT_MAX_CONCURRENCY, BackupSettings, RecoverySettings, RetentionPolicy
 from stacks.settings import InvalidSettings, Settings
 from tests.infra.support import UNSUBSCRIBED_ACKNOWLEDGED, default_settings
 
@@ -94,6 +94,10 @@ def test_backup_defaults_are_the_backup_functions_own():
     assert backup.retention.model_dump() == RetentionPolicy().model_dump()
     assert backup.copy_concurrency == runtime["copy_concurrency"].default
     assert backup.full_manifest_every == runtime["full_manifest_every"].default == 24
+    # And a snapshot of more than 100,000 objects fans out in shards of 10,000 keys, 100 at once
+    assert backup.fanout_threshold_objects == runtime["fanout_threshold_objects"].default == 100_000
+    assert backup.fanout_shard_objects == runtime["fanout_shard_objects"].default == 10_000
+    assert backup.fanout_max_concurrency == DEFAULT_FANOUT_MAX_CONCURRENCY == 100
     assert backup.publish_version is runtime["publish_backup_version"].default is False
     # And backups are locked for 30 days and their pruned versions kept 30 days more
     assert (backup.object_lock_retention_days, backup.noncurrent_version_expiry_days) == (30, 30)
@@ -208,6 +212,27 @@ def test_settle_time_covers_the_longest_alarm_window():
             "dr.backup.copy_concurrency: Input should be less than or equal to 128",
         ),
         ({"backup": {"publish_version": "sometimes"}}, "dr.backup.publish_version: Input should be a valid boolean"),
+        (
+            {"backup": {"fanout_threshold_objects": 999}},
+            "dr.backup.fanout_threshold_objects: Input should be greater than or equal to 1000",
+        ),
+        (
+            {"backup": {"fanout_shard_objects": 999}},
+            "dr.backup.fanout_shard_objects: Input should be greater than or equal to 1000",
+        ),
+        (
+            {"backup": {"fanout_shard_objects": 1_000_001}},
+            "dr.backup.fanout_shard_objects: Input should be less than or equal to 1000000",
+        ),
+        (
+            {"backup": {"fanout_max_concurrency": 0}},
+            "dr.backup.fanout_max_concurrency: Input should be greater than or equal to 1",
+        ),
+        # A Distributed Map runs at most 10,000 child executions at once
+        (
+            {"backup": {"fanout_max_concurrency": 10_001}},
+            "dr.backup.fanout_max_concurrency: Input should be less than or equal to 10000",
+        ),
         (
             {"backup": {"object_lock_retention_days": 0}},
             "dr.backup.object_lock_retention_days: Input should be greater than or equal to 1",
