@@ -26,7 +26,11 @@
      that it hides the snapshot and the content only that snapshot referenced, and a function backup the
      policy no longer keeps (the oldest stays: a pending recover_from_backup plan names it), and locks what
      the kept snapshots, function, stack and logs backups need (the embedded bucket has no default
-     retention: nothing is locked yet); then again after a new snapshot, replacing its lock index.
+     retention: nothing is locked yet); then again after a new snapshot, replacing its lock index;
+   - a bucket snapshot past the fan-out threshold: planned as shards, its execution started on the state
+     machine the stack names, each shard invoked as the map's children invoke it, the snapshot resumed while
+     a shard is unfinished (its execution described) and once all are done (the merge). moto runs no
+     Distributed Map and has no RedriveExecution: the shards are invoked here, and no redrive is recorded.
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -59,6 +63,7 @@ from embedded.sample_system import (
     add_drill_scratch,
     add_replica,
     build_sample_system,
+    put_sample_uploads,
 )
 from embedded.world import REGION, embedded_world
 
@@ -395,6 +400,40 @@ def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
     _expect(second.get("ok") is True and second["locks"]["indexes_hidden"] == 1, "the next retention run", second)
 
 
+def _snapshot_fanned_out(system: SampleSystem) -> None:
+    import backup.handler as backup
+    from drcore.core.config import MIN_FANOUT_THRESHOLD_OBJECTS, BackupEnvVar
+
+    machine = boto3.client("stepfunctions", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    # The name the stack gives it (stacks/constructs/snapshot_fanout.py); moto runs none of its definition.
+    arn = machine.create_state_machine(
+        name=f"{system.function_name}-snapshot-fanout", definition='{"StartAt":"S","States":{"S":{"Type":"Succeed"}}}',
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/snapshot-fanout")["stateMachineArn"]
+    put_sample_uploads(system, range(1_000, 1_000 + MIN_FANOUT_THRESHOLD_OBJECTS))
+    _back_up(["s3"])  # the base: whole, its own base below the threshold
+    os.environ.update({BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE: arn,
+                       BackupEnvVar.FANOUT_THRESHOLD_OBJECTS: str(MIN_FANOUT_THRESHOLD_OBJECTS),
+                       BackupEnvVar.FANOUT_SHARD_OBJECTS: str(MIN_FANOUT_THRESHOLD_OBJECTS)})
+    [fanned] = backup.handler({"component": "s3"}, _context(BACKUP_FUNCTION))["components"]
+    _expect(fanned["status"] == "fanned_out" and fanned["details"]["shards"] >= 2, "a snapshot fanned out", fanned)
+    backup_id, shards = fanned["backup_id"], fanned["details"]["shards"]
+
+    def shard(number: int) -> dict[str, Any]:
+        answer = backup.handler({"component": "s3", "shard": {"backup_id": backup_id, "number": number}},
+                                _context(BACKUP_FUNCTION))
+        _expect(answer.get("finished") is True, f"shard {number}", answer)
+        return answer
+
+    shard(0)
+    [waiting] = backup.handler({"component": "s3", "resume": backup_id}, _context(BACKUP_FUNCTION))["components"]
+    _expect(waiting["status"] == "fanned_out" and waiting["details"]["status"] == "RUNNING", "a fan-out waiting",
+            waiting)
+    for number in range(1, shards):
+        shard(number)
+    [merged] = backup.handler({"component": "s3", "resume": backup_id}, _context(BACKUP_FUNCTION))["components"]
+    _expect(merged["status"] == "complete", "the shards merged", merged)
+
+
 def _newest_backup(system: SampleSystem, component: str) -> str:
     from drcore.state.backup_store import BackupStore, Component
 
@@ -424,6 +463,7 @@ def beyond_the_drill() -> None:
         with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
             _failback(system)  # back from the failover above; its safety snapshot is no snapshot retention counts
         _region_watched(system)  # the primary active again (the failback claimed the record back)
+        _snapshot_fanned_out(system)  # last: its thousand more objects would slow every scenario after it
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -85,12 +85,10 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
     ("backup", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
         "a snapshot aborts a failed multipart copy of an object above the multipart threshold (bucket_snapshots); "
         "the sample's objects are small",
-    ("backup", "states:StartExecution", SNAPSHOT_FANOUT):
-        "a snapshot whose base holds more than backup.fanout_threshold_objects objects fans out in shards "
-        "(drcore.backup.snapshot_shards); the scenarios' data buckets hold a few objects",
     ("backup", "states:RedriveExecution", SNAPSHOT_FANOUT.replace(":stateMachine:", ":execution:") + ":*"):
-        "resuming a fanned-out snapshot whose execution failed redrives it (drcore.aws.state_machines); no scenario "
-        "fans out",
+        "resuming a fanned-out snapshot whose execution failed redrives it (drcore.aws.state_machines); moto has no "
+        "RedriveExecution, so the fan-out scenario resumes a running execution only "
+        "(tests/unit/test_snapshot_fanout.py fakes the redrive's answer)",
     ("recovery", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
         "the safety snapshot before a restore aborts a failed multipart copy (bucket_snapshots)",
     **_each("recovery", ["s3:AbortMultipartUpload"], "arn:aws:s3:::apilados-production-data/*",
