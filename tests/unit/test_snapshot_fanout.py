@@ -252,3 +252,25 @@ def test_a_fanned_out_snapshot_is_not_continued_by_a_function_without_its_state_
     with pytest.raises(InvalidRequest, match="fanned out"):
         alone.snapshot(backup_id, lambda: PLENTY_MS)
     assert sorted(item["Key"] for item in world.store.keys(backup_prefix(Component.S3, DATA, backup_id))) == keys_before
+
+
+def test_a_scheduled_snapshot_while_a_fan_out_runs_continues_it_instead_of_starting_another(world: World) -> None:
+    # Given a fanned-out snapshot still running when the next hour's schedule comes
+    progress = fanned_out(world)
+    # When the schedule asks for a snapshot, Then it answers the running one's progress: no second fan-out
+    again = world.snapshot()
+    assert again.backup_id == progress.backup_id and again.fanned_out and again.stats["status"] == "RUNNING"
+    assert len(world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"]) == 1
+    # When its execution failed, the next schedule redrives it
+    world.sfn.stop_execution(executionArn=progress.stats["execution"])
+    assert world.snapshot().stats["redriven"] and world.redrives == [progress.stats["execution"]]
+    # When its shards are all done (the execution's merge not yet run), the next schedule merges it
+    for number in range(3):
+        world.snapshotter().snapshot_shard(progress.backup_id, number, lambda: PLENTY_MS)
+    merged = world.snapshot()
+    assert merged.finished and merged.backup_id == progress.backup_id
+    # and the schedule after starts a new snapshot on it, fanned out again
+    following = world.snapshot()
+    assert following.backup_id != progress.backup_id and following.fanned_out
+    plan = read_shard_plan(world.store, DATA, following.backup_id)
+    assert plan is not None and plan.base_id == progress.backup_id

@@ -49,6 +49,7 @@ from drcore.backup.manifest import (
     read_manifest,
     write_manifest,
 )
+from drcore.backup.retention import IN_PROGRESS_GRACE
 from drcore.backup.snapshot_checkpoints import (
     LISTING_RANGES,
     Checkpoint,
@@ -196,6 +197,9 @@ class BucketSnapshotter:
         self._pages.default_lock = self._store.default_retention()
         if backup_id is None:
             backup_id = new_backup_id(self._clock())
+            fanned_out = self._running_fan_out(backup_id)
+            if fanned_out is not None:  # a schedule that comes while one runs continues it (merge, start, redrive)
+                return self._continue_fan_out(fanned_out)
         else:
             backup_time(backup_id)  # a malformed id fails here, before anything is read or written
             if self._store.exists(manifest_key(Component.S3, self._source, backup_id)):
@@ -281,6 +285,18 @@ class BucketSnapshotter:
                                              "pages": state.pages, "objects": state.stats.objects_listed})
         return ShardProgress(backup_id, number, state.done, asdict(state.stats),
                              state.stats.objects_listed - before[0], state.stats.bytes_copied - before[1])
+
+    def _running_fan_out(self, new_id: str) -> ShardPlan | None:
+        """The newest snapshot before `new_id`, when it is fanned out, unfinished and young enough to be running
+        (retention keeps its base that long): a new snapshot beside it would list and copy the same shards again."""
+        if self._fan_out is None:
+            return None
+        earlier = [backup_id for backup_id in self._store.backup_ids(Component.S3, self._source) if backup_id < new_id]
+        if not earlier or backup_time(new_id) - backup_time(earlier[-1]) >= IN_PROGRESS_GRACE:
+            return None
+        if self._store.exists(manifest_key(Component.S3, self._source, earlier[-1])):
+            return None
+        return read_shard_plan(self._store, self._source, earlier[-1])
 
     def _start_fan_out(self, backup_id: str, base: SnapshotManifest) -> SnapshotProgress:
         assert self._fan_out is not None
