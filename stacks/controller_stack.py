@@ -22,7 +22,7 @@ from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
 from stacks.constructs.retention import Retention
-from stacks.constructs.snapshot_fanout import SnapshotFanOut
+from stacks.constructs.snapshot_fanout import RESULTS_EXPIRY, RESULTS_PREFIX, SnapshotFanOut
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
@@ -161,6 +161,13 @@ class ControllerStack(Stack):
             ),
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
             "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
+            "SnapshotFanOutResultsBucketName": (
+                fan_out.results_bucket.bucket_name,
+                (
+                    f"The snapshot fan-out's Map Run results (which shards failed, and why), under {RESULTS_PREFIX}/"
+                    f"<map run id>/; they expire after {RESULTS_EXPIRY.to_days()} days"
+                ),
+            ),
             "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),
             "AlertTopicArn": (alerting.alert_topic.topic_arn, "Severity 2 to 4 alerts"),
             "EmergencyTopicArn": (alerting.emergency_topic.topic_arn, "Severity 1 alerts"),

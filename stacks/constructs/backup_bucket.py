@@ -6,8 +6,7 @@ stolen credential can neither overwrite nor delete a backup before its lock expi
 extends the lock of whatever a kept snapshot still needs. The bucket's policy holds every principal of the
 account to create-only writes, lets only the retention function place delete markers, and lets no one
 delete a version or bypass GOVERNANCE retention; the lifecycle rule removes the hidden bytes
-`noncurrent_version_expiry_days` later, and S3 never removes a version while its lock lasts. The one writer spared
-the create-only rule is the snapshot fan-out's state machine, for its Map Run results, and it may write nothing else.
+`noncurrent_version_expiry_days` later, and S3 never removes a version while its lock lasts.
 
 CloudWatch Logs writes the daily export of the protected function's logs itself, so the bucket policy and
 the key policy let the logs service in, for that log group and under that function's logs prefix only.
@@ -31,11 +30,6 @@ from stacks.settings import Settings
 ACCESS_LOG_RETENTION = Duration.days(365)
 # Parts of an upload that never completed cost money and are no backup.
 INCOMPLETE_UPLOAD_EXPIRY = Duration.days(7)
-# Where Step Functions writes the snapshot fan-out's Map Run results (stacks/constructs/snapshot_fanout.py): the one
-# prefix outside the backup store's layout, holding no backup. Kept five weeks, for whoever looks into a failed
-# fan-out.
-FANOUT_RESULTS_PREFIX = "fanout-results/"
-FANOUT_RESULTS_EXPIRY = Duration.days(35)
 
 
 # What would make every backup unreadable at once: a disabled key decrypts nothing, a deleted one never again.
@@ -158,39 +152,18 @@ class BackupBucket(Construct):
         false for them, and their completion is the conditional write.
 
         Every prefix of the layout is write-once (drcore.state.backup_store): checkpoints are one object per
-        page, restore records one per batch, and mutable state lives in the state table, so no prefix of the
-        store is exempt (the fan-out's results are, for its role only: `let_fan_out_write_results`). The one
-        writer this does not cover is CloudWatch Logs' export (a service principal, not the account's): it
-        writes only new keys, under a new task id, below the logs prefix it is allowed."""
-        self._create_only = iam.PolicyStatement(
-            sid=CREATE_ONLY_STATEMENT_SID,  # the post-recovery validation looks for it
-            effect=iam.Effect.DENY,
-            principals=[iam.AccountRootPrincipal()],
-            actions=["s3:PutObject"],
-            resources=[self.bucket.arn_for_objects("*")],
-            conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
-        )
-        self.bucket.add_to_resource_policy(self._create_only)
-
-    def let_fan_out_write_results(self, writer: iam.IRole) -> None:
-        """Step Functions writes a Distributed Map's results as the state machine's role, in multipart uploads
-        completed without If-None-Match (it sends none). That role alone is spared the create-only rule, and in
-        exchange may create objects under FANOUT_RESULTS_PREFIX only, whatever its IAM policy says: it can write
-        no backup, new or over an old one. What it writes there expires after FANOUT_RESULTS_EXPIRY (a delete
-        marker; the bytes go with the pruned backups', once unlocked)."""
-        self._create_only.add_condition("ArnNotEquals", {"aws:PrincipalArn": writer.role_arn})
+        page, restore records one per batch, and mutable state lives in the state table, so no prefix is
+        exempt. The one writer this does not cover is CloudWatch Logs' export (a service principal, not the
+        account's): it writes only new keys, under a new task id, below the logs prefix it is allowed."""
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="FanOutWritesOnlyItsResults",
+                sid=CREATE_ONLY_STATEMENT_SID,  # the post-recovery validation looks for it
                 effect=iam.Effect.DENY,
                 principals=[iam.AccountRootPrincipal()],
                 actions=["s3:PutObject"],
-                not_resources=[self.bucket.arn_for_objects(f"{FANOUT_RESULTS_PREFIX}*")],
-                conditions={"ArnEquals": {"aws:PrincipalArn": writer.role_arn}},
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
             )
-        )
-        self.bucket.add_lifecycle_rule(
-            id="ExpireFanOutResults", prefix=FANOUT_RESULTS_PREFIX, expiration=FANOUT_RESULTS_EXPIRY
         )
 
     def let_only_retention_hide(self, retention_role: iam.IRole | None) -> None:

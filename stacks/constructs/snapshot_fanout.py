@@ -13,22 +13,24 @@ and an execution named after the snapshot starts with `{"backup_id": "<snapshot 
 - `Merge`: with every shard done, the backup function writes the snapshot's manifest from the shards'
   checkpoints (`{"component": "s3", "resume": "<snapshot id>"}`).
 
-The map writes its children's results to the backup bucket (FANOUT_RESULTS_PREFIX) rather than into its output,
-which holds at most 256 KiB: a few thousand shards' results would not fit. Step Functions writes them without
-If-None-Match, so the bucket's policy spares the state machine's role its create-only rule, and confines that role's
-writes to those results (BackupBucket.let_fan_out_write_results).
+The map writes its children's results (which shards failed, and why) to a bucket of their own rather than into its
+output, which holds at most 256 KiB: a few thousand shards' results would not fit. Not to the backup bucket: every
+write there must be create-only (`If-None-Match`) and carry a checksum (Object Lock), and Step Functions documents
+neither for its result writer; and whatever is written there is locked and replicated to the standby as a backup
+is. The results bucket holds no data, only shard numbers and errors: S3-managed encryption, no versioning, no lock,
+and every object expires after RESULTS_EXPIRY.
 
 The state machine invokes the backup function, and the function's environment and permissions name the state
 machine: a reference each way would be a dependency cycle, so the state machine has a fixed name and the
 function knows it by its ARN built from that name. Its role grants exactly what the definition needs; CDK's own
-grants for the map (the whole bucket for its reader and writer) are left out.
+grants for the map (whole buckets for its reader and its writer) are left out.
 """
 
 from __future__ import annotations
 
 import re
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -43,7 +45,7 @@ from constructs import Construct
 
 from drcore.backup.snapshot_shards import items_key
 from drcore.core.config import BackupEnvVar
-from stacks.constructs.backup_bucket import FANOUT_RESULTS_PREFIX, BackupBucket
+from stacks.constructs.backup_bucket import BackupBucket
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.settings import Settings
 
@@ -62,12 +64,17 @@ LAMBDA_TRANSIENT_ERRORS = (
 # shard fails and waits for the redrive.
 WORKER_RETRY_INTERVAL = Duration.seconds(30)
 WORKER_RETRIES = 2
-# What a Distributed Map's result writer does in the backup bucket: multipart uploads (Step Functions guide,
+# What a Distributed Map's result writer does in the results bucket: multipart uploads (Step Functions guide,
 # "IAM policies for using Distributed Map states").
 RESULT_WRITES = ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
-# S3 asks a reader of SSE-KMS objects (and the completion of a multipart upload) to decrypt, and a writer for a data
-# key; never for kms:Encrypt, which the Step Functions guide lists too.
-FANOUT_KEY_USE = ("kms:Decrypt", "kms:GenerateDataKey")
+# Where in the results bucket: "results/<map run id>/manifest.json", "SUCCEEDED_<n>.json", "FAILED_<n>.json".
+RESULTS_PREFIX = "results"
+# Kept five weeks, for whoever looks into a failed fan-out; an upload Step Functions left unfinished, a day.
+RESULTS_EXPIRY = Duration.days(35)
+RESULTS_INCOMPLETE_UPLOAD_EXPIRY = Duration.days(1)
+# S3 asks the reader of an SSE-KMS object (the shard items, in the backup bucket) to decrypt it. The results bucket is
+# encrypted with S3-managed keys: writing there asks KMS for nothing.
+FANOUT_KEY_USE = ("kms:Decrypt",)
 # What Step Functions needs of the role to deliver its logs (CloudWatch Logs' vended logs) and traces; none of these
 # actions takes a resource.
 LOG_DELIVERY = (
@@ -107,12 +114,14 @@ class SnapshotFanOut(Construct):
         backup_bucket: BackupBucket,
         alert_topic: sns.ITopic,
     ) -> None:
-        """Runs the big snapshots of `backup_function` (which backs up the data bucket), writes the map's results to
-        `backup_bucket`, and alerts `alert_topic` when an execution ends without finishing its snapshot."""
+        """Runs the big snapshots of `backup_function` (which backs up the data bucket into `backup_bucket`, where
+        the map reads each snapshot's shards), writes the map's results to a bucket of its own, and alerts
+        `alert_topic` when an execution ends without finishing its snapshot."""
         super().__init__(scope, construct_id)
         self._settings = settings
         self.state_machine_name = snapshot_fanout_name(settings)
         self.state_machine_arn = self._arn("stateMachine", self.state_machine_name)
+        self.results_bucket = self._results_bucket(backup_bucket)
         role = iam.Role(
             self,
             "Role",
@@ -122,7 +131,6 @@ class SnapshotFanOut(Construct):
                 statements=self._role_statements(backup_function, backup_bucket)
             )},
         )
-        backup_bucket.let_fan_out_write_results(role)
         log_group = logs.LogGroup(self, "Logs")
         # CloudWatch Logs takes any of its allowed periods, more than RetentionDays' names express directly.
         default_resource(log_group, logs.CfnLogGroup).retention_in_days = settings.log_retention_days
@@ -151,6 +159,29 @@ class SnapshotFanOut(Construct):
         self._let_backup_function_run_it(backup_function)
         self.alarm = self._unfinished_alarm(alert_topic)
         self._explain_wildcards(role, backup_bucket)
+
+    def _results_bucket(self, backup_bucket: BackupBucket) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "Results",
+            # Shard numbers and errors, no data of the bucket snapshotted.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            server_access_logs_bucket=backup_bucket.access_logs,
+            server_access_logs_prefix="snapshot-fanout-results/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireMapRunResults",
+                    expiration=RESULTS_EXPIRY,
+                    abort_incomplete_multipart_upload_after=RESULTS_INCOMPLETE_UPLOAD_EXPIRY,
+                )
+            ],
+            # Left behind if the stack goes, it empties itself by its lifecycle.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
     def _arn(self, resource: str, name: str) -> str:
         return Stack.of(self).format_arn(
@@ -216,7 +247,7 @@ class SnapshotFanOut(Construct):
             max_concurrency=self._settings.backup.fanout_max_concurrency,
             # No failure tolerated (Step Functions' default, so CDK writes no ToleratedFailure field): one failed
             # shard fails the map, and the execution waits for its redrive.
-            result_writer_v2=sfn.ResultWriterV2(bucket=backup_bucket.bucket, prefix=FANOUT_RESULTS_PREFIX.rstrip("/")),
+            result_writer_v2=sfn.ResultWriterV2(bucket=self.results_bucket, prefix=RESULTS_PREFIX),
             # A shard may need several 15-minute invocations: more than an express child's 5 minutes.
             map_execution_type=sfn.StateMachineType.STANDARD,
             label=SHARDS_LABEL,
@@ -235,15 +266,14 @@ class SnapshotFanOut(Construct):
     # Permissions
 
     def _role_statements(self, function: lambda_.IFunction, backup_bucket: BackupBucket) -> list[iam.PolicyStatement]:
-        backups = backup_bucket.bucket
-        items = backups.arn_for_objects(items_key(self._settings.data_bucket, "*"))
-        results = backups.arn_for_objects(f"{FANOUT_RESULTS_PREFIX}*")
+        items = backup_bucket.bucket.arn_for_objects(items_key(self._settings.data_bucket, "*"))
+        results = self.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}/*")
         return [
             iam.PolicyStatement(sid="InvokeBackupFunction", actions=["lambda:InvokeFunction"],
                                 resources=[function.function_arn]),
             iam.PolicyStatement(sid="ReadShardItems", actions=["s3:GetObject"], resources=[items]),
             iam.PolicyStatement(sid="WriteMapRunResults", actions=list(RESULT_WRITES), resources=[results]),
-            iam.PolicyStatement(sid="UseBackupKey", actions=list(FANOUT_KEY_USE),
+            iam.PolicyStatement(sid="DecryptShardItems", actions=list(FANOUT_KEY_USE),
                                 resources=[backup_bucket.key.key_arn]),
             # A Distributed Map starts, follows and stops its children as executions of this state machine, and
             # redrives its failed ones when the execution is redriven.
@@ -299,7 +329,9 @@ class SnapshotFanOut(Construct):
         )
 
     def _explain_wildcards(self, role: iam.Role, backup_bucket: BackupBucket) -> None:
-        bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
+        stack = Stack.of(self)
+        bucket_id = stack.get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
+        results_id = stack.get_logical_id(default_resource(self.results_bucket, s3.CfnBucket))
         items = _literal(items_key(self._settings.data_bucket, "*"))
         NagSuppressions.add_resource_suppressions(
             role,
@@ -307,13 +339,11 @@ class SnapshotFanOut(Construct):
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason="The map reads the shard list of whichever snapshot it runs (snapshot ids are made at run "
-                    "time; read-only, that one file name of a snapshot only), and writes its results under their own "
-                    "prefix of the backup bucket, where the bucket's policy confines the role.",
+                    "time; read-only, that one file name of a snapshot only), and writes its results, named by Step "
+                    "Functions after the Map Run, under their prefix of the fan-out's own results bucket.",
                     applies_to=[
                         RegexAppliesTo(regex=rf"/^Resource::<{bucket_id}\.Arn>\/{items}$/"),
-                        RegexAppliesTo(
-                            regex=rf"/^Resource::<{bucket_id}\.Arn>\/{_literal(FANOUT_RESULTS_PREFIX + '*')}$/"
-                        ),
+                        RegexAppliesTo(regex=rf"/^Resource::<{results_id}\.Arn>\/{_literal(RESULTS_PREFIX + '/*')}$/"),
                     ],
                 ),
                 NagPackSuppression(

@@ -196,3 +196,12 @@ def scratch_bucket_id(resources: dict[str, dict[str, Any]]) -> str:
                        for rule in resource["Properties"].get("LifecycleConfiguration", {}).get("Rules", []))]
     assert len(matches) == 1, matches
     return matches[0]
+
+
+def fanout_results_bucket_id(resources: dict[str, dict[str, Any]]) -> str:
+    """The snapshot fan-out's results bucket: the one whose lifecycle expires Map Run results."""
+    matches = [name for name, resource in resources.items() if resource["Type"] == "AWS::S3::Bucket"
+               and any(rule.get("Id") == "ExpireMapRunResults"
+                       for rule in resource["Properties"].get("LifecycleConfiguration", {}).get("Rules", []))]
+    assert len(matches) == 1, matches
+    return matches[0]

@@ -59,8 +59,7 @@ def test_backups_are_versioned_and_locked_in_governance_mode(synth: Synthesized)
 
 def test_pruned_backups_are_removed_only_after_the_noncurrent_expiry(synth: Synthesized):
     # Given the backup bucket's lifecycle / Then a pruned (noncurrent) version goes 30 days later, leftover
-    # delete markers and abandoned uploads are cleaned up, and nothing current ever expires but the snapshot
-    # fan-out's Map Run results, which are no backup, under their own prefix
+    # delete markers and abandoned uploads are cleaned up, and nothing current ever expires
     _, bucket = _bucket(synth)
     assert bucket["Properties"]["LifecycleConfiguration"] == {
         "Rules": [
@@ -70,8 +69,7 @@ def test_pruned_backups_are_removed_only_after_the_noncurrent_expiry(synth: Synt
                 "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
                 "ExpiredObjectDeleteMarker": True,
                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
-            },
-            {"Id": "ExpireFanOutResults", "Status": "Enabled", "Prefix": "fanout-results/", "ExpirationInDays": 35},
+            }
         ]
     }
 
@@ -110,8 +108,6 @@ def test_no_principal_of_the_account_can_write_over_a_backup(synth: Synthesized)
     # Given the backup bucket's policy
     name, _ = _bucket(synth)
     (write_once,) = [s for s in _policy_statements(synth, name) if s.get("Sid") == "BackupsAreWrittenOnce"]
-    fan_out = logical_id(synth.resources, "AWS::IAM::Role", Description="Runs the snapshot fan-out of "
-                         "apilados-production-data")
     # Then every principal of the account (every role of the stack included) is refused any request that creates
     # an object anywhere in the bucket (PutObject, CopyObject, CompleteMultipartUpload) without If-None-Match;
     # the parts of a multipart upload, which carry no conditional header, are not refused
@@ -121,22 +117,7 @@ def test_no_principal_of_the_account_can_write_over_a_backup(synth: Synthesized)
         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
         "Action": "s3:PutObject",
         "Resource": f"${{{name}.Arn}}/*",
-        "Condition": {
-            "Null": {"s3:if-none-match": "true"},
-            "Bool": {"s3:ObjectCreationOperation": "true"},
-            "ArnNotEquals": {"aws:PrincipalArn": f"${{{fan_out}.Arn}}"},
-        },
-    }
-    # But the snapshot fan-out's state machine, whose Map Run results Step Functions writes without If-None-Match:
-    # that role may create nothing at all outside their prefix, so it can write no backup either
-    (results_only,) = [s for s in _policy_statements(synth, name) if s.get("Sid") == "FanOutWritesOnlyItsResults"]
-    assert results_only == {
-        "Sid": "FanOutWritesOnlyItsResults",
-        "Effect": "Deny",
-        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-        "Action": "s3:PutObject",
-        "NotResource": f"${{{name}.Arn}}/fanout-results/*",
-        "Condition": {"ArnEquals": {"aws:PrincipalArn": f"${{{fan_out}.Arn}}"}},
+        "Condition": {"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
     }
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.infra.support import Synthesized, failed_events_queue, logical_id, scratch_bucket_id
+from tests.infra.support import (
+    Synthesized,
+    failed_events_queue,
+    fanout_results_bucket_id,
+    logical_id,
+    scratch_bucket_id,
+)
 
 
 def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(synth: Synthesized):
@@ -28,6 +34,7 @@ def test_outputs_name_the_functions_buckets_table_topics_queue_and_dashboard(syn
         "DrillScratchFunctionName": "apilados-pipeline-ingest-drill",
         "StateTableName": {"Ref": logical_id(resources, "AWS::DynamoDB::GlobalTable")},
         "BackupBucketName": {"Ref": logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True)},
+        "SnapshotFanOutResultsBucketName": {"Ref": fanout_results_bucket_id(resources)},
         # The data bucket is the pipeline's, named in cdk.json, not created here
         "DataBucketName": "apilados-production-data",
         "AlertTopicArn": {"Ref": logical_id(resources, "AWS::SNS::Topic", DisplayName="Apilados Pipeline DR alerts")},

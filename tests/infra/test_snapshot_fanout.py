@@ -20,7 +20,7 @@ from embedded.iam.evaluator import Decision, Outcome, evaluate
 from embedded.iam.recorder import RecordedCall
 from embedded.iam.template_roles import EmbeddedNames, Resolver, resolve_template, role_statements
 from embedded.world import REGION
-from tests.infra.support import Synthesized, arn_text, as_list, logical_id, rendered
+from tests.infra.support import Synthesized, arn_text, as_list, fanout_results_bucket_id, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
 NAME = "apilados-pipeline-ingest-snapshot-fanout"
@@ -106,11 +106,11 @@ def test_the_map_runs_a_child_execution_per_line_of_the_snapshots_shard_items(de
     # a redrive to run the failed shards again
     assert not {"ToleratedFailurePercentage", "ToleratedFailureCount", "ToleratedFailurePercentagePath",
                 "ToleratedFailureCountPath"} & set(shards)
-    # And writes its children's results to the backup bucket, not into its output (256 KiB at most), which it
-    # discards: the state keeps the execution's input for the merge
+    # And writes its children's results to the fan-out's own results bucket (not the backup bucket), not into its
+    # output (256 KiB at most), which it discards: the state keeps the execution's input for the merge
     assert shards["ResultWriter"] == {
         "Resource": "arn:${AWS::Partition}:states:::s3:putObject",
-        "Parameters": {"Bucket": f"${{{bucket}}}", "Prefix": "fanout-results"},
+        "Parameters": {"Bucket": f"${{{fanout_results_bucket_id(synth.resources)}}}", "Prefix": "results"},
     }
     assert shards["ResultPath"] is None and shards["Next"] == "Merge"
     # And the whole execution ends after a day at most
@@ -181,6 +181,71 @@ def test_the_definition_follows_the_settings(tuned: Synthesized):
     assert items.endswith("/snapshots/s3/orders.data.example/*/shards/items.jsonl")
 
 
+# The results bucket ---------------------------------------------------------------------------------
+
+
+def _bucket_policy_statements(synth: Synthesized, bucket: str) -> list[dict[str, Any]]:
+    (policy,) = [r for r in synth.resources.values()
+                 if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket}]
+    statements: list[dict[str, Any]] = rendered(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def test_the_results_bucket_is_private_unlocked_and_expires_everything(synth: Synthesized):
+    # Given the bucket the map writes its results to
+    results = fanout_results_bucket_id(synth.resources)
+    bucket = synth.resources[results]
+    properties = bucket["Properties"]
+    # Then it is not the backup bucket: no Object Lock (whose uploads must carry a checksum Step Functions does not
+    # document sending), no versioning, no replication to the standby
+    assert not {"ObjectLockEnabled", "ObjectLockConfiguration", "VersioningConfiguration",
+                "ReplicationConfiguration"} & set(properties)
+    # And it is private, encrypted with S3-managed keys (it holds shard numbers and errors, no data), reached over
+    # TLS 1.2 or later only, and its policy says nothing else
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+    }
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert properties["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+    }
+    every_object = [f"${{{results}.Arn}}", f"${{{results}.Arn}}/*"]
+    assert _bucket_policy_statements(synth, results) == [
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": every_object,
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": every_object,
+         "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}},
+    ]
+    # And every result expires 35 days after it was written, an unfinished upload after a day
+    assert properties["LifecycleConfiguration"] == {"Rules": [
+        {"Id": "ExpireMapRunResults", "Status": "Enabled", "ExpirationInDays": 35,
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    ]}
+    # And its access is logged with the other buckets', under its own prefix
+    _, backup_bucket, _ = _ids(synth)
+    logs = synth.resources[backup_bucket]["Properties"]["LoggingConfiguration"]["DestinationBucketName"]
+    assert properties["LoggingConfiguration"] == {"DestinationBucketName": logs,
+                                                  "LogFilePrefix": "snapshot-fanout-results/"}
+    # And it outlives the stack, as the stack's other buckets do, emptying itself by its lifecycle
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_the_backup_bucket_knows_nothing_of_the_fanout(synth: Synthesized):
+    # Given the backup bucket, where the map only reads its shard items
+    _, backup_bucket, _ = _ids(synth)
+    statements = _bucket_policy_statements(synth, backup_bucket)
+    # Then no statement of its policy names the state machine's role: its write-once rule binds that role as any
+    # other of the account, with no exemption and no prefix of its own
+    assert statements and _role_id(synth) not in json.dumps(statements)
+    (write_once,) = [s for s in statements if s.get("Sid") == "BackupsAreWrittenOnce"]
+    assert write_once["Condition"] == {"Null": {"s3:if-none-match": "true"},
+                                       "Bool": {"s3:ObjectCreationOperation": "true"}}
+    # And nothing in it expires but what its backups' lifecycle removes
+    rules = synth.resources[backup_bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [rule["Id"] for rule in rules] == ["RemovePrunedBackups"]
+    assert not [rule for rule in rules if "ExpirationInDays" in rule or "Prefix" in rule]
+
+
 # The state machine's role ---------------------------------------------------------------------------
 
 
@@ -203,10 +268,11 @@ def test_the_role_allows_exactly_what_the_definition_needs(synth: Synthesized):
         {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}}
     ]
     assert "ManagedPolicyArns" not in role
-    # Then it invokes the backup function, reads the shard items of the data bucket's snapshots, writes the Map Run
-    # results under their prefix (multipart uploads, with the backup key), runs its own children, follows, stops
-    # and redrives them, and delivers its logs and traces; nothing else (CDK's grants for the map are left out:
-    # they name the whole bucket)
+    results = fanout_results_bucket_id(synth.resources)
+    # Then it invokes the backup function, reads the shard items of the data bucket's snapshots (decrypting them with
+    # the backup key), writes the Map Run results under their prefix of the results bucket (multipart uploads; S3-
+    # managed encryption asks nothing of KMS), runs its own children, follows, stops and redrives them, and delivers
+    # its logs and traces; nothing else (CDK's grants for the map are left out: they name whole buckets)
     assert rendered(_role_statements(synth)) == [
         {"Sid": "InvokeBackupFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
          "Resource": f"${{{function}.Arn}}"},
@@ -214,9 +280,8 @@ def test_the_role_allows_exactly_what_the_definition_needs(synth: Synthesized):
          "Resource": f"${{{bucket}.Arn}}/snapshots/s3/{DATA_BUCKET}/*/shards/items.jsonl"},
         {"Sid": "WriteMapRunResults", "Effect": "Allow",
          "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"],
-         "Resource": f"${{{bucket}.Arn}}/fanout-results/*"},
-        {"Sid": "UseBackupKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-         "Resource": f"${{{key}.Arn}}"},
+         "Resource": f"${{{results}.Arn}}/results/*"},
+        {"Sid": "DecryptShardItems", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": f"${{{key}.Arn}}"},
         {"Sid": "StartShardExecutions", "Effect": "Allow", "Action": "states:StartExecution",
          "Resource": f"{STATES}:stateMachine:{NAME}"},
         {"Sid": "FollowShardExecutions", "Effect": "Allow",
@@ -320,7 +385,7 @@ def test_the_standby_fans_nothing_out(synth: Synthesized):
 # The calls the definition implies, evaluated as IAM would (embedded/iam) ------------------------------------
 #
 # Step Functions makes these calls itself, with the state machine's role: no scenario records them. They are
-# evaluated here against that role, the backup bucket's policy and the backup key's policy, with the harness that
+# evaluated here against that role, the buckets' policies and the backup key's policy, with the harness that
 # checks the functions' recorded calls (tests/infra/test_iam_conformance.py).
 
 
@@ -338,6 +403,7 @@ class _ResolvedStack:
         self.machine_name = resources[machine]["Properties"]["StateMachineName"]
         self.machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.machine_name}"
         self.backup_bucket = resolver.ref(logical_id(resources, "AWS::S3::Bucket", ObjectLockEnabled=True))
+        self.results_bucket = resolver.ref(fanout_results_bucket_id(resources))
         self.backup_function_arn = resolver.get_att(logical_id(resources, "AWS::Lambda::Function", Handler=BACKUP),
                                                     "Arn")
 
@@ -369,11 +435,10 @@ MAP_RUN = f"{SNAPSHOT}-map-run"
 
 def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _ResolvedStack):
     # Given the calls Step Functions makes, as the state machine's role, running a fan-out of one snapshot
-    bucket = evaluated.backup_bucket
-    results = f"fanout-results/{MAP_RUN}"
+    bucket, results = evaluated.results_bucket, f"results/{MAP_RUN}"
     calls = [
-        # the map's reader, the snapshot's shard items (SSE-KMS: decrypted with the backup key)
-        _call("s3", "GetObject", Bucket=bucket, Key=items_key(DATA_BUCKET, SNAPSHOT)),
+        # the map's reader, the snapshot's shard items in the backup bucket (SSE-KMS: decrypted with the backup key)
+        _call("s3", "GetObject", Bucket=evaluated.backup_bucket, Key=items_key(DATA_BUCKET, SNAPSHOT)),
         # the children, executions of the state machine itself, followed, stopped when the map fails, redriven
         _call("stepfunctions", "StartExecution", stateMachineArn=evaluated.machine_arn),
         _call("stepfunctions", "DescribeExecution", executionArn=evaluated.arn("execution", f":{SNAPSHOT}")),
@@ -381,7 +446,8 @@ def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _Res
         _call("stepfunctions", "RedriveExecution", executionArn=evaluated.arn("execution", "/Shards:shard-7")),
         # each child's invocations of the backup function
         _call("lambda", "Invoke", FunctionName=evaluated.backup_function_arn),
-        # the result writer: its manifest in one PUT, its results in multipart uploads; neither with If-None-Match
+        # the result writer, in the results bucket: its manifest in one PUT, its results in multipart uploads;
+        # neither with If-None-Match
         _call("s3", "PutObject", Bucket=bucket, Key=f"{results}/manifest.json"),
         _call("s3", "CreateMultipartUpload", Bucket=bucket, Key=f"{results}/SUCCEEDED_0.json"),
         _call("s3", "UploadPart", Bucket=bucket, Key=f"{results}/SUCCEEDED_0.json", UploadId="u", PartNumber=1),
@@ -390,13 +456,18 @@ def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _Res
         _call("s3", "AbortMultipartUpload", Bucket=bucket, Key=f"{results}/FAILED_0.json", UploadId="u"),
         _call("s3", "GetObject", Bucket=bucket, Key=f"{results}/manifest.json"),
     ]
-    # When each is evaluated as IAM would, against the role and the bucket's and the key's policies
+    # When each is evaluated as IAM would, against the role and the buckets' and the key's policies
     denied = [(call.describe(), decision.permission.action, decision.outcome.value)
               for call in calls for decision in evaluated.decisions(call) if not decision.allowed]
-    # Then every one is allowed, the backup key's use included
+    # Then every one is allowed, the backup key's use for the shard items included; writing the results (SSE-S3)
+    # asks nothing of KMS
     assert denied == []
     actions = {decision.permission.action for call in calls for decision in evaluated.decisions(call)}
-    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= actions
+    assert "kms:Decrypt" in actions and "kms:GenerateDataKey" not in actions
+
+
+# Stand-in for the results bucket's name in the calls below, which are made before the template is resolved.
+RESULTS_BUCKET = "<results bucket>"
 
 
 @pytest.mark.parametrize(
@@ -410,7 +481,16 @@ def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _Res
         ("write a snapshot create-only", _call("s3", "PutObject", IfNoneMatch="*",
                                                Key=f"snapshots/s3/{DATA_BUCKET}/{SNAPSHOT}/manifest.json.gz")),
         ("overwrite stored content", _call("s3", "PutObject", Key="content/etag/x-1")),
-        ("hide its own results", _call("s3", "DeleteObject", Key=f"fanout-results/{MAP_RUN}/manifest.json")),
+        ("write results in the backup bucket", _call("s3", "PutObject", Key=f"fanout-results/{MAP_RUN}/manifest.json")),
+        ("write results there create-only", _call("s3", "PutObject", IfNoneMatch="*",
+                                                  Key=f"fanout-results/{MAP_RUN}/manifest.json")),
+        ("upload results there in parts", _call("s3", "CreateMultipartUpload",
+                                                Key=f"fanout-results/{MAP_RUN}/SUCCEEDED_0.json")),
+        ("write its results' keys there", _call("s3", "PutObject", Key=f"results/{MAP_RUN}/manifest.json")),
+        ("write outside its results' prefix", _call("s3", "PutObject", Bucket=RESULTS_BUCKET, Key="elsewhere.json")),
+        ("hide its own results", _call("s3", "DeleteObject", Bucket=RESULTS_BUCKET,
+                                       Key=f"results/{MAP_RUN}/manifest.json")),
+        ("list its results", _call("s3", "ListObjectsV2", Bucket=RESULTS_BUCKET, Prefix="results/")),
         ("read the data bucket", _call("s3", "GetObject", Bucket=DATA_BUCKET, Key="uploads/a.csv")),
         ("invoke the protected function", _call("lambda", "Invoke", FunctionName="apilados-pipeline-ingest")),
     ],
@@ -418,12 +498,14 @@ def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _Res
 def test_the_state_machines_role_can_do_nothing_else(evaluated: _ResolvedStack, what: str, call: RecordedCall):
     # Given a call outside what the definition needs (in the backup bucket unless it names another)
     if call.service == "s3":
-        call = replace(call, params={"Bucket": evaluated.backup_bucket, **call.params})
+        bucket = call.params.get("Bucket", evaluated.backup_bucket)
+        call = replace(call, params={**call.params,
+                                     "Bucket": evaluated.results_bucket if bucket == RESULTS_BUCKET else bucket})
     # When it is evaluated against the state machine's role / Then its own action is refused
     assert not evaluated.decisions(call)[0].allowed, what
 
 
-def test_the_bucket_policy_keeps_the_fanout_from_writing_backups_whatever_its_role_allows(synth: Synthesized):
+def test_the_backup_buckets_write_once_rule_binds_the_fanouts_role_whatever_its_role_allows(synth: Synthesized):
     # Given the state machine's role granted every write in the backup bucket (a mistake in its IAM policy)
     template = copy.deepcopy(synth.template.to_json())
     role = template["Resources"][_role_id(synth)]["Properties"]
@@ -432,15 +514,13 @@ def test_the_bucket_policy_keeps_the_fanout_from_writing_backups_whatever_its_ro
     document["Statement"].append({"Effect": "Allow", "Action": "s3:PutObject",
                                   "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}})
     evaluated = _ResolvedStack(template)
-    # When it writes a snapshot's manifest, create-only or not, or over a stored body
-    writes = [_call("s3", "PutObject", Bucket=evaluated.backup_bucket, Key=key, **conditional)
-              for key in (f"snapshots/s3/{DATA_BUCKET}/{SNAPSHOT}/manifest.json.gz", "content/etag/x-1")
-              for conditional in ({}, {"IfNoneMatch": "*"})]
-    # Then the bucket's policy refuses each explicitly: only the results' prefix is open to it
+    # When it writes there as Step Functions' result writer does, without If-None-Match: the old results' prefix,
+    # a snapshot's manifest, a stored body
+    writes = [_call("s3", "PutObject", Bucket=evaluated.backup_bucket, Key=key)
+              for key in (f"fanout-results/{MAP_RUN}/manifest.json",
+                          f"snapshots/s3/{DATA_BUCKET}/{SNAPSHOT}/manifest.json.gz", "content/etag/x-1")]
+    # Then the bucket's write-once rule refuses each explicitly: no prefix is exempt, for this role or any other
     assert [evaluated.decisions(call)[0].outcome for call in writes] == [Outcome.EXPLICITLY_DENIED] * len(writes)
-    # (while the same role's result writes are allowed)
-    results = _call("s3", "PutObject", Bucket=evaluated.backup_bucket, Key=f"fanout-results/{MAP_RUN}/manifest.json")
-    assert evaluated.decisions(results)[0].allowed
 
 
 def test_the_backup_functions_calls_to_its_fanout_are_allowed(evaluated: _ResolvedStack):
