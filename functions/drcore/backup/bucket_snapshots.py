@@ -23,9 +23,14 @@ Each new entry also records its stored body as the store holds it (drcore.backup
 the SHA-256 S3 computed when this snapshot copied it (every copy asks for one) and the version S3 gave
 the copy, or as the base recorded them, or as a 412's HeadObject or the listing found them.
 
-After every listing page a checkpoint records the listing markers and that page's manifest entries
-(drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id continues after the last
-checkpoint, with the same base. The manifest is written last.
+The pages are listed in key ranges, several at once, each page listed, copied and described by
+drcore.backup.snapshot_pages. After every page a checkpoint records the range's listing markers and that
+page's manifest entries (drcore.backup.snapshot_checkpoints); an invocation given the snapshot's id
+continues each range after its last checkpoint, with the same base. The manifest is written last.
+
+A snapshot whose base is past the fan-out threshold is run as shards instead (drcore.backup.snapshot_shards):
+each shard is a range snapshotted by `snapshot_shard` in invocations of its own, which a Step Functions
+Distributed Map makes; continuing the snapshot merges them, or starts, redrives or waits on their execution.
 """
 
 from __future__ import annotations
