@@ -148,3 +148,27 @@ def test_a_bad_request_gets_a_clear_error_and_changes_nothing(system, act, monke
     assert problem in result["error"]
     assert calls.mutating() == []
     assert system.alias_version("LIVE") == system.versions["good"]
+
+
+def test_status_shows_a_fanned_out_snapshots_progress_while_it_runs(system, act, monkeypatch):
+    from embedded.sample_system import put_sample_uploads
+
+    # Given a bucket past the fan-out threshold, its first snapshot, and the next one fanned out into 2 shards
+    put_sample_uploads(system, range(5, 1_005))
+    backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))
+    assert act({"action": "status"})["result"]["backups"]["s3"]["fan_out"] is None  # the newest is complete
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(name="snapshot-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
+                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
+    for name, value in {"DR_SNAPSHOT_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
+                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
+        monkeypatch.setenv(name, value)
+    [fanned] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
+    backup.handler({"component": "s3", "shard": {"backup_id": fanned["backup_id"], "number": 1}},
+                   LambdaContextStub("apilados-dr-backup"))
+    # When the operator asks for the status
+    progress = act({"action": "status"})["result"]["backups"]["s3"]["fan_out"]
+    # Then it shows the running snapshot's shards and what they did so far: shard 1 holds the last 5 keys
+    assert progress["backup_id"] == fanned["backup_id"]
+    assert {name: progress[name] for name in ("shards", "shards_done", "shards_started", "objects_listed")} == {
+        "shards": 2, "shards_done": 1, "shards_started": 1, "objects_listed": 5}
