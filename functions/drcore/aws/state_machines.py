@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 from drcore.aws.errors import error_code, retrying
 
 RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
 # What redrive can take up again (Step Functions redrives failed, timed-out and aborted standard executions).
 REDRIVABLE = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 EXECUTION_MISSING = frozenset({"ExecutionDoesNotExist"})
@@ -25,15 +24,14 @@ EXECUTION_EXISTS = frozenset({"ExecutionAlreadyExists"})
 
 @dataclass(frozen=True)
 class ExecutionState:
-    name: str
     arn: str
     status: str  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED | PENDING_REDRIVE
     # The map's items (shards) by state, as the Map Run counts them: pending, running, succeeded, failed, total, ...
-    shards: dict[str, int] = field(default_factory=dict)
+    map_items: dict[str, int] = field(default_factory=dict)
     redriven: bool = False  # this call redrove it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"execution": self.arn, "status": self.status, "map_items": self.shards, "redriven": self.redriven}
+        return {"execution": self.arn, "status": self.status, "map_items": self.map_items, "redriven": self.redriven}
 
 
 class MapExecutions:
@@ -66,15 +64,15 @@ class MapExecutions:
             if error_code(error) in EXECUTION_MISSING:
                 return None
             raise
-        return ExecutionState(name, arn, described["status"], self._shards(arn))
+        return ExecutionState(arn, described["status"], self._map_items(arn))
 
     def redrive(self, name: str) -> ExecutionState:
         """Redrive the failed execution `name`: only its failed shards run again."""
         arn = self.arn_of(name)
         retrying(lambda: self._sfn.redrive_execution(executionArn=arn))
-        return ExecutionState(name, arn, RUNNING, self._shards(arn), redriven=True)
+        return ExecutionState(arn, RUNNING, self._map_items(arn), redriven=True)
 
-    def _shards(self, execution_arn: str) -> dict[str, int]:
+    def _map_items(self, execution_arn: str) -> dict[str, int]:
         runs = retrying(lambda: self._sfn.list_map_runs(executionArn=execution_arn)).get("mapRuns", [])
         if not runs:
             return {}

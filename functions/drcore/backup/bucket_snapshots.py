@@ -73,9 +73,9 @@ from drcore.backup.snapshot_shards import (
     FanOutSettings,
     ShardPlan,
     items_key,
+    progress_of,
     read_base_slice,
     read_shard_plan,
-    shards_done,
     write_shard_plan,
 )
 from drcore.backup.stored_content import StoredContent
@@ -199,10 +199,13 @@ class BucketSnapshotter:
         snapshot in progress for a day.
         """
         last: dict[int, Checkpoint] = {}
+        backup_ids: list[str] | None = None
         self._pages.default_lock = self._store.default_retention()
         if backup_id is None:
             backup_id = new_backup_id(self._clock())
-            fanned_out = self._running_fan_out(backup_id)
+            # Listed once, for the fan-out still running and for the base.
+            backup_ids = self._store.backup_ids(Component.S3, self._source)
+            fanned_out = self._running_fan_out(backup_id, backup_ids)
             if fanned_out is not None:  # a schedule that comes while one runs continues it (merge, start, redrive)
                 return self._continue_fan_out(fanned_out)
         else:
@@ -215,7 +218,7 @@ class BucketSnapshotter:
             last = last_checkpoints(self._store, self._source, backup_id)
         any_last = next(iter(last.values()), None)
         if any_last is None:
-            base_manifest = newest_complete_before(self._store, self._source, backup_id)
+            base_manifest = newest_complete_before(self._store, self._source, backup_id, backup_ids)
             if self._fan_out and self._fan_out[0].wanted(base_manifest):
                 assert base_manifest is not None  # wanted() says it holds more objects than the threshold
                 return self._start_fan_out(backup_id, base_manifest)
@@ -291,12 +294,12 @@ class BucketSnapshotter:
         return ShardProgress(backup_id, number, state.done, asdict(state.stats),
                              state.stats.objects_listed - before[0], state.stats.bytes_copied - before[1])
 
-    def _running_fan_out(self, new_id: str) -> ShardPlan | None:
+    def _running_fan_out(self, new_id: str, backup_ids: list[str]) -> ShardPlan | None:
         """The newest snapshot before `new_id`, when it is fanned out, unfinished and young enough to be running
         (retention keeps its base that long): a new snapshot beside it would list and copy the same shards again."""
         if self._fan_out is None:
             return None
-        earlier = [backup_id for backup_id in self._store.backup_ids(Component.S3, self._source) if backup_id < new_id]
+        earlier = [backup_id for backup_id in backup_ids if backup_id < new_id]
         if not earlier or backup_time(new_id) - backup_time(earlier[-1]) >= IN_PROGRESS_GRACE:
             return None
         if self._store.exists(manifest_key(Component.S3, self._source, earlier[-1])):
@@ -324,7 +327,7 @@ class BucketSnapshotter:
         backup_id = plan.backup_id
         with ThreadPoolExecutor(self._concurrency) as pool:
             lasts = last_checkpoints(self._store, self._source, backup_id, pool)
-        progress = shards_done(plan, lasts)
+        progress = progress_of(plan, lasts)
         if progress["shards_done"] == len(plan.ranges):
             states = [_Range.resumed(number, bounds, lasts[number]) for number, bounds in enumerate(plan.ranges)]
             return self._merge_shards(plan, states)

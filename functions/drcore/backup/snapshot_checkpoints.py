@@ -66,7 +66,12 @@ def key_ranges(base: SnapshotManifest | None, page_size: int, most: int) -> tupl
     count = range_count(len(keys), page_size, most)
     if count < 2:
         return WHOLE_BUCKET
-    bounds = [keys[len(keys) * n // count - 1] for n in range(1, count)]
+    return ranges_cut_at([keys[len(keys) * n // count - 1] for n in range(1, count)])
+
+
+def ranges_cut_at(bounds: list[str]) -> tuple[KeyRange, ...]:
+    """The key ranges between sorted `bounds` (each range's last key), the first from the bucket's start, the last
+    to its end: every key, new ones too, falls in exactly one."""
     return tuple(KeyRange(start, last) for start, last in zip([None, *bounds], [*bounds, None], strict=True))
 
 
@@ -136,11 +141,13 @@ def snapshot_in_progress_content(store: BackupStore, bucket: str, backup_id: str
     return keys
 
 
-def newest_complete_before(store: BackupStore, bucket: str, backup_id: str) -> SnapshotManifest | None:
+def newest_complete_before(store: BackupStore, bucket: str, backup_id: str,
+                           backup_ids: list[str] | None = None) -> SnapshotManifest | None:
     """The manifest the snapshot `backup_id` builds on: the newest earlier one that reads back, tried newest
     first (one GET, not a HEAD per retained snapshot). An incomplete or corrupt one is passed over,
-    costing only reuse."""
-    for earlier in reversed([other for other in store.backup_ids(Component.S3, bucket) if other < backup_id]):
+    costing only reuse. `backup_ids`: the bucket's snapshot ids, when the caller listed them already."""
+    ids = store.backup_ids(Component.S3, bucket) if backup_ids is None else backup_ids
+    for earlier in reversed([other for other in ids if other < backup_id]):
         try:
             return read_manifest(store, bucket, earlier)
         except SnapshotNotFound:

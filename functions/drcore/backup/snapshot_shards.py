@@ -25,8 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from drcore.aws.errors import OBJECT_NOT_FOUND, error_code
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
-from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints
+from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints, ranges_cut_at
 from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
 
@@ -71,11 +74,8 @@ def _slice_key(bucket: str, backup_id: str, number: int) -> str:
 def cut_shards(base: SnapshotManifest, shard_objects: int) -> tuple[tuple[KeyRange, ...], tuple[int, ...]]:
     """Key ranges of `shard_objects` of the base's keys each (the last one open-ended, the first from the start:
     keys new since the base fall into the shard their place in key order says), and each one's first entry."""
-    keys = [entry.key for entry in base.objects]
-    offsets = tuple(range(0, len(keys), shard_objects)) or (0,)
-    bounds = [keys[offset - 1] for offset in offsets[1:]]
-    ranges = tuple(KeyRange(start, last) for start, last in zip([None, *bounds], [*bounds, None], strict=True))
-    return ranges, offsets
+    offsets = tuple(range(0, len(base.objects), shard_objects)) or (0,)
+    return ranges_cut_at([base.objects[offset - 1].key for offset in offsets[1:]]), offsets
 
 
 def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: SnapshotManifest,
@@ -98,10 +98,12 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Snap
 
 def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPlan | None:
     """The snapshot's shard plan, or None when it is not a fanned-out snapshot."""
-    key = shards_key(bucket, backup_id, "plan.json")
-    if not store.exists(key):
-        return None
-    document = json.loads(store.get_bytes(key))
+    try:
+        document = store.get_json(shards_key(bucket, backup_id, "plan.json"))
+    except ClientError as error:
+        if error_code(error) in OBJECT_NOT_FOUND:
+            return None
+        raise
     return ShardPlan(backup_id, document["base"], tuple(KeyRange(*bounds) for bounds in document["ranges"]),
                      tuple(document["offsets"]))
 
@@ -114,7 +116,7 @@ def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: in
                             objects=tuple(ManifestEntry.from_json(json.loads(line)) for line in lines))
 
 
-def shards_done(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]:
+def progress_of(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]:
     """How far a fanned-out snapshot is, from each shard's last checkpoint: shards done, objects listed, bytes
     copied (each shard's stats so far)."""
     finished = [number for number in range(len(plan.ranges)) if number in lasts and not lasts[number]["truncated"]]
@@ -126,12 +128,12 @@ def shards_done(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]
 
 
 def fan_out_progress(store: BackupStore, bucket: str, backup_id: str, concurrency: int = 16) -> dict[str, Any] | None:
-    """`shards_done` of the snapshot `backup_id`, or None when it is not fanned out. Reads only."""
+    """How far the snapshot `backup_id` is (`progress_of`), or None when it is not fanned out. Reads only."""
     plan = read_shard_plan(store, bucket, backup_id)
     if plan is None:
         return None
     with ThreadPoolExecutor(concurrency) as pool:
-        return shards_done(plan, last_checkpoints(store, bucket, backup_id, pool))
+        return progress_of(plan, last_checkpoints(store, bucket, backup_id, pool))
 
 
 def _put_once(store: BackupStore, key: str, body: bytes, **extra: str) -> None:
