@@ -22,7 +22,8 @@ from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
 from stacks.constructs.retention import Retention
-from stacks.constructs.snapshot_fanout import RESULTS_EXPIRY, RESULTS_PREFIX, SnapshotFanOut
+from stacks.constructs.shard_fanout import RESULTS_EXPIRY
+from stacks.constructs.snapshot_fanout import RESULTS_PREFIX, SnapshotFanOut
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
