@@ -22,6 +22,7 @@ from drcore.rollback.health_probe import HealthProbe
 from drcore.wiring.backup import backup_runner
 from drcore.wiring.drill import drill_runner
 from drcore.wiring.recovery import recovery_service
+from drcore.wiring.restores import restore_shard_worker
 from drcore.wiring.shared import alias_controller
 from drcore.wiring.watchers import watcher_services
 from embedded.aws_events import LambdaContextStub
@@ -32,7 +33,7 @@ from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock
 
 # Every function's builder, cached per warm execution environment (drcore.wiring).
-CACHED_BUILDERS = (watcher_services, backup_runner, recovery_service, drill_runner)
+CACHED_BUILDERS = (watcher_services, backup_runner, recovery_service, drill_runner, restore_shard_worker)
 
 # Property-based tests: `ci` (the default, what `make test` runs) keeps each property to a few dozen
 # examples; HYPOTHESIS_PROFILE=thorough searches far longer. Either way a failing example is saved under

@@ -7,15 +7,17 @@ import hashlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 import recovery.handler as recovery
+from drcore.aws.state_machines import MapExecutions
 from drcore.state.backup_store import Component, manifest_key, manifest_record_key
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
@@ -289,3 +291,30 @@ class DyingInvocations:
                 self.fired = True
                 raise InvocationCrash(f"crashed before {operation_name}, after {self._calls} AWS call(s)")
             self._calls += 1
+
+
+class FanOutStateMachine:
+    """A state machine in moto's Step Functions for a fan-out's executions (`executions`), and RedriveExecution,
+    which moto lacks, answered by a hook that records each redriven execution in `redrives`. moto starts,
+    describes and stops executions but does not run a Distributed Map: tests call the shard workers themselves."""
+
+    def __init__(self, name: str, clock: Callable[[], datetime]) -> None:
+        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = self.sfn.create_state_machine(
+            name=name, definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/fanout")
+        self.arn = machine["stateMachineArn"]
+        self.executions = MapExecutions(self.sfn, self.arn)
+        self.redrives: list[str] = []
+
+        def asked(params: dict[str, Any], **_: Any) -> None:
+            self.redrives.append(params["executionArn"])
+
+        def answered(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+            return AWSResponse("https://states.us-east-1.amazonaws.com", 200, {}, None), {"redriveDate": clock()}
+
+        self.sfn.meta.events.register("provide-client-params.sfn.RedriveExecution", asked)
+        self.sfn.meta.events.register("before-call.sfn.RedriveExecution", answered)
+
+    def execution_input(self, arn: str) -> dict[str, Any]:
+        return dict(json.loads(self.sfn.describe_execution(executionArn=arn)["input"]))

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import restore_shard.handler as restore_shard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
@@ -392,6 +393,51 @@ def test_the_retention_function_answers_any_event(retention_runner, spy, data):
     answer = retention.handler(case.event, LambdaContextStub("apilados-dr-retention"))
     refused = answer["ok"] is False
     assert refused != bool(retention_runner.requests), (answer, retention_runner.requests)
+    check_answer(case, answer, refused, spy)
+
+
+# The restore shard worker: its shard's work recorded rather than run
+
+class RecordingShardWorker:
+    """Stands in for the shard worker's restorer: records the shards it was asked for, touches nothing."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, int]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RecordingShardWorker:  # the wiring builder's place
+        return self
+
+    def apply_shard(self, target: str, plan_id: str, number: int, remaining_ms: Callable[[], int]) -> Any:
+        from drcore.restore.restore_shards import ShardRun
+
+        self.requests.append((target, plan_id, number))
+        return ShardRun(number, True, 0, 0, 0, None)
+
+
+@pytest.fixture
+def shard_worker(world: SampleSystem, monkeypatch: pytest.MonkeyPatch) -> RecordingShardWorker:
+    for name, value in world.backup_environment().items():
+        monkeypatch.setenv(name, value)
+    recording = RecordingShardWorker()
+    monkeypatch.setattr(restore_shard, "restore_shard_worker", recording)
+    return recording
+
+
+def shard_shapes(system: SampleSystem) -> list[Shape]:
+    shard = {"shard": {"plan_id": "rp-0123456789", "target_bucket": system.data_bucket, "number": 3}}
+    return [Shape("map item", shard, (("shard",), ("shard", "plan_id"), ("shard", "target_bucket"),
+                                      ("shard", "number")))]
+
+
+@fuzz
+@given(data=st.data())
+def test_the_restore_shard_worker_answers_any_event(world, shard_worker, spy, data):
+    case = data.draw(events(shard_shapes(world)), label="event")
+    spy.calls.clear()
+    shard_worker.requests.clear()
+    answer = restore_shard.handler(case.event, LambdaContextStub("apilados-dr-restore-shard"))
+    refused = answer["ok"] is False
+    assert refused != bool(shard_worker.requests), (answer, shard_worker.requests)
     check_answer(case, answer, refused, spy)
 
 

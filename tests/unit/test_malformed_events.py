@@ -3,6 +3,7 @@ operator's request), and nothing is written for them."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -246,3 +247,20 @@ def test_parameter_values_are_bounded_so_a_plan_always_fits_its_record(world, mo
     # Then it is refused by its form, before anything is planned or written
     assert result["ok"] is False and "parameter_values.Stage" in result["error"], result
     assert calls.mutating() == []
+
+
+@pytest.mark.parametrize("shard, problem", [
+    ({"plan_id": "rp-0123456789", "target_bucket": "someone-elses-bucket", "number": 0},
+     "'someone-elses-bucket' is not one this controller restores into"),
+    ({"plan_id": "rp-01234/../x", "target_bucket": "apilados-production-data", "number": 0}, "shard.plan_id"),
+    ({"plan_id": "rp-0123456789", "target_bucket": "apilados-production-data", "number": -1}, "shard.number"),
+    ({"plan_id": "rp-0123456789", "target_bucket": "apilados-production-data", "number": "0"}, "shard.number"),
+    ({"plan_id": "rp-0123456789", "target_bucket": "apilados-production-data", "number": 0, "all": True},
+     "shard.all"),
+])
+def test_a_restore_shard_request_is_held_to_its_form_and_to_the_allowed_targets(shard, problem):
+    from drcore.core.errors import InvalidRequest
+    from drcore.restore.shard_requests import parse_restore_shard_request
+
+    with pytest.raises(InvalidRequest, match=re.escape(problem)):
+        parse_restore_shard_request({"shard": shard}, ("apilados-production-data", "apilados-scratch-restore"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 import time_machine
 
@@ -213,3 +215,48 @@ def test_bad_restore_requests_change_nothing(world, monkeypatch, event, problem)
     result = act(event)
     assert result["ok"] is False and problem in result["error"], result
     assert calls.mutating() == []
+
+
+def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_and_validates(world, monkeypatch):
+    import restore_shard.handler as restore_shard
+
+    from embedded.sample_system import put_sample_uploads
+
+    # Given 1,020 objects snapshotted and then damaged, and a restore fan-out past 1,000 keys, 1,000 a shard
+    put_sample_uploads(world, range(20, 1_020))
+    snapshot_id = snapshot(world)
+    before = contents(world)
+    damage(world)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(name="restore-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
+                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
+    for name, value in {"DR_RESTORE_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
+                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
+        monkeypatch.setenv(name, value)
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the operator confirms it
+    confirmed = act(restore_request(snapshot_id, confirm=plan_id))["result"]
+    # Then it runs in the execution named after the plan, which the recovery function does not continue itself
+    assert confirmed["status"] == "in_progress"
+    execution = confirmed["progress"]["waiting_for"]
+    assert execution.endswith(f":{plan_id}") and confirmed["progress"]["fan_out"]["shards"] == 2
+    assert calls.count()["Invoke"] == 0 and contents(world) != before
+    resume = json.loads(sfn.describe_execution(executionArn=execution)["input"])["resume"]
+    assert resume == {"action": "restore_s3", "resume": plan_id, **WHO}
+    # When the map runs each shard through the worker's handler, until it answers finished
+    for number in (1, 0):
+        answer = restore_shard.handler({"shard": {"plan_id": plan_id, "target_bucket": world.data_bucket,
+                                                  "number": number}}, LambdaContextStub("apilados-dr-restore-shard"))
+        assert answer["ok"] and answer["finished"] and answer["result"]["verification"]["ok"]
+    # and its last step sends the resume
+    applied = act(resume)["result"]
+    # Then the plan is applied: the bucket as at the snapshot, one verification of every object, journaled, validated
+    assert applied["status"] == "applied" and contents(world) == before
+    result = applied["result"]
+    assert result["verification"]["ok"] and result["verification"]["objects_expected"] == len(before)
+    assert (result["copied"], result["removed"]) == (2, 1) and result["fan_out"]["shards_done"] == 2
+    assert "validation_status" in result
+    assert [entry["result"] for entry in journaled(world, plan_id)] == ["applied"]
+    # and a resume sent again (a retried last step) answers that it is applied
+    assert act(resume)["result"]["status"] == "already_applied"

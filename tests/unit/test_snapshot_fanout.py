@@ -13,9 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
@@ -30,7 +28,7 @@ from drcore.backup.snapshot_shards import (
 )
 from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import BackupStore, Component, backup_prefix, manifest_key
-from tests.support import SimulatedClock, data_and_backup_buckets
+from tests.support import FanOutStateMachine, SimulatedClock, data_and_backup_buckets
 
 DATA = "apilados-production-data"
 BACKUPS = "apilados-dr-backups"
@@ -43,22 +41,8 @@ class World:
         self.s3 = s3
         self.store = BackupStore(s3, BACKUPS)
         self.clock = SimulatedClock()
-        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        machine = self.sfn.create_state_machine(
-            name="controller-snapshot-fanout", definition=json.dumps({"StartAt": "S", "States": {
-                "S": {"Type": "Succeed"}}}), roleArn="arn:aws:iam::123456789012:role/fanout")
-        self.machine_arn = machine["stateMachineArn"]
-        self.executions = MapExecutions(self.sfn, self.machine_arn)
-        self.redrives: list[str] = []
-
-        def asked(params: dict[str, Any], **_: Any) -> None:
-            self.redrives.append(params["executionArn"])
-
-        def answered(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-            return AWSResponse("https://states.us-east-1.amazonaws.com", 200, {}, None), {"redriveDate": self.clock()}
-
-        self.sfn.meta.events.register("provide-client-params.sfn.RedriveExecution", asked)
-        self.sfn.meta.events.register("before-call.sfn.RedriveExecution", answered)
+        self.machine = FanOutStateMachine("controller-snapshot-fanout", self.clock)
+        self.sfn, self.executions, self.redrives = self.machine.sfn, self.machine.executions, self.machine.redrives
 
     def snapshotter(self, **options: Any) -> BucketSnapshotter:
         return BucketSnapshotter(self.s3, self.store, DATA, clock=self.clock, page_size=100,
@@ -214,17 +198,17 @@ def test_an_execution_that_never_started_is_started_when_the_snapshot_is_resumed
         def start(self, name: str, execution_input: dict[str, Any]) -> str:
             raise RuntimeError("the invocation died")
 
-    world.executions = DiesBeforeStarting(world.sfn, world.machine_arn)
+    world.executions = DiesBeforeStarting(world.sfn, world.machine.arn)
     with pytest.raises(RuntimeError, match="died"):
         world.snapshot()
     backup_id = world.store.backup_ids(Component.S3, DATA)[-1]
     assert read_shard_plan(world.store, DATA, backup_id) is not None
-    assert world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"] == []
+    assert world.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"] == []
     # When it is resumed
-    world.executions = MapExecutions(world.sfn, world.machine_arn)
+    world.executions = MapExecutions(world.sfn, world.machine.arn)
     resumed = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
     # Then its execution is started now, named by the snapshot
-    executions = world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"]
+    executions = world.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"]
     assert resumed.fanned_out and resumed.stats["status"] == "RUNNING"
     assert [execution["name"] for execution in executions] == [backup_id]
 
@@ -260,7 +244,7 @@ def test_a_scheduled_snapshot_while_a_fan_out_runs_continues_it_instead_of_start
     # When the schedule asks for a snapshot, Then it answers the running one's progress: no second fan-out
     again = world.snapshot()
     assert again.backup_id == progress.backup_id and again.fanned_out and again.stats["status"] == "RUNNING"
-    assert len(world.sfn.list_executions(stateMachineArn=world.machine_arn)["executions"]) == 1
+    assert len(world.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"]) == 1
     # When its execution failed, the next schedule redrives it
     world.sfn.stop_execution(executionArn=progress.stats["execution"])
     assert world.snapshot().stats["redriven"] and world.redrives == [progress.stats["execution"]]

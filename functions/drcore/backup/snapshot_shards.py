@@ -25,13 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from drcore.aws.errors import OBJECT_NOT_FOUND, error_code
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
 from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints, ranges_cut_at
 from drcore.core.errors import InvalidRequest
-from drcore.state.backup_store import AlreadyWritten, BackupStore, Component, backup_prefix
+from drcore.state.backup_store import BackupStore, Component, backup_prefix
 
 SHARDS = "shards/"
 PLAN_FORMAT = "s3-snapshot-shards/1"
@@ -85,25 +82,22 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Snap
     for number, start in enumerate(offsets):
         entries = base.objects[start:offsets[number + 1] if number + 1 < len(offsets) else len(base.objects)]
         lines = "".join(json.dumps(entry.to_json(), separators=(",", ":")) + "\n" for entry in entries)
-        _put_once(store, _slice_key(bucket, backup_id, number), gzip.compress(lines.encode(), mtime=0),
+        store.put_same_once(_slice_key(bucket, backup_id, number), gzip.compress(lines.encode(), mtime=0),
                   ContentEncoding="gzip")
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
-    _put_once(store, items_key(bucket, backup_id), items.encode())
+    store.put_same_once(items_key(bucket, backup_id), items.encode())
     plan = ShardPlan(backup_id, base.backup_id, ranges, offsets)
     document = {"format": PLAN_FORMAT, "base": base.backup_id, "offsets": list(offsets),
                 "ranges": [[bounds.start_after, bounds.last] for bounds in ranges]}
-    _put_once(store, shards_key(bucket, backup_id, "plan.json"), json.dumps(document).encode())
+    store.put_same_once(shards_key(bucket, backup_id, "plan.json"), json.dumps(document).encode())
     return plan
 
 
 def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPlan | None:
     """The snapshot's shard plan, or None when it is not a fanned-out snapshot."""
-    try:
-        document = store.get_json(shards_key(bucket, backup_id, "plan.json"))
-    except ClientError as error:
-        if error_code(error) in OBJECT_NOT_FOUND:
-            return None
-        raise
+    document = store.get_json_if_present(shards_key(bucket, backup_id, "plan.json"))
+    if document is None:
+        return None
     return ShardPlan(backup_id, document["base"], tuple(KeyRange(*bounds) for bounds in document["ranges"]),
                      tuple(document["offsets"]))
 
@@ -134,10 +128,3 @@ def fan_out_progress(store: BackupStore, bucket: str, backup_id: str, concurrenc
         return None
     with ThreadPoolExecutor(concurrency) as pool:
         return progress_of(plan, last_checkpoints(store, bucket, backup_id, pool))
-
-
-def _put_once(store: BackupStore, key: str, body: bytes, **extra: str) -> None:
-    try:
-        store.put_once(key, body, "application/json", **extra)
-    except AlreadyWritten:
-        pass  # an earlier attempt wrote it, from the same base: the same bytes

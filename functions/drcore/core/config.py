@@ -215,6 +215,9 @@ class RecoveryEnvVar(StrEnum):
     # The CloudFormation service role a recovered stack's change set runs as ("": none); the recovery role may
     # pass this role and no other.
     STACK_ROLE_ARN = "DR_STACK_ROLE_ARN"
+    # The restore fan-out's state machine (its ARN; empty: restores never fan out). Its threshold and shard size are
+    # the backup function's DR_FANOUT_THRESHOLD_OBJECTS and DR_FANOUT_SHARD_OBJECTS.
+    RESTORE_FANOUT_STATE_MACHINE = "DR_RESTORE_FANOUT_STATE_MACHINE"
 
 
 class RecoverySettings(BaseModel):
@@ -226,6 +229,7 @@ class RecoverySettings(BaseModel):
     plan_ttl_seconds: int = Field(DEFAULT_PLAN_TTL_SECONDS, alias=RecoveryEnvVar.PLAN_TTL_SECONDS,
                                   ge=MIN_PLAN_TTL_SECONDS, le=MAX_PLAN_TTL_SECONDS)
     stack_role_arn: str | None = Field(None, alias=RecoveryEnvVar.STACK_ROLE_ARN)
+    restore_fanout_state_machine: str = Field("", alias=RecoveryEnvVar.RESTORE_FANOUT_STATE_MACHINE)
 
     _split_buckets = field_validator("restore_target_buckets", mode="before")(_names)
 

@@ -21,7 +21,7 @@ from drcore.restore.stack_plan import StackRecoveryPlan
 from drcore.restore.stack_recovery import StackRecovery
 from drcore.rollback.controller import AliasController
 from drcore.state.backup_store import Component
-from drcore.state.plans import TwoStepAction
+from drcore.state.plans import WAITING_FOR, TwoStepAction
 
 
 class S3RestoreAction:
@@ -54,10 +54,16 @@ class S3RestoreAction:
               request: Any = None) -> tuple[bool, dict[str, Any], dict[str, Any]]:
         restore_plan = RestorePlan.from_dict(plan)
         done = dict(progress or {"copied": 0, "removed": 0, "bytes_copied": 0})
-        step = self._restorer.apply(restore_plan, remaining_ms, safety_snapshot_id=done.get("safety_snapshot_id"))
+        step = self._restorer.apply(restore_plan, remaining_ms, safety_snapshot_id=done.get("safety_snapshot_id"),
+                                    resume_request=_resuming(request))
         done.update(safety_snapshot_id=step.safety_snapshot_id, copied=done["copied"] + step.copied,
                     removed=done["removed"] + step.removed, bytes_copied=done["bytes_copied"] + step.bytes_copied)
+        done.pop(WAITING_FOR, None)
+        if step.fan_out is not None:
+            done["fan_out"] = step.fan_out
         if not step.finished:
+            if step.fan_out is not None:  # its state machine runs the shards, and its last step resumes the plan
+                done[WAITING_FOR] = step.fan_out["execution"]
             return False, done, {}
         verification = step.verification
         assert verification is not None, "a finished apply carries its verification"
@@ -181,7 +187,10 @@ class ComprehensiveRollbackAction:
             finished, step_progress, result = self._steps[name].apply(
                 plan["steps"][name], done["step_progress"].get(name), remaining_ms, request)
             done["step_progress"][name] = step_progress
+            done.pop(WAITING_FOR, None)
             if not finished:
+                if step_progress.get(WAITING_FOR):  # the step's execution resumes this plan when it is done
+                    done[WAITING_FOR] = step_progress[WAITING_FOR]
                 return False, done, {}
             done["results"][name] = result
             if not _verified(name, result):
@@ -191,6 +200,16 @@ class ComprehensiveRollbackAction:
 
 STACK_WAIT_SECONDS = 300.0
 STACK_WAIT_MARGIN_SECONDS = 60.0
+
+
+def _resuming(request: Any) -> dict[str, Any] | None:
+    """The request that resumes the plan `request` applies (this action's, or the one it is a step of), for what
+    finishes it later; None when it is applied otherwise (a drill)."""
+    plan_id = getattr(request, "confirm", None) or getattr(request, "resume", None)
+    if plan_id is None:
+        return None
+    return {"action": request.action, "resume": plan_id, "requested_by": request.requested_by,
+            "reason": request.reason}
 
 
 def _without_fingerprint(document: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.errors import error_code
 from drcore.backup.manifest import SnapshotManifest, list_snapshots, read_manifest
+from drcore.backup.snapshot_checkpoints import KeyRange
 from drcore.core.models import Clock, parse_time, to_iso
 from drcore.restore.bucket_diff import (
     DesiredObject,
@@ -30,6 +31,7 @@ from drcore.state.backup_store import BackupStore, backup_time
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectVersionsRequestTypeDef
 
 
 class DesiredStates:
@@ -113,5 +115,22 @@ class DesiredStates:
                                       "(versions removed or expired); plan again")
         return desired
 
-    def list_versions(self, bucket: str, prefix: str) -> list[ListedVersion]:
-        return listed_versions(self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix))
+    def list_versions(self, bucket: str, prefix: str, bounds: KeyRange | None = None) -> list[ListedVersion]:
+        """Every version and delete marker under `prefix`, or only those in the key range `bounds` (listed from
+        its start, ListObjectVersions' KeyMarker alone, and no further than the page that passes its end)."""
+        if bounds is None:
+            return listed_versions(self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                                        Prefix=prefix))
+        listed: list[ListedVersion] = []
+        request: ListObjectVersionsRequestTypeDef = {"Bucket": bucket, "Prefix": prefix}
+        if bounds.start_after:
+            request["KeyMarker"] = bounds.start_after
+        while True:
+            page = self._s3.list_object_versions(**request)
+            versions = listed_versions([page])
+            listed += [version for version in versions if bounds.holds(version.key)]
+            if not page.get("IsTruncated") or (bounds.last is not None and any(
+                    version.key > bounds.last for version in versions)):
+                break
+            request["KeyMarker"], request["VersionIdMarker"] = page["NextKeyMarker"], page["NextVersionIdMarker"]
+        return listed

@@ -121,6 +121,9 @@ class RestoreProgress:
     removed: int
     bytes_copied: int
     verification: Verification | None  # when finished
+    # A fanned-out restore's shards (drcore.restore.restore_shards): how many, how many done, and its execution's
+    # state while it runs. Unfinished with this: the execution's last step resumes the plan, nothing else need.
+    fan_out: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)

@@ -51,8 +51,9 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -69,6 +70,7 @@ from drcore.aws.s3_copy import (
     ReplacedMetadata,
     S3Copier,
 )
+from drcore.aws.state_machines import REDRIVABLE, RUNNING, MapExecutions
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.restore.applied_records import Applied, apply_recorded_batch, read_written, safety_snapshot_of
@@ -97,6 +99,22 @@ from drcore.restore.bucket_plan import (
     plan_estimate,
 )
 from drcore.restore.bucket_verification import RestoreVerifier
+from drcore.restore.restore_shards import (
+    RestoreShardPlan,
+    ShardResult,
+    ShardRun,
+    merged_verification,
+    read_desired_slice,
+    read_result,
+    read_results,
+    read_shard_plan,
+    record_run,
+    records_id,
+    run_totals,
+    write_result,
+    write_shard_plan,
+)
+from drcore.restore.restore_shards import items_key as shard_items_key
 from drcore.state.backup_store import (
     BackupStore,
     Component,
@@ -110,6 +128,7 @@ if TYPE_CHECKING:
 
     from drcore.backup.bucket_snapshots import BucketSnapshotter
     from drcore.backup.manifest import SnapshotManifest
+    from drcore.backup.snapshot_shards import FanOutSettings
 
 logger = Logger(child=True)
 
@@ -121,6 +140,26 @@ SAFETY_MARGIN_MS = 30_000
 Change = tuple[Literal["copy"], DesiredObject] | tuple[Literal["remove"], str]
 
 
+@dataclass
+class AppliedChanges:
+    """What one invocation's batches changed; `finished`: every change made, with time left to verify."""
+
+    finished: bool = False
+    copied: int = 0
+    removed: int = 0
+    bytes_copied: int = 0
+
+    def add(self, kind: str, item: DesiredObject | str) -> None:
+        if isinstance(item, DesiredObject):
+            self.copied += 1
+            self.bytes_copied += item.size
+        else:
+            self.removed += 1
+
+    def counts(self) -> dict[str, int]:
+        return {"copied": self.copied, "removed": self.removed, "bytes_copied": self.bytes_copied}
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -130,7 +169,9 @@ class BucketRestorer:
 
     `s3_client` lists and writes the target, reads the data bucket's versions and the backup store's
     content (copies are requests to the target made with it); give it `max_pool_connections` of at
-    least `concurrency`. `snapshots_of(bucket)` builds the snapshotter that takes safety snapshots.
+    least `concurrency`. `snapshots_of(bucket)` builds the snapshotter that takes safety snapshots. With
+    `fan_out` (the settings and the state machine's executions), an apply touching more than its threshold of keys
+    runs as shards (drcore.restore.restore_shards), each applied by `apply_shard`.
     """
 
     def __init__(
@@ -144,8 +185,10 @@ class BucketRestorer:
         multipart_threshold: int = MAX_SINGLE_COPY,
         part_size: int = DEFAULT_PART_SIZE,
         sleep: Callable[[float], None] = time.sleep,
+        fan_out: tuple[FanOutSettings, MapExecutions] | None = None,
     ) -> None:
         self._s3 = s3_client
+        self._fan_out = fan_out
         self._store = store
         self._snapshots_of = snapshots_of
         self._concurrency = concurrency
@@ -230,8 +273,14 @@ class BucketRestorer:
 
     # Apply ---------------------------------------------------------------------------------------
 
-    def apply(self, plan: RestorePlan, remaining_ms: Callable[[], int], *,
-              safety_snapshot_id: str | None = None) -> RestoreProgress:
+    def apply(self, plan: RestorePlan, remaining_ms: Callable[[], int], *, safety_snapshot_id: str | None = None,
+              resume_request: dict[str, Any] | None = None) -> RestoreProgress:
+        """Apply `plan` (its safety snapshot first), or as much of it as `remaining_ms` allows. With fan-out and a
+        `resume_request` (the recovery function's request that resumes this apply, which the execution sends when
+        its shards are done), an apply touching more keys than the threshold starts the shards instead."""
+        shards = read_shard_plan(self._store, plan.target_bucket, plan.plan_id)
+        if shards is not None:  # fanned out by an earlier apply: its shards apply it
+            return self._continue_fan_out(shards)
         desired = self._states.desired(plan)
         if plan.to_remove:
             self._require_versioning(plan)  # before a safety snapshot that could only be wasted
@@ -253,40 +302,58 @@ class BucketRestorer:
         # listing it again. An apply that continues one lists what the earlier ones changed.
         current = current_in_snapshot(before, plan.prefix) if not written else current_of(
             self._states.list_versions(plan.target_bucket, plan.prefix))
-        copied = removed = bytes_copied = 0
         with ThreadPoolExecutor(self._concurrency) as pool:
             diff = self._diff(desired, current, plan.target_bucket, written, pool)
+            if (not written and self._fan_out is not None and resume_request is not None
+                    and len({*desired, *diff.remove}) > self._fan_out[0].threshold_objects):
+                return self._start_fan_out(write_shard_plan(self._store, plan, safety.backup_id, desired, diff.remove,
+                                                            self._fan_out[0].shard_objects, resume_request))
             logger.info("restore applying", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
                                                    "to_copy": len(diff.copy), "to_remove": len(diff.remove),
                                                    "already_done": diff.unchanged})
-            # Every copy before the first removal: data comes back before anything goes.
-            # Each kind spread over the target's prefixes: a pool's concurrent writes then go to several at once.
-            copies: list[Change] = [("copy", entry) for entry in spread_over_prefixes(diff.copy, lambda want: want.key)]
-            removals: list[Change] = [("remove", key) for key in spread_over_prefixes(diff.remove, str)]
-            batches = [changes[start:start + BATCH_SIZE] for changes in (copies, removals)
-                       for start in range(0, len(changes), BATCH_SIZE)]
-            versioning_checked = False
-            for batch in batches:
-                if remaining_ms() < SAFETY_MARGIN_MS:
-                    logger.info("restore paused", extra={"plan_id": plan.plan_id, "copied": copied, "removed": removed})
-                    return RestoreProgress(plan.plan_id, False, safety.backup_id, copied, removed, bytes_copied, None)
-                if not versioning_checked and batch[0][0] == "remove":
-                    self._require_versioning(plan)  # checked again just before the first delete marker
-                    versioning_checked = True
-                done = self._apply_batch(plan, batch, written, pool)
-                copied += sum(kind == "copy" for kind, _ in done)
-                removed += sum(kind == "remove" for kind, _ in done)
-                bytes_copied += sum(item.size for _, item in done if isinstance(item, DesiredObject))
-            if remaining_ms() < SAFETY_MARGIN_MS:
-                return RestoreProgress(plan.plan_id, False, safety.backup_id, copied, removed, bytes_copied, None)
+            applied = self._apply_changes(plan, diff, written, pool, remaining_ms, plan.plan_id)
+            if not applied.finished:
+                logger.info("restore paused", extra={"plan_id": plan.plan_id, "copied": applied.copied,
+                                                     "removed": applied.removed})
+                return RestoreProgress(plan.plan_id, False, safety.backup_id, applied.copied, applied.removed,
+                                       applied.bytes_copied, None)
             verification = self._verifier.verify(plan, desired, self._states.list_versions(plan.target_bucket,
                                                                                           plan.prefix), pool)
         logger.info("restore applied", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
-                                              "copied": copied, "removed": removed, "bytes_copied": bytes_copied,
+                                              "copied": applied.copied, "removed": applied.removed,
+                                              "bytes_copied": applied.bytes_copied,
                                               "objects_expected": verification.objects_expected,
                                               "objects_matching": verification.objects_matching,
                                               "unexpected": verification.unexpected})
-        return RestoreProgress(plan.plan_id, True, safety.backup_id, copied, removed, bytes_copied, verification)
+        return RestoreProgress(plan.plan_id, True, safety.backup_id, applied.copied, applied.removed,
+                               applied.bytes_copied, verification)
+
+    def apply_shard(self, target: str, plan_id: str, number: int, remaining_ms: Callable[[], int]) -> ShardRun:
+        """Apply shard `number` of the fanned-out restore `plan_id` of `target`, then read its range back: what the
+        apply does for the whole prefix, for the shard's key range. Called again, it does what is still missing."""
+        shards = read_shard_plan(self._store, target, plan_id)
+        if shards is None:
+            raise InvalidRequest(f"restore plan {plan_id} of s3://{target} is not fanned out: it has no shard plan")
+        bounds = shards.shard(number)
+        finished = read_result(self._store, shards, number)
+        if finished is not None:
+            return ShardRun(number, True, 0, 0, 0, finished)
+        plan, records = shards.plan, records_id(plan_id, number)
+        desired = read_desired_slice(self._store, shards, number)
+        written = read_written(self._store, target, records)
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            current = current_of(self._states.list_versions(target, plan.prefix, bounds))
+            diff = self._diff(desired, current, target, written, pool)
+            applied = self._apply_changes(plan, diff, written, pool, remaining_ms, records)
+            record_run(self._store, shards, number, applied.counts(), self._clock())
+            if not applied.finished:
+                return ShardRun(number, False, applied.copied, applied.removed, applied.bytes_copied, None)
+            verification = self._verifier.verify(plan, desired, self._states.list_versions(target, plan.prefix,
+                                                                                          bounds), pool)
+        result = ShardResult(number, verification=verification, **run_totals(self._store, shards, number))
+        write_result(self._store, shards, result)
+        logger.info("restore shard done", extra={"plan_id": plan_id, "shard": number, **result.to_dict()})
+        return ShardRun(number, True, applied.copied, applied.removed, applied.bytes_copied, result)
 
     def verify(self, plan: RestorePlan) -> Verification:
         """Every desired key read back from the target; extra keys under the prefix reported."""
@@ -338,12 +405,83 @@ class BucketRestorer:
 
         return content_diff(desired, current, target, written, same_objects)
 
+    # Fan-out -------------------------------------------------------------------------------------
+
+    def _executions(self, plan_id: str) -> MapExecutions:
+        if self._fan_out is None:
+            raise InvalidRequest(f"restore plan {plan_id} is fanned out, but this function knows no state machine to "
+                                 "run its shards: set the restore fan-out's state machine")
+        return self._fan_out[1]
+
+    def _start_fan_out(self, shards: RestoreShardPlan) -> RestoreProgress:
+        plan = shards.plan
+        execution = self._executions(plan.plan_id).start(plan.plan_id, {
+            "plan_id": plan.plan_id, "target_bucket": plan.target_bucket,
+            "items_key": shard_items_key(plan.target_bucket, plan.plan_id), "resume": shards.resume_request})
+        logger.info("restore fanned out", extra={"plan_id": plan.plan_id, "shards": len(shards.ranges),
+                                                 "execution": execution})
+        return RestoreProgress(plan.plan_id, False, shards.safety_snapshot_id, 0, 0, 0, None, fan_out={
+            "execution": execution, "status": "RUNNING", "shards": len(shards.ranges), "shards_done": 0})
+
+    def _continue_fan_out(self, shards: RestoreShardPlan) -> RestoreProgress:
+        """Merge the shards' verifications when every shard is done; else start the execution if it never started
+        (the apply that planned the shards died first), or redrive it if it failed, and answer how far it is."""
+        plan = shards.plan
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            results = read_results(self._store, shards, pool)
+        progress: dict[str, Any] = {"shards": len(shards.ranges), "shards_done": len(results)}
+        if len(results) == len(shards.ranges):
+            verification = merged_verification(list(results.values()))
+            totals = {name: sum(getattr(result, name) for result in results.values())
+                      for name in ("copied", "removed", "bytes_copied")}
+            logger.info("restore applied", extra={"plan_id": plan.plan_id, "fanned_out": True, **progress, **totals,
+                                                  "objects_expected": verification.objects_expected,
+                                                  "objects_matching": verification.objects_matching,
+                                                  "unexpected": verification.unexpected})
+            return RestoreProgress(plan.plan_id, True, shards.safety_snapshot_id, verification=verification,
+                                   fan_out=progress, **totals)
+        executions = self._executions(plan.plan_id)
+        state = executions.state(plan.plan_id)
+        if state is None:
+            return self._start_fan_out(shards)
+        if state.status in REDRIVABLE:
+            logger.warning("restore fan-out redriven", extra={"plan_id": plan.plan_id, "status": state.status})
+            state = executions.redrive(plan.plan_id)
+        elif state.status != RUNNING:
+            missing = [number for number in range(len(shards.ranges)) if number not in results][:10]
+            raise RestoreRefused(f"the fan-out of restore plan {plan.plan_id} ended {state.status} without the "
+                                 f"results of shards {', '.join(map(str, missing))}: see its execution {state.arn}")
+        return RestoreProgress(plan.plan_id, False, shards.safety_snapshot_id, 0, 0, 0, None,
+                               fan_out={**progress, **state.to_dict()})
+
     # Changes -------------------------------------------------------------------------------------
 
+    def _apply_changes(self, plan: RestorePlan, diff: ContentDiff, written: Written, pool: ThreadPoolExecutor,
+                       remaining_ms: Callable[[], int], records: str) -> AppliedChanges:
+        """Make `diff`'s changes in batches while time remains, recorded under `records`: every copy before the
+        first removal (data comes back before anything goes), each kind spread over the target's prefixes (a pool's
+        concurrent writes then go to several at once)."""
+        copies: list[Change] = [("copy", entry) for entry in spread_over_prefixes(diff.copy, lambda want: want.key)]
+        removals: list[Change] = [("remove", key) for key in spread_over_prefixes(diff.remove, str)]
+        batches = [changes[start:start + BATCH_SIZE] for changes in (copies, removals)
+                   for start in range(0, len(changes), BATCH_SIZE)]
+        applied = AppliedChanges()
+        versioning_checked = False
+        for batch in batches:
+            if remaining_ms() < SAFETY_MARGIN_MS:
+                return applied
+            if not versioning_checked and batch[0][0] == "remove":
+                self._require_versioning(plan)  # checked again just before the first delete marker
+                versioning_checked = True
+            for kind, item in self._apply_batch(plan, batch, written, pool, records):
+                applied.add(kind, item)
+        applied.finished = remaining_ms() >= SAFETY_MARGIN_MS  # the verification must fit too
+        return applied
+
     def _apply_batch(self, plan: RestorePlan, batch: list[Change], written: Written,
-                     pool: ThreadPoolExecutor) -> list[Change]:
-        """Run one batch concurrently; the versions copied recorded (and known to `written`) even when some change
-        failed."""
+                     pool: ThreadPoolExecutor, records: str) -> list[Change]:
+        """Run one batch concurrently; the versions copied recorded under `records` (and known to `written`) even
+        when some change failed."""
         target = plan.target_bucket
 
         def change(item: Change) -> Applied | None:
@@ -354,7 +492,7 @@ class BucketRestorer:
             self._remove(target, item[1])
             return Applied(None)
 
-        done = apply_recorded_batch(batch, change, pool, self._store, target, plan.plan_id, self._clock)
+        done = apply_recorded_batch(batch, change, pool, self._store, target, records, self._clock)
         for _, applied in done:
             if applied.written is not None:
                 key, version_id, etag = applied.written

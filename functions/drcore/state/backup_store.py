@@ -21,6 +21,7 @@ no record: it is read as the key holds it now, which proves less.
     restores/s3/<target>/<plan id>/changes.json.gz         a large bucket restore plan's full change lists
     restores/s3/<target>/<plan id>/applied/<...>.json.gz   the versions an apply of that plan wrote
     restores/s3/<target>/<plan id>/safety-snapshot.json    the id of that plan's safety snapshot
+    restores/s3/<target>/<plan id>/shards/...              a fanned-out restore's shards (drcore.restore.restore_shards)
     drills/<drill id>/report.json, report.md               drill reports
     locks/<run id>.json.gz                                 the retention function's index of the locks it knows
 
@@ -112,6 +113,10 @@ def restore_records_prefix(target_bucket: str, plan_id: str) -> str:
     return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/applied/"
 
 
+def restore_shards_prefix(target_bucket: str, plan_id: str) -> str:
+    return f"{RESTORE_ROOT}{target_bucket}/{plan_id}/shards/"
+
+
 def readable_version(version_id: str | None) -> str | None:
     """A version id a read can name, or None: S3 answers "null" (or nothing) where the bucket keeps no versions."""
     return None if version_id in (None, "null") else version_id
@@ -163,6 +168,14 @@ class BackupStore:
     def put_json_once(self, key: str, document: Any) -> str | None:
         return self.put_once(key, json_bytes(document), "application/json")
 
+    def put_same_once(self, key: str, body: bytes, content_type: str = "application/json", **extra: Any) -> None:
+        """Write `key` once, where an earlier attempt of the same job may have written it already: with the same
+        bytes (a plan's files are derived from what they plan), or with the first attempt's, which stand."""
+        try:
+            self.put_once(key, body, content_type, **extra)
+        except AlreadyWritten:
+            pass
+
     def put_manifest_once(self, component: Component, subject: str, backup_id: str, document: Any) -> str:
         """Write a backup's JSON manifest once, then the record of the version it was written as; its key."""
         key = manifest_key(component, subject, backup_id)
@@ -188,6 +201,15 @@ class BackupStore:
 
     def get_json(self, key: str, version_id: str | None = None) -> Any:
         return json.loads(self.get_bytes(key, version_id))
+
+    def get_json_if_present(self, key: str) -> Any:
+        """The JSON document at `key`, or None when there is none (one GET: a reader with ListBucket is told 404)."""
+        try:
+            return self.get_json(key)
+        except ClientError as error:
+            if error_code(error) in OBJECT_NOT_FOUND:
+                return None
+            raise
 
     def record_manifest(self, component: Component, subject: str, backup_id: str, version_id: str | None,
                         body: bytes) -> None:

@@ -162,6 +162,11 @@ class TwoStepAction(Protocol):
 PlanJournal = Callable[[str, str, TwoStepRequest, dict[str, Any], str], None]
 
 
+# A progress naming what runs the rest of a plan (a Step Functions execution, which resumes the plan when it is done):
+# the flow does not continue the plan itself.
+WAITING_FOR = "waiting_for"
+
+
 class TwoStepFlow:
     """Plan, confirm, apply once, resume: the same for every destructive action."""
 
@@ -202,6 +207,10 @@ class TwoStepFlow:
         finished, progress, result = action.apply(stored.plan, stored.progress, remaining_ms, request)
         if not finished:
             self._book.record(stored.plan_id, progress=progress)
+            if progress.get(WAITING_FOR):
+                return {"status": "in_progress", "plan_id": stored.plan_id, "progress": progress,
+                        "note": f"runs in {progress[WAITING_FOR]}, whose last step resumes this plan; resume it with "
+                                "the same plan id to see how far it is"}
             self._continue_later({"action": action.kind, "resume": stored.plan_id,
                                   "requested_by": request.requested_by, "reason": request.reason})
             return {"status": "in_progress", "plan_id": stored.plan_id, "progress": progress,

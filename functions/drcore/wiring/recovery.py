@@ -45,7 +45,7 @@ from drcore.state.store import ControllerStateStore
 from drcore.wiring.failback import failback_action
 from drcore.wiring.failover import failover_action
 from drcore.wiring.replication import replication_parts
-from drcore.wiring.restores import bucket_restorer
+from drcore.wiring.restores import bucket_restorer, restore_fan_out
 from drcore.wiring.shared import alert_publisher, alias_controller
 from drcore.wiring.validation import post_recovery_validation
 
@@ -81,7 +81,8 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     flow = TwoStepFlow(book, journal_in(state), continue_later)
     shared_book = PlanBook(shared, settings.protected_function, recovery.plan_ttl_seconds)
     switch_flow = TwoStepFlow(shared_book, journal_in(shared), continue_later)
-    restorer = bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every)
+    restorer = bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every,
+                               restore_fan_out(backup, recovery, client))
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
                            VerificationAlerts(alert_publisher(settings, client), settings.protected_function))

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
+from drcore.aws.clients import s3_client
+from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import BucketSnapshotter
-from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY
+from drcore.backup.snapshot_shards import FanOutSettings
+from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY, BackupSettings, RecoverySettings
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.state.backup_store import BackupStore
 
 
 def bucket_restorer(s3: Any, store: BackupStore, concurrency: int,
-                    full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY) -> BucketRestorer:
-    """Restores of buckets, each taking its safety snapshot with a snapshotter of the target."""
-    return BucketRestorer(s3, store, concurrency=concurrency, snapshots_of=lambda bucket: BucketSnapshotter(
-        s3, store, bucket, concurrency=concurrency, full_manifest_every=full_manifest_every))
+                    full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY,
+                    fan_out: tuple[FanOutSettings, MapExecutions] | None = None) -> BucketRestorer:
+    """Restores of buckets, each taking its safety snapshot with a snapshotter of the target; with `fan_out`, big
+    ones run as shards by its state machine."""
+    return BucketRestorer(s3, store, concurrency=concurrency, fan_out=fan_out, snapshots_of=lambda bucket: (
+        BucketSnapshotter(s3, store, bucket, concurrency=concurrency, full_manifest_every=full_manifest_every)))
+
+
+def restore_fan_out(backup: BackupSettings, recovery: RecoverySettings,
+                    client: Callable[[str], Any]) -> tuple[FanOutSettings, MapExecutions] | None:
+    """The restore fan-out where the stack set its state machine (`client(service)` makes a client)."""
+    if not recovery.restore_fanout_state_machine:
+        return None
+    return (FanOutSettings(backup.fanout_threshold_objects, backup.fanout_shard_objects),
+            MapExecutions(client("stepfunctions"), recovery.restore_fanout_state_machine))
+
+
+@lru_cache(maxsize=4)
+def restore_shard_worker(backup: BackupSettings) -> BucketRestorer:
+    """The restore shard worker's restorer: it applies shards, and takes no safety snapshot (the apply that fanned
+    the restore out took it)."""
+    s3 = s3_client(backup.copy_concurrency)
+    return bucket_restorer(s3, BackupStore(s3, backup.backup_bucket), backup.copy_concurrency,
+                           backup.full_manifest_every)

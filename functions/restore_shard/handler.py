@@ -1,0 +1,34 @@
+"""restore_shard: applies and verifies one shard of a fanned-out bucket restore (drcore.restore.restore_shards).
+
+Event, from the restore fan-out state machine's map: `{"shard": {"plan_id": "<plan id>", "target_bucket": "<bucket>",
+"number": <n>}}`, answered with `finished` (whether the shard is done: the map invokes it again until it is) and what
+this invocation copied and removed. A request that is not a valid one is answered `{"ok": false, "error": ...}` and
+reads or writes nothing; an AWS error raises, for the map's retry.
+"""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from drcore.core.config import BackupSettings, RecoverySettings
+from drcore.core.errors import InvalidRequest
+from drcore.restore.shard_requests import parse_restore_shard_request
+from drcore.wiring.restores import restore_shard_worker
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    backup = BackupSettings.from_environ(os.environ)
+    recovery = RecoverySettings.from_environ(os.environ)
+    try:
+        shard = parse_restore_shard_request(event, (backup.data_bucket, *recovery.restore_target_buckets))
+    except InvalidRequest as error:
+        logger.warning("request refused", extra={"reason": str(error)})
+        return {"ok": False, "error": str(error)}
+    restorer = restore_shard_worker(backup)
+    run = restorer.apply_shard(shard.target_bucket, shard.plan_id, shard.number, context.get_remaining_time_in_millis)
+    return {"ok": True, **run.to_dict()}
