@@ -120,3 +120,46 @@ def test_bad_recovery_requests_change_nothing(world, monkeypatch, event, problem
     result = act(event)
     assert result["ok"] is False and problem in result["error"], result
     assert calls.mutating() == []
+
+
+def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_execution_and_finishes(
+        world, monkeypatch):
+    import json
+
+    import boto3
+
+    import restore_shard.handler as restore_shard
+    from embedded.sample_system import put_sample_uploads
+
+    # Given backups of every component, a bucket past a fan-out threshold of 1,000 keys, then damaged data
+    put_sample_uploads(world, range(20, 1_020))
+    back_up("lambda"), back_up("stack"), back_up("s3")
+    before_data = contents(world)
+    at = datetime.now(UTC)
+    time.sleep(1.5)  # object versions are listed to the second: the damage must come after `at`
+    damage(world)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(name="restore-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
+                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
+    for name, value in {"DR_RESTORE_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
+                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
+        monkeypatch.setenv(name, value)
+    request = {"action": "comprehensive_rollback", "at": at.isoformat(), **WHO}
+    plan_id = act(request)["result"]["plan_id"]
+    # When it is confirmed, its data step fans out: the rollback waits for that execution, not continuing itself
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    waiting = act({**request, "confirm": plan_id})["result"]
+    assert waiting["status"] == "in_progress" and calls.count()["Invoke"] == 0
+    execution = waiting["progress"]["waiting_for"]
+    resume = json.loads(sfn.describe_execution(executionArn=execution)["input"])["resume"]
+    # and the execution resumes the rollback, not its data step alone
+    assert resume == {"action": "comprehensive_rollback", "resume": plan_id, **WHO}
+    restore_plan = execution.rsplit(":", 1)[1]
+    for number in range(2):
+        answer = restore_shard.handler({"shard": {"plan_id": restore_plan, "target_bucket": world.data_bucket,
+                                                  "number": number}}, LambdaContextStub("apilados-dr-restore-shard"))
+        assert answer["finished"]
+    report = act(resume)["result"]["result"]
+    # Then the rollback goes on to the stack and ends with one report, every step verified
+    assert report["ok"] is True and list(report["steps"]) == ["function", "environment", "data", "stack"]
+    assert report["steps"]["data"]["objects_matching"] == len(before_data) and contents(world) == before_data
