@@ -10,7 +10,8 @@ Its role holds exactly what the recovery actions need:
 - the alias controller's permissions, as the watchers have them (not their metrics nor the probe of LIVE);
 - bucket restores (`restore_s3`) into the data bucket and the allow-listed target buckets: listing, reading
   and writing object versions, removing by delete markers only (no s3:DeleteObjectVersion: invariant 5), a
-  safety snapshot into the backup bucket, the plan's records under `restores/`;
+  safety snapshot into the backup bucket, the plan's records under `restores/`; a big restore's shards are applied
+  by the restore fan-out, which the function starts, follows and redrives (stacks/constructs/restore_fanout.py);
 - `recover_from_backup`: the protected function's code, configuration, concurrency, tags and event invoke
   configuration, a new version; or a new function beside it, named `<protected function>-<suffix>`;
   layers republished in this account; iam:PassRole to Lambda only for the roles
@@ -177,6 +178,24 @@ def restore_target_buckets(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.data_bucket, *settings.recovery.restore_target_buckets]))
 
 
+def restore_target_arns(scope: Construct, settings: Settings) -> list[str]:
+    """The ARNs of `restore_target_buckets` (S3 bucket ARNs name neither region nor account); "<arn>/*" their
+    objects."""
+    partition = Stack.of(scope).partition
+    return [f"arn:{partition}:s3:::{bucket}" for bucket in restore_target_buckets(settings)]
+
+
+def restore_target_objects(settings: Settings) -> RegexAppliesTo:
+    """cdk-nag's rendering of every object of every restore target, for the suppressions that explain it."""
+    buckets = "|".join(re.escape(bucket) for bucket in restore_target_buckets(settings))
+    return RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::({buckets})\/\*$/")
+
+
+def restore_target_allow_list(settings: Settings) -> str:
+    """The allow-list as the functions read it (RecoveryEnvVar.RESTORE_TARGET_BUCKETS): the data bucket is implied."""
+    return ",".join(settings.recovery.restore_target_buckets)
+
+
 def rpo_seconds(settings: Settings) -> dict[str, int]:
     """The recovery point objective of each backed-up component, as the recovery function's `status` judges
     the age of the last backup: the objectives table's RPO, and for the stack the window its RPO alarm
@@ -242,9 +261,7 @@ class Recovery(Construct):
         )
 
     def _grant_bucket_restores(self, backup_bucket: BackupBucket) -> None:
-        partition = Stack.of(self).partition
-        # S3 bucket ARNs name neither region nor account.
-        targets = [f"arn:{partition}:s3:::{bucket}" for bucket in restore_target_buckets(self._settings)]
+        targets = restore_target_arns(self, self._settings)
         backups = backup_bucket.bucket
         self._add("ListRestoreTargets", TARGET_BUCKET_READS, targets)
         self._add("ReadRestoreTargetObjects", TARGET_OBJECT_READS, [f"{arn}/*" for arn in targets])
@@ -302,7 +319,6 @@ class Recovery(Construct):
         settings = self._settings
         bucket_id = Stack.of(self).get_logical_id(default_resource(backup_bucket.bucket, s3.CfnBucket))
         prefixes = "|".join(prefix.rstrip("/") for prefix in RECOVERY_READ_PREFIXES)
-        buckets = "|".join(re.escape(bucket) for bucket in restore_target_buckets(settings))
         function = re.escape(settings.protected_function)
         stack_names = "|".join(re.escape(name) for name in (settings.pipeline_stack, recovery_stack_name(settings)))
         suppressions = [
@@ -329,7 +345,7 @@ class Recovery(Construct):
                 reason="A restore reads and rewrites any object of the data bucket (or of an allow-listed target "
                 "bucket), whose keys are the pipeline's uploads and cannot be listed at synth time. It removes "
                 "only by delete markers: s3:DeleteObjectVersion is not granted.",
-                applies_to=[RegexAppliesTo(regex=rf"/^Resource::arn:[^:]+:s3:::({buckets})\/\*$/")],
+                applies_to=[restore_target_objects(settings)],
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
@@ -376,10 +392,13 @@ def recovery_environment(
     function's own (RecoveryEnvVar), each built where its function's is."""
     recovery = settings.recovery
     own = {
-        RecoveryEnvVar.RESTORE_TARGET_BUCKETS: ",".join(recovery.restore_target_buckets),
+        RecoveryEnvVar.RESTORE_TARGET_BUCKETS: restore_target_allow_list(settings),
         RecoveryEnvVar.RPO_SECONDS: json.dumps(rpo_seconds(settings), separators=(",", ":")),
         RecoveryEnvVar.PLAN_TTL_SECONDS: str(recovery.plan_ttl_minutes * 60),
         RecoveryEnvVar.STACK_ROLE_ARN: recovery.stack_role_arn or "",
+        # No restore fans out unless the stack runs a restore fan-out, which names its state machine to the recovery
+        # function (stacks/constructs/restore_fanout.py): the standby's and the drills' restores never fan out.
+        RecoveryEnvVar.RESTORE_FANOUT_STATE_MACHINE: "",
     }
     # Plain strings for jsii.
     own_variables = {str(name.value): value for name, value in own.items()}
