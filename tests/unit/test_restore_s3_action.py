@@ -249,6 +249,11 @@ def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_an
         answer = restore_shard.handler({"shard": {"plan_id": plan_id, "target_bucket": world.data_bucket,
                                                   "number": number}}, LambdaContextStub("apilados-dr-restore-shard"))
         assert answer["ok"] and answer["finished"] and answer["result"]["verification"]["ok"]
+        # status shows the restore while its execution runs: shard 1 holds the last 20 keys (and the one added)
+        [running] = act({"action": "status"})["result"]["restores_running"]
+        assert {name: running[name] for name in ("plan_id", "shards", "shards_done")} == {
+            "plan_id": plan_id, "shards": 2, "shards_done": 2 - number}
+        assert running["objects_verified"] == (20 if number else len(before))
     # and its last step sends the resume
     applied = act(resume)["result"]
     # Then the plan is applied: the bucket as at the snapshot, one verification of every object, journaled, validated
@@ -260,3 +265,6 @@ def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_an
     assert [entry["result"] for entry in journaled(world, plan_id)] == ["applied"]
     # and a resume sent again (a retried last step) answers that it is applied
     assert act(resume)["result"]["status"] == "already_applied"
+    # and once its execution ends, status shows no restore running
+    sfn.stop_execution(executionArn=execution)
+    assert act({"action": "status"})["result"]["restores_running"] == []

@@ -66,6 +66,17 @@ class MapExecutions:
             raise
         return ExecutionState(arn, described["status"], self._map_items(arn))
 
+    def running(self, most: int) -> list[tuple[str, dict[str, Any]]]:
+        """The name and input of up to `most` running executions, newest first."""
+        listed = retrying(lambda: self._sfn.list_executions(stateMachineArn=self._state_machine_arn,
+                                                             statusFilter=RUNNING, maxResults=most))
+        return [(execution["name"], self._input_of(execution["executionArn"]))
+                for execution in listed.get("executions", [])[:most]]
+
+    def _input_of(self, execution_arn: str) -> dict[str, Any]:
+        described = retrying(lambda: self._sfn.describe_execution(executionArn=execution_arn))
+        return dict(json.loads(described.get("input") or "{}"))
+
     def redrive(self, name: str) -> ExecutionState:
         """Redrive the failed execution `name`: only its failed shards run again."""
         arn = self.arn_of(name)

@@ -111,6 +111,7 @@ from drcore.restore.restore_shards import (
     record_run,
     records_id,
     run_totals,
+    shards_progress,
     write_result,
     write_shard_plan,
 )
@@ -134,6 +135,7 @@ logger = Logger(child=True)
 
 LISTED_KEYS = 50  # keys of each kind named in the plan itself (a DynamoDB item stays small); all in its changes object
 BATCH_SIZE = 512  # changes between two restore records and two looks at the remaining time
+SHOWN_FAN_OUTS = 10  # running restore fan-outs `status` shows
 # Stop starting batches with less than this left: a batch of copies and its record must fit.
 SAFETY_MARGIN_MS = 30_000
 
@@ -421,7 +423,7 @@ class BucketRestorer:
         logger.info("restore fanned out", extra={"plan_id": plan.plan_id, "shards": len(shards.ranges),
                                                  "execution": execution})
         return RestoreProgress(plan.plan_id, False, shards.safety_snapshot_id, 0, 0, 0, None, fan_out={
-            "execution": execution, "status": "RUNNING", "shards": len(shards.ranges), "shards_done": 0})
+            **shards_progress(shards, {}), "execution": execution, "status": RUNNING})
 
     def _continue_fan_out(self, shards: RestoreShardPlan) -> RestoreProgress:
         """Merge the shards' verifications when every shard is done; else start the execution if it never started
@@ -429,17 +431,15 @@ class BucketRestorer:
         plan = shards.plan
         with ThreadPoolExecutor(self._concurrency) as pool:
             results = read_results(self._store, shards, pool)
-        progress: dict[str, Any] = {"shards": len(shards.ranges), "shards_done": len(results)}
+        progress = shards_progress(shards, results)
         if len(results) == len(shards.ranges):
             verification = merged_verification(list(results.values()))
-            totals = {name: sum(getattr(result, name) for result in results.values())
-                      for name in ("copied", "removed", "bytes_copied")}
-            logger.info("restore applied", extra={"plan_id": plan.plan_id, "fanned_out": True, **progress, **totals,
+            logger.info("restore applied", extra={"fanned_out": True, **progress,
                                                   "objects_expected": verification.objects_expected,
                                                   "objects_matching": verification.objects_matching,
                                                   "unexpected": verification.unexpected})
-            return RestoreProgress(plan.plan_id, True, shards.safety_snapshot_id, verification=verification,
-                                   fan_out=progress, **totals)
+            return RestoreProgress(plan.plan_id, True, shards.safety_snapshot_id, progress["copied"],
+                                   progress["removed"], progress["bytes_copied"], verification, fan_out=progress)
         executions = self._executions(plan.plan_id)
         state = executions.state(plan.plan_id)
         if state is None:
@@ -453,6 +453,20 @@ class BucketRestorer:
                                  f"results of shards {', '.join(map(str, missing))}: see its execution {state.arn}")
         return RestoreProgress(plan.plan_id, False, shards.safety_snapshot_id, 0, 0, 0, None,
                                fan_out={**progress, **state.to_dict()})
+
+    def fan_outs_running(self, most: int = SHOWN_FAN_OUTS) -> list[dict[str, Any]]:
+        """How far each running restore fan-out is (up to `most`), from its shards' results: for `status`. Reads
+        only; empty without fan-out."""
+        if self._fan_out is None:
+            return []
+        shown = []
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            for plan_id, execution_input in self._fan_out[1].running(most):
+                shards = read_shard_plan(self._store, str(execution_input.get("target_bucket", "")), plan_id)
+                if shards is None:
+                    continue
+                shown.append(shards_progress(shards, read_results(self._store, shards, pool)))
+        return shown
 
     # Changes -------------------------------------------------------------------------------------
 

@@ -41,9 +41,10 @@ class RecoveryService:
                  replication: Callable[[], dict[str, Any]] | None = None,
                  validation: PostRecoveryValidation | None = None,
                  flows: dict[type, TwoStepFlow] | None = None,
-                 region: Callable[[], dict[str, Any]] | None = None) -> None:
+                 region: Callable[[], dict[str, Any]] | None = None,
+                 restores_running: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         """`flows`: the destructive actions whose plans and journal live elsewhere than `flow`'s (the region
-        switches', resumable from either region)."""
+        switches', resumable from either region). `restores_running`: the bucket restores whose shards run."""
         self._settings = settings
         self._controller = controller
         self._alarm_board = alarm_board
@@ -56,6 +57,7 @@ class RecoveryService:
         self._validation = validation
         self._flows = flows or {}
         self._region = region
+        self._restores_running = restores_running
 
     def perform(self, request: Any, remaining_ms: Callable[[], int]) -> dict[str, Any]:
         # Each request type to what answers it; the models checked the request's fields already.
@@ -125,6 +127,8 @@ class RecoveryService:
             "alarms": {name: {"state": signal.state, "since": to_iso(signal.changed_at)}
                        for name, signal in alarms.items()},
             "backups": self._catalog.latest(),
+            # Bucket restores fanned out into shards, while their executions run (drcore.restore.restore_shards).
+            "restores_running": self._restores_running() if self._restores_running else [],
             "last_drill": self._last_drill(),
             # Which region processes uploads, by the region record (drcore.state.region_record).
             "region": self._region() if self._region else None,

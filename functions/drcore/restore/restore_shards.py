@@ -210,6 +210,16 @@ def read_results(store: BackupStore, shards: RestoreShardPlan, pool: ThreadPoolE
     return {number: result for number, result in zip(numbers, found, strict=True) if result is not None}
 
 
+def shards_progress(shards: RestoreShardPlan, results: dict[int, ShardResult]) -> dict[str, Any]:
+    """How far a fanned-out restore is, from the results of its shards that are done."""
+    done = results.values()
+    return {"plan_id": shards.plan.plan_id, "target_bucket": shards.plan.target_bucket,
+            "shards": len(shards.ranges), "shards_done": len(results),
+            "objects_verified": sum(result.verification.objects_expected for result in done),
+            "copied": sum(result.copied for result in done), "removed": sum(result.removed for result in done),
+            "bytes_copied": sum(result.bytes_copied for result in done)}
+
+
 def merged_verification(results: Sequence[ShardResult]) -> Verification:
     """One verification of the whole restore: the shards' counts added, their keys named in key order (the shards'
     ranges are in key order)."""

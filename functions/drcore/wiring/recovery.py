@@ -124,7 +124,7 @@ def recovery_service(settings: ControllerSettings, backup: BackupSettings, recov
     return RecoveryService(settings, controller, alarm_board, catalog, flow, destructive,
                            preflight=Preflight(client, target).run, replication=replication.report,
                            validation=validation, flows={Failover: switch_flow, Failback: switch_flow},
-                           region=lambda: _region_status(record))
+                           region=lambda: _region_status(record), restores_running=restorer.fan_outs_running)
 
 
 def _region_status(record: RegionRecord) -> dict[str, Any]:
