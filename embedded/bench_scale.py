@@ -5,7 +5,8 @@ restore plan reports its estimate with) gives for a snapshot and a full restore 
 documented limits, with its assumptions written next to them. Each job is modelled two ways: in one
 invocation after another, and fanned out into shards run at once (a Step Functions Distributed Map, with
 the FanOut defaults). `built` says which way the functions run that job today: a snapshot with a base
-fans out (drcore.backup.snapshot_shards); a first snapshot (no base to cut shards from) and a restore do not.
+fans out (drcore.backup.snapshot_shards), and so does a restore past the threshold (drcore.restore.
+restore_shards); a first snapshot (no base to cut shards from) does not.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def scale_model(objects: int = OBJECTS, mean_size: int = MEAN_SIZE) -> dict[str,
         # Into an empty bucket (the data lost): nothing to compare, remove or keep safe.
         "full_restore": _modelled(lambda **options: restore_estimate(
             target_objects=0, copies=Copies.alike(objects, mean_size), removals=0, compared=0,
-            safety_copies=Copies(), batch_size=BATCH_SIZE, assumptions=assumptions, **options), fans_out=False),
+            safety_copies=Copies(), batch_size=BATCH_SIZE, assumptions=assumptions, **options), fans_out=True),
     }
 
 
