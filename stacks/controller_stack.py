@@ -1,8 +1,8 @@
 """The DR controller in the primary region: state, alerting, the LIVE alias's alarms and the watchers,
 backups with their RPO alarms and the fan-out of big bucket snapshots, their retention and the alarm on changes to
-their protection, the operators' recovery function, the replication alarms, the drills, and the dashboard; the state
-table is a global table with a replica in the secondary region, and the backup bucket replicates to the standby
-stack's copy there."""
+their protection, the operators' recovery function and the fan-out of big bucket restores, the replication alarms, the
+drills, and the dashboard; the state table is a global table with a replica in the secondary region, and the backup
+bucket replicates to the standby stack's copy there."""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from stacks.constructs.dashboard import ControllerDashboard, dashboard_url
 from stacks.constructs.drills import Drills, scratch_function_name
 from stacks.constructs.recovery import Recovery
 from stacks.constructs.replication import ReplicationAlarms
+from stacks.constructs.restore_fanout import RESULTS_PREFIX as RESTORE_RESULTS_PREFIX
+from stacks.constructs.restore_fanout import RestoreFanOut
 from stacks.constructs.retention import Retention
 from stacks.constructs.shard_fanout import RESULTS_EXPIRY
-from stacks.constructs.snapshot_fanout import RESULTS_PREFIX, SnapshotFanOut
+from stacks.constructs.snapshot_fanout import RESULTS_PREFIX as SNAPSHOT_RESULTS_PREFIX
+from stacks.constructs.snapshot_fanout import SnapshotFanOut
 from stacks.constructs.state_table import StateTable
 from stacks.constructs.switch_gate import SwitchGate
 from stacks.constructs.watchers import WATCHER_SERVICES, Watchers
@@ -69,7 +72,7 @@ class ControllerStack(Stack):
             alert_topic=alerting.alert_topic,
         )
         # Big snapshots of the data bucket run as shards (the standby, which backs up its function only, has none).
-        fan_out = SnapshotFanOut(
+        snapshot_fan_out = SnapshotFanOut(
             self,
             "SnapshotFanOut",
             settings=settings,
@@ -97,6 +100,18 @@ class ControllerStack(Stack):
             alarms=alarms,
             backup_bucket=backup_bucket,
         )
+        # Big restores run as shards too (the standby's never fan out).
+        restore_fan_out = RestoreFanOut(
+            self,
+            "RestoreFanOut",
+            settings=settings,
+            functions=functions,
+            state_table=state.table,
+            recovery_function=recovery.function,
+            backup_bucket=backup_bucket,
+            results_bucket=snapshot_fan_out.results_bucket,
+            alert_topic=alerting.alert_topic,
+        )
         SwitchGate(self, "SwitchGate", settings=settings, bucket=settings.data_bucket,
                    recovery_role=role_of(recovery.function))
         replication = ReplicationAlarms(self, "Replication", settings=settings, alert_topic=alerting.alert_topic)
@@ -118,9 +133,10 @@ class ControllerStack(Stack):
             live_alarms=[*alarms.health, *alarms.performance],
             rpo_alarms=backups.rpo_alarms,
             controller_alarms=[functions.failed_events_alarm, *watchers.heartbeat_alarms, *replication.alarms,
-                               fan_out.alarm],
+                               snapshot_fan_out.alarm, restore_fan_out.alarm],
             recovery_function=recovery.function,
-            fanout_state_machine=fan_out.state_machine,
+            snapshot_fanout_state_machine=snapshot_fan_out.state_machine,
+            restore_fanout_state_machine=restore_fan_out.state_machine,
         )
 
         invokers = (
@@ -163,10 +179,11 @@ class ControllerStack(Stack):
             "StateTableName": (state.table.table_name, "Controller records, idempotency records and the journal"),
             "BackupBucketName": (backup_bucket.bucket.bucket_name, "Backups: versioned, KMS-encrypted, Object Lock"),
             "SnapshotFanOutResultsBucketName": (
-                fan_out.results_bucket.bucket_name,
+                snapshot_fan_out.results_bucket.bucket_name,
                 (
-                    f"The snapshot fan-out's Map Run results (which shards failed, and why), under {RESULTS_PREFIX}/"
-                    f"<map run id>/; they expire after {RESULTS_EXPIRY.to_days()} days"
+                    "The snapshot and restore fan-outs' Map Run results (which shards failed, and why), under "
+                    f"{SNAPSHOT_RESULTS_PREFIX}/<map run id>/ and {RESTORE_RESULTS_PREFIX}/<map run id>/; they expire "
+                    f"after {RESULTS_EXPIRY.to_days()} days"
                 ),
             ),
             "DataBucketName": (settings.data_bucket, "The protected data bucket, snapshotted into the backup bucket"),

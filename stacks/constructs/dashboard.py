@@ -1,6 +1,6 @@
 """The controller's CloudWatch dashboard: what LIVE and STABLE point at, what the controller did, the state of
-every alarm, how old each component's last good backup is against its RPO, how a big snapshot's fan-out is
-going, and the last drill's result.
+every alarm, how old each component's last good backup is against its RPO, how a big snapshot's and a big restore's
+fan-outs are going, and the last drill's result.
 
 Metrics it reads, and who publishes them (all in the configured metrics namespace):
 - `LiveVersion`, `StableVersion` (dimension FunctionName): the watchers, on every tick and change;
@@ -11,8 +11,8 @@ Metrics it reads, and who publishes them (all in the configured metrics namespac
   function's shard workers of a fanned-out snapshot;
 - `DrillPassed` (dimension Environment = "aws"): the drill function;
 - `Invocations`, `Errors` of the recovery function: Lambda itself (AWS/Lambda);
-- `ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed` of the snapshot fan-out: Step Functions itself
-  (AWS/States).
+- `ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed` of the snapshot and the restore fan-outs: Step
+  Functions itself (AWS/States).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class ControllerDashboard(Construct):
         rpo_alarms: Mapping[Component, cloudwatch.IAlarm],
         controller_alarms: Sequence[cloudwatch.IAlarm],
         recovery_function: lambda_.IFunction,
-        fanout_state_machine: sfn.IStateMachine,
+        snapshot_fanout_state_machine: sfn.IStateMachine,
+        restore_fanout_state_machine: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -117,8 +118,12 @@ class ControllerDashboard(Construct):
             self._last_drill(),
         )
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
-        self.dashboard.add_widgets(*self._snapshot_fan_out(fanout_state_machine))
-        self.dashboard.add_widgets(self._recovery_console(recovery_function))
+        self.dashboard.add_widgets(*self._snapshot_fan_out(snapshot_fanout_state_machine))
+        # A big restore's executions beside the recovery function that starts them and merges their shards.
+        self.dashboard.add_widgets(
+            self._fan_out_executions("Restore fan-out", restore_fanout_state_machine, width=12),
+            self._recovery_console(recovery_function),
+        )
 
     def _metric(
         self, name: str, dimensions: dict[str, str], statistic: str, period: Duration, label: str
@@ -218,21 +223,9 @@ class ControllerDashboard(Construct):
 
     def _snapshot_fan_out(self, state_machine: sfn.IStateMachine) -> list[cloudwatch.IWidget]:
         # A big snapshot's executions, and its shard workers' progress while one runs.
-        hourly = Duration.hours(1)
         snapshot = {COMPONENT_DIMENSION: Component.S3.value}
         return [
-            cloudwatch.GraphWidget(
-                title="Snapshot fan-out: executions per hour",
-                left=[
-                    state_machine.metric_started(period=hourly, statistic="Sum", label="started"),
-                    state_machine.metric_succeeded(period=hourly, statistic="Sum", label="succeeded"),
-                    state_machine.metric_failed(period=hourly, statistic="Sum", label="failed"),
-                ],
-                left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                view=cloudwatch.GraphWidgetView.BAR,
-                width=8,
-                height=6,
-            ),
+            self._fan_out_executions("Snapshot fan-out", state_machine, width=8),
             cloudwatch.GraphWidget(
                 title="Snapshot fan-out: shards done",
                 left=[self._metric(SNAPSHOT_SHARDS_DONE_METRIC, snapshot, "Sum", FINE_PERIOD, "shards done")],
@@ -251,6 +244,21 @@ class ControllerDashboard(Construct):
             ),
         ]
 
+    def _fan_out_executions(self, fan_out: str, state_machine: sfn.IStateMachine, width: int) -> cloudwatch.IWidget:
+        hourly = Duration.hours(1)
+        return cloudwatch.GraphWidget(
+            title=f"{fan_out}: executions per hour",
+            left=[
+                state_machine.metric_started(period=hourly, statistic="Sum", label="started"),
+                state_machine.metric_succeeded(period=hourly, statistic="Sum", label="succeeded"),
+                state_machine.metric_failed(period=hourly, statistic="Sum", label="failed"),
+            ],
+            left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
+            view=cloudwatch.GraphWidgetView.BAR,
+            width=width,
+            height=6,
+        )
+
     def _recovery_console(self, function: lambda_.IFunction) -> cloudwatch.IWidget:
         # Every manual action is one synchronous invocation (long restores add their own continuations);
         # an error is an action that failed, not a request refused as invalid (that answers ok: false).
@@ -262,6 +270,6 @@ class ControllerDashboard(Construct):
             ],
             left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
             view=cloudwatch.GraphWidgetView.BAR,
-            width=24,
+            width=12,
             height=6,
         )

@@ -31,9 +31,7 @@ grants for the map (whole buckets for its reader and its writer) are left out.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -132,12 +130,12 @@ class ShardJob:
     # Invoked for each shard with `worker_payload` (which reads the item: "$.shard" and the `item_fields`) until it
     # answers `{"finished": true, ...}`.
     worker: Invoked
-    worker_payload: Mapping[str, Any]
+    worker_payload: sfn.TaskInput
     # The execution input's fields each shard is given, besides its number.
     item_fields: tuple[str, ...]
     # Invoked once every shard is done, with `merge_payload` (which reads the execution's input).
     merge: Invoked
-    merge_payload: Mapping[str, Any]
+    merge_payload: sfn.TaskInput
     # Any run's shard items in the backup bucket (an IAM object key pattern): the only thing the map reads there.
     items: str
     # Where in the results bucket the map writes its results: "<prefix>/<map run id>/manifest.json", ...
@@ -250,13 +248,13 @@ class ShardFanOut(Construct):
 
     # The definition
 
-    def _invoke(self, state_id: str, function: lambda_.IFunction, payload: Mapping[str, Any], *,
+    def _invoke(self, state_id: str, function: lambda_.IFunction, payload: sfn.TaskInput, *,
                 result_selector: dict[str, object] | None = None, result_path: str) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
             self,
             state_id,
             lambda_function=function,
-            payload=sfn.TaskInput.from_object(dict(payload)),
+            payload=payload,
             result_selector=result_selector,
             result_path=result_path,
             # The retries below instead: Lambda's transient errors, and the worker's own failures.

@@ -135,9 +135,15 @@ def test_the_dashboard_follows_the_settings(tuned: Synthesized):
     assert _widget(body, "lambda backup age")["annotations"]["horizontal"][0]["value"] == 5
 
 
+def _state_machine(synth: Synthesized, kind: str) -> dict[str, str]:
+    name = f"apilados-pipeline-ingest-{kind}-fanout"
+    machine = logical_id(synth.resources, "AWS::StepFunctions::StateMachine", StateMachineName=name)
+    return {"StateMachineArn": f"${{{machine}}}"}
+
+
 def test_the_snapshot_fan_outs_executions_and_its_shards_progress(body: dict, synth: Synthesized):
     # Given the state machine that fans big snapshots out
-    machine = {"StateMachineArn": f"${{{logical_id(synth.resources, 'AWS::StepFunctions::StateMachine')}}}"}
+    machine = _state_machine(synth, "snapshot")
     # Then its executions started, succeeded and failed are summed per hour
     executions = ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
     assert _metrics(_widget(body, "Snapshot fan-out: executions")) == [
@@ -153,3 +159,17 @@ def test_the_snapshot_fan_outs_executions_and_its_shards_progress(body: dict, sy
         (NAMESPACE, "SnapshotBytesCopied", snapshot, "Sum"),
     ]
     assert copied["metrics"][1][-1]["yAxis"] == "right"  # bytes, beside a count
+
+
+def test_the_restore_fan_outs_executions_beside_the_recovery_function(body: dict, synth: Synthesized):
+    # Given the state machine that fans big restores out
+    machine = _state_machine(synth, "restore")
+    # Then its executions started, succeeded and failed are summed per hour
+    executions = ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
+    assert _metrics(_widget(body, "Restore fan-out: executions")) == [
+        ("AWS/States", name, machine, "Sum") for name in executions
+    ]
+    # And they stand in one row with the recovery function's invocations, which start and merge them
+    (row,) = {w["y"] for w in body["widgets"]
+              if w["properties"].get("title", "").startswith(("Restore fan-out", "Recovery function"))}
+    assert sum(w["width"] for w in body["widgets"] if w["y"] == row) == 24

@@ -120,6 +120,9 @@ MUTATING = {
     "cloudformation:SetStackPolicy",
     "cloudformation:UpdateTerminationProtection",
     "cloudformation:DeleteStack",
+    # a big restore's fan-out (stacks/constructs/restore_fanout.py): started, and redriven when it failed
+    "states:StartExecution",
+    "states:RedriveExecution",
 }
 # What no statement of the recovery role may ever grant: permanent deletion, or a way around Object Lock
 # and versioning.
@@ -245,6 +248,10 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "lambda:GetPolicy",
         # the switch gates' messages received (IAM counts it a read; deleting them is in MUTATING)
         "sqs:ReceiveMessage",
+        # a big restore's fan-out followed, its shards counted (stacks/constructs/restore_fanout.py)
+        "states:DescribeExecution",
+        "states:ListMapRuns",
+        "states:DescribeMapRun",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads
@@ -274,10 +281,13 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
         *(roles if roles is not None else [f"arn:aws:iam::{ACCOUNT}:role/{stack}-*"]),
+        # the restore fan-out's executions, named after restore plans
+        f"arn:aws:states:{region}:{ACCOUNT}:execution:{function}-restore-fanout:*",
     }
     # Then no resource is "*", and a wildcard appears only where a name is chosen at run time: object keys of
     # the restore targets, the backup store's prefixes, functions restored beside the protected one, layers
-    # of this account, the stack ids, and the role patterns cdk.json names (or the pipeline stack's roles)
+    # of this account, the stack ids, the role patterns cdk.json names (or the pipeline stack's roles), and the
+    # executions of the restore fan-out
     assert changing
     for resource in _resources(changing):
         assert resource != "*"

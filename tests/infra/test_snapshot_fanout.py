@@ -41,7 +41,10 @@ RETRIES = [
 
 
 def _machine_id(resources: dict[str, dict[str, Any]]) -> str:
-    return logical_id(resources, "AWS::StepFunctions::StateMachine")
+    """The snapshot fan-out's state machine (the restore fan-out's: tests/infra/test_restore_fanout.py)."""
+    (machine,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::StepFunctions::StateMachine"
+                  and resource["Properties"]["StateMachineName"].endswith("-snapshot-fanout")]
+    return machine
 
 
 def _definition(synth: Synthesized) -> dict[str, Any]:

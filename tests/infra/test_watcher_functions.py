@@ -19,14 +19,15 @@ def _function(synth: Synthesized, handler: str) -> dict:
     return synth.resources[logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)]
 
 
-def test_the_deployed_functions_are_the_two_watchers_backup_retention_recovery_and_drill(synth: Synthesized):
+def test_the_deployed_functions_are_the_watchers_backup_retention_recovery_restore_shards_and_drill(
+        synth: Synthesized):
     # Given the synthesized controller / Then its functions are, by handler string, the watchers, backup,
-    # retention, recovery and drill
+    # retention, recovery, the restore fan-out's shard worker and drill
     handlers = sorted(
         r["Properties"]["Handler"] for r in synth.resources.values() if r["Type"] == "AWS::Lambda::Function"
     )
     assert handlers == sorted([*WATCHERS, "backup.handler.handler", "retention.handler.handler",
-                               "recovery.handler.handler", "drill.handler.handler"])
+                               "recovery.handler.handler", "restore_shard.handler.handler", "drill.handler.handler"])
 
 
 @pytest.mark.parametrize("handler", WATCHERS)
