@@ -170,8 +170,9 @@ class RestoreFanOut(ShardFanOut):
                          alert_topic=alert_topic, results_bucket=results_bucket)
         self.worker = worker
         self._grant_worker(backup_bucket)
+        # Its `status` reports every running restore's shards.
         self.let_start(recovery_function, RecoveryEnvVar.RESTORE_FANOUT_STATE_MACHINE.value,
-                       policy_id="RecoveryFunctionRunsFanOut")
+                       policy_id="RecoveryFunctionRunsFanOut", list_running=True)
 
     def _grant_worker(self, backup_bucket: BackupBucket) -> None:
         settings = self._settings

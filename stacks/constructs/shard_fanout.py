@@ -94,6 +94,8 @@ TRACING = ("xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplin
 START = ("states:StartExecution",)
 FOLLOW = ("states:DescribeExecution", "states:ListMapRuns", "states:RedriveExecution")
 COUNT_SHARDS = ("states:DescribeMapRun",)
+# What a planner that reports every running job does besides (the recovery function's `status`).
+LIST_RUNNING = ("states:ListExecutions",)
 ALARM_PERIOD = Duration.minutes(5)
 # The policy aws_stepfunctions.StateMachine makes for a Distributed Map's child executions.
 CDK_DISTRIBUTED_MAP_POLICY = "DistributedMapPolicy"
@@ -334,25 +336,24 @@ class ShardFanOut(Construct):
             iam.PolicyStatement(sid="DeliverLogsAndTraces", actions=[*LOG_DELIVERY, *TRACING], resources=["*"]),
         ]
 
-    def let_start(self, function: lambda_.Function, variable: str, *, policy_id: str) -> None:
-        """Let `function`, which plans the job, start it and follow it: its ARN in `variable` of its environment,
-        and a policy of its own (`policy_id`), created after both the function and the state machine (see the
-        module's docstring)."""
+    def let_start(self, function: lambda_.Function, variable: str, *, policy_id: str,
+                  list_running: bool = False) -> None:
+        """Let `function`, which plans the job, start it and follow it (and with `list_running`, list the running
+        executions): its ARN in `variable` of its environment, and a policy of its own (`policy_id`), created after
+        both the function and the state machine (see the module's docstring)."""
         function.add_environment(variable, self.state_machine_arn)
         title = self._job.title
-        policy = iam.Policy(
-            self,
-            policy_id,
-            roles=[role_of(function)],
-            statements=[
-                iam.PolicyStatement(sid=f"Start{title}FanOut", actions=list(START),
-                                    resources=[self.state_machine_arn]),
-                # An execution is named after its job: the function finds it, counts its shards, and redrives it
-                # when it failed.
-                iam.PolicyStatement(sid=f"Follow{title}FanOut", actions=list(FOLLOW), resources=[self._executions]),
-                iam.PolicyStatement(sid="CountFanOutShards", actions=list(COUNT_SHARDS), resources=[self._map_runs]),
-            ],
-        )
+        statements = [
+            iam.PolicyStatement(sid=f"Start{title}FanOut", actions=list(START), resources=[self.state_machine_arn]),
+            # An execution is named after its job: the function finds it, counts its shards, and redrives it when it
+            # failed.
+            iam.PolicyStatement(sid=f"Follow{title}FanOut", actions=list(FOLLOW), resources=[self._executions]),
+            iam.PolicyStatement(sid="CountFanOutShards", actions=list(COUNT_SHARDS), resources=[self._map_runs]),
+        ]
+        if list_running:
+            statements.append(iam.PolicyStatement(sid=f"ListRunning{title}FanOuts", actions=list(LIST_RUNNING),
+                                                  resources=[self.state_machine_arn]))
+        policy = iam.Policy(self, policy_id, roles=[role_of(function)], statements=statements)
         NagSuppressions.add_resource_suppressions(
             policy,
             [

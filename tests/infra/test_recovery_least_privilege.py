@@ -248,10 +248,12 @@ def test_nothing_beyond_what_the_recovery_actions_need(synth: Synthesized):
         "lambda:GetPolicy",
         # the switch gates' messages received (IAM counts it a read; deleting them is in MUTATING)
         "sqs:ReceiveMessage",
-        # a big restore's fan-out followed, its shards counted (stacks/constructs/restore_fanout.py)
+        # a big restore's fan-out followed, its shards counted, the running ones listed for `status`
+        # (stacks/constructs/restore_fanout.py)
         "states:DescribeExecution",
         "states:ListMapRuns",
         "states:DescribeMapRun",
+        "states:ListExecutions",
     }
     granted = {action for s in _statements(synth) for action in as_list(s["Action"])}
     assert granted == MUTATING | reads

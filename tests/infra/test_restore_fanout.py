@@ -386,8 +386,8 @@ def _states_policy(synth: Synthesized, handler: str) -> list[dict[str, Any]]:
 
 def test_the_recovery_function_may_start_follow_and_redrive_its_fanout_only(synth: Synthesized):
     # Given the recovery function's role / Then a policy of its own (created after the state machine, not one the
-    # function waits for) lets it start the fan-out, find its execution, count its shards and redrive it, and
-    # nothing else of Step Functions
+    # function waits for) lets it start the fan-out, find its execution, count its shards and redrive it, list the
+    # running executions (its `status` reports them), and nothing else of Step Functions
     assert _states_policy(synth, RECOVERY) == [
         {"Sid": "StartRestoreFanOut", "Effect": "Allow", "Action": "states:StartExecution",
          "Resource": f"{STATES}:stateMachine:{NAME}"},
@@ -396,12 +396,14 @@ def test_the_recovery_function_may_start_follow_and_redrive_its_fanout_only(synt
          "Resource": f"{STATES}:execution:{NAME}:*"},
         {"Sid": "CountFanOutShards", "Effect": "Allow", "Action": "states:DescribeMapRun",
          "Resource": f"{STATES}:mapRun:{NAME}/Shards:*"},
+        {"Sid": "ListRunningRestoreFanOuts", "Effect": "Allow", "Action": "states:ListExecutions",
+         "Resource": f"{STATES}:stateMachine:{NAME}"},
     ]
     recovery = rendered(function_role_statements(synth.resources, _ids(synth)[1]))
     assert [s for s in recovery if "states:" in json.dumps(s["Action"])] == _states_policy(synth, RECOVERY)
-    # And they are the backup function's grants on its own fan-out, on this state machine
+    # And, the listing aside, they are the backup function's grants on its own fan-out, on this state machine
     backup = json.dumps(_states_policy(synth, BACKUP)).replace(SNAPSHOT_FANOUT, NAME).replace("Snapshot", "Restore")
-    assert json.loads(backup) == _states_policy(synth, RECOVERY)
+    assert json.loads(backup) == _states_policy(synth, RECOVERY)[:-1]
 
 
 # The alarm ----------------------------------------------------------------------------------------------
@@ -672,6 +674,8 @@ def test_the_recovery_functions_calls_to_its_fanout_are_allowed(evaluated: _Reso
         _call("stepfunctions", "ListMapRuns", RECOVERY, executionArn=execution),
         _call("stepfunctions", "DescribeMapRun", RECOVERY, mapRunArn=map_run),
         _call("stepfunctions", "RedriveExecution", RECOVERY, executionArn=execution),
+        _call("stepfunctions", "ListExecutions", RECOVERY, stateMachineArn=evaluated.machine_arn,
+              statusFilter="RUNNING", maxResults=10),
     ]
     role = evaluated.role_of(RECOVERY)
     # When they are evaluated against the recovery function's role / Then each is allowed
