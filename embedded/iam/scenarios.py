@@ -30,7 +30,11 @@
    - a bucket snapshot past the fan-out threshold: planned as shards, its execution started on the state
      machine the stack names, each shard invoked as the map's children invoke it, the snapshot resumed while
      a shard is unfinished (its execution described) and once all are done (the merge). moto runs no
-     Distributed Map and has no RedriveExecution: the shards are invoked here, and no redrive is recorded.
+     Distributed Map and has no RedriveExecution: the shards are invoked here, and no redrive is recorded;
+   - a restore of that snapshot past the threshold: planned and confirmed through the recovery function (its safety
+     snapshot, its shard plan, its execution started), each shard applied by the restore shard worker as the map's
+     children invoke it, `status` while it runs (the running executions listed), and the execution's resume
+     request sent to the recovery function (the merge, the journal, the validation).
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -72,6 +76,7 @@ BACKUP_FUNCTION = "apilados-dr-backup"
 RECOVERY_FUNCTION = "apilados-dr-recovery"
 DRILL_FUNCTION = "apilados-dr-drill"
 RETENTION_FUNCTION = "apilados-dr-retention"
+RESTORE_SHARD_FUNCTION = "apilados-dr-restore-shard"
 OPERATOR = {"requested_by": "iam-conformance", "reason": "the IAM conformance scenarios"}
 VALIDATION_CHECKS = 7  # drcore.restore.validation's checks, each of which reads
 
@@ -400,7 +405,7 @@ def _retention(system: SampleSystem, oldest_function_backup: str) -> None:
     _expect(second.get("ok") is True and second["locks"]["indexes_hidden"] == 1, "the next retention run", second)
 
 
-def _snapshot_fanned_out(system: SampleSystem) -> None:
+def _snapshot_fanned_out(system: SampleSystem) -> str:
     import backup.handler as backup
     from drcore.core.config import MIN_FANOUT_THRESHOLD_OBJECTS, BackupEnvVar
 
@@ -432,6 +437,44 @@ def _snapshot_fanned_out(system: SampleSystem) -> None:
         shard(number)
     [merged] = backup.handler({"component": "s3", "resume": backup_id}, _context(BACKUP_FUNCTION))["components"]
     _expect(merged["status"] == "complete", "the shards merged", merged)
+    return backup_id
+
+
+def _restore_fanned_out(system: SampleSystem, snapshot_id: str) -> None:
+    import restore_shard.handler as restore_shard
+
+    import recovery.handler as recovery
+    from drcore.core.config import RecoveryEnvVar
+
+    machine = boto3.client("stepfunctions", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    # The name the stack gives it (stacks/constructs/restore_fanout.py); moto runs none of its definition.
+    arn = machine.create_state_machine(
+        name=f"{system.function_name}-restore-fanout", definition='{"StartAt":"S","States":{"S":{"Type":"Succeed"}}}',
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/restore-fanout")["stateMachineArn"]
+    os.environ[RecoveryEnvVar.RESTORE_FANOUT_STATE_MACHINE] = arn  # the fan-out thresholds: the snapshot's above
+    put_sample_uploads(system, range(5_000, 5_010))  # to be removed by the restore
+    s3 = system.clients["s3"]  # and to be copied back: one deleted, one rewritten (every fourth upload has tags)
+    s3.delete_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-01000.csv")
+    s3.put_object(Bucket=system.data_bucket, Key="uploads/2026/11/batch-01001.csv", Body=b"id,amount\n1,0\n")
+    request = {"action": "restore_s3", "snapshot_id": snapshot_id, **OPERATOR}
+    planned = recovery.handler(request, _context(RECOVERY_FUNCTION))
+    _expect(planned.get("ok") is True, "the big restore's plan", planned)
+    plan_id = planned["result"]["plan_id"]
+    waiting = recovery.handler({**request, "confirm": plan_id}, _context(RECOVERY_FUNCTION))
+    _expect(waiting.get("ok") is True and waiting["result"]["status"] == "in_progress"
+            and waiting["result"]["progress"]["fan_out"]["shards"] >= 2, "a restore fanned out", waiting)
+    execution_input = json.loads(machine.describe_execution(
+        executionArn=waiting["result"]["progress"]["waiting_for"])["input"])
+    for number in range(waiting["result"]["progress"]["fan_out"]["shards"]):
+        answer = restore_shard.handler({"shard": {"plan_id": plan_id, "target_bucket": system.data_bucket,
+                                                  "number": number}}, _context(RESTORE_SHARD_FUNCTION))
+        _expect(answer.get("finished") is True, f"restore shard {number}", answer)
+        status = recovery.handler({"action": "status"}, _context(RECOVERY_FUNCTION))
+        _expect(status["result"]["restores_running"][0]["shards_done"] == number + 1, "status while it runs", status)
+    merged = recovery.handler(execution_input["resume"], _context(RECOVERY_FUNCTION))
+    _expect(merged.get("ok") is True and merged["result"]["status"] == "applied"
+            and merged["result"]["result"]["verification"]["ok"] and merged["result"]["result"]["copied"] == 2
+            and merged["result"]["result"]["removed"] == 10, "the restore's shards merged", merged)
 
 
 def _newest_backup(system: SampleSystem, component: str) -> str:
@@ -463,7 +506,8 @@ def beyond_the_drill() -> None:
         with time_machine.travel(datetime.now(UTC) + timedelta(days=3), tick=True):
             _failback(system)  # back from the failover above; its safety snapshot is no snapshot retention counts
         _region_watched(system)  # the primary active again (the failback claimed the record back)
-        _snapshot_fanned_out(system)  # last: its thousand more objects would slow every scenario after it
+        # last: their thousand more objects would slow every scenario after them
+        _restore_fanned_out(system, _snapshot_fanned_out(system))
 
 
 def record_scenarios(handlers: Iterable[str], report_dir: Path) -> CallRecording:

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 # The secondary region, where the standby stack deploys its functions.
 SECONDARY = "us-west-2"
-FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "drill", "retention",
+FUNCTIONS = {"health_watcher", "performance_watcher", "backup", "recovery", "restore_shard", "drill", "retention",
              f"region_watcher@{SECONDARY}"}
 
 # Calls a role does not allow today, by (function, action), each with its reason: deployments that fail in AWS.
@@ -56,6 +56,7 @@ INGEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{INGEST_NAME}"
 DATA_BUCKET = "apilados-production-data"
 PIPELINE_STACK = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ApiladosPipelineStack"
 SNAPSHOT_FANOUT = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{INGEST_NAME}-snapshot-fanout"
+RESTORE_FANOUT = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{INGEST_NAME}-restore-fanout"
 # What a function restore changes only where the backup differs from the function: its code, tags, reserved
 # concurrency and event invoke config (the scenarios' backups differ from the function in the environment only).
 CODE_AND_TAGS = ["lambda:UpdateFunctionCode", "lambda:TagResource", "lambda:UntagResource"]
@@ -89,6 +90,12 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
         "resuming a fanned-out snapshot whose execution failed redrives it (drcore.aws.state_machines); moto has no "
         "RedriveExecution, so the fan-out scenario resumes a running execution only "
         "(tests/unit/test_snapshot_fanout.py fakes the redrive's answer)",
+    ("recovery", "states:RedriveExecution", RESTORE_FANOUT.replace(":stateMachine:", ":execution:") + ":*"):
+        "resuming a fanned-out restore whose execution failed redrives it (drcore.aws.state_machines); moto has no "
+        "RedriveExecution, so the restore fan-out scenario resumes a finished one only "
+        "(tests/unit/test_restore_fanout.py fakes the redrive's answer)",
+    ("restore_shard", "s3:AbortMultipartUpload", "arn:aws:s3:::apilados-production-data/*"):
+        "a shard aborts a failed multipart copy of an object above the multipart threshold (bucket_restore)",
     ("recovery", "s3:AbortMultipartUpload", f"{BACKUPS}/content/*"):
         "the safety snapshot before a restore aborts a failed multipart copy (bucket_snapshots)",
     **_each("recovery", ["s3:AbortMultipartUpload"], "arn:aws:s3:::apilados-production-data/*",
