@@ -127,8 +127,8 @@ def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_exe
     import json
 
     import boto3
-
     import restore_shard.handler as restore_shard
+
     from embedded.sample_system import put_sample_uploads
 
     # Given backups of every component, a bucket past a fan-out threshold of 1,000 keys, then damaged data

@@ -41,6 +41,11 @@ missing. Undo: plan a restore of the target from the safety snapshot id.
 
 **Verify** (drcore.restore.bucket_verification). What the apply wrote is read back, never counted as
 done: each desired key's object must be proven to hold the restore point's body, headers and tags.
+
+**Fan-out** (drcore.restore.restore_shards). An apply touching more keys than the fan-out threshold, once its
+safety snapshot is taken and the target found unchanged, writes its desired state as key-range shards and starts
+a Step Functions execution named after the plan, which runs `apply_shard` for each (the same diff, batches,
+records and verification, for one key range) and then resumes the apply: it merges the shards' verifications.
 """
 
 from __future__ import annotations
@@ -151,7 +156,7 @@ class AppliedChanges:
     removed: int = 0
     bytes_copied: int = 0
 
-    def add(self, kind: str, item: DesiredObject | str) -> None:
+    def add(self, item: DesiredObject | str) -> None:
         if isinstance(item, DesiredObject):
             self.copied += 1
             self.bytes_copied += item.size
@@ -487,8 +492,8 @@ class BucketRestorer:
             if not versioning_checked and batch[0][0] == "remove":
                 self._require_versioning(plan)  # checked again just before the first delete marker
                 versioning_checked = True
-            for kind, item in self._apply_batch(plan, batch, written, pool, records):
-                applied.add(kind, item)
+            for _, item in self._apply_batch(plan, batch, written, pool, records):
+                applied.add(item)
         applied.finished = remaining_ms() >= SAFETY_MARGIN_MS  # the verification must fit too
         return applied
 
