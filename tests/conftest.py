@@ -29,6 +29,7 @@ from embedded.aws_events import LambdaContextStub
 from embedded.moto_gaps import VersionBehaviour, moto_gaps_filled
 from embedded.s3_copy_conditions import s3_copy_conditions_as_aws
 from embedded.s3_version_listing import version_listing_after_key_marker
+from embedded.s3_version_pages import version_listing_by_page
 from embedded.sample_system import SampleSystem, build_sample_system
 from tests.support import CallRecorder, SimulatedClock
 
@@ -61,8 +62,8 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def s3_as_aws() -> Iterator[None]:
     """Every test's S3 copies and lists versions as AWS's does where moto does not: a 412 for a copy whose source
     ETag or target condition does not hold (embedded.s3_copy_conditions), the keys after a KeyMarker given alone
-    (embedded.s3_version_listing)."""
-    with s3_copy_conditions_as_aws(), version_listing_after_key_marker():
+    (embedded.s3_version_listing), and each listing page costing a page, not the bucket (embedded.s3_version_pages)."""
+    with s3_copy_conditions_as_aws(), version_listing_by_page(), version_listing_after_key_marker():
         yield
 
 

@@ -1,5 +1,6 @@
 """The embedded S3's fills, applied to every test by tests/conftest.py: copy conditions (embedded.s3_copy_conditions:
-moto ignores them, S3 answers 412) and version listings after a KeyMarker alone (embedded.s3_version_listing)."""
+moto ignores them, S3 answers 412), version listings after a KeyMarker alone (embedded.s3_version_listing), and
+version listings that cost a page (embedded.s3_version_pages)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 BUCKET = "apilados-dr-backups"
@@ -66,3 +69,45 @@ def test_versions_after_a_key_marker_alone_are_the_keys_after_it(s3: Any, key_ma
     answer = s3.list_object_versions(Bucket=BUCKET, KeyMarker=key_marker)
     assert [version["Key"] for version in answer.get("Versions", [])] == listed
     assert [marker["Key"] for marker in answer.get("DeleteMarkers", [])] == (["c"] if key_marker < "c" else [])
+
+
+# ListObjectVersions by the page (embedded.s3_version_pages): moto's answers, from the first key a request can list
+
+KEYS = ("a", "a/b", "a/c", "a/c/d", "ab", "b", "b/a", "c")
+
+
+@given(operations=st.lists(st.tuples(st.sampled_from(("put", "delete")), st.sampled_from(KEYS)), max_size=25),
+       requests=st.lists(st.tuples(
+           st.sampled_from(("", "a", "a/", "b", "z")), st.sampled_from((None, "/")),
+           st.one_of(st.none(), st.sampled_from((*KEYS, "0", "a/bb", "z"))),
+           st.sampled_from(("none", "listed", "unknown")), st.sampled_from((1, 2, 3, 1000))), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_listing_by_the_page_answers_as_moto_does(operations, requests) -> None:
+    from moto.s3.models import s3_backends
+
+    from embedded.s3_version_pages import MOTO_LIST_OBJECT_VERSIONS, list_object_versions
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        for operation, key in operations:
+            if operation == "put":
+                client.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+            else:
+                client.delete_object(Bucket=BUCKET, Key=key)
+        backend = s3_backends["123456789012"]["aws"]
+        for prefix, delimiter, key_marker, version_marker, max_keys in requests:
+            held = backend.get_bucket(BUCKET).keys.getlist(key_marker) if key_marker in KEYS else []
+            version_id_marker = {"none": None, "unknown": "not-a-version",
+                                 "listed": held[-1].version_id if held else None}[version_marker]
+            request = {"delimiter": delimiter, "key_marker": key_marker, "max_keys": max_keys, "prefix": prefix,
+                       "version_id_marker": version_id_marker}
+
+            def answer(listing: Any, request: dict[str, Any] = request) -> Any:
+                versions, prefixes, markers, next_key, next_version = listing(backend, BUCKET, **request)
+                return ([(version.name, version.version_id, version.is_latest) for version in versions], prefixes,
+                        [(marker.name, marker.version_id, marker.is_latest) for marker in markers], next_key,
+                        next_version)
+
+            assert answer(list_object_versions) == answer(MOTO_LIST_OBJECT_VERSIONS), request
