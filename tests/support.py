@@ -318,3 +318,12 @@ class FanOutStateMachine:
 
     def execution_input(self, arn: str) -> dict[str, Any]:
         return dict(json.loads(self.sfn.describe_execution(executionArn=arn)["input"]))
+
+
+def s3_metric_sum(system: SampleSystem, metric: str) -> float:
+    """The sum of the controller's metric `metric` of the s3 component over the last hour (shard progress)."""
+    stats = system.clients["cloudwatch"].get_metric_statistics(
+        Namespace="ApiladosDR", MetricName=metric, Dimensions=[{"Name": "Component", "Value": "s3"}],
+        Statistics=["Sum"], Period=3600, StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5))
+    return float(sum(point["Sum"] for point in stats["Datapoints"]))

@@ -2,8 +2,9 @@
 
 Event, from the restore fan-out state machine's map: `{"shard": {"plan_id": "<plan id>", "target_bucket": "<bucket>",
 "number": <n>}}`, answered with `finished` (whether the shard is done: the map invokes it again until it is) and what
-this invocation copied and removed. A request that is not a valid one is answered `{"ok": false, "error": ...}` and
-reads or writes nothing; an AWS error raises, for the map's retry.
+this invocation copied and removed; each invocation publishes its progress (the restore shard metrics). A request
+that is not a valid one is answered `{"ok": false, "error": ...}` and reads or writes nothing; an AWS error raises,
+for the map's retry.
 """
 
 import os
@@ -29,6 +30,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except InvalidRequest as error:
         logger.warning("request refused", extra={"reason": str(error)})
         return {"ok": False, "error": str(error)}
-    restorer = restore_shard_worker(backup)
-    run = restorer.apply_shard(shard.target_bucket, shard.plan_id, shard.number, context.get_remaining_time_in_millis)
+    run = restore_shard_worker(backup).run(shard, context.get_remaining_time_in_millis)
     return {"ok": True, **run.to_dict()}

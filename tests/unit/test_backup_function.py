@@ -13,7 +13,7 @@ from drcore.backup.manifest import list_snapshots, read_manifest
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function, put_sample_uploads
-from tests.support import CallRecorder
+from tests.support import CallRecorder, s3_metric_sum
 
 BACKUP_FUNCTION = "apilados-dr-backup"
 
@@ -159,14 +159,6 @@ def test_a_snapshot_out_of_time_continues_in_a_new_invocation(buckets, run_backu
     assert second["components"][0]["backup_id"] == outcome["backup_id"]
 
 
-def shard_progress(system: SampleSystem, metric: str) -> float:
-    stats = system.clients["cloudwatch"].get_metric_statistics(
-        Namespace="ApiladosDR", MetricName=metric, Dimensions=[{"Name": "Component", "Value": "s3"}],
-        Statistics=["Sum"], Period=3600, StartTime=datetime.now(UTC) - timedelta(hours=1),
-        EndTime=datetime.now(UTC) + timedelta(minutes=5))
-    return sum(point["Sum"] for point in stats["Datapoints"])
-
-
 def test_a_big_snapshot_fans_out_its_shards_report_to_the_state_machine_and_its_merge_completes_it(
         buckets, run_backup, monkeypatch):
     # Given a bucket past the fan-out threshold (1,000 objects: the least it can be set to), a first snapshot of it,
@@ -193,8 +185,8 @@ def test_a_big_snapshot_fans_out_its_shards_report_to_the_state_machine_and_its_
                for number in (1, 0)]
     # Then each answers `finished`, which the map's loop reads, and publishes its progress
     assert [answer["finished"] for answer in answers] == [True, True]
-    assert shard_progress(buckets, "SnapshotShardsDone") == 2
-    assert shard_progress(buckets, "SnapshotObjectsListed") == 1_030
+    assert s3_metric_sum(buckets, "SnapshotShardsDone") == 2
+    assert s3_metric_sum(buckets, "SnapshotObjectsListed") == 1_030
     # When the state machine's last step resumes the snapshot, Then it is merged: complete, journaled and counted
     [merged] = run_backup({"component": "s3", "resume": backup_id, "reason": "snapshot fan-out merge"})["components"]
     assert merged["status"] == "complete" and merged["backup_id"] == backup_id

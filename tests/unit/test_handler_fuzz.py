@@ -399,7 +399,7 @@ def test_the_retention_function_answers_any_event(retention_runner, spy, data):
 # The restore shard worker: its shard's work recorded rather than run
 
 class RecordingShardWorker:
-    """Stands in for the shard worker's restorer: records the shards it was asked for, touches nothing."""
+    """Stands in for the shard worker: records the shards it was asked for, touches nothing."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, int]] = []
@@ -407,11 +407,11 @@ class RecordingShardWorker:
     def __call__(self, *args: Any, **kwargs: Any) -> RecordingShardWorker:  # the wiring builder's place
         return self
 
-    def apply_shard(self, target: str, plan_id: str, number: int, remaining_ms: Callable[[], int]) -> Any:
+    def run(self, shard: Any, remaining_ms: Callable[[], int]) -> Any:
         from drcore.restore.restore_shards import ShardRun
 
-        self.requests.append((target, plan_id, number))
-        return ShardRun(number, True, 0, 0, 0, None)
+        self.requests.append((shard.target_bucket, shard.plan_id, shard.number))
+        return ShardRun(shard.number, True, 0, 0, 0, None)
 
 
 @pytest.fixture

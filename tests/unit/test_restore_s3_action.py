@@ -13,7 +13,7 @@ import backup.handler as backup
 from drcore.state.store import JOURNAL_PREFIX, ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import WHO, CallRecorder, DyingInvocations, InvocationCrash, act, contents, damage
+from tests.support import WHO, CallRecorder, DyingInvocations, InvocationCrash, act, contents, damage, s3_metric_sum
 
 
 def snapshot(world: SampleSystem) -> str:
@@ -254,6 +254,9 @@ def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_an
         assert {name: running[name] for name in ("plan_id", "shards", "shards_done")} == {
             "plan_id": plan_id, "shards": 2, "shards_done": 2 - number}
         assert running["objects_verified"] == (20 if number else len(before))
+    # and each shard's worker published its progress, which the dashboard plots
+    assert s3_metric_sum(world, "RestoreShardsDone") == 2 and s3_metric_sum(world, "RestoreObjectsVerified") == len(
+        before)
     # and its last step sends the resume
     applied = act(resume)["result"]
     # Then the plan is applied: the bucket as at the snapshot, one verification of every object, journaled, validated

@@ -1,4 +1,5 @@
-"""What CloudWatch knows about the protected function's LIVE alias, per executed version.
+"""What CloudWatch knows about the protected function's LIVE alias, per executed version; and the controller's own
+metrics of each component it backs up and restores (`ComponentMetrics`).
 
 Lambda publishes alias metrics with the dimensions FunctionName, Resource (`<function>:<alias>`) and
 ExecutedVersion, so a canary's share is measured apart from STABLE's. An invocation of a version by its number
@@ -9,10 +10,11 @@ probe's invocations stay out of what is read here (drcore.rollback.health_probe)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from drcore.core.metric_names import FUNCTION_DIMENSION
+from drcore.core.metric_names import COMPONENT_DIMENSION, FUNCTION_DIMENSION
 
 
 def window_end(now: datetime) -> datetime:
@@ -86,3 +88,18 @@ class VersionGauges:
                 for name, version in versions.items() if version.isdigit()]  # $LATEST is no number to plot
         if data:
             self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=data)
+
+
+class ComponentMetrics:
+    """Publishes the controller's metrics of a component (dimension COMPONENT_DIMENSION) in its `namespace`."""
+
+    def __init__(self, cloudwatch_client: Any, namespace: str) -> None:
+        self._cloudwatch = cloudwatch_client
+        self._namespace = namespace
+
+    def publish(self, component: str, values: Mapping[str, tuple[float, str]]) -> None:
+        """`values`: each metric's name to its (value, unit)."""
+        dimensions = [{"Name": COMPONENT_DIMENSION, "Value": component}]
+        self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
+            {"MetricName": name, "Dimensions": dimensions, "Value": value, "Unit": unit}
+            for name, (value, unit) in values.items()])

@@ -17,6 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from drcore.aws.metrics import ComponentMetrics
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
@@ -26,7 +27,6 @@ from drcore.core.config import BackupSettings
 from drcore.core.metric_names import (
     BACKUP_COMPLETED_AT_METRIC,
     BACKUP_SUCCEEDED_METRIC,
-    COMPONENT_DIMENSION,
     SNAPSHOT_BYTES_COPIED_METRIC,
     SNAPSHOT_OBJECTS_LISTED_METRIC,
     SNAPSHOT_SHARDS_DONE_METRIC,
@@ -52,27 +52,17 @@ class ComponentOutcome:
 
 class BackupMetrics:
     def __init__(self, cloudwatch_client: Any, namespace: str) -> None:
-        self._cloudwatch = cloudwatch_client
-        self._namespace = namespace
+        self._metrics = ComponentMetrics(cloudwatch_client, namespace)
 
     def good_backup(self, component: str, completed_at: float) -> None:
-        dimensions = [{"Name": COMPONENT_DIMENSION, "Value": component}]
-        self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
-            {"MetricName": BACKUP_SUCCEEDED_METRIC, "Dimensions": dimensions, "Value": 1, "Unit": "Count"},
-            {"MetricName": BACKUP_COMPLETED_AT_METRIC, "Dimensions": dimensions, "Value": completed_at, "Unit": "None"},
-        ])
+        self._metrics.publish(component, {BACKUP_SUCCEEDED_METRIC: (1, "Count"),
+                                          BACKUP_COMPLETED_AT_METRIC: (completed_at, "None")})
 
     def shard_progress(self, objects_listed: int, bytes_copied: int, finished: bool) -> None:
         """One invocation of a fanned-out snapshot's shard: what it listed and copied, and whether it finished it."""
-        dimensions = [{"Name": COMPONENT_DIMENSION, "Value": "s3"}]
-        self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=[
-            {"MetricName": SNAPSHOT_OBJECTS_LISTED_METRIC, "Dimensions": dimensions, "Value": objects_listed,
-             "Unit": "Count"},
-            {"MetricName": SNAPSHOT_BYTES_COPIED_METRIC, "Dimensions": dimensions, "Value": bytes_copied,
-             "Unit": "Bytes"},
-            {"MetricName": SNAPSHOT_SHARDS_DONE_METRIC, "Dimensions": dimensions, "Value": int(finished),
-             "Unit": "Count"},
-        ])
+        self._metrics.publish("s3", {SNAPSHOT_OBJECTS_LISTED_METRIC: (objects_listed, "Count"),
+                                     SNAPSHOT_BYTES_COPIED_METRIC: (bytes_copied, "Bytes"),
+                                     SNAPSHOT_SHARDS_DONE_METRIC: (int(finished), "Count")})
 
 
 class BackupRunner:

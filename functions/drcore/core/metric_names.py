@@ -16,6 +16,11 @@ COMPONENT_DIMENSION = "Component"
 SNAPSHOT_SHARDS_DONE_METRIC = "SnapshotShardsDone"  # unit Count
 SNAPSHOT_OBJECTS_LISTED_METRIC = "SnapshotObjectsListed"  # unit Count
 SNAPSHOT_BYTES_COPIED_METRIC = "SnapshotBytesCopied"  # unit Bytes
+# A fanned-out bucket restore's shard worker (drcore.restore.shard_worker), after each invocation (dimension
+# COMPONENT_DIMENSION, value "s3"): what it copied, and once its shard is done, the shard and the objects it verified.
+RESTORE_SHARDS_DONE_METRIC = "RestoreShardsDone"  # unit Count
+RESTORE_OBJECTS_VERIFIED_METRIC = "RestoreObjectsVerified"  # unit Count
+RESTORE_BYTES_COPIED_METRIC = "RestoreBytesCopied"  # unit Bytes
 
 # A drill's result (dimension ENVIRONMENT_DIMENSION: where it ran, drcore.core.config.DrillEnvironment).
 DRILL_PASSED_METRIC = "DrillPassed"  # 1 passed, 0 failed

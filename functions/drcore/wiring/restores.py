@@ -6,12 +6,14 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from drcore.aws.clients import s3_client
+from drcore.aws.clients import client_factory, s3_client
+from drcore.aws.metrics import ComponentMetrics
 from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.snapshot_shards import FanOutSettings
 from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY, BackupSettings, RecoverySettings
 from drcore.restore.bucket_restore import BucketRestorer
+from drcore.restore.shard_worker import ShardWorker
 from drcore.state.backup_store import BackupStore
 
 
@@ -34,9 +36,10 @@ def restore_fan_out(backup: BackupSettings, recovery: RecoverySettings,
 
 
 @lru_cache(maxsize=4)
-def restore_shard_worker(backup: BackupSettings) -> BucketRestorer:
-    """The restore shard worker's restorer: it applies shards, and takes no safety snapshot (the apply that fanned
-    the restore out took it)."""
+def restore_shard_worker(backup: BackupSettings) -> ShardWorker:
+    """The restore shard worker: it applies shards, and takes no safety snapshot (the apply that fanned the restore
+    out took it)."""
     s3 = s3_client(backup.copy_concurrency)
-    return bucket_restorer(s3, BackupStore(s3, backup.backup_bucket), backup.copy_concurrency,
-                           backup.full_manifest_every)
+    restorer = bucket_restorer(s3, BackupStore(s3, backup.backup_bucket), backup.copy_concurrency,
+                               backup.full_manifest_every)
+    return ShardWorker(restorer, ComponentMetrics(client_factory()("cloudwatch"), backup.metrics_namespace))
