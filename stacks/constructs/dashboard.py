@@ -9,6 +9,8 @@ Metrics it reads, and who publishes them (all in the configured metrics namespac
 - `BackupSucceeded`, `BackupCompletedAt` (dimension Component): the backup function;
 - `SnapshotShardsDone`, `SnapshotObjectsListed`, `SnapshotBytesCopied` (dimension Component = "s3"): the backup
   function's shard workers of a fanned-out snapshot;
+- `RestoreShardsDone`, `RestoreObjectsVerified`, `RestoreBytesCopied` (dimension Component = "s3"): the restore shard
+  worker, for a fanned-out restore;
 - `DrillPassed` (dimension Environment = "aws"): the drill function;
 - `Invocations`, `Errors` of the recovery function: Lambda itself (AWS/Lambda);
 - `ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed` of the snapshot and the restore fan-outs: Step
@@ -18,6 +20,7 @@ Metrics it reads, and who publishes them (all in the configured metrics namespac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -35,6 +38,9 @@ from drcore.core.metric_names import (
     FUNCTION_DIMENSION,
     LIVE_VERSION_METRIC,
     PROMOTIONS_METRIC,
+    RESTORE_BYTES_COPIED_METRIC,
+    RESTORE_OBJECTS_VERIFIED_METRIC,
+    RESTORE_SHARDS_DONE_METRIC,
     ROLLBACKS_METRIC,
     SNAPSHOT_BYTES_COPIED_METRIC,
     SNAPSHOT_OBJECTS_LISTED_METRIC,
@@ -53,6 +59,23 @@ DEFAULT_RANGE = Duration.days(3)
 FINE_PERIOD = Duration.minutes(5)
 # Drills are rare: the last result is looked for over the last month.
 DRILL_LOOKBACK = "-P30D"
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    """The metrics a fan-out's shard workers publish (dimension Component = "s3"): shards done, the objects they went
+    through (`objects`, plotted as `objects_label`), and the bytes they copied."""
+
+    shards_done: str
+    objects: str
+    objects_label: str
+    bytes_copied: str
+
+
+SNAPSHOT_SHARD_PROGRESS = ShardProgress(SNAPSHOT_SHARDS_DONE_METRIC, SNAPSHOT_OBJECTS_LISTED_METRIC, "objects listed",
+                                        SNAPSHOT_BYTES_COPIED_METRIC)
+RESTORE_SHARD_PROGRESS = ShardProgress(RESTORE_SHARDS_DONE_METRIC, RESTORE_OBJECTS_VERIFIED_METRIC, "objects verified",
+                                       RESTORE_BYTES_COPIED_METRIC)
 
 
 def dashboard_name(settings: Settings) -> str:
@@ -118,10 +141,12 @@ class ControllerDashboard(Construct):
             self._last_drill(),
         )
         self.dashboard.add_widgets(*(self._backup_age(component) for component in Component))
-        self.dashboard.add_widgets(*self._snapshot_fan_out(snapshot_fanout_state_machine))
-        # A big restore's executions beside the recovery function that starts them and merges their shards.
         self.dashboard.add_widgets(
-            self._fan_out_executions("Restore fan-out", restore_fanout_state_machine, width=12),
+            *self._fan_out("Snapshot fan-out", snapshot_fanout_state_machine, SNAPSHOT_SHARD_PROGRESS, width=8)
+        )
+        # A big restore's executions and shards beside the recovery function that starts them and merges their shards.
+        self.dashboard.add_widgets(
+            *self._fan_out("Restore fan-out", restore_fanout_state_machine, RESTORE_SHARD_PROGRESS, width=6),
             self._recovery_console(recovery_function),
         )
 
@@ -221,25 +246,27 @@ class ControllerDashboard(Construct):
             height=6,
         )
 
-    def _snapshot_fan_out(self, state_machine: sfn.IStateMachine) -> list[cloudwatch.IWidget]:
-        # A big snapshot's executions, and its shard workers' progress while one runs.
-        snapshot = {COMPONENT_DIMENSION: Component.S3.value}
+    def _fan_out(
+        self, fan_out: str, state_machine: sfn.IStateMachine, progress: ShardProgress, width: int
+    ) -> list[cloudwatch.IWidget]:
+        # A fan-out's executions, and its shard workers' progress while one runs.
+        bucket = {COMPONENT_DIMENSION: Component.S3.value}
         return [
-            self._fan_out_executions("Snapshot fan-out", state_machine, width=8),
+            self._fan_out_executions(fan_out, state_machine, width=width),
             cloudwatch.GraphWidget(
-                title="Snapshot fan-out: shards done",
-                left=[self._metric(SNAPSHOT_SHARDS_DONE_METRIC, snapshot, "Sum", FINE_PERIOD, "shards done")],
+                title=f"{fan_out}: shards done",
+                left=[self._metric(progress.shards_done, bucket, "Sum", FINE_PERIOD, "shards done")],
                 left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
-                width=8,
+                width=width,
                 height=6,
             ),
             cloudwatch.GraphWidget(
-                title="Snapshot fan-out: objects listed and bytes copied by its shards",
-                left=[self._metric(SNAPSHOT_OBJECTS_LISTED_METRIC, snapshot, "Sum", FINE_PERIOD, "objects listed")],
-                right=[self._metric(SNAPSHOT_BYTES_COPIED_METRIC, snapshot, "Sum", FINE_PERIOD, "bytes copied")],
+                title=f"{fan_out}: {progress.objects_label} and bytes copied by its shards",
+                left=[self._metric(progress.objects, bucket, "Sum", FINE_PERIOD, progress.objects_label)],
+                right=[self._metric(progress.bytes_copied, bucket, "Sum", FINE_PERIOD, "bytes copied")],
                 left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
                 right_y_axis=cloudwatch.YAxisProps(min=0),
-                width=8,
+                width=width,
                 height=6,
             ),
         ]
@@ -270,6 +297,6 @@ class ControllerDashboard(Construct):
             ],
             left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False),
             view=cloudwatch.GraphWidgetView.BAR,
-            width=12,
+            width=6,
             height=6,
         )

@@ -22,8 +22,9 @@ the bucket, keeps the two fan-outs' results (and their roles' writes) apart.
 The worker is given the restore subset of the recovery function's role, narrowed to what a shard does: the target
 buckets' versions listed and read, objects copied back and removed by delete markers (never
 s3:DeleteObjectVersion); in the backup bucket, its restore's records read and written (write-once, as every write
-there) under `restores/s3/`, the stored content read as the copies' source. No safety snapshot (the apply that
-fanned the restore out took it), no journal, no alerts, no Step Functions, no Lambda.
+there) under `restores/s3/`, the stored content read as the copies' source. Besides, as the backup function's shards
+do, it publishes its progress in the controller's metrics namespace. No safety snapshot (the apply that fanned the
+restore out took it), no journal, no alerts, no Step Functions, no Lambda.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from stacks.constructs.backups import (
     STORED_BACKUP_READS,
     backup_environment,
     content_prefix,
+    metrics_publishing,
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
@@ -197,6 +199,8 @@ class RestoreFanOut(ShardFanOut):
             iam.PolicyStatement(sid="WriteRestoreRecords", actions=list(BACKUP_OBJECT_WRITES), resources=[records]),
             iam.PolicyStatement(sid="UseBackupKey", actions=list(BACKUP_KEY_USE),
                                 resources=[backup_bucket.key.key_arn]),
+            # Each invocation's progress: the restore shard metrics.
+            metrics_publishing("PublishRestoreShardMetrics", settings),
         ]
         for statement in statements:
             self.worker.add_to_role_policy(statement)
@@ -224,6 +228,12 @@ class RestoreFanOut(ShardFanOut):
                     reason="kms:GenerateDataKey* is what S3 needs from a writer of SSE-KMS objects (the worker's "
                     "records in the backup bucket); it is granted on the backup key only.",
                     applies_to=["Action::kms:GenerateDataKey*"],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="cloudwatch:PutMetricData supports no resource-level permissions; it is held to the "
+                    "controller's metrics namespace by a cloudwatch:namespace condition.",
+                    applies_to=["Resource::*"],
                 ),
             ],
             apply_to_children=True,

@@ -6,6 +6,11 @@ import json
 
 import pytest
 
+from drcore.core.metric_names import (
+    RESTORE_BYTES_COPIED_METRIC,
+    RESTORE_OBJECTS_VERIFIED_METRIC,
+    RESTORE_SHARDS_DONE_METRIC,
+)
 from tests.infra.support import Synthesized, logical_id, rendered
 
 NAMESPACE = "ApiladosDR"
@@ -161,7 +166,8 @@ def test_the_snapshot_fan_outs_executions_and_its_shards_progress(body: dict, sy
     assert copied["metrics"][1][-1]["yAxis"] == "right"  # bytes, beside a count
 
 
-def test_the_restore_fan_outs_executions_beside_the_recovery_function(body: dict, synth: Synthesized):
+def test_the_restore_fan_outs_executions_and_its_shards_progress_beside_the_recovery_function(body: dict,
+                                                                                              synth: Synthesized):
     # Given the state machine that fans big restores out
     machine = _state_machine(synth, "restore")
     # Then its executions started, succeeded and failed are summed per hour
@@ -169,6 +175,17 @@ def test_the_restore_fan_outs_executions_beside_the_recovery_function(body: dict
     assert _metrics(_widget(body, "Restore fan-out: executions")) == [
         ("AWS/States", name, machine, "Sum") for name in executions
     ]
+    # And its shards' progress is plotted as the restore shard worker publishes it, as the snapshot fan-out's is
+    restore = {"Component": "s3"}
+    assert _metrics(_widget(body, "Restore fan-out: shards done")) == [
+        (NAMESPACE, RESTORE_SHARDS_DONE_METRIC, restore, "Sum")
+    ]
+    verified = _widget(body, "Restore fan-out: objects verified and bytes copied")
+    assert _metrics(verified) == [
+        (NAMESPACE, RESTORE_OBJECTS_VERIFIED_METRIC, restore, "Sum"),
+        (NAMESPACE, RESTORE_BYTES_COPIED_METRIC, restore, "Sum"),
+    ]
+    assert verified["metrics"][1][-1]["yAxis"] == "right"  # bytes, beside a count
     # And they stand in one row with the recovery function's invocations, which start and merge them
     (row,) = {w["y"] for w in body["widgets"]
               if w["properties"].get("title", "").startswith(("Restore fan-out", "Recovery function"))}

@@ -301,12 +301,14 @@ def _worker_statements(synth: Synthesized) -> list[dict[str, Any]]:
 
 
 def test_the_workers_role_is_the_restore_subset_of_the_recovery_role(synth: Synthesized):
-    # Given the worker's role (besides its logs and the failed-events queue, as every function's)
+    # Given the worker's role (besides its logs and the failed-events queue, as every function's, and its metrics)
     _, _, bucket, key = _ids(synth)
+    *restore_subset, metrics = _worker_statements(synth)
+    assert metrics["Sid"] == "PublishRestoreShardMetrics"
     # Then it lists, reads and rewrites the restore targets' versions, removing by delete markers only; lists the
     # backup bucket, reads the stored content (a copy's source, and its tags) and its restore's records, writes
     # those records, and uses the backup key; nothing else
-    assert _worker_statements(synth) == [
+    assert restore_subset == [
         {"Sid": "ListRestoreTargets", "Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:ListBucketVersions"],
          "Resource": DATA_BUCKET_ARN},
         {"Sid": "ReadRestoreTargetObjects", "Effect": "Allow",
@@ -331,12 +333,31 @@ def test_the_workers_role_is_the_restore_subset_of_the_recovery_role(synth: Synt
     granted = {(action, resource) for s in recovery for action in as_list(s["Action"])
                for resource in as_list(s["Resource"])}
     covering = {"restores/s3/*": "restores/*"}
-    for statement in _worker_statements(synth):
+    for statement in restore_subset:
         for action in as_list(statement["Action"]):
             for resource in as_list(statement["Resource"]):
                 wider = next((resource.replace(tail, wide) for tail, wide in covering.items()
                               if resource.endswith(tail)), resource)
                 assert (action, wider) in granted, (action, resource)
+
+
+@pytest.mark.parametrize(("fixture", "namespace"), [("synth", "ApiladosDR"), ("tuned", "OrdersDR")])
+def test_the_worker_publishes_metrics_in_the_controllers_namespace_only(fixture: str, namespace: str, request):
+    # Given the worker's statements on every resource (cdk.json's namespace, or another)
+    synth: Synthesized = request.getfixturevalue(fixture)
+    unscoped = [s for s in _worker_statements(synth) if "*" in as_list(s["Resource"])]
+    # Then the one is cloudwatch:PutMetricData (which names no resource), held to the controller's namespace
+    (put_metrics,) = unscoped
+    assert as_list(put_metrics["Action"]) == ["cloudwatch:PutMetricData"]
+    assert put_metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": namespace}}
+    # And it is the backup function's grant for its snapshot shards' metrics, under a Sid of its own
+    backup = rendered(function_role_statements(synth.resources, _function(synth, BACKUP)))
+    (backup_metrics,) = [s for s in backup if "cloudwatch:PutMetricData" in as_list(s["Action"])]
+    assert {**backup_metrics, "Sid": put_metrics["Sid"]} == put_metrics
+    # And the worker is told that namespace
+    variables = _worker(synth)["Environment"]["Variables"]
+    environ = {name: value if isinstance(value, str) else f"resolved-{name}" for name, value in variables.items()}
+    assert BackupSettings.from_environ(environ).metrics_namespace == namespace
 
 
 def test_the_workers_targets_follow_the_allow_list(tuned: Synthesized):
@@ -586,9 +607,9 @@ def _worker_call(operation: str, **params: Any) -> RecordedCall:
 
 
 def test_what_a_shard_calls_is_allowed_by_the_workers_role(evaluated: _ResolvedStack):
-    # Given the calls a shard's worker makes (drcore.restore.bucket_restore.BucketRestorer.apply_shard): its plan,
-    # slice and records in the backup bucket, the target's versions in its range, the copies back from the stored
-    # content (in one request or in parts), the delete markers, its records written once
+    # Given the calls a shard's worker makes (drcore.restore.shard_worker.ShardWorker.run): its plan, slice and
+    # records in the backup bucket, the target's versions in its range, the copies back from the stored content (in
+    # one request or in parts), the delete markers, its records written once, its metrics
     backups, role = evaluated.backup_bucket, evaluated.role_of(RESTORE_SHARD_HANDLER)
     source = {"Bucket": backups, "Key": CONTENT, "VersionId": "c1"}
     calls = [
@@ -614,6 +635,7 @@ def test_what_a_shard_calls_is_allowed_by_the_workers_role(evaluated: _ResolvedS
         _worker_call("PutObject", Bucket=backups, Key=f"{SHARDS}/3/applied/0001.json.gz", IfNoneMatch="*"),
         _worker_call("PutObject", Bucket=backups, Key=f"{SHARDS}/3/runs/20261126T1325Z-ab12.json", IfNoneMatch="*"),
         _worker_call("PutObject", Bucket=backups, Key=f"{SHARDS}/3/result.json", IfNoneMatch="*"),
+        _call("cloudwatch", "PutMetricData", RESTORE_SHARD_HANDLER, Namespace="ApiladosDR", MetricData=[]),
     ]
     # When each is evaluated as IAM would, against its role and the buckets' and the backup key's policies
     # Then every one is allowed, the backup key's use included
@@ -642,6 +664,9 @@ def test_what_a_shard_calls_is_allowed_by_the_workers_role(evaluated: _ResolvedS
                                             Tagging={"TagSet": []})),
         ("change the target's versioning", _worker_call("PutBucketVersioning", Bucket=DATA_BUCKET,
                                                         VersioningConfiguration={"Status": "Suspended"})),
+        ("publish metrics outside the controller's namespace", _call("cloudwatch", "PutMetricData",
+                                                                     RESTORE_SHARD_HANDLER, Namespace="AWS/Lambda",
+                                                                     MetricData=[])),
         ("write the journal", _call("dynamodb", "PutItem", RESTORE_SHARD_HANDLER, TableName="<table>", Item={})),
         ("invoke the recovery function", _call("lambda", "Invoke", RESTORE_SHARD_HANDLER, FunctionName=RECOVERY)),
         ("start the restore fan-out", _call("stepfunctions", "StartExecution", RESTORE_SHARD_HANDLER,
