@@ -8,9 +8,9 @@ KeyMarker's, else the prefix's; every version before it moto skips or filters ou
 past the prefix, and copies only the versions it visits. tests/unit/test_embedded_s3_fills.py checks the answers
 against moto's own on generated buckets and requests.
 
-Only the tests use it (tests/conftest.py), so that a 100,000-object snapshot and restore can run in the
-suite; the embedded server the benchmark measures keeps moto's listing as it is, on both sides of a
-comparison (README, "Benchmarks").
+Only the tests use it (tests/conftest.py): a page of a big bucket then costs the tests what it costs in S3. The
+embedded server the benchmark measures keeps moto's listing as it is, on both sides of a comparison (README,
+"Benchmarks").
 """
 
 from __future__ import annotations
