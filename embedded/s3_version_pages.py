@@ -30,9 +30,10 @@ from moto.s3.models import FakeDeleteMarker, FakeKey, S3Backend
 MOTO_LIST_OBJECT_VERSIONS = S3Backend.list_object_versions
 
 
-def _versions_from(bucket: Any, start: str, prefix: str) -> Iterator[FakeKey | FakeDeleteMarker]:
+def _versions_from(bucket: Any, start: str, prefix: str) -> Iterator[Any]:
     """Deep copies of the bucket's versions in moto's listing order (by key, newest first), from the key `start`,
-    up to the last key under `prefix` (moto lists each key's versions in a stable sort of the order it holds them)."""
+    up to the last key under `prefix` (moto lists each key's versions in a stable sort of the order it holds them).
+    Typed Any: moto's listing sets `is_latest` on its copies, an attribute its classes do not declare."""
     names = sorted(bucket.keys.keys())
     for name in names[bisect.bisect_left(names, start):]:
         if prefix and name > prefix and not name.startswith(prefix):

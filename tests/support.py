@@ -327,3 +327,13 @@ def s3_metric_sum(system: SampleSystem, metric: str) -> float:
         Statistics=["Sum"], Period=3600, StartTime=datetime.now(UTC) - timedelta(hours=1),
         EndTime=datetime.now(UTC) + timedelta(minutes=5))
     return float(sum(point["Sum"] for point in stats["Datapoints"]))
+
+
+def fan_out_configured(monkeypatch: Any, variable: str, name: str) -> FanOutStateMachine:
+    """A fan-out state machine in moto, named by the environment's `variable` as the stack names it to a function,
+    with the least threshold and shard size the settings allow (1,000 keys)."""
+    machine = FanOutStateMachine(name, lambda: datetime.now(UTC))
+    for setting, value in {variable: machine.arn, "DR_FANOUT_THRESHOLD_OBJECTS": "1000",
+                           "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
+        monkeypatch.setenv(setting, value)
+    return machine

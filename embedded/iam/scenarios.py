@@ -441,9 +441,8 @@ def _snapshot_fanned_out(system: SampleSystem) -> str:
 
 
 def _restore_fanned_out(system: SampleSystem, snapshot_id: str) -> None:
-    import restore_shard.handler as restore_shard
-
     import recovery.handler as recovery
+    import restore_shard.handler as restore_shard
     from drcore.core.config import RecoveryEnvVar
 
     machine = boto3.client("stepfunctions", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])

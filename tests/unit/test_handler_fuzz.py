@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import restore_shard.handler as restore_shard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
@@ -35,6 +34,7 @@ import health_watcher.handler as health_watcher
 import performance_watcher.handler as performance_watcher
 import recovery.handler as recovery
 import region_watcher.handler as region_watcher
+import restore_shard.handler as restore_shard
 import retention.handler as retention
 from embedded.aws_events import (
     LambdaContextStub,

@@ -9,7 +9,7 @@ import backup.handler as backup
 import recovery.handler as recovery
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem, add_buckets
-from tests.support import CallRecorder
+from tests.support import CallRecorder, fan_out_configured
 
 WHO = {"requested_by": "alice@example.com", "reason": "incident 42"}
 
@@ -157,12 +157,7 @@ def test_status_shows_a_fanned_out_snapshots_progress_while_it_runs(system, act,
     put_sample_uploads(system, range(5, 1_005))
     backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))
     assert act({"action": "status"})["result"]["backups"]["s3"]["fan_out"] is None  # the newest is complete
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    machine = sfn.create_state_machine(name="snapshot-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
-                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
-    for name, value in {"DR_SNAPSHOT_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
-                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
-        monkeypatch.setenv(name, value)
+    fan_out_configured(monkeypatch, "DR_SNAPSHOT_FANOUT_STATE_MACHINE", "snapshot-fanout")
     [fanned] = backup.handler({"component": "s3"}, LambdaContextStub("apilados-dr-backup"))["components"]
     backup.handler({"component": "s3", "shard": {"backup_id": fanned["backup_id"], "number": 1}},
                    LambdaContextStub("apilados-dr-backup"))

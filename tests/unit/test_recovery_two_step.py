@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
 import pytest
 
 import backup.handler as backup
+import restore_shard.handler as restore_shard
 from embedded.aws_events import LambdaContextStub
-from tests.support import WHO, CallRecorder, act, contents, damage
+from embedded.sample_system import put_sample_uploads
+from tests.support import WHO, CallRecorder, act, contents, damage, fan_out_configured
 
 
 def back_up(component: str) -> str:
@@ -124,13 +127,6 @@ def test_bad_recovery_requests_change_nothing(world, monkeypatch, event, problem
 
 def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_execution_and_finishes(
         world, monkeypatch):
-    import json
-
-    import boto3
-    import restore_shard.handler as restore_shard
-
-    from embedded.sample_system import put_sample_uploads
-
     # Given backups of every component, a bucket past a fan-out threshold of 1,000 keys, then damaged data
     put_sample_uploads(world, range(20, 1_020))
     back_up("lambda"), back_up("stack"), back_up("s3")
@@ -138,12 +134,7 @@ def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_exe
     at = datetime.now(UTC)
     time.sleep(1.5)  # object versions are listed to the second: the damage must come after `at`
     damage(world)
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    machine = sfn.create_state_machine(name="restore-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
-                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
-    for name, value in {"DR_RESTORE_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
-                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
-        monkeypatch.setenv(name, value)
+    sfn = fan_out_configured(monkeypatch, "DR_RESTORE_FANOUT_STATE_MACHINE", "restore-fanout").sfn
     request = {"action": "comprehensive_rollback", "at": at.isoformat(), **WHO}
     plan_id = act(request)["result"]["plan_id"]
     # When it is confirmed, its data step fans out: the rollback waits for that execution, not continuing itself

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 import time_machine
 
@@ -13,7 +12,17 @@ import backup.handler as backup
 from drcore.state.store import JOURNAL_PREFIX, ControllerStateStore
 from embedded.aws_events import LambdaContextStub
 from embedded.sample_system import SampleSystem
-from tests.support import WHO, CallRecorder, DyingInvocations, InvocationCrash, act, contents, damage, s3_metric_sum
+from tests.support import (
+    WHO,
+    CallRecorder,
+    DyingInvocations,
+    InvocationCrash,
+    act,
+    contents,
+    damage,
+    fan_out_configured,
+    s3_metric_sum,
+)
 
 
 def snapshot(world: SampleSystem) -> str:
@@ -219,7 +228,6 @@ def test_bad_restore_requests_change_nothing(world, monkeypatch, event, problem)
 
 def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_and_validates(world, monkeypatch):
     import restore_shard.handler as restore_shard
-
     from embedded.sample_system import put_sample_uploads
 
     # Given 1,020 objects snapshotted and then damaged, and a restore fan-out past 1,000 keys, 1,000 a shard
@@ -227,12 +235,7 @@ def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_an
     snapshot_id = snapshot(world)
     before = contents(world)
     damage(world)
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    machine = sfn.create_state_machine(name="restore-fanout", definition='{"StartAt":"S","States":{"S":{"Type":'
-                                       '"Succeed"}}}', roleArn="arn:aws:iam::123456789012:role/fanout")
-    for name, value in {"DR_RESTORE_FANOUT_STATE_MACHINE": machine["stateMachineArn"],
-                        "DR_FANOUT_THRESHOLD_OBJECTS": "1000", "DR_FANOUT_SHARD_OBJECTS": "1000"}.items():
-        monkeypatch.setenv(name, value)
+    sfn = fan_out_configured(monkeypatch, "DR_RESTORE_FANOUT_STATE_MACHINE", "restore-fanout").sfn
     plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
     calls = CallRecorder().spy_on_every_client(monkeypatch)
     # When the operator confirms it
