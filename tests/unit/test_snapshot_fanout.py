@@ -258,3 +258,20 @@ def test_a_scheduled_snapshot_while_a_fan_out_runs_continues_it_instead_of_start
     assert following.backup_id != progress.backup_id and following.fanned_out
     plan = read_shard_plan(world.store, DATA, following.backup_id)
     assert plan is not None and plan.base_id == progress.backup_id
+
+
+def test_a_shard_prices_listing_the_stored_content_by_the_whole_store_not_by_its_slice(world: World) -> None:
+    # Given a fanned-out snapshot (shards of 400 of the base's 1,200 bodies) with 20 new bodies in shard 0: more
+    # than a listing of its slice's 400 bodies is worth in probes (12.5 a page), fewer than the store's 1,200 (25)
+    backup_id = fanned_out(world).backup_id
+    for n in range(20):
+        world.put(f"uploads/record-{n:05d}.csv", f"new body {n}\n".encode())
+    lists: list[dict[str, Any]] = []
+    world.s3.meta.events.register("provide-client-params.s3.ListObjectVersions",
+                                  lambda params, **_: lists.append(dict(params)))
+    # When the shard runs
+    shard = world.snapshotter().snapshot_shard(backup_id, 0, lambda: PLENTY_MS)
+    # Then it copies the new bodies conditionally, and never lists the content prefix: at 10 million objects that
+    # is 10,000 pages, for every shard
+    assert shard.finished and shard.stats["objects_copied"] == 20
+    assert [params for params in lists if params["Bucket"] == BACKUPS] == []

@@ -286,7 +286,8 @@ class BucketSnapshotter:
             base_slice = read_base_slice(self._store, self._source, plan, number)
             with ThreadPoolExecutor(self._concurrency) as pool:
                 work = _RangeWork(backup_id, None, SnapshotBase(base_slice),
-                                  StoredContent(self._store, base_slice.stored_bodies()), pool, remaining_ms,
+                                  StoredContent(self._store, base_slice.stored_bodies(), plan.base_objects), pool,
+                                  remaining_ms,
                                   threading.Event(), {})
                 self._snapshot_range(state, work)
         logger.info("snapshot shard", extra={"backup_id": backup_id, "shard": number, "finished": state.done,

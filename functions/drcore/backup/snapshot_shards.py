@@ -13,8 +13,9 @@ in the store):
 
 - `shards/base-<n>.jsonl.gz`: the base's entries in shard n (a worker reads its slice, not the whole base);
 - `shards/items.jsonl`: one line per shard, `{"shard": n}`: what the map's ItemReader reads;
-- `shards/plan.json`: the base, the shards' key ranges and where each slice starts in the base. Written
-  last: a snapshot with a shard plan is a fanned-out one.
+- `shards/plan.json`: the base, the shards' key ranges, where each slice starts in the base, and the base's size
+  (a shard prices listing the store's content by it, not by its slice). Written last: a snapshot with a shard
+  plan is a fanned-out one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ShardPlan:
     base_id: str
     ranges: tuple[KeyRange, ...]
     offsets: tuple[int, ...]  # where each shard's slice starts in the base's entries
+    base_objects: int  # the base's entries (about as many bodies as the store holds: what a listing of them costs)
 
     def shard(self, number: int) -> KeyRange:
         if not 0 <= number < len(self.ranges):
@@ -86,9 +88,9 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Snap
                   ContentEncoding="gzip")
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
     store.put_same_once(items_key(bucket, backup_id), items.encode())
-    plan = ShardPlan(backup_id, base.backup_id, ranges, offsets)
+    plan = ShardPlan(backup_id, base.backup_id, ranges, offsets, len(base.objects))
     document = {"format": PLAN_FORMAT, "base": base.backup_id, "offsets": list(offsets),
-                "ranges": [[bounds.start_after, bounds.last] for bounds in ranges]}
+                "ranges": [[bounds.start_after, bounds.last] for bounds in ranges], "base_objects": len(base.objects)}
     store.put_same_once(shards_key(bucket, backup_id, "plan.json"), json.dumps(document).encode())
     return plan
 
@@ -98,8 +100,11 @@ def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPla
     document = store.get_json_if_present(shards_key(bucket, backup_id, "plan.json"))
     if document is None:
         return None
+    offsets = tuple(document["offsets"])
+    # A plan written before it recorded the base's size: its last slice starts a shard before the base's end.
+    base_objects = document.get("base_objects", offsets[-1] + (offsets[1] if len(offsets) > 1 else 0))
     return ShardPlan(backup_id, document["base"], tuple(KeyRange(*bounds) for bounds in document["ranges"]),
-                     tuple(document["offsets"]))
+                     offsets, int(base_objects))
 
 
 def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: int) -> SnapshotManifest:

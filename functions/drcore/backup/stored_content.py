@@ -34,14 +34,17 @@ Known = Mapping[str, StoredBody | None]
 
 
 class StoredContent:
-    """`known`: content keys already known to be stored (the base's), with their bodies as recorded."""
+    """`known`: content keys already known to be stored (the base's), with their bodies as recorded. `stored`: about
+    how many bodies the store holds, which prices a listing of them (default: as many as `known`; a fanned-out
+    snapshot's shard knows its slice of the base, but a listing would list the whole base's)."""
 
-    def __init__(self, store: BackupStore, known: Known) -> None:
+    def __init__(self, store: BackupStore, known: Known, stored: int | None = None) -> None:
         self._store = store
         # Copies report what they stored from the pool's threads, and key ranges ask from theirs.
         self._lock = threading.RLock()
         self._known: dict[str, StoredBody | None] = dict(known)
-        self._listing_cost = PROBES_PER_LISTING_PAGE * max(1, -(-len(known) // LISTING_PAGE))
+        pages = -(-(len(known) if stored is None else stored) // LISTING_PAGE)
+        self._listing_cost = PROBES_PER_LISTING_PAGE * max(1, pages)
         self._asked = 0  # unknown keys taken for missing so far, each a copy that may answer 412
         self._listed = False
 
