@@ -49,7 +49,7 @@ from drcore.restore.bucket_plan import RestorePlan
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.restore.function_restore import FunctionRestorer
 from drcore.restore.stack_recovery import StackRecovery
-from drcore.state.backup_store import REPORTS_PREFIX, AlreadyWritten, BackupListing, BackupStore, Component
+from drcore.state.backup_store import REPORTS_PREFIX, BackupListing, BackupStore, Component
 from drcore.state.plans import PlanBook
 from drcore.state.store import ControllerStateStore
 
@@ -83,10 +83,8 @@ class DrillRecorder:
         rendering = f"{REPORTS_PREFIX}{drill_id}/report.md"
         for name, body, content_type in ((key, report.to_json(), "application/json"),
                                          (rendering, report.to_markdown(), "text/markdown")):
-            try:
-                self._store.put_once(name, body.encode(), content_type)
-            except AlreadyWritten:
-                pass  # written by the invocation that crashed before finishing the run
+            # Written already by an invocation that crashed before finishing the run: it stands.
+            self._store.put_same_once(name, body.encode(), content_type)
         failed = [step.name for step in report.steps if not (step.ok and step.within_objective)]
         self._journal.append_journal(
             self._function, entry_id=drill_id, at=report.finished_at, action="drill",

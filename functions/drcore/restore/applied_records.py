@@ -34,11 +34,9 @@ def record_written(store: BackupStore, target_bucket: str, plan_id: str, rows: l
                    moment: datetime) -> None:
     """Record `rows` of [key, version id, ETag] written by one batch of the plan's apply."""
     name = f"{to_iso(moment)}-{secrets.token_hex(4)}.json.gz"
-    try:
-        store.put_once(restore_records_prefix(target_bucket, plan_id) + name,
-                       gzip.compress(json.dumps(rows).encode(), mtime=0), "application/json", ContentEncoding="gzip")
-    except AlreadyWritten:  # a random name: only a retried request that did succeed gets here
-        pass
+    # A random name: only a retried request that did succeed finds it written.
+    store.put_same_once(restore_records_prefix(target_bucket, plan_id) + name,
+                        gzip.compress(json.dumps(rows).encode(), mtime=0), ContentEncoding="gzip")
 
 
 Change = TypeVar("Change")
