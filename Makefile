@@ -7,7 +7,7 @@ export PYTHONPATH := functions:.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_OUTDIR ?= cdk.out
 
-.PHONY: install drill test unit infra e2e synth lint bench preflight clean
+.PHONY: install drill test unit infra e2e scale synth lint bench preflight clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ infra: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+scale: $(STAMP)  ## the tests too long for `make test`: a 100,000-object snapshot and restore through the shard path
+	$(BIN)/python -m pytest -m scale tests/e2e
 
 synth: $(STAMP)  ## synthesize the CDK app into $(CDK_OUTDIR) without the CDK CLI
 	$(BIN)/python app.py

@@ -4,9 +4,10 @@ Nothing here is measured: the figures are what the planning code (drcore.aws.job
 restore plan reports its estimate with) gives for a snapshot and a full restore of such a bucket at S3's
 documented limits, with its assumptions written next to them. Each job is modelled two ways: in one
 invocation after another, and fanned out into shards run at once (a Step Functions Distributed Map, with
-the FanOut defaults). `built` says which way the functions run that job today: a snapshot with a base
-fans out (drcore.backup.snapshot_shards), and so does a restore past the threshold (drcore.restore.
-restore_shards); a first snapshot (no base to cut shards from) does not.
+the FanOut defaults). `built` says which way the functions run that job today: all three fan out, a
+snapshot with a base cut at its base's keys (drcore.backup.snapshot_shards), a first one at its census's
+(drcore.backup.snapshot_census: the key names listed one page after another before the shards run), and a
+restore past the threshold (drcore.restore.restore_shards).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def scale_model(objects: int = OBJECTS, mean_size: int = MEAN_SIZE) -> dict[str,
         "fan_out": asdict(FanOut()),
         "first_snapshot": _modelled(lambda **options: snapshot_estimate(
             objects=objects, new=Copies.alike(objects, mean_size), described=0, assumptions=assumptions,
-            **options), fans_out=False),
+            first=True, **options), fans_out=True),
         "second_snapshot": _modelled(lambda **options: snapshot_estimate(
             objects=objects, new=Copies.alike(changed, mean_size), described=0, ranges=LISTING_RANGES,
             manifests_read=1, assumptions=assumptions, **options), fans_out=True),

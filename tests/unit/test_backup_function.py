@@ -13,7 +13,7 @@ from drcore.backup.manifest import list_snapshots, read_manifest
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function, put_sample_uploads
-from tests.support import CallRecorder, s3_metric_sum
+from tests.support import CallRecorder, fan_out_configured, s3_metric_sum
 
 BACKUP_FUNCTION = "apilados-dr-backup"
 
@@ -192,6 +192,33 @@ def test_a_big_snapshot_fans_out_its_shards_report_to_the_state_machine_and_its_
     assert merged["status"] == "complete" and merged["backup_id"] == backup_id
     assert len(read_manifest(store(buckets), buckets.data_bucket, backup_id).objects) == 1_030
     assert good_backups(buckets, "s3") == [2.0]
+
+
+def test_a_big_first_snapshot_counts_its_keys_then_fans_out_and_a_schedule_meanwhile_starts_nothing(
+        buckets, run_backup, monkeypatch):
+    # Given a bucket past the fan-out threshold and never snapshotted, and the snapshot fan-out state machine
+    put_sample_uploads(buckets, range(30, 1_030))
+    machine = fan_out_configured(monkeypatch, "DR_SNAPSHOT_FANOUT_STATE_MACHINE", "snapshot-fanout")
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the schedule asks for the first snapshot
+    [fanned] = run_backup({"component": "s3"})["components"]
+    # Then it counts the keys (2 pages of names), copies nothing, and fans out into 2 shards cut at the 1,000th key
+    assert fanned["status"] == "fanned_out" and fanned["details"] == {
+        "shards": 2, "base": None, "execution": f"{machine.arn.replace(':stateMachine:', ':execution:')}:"
+                                                f"{fanned['backup_id']}"}
+    counted = calls.count()
+    assert counted["ListObjectsV2"] >= 2 and "CopyObject" not in counted and "Invoke" not in counted
+    assert counted["StartExecution"] == 1
+    # When the map invokes the function for each shard, and its last step resumes the snapshot
+    for number in (1, 0):
+        assert run_backup({"component": "s3", "shard": {"backup_id": fanned["backup_id"], "number": number}})[
+            "finished"] is True
+    [merged] = run_backup({"component": "s3", "resume": fanned["backup_id"],
+                           "reason": "snapshot fan-out merge"})["components"]
+    # Then the first snapshot is complete: every object, journaled and counted as a good backup
+    assert merged["status"] == "complete" and merged["details"]["objects_copied"] == 1_030
+    assert len(read_manifest(store(buckets), buckets.data_bucket, fanned["backup_id"]).objects) == 1_030
+    assert good_backups(buckets, "s3") == [1.0]
 
 
 @pytest.mark.parametrize("event", [

@@ -18,6 +18,7 @@ import pytest
 from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
 from drcore.backup.manifest import read_manifest
+from drcore.backup.snapshot_census import Census, read_census
 from drcore.backup.snapshot_checkpoints import checkpoint_keys
 from drcore.backup.snapshot_shards import (
     FanOutSettings,
@@ -55,6 +56,12 @@ class World:
         self.clock.advance(3600)
         return self.snapshotter(**options).snapshot(None, lambda: PLENTY_MS)
 
+    def whole_snapshot(self) -> SnapshotProgress:
+        """A snapshot by a function without the fan-out (as before it was configured): one whole, to build on."""
+        self.clock.advance(3600)
+        return BucketSnapshotter(self.s3, self.store, DATA, clock=self.clock, page_size=100).snapshot(
+            None, lambda: PLENTY_MS)
+
     def current(self) -> list[tuple[str, str, str]]:
         versions = [version for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=DATA)
                     for version in page.get("Versions", []) if version["IsLatest"]]
@@ -75,7 +82,7 @@ def fill(world: World, count: int) -> None:
 def fanned_out(world: World) -> SnapshotProgress:
     """A bucket of 1,200 objects, snapshotted whole once (its base), then a snapshot that fans out."""
     fill(world, 1_200)
-    assert world.snapshot().finished
+    assert world.whole_snapshot().finished
     progress = world.snapshot()
     assert progress.fanned_out and not progress.finished
     return progress
@@ -83,9 +90,9 @@ def fanned_out(world: World) -> SnapshotProgress:
 
 def test_a_snapshot_whose_base_is_past_the_threshold_fans_out_into_shards_and_starts_their_execution(
         world: World) -> None:
-    # Given a bucket of 1,200 objects and its first snapshot (a whole one: nothing says how its keys spread)
+    # Given a bucket of 1,200 objects and a whole snapshot of it
     fill(world, 1_200)
-    first = world.snapshot()
+    first = world.whole_snapshot()
     assert first.finished and not first.fanned_out
     base = read_manifest(world.store, DATA, first.backup_id)
     # When the next snapshot starts
@@ -192,7 +199,7 @@ def test_the_merge_waits_for_every_shard_and_a_failed_execution_is_redriven(worl
 def test_an_execution_that_never_started_is_started_when_the_snapshot_is_resumed(world: World) -> None:
     # Given a snapshot planned as shards by an invocation that died before it started their execution
     fill(world, 1_200)
-    world.snapshot()
+    world.whole_snapshot()
 
     class DiesBeforeStarting(MapExecutions):
         def start(self, name: str, execution_input: dict[str, Any]) -> str:
@@ -275,3 +282,120 @@ def test_a_shard_prices_listing_the_stored_content_by_the_whole_store_not_by_its
     # is 10,000 pages, for every shard
     assert shard.finished and shard.stats["objects_copied"] == 20
     assert [params for params in lists if params["Bucket"] == BACKUPS] == []
+
+
+# A first snapshot: its census, then its shards cut at the census's cuts -------------------------------------------
+
+
+def list_requests(world: World, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every `operation` request made from now on (to either bucket)."""
+    requests: list[dict[str, Any]] = []
+    world.s3.meta.events.register(f"provide-client-params.s3.{operation}",
+                                  lambda params, **_: requests.append(dict(params)))
+    return requests
+
+
+def test_a_first_snapshot_past_the_threshold_counts_its_keys_then_fans_out_at_every_400th_key(world: World) -> None:
+    # Given a bucket of 1,200 objects and no snapshot of it yet
+    fill(world, 1_200)
+    keys = [f"uploads/record-{n:05d}.csv" for n in range(1_200)]
+    copies = list_requests(world, "CopyObject")
+    counting = list_requests(world, "ListObjectsV2")
+    # When the first snapshot starts
+    progress = world.snapshot()
+    # Then it counts the bucket's keys, 12 pages of names, and fans out into 3 shards cut at every 400th key, the
+    # last one open-ended (the 1,200th key is the bucket's last: no empty shard after it)
+    assert progress.fanned_out and not progress.finished and progress.stats["shards"] == 3
+    assert progress.stats["base"] is None
+    assert len([params for params in counting if params["Bucket"] == DATA]) == 12
+    plan = read_shard_plan(world.store, DATA, progress.backup_id)
+    assert plan is not None and plan.base_id is None and plan.base_objects == 1_200
+    assert [(bounds.start_after, bounds.last) for bounds in plan.ranges] == [
+        (None, keys[399]), (keys[399], keys[799]), (keys[799], None)]
+    # and nothing is copied or checkpointed before the shards run, and no base slice is written (there is none)
+    assert copies == [] and checkpoint_keys(world.store, DATA, progress.backup_id) == []
+    shards = backup_prefix(Component.S3, DATA, progress.backup_id) + "shards/"
+    assert sorted(item["Key"][len(shards):] for item in world.store.keys(shards)) == ["items.jsonl", "plan.json"]
+    execution = world.sfn.describe_execution(executionArn=progress.stats["execution"])
+    assert execution["name"] == progress.backup_id and execution["status"] == "RUNNING"
+
+
+def test_a_first_snapshots_shards_copy_what_they_list_and_merge_into_a_full_manifest_of_the_bucket(
+        world: World) -> None:
+    # Given a first snapshot fanned out by its census, and the bucket changed after the census: a key before the
+    # first, one at a shard edge, one after the last, one deleted
+    fill(world, 1_200)
+    backup_id = world.snapshot().backup_id
+    for key in ("aaa-first.csv", "uploads/record-00399.csv-edge", "zzz-last.csv"):
+        world.put(key, f"new {key}".encode())
+    world.s3.delete_object(Bucket=DATA, Key="uploads/record-00800.csv")
+    # When the map runs the shards, in an order its concurrency could give, and the merge resumes the snapshot
+    for number in (1, 2, 0):
+        assert world.snapshotter().snapshot_shard(backup_id, number, lambda: PLENTY_MS).finished
+    merged = world.snapshotter().snapshot(backup_id, lambda: PLENTY_MS)
+    # Then the manifest is a full one of the bucket as it is, every body copied once into the store
+    assert merged.finished and merged.stats["objects_copied"] == 1_202
+    manifest = read_manifest(world.store, DATA, backup_id)
+    assert manifest.base_id is None
+    assert [(entry.key, entry.version_id, entry.etag) for entry in manifest.objects] == world.current()
+    for entry in (manifest.objects[0], manifest.objects[400], manifest.objects[-1]):
+        assert entry.content_key is not None
+        assert world.store.get_bytes(entry.content_key) == world.s3.get_object(Bucket=DATA, Key=entry.key)[
+            "Body"].read()
+    # and the next snapshot builds on it, fanned out from its base
+    following = world.snapshot()
+    plan = read_shard_plan(world.store, DATA, following.backup_id)
+    assert following.fanned_out and plan is not None and plan.base_id == backup_id
+
+
+def test_a_census_out_of_time_pauses_and_continues_from_its_last_key_counting_each_key_once(world: World) -> None:
+    # Given a bucket of 1,200 objects, and a first snapshot whose invocation has time for 5 pages of its census
+    fill(world, 1_200)
+    counting = list_requests(world, "ListObjectsV2")
+    calls = iter([PLENTY_MS] * 5)
+    world.clock.advance(3600)
+    paused = world.snapshotter().snapshot(None, lambda: next(calls, SAFETY_MARGIN_MS - 1))
+    # Then it pauses, unfanned, having counted 500 keys and checkpointed where it stopped
+    assert not paused.finished and not paused.fanned_out
+    assert paused.stats["census"] == {"objects_counted": 500, "pages": 5, "done": False}
+    assert read_census(world.store, DATA, paused.backup_id) == Census(
+        500, ("uploads/record-00399.csv",), "uploads/record-00499.csv", 5, False)
+    # and the recovery function's status shows it counting
+    assert fan_out_progress(world.store, DATA, paused.backup_id) == {
+        "backup_id": paused.backup_id, "census": {"objects_counted": 500, "pages": 5, "done": False}}
+    # When its continuation runs
+    resumed = world.snapshotter().snapshot(paused.backup_id, lambda: PLENTY_MS)
+    # Then the census goes on after the last key counted, each page listed once, and the snapshot fans out
+    data_pages = [params for params in counting if params["Bucket"] == DATA]
+    assert len(data_pages) == 12 and data_pages[5]["StartAfter"] == "uploads/record-00499.csv"
+    assert resumed.fanned_out and resumed.stats["shards"] == 3
+    census = read_census(world.store, DATA, paused.backup_id)
+    assert census is not None and census.done and census.objects == 1_200
+
+
+def test_a_first_snapshot_under_the_threshold_counts_then_runs_as_any_snapshot(world: World) -> None:
+    # Given a bucket of 900 objects: under the threshold of 1,000
+    fill(world, 900)
+    # When its first snapshot runs, Then it counts the keys and snapshots the bucket in the same invocation
+    progress = world.snapshot()
+    assert progress.finished and not progress.fanned_out
+    manifest = read_manifest(world.store, DATA, progress.backup_id)
+    assert [(entry.key, entry.version_id, entry.etag) for entry in manifest.objects] == world.current()
+    assert read_shard_plan(world.store, DATA, progress.backup_id) is None
+    assert world.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"] == []
+
+
+def test_a_scheduled_snapshot_while_a_census_is_counting_leaves_it_to_its_continuations(world: World) -> None:
+    # Given a first snapshot paused in its census (its continuation on the way)
+    fill(world, 1_200)
+    world.clock.advance(3600)
+    calls = iter([PLENTY_MS] * 3)
+    paused = world.snapshotter().snapshot(None, lambda: next(calls, SAFETY_MARGIN_MS - 1))
+    counting = list_requests(world, "ListObjectsV2")
+    # When the next hour's schedule asks for a snapshot
+    again = world.snapshot()
+    # Then it answers the census's progress, counts nothing and starts no second snapshot beside it
+    assert again.backup_id == paused.backup_id and again.running_elsewhere and not again.finished
+    assert again.stats["census"]["objects_counted"] == 300
+    assert [params for params in counting if params["Bucket"] == DATA] == []
+    assert world.store.backup_ids(Component.S3, DATA) == [paused.backup_id]

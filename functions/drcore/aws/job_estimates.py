@@ -43,6 +43,8 @@ LAMBDA_MAX_SECONDS = 900
 USD_PER_LAMBDA_GB_SECOND = 0.0000166667
 USD_PER_1000_STATE_TRANSITIONS = 0.025
 MAP_MAX_CONCURRENCY = 10_000
+# A first snapshot's census (drcore.backup.snapshot_census) checkpoints every this many pages of key names.
+CENSUS_CHECKPOINT_PAGES = 100
 TRANSITIONS_PER_SHARD = 4  # a child execution's start, its worker task, a retry allowance, its end
 
 
@@ -133,7 +135,7 @@ class Estimate:
     requests: Requests
     bytes_copied: int
     seconds: float
-    limited_by: str  # "prefix request rates" | "requests in flight" | "listing"
+    limited_by: str  # "prefix request rates" | "requests in flight" | "listing"; a census's time adds to it
     bounds: dict[str, float]  # each bound's seconds
     shards: int
     invocations: int
@@ -149,10 +151,12 @@ class Estimate:
 
 
 def estimate(requests: Requests, bytes_copied: int, *, pages: int, ranges: int = 1, assumptions: Assumptions,
-             fan_out: FanOut | None = None, objects: int = 0) -> Estimate:
+             fan_out: FanOut | None = None, objects: int = 0, counted_first: int = 0) -> Estimate:
     """The time and price of `requests` copying `bytes_copied`, listing `pages` in `ranges` listed at once. Run in
     one invocation after another, each with `assumptions.concurrency` requests in flight; or, with `fan_out`
-    and past its threshold of `objects`, as shards (each listing its own keys) run `fan_out.workers` at once."""
+    and past its threshold of `objects`, as shards (each listing its own keys) run `fan_out.workers` at once.
+    `counted_first`: pages listed one after another before any of it, by invocations of their own (a first
+    snapshot's census, drcore.backup.snapshot_census), which its time, invocations and price add up."""
     shards = fan_out.shards(objects) if fan_out else 1
     workers = fan_out.workers(objects) if fan_out else 1
     # Shards run in rounds of `workers`; each lists its own pages one after another (a job lists its ranges).
@@ -175,6 +179,14 @@ def estimate(requests: Requests, bytes_copied: int, *, pages: int, ranges: int =
     invocations += 2 if shards > 1 else 0
     cost = (requests.cost_usd + workers * seconds * assumptions.memory_gb * USD_PER_LAMBDA_GB_SECOND
             + (shards * TRANSITIONS_PER_SHARD * USD_PER_1000_STATE_TRANSITIONS / 1000 if shards > 1 else 0.0))
+    if counted_first:
+        counting = counted_first * assumptions.list_page_seconds
+        bounds["counted first"] = counting
+        seconds += counting
+        invocations += math.ceil(counting / assumptions.invocation_seconds) - 1  # its last one plans or snapshots
+        census = Requests(lists=counted_first, puts=math.ceil(counted_first / CENSUS_CHECKPOINT_PAGES))
+        requests += census
+        cost += census.cost_usd + counting * assumptions.memory_gb * USD_PER_LAMBDA_GB_SECOND
     return Estimate(requests, bytes_copied, seconds, limited_by, bounds, shards, invocations, cost, assumptions)
 
 
@@ -185,14 +197,16 @@ def list_pages(objects: int, page_size: int = KEYS_PER_LIST_PAGE) -> int:
 
 def snapshot_estimate(*, objects: int, new: Copies, described: int, ranges: int = 1,
                       manifests_read: int = 0, assumptions: Assumptions = Assumptions(),
-                      fan_out: FanOut | None = None, page_size: int = KEYS_PER_LIST_PAGE) -> Estimate:
+                      fan_out: FanOut | None = None, page_size: int = KEYS_PER_LIST_PAGE,
+                      first: bool = False) -> Estimate:
     """A snapshot of a bucket of `objects`: its listing (in `ranges` listed at once, each range ending in a
     partial page), the `new` bodies it copies, the `described` versions whose content the store holds
-    already (a HeadObject each), a checkpoint per page, the manifest, and the base's manifests read."""
+    already (a HeadObject each), a checkpoint per page, the manifest, and the base's manifests read. A `first`
+    snapshot with a `fan_out` counts the bucket's keys before anything else (its census)."""
     pages = list_pages(objects, page_size) + max(ranges, 1) - 1
     requests = Requests(lists=pages, copies=new.requests, heads=described, puts=pages + 1, gets=manifests_read)
     return estimate(requests, new.bytes, pages=pages, ranges=ranges, assumptions=assumptions, fan_out=fan_out,
-                    objects=objects)
+                    objects=objects, counted_first=list_pages(objects) if first and fan_out else 0)
 
 
 # What an apply reads and writes in the backup store besides its changes: the safety snapshot's id record and

@@ -31,6 +31,8 @@ continues each range after its last checkpoint, with the same base. The manifest
 A snapshot whose base is past the fan-out threshold is run as shards instead (drcore.backup.snapshot_shards):
 each shard is a range snapshotted by `snapshot_shard` in invocations of its own, which a Step Functions
 Distributed Map makes; continuing the snapshot merges them, or starts, redrives or waits on their execution.
+A first snapshot, where the fan-out is configured, first counts the bucket's keys (drcore.backup.
+snapshot_census), and fans out at the census's cuts when it counted more than the threshold.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from drcore.backup.manifest import (
     write_manifest,
 )
 from drcore.backup.retention import IN_PROGRESS_GRACE
+from drcore.backup.snapshot_census import BucketCensus, read_census
 from drcore.backup.snapshot_checkpoints import (
     LISTING_RANGES,
     Checkpoint,
@@ -76,6 +79,7 @@ from drcore.backup.snapshot_shards import (
     progress_of,
     read_base_slice,
     read_shard_plan,
+    write_census_shard_plan,
     write_shard_plan,
 )
 from drcore.backup.stored_content import StoredContent
@@ -106,6 +110,8 @@ class SnapshotProgress:
     finished: bool
     stats: dict[str, Any]
     fanned_out: bool = False  # its shards run in a Step Functions execution, which merges them when done
+    # Another invocation chain is continuing it (a first snapshot's census): answered, nothing done.
+    running_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,7 @@ class BucketSnapshotter:
         self._full_manifest_every = full_manifest_every
         self._listing_ranges = listing_ranges
         self._fan_out = fan_out
+        self._census = BucketCensus(s3_client, store, source_bucket, page_size=page_size)
         # Waits for a prefix another copy was slowed on are not retries: they sleep outside the count.
         pacer = PrefixPacer(sleep=sleep)
         self._pages = PageSnapshotter(
@@ -205,9 +212,9 @@ class BucketSnapshotter:
             backup_id = new_backup_id(self._clock())
             # Listed once, for the fan-out still running and for the base.
             backup_ids = self._store.backup_ids(Component.S3, self._source)
-            fanned_out = self._running_fan_out(backup_id, backup_ids)
-            if fanned_out is not None:  # a schedule that comes while one runs continues it (merge, start, redrive)
-                return self._continue_fan_out(fanned_out)
+            due = self._running_fan_out(backup_id, backup_ids)
+            if due is not None:
+                return due
         else:
             backup_time(backup_id)  # a malformed id fails here, before anything is read or written
             if self._store.exists(manifest_key(Component.S3, self._source, backup_id)):
@@ -219,9 +226,16 @@ class BucketSnapshotter:
         any_last = next(iter(last.values()), None)
         if any_last is None:
             base_manifest = newest_complete_before(self._store, self._source, backup_id, backup_ids)
-            if self._fan_out and self._fan_out[0].wanted(base_manifest):
-                assert base_manifest is not None  # wanted() says it holds more objects than the threshold
-                return self._start_fan_out(backup_id, base_manifest)
+            if self._fan_out and base_manifest is not None and self._fan_out[0].wanted(len(base_manifest.objects)):
+                return self._start_fan_out(write_shard_plan(self._store, self._source, backup_id, base_manifest,
+                                                            self._fan_out[0].shard_objects))
+            if self._fan_out and base_manifest is None:
+                census = self._census.count(backup_id, self._fan_out[0].shard_objects,
+                                            lambda: remaining_ms() >= SAFETY_MARGIN_MS)
+                if not census.done:
+                    return SnapshotProgress(backup_id, False, {"census": census.progress()})
+                if self._fan_out[0].wanted(census.objects):
+                    return self._start_fan_out(write_census_shard_plan(self._store, self._source, backup_id, census))
             ranges = key_ranges(base_manifest, self._page_size, self._listing_ranges)
         else:  # the base the checkpoints refer to (retention keeps it while this snapshot runs), and their ranges
             base_id = any_last["base"]
@@ -286,18 +300,20 @@ class BucketSnapshotter:
             base_slice = read_base_slice(self._store, self._source, plan, number)
             with ThreadPoolExecutor(self._concurrency) as pool:
                 work = _RangeWork(backup_id, None, SnapshotBase(base_slice),
-                                  StoredContent(self._store, base_slice.stored_bodies(), plan.base_objects), pool,
-                                  remaining_ms,
-                                  threading.Event(), {})
+                                  StoredContent(self._store, base_slice.stored_bodies() if base_slice else {},
+                                                plan.base_objects),
+                                  pool, remaining_ms, threading.Event(), {})
                 self._snapshot_range(state, work)
         logger.info("snapshot shard", extra={"backup_id": backup_id, "shard": number, "finished": state.done,
                                              "pages": state.pages, "objects": state.stats.objects_listed})
         return ShardProgress(backup_id, number, state.done, asdict(state.stats),
                              state.stats.objects_listed - before[0], state.stats.bytes_copied - before[1])
 
-    def _running_fan_out(self, new_id: str, backup_ids: list[str]) -> ShardPlan | None:
-        """The newest snapshot before `new_id`, when it is fanned out, unfinished and young enough to be running
-        (retention keeps its base that long): a new snapshot beside it would list and copy the same shards again."""
+    def _running_fan_out(self, new_id: str, backup_ids: list[str]) -> SnapshotProgress | None:
+        """What is due for the newest snapshot before `new_id` when it is fanned out (or counting its keys to),
+        unfinished and young enough to be running (retention keeps its base that long), instead of a new snapshot
+        beside it, which would list and copy the same shards again: its fan-out continued (merged, started or
+        redriven), or its census left to the invocations counting it."""
         if self._fan_out is None:
             return None
         earlier = [backup_id for backup_id in backup_ids if backup_id < new_id]
@@ -305,17 +321,23 @@ class BucketSnapshotter:
             return None
         if self._store.exists(manifest_key(Component.S3, self._source, earlier[-1])):
             return None
-        return read_shard_plan(self._store, self._source, earlier[-1])
+        plan = read_shard_plan(self._store, self._source, earlier[-1])
+        if plan is not None:
+            return self._continue_fan_out(plan)
+        census = read_census(self._store, self._source, earlier[-1])
+        if census is not None and not census.done:
+            logger.info("a first snapshot is counting its keys", extra={"backup_id": earlier[-1]})
+            return SnapshotProgress(earlier[-1], False, {"census": census.progress()}, running_elsewhere=True)
+        return None
 
-    def _start_fan_out(self, backup_id: str, base: SnapshotManifest) -> SnapshotProgress:
+    def _start_fan_out(self, plan: ShardPlan) -> SnapshotProgress:
         assert self._fan_out is not None
-        settings, executions = self._fan_out
-        plan = write_shard_plan(self._store, self._source, backup_id, base, settings.shard_objects)
-        execution = executions.start(backup_id, {"backup_id": backup_id,
-                                                 "items_key": items_key(self._source, backup_id)})
-        logger.info("snapshot fanned out", extra={"backup_id": backup_id, "base": base.backup_id,
+        backup_id = plan.backup_id
+        execution = self._fan_out[1].start(backup_id, {"backup_id": backup_id,
+                                                       "items_key": items_key(self._source, backup_id)})
+        logger.info("snapshot fanned out", extra={"backup_id": backup_id, "base": plan.base_id,
                                                   "shards": len(plan.ranges), "execution": execution})
-        return SnapshotProgress(backup_id, False, {"shards": len(plan.ranges), "base": base.backup_id,
+        return SnapshotProgress(backup_id, False, {"shards": len(plan.ranges), "base": plan.base_id,
                                                    "execution": execution}, fanned_out=True)
 
     def _continue_fan_out(self, plan: ShardPlan) -> SnapshotProgress:
@@ -345,7 +367,7 @@ class BucketSnapshotter:
 
     def _merge_shards(self, plan: ShardPlan, states: list[_Range]) -> SnapshotProgress:
         """Write the manifest of a fanned-out snapshot whose shards are all done, from their checkpoints."""
-        base_manifest = read_manifest(self._store, self._source, plan.base_id)
+        base_manifest = read_manifest(self._store, self._source, plan.base_id) if plan.base_id else None
         self._pages.default_lock = self._store.default_retention()
         stats = SnapshotStats()
         for state in states:

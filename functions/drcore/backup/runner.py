@@ -43,8 +43,8 @@ ORDER = (Component.LAMBDA, Component.STACK, Component.LOGS, Component.S3)  # the
 @dataclass
 class ComponentOutcome:
     component: str
-    # "complete" | "current" | "continuing" | "fanned_out" | "shard_done" | "shard_continuing" | "pending" |
-    # "failed" | "skipped"
+    # "complete" | "current" | "continuing" | "fanned_out" | "running" | "shard_done" | "shard_continuing" |
+    # "pending" | "failed" | "skipped"
     status: str
     backup_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +171,8 @@ def component_runners(
         progress = snapshotter.snapshot(request.resume, remaining_ms)
         if progress.fanned_out:  # its state machine continues it
             return ComponentOutcome("s3", "fanned_out", progress.backup_id, dict(progress.stats))
+        if progress.running_elsewhere:  # a first snapshot's census, which its own continuations carry on
+            return ComponentOutcome("s3", "running", progress.backup_id, dict(progress.stats))
         if not progress.finished:
             return ComponentOutcome("s3", "continuing", progress.backup_id, dict(progress.stats))
         return ComponentOutcome("s3", "complete", progress.backup_id, dict(progress.stats))

@@ -1,7 +1,8 @@
 """Big bucket snapshots fanned out: the shard plan a Step Functions Distributed Map runs.
 
 A snapshot whose base holds more than `threshold_objects` objects is cut into shards of about
-`shard_objects` of the base's keys each: key ranges, as the ranges one invocation lists at once
+`shard_objects` of the base's keys each, and a first snapshot whose census counted more keys than that at
+the census's cuts (drcore.backup.snapshot_census): key ranges, as the ranges one invocation lists at once
 (drcore.backup.snapshot_checkpoints.key_ranges), but each snapshotted by its own invocations, many at
 once. A shard is snapshotted by the same engine code as any range (drcore.backup.bucket_snapshots): its
 pages are checkpointed as range `n`'s, and continue where they stopped. When every shard is done, the
@@ -11,11 +12,12 @@ one invocation.
 Written under the snapshot's prefix before its execution starts, once each (write-once, as everything
 in the store):
 
-- `shards/base-<n>.jsonl.gz`: the base's entries in shard n (a worker reads its slice, not the whole base);
+- `shards/base-<n>.jsonl.gz`: the base's entries in shard n (a worker reads its slice, not the whole base); none
+  for a first snapshot;
 - `shards/items.jsonl`: one line per shard, `{"shard": n}`: what the map's ItemReader reads;
-- `shards/plan.json`: the base, the shards' key ranges, where each slice starts in the base, and the base's size
-  (a shard prices listing the store's content by it, not by its slice). Written last: a snapshot with a shard
-  plan is a fanned-out one.
+- `shards/plan.json`: the base (null for a first snapshot), the shards' key ranges, where each slice starts in the
+  base, and the base's size or the census's count (a shard prices listing the store's content by it, not by its
+  slice). Written last: a snapshot with a shard plan is a fanned-out one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drcore.backup.manifest import ManifestEntry, SnapshotManifest
+from drcore.backup.snapshot_census import Census, read_census
 from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints, ranges_cut_at
 from drcore.core.errors import InvalidRequest
 from drcore.state.backup_store import BackupStore, Component, backup_prefix
@@ -40,17 +43,20 @@ class FanOutSettings:
     threshold_objects: int  # a snapshot whose base holds more objects fans out
     shard_objects: int  # about this many of the base's keys per shard
 
-    def wanted(self, base: SnapshotManifest | None) -> bool:
-        return base is not None and len(base.objects) > self.threshold_objects
+    def wanted(self, objects: int) -> bool:
+        """Whether a snapshot of a bucket of about `objects` keys (its base's, or its census's count) fans out."""
+        return objects > self.threshold_objects
 
 
 @dataclass(frozen=True)
 class ShardPlan:
     backup_id: str
-    base_id: str
+    base_id: str | None  # None: a first snapshot, its shards cut by its census
     ranges: tuple[KeyRange, ...]
-    offsets: tuple[int, ...]  # where each shard's slice starts in the base's entries
-    base_objects: int  # the base's entries (about as many bodies as the store holds: what a listing of them costs)
+    offsets: tuple[int, ...]  # where each shard's slice starts in the base's entries (0 without a base)
+    # The base's entries, or the keys the census counted: about as many bodies as the store holds for this bucket,
+    # what a listing of them costs.
+    base_objects: int
 
     def shard(self, number: int) -> KeyRange:
         if not 0 <= number < len(self.ranges):
@@ -86,12 +92,22 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Snap
         lines = "".join(json.dumps(entry.to_json(), separators=(",", ":")) + "\n" for entry in entries)
         store.put_same_once(_slice_key(bucket, backup_id, number), gzip.compress(lines.encode(), mtime=0),
                   ContentEncoding="gzip")
-    items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
-    store.put_same_once(items_key(bucket, backup_id), items.encode())
-    plan = ShardPlan(backup_id, base.backup_id, ranges, offsets, len(base.objects))
-    document = {"format": PLAN_FORMAT, "base": base.backup_id, "offsets": list(offsets),
-                "ranges": [[bounds.start_after, bounds.last] for bounds in ranges], "base_objects": len(base.objects)}
-    store.put_same_once(shards_key(bucket, backup_id, "plan.json"), json.dumps(document).encode())
+    return _write_plan(store, bucket, ShardPlan(backup_id, base.backup_id, ranges, offsets, len(base.objects)))
+
+
+def write_census_shard_plan(store: BackupStore, bucket: str, backup_id: str, census: Census) -> ShardPlan:
+    """A first snapshot's plan: shards cut at its census's cuts, without a base (nothing to slice)."""
+    ranges = census.ranges()
+    return _write_plan(store, bucket, ShardPlan(backup_id, None, ranges, (0,) * len(ranges), census.objects))
+
+
+def _write_plan(store: BackupStore, bucket: str, plan: ShardPlan) -> ShardPlan:
+    items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(plan.ranges)))
+    store.put_same_once(items_key(bucket, plan.backup_id), items.encode())
+    document = {"format": PLAN_FORMAT, "base": plan.base_id, "offsets": list(plan.offsets),
+                "ranges": [[bounds.start_after, bounds.last] for bounds in plan.ranges],
+                "base_objects": plan.base_objects}
+    store.put_same_once(shards_key(bucket, plan.backup_id, "plan.json"), json.dumps(document).encode())
     return plan
 
 
@@ -107,9 +123,12 @@ def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPla
                      offsets, int(base_objects))
 
 
-def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: int) -> SnapshotManifest:
-    """The base's entries in shard `number`, as a manifest of the base (positions counted from the slice's start)."""
+def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: int) -> SnapshotManifest | None:
+    """The base's entries in shard `number`, as a manifest of the base (positions counted from the slice's start);
+    None for a first snapshot's shard."""
     plan.shard(number)
+    if plan.base_id is None:
+        return None
     lines = gzip.decompress(store.get_bytes(_slice_key(bucket, plan.backup_id, number))).decode().splitlines()
     return SnapshotManifest(bucket=bucket, backup_id=plan.base_id, started_at="", finished_at="", stats={},
                             objects=tuple(ManifestEntry.from_json(json.loads(line)) for line in lines))
@@ -127,9 +146,11 @@ def progress_of(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]
 
 
 def fan_out_progress(store: BackupStore, bucket: str, backup_id: str, concurrency: int = 16) -> dict[str, Any] | None:
-    """How far the snapshot `backup_id` is (`progress_of`), or None when it is not fanned out. Reads only."""
+    """How far the snapshot `backup_id` is (`progress_of`); a first snapshot still counting its keys, its census's
+    progress; None when it is not fanned out. Reads only."""
     plan = read_shard_plan(store, bucket, backup_id)
     if plan is None:
-        return None
+        census = read_census(store, bucket, backup_id)
+        return None if census is None or census.done else {"backup_id": backup_id, "census": census.progress()}
     with ThreadPoolExecutor(concurrency) as pool:
         return progress_of(plan, last_checkpoints(store, bucket, backup_id, pool))
