@@ -399,3 +399,17 @@ def test_a_scheduled_snapshot_while_a_census_is_counting_leaves_it_to_its_contin
     assert again.stats["census"]["objects_counted"] == 300
     assert [params for params in counting if params["Bucket"] == DATA] == []
     assert world.store.backup_ids(Component.S3, DATA) == [paused.backup_id]
+
+
+def test_a_first_snapshots_shard_copies_conditionally_and_never_lists_the_stored_content(world: World) -> None:
+    # Given a first snapshot fanned out by its census, one shard already done (its 400 bodies stored)
+    fill(world, 1_200)
+    backup_id = world.snapshot().backup_id
+    assert world.snapshotter().snapshot_shard(backup_id, 0, lambda: PLENTY_MS).finished
+    lists = list_requests(world, "ListObjectVersions")
+    # When the next shard runs: 400 new bodies, more than a listing of the store is worth in probes
+    shard = world.snapshotter().snapshot_shard(backup_id, 1, lambda: PLENTY_MS)
+    # Then it copies them conditionally and never lists the content prefix: what it would find there is the other
+    # shards' bodies, stored meanwhile, which a first snapshot's new bodies are not
+    assert shard.finished and shard.stats["objects_copied"] == 400
+    assert [params for params in lists if params["Bucket"] == BACKUPS] == []

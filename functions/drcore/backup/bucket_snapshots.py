@@ -301,7 +301,7 @@ class BucketSnapshotter:
             with ThreadPoolExecutor(self._concurrency) as pool:
                 work = _RangeWork(backup_id, None, SnapshotBase(base_slice),
                                   StoredContent(self._store, base_slice.stored_bodies() if base_slice else {},
-                                                plan.base_objects),
+                                                plan.base_objects, listing=base_slice is not None),
                                   pool, remaining_ms, threading.Event(), {})
                 self._snapshot_range(state, work)
         logger.info("snapshot shard", extra={"backup_id": backup_id, "shard": number, "finished": state.done,

@@ -36,9 +36,11 @@ Known = Mapping[str, StoredBody | None]
 class StoredContent:
     """`known`: content keys already known to be stored (the base's), with their bodies as recorded. `stored`: about
     how many bodies the store holds, which prices a listing of them (default: as many as `known`; a fanned-out
-    snapshot's shard knows its slice of the base, but a listing would list the whole base's)."""
+    snapshot's shard knows its slice of the base, but a listing would list the whole base's). `listing` False:
+    never list, every unknown key is copied conditionally (a first snapshot's shard: its bodies are nearly all
+    new, and what a listing finds is the other shards' bodies, stored meanwhile)."""
 
-    def __init__(self, store: BackupStore, known: Known, stored: int | None = None) -> None:
+    def __init__(self, store: BackupStore, known: Known, stored: int | None = None, listing: bool = True) -> None:
         self._store = store
         # Copies report what they stored from the pool's threads, and key ranges ask from theirs.
         self._lock = threading.RLock()
@@ -46,7 +48,7 @@ class StoredContent:
         pages = -(-(len(known) if stored is None else stored) // LISTING_PAGE)
         self._listing_cost = PROBES_PER_LISTING_PAGE * max(1, pages)
         self._asked = 0  # unknown keys taken for missing so far, each a copy that may answer 412
-        self._listed = False
+        self._listed = not listing  # a listing is never made again, nor at all when not wanted
 
     def missing(self, keys: set[str]) -> set[str]:
         """The keys not known to be stored: to be copied, conditionally."""
