@@ -35,6 +35,7 @@ from drcore.state.backup_store import Component, backup_prefix, content_key
 from stacks.constructs.backup_bucket import BackupBucket, protected_log_group
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
+from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.state_table import JOURNAL_APPEND
 from stacks.constructs.watchers import every_version_of
 from stacks.settings import Settings
@@ -531,17 +532,6 @@ def backup_completed_at_metric(settings: Settings, component: Component, period:
         dimensions_map={COMPONENT_DIMENSION: component.value},
         statistic="Maximum",
         period=period,
-    )
-
-
-def metrics_publishing(sid: str, settings: Settings) -> iam.PolicyStatement:
-    """cloudwatch:PutMetricData, which names no resource: held to the controller's metrics namespace instead (the
-    function's role still needs its Resource::* explained to cdk-nag)."""
-    return iam.PolicyStatement(
-        sid=sid,
-        actions=["cloudwatch:PutMetricData"],
-        resources=["*"],
-        conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
     )
 
 

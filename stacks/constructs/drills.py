@@ -46,6 +46,7 @@ from stacks.constructs.backups import (
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions
+from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.recovery import (
     BACKUP_OBJECT_WRITES,
     FUNCTION_RECOVERY_ACTIONS,
@@ -198,12 +199,7 @@ class Drills(Construct):
                 for name in alarms.health_names + alarms.performance_names
             ],
         )
-        self._add(
-            "PublishDrillMetric",
-            ["cloudwatch:PutMetricData"],
-            ["*"],
-            StringEquals={"cloudwatch:namespace": settings.metrics_namespace},
-        )
+        self.function.add_to_role_policy(metrics_publishing("PublishDrillMetric", settings))
         state_table.grant(self.function, *STATE_ACCESS)
         alerting.alert_topic.grant_publish(self.function)
 

@@ -21,6 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 
+from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.restore_grants import not_granted_to_restores
 from stacks.settings import Settings
 
@@ -32,8 +33,7 @@ def grant_failback(function: lambda_.Function, settings: Settings, restore_targe
     its restores read already."""
     replica = f"arn:{Stack.of(function).partition}:s3:::{settings.replica_bucket}"
     statements = [
-        iam.PolicyStatement(sid="PublishPrimaryProbeMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                            conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}}),
+        metrics_publishing("PublishPrimaryProbeMetrics", settings),
     ]
     copy_reads = not_granted_to_restores(REPLICA_COPY_READS, settings.replica_bucket, restore_targets, objects=True)
     if copy_reads:

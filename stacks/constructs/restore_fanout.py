@@ -51,10 +51,10 @@ from stacks.constructs.backups import (
     STORED_BACKUP_READS,
     backup_environment,
     content_prefix,
-    metrics_publishing,
 )
 from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
+from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.recovery import (
     RECOVERY_MEMORY_MB,
     RECOVERY_TIMEOUT,

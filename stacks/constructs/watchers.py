@@ -26,6 +26,7 @@ from stacks.constructs.alarms import LiveAliasAlarms
 from stacks.constructs.alerting import Alerting
 from stacks.constructs.cdk_types import role_of
 from stacks.constructs.controller_functions import MAX_EVENT_AGE, RETRY_ATTEMPTS, ControllerFunctions, service_name
+from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.state_table import STATE_ACCESS
 from stacks.settings import Settings
 
@@ -92,14 +93,7 @@ class Watchers(Construct):
                 watcher, settings=settings, state_table=state_table, alerting=alerting, alarms=alarms
             )
             # The ticks publish the health probe's results and the versions LIVE and STABLE serve.
-            watcher.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="PublishControllerMetrics",
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": settings.metrics_namespace}},
-                )
-            )
+            watcher.add_to_role_policy(metrics_publishing("PublishControllerMetrics", settings))
             self._explain_wildcards(watcher)
         # Only the health watcher's tick invokes the protected function, with the seed's health-check payload.
         grant_live_probe(self.health_watcher, settings)
