@@ -10,6 +10,7 @@ import pytest
 
 import backup.handler as backup
 from drcore.backup.manifest import list_snapshots, read_manifest
+from drcore.backup.snapshot_census import BucketCensus
 from drcore.state.backup_store import BackupStore, Component
 from embedded.aws_events import LambdaContextStub, cloudtrail_event
 from embedded.sample_system import SampleSystem, add_buckets, add_controller_function, put_sample_uploads
@@ -219,6 +220,27 @@ def test_a_big_first_snapshot_counts_its_keys_then_fans_out_and_a_schedule_meanw
     assert merged["status"] == "complete" and merged["details"]["objects_copied"] == 1_030
     assert len(read_manifest(store(buckets), buckets.data_bucket, fanned["backup_id"]).objects) == 1_030
     assert good_backups(buckets, "s3") == [1.0]
+
+
+def test_a_schedule_while_a_first_snapshot_counts_its_keys_answers_running_and_starts_nothing(
+        buckets, run_backup, monkeypatch):
+    # Given the fan-out configured and a first snapshot whose census stopped after its first page, as an invocation
+    # out of time leaves it (its continuation on the way)
+    put_sample_uploads(buckets, range(30, 1_030))
+    fan_out_configured(monkeypatch, "DR_SNAPSHOT_FANOUT_STATE_MACHINE", "snapshot-fanout")
+    counting = f"{(datetime.now(UTC) - timedelta(minutes=5)).strftime('%Y%m%dT%H%M%SZ')}-c0ffee"
+    pages = iter([True])
+    census = BucketCensus(boto3.client("s3", region_name="us-east-1"), store(buckets), buckets.data_bucket)
+    assert census.count(counting, 1_000, lambda: next(pages, False)).objects == 1_000
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the schedule asks for a snapshot
+    [outcome] = run_backup({"component": "s3"})["components"]
+    # Then it answers that the first snapshot is running, and neither counts, copies nor invokes anything
+    assert outcome["status"] == "running" and outcome["backup_id"] == counting
+    assert outcome["details"]["census"] == {"objects_counted": 1_000, "pages": 1, "done": False}
+    made = calls.count()
+    assert not {"CopyObject", "Invoke", "StartExecution", "PutObject"} & set(made)
+    assert store(buckets).backup_ids(Component.S3, buckets.data_bucket) == [counting]
 
 
 @pytest.mark.parametrize("event", [
