@@ -7,11 +7,12 @@ time, from the key after the last one counted. It keeps the count and every `sha
 cuts. This costs a LIST per 1,000 keys (10,000 pages at 10 million keys, some 50 minutes at 0.3 s a page)
 and no copy, and it is held to one page after another: nothing says where to split it before it is done.
 
-The census checkpoints every `CHECKPOINT_PAGES` pages, when time runs low and when it is done. Checkpoints
-are `snapshots/s3/<bucket>/<backup id>/census/<page>.json` (write-once, each with the count, the cuts so
-far and the key to go on after), and an invocation given the snapshot's id goes on from the last one. A
-done census decides the snapshot's way: past `threshold_objects` keys it fans out into shards cut at the
-cuts, none with a base (each copies what it lists); otherwise it runs as any snapshot does.
+The census checkpoints every `CENSUS_CHECKPOINT_PAGES` pages (at most that many are counted again after an
+invocation dies), when time runs low and when it is done. Checkpoints are `snapshots/s3/<bucket>/<backup
+id>/census/<page>.json` (write-once, each with the count, the cuts so far and the key to go on after), and an
+invocation given the snapshot's id goes on from the last one. A done census decides the snapshot's way: past
+`threshold_objects` keys it fans out into shards cut at the cuts, none with a base (each copies what it lists);
+otherwise it runs as any snapshot does.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 CENSUS = "census/"
-CHECKPOINT_PAGES = CENSUS_CHECKPOINT_PAGES  # at most this many pages are counted again after an invocation dies
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,15 @@ class BucketCensus:
     def count(self, backup_id: str, shard_objects: int, time_left: Callable[[], bool]) -> Census:
         """Go on with the snapshot's census from its last checkpoint until it is done or `time_left` says no."""
         census = read_census(self._store, self._bucket, backup_id) or Census()
-        counted = 0
+        started = checkpointed = census.pages
         while not census.done and time_left():
             census = self._count_page(census, shard_objects)
-            counted += 1
-            if census.done or census.pages % CHECKPOINT_PAGES == 0:
-                self._checkpoint(backup_id, census)
-        if counted and not (census.done or census.pages % CHECKPOINT_PAGES == 0):
-            self._checkpoint(backup_id, census)  # paused between checkpoints
+            if census.done or census.pages % CENSUS_CHECKPOINT_PAGES == 0:
+                checkpointed = self._checkpoint(backup_id, census)
+        if census.pages != checkpointed:  # paused between checkpoints
+            self._checkpoint(backup_id, census)
         logger.info("census", extra={"bucket": self._bucket, "backup_id": backup_id, **census.progress(),
-                                     "pages_here": counted})
+                                     "pages_here": census.pages - started})
         return census
 
     def _count_page(self, census: Census, shard_objects: int) -> Census:
@@ -110,10 +109,12 @@ class BucketCensus:
         return replace(census, objects=objects, cuts=tuple(cuts), after=keys[-1] if keys else census.after,
                        pages=census.pages + 1, done=not listing.get("IsTruncated") or not keys)
 
-    def _checkpoint(self, backup_id: str, census: Census) -> None:
+    def _checkpoint(self, backup_id: str, census: Census) -> int:
+        """Write the census as it is, once; the page it was checkpointed at."""
         try:
             self._store.put_once(census_key(self._bucket, backup_id, census.pages),
                                  json.dumps(asdict(census)).encode(), "application/json")
         except AlreadyWritten as error:
             raise ConcurrentUpdate(f"snapshot {backup_id}'s census page {census.pages} was checkpointed by another "
                                    "invocation") from error
+        return census.pages

@@ -40,7 +40,7 @@ PLAN_FORMAT = "s3-snapshot-shards/1"
 
 @dataclass(frozen=True)
 class FanOutSettings:
-    threshold_objects: int  # a snapshot whose base holds more objects fans out
+    threshold_objects: int  # a snapshot whose base holds more objects, or whose census counts more keys, fans out
     shard_objects: int  # about this many of the base's keys per shard
 
     def wanted(self, objects: int) -> bool:
