@@ -4,6 +4,7 @@ module imports in a cycle. Read from the source with ast, so nothing is imported
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,19 +23,58 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _drcore_modules(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("drcore"):
+        return {node.module}
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names if alias.name.startswith("drcore")}
+    return set()
+
+
 def drcore_imports(path: Path) -> set[str]:
     """The drcore modules a file imports, at any depth of the file (function-level imports count too)."""
+    return {module for node in ast.walk(ast.parse(path.read_text())) for module in _drcore_modules(node)}
+
+
+def imported_at_load(path: Path) -> set[str]:
+    """The drcore modules a file imports when it is loaded: not those a function imports when it runs, nor those
+    under `if TYPE_CHECKING:`."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("drcore"):
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith("drcore"))
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + node.orelse + node.finalbody + [line for handler in node.handlers
+                                                                   for line in handler.body])
+            else:
+                found.update(_drcore_modules(node))
+
+    visit(ast.parse(path.read_text()).body)
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    return {_module_name(path): drcore_imports(path) for path in sorted(DRCORE.rglob("*.py"))}
+def import_graph(imports: Callable[[Path], set[str]] = drcore_imports) -> dict[str, set[str]]:
+    return {_module_name(path): imports(path) for path in sorted(DRCORE.rglob("*.py"))}
+
+
+def reached_from(handler: str, imports: Callable[[Path], set[str]] = drcore_imports) -> set[str]:
+    """The drcore modules a function's handler module reaches through `imports`."""
+    graph = import_graph(imports)
+    reached: set[str] = set()
+    pending = imports(DRCORE.parent / handler / "handler.py")
+    while pending:
+        module = pending.pop()
+        if module in reached:
+            continue
+        reached.add(module)
+        # importing a.b.c runs a/__init__ and a/b/__init__ too
+        parents = {".".join(module.split(".")[:depth]) for depth in range(1, module.count(".") + 1)}
+        pending |= (graph.get(module, set()) | parents) - reached
+    return reached
 
 
 def layer_of(module: str) -> str | None:
@@ -95,20 +135,24 @@ def test_no_import_cycle() -> None:
 
 @pytest.mark.parametrize("handler", ["health_watcher", "performance_watcher"])
 def test_a_watcher_loads_no_backup_or_restore_engine(handler: str) -> None:
-    # Given the modules a watcher's handler reaches through drcore imports
-    graph = import_graph()
-    reached: set[str] = set()
-    pending = drcore_imports(DRCORE.parent / handler / "handler.py")
-    while pending:
-        module = pending.pop()
-        if module in reached:
-            continue
-        reached.add(module)
-        # importing a.b.c runs a/__init__ and a/b/__init__ too
-        parents = {".".join(module.split(".")[:depth]) for depth in range(1, module.count(".") + 1)}
-        pending |= (graph.get(module, set()) | parents) - reached
+    # Given the modules a watcher's handler reaches through drcore imports, at any depth
+    reached = reached_from(handler)
     # Then every one of them is in the layers a rollback needs
     assert {layer_of(module) for module in reached} - {None} <= WATCHER_LAYERS
+
+
+def test_the_recovery_function_loads_its_engines_on_first_use() -> None:
+    # Given the modules the recovery function's handler loads when it is imported, as a cold start does
+    reached = reached_from("recovery", imported_at_load)
+    # Then they are the alias actions' and the requests' and settings': a rollback or a promote from a cold start
+    # waits for no backup, restore, region or drill engine to import
+    assert {layer_of(module) for module in reached} - {None} <= WATCHER_LAYERS | {"backup", "restore"}
+    assert {module for module in reached if layer_of(module) == "backup"} <= {"drcore.backup", "drcore.backup.requests"}
+    assert {module for module in reached if layer_of(module) == "restore"} <= {
+        "drcore.restore", "drcore.restore.manual_actions", "drcore.restore.recovery", "drcore.restore.preflight",
+        "drcore.restore.validation_controls", "drcore.restore.validation"}
+    # And the engines are still wired: the recovery wiring imports them when an action first needs them
+    assert "drcore.wiring.recovery_engines" in import_graph()["drcore.wiring.recovery"]
 
 
 def test_the_checks_catch_what_they_look_for() -> None:
@@ -117,3 +161,15 @@ def test_the_checks_catch_what_they_look_for() -> None:
         "drcore.core.models imports drcore.restore.actions"]
     assert find_cycle({"drcore.a.x": {"drcore.a.y"}, "drcore.a.y": {"drcore.a.x"}}) == [
         "drcore.a.x", "drcore.a.y", "drcore.a.x"]
+
+
+def test_a_load_reads_only_the_imports_that_run_when_the_module_loads(tmp_path: Path) -> None:
+    # Given a module importing at its top, in a try, under TYPE_CHECKING and inside a function
+    module = tmp_path / "module.py"
+    module.write_text("from drcore.core import models\n"
+                      "try:\n    import drcore.aws.errors\nexcept ImportError:\n    pass\n"
+                      "if TYPE_CHECKING:\n    from drcore.backup.catalog import BackupCatalog\n"
+                      "def later():\n    from drcore.region import failover_action\n")
+    # Then a load runs the first two, and any depth of the file holds all four
+    assert imported_at_load(module) == {"drcore.core", "drcore.aws.errors"}
+    assert drcore_imports(module) == {"drcore.core", "drcore.aws.errors", "drcore.backup.catalog", "drcore.region"}
