@@ -3,8 +3,9 @@
 Event, from the restore fan-out state machine's map: `{"shard": {"plan_id": "<plan id>", "target_bucket": "<bucket>",
 "number": <n>}}`, answered with `finished` (whether the shard is done: the map invokes it again until it is) and what
 this invocation copied and removed; each invocation publishes its progress (the restore shard metrics). A request
-that is not a valid one is answered `{"ok": false, "error": ...}` and reads or writes nothing; an AWS error raises,
-for the map's retry.
+that is not a valid one is answered `{"ok": false, "finished": false, "error": ...}` and reads or writes nothing, and
+one naming a shard its plan does not hold (no shard plan, or no such shard) alike, after reading the plan and
+writing nothing; an AWS error raises, for the map's retry.
 """
 
 import os
@@ -27,8 +28,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     recovery = RecoverySettings.from_environ(os.environ)
     try:
         shard = parse_restore_shard_request(event, (backup.data_bucket, *recovery.restore_target_buckets))
-    except InvalidRequest as error:
+        run = restore_shard_worker(backup).run(shard, context.get_remaining_time_in_millis)
+    except InvalidRequest as error:  # ill-formed, or a shard its plan does not hold (no shard plan, or no such shard)
         logger.warning("request refused", extra={"reason": str(error)})
-        return {"ok": False, "error": str(error)}
-    run = restore_shard_worker(backup).run(shard, context.get_remaining_time_in_millis)
+        # `finished: false` as well: the map's loop reads both, and fails the shard on `ok: false`
+        return {"ok": False, "finished": False, "error": str(error)}
     return {"ok": True, **run.to_dict()}

@@ -9,8 +9,9 @@ file in the backup bucket, and starts an execution named after the job with the 
 
 - `Shards` reads the items and runs a child execution per shard, `backup.fanout_max_concurrency` at once, each
   given the job's ids (`ShardJob.item_fields`) and its shard number. A child invokes the job's worker until it
-  answers `finished`: a shard that outlasts one invocation goes on from its checkpoint in the next. One failed
-  shard fails the map, and the execution: redriving it runs again only the shards that failed.
+  answers `finished`: a shard that outlasts one invocation goes on from its checkpoint in the next; one the worker
+  refuses (`ok: false`) fails at once. One failed shard fails the map, and the execution: redriving it runs again
+  only the shards that failed.
 - `Merge`: with every shard done, the job's merge function brings the shards' work together.
 
 The map writes its children's results (which shards failed, and why) to a results bucket rather than into its
@@ -66,6 +67,9 @@ LAMBDA_TRANSIENT_ERRORS = (
 # A worker that failed (S3 still throttling after its own retries, say) is tried a little later, twice; then the
 # shard fails and waits for the redrive.
 WORKER_RETRY_INTERVAL = Duration.seconds(30)
+# A worker refuses a shard its job's plan does not hold (no shard plan, or no such shard): nothing to retry.
+SHARD_REFUSED = ("the worker refused this shard: its job's plan does not hold it (no shard plan, or no such shard); "
+                 "the worker's answer, in this execution's history and the worker's log, says why")
 WORKER_RETRIES = 2
 # What a Distributed Map's result writer does in the results bucket: multipart uploads (Step Functions guide,
 # "IAM policies for using Distributed Map states").
@@ -130,7 +134,7 @@ class ShardJob:
     # What an execution runs, named after its id (made at run time): "snapshot", "restore plan".
     run: str
     # Invoked for each shard with `worker_payload` (which reads the item: "$.shard" and the `item_fields`) until it
-    # answers `{"finished": true, ...}`.
+    # answers `{"ok": true, "finished": true, ...}`; `{"ok": false, "finished": false, ...}` fails the shard.
     worker: Invoked
     worker_payload: sfn.TaskInput
     # The execution input's fields each shard is given, besides its number.
@@ -275,12 +279,17 @@ class ShardFanOut(Construct):
             f"{job.title} shard",
             job.worker.function,
             job.worker_payload,
-            # The worker answers a shard's invocation with `finished`: whether the shard is done.
-            result_selector={"finished": sfn.JsonPath.string_at("$.Payload.finished")},
+            # The worker answers a shard's invocation with `ok` (false: it refused the request) and `finished`
+            # (whether the shard is done).
+            result_selector={"ok": sfn.JsonPath.string_at("$.Payload.ok"),
+                             "finished": sfn.JsonPath.string_at("$.Payload.finished")},
             result_path="$.result",
         )
         shard_finished = (
             sfn.Choice(self, "Shard finished")
+            # Asking again what was refused would be refused alike: the shard fails, and with it the execution.
+            .when(sfn.Condition.boolean_equals("$.result.ok", False),
+                  sfn.Fail(self, "Shard refused", error="ShardRefused", cause=SHARD_REFUSED))
             .when(sfn.Condition.boolean_equals("$.result.finished", True), sfn.Succeed(self, "Shard done"))
             .otherwise(shard)
         )

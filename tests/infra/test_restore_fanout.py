@@ -19,6 +19,7 @@ from embedded.iam.recorder import RecordedCall
 from embedded.iam.template_roles import EmbeddedNames, Resolver, resolve_template, role_statements
 from embedded.world import REGION
 from stacks.constructs.restore_fanout import RESTORE_SHARD_HANDLER, RESULTS_PREFIX, restore_fanout_name
+from stacks.constructs.shard_fanout import SHARD_REFUSED
 from tests.infra.support import (
     Synthesized,
     arn_text,
@@ -156,22 +157,26 @@ def test_a_shard_is_invoked_again_until_the_worker_answers_it_finished(definitio
     child = definition["States"]["Shards"]["ItemProcessor"]
     assert child["StartAt"] == "Restore shard"
     task = child["States"]["Restore shard"]
-    # Then it invokes the restore shard worker (unqualified) with the shard's request, and keeps only its `finished`
+    # Then it invokes the restore shard worker (unqualified) with the shard's request, and keeps its `ok` and
+    # `finished`
     assert (task["Type"], task["Resource"]) == ("Task", "arn:${AWS::Partition}:states:::lambda:invoke")
     assert task["Parameters"] == {
         "FunctionName": f"${{{worker}.Arn}}",
         "Payload": {"shard": {"plan_id.$": "$.plan_id", "target_bucket.$": "$.target_bucket", "number.$": "$.shard"}},
     }
-    assert task["ResultSelector"] == {"finished.$": "$.Payload.finished"}
+    assert task["ResultSelector"] == {"ok.$": "$.Payload.ok", "finished.$": "$.Payload.finished"}
     assert task["ResultPath"] == "$.result"
     # And a shard not finished yet goes on from its records in a new invocation; a finished one succeeds
     assert task["Next"] == "Shard finished"
     assert child["States"]["Shard finished"] == {
         "Type": "Choice",
-        "Choices": [{"Variable": "$.result.finished", "BooleanEquals": True, "Next": "Shard done"}],
+        "Choices": [{"Variable": "$.result.ok", "BooleanEquals": False, "Next": "Shard refused"},
+                    {"Variable": "$.result.finished", "BooleanEquals": True, "Next": "Shard done"}],
         "Default": "Restore shard",
     }
     assert child["States"]["Shard done"] == {"Type": "Succeed"}
+    # And a shard the worker refuses (its plan has no such shard) fails at once: asking again would be refused alike
+    assert child["States"]["Shard refused"] == {"Type": "Fail", "Error": "ShardRefused", "Cause": SHARD_REFUSED}
 
 
 def test_every_shard_done_the_recovery_function_resumes_the_plan_and_merges_them(definition: dict,

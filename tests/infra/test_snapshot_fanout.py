@@ -20,6 +20,7 @@ from embedded.iam.evaluator import Decision, Outcome, evaluate
 from embedded.iam.recorder import RecordedCall
 from embedded.iam.template_roles import EmbeddedNames, Resolver, resolve_template, role_statements
 from embedded.world import REGION
+from stacks.constructs.shard_fanout import SHARD_REFUSED
 from tests.infra.support import Synthesized, arn_text, as_list, fanout_results_bucket_id, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
@@ -126,7 +127,8 @@ def test_a_shard_is_invoked_again_until_the_backup_function_answers_it_finished(
     child = definition["States"]["Shards"]["ItemProcessor"]
     assert child["StartAt"] == "Snapshot shard"
     task = child["States"]["Snapshot shard"]
-    # Then it invokes the backup function (unqualified) with the shard's request, and keeps only its `finished`
+    # Then it invokes the backup function (unqualified) with the shard's request, and keeps only its `ok` and
+    # `finished`
     assert (task["Type"], task["Resource"]) == ("Task", "arn:${AWS::Partition}:states:::lambda:invoke")
     assert task["Parameters"] == {
         "FunctionName": f"${{{function}.Arn}}",
@@ -136,16 +138,19 @@ def test_a_shard_is_invoked_again_until_the_backup_function_answers_it_finished(
             "reason": "snapshot fan-out shard",
         },
     }
-    assert task["ResultSelector"] == {"finished.$": "$.Payload.finished"}
+    assert task["ResultSelector"] == {"ok.$": "$.Payload.ok", "finished.$": "$.Payload.finished"}
     assert task["ResultPath"] == "$.result"
     # And a shard not finished yet goes on from its checkpoint in a new invocation; a finished one succeeds
     assert task["Next"] == "Shard finished"
     assert child["States"]["Shard finished"] == {
         "Type": "Choice",
-        "Choices": [{"Variable": "$.result.finished", "BooleanEquals": True, "Next": "Shard done"}],
+        "Choices": [{"Variable": "$.result.ok", "BooleanEquals": False, "Next": "Shard refused"},
+                    {"Variable": "$.result.finished", "BooleanEquals": True, "Next": "Shard done"}],
         "Default": "Snapshot shard",
     }
     assert child["States"]["Shard done"] == {"Type": "Succeed"}
+    # And a shard the worker refuses (its plan has no such shard) fails at once: asking again would be refused alike
+    assert child["States"]["Shard refused"] == {"Type": "Fail", "Error": "ShardRefused", "Cause": SHARD_REFUSED}
 
 
 def test_every_shard_done_the_merge_writes_the_snapshots_manifest(definition: dict, synth: Synthesized):

@@ -186,6 +186,11 @@ def test_a_big_snapshot_fans_out_its_shards_report_to_the_state_machine_and_its_
                for number in (1, 0)]
     # Then each answers `finished`, which the map's loop reads, and publishes its progress
     assert [answer["finished"] for answer in answers] == [True, True]
+    # And a shard past the plan is refused with `ok: false`, on which the map's loop fails it, and writes nothing
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    past = run_backup({"component": "s3", "shard": {"backup_id": backup_id, "number": 2}})
+    assert past == {"ok": False, "finished": False, "error": f"snapshot {backup_id} has shards 0 to 1, not 2"}
+    assert calls.mutating() == []
     assert s3_metric_sum(buckets, "SnapshotShardsDone") == 2
     assert s3_metric_sum(buckets, "SnapshotObjectsListed") == 1_030
     # When the state machine's last step resumes the snapshot, Then it is merged: complete, journaled and counted
@@ -241,6 +246,21 @@ def test_a_schedule_while_a_first_snapshot_counts_its_keys_answers_running_and_s
     made = calls.count()
     assert not {"CopyObject", "Invoke", "StartExecution", "PutObject"} & set(made)
     assert store(buckets).backup_ids(Component.S3, buckets.data_bucket) == [counting]
+
+
+def test_a_shard_of_a_snapshot_that_did_not_fan_out_is_refused_and_writes_nothing(buckets, run_backup, monkeypatch):
+    # Given a complete snapshot, small enough to have been taken in one invocation
+    [snapshot] = run_backup({"component": "s3"})["components"]
+    assert snapshot["status"] == "complete"
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When a shard of it is asked for, Then it is refused, naming why, and nothing is written or journaled (before, the
+    # function raised, and the map retried it)
+    answer = run_backup({"component": "s3", "shard": {"backup_id": snapshot["backup_id"], "number": 0}})
+    assert answer["ok"] is False and answer["finished"] is False
+    assert answer["error"] == (f"snapshot {snapshot['backup_id']} of {buckets.data_bucket} has no shard plan: "
+                               "it is not fanned out")
+    assert calls.mutating() == []
+    assert journal_actions(buckets) == ["backup_s3"]
 
 
 @pytest.mark.parametrize("event", [

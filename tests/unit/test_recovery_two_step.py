@@ -125,6 +125,18 @@ def test_bad_recovery_requests_change_nothing(world, monkeypatch, event, problem
     assert calls.mutating() == []
 
 
+def test_a_restore_shard_of_a_plan_that_did_not_fan_out_is_refused_and_writes_nothing(world, monkeypatch):
+    # Given no restore fanned out, When the restore shard worker is asked for a shard of a plan
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    answer = restore_shard.handler({"shard": {"plan_id": "rp-00000000ff", "target_bucket": world.data_bucket,
+                                              "number": 0}}, LambdaContextStub("apilados-dr-restore-shard"))
+    # Then it is refused, naming why, and nothing is written (before, the worker raised, and the map retried it)
+    assert answer == {"ok": False, "finished": False,
+                      "error": f"restore plan rp-00000000ff of s3://{world.data_bucket} is not fanned out: it has no "
+                               "shard plan"}
+    assert calls.mutating() == []
+
+
 def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_execution_and_finishes(
         world, monkeypatch):
     # Given backups of every component, a bucket past a fan-out threshold of 1,000 keys, then damaged data
@@ -150,6 +162,12 @@ def test_a_comprehensive_rollback_whose_data_step_fans_out_is_resumed_by_the_exe
         answer = restore_shard.handler({"shard": {"plan_id": restore_plan, "target_bucket": world.data_bucket,
                                                   "number": number}}, LambdaContextStub("apilados-dr-restore-shard"))
         assert answer["finished"]
+    # (a shard past the plan is refused with `ok: false`, on which the map's loop fails it, and writes nothing)
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    past = restore_shard.handler({"shard": {"plan_id": restore_plan, "target_bucket": world.data_bucket, "number": 2}},
+                                 LambdaContextStub("apilados-dr-restore-shard"))
+    assert past == {"ok": False, "finished": False, "error": f"restore {restore_plan} has shards 0 to 1, not 2"}
+    assert calls.mutating() == []
     report = act(resume)["result"]["result"]
     # Then the rollback goes on to the stack and ends with one report, every step verified
     assert report["ok"] is True and list(report["steps"]) == ["function", "environment", "data", "stack"]

@@ -24,6 +24,7 @@ from drcore.backup.logs_backup import LogsBackup
 from drcore.backup.requests import BackupRequest
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
+from drcore.core.errors import InvalidRequest
 from drcore.core.metric_names import (
     BACKUP_COMPLETED_AT_METRIC,
     BACKUP_SUCCEEDED_METRIC,
@@ -103,6 +104,8 @@ class BackupRunner:
         try:
             outcome = self._run_component[component](request, remaining_ms)
         except Exception as error:  # one component's failure must not stop the others
+            if isinstance(error, InvalidRequest) and request.shard is not None:
+                raise  # a shard its snapshot's plan does not hold: refused, before anything was written
             logger.exception("backup failed", extra={"component": component.value})
             outcome = ComponentOutcome(component.value, "failed", details={"error": f"{type(error).__name__}: {error}"})
         now = self._clock()
