@@ -385,18 +385,22 @@ def test_a_first_snapshot_under_the_threshold_counts_then_runs_as_any_snapshot(w
     assert world.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"] == []
 
 
-def test_a_scheduled_snapshot_while_a_census_is_counting_leaves_it_to_its_continuations(world: World) -> None:
-    # Given a first snapshot paused in its census (its continuation on the way)
+@pytest.mark.parametrize("pages", [3, 0])  # 0: an invocation with too little time left to count a page
+def test_a_scheduled_snapshot_while_a_census_is_counting_leaves_it_to_its_continuations(world: World,
+                                                                                       pages: int) -> None:
+    # Given a first snapshot paused in its census after `pages` pages (its continuation on the way)
     fill(world, 1_200)
     world.clock.advance(3600)
-    calls = iter([PLENTY_MS] * 3)
+    calls = iter([PLENTY_MS] * pages)
     paused = world.snapshotter().snapshot(None, lambda: next(calls, SAFETY_MARGIN_MS - 1))
+    assert paused.stats["census"] == {"objects_counted": pages * 100, "pages": pages, "done": False}
     counting = list_requests(world, "ListObjectsV2")
     # When the next hour's schedule asks for a snapshot
     again = world.snapshot()
-    # Then it answers the census's progress, counts nothing and starts no second snapshot beside it
+    # Then it answers the census's progress, counts nothing and starts no second snapshot beside it (the census
+    # checkpoints before its first page, so even one that counted nothing is found)
     assert again.backup_id == paused.backup_id and again.running_elsewhere and not again.finished
-    assert again.stats["census"]["objects_counted"] == 300
+    assert again.stats["census"]["objects_counted"] == pages * 100
     assert [params for params in counting if params["Bucket"] == DATA] == []
     assert world.store.backup_ids(Component.S3, DATA) == [paused.backup_id]
 

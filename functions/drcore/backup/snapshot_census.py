@@ -7,8 +7,9 @@ time, from the key after the last one counted. It keeps the count and every `sha
 cuts. This costs a LIST per 1,000 keys (10,000 pages at 10 million keys, some 50 minutes at 0.3 s a page)
 and no copy, and it is held to one page after another: nothing says where to split it before it is done.
 
-The census checkpoints every `CENSUS_CHECKPOINT_PAGES` pages (at most that many are counted again after an
-invocation dies), when time runs low and when it is done. Checkpoints are `snapshots/s3/<bucket>/<backup
+The census checkpoints before its first page (so a schedule that comes meanwhile finds the snapshot counting,
+however little it has counted), every `CENSUS_CHECKPOINT_PAGES` pages (at most that many are counted again after
+an invocation dies), when time runs low and when it is done. Checkpoints are `snapshots/s3/<bucket>/<backup
 id>/census/<page>.json` (write-once, each with the count, the cuts so far and the key to go on after), and an
 invocation given the snapshot's id goes on from the last one. A done census decides the snapshot's way: past
 `threshold_objects` keys it fans out into shards cut at the cuts, none with a base (each copies what it lists);
@@ -83,7 +84,10 @@ class BucketCensus:
 
     def count(self, backup_id: str, shard_objects: int, time_left: Callable[[], bool]) -> Census:
         """Go on with the snapshot's census from its last checkpoint until it is done or `time_left` says no."""
-        census = read_census(self._store, self._bucket, backup_id) or Census()
+        stored = read_census(self._store, self._bucket, backup_id)
+        census = stored or Census()
+        if stored is None:  # the snapshot is known to be counting before its first page: a schedule meanwhile finds it
+            self._checkpoint(backup_id, census)
         started = checkpointed = census.pages
         while not census.done and time_left():
             census = self._count_page(census, shard_objects)
