@@ -3,10 +3,16 @@ the regression check."""
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from drcore.aws.alerts import Alert
@@ -16,7 +22,7 @@ from drcore.core.errors import ConcurrentUpdate, SettingsError
 from drcore.core.metric_names import HEALTH_PROBE_METRIC
 from drcore.core.models import Cause, ControllerState
 from drcore.rollback.watcher import outcome_metrics
-from drcore.state.backup_store import backup_time, new_backup_id
+from drcore.state.backup_store import backup_time, gzip_json_lines, new_backup_id, read_gzip_json_lines
 from tests.support import put_alias_metrics
 
 OPERATOR = Cause(kind="manual", summary="operator request", requested_by="alice", reason="test")
@@ -146,3 +152,29 @@ def test_the_snapshot_client_parses_timestamps_as_botocore_does():
         slow = plain.list_object_versions(Bucket="data")["Versions"][0]["LastModified"]
     # Then both give the same moment, in UTC
     assert fast == slow and fast.utcoffset() == timedelta(0)
+
+
+# Documents as manifests and slices hold them: keys may hold any character, line breaks of every kind included.
+JSON_DOCUMENTS = st.lists(st.dictionaries(st.text(max_size=8), st.one_of(
+    st.text(), st.integers(), st.none(), st.booleans(), st.lists(st.text(max_size=4), max_size=3)), max_size=4),
+    max_size=20)
+
+
+@given(JSON_DOCUMENTS)
+def test_gzip_json_lines_read_back_as_written_whatever_the_keys_hold(documents: list[dict[str, Any]]) -> None:
+    assert list(read_gzip_json_lines(gzip_json_lines(documents))) == documents
+    # and they are gzip JSON lines any reader reads: one compact line per document
+    text = gzip.decompress(gzip_json_lines(documents)).decode()
+    assert text == "".join(json.dumps(document, separators=(",", ":")) + "\n" for document in documents)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda body: body[: len(body) // 2],  # cut short
+    lambda body: body[:12] + bytes(byte ^ 0xFF for byte in body[12:20]) + body[20:],  # corrupt inside
+    lambda body: gzip.decompress(body),  # not gzip
+    lambda body: gzip.compress(b'{"key": "a"}\n{"key": \n'),  # a line that is not JSON
+])
+def test_damaged_gzip_json_lines_raise_value_error(damage: Callable[[bytes], bytes]) -> None:
+    body = gzip_json_lines({"key": f"uploads/{number}.csv", "etag": f'"{number:032x}"'} for number in range(200))
+    with pytest.raises(ValueError):
+        list(read_gzip_json_lines(damage(body)))

@@ -23,8 +23,7 @@ time records what it did and leaves the rest to the next run, which finds it exa
 
 from __future__ import annotations
 
-import gzip
-import json
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +43,11 @@ from drcore.state.backup_store import (
     BackupStore,
     Component,
     backup_prefix,
+    gzip_json_lines,
     manifest_key,
     manifest_record_key,
     new_backup_id,
+    read_gzip_json_lines,
     readable_version,
 )
 
@@ -267,9 +268,9 @@ class LockExtender:
         keys = sorted(entry["Key"] for entry in self._store.keys(LOCKS_PREFIX))
         indexed: dict[str, list[_Indexed]] = {}
         if keys:
-            lines = gzip.decompress(self._store.get_bytes(keys[-1])).decode().splitlines()
-            for line in lines[1:]:
-                entry = json.loads(line)
+            documents = read_gzip_json_lines(self._store.get_bytes(keys[-1]))
+            next(documents)  # the header
+            for entry in documents:
                 indexed.setdefault(entry["key"], []).append(
                     _Indexed(entry["key"], entry["version_id"], entry["etag"], parse_time(entry["until"])))
         return keys, indexed
@@ -278,11 +279,9 @@ class LockExtender:
         key = f"{LOCKS_PREFIX}{new_backup_id(now)}.json.gz"
         unique = {(entry.key, entry.version_id): entry for entry in kept if entry.until > now}
         header = {"format": INDEX_FORMAT, "written_at": to_iso(now), "objects": len(unique)}
-        lines = [json.dumps(header, separators=(",", ":"))]
-        lines += [json.dumps({"key": entry.key, "version_id": entry.version_id, "etag": entry.etag,
-                              "until": to_iso(entry.until)}, separators=(",", ":"))
-                  for _, entry in sorted(unique.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
-        self._store.put_once(key, gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0), "application/gzip")
+        lines = ({"key": entry.key, "version_id": entry.version_id, "etag": entry.etag, "until": to_iso(entry.until)}
+                 for _, entry in sorted(unique.items(), key=lambda item: (item[0][0], item[0][1] or "")))
+        self._store.put_once(key, gzip_json_lines(itertools.chain([header], lines)), "application/gzip")
         return key
 
     def _hide(self, keys: Iterable[str]) -> int:

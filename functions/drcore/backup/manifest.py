@@ -56,10 +56,9 @@ Two formats are read:
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
-import json
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,7 +78,9 @@ from drcore.state.backup_store import (
     BackupStore,
     Component,
     content_key,
+    gzip_json_lines,
     manifest_key,
+    read_gzip_json_lines,
     readable_version,
 )
 
@@ -261,14 +262,15 @@ def write_manifest(store: BackupStore, manifest: SnapshotManifest, base: Snapsho
               "started_at": manifest.started_at, "finished_at": manifest.finished_at,
               "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
               "stats": manifest.stats, "locked_until": manifest.locked_until}
-    lines = delta_lines(base, manifest.objects) if base is not None else []
-    if base is not None and len(lines) <= len(manifest.objects) // 2:
-        header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": len(lines)}
-    else:  # no base, or so much changed that a delta would save little
-        lines = [entry.to_json() for entry in manifest.objects]
-        header |= {"kind": FULL, "lines": len(lines)}
-    body = gzip.compress(("\n".join(json.dumps(line, separators=(",", ":")) for line in [header, *lines])
-                          + "\n").encode(), mtime=0)
+    changed = delta_lines(base, manifest.objects) if base is not None else None
+    lines: Iterable[dict[str, Any]]
+    if base is not None and changed is not None and len(changed) <= len(manifest.objects) // 2:
+        header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": len(changed)}
+        lines = changed
+    else:  # no base, or so much changed that a delta would save little: each entry made a line as it is written
+        header |= {"kind": FULL, "lines": len(manifest.objects)}
+        lines = (entry.to_json() for entry in manifest.objects)
+    body = gzip_json_lines(itertools.chain([header], lines))
     digest = hashlib.sha256(body)
     # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
     # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.
@@ -306,17 +308,18 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str,
     if recorded != hashlib.sha256(body).hexdigest():
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} does not match its recorded SHA-256 {recorded}")
     try:
-        lines = gzip.decompress(body).decode().splitlines()
-        header = json.loads(lines[0])
-        documents = [json.loads(line) for line in lines[1:]]
-        written = len(documents) == header.get("lines", header.get("objects"))
+        # A line at a time: the manifest's text and its parsed lines are never held whole, only its entries.
+        documents = read_gzip_json_lines(body)
+        header = next(documents)
         if header.get("kind", FULL) == FULL:
             objects = tuple(ManifestEntry.from_json(document) for document in documents)
-            base = None
+            lines, base = len(objects), None
         else:
-            base = _base_of(store, bucket, backup_id, header["base"], resolved)
-            objects = _applied(base.objects, documents)
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as error:
+            changes = list(documents)
+            lines, base = len(changes), _base_of(store, bucket, backup_id, header["base"], resolved)
+            objects = _applied(base.objects, changes)
+        written = lines == header.get("lines", header.get("objects"))
+    except (StopIteration, ValueError, TypeError, KeyError, AttributeError) as error:
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} cannot be read: {error}") from error
     if header.get("format") not in READABLE_FORMATS or not written or header.get("objects") != len(objects):
         raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete snapshot manifest of a known format "

@@ -22,7 +22,6 @@ in the store):
 
 from __future__ import annotations
 
-import gzip
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from drcore.backup.manifest import ManifestEntry, SnapshotManifest
 from drcore.backup.snapshot_census import Census, read_census
 from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints, ranges_cut_at
 from drcore.core.errors import InvalidRequest
-from drcore.state.backup_store import BackupStore, Component, backup_prefix
+from drcore.state.backup_store import BackupStore, Component, backup_prefix, gzip_json_lines, read_gzip_json_lines
 
 SHARDS = "shards/"
 PLAN_FORMAT = "s3-snapshot-shards/1"
@@ -89,9 +88,8 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Snap
     ranges, offsets = cut_shards(base, shard_objects)
     for number, start in enumerate(offsets):
         entries = base.objects[start:offsets[number + 1] if number + 1 < len(offsets) else len(base.objects)]
-        lines = "".join(json.dumps(entry.to_json(), separators=(",", ":")) + "\n" for entry in entries)
-        store.put_same_once(_slice_key(bucket, backup_id, number), gzip.compress(lines.encode(), mtime=0),
-                  ContentEncoding="gzip")
+        store.put_same_once(_slice_key(bucket, backup_id, number),
+                            gzip_json_lines(entry.to_json() for entry in entries), ContentEncoding="gzip")
     return _write_plan(store, bucket, ShardPlan(backup_id, base.backup_id, ranges, offsets, len(base.objects)))
 
 
@@ -129,9 +127,9 @@ def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: in
     plan.shard(number)
     if plan.base_id is None:
         return None
-    lines = gzip.decompress(store.get_bytes(_slice_key(bucket, plan.backup_id, number))).decode().splitlines()
+    documents = read_gzip_json_lines(store.get_bytes(_slice_key(bucket, plan.backup_id, number)))
     return SnapshotManifest(bucket=bucket, backup_id=plan.base_id, started_at="", finished_at="", stats={},
-                            objects=tuple(ManifestEntry.from_json(json.loads(line)) for line in lines))
+                            objects=tuple(ManifestEntry.from_json(document) for document in documents))
 
 
 def progress_of(plan: ShardPlan, lasts: dict[int, Checkpoint]) -> dict[str, Any]:

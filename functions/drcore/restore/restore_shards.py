@@ -30,7 +30,6 @@ ever adds delete markers (every version stays), and the safety snapshot undoes i
 
 from __future__ import annotations
 
-import gzip
 import json
 import secrets
 from collections.abc import Iterable, Sequence
@@ -44,7 +43,7 @@ from drcore.core.errors import InvalidRequest
 from drcore.core.models import to_iso
 from drcore.restore.bucket_diff import DesiredObject, sample
 from drcore.restore.bucket_plan import RestorePlan, Verification
-from drcore.state.backup_store import BackupStore, restore_shards_prefix
+from drcore.state.backup_store import BackupStore, gzip_json_lines, read_gzip_json_lines, restore_shards_prefix
 
 PLAN_FORMAT = "s3-restore-shards/1"
 REPORTED_KEYS = 100  # keys of each kind named in a merged verification, as in one shard's
@@ -148,9 +147,8 @@ def write_shard_plan(store: BackupStore, plan: RestorePlan, safety_snapshot_id: 
         end = start
         while end < len(ordered) and bounds.holds(ordered[end]):
             end += 1
-        lines = "".join(json.dumps(asdict(desired[key]), separators=(",", ":")) + "\n" for key in ordered[start:end])
-        store.put_same_once(_slice_key(target, plan_id, number), gzip.compress(lines.encode(), mtime=0),
-                  ContentEncoding="gzip")
+        store.put_same_once(_slice_key(target, plan_id, number),
+                            gzip_json_lines(asdict(desired[key]) for key in ordered[start:end]), ContentEncoding="gzip")
         start = end
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
     store.put_same_once(items_key(target, plan_id), items.encode())
@@ -172,7 +170,7 @@ def read_shard_plan(store: BackupStore, target: str, plan_id: str) -> RestoreSha
 def read_desired_slice(store: BackupStore, shards: RestoreShardPlan, number: int) -> dict[str, DesiredObject]:
     shards.shard(number)
     body = store.get_bytes(_slice_key(shards.plan.target_bucket, shards.plan.plan_id, number))
-    objects = (DesiredObject(**json.loads(line)) for line in gzip.decompress(body).decode().splitlines())
+    objects = (DesiredObject(**document) for document in read_gzip_json_lines(body))
     return {want.key: want for want in objects}
 
 

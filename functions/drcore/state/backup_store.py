@@ -31,10 +31,13 @@ The stacks grant each function its prefixes from these names, so this module imp
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import secrets
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -73,6 +76,27 @@ class AlreadyWritten(DrError):
 def json_bytes(document: Any) -> bytes:
     """How the backup store writes a JSON document."""
     return json.dumps(document, indent=1, sort_keys=True, default=str).encode()
+
+
+def gzip_json_lines(documents: Iterable[Any]) -> bytes:
+    """How the backup store writes many documents (manifests, shard slices, lock indexes): gzip JSON lines,
+    compressed a line at a time, so that a manifest of millions of objects is never held as text."""
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as lines:
+        for document in documents:
+            lines.write(json.dumps(document, separators=(",", ":")).encode() + b"\n")
+    return compressed.getvalue()
+
+
+def read_gzip_json_lines(body: bytes) -> Iterator[Any]:
+    """The documents of gzip JSON lines, decompressed and parsed a line at a time (json.dumps escapes every line
+    break inside a document). A body that is not gzip JSON lines, or ends early, raises ValueError."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body), mode="rb") as lines:
+            for line in lines:
+                yield json.loads(line)
+    except (OSError, EOFError, zlib.error) as error:  # not gzip, cut short, or corrupt inside
+        raise ValueError(f"not gzip JSON lines: {error}") from error
 
 
 def new_backup_id(moment: datetime) -> str:
