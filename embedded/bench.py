@@ -23,7 +23,8 @@ processed twice or never, and objects lost on failback (embedded/bench_failover.
 failover and failback actions through its real handler.
 
 scale: a bucket of 10 million objects, modelled by the planning code at S3's documented limits, not run
-(embedded/bench_scale.py).
+(embedded/bench_scale.py); beside it, what a snapshot manifest costs in memory to write and read, measured
+(embedded/bench_manifest_memory.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from botocore.config import Config
 
 from embedded.aws_events import alarm_action_event, invoke_handler, scheduled_event
 from embedded.bench_failover import failover_table, run_failover_bench
+from embedded.bench_manifest_memory import manifest_memory, manifest_memory_table
 from embedded.bench_restore import restore_table, run_restore_bench
 from embedded.bench_scale import scale_model, scale_table
 from embedded.moto_gaps import versions_listed_without_copying_bodies
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if "failover" in args.sections:
         report["failover"] = run_failover_bench(args.failover_uploads)
     if "scale" in args.sections:
-        report["scale"] = scale_model()
+        report["scale"] = scale_model() | {"manifest_memory": manifest_memory()}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     if "rollback" in args.sections:
@@ -415,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nfailover\n" + failover_table(report["failover"]))
     if "scale" in args.sections:
         print("\nscale\n" + scale_table(report["scale"]))
+        print("\n" + manifest_memory_table(report["scale"]["manifest_memory"]))
     print(f"\nFigures in {args.report}")
     return 0
 

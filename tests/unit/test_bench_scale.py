@@ -7,6 +7,7 @@ from pathlib import Path
 
 from drcore.aws.job_estimates import LAMBDA_MAX_SECONDS, USD_PER_1000_WRITES, FanOut
 from embedded.bench import main
+from embedded.bench_manifest_memory import ENTRIES
 from embedded.bench_scale import OBJECTS
 
 
@@ -41,3 +42,9 @@ def test_the_scale_section_models_ten_million_objects_both_ways_and_is_written_t
              for job in ("first_snapshot", "second_snapshot", "full_restore")}
     assert built == {"first_snapshot": ["fanned_out"], "second_snapshot": ["fanned_out"],
                      "full_restore": ["fanned_out"]}
+    # Beside the model, what a manifest costs in memory is measured: read back whole, its peak no less than what it
+    # holds, and the objects a function's memory can read a manifest of follow from that peak
+    memory = scale["manifest_memory"]
+    assert memory["entries"] == ENTRIES and 0 < memory["held_per_entry"] <= memory["read_peak_per_entry"]
+    readable = memory["function_mb"] * 1024**2 / memory["read_peak_per_entry"]  # the peak per entry is rounded
+    assert abs(memory["readable_in_function"] - readable) <= readable / 100
