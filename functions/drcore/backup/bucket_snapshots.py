@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,8 +51,11 @@ from drcore.aws.s3_copy import DEFAULT_PART_SIZE, MAX_SINGLE_COPY, S3Copier
 from drcore.aws.state_machines import REDRIVABLE, MapExecutions
 from drcore.backup.manifest import (
     ManifestEntry,
+    ManifestStream,
+    SnapshotHeading,
     SnapshotManifest,
     locked_until,
+    open_manifest,
     read_manifest,
     write_manifest,
 )
@@ -218,17 +221,18 @@ class BucketSnapshotter:
         else:
             backup_time(backup_id)  # a malformed id fails here, before anything is read or written
             if self._store.exists(manifest_key(Component.S3, self._source, backup_id)):
-                return SnapshotProgress(backup_id, True, read_manifest(self._store, self._source, backup_id).stats)
+                return SnapshotProgress(backup_id, True, open_manifest(self._store, self._source, backup_id).stats)
             plan = read_shard_plan(self._store, self._source, backup_id)
             if plan is not None:
                 return self._continue_fan_out(plan)
             last = last_checkpoints(self._store, self._source, backup_id)
         any_last = next(iter(last.values()), None)
         if any_last is None:
-            base_manifest = newest_complete_before(self._store, self._source, backup_id, backup_ids)
-            if self._fan_out and base_manifest is not None and self._fan_out[0].wanted(len(base_manifest.objects)):
-                return self._start_fan_out(write_shard_plan(self._store, self._source, backup_id, base_manifest,
+            base_opened = newest_complete_before(self._store, self._source, backup_id, backup_ids)
+            if self._fan_out and base_opened is not None and self._fan_out[0].wanted(base_opened.objects):
+                return self._start_fan_out(write_shard_plan(self._store, self._source, backup_id, base_opened,
                                                             self._fan_out[0].shard_objects))
+            base_manifest = base_opened.read() if base_opened is not None else None  # within the threshold: held
             if self._fan_out and base_manifest is None:
                 census = self._census.count(backup_id, self._fan_out[0].shard_objects,
                                             lambda: remaining_ms() >= SAFETY_MARGIN_MS)
@@ -263,7 +267,8 @@ class BucketSnapshotter:
         if not all(state.done for state in states):
             logger.info("snapshot paused", extra={"backup_id": backup_id, "pages": stats.pages})
             return SnapshotProgress(backup_id, False, asdict(stats))
-        self._write_manifest(backup_id, self._all_entries(backup_id, states, pages_here, base), stats, base_manifest)
+        self._write_manifest(backup_id, self._all_entries(backup_id, states, pages_here, lambda _: base), stats,
+                             base_manifest)
         logger.info("snapshot complete", extra={"backup_id": backup_id, "objects": stats.objects_listed,
                                                 "copied": stats.objects_copied, "pages": stats.pages})
         return SnapshotProgress(backup_id, True, asdict(stats))
@@ -366,14 +371,18 @@ class BucketSnapshotter:
         return SnapshotProgress(backup_id, False, progress, fanned_out=True)
 
     def _merge_shards(self, plan: ShardPlan, states: list[_Range]) -> SnapshotProgress:
-        """Write the manifest of a fanned-out snapshot whose shards are all done, from their checkpoints."""
-        base_manifest = read_manifest(self._store, self._source, plan.base_id) if plan.base_id else None
+        """Write the manifest of a fanned-out snapshot whose shards are all done, from their checkpoints: a shard at
+        a time, each decoded against its slice of the base, beside the base as a stream. What is held is a shard's
+        slice and the manifests, compressed, never the snapshot's entries."""
+        base = open_manifest(self._store, self._source, plan.base_id) if plan.base_id else None
         self._pages.default_lock = self._store.default_retention()
         stats = SnapshotStats()
         for state in states:
             stats.add(state.stats)
-        entries = self._all_entries(plan.backup_id, states, {}, SnapshotBase(base_manifest), plan.offsets)
-        self._write_manifest(plan.backup_id, entries, stats, base_manifest)
+        entries = self._all_entries(plan.backup_id, states, {},
+                                    lambda number: SnapshotBase(read_base_slice(self._store, self._source, plan,
+                                                                                number)))
+        self._write_manifest(plan.backup_id, entries, stats, base)
         logger.info("snapshot shards merged", extra={"backup_id": plan.backup_id, "shards": len(states),
                                                      "objects": stats.objects_listed})
         return SnapshotProgress(plan.backup_id, True, asdict(stats))
@@ -400,30 +409,30 @@ class BucketSnapshotter:
             "objects": state.stats.objects_listed, "copied": state.stats.objects_copied})
 
     def _all_entries(self, backup_id: str, states: list[_Range],
-                     pages_here: dict[tuple[int, int], list[ManifestEntry]], base: SnapshotBase,
-                     offsets: tuple[int, ...] | None = None) -> list[ManifestEntry]:
-        """Every range's entries, ranges and pages in order: the listing's key order. `offsets`: a fanned-out
-        snapshot's, where each shard's slice of the base starts (its checkpoints count from there)."""
-        entries: list[ManifestEntry] = []
+                     pages_here: dict[tuple[int, int], list[ManifestEntry]],
+                     base_of: Callable[[int], SnapshotBase]) -> Iterator[ManifestEntry]:
+        """Every range's entries, ranges and pages in order: the listing's key order, a page at a time. Pages this
+        invocation listed are taken as listed; the others are read from their checkpoints, decoded against the base
+        of their range (`base_of`, asked once per range: a shard's is its slice of the base)."""
         for state in states:
+            base = base_of(state.number)
             for page in range(1, state.pages + 1):
-                if (state.number, page) not in pages_here:  # checkpointed by an earlier invocation
+                entries = pages_here.get((state.number, page))
+                if entries is None:  # checkpointed by an earlier invocation
                     key = checkpoint_key(self._source, backup_id, page, state.number)
-                    pages_here[(state.number, page)] = base.decode(read_checkpoint(self._store, key)["entries"],
-                                                                   offsets[state.number] if offsets else 0)
-                entries += pages_here[(state.number, page)]
-        return entries
+                    entries = base.decode(read_checkpoint(self._store, key)["entries"])
+                yield from entries
 
-    def _write_manifest(self, backup_id: str, entries: list[ManifestEntry], stats: SnapshotStats,
-                        base: SnapshotManifest | None) -> None:
+    def _write_manifest(self, backup_id: str, entries: Iterable[ManifestEntry], stats: SnapshotStats,
+                        base: SnapshotManifest | ManifestStream | None) -> None:
         """Write the manifest: a delta on the base, unless the base's chain is `full_manifest_every` long."""
         if base is not None and base.depth + 1 >= self._full_manifest_every:
             base = None
         finished = self._clock()
-        manifest = SnapshotManifest(bucket=self._source, backup_id=backup_id, started_at=to_iso(backup_time(backup_id)),
-                                    finished_at=to_iso(finished), stats=asdict(stats), objects=tuple(entries),
-                                    locked_until=locked_until(finished, self._pages.default_lock))
+        heading = SnapshotHeading(bucket=self._source, backup_id=backup_id, started_at=to_iso(backup_time(backup_id)),
+                                  finished_at=to_iso(finished), stats=asdict(stats),
+                                  locked_until=locked_until(finished, self._pages.default_lock))
         try:
-            write_manifest(self._store, manifest, base)
+            write_manifest(self._store, heading, entries, base)
         except AlreadyWritten:
             logger.info("snapshot finished by another invocation", extra={"backup_id": backup_id})

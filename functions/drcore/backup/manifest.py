@@ -14,6 +14,13 @@ manifest per link (each checked against its own SHA-256), and answers every obje
 the difference; retention keeps every manifest a kept snapshot's chain needs (`SnapshotManifest.needs`).
 Snapshots, retention and restores depend on this module, not on each other.
 
+Manifests are written and read in key order, one per key, which is what lets a manifest of millions of
+objects be handled without holding its entries: `write_manifest` takes the entries as a stream and goes
+through the base's beside them, holding only gzip bodies, and `open_manifest` reads a chain's bodies
+(checked) and decodes the objects as they are asked for, a delta's merged with its base's. Lines out of key
+order, counts unlike the header's, or a removal of a key the base does not hold make a manifest corrupt.
+`read_manifest` holds every object, for what is small enough.
+
 Each object's body is stored once per content under `content/<algorithm>/<digest>`:
 
     content/sha256/<hex>                    S3 holds a full-object SHA-256 for the object (ChecksumSHA256)
@@ -59,7 +66,8 @@ import base64
 import hashlib
 import itertools
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +86,7 @@ from drcore.state.backup_store import (
     BackupListing,
     BackupStore,
     Component,
+    GzipJsonLines,
     content_key,
     gzip_json_lines,
     manifest_key,
@@ -222,6 +231,9 @@ class SnapshotManifest:
         """The snapshots whose manifests this one is read through: retention keeps them while it keeps this one."""
         return tuple(link.backup_id for link in self.chain)
 
+    def entries(self) -> Iterator[ManifestEntry]:
+        return iter(self.objects)
+
     def content_keys(self) -> set[str]:
         return {entry.content_key for entry in self.objects if entry.content_key}
 
@@ -256,52 +268,104 @@ def checksum_of(head: Mapping[str, Any]) -> dict[str, str] | None:
     return None
 
 
-def delta_lines(base: SnapshotManifest, objects: tuple[ManifestEntry, ...]) -> list[dict[str, Any]]:
-    """What a delta manifest on `base` stores to hold `objects`: each entry that is new or differs from the base's,
-    and `{"removed": key}` for each key of the base it no longer holds."""
-    held = {entry.key: entry for entry in base.objects}
-    keys = {entry.key for entry in objects}
-    lines = [entry.to_json() for entry in objects if held.get(entry.key) != entry]
-    return lines + [{"removed": key} for key in sorted(held.keys() - keys)]
+@dataclass(frozen=True)
+class SnapshotHeading:
+    """What a manifest's header says of its snapshot besides what is counted from its entries."""
+
+    bucket: str
+    backup_id: str
+    started_at: str
+    finished_at: str
+    stats: dict[str, Any]
+    locked_until: str | None = None
 
 
-def write_manifest(store: BackupStore, manifest: SnapshotManifest, base: SnapshotManifest | None = None) -> None:
+def write_manifest(store: BackupStore, heading: SnapshotHeading, entries: Iterable[ManifestEntry],
+                   base: SnapshotManifest | ManifestStream | None = None) -> None:
     """Write a snapshot's manifest, once (AlreadyWritten if it exists): it completes the snapshot. Then record
-    the version it was written as. With `base`, as a delta on that snapshot (whose manifest must stay while this
-    one does: retention keeps it, drcore.backup.retention), else in full."""
-    header = {"format": MANIFEST_FORMAT, "bucket": manifest.bucket, "backup_id": manifest.backup_id,
-              "started_at": manifest.started_at, "finished_at": manifest.finished_at,
-              "objects": len(manifest.objects), "bytes": sum(entry.size for entry in manifest.objects),
-              "stats": manifest.stats, "locked_until": manifest.locked_until}
-    changed = delta_lines(base, manifest.objects) if base is not None else None
-    lines: Iterable[dict[str, Any]]
-    if base is not None and changed is not None and len(changed) <= len(manifest.objects) // 2:
-        header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": len(changed)}
-        lines = changed
-    else:  # no base, or so much changed that a delta would save little: each entry made a line as it is written
-        header |= {"kind": FULL, "lines": len(manifest.objects)}
-        lines = (entry.to_json() for entry in manifest.objects)
-    body = gzip_json_lines(itertools.chain([header], lines))
+    the version it was written as. `entries`: every object, in key order. With `base`, as a delta on that snapshot
+    (whose manifest must stay while this one does: retention keeps it, drcore.backup.retention) unless more than
+    half the objects changed; else in full.
+
+    One pass over `entries` and the base's, side by side in key order, writes both the full lines and the delta's
+    (each entry new or unlike the base's, then `{"removed": key}` for each key of the base no longer held), held
+    compressed, never as entries: a manifest of millions of objects is written in about the memory of its body."""
+    full, changed, removed = GzipJsonLines(), GzipJsonLines(), GzipJsonLines()
+    objects = size = 0
+    held = base.entries() if base is not None else iter(())
+    below = next(held, None)
+    previous: str | None = None
+    for entry in entries:
+        if previous is not None and entry.key <= previous:
+            raise ValueError(f"a manifest's entries are written in key order: {entry.key!r} came after {previous!r}")
+        previous = entry.key
+        while below is not None and below.key < entry.key:
+            removed.write({"removed": below.key})
+            below = next(held, None)
+        line = full.write(entry.to_json())
+        objects, size = objects + 1, size + entry.size
+        if below is not None and below.key == entry.key:
+            if below != entry:
+                changed.write_line(line)
+            below = next(held, None)
+        else:
+            changed.write_line(line)
+    while below is not None:
+        removed.write({"removed": below.key})
+        below = next(held, None)
+    header = {"format": MANIFEST_FORMAT, "bucket": heading.bucket, "backup_id": heading.backup_id,
+              "started_at": heading.started_at, "finished_at": heading.finished_at, "objects": objects, "bytes": size,
+              "stats": heading.stats, "locked_until": heading.locked_until}
+    delta_lines = changed.count + removed.count
+    full_lines, changed_lines, removed_lines = full.close(), changed.close(), removed.close()
+    if base is not None and delta_lines <= objects // 2:
+        header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": delta_lines}
+        body = b"".join((gzip_json_lines([header]), changed_lines, removed_lines))
+    else:  # no base, or so much changed that a delta would save little
+        header |= {"kind": FULL, "lines": objects}
+        body = gzip_json_lines([header]) + full_lines
+    del full_lines, changed_lines, removed_lines
     digest = hashlib.sha256(body)
     # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
     # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.
-    version_id = store.put_once(manifest_key(Component.S3, manifest.bucket, manifest.backup_id), body,
+    version_id = store.put_once(manifest_key(Component.S3, heading.bucket, heading.backup_id), body,
                                 "application/gzip", Metadata={SHA256_METADATA: digest.hexdigest()},
                                 ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(digest.digest()).decode())
-    store.record_manifest(Component.S3, manifest.bucket, manifest.backup_id, version_id, body)
+    store.record_manifest(Component.S3, heading.bucket, heading.backup_id, version_id, body)
 
 
-Resolved = dict[str, SnapshotManifest]  # snapshots already read, by id: a chain shared by many is read once
+@dataclass(frozen=True)
+class _Fetched:
+    """One manifest as read and checked against its recorded SHA-256: its header, and its body still compressed."""
+
+    backup_id: str
+    location: str  # s3://<store>/<key>, for what is said of it
+    header: dict[str, Any]
+    body: bytes
+    version_id: str | None  # as recorded when it was written; None before versions were recorded
+
+    @property
+    def base_id(self) -> str | None:
+        return None if self.header.get("kind", FULL) == FULL else str(self.header["base"])
+
+    def link(self) -> ChainLink:
+        return ChainLink(self.backup_id, self.version_id, self.header.get("locked_until"))
+
+    def manifest(self, objects: tuple[ManifestEntry, ...], chain: tuple[ChainLink, ...]) -> SnapshotManifest:
+        header = self.header
+        return SnapshotManifest(
+            bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
+            finished_at=header["finished_at"], stats=header["stats"], objects=objects,
+            locked_until=header.get("locked_until"), version_id=self.version_id, base_id=self.base_id,
+            depth=len(chain), chain=chain)
 
 
-def read_manifest(store: BackupStore, bucket: str, backup_id: str,
-                  resolved: Resolved | None = None) -> SnapshotManifest:
+def _fetch(store: BackupStore, bucket: str, backup_id: str) -> _Fetched:
     """A complete snapshot's manifest, the version recorded when it was written, verified against the SHA-256
     recorded then (a manifest written before versions were recorded: as its key holds it now, against the
-    SHA-256 in its metadata). A delta manifest is read through its chain, one manifest read per link."""
-    if resolved is not None and backup_id in resolved:
-        return resolved[backup_id]
+    SHA-256 in its metadata), and its header read."""
     key = manifest_key(Component.S3, bucket, backup_id)
+    location = f"s3://{store.bucket}/{key}"
     record = store.recorded_manifest(Component.S3, bucket, backup_id)
     try:
         if record is not None and record.version_id:
@@ -311,62 +375,172 @@ def read_manifest(store: BackupStore, bucket: str, backup_id: str,
     except ClientError as error:
         if error_code(error) in OBJECT_NOT_FOUND:
             if record is not None:
-                raise ManifestCorrupt(f"s3://{store.bucket}/{key}, version {record.version_id}, is gone") from error
+                raise ManifestCorrupt(f"{location}, version {record.version_id}, is gone") from error
             raise SnapshotNotFound(f"no complete snapshot {backup_id} of bucket {bucket}") from error
         raise
     body = response["Body"].read()
     recorded = record.sha256 if record is not None else response.get("Metadata", {}).get(SHA256_METADATA)
     if recorded != hashlib.sha256(body).hexdigest():
-        raise ManifestCorrupt(f"s3://{store.bucket}/{key} does not match its recorded SHA-256 {recorded}")
+        raise ManifestCorrupt(f"{location} does not match its recorded SHA-256 {recorded}")
     try:
-        # A line at a time: the manifest's text and its parsed lines are never held whole, only its entries.
-        documents = read_gzip_json_lines(body)
-        header = next(documents)
-        if header.get("kind", FULL) == FULL:
-            objects = tuple(ManifestEntry.from_json(document) for document in documents)
-            lines, base = len(objects), None
-        else:
-            changes = list(documents)
-            lines, base = len(changes), _base_of(store, bucket, backup_id, header["base"], resolved)
-            objects = _applied(base.objects, changes)
-        written = lines == header.get("lines", header.get("objects"))
+        header = next(read_gzip_json_lines(body))
+        fetched = _Fetched(backup_id, location, header, body, record.version_id if record else None)
+        known = (header.get("format") in READABLE_FORMATS and isinstance(header.get("objects"), int)
+                 and isinstance(header.get("stats"), dict)
+                 and all(isinstance(header.get(name), str) for name in ("bucket", "backup_id", "started_at",
+                                                                        "finished_at")))
+        base_id = fetched.base_id
     except (StopIteration, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise ManifestCorrupt(f"s3://{store.bucket}/{key} cannot be read: {error}") from error
-    if header.get("format") not in READABLE_FORMATS or not written or header.get("objects") != len(objects):
-        raise ManifestCorrupt(f"s3://{store.bucket}/{key} is not a complete snapshot manifest of a known format "
+        raise ManifestCorrupt(f"{location} cannot be read: {error}") from error
+    if not known:
+        raise ManifestCorrupt(f"{location} is not a complete snapshot manifest of a known format "
                               f"({', '.join(sorted(READABLE_FORMATS))})")
-    manifest = SnapshotManifest(
-        bucket=header["bucket"], backup_id=header["backup_id"], started_at=header["started_at"],
-        finished_at=header["finished_at"], stats=header["stats"], objects=objects,
-        locked_until=header.get("locked_until"), version_id=record.version_id if record else None,
-        base_id=base.backup_id if base else None, depth=base.depth + 1 if base else 0,
-        chain=(ChainLink(base.backup_id, base.version_id, base.locked_until), *base.chain) if base else ())
-    if resolved is not None:
-        resolved[backup_id] = manifest
-    return manifest
-
-
-def _base_of(store: BackupStore, bucket: str, backup_id: str, base_id: str,
-             resolved: Resolved | None) -> SnapshotManifest:
-    if not base_id < backup_id:
+    if base_id is not None and not base_id < backup_id:
         raise ManifestCorrupt(f"snapshot {backup_id} names base {base_id}, which is not older")
+    return fetched
+
+
+def _entries(fetched: _Fetched, below: Iterator[ManifestEntry] | None) -> Iterator[ManifestEntry]:
+    """A manifest's objects, decoded as they are asked for: a full manifest's lines, or a delta's applied to its
+    base's objects (`below`), side by side in key order. What does not read as a complete manifest in key order, as
+    its header counts it, raises ManifestCorrupt where it is found."""
+    objects = 0
     try:
-        return read_manifest(store, bucket, base_id, resolved)
+        for entry in _in_key_order(fetched, _lines(fetched)) if below is None else _applied(fetched, below):
+            objects += 1
+            yield entry
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ManifestCorrupt(f"{fetched.location} cannot be read: {error}") from error
+    if objects != fetched.header["objects"]:
+        raise ManifestCorrupt(f"{fetched.location} holds {objects} objects, and its header says "
+                              f"{fetched.header['objects']}: it is not a complete snapshot manifest")
+
+
+def _lines(fetched: _Fetched) -> Iterator[dict[str, Any]]:
+    """The documents after the header, as many as the header says (a manifest cut short raises)."""
+    lines = 0
+    for document in itertools.islice(read_gzip_json_lines(fetched.body), 1, None):
+        lines += 1
+        yield document
+    expected = fetched.header.get("lines", fetched.header["objects"])
+    if lines != expected:
+        raise ManifestCorrupt(f"{fetched.location} has {lines} lines, not the {expected} its header says: it is not "
+                              "a complete snapshot manifest")
+
+
+def _in_key_order(fetched: _Fetched, documents: Iterable[dict[str, Any]]) -> Iterator[ManifestEntry]:
+    """Entries as a snapshot lists them, one per key in key order (UTF-8 byte order is code point order)."""
+    previous: str | None = None
+    for document in documents:
+        entry = ManifestEntry.from_json(document)
+        if previous is not None and entry.key <= previous:
+            raise ManifestCorrupt(f"{fetched.location} is not in key order: {entry.key!r} after {previous!r}")
+        previous = entry.key
+        yield entry
+
+
+def _applied(fetched: _Fetched, below: Iterator[ManifestEntry]) -> Iterator[ManifestEntry]:
+    """A delta's lines applied to its base's objects: its removals read first (the only lines held), then its
+    entries merged with the base's in key order, each in place of the base's of its key."""
+    removed = {document["removed"] for document in _lines(fetched) if "removed" in document}
+    changes = _in_key_order(fetched, (document for document in _lines(fetched) if "removed" not in document))
+    change = next(changes, None)
+    dropped = 0
+    for entry in below:
+        while change is not None and change.key < entry.key:
+            yield change
+            change = next(changes, None)
+        if change is not None and change.key == entry.key:
+            yield change
+            change = next(changes, None)
+        elif entry.key in removed:
+            dropped += 1
+        else:
+            yield entry
+    while change is not None:
+        yield change
+        change = next(changes, None)
+    if dropped != len(removed):
+        raise ManifestCorrupt(f"{fetched.location} removes {len(removed) - dropped} keys its base does not hold")
+
+
+@dataclass(frozen=True)
+class ManifestStream:
+    """A snapshot's manifest opened to be read an entry at a time: every manifest of its chain read and checked
+    against its SHA-256, held compressed (some 70 bytes per object), and the objects decoded only as `entries()`
+    goes (a delta's removals aside). What the fan-out's planner and merge read a base through: a manifest of
+    millions of objects never held as entries."""
+
+    fetched: tuple[_Fetched, ...]  # this manifest, then its chain: its base, the base's base ... down to a full one
+
+    @property
+    def backup_id(self) -> str:
+        return self.fetched[0].backup_id
+
+    @property
+    def objects(self) -> int:
+        return int(self.fetched[0].header["objects"])
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.fetched[0].header["stats"]
+        return stats
+
+    @property
+    def depth(self) -> int:
+        return len(self.fetched) - 1
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        stream: Iterator[ManifestEntry] | None = None
+        for fetched in reversed(self.fetched):
+            stream = _entries(fetched, stream)
+        assert stream is not None
+        return stream
+
+    def read(self) -> SnapshotManifest:
+        """Every object, held: for a snapshot small enough to be read whole."""
+        return self.fetched[0].manifest(tuple(self.entries()), tuple(link.link() for link in self.fetched[1:]))
+
+
+def open_manifest(store: BackupStore, bucket: str, backup_id: str) -> ManifestStream:
+    """A complete snapshot's manifest as a stream (`ManifestStream`), one GET per manifest of its chain."""
+    chain = [_fetch(store, bucket, backup_id)]
+    while (base_id := chain[-1].base_id) is not None:
+        with _base_of(chain[-1].backup_id, base_id):
+            chain.append(_fetch(store, bucket, base_id))
+    return ManifestStream(tuple(chain))
+
+
+@contextmanager
+def _base_of(backup_id: str, base_id: str) -> Iterator[None]:
+    """Reading the base of the delta `backup_id`: one that is gone leaves the delta unreadable."""
+    try:
+        yield
     except SnapshotNotFound as error:
         raise ManifestCorrupt(f"snapshot {backup_id} is a delta on {base_id}, which is gone") from error
 
 
-def _applied(base: tuple[ManifestEntry, ...], lines: list[dict[str, Any]]) -> tuple[ManifestEntry, ...]:
-    """A base's entries with a delta's lines applied, in key order (the listing's: UTF-8 byte order is code point
-    order)."""
-    objects = {entry.key: entry for entry in base}
-    for line in lines:
-        if "removed" in line:
-            objects.pop(line["removed"])
-        else:
-            entry = ManifestEntry.from_json(line)
-            objects[entry.key] = entry
-    return tuple(objects[key] for key in sorted(objects))
+Resolved = dict[str, SnapshotManifest]  # snapshots already read, by id: a chain shared by many is read once
+
+
+def read_manifest(store: BackupStore, bucket: str, backup_id: str,
+                  resolved: Resolved | None = None) -> SnapshotManifest:
+    """A complete snapshot's manifest with every object held (`_fetch` says what is checked); a delta manifest is
+    read through its chain, one manifest read per link. A reader of a snapshot that may be past some hundreds of
+    thousands of objects reads it as a stream instead (`open_manifest`)."""
+    if resolved is not None and backup_id in resolved:
+        return resolved[backup_id]
+    fetched = _fetch(store, bucket, backup_id)
+    base = None
+    if fetched.base_id is not None:
+        with _base_of(backup_id, fetched.base_id):
+            base = read_manifest(store, bucket, fetched.base_id, resolved)
+    objects = tuple(_entries(fetched, base.entries() if base else None))
+    chain = (ChainLink(base.backup_id, base.version_id, base.locked_until), *base.chain) if base else ()
+    manifest = fetched.manifest(objects, chain)
+    if resolved is not None:
+        resolved[backup_id] = manifest
+    return manifest
 
 
 def list_snapshots(store: BackupStore, bucket: str) -> list[BackupListing]:

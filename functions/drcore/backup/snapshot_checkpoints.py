@@ -24,7 +24,14 @@ from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger
 
-from drcore.backup.manifest import ManifestCorrupt, ManifestEntry, SnapshotManifest, SnapshotNotFound, read_manifest
+from drcore.backup.manifest import (
+    ManifestCorrupt,
+    ManifestEntry,
+    ManifestStream,
+    SnapshotManifest,
+    SnapshotNotFound,
+    open_manifest,
+)
 from drcore.state.backup_store import BackupStore, Component, backup_prefix
 
 logger = Logger(child=True)
@@ -142,14 +149,15 @@ def snapshot_in_progress_content(store: BackupStore, bucket: str, backup_id: str
 
 
 def newest_complete_before(store: BackupStore, bucket: str, backup_id: str,
-                           backup_ids: list[str] | None = None) -> SnapshotManifest | None:
-    """The manifest the snapshot `backup_id` builds on: the newest earlier one that reads back, tried newest
-    first (one GET, not a HEAD per retained snapshot). An incomplete or corrupt one is passed over,
-    costing only reuse. `backup_ids`: the bucket's snapshot ids, when the caller listed them already."""
+                           backup_ids: list[str] | None = None) -> ManifestStream | None:
+    """The manifest the snapshot `backup_id` builds on, opened (its chain read and checked, its entries not yet
+    decoded): the newest earlier one that reads back, tried newest first (one GET per manifest of its chain, not a
+    HEAD per retained snapshot). An incomplete or corrupt one is passed over, costing only reuse. `backup_ids`: the
+    bucket's snapshot ids, when the caller listed them already."""
     ids = store.backup_ids(Component.S3, bucket) if backup_ids is None else backup_ids
     for earlier in reversed([other for other in ids if other < backup_id]):
         try:
-            return read_manifest(store, bucket, earlier)
+            return open_manifest(store, bucket, earlier)
         except SnapshotNotFound:
             continue  # never finished: no manifest
         except ManifestCorrupt:
@@ -189,13 +197,12 @@ class SnapshotBase:
                 encoded.append([position, 1])
         return encoded
 
-    def decode(self, encoded: list[EncodedEntry], offset: int = 0) -> list[ManifestEntry]:
-        """Entries `encode` wrote; `offset`: where in this base the base they were encoded against starts (a
-        shard's slice of it)."""
+    def decode(self, encoded: list[EncodedEntry]) -> list[ManifestEntry]:
+        """Entries `encode` wrote, against this base (a shard's: its slice of the base)."""
         entries: list[ManifestEntry] = []
         for item in encoded:
             if isinstance(item, dict):
                 entries.append(ManifestEntry.from_json(item))
             else:
-                entries += self._entries[offset + item[0]:offset + item[0] + item[1]]
+                entries += self._entries[item[0]:item[0] + item[1]]
         return entries

@@ -22,12 +22,13 @@ in the store):
 
 from __future__ import annotations
 
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from drcore.backup.manifest import ManifestEntry, SnapshotManifest
+from drcore.backup.manifest import ManifestEntry, ManifestStream, SnapshotManifest
 from drcore.backup.snapshot_census import Census, read_census
 from drcore.backup.snapshot_checkpoints import Checkpoint, KeyRange, last_checkpoints, ranges_cut_at
 from drcore.core.errors import InvalidRequest
@@ -75,22 +76,25 @@ def _slice_key(bucket: str, backup_id: str, number: int) -> str:
     return shards_key(bucket, backup_id, f"base-{number:05d}.jsonl.gz")
 
 
-def cut_shards(base: SnapshotManifest, shard_objects: int) -> tuple[tuple[KeyRange, ...], tuple[int, ...]]:
-    """Key ranges of `shard_objects` of the base's keys each (the last one open-ended, the first from the start:
-    keys new since the base fall into the shard their place in key order says), and each one's first entry."""
-    offsets = tuple(range(0, len(base.objects), shard_objects)) or (0,)
-    return ranges_cut_at([base.objects[offset - 1].key for offset in offsets[1:]]), offsets
-
-
-def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: SnapshotManifest,
+def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: ManifestStream,
                      shard_objects: int) -> ShardPlan:
-    """Write the slices, the items and then the plan (an invocation that died half-way writes what is missing)."""
-    ranges, offsets = cut_shards(base, shard_objects)
-    for number, start in enumerate(offsets):
-        entries = base.objects[start:offsets[number + 1] if number + 1 < len(offsets) else len(base.objects)]
-        store.put_same_once(_slice_key(bucket, backup_id, number),
-                            gzip_json_lines(entry.to_json() for entry in entries), ContentEncoding="gzip")
-    return _write_plan(store, bucket, ShardPlan(backup_id, base.backup_id, ranges, offsets, len(base.objects)))
+    """Cut the base into shards of `shard_objects` of its keys each as its entries stream past: each shard's slice
+    is written when its last entry is read, and is the only one held, so a base of millions of objects is planned in
+    the memory of one slice and the base's compressed manifest. The shards' key ranges are cut at each slice's last
+    key (the last range open-ended, the first from the start: keys new since the base fall into the shard their
+    place in key order says). Then the items and the plan (an invocation that died half-way writes what is
+    missing)."""
+    entries = base.entries()
+    offsets: list[int] = []
+    cuts: list[str] = []
+    while (in_shard := list(itertools.islice(entries, shard_objects))) or not offsets:
+        offsets.append(len(offsets) * shard_objects)
+        store.put_same_once(_slice_key(bucket, backup_id, len(offsets) - 1),
+                            gzip_json_lines(entry.to_json() for entry in in_shard), ContentEncoding="gzip")
+        if in_shard:
+            cuts.append(in_shard[-1].key)
+    return _write_plan(store, bucket, ShardPlan(backup_id, base.backup_id, ranges_cut_at(cuts[:-1]), tuple(offsets),
+                                                base.objects))
 
 
 def write_census_shard_plan(store: BackupStore, bucket: str, backup_id: str, census: Census) -> ShardPlan:

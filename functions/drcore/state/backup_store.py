@@ -78,14 +78,40 @@ def json_bytes(document: Any) -> bytes:
     return json.dumps(document, indent=1, sort_keys=True, default=str).encode()
 
 
+class GzipJsonLines:
+    """gzip JSON lines written a document at a time and held compressed (`close` answers the bytes). Bodies may be
+    joined: a gzip stream of several members reads as one, so a manifest's header, counted only when its lines are
+    written, is written after them and put first."""
+
+    def __init__(self) -> None:
+        self._compressed = io.BytesIO()
+        self._lines = gzip.GzipFile(fileobj=self._compressed, mode="wb", mtime=0)
+        self.count = 0
+
+    def write(self, document: Any) -> bytes:
+        """Write one document; its line, which `write_line` writes again elsewhere without encoding it twice."""
+        line = json.dumps(document, separators=(",", ":")).encode() + b"\n"
+        self.write_line(line)
+        return line
+
+    def write_line(self, line: bytes) -> None:
+        self._lines.write(line)
+        self.count += 1
+
+    def close(self) -> bytes:
+        self._lines.close()
+        body = self._compressed.getvalue()
+        self._compressed = io.BytesIO()  # the copy above is the only one kept
+        return body
+
+
 def gzip_json_lines(documents: Iterable[Any]) -> bytes:
     """How the backup store writes many documents (manifests, shard slices, lock indexes): gzip JSON lines,
     compressed a line at a time, so that a manifest of millions of objects is never held as text."""
-    compressed = io.BytesIO()
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as lines:
-        for document in documents:
-            lines.write(json.dumps(document, separators=(",", ":")).encode() + b"\n")
-    return compressed.getvalue()
+    lines = GzipJsonLines()
+    for document in documents:
+        lines.write(document)
+    return lines.close()
 
 
 def read_gzip_json_lines(body: bytes) -> Iterator[Any]:
