@@ -64,6 +64,9 @@ from drcore.core.config import (
 from drcore.core.controller_settings import DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, MAX_HEALTH_PROBE_TIMEOUT_SECONDS
 
 CONTEXT_KEY = "dr"
+# Memory buys CPU and network for concurrent copies and for hashing code archives, and holds a fan-out's manifests.
+DEFAULT_BACKUP_MEMORY_MB = 1024
+MAX_FUNCTION_MEMORY_MB = 10_240  # Lambda's largest function
 
 # CloudWatch Logs accepts only these retention periods.
 LogRetentionDays = Literal[
@@ -367,6 +370,10 @@ class BackupOptions(_Strict):
     fanout_shard_objects: int = Field(DEFAULT_FANOUT_SHARD_OBJECTS, ge=MIN_FANOUT_SHARD_OBJECTS,
                                       le=MAX_FANOUT_SHARD_OBJECTS)
     fanout_max_concurrency: int = Field(DEFAULT_FANOUT_MAX_CONCURRENCY, ge=1, le=MAX_FANOUT_MAX_CONCURRENCY)
+    # The backup function's memory (it also runs the fan-out's shards). A fanned-out snapshot's merge holds its
+    # base's manifest and its own, compressed: about 300 bytes per object of the bucket at its peak
+    # (embedded/bench_manifest_memory.py), so some 3 million objects in the default; 3,584 for 10 million.
+    memory_mb: int = Field(DEFAULT_BACKUP_MEMORY_MB, ge=DEFAULT_BACKUP_MEMORY_MB, le=MAX_FUNCTION_MEMORY_MB)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
     # Every object written to the backup bucket is locked this long: not even the controller can delete or

@@ -43,8 +43,6 @@ from stacks.settings import Settings
 BACKUP_HANDLER = "backup.handler.handler"
 # Lambda's maximum: a bucket snapshot works until shortly before it and continues in a new invocation.
 BACKUP_TIMEOUT = Duration.minutes(15)
-# Memory buys CPU and network for concurrent copies and for hashing code archives.
-BACKUP_MEMORY_MB = 1024
 
 # With a real-time configuration RPO, every change is backed up as it happens (CloudTrail) and the stack,
 # whose changes show up there as the function's, is also backed up daily.
@@ -215,7 +213,7 @@ class Backups(Construct):
             handler=BACKUP_HANDLER,
             description=f"Backs up {', '.join(subjects[component] for component in self._components)}",
             environment=backup_environment(settings, state_table, backup_bucket),
-            memory_size=BACKUP_MEMORY_MB,
+            memory_size=settings.backup.memory_mb,
             timeout=BACKUP_TIMEOUT,
         )
         self._grant(state_table, backup_bucket)

@@ -43,14 +43,16 @@ def _schedules(synth: Synthesized) -> dict[str, str]:
 # The function
 
 
-def test_backup_function_runs_long_with_memory_from_the_shared_asset(synth: Synthesized):
+def test_backup_function_runs_long_with_memory_from_the_shared_asset(synth: Synthesized, tuned: Synthesized):
     # Given the backup function
     resources = synth.resources
     properties = resources[_backup(synth)]["Properties"]
     watcher = resources[logical_id(resources, "AWS::Lambda::Function", Handler="health_watcher.handler.handler")]
-    # Then it may run Lambda's full 15 minutes with 1 GB, on the runtime and asset the watchers use
+    # Then it may run Lambda's full 15 minutes with 1 GB (backup.memory_mb, for a bigger bucket's fan-out: more),
+    # on the runtime and asset the watchers use
     assert properties["Timeout"] == 900
     assert properties["MemorySize"] == 1024
+    assert tuned.resources[_backup(tuned)]["Properties"]["MemorySize"] == 3584
     assert properties["Runtime"] == "python3.13"
     assert properties["Architectures"] == ["arm64"]
     assert properties["Code"] == watcher["Properties"]["Code"]

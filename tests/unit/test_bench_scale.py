@@ -48,3 +48,10 @@ def test_the_scale_section_models_ten_million_objects_both_ways_and_is_written_t
     assert memory["entries"] == ENTRIES and 0 < memory["held_per_entry"] <= memory["read_peak_per_entry"]
     readable = memory["function_mb"] * 1024**2 / memory["read_peak_per_entry"]  # the peak per entry is rounded
     assert abs(memory["readable_in_function"] - readable) <= readable / 100
+    # and streamed by the fan-out's planner and merge, measured at two sizes: what grows with the objects, and what
+    # does not, from which the objects a function's memory handles follow
+    for name in ("plan", "delta", "full"):
+        streamed = memory[name]
+        assert 0 < streamed["peak_per_entry"] < memory["held_per_entry"] and streamed["peak_besides"] >= 0
+        handled = (memory["function_mb"] * 1024**2 - streamed["peak_besides"]) / streamed["peak_per_entry"]
+        assert abs(streamed["handled_in_function"] - handled) <= handled / 100

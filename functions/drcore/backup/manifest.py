@@ -317,14 +317,15 @@ def write_manifest(store: BackupStore, heading: SnapshotHeading, entries: Iterab
               "started_at": heading.started_at, "finished_at": heading.finished_at, "objects": objects, "bytes": size,
               "stats": heading.stats, "locked_until": heading.locked_until}
     delta_lines = changed.count + removed.count
-    full_lines, changed_lines, removed_lines = full.close(), changed.close(), removed.close()
     if base is not None and delta_lines <= objects // 2:
         header |= {"kind": DELTA, "base": base.backup_id, "depth": base.depth + 1, "lines": delta_lines}
-        body = b"".join((gzip_json_lines([header]), changed_lines, removed_lines))
+        kept = [changed, removed]
     else:  # no base, or so much changed that a delta would save little
         header |= {"kind": FULL, "lines": objects}
-        body = gzip_json_lines([header]) + full_lines
-    del full_lines, changed_lines, removed_lines
+        kept = [full]
+    del full, changed, removed  # the lines not kept go now, before the body is joined
+    body = b"".join([gzip_json_lines([header]), *(lines.close() for lines in kept)])
+    del kept
     digest = hashlib.sha256(body)
     # The algorithm is named with the value: S3 asks every upload into a bucket with a default Object Lock
     # retention for x-amz-sdk-checksum-algorithm (or Content-MD5), which a bare checksum value does not send.

@@ -79,9 +79,9 @@ def json_bytes(document: Any) -> bytes:
 
 
 class GzipJsonLines:
-    """gzip JSON lines written a document at a time and held compressed (`close` answers the bytes). Bodies may be
-    joined: a gzip stream of several members reads as one, so a manifest's header, counted only when its lines are
-    written, is written after them and put first."""
+    """gzip JSON lines written a document at a time and held compressed. Bodies may be joined: a gzip stream of
+    several members reads as one, so a manifest's header, counted only when its lines are written, is written after
+    them and put first."""
 
     def __init__(self) -> None:
         self._compressed = io.BytesIO()
@@ -98,11 +98,10 @@ class GzipJsonLines:
         self._lines.write(line)
         self.count += 1
 
-    def close(self) -> bytes:
+    def close(self) -> memoryview:
+        """The compressed lines, not copied (a manifest's are joined with its header, which copies them once)."""
         self._lines.close()
-        body = self._compressed.getvalue()
-        self._compressed = io.BytesIO()  # the copy above is the only one kept
-        return body
+        return self._compressed.getbuffer()
 
 
 def gzip_json_lines(documents: Iterable[Any]) -> bytes:
@@ -111,7 +110,7 @@ def gzip_json_lines(documents: Iterable[Any]) -> bytes:
     lines = GzipJsonLines()
     for document in documents:
         lines.write(document)
-    return lines.close()
+    return lines.close().tobytes()
 
 
 def read_gzip_json_lines(body: bytes) -> Iterator[Any]:
