@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from drcore.aws.state_machines import MapExecutions
+from drcore.backup import bucket_snapshots
+from drcore.backup import manifest as manifest_module
 from drcore.backup.bucket_snapshots import SAFETY_MARGIN_MS, BucketSnapshotter, SnapshotProgress
 from drcore.backup.manifest import read_manifest
 from drcore.backup.snapshot_census import Census, read_census
@@ -147,6 +149,36 @@ def test_shards_run_as_the_map_runs_them_and_their_merge_is_the_manifest_of_the_
     changed = next(entry for entry in manifest.objects if entry.key == "uploads/record-01199.csv")
     assert changed.content_key is not None
     assert world.store.get_bytes(changed.content_key) == b"changed 1199\n"
+
+
+def test_the_fan_outs_planner_and_merge_never_read_a_manifest_whole(world: World, monkeypatch) -> None:
+    # Given a bucket of 1,200 objects, its whole snapshot, and a new version of every 10th object
+    fill(world, 1_200)
+    first = world.whole_snapshot()
+    for n in range(0, 1_200, 10):
+        world.put(f"uploads/record-{n:05d}.csv", f"changed {n}\n".encode())
+
+    def whole(*_: Any, **__: Any) -> None:
+        raise AssertionError("a manifest was read whole: the fan-out goes through manifests a line at a time")
+
+    # When every way of reading a manifest whole fails, and the next snapshot is planned, its shards run, merged
+    with monkeypatch.context() as patched:
+        patched.setattr(bucket_snapshots, "read_manifest", whole)
+        patched.setattr(manifest_module.ManifestStream, "read", whole)
+        patched.setattr(manifest_module, "read_manifest", whole)
+        progress = world.snapshot()
+        assert progress.fanned_out
+        for number in range(3):
+            assert world.snapshotter().snapshot_shard(progress.backup_id, number, lambda: PLENTY_MS).finished
+        merged = world.snapshotter().snapshot(progress.backup_id, lambda: PLENTY_MS)
+        # and the snapshot, now complete, is asked for again (answered from its manifest's header)
+        again = world.snapshotter().snapshot(progress.backup_id, lambda: PLENTY_MS)
+    # Then it is the bucket as it is, a delta of the 120 changed entries on the first
+    assert merged.finished and again.finished and again.stats == merged.stats
+    manifest = read_manifest(world.store, DATA, progress.backup_id)
+    assert [(entry.key, entry.version_id, entry.etag) for entry in manifest.objects] == world.current()
+    assert (manifest.base_id, manifest.depth) == (first.backup_id, 1)
+    assert manifest_module.open_manifest(world.store, DATA, progress.backup_id).fetched[0].header["lines"] == 120
 
 
 def test_a_shard_out_of_time_continues_from_its_last_page_and_checkpoints_each_page_once(world: World) -> None:
