@@ -8,18 +8,22 @@ Read whole (`read_manifest`): per entry, what the read holds when done (its entr
 way, and from that peak at most how many objects a function of the backup function's memory reads a manifest of:
 what bounds a snapshot read whole (a restore's plan, retention).
 
-Streamed, as the fan-out's parent handles a base (README, "Big snapshots fan out"): the planner cutting the base
-into shards (`open_manifest` + `write_shard_plan`), and the merge's write of a snapshot with 1% of its objects
-changed, its entries coming as a stream beside the base's (`write_manifest` on an opened base). Each is measured at
-two sizes, half and all of `entries`, so that what grows with the objects (the slope: the compressed manifests) is
-told from what does not (a shard's slice, the interpreter's buffers); the objects a function's memory handles
-follow from both.
+Streamed (`open_manifest`), as the fan-out's parent handles a base (README, "Big snapshots fan out"): the planner
+cutting the base into shards (`write_shard_plan`), and the merge's write of a snapshot with 1% and with 60% of its
+objects changed, its entries coming as a stream beside the base's (`write_manifest` on an opened base); and as
+`list_backups`' quick check samples a snapshot (drcore.backup.content_check). Writes are answered in this process
+and their bodies dropped, as a function sends them away (moto would keep copies, which tracemalloc would count).
+Each is measured at two sizes, half and all of `entries`, so that what grows with the objects (the slope: the
+compressed manifests, the hashes of the distinct bodies) is told from what does not (a shard's slice, the
+interpreter's buffers); the objects a function's memory handles follow from both.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import random
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +36,8 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
+from drcore.backup.catalog import QUICK_SAMPLE
+from drcore.backup.content_check import ContentChecker
 from drcore.backup.manifest import ManifestEntry, SnapshotHeading, open_manifest, read_manifest, write_manifest
 from drcore.backup.snapshot_shards import write_shard_plan
 from drcore.core.config import DEFAULT_FANOUT_SHARD_OBJECTS
@@ -39,6 +45,7 @@ from drcore.state.backup_store import BackupStore, content_key, new_backup_id, r
 from stacks.settings import DEFAULT_BACKUP_MEMORY_MB
 
 ENTRIES = 100_000
+STREAMED = ("plan", "delta", "full", "quick_check")  # what is measured reading a manifest a line at a time
 BACKUP_BUCKET = "bench-manifest-memory"
 DATA_BUCKET = "apilados-production-data"
 
@@ -104,6 +111,18 @@ def _streamed(store: BackupStore, entries: int) -> dict[str, int]:
         if plan.base_objects != entries:
             raise RuntimeError(f"planned {plan.base_objects} of the {entries} entries written")
         peaks = {"plan": plan_peak}
+        # list_backups' quick check: 32 bodies sampled as the manifest goes by. The bench stores no bodies: each
+        # sampled one is missing, which also costs the second pass that names a damaged body's keys.
+        checker = ContentChecker(store, chooser=random.Random(7))
+        logging.disable(logging.WARNING)  # the "damaged" warning the missing bodies raise
+        try:
+            report, _, peaks["quick_check"] = _traced(lambda: checker.check_snapshot(
+                open_manifest(store, DATA_BUCKET, base_id), sample=QUICK_SAMPLE, read=False))
+        finally:
+            logging.disable(logging.NOTSET)
+        if (report.objects, report.content_objects, report.checked) != (entries, entries, QUICK_SAMPLE):
+            raise RuntimeError(f"the quick check counted {report.objects} objects and {report.content_objects} "
+                               f"bodies, checked {report.checked}, of {entries}")
         # One object in a hundred changed since the base: written as a delta. Three in five: in full, beside the
         # base (the merge's worst case: its base, its full lines and the body they are joined into).
         for kind, changed_of_100 in (("delta", 1), ("full", 60)):
@@ -148,7 +167,7 @@ def manifest_memory(entries: int = ENTRIES, function_mb: int = DEFAULT_BACKUP_ME
                "read_peak_per_entry": round(read_peak / entries), "write_peak_per_entry": round(write_peak / entries),
                "function_mb": function_mb, "readable_in_function": int(function_mb * 1024**2 / (read_peak / entries)),
                "shard_objects": DEFAULT_FANOUT_SHARD_OBJECTS}
-    for name in ("plan", "delta", "full"):
+    for name in STREAMED:
         per_object, besides = _slope(small[name], large[name], entries)
         figures[name] = {"peak_per_entry": per_object, "peak_besides": besides,
                          "handled_in_function": _handled_in(function_mb, per_object, besides)}
@@ -158,7 +177,7 @@ def manifest_memory(entries: int = ENTRIES, function_mb: int = DEFAULT_BACKUP_ME
 def manifest_memory_table(section: dict[str, Any]) -> str:
     mb = str(section["function_mb"])
     streamed = {"plan": "plan (open the base, write its slices)", "delta": "merge, 1% changed (a delta)",
-                "full": "merge, 60% changed (in full)"}
+                "full": "merge, 60% changed (in full)", "quick_check": "list_backups' quick check (32 bodies)"}
     return "\n".join([
         f"manifest of {section['entries']:,} objects, measured (tracemalloc), bytes per object",
         f"{'read whole: held when done':<44} {section['held_per_entry']:>12,}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -19,7 +20,7 @@ from drcore.backup.content_check import (
     REPLACED,
     ContentChecker,
 )
-from drcore.backup.manifest import ManifestEntry, SnapshotManifest, checksum_of, read_manifest
+from drcore.backup.manifest import ManifestEntry, SnapshotManifest, checksum_of, open_manifest, read_manifest
 from drcore.state.backup_store import BackupStore
 from tests.support import SimulatedClock, data_and_backup_buckets
 
@@ -158,3 +159,21 @@ def test_a_sample_checks_that_many_content_objects(s3, store, manifest):
     report = check(store, manifest, read=True, sample=2)
     assert (report["mode"], report["checked"], report["content_objects"]) == ("sample", 2, 6)
     assert report["intact"] + report["damaged"] == 2
+
+
+def test_a_snapshot_read_as_a_stream_is_checked_as_when_read_whole(s3, store, manifest):
+    # Given a snapshot where two objects share a body, and one stored body damaged
+    s3.put_object(Bucket=DATA, Key="uploads/copy-of-1.csv", Body=b"id,amount\n1,10\n" * 4, ContentType="text/csv")
+    later = SimulatedClock(datetime(2026, 11, 26, 13, tzinfo=UTC))
+    progress = BucketSnapshotter(s3, store, DATA, clock=later).snapshot(None, lambda: 900_000)
+    whole = read_manifest(store, DATA, progress.backup_id)
+    replace_stored_body(s3, whole, "uploads/record-1.csv")
+    # When it is checked going through its manifest a line at a time, and read whole, in every mode
+    for read, sample in ((False, 32), (True, None), (True, 3), (False, 0)):
+        streamed = check(store, open_manifest(store, DATA, progress.backup_id), read=read, sample=sample)
+        # Then the reports are the same: the same sample (the chooser's), counts and damage
+        assert streamed == check(store, whole, read=read, sample=sample)
+    full = check(store, open_manifest(store, DATA, progress.backup_id), read=True)
+    # and the shared body is one content object, damaged, with both its keys named
+    assert (full["objects"], full["content_objects"], full["damaged"], full["objects_affected"]) == (7, 6, 1, 2)
+    assert [item["key"] for item in full["damaged_keys"]] == ["uploads/copy-of-1.csv", "uploads/record-1.csv"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from drcore.aws.job_estimates import LAMBDA_MAX_SECONDS, USD_PER_1000_WRITES, FanOut
 from embedded.bench import main
-from embedded.bench_manifest_memory import ENTRIES
+from embedded.bench_manifest_memory import ENTRIES, STREAMED
 from embedded.bench_scale import OBJECTS
 
 
@@ -50,7 +50,7 @@ def test_the_scale_section_models_ten_million_objects_both_ways_and_is_written_t
     assert abs(memory["readable_in_function"] - readable) <= readable / 100
     # and streamed by the fan-out's planner and merge, measured at two sizes: what grows with the objects, and what
     # does not, from which the objects a function's memory handles follow
-    for name in ("plan", "delta", "full"):
+    for name in STREAMED:
         streamed = memory[name]
         assert 0 < streamed["peak_per_entry"] < memory["held_per_entry"] and streamed["peak_besides"] >= 0
         handled = (memory["function_mb"] * 1024**2 - streamed["peak_besides"]) / streamed["peak_per_entry"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import backup.handler as backup
+from drcore.backup import manifest as manifest_module
 from drcore.backup.manifest import read_manifest
 from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
@@ -124,3 +125,21 @@ def test_a_restore_from_damaged_content_is_journaled_as_failing_verification_and
     [alert] = [alert for alert in world.drain_alerts() if "Validation after" not in alert["subject"]]
     assert alert["severity"] == 2 and "Bucket restore not verified: 2 objects differ" in alert["subject"]
     assert all(key in alert["message"] for key in DAMAGED) and "verify_backup" in alert["message"]
+
+
+def test_list_backups_and_verify_backup_never_read_a_manifest_whole(world, monkeypatch):
+    # Given a snapshot whose stored content is damaged
+    snapshot_id = snapshot(world)
+    damage_stored_content(world, snapshot_id)
+
+    def whole(*_: Any, **__: Any) -> None:
+        raise AssertionError("a manifest was read whole: the checks go through it a line at a time")
+
+    # When every way of reading a manifest whole fails, and the operator lists the backups and verifies this one
+    monkeypatch.setattr(manifest_module, "read_manifest", whole)
+    monkeypatch.setattr(manifest_module.ManifestStream, "read", whole)
+    listed = act({"action": "list_backups", "component": "s3"})["result"]["backups"]
+    verified = verify(snapshot_id, full=True)["result"]
+    # Then both find the damage, naming its keys
+    assert [entry["status"] for entry in listed if entry["backup_id"] == snapshot_id] == ["damaged"]
+    assert verified["damaged"] == 2 and sorted(item["key"] for item in verified["damaged_keys"]) == list(DAMAGED)

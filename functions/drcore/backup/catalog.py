@@ -16,7 +16,7 @@ from typing import Any
 
 from drcore.backup.content_check import ContentChecker
 from drcore.backup.logs_backup import log_subject
-from drcore.backup.manifest import ManifestCorrupt, read_manifest
+from drcore.backup.manifest import ManifestCorrupt, open_manifest
 from drcore.backup.snapshot_shards import fan_out_progress
 from drcore.core.config import BackupSettings, RecoverySettings
 from drcore.core.errors import InvalidRequest
@@ -101,7 +101,7 @@ class BackupCatalog:
             raise InvalidRequest(f"verify_backup checks bucket snapshots (component s3), not {component.value}")
         bucket = self._subjects[component]
         try:
-            manifest = read_manifest(self._store, bucket, backup_id)
+            manifest = open_manifest(self._store, bucket, backup_id)
         except ManifestCorrupt as error:
             return {"component": component.value, "bucket": bucket, "backup_id": backup_id, "ok": False,
                     "manifest_ok": False, "error": str(error)}
@@ -110,7 +110,7 @@ class BackupCatalog:
 
     def _quick_check(self, bucket: str, backup_id: str) -> dict[str, Any]:
         try:
-            manifest = read_manifest(self._store, bucket, backup_id)
+            manifest = open_manifest(self._store, bucket, backup_id)
         except ManifestCorrupt as error:
             return {"ok": False, "manifest_ok": False, "error": str(error)}
         report = self._content.check_snapshot(manifest, sample=QUICK_SAMPLE, read=False)

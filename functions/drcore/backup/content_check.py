@@ -29,7 +29,8 @@ from botocore.exceptions import ClientError
 
 from drcore.aws.errors import OBJECT_ARCHIVED, OBJECT_NOT_FOUND, error_code, retrying
 from drcore.aws.object_identity import BodyIdentity, streamed_digests
-from drcore.backup.manifest import SnapshotManifest
+from drcore.backup.manifest import ManifestStream, SnapshotManifest
+from drcore.core.sampling import StreamSample
 from drcore.state.backup_store import BackupStore
 
 if TYPE_CHECKING:
@@ -101,34 +102,45 @@ class ContentChecker:
             verdicts = list(pool.map(lambda key: self._verdict(key, claims[key], read), keys))
         return dict(zip(keys, verdicts, strict=True))
 
-    def check_snapshot(self, manifest: SnapshotManifest, *, sample: int | None, read: bool) -> ContentReport:
-        """Check `sample` of the snapshot's content objects, chosen at random (None: all of them)."""
+    def check_snapshot(self, manifest: SnapshotManifest | ManifestStream, *, sample: int | None,
+                       read: bool) -> ContentReport:
+        """Check `sample` of the snapshot's content objects, chosen at random (None: all of them). The manifest is
+        gone through a line at a time: a sample holds only what it checks and the distinct content keys' hashes
+        (drcore.core.sampling), and the bucket keys whose body is damaged are found by a second pass, when any is."""
         claims: dict[str, StoredClaim] = {}
-        holders: dict[str, list[str]] = {}
-        for entry in manifest.objects:
+        sampled: StreamSample[StoredClaim] | None = None
+        if sample is not None:
+            sampled = StreamSample(sample, self._chooser, count_distinct=True)
+        objects = archived = 0
+        for entry in manifest.entries():
+            objects += 1
+            archived += entry.archived
             if entry.content_key:
-                claims.setdefault(entry.content_key, StoredClaim(entry.stored_body(), entry.content_etag,
-                                                                 entry.content_version_id))
-                holders.setdefault(entry.content_key, []).append(entry.key)
-        chosen = sorted(claims) if sample is None or sample >= len(claims) \
-            else sorted(self._chooser.sample(sorted(claims), sample))
-        mode = "full" if len(chosen) == len(claims) and read else ("sample" if read else "quick")
-        report = ContentReport(bucket=manifest.bucket, backup_id=manifest.backup_id, mode=mode,
-                               objects=len(manifest.objects), archived=sum(1 for e in manifest.objects if e.archived),
-                               content_objects=len(claims), checked=len(chosen))
-        verdicts = self.check({key: claims[key] for key in chosen}, read=read)
-        for content_key, verdict in verdicts.items():
-            if verdict == INTACT:
-                report.intact += 1
-            elif verdict == UNVERIFIED:
-                report.unverified += 1
-            else:
-                report.damaged += 1
-                report.objects_affected += len(holders[content_key])
-                room = REPORTED_DAMAGED - len(report.damaged_keys)
-                report.damaged_keys += [{"key": key, "content_key": content_key, "problem": verdict}
-                                        for key in sorted(holders[content_key])[:max(room, 0)]]
-        if not report.ok:
+                claim = StoredClaim(entry.stored_body(), entry.content_etag, entry.content_version_id)
+                if sampled is not None:
+                    sampled.offer(entry.content_key, claim)
+                else:
+                    claims.setdefault(entry.content_key, claim)
+        content_objects = sampled.distinct if sampled is not None else len(claims)
+        chosen = sampled.chosen() if sampled is not None else dict(sorted(claims.items()))
+        del claims
+        mode = "full" if len(chosen) == content_objects and read else ("sample" if read else "quick")
+        report = ContentReport(bucket=manifest.bucket, backup_id=manifest.backup_id, mode=mode, objects=objects,
+                               archived=archived, content_objects=content_objects, checked=len(chosen))
+        verdicts = self.check(chosen, read=read)
+        damaged = {content_key: verdict for content_key, verdict in verdicts.items()
+                   if verdict not in (INTACT, UNVERIFIED)}
+        report.intact = sum(verdict == INTACT for verdict in verdicts.values())
+        report.unverified = sum(verdict == UNVERIFIED for verdict in verdicts.values())
+        report.damaged = len(damaged)
+        if damaged:
+            holders: dict[str, list[str]] = {content_key: [] for content_key in damaged}  # keys in the manifest's order
+            for entry in manifest.entries():
+                if entry.content_key in holders:
+                    holders[entry.content_key].append(entry.key)
+            report.objects_affected = sum(len(keys) for keys in holders.values())
+            report.damaged_keys = [{"key": key, "content_key": content_key, "problem": damaged[content_key]}
+                                   for content_key, keys in holders.items() for key in keys][:REPORTED_DAMAGED]
             logger.warning("backup content damaged", extra={
                 "bucket": manifest.bucket, "backup_id": manifest.backup_id, "mode": mode, "damaged": report.damaged,
                 "damaged_keys": [item["key"] for item in report.damaged_keys[:10]]})

@@ -479,6 +479,10 @@ class ManifestStream:
         return self.fetched[0].backup_id
 
     @property
+    def bucket(self) -> str:
+        return str(self.fetched[0].header["bucket"])
+
+    @property
     def objects(self) -> int:
         return int(self.fetched[0].header["objects"])
 

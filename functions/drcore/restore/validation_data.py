@@ -34,8 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from drcore.backup.catalog import BackupCatalog
-from drcore.backup.manifest import ManifestCorrupt, read_manifest
-from drcore.restore.bucket_diff import ListedVersion, desired_from_snapshot, listed_versions
+from drcore.backup.manifest import ManifestCorrupt, ManifestEntry, open_manifest
+from drcore.core.sampling import StreamSample
+from drcore.restore.bucket_diff import DesiredObject, ListedVersion, listed_versions
 from drcore.restore.bucket_verification import RestoreVerifier
 from drcore.restore.validation import FAILED, OK, UNKNOWN, CheckResult
 from drcore.state.backup_store import BackupStore, Component, backup_time
@@ -145,13 +146,17 @@ class DataSampleCheck:
         if not complete:
             return CheckResult(self.name, UNKNOWN, f"{self._data_bucket} has no complete snapshot to verify against")
         snapshot_id = complete[-1].backup_id
+        # Gone through a line at a time, holding only the sample: a snapshot of millions of objects is never held.
+        sample: StreamSample[ManifestEntry] = StreamSample(self._sample_size, self._choose)
         try:
-            manifest = read_manifest(self._store, self._data_bucket, snapshot_id)
+            manifest = open_manifest(self._store, self._data_bucket, snapshot_id)
+            for entry in manifest.entries():
+                sample.offer(entry.key, entry)
         except ManifestCorrupt as error:
             return CheckResult(self.name, FAILED, f"the newest snapshot {snapshot_id} is damaged: {error}",
                                {"snapshot_id": snapshot_id})
-        desired = desired_from_snapshot(manifest, "")
-        keys = self._choose.sample(sorted(desired), min(self._sample_size, len(desired)))
+        desired = {key: DesiredObject.of_entry(manifest.bucket, entry) for key, entry in sample.chosen().items()}
+        keys = list(desired)
         started = backup_time(snapshot_id)
         s3, verifier = self._s3_in(active_region), self._verifier_in(active_region)
 
@@ -168,7 +173,7 @@ class DataSampleCheck:
         named = {kind: sorted(key for key, verdict in verdicts.items() if verdict == kind)
                  for kind in ("matching", "changed_since", "lost", "different")}
         facts = {"bucket": target, "region": active_region, "snapshot_id": snapshot_id,
-                 "snapshot_objects": len(desired), "sampled": len(keys),
+                 "snapshot_objects": manifest.objects, "sampled": len(keys),
                  **{kind: len(found) for kind, found in named.items()},
                  "changed_since_keys": named["changed_since"][:NAMED_AT_MOST],
                  "lost_keys": named["lost"][:NAMED_AT_MOST], "different_keys": named["different"][:NAMED_AT_MOST]}
