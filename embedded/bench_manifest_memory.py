@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto import mock_aws
 
 from drcore.backup.catalog import QUICK_SAMPLE
@@ -90,7 +90,8 @@ def _writes_sent_nowhere(s3: Any, headers: dict[str, Any]) -> Iterator[None]:
         if params["url_path"].endswith("manifest.json.gz"):
             body = params["body"]  # bytes, or botocore's BytesIO over them
             headers[params["url_path"]] = next(read_gzip_json_lines(getattr(body, "getvalue", lambda: body)()))
-        return AWSResponse(params["url"], 200, {}, None), {"VersionId": "sent-nowhere", "ETag": '"sent-nowhere"'}
+        answered = {"VersionId": "sent-nowhere", "ETag": '"sent-nowhere"'}
+        return AWSResponse(params["url"], 200, HTTPHeaders(), None), answered
 
     s3.meta.events.register("before-call.s3.PutObject", answer)
     try:
@@ -163,10 +164,11 @@ def manifest_memory(entries: int = ENTRIES, function_mb: int = DEFAULT_BACKUP_ME
             raise RuntimeError(f"read {len(read.objects)} of the {entries} entries written")
         del read
         small, large = _streamed(store, entries // 2), _streamed(store, entries)
-    figures = {"entries": entries, "held_per_entry": round(held / entries),
-               "read_peak_per_entry": round(read_peak / entries), "write_peak_per_entry": round(write_peak / entries),
-               "function_mb": function_mb, "readable_in_function": int(function_mb * 1024**2 / (read_peak / entries)),
-               "shard_objects": DEFAULT_FANOUT_SHARD_OBJECTS}
+    figures: dict[str, Any] = {"entries": entries, "held_per_entry": round(held / entries),
+                               "read_peak_per_entry": round(read_peak / entries),
+                               "write_peak_per_entry": round(write_peak / entries), "function_mb": function_mb,
+                               "readable_in_function": int(function_mb * 1024**2 / (read_peak / entries)),
+                               "shard_objects": DEFAULT_FANOUT_SHARD_OBJECTS}
     for name in STREAMED:
         per_object, besides = _slope(small[name], large[name], entries)
         figures[name] = {"peak_per_entry": per_object, "peak_besides": besides,

@@ -64,8 +64,9 @@ from drcore.core.config import (
 from drcore.core.controller_settings import DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS, MAX_HEALTH_PROBE_TIMEOUT_SECONDS
 
 CONTEXT_KEY = "dr"
-# Memory buys CPU and network for concurrent copies and for hashing code archives, and holds a fan-out's manifests.
-DEFAULT_BACKUP_MEMORY_MB = 1024
+# Memory buys CPU and network for concurrent copies and for hashing code archives, and holds the manifests a
+# function goes through a line at a time (compressed, about 95 bytes per object).
+DEFAULT_BACKUP_MEMORY_MB = DEFAULT_RECOVERY_MEMORY_MB = 1024
 MAX_FUNCTION_MEMORY_MB = 10_240  # Lambda's largest function
 
 # CloudWatch Logs accepts only these retention periods.
@@ -413,6 +414,10 @@ class RecoveryOptions(_Strict):
     # it, CloudFormation acts with the recovery function's own permissions, which cannot create arbitrary
     # resources.
     stack_role_arn: RoleArn | None = None
+    # The recovery function's memory. Its checks of a snapshot (list_backups, verify_backup's sample, the
+    # post-recovery data check) hold its manifest compressed and a hash per stored body: about 200 bytes per object
+    # (embedded/bench_manifest_memory.py), some 5 million objects in the default; 2,560 for 10 million.
+    memory_mb: int = Field(DEFAULT_RECOVERY_MEMORY_MB, ge=DEFAULT_RECOVERY_MEMORY_MB, le=MAX_FUNCTION_MEMORY_MB)
 
     @field_validator("restore_target_buckets", "function_role_arns")
     @classmethod

@@ -88,13 +88,14 @@ from stacks.constructs.watchers import (
     protected_function_arn,
     regional_arn,
 )
-from stacks.settings import RECOVERY_STACK_SUFFIX, Settings
+from stacks.settings import DEFAULT_RECOVERY_MEMORY_MB, RECOVERY_STACK_SUFFIX, Settings
 
 RECOVERY_HANDLER = "recovery.handler.handler"
 # Lambda's maximum: a restore works until shortly before it and continues in a new invocation.
 RECOVERY_TIMEOUT = Duration.minutes(15)
-# Memory buys CPU and network for concurrent copies and for hashing code archives.
-RECOVERY_MEMORY_MB = 1024
+# A restore shard worker's memory: it holds its shard's slice of the restore, never the whole (the recovery function's
+# is the recovery.memory_mb setting).
+RESTORE_SHARD_MEMORY_MB = DEFAULT_RECOVERY_MEMORY_MB
 
 
 def _top_level(key: str) -> str:
@@ -233,7 +234,7 @@ class Recovery(Construct):
                 f"{settings.data_bucket}, recovery of the function and of {settings.pipeline_stack} from backups"
             ),
             environment=recovery_environment(settings, state_table, alerting, alarms, backup_bucket),
-            memory_size=RECOVERY_MEMORY_MB,
+            memory_size=settings.recovery.memory_mb,
             timeout=RECOVERY_TIMEOUT,
             reserved_concurrency=settings.reserved_concurrency.recovery,
         )

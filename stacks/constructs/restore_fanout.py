@@ -56,8 +56,8 @@ from stacks.constructs.cdk_types import default_resource, role_of
 from stacks.constructs.controller_functions import ControllerFunctions
 from stacks.constructs.metric_publishing import metrics_publishing
 from stacks.constructs.recovery import (
-    RECOVERY_MEMORY_MB,
     RECOVERY_TIMEOUT,
+    RESTORE_SHARD_MEMORY_MB,
     TARGET_OBJECT_WRITES,
     restore_target_allow_list,
     restore_target_arns,
@@ -164,7 +164,7 @@ class RestoreFanOut(ShardFanOut):
             environment=restore_shard_environment(settings, state_table, backup_bucket),
             # A shard copies as the recovery function does, and works until shortly before Lambda's maximum; the
             # map invokes it again until it is finished. No reserved concurrency: the map's MaxConcurrency bounds it.
-            memory_size=RECOVERY_MEMORY_MB,
+            memory_size=RESTORE_SHARD_MEMORY_MB,
             timeout=RECOVERY_TIMEOUT,
         )
         super().__init__(scope, construct_id, settings=settings,

@@ -97,6 +97,7 @@ TUNED = {
                 "arn:aws:iam::123456789012:role/service-role/orders-api-exec",
             ],
             "stack_role_arn": "arn:aws:iam::123456789012:role/orders-cfn-deployer",
+            "memory_mb": 2560,
         },
         "replication": {
             "role_arn": "arn:aws:iam::123456789012:role/orders-s3-replication",

@@ -50,13 +50,15 @@ def _variables(synth: Synthesized, handler: str = RECOVERY) -> dict:
 # The function
 
 
-def test_recovery_function_runs_long_with_memory_from_the_shared_asset(synth: Synthesized):
+def test_recovery_function_runs_long_with_memory_from_the_shared_asset(synth: Synthesized, tuned: Synthesized):
     # Given the recovery function
     properties = synth.resources[_function(synth)]["Properties"]
     watcher = synth.resources[_function(synth, WATCHER)]["Properties"]
-    # Then it runs the recovery handler for Lambda's full 15 minutes with 1 GB, on the watchers' runtime and asset
+    # Then it runs the recovery handler for Lambda's full 15 minutes with 1 GB (recovery.memory_mb), on the
+    # watchers' runtime and asset
     assert properties["Handler"] == "recovery.handler.handler"
     assert (properties["Timeout"], properties["MemorySize"]) == (900, 1024)
+    assert tuned.resources[_function(tuned)]["Properties"]["MemorySize"] == 2560
     assert (properties["Runtime"], properties["Architectures"]) == ("python3.13", ["arm64"])
     assert properties["Code"] == watcher["Code"]
     assert properties["Layers"] == watcher["Layers"]

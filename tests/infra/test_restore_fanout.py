@@ -263,12 +263,15 @@ def _worker(synth: Synthesized) -> dict[str, Any]:
     return properties
 
 
-def test_the_worker_runs_long_with_memory_from_the_shared_asset_without_reserved_concurrency(synth: Synthesized):
+def test_the_worker_runs_long_with_memory_from_the_shared_asset_without_reserved_concurrency(synth: Synthesized,
+                                                                                             tuned: Synthesized):
     # Given the restore shard worker
     properties = _worker(synth)
     recovery = synth.resources[_ids(synth)[1]]["Properties"]
-    # Then it runs its handler for Lambda's full 15 minutes with the recovery function's memory, runtime and asset
-    assert (properties["Timeout"], properties["MemorySize"]) == (900, recovery["MemorySize"])
+    # Then it runs its handler for Lambda's full 15 minutes with 1 GB (its slice, whatever the recovery function's
+    # memory is set to), the recovery function's runtime and asset
+    assert (properties["Timeout"], properties["MemorySize"]) == (900, 1024)
+    assert _worker(tuned)["MemorySize"] == 1024  # the tuned recovery function has 2,560 (tests/infra/test_recovery.py)
     assert (properties["Runtime"], properties["Architectures"]) == (recovery["Runtime"], recovery["Architectures"])
     assert (properties["Code"], properties["Layers"]) == (recovery["Code"], recovery["Layers"])
     assert properties["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "restore_shard"
