@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,6 +172,9 @@ def test_the_fan_outs_planner_and_merge_never_read_a_manifest_whole(world: World
         assert progress.fanned_out
         for number in range(3):
             assert world.snapshotter().snapshot_shard(progress.backup_id, number, lambda: PLENTY_MS).finished
+        pages = checkpoint_keys(world.store, DATA, progress.backup_id)
+        lasts = {max(key for key in pages if f"progress/{prefix}" in key) for prefix in ("0", "r001-", "r002-")}
+        in_flight = checkpoint_reads_in_flight(world.store.s3, but=lasts)  # the merge's, not the progress check's
         merged = world.snapshotter().snapshot(progress.backup_id, lambda: PLENTY_MS)
         # and the snapshot, now complete, is asked for again (answered from its manifest's header)
         again = world.snapshotter().snapshot(progress.backup_id, lambda: PLENTY_MS)
@@ -179,6 +184,29 @@ def test_the_fan_outs_planner_and_merge_never_read_a_manifest_whole(world: World
     assert [(entry.key, entry.version_id, entry.etag) for entry in manifest.objects] == world.current()
     assert (manifest.base_id, manifest.depth) == (first.backup_id, 1)
     assert manifest_module.open_manifest(world.store, DATA, progress.backup_id).fetched[0].header["lines"] == 120
+    # and the merge read each shard's checkpoints several at once, every one once (each shard's last one is also
+    # read before the merge, to see that all were done: not counted)
+    assert max(in_flight["at once"]) > 1
+    assert sorted(in_flight["keys"]) == sorted(set(pages) - lasts)
+
+
+def checkpoint_reads_in_flight(s3: Any, but: set[str]) -> dict[str, list[Any]]:
+    """How many checkpoint GetObject requests (of keys not in `but`) were in flight at each one's start (each held a
+    moment, so overlaps show), and the keys read."""
+    lock, current, seen = threading.Lock(), [0], {"at once": [0], "keys": []}
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        if "/progress/" in params["Key"] and params["Key"] not in but:
+            with lock:
+                current[0] += 1
+                seen["at once"].append(current[0])
+                seen["keys"].append(params["Key"])
+            time.sleep(0.02)
+            with lock:
+                current[0] -= 1
+
+    s3.meta.events.register("provide-client-params.s3.GetObject", before)
+    return seen
 
 
 def test_a_shard_out_of_time_continues_from_its_last_page_and_checkpoints_each_page_once(world: World) -> None:

@@ -412,16 +412,18 @@ class BucketSnapshotter:
                      pages_here: dict[tuple[int, int], list[ManifestEntry]],
                      base_of: Callable[[int], SnapshotBase]) -> Iterator[ManifestEntry]:
         """Every range's entries, ranges and pages in order: the listing's key order, a page at a time. Pages this
-        invocation listed are taken as listed; the others are read from their checkpoints, decoded against the base
-        of their range (`base_of`, asked once per range: a shard's is its slice of the base)."""
-        for state in states:
-            base = base_of(state.number)
-            for page in range(1, state.pages + 1):
-                entries = pages_here.get((state.number, page))
-                if entries is None:  # checkpointed by an earlier invocation
-                    key = checkpoint_key(self._source, backup_id, page, state.number)
-                    entries = base.decode(read_checkpoint(self._store, key)["entries"])
-                yield from entries
+        invocation listed are taken as listed; the others are read from their checkpoints, a range's at once (a
+        merge of 10 million objects reads 10,000), and decoded against the base of their range (`base_of`, asked
+        once per range: a shard's is its slice of the base)."""
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            for state in states:
+                base = base_of(state.number)
+                earlier = [checkpoint_key(self._source, backup_id, page, state.number)
+                           for page in range(1, state.pages + 1) if (state.number, page) not in pages_here]
+                checkpointed = pool.map(lambda key: read_checkpoint(self._store, key)["entries"], earlier)
+                for page in range(1, state.pages + 1):
+                    entries = pages_here.get((state.number, page))
+                    yield from entries if entries is not None else base.decode(next(checkpointed))
 
     def _write_manifest(self, backup_id: str, entries: Iterable[ManifestEntry], stats: SnapshotStats,
                         base: SnapshotManifest | ManifestStream | None) -> None:
