@@ -38,14 +38,16 @@ from moto import mock_aws
 
 from drcore.backup.catalog import QUICK_SAMPLE
 from drcore.backup.content_check import ContentChecker
+from drcore.backup.lock_extension import KeptObjects
 from drcore.backup.manifest import ManifestEntry, SnapshotHeading, open_manifest, read_manifest, write_manifest
+from drcore.backup.retention import prune
 from drcore.backup.snapshot_shards import write_shard_plan
-from drcore.core.config import DEFAULT_FANOUT_SHARD_OBJECTS
+from drcore.core.config import DEFAULT_FANOUT_SHARD_OBJECTS, RetentionPolicy
 from drcore.state.backup_store import BackupStore, content_key, new_backup_id, read_gzip_json_lines
 from stacks.settings import DEFAULT_BACKUP_MEMORY_MB
 
 ENTRIES = 100_000
-STREAMED = ("plan", "delta", "full", "quick_check")  # what is measured reading a manifest a line at a time
+STREAMED = ("plan", "delta", "full", "quick_check", "retention")  # what is measured reading a manifest a line at a time
 BACKUP_BUCKET = "bench-manifest-memory"
 DATA_BUCKET = "apilados-production-data"
 
@@ -135,7 +137,36 @@ def _streamed(store: BackupStore, entries: int) -> dict[str, int]:
             (header,) = (header for path, header in headers.items() if merged_id in path)
             if (header["kind"], header["objects"]) != (kind, entries):
                 raise RuntimeError(f"the merge measured as {kind} wrote {header['kind']} of {header['objects']}")
+    peaks["retention"] = _retention_peak(store.s3, entries)
     return peaks
+
+
+RETAINED_DELTAS = 3  # kept snapshots written as deltas on the full one, each with 1% of the objects changed
+
+
+def _retention_peak(s3: Any, entries: int) -> int:
+    """The peak of a retention run that keeps a full snapshot of `entries` objects and RETAINED_DELTAS deltas on it,
+    in a store of their own: what it reads (each manifest once, a line at a time) and what it gathers for the lock
+    extension (an object per stored body the kept snapshots need)."""
+    store = BackupStore(s3, f"{BACKUP_BUCKET}-retention-{entries}")
+    s3.create_bucket(Bucket=store.bucket)
+    s3.put_bucket_versioning(Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"})
+    ids = [new_backup_id(datetime(2026, 11, 26, hour, tzinfo=UTC)) for hour in range(RETAINED_DELTAS + 1)]
+    write_manifest(store, _heading(ids[0]), (_entry(number) for number in range(entries)))
+    for made, backup_id in enumerate(ids[1:], 1):
+        changed = ((replace(_entry(number), content_key=f"{_entry(number).content_key}-{made}")
+                    if number % 100 == made else _entry(number)) for number in range(entries))
+        write_manifest(store, _heading(backup_id), changed, open_manifest(store, DATA_BUCKET, ids[made - 1]))
+    kept = KeptObjects()
+    everything = RetentionPolicy(keep_last=len(ids), hourly=0, daily=0, weekly=0, monthly=0)
+    result, _, peak = _traced(lambda: prune(store, DATA_BUCKET, everything, datetime(2026, 11, 27, tzinfo=UTC),
+                                            kept))
+    # Each kept snapshot's manifest and record, and every body: the base's and each delta's changed ones
+    needed = 2 * len(ids) + entries + RETAINED_DELTAS * (entries // 100)
+    if result.kept != tuple(ids) or len(kept.objects) != needed:
+        raise RuntimeError(f"retention kept {len(result.kept)} snapshots and {len(kept.objects)} objects, not "
+                           f"{len(ids)} and {needed}")
+    return peak
 
 
 def _slope(small: int, large: int, entries: int) -> tuple[int, int]:
@@ -179,7 +210,8 @@ def manifest_memory(entries: int = ENTRIES, function_mb: int = DEFAULT_BACKUP_ME
 def manifest_memory_table(section: dict[str, Any]) -> str:
     mb = str(section["function_mb"])
     streamed = {"plan": "plan (open the base, write its slices)", "delta": "merge, 1% changed (a delta)",
-                "full": "merge, 60% changed (in full)", "quick_check": "list_backups' quick check (32 bodies)"}
+                "full": "merge, 60% changed (in full)", "quick_check": "list_backups' quick check (32 bodies)",
+                "retention": f"retention, a full and {RETAINED_DELTAS} deltas kept"}
     return "\n".join([
         f"manifest of {section['entries']:,} objects, measured (tracemalloc), bytes per object",
         f"{'read whole: held when done':<44} {section['held_per_entry']:>12,}",

@@ -274,3 +274,63 @@ def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(
     assert read_manifest(store, DATA, ids[7]).depth == 1
     later = prune(store, DATA, RetentionPolicy(keep_last=1, hourly=0, daily=0, weekly=0, monthly=0), PRUNE_AT)
     assert later.kept == (ids[6], ids[7]) and set(later.removed) == {ids[3], ids[4], ids[5]}
+
+
+def test_an_expired_delta_whose_manifest_is_locked_keeps_the_expired_snapshots_it_is_read_through(s3, store):
+    # Given a chain of three hourly snapshots (a full manifest, then two deltas), then a full one that stands alone
+    hour = PRUNE_AT - timedelta(days=3)
+    s3.put_object(Bucket=DATA, Key="steady.csv", Body=b"steady")
+    ids = []
+    for n in range(4):
+        s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
+        ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
+    assert [read_manifest(store, DATA, backup_id).depth for backup_id in ids] == [0, 1, 2, 0]
+    # And the newest delta's manifest still under Object Lock, while its chain's locks have ended
+    lock(s3, manifest_key(Component.S3, DATA, ids[2]))
+    # When the store is pruned to the newest snapshot
+    result = prune(store, DATA, RetentionPolicy(keep_last=1, hourly=0, daily=0, weekly=0, monthly=0), PRUNE_AT)
+    # Then the locked delta stays, and so do the two it is read through: nothing is removed
+    assert result.kept == (ids[3],) and result.locked == (ids[0], ids[1], ids[2]) and result.removed == ()
+    # And the locked snapshot still reads back whole, every body it names stored
+    locked = read_manifest(store, DATA, ids[2])
+    assert {entry.key: s3.get_object(Bucket=BACKUPS, Key=entry.content_key)["Body"].read()
+            for entry in locked.objects} == {"a.csv": b"a2", "steady.csv": b"steady"}
+
+
+def test_retention_reads_each_manifest_once_as_stored_never_a_snapshot_through_its_chain(s3, store, monkeypatch):
+    # Given two buckets, each with a chain of snapshots written as deltas on one full manifest, all of them kept
+    from drcore.backup import manifest as manifest_module
+
+    s3.create_bucket(Bucket="apilados-staging-data")
+    hour = PRUNE_AT - timedelta(days=3)
+    ids: dict[str, list[str]] = {DATA: [], "apilados-staging-data": []}
+    for bucket in ids:
+        for n in range(20):
+            s3.put_object(Bucket=bucket, Key=f"k{n:02d}", Body=f"{bucket} {n}".encode())
+        for n in range(4):
+            s3.put_object(Bucket=bucket, Key="k00", Body=f"{bucket} changed {n}".encode())
+            ids[bucket].append(snapshot_at(s3, store, hour + timedelta(hours=n), bucket, full_every=10))
+    # And a store of every body they reference, and one no snapshot references
+    referenced = stored_content(store)
+    s3.put_object(Bucket=BACKUPS, Key="content/etag/unreferenced-1", Body=b"x")
+    # When retention runs with every way of reading a snapshot through its chain made to fail
+    def through_chain(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a manifest read through its chain")
+
+    monkeypatch.setattr(manifest_module, "read_manifest", through_chain)
+    monkeypatch.setattr(manifest_module.ManifestStream, "entries", through_chain)
+    gets: list[str] = []
+    s3.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"]))
+    from drcore.backup.lock_extension import KeptObjects
+
+    kept = KeptObjects()
+    result = prune(store, DATA, RetentionPolicy(keep_last=4, hourly=0, daily=0, weekly=0, monthly=0), PRUNE_AT,
+                   kept)
+    # Then every snapshot is kept, each manifest was read exactly once, and only the unreferenced body went
+    assert result.kept == tuple(ids[DATA]) and result.removed == ()
+    manifests = sorted(key for key in gets if key.endswith("manifest.json.gz"))
+    assert manifests == sorted(manifest_key(Component.S3, bucket, backup_id)
+                               for bucket, chain in ids.items() for backup_id in chain)
+    assert stored_content(store) == referenced and result.content_removed == 1
+    # And what the kept snapshots need locked is every body they reference (the changed ones of every delta too)
+    assert referenced <= {key for key, _ in kept.objects}

@@ -35,7 +35,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from drcore.aws.errors import SOURCE_CHANGED, error_code, retrying
-from drcore.backup.manifest import SnapshotManifest
+from drcore.backup.manifest import ManifestEntry, StoredManifest
 from drcore.core.config import ObjectLockMode
 from drcore.core.models import parse_time, to_iso
 from drcore.state.backup_store import (
@@ -123,17 +123,20 @@ class KeptObjects:
         for path, version_id, etag in files:
             self._add(NeededObject(prefix + path, version_id, etag))
 
-    def add_snapshot(self, manifest: SnapshotManifest) -> None:
+    def add_manifest(self, manifest: StoredManifest) -> None:
+        """A snapshot's manifest and the record of its version; its content goes by `add_content`, entry by entry."""
         locked = parse_time(manifest.locked_until) if manifest.locked_until else None
         where = (Component.S3, manifest.bucket, manifest.backup_id)
         self._add(NeededObject(manifest_key(*where), manifest.version_id, None, locked))
         if manifest.version_id is not None:  # a manifest of the previous format has no record
             # The record is written after the manifest: its lock lasts at least as long.
             self._add(NeededObject(manifest_record_key(*where), None, None, locked))
-        for entry in manifest.objects:
-            if entry.content_key:
-                until = parse_time(entry.content_locked_until) if entry.content_locked_until else None
-                self._add(NeededObject(entry.content_key, entry.content_version_id, entry.content_etag, until))
+
+    def add_content(self, entry: ManifestEntry) -> None:
+        """The content object a kept snapshot's entry names, if its body is stored."""
+        if entry.content_key:
+            until = parse_time(entry.content_locked_until) if entry.content_locked_until else None
+            self._add(NeededObject(entry.content_key, entry.content_version_id, entry.content_etag, until))
 
     def _add(self, needed: NeededObject) -> None:
         known = self.objects.get(needed.identity)

@@ -525,6 +525,49 @@ def _base_of(backup_id: str, base_id: str) -> Iterator[None]:
         raise ManifestCorrupt(f"snapshot {backup_id} is a delta on {base_id}, which is gone") from error
 
 
+@dataclass(frozen=True)
+class StoredManifest:
+    """One manifest as it is stored, not read through its chain: a full manifest's objects, or the entries a delta
+    changed (its removals left out), decoded as they are asked for and checked as `open_manifest` checks them. What
+    retention reads: each manifest a kept snapshot is read through is read once, however many snapshots share it,
+    and a kept delta's base is read as the snapshot it is."""
+
+    fetched: _Fetched
+
+    @property
+    def backup_id(self) -> str:
+        return self.fetched.backup_id
+
+    @property
+    def bucket(self) -> str:
+        return str(self.fetched.header["bucket"])
+
+    @property
+    def version_id(self) -> str | None:
+        return self.fetched.version_id
+
+    @property
+    def locked_until(self) -> str | None:
+        return self.fetched.header.get("locked_until")
+
+    @property
+    def base_id(self) -> str | None:
+        return self.fetched.base_id
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        """The entries this manifest holds itself, in key order."""
+        fetched = self.fetched
+        try:
+            yield from _in_key_order(fetched, (document for document in _lines(fetched) if "removed" not in document))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ManifestCorrupt(f"{fetched.location} cannot be read: {error}") from error
+
+
+def read_stored_manifest(store: BackupStore, bucket: str, backup_id: str) -> StoredManifest:
+    """A complete snapshot's own manifest, one GET, checked against its SHA-256 (`_fetch`); its base is not read."""
+    return StoredManifest(_fetch(store, bucket, backup_id))
+
+
 Resolved = dict[str, SnapshotManifest]  # snapshots already read, by id: a chain shared by many is read once
 
 

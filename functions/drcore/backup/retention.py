@@ -6,8 +6,11 @@ Kept: the newest `keep_last` complete snapshots, plus the newest snapshot of eac
 recent hours that have one, and likewise per day, ISO week and month (UTC), as restic and borg count
 them, so a pause in backups never expires everything, and every snapshot a pending restore plan names.
 A kept snapshot whose manifest is a delta keeps every snapshot it is read through (its chain, down to a
-full manifest: drcore.backup.manifest). Expired snapshots lose their manifest first (so a half-removed
-snapshot is incomplete, never a corrupt restorable one), then their checkpoints.
+full manifest: drcore.backup.manifest), and so does an expired one S3 will not yet let go of. Each manifest
+is read once as stored, a line at a time (a delta's own entries, not its chain's again): a run's time grows
+with the lines the kept manifests hold, not with the kept snapshots times their objects. Expired snapshots
+go newest first (a delta never outlives its base), each losing its manifest first (so a half-removed
+snapshot is incomplete, never a corrupt restorable one), then its checkpoints.
 
 Content (`content/...`) is shared by every snapshot of every bucket in the store; a body is removed
 only when no remaining manifest of any bucket references it, no snapshot in progress has checkpointed
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 
 from drcore.backup.lock_extension import KeptObjects
-from drcore.backup.manifest import CONTENT_PREFIX, Resolved, read_manifest
+from drcore.backup.manifest import CONTENT_PREFIX, ManifestCorrupt, read_stored_manifest
 from drcore.backup.snapshot_checkpoints import snapshot_in_progress_content
 from drcore.core.config import RetentionPolicy
 from drcore.state.backup_store import (
@@ -60,7 +63,8 @@ class PruneResult:
     removed: tuple[str, ...]  # expired complete snapshots, removed
     abandoned: tuple[str, ...]  # unfinished snapshots older than the grace, removed
     in_progress: tuple[str, ...]  # unfinished and recent: left alone
-    locked: tuple[str, ...]  # expired, but S3 refused to delete the manifest: still complete, kept
+    # expired, but S3 refused to delete the manifest (or that of a newer one read through it): complete, kept
+    locked: tuple[str, ...]
     content_removed: int = 0
     bytes_removed: int = 0
     content_refused: dict[str, str] = field(default_factory=dict)  # content key -> S3's error (AccessDenied: locked)
@@ -118,29 +122,38 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
         bases = [listing.backup_id for listing in complete if listing.backup_id < running.backup_id]
         keep.update(bases[-1:])
     # Everything that stays referenced is read before anything is removed: an unreadable manifest
-    # (ManifestCorrupt) stops the prune here, with nothing removed. A kept snapshot whose manifest is a delta
-    # keeps the snapshots it is read through.
-    referenced = _referenced_by_other_buckets(store, bucket, now, kept)
-    resolved: Resolved = {}
+    # (ManifestCorrupt) stops the prune here, with nothing removed. Each manifest is read once, as stored: a kept
+    # snapshot whose manifest is a delta keeps the snapshot it is read through, which is read as a kept one.
+    referenced: set[str] = set()
+    _read_other_buckets(store, bucket, now, kept, referenced)
+    complete_ids = {listing.backup_id for listing in complete}
     to_read = sorted(keep)
     while to_read:
-        manifest = read_manifest(store, bucket, to_read.pop(), resolved)
-        referenced |= manifest.content_keys()
-        kept.add_snapshot(manifest)
-        needed = [backup_id for backup_id in manifest.needs() if backup_id not in keep]
-        keep.update(needed)
-        to_read += needed
+        backup_id = to_read.pop()
+        base_id = _read_kept(store, bucket, backup_id, referenced, kept)
+        if base_id is not None and base_id not in complete_ids:
+            raise ManifestCorrupt(f"snapshot {backup_id} of bucket {bucket} is a delta on {base_id}, which is gone")
+        if base_id is not None and base_id not in keep:
+            keep.add(base_id)
+            to_read.append(base_id)
     expired = [listing.backup_id for listing in complete if listing.backup_id not in keep]
     for running in in_progress:
         referenced |= snapshot_in_progress_content(store, bucket, running.backup_id)
 
+    # Newest first: a snapshot S3 will not let go of keeps the expired snapshots it is read through, and a delta
+    # is never left without its base by a run that stops half-way.
     removed, locked = [], []
-    for backup_id in expired:
-        if remove_backup(store, Component.S3, bucket, backup_id, now):
+    held: set[str] = set()  # expired, and a locked one's manifest is read through theirs
+    for backup_id in reversed(expired):
+        if backup_id not in held and remove_backup(store, Component.S3, bucket, backup_id, now):
             removed.append(backup_id)
-        else:
-            locked.append(backup_id)
-            referenced |= read_manifest(store, bucket, backup_id).content_keys()
+            continue
+        locked.append(backup_id)
+        base_id = _read_kept(store, bucket, backup_id, referenced)
+        if base_id is not None:
+            held.add(base_id)
+    removed.sort()
+    locked.sort()
     for listing in abandoned:
         remove_backup(store, Component.S3, bucket, listing.backup_id, now)
     content_removed, bytes_removed, refused = _remove_unreferenced_content(store, referenced, now)
@@ -154,8 +167,25 @@ def prune(store: BackupStore, bucket: str, policy: RetentionPolicy, now: datetim
     return result
 
 
-def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime, kept: KeptObjects) -> set[str]:
-    referenced: set[str] = set()
+def _read_kept(store: BackupStore, bucket: str, backup_id: str, referenced: set[str],
+               kept: KeptObjects | None = None) -> str | None:
+    """Read a snapshot that stays, its manifest as stored: the content its entries name joins `referenced`, and
+    `kept` learns what it needs locked. Returns the snapshot it is read through (its base), if any."""
+    manifest = read_stored_manifest(store, bucket, backup_id)
+    if kept is not None:
+        kept.add_manifest(manifest)
+    for entry in manifest.entries():
+        if entry.content_key:
+            referenced.add(entry.content_key)
+            if kept is not None:
+                kept.add_content(entry)
+    return manifest.base_id
+
+
+def _read_other_buckets(store: BackupStore, bucket: str, now: datetime, kept: KeptObjects,
+                        referenced: set[str]) -> None:
+    """Every complete snapshot of every other bucket stays (this run prunes only `bucket`), and what their running
+    ones have stored so far."""
     pages = store.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=S3_SNAPSHOTS_ROOT,
                                                                 Delimiter="/")
     subjects = [entry["Prefix"][len(S3_SNAPSHOTS_ROOT):-1]
@@ -163,15 +193,16 @@ def _referenced_by_other_buckets(store: BackupStore, bucket: str, now: datetime,
     for subject in subjects:
         if subject == bucket:
             continue
-        resolved: Resolved = {}
-        for listing in store.list_backups(Component.S3, subject):
+        listings = store.list_backups(Component.S3, subject)
+        complete = {listing.backup_id for listing in listings if listing.complete}
+        for listing in listings:
             if listing.complete:
-                manifest = read_manifest(store, subject, listing.backup_id, resolved)
-                referenced |= manifest.content_keys()
-                kept.add_snapshot(manifest)
+                base_id = _read_kept(store, subject, listing.backup_id, referenced, kept)
+                if base_id is not None and base_id not in complete:
+                    raise ManifestCorrupt(f"snapshot {listing.backup_id} of bucket {subject} is a delta on {base_id}, "
+                                          "which is gone")
             elif now - listing.created_at < IN_PROGRESS_GRACE:
                 referenced |= snapshot_in_progress_content(store, subject, listing.backup_id)
-    return referenced
 
 
 def _current(store: BackupStore, prefix: str) -> list[ObjectTypeDef]:
@@ -230,8 +261,24 @@ def remove_backup(store: BackupStore, component: Component, subject: str, backup
 
 def _remove_unreferenced_content(store: BackupStore, referenced: set[str],
                                  now: datetime) -> tuple[int, int, dict[str, str]]:
-    unreferenced = [entry for entry in _current(store, CONTENT_PREFIX)
-                    if entry["Key"] not in referenced and now - entry["LastModified"] >= IN_PROGRESS_GRACE]
-    refused = _hide(store, [entry["Key"] for entry in unreferenced], now)
-    removed = [entry for entry in unreferenced if entry["Key"] not in refused]
-    return len(removed), sum(entry.get("Size", 0) for entry in removed), refused
+    """Hide the stored bodies nothing references, older than the grace, a batch at a time as the listing goes."""
+    removed, bytes_removed, refused = 0, 0, {}
+    batch: list[ObjectTypeDef] = []
+
+    def hide_batch() -> None:
+        nonlocal removed, bytes_removed
+        batch_refused = _hide(store, [entry["Key"] for entry in batch], now)
+        hidden = [entry for entry in batch if entry["Key"] not in batch_refused]
+        removed += len(hidden)
+        bytes_removed += sum(entry.get("Size", 0) for entry in hidden)
+        refused.update(batch_refused)
+        batch.clear()
+
+    for entry in store.keys(CONTENT_PREFIX):
+        if entry["Key"] not in referenced and now - entry["LastModified"] >= IN_PROGRESS_GRACE:
+            batch.append(entry)
+            if len(batch) == DELETE_BATCH:
+                hide_batch()
+    if batch:
+        hide_batch()
+    return removed, bytes_removed, refused
