@@ -6,16 +6,17 @@ drcore.backup.manifest, against moto's S3 in this process; tracemalloc counts wh
 
 Read whole (`read_manifest`): per entry, what the read holds when done (its entries) and the most it held on the
 way, and from that peak at most how many objects a function of the backup function's memory reads a manifest of:
-what bounds a snapshot read whole (a restore's plan, retention).
+what bounds a snapshot read whole (a snapshot in one invocation).
 
 Streamed (`open_manifest`), as the fan-out's parent handles a base (README, "Big snapshots fan out"): the planner
 cutting the base into shards (`write_shard_plan`), and the merge's write of a snapshot with 1% and with 60% of its
-objects changed, its entries coming as a stream beside the base's (`write_manifest` on an opened base); and as
-`list_backups`' quick check samples a snapshot (drcore.backup.content_check). Writes are answered in this process
-and their bodies dropped, as a function sends them away (moto would keep copies, which tracemalloc would count).
-Each is measured at two sizes, half and all of `entries`, so that what grows with the objects (the slope: the
-compressed manifests, the hashes of the distinct bodies) is told from what does not (a shard's slice, the
-interpreter's buffers); the objects a function's memory handles follow from both.
+objects changed, its entries coming as a stream beside the base's (`write_manifest` on an opened base); as
+`list_backups`' quick check samples a snapshot (drcore.backup.content_check); as retention reads the manifests it
+keeps (drcore.backup.retention); and as a restore's plan streams its restore point beside the target's listing.
+Writes are answered in this process and their bodies dropped, as a function sends them away (moto would keep copies,
+which tracemalloc would count). Each is measured at two sizes, half and all of `entries`, so that what grows with
+the objects (the slope: the compressed manifests, the hashes of the distinct bodies) is told from what does not (a
+shard's slice, the interpreter's buffers); the objects a function's memory handles follow from both.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ from drcore.backup.manifest import ManifestEntry, SnapshotHeading, open_manifest
 from drcore.backup.retention import prune
 from drcore.backup.snapshot_shards import write_shard_plan
 from drcore.core.config import DEFAULT_FANOUT_SHARD_OBJECTS, RetentionPolicy
+from drcore.restore.bucket_restore import BucketRestorer
 from drcore.state.backup_store import BackupStore, content_key, new_backup_id, read_gzip_json_lines
 from stacks.settings import DEFAULT_BACKUP_MEMORY_MB
 
 ENTRIES = 100_000
-STREAMED = ("plan", "delta", "full", "quick_check", "retention")  # what is measured reading a manifest a line at a time
+# What is measured reading a manifest a line at a time
+STREAMED = ("plan", "delta", "full", "quick_check", "retention", "restore_plan")
 BACKUP_BUCKET = "bench-manifest-memory"
 DATA_BUCKET = "apilados-production-data"
 
@@ -126,6 +129,15 @@ def _streamed(store: BackupStore, entries: int) -> dict[str, int]:
         if (report.objects, report.content_objects, report.checked) != (entries, entries, QUICK_SAMPLE):
             raise RuntimeError(f"the quick check counted {report.objects} objects and {report.content_objects} "
                                f"bodies, checked {report.checked}, of {entries}")
+        # A restore of the base into an empty bucket: every object to copy, every key in its changes object.
+        target = f"bench-restore-target-{entries}"
+        store.s3.create_bucket(Bucket=target)
+        store.s3.put_bucket_versioning(Bucket=target, VersioningConfiguration={"Status": "Enabled"})
+        restorer = BucketRestorer(store.s3, store, snapshots_of=lambda _: None)  # type: ignore[arg-type,return-value]
+        restore, _, peaks["restore_plan"] = _traced(lambda: restorer.plan(
+            source_bucket=DATA_BUCKET, snapshot_id=base_id, target_bucket=target))
+        if (restore.to_copy, restore.changes_key is None) != (entries, False):
+            raise RuntimeError(f"the restore planned {restore.to_copy} copies of {entries}")
         # One object in a hundred changed since the base: written as a delta. Three in five: in full, beside the
         # base (the merge's worst case: its base, its full lines and the body they are joined into).
         for kind, changed_of_100 in (("delta", 1), ("full", 60)):
@@ -211,7 +223,8 @@ def manifest_memory_table(section: dict[str, Any]) -> str:
     mb = str(section["function_mb"])
     streamed = {"plan": "plan (open the base, write its slices)", "delta": "merge, 1% changed (a delta)",
                 "full": "merge, 60% changed (in full)", "quick_check": "list_backups' quick check (32 bodies)",
-                "retention": f"retention, a full and {RETAINED_DELTAS} deltas kept"}
+                "retention": f"retention, a full and {RETAINED_DELTAS} deltas kept",
+                "restore_plan": "restore plan, into an empty bucket"}
     return "\n".join([
         f"manifest of {section['entries']:,} objects, measured (tracemalloc), bytes per object",
         f"{'read whole: held when done':<44} {section['held_per_entry']:>12,}",

@@ -6,7 +6,21 @@ import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from drcore.restore.bucket_diff import DesiredObject, ListedVersion, content_diff, state_at
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drcore.backup.snapshot_checkpoints import ranges_spread_over
+from drcore.restore import bucket_diff
+from drcore.restore.bucket_diff import (
+    DesiredObject,
+    ListedVersion,
+    content_diff,
+    decide,
+    keyed_pairs,
+    state_at,
+    versions_listed,
+)
 
 TARGET = "apilados-production-data"
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -123,3 +137,101 @@ def test_on_a_tie_in_time_a_version_wins_over_a_delete_marker():
                                                                                          latest=False)]
     state, _ = state_at(TARGET, {}, history, NOON)
     assert state["k"].version_id == "v2"
+
+
+# Decided as the keys stream past ---------------------------------------------------------------------------------
+
+KEYS = st.text(alphabet="ab/é-", min_size=1, max_size=4)
+
+
+@st.composite
+def two_states(draw: st.DrawFn) -> tuple[dict[str, DesiredObject], dict[str, ListedVersion], set[str]]:
+    """A desired and a current state over keys drawn from a small alphabet (prefixes of each other, non-ASCII), each
+    current object the desired version, another version of the same body, or other content; and which of the pairs
+    a HeadObject finds equal."""
+    keys = draw(st.lists(KEYS, unique=True, max_size=40))
+    wanted, current, equal = {}, {}, set()
+    for key in keys:
+        kind = draw(st.sampled_from(["desired only", "current only", "same version", "same body", "other"]))
+        if kind != "current only":
+            wanted[key] = desired(key, '"a"', archived=draw(st.booleans()))
+        if kind == "current only":
+            current[key] = listed(key, '"x"')
+        elif kind == "same version":
+            current[key] = listed(key, '"a"', version_id="v1")
+        elif kind == "same body":
+            current[key] = listed(key, '"a"')
+            if draw(st.booleans()):
+                equal.add(key)
+        elif kind == "other":
+            current[key] = listed(key, '"b"', size=11)
+    return wanted, current, equal
+
+
+@settings(max_examples=200, deadline=None)
+@given(states=two_states(), looked_at_once=st.integers(1, 4), held_at_most=st.integers(1, 6))
+def test_decisions_come_in_key_order_whatever_waits_for_a_head_object_and_agree_with_the_model(
+        states: tuple[dict[str, DesiredObject], dict[str, ListedVersion], set[str]], looked_at_once: int,
+        held_at_most: int) -> None:
+    # Given two states, and HeadObjects asked a few at a time with few decisions held behind them
+    wanted, current, equal = states
+    asked: list[int] = []
+
+    def same_objects(pairs: list[tuple[DesiredObject, ListedVersion]]) -> list[bool]:
+        asked.append(len(pairs))
+        return [want.key in equal for want, _ in pairs]
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(bucket_diff, "LOOKED_AT_ONCE", looked_at_once)
+        patched.setattr(bucket_diff, "HELD_AT_MOST", held_at_most)
+        pairs = keyed_pairs(sorted(wanted.values(), key=lambda want: want.key),
+                            sorted(current.values(), key=lambda have: have.key))
+        decided = list(decide(pairs, TARGET, {}, same_objects))
+    # Then every key of either comes once, in key order (code point order: S3's UTF-8 byte order)
+    assert [item.key for item in decided] == sorted(wanted.keys() | current.keys())
+    # And each is what the model says: removed, missing, the very version, or compared by its HeadObject
+    for item in decided:
+        want, have = wanted.get(item.key), current.get(item.key)
+        expected = ("remove" if want is None else "missing" if have is None
+                    else "unchanged" if have.version_id == "v1" or (have.etag == '"a"' and item.key in equal)
+                    else "changed")
+        assert (item.kind, item.compared) == (expected, have is not None and want is not None
+                                              and have.version_id != "v1" and have.etag == '"a"')
+    # And no HeadObject batch is larger than asked
+    assert all(0 < size <= looked_at_once for size in asked if size)
+
+
+def test_pairs_out_of_key_order_are_refused():
+    with pytest.raises(ValueError, match="not in key order"):
+        list(keyed_pairs([desired("b", '"a"'), desired("a", '"a"')], []))
+
+
+def test_a_listing_page_gives_its_versions_and_delete_markers_in_key_order():
+    # Given a page as ListObjectVersions gives it: versions and delete markers apart, each in key order
+    page = {"Versions": [{"Key": "a", "VersionId": "v2", "ETag": '"x"', "Size": 1, "LastModified": NOON,
+                          "IsLatest": True},
+                         {"Key": "c", "VersionId": "v1", "ETag": '"y"', "Size": 1, "LastModified": NOON,
+                          "IsLatest": True}],
+            "DeleteMarkers": [{"Key": "b", "VersionId": "d1", "LastModified": NOON, "IsLatest": True}]}
+    # Then they come in key order, the delete marker between the two versions
+    assert [(item.key, item.delete_marker) for item in versions_listed([page])] == [
+        ("a", False), ("b", True), ("c", False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.text(alphabet="ab/é", min_size=1, max_size=8), unique=True, max_size=300),
+       page=st.integers(1, 20), most=st.integers(1, 8))
+def test_ranges_spread_over_keys_of_unknown_number_cover_every_key_once_and_split_them_about_evenly(
+        keys: list[str], page: int, most: int) -> None:
+    # Given sorted keys whose number the cutter is not told
+    ordered = sorted(keys)
+    # When ranges are cut from them in one pass
+    ranges = ranges_spread_over(iter(ordered), page, most)
+    # Then there are at most `most`, at least a page of keys each, and every key (any other too) falls in exactly one
+    assert 1 <= len(ranges) <= max(1, min(most, len(ordered) // page))
+    for key in [*ordered, "", "zzz"]:
+        assert sum(bounds.holds(key) for bounds in ranges) == 1
+    # And none holds more than about twice its share, and the last a little more (the cuts are every few keys)
+    if len(ranges) > 1:
+        share = len(ordered) / len(ranges)
+        assert all(sum(bounds.holds(key) for key in ordered) <= 2 * share + 4 for bounds in ranges)

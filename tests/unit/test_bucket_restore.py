@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +14,15 @@ import time_machine
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+import drcore.restore.bucket_desired as bucket_desired
 import drcore.restore.bucket_restore as bucket_restore
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.manifest import list_snapshots, read_manifest
+from drcore.backup.snapshot_checkpoints import ranges_cut_at
 from drcore.core.errors import InvalidRequest
 from drcore.restore.bucket_plan import NoRestorePoint, RestorePlan, RestoreRefused, TargetChanged
 from drcore.restore.bucket_restore import BucketRestorer
-from drcore.state.backup_store import BackupStore
+from drcore.state.backup_store import BackupStore, read_gzip_json_lines
 from tests.support import CallRecorder, SimulatedClock, described_object, written_in_format_1
 
 DATA = "apilados-production-data"
@@ -750,10 +752,15 @@ def test_a_plan_round_trips_through_json_and_names_a_changes_object_when_large(
     # Then it comes back equal, lists two keys, and its changes object lists all five
     assert RestorePlan.from_dict(stored) == plan
     assert plan.to_copy == 5 and len(plan.copy_keys) == 2 and len(plan.plan_id) <= 16
-    changes = json.loads(gzip.decompress(world.store.get_bytes(plan.changes_key)))
-    assert changes["copy"] == [f"uploads/record-{n:03d}.csv" for n in range(5)]
+    header, *lines = read_gzip_json_lines(world.store.get_bytes(plan.changes_key))
+    assert header == {"format": "s3-restore-changes/2", "plan_id": plan.plan_id, "copy": 5, "remove": 0,
+                      "archived": 0}
+    assert lines == [{"copy": f"uploads/record-{n:03d}.csv"} for n in range(5)]
     with pytest.raises(InvalidRequest, match="not a"):
         RestorePlan.from_dict({**stored, "format": "something-else"})
+    # And a plan an earlier version of the controller made (its digests hashed otherwise) is refused: plan again
+    with pytest.raises(InvalidRequest, match="plan the restore again"):
+        RestorePlan.from_dict({**stored, "format": "s3-restore-plan/1"})
 
 
 def test_copies_and_removals_are_spread_over_the_targets_prefixes(world: World) -> None:
@@ -804,3 +811,75 @@ def test_a_plan_estimates_the_requests_and_bytes_its_apply_makes(world: World) -
     priced = sum(count for name, count in made.items() if name not in ("GetBucketVersioning",
                                                                        "GetObjectLockConfiguration"))
     assert abs(estimate["requests"]["total"] - priced) <= priced / 4, (estimate["requests"], made)
+
+
+# Listing in key ranges at once ---------------------------------------------------------------------------------------
+
+
+def test_a_big_restore_point_is_planned_listing_the_target_in_key_ranges_at_once_with_the_same_result(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a restore point of 120 objects, then 10 rewritten, 10 deleted and 10 added; and plans that count a listing
+    # page as 10 keys (so the restore point holds 12 pages: 8 ranges), listed 4 keys a page
+    fill(world, 120)
+    snapshot_id = world.snapshot()
+    for n in range(0, 120, 12):
+        world.put(f"uploads/record-{n:03d}.csv", b"bad")
+        world.s3.delete_object(Bucket=DATA, Key=f"uploads/record-{n + 1:03d}.csv")
+        world.put(f"uploads/record-{n:03d}-extra.csv", b"added")
+    whole = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    assert whole.listing_ranges == ((None, None),)
+    monkeypatch.setattr(bucket_restore, "KEYS_PER_LIST_PAGE", 10)
+    monkeypatch.setattr(bucket_desired, "PAGE_KEYS", 4)
+    markers: list[str | None] = []
+    world.restore_client.meta.events.register("provide-client-params.s3.ListObjectVersions",
+                                              lambda params, **_: markers.append(params.get("KeyMarker")))
+    # When it is planned again, and planned to now (from the bucket's own history since the snapshot)
+    ranged = world.restorer.plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    now = world.restorer.plan(source_bucket=DATA, at=world.clock())
+    # Then each is listed in 8 ranges, each from its start (KeyMarker alone) to its end
+    assert len(ranged.listing_ranges) == 8 and now.listing_ranges == ranged.listing_ranges
+    assert {bounds[0] for bounds in ranged.listing_ranges} <= set(markers)
+    # And plans the same restore as one listing of the whole bucket: figures, keys and fingerprint
+    same = ("to_copy", "missing", "changed", "to_remove", "unchanged", "copy_keys", "remove_keys", "fingerprint",
+            "desired_digest", "bytes_to_copy")
+    assert {name: getattr(ranged, name) for name in same} == {name: getattr(whole, name) for name in same}
+    assert (ranged.to_copy, ranged.to_remove) == (20, 10)
+    # And the state now, read from the history listed in those ranges (which is the target's listing too), is the
+    # bucket as it holds: nothing to do
+    assert (now.source, now.to_copy, now.to_remove, now.fingerprint) == ("versions", 0, 0, whole.fingerprint)
+    # And its fingerprint, taken again when it is confirmed, is listed in its ranges and matches
+    assert world.restorer.fingerprint(ranged) == ranged.fingerprint
+    # And it applies and verifies as any plan
+    done = world.restore(ranged)
+    assert done.verification.ok and world.contents() == {f"uploads/record-{n:03d}.csv": body(n) for n in range(120)}
+
+
+def test_a_listing_in_ranges_hands_over_a_listers_failure_and_stops_the_others_when_the_reader_stops(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 40 objects listed 3 keys a page in 4 ranges
+    fill(world, 40)
+    monkeypatch.setattr(bucket_desired, "PAGE_KEYS", 3)
+    states = bucket_desired.DesiredStates(world.restore_client, world.store, world.clock)
+    ranges = ranges_cut_at(["uploads/record-009.csv", "uploads/record-019.csv", "uploads/record-029.csv"])
+    # When read through, Then it is the whole listing in key order
+    assert list(states.versions_in_ranges(DATA, "", ranges)) == list(states.versions(DATA, ""))
+    # And a reader that stops after two objects stops every lister (none is left running)
+    first_two = states.versions_in_ranges(DATA, "", ranges)
+    assert [next(first_two).key, next(first_two).key] == ["uploads/record-000.csv", "uploads/record-001.csv"]
+    first_two.close()
+    assert threading.active_count() == 1
+    # And a lister's failure (the third range's second page) reaches the reader as S3's error, after what came first
+    pages = 0
+
+    def throttled(params: dict[str, Any], **_: Any) -> None:
+        nonlocal pages
+        if params.get("KeyMarker", "") >= "uploads/record-019.csv":
+            pages += 1
+            if pages == 2:
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "ListObjectVersions")
+
+    world.restore_client.meta.events.register("provide-client-params.s3.ListObjectVersions", throttled)
+    read: list[str] = []
+    with pytest.raises(ClientError, match="SlowDown"):
+        read.extend(item.key for item in states.versions_in_ranges(DATA, "", ranges))
+    assert read[:20] == [f"uploads/record-{n:03d}.csv" for n in range(20)]

@@ -7,15 +7,19 @@ the tests call the shard workers themselves, in an order a map's concurrency cou
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from drcore.backup import manifest as manifest_module
 from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.backup.manifest import ManifestEntry
 from drcore.backup.snapshot_shards import FanOutSettings
 from drcore.core.errors import InvalidRequest
+from drcore.restore import bucket_desired, bucket_restore
 from drcore.restore.bucket_plan import RestorePlan, RestoreProgress
 from drcore.restore.bucket_restore import SAFETY_MARGIN_MS, BucketRestorer
 from drcore.restore.restore_shards import items_key, read_shard_plan, shard_key
@@ -145,7 +149,7 @@ def test_a_merged_verification_fails_naming_the_keys_whose_backup_content_is_dam
     shards = read_shard_plan(world.store, DATA, plan.plan_id)
     assert shards is not None
     manifest = world.restorer()._states.manifest(DATA, plan.snapshot_id)
-    damaged = next(entry for entry in manifest.objects if entry.key == "uploads/record-00880.csv")
+    damaged = next(entry for entry in manifest.entries() if entry.key == "uploads/record-00880.csv")
     assert damaged.content_key and shards.ranges[2].holds(damaged.key)
     world.s3.put_object(Bucket=BACKUPS, Key=damaged.content_key, Body=b"not the row\n")
     world.s3.put_object(Bucket=DATA, Key=damaged.key, Body=b"changed too\n")
@@ -231,3 +235,57 @@ def test_a_shard_worker_refuses_a_plan_that_is_not_fanned_out_and_a_shard_past_i
     with pytest.raises(InvalidRequest, match="shards 0 to 3, not 4"):
         world.restorer().apply_shard(DATA, plan.plan_id, 4, lambda: PLENTY_MS)
     assert not any(world.store.keys(shard_key(DATA, plan.plan_id, "00004/")))
+
+
+def test_a_big_restore_is_planned_and_cut_into_shards_a_key_at_a_time_never_holding_its_restore_point(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the damaged bucket, and every way a restore could hold its restore point, or a listing, made to fail:
+    # a manifest read whole, a listing held, the desired state or the target's state held as a dict
+    snapshot_id, held = damaged_after_snapshot(world)
+
+    def whole(*_: Any, **__: Any) -> Any:
+        raise AssertionError("held whole")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(manifest_module._Fetched, "manifest", whole)  # what every whole read of a manifest builds
+        patched.setattr(bucket_desired.DesiredStates, "list_versions", whole)
+        patched.setattr(bucket_restore.BucketRestorer, "_desired_held", whole)
+        patched.setattr(bucket_restore, "current_in_snapshot", whole)
+        # When it is planned
+        plan = world.restorer().plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    assert (plan.to_copy, plan.to_remove, plan.unchanged, plan.objects_desired) == (60, 30, 1_140, 1_200)
+    # And applied with each slice's write noted with how many of the restore point's entries were decoded by then
+    decoded: list[int] = []
+    slices: list[int] = []
+    from_json = ManifestEntry.from_json.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[ManifestEntry], document: dict[str, Any]) -> ManifestEntry:
+        decoded.append(1)
+        return from_json(cls, document)
+
+    def slice_written(params: dict[str, Any], **_: Any) -> None:
+        if "/desired-" in params["Key"]:
+            slices.append(len(decoded))
+
+    world.s3.meta.events.register("provide-client-params.s3.PutObject", slice_written)
+    with monkeypatch.context() as patched:
+        patched.setattr(bucket_desired.DesiredStates, "list_versions", whole)
+        patched.setattr(bucket_restore.BucketRestorer, "_desired_held", whole)
+        patched.setattr(bucket_restore, "current_in_snapshot", whole)
+        restorer = world.restorer()
+        # (its safety snapshot, under its own threshold here, reads its base whole: it runs before the count)
+        safety = restorer._snapshots_of(DATA).snapshot(None, lambda: PLENTY_MS)
+        decoded.clear()
+        patched.setattr(ManifestEntry, "from_json", classmethod(counted))
+        progress = restorer.apply(plan, lambda: PLENTY_MS, safety_snapshot_id=safety.backup_id,
+                                  resume_request=RESUME)
+    world.s3.meta.events.unregister("provide-client-params.s3.PutObject", slice_written)
+    # Then it fanned out, each slice written as soon as its range was cut, with entries read between any two writes
+    # (read whole first, all four would be written after the last entry)
+    assert progress.fan_out is not None and progress.fan_out["shards"] == 4
+    assert len(slices) == 4 and all(earlier < later for earlier, later in itertools.pairwise(slices))
+    # And the shards, run as the map would, bring the bucket back to the snapshot, read back
+    world.run_shards(plan, [3, 1, 0, 2])
+    done = world.apply(plan)
+    assert done.finished and done.verification is not None and done.verification.ok
+    assert world.contents() == held

@@ -249,14 +249,21 @@ def test_a_corrupt_manifest_stops_the_prune_before_anything_is_removed(s3, store
     assert [listing.backup_id for listing in list_snapshots(store, DATA)] == ids
 
 
-def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(s3, store):
-    # Given a chain of hourly snapshots written as deltas (a full manifest every three), one object changing each time
+def hourly_chain(s3: Any, store: BackupStore, count: int) -> list[str]:
+    """`count` hourly snapshots three days before the prune, a full manifest every three, "a.csv" changing each
+    time beside "steady.csv"."""
     hour = PRUNE_AT - timedelta(days=3)
     s3.put_object(Bucket=DATA, Key="steady.csv", Body=b"steady")
     ids = []
-    for n in range(5):
+    for n in range(count):
         s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
         ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
+    return ids
+
+
+def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(s3, store):
+    # Given a chain of hourly snapshots written as deltas (a full manifest every three), one object changing each time
+    ids = hourly_chain(s3, store, 5)
     depths = [read_manifest(store, DATA, backup_id).depth for backup_id in ids]
     assert depths == [0, 1, 2, 0, 1]
     # When the store is pruned to the newest snapshot
@@ -268,6 +275,7 @@ def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(
             for entry in newest.objects} == {"a.csv": b"a4", "steady.csv": b"steady"}
     # And the next prune, once a newer full manifest stands alone, lets that chain go too
     s3.put_object(Bucket=DATA, Key="a.csv", Body=b"a5")
+    hour = PRUNE_AT - timedelta(days=3)
     for n in range(5, 8):
         s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
         ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
@@ -278,12 +286,7 @@ def test_a_kept_snapshot_keeps_the_snapshots_its_delta_manifest_is_read_through(
 
 def test_an_expired_delta_whose_manifest_is_locked_keeps_the_expired_snapshots_it_is_read_through(s3, store):
     # Given a chain of three hourly snapshots (a full manifest, then two deltas), then a full one that stands alone
-    hour = PRUNE_AT - timedelta(days=3)
-    s3.put_object(Bucket=DATA, Key="steady.csv", Body=b"steady")
-    ids = []
-    for n in range(4):
-        s3.put_object(Bucket=DATA, Key="a.csv", Body=f"a{n}".encode())
-        ids.append(snapshot_at(s3, store, hour + timedelta(hours=n), full_every=3))
+    ids = hourly_chain(s3, store, 4)
     assert [read_manifest(store, DATA, backup_id).depth for backup_id in ids] == [0, 1, 2, 0]
     # And the newest delta's manifest still under Object Lock, while its chain's locks have ended
     lock(s3, manifest_key(Component.S3, DATA, ids[2]))

@@ -88,11 +88,16 @@ class Copies:
     @classmethod
     def of(cls, sizes: Iterable[int], multipart_threshold: int = MAX_SINGLE_COPY,
            part_size: int = DEFAULT_PART_SIZE) -> Copies:
-        objects = total = requests = 0
+        copies = cls()
         for size in sizes:
-            objects, total = objects + 1, total + size
-            requests += copy_requests(size, multipart_threshold, part_size)
-        return cls(objects, total, requests)
+            copies = copies.plus(size, multipart_threshold, part_size)
+        return copies
+
+    def plus(self, size: int, multipart_threshold: int = MAX_SINGLE_COPY,
+             part_size: int = DEFAULT_PART_SIZE) -> Copies:
+        """These copies and one more, of `size` bytes: for a job counted as it streams past."""
+        return Copies(self.objects + 1, self.bytes + size,
+                      self.requests + copy_requests(size, multipart_threshold, part_size))
 
     @classmethod
     def alike(cls, objects: int, size: int) -> Copies:

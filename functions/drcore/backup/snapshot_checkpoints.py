@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -74,6 +74,23 @@ def key_ranges(base: SnapshotManifest | None, page_size: int, most: int) -> tupl
     if count < 2:
         return WHOLE_BUCKET
     return ranges_cut_at([keys[len(keys) * n // count - 1] for n in range(1, count)])
+
+
+def ranges_spread_over(keys: Iterable[str], page_size: int, most: int) -> tuple[KeyRange, ...]:
+    """Up to `most` ranges of roughly equal numbers of the sorted `keys` (within a factor of two), each at least a
+    listing page of them, for keys whose number is not known ahead (a restore point under a prefix): one pass,
+    keeping every `stride`-th key and doubling the stride whenever more than twice `most` are kept."""
+    kept: list[str] = []
+    stride, seen = 1, 0
+    for seen, key in enumerate(keys, 1):
+        if seen % stride == 0:
+            kept.append(key)
+            if len(kept) > 2 * most:
+                kept, stride = kept[1::2], 2 * stride
+    count = range_count(seen, page_size, most)
+    if count < 2 or not kept:
+        return WHOLE_BUCKET
+    return ranges_cut_at(sorted({kept[len(kept) * n // count - 1] for n in range(1, count)}))
 
 
 def ranges_cut_at(bounds: list[str]) -> tuple[KeyRange, ...]:

@@ -40,8 +40,7 @@ class S3RestoreAction:
             raise InvalidRequest(f"target_bucket {target!r} is not allowed; allowed: {', '.join(self._allowed)}")
         plan = self._restorer.plan(source_bucket=self._data_bucket, snapshot_id=request.snapshot_id, at=request.at,
                                    prefix=request.prefix, target_bucket=target)
-        internal = ("fingerprint", "desired_digest", "format")
-        summary = {key: value for key, value in plan.to_dict().items() if key not in internal}
+        summary = _without_fingerprint(plan.to_dict())
         return plan.plan_id, plan.to_dict(), summary
 
     def fingerprint(self, plan: dict[str, Any]) -> str:
@@ -213,7 +212,11 @@ def _resuming(request: Any) -> dict[str, Any] | None:
 
 
 def _without_fingerprint(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if key not in ("fingerprint", "desired_digest", "format")}
+    """A plan as the operator reads it: without what only the controller compares or reads."""
+    return {key: value for key, value in document.items() if key not in _PLAN_INTERNALS}
+
+
+_PLAN_INTERNALS = frozenset({"fingerprint", "desired_digest", "listing_ranges", "format"})
 
 
 def _verified(step: str, result: dict[str, Any]) -> bool:

@@ -14,15 +14,16 @@ verification never does (drcore.restore.bucket_verification reads them back).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from drcore.aws.object_identity import BodyIdentity, ObjectHeaders
 from drcore.aws.s3_copy import ARCHIVE_STORAGE_CLASSES
-from drcore.backup.manifest import ManifestEntry, SnapshotManifest
+from drcore.backup.manifest import ManifestEntry
 from drcore.core.models import parse_time
 
 Written = dict[str, set[tuple[str, str]]]  # key -> {(version id, ETag)} that an apply of the plan wrote
@@ -103,47 +104,74 @@ class DesiredObject:
 
 
 @dataclass
-class ContentDiff:
-    copy: list[DesiredObject] = field(default_factory=list)
+class DiffCounts:
+    """How the keys of a diff were decided: desired keys missing from the target or holding other content (both
+    copied back, or restored from archive first), left unchanged, and how many a HeadObject decided."""
+
     missing: int = 0
     changed: int = 0
-    remove: list[str] = field(default_factory=list)
     unchanged: int = 0
+    compared: int = 0
+
+    def count(self, item: Decided) -> Change | None:
+        """Count `item`; what the restore does with its key (None: nothing)."""
+        self.compared += item.compared
+        if item.kind == "missing":
+            self.missing += 1
+        elif item.kind == "changed":
+            self.changed += 1
+        elif item.kind == "unchanged":
+            self.unchanged += 1
+        return item.change
+
+
+@dataclass
+class ContentDiff(DiffCounts):
+    """A diff held: the objects to copy, the keys to remove, the keys to restore from archive first."""
+
+    copy: list[DesiredObject] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
-    compared: int = 0  # pairs the listing could not decide, compared by a HeadObject each
 
-    def differs(self, want: DesiredObject) -> None:
-        if want.archived:
-            self.archived.append(want.key)  # a copy would fail until the object is restored from archive
-        else:
-            self.copy.append(want)
-
-
-def digest(rows: Iterable[list[Any]]) -> str:
-    """A SHA-256 over rows, in any order."""
-    hashed = hashlib.sha256()
-    for row in sorted(json.dumps(row, separators=(",", ":")) for row in rows):
-        hashed.update(row.encode() + b"\n")
-    return hashed.hexdigest()
+    def add(self, item: Decided) -> None:
+        change = self.count(item)
+        if change == "remove":
+            self.remove.append(item.key)
+        elif change == "archived":
+            self.archived.append(item.key)
+        elif change == "copy":
+            assert item.want is not None  # a copy is of a desired object
+            self.copy.append(item.want)
 
 
-def state_fingerprint(objects: Iterable[tuple[str, str, str]]) -> str:
-    """A hash of a bucket's state: (key, version id, ETag) of every current version, in any order."""
-    return digest([list(row) for row in objects])
+class KeyOrderDigest:
+    """A SHA-256 over rows (JSON arrays whose first item is a key) given in key order, one per key: what a plan
+    computes of a state as it streams past, and what an apply computes again of the same state to compare."""
 
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._last: str | None = None
 
-def desired_digest(desired: Mapping[str, DesiredObject]) -> str:
-    return digest(item.identity() for item in desired.values())
+    def add(self, row: list[Any]) -> None:
+        key = row[0]
+        if self._last is not None and key <= self._last:
+            raise ValueError(f"rows out of key order: {key!r} after {self._last!r}")
+        self._last = key
+        self._hash.update(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def sample(keys: Iterable[str], count: int) -> tuple[str, ...]:
     return tuple(sorted(keys)[:count])
 
 
-def listed_versions(pages: Iterable[Mapping[str, Any]]) -> list[ListedVersion]:
-    """The versions and delete markers of ListObjectVersions pages."""
-    items: list[ListedVersion] = []
+def versions_listed(pages: Iterable[Mapping[str, Any]]) -> Iterator[ListedVersion]:
+    """The versions and delete markers of ListObjectVersions pages, in key order: a page lists its versions and its
+    delete markers apart, each in key order, and they are merged here (a key's own stay in the page's order)."""
     for page in pages:
+        items: list[ListedVersion] = []
         for version in page.get("Versions", []):
             algorithms = version.get("ChecksumAlgorithm") or [None]
             items.append(ListedVersion(version["Key"], version["VersionId"], version["ETag"], version["Size"],
@@ -152,60 +180,108 @@ def listed_versions(pages: Iterable[Mapping[str, Any]]) -> list[ListedVersion]:
         for marker in page.get("DeleteMarkers", []):
             items.append(ListedVersion(marker["Key"], marker["VersionId"], "", 0, marker["LastModified"], "",
                                        marker["IsLatest"], True))
-    return items
+        items.sort(key=_key_of)  # stable
+        yield from items
+
+
+def listed_versions(pages: Iterable[Mapping[str, Any]]) -> list[ListedVersion]:
+    """The versions and delete markers of ListObjectVersions pages, held."""
+    return list(versions_listed(pages))
+
+
+def currents(listing: Iterable[ListedVersion]) -> Iterator[ListedVersion]:
+    """The current version of each key that has one, as `listing` goes (in its order)."""
+    return (item for item in listing if item.is_latest and not item.delete_marker)
 
 
 def current_of(listing: Iterable[ListedVersion]) -> dict[str, ListedVersion]:
     return {item.key: item for item in listing if item.is_latest and not item.delete_marker}
 
 
-def current_in_snapshot(manifest: SnapshotManifest, prefix: str) -> dict[str, ListedVersion]:
+def current_among(versions: Iterable[ListedVersion]) -> ListedVersion | None:
+    """A key's current version among its listed versions, if it has one (not a delete marker)."""
+    return next(currents(versions), None)
+
+
+def current_in_snapshot(entries: Iterable[ManifestEntry], prefix: str) -> dict[str, ListedVersion]:
     """The current versions under `prefix` as a snapshot of the bucket listed them (its manifest's entries)."""
     return {entry.key: ListedVersion(entry.key, entry.version_id, entry.etag, entry.size,
                                      parse_time(entry.last_modified), entry.storage_class, True, False)
-            for entry in manifest.objects if entry.key.startswith(prefix)}
+            for entry in entries if entry.key.startswith(prefix)}
 
 
-def fingerprint_of(current: Mapping[str, ListedVersion]) -> str:
-    return state_fingerprint((item.key, item.version_id, item.etag) for item in current.values())
+@dataclass
+class HistoryCount:
+    changed: int = 0  # keys whose state the history changed from the snapshot's
 
 
-def desired_from_snapshot(manifest: SnapshotManifest, prefix: str) -> dict[str, DesiredObject]:
-    return {entry.key: DesiredObject.of_entry(manifest.bucket, entry) for entry in manifest.objects
-            if entry.key.startswith(prefix)}
+def _key_of(item: DesiredObject | ListedVersion) -> str:
+    return item.key
+
+
+def _with_versions(snapshot: Iterable[DesiredObject], history: Iterable[ListedVersion]
+                   ) -> Iterator[tuple[str, DesiredObject | None, list[ListedVersion]]]:
+    """Each key of the snapshot or the history in key order, with its snapshot entry and its listed versions."""
+    groups = ((key, list(group)) for key, group in itertools.groupby(history, key=_key_of))
+    entries = iter(snapshot)
+    entry, group = next(entries, None), next(groups, None)
+    last: str | None = None
+    while entry is not None or group is not None:
+        if group is None or (entry is not None and entry.key < group[0]):
+            assert entry is not None
+            key, found, versions = entry.key, entry, []
+            entry = next(entries, None)
+        elif entry is None or group[0] < entry.key:
+            key, found, versions = group[0], None, group[1]
+            group = next(groups, None)
+        else:
+            key, found, versions = entry.key, entry, group[1]
+            entry, group = next(entries, None), next(groups, None)
+        if last is not None and key <= last:
+            raise ValueError(f"not in key order: {key!r} after {last!r}")
+        last = key
+        yield key, found, versions
+
+
+def states_at(bucket: str, snapshot: Iterable[DesiredObject], history: Iterable[ListedVersion], moment: datetime,
+              counted: HistoryCount) -> Iterator[tuple[str, DesiredObject | None, list[ListedVersion]]]:
+    """The state at `moment`, a key at a time in key order: the snapshot's, with each key's latest version or delete
+    marker up to `moment` from the bucket's complete `history` where that is newer. Both come in key order (the
+    history's versions of a key together, as ListObjectVersions lists them). Yields each key of either with its
+    state (None: it holds nothing at `moment`) and its listed versions; counts in `counted` the keys the history
+    changed (none: the snapshot's own state, the very same objects)."""
+    for key, entry, versions in _with_versions(snapshot, history):
+        latest: ListedVersion | None = None
+        for item in versions:
+            if item.last_modified > moment:
+                continue
+            # Listing times have one-second resolution: on a tie the listing's IsLatest decides, then a
+            # version wins over a delete marker (restoring data, never hiding it, when in doubt).
+            if latest is None or ((item.last_modified, item.is_latest, not item.delete_marker)
+                                  > (latest.last_modified, latest.is_latest, not latest.delete_marker)):
+                latest = item
+        state: DesiredObject | None = None
+        if latest is None:
+            # No history up to `moment` (versions removed by hand, or written before versioning):
+            # the snapshot's entry stands if it existed by then.
+            if entry and entry.last_modified and parse_time(entry.last_modified) <= moment:
+                state = entry
+        elif not latest.delete_marker:
+            same = entry and entry.version_id == latest.version_id and entry.etag == latest.etag
+            state = entry if entry and same else DesiredObject.of_version(bucket, latest)
+        if (entry and entry.identity()) != (state and state.identity()):
+            counted.changed += 1
+        yield key, state, versions
 
 
 def state_at(bucket: str, snapshot: Mapping[str, DesiredObject], history: Iterable[ListedVersion],
              moment: datetime) -> tuple[dict[str, DesiredObject], int]:
-    """The state at `moment`: the snapshot's, with each key's latest version or delete marker up to
-    `moment` from the bucket's complete `history` where that is newer. Returns it and how many keys the
-    history changed (none: the snapshot's own state)."""
-    latest_at: dict[str, ListedVersion] = {}
-    for item in history:
-        if item.last_modified > moment:
-            continue
-        seen = latest_at.get(item.key)
-        # Listing times have one-second resolution: on a tie the listing's IsLatest decides, then a
-        # version wins over a delete marker (restoring data, never hiding it, when in doubt).
-        if seen is None or ((item.last_modified, item.is_latest, not item.delete_marker)
-                            > (seen.last_modified, seen.is_latest, not seen.delete_marker)):
-            latest_at[item.key] = item
-    state: dict[str, DesiredObject] = {}
-    for key in snapshot.keys() | latest_at.keys():
-        version, entry = latest_at.get(key), snapshot.get(key)
-        if version is None:
-            # No history up to `moment` (versions removed by hand, or written before versioning):
-            # the snapshot's entry stands if it existed by then.
-            if entry and entry.last_modified and parse_time(entry.last_modified) <= moment:
-                state[key] = entry
-        elif not version.delete_marker:
-            same = entry and entry.version_id == version.version_id and entry.etag == version.etag
-            state[key] = entry if entry and same else DesiredObject.of_version(bucket, version)
-    changed = sum(1 for key in snapshot.keys() | state.keys()
-                  if (snapshot.get(key) and snapshot[key].identity()) != (state.get(key) and state[key].identity()))
-    if not changed:
-        return dict(snapshot), 0
-    return state, changed
+    """`states_at` held: the state at `moment` and how many keys the history changed."""
+    counted = HistoryCount()
+    ordered = (snapshot[key] for key in sorted(snapshot))
+    state = {key: want for key, want, _ in states_at(bucket, ordered, sorted(history, key=_key_of), moment, counted)
+             if want is not None}
+    return state, counted.changed
 
 
 def same_version(want: DesiredObject, have: ListedVersion, target: str) -> bool:
@@ -221,33 +297,111 @@ def may_be_same(want: DesiredObject, have: ListedVersion) -> bool:
 
 
 SameObjects = Callable[[list[tuple[DesiredObject, ListedVersion]]], Iterable[bool]]
+Pair = tuple[DesiredObject | None, ListedVersion | None]
+DiffKind = Literal["missing", "changed", "unchanged", "remove"]
+Change = Literal["copy", "archived", "remove"]
+LOOKED_AT_ONCE = 256  # pairs only a HeadObject each can decide, asked together
+HELD_AT_MOST = 4096  # decisions held back, in key order, behind pairs not yet asked
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the restore does with one key: copy it (missing, changed), leave it (unchanged) or remove it."""
+
+    kind: DiffKind | None  # None: for a HeadObject to decide
+    want: DesiredObject | None
+    have: ListedVersion | None
+    compared: bool = False  # decided by a HeadObject
+
+    @property
+    def key(self) -> str:
+        item = self.want or self.have
+        assert item is not None  # a pair has one or both
+        return item.key
+
+    @property
+    def change(self) -> Change | None:
+        """What the restore does with the key: copy it back, restore it from archive first (a copy would fail until
+        then), remove it, or nothing."""
+        if self.kind == "remove":
+            return "remove"
+        if self.kind in ("missing", "changed"):
+            assert self.want is not None  # missing or changed: a desired object
+            return "archived" if self.want.archived else "copy"
+        return None
+
+
+def keyed_pairs(desired: Iterable[DesiredObject], current: Iterable[ListedVersion]) -> Iterator[Pair]:
+    """Each key of either in key order, with its desired object and its current version (None where it has none).
+    Both come in key order, one per key; anything else raises ValueError."""
+    wants, haves = iter(desired), iter(current)
+    want, have = next(wants, None), next(haves, None)
+    last: str | None = None
+    while want is not None or have is not None:
+        pair: Pair
+        if have is None or (want is not None and want.key < have.key):
+            pair, want = (want, None), next(wants, None)
+        elif want is None or have.key < want.key:
+            pair, have = (None, have), next(haves, None)
+        else:
+            pair, want, have = (want, have), next(wants, None), next(haves, None)
+        key = (pair[0] or pair[1]).key  # type: ignore[union-attr]
+        if last is not None and key <= last:
+            raise ValueError(f"not in key order: {key!r} after {last!r}")
+        last = key
+        yield pair
+
+
+def _classified(want: DesiredObject | None, have: ListedVersion | None, target: str, written: Written) -> Decided:
+    if want is None:
+        return Decided("remove", None, have)
+    if have is None:
+        return Decided("missing", want, None)
+    if same_version(want, have, target) or (have.version_id, have.etag) in written.get(want.key, ()):
+        return Decided("unchanged", want, have)
+    if may_be_same(want, have):
+        return Decided(None, want, have)
+    return Decided("changed", want, have)
+
+
+def decide(pairs: Iterable[Pair], target: str, written: Written, same_objects: SameObjects) -> Iterator[Decided]:
+    """What differs between the desired and the current state of `target`, a key at a time in key order. Pairs the
+    listing cannot decide (`may_be_same`) go to `same_objects`, LOOKED_AT_ONCE at a time; what follows one waits
+    for its answer (at most HELD_AT_MOST decisions), so that the answers come in key order too."""
+    held: list[Decided] = []
+    asked = 0
+
+    def release() -> Iterator[Decided]:
+        pending = [(item.want, item.have) for item in held if item.kind is None]
+        answers = iter(list(same_objects(pending)))  # type: ignore[arg-type]  # both sides of an undecided pair
+        for item in held:
+            if item.kind is None:
+                same = next(answers)
+                yield Decided("unchanged" if same else "changed", item.want, item.have, compared=True)
+            else:
+                yield item
+        if next(answers, None) is not None:
+            raise ValueError("more answers than pairs asked")
+        held.clear()
+
+    for want, have in pairs:
+        item = _classified(want, have, target, written)
+        if item.kind is not None and not held:
+            yield item
+            continue
+        held.append(item)
+        asked += item.kind is None
+        if asked >= LOOKED_AT_ONCE or len(held) >= HELD_AT_MOST:
+            yield from release()
+            asked = 0
+    yield from release()
 
 
 def content_diff(desired: Mapping[str, DesiredObject], current: Mapping[str, ListedVersion], target: str,
                  written: Written, same_objects: SameObjects) -> ContentDiff:
-    """What differs between the desired and the current state of `target`. Pairs the listing cannot
-    decide (`may_be_same`) go to `same_objects`."""
+    """What differs between the desired and the current state of `target` (`decide`, held)."""
     diff = ContentDiff()
-    to_look: list[tuple[DesiredObject, ListedVersion]] = []
-    for key, want in desired.items():
-        have = current.get(key)
-        if have is None:
-            diff.missing += 1
-            diff.differs(want)
-        elif same_version(want, have, target) or (have.version_id, have.etag) in written.get(key, ()):
-            diff.unchanged += 1
-        elif may_be_same(want, have):
-            to_look.append((want, have))
-        else:
-            diff.changed += 1
-            diff.differs(want)
-    diff.compared = len(to_look)
-    for (want, _), same in zip(to_look, same_objects(to_look), strict=True):
-        if same:
-            diff.unchanged += 1
-        else:
-            diff.changed += 1
-            diff.differs(want)
-    diff.remove = sorted(current.keys() - desired.keys())
-    diff.archived.sort()
+    pairs = keyed_pairs(sorted(desired.values(), key=_key_of), sorted(current.values(), key=_key_of))
+    for item in decide(pairs, target, written, same_objects):
+        diff.add(item)
     return diff

@@ -8,11 +8,13 @@ from typing import Any
 
 from drcore.aws.job_estimates import KEYS_PER_LIST_PAGE, Assumptions, Copies, Estimate, restore_estimate
 from drcore.aws.prefix_pacing import prefix_of
-from drcore.backup.snapshot_checkpoints import LISTING_RANGES, range_count
+from drcore.backup.snapshot_checkpoints import LISTING_RANGES, KeyRange, range_count
 from drcore.core.errors import ConcurrentUpdate, DrError, InvalidRequest
-from drcore.restore.bucket_diff import ContentDiff, ListedVersion
+from drcore.restore.bucket_diff import Decided, DiffCounts
+from drcore.state.backup_store import GzipJsonLines, gzip_json_lines
 
-PLAN_FORMAT = "s3-restore-plan/1"
+# /2: the target's fingerprint and the desired state's digest hash their rows in key order, as a plan streams them.
+PLAN_FORMAT = "s3-restore-plan/2"
 
 
 class RestoreRefused(InvalidRequest):
@@ -64,6 +66,9 @@ class RestorePlan:
     notes: tuple[str, ...] = ()
     # What applying it costs at S3's limits: requests by kind, bytes, time, price (drcore.aws.job_estimates)
     estimate: dict[str, Any] = field(default_factory=dict)
+    # The key ranges the target is listed in at once ([start after, last]; one, the whole bucket, for a small one):
+    # cut from the restore point's keys by the plan, and listed the same way when it is confirmed
+    listing_ranges: tuple[tuple[str | None, str | None], ...] = ((None, None),)
     format: str = PLAN_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,12 +76,19 @@ class RestorePlan:
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> RestorePlan:
+        if document.get("format") == "s3-restore-plan/1":
+            raise InvalidRequest("a restore plan made by an earlier version of the controller, whose digests this one "
+                                 "does not compute: plan the restore again")
         if document.get("format") != PLAN_FORMAT:
             raise InvalidRequest(f"not a {PLAN_FORMAT} restore plan (format {document.get('format')!r})")
         values = {item.name: document[item.name] for item in fields(cls) if item.name in document}
         for name in ("copy_keys", "remove_keys", "archived_keys", "notes"):
             values[name] = tuple(values.get(name, ()))
+        values["listing_ranges"] = tuple(tuple(bounds) for bounds in values.get("listing_ranges", [[None, None]]))
         return cls(**values)
+
+    def ranges(self) -> tuple[KeyRange, ...]:
+        return tuple(KeyRange(*bounds) for bounds in self.listing_ranges)
 
 
 @dataclass(frozen=True)
@@ -131,16 +143,60 @@ class RestoreProgress:
         return document
 
 
-def plan_estimate(diff: ContentDiff, current: dict[str, ListedVersion], manifests_read: int, *, batch_size: int,
-                  concurrency: int, multipart_threshold: int, part_size: int) -> Estimate:
-    """What applying `diff` to the target (`current`) costs. Its safety snapshot is taken to copy the target's
-    bodies of every key the restore changes or removes (at most: some may be stored already); its writes spread
-    over the prefixes of the keys they write (drcore.aws.prefix_pacing), if S3 has partitioned them."""
-    written = [entry.key for entry in diff.copy] + diff.remove
-    return restore_estimate(
-        target_objects=len(current),
-        copies=Copies.of((entry.size for entry in diff.copy), multipart_threshold, part_size),
-        removals=len(diff.remove), compared=diff.compared, batch_size=batch_size,
-        safety_copies=Copies.of(current[key].size for key in written if key in current),
-        manifests_read=manifests_read, ranges=range_count(len(current), KEYS_PER_LIST_PAGE, LISTING_RANGES),
-        assumptions=Assumptions(concurrency=concurrency, prefixes=max(1, len(set(map(prefix_of, written))))))
+CHANGES_FORMAT = "s3-restore-changes/2"
+
+
+class PlanTally:
+    """A plan's figures, gathered as `decide` goes through the keys in key order: the counts and bytes, the first
+    `listed` keys of each kind, every changed key (held compressed, about 20 bytes each, for the changes object), and
+    what the estimate needs: the copies, the target's bodies its safety snapshot copies, the prefixes written."""
+
+    def __init__(self, listed: int, multipart_threshold: int, part_size: int) -> None:
+        self._listed = listed
+        self._multipart = (multipart_threshold, part_size)
+        self.counts = DiffCounts()
+        self.desired = self.target_objects = self.removals = self.archived = 0
+        self.copies = self.safety_copies = Copies()
+        self.keys: dict[str, list[str]] = {"copy": [], "remove": [], "archived": []}
+        self.prefixes: set[str] = set()
+        self._changes = GzipJsonLines()
+
+    def add(self, item: Decided) -> None:
+        self.desired += item.want is not None
+        self.target_objects += item.have is not None
+        change = self.counts.count(item)
+        if change is None:
+            return
+        if change == "copy":
+            assert item.want is not None  # a copy is of a desired object
+            self.copies = self.copies.plus(item.want.size, *self._multipart)
+        self.removals += change == "remove"
+        self.archived += change == "archived"
+        if change != "archived":
+            self.prefixes.add(prefix_of(item.key))
+            if item.have is not None:  # its safety snapshot copies the target's body first (unless stored)
+                self.safety_copies = self.safety_copies.plus(item.have.size, *self._multipart)
+        if len(self.keys[change]) < self._listed:
+            self.keys[change].append(item.key)
+        self._changes.write({change: item.key})
+
+    def changes(self, plan_id: str) -> bytes | None:
+        """The changes object: every key to copy, remove or restore from archive first, in key order (gzip JSON
+        lines after a header), when one kind has more than the plan names; None when the plan names them all."""
+        lines = self._changes.close()
+        if max(self.copies.objects, self.removals, self.archived) <= self._listed:
+            return None
+        header = {"format": CHANGES_FORMAT, "plan_id": plan_id, "copy": self.copies.objects,
+                  "remove": self.removals, "archived": self.archived}
+        return gzip_json_lines([header]) + lines.tobytes()
+
+    def estimate(self, manifests_read: int, *, batch_size: int, concurrency: int) -> Estimate:
+        """What applying the plan costs. Its safety snapshot is taken to copy the target's bodies of every key the
+        restore changes or removes (at most: some may be stored already); its writes spread over the prefixes of
+        the keys they write (drcore.aws.prefix_pacing), if S3 has partitioned them."""
+        return restore_estimate(
+            target_objects=self.target_objects, copies=self.copies, removals=self.removals,
+            compared=self.counts.compared,
+            batch_size=batch_size, safety_copies=self.safety_copies, manifests_read=manifests_read,
+            ranges=range_count(self.target_objects, KEYS_PER_LIST_PAGE, LISTING_RANGES),
+            assumptions=Assumptions(concurrency=concurrency, prefixes=max(1, len(self.prefixes))))

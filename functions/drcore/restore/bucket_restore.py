@@ -16,11 +16,14 @@ ETag), headers (content type, user metadata, Cache-Control, ...) and tags must a
 
 **Plan** (drcore.restore.bucket_plan). Counts (to copy, of which missing and changed; to remove;
 unchanged; archived; bytes), the first `LISTED_KEYS` keys of each kind, the target's fingerprint (a
-SHA-256 over key, version id and ETag of every current version under the prefix) and a digest of the
-desired state. The plan is JSON (`to_dict`/`from_dict`) small enough for a DynamoDB item; when a list
-is longer than `LISTED_KEYS`, the full lists are written once to `restores/s3/<target>/<plan id>/
-changes.json.gz` in the backup store (`changes_key`). Apply does not need them: it recomputes the
-changes from the same two states.
+SHA-256 over key, version id and ETag of every current version under the prefix, in key order) and a digest
+of the desired state. A plan streams: the restore point's manifest is read a key at a time beside the
+target's listing (listed in key ranges at once, cut from the restore point's keys: `listing_ranges`), each
+key decided as they go (drcore.restore.bucket_diff.decide), so that a restore point of millions of objects
+is never held. The plan is JSON (`to_dict`/`from_dict`) small enough for a DynamoDB item; when a kind has
+more keys than `LISTED_KEYS`, every changed key is written once to `restores/s3/<target>/<plan id>/
+changes.json.gz` in the backup store (`changes_key`: gzip JSON lines, a header then a line per key, in key
+order). Apply does not need them: it recomputes the changes from the same two states.
 
 **Apply.** First a safety snapshot of the whole target bucket (continued by id over invocations; the
 first apply records its id with the plan's records, so an apply that died before its caller kept the id
@@ -43,18 +46,17 @@ missing. Undo: plan a restore of the target from the safety snapshot id.
 done: each desired key's object must be proven to hold the restore point's body, headers and tags.
 
 **Fan-out** (drcore.restore.restore_shards). An apply touching more keys than the fan-out threshold, once its
-safety snapshot is taken and the target found unchanged, writes its desired state as key-range shards and starts
+safety snapshot is taken and the target found unchanged, writes its desired state as key-range shards (read a key
+at a time beside the safety snapshot's manifest, each slice written as its range is cut) and starts
 a Step Functions execution named after the plan, which runs `apply_shard` for each (the same diff, batches,
 records and verification, for one key range) and then resumes the apply: it merges the shards' verifications.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +66,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from drcore.aws.errors import error_code
+from drcore.aws.job_estimates import KEYS_PER_LIST_PAGE
 from drcore.aws.object_identity import recorded_checksum
 from drcore.aws.prefix_pacing import spread_over_prefixes
 from drcore.aws.s3_copy import (
@@ -76,32 +79,43 @@ from drcore.aws.s3_copy import (
     S3Copier,
 )
 from drcore.aws.state_machines import REDRIVABLE, RUNNING, MapExecutions
+from drcore.backup.snapshot_checkpoints import (
+    LISTING_RANGES,
+    WHOLE_BUCKET,
+    KeyRange,
+    range_count,
+    ranges_spread_over,
+)
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import Clock, to_iso, utc_now
 from drcore.restore.applied_records import Applied, apply_recorded_batch, read_written, safety_snapshot_of
-from drcore.restore.bucket_desired import DesiredStates
+from drcore.restore.bucket_desired import DesiredStates, snapshot_state
 from drcore.restore.bucket_diff import (
     ContentDiff,
     DesiredObject,
+    HistoryCount,
+    KeyOrderDigest,
     ListedVersion,
+    Pair,
+    SameObjects,
     Written,
     content_diff,
+    current_among,
     current_in_snapshot,
     current_of,
-    desired_digest,
-    desired_from_snapshot,
-    fingerprint_of,
-    sample,
-    state_fingerprint,
+    currents,
+    decide,
+    keyed_pairs,
+    states_at,
 )
 from drcore.restore.bucket_plan import (
+    PlanTally,
     RestorePlan,
     RestoreProgress,
     RestoreRefused,
     RestoreSourceMissing,
     TargetChanged,
     Verification,
-    plan_estimate,
 )
 from drcore.restore.bucket_verification import RestoreVerifier
 from drcore.restore.restore_shards import (
@@ -133,7 +147,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from drcore.backup.bucket_snapshots import BucketSnapshotter
-    from drcore.backup.manifest import SnapshotManifest
+    from drcore.backup.manifest import ManifestStream
     from drcore.backup.snapshot_shards import FanOutSettings
 
 logger = Logger(child=True)
@@ -165,6 +179,16 @@ class AppliedChanges:
 
     def counts(self) -> dict[str, int]:
         return {"copied": self.copied, "removed": self.removed, "bytes_copied": self.bytes_copied}
+
+
+def _digested(pairs: Iterable[Pair], fingerprint: KeyOrderDigest, desired: KeyOrderDigest) -> Iterator[Pair]:
+    """`pairs`, hashed as they go: the target's state into `fingerprint`, the desired state into `desired`."""
+    for want, have in pairs:
+        if have is not None:
+            fingerprint.add([have.key, have.version_id, have.etag])
+        if want is not None:
+            desired.add(want.identity())
+        yield want, have
 
 
 def _aware(moment: datetime) -> datetime:
@@ -217,18 +241,11 @@ class BucketRestorer:
         target = target_bucket or source_bucket
         now = self._clock()
         plan_id = f"rp-{secrets.token_hex(5)}"
-        listings: dict[str, list[ListedVersion]] = {}
-
-        def listing(bucket: str) -> list[ListedVersion]:  # the source's history doubles as the target's state
-            if bucket not in listings:
-                listings[bucket] = self._states.list_versions(bucket, prefix)
-            return listings[bucket]
-
         notes: list[str] = []
         moment: datetime | None = None
+        history_needed = False
         if snapshot_id is not None:
             manifest = self._states.manifest(source_bucket, snapshot_id)
-            desired, source, from_versions = desired_from_snapshot(manifest, prefix), "snapshot", 0
         else:
             assert at is not None  # exactly one of the two was given
             moment = _aware(at)
@@ -236,36 +253,40 @@ class BucketRestorer:
                 notes.append(f"at {to_iso(moment)} is in the future: restoring to the plan's time")
                 moment = now
             manifest = self._states.manifest(source_bucket, self._states.snapshot_at(source_bucket, moment))
-            desired, from_versions, note = self._states.state_at(source_bucket, manifest, moment, prefix, now, listing)
-            source = "versions" if from_versions else "snapshot"
+            history_needed, note = self._states.history_needed(source_bucket, manifest, moment, now)
             notes += [note] if note else []
         versioning = self._versioning(target)
-        current = current_of(listing(target))
+        tally = PlanTally(LISTED_KEYS, self._multipart_threshold, self._part_size)
+        fingerprint, desired_digest, history = KeyOrderDigest(), KeyOrderDigest(), HistoryCount()
+        ranges = self._listing_ranges(manifest, prefix)
         with ThreadPoolExecutor(self._concurrency) as pool:
-            diff = self._diff(desired, current, target, {}, pool)
-        if diff.remove and versioning != "Enabled":
+            pairs = self._planned_pairs(manifest, target, prefix, ranges, moment if history_needed else None, history)
+            for item in decide(_digested(pairs, fingerprint, desired_digest), target, {},
+                               self._same_objects(target, pool)):
+                tally.add(item)
+        if tally.removals and versioning != "Enabled":
             raise RestoreRefused(
-                f"restoring s3://{target}/{prefix} would remove {len(diff.remove)} objects (such as "
-                f"{', '.join(diff.remove[:3])}) but the bucket's versioning is {versioning}: a restore removes objects "
-                "only as delete markers. Enable versioning on the bucket, or restore into another bucket.")
-        changes_key = None
-        if max(len(diff.copy), len(diff.remove), len(diff.archived)) > LISTED_KEYS:
+                f"restoring s3://{target}/{prefix} would remove {tally.removals} objects (such as "
+                f"{', '.join(tally.keys['remove'][:3])}) but the bucket's versioning is {versioning}: a restore "
+                "removes objects only as delete markers. Enable versioning on the bucket, or restore into another "
+                "bucket.")
+        changes, changes_key = tally.changes(plan_id), None
+        if changes is not None:
             changes_key = restore_changes_key(target, plan_id)
-            lists = {"copy": sorted(entry.key for entry in diff.copy), "remove": diff.remove, "archived": diff.archived}
-            self._store.put_once(changes_key, gzip.compress(json.dumps(lists).encode(), mtime=0), "application/json",
-                                 ContentEncoding="gzip")
+            self._store.put_once(changes_key, changes, "application/gzip")
+        source = "versions" if history.changed else "snapshot"
         plan = RestorePlan(
             plan_id=plan_id, created_at=to_iso(now), source_bucket=source_bucket, target_bucket=target, prefix=prefix,
             source=source, snapshot_id=manifest.backup_id, at=to_iso(moment) if moment else None,
-            target_versioning=versioning, objects_desired=len(desired), to_copy=len(diff.copy), missing=diff.missing,
-            changed=diff.changed, to_remove=len(diff.remove), unchanged=diff.unchanged, archived=len(diff.archived),
-            bytes_to_copy=sum(entry.size for entry in diff.copy), from_versions=from_versions,
-            copy_keys=sample((entry.key for entry in diff.copy), LISTED_KEYS),
-            remove_keys=sample(diff.remove, LISTED_KEYS), archived_keys=sample(diff.archived, LISTED_KEYS),
-            changes_key=changes_key, fingerprint=fingerprint_of(current), desired_digest=desired_digest(desired),
-            notes=tuple(notes), estimate=plan_estimate(
-                diff, current, manifest.depth + 1, batch_size=BATCH_SIZE, concurrency=self._concurrency,
-                multipart_threshold=self._multipart_threshold, part_size=self._part_size).to_dict(),
+            target_versioning=versioning, objects_desired=tally.desired, to_copy=tally.copies.objects,
+            missing=tally.counts.missing, changed=tally.counts.changed, to_remove=tally.removals,
+            unchanged=tally.counts.unchanged,
+            archived=tally.archived, bytes_to_copy=tally.copies.bytes, from_versions=history.changed,
+            copy_keys=tuple(tally.keys["copy"]), remove_keys=tuple(tally.keys["remove"]),
+            archived_keys=tuple(tally.keys["archived"]), changes_key=changes_key, fingerprint=fingerprint.hexdigest(),
+            desired_digest=desired_digest.hexdigest(), notes=tuple(notes),
+            estimate=tally.estimate(manifest.depth + 1, batch_size=BATCH_SIZE, concurrency=self._concurrency).to_dict(),
+            listing_ranges=tuple((bounds.start_after, bounds.last) for bounds in ranges),
         )
         logger.info("restore planned", extra={"plan_id": plan_id, "source": source, "snapshot_id": plan.snapshot_id,
                                               "target": target, "prefix": prefix, "to_copy": plan.to_copy,
@@ -273,10 +294,37 @@ class BucketRestorer:
                                               "archived": plan.archived, "bytes_to_copy": plan.bytes_to_copy})
         return plan
 
+    def _listing_ranges(self, manifest: ManifestStream, prefix: str) -> tuple[KeyRange, ...]:
+        """The key ranges a plan lists at once: cut from the restore point's keys under `prefix` (one pass over its
+        manifest) when it holds more than a listing page per range, else the whole bucket."""
+        if range_count(manifest.objects, KEYS_PER_LIST_PAGE, LISTING_RANGES) < 2:
+            return WHOLE_BUCKET
+        keys = (entry.key for entry in manifest.entries() if entry.key.startswith(prefix))
+        return ranges_spread_over(keys, KEYS_PER_LIST_PAGE, LISTING_RANGES)
+
+    def _planned_pairs(self, manifest: ManifestStream, target: str, prefix: str, ranges: Sequence[KeyRange],
+                       moment: datetime | None, history: HistoryCount) -> Iterator[Pair]:
+        """The desired and the current state of `target`, key by key in key order: the snapshot's objects, or with a
+        `moment` the state then, from the snapshot and its bucket's history since (which, restoring a bucket into
+        itself, is the target's listing too: listed once), beside the target's listing (in `ranges` at once)."""
+        snapshot = snapshot_state(manifest, prefix)
+        if moment is None:
+            return keyed_pairs(snapshot, currents(self._states.versions_in_ranges(target, prefix, ranges)))
+        source_history = self._states.versions_in_ranges(manifest.bucket, prefix, ranges)
+        keyed = states_at(manifest.bucket, snapshot, source_history, moment, history)
+        if target == manifest.bucket:
+            return ((state, have) for _, state, versions in keyed
+                    if (have := current_among(versions)) is not None or state is not None)
+        return keyed_pairs((state for _, state, _ in keyed if state is not None),
+                           currents(self._states.versions_in_ranges(target, prefix, ranges)))
+
     def fingerprint(self, plan: RestorePlan) -> str:
-        """The target's current fingerprint under the plan's prefix; differs from `plan.fingerprint`
-        when the world changed since the plan."""
-        return fingerprint_of(current_of(self._states.list_versions(plan.target_bucket, plan.prefix)))
+        """The target's current fingerprint under the plan's prefix (listed in the plan's ranges at once); differs
+        from `plan.fingerprint` when the world changed since the plan."""
+        fingerprint = KeyOrderDigest()
+        for have in currents(self._target_listing(plan)):
+            fingerprint.add([have.key, have.version_id, have.etag])
+        return fingerprint.hexdigest()
 
     # Apply ---------------------------------------------------------------------------------------
 
@@ -288,7 +336,11 @@ class BucketRestorer:
         shards = read_shard_plan(self._store, plan.target_bucket, plan.plan_id)
         if shards is not None:  # fanned out by an earlier apply: its shards apply it
             return self._continue_fan_out(shards)
-        desired = self._states.desired(plan)
+        # A restore this big fans out once its safety snapshot is taken: its desired state is then read as it is
+        # written into the shards' slices, never held. Any other is held, and checked as planned before anything.
+        fan_out = (self._fan_out is not None and resume_request is not None
+                   and plan.objects_desired + plan.to_remove > self._fan_out[0].threshold_objects)
+        desired = None if fan_out else self._desired_held(plan)
         if plan.to_remove:
             self._require_versioning(plan)  # before a safety snapshot that could only be wasted
         if safety_snapshot_id is not None:
@@ -305,16 +357,22 @@ class BucketRestorer:
             return RestoreProgress(plan.plan_id, False, safety.backup_id if started else None, 0, 0, 0, None)
         before = self._require_unchanged_since_plan(plan, safety.backup_id)
         written = read_written(self._store, plan.target_bucket, plan.plan_id)
+        if fan_out and not written:
+            assert self._fan_out is not None and resume_request is not None
+            # The keys the restore touches: the desired state's and the target's (its safety snapshot's), which it
+            # removes where they are not desired (`plan.to_remove`: the target is as planned).
+            target_keys = (entry.key for entry in before.entries() if entry.key.startswith(plan.prefix))
+            return self._start_fan_out(write_shard_plan(self._store, plan, safety.backup_id, self._states.desired(plan),
+                                                        target_keys, self._fan_out[0].shard_objects, resume_request))
+        if desired is None:  # planned to fan out, but an earlier apply of it wrote changes itself
+            desired = self._desired_held(plan)
         # A first apply has changed nothing yet: the target is as its safety snapshot just listed it, which saves
         # listing it again. An apply that continues one lists what the earlier ones changed.
-        current = current_in_snapshot(before, plan.prefix) if not written else current_of(
-            self._states.list_versions(plan.target_bucket, plan.prefix))
+        current = current_in_snapshot(before.entries(), plan.prefix) if not written else current_of(
+            self._target_listing(plan))
         with ThreadPoolExecutor(self._concurrency) as pool:
-            diff = self._diff(desired, current, plan.target_bucket, written, pool)
-            if (not written and self._fan_out is not None and resume_request is not None
-                    and len({*desired, *diff.remove}) > self._fan_out[0].threshold_objects):
-                return self._start_fan_out(write_shard_plan(self._store, plan, safety.backup_id, desired, diff.remove,
-                                                            self._fan_out[0].shard_objects, resume_request))
+            diff = content_diff(desired, current, plan.target_bucket, written, self._same_objects(plan.target_bucket,
+                                                                                                   pool))
             logger.info("restore applying", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
                                                    "to_copy": len(diff.copy), "to_remove": len(diff.remove),
                                                    "already_done": diff.unchanged})
@@ -324,8 +382,7 @@ class BucketRestorer:
                                                      "removed": applied.removed})
                 return RestoreProgress(plan.plan_id, False, safety.backup_id, applied.copied, applied.removed,
                                        applied.bytes_copied, None)
-            verification = self._verifier.verify(plan, desired, self._states.list_versions(plan.target_bucket,
-                                                                                          plan.prefix), pool)
+            verification = self._verifier.verify(plan, desired, self._target_listing(plan), pool)
         logger.info("restore applied", extra={"plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id,
                                               "copied": applied.copied, "removed": applied.removed,
                                               "bytes_copied": applied.bytes_copied,
@@ -350,7 +407,7 @@ class BucketRestorer:
         written = read_written(self._store, target, records)
         with ThreadPoolExecutor(self._concurrency) as pool:
             current = current_of(self._states.list_versions(target, plan.prefix, bounds))
-            diff = self._diff(desired, current, target, written, pool)
+            diff = content_diff(desired, current, target, written, self._same_objects(target, pool))
             applied = self._apply_changes(plan, diff, written, pool, remaining_ms, records)
             record_run(self._store, shards, number, applied.counts(), self._clock())
             if not applied.finished:
@@ -365,9 +422,8 @@ class BucketRestorer:
     def verify(self, plan: RestorePlan) -> Verification:
         """Every desired key read back from the target; extra keys under the prefix reported."""
         with ThreadPoolExecutor(self._concurrency) as pool:
-            desired = self._states.desired(plan)
-            return self._verifier.verify(plan, desired, self._states.list_versions(plan.target_bucket, plan.prefix),
-                                         pool)
+            desired = self._desired_held(plan)
+            return self._verifier.verify(plan, desired, self._target_listing(plan), pool)
 
     # Target state ------------------------------------------------------------------------------
 
@@ -393,24 +449,32 @@ class BucketRestorer:
             raise InvalidRequest(f"no safety snapshot {snapshot_id} of bucket {bucket}: continue an apply with the "
                                  "safety_snapshot_id it returned, or start it without one")
 
-    def _require_unchanged_since_plan(self, plan: RestorePlan, safety_snapshot_id: str) -> SnapshotManifest:
+    def _require_unchanged_since_plan(self, plan: RestorePlan, safety_snapshot_id: str) -> ManifestStream:
         """The safety snapshot is the target's state before this restore changed anything: it must be the
-        state the plan was made against (its manifest, answered). (A resumed apply checks the same immutable
-        manifest again.)"""
+        state the plan was made against (its manifest, opened and streamed). (A resumed apply checks the same
+        immutable manifest again.)"""
         before = self._states.manifest(plan.target_bucket, safety_snapshot_id)
-        state = state_fingerprint((entry.key, entry.version_id, entry.etag) for entry in before.objects
-                                  if entry.key.startswith(plan.prefix))
-        if state != plan.fingerprint:
+        state = KeyOrderDigest()
+        for entry in before.entries():
+            if entry.key.startswith(plan.prefix):
+                state.add([entry.key, entry.version_id, entry.etag])
+        if state.hexdigest() != plan.fingerprint:
             raise TargetChanged(f"s3://{plan.target_bucket}/{plan.prefix} changed since plan {plan.plan_id} was made "
                                 f"(safety snapshot {safety_snapshot_id} differs from the planned state); plan again")
         return before
 
-    def _diff(self, desired: dict[str, DesiredObject], current: dict[str, ListedVersion], target: str,
-              written: Written, pool: ThreadPoolExecutor) -> ContentDiff:
+    def _target_listing(self, plan: RestorePlan) -> Iterator[ListedVersion]:
+        """The target's versions under the plan's prefix, in key order, listed in the plan's ranges at once."""
+        return self._states.versions_in_ranges(plan.target_bucket, plan.prefix, plan.ranges())
+
+    def _desired_held(self, plan: RestorePlan) -> dict[str, DesiredObject]:
+        return {want.key: want for want in self._states.desired(plan)}
+
+    def _same_objects(self, target: str, pool: ThreadPoolExecutor) -> SameObjects:
         def same_objects(pairs: list[tuple[DesiredObject, ListedVersion]]) -> Iterable[bool]:
             return self._verifier.same_objects(target, pairs, pool)
 
-        return content_diff(desired, current, target, written, same_objects)
+        return same_objects
 
     # Fan-out -------------------------------------------------------------------------------------
 

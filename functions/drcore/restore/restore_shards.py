@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -128,34 +128,53 @@ def _runs_prefix(target: str, plan_id: str, number: int) -> str:
     return shard_key(target, plan_id, f"{number:05d}/runs/")
 
 
-def cut_shards(keys_touched: Sequence[str], shard_objects: int) -> tuple[KeyRange, ...]:
-    """Key ranges of `shard_objects` of the sorted `keys_touched` each, the first from the bucket's start and the
-    last to its end: every key under the plan's prefix falls in exactly one."""
-    return ranges_cut_at([keys_touched[end - 1] for end in range(shard_objects, len(keys_touched), shard_objects)])
-
-
 def write_shard_plan(store: BackupStore, plan: RestorePlan, safety_snapshot_id: str,
-                     desired: dict[str, DesiredObject], to_remove: Iterable[str],
-                     shard_objects: int, resume_request: dict[str, Any]) -> RestoreShardPlan:
-    """Write the slices, the items and then the plan (an apply that died half-way writes what is missing: the
-    same bytes, from the same safety snapshot and desired state)."""
+                     desired: Iterable[DesiredObject], target_keys: Iterable[str], shard_objects: int,
+                     resume_request: dict[str, Any]) -> RestoreShardPlan:
+    """Cut the keys the restore touches (the `desired` state's and the target's, both in key order) into ranges of
+    `shard_objects` keys each, the first from the bucket's start and the last to its end, so that every key under
+    the plan's prefix falls in exactly one; write each range's slice of the desired state as soon as the range is
+    cut, holding only that slice; then the items and, last, the plan. An apply that died half-way writes what is
+    missing: the same bytes, from the same safety snapshot and desired state. Whatever raises while `desired` is
+    read (a state no longer as planned) leaves no plan written."""
     target, plan_id = plan.target_bucket, plan.plan_id
-    ranges = cut_shards(sorted({*desired, *to_remove}), shard_objects)
-    ordered = sorted(desired)
-    start = 0
-    for number, bounds in enumerate(ranges):
-        end = start
-        while end < len(ordered) and bounds.holds(ordered[end]):
-            end += 1
-        store.put_same_once(_slice_key(target, plan_id, number),
-                            gzip_json_lines(asdict(desired[key]) for key in ordered[start:end]), ContentEncoding="gzip")
-        start = end
+    cuts: list[str] = []
+    held: list[DesiredObject] = []  # the desired objects of the range being cut
+    cut_after: str | None = None
+    for touched, (key, want) in enumerate(_union(desired, target_keys), 1):
+        if cut_after is not None:  # a key beyond the last cut: the range before it is closed
+            store.put_same_once(_slice_key(target, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
+                                ContentEncoding="gzip")
+            cuts.append(cut_after)
+            held, cut_after = [], None
+        if want is not None:
+            held.append(want)
+        if touched % shard_objects == 0:
+            cut_after = key
+    store.put_same_once(_slice_key(target, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
+                        ContentEncoding="gzip")
+    ranges = ranges_cut_at(cuts)
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
     store.put_same_once(items_key(target, plan_id), items.encode())
     document = {"format": PLAN_FORMAT, "plan": plan.to_dict(), "safety_snapshot_id": safety_snapshot_id,
                 "ranges": [[bounds.start_after, bounds.last] for bounds in ranges], "resume": resume_request}
     store.put_same_once(shard_key(target, plan_id, "plan.json"), json.dumps(document).encode())
     return RestoreShardPlan(plan, safety_snapshot_id, ranges, resume_request)
+
+
+def _union(desired: Iterable[DesiredObject], keys: Iterable[str]) -> Iterator[tuple[str, DesiredObject | None]]:
+    """Each key of either, in key order, with its desired object (None: the target's alone)."""
+    wants, others = iter(desired), iter(keys)
+    want, other = next(wants, None), next(others, None)
+    while want is not None or other is not None:
+        if want is not None and (other is None or want.key <= other):
+            if want.key == other:
+                other = next(others, None)
+            yield want.key, want
+            want = next(wants, None)
+        elif other is not None:
+            yield other, None
+            other = next(others, None)
 
 
 def read_shard_plan(store: BackupStore, target: str, plan_id: str) -> RestoreShardPlan | None:
