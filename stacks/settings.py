@@ -417,7 +417,7 @@ class RecoveryOptions(_Strict):
     # The recovery function's memory. Its checks of a snapshot (list_backups, verify_backup's sample, the
     # post-recovery data check) hold its manifest compressed and a hash per stored body: about 200 bytes per object
     # (embedded/bench_manifest_memory.py), some 5 million objects in the default; 2,560 for 10 million. A restore's
-    # plan streams (under 100 bytes per object), but its safety snapshot reads the target's newest snapshot whole:
+    # plan streams (about 100 bytes per object), but its safety snapshot reads the target's newest snapshot whole:
     # about 1,400 bytes per object of the target.
     memory_mb: int = Field(DEFAULT_RECOVERY_MEMORY_MB, ge=DEFAULT_RECOVERY_MEMORY_MB, le=MAX_FUNCTION_MEMORY_MB)
 
