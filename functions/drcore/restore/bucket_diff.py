@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from drcore.aws.object_identity import BodyIdentity, ObjectHeaders
 from drcore.aws.s3_copy import ARCHIVE_STORAGE_CLASSES
@@ -195,7 +195,7 @@ def currents(listing: Iterable[ListedVersion]) -> Iterator[ListedVersion]:
 
 
 def current_of(listing: Iterable[ListedVersion]) -> dict[str, ListedVersion]:
-    return {item.key: item for item in listing if item.is_latest and not item.delete_marker}
+    return {item.key: item for item in currents(listing)}
 
 
 def current_among(versions: Iterable[ListedVersion]) -> ListedVersion | None:
@@ -331,14 +331,23 @@ class Decided:
         return None
 
 
-def keyed_pairs(desired: Iterable[DesiredObject], current: Iterable[ListedVersion]) -> Iterator[Pair]:
-    """Each key of either in key order, with its desired object and its current version (None where it has none).
-    Both come in key order, one per key; anything else raises ValueError."""
+class Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+Want = TypeVar("Want", bound=Keyed)
+Have = TypeVar("Have", bound=Keyed)
+
+
+def keyed_pairs(desired: Iterable[Want], current: Iterable[Have]) -> Iterator[tuple[Want | None, Have | None]]:
+    """Each key of either in key order, with its desired item and its current one (None where it has none). Both
+    come in key order, one per key; anything else raises ValueError."""
     wants, haves = iter(desired), iter(current)
     want, have = next(wants, None), next(haves, None)
     last: str | None = None
     while want is not None or have is not None:
-        pair: Pair
+        pair: tuple[Want | None, Have | None]
         if have is None or (want is not None and want.key < have.key):
             pair, want = (want, None), next(wants, None)
         elif want is None or have.key < want.key:
@@ -350,6 +359,11 @@ def keyed_pairs(desired: Iterable[DesiredObject], current: Iterable[ListedVersio
             raise ValueError(f"not in key order: {key!r} after {last!r}")
         last = key
         yield pair
+
+
+def fingerprint_row(current: ListedVersion | ManifestEntry) -> list[str]:
+    """A current version's row in a bucket state's fingerprint, whether listed or recorded by a snapshot."""
+    return [current.key, current.version_id, current.etag]
 
 
 def _classified(want: DesiredObject | None, have: ListedVersion | None, target: str, written: Written) -> Decided:

@@ -105,6 +105,7 @@ from drcore.restore.bucket_diff import (
     current_of,
     currents,
     decide,
+    fingerprint_row,
     keyed_pairs,
     states_at,
 )
@@ -185,7 +186,7 @@ def _digested(pairs: Iterable[Pair], fingerprint: KeyOrderDigest, desired: KeyOr
     """`pairs`, hashed as they go: the target's state into `fingerprint`, the desired state into `desired`."""
     for want, have in pairs:
         if have is not None:
-            fingerprint.add([have.key, have.version_id, have.etag])
+            fingerprint.add(fingerprint_row(have))
         if want is not None:
             desired.add(want.identity())
         yield want, have
@@ -323,7 +324,7 @@ class BucketRestorer:
         from `plan.fingerprint` when the world changed since the plan."""
         fingerprint = KeyOrderDigest()
         for have in currents(self._target_listing(plan)):
-            fingerprint.add([have.key, have.version_id, have.etag])
+            fingerprint.add(fingerprint_row(have))
         return fingerprint.hexdigest()
 
     # Apply ---------------------------------------------------------------------------------------
@@ -361,9 +362,9 @@ class BucketRestorer:
             assert self._fan_out is not None and resume_request is not None
             # The keys the restore touches: the desired state's and the target's (its safety snapshot's), which it
             # removes where they are not desired (`plan.to_remove`: the target is as planned).
-            target_keys = (entry.key for entry in before.entries() if entry.key.startswith(plan.prefix))
+            target_entries = (entry for entry in before.entries() if entry.key.startswith(plan.prefix))
             return self._start_fan_out(write_shard_plan(self._store, plan, safety.backup_id, self._states.desired(plan),
-                                                        target_keys, self._fan_out[0].shard_objects, resume_request))
+                                                        target_entries, self._fan_out[0].shard_objects, resume_request))
         if desired is None:  # planned to fan out, but an earlier apply of it wrote changes itself
             desired = self._desired_held(plan)
         # A first apply has changed nothing yet: the target is as its safety snapshot just listed it, which saves
@@ -457,7 +458,7 @@ class BucketRestorer:
         state = KeyOrderDigest()
         for entry in before.entries():
             if entry.key.startswith(plan.prefix):
-                state.add([entry.key, entry.version_id, entry.etag])
+                state.add(fingerprint_row(entry))
         if state.hexdigest() != plan.fingerprint:
             raise TargetChanged(f"s3://{plan.target_bucket}/{plan.prefix} changed since plan {plan.plan_id} was made "
                                 f"(safety snapshot {safety_snapshot_id} differs from the planned state); plan again")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -41,7 +41,7 @@ from typing import Any
 from drcore.backup.snapshot_checkpoints import KeyRange, ranges_cut_at
 from drcore.core.errors import InvalidRequest
 from drcore.core.models import to_iso
-from drcore.restore.bucket_diff import DesiredObject, sample
+from drcore.restore.bucket_diff import DesiredObject, Keyed, keyed_pairs, sample
 from drcore.restore.bucket_plan import RestorePlan, Verification
 from drcore.state.backup_store import BackupStore, gzip_json_lines, read_gzip_json_lines, restore_shards_prefix
 
@@ -129,7 +129,7 @@ def _runs_prefix(target: str, plan_id: str, number: int) -> str:
 
 
 def write_shard_plan(store: BackupStore, plan: RestorePlan, safety_snapshot_id: str,
-                     desired: Iterable[DesiredObject], target_keys: Iterable[str], shard_objects: int,
+                     desired: Iterable[DesiredObject], target: Iterable[Keyed], shard_objects: int,
                      resume_request: dict[str, Any]) -> RestoreShardPlan:
     """Cut the keys the restore touches (the `desired` state's and the target's, both in key order) into ranges of
     `shard_objects` keys each, the first from the bucket's start and the last to its end, so that every key under
@@ -137,44 +137,29 @@ def write_shard_plan(store: BackupStore, plan: RestorePlan, safety_snapshot_id: 
     cut, holding only that slice; then the items and, last, the plan. An apply that died half-way writes what is
     missing: the same bytes, from the same safety snapshot and desired state. Whatever raises while `desired` is
     read (a state no longer as planned) leaves no plan written."""
-    target, plan_id = plan.target_bucket, plan.plan_id
+    bucket, plan_id = plan.target_bucket, plan.plan_id
     cuts: list[str] = []
     held: list[DesiredObject] = []  # the desired objects of the range being cut
     cut_after: str | None = None
-    for touched, (key, want) in enumerate(_union(desired, target_keys), 1):
+    for touched, (want, have) in enumerate(keyed_pairs(desired, target), 1):
         if cut_after is not None:  # a key beyond the last cut: the range before it is closed
-            store.put_same_once(_slice_key(target, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
+            store.put_same_once(_slice_key(bucket, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
                                 ContentEncoding="gzip")
             cuts.append(cut_after)
             held, cut_after = [], None
         if want is not None:
             held.append(want)
         if touched % shard_objects == 0:
-            cut_after = key
-    store.put_same_once(_slice_key(target, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
+            cut_after = (want or have).key  # type: ignore[union-attr]  # a pair has one or both
+    store.put_same_once(_slice_key(bucket, plan_id, len(cuts)), gzip_json_lines(map(asdict, held)),
                         ContentEncoding="gzip")
     ranges = ranges_cut_at(cuts)
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(ranges)))
-    store.put_same_once(items_key(target, plan_id), items.encode())
+    store.put_same_once(items_key(bucket, plan_id), items.encode())
     document = {"format": PLAN_FORMAT, "plan": plan.to_dict(), "safety_snapshot_id": safety_snapshot_id,
                 "ranges": [[bounds.start_after, bounds.last] for bounds in ranges], "resume": resume_request}
-    store.put_same_once(shard_key(target, plan_id, "plan.json"), json.dumps(document).encode())
+    store.put_same_once(shard_key(bucket, plan_id, "plan.json"), json.dumps(document).encode())
     return RestoreShardPlan(plan, safety_snapshot_id, ranges, resume_request)
-
-
-def _union(desired: Iterable[DesiredObject], keys: Iterable[str]) -> Iterator[tuple[str, DesiredObject | None]]:
-    """Each key of either, in key order, with its desired object (None: the target's alone)."""
-    wants, others = iter(desired), iter(keys)
-    want, other = next(wants, None), next(others, None)
-    while want is not None or other is not None:
-        if want is not None and (other is None or want.key <= other):
-            if want.key == other:
-                other = next(others, None)
-            yield want.key, want
-            want = next(wants, None)
-        elif other is not None:
-            yield other, None
-            other = next(others, None)
 
 
 def read_shard_plan(store: BackupStore, target: str, plan_id: str) -> RestoreShardPlan | None:
