@@ -71,15 +71,6 @@ class ControllerStack(Stack):
             backup_bucket=backup_bucket,
             alert_topic=alerting.alert_topic,
         )
-        # Big snapshots of the data bucket run as shards (the standby, which backs up its function only, has none).
-        snapshot_fan_out = SnapshotFanOut(
-            self,
-            "SnapshotFanOut",
-            settings=settings,
-            backup_function=backups.function,
-            backup_bucket=backup_bucket,
-            alert_topic=alerting.alert_topic,
-        )
         retention = Retention(
             self,
             "Retention",
@@ -99,6 +90,17 @@ class ControllerStack(Stack):
             alerting=alerting,
             alarms=alarms,
             backup_bucket=backup_bucket,
+        )
+        # Big snapshots of the data bucket run as shards (the standby, which backs up its function only, has none), a
+        # restore's safety snapshot of it too.
+        snapshot_fan_out = SnapshotFanOut(
+            self,
+            "SnapshotFanOut",
+            settings=settings,
+            backup_function=backups.function,
+            recovery_function=recovery.function,
+            backup_bucket=backup_bucket,
+            alert_topic=alerting.alert_topic,
         )
         # Big restores run as shards too (the standby's never fan out).
         restore_fan_out = RestoreFanOut(

@@ -33,10 +33,13 @@
      machine the stack names, each shard invoked as the map's children invoke it, the snapshot resumed while
      a shard is unfinished (its execution described) and once all are done (the merge). moto runs no
      Distributed Map and has no RedriveExecution: the shards are invoked here, and no redrive is recorded;
-   - a restore of that snapshot past the threshold: planned and confirmed through the recovery function (its safety
-     snapshot, its shard plan, its execution started), each shard applied by the restore shard worker as the map's
-     children invoke it, `status` while it runs (the running executions listed), and the execution's resume
-     request sent to the recovery function (the merge, the journal, the validation).
+   - a restore of that snapshot past the threshold: planned and confirmed through the recovery function, which
+     starts its safety snapshot (of the data bucket, past the threshold) on the snapshot fan-out, whose shards and
+     merge the backup function runs as above, and whose resume request (the snapshot execution's last step) sent to
+     the recovery function has it write the restore's shard plan and start its execution; each shard applied by
+     the restore shard worker as the map's children invoke it, `status` while it runs (the running executions
+     listed), and the execution's resume request sent to the recovery function (the merge, the journal, the
+     validation).
 
 Each scenario must reach the outcome it is there for (`ScenarioFailed` otherwise), so the check never
 passes on calls recorded along an error path.
@@ -437,6 +440,15 @@ def _snapshot_fanned_out(system: SampleSystem) -> str:
     _expect(fanned["status"] == "fanned_out" and fanned["details"]["shards"] >= 2, "a snapshot fanned out", fanned)
     backup_id, shards = fanned["backup_id"], fanned["details"]["shards"]
 
+    _snapshot_shards_merged(backup_id, shards)
+    return backup_id
+
+
+def _snapshot_shards_merged(backup_id: str, shards: int) -> None:
+    """What the snapshot fan-out's execution has the backup function do: each shard, then the merge (asked once
+    before, while a shard is still to run)."""
+    import backup.handler as backup
+
     def shard(number: int) -> dict[str, Any]:
         answer = backup.handler({"component": "s3", "shard": {"backup_id": backup_id, "number": number}},
                                 _context(BACKUP_FUNCTION))
@@ -451,7 +463,6 @@ def _snapshot_fanned_out(system: SampleSystem) -> str:
         shard(number)
     [merged] = backup.handler({"component": "s3", "resume": backup_id}, _context(BACKUP_FUNCTION))["components"]
     _expect(merged["status"] == "complete", "the shards merged", merged)
-    return backup_id
 
 
 def _restore_fanned_out(system: SampleSystem, snapshot_id: str) -> None:
@@ -473,7 +484,16 @@ def _restore_fanned_out(system: SampleSystem, snapshot_id: str) -> None:
     planned = recovery.handler(request, _context(RECOVERY_FUNCTION))
     _expect(planned.get("ok") is True, "the big restore's plan", planned)
     plan_id = planned["result"]["plan_id"]
-    waiting = recovery.handler({**request, "confirm": plan_id}, _context(RECOVERY_FUNCTION))
+    # Its safety snapshot first: a snapshot of the data bucket past the threshold, in shards by the snapshot
+    # fan-out (the backup function's shards and merge), whose last step resumes the restore
+    safety = recovery.handler({**request, "confirm": plan_id}, _context(RECOVERY_FUNCTION))
+    _expect(safety.get("ok") is True and safety["result"]["status"] == "in_progress"
+            and safety["result"]["progress"]["safety_fan_out"]["shards"] >= 2, "a safety snapshot fanned out", safety)
+    _snapshot_shards_merged(safety["result"]["progress"]["safety_snapshot_id"],
+                            safety["result"]["progress"]["safety_fan_out"]["shards"])
+    safety_input = json.loads(machine.describe_execution(
+        executionArn=safety["result"]["progress"]["waiting_for"])["input"])
+    waiting = recovery.handler(safety_input["resume"], _context(RECOVERY_FUNCTION))
     _expect(waiting.get("ok") is True and waiting["result"]["status"] == "in_progress"
             and waiting["result"]["progress"]["fan_out"]["shards"] >= 2, "a restore fanned out", waiting)
     execution_input = json.loads(machine.describe_execution(

@@ -63,7 +63,7 @@ from stacks.constructs.recovery import (
     restore_target_arns,
     restore_target_objects,
 )
-from stacks.constructs.shard_fanout import Invoked, ShardFanOut, ShardJob, fanout_name
+from stacks.constructs.shard_fanout import RESUME_PATH, Invoked, ShardFanOut, ShardJob, fanout_name
 from stacks.settings import Settings
 
 RESTORE_SHARD_HANDLER = "restore_shard.handler.handler"
@@ -85,8 +85,6 @@ SHARD_TARGET_OBJECT_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjec
                              "s3:GetObjectVersionTagging")
 # In the backup bucket, a worker lists its restore's records (a missing one is then answered 404, not 403).
 RESTORE_RECORDS_LISTING = ("s3:ListBucket",)
-# Where the execution's input holds the request that resumes the plan, sent once every shard is done.
-RESUME_PATH = "$.resume"
 
 
 def restore_fanout_name(settings: Settings) -> str:

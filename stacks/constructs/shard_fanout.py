@@ -13,6 +13,8 @@ file in the backup bucket, and starts an execution named after the job with the 
   refuses (`ok: false`) fails at once. One failed shard fails the map, and the execution: redriving it runs again
   only the shards that failed.
 - `Merge`: with every shard done, the job's merge function brings the shards' work together.
+- `Resume requested` (a job that something may wait for: `ShardJob.then`): when the execution's input holds
+  `resume`, `Resume` sends that request to the function waiting (a restore, whose safety snapshot this was).
 
 The map writes its children's results (which shards failed, and why) to a results bucket rather than into its
 output, which holds at most 256 KiB: a few thousand shards' results would not fit. Not to the backup bucket: every
@@ -57,6 +59,8 @@ FANOUT_TIMEOUT = Duration.hours(24)
 SHARDS_LABEL = "Shards"
 # Where the execution's input names the shard items in the backup bucket.
 ITEMS_KEY_PATH = "$.items_key"
+# Where the execution's input holds the request that resumes what waits for the job (a restore's plan).
+RESUME_PATH = "$.resume"
 # Lambda's transient errors (the Step Functions guide's list): retried soon and often.
 LAMBDA_TRANSIENT_ERRORS = (
     "Lambda.TooManyRequestsException",
@@ -150,6 +154,9 @@ class ShardJob:
     comment: str
     alarm_name: str
     alarm_description: str
+    # Invoked after the merge, when the execution's input holds `resume`, with that request: what waits for the job
+    # (the recovery function, for a restore's safety snapshot). None: nothing waits for this kind of job.
+    then: Invoked | None = None
 
     @property
     def title(self) -> str:
@@ -268,7 +275,7 @@ class ShardFanOut(Construct):
         )
         task.add_retry(errors=list(LAMBDA_TRANSIENT_ERRORS), interval=Duration.seconds(2), backoff_rate=2,
                        max_attempts=6, jitter_strategy=sfn.JitterType.FULL)
-        # A shard and a merge are idempotent: each continues from its checkpoints.
+        # A shard, a merge and a resume are idempotent: each continues from its checkpoints (a resume, the plan's).
         task.add_retry(errors=[sfn.Errors.TASKS_FAILED], interval=WORKER_RETRY_INTERVAL, backoff_rate=2,
                        max_attempts=WORKER_RETRIES, jitter_strategy=sfn.JitterType.FULL)
         return task
@@ -313,14 +320,22 @@ class ShardFanOut(Construct):
         )
         shards.item_processor(shard.next(shard_finished))
         merge = self._invoke("Merge", job.merge.function, job.merge_payload, result_path=sfn.JsonPath.DISCARD)
-        return shards.next(merge).next(sfn.Succeed(self, f"{job.title} merged"))
+        merged = sfn.Succeed(self, f"{job.title} merged")
+        if job.then is None:
+            return shards.next(merge).next(merged)
+        resume = self._invoke("Resume", job.then.function, sfn.TaskInput.from_json_path_at(RESUME_PATH),
+                              result_path=sfn.JsonPath.DISCARD)
+        resume_requested = (sfn.Choice(self, "Resume requested")
+                            .when(sfn.Condition.is_present(RESUME_PATH), resume.next(merged))
+                            .otherwise(merged))
+        return shards.next(merge).next(resume_requested)
 
     # Permissions
 
     def _role_statements(self, backup_bucket: BackupBucket) -> list[iam.PolicyStatement]:
         job = self._job
         invoked: dict[str, lambda_.IFunction] = {}
-        for target in (job.worker, job.merge):
+        for target in (job.worker, job.merge, *((job.then,) if job.then else ())):
             # One statement for a function that is both the worker and the merge (the backup function).
             if invoked.setdefault(f"Invoke{target.name}", target.function) is not target.function:
                 raise ValueError(f"{job.kind} fan-out: two functions named {target.name}")

@@ -13,6 +13,10 @@ and an execution named after the snapshot starts with `{"backup_id": "<snapshot 
   `{"component": "s3", "resume": "<snapshot id>"}`) runs again only the shards that failed.
 - `Merge`: with every shard done, the backup function writes the snapshot's manifest from the shards'
   checkpoints (`{"component": "s3", "resume": "<snapshot id>"}`).
+- `Resume requested`: a restore's safety snapshot of the data bucket is fanned out by the recovery function, which
+  starts the execution with `resume` besides, its request that resumes the restore (drcore.backup.snapshot_shards:
+  the plan's `then`). `Resume` sends it that request once the snapshot is merged; the restore then goes on. A
+  scheduled snapshot's execution has none, and ends.
 
 It makes the fan-outs' results bucket; its Map Runs write under RESULTS_PREFIX there.
 """
@@ -39,8 +43,10 @@ def snapshot_fanout_name(settings: Settings) -> str:
     return fanout_name(settings, SNAPSHOT_KIND)
 
 
-def snapshot_job(settings: Settings, backup_function: lambda_.IFunction) -> ShardJob:
-    """Each shard and the merge by the backup function, which planned the snapshot."""
+def snapshot_job(settings: Settings, backup_function: lambda_.IFunction,
+                 recovery_function: lambda_.IFunction) -> ShardJob:
+    """Each shard and the merge by the backup function, which planned the snapshot (or the recovery function, a
+    restore's safety snapshot, resumed when it is merged)."""
     backup = Invoked(backup_function, "BackupFunction")
     return ShardJob(
         kind=SNAPSHOT_KIND,
@@ -57,6 +63,7 @@ def snapshot_job(settings: Settings, backup_function: lambda_.IFunction) -> Shar
                                                  "reason": "snapshot fan-out merge"}),
         items=items_key(settings.data_bucket, "*"),
         results_prefix=RESULTS_PREFIX,
+        then=Invoked(recovery_function, "RecoveryFunction"),
         role_description=f"Runs the snapshot fan-out of {settings.data_bucket}",
         comment=f"Snapshots {settings.data_bucket} in shards, then merges them (a big bucket snapshot)",
         alarm_name=f"{settings.protected_function}-backup-s3-fanout-unfinished",
@@ -66,7 +73,9 @@ def snapshot_job(settings: Settings, backup_function: lambda_.IFunction) -> Shar
             'the backup function {"component": "s3", "resume": "<snapshot id>"}, the snapshot id being the '
             "execution's name; Step Functions runs again only the shards that failed, then the merge. The "
             "execution's Map Run names the failed shards and their errors; the backup function's logs say why. "
-            "Scheduled snapshots go on meanwhile, each a new one."
+            "Scheduled snapshots go on meanwhile, each a new one. An execution whose input holds resume is a "
+            "restore's safety snapshot: the restore waits for it. If the snapshot merged but Resume failed, send the "
+            "recovery function that resume request yourself (the recovery function's logs say why it failed)."
         ),
     )
 
@@ -79,13 +88,19 @@ class SnapshotFanOut(ShardFanOut):
         *,
         settings: Settings,
         backup_function: lambda_.Function,
+        recovery_function: lambda_.Function,
         backup_bucket: BackupBucket,
         alert_topic: sns.ITopic,
     ) -> None:
         """Runs the big snapshots of `backup_function` (which backs up the data bucket into `backup_bucket`, where
-        the map reads each snapshot's shards), makes the fan-outs' results bucket, and alerts `alert_topic` when an
-        execution ends without finishing its snapshot."""
-        super().__init__(scope, construct_id, settings=settings, job=snapshot_job(settings, backup_function),
+        the map reads each snapshot's shards) and the big safety snapshots of `recovery_function`'s restores (which
+        it resumes), makes the fan-outs' results bucket, and alerts `alert_topic` when an execution ends without
+        finishing its snapshot."""
+        super().__init__(scope, construct_id, settings=settings,
+                         job=snapshot_job(settings, backup_function, recovery_function),
                          backup_bucket=backup_bucket, alert_topic=alert_topic)
         self.let_start(backup_function, BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE.value,
                        policy_id="BackupFunctionRunsFanOut")
+        # A restore into the data bucket takes its safety snapshot as a snapshot of it: past the threshold, in shards.
+        self.let_start(recovery_function, BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE.value,
+                       policy_id="RecoveryFunctionRunsSnapshotFanOut")

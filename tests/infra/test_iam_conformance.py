@@ -90,6 +90,10 @@ ALLOWED_UNUSED: dict[tuple[str, str, str], str] = {
         "resuming a fanned-out snapshot whose execution failed redrives it (drcore.aws.state_machines); moto has no "
         "RedriveExecution, so the fan-out scenario resumes a running execution only "
         "(tests/unit/test_snapshot_fanout.py fakes the redrive's answer)",
+    ("recovery", "states:RedriveExecution", SNAPSHOT_FANOUT.replace(":stateMachine:", ":execution:") + ":*"):
+        "resuming a restore whose safety snapshot's fan-out failed redrives it (drcore.aws.state_machines, through "
+        "the snapshot's own continuation); moto has no RedriveExecution, so the scenario resumes the restore once the "
+        "snapshot is merged (tests/unit/test_snapshot_fanout.py fakes the redrive's answer)",
     ("recovery", "states:RedriveExecution", RESTORE_FANOUT.replace(":stateMachine:", ":execution:") + ":*"):
         "resuming a fanned-out restore whose execution failed redrives it (drcore.aws.state_machines); moto has no "
         "RedriveExecution, so the restore fan-out scenario resumes a finished one only "

@@ -109,15 +109,14 @@ def test_environment_is_the_watchers_the_backup_functions_and_its_own(synth: Syn
     # (but the recovery function's own name, which only the region watcher is given, to ask it for plans)
     region_watcher_only = {v.value for v in REGION_WATCHER_ONLY}
     assert {name for name in variables if name.startswith("DR_")} == expected - STANDBY_ONLY - region_watcher_only
-    # And the watchers' and the backup function's variables have exactly their values there, but the snapshot
-    # fan-out's state machine, which only the backup function drives: a restore's safety snapshot never fans out
+    # And the watchers' and the backup function's variables have exactly their values there, the snapshot fan-out's
+    # state machine too: a restore's safety snapshot of the data bucket is a snapshot of it, in shards when big
     watcher, backup = _variables(synth, WATCHER), _variables(synth, BACKUP)
-    fan_out = BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE.value
     shared = {v.value for v in EnvVar} - STANDBY_ONLY
-    backups = {v.value for v in BackupEnvVar} - STANDBY_ONLY - {fan_out}
+    backups = {v.value for v in BackupEnvVar} - STANDBY_ONLY
     assert {name: variables[name] for name in shared} == {name: watcher[name] for name in shared}
     assert {name: variables[name] for name in backups} == {name: backup[name] for name in backups}
-    assert variables[fan_out] == "" != backup[fan_out]
+    assert variables[BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE] != ""
 
 
 def test_recovery_variables_follow_the_objectives_and_the_defaults(synth: Synthesized):

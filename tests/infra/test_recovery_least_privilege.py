@@ -283,13 +283,15 @@ def test_no_mutating_action_is_granted_on_a_broader_resource_than_needed(fixture
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/*",
         f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}-recovery/*",
         *(roles if roles is not None else [f"arn:aws:iam::{ACCOUNT}:role/{stack}-*"]),
-        # the restore fan-out's executions, named after restore plans
+        # the restore fan-out's executions, named after restore plans, and the snapshot fan-out's, named after
+        # snapshots (a restore's safety snapshot of the data bucket)
         f"arn:aws:states:{region}:{ACCOUNT}:execution:{function}-restore-fanout:*",
+        f"arn:aws:states:{region}:{ACCOUNT}:execution:{function}-snapshot-fanout:*",
     }
     # Then no resource is "*", and a wildcard appears only where a name is chosen at run time: object keys of
     # the restore targets, the backup store's prefixes, functions restored beside the protected one, layers
     # of this account, the stack ids, the role patterns cdk.json names (or the pipeline stack's roles), and the
-    # executions of the restore fan-out
+    # executions of the two fan-outs
     assert changing
     for resource in _resources(changing):
         assert resource != "*"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from drcore.core.config import BackupSettings, RecoveryEnvVar, RecoverySettings
+from drcore.core.config import BackupEnvVar, BackupSettings, RecoveryEnvVar, RecoverySettings
 from drcore.restore.restore_shards import items_key
 from embedded.aws_events import ACCOUNT
 from embedded.iam.actions import permissions_of
@@ -297,9 +297,12 @@ def test_the_workers_environment_is_the_backup_variables_and_the_restore_targets
     targets = RecoverySettings.from_environ(environ).restore_target_buckets
     assert backup.data_bucket == ("apilados-production-data" if fixture == "synth" else "orders.data.example")
     assert targets == (() if fixture == "synth" else ("orders-restore-scratch", "orders.drill.example"))
-    # And every one of its backup variables and the targets have the recovery function's values
-    shared = {name for name in variables if name.startswith("DR_")}
+    # And every one of its backup variables and the targets have the recovery function's values, but the snapshot
+    # fan-out's state machine: a shard takes no safety snapshot (the apply that fanned the restore out took it)
+    snapshot_fan_out = BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE.value
+    shared = {name for name in variables if name.startswith("DR_")} - {snapshot_fan_out}
     assert {name: variables[name] for name in shared} == {name: recovery[name] for name in shared}
+    assert variables[snapshot_fan_out] == "" != recovery[snapshot_fan_out]
     assert RecoveryEnvVar.RESTORE_TARGET_BUCKETS in shared and RecoveryEnvVar.RESTORE_FANOUT_STATE_MACHINE not in shared
 
 
@@ -404,11 +407,12 @@ def test_the_recovery_functions_fanout_settings_follow_cdk_json(tuned: Synthesiz
     assert (settings.fanout_threshold_objects, settings.fanout_shard_objects) == (50_000, 5_000)
 
 
-def _states_policy(synth: Synthesized, handler: str) -> list[dict[str, Any]]:
+def _states_policy(synth: Synthesized, handler: str, machine: str) -> list[dict[str, Any]]:
+    """The statements of `handler`'s policy on the state machine named `machine`."""
     function = logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)
     role = synth.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
     (policy,) = [r["Properties"] for r in synth.resources.values() if r["Type"] == "AWS::IAM::Policy"
-                 and {"Ref": role} in r["Properties"]["Roles"] and "states:" in json.dumps(r["Properties"])]
+                 and {"Ref": role} in r["Properties"]["Roles"] and f":{machine}" in json.dumps(r["Properties"])]
     statements: list[dict[str, Any]] = rendered(policy["PolicyDocument"]["Statement"])
     return statements
 
@@ -417,7 +421,7 @@ def test_the_recovery_function_may_start_follow_and_redrive_its_fanout_only(synt
     # Given the recovery function's role / Then a policy of its own (created after the state machine, not one the
     # function waits for) lets it start the fan-out, find its execution, count its shards and redrive it, list the
     # running executions (its `status` reports them), and nothing else of Step Functions
-    assert _states_policy(synth, RECOVERY) == [
+    assert _states_policy(synth, RECOVERY, NAME) == [
         {"Sid": "StartRestoreFanOut", "Effect": "Allow", "Action": "states:StartExecution",
          "Resource": f"{STATES}:stateMachine:{NAME}"},
         {"Sid": "FollowRestoreFanOut", "Effect": "Allow",
@@ -428,11 +432,16 @@ def test_the_recovery_function_may_start_follow_and_redrive_its_fanout_only(synt
         {"Sid": "ListRunningRestoreFanOuts", "Effect": "Allow", "Action": "states:ListExecutions",
          "Resource": f"{STATES}:stateMachine:{NAME}"},
     ]
-    recovery = rendered(function_role_statements(synth.resources, _ids(synth)[1]))
-    assert [s for s in recovery if "states:" in json.dumps(s["Action"])] == _states_policy(synth, RECOVERY)
     # And, the listing aside, they are the backup function's grants on its own fan-out, on this state machine
-    backup = json.dumps(_states_policy(synth, BACKUP)).replace(SNAPSHOT_FANOUT, NAME).replace("Snapshot", "Restore")
-    assert json.loads(backup) == _states_policy(synth, RECOVERY)[:-1]
+    backup = _states_policy(synth, BACKUP, SNAPSHOT_FANOUT)
+    assert json.loads(json.dumps(backup).replace(SNAPSHOT_FANOUT, NAME).replace("Snapshot", "Restore")) == (
+        _states_policy(synth, RECOVERY, NAME)[:-1])
+    # And its only other Step Functions grants are those same ones on the snapshot fan-out (a restore's safety snapshot
+    # of the data bucket: tests/infra/test_snapshot_fanout.py)
+    recovery = rendered(function_role_statements(synth.resources, _ids(synth)[1]))
+    assert [s for s in recovery if "states:" in json.dumps(s["Action"])] == (
+        _states_policy(synth, RECOVERY, SNAPSHOT_FANOUT) + _states_policy(synth, RECOVERY, NAME))
+    assert _states_policy(synth, RECOVERY, SNAPSHOT_FANOUT) == backup
 
 
 # The alarm ----------------------------------------------------------------------------------------------
@@ -713,7 +722,8 @@ def test_the_recovery_functions_calls_to_its_fanout_are_allowed(evaluated: _Reso
     role = evaluated.role_of(RECOVERY)
     # When they are evaluated against the recovery function's role / Then each is allowed
     assert evaluated.refused(calls, role) == []
-    # And the snapshot fan-out's are not: that one is the backup function's
-    snapshot = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{SNAPSHOT_FANOUT}"
-    refused = evaluated.decisions(_call("stepfunctions", "StartExecution", RECOVERY, stateMachineArn=snapshot), role)
+    # And another state machine's are not (the snapshot fan-out's, which it starts for a safety snapshot:
+    # tests/infra/test_snapshot_fanout.py)
+    other = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:someone-elses"
+    refused = evaluated.decisions(_call("stepfunctions", "StartExecution", RECOVERY, stateMachineArn=other), role)
     assert [decision.outcome for decision in refused] == [Outcome.IMPLICITLY_DENIED]

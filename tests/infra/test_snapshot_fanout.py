@@ -24,6 +24,7 @@ from stacks.constructs.shard_fanout import SHARD_REFUSED
 from tests.infra.support import Synthesized, arn_text, as_list, fanout_results_bucket_id, logical_id, rendered
 
 BACKUP = "backup.handler.handler"
+RECOVERY = "recovery.handler.handler"
 NAME = "apilados-pipeline-ingest-snapshot-fanout"
 STATES = "arn:aws:states:us-east-1:${AWS::AccountId}"
 DATA_BUCKET = "apilados-production-data"
@@ -164,10 +165,27 @@ def test_every_shard_done_the_merge_writes_the_snapshots_manifest(definition: di
         "Payload": {"component": "s3", "resume.$": "$.backup_id", "reason": "snapshot fan-out merge"},
     }
     assert merge["ResultPath"] is None
-    assert merge["Next"] == "Snapshot merged" and definition["States"]["Snapshot merged"] == {"Type": "Succeed"}
+    assert merge["Next"] == "Resume requested"
 
 
-@pytest.mark.parametrize("state", ["Snapshot shard", "Merge"])
+def test_a_merged_safety_snapshot_resumes_the_restore_that_waits_for_it(definition: dict, synth: Synthesized):
+    # Given the states after the merge, and an execution's input that holds the recovery function's request that
+    # resumes a restore (the recovery function starts a fan-out of its safety snapshot with it)
+    recovery = logical_id(synth.resources, "AWS::Lambda::Function", Handler=RECOVERY)
+    states = definition["States"]
+    # Then the execution sends the recovery function that request; an execution without one (a scheduled snapshot's)
+    # ends once merged
+    assert states["Resume requested"] == {
+        "Type": "Choice", "Choices": [{"Variable": "$.resume", "IsPresent": True, "Next": "Resume"}],
+        "Default": "Snapshot merged"}
+    resume = states["Resume"]
+    assert (resume["Type"], resume["Resource"]) == ("Task", "arn:${AWS::Partition}:states:::lambda:invoke")
+    assert resume["Parameters"] == {"FunctionName": f"${{{recovery}.Arn}}", "Payload.$": "$.resume"}
+    assert resume["ResultPath"] is None and resume["Next"] == "Snapshot merged"
+    assert states["Snapshot merged"] == {"Type": "Succeed"}
+
+
+@pytest.mark.parametrize("state", ["Snapshot shard", "Merge", "Resume"])
 def test_lambdas_transient_errors_and_a_failed_worker_are_retried_with_backoff(definition: dict, state: str):
     # Given a task invoking the backup function
     tasks = {**definition["States"], **definition["States"]["Shards"]["ItemProcessor"]["States"]}
@@ -277,13 +295,17 @@ def test_the_role_allows_exactly_what_the_definition_needs(synth: Synthesized):
     ]
     assert "ManagedPolicyArns" not in role
     results = fanout_results_bucket_id(synth.resources)
-    # Then it invokes the backup function, reads the shard items of the data bucket's snapshots (decrypting them with
+    # Then it invokes the backup function and the recovery function (which a restore's safety snapshot resumes), reads
+    # the shard items of the data bucket's snapshots (decrypting them with
     # the backup key), writes the Map Run results under their prefix of the results bucket (multipart uploads; S3-
     # managed encryption asks nothing of KMS), runs its own children, follows, stops and redrives them, and delivers
     # its logs and traces; nothing else (CDK's grants for the map are left out: they name whole buckets)
+    recovery = logical_id(synth.resources, "AWS::Lambda::Function", Handler=RECOVERY)
     assert rendered(_role_statements(synth)) == [
         {"Sid": "InvokeBackupFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
          "Resource": f"${{{function}.Arn}}"},
+        {"Sid": "InvokeRecoveryFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+         "Resource": f"${{{recovery}.Arn}}"},
         {"Sid": "ReadShardItems", "Effect": "Allow", "Action": "s3:GetObject",
          "Resource": f"${{{bucket}.Arn}}/snapshots/s3/{DATA_BUCKET}/*/shards/items.jsonl"},
         {"Sid": "WriteMapRunResults", "Effect": "Allow",
@@ -356,6 +378,27 @@ def test_the_backup_function_may_start_follow_and_redrive_its_fanout_only(synth:
     ]
 
 
+def test_the_recovery_function_may_start_follow_and_redrive_it_for_a_safety_snapshot(synth: Synthesized):
+    # Given the recovery function's environment and role
+    recovery = logical_id(synth.resources, "AWS::Lambda::Function", Handler=RECOVERY)
+    variables = synth.resources[recovery]["Properties"]["Environment"]["Variables"]
+    role = synth.resources[recovery]["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [r["Properties"] for r in synth.resources.values() if r["Type"] == "AWS::IAM::Policy"
+                and {"Ref": role} in r["Properties"]["Roles"] and NAME in json.dumps(r["Properties"])]
+    # Then it names this state machine by its ARN (a restore's safety snapshot of the data bucket runs as a snapshot
+    # of it), and a policy of its own lets it start it, find its execution, count its shards and redrive it
+    assert arn_text(variables[BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE]) == f"{STATES}:stateMachine:{NAME}"
+    assert [rendered(policy["PolicyDocument"]["Statement"]) for policy in policies] == [[
+        {"Sid": "StartSnapshotFanOut", "Effect": "Allow", "Action": "states:StartExecution",
+         "Resource": f"{STATES}:stateMachine:{NAME}"},
+        {"Sid": "FollowSnapshotFanOut", "Effect": "Allow",
+         "Action": ["states:DescribeExecution", "states:ListMapRuns", "states:RedriveExecution"],
+         "Resource": f"{STATES}:execution:{NAME}:*"},
+        {"Sid": "CountFanOutShards", "Effect": "Allow", "Action": "states:DescribeMapRun",
+         "Resource": f"{STATES}:mapRun:{NAME}/Shards:*"},
+    ]]
+
+
 def test_an_unfinished_fanout_alarms_with_what_to_do(synth: Synthesized):
     # Given the fan-out's alarm
     alarm = synth.resources[logical_id(synth.resources, "AWS::CloudWatch::Alarm",
@@ -376,8 +419,9 @@ def test_an_unfinished_fanout_alarms_with_what_to_do(synth: Synthesized):
     }
     assert (properties["Threshold"], properties["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
     assert properties["TreatMissingData"] == "notBreaching"
-    # And it says how to redrive the snapshot
+    # And it says how to redrive the snapshot, and what of a restore waiting for it
     assert '{"component": "s3", "resume": "<snapshot id>"}' in properties["AlarmDescription"]
+    assert "a restore's safety snapshot" in properties["AlarmDescription"]
 
 
 def test_the_standby_fans_nothing_out(synth: Synthesized):
@@ -414,6 +458,8 @@ class _ResolvedStack:
         self.results_bucket = resolver.ref(fanout_results_bucket_id(resources))
         self.backup_function_arn = resolver.get_att(logical_id(resources, "AWS::Lambda::Function", Handler=BACKUP),
                                                     "Arn")
+        self.recovery_function_arn = resolver.get_att(
+            logical_id(resources, "AWS::Lambda::Function", Handler=RECOVERY), "Arn")
 
     def arn(self, resource: str, name: str) -> str:
         """The ARN of one of the state machine's executions or Map Runs, named `name` after the machine's name."""
@@ -452,8 +498,9 @@ def test_what_step_functions_calls_for_the_definition_is_allowed(evaluated: _Res
         _call("stepfunctions", "DescribeExecution", executionArn=evaluated.arn("execution", f":{SNAPSHOT}")),
         _call("stepfunctions", "StopExecution", executionArn=evaluated.arn("execution", f":{SNAPSHOT}")),
         _call("stepfunctions", "RedriveExecution", executionArn=evaluated.arn("execution", "/Shards:shard-7")),
-        # each child's invocations of the backup function
+        # each child's invocations of the backup function, and a safety snapshot's resume of the recovery function
         _call("lambda", "Invoke", FunctionName=evaluated.backup_function_arn),
+        _call("lambda", "Invoke", FunctionName=evaluated.recovery_function_arn),
         # the result writer, in the results bucket: its manifest in one PUT, its results in multipart uploads;
         # neither with If-None-Match
         _call("s3", "PutObject", Bucket=bucket, Key=f"{results}/manifest.json"),
@@ -531,25 +578,27 @@ def test_the_backup_buckets_write_once_rule_binds_the_fanouts_role_whatever_its_
     assert [evaluated.decisions(call)[0].outcome for call in writes] == [Outcome.EXPLICITLY_DENIED] * len(writes)
 
 
-def test_the_backup_functions_calls_to_its_fanout_are_allowed(evaluated: _ResolvedStack):
-    # Given the calls the backup function makes to start, follow and redrive a fan-out (drcore.aws.state_machines),
-    # with the ARNs it builds from the state machine's
-    role = evaluated.resolved.roles[BACKUP]
+@pytest.mark.parametrize("handler", [BACKUP, RECOVERY])
+def test_the_calls_of_the_functions_that_start_it_are_allowed(evaluated: _ResolvedStack, handler: str):
+    # Given the calls the backup function (a scheduled snapshot) or the recovery function (a restore's safety
+    # snapshot) makes to start, follow and redrive a fan-out (drcore.aws.state_machines), with the ARNs it builds
+    # from the state machine's
+    role = evaluated.resolved.roles[handler]
     execution = MapExecutions(None, evaluated.machine_arn).arn_of(SNAPSHOT)
     map_run = evaluated.arn("mapRun", "/Shards:0bf1c9d3-5c1e-4a55-9f27-1f0f")
     calls = [
-        _call("stepfunctions", "StartExecution", BACKUP, stateMachineArn=evaluated.machine_arn, name=SNAPSHOT),
-        _call("stepfunctions", "DescribeExecution", BACKUP, executionArn=execution),
-        _call("stepfunctions", "ListMapRuns", BACKUP, executionArn=execution),
-        _call("stepfunctions", "DescribeMapRun", BACKUP, mapRunArn=map_run),
-        _call("stepfunctions", "RedriveExecution", BACKUP, executionArn=execution),
+        _call("stepfunctions", "StartExecution", handler, stateMachineArn=evaluated.machine_arn, name=SNAPSHOT),
+        _call("stepfunctions", "DescribeExecution", handler, executionArn=execution),
+        _call("stepfunctions", "ListMapRuns", handler, executionArn=execution),
+        _call("stepfunctions", "DescribeMapRun", handler, mapRunArn=map_run),
+        _call("stepfunctions", "RedriveExecution", handler, executionArn=execution),
     ]
-    # When they are evaluated against the backup function's role / Then each is allowed
+    # When they are evaluated against the function's role / Then each is allowed
     judged = [(call.operation, decision.outcome) for call in calls
               for decision in evaluated.decisions(call, (role.role_arn, role.statements))]
     assert judged == [(call.operation, Outcome.ALLOWED) for call in calls]
     # And another state machine's are not
     other = evaluated.machine_arn.replace(NAME, "someone-elses")
-    refused = evaluated.decisions(_call("stepfunctions", "StartExecution", BACKUP, stateMachineArn=other),
+    refused = evaluated.decisions(_call("stepfunctions", "StartExecution", handler, stateMachineArn=other),
                                   (role.role_arn, role.statements))
     assert [decision.outcome for decision in refused] == [Outcome.IMPLICITLY_DENIED]

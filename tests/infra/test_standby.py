@@ -85,11 +85,12 @@ def test_the_standby_recovery_works_on_this_regions_function_the_copy_and_the_re
     primary = _environment(synth.resources, "recovery.handler.handler")
     assert set(variables) == set(primary) | {"DR_STATE_SCOPE"}
     differing = {name for name in primary if rendered(variables[name]) != rendered(primary[name])}
-    # (the validation checks its own backup store's key: the copy's; the standby runs no restore fan-out)
+    # (the validation checks its own backup store's key: the copy's; the standby runs no fan-out, of a restore or of
+    # its safety snapshot)
     assert differing <= {"DR_BACKUP_BUCKET_NAME", "DR_RESTORE_TARGET_BUCKETS", "DR_ALERT_TOPIC_ARN",
                          "DR_EMERGENCY_TOPIC_ARN", "DR_STATE_TABLE_NAME", "DR_BACKUP_KEY_ARN",
-                         "DR_RESTORE_FANOUT_STATE_MACHINE"}, differing
-    assert variables["DR_RESTORE_FANOUT_STATE_MACHINE"] == ""
+                         "DR_RESTORE_FANOUT_STATE_MACHINE", "DR_SNAPSHOT_FANOUT_STATE_MACHINE"}, differing
+    assert variables["DR_RESTORE_FANOUT_STATE_MACHINE"] == variables["DR_SNAPSHOT_FANOUT_STATE_MACHINE"] == ""
     # And its grants name this region's function, the copy and its key
     statements = rendered(role_statements(resources, _functions(resources)["recovery.handler.handler"]))
     recovered = [statement for statement in statements if statement.get("Sid") == "RecoverProtectedFunction"]

@@ -18,6 +18,7 @@ from drcore.backup import manifest as manifest_module
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.manifest import ManifestEntry
 from drcore.backup.snapshot_shards import FanOutSettings
+from drcore.backup.snapshot_shards import items_key as snapshot_items_key
 from drcore.core.errors import InvalidRequest
 from drcore.restore import bucket_desired, bucket_restore
 from drcore.restore.bucket_plan import RestorePlan, RestoreProgress
@@ -40,10 +41,17 @@ class World:
         self.clock = SimulatedClock()
         self.machine = FanOutStateMachine("controller-restore-fanout", self.clock)
 
+        self.snapshots: FanOutStateMachine | None = None  # the snapshot fan-out, once a test sets it up
+
     def restorer(self, fan_out: bool = True) -> BucketRestorer:
         return BucketRestorer(self.s3, self.store, clock=self.clock, fan_out=(
-            FAN_OUT, self.machine.executions) if fan_out else None, snapshots_of=lambda bucket: BucketSnapshotter(
-                self.s3, self.store, bucket, clock=self.clock))
+            FAN_OUT, self.machine.executions) if fan_out else None, snapshots_of=self.snapshotter)
+
+    def snapshotter(self, bucket: str = DATA) -> BucketSnapshotter:
+        """The data bucket's snapshots, fanned out past the threshold once `snapshots` is set (as the recovery function
+        takes its safety snapshots)."""
+        fan_out = (FAN_OUT, self.snapshots.executions) if self.snapshots is not None and bucket == DATA else None
+        return BucketSnapshotter(self.s3, self.store, bucket, clock=self.clock, fan_out=fan_out)
 
     def snapshot(self) -> str:
         self.clock.advance(3600)
@@ -220,6 +228,67 @@ def test_a_restore_within_the_threshold_or_without_a_resume_request_is_applied_i
     assert small.objects_desired == 100
     assert world.apply(small).finished and world.contents() == held
     assert world.machine.sfn.list_executions(stateMachineArn=world.machine.arn)["executions"] == []
+
+
+@pytest.mark.parametrize("restore_fans_out", [False, True])
+def test_a_safety_snapshot_past_the_threshold_runs_as_shards_whose_execution_resumes_the_restore(
+        world: World, restore_fans_out: bool) -> None:
+    # Given a bucket of 1,200 objects, snapshotted, then damaged, and the data bucket's snapshots fanned out past 1,000
+    snapshot_id, held = damaged_after_snapshot(world)
+    plan = world.restorer().plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    world.snapshots = FanOutStateMachine("controller-snapshot-fanout", world.clock)
+    damaged = world.contents()
+    # When the restore is applied
+    waiting = world.apply(plan, fan_out=restore_fans_out)
+    # Then its safety snapshot runs as shards, in the snapshot fan-out's execution named after it, whose input holds
+    # the request that resumes the restore; nothing of the restore is applied
+    assert not waiting.finished and waiting.fan_out is None and waiting.safety_fan_out is not None
+    safety_id = waiting.safety_snapshot_id
+    assert safety_id is not None and waiting.safety_fan_out["shards"] == 3
+    execution = waiting.safety_fan_out["execution"]
+    assert world.snapshots.execution_input(execution) == {
+        "backup_id": safety_id, "items_key": snapshot_items_key(DATA, safety_id), "resume": RESUME}
+    assert world.contents() == damaged and (waiting.copied, waiting.removed) == (0, 0)
+    # and resumed while the shards run, the apply says so again and starts nothing more
+    again = world.apply(plan, fan_out=restore_fans_out)
+    assert not again.finished and again.safety_fan_out is not None
+    assert (again.safety_snapshot_id, again.safety_fan_out["execution"]) == (safety_id, execution)
+    assert again.safety_fan_out["status"] == "RUNNING" and again.safety_fan_out["shards_done"] == 0
+    assert len(world.snapshots.sfn.list_executions(stateMachineArn=world.snapshots.arn)["executions"]) == 1
+    # When the map snapshots each shard and the merge writes the manifest (the backup function's work)
+    for number in (2, 0, 1):
+        assert world.snapshotter().snapshot_shard(safety_id, number, lambda: PLENTY_MS).finished
+    assert world.snapshotter().snapshot(safety_id, lambda: PLENTY_MS).finished
+    # and its last step sends the resume
+    resumed = world.apply(plan, fan_out=restore_fans_out)
+    if restore_fans_out:  # the restore then runs as shards of its own, against that safety snapshot
+        assert resumed.fan_out is not None and resumed.safety_fan_out is None and not resumed.finished
+        world.run_shards(plan, [0, 1, 2, 3])
+        resumed = world.apply(plan)
+    # Then the bucket is restored and verified, and the safety snapshot holds the bucket as the restore found it: the
+    # undo
+    assert resumed.finished and resumed.verification is not None and resumed.verification.ok
+    assert resumed.safety_snapshot_id == safety_id and world.contents() == held
+    undo = world.restorer(fan_out=False).plan(source_bucket=DATA, snapshot_id=safety_id)
+    assert (undo.to_copy, undo.to_remove) == (60, 30)
+
+
+def test_a_safety_snapshots_execution_that_never_started_is_started_with_its_resume_by_whoever_continues_it(
+        world: World) -> None:
+    # Given a restore whose safety snapshot was cut into shards by an apply that died before it started the execution
+    snapshot_id, _ = damaged_after_snapshot(world)
+    plan = world.restorer().plan(source_bucket=DATA, snapshot_id=snapshot_id)
+    world.snapshots = FanOutStateMachine("controller-snapshot-fanout", world.clock)
+    safety_id = world.apply(plan).safety_snapshot_id
+    assert safety_id is not None
+    world.snapshots.sfn.delete_state_machine(stateMachineArn=world.snapshots.arn)
+    world.snapshots = FanOutStateMachine("controller-snapshot-fanout", world.clock)
+    # When the backup function's next scheduled snapshot finds it unfinished (it continues it rather than start one)
+    world.clock.advance(3600)
+    continued = world.snapshotter().snapshot(None, lambda: PLENTY_MS)
+    # Then it starts the execution, with the request that resumes the restore
+    assert continued.backup_id == safety_id and continued.fanned_out
+    assert world.snapshots.execution_input(continued.stats["execution"])["resume"] == RESUME
 
 
 def test_a_fanned_out_restore_is_not_continued_by_a_function_without_its_state_machine(world: World) -> None:

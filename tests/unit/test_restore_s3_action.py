@@ -274,3 +274,46 @@ def test_a_big_restore_fans_out_and_the_state_machines_resume_merges_journals_an
     # and once its execution ends, status shows no restore running
     sfn.stop_execution(executionArn=execution)
     assert act({"action": "status"})["result"]["restores_running"] == []
+
+
+def test_a_restore_into_a_big_data_bucket_waits_for_its_safety_snapshots_shards_whose_last_step_resumes_it(
+        world, monkeypatch):
+    from embedded.sample_system import put_sample_uploads
+
+    # Given 1,020 objects snapshotted and then damaged, and the data bucket's snapshots fanned out past 1,000 keys
+    put_sample_uploads(world, range(20, 1_020))
+    snapshot_id = snapshot(world)
+    before = contents(world)
+    damage(world)
+    damaged = contents(world)
+    sfn = fan_out_configured(monkeypatch, "DR_SNAPSHOT_FANOUT_STATE_MACHINE", "snapshot-fanout").sfn
+    plan_id = act(restore_request(snapshot_id))["result"]["plan_id"]
+    calls = CallRecorder().spy_on_every_client(monkeypatch)
+    # When the operator confirms the restore
+    confirmed = act(restore_request(snapshot_id, confirm=plan_id))["result"]
+    # Then its safety snapshot runs in the snapshot fan-out's execution named after it, which the recovery function
+    # does not continue itself, and whose input holds the request that resumes the restore; the bucket is untouched
+    assert confirmed["status"] == "in_progress"
+    progress = confirmed["progress"]
+    safety_id, execution = progress["safety_snapshot_id"], progress["waiting_for"]
+    assert execution.endswith(f":{safety_id}") and progress["safety_fan_out"]["shards"] == 2
+    assert calls.count()["Invoke"] == 0 and contents(world) == damaged
+    execution_input = json.loads(sfn.describe_execution(executionArn=execution)["input"])
+    assert execution_input["resume"] == {"action": "restore_s3", "resume": plan_id, **WHO}
+    # When the backup function runs each shard and the merge, as the execution has it do
+    for number in (1, 0):
+        answer = backup.handler({"component": "s3", "shard": {"backup_id": safety_id, "number": number}},
+                                LambdaContextStub("apilados-dr-backup"))
+        assert answer["ok"] and answer["finished"]
+    [merged] = backup.handler({"component": "s3", "resume": safety_id},
+                              LambdaContextStub("apilados-dr-backup"))["components"]
+    assert merged["status"] == "complete"
+    # and its last step sends the resume
+    applied = act(execution_input["resume"])["result"]
+    # Then the restore is applied and verified, undone by the safety snapshot the shards took
+    assert applied["status"] == "applied" and contents(world) == before
+    result = applied["result"]
+    assert result["verification"]["ok"] and result["safety_snapshot_id"] == safety_id
+    assert "safety_fan_out" not in result and result["undo"]["snapshot_id"] == safety_id
+    undo = act({**result["undo"], **WHO})["result"]
+    assert undo["status"] == "planned" and undo["plan"]["to_copy"] + undo["plan"]["to_remove"] == 3

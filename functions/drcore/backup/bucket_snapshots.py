@@ -78,7 +78,6 @@ from drcore.backup.snapshot_pages import ListedAhead, PageSnapshotter, SnapshotS
 from drcore.backup.snapshot_shards import (
     FanOutSettings,
     ShardPlan,
-    items_key,
     progress_of,
     read_base_slice,
     read_shard_plan,
@@ -200,13 +199,18 @@ class BucketSnapshotter:
             copier=lambda back_off: S3Copier(store.s3, concurrency=concurrency, multipart_threshold=multipart_threshold,
                                              part_size=part_size, sleep=back_off, pacer=pacer))
 
-    def snapshot(self, backup_id: str | None, remaining_ms: Callable[[], int]) -> SnapshotProgress:
+    def snapshot(self, backup_id: str | None, remaining_ms: Callable[[], int], *,
+                 then: dict[str, Any] | None = None) -> SnapshotProgress:
         """Start a snapshot (None) or continue one; call again with its id while `finished` is False.
 
         An id that has no checkpoints yet starts the snapshot under that id, so a caller that chooses the
         id up front (`new_backup_id`) can resume even a first invocation that crashed. A snapshot whose
         base was removed meanwhile cannot continue (SnapshotNotFound); retention keeps the base of a
         snapshot in progress for a day.
+
+        `then`: the recovery function's request that its execution sends once the snapshot is merged, should this
+        call fan it out (a restore's safety snapshot: the restore waits for it). Kept with the shard plan, so
+        whichever invocation starts or redrives the execution gives it.
         """
         last: dict[int, Checkpoint] = {}
         backup_ids: list[str] | None = None
@@ -231,7 +235,7 @@ class BucketSnapshotter:
             base_opened = newest_complete_before(self._store, self._source, backup_id, backup_ids)
             if self._fan_out and base_opened is not None and self._fan_out[0].wanted(base_opened.objects):
                 return self._start_fan_out(write_shard_plan(self._store, self._source, backup_id, base_opened,
-                                                            self._fan_out[0].shard_objects))
+                                                            self._fan_out[0].shard_objects, then))
             base_manifest = base_opened.read() if base_opened is not None else None  # within the threshold: held
             if self._fan_out and base_manifest is None:
                 census = self._census.count(backup_id, self._fan_out[0].shard_objects,
@@ -239,7 +243,8 @@ class BucketSnapshotter:
                 if not census.done:
                     return SnapshotProgress(backup_id, False, {"census": census.progress()})
                 if self._fan_out[0].wanted(census.objects):
-                    return self._start_fan_out(write_census_shard_plan(self._store, self._source, backup_id, census))
+                    return self._start_fan_out(write_census_shard_plan(self._store, self._source, backup_id, census,
+                                                                       then))
             ranges = key_ranges(base_manifest, self._page_size, self._listing_ranges)
         else:  # the base the checkpoints refer to (retention keeps it while this snapshot runs), and their ranges
             base_id = any_last["base"]
@@ -338,8 +343,7 @@ class BucketSnapshotter:
     def _start_fan_out(self, plan: ShardPlan) -> SnapshotProgress:
         assert self._fan_out is not None
         backup_id = plan.backup_id
-        execution = self._fan_out[1].start(backup_id, {"backup_id": backup_id,
-                                                       "items_key": items_key(self._source, backup_id)})
+        execution = self._fan_out[1].start(backup_id, plan.execution_input(self._source))
         logger.info("snapshot fanned out", extra={"backup_id": backup_id, "base": plan.base_id,
                                                   "shards": len(plan.ranges), "execution": execution})
         return SnapshotProgress(backup_id, False, {"shards": len(plan.ranges), "base": plan.base_id,
@@ -361,7 +365,7 @@ class BucketSnapshotter:
             return self._merge_shards(plan, states)
         execution = executions.state(backup_id)
         if execution is None:  # the invocation that planned it died before starting it
-            executions.start(backup_id, {"backup_id": backup_id, "items_key": items_key(self._source, backup_id)})
+            executions.start(backup_id, plan.execution_input(self._source))
             execution = executions.state(backup_id)
         elif execution.status in REDRIVABLE:
             logger.warning("redriving a failed snapshot fan-out", extra={"backup_id": backup_id,

@@ -17,7 +17,8 @@ in the store):
 - `shards/items.jsonl`: one line per shard, `{"shard": n}`: what the map's ItemReader reads;
 - `shards/plan.json`: the base (null for a first snapshot), the shards' key ranges, where each slice starts in the
   base, and the base's size or the census's count (a shard prices listing the store's content by it, not by its
-  slice). Written last: a snapshot with a shard plan is a fanned-out one.
+  slice); for a restore's safety snapshot, the recovery function's request that resumes the restore (`then`), which
+  the execution sends once the snapshot is merged. Written last: a snapshot with a shard plan is a fanned-out one.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class ShardPlan:
     # The base's entries, or the keys the census counted: about as many bodies as the store holds for this bucket,
     # what a listing of them costs.
     base_objects: int
+    # The request the execution sends the recovery function once the snapshot is merged: a restore's, which waits for
+    # this, its safety snapshot (None: a scheduled snapshot, which nothing waits for).
+    then: dict[str, Any] | None = None
+
+    def execution_input(self, bucket: str) -> dict[str, Any]:
+        """What its execution is started with: the snapshot's id and shard items, and `then` as `resume`."""
+        document: dict[str, Any] = {"backup_id": self.backup_id, "items_key": items_key(bucket, self.backup_id)}
+        return document | ({"resume": self.then} if self.then is not None else {})
 
     def shard(self, number: int) -> KeyRange:
         if not 0 <= number < len(self.ranges):
@@ -77,7 +86,7 @@ def _slice_key(bucket: str, backup_id: str, number: int) -> str:
 
 
 def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: ManifestStream,
-                     shard_objects: int) -> ShardPlan:
+                     shard_objects: int, then: dict[str, Any] | None = None) -> ShardPlan:
     """Cut the base into shards of `shard_objects` of its keys each as its entries stream past: each shard's slice
     is written when its last entry is read, and is the only one held, so a base of millions of objects is planned in
     the memory of one slice and the base's compressed manifest. The shards' key ranges are cut at each slice's last
@@ -94,21 +103,24 @@ def write_shard_plan(store: BackupStore, bucket: str, backup_id: str, base: Mani
         if in_shard:
             cuts.append(in_shard[-1].key)
     return _write_plan(store, bucket, ShardPlan(backup_id, base.backup_id, ranges_cut_at(cuts[:-1]), tuple(offsets),
-                                                base.objects))
+                                                base.objects, then))
 
 
-def write_census_shard_plan(store: BackupStore, bucket: str, backup_id: str, census: Census) -> ShardPlan:
+def write_census_shard_plan(store: BackupStore, bucket: str, backup_id: str, census: Census,
+                            then: dict[str, Any] | None = None) -> ShardPlan:
     """A first snapshot's plan: shards cut at its census's cuts, without a base (nothing to slice)."""
     ranges = census.ranges()
-    return _write_plan(store, bucket, ShardPlan(backup_id, None, ranges, (0,) * len(ranges), census.objects))
+    return _write_plan(store, bucket, ShardPlan(backup_id, None, ranges, (0,) * len(ranges), census.objects, then))
 
 
 def _write_plan(store: BackupStore, bucket: str, plan: ShardPlan) -> ShardPlan:
     items = "".join(json.dumps({"shard": number}) + "\n" for number in range(len(plan.ranges)))
     store.put_same_once(items_key(bucket, plan.backup_id), items.encode())
-    document = {"format": PLAN_FORMAT, "base": plan.base_id, "offsets": list(plan.offsets),
-                "ranges": [[bounds.start_after, bounds.last] for bounds in plan.ranges],
-                "base_objects": plan.base_objects}
+    document: dict[str, Any] = {"format": PLAN_FORMAT, "base": plan.base_id, "offsets": list(plan.offsets),
+                                "ranges": [[bounds.start_after, bounds.last] for bounds in plan.ranges],
+                                "base_objects": plan.base_objects}
+    if plan.then is not None:
+        document["then"] = plan.then
     store.put_same_once(shards_key(bucket, plan.backup_id, "plan.json"), json.dumps(document).encode())
     return plan
 
@@ -122,7 +134,7 @@ def read_shard_plan(store: BackupStore, bucket: str, backup_id: str) -> ShardPla
     # A plan written before it recorded the base's size: its last slice starts a shard before the base's end.
     base_objects = document.get("base_objects", offsets[-1] + (offsets[1] if len(offsets) > 1 else 0))
     return ShardPlan(backup_id, document["base"], tuple(KeyRange(*bounds) for bounds in document["ranges"]),
-                     offsets, int(base_objects))
+                     offsets, int(base_objects), document.get("then"))
 
 
 def read_base_slice(store: BackupStore, bucket: str, plan: ShardPlan, number: int) -> SnapshotManifest | None:

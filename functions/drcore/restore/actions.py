@@ -58,11 +58,16 @@ class S3RestoreAction:
         done.update(safety_snapshot_id=step.safety_snapshot_id, copied=done["copied"] + step.copied,
                     removed=done["removed"] + step.removed, bytes_copied=done["bytes_copied"] + step.bytes_copied)
         done.pop(WAITING_FOR, None)
+        done.pop("safety_fan_out", None)  # shown while the safety snapshot's shards run only
         if step.fan_out is not None:
             done["fan_out"] = step.fan_out
+        if step.safety_fan_out is not None:
+            done["safety_fan_out"] = step.safety_fan_out
         if not step.finished:
-            if step.fan_out is not None:  # its state machine runs the shards, and its last step resumes the plan
-                done[WAITING_FOR] = step.fan_out["execution"]
+            # A state machine runs the shards (the restore's, or its safety snapshot's): its last step resumes the plan
+            running = (step.fan_out or step.safety_fan_out or {}).get("execution")
+            if running:
+                done[WAITING_FOR] = running
             return False, done, {}
         verification = step.verification
         assert verification is not None, "a finished apply carries its verification"

@@ -136,6 +136,9 @@ class RestoreProgress:
     # A fanned-out restore's shards (drcore.restore.restore_shards): how many, how many done, and its execution's
     # state while it runs. Unfinished with this: the execution's last step resumes the plan, nothing else need.
     fan_out: dict[str, Any] | None = None
+    # A safety snapshot fanned out (drcore.backup.snapshot_shards): its shards and execution, whose last step resumes
+    # the plan once the snapshot is merged. Nothing of the plan is applied yet.
+    safety_fan_out: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)

@@ -27,8 +27,11 @@ order). Apply does not need them: it recomputes the changes from the same two st
 
 **Apply.** First a safety snapshot of the whole target bucket (continued by id over invocations; the
 first apply records its id with the plan's records, so an apply that died before its caller kept the id
-continues it); its manifest is the target's state before the restore, so apply refuses (`TargetChanged`)
-when the fingerprint of that state differs from the plan's: the world changed since the plan. Then it lists
+continues it). A target whose snapshotter fans out (the data bucket, past the fan-out threshold) takes it in
+shards, by the snapshot fan-out's execution, which resumes the apply once the snapshot is merged (with the
+`resume_request` the apply gave it: RestoreProgress.safety_fan_out meanwhile). Its manifest is the target's
+state before the restore, so apply refuses (`TargetChanged`) when the fingerprint of that state differs from the
+plan's: the world changed since the plan. Then it lists
 the target, recomputes what still differs and changes only that: copies (drcore.aws.s3_copy: CopyObject,
 or UploadPartCopy over `multipart_threshold`) from the backup store's content, or from the data
 bucket's own version, concurrently and spread over the target's prefixes, retrying throttling with backoff
@@ -348,7 +351,12 @@ class BucketRestorer:
             self._require_snapshot_started(plan.target_bucket, safety_snapshot_id)
         else:  # the one a first apply chose, even if it died before anyone kept the id
             safety_snapshot_id = safety_snapshot_of(self._store, plan.target_bucket, plan.plan_id, self._clock())
-        safety = self._snapshots_of(plan.target_bucket).snapshot(safety_snapshot_id, remaining_ms)
+        safety = self._snapshots_of(plan.target_bucket).snapshot(safety_snapshot_id, remaining_ms,
+                                                                 then=resume_request)
+        if safety.fanned_out:  # in shards, by the snapshot fan-out, whose last step sends `resume_request`
+            logger.info("restore waits for its safety snapshot's shards", extra={
+                "plan_id": plan.plan_id, "safety_snapshot_id": safety.backup_id, **safety.stats})
+            return RestoreProgress(plan.plan_id, False, safety.backup_id, 0, 0, 0, None, safety_fan_out=safety.stats)
         if not safety.finished:
             # A snapshot that wrote no checkpoint yet cannot be continued by id: the next call starts one.
             safety_prefix = backup_prefix(Component.S3, plan.target_bucket, safety.backup_id)

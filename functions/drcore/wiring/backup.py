@@ -3,7 +3,9 @@ retention function's: drcore.wiring.retention)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
@@ -20,6 +22,16 @@ from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
 
 
+def snapshot_fan_out(backup: BackupSettings,
+                     client: Callable[[str], Any]) -> tuple[FanOutSettings, MapExecutions] | None:
+    """The data bucket's snapshot fan-out where the stack set its state machine (the standby's functions have
+    none)."""
+    if not backup.snapshot_fanout_state_machine:
+        return None
+    return (FanOutSettings(backup.fanout_threshold_objects, backup.fanout_shard_objects),
+            MapExecutions(client("stepfunctions"), backup.snapshot_fanout_state_machine))
+
+
 @lru_cache(maxsize=4)
 def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: str | None = None) -> BackupRunner:
     """The backup function's runner; `function_name` is the backup function's own, for continuations."""
@@ -29,11 +41,6 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
     lambda_client = client("lambda")
     invoke_self = self_invoker(lambda_client, function_name)
 
-    fan_out = None
-    if settings.snapshot_fanout_state_machine:  # the standby's backups have none
-        fan_out = (FanOutSettings(settings.fanout_threshold_objects, settings.fanout_shard_objects),
-                   MapExecutions(client("stepfunctions"), settings.snapshot_fanout_state_machine))
-
     def continue_snapshot(request: BackupRequest) -> None:
         invoke_self(request.model_dump(mode="json", exclude_none=True))
 
@@ -42,7 +49,8 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         stack_backup=StackBackup(client("cloudformation"), store, settings.pipeline_stack),
         logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
         snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency,
-                                      full_manifest_every=settings.full_manifest_every, fan_out=fan_out),
+                                      full_manifest_every=settings.full_manifest_every,
+                                      fan_out=snapshot_fan_out(settings, client)),
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,

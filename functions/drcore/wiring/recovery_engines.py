@@ -42,6 +42,7 @@ from drcore.rollback.controller import AliasController
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction
 from drcore.state.region_record import RegionRecord
+from drcore.wiring.backup import snapshot_fan_out
 from drcore.wiring.failback import failback_action
 from drcore.wiring.failover import failover_action
 from drcore.wiring.replication import replication_parts
@@ -59,8 +60,10 @@ def recovery_engines(settings: ControllerSettings, backup: BackupSettings, recov
     them), each step recorded in its plan as it is done, so a resumption continues after it."""
     s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
+    snapshots = snapshot_fan_out(backup, client)  # a restore's safety snapshot of the data bucket, when big
     restorer = bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every,
-                               restore_fan_out(backup, recovery, client))
+                               restore_fan_out(backup, recovery, client),
+                               (backup.data_bucket, snapshots) if snapshots is not None else None)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,
                            VerificationAlerts(alert_publisher(settings, client), settings.protected_function))

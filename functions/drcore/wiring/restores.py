@@ -19,11 +19,18 @@ from drcore.state.backup_store import BackupStore
 
 def bucket_restorer(s3: Any, store: BackupStore, concurrency: int,
                     full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY,
-                    fan_out: tuple[FanOutSettings, MapExecutions] | None = None) -> BucketRestorer:
+                    fan_out: tuple[FanOutSettings, MapExecutions] | None = None,
+                    snapshot_fan_out: tuple[str, tuple[FanOutSettings, MapExecutions]] | None = None) -> BucketRestorer:
     """Restores of buckets, each taking its safety snapshot with a snapshotter of the target; with `fan_out`, big
-    ones run as shards by its state machine."""
-    return BucketRestorer(s3, store, concurrency=concurrency, fan_out=fan_out, snapshots_of=lambda bucket: (
-        BucketSnapshotter(s3, store, bucket, concurrency=concurrency, full_manifest_every=full_manifest_every)))
+    ones run as shards by its state machine. With `snapshot_fan_out` (a bucket, and the fan-out of its snapshots),
+    a safety snapshot of that bucket past the threshold runs as shards too, as its scheduled snapshots do."""
+
+    def snapshots_of(bucket: str) -> BucketSnapshotter:
+        shards = snapshot_fan_out[1] if snapshot_fan_out is not None and snapshot_fan_out[0] == bucket else None
+        return BucketSnapshotter(s3, store, bucket, concurrency=concurrency, full_manifest_every=full_manifest_every,
+                                 fan_out=shards)
+
+    return BucketRestorer(s3, store, concurrency=concurrency, fan_out=fan_out, snapshots_of=snapshots_of)
 
 
 def restore_fan_out(backup: BackupSettings, recovery: RecoverySettings,
