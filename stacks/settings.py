@@ -66,7 +66,7 @@ from drcore.core.controller_settings import DEFAULT_HEALTH_PROBE_TIMEOUT_SECONDS
 CONTEXT_KEY = "dr"
 # Memory buys CPU and network for concurrent copies and for hashing code archives, and holds the manifests a
 # function goes through a line at a time (compressed, about 95 bytes per object).
-DEFAULT_BACKUP_MEMORY_MB = DEFAULT_RECOVERY_MEMORY_MB = 1024
+DEFAULT_BACKUP_MEMORY_MB = DEFAULT_RECOVERY_MEMORY_MB = DEFAULT_RETENTION_MEMORY_MB = 1024
 MAX_FUNCTION_MEMORY_MB = 10_240  # Lambda's largest function
 
 # CloudWatch Logs accepts only these retention periods.
@@ -375,6 +375,11 @@ class BackupOptions(_Strict):
     # base's manifest and its own, compressed: about 300 bytes per object of the bucket at its peak
     # (embedded/bench_manifest_memory.py), so some 3 million objects in the default; 3,584 for 10 million.
     memory_mb: int = Field(DEFAULT_BACKUP_MEMORY_MB, ge=DEFAULT_BACKUP_MEMORY_MB, le=MAX_FUNCTION_MEMORY_MB)
+    # The retention function's memory. A run holds what its lock extension is given and the referenced set: about
+    # 673 bytes per stored body (embedded/bench_manifest_memory.py), so some 1.5 million bodies in the default;
+    # 7,168 for 10 million.
+    retention_memory_mb: int = Field(DEFAULT_RETENTION_MEMORY_MB, ge=DEFAULT_RETENTION_MEMORY_MB,
+                                     le=MAX_FUNCTION_MEMORY_MB)
     # Also publish a version of the protected function at each function backup, as the seed did.
     publish_version: bool = False
     # Every object written to the backup bucket is locked this long: not even the controller can delete or

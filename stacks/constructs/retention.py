@@ -37,7 +37,6 @@ from stacks.settings import RETENTION_CONCURRENCY, Settings
 RETENTION_HANDLER = "retention.handler.handler"
 # Lambda's maximum: a prune reads every kept snapshot's manifest.
 RETENTION_TIMEOUT = Duration.minutes(15)
-RETENTION_MEMORY_MB = 1024
 # As often as snapshots are taken by default: an expired snapshot goes within the hour.
 RETENTION_INTERVAL = Duration.hours(1)
 # What retention reads (manifests, checkpoints, a HEAD of each object it would hide, whose answer shows
@@ -81,7 +80,7 @@ class Retention(Construct):
             description=f"Prunes the backups of {settings.data_bucket}, {settings.protected_function}, its stack "
             "and logs past their retention; the only role that may hide a backup",
             environment=retention_environment(settings, state_table, backup_bucket),
-            memory_size=RETENTION_MEMORY_MB,
+            memory_size=settings.backup.retention_memory_mb,
             timeout=RETENTION_TIMEOUT,
             reserved_concurrency=RETENTION_CONCURRENCY,
         )

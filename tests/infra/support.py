@@ -80,6 +80,7 @@ TUNED = {
             "fanout_shard_objects": 5_000,
             "fanout_max_concurrency": 7,
             "memory_mb": 3584,
+            "retention_memory_mb": 7168,
             "publish_version": True,
             "object_lock_retention_days": 90,
             "object_lock_mode": "COMPLIANCE",

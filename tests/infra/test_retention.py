@@ -38,6 +38,13 @@ def _bucket_policy(synth: Synthesized) -> dict[str, dict]:
     return {s["Sid"]: s for s in rendered(policy["Properties"]["PolicyDocument"]["Statement"]) if "Sid" in s}
 
 
+def test_retention_memory_follows_cdk_json(synth: Synthesized, tuned: Synthesized):
+    # Given the retention function by default, and with backup.retention_memory_mb at 7,168 (10 million bodies)
+    # Then it has 1 GB, and the memory cdk.json asks for
+    assert synth.resources[_function(synth)]["Properties"]["MemorySize"] == 1024
+    assert tuned.resources[_function(tuned)]["Properties"]["MemorySize"] == 7168
+
+
 def test_retention_runs_alone_every_hour_and_dead_letters_what_fails(synth: Synthesized):
     # Given the retention function
     resources = synth.resources

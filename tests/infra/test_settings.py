@@ -214,6 +214,10 @@ def test_settle_time_covers_the_longest_alarm_window():
         ({"backup": {"publish_version": "sometimes"}}, "dr.backup.publish_version: Input should be a valid boolean"),
         ({"backup": {"memory_mb": 512}}, "dr.backup.memory_mb: Input should be greater than or equal to 1024"),
         ({"backup": {"memory_mb": 20_000}}, "dr.backup.memory_mb: Input should be less than or equal to 10240"),
+        ({"backup": {"retention_memory_mb": 512}},
+         "dr.backup.retention_memory_mb: Input should be greater than or equal to 1024"),
+        ({"backup": {"retention_memory_mb": 10_241}},
+         "dr.backup.retention_memory_mb: Input should be less than or equal to 10240"),
         ({"recovery": {"memory_mb": 128}}, "dr.recovery.memory_mb: Input should be greater than or equal to 1024"),
         (
             {"backup": {"fanout_threshold_objects": 999}},
