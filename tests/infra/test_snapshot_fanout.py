@@ -359,44 +359,34 @@ def test_the_backup_function_is_given_the_state_machine_and_the_fanout_settings(
     assert (settings.fanout_threshold_objects, settings.fanout_shard_objects) == (100_000, 10_000)
 
 
-def test_the_backup_function_may_start_follow_and_redrive_its_fanout_only(synth: Synthesized):
-    # Given the backup function's role
-    function, _, _ = _ids(synth)
+# What a function that starts the fan-out may do with it, by a policy of its own.
+STARTER_STATEMENTS = [
+    {"Sid": "StartSnapshotFanOut", "Effect": "Allow", "Action": "states:StartExecution",
+     "Resource": f"{STATES}:stateMachine:{NAME}"},
+    {"Sid": "FollowSnapshotFanOut", "Effect": "Allow",
+     "Action": ["states:DescribeExecution", "states:ListMapRuns", "states:RedriveExecution"],
+     "Resource": f"{STATES}:execution:{NAME}:*"},
+    {"Sid": "CountFanOutShards", "Effect": "Allow", "Action": "states:DescribeMapRun",
+     "Resource": f"{STATES}:mapRun:{NAME}/Shards:*"},
+]
+
+
+@pytest.mark.parametrize("handler", [BACKUP, RECOVERY])
+def test_the_functions_that_start_it_may_start_follow_and_redrive_it_only(synth: Synthesized, handler: str):
+    # Given the backup function (scheduled snapshots) or the recovery function (a restore's safety snapshot of the data
+    # bucket), its environment and the policies of its role that grant Step Functions actions, but the restore
+    # fan-out's (tests/infra/test_restore_fanout.py)
+    function = logical_id(synth.resources, "AWS::Lambda::Function", Handler=handler)
+    variables = synth.resources[function]["Properties"]["Environment"]["Variables"]
     role = synth.resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
-    (policy,) = [r["Properties"] for r in synth.resources.values() if r["Type"] == "AWS::IAM::Policy"
-                 and {"Ref": role} in r["Properties"]["Roles"] and "states" in json.dumps(r["Properties"])]
-    # Then a policy of its own (created after the state machine, not one the function waits for) lets it start the
-    # fan-out, find its execution, count its shards and redrive it, and nothing else of Step Functions
-    assert rendered(policy["PolicyDocument"]["Statement"]) == [
-        {"Sid": "StartSnapshotFanOut", "Effect": "Allow", "Action": "states:StartExecution",
-         "Resource": f"{STATES}:stateMachine:{NAME}"},
-        {"Sid": "FollowSnapshotFanOut", "Effect": "Allow",
-         "Action": ["states:DescribeExecution", "states:ListMapRuns", "states:RedriveExecution"],
-         "Resource": f"{STATES}:execution:{NAME}:*"},
-        {"Sid": "CountFanOutShards", "Effect": "Allow", "Action": "states:DescribeMapRun",
-         "Resource": f"{STATES}:mapRun:{NAME}/Shards:*"},
-    ]
-
-
-def test_the_recovery_function_may_start_follow_and_redrive_it_for_a_safety_snapshot(synth: Synthesized):
-    # Given the recovery function's environment and role
-    recovery = logical_id(synth.resources, "AWS::Lambda::Function", Handler=RECOVERY)
-    variables = synth.resources[recovery]["Properties"]["Environment"]["Variables"]
-    role = synth.resources[recovery]["Properties"]["Role"]["Fn::GetAtt"][0]
-    policies = [r["Properties"] for r in synth.resources.values() if r["Type"] == "AWS::IAM::Policy"
-                and {"Ref": role} in r["Properties"]["Roles"] and NAME in json.dumps(r["Properties"])]
-    # Then it names this state machine by its ARN (a restore's safety snapshot of the data bucket runs as a snapshot
-    # of it), and a policy of its own lets it start it, find its execution, count its shards and redrive it
+    policies = [rendered(r["Properties"]["PolicyDocument"]["Statement"]) for r in synth.resources.values()
+                if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+                and "states:" in json.dumps(r["Properties"]) and "-restore-fanout" not in json.dumps(r["Properties"])]
+    # Then it names the state machine by its ARN, and a policy of its own (created after the state machine, not one
+    # the function waits for) lets it start the fan-out, find its execution, count its shards and redrive it, and
+    # nothing else of Step Functions
     assert arn_text(variables[BackupEnvVar.SNAPSHOT_FANOUT_STATE_MACHINE]) == f"{STATES}:stateMachine:{NAME}"
-    assert [rendered(policy["PolicyDocument"]["Statement"]) for policy in policies] == [[
-        {"Sid": "StartSnapshotFanOut", "Effect": "Allow", "Action": "states:StartExecution",
-         "Resource": f"{STATES}:stateMachine:{NAME}"},
-        {"Sid": "FollowSnapshotFanOut", "Effect": "Allow",
-         "Action": ["states:DescribeExecution", "states:ListMapRuns", "states:RedriveExecution"],
-         "Resource": f"{STATES}:execution:{NAME}:*"},
-        {"Sid": "CountFanOutShards", "Effect": "Allow", "Action": "states:DescribeMapRun",
-         "Resource": f"{STATES}:mapRun:{NAME}/Shards:*"},
-    ]]
+    assert policies == [STARTER_STATEMENTS]
 
 
 def test_an_unfinished_fanout_alarms_with_what_to_do(synth: Synthesized):

@@ -305,6 +305,9 @@ def test_a_restore_into_a_big_data_bucket_waits_for_its_safety_snapshots_shards_
         answer = backup.handler({"component": "s3", "shard": {"backup_id": safety_id, "number": number}},
                                 LambdaContextStub("apilados-dr-backup"))
         assert answer["ok"] and answer["finished"]
+        # (status shows the safety snapshot's shards as they finish: it is the data bucket's newest snapshot)
+        fan_out = act({"action": "status"})["result"]["backups"]["s3"]["fan_out"]
+        assert (fan_out["backup_id"], fan_out["shards_done"]) == (safety_id, 2 - number)
     [merged] = backup.handler({"component": "s3", "resume": safety_id},
                               LambdaContextStub("apilados-dr-backup"))["components"]
     assert merged["status"] == "complete"
