@@ -229,8 +229,8 @@ def test_a_restore_that_outlasts_the_invocation_continues_in_a_new_one(drill_wor
     out_of_time = []
     take_snapshot = BucketSnapshotter.snapshot
 
-    def snapshot_then_run_out(snapshotter, backup_id, remaining_ms):
-        progress = take_snapshot(snapshotter, backup_id, remaining_ms)
+    def snapshot_then_run_out(snapshotter, backup_id, remaining_ms, **options):
+        progress = take_snapshot(snapshotter, backup_id, remaining_ms, **options)
         out_of_time.append(snapshotter._source == system.scratch_bucket and progress.finished)
         return progress
 
