@@ -17,6 +17,7 @@ import time_machine
 
 from drcore.aws.pipeline_notification import BucketNotifications
 from drcore.backup.bucket_snapshots import BucketSnapshotter
+from drcore.core.models import parse_time
 from drcore.region.divergence import ReplicaDivergence
 from drcore.region.failback_action import STEPS
 from drcore.region.switch_gate import SwitchGate
@@ -117,6 +118,45 @@ def test_with_the_switch_gate_the_second_of_the_switch_is_split_exactly(failed_o
     assert world.processing() == (True, False)
     replica = BucketNotifications(world.secondary_s3).configuration(world.replica)
     assert "QueueConfigurations" not in replica and len(replica["LambdaFunctionConfigurations"]) == 1
+
+
+class SlowSwapToTheGate(BucketNotifications):
+    """The replica's notifications, whose swap for the switch gate takes effect a second and a half after the
+    replica-off moment (a slow or retried write): a client uploads to the replica in the next second, just before the
+    swap (processed by the secondary) and just after it (processed by no one yet)."""
+
+    def __init__(self, world: FailedOver, shift: Any) -> None:
+        super().__init__(world.secondary_s3)
+        self._world = world
+        self._shift = shift
+
+    def swap(self, bucket: str, removed_arn: str, added_arn: str, template: Any = None,
+             entry_id: str | None = None) -> Any:
+        self._shift(timedelta(seconds=1.5))
+        self._world.upload_to_replica("uploads/late-before.csv", b"processed by the secondary")
+        change = super().swap(bucket, removed_arn, added_arn, template, entry_id)
+        self._world.upload_to_replica("uploads/late-after.csv", b"processed by no one yet")
+        return change
+
+
+def test_with_the_switch_gate_a_swap_that_ends_seconds_after_the_replica_off_moment_is_split_exactly(failed_over):
+    world = failed_over
+    boto3.client("sqs", region_name=SECONDARY).create_queue(QueueName="apilados-dr-switch-gate")
+    gate = SwitchGate(boto3.client("sqs", region_name=SECONDARY), "apilados-dr-switch-gate", settle_seconds=0)
+    _, plan, _ = world.action().make_plan(request())
+    # Given a swap for the gate that takes effect in the second after the replica-off moment's, with a client
+    # uploading to the replica just before it and just after it
+    with time_machine.travel(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), tick=False) as clock:
+        action = world.action(replica_notifications=SlowSwapToTheGate(world, clock.shift), gate=gate)
+        finished, _, result = action.apply(plan, None, PLENTY)
+    assert finished and result["ok"], result
+    assert parse_time(result["replica_off"]["removed_at"]).second != parse_time(result["replica_off"]["at"]).second
+    # Then the upload the secondary processed before the swap is not processed again (its copy-back is made while
+    # the primary does not process), and the one the gate recorded is processed once, by the primary
+    assert world.processed("uploads/late-before.csv") == [NOTIFIED_IN_SECONDARY]
+    assert world.processed("uploads/late-after.csv") == [NOTIFIED_IN_PRIMARY]
+    assert world.body("uploads/late-before.csv") == b"processed by the secondary"
+    assert world.processing() == (True, False)
 
 
 class UploadsToThePrimaryAtTheSwitch(BucketNotifications):

@@ -24,7 +24,9 @@ second of the switch) and leaves none unprocessed:
    then copies, then the read-back verification). The primary does not process yet: nothing is processed twice.
 3. `catch_up_before`: what the replica wrote after the plan and before the second of the replica-off moment is
    copied as well. Listing times have one-second resolution: an upload in that second is left for the last sweep,
-   where it may be processed a second time, never not at all.
+   where it may be processed a second time, never not at all. With the gate, the seconds from the replica-off
+   moment's to the one its swap was read back in are split exactly: what the gate recorded is left for the last
+   sweep, the rest (the secondary processed it) is copied now.
    A copy-back of 2 or 3 that does not verify, or that the primary refuses (`PrimaryChanged`), stops the failback
    with nothing switched, and hands processing back to the secondary (drcore.region.failback_hand_back): the
    replica's entry merged back, then the secondary `LIVE` invoked once for each upload of the time the replica was
@@ -215,8 +217,9 @@ class FailbackAction:
             change = self._replica_notifications.swap(bucket, live, self._gate.queue_arn, plan["entry_template"],
                                                       gate_entry_id(plan["plan_id"]))
             change = replace(change, processing=self._replica_notifications.processing(bucket, live))
-        # `removed_at`: an upload between `at`'s second and this moment may be processed twice, never not at all.
-        removed_at = to_iso(self._clock())
+        # `removed_at`: without the gate, an upload between `at`'s second and this moment may be processed twice, never
+        # not at all; with it, the seconds from `at`'s to this moment's are split exactly (catch_up_before).
+        removed_at = state["replica_off_removed_at"] = to_iso(self._clock())
         held: dict[str, Any] = {}
         if self._primary_uploads is not None:  # after the swap: see drcore.region.failback_primary_uploads
             self._primary_uploads.place(plan["plan_id"], plan["entry_template"], state, lambda: self._save(plan, state))
@@ -236,12 +239,13 @@ class FailbackAction:
             # last sweep, where it may be processed a second time, never not at all.
             until = _off_second(state) - timedelta(microseconds=1)
         else:
-            # With the gate, that second is split exactly: what the gate recorded was processed by no one and is
-            # left for the last sweep; the rest of the second was the secondary's, and is copied now.
+            # With the gate, the seconds from the replica-off moment's to the swap's are split exactly: what the gate
+            # recorded was processed by no one and is left for the last sweep; the rest of them was the secondary's
+            # (a swap that took effect seconds after the moment, slow or retried, included), and is copied now.
             gated = self._gated(plan, state, remaining_ms)
             if gated is None:
                 return {"paused": True}
-            until, leave = _off_second(state) + timedelta(seconds=1, microseconds=-1), gated
+            until, leave = _swap_second(state) + timedelta(seconds=1, microseconds=-1), gated
         return self._copy_back(plan, copy, self._catch_up_plan(plan, copy, state, "catch_up_before",
                                                                since=parse_time(plan["since"]), until=until,
                                                                leave=leave),
@@ -249,14 +253,14 @@ class FailbackAction:
 
     def _gated(self, plan: dict[str, Any], state: dict[str, Any],
                remaining_ms: Callable[[], int]) -> frozenset[str] | None:
-        """The uploads the replica's gate recorded until the replica-off second was over; None: continue in a new
-        invocation. The gate only splits that second (what came after it is the last sweep's, by listing), so its
-        entry is removed once the second is over: the queue then stops filling, and the drain ends however fast
-        clients upload."""
+        """The uploads the replica's gate recorded until the second its swap was read back in was over; None:
+        continue in a new invocation. The gate only splits the seconds from the replica-off moment's to that one
+        (what came after them is the last sweep's, by listing), so its entry is removed once they are over: the
+        queue then stops filling, and the drain ends however fast clients upload."""
         assert self._gate is not None
         names: list[str] = state.setdefault("gated_replica", [])
         if not state.get("gated_replica_drained"):
-            wait = (_off_second(state) + timedelta(seconds=1) - self._clock()).total_seconds()
+            wait = (_swap_second(state) + timedelta(seconds=1) - self._clock()).total_seconds()
             if wait > 0:
                 time.sleep(min(wait, 1.0))
             self._replica_notifications.remove(self._sites.replica_bucket, self._gate.queue_arn)
@@ -443,6 +447,12 @@ class FailbackAction:
 def _off_second(state: dict[str, Any]) -> datetime:
     """The start of the second the replica stopped processing in (listing times have one-second resolution)."""
     return parse_time(state["replica_off_at"]).replace(microsecond=0)
+
+
+def _swap_second(state: dict[str, Any]) -> datetime:
+    """The start of the second the replica's swap for its gate was read back in: the replica-off second for a
+    progress recorded before the swap's moment was kept."""
+    return parse_time(state.get("replica_off_removed_at") or state["replica_off_at"]).replace(microsecond=0)
 
 
 def _summary(outcome: dict[str, Any]) -> dict[str, Any]:
