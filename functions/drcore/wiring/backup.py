@@ -3,33 +3,20 @@ retention function's: drcore.wiring.retention)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.continuations import self_invoker
-from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import BucketSnapshotter
 from drcore.backup.function_backup import FunctionBackup
 from drcore.backup.logs_backup import LogsBackup
 from drcore.backup.requests import BackupRequest
 from drcore.backup.runner import BackupMetrics, BackupRunner, component_runners
-from drcore.backup.snapshot_shards import FanOutSettings
 from drcore.backup.stack_backup import StackBackup
 from drcore.core.config import BackupSettings
 from drcore.state.backup_store import BackupStore
 from drcore.state.store import ControllerStateStore
-
-
-def snapshot_fan_out(backup: BackupSettings,
-                     client: Callable[[str], Any]) -> tuple[FanOutSettings, MapExecutions] | None:
-    """The data bucket's snapshot fan-out where the stack set its state machine (the standby's functions have
-    none)."""
-    if not backup.snapshot_fanout_state_machine:
-        return None
-    return (FanOutSettings(backup.fanout_threshold_objects, backup.fanout_shard_objects),
-            MapExecutions(client("stepfunctions"), backup.snapshot_fanout_state_machine))
+from drcore.wiring.fan_outs import fan_out
 
 
 @lru_cache(maxsize=4)
@@ -50,7 +37,7 @@ def backup_runner(settings: BackupSettings, function_name: str, endpoint_url: st
         logs_backup=LogsBackup(client("logs"), store, settings.function_log_group),
         snapshotter=BucketSnapshotter(s3, store, settings.data_bucket, concurrency=settings.copy_concurrency,
                                       full_manifest_every=settings.full_manifest_every,
-                                      fan_out=snapshot_fan_out(settings, client)),
+                                      fan_out=fan_out(settings, settings.snapshot_fanout_state_machine, client)),
         publish_version=settings.publish_backup_version,
     )
     return BackupRunner(settings, run_component=runners,

@@ -42,11 +42,11 @@ from drcore.rollback.controller import AliasController
 from drcore.state.backup_store import BackupStore
 from drcore.state.plans import PlanBook, TwoStepAction
 from drcore.state.region_record import RegionRecord
-from drcore.wiring.backup import snapshot_fan_out
 from drcore.wiring.failback import failback_action
 from drcore.wiring.failover import failover_action
+from drcore.wiring.fan_outs import fan_out
 from drcore.wiring.replication import replication_parts
-from drcore.wiring.restores import bucket_restorer, restore_fan_out
+from drcore.wiring.restores import bucket_restorer
 from drcore.wiring.shared import alert_publisher
 from drcore.wiring.validation import post_recovery_validation
 
@@ -60,9 +60,10 @@ def recovery_engines(settings: ControllerSettings, backup: BackupSettings, recov
     them), each step recorded in its plan as it is done, so a resumption continues after it."""
     s3 = s3_client(backup.copy_concurrency)
     store = BackupStore(s3, backup.backup_bucket)
-    snapshots = snapshot_fan_out(backup, client)  # a restore's safety snapshot of the data bucket, when big
+    # A restore's safety snapshot of the data bucket fans out when big, as the data bucket's scheduled snapshots do.
+    snapshots = fan_out(backup, backup.snapshot_fanout_state_machine, client)
     restorer = bucket_restorer(s3, store, backup.copy_concurrency, backup.full_manifest_every,
-                               restore_fan_out(backup, recovery, client),
+                               fan_out(backup, recovery.restore_fanout_state_machine, client),
                                (backup.data_bucket, snapshots) if snapshots is not None else None)
     catalog = BackupCatalog(store, backup, recovery)
     data = S3RestoreAction(restorer, backup.data_bucket, recovery.restore_target_buckets,

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from drcore.aws.clients import client_factory, s3_client
 from drcore.aws.metrics import ComponentMetrics
-from drcore.aws.state_machines import MapExecutions
 from drcore.backup.bucket_snapshots import BucketSnapshotter
-from drcore.backup.snapshot_shards import FanOutSettings
-from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY, BackupSettings, RecoverySettings
+from drcore.core.config import DEFAULT_FULL_MANIFEST_EVERY, BackupSettings
 from drcore.restore.bucket_restore import BucketRestorer
 from drcore.restore.shard_worker import ShardWorker
 from drcore.state.backup_store import BackupStore
+from drcore.wiring.fan_outs import FanOut
 
 
 def bucket_restorer(s3: Any, store: BackupStore, concurrency: int,
                     full_manifest_every: int = DEFAULT_FULL_MANIFEST_EVERY,
-                    fan_out: tuple[FanOutSettings, MapExecutions] | None = None,
-                    snapshot_fan_out: tuple[str, tuple[FanOutSettings, MapExecutions]] | None = None) -> BucketRestorer:
+                    fan_out: FanOut | None = None,
+                    snapshot_fan_out: tuple[str, FanOut] | None = None) -> BucketRestorer:
     """Restores of buckets, each taking its safety snapshot with a snapshotter of the target; with `fan_out`, big
     ones run as shards by its state machine. With `snapshot_fan_out` (a bucket, and the fan-out of its snapshots),
     a safety snapshot of that bucket past the threshold runs as shards too, as its scheduled snapshots do."""
@@ -31,15 +29,6 @@ def bucket_restorer(s3: Any, store: BackupStore, concurrency: int,
                                  fan_out=shards)
 
     return BucketRestorer(s3, store, concurrency=concurrency, fan_out=fan_out, snapshots_of=snapshots_of)
-
-
-def restore_fan_out(backup: BackupSettings, recovery: RecoverySettings,
-                    client: Callable[[str], Any]) -> tuple[FanOutSettings, MapExecutions] | None:
-    """The restore fan-out where the stack set its state machine (`client(service)` makes a client)."""
-    if not recovery.restore_fanout_state_machine:
-        return None
-    return (FanOutSettings(backup.fanout_threshold_objects, backup.fanout_shard_objects),
-            MapExecutions(client("stepfunctions"), recovery.restore_fanout_state_machine))
 
 
 @lru_cache(maxsize=4)
