@@ -6,7 +6,7 @@ gives it its processing back with every upload of the time it was off invoked on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -77,40 +77,43 @@ def test_an_upload_the_secondary_processed_is_not_processed_again_by_its_copy_ba
     assert world.processing() == (True, False)
 
 
-class UploadsInTheSecondOfTheSwitch(BucketNotifications):
+class UploadsAroundTheSwap(BucketNotifications):
     """The replica's notifications, with a client uploading to the replica just before its pipeline entry is swapped
-    for the switch gate's and just after, within the same second: S3's listing times cannot tell the two apart."""
+    for the switch gate's and just after, within the same second: S3's listing times cannot tell the two apart. The
+    swap takes effect `delay` after the replica-off moment (`shift` moves the clock): in a later second when slow or
+    retried."""
 
-    def __init__(self, world: FailedOver) -> None:
+    def __init__(self, world: FailedOver, delay: timedelta, shift: Callable[[timedelta], None]) -> None:
         super().__init__(world.secondary_s3)
         self._world = world
+        self._delay = delay
+        self._shift = shift
 
     def swap(self, bucket: str, removed_arn: str, added_arn: str, template: Any = None,
              entry_id: str | None = None) -> Any:
+        self._shift(self._delay)
         self._world.upload_to_replica("uploads/just-before.csv", b"processed by the secondary")
         change = super().swap(bucket, removed_arn, added_arn, template, entry_id)
         self._world.upload_to_replica("uploads/just-after.csv", b"processed by no one yet")
         return change
 
-    def remove(self, bucket: str, target_arn: str) -> Any:  # without a gate
-        self._world.upload_to_replica("uploads/just-before.csv", b"processed by the secondary")
-        change = super().remove(bucket, target_arn)
-        self._world.upload_to_replica("uploads/just-after.csv", b"processed by no one yet")
-        return change
 
-
-def test_with_the_switch_gate_the_second_of_the_switch_is_split_exactly(failed_over):
+@pytest.mark.parametrize("delay", [timedelta(0), timedelta(seconds=1.5)], ids=["in-the-second", "a-second-later"])
+def test_with_the_switch_gate_the_seconds_of_the_switch_are_split_exactly(failed_over, delay):
     world = failed_over
     boto3.client("sqs", region_name=SECONDARY).create_queue(QueueName="apilados-dr-switch-gate")
     gate = SwitchGate(boto3.client("sqs", region_name=SECONDARY), "apilados-dr-switch-gate", settle_seconds=0)
     _, plan, _ = world.action().make_plan(request())
-    # Given a client uploading to the replica within the second its entry is swapped for the gate's, frozen in it
-    action = world.action(replica_notifications=UploadsInTheSecondOfTheSwitch(world), gate=gate)
-    with time_machine.travel(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), tick=False):
+    # Given a client uploading to the replica just before and just after its entry is swapped for the gate's, the
+    # clock frozen: the swap takes effect in the replica-off moment's second, or in the next (a slow write)
+    with time_machine.travel(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), tick=False) as clock:
+        action = world.action(replica_notifications=UploadsAroundTheSwap(world, delay, clock.shift), gate=gate)
         finished, _, result = action.apply(plan, None, PLENTY)
     assert finished and result["ok"], result
-    # Then the upload the secondary processed is not processed again, and the one the gate recorded is processed
-    # once, by the primary: the gate says which is which
+    off, swapped = (parse_time(result["replica_off"][moment]) for moment in ("at", "removed_at"))
+    assert (swapped.second != off.second) == (delay > timedelta(0))
+    # Then the upload the secondary processed is not processed again (its copy-back is made while the primary does
+    # not process), and the one the gate recorded is processed once, by the primary: the gate says which is which
     assert world.processed("uploads/just-before.csv") == [NOTIFIED_IN_SECONDARY]
     assert world.processed("uploads/just-after.csv") == [NOTIFIED_IN_PRIMARY]
     assert world.body("uploads/just-before.csv") == b"processed by the secondary"
@@ -118,45 +121,6 @@ def test_with_the_switch_gate_the_second_of_the_switch_is_split_exactly(failed_o
     assert world.processing() == (True, False)
     replica = BucketNotifications(world.secondary_s3).configuration(world.replica)
     assert "QueueConfigurations" not in replica and len(replica["LambdaFunctionConfigurations"]) == 1
-
-
-class SlowSwapToTheGate(BucketNotifications):
-    """The replica's notifications, whose swap for the switch gate takes effect a second and a half after the
-    replica-off moment (a slow or retried write): a client uploads to the replica in the next second, just before the
-    swap (processed by the secondary) and just after it (processed by no one yet)."""
-
-    def __init__(self, world: FailedOver, shift: Any) -> None:
-        super().__init__(world.secondary_s3)
-        self._world = world
-        self._shift = shift
-
-    def swap(self, bucket: str, removed_arn: str, added_arn: str, template: Any = None,
-             entry_id: str | None = None) -> Any:
-        self._shift(timedelta(seconds=1.5))
-        self._world.upload_to_replica("uploads/late-before.csv", b"processed by the secondary")
-        change = super().swap(bucket, removed_arn, added_arn, template, entry_id)
-        self._world.upload_to_replica("uploads/late-after.csv", b"processed by no one yet")
-        return change
-
-
-def test_with_the_switch_gate_a_swap_that_ends_seconds_after_the_replica_off_moment_is_split_exactly(failed_over):
-    world = failed_over
-    boto3.client("sqs", region_name=SECONDARY).create_queue(QueueName="apilados-dr-switch-gate")
-    gate = SwitchGate(boto3.client("sqs", region_name=SECONDARY), "apilados-dr-switch-gate", settle_seconds=0)
-    _, plan, _ = world.action().make_plan(request())
-    # Given a swap for the gate that takes effect in the second after the replica-off moment's, with a client
-    # uploading to the replica just before it and just after it
-    with time_machine.travel(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), tick=False) as clock:
-        action = world.action(replica_notifications=SlowSwapToTheGate(world, clock.shift), gate=gate)
-        finished, _, result = action.apply(plan, None, PLENTY)
-    assert finished and result["ok"], result
-    assert parse_time(result["replica_off"]["removed_at"]).second != parse_time(result["replica_off"]["at"]).second
-    # Then the upload the secondary processed before the swap is not processed again (its copy-back is made while
-    # the primary does not process), and the one the gate recorded is processed once, by the primary
-    assert world.processed("uploads/late-before.csv") == [NOTIFIED_IN_SECONDARY]
-    assert world.processed("uploads/late-after.csv") == [NOTIFIED_IN_PRIMARY]
-    assert world.body("uploads/late-before.csv") == b"processed by the secondary"
-    assert world.processing() == (True, False)
 
 
 class UploadsToThePrimaryAtTheSwitch(BucketNotifications):
