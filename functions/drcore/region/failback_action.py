@@ -219,7 +219,7 @@ class FailbackAction:
             change = replace(change, processing=self._replica_notifications.processing(bucket, live))
         # `removed_at`: without the gate, an upload between `at`'s second and this moment may be processed twice, never
         # not at all; with it, the seconds from `at`'s to this moment's are split exactly (catch_up_before).
-        removed_at = state["replica_off_removed_at"] = to_iso(self._clock())
+        removed_at = to_iso(self._clock())
         held: dict[str, Any] = {}
         if self._primary_uploads is not None:  # after the swap: see drcore.region.failback_primary_uploads
             self._primary_uploads.place(plan["plan_id"], plan["entry_template"], state, lambda: self._save(plan, state))
@@ -450,9 +450,9 @@ def _off_second(state: dict[str, Any]) -> datetime:
 
 
 def _swap_second(state: dict[str, Any]) -> datetime:
-    """The start of the second the replica's swap for its gate was read back in: the replica-off second for a
-    progress recorded before the swap's moment was kept."""
-    return parse_time(state.get("replica_off_removed_at") or state["replica_off_at"]).replace(microsecond=0)
+    """The start of the second the replica's swap for its gate was read back in (`replica_off`'s `removed_at`, kept
+    in the progress with the step's outcome)."""
+    return parse_time(state["done"]["replica_off"]["removed_at"]).replace(microsecond=0)
 
 
 def _summary(outcome: dict[str, Any]) -> dict[str, Any]:
